@@ -123,16 +123,26 @@ pub(crate) fn load(source: &str, limits: Limits) -> Result<Option<Node>, Diagnos
         let (event, span) = match event {
             Ok(pair) => pair,
             Err(e) => {
-                return Err(Diagnostic::new(
-                    positions.point(*e.marker()),
-                    format!("invalid YAML: {}", e.info()),
-                ));
+                let message = if e.info().contains("recursion limit") {
+                    // The scanner's own flow-nesting guard fired before ours.
+                    too_deep(limits)
+                } else {
+                    format!("invalid YAML: {}", e.info())
+                };
+                return Err(Diagnostic::new(positions.point(*e.marker()), message));
             }
         };
         let span = positions.span(span.start, span.end);
         builder.event(event, span)?;
     }
     Ok(builder.root)
+}
+
+fn too_deep(limits: Limits) -> String {
+    format!(
+        "nesting too deep: more than {} levels of lists and mappings",
+        limits.max_depth
+    )
 }
 
 /// A collection being read.
@@ -242,13 +252,7 @@ impl Builder {
     fn open(&mut self, span: Span, anchor: usize, open: Open) -> Result<(), Diagnostic> {
         self.count(1, span)?;
         if self.stack.len() >= self.limits.max_depth {
-            return Err(Diagnostic::new(
-                span,
-                format!(
-                    "nesting too deep: more than {} levels of lists and mappings",
-                    self.limits.max_depth
-                ),
-            ));
+            return Err(Diagnostic::new(span, too_deep(self.limits)));
         }
         self.stack.push(Frame {
             span,
