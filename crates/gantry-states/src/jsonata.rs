@@ -201,7 +201,7 @@ impl P<'_> {
             "parse" => {
                 let s = arg(0);
                 let s = s.as_str().ok_or_else(|| self.err("$parse expects a string"))?;
-                serde_json::from_str(s).map_err(|e| self.err(format!("$parse: {e}")))
+                serde_json::from_str(s).map(crate::intrinsics::normalize_zero).map_err(|e| self.err(format!("$parse: {e}")))
             }
             "string" => Ok(Value::String(match arg(0) {
                 Value::String(s) => s,

@@ -59,7 +59,7 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             if s.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(s).map_err(|e| fail(name, format!("cannot parse '{s}' as JSON: {e}")))
+            serde_json::from_str(s).map(normalize_zero).map_err(|e| fail(name, format!("cannot parse '{s}' as JSON: {e}")))
         }
         "States.JsonToString" => {
             arity(name, &args, 1, 1)?;
@@ -201,6 +201,16 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             Ok(Value::String(uuid_v4(rng.next_u64(), rng.next_u64())))
         }
         other => Err(Failure::intrinsic(format!("unknown intrinsic function {other}"))),
+    }
+}
+
+/// JSON has no negative zero for AWS: `-0` parses to `0`.
+pub fn normalize_zero(v: Value) -> Value {
+    match v {
+        Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => Value::from(0),
+        Value::Array(a) => Value::Array(a.into_iter().map(normalize_zero).collect()),
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, normalize_zero(v))).collect()),
+        other => other,
     }
 }
 

@@ -3,6 +3,7 @@
 mod functions;
 mod parse;
 
+pub use functions::normalize_zero;
 pub use parse::{Expr, parse};
 
 use crate::error::Failure;
