@@ -167,7 +167,7 @@ fn task_timeout_and_heartbeat() {
     );
     let timeout = e
         .pending()
-        .find(|p| p.starts_with("timer") && e.history().len() > 0)
+        .find(|p| p.starts_with("timer") && !e.history().is_empty())
         .map(String::from);
     let _ = timeout;
     let hb2 = e

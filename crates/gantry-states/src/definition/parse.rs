@@ -432,13 +432,12 @@ impl Parser {
                 let timeout = self.dyn_uint(obj, "TimeoutSeconds", loc, ql);
                 let heartbeat = self.dyn_uint(obj, "HeartbeatSeconds", loc, ql);
                 if let (Some(Dynamic::Static(t)), Some(Dynamic::Static(h))) = (&timeout, &heartbeat)
+                    && h >= t
                 {
-                    if h >= t {
-                        self.err(
-                            join(loc, "HeartbeatSeconds"),
-                            "must be smaller than TimeoutSeconds",
-                        );
-                    }
+                    self.err(
+                        join(loc, "HeartbeatSeconds"),
+                        "must be smaller than TimeoutSeconds",
+                    );
                 }
                 Kind::Task {
                     resource,
@@ -555,10 +554,10 @@ impl Parser {
             self.err(loc, format!("{key} and {path_key} cannot both be present"));
         }
         if let Some(v) = stat {
-            if ql == QueryLanguage::Jsonata {
-                if let Some(e) = is_jsonata_expr(v) {
-                    return Some(Dynamic::Expr(e.to_string()));
-                }
+            if ql == QueryLanguage::Jsonata
+                && let Some(e) = is_jsonata_expr(v)
+            {
+                return Some(Dynamic::Expr(e.to_string()));
             }
             let min = if key == "Seconds" { 0 } else { 1 };
             return self.uint(obj, key, loc, min).map(Dynamic::Static);
@@ -584,10 +583,10 @@ impl Parser {
             self.err(loc, format!("{key} and {path_key} cannot both be present"));
         }
         if let Some(s) = self.string(obj, key, loc) {
-            if ql == QueryLanguage::Jsonata {
-                if let Some(e) = is_jsonata_expr(&Value::String(s.clone())) {
-                    return Some(Dynamic::Expr(e.to_string()));
-                }
+            if ql == QueryLanguage::Jsonata
+                && let Some(e) = is_jsonata_expr(&Value::String(s.clone()))
+            {
+                return Some(Dynamic::Expr(e.to_string()));
             }
             return Some(Dynamic::Static(s));
         }
@@ -610,18 +609,18 @@ impl Parser {
         ql: QueryLanguage,
     ) -> Option<Dynamic<String>> {
         let d = self.dyn_string(obj, "Timestamp", loc, ql)?;
-        if let Dynamic::Static(s) = &d {
-            if crate::timestamp::parse_nanos(s).is_none() {
-                self.err(
-                    join(loc, "Timestamp"),
-                    format!("'{s}' is not an RFC 3339 timestamp like 2016-08-18T17:33:00Z"),
-                );
-            }
+        if let Dynamic::Static(s) = &d
+            && crate::timestamp::parse_nanos(s).is_none()
+        {
+            self.err(
+                join(loc, "Timestamp"),
+                format!("'{s}' is not an RFC 3339 timestamp like 2016-08-18T17:33:00Z"),
+            );
         }
-        if let Dynamic::Path(p) = &d {
-            if !path::is_reference_path(p) {
-                self.err(join(loc, "TimestampPath"), "must be a valid reference path");
-            }
+        if let Dynamic::Path(p) = &d
+            && !path::is_reference_path(p)
+        {
+            self.err(join(loc, "TimestampPath"), "must be a valid reference path");
         }
         Some(d)
     }
@@ -974,13 +973,13 @@ impl Parser {
                     .get("ProcessorConfig")
                     .and_then(|c| c.get("Mode"))
                     .and_then(Value::as_str)
+                    && mode != "INLINE"
+                    && mode != "DISTRIBUTED"
                 {
-                    if mode != "INLINE" && mode != "DISTRIBUTED" {
-                        self.err(
-                            join(&ploc, "ProcessorConfig.Mode"),
-                            "must be INLINE or DISTRIBUTED",
-                        );
-                    }
+                    self.err(
+                        join(&ploc, "ProcessorConfig.Mode"),
+                        "must be INLINE or DISTRIBUTED",
+                    );
                 }
                 self.machine(po, &ploc, false, ql)
             }

@@ -271,21 +271,21 @@ impl Execution {
                 }
             }
         }
-        if self.outcome.is_none() {
-            if let Some(res) = self.root.as_ref().and_then(|r| r.result.clone()) {
-                match res {
-                    Ok(output) => {
-                        self.core
-                            .record("ExecutionSucceeded", json!({"output": output}));
-                        self.finish(Outcome::Succeeded { output });
-                    }
-                    Err(f) => {
-                        self.core.record(
-                            "ExecutionFailed",
-                            json!({"error": f.error, "cause": f.cause}),
-                        );
-                        self.finish(Outcome::Failed(f));
-                    }
+        if self.outcome.is_none()
+            && let Some(res) = self.root.as_ref().and_then(|r| r.result.clone())
+        {
+            match res {
+                Ok(output) => {
+                    self.core
+                        .record("ExecutionSucceeded", json!({"output": output}));
+                    self.finish(Outcome::Succeeded { output });
+                }
+                Err(f) => {
+                    self.core.record(
+                        "ExecutionFailed",
+                        json!({"error": f.error, "cause": f.cause}),
+                    );
+                    self.finish(Outcome::Failed(f));
                 }
             }
         }
