@@ -29,9 +29,11 @@ const TOP_KEYS: &[&str] = &[
     "reports",
     "artifacts",
     "cache",
-    // The 0.1 spelling of `env.variables`; accepted only with `version: 0.1`.
-    "environment_variables",
 ];
+
+/// The 0.1 spelling of `env.variables`: read (and checked against the
+/// version), but not offered in "expected one of" lists.
+const LEGACY_KEYS: &[&str] = &["environment_variables"];
 
 /// Parses and checks a buildspec.
 ///
@@ -86,7 +88,7 @@ fn start() -> Span {
 /// Reads the whole document; `None` when something essential is missing
 /// (the diagnostics say what).
 fn convert(cx: &mut Cx, root: &Node) -> Option<Buildspec> {
-    let top = fields(cx, root, start(), "", TOP_KEYS)?;
+    let top = read::fields_tolerating(cx, root, start(), "", TOP_KEYS, LEGACY_KEYS)?;
     let version = top
         .require(cx, "version")
         .and_then(|f| version(cx, f.value));
