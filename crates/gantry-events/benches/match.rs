@@ -43,12 +43,18 @@ fn rule(rng: &mut Lcg, i: usize) -> Value {
         2 => json!({"build-status": [{"anything-but": ["SUCCEEDED", "IN_PROGRESS"]}],
                      "duration": [{"numeric": [">", rng.next(600), "<=", 3600]}]}),
         3 => json!({"pipeline": [{"wildcard": format!("team-{}-*", rng.next(50))}]}),
-        4 => json!({"state": [{"equals-ignore-case": STATES[rng.next(5)]}], "stage": [{"exists": true}]}),
+        4 => {
+            json!({"state": [{"equals-ignore-case": STATES[rng.next(5)]}], "stage": [{"exists": true}]})
+        }
         5 => json!({"ip": [{"cidr": format!("10.{}.0.0/16", rng.next(256))}]}),
-        6 => json!({"$or": [{"state": [STATES[rng.next(5)]]}, {"attempt": [{"numeric": [">=", 3]}]}],
-                     "project-name": [project]}),
-        _ => json!({"artifact": [{"suffix": format!(".{}", ["zip", "tar", "jar", "whl"][rng.next(4)])}],
-                     "project-name": [project]}),
+        6 => {
+            json!({"$or": [{"state": [STATES[rng.next(5)]]}, {"attempt": [{"numeric": [">=", 3]}]}],
+                     "project-name": [project]})
+        }
+        _ => {
+            json!({"artifact": [{"suffix": format!(".{}", ["zip", "tar", "jar", "whl"][rng.next(4)])}],
+                     "project-name": [project]})
+        }
     };
     let mut pattern = json!({"source": [source], "detail": detail});
     if i % 3 != 0 {

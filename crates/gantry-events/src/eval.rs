@@ -11,7 +11,7 @@ use crate::parse::{Branch, Condition};
 const SEARCH_BUDGET: usize = 100_000;
 
 /// Whether a condition accepts this leaf.
-pub(crate) fn accepts(condition: &Condition, value: &crate::flatten::Scalar) -> bool {
+pub(crate) fn accepts(condition: &Condition, value: &crate::flatten::Scalar<'_>) -> bool {
     condition.exists_true || condition.matchers.iter().any(|m| m.matches(value))
 }
 
@@ -19,7 +19,7 @@ pub(crate) fn accepts(condition: &Condition, value: &crate::flatten::Scalar) -> 
 /// of the event leaves it accepts (`candidates(i)` for condition `i`).
 pub(crate) fn satisfied<'c>(
     branch: &Branch,
-    event: &FlatEvent,
+    event: &FlatEvent<'_>,
     candidates: impl Fn(usize) -> &'c [u32],
 ) -> bool {
     let mut chosen: Vec<&[u32]> = Vec::new();
@@ -39,20 +39,25 @@ pub(crate) fn satisfied<'c>(
 
 /// Whether one leaf can be picked per condition so that no two picks come
 /// from different elements of the same array.
-fn consistent(event: &FlatEvent, chosen: &mut [&[u32]]) -> bool {
+fn consistent(event: &FlatEvent<'_>, chosen: &mut [&[u32]]) -> bool {
     let leaves = event.leaves();
     let in_array = |ids: &[u32]| {
-        ids.iter()
-            .any(|&i| leaves.get(i as usize).is_some_and(|l| !l.trail.is_empty()))
+        ids.iter().any(|&i| {
+            leaves
+                .get(i as usize)
+                .is_some_and(|l| !event.trail(l).is_empty())
+        })
     };
     // Conditions with a candidate outside every array constrain nothing.
     let mut constrained: Vec<&[u32]> = chosen
         .iter()
         .copied()
         .filter(|ids| {
-            ids.iter()
-                .all(|&i| leaves.get(i as usize).is_some_and(|l| !l.trail.is_empty()))
-                && in_array(ids)
+            ids.iter().all(|&i| {
+                leaves
+                    .get(i as usize)
+                    .is_some_and(|l| !event.trail(l).is_empty())
+            }) && in_array(ids)
         })
         .collect();
     if constrained.len() < 2 {
@@ -64,7 +69,12 @@ fn consistent(event: &FlatEvent, chosen: &mut [&[u32]]) -> bool {
     search(event, &constrained, &mut picks, &mut budget)
 }
 
-fn search(event: &FlatEvent, conds: &[&[u32]], picks: &mut Vec<u32>, budget: &mut usize) -> bool {
+fn search(
+    event: &FlatEvent<'_>,
+    conds: &[&[u32]],
+    picks: &mut Vec<u32>,
+    budget: &mut usize,
+) -> bool {
     let Some(options) = conds.get(picks.len()) else {
         return true;
     };
@@ -80,7 +90,7 @@ fn search(event: &FlatEvent, conds: &[&[u32]], picks: &mut Vec<u32>, budget: &mu
         let fits = picks.iter().all(|&p| {
             leaves
                 .get(p as usize)
-                .is_some_and(|other| compatible(&leaf.trail, &other.trail))
+                .is_some_and(|other| compatible(event.trail(leaf), event.trail(other)))
         });
         if fits {
             picks.push(candidate);

@@ -9,15 +9,13 @@
 
 use serde_json::Value;
 
-/// Events nested deeper than this are refused by [`FlatEvent::new`]'s
-/// caller-visible result: deeper parts are ignored rather than recursed into,
-/// so that a hostile event cannot exhaust the stack.
+/// Event parts nested deeper than this are ignored rather than recursed into.
 pub(crate) const MAX_EVENT_DEPTH: usize = 256;
 
-/// A scalar event value.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Scalar {
-    Str(Box<str>),
+/// A scalar event value, borrowed from the event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'e> {
+    Str(&'e str),
     Num(f64),
     Bool(bool),
     Null,
@@ -26,31 +24,38 @@ pub(crate) enum Scalar {
 /// One array element a leaf sits inside: (array instance, index).
 pub(crate) type ArrayPos = (u32, u32);
 
-#[derive(Debug, Clone)]
-pub(crate) struct Leaf {
-    pub(crate) path: Box<str>,
-    pub(crate) value: Scalar,
-    /// Outermost array first. Empty when the leaf is in no array.
-    pub(crate) trail: Box<[ArrayPos]>,
+/// A leaf: its path and trail are ranges into the [`FlatEvent`]'s arenas, so
+/// flattening costs a handful of allocations whatever the event's size.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Leaf<'e> {
+    path: (u32, u32),
+    trail: (u32, u32),
+    pub(crate) value: Scalar<'e>,
 }
 
 /// An event taken apart once into leaves, ready to be matched against any
-/// number of patterns.
+/// number of patterns. It borrows the event's strings.
 ///
 /// Build one with [`FlatEvent::new`] when the same event goes through several
-/// [`Pattern`](crate::Pattern)s; [`RuleSet`](crate::RuleSet) and
-/// [`Pattern::matches`](crate::Pattern::matches) build it themselves.
+/// [`Pattern`](crate::Pattern)s; [`RuleSet::matches`](crate::RuleSet::matches)
+/// and [`Pattern::matches`](crate::Pattern::matches) build it themselves.
 #[derive(Debug, Clone, Default)]
-pub struct FlatEvent {
+pub struct FlatEvent<'e> {
+    /// Every leaf's dotted path, one after the other.
+    paths: String,
+    /// Every leaf's array trail, one after the other.
+    trails: Vec<ArrayPos>,
     /// Sorted by path (stable, so document order is kept within one path).
-    leaves: Vec<Leaf>,
+    leaves: Vec<Leaf<'e>>,
     any_arrays: bool,
 }
 
-impl FlatEvent {
+impl<'e> FlatEvent<'e> {
     /// Flattens a JSON event. Any JSON value is accepted; a non-object has no
     /// named fields, so only patterns without positive conditions match it.
-    pub fn new(event: &Value) -> FlatEvent {
+    /// Parts nested deeper than 256 levels are ignored, so that a hostile
+    /// event cannot exhaust the stack.
+    pub fn new(event: &'e Value) -> FlatEvent<'e> {
         let mut out = FlatEvent::default();
         let mut walker = Walker {
             path: String::new(),
@@ -63,12 +68,24 @@ impl FlatEvent {
                 walker.visit(key, value, 0);
             }
         }
-        out.leaves.sort_by(|a, b| a.path.cmp(&b.path));
+        let paths = &out.paths;
+        out.leaves
+            .sort_by(|a, b| slice(paths, a.path).cmp(slice(paths, b.path)));
         out
     }
 
-    pub(crate) fn leaves(&self) -> &[Leaf] {
+    pub(crate) fn leaves(&self) -> &[Leaf<'e>] {
         &self.leaves
+    }
+
+    pub(crate) fn path(&self, leaf: &Leaf<'_>) -> &str {
+        slice(&self.paths, leaf.path)
+    }
+
+    pub(crate) fn trail(&self, leaf: &Leaf<'_>) -> &[ArrayPos] {
+        self.trails
+            .get(leaf.trail.0 as usize..leaf.trail.1 as usize)
+            .unwrap_or(&[])
     }
 
     pub(crate) fn has_arrays(&self) -> bool {
@@ -77,8 +94,8 @@ impl FlatEvent {
 
     /// Index range of the leaves at `path`.
     pub(crate) fn range(&self, path: &str) -> std::ops::Range<usize> {
-        let start = self.leaves.partition_point(|l| &*l.path < path);
-        let end = start + self.leaves[start..].partition_point(|l| &*l.path == path);
+        let start = self.leaves.partition_point(|l| self.path(l) < path);
+        let end = start + self.leaves[start..].partition_point(|l| self.path(l) == path);
         start..end
     }
 
@@ -87,15 +104,19 @@ impl FlatEvent {
     }
 }
 
-struct Walker<'a> {
+fn slice(arena: &str, (start, end): (u32, u32)) -> &str {
+    arena.get(start as usize..end as usize).unwrap_or("")
+}
+
+struct Walker<'a, 'e> {
     path: String,
     trail: Vec<ArrayPos>,
     next_array: u32,
-    out: &'a mut FlatEvent,
+    out: &'a mut FlatEvent<'e>,
 }
 
-impl Walker<'_> {
-    fn visit(&mut self, key: &str, value: &Value, depth: usize) {
+impl<'e> Walker<'_, 'e> {
+    fn visit(&mut self, key: &str, value: &'e Value, depth: usize) {
         let saved = self.path.len();
         if !self.path.is_empty() {
             self.path.push('.');
@@ -105,7 +126,7 @@ impl Walker<'_> {
         self.path.truncate(saved);
     }
 
-    fn value(&mut self, value: &Value, depth: usize) {
+    fn value(&mut self, value: &'e Value, depth: usize) {
         if depth >= MAX_EVENT_DEPTH {
             return;
         }
@@ -127,20 +148,22 @@ impl Walker<'_> {
                 }
                 return;
             }
-            Value::String(s) => Scalar::Str(s.as_str().into()),
-            Value::Number(n) => match n.as_f64() {
-                Some(f) => Scalar::Num(f),
-                // Arbitrary-precision numbers only; keep them as text so
-                // they still match nothing numeric rather than panic.
-                None => Scalar::Str(n.to_string().into()),
-            },
+            Value::String(s) => Scalar::Str(s),
+            // Only with arbitrary precision can this fail; NaN then matches
+            // nothing numeric.
+            Value::Number(n) => Scalar::Num(n.as_f64().unwrap_or(f64::NAN)),
             Value::Bool(b) => Scalar::Bool(*b),
             Value::Null => Scalar::Null,
         };
-        self.out.leaves.push(Leaf {
-            path: self.path.as_str().into(),
+        let out = &mut *self.out;
+        let path_start = out.paths.len() as u32;
+        out.paths.push_str(&self.path);
+        let trail_start = out.trails.len() as u32;
+        out.trails.extend_from_slice(&self.trail);
+        out.leaves.push(Leaf {
+            path: (path_start, out.paths.len() as u32),
+            trail: (trail_start, out.trails.len() as u32),
             value: scalar,
-            trail: self.trail.as_slice().into(),
         });
     }
 }
@@ -165,25 +188,27 @@ mod tests {
 
     #[test]
     fn dotted_keys_and_nesting_flatten_alike() {
-        let a = FlatEvent::new(&json!({"a": {"b": 1}}));
-        let b = FlatEvent::new(&json!({"a.b": 1}));
-        assert_eq!(a.leaves()[0].path, b.leaves()[0].path);
+        let (va, vb) = (json!({"a": {"b": 1}}), json!({"a.b": 1}));
+        let (a, b) = (FlatEvent::new(&va), FlatEvent::new(&vb));
+        assert_eq!(a.path(&a.leaves()[0]), b.path(&b.leaves()[0]));
     }
 
     #[test]
     fn arrays_tag_their_elements() {
-        let e = FlatEvent::new(&json!({"x": [{"a": 1, "b": 2}, {"a": 3}]}));
+        let v = json!({"x": [{"a": 1, "b": 2}, {"a": 3}]});
+        let e = FlatEvent::new(&v);
         let r = e.range("x.a");
         assert_eq!(r.len(), 2);
-        let first = &e.leaves()[r.start];
-        let b = &e.leaves()[e.range("x.b").start];
-        assert!(compatible(&first.trail, &b.trail));
-        assert!(!compatible(&e.leaves()[r.start + 1].trail, &b.trail));
+        let first = e.trail(&e.leaves()[r.start]);
+        let b = e.trail(&e.leaves()[e.range("x.b").start]);
+        assert!(compatible(first, b));
+        assert!(!compatible(e.trail(&e.leaves()[r.start + 1]), b));
     }
 
     #[test]
     fn empty_arrays_and_objects_leave_nothing() {
-        let e = FlatEvent::new(&json!({"x": [], "y": {}}));
+        let v = json!({"x": [], "y": {}});
+        let e = FlatEvent::new(&v);
         assert!(e.leaves().is_empty());
     }
 }

@@ -10,6 +10,7 @@
 //! decided. Rules whose paths the event does not have are never touched.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -18,6 +19,54 @@ use crate::flatten::{FlatEvent, Scalar};
 use crate::matcher::{Matcher, fold};
 use crate::parse::Branch;
 use crate::pattern::Pattern;
+
+/// The index's tables are keyed by pattern values and probed with event
+/// values; a multiply-rotate hash (rustc's "Fx") is several times cheaper
+/// than SipHash on these short keys. The keys come from the rules' authors,
+/// not from events, so the flooding SipHash defends against does not apply.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Builds a [`RuleSet`] from `(key, pattern)` pairs.
 #[derive(Debug, Clone)]
@@ -46,7 +95,9 @@ pub struct RuleSet<K> {
     branches: Vec<IndexedBranch>,
     /// Condition id → branch index.
     cond_branch: Vec<u32>,
-    paths: HashMap<Box<str>, PathIndex>,
+    /// Condition id → whether it needs a hit (it has no `exists: false`).
+    cond_required: Vec<bool>,
+    paths: Map<Box<str>, PathIndex>,
     /// Branches that can hold without any hit; decided for every event.
     floating: Vec<u32>,
 }
@@ -55,17 +106,22 @@ pub struct RuleSet<K> {
 struct IndexedBranch {
     rule: u32,
     first_cond: u32,
+    /// How many of its conditions need a hit; fewer distinct hits and the
+    /// branch is skipped without being decided.
+    required: u32,
+    /// Every condition is required (no `exists: false`).
+    simple: bool,
     branch: Branch,
 }
 
 #[derive(Debug, Clone, Default)]
 struct PathIndex {
-    strings: HashMap<Box<str>, Vec<u32>>,
-    numbers: HashMap<u64, Vec<u32>>,
+    strings: Map<Box<str>, Vec<u32>>,
+    numbers: Map<u64, Vec<u32>>,
     trues: Vec<u32>,
     falses: Vec<u32>,
     nulls: Vec<u32>,
-    folded: HashMap<Box<str>, Vec<u32>>,
+    folded: Map<Box<str>, Vec<u32>>,
     prefix: Affixes,
     suffix: Affixes,
     prefix_folded: Affixes,
@@ -80,7 +136,7 @@ struct PathIndex {
 /// is looked up once per distinct length rather than once per character.
 #[derive(Debug, Clone, Default)]
 struct Affixes {
-    by_text: HashMap<Box<str>, Vec<u32>>,
+    by_text: Map<Box<str>, Vec<u32>>,
     lengths: Vec<usize>,
 }
 
@@ -135,10 +191,10 @@ impl PathIndex {
         }
     }
 
-    fn collect(&self, value: &Scalar, out: &mut impl FnMut(&[u32])) {
+    fn collect(&self, value: &Scalar<'_>, out: &mut impl FnMut(&[u32])) {
         match value {
             Scalar::Str(s) => {
-                if let Some(conds) = self.strings.get(&**s) {
+                if let Some(conds) = self.strings.get(*s) {
                     out(conds);
                 }
                 self.prefix.collect(s, false, out);
@@ -180,7 +236,8 @@ impl<K> Default for RuleSetBuilder<K> {
                 keys: Vec::new(),
                 branches: Vec::new(),
                 cond_branch: Vec::new(),
-                paths: HashMap::new(),
+                cond_required: Vec::new(),
+                paths: Map::default(),
                 floating: Vec::new(),
             },
         }
@@ -197,10 +254,11 @@ impl<K> RuleSetBuilder<K> {
         for branch in pattern.branches() {
             let branch_id = set.branches.len() as u32;
             let first_cond = set.cond_branch.len() as u32;
-            let mut needs_hit = false;
+            let mut required = 0;
             for (i, condition) in branch.conditions.iter().enumerate() {
                 let cond = first_cond + i as u32;
                 set.cond_branch.push(branch_id);
+                set.cond_required.push(!condition.exists_false);
                 let index = set.paths.entry(condition.path.clone()).or_default();
                 if condition.exists_true {
                     index.any.push(cond);
@@ -209,14 +267,16 @@ impl<K> RuleSetBuilder<K> {
                         index.insert(matcher, cond);
                     }
                 }
-                needs_hit |= !condition.exists_false;
+                required += u32::from(!condition.exists_false);
             }
-            if !needs_hit {
+            if required == 0 {
                 set.floating.push(branch_id);
             }
             set.branches.push(IndexedBranch {
                 rule,
                 first_cond,
+                required,
+                simple: required as usize == branch.conditions.len(),
                 branch: branch.clone(),
             });
         }
@@ -251,31 +311,43 @@ impl<K> RuleSet<K> {
     }
 
     /// [`matches`](Self::matches) for an already flattened event.
-    pub fn matches_flat(&self, event: &FlatEvent) -> Vec<&K> {
-        let hits = self.hits(event);
-        let (conds, leaves): (Vec<u32>, Vec<u32>) =
-            hits.iter().map(|&h| ((h >> 32) as u32, h as u32)).unzip();
+    ///
+    /// One pass over the leaves counts, per branch, the distinct conditions
+    /// that got a hit; a branch whose count reaches its number of required
+    /// conditions is complete. A complete branch with no `exists: false` and
+    /// no hit inside an array matches outright; the others are decided from
+    /// their hits (absence checks, array-element consistency).
+    pub fn matches_flat(&self, event: &FlatEvent<'_>) -> Vec<&K> {
+        let mut scratch = Scratch {
+            seen: vec![false; self.cond_branch.len()],
+            counts: vec![0; self.branches.len()],
+            in_array: vec![false; self.branches.len()],
+            complete: Vec::new(),
+            hits: Vec::new(),
+        };
+        self.collect_hits(event, &mut scratch);
+        let mut hit_leaves: Option<(Vec<u32>, Vec<u32>)> = None;
+        let sorted = |hits: &mut Vec<u64>| -> (Vec<u32>, Vec<u32>) {
+            hits.sort_unstable();
+            hits.dedup();
+            hits.iter().map(|&h| ((h >> 32) as u32, h as u32)).unzip()
+        };
         let mut rules: Vec<u32> = Vec::new();
-        let mut start = 0;
-        while start < conds.len() {
-            let branch_id = self.cond_branch[conds[start] as usize];
-            let end = start
-                + conds[start..].partition_point(|&c| self.cond_branch[c as usize] == branch_id);
+        for &branch_id in &scratch.complete {
             let ib = &self.branches[branch_id as usize];
-            if rules.last() != Some(&ib.rule)
-                && self.decide(ib, event, &conds[start..end], &leaves[start..end])
-            {
+            if ib.simple && !scratch.in_array[branch_id as usize] {
+                rules.push(ib.rule);
+                continue;
+            }
+            let (conds, leaves) = hit_leaves.get_or_insert_with(|| sorted(&mut scratch.hits));
+            if self.decide(ib, event, conds, leaves) {
                 rules.push(ib.rule);
             }
-            start = end;
         }
         for &branch_id in &self.floating {
             let ib = &self.branches[branch_id as usize];
-            let first = conds.partition_point(|&c| c < ib.first_cond);
-            let had_hits = conds
-                .get(first)
-                .is_some_and(|&c| self.cond_branch[c as usize] == branch_id);
-            if !had_hits && eval::satisfied(&ib.branch, event, |_| &[]) {
+            let (conds, leaves) = hit_leaves.get_or_insert_with(|| sorted(&mut scratch.hits));
+            if self.decide(ib, event, conds, leaves) {
                 rules.push(ib.rule);
             }
         }
@@ -284,30 +356,49 @@ impl<K> RuleSet<K> {
         rules.iter().map(|&r| &self.keys[r as usize]).collect()
     }
 
-    /// Sorted, deduplicated `(condition << 32) | leaf` hits.
-    fn hits(&self, event: &FlatEvent) -> Vec<u64> {
-        let mut hits: Vec<u64> = Vec::new();
+    /// Looks every leaf up in its path's index, recording `(condition << 32) | leaf`
+    /// hits and completing branches.
+    fn collect_hits(&self, event: &FlatEvent<'_>, scratch: &mut Scratch) {
         let leaves = event.leaves();
         let mut start = 0;
         while start < leaves.len() {
-            let path = &leaves[start].path;
-            let end = start + leaves[start..].partition_point(|l| l.path == *path);
-            if let Some(index) = self.paths.get(&**path) {
+            let path = event.path(&leaves[start]);
+            let end = start + leaves[start..].partition_point(|l| event.path(l) == path);
+            if let Some(index) = self.paths.get(path) {
                 for (i, leaf) in leaves[start..end].iter().enumerate() {
                     let leaf_id = (start + i) as u64;
+                    let in_array = !event.trail(leaf).is_empty();
                     index.collect(&leaf.value, &mut |conds: &[u32]| {
-                        hits.extend(conds.iter().map(|&c| (u64::from(c) << 32) | leaf_id));
+                        for &cond in conds {
+                            scratch.hits.push((u64::from(cond) << 32) | leaf_id);
+                            let c = cond as usize;
+                            let branch = self.cond_branch[c] as usize;
+                            scratch.in_array[branch] |= in_array;
+                            if !scratch.seen[c] {
+                                scratch.seen[c] = true;
+                                if self.cond_required[c] {
+                                    scratch.counts[branch] += 1;
+                                    if scratch.counts[branch] == self.branches[branch].required {
+                                        scratch.complete.push(branch as u32);
+                                    }
+                                }
+                            }
+                        }
                     });
                 }
             }
             start = end;
         }
-        hits.sort_unstable();
-        hits.dedup();
-        hits
     }
 
-    fn decide(&self, ib: &IndexedBranch, event: &FlatEvent, conds: &[u32], leaves: &[u32]) -> bool {
+    /// Decides a branch from the sorted hits (`conds[i]` got leaf `leaves[i]`).
+    fn decide(
+        &self,
+        ib: &IndexedBranch,
+        event: &FlatEvent<'_>,
+        conds: &[u32],
+        leaves: &[u32],
+    ) -> bool {
         let first = ib.first_cond;
         eval::satisfied(&ib.branch, event, |i| {
             let cond = first + i as u32;
@@ -316,6 +407,19 @@ impl<K> RuleSet<K> {
             &leaves[lo..hi]
         })
     }
+}
+
+/// Per-event working memory of [`RuleSet::matches_flat`].
+struct Scratch {
+    /// Condition id → got a hit.
+    seen: Vec<bool>,
+    /// Branch id → distinct required conditions hit.
+    counts: Vec<u32>,
+    /// Branch id → some hit was inside an array.
+    in_array: Vec<bool>,
+    /// Branches whose required conditions all got a hit.
+    complete: Vec<u32>,
+    hits: Vec<u64>,
 }
 
 #[cfg(test)]

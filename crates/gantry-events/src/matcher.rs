@@ -79,10 +79,10 @@ pub(crate) fn fold(s: &str) -> String {
 }
 
 impl Matcher {
-    pub(crate) fn matches(&self, value: &Scalar) -> bool {
+    pub(crate) fn matches(&self, value: &Scalar<'_>) -> bool {
         match (self, value) {
             (Matcher::AnythingBut(ab), v) => !ab.excludes(v),
-            (Matcher::Str(p), Scalar::Str(s)) => p == s,
+            (Matcher::Str(p), Scalar::Str(s)) => **p == **s,
             (Matcher::Num(p), Scalar::Num(n)) => p == n,
             (Matcher::Bool(p), Scalar::Bool(b)) => p == b,
             (Matcher::Null, Scalar::Null) => true,
@@ -100,9 +100,9 @@ impl Matcher {
 }
 
 impl AnythingBut {
-    fn excludes(&self, value: &Scalar) -> bool {
+    fn excludes(&self, value: &Scalar<'_>) -> bool {
         match (self, value) {
-            (AnythingBut::Strings(list), Scalar::Str(s)) => list.iter().any(|x| x == s),
+            (AnythingBut::Strings(list), Scalar::Str(s)) => list.iter().any(|x| **x == **s),
             (AnythingBut::Numbers(list), Scalar::Num(n)) => list.iter().any(|x| x == n),
             (AnythingBut::Prefixes(list), Scalar::Str(s)) => {
                 list.iter().any(|p| s.starts_with(&**p))
@@ -122,8 +122,8 @@ impl AnythingBut {
 mod tests {
     use super::*;
 
-    fn s(x: &str) -> Scalar {
-        Scalar::Str(x.into())
+    fn s(x: &str) -> Scalar<'_> {
+        Scalar::Str(x)
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Pattern {
     }
 
     /// Whether an already flattened event matches.
-    pub fn matches_flat(&self, event: &FlatEvent) -> bool {
+    pub fn matches_flat(&self, event: &FlatEvent<'_>) -> bool {
         let leaves = event.leaves();
         let mut candidates: Vec<Vec<u32>> = Vec::new();
         self.branches.iter().any(|branch| {

@@ -9,8 +9,17 @@ const KEYS: &[&str] = &["a", "b", "c", "a.b", "$or"];
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
-        prop::sample::select(vec!["x", "xy", "XY", "yx", "", "10.0.0.7", "2001:db8::1", "a*b"])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "x",
+            "xy",
+            "XY",
+            "yx",
+            "",
+            "10.0.0.7",
+            "2001:db8::1",
+            "a*b"
+        ])
+        .prop_map(|s| json!(s)),
         prop::sample::select(vec![0.0, 1.0, 5.0, 300.0, -2.5, 1e9]).prop_map(|n| json!(n)),
         prop::sample::select(vec![0i64, 1, 5, 300]).prop_map(|n| json!(n)),
         any::<bool>().prop_map(Value::Bool),
@@ -38,8 +47,10 @@ fn matcher() -> impl Strategy<Value = Value> {
         scalar(),
         prop::sample::select(vec!["x", "X", "y", ""]).prop_map(|s| json!({"prefix": s})),
         prop::sample::select(vec!["x", "y", "Y"]).prop_map(|s| json!({"suffix": s})),
-        prop::sample::select(vec!["x", "Y"]).prop_map(|s| json!({"prefix": {"equals-ignore-case": s}})),
-        prop::sample::select(vec!["x", "Y"]).prop_map(|s| json!({"suffix": {"equals-ignore-case": s}})),
+        prop::sample::select(vec!["x", "Y"])
+            .prop_map(|s| json!({"prefix": {"equals-ignore-case": s}})),
+        prop::sample::select(vec!["x", "Y"])
+            .prop_map(|s| json!({"suffix": {"equals-ignore-case": s}})),
         prop::sample::select(vec!["xy", "x", ""]).prop_map(|s| json!({"equals-ignore-case": s})),
         prop::sample::select(vec!["x", "xy"]).prop_map(|s| json!({"anything-but": s})),
         Just(json!({"anything-but": [1, 300]})),
@@ -66,11 +77,16 @@ fn pattern() -> impl Strategy<Value = Value> {
     let object = leaf.prop_recursive(2, 12, 3, move |inner| fields(inner).boxed());
     let top = prop::collection::btree_map(prop::sample::select(&KEYS[..4]), object, 0..3);
     let ors = prop::option::of(prop::collection::vec(
-        prop::collection::btree_map(prop::sample::select(&KEYS[..4]), prop::collection::vec(matcher(), 1..3).prop_map(Value::Array), 1..2),
+        prop::collection::btree_map(
+            prop::sample::select(&KEYS[..4]),
+            prop::collection::vec(matcher(), 1..3).prop_map(Value::Array),
+            1..2,
+        ),
         2..3,
     ));
     (top, ors).prop_map(|(top, ors)| {
-        let mut map: Map<String, Value> = top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let mut map: Map<String, Value> =
+            top.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         if let Some(alternatives) = ors {
             let alts = alternatives
                 .into_iter()
@@ -91,16 +107,40 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<bool>().prop_map(Value::Bool),
         Just(Value::Null),
-        prop::sample::select(vec!["prefix", "suffix", "anything-but", "numeric", "exists", "cidr", "wildcard", "equals-ignore-case", "$or", "<", ">=", "="])
-            .prop_map(|s| json!(s)),
+        prop::sample::select(vec![
+            "prefix",
+            "suffix",
+            "anything-but",
+            "numeric",
+            "exists",
+            "cidr",
+            "wildcard",
+            "equals-ignore-case",
+            "$or",
+            "<",
+            ">=",
+            "="
+        ])
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(4, 48, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    prop::sample::select(vec!["prefix", "suffix", "anything-but", "numeric", "exists", "cidr", "wildcard", "equals-ignore-case", "$or", "a"])
-                        .prop_map(str::to_string),
+                    prop::sample::select(vec![
+                        "prefix",
+                        "suffix",
+                        "anything-but",
+                        "numeric",
+                        "exists",
+                        "cidr",
+                        "wildcard",
+                        "equals-ignore-case",
+                        "$or",
+                        "a"
+                    ])
+                    .prop_map(str::to_string),
                     any::<String>()
                 ],
                 inner,
@@ -182,6 +222,7 @@ fn wide_arrays_stay_bounded() {
         .map(|i| json!({"p": i % 2, "q": (i + 1) % 2, "r": 1, "s": 1}))
         .collect();
     let event = json!({"x": items});
-    let pattern = Pattern::parse(r#"{"x": {"p": [1], "q": [1], "r": [1], "s": [1]}}"#).expect("valid");
+    let pattern =
+        Pattern::parse(r#"{"x": {"p": [1], "q": [1], "r": [1], "s": [1]}}"#).expect("valid");
     assert!(!pattern.matches(&event));
 }
