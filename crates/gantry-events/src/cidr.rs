@@ -43,9 +43,11 @@ impl Cidr {
 
     /// Whether `text` is an address of the same family inside the network.
     pub(crate) fn contains(&self, text: &str) -> bool {
-        let Ok(ip) = text.parse::<IpAddr>() else {
-            return false;
-        };
+        text.parse::<IpAddr>().is_ok_and(|ip| self.contains_ip(ip))
+    }
+
+    /// Whether a parsed address is of the same family and inside the network.
+    pub(crate) fn contains_ip(&self, ip: IpAddr) -> bool {
         let value = match (ip, self.v6) {
             (IpAddr::V4(v4), false) => u128::from(u32::from(v4)),
             (IpAddr::V6(v6), true) => u128::from(v6),

@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
 
 use serde_json::Value;
 
+use crate::cidr::Cidr;
 use crate::eval;
 use crate::flatten::{FlatEvent, Scalar};
 use crate::matcher::{Matcher, fold};
@@ -126,7 +128,9 @@ struct PathIndex {
     suffix: Affixes,
     prefix_folded: Affixes,
     suffix_folded: Affixes,
-    /// Operators that are tried one by one.
+    /// Networks, tried one by one against the value parsed once.
+    cidrs: Vec<(Cidr, u32)>,
+    /// Other operators that are tried one by one.
     scan: Vec<(Matcher, u32)>,
     /// `exists: true`: any leaf at the path.
     any: Vec<u32>,
@@ -187,6 +191,7 @@ impl PathIndex {
             Matcher::Suffix(s) => self.suffix.insert(s, cond),
             Matcher::PrefixIgnoreCase(s) => self.prefix_folded.insert(s, cond),
             Matcher::SuffixIgnoreCase(s) => self.suffix_folded.insert(s, cond),
+            Matcher::Cidr(net) => self.cidrs.push((*net, cond)),
             other => self.scan.push((other.clone(), cond)),
         }
     }
@@ -209,6 +214,15 @@ impl PathIndex {
                     }
                     self.prefix_folded.collect(&folded, false, out);
                     self.suffix_folded.collect(&folded, true, out);
+                }
+                if !self.cidrs.is_empty()
+                    && let Ok(ip) = s.parse::<IpAddr>()
+                {
+                    for (net, cond) in &self.cidrs {
+                        if net.contains_ip(ip) {
+                            out(std::slice::from_ref(cond));
+                        }
+                    }
                 }
             }
             Scalar::Num(n) => {
