@@ -75,3 +75,8 @@ pub use flatten::FlatEvent;
 pub use index::{RuleSet, RuleSetBuilder};
 pub use pattern::{MAX_PATTERN_LEN, Pattern};
 pub use transform::{InputTransformer, RuleContext};
+
+/// The examples in `docs/events.md` run as doctests too.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/events.md")]
+struct EventsDocs;
