@@ -57,7 +57,7 @@ fn rule(rng: &mut Lcg, i: usize) -> Value {
         }
     };
     let mut pattern = json!({"source": [source], "detail": detail});
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         pattern["detail-type"] = json!([format!("Type {}", rng.next(10))]);
     }
     pattern

@@ -218,7 +218,7 @@ fn is_rfc3339(s: &str) -> bool {
     }
     match rest.as_bytes() {
         [b'Z' | b'z'] => true,
-        [sign, h1, h2, b':', m1, m2] if matches!(sign, b'+' | b'-') => {
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
             [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit())
                 && (*h1 - b'0') * 10 + (*h2 - b'0') <= 23
                 && (*m1 - b'0') * 10 + (*m2 - b'0') <= 59

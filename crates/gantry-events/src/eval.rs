@@ -27,7 +27,7 @@ pub(crate) fn satisfied<'c>(
         let leaves = candidates(i);
         if !leaves.is_empty() {
             chosen.push(leaves);
-        } else if !(condition.exists_false && !event.contains(&condition.path)) {
+        } else if !condition.exists_false || event.contains(&condition.path) {
             return false;
         }
     }
