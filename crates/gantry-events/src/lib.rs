@@ -62,6 +62,7 @@ mod envelope;
 mod error;
 mod eval;
 mod flatten;
+mod hash;
 mod index;
 mod matcher;
 mod parse;
