@@ -397,7 +397,12 @@ fn normalize(raw: &Spanned<String>) -> Result<Vec<String>, ArtifactError> {
         pattern: text.to_string(),
         span: raw.span,
     };
-    if text.starts_with('/') || text.starts_with('\\') || text.get(1..2) == Some(":") {
+    let bytes = text.as_bytes();
+    let windows_drive = bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\');
+    if text.starts_with('/') || text.starts_with('\\') || windows_drive {
         return Err(outside());
     }
     let mut comps = Vec::new();

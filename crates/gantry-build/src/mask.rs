@@ -522,7 +522,7 @@ mod tests {
             }
             i += 1;
         }
-        for chunk in [4096usize, 65536] {
+        for chunk in [128usize, 4096, 65536] {
             let start = std::time::Instant::now();
             let mut s = m.stream();
             let mut out = Vec::with_capacity(text.len());

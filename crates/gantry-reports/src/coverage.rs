@@ -128,12 +128,11 @@ pub(crate) fn cobertura(root: &Element) -> Result<CoverageReport, ReportError> {
                     {
                         let entry = lines.entry(line.count("number")).or_default();
                         entry.0 |= line.count("hits") > 0;
-                        if line.attr("branch") == Some("true") {
-                            if let Some((c, t)) = line.attr("condition-coverage").and_then(fraction)
-                            {
-                                entry.1 = entry.1.max(c.min(t));
-                                entry.2 = entry.2.max(t);
-                            }
+                        if line.attr("branch") == Some("true")
+                            && let Some((c, t)) = line.attr("condition-coverage").and_then(fraction)
+                        {
+                            entry.1 = entry.1.max(c.min(t));
+                            entry.2 = entry.2.max(t);
                         }
                     }
                 }

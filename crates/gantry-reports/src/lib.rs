@@ -106,3 +106,9 @@ pub fn parse_coverage_file(
         .and_then(|bytes| parse_coverage(format, &bytes))
         .map_err(|e| e.in_file(path))
 }
+
+/// The examples of `docs/artifacts-and-reports.md` that use this crate run
+/// as doctests (the others are marked `ignore` there).
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/artifacts-and-reports.md")]
+pub struct ArtifactsAndReportsDoc;

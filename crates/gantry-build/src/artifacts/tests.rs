@@ -270,6 +270,25 @@ fn patterns_escaping_the_root_are_refused() {
 }
 
 #[test]
+fn colons_in_names_are_plain_characters() {
+    let t = tree(&["c:notes.txt"]);
+    assert_eq!(dests(t.path(), &spec(&["c:notes.txt"])), ["c:notes.txt"]);
+    assert!(matches!(
+        select(t.path(), &spec(&["C:/Windows/x"])),
+        Err(ArtifactError::OutsideRoot { .. })
+    ));
+}
+
+#[test]
+fn same_path_in_two_base_directories_collides() {
+    let t = tree(&["build-a/app.jar", "build-b/app.jar"]);
+    let mut s = spec(&["*.jar"]);
+    s.base_directory = Some(sp("build-*"));
+    let err = select(t.path(), &s).expect_err("collision");
+    assert!(matches!(err, ArtifactError::Collision { .. }), "{err}");
+}
+
+#[test]
 fn invalid_glob_is_reported_with_its_line() {
     let t = tree(SAMPLE);
     let err = select(t.path(), &spec(&["src/[a"])).expect_err("bad glob");
