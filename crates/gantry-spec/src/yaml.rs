@@ -433,3 +433,7 @@ impl<'a> Positions<'a> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "yaml_tests.rs"]
+mod tests;
