@@ -21,7 +21,11 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("gantry bench: {e}");
@@ -58,7 +62,10 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     let mut bare = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let status = std::process::Command::new("sh").arg(&script).status().map_err(|e| e.to_string())?;
+        let status = std::process::Command::new("sh")
+            .arg(&script)
+            .status()
+            .map_err(|e| e.to_string())?;
         if !status.success() {
             return Err("the bare sh script failed".into());
         }
@@ -66,16 +73,21 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     }
     let yaml = format!(
         "version: 0.2\nphases:\n  build:\n    commands:\n{}",
-        commands.iter().map(|c| format!("      - {c}\n")).collect::<String>()
+        commands
+            .iter()
+            .map(|c| format!("      - {c}\n"))
+            .collect::<String>()
     );
     let spec = gantry_spec::buildspec::parse(&yaml).map_err(|d| format!("{d:?}"))?;
-    let empty = gantry_spec::buildspec::parse("version: 0.2\nphases: {}\n").map_err(|d| format!("{d:?}"))?;
+    let empty = gantry_spec::buildspec::parse("version: 0.2\nphases: {}\n")
+        .map_err(|d| format!("{d:?}"))?;
     let options = BuildOptions::new(source.path(), ExecutorKind::Host);
     let one_phase = |spec: gantry_spec::buildspec::Buildspec, options: BuildOptions| async move {
         let start = Instant::now();
-        let result = gantry_build::run_build(&spec, &options, Arc::new(NullObserver), StopSignal::never())
-            .await
-            .map_err(|e| e.to_string())?;
+        let result =
+            gantry_build::run_build(&spec, &options, Arc::new(NullObserver), StopSignal::never())
+                .await
+                .map_err(|e| e.to_string())?;
         if result.build_status != PhaseStatus::Succeeded {
             return Err(format!("benchmark build {}", result.build_status.as_str()));
         }
@@ -91,9 +103,21 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     let limit = bare * 2 + Duration::from_millis(50);
     println!("1,000 trivial commands, one phase (host executor)");
     println!("  bare sh script           {}", ms(bare));
-    println!("  gantry build (whole)     {}   ratio {:.2}x", ms(g1000), g1000.as_secs_f64() / bare.as_secs_f64());
-    println!("  gantry, less empty build {}   per command {:.1} µs", ms(g1000.saturating_sub(gempty)), g1000.saturating_sub(gempty).as_secs_f64() * 1e6 / 1000.0);
-    println!("  target: within 2x sh + 50 ms = {}   {}", ms(limit), verdict(g1000 <= limit));
+    println!(
+        "  gantry build (whole)     {}   ratio {:.2}x",
+        ms(g1000),
+        g1000.as_secs_f64() / bare.as_secs_f64()
+    );
+    println!(
+        "  gantry, less empty build {}   per command {:.1} µs",
+        ms(g1000.saturating_sub(gempty)),
+        g1000.saturating_sub(gempty).as_secs_f64() * 1e6 / 1000.0
+    );
+    println!(
+        "  target: within 2x sh + 50 ms = {}   {}",
+        ms(limit),
+        verdict(g1000 <= limit)
+    );
     println!();
 
     // 2. Sandbox and docker start cost against the host's: an empty buildspec.
@@ -103,7 +127,9 @@ async fn bench_build(runs: usize) -> Result<(), String> {
         let mut options = BuildOptions::new(source.path(), kind);
         options.image = std::env::var("GANTRY_BENCH_IMAGE").ok();
         if kind == ExecutorKind::Docker && options.image.is_none() {
-            println!("  docker                   skipped (set GANTRY_BENCH_IMAGE to an image present locally)");
+            println!(
+                "  docker                   skipped (set GANTRY_BENCH_IMAGE to an image present locally)"
+            );
             continue;
         }
         let mut samples = Vec::new();
@@ -118,14 +144,23 @@ async fn bench_build(runs: usize) -> Result<(), String> {
         }
         if !samples.is_empty() {
             let d = median(samples);
-            println!("  {:<24} {}   ratio {:.1}x host", kind.as_str(), ms(d), d.as_secs_f64() / gempty.as_secs_f64());
+            println!(
+                "  {:<24} {}   ratio {:.1}x host",
+                kind.as_str(),
+                ms(d),
+                d.as_secs_f64() / gempty.as_secs_f64()
+            );
         }
     }
     println!();
 
     // 3. `gantry build` as a process on an empty buildspec.
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    std::fs::write(source.path().join("buildspec.yml"), "version: 0.2\nphases: {}\n").map_err(|e| e.to_string())?;
+    std::fs::write(
+        source.path().join("buildspec.yml"),
+        "version: 0.2\nphases: {}\n",
+    )
+    .map_err(|e| e.to_string())?;
     let mut cli = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
@@ -135,7 +170,10 @@ async fn bench_build(runs: usize) -> Result<(), String> {
             .output()
             .map_err(|e| e.to_string())?;
         if !out.status.success() {
-            return Err(format!("gantry build failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "gantry build failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         cli.push(start.elapsed());
     }
@@ -148,11 +186,17 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     let (cli, baseline) = (median(cli), median(true_runs));
     println!("`gantry build` process, empty buildspec, host executor");
     println!("  /bin/true (process start) {}", ms(baseline));
-    println!("  gantry build              {}   target < 50 ms   {}", ms(cli), verdict(cli < Duration::from_millis(50)));
+    println!(
+        "  gantry build              {}   target < 50 ms   {}",
+        ms(cli),
+        verdict(cli < Duration::from_millis(50))
+    );
     println!();
 
     // 4. Masking throughput.
-    let secrets: Vec<String> = (0..10).map(|i| format!("secret-value-{i:02}-{}", "x".repeat(i * 3))).collect();
+    let secrets: Vec<String> = (0..10)
+        .map(|i| format!("secret-value-{i:02}-{}", "x".repeat(i * 3)))
+        .collect();
     let masker = SecretMasker::new(secrets.iter().map(|s| s.as_bytes()));
     let line = b"2026-11-22T10:00:00Z INFO compiling crate foo v1.2.3 (/src/foo) with features [a, b, c]\n";
     let mut text = Vec::with_capacity(64 << 20);
@@ -187,7 +231,11 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     }
     println!("secret masking, 10 secrets, 64 KiB chunks, {mb:.0} MB of log");
     println!("  memcpy baseline          {:.0} MB/s", mb / copy_best);
-    println!("  masking                  {:.0} MB/s   target >= 200 MB/s   {}", mb / best, verdict(mb / best >= 200.0));
+    println!(
+        "  masking                  {:.0} MB/s   target >= 200 MB/s   {}",
+        mb / best,
+        verdict(mb / best >= 200.0)
+    );
     println!();
 
     // 5. Log latency: lines carry the time they were written; the observer
@@ -196,18 +244,34 @@ async fn bench_build(runs: usize) -> Result<(), String> {
     let yaml = "version: 0.2\nphases:\n  build:\n    commands:\n      - for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do echo \"t=$(date +%s%N)\"; sleep 0.05; done\n      - for i in 1 2 3 4 5; do printf \"p=$(date +%s%N)\"; sleep 0.3; echo; done\n";
     let spec = gantry_spec::buildspec::parse(yaml).map_err(|d| format!("{d:?}"))?;
     let observer: Arc<dyn Observer> = latency.clone();
-    gantry_build::run_build(&spec, &options, observer, StopSignal::never()).await.map_err(|e| e.to_string())?;
+    gantry_build::run_build(&spec, &options, observer, StopSignal::never())
+        .await
+        .map_err(|e| e.to_string())?;
     let samples = latency.samples.lock().map_err(|e| e.to_string())?.clone();
     let pick = |kind: char| {
-        let mut v: Vec<f64> = samples.iter().filter(|(k, _)| *k == kind).map(|(_, d)| *d).collect();
+        let mut v: Vec<f64> = samples
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, d)| *d)
+            .collect();
         v.sort_by(|a, b| a.total_cmp(b));
-        (v.get(v.len() / 2).copied().unwrap_or(f64::NAN), v.last().copied().unwrap_or(f64::NAN), v.len())
+        (
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN),
+            v.last().copied().unwrap_or(f64::NAN),
+            v.len(),
+        )
     };
     let (line_median, line_max, n) = pick('t');
     let (partial_median, partial_max, m) = pick('p');
     println!("log latency, written to received");
-    println!("  full lines ({n})          median {line_median:.1} ms, max {line_max:.1} ms   target < 50 ms   {}", verdict(line_max < 50.0));
-    println!("  partial lines ({m})       median {partial_median:.1} ms, max {partial_max:.1} ms   target < 50 ms   {}", verdict(partial_max < 50.0));
+    println!(
+        "  full lines ({n})          median {line_median:.1} ms, max {line_max:.1} ms   target < 50 ms   {}",
+        verdict(line_max < 50.0)
+    );
+    println!(
+        "  partial lines ({m})       median {partial_median:.1} ms, max {partial_max:.1} ms   target < 50 ms   {}",
+        verdict(partial_max < 50.0)
+    );
     Ok(())
 }
 
@@ -222,10 +286,18 @@ struct LatencyObserver {
 
 impl Observer for LatencyObserver {
     fn on_event(&self, _task: Option<&str>, event: &BuildEvent) {
-        let BuildEvent::Line(line) = event else { return };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let BuildEvent::Line(line) = event else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         for kind in ['t', 'p'] {
-            if let Some(written) = line.strip_prefix(&format!("{kind}=")).and_then(|t| t.trim().parse::<u128>().ok()) {
+            if let Some(written) = line
+                .strip_prefix(&format!("{kind}="))
+                .and_then(|t| t.trim().parse::<u128>().ok())
+            {
                 let delay = now.saturating_sub(written) as f64 / 1e6;
                 if let Ok(mut samples) = self.samples.lock() {
                     samples.push((kind, delay));
