@@ -5,7 +5,8 @@ POST_BUILD after a failed BUILD, exported variables, timeouts, artifacts,
 reports and batch builds — on the host, in a bubblewrap sandbox or in a
 Docker container, with every secret masked in the live log.
 
-The design notes for the runner are in `src/runner/DESIGN.md`.
+Design notes for the runner are in `src/runner/DESIGN.md`; the rules users
+see are in `docs/build.md`.
 */
 #![deny(missing_docs)]
 
