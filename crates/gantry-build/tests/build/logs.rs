@@ -21,7 +21,9 @@ on_every_executor!(
         assert!(!log.contains("s3cr3t-t0ken-value"), "{log}");
         // The command text holds the two halves; the output must not.
         assert!(
-            run.output().iter().all(|l| !l.contains("t0ken-value") && !l.contains("s3cr3t-")),
+            run.output()
+                .iter()
+                .all(|l| !l.contains("t0ken-value") && !l.contains("s3cr3t-")),
             "{log}"
         );
         assert!(run.output().contains(&"whole ***".to_string()), "{log}");
