@@ -517,7 +517,7 @@ mod tests {
                 )
                 .as_bytes(),
             );
-            if i % 1000 == 0 {
+            if i.is_multiple_of(1000) {
                 text.extend_from_slice(secrets[(i / 1000) as usize % 10].as_bytes());
             }
             i += 1;

@@ -38,3 +38,8 @@ mod yaml;
 
 pub use diagnostic::Diagnostic;
 pub use span::{Span, Spanned};
+
+/// Runs the examples in docs/buildspec.md as doctests, so the page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/buildspec.md")]
+struct BuildspecDocs;

@@ -347,11 +347,14 @@ fn merge_keys(entries: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
             _ => own.push((key, value)),
         }
     }
-    let key_text = |k: &Node| k.scalar().map(|s| s.text.clone());
+    let mut present: std::collections::HashSet<String> = own
+        .iter()
+        .filter_map(|(k, _)| k.scalar().map(|s| s.text.clone()))
+        .collect();
     for (key, value) in merged {
-        let text = key_text(&key);
-        if text.is_none() || !own.iter().any(|(k, _)| key_text(k) == text) {
-            own.push((key, value));
+        match key.scalar() {
+            Some(s) if !present.insert(s.text.clone()) => {}
+            _ => own.push((key, value)),
         }
     }
     own

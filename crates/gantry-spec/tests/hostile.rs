@@ -134,3 +134,47 @@ fn control_and_odd_characters() {
         let _ = parse(source);
     }
 }
+
+#[test]
+fn large_maps_stay_linear() {
+    let vars: String = (0..40_000).map(|i| format!("    V{i}: x\n")).collect();
+    let source = format!("version: 0.2\nenv:\n  variables:\n{vars}phases: {{}}\n");
+    let spec = parse(&source).expect("40,000 variables are valid");
+    assert_eq!(spec.env.variables.len(), 40_000);
+    let dups = "    V: x\n".repeat(40_000);
+    let source = format!("version: 0.2\nenv:\n  variables:\n{dups}phases: {{}}\n");
+    let diags = parse(&source).unwrap_err();
+    // Capped, with a last line saying how many more there were.
+    assert_eq!(diags.len(), 101);
+    assert!(
+        diags[100].message.contains("more problems"),
+        "{}",
+        diags[100]
+    );
+}
+
+#[test]
+fn graphs_with_thousands_of_cycles() {
+    let n = 3_000;
+    let mut source = String::from("version: 0.2\nphases: {}\nbatch:\n  build-graph:\n");
+    for i in 0..n - 1 {
+        source.push_str(&format!(
+            "    - identifier: t{i}\n      depend-on: [t{}]\n",
+            i + 1
+        ));
+    }
+    let all: Vec<String> = (0..n - 1).map(|i| format!("t{i}")).collect();
+    source.push_str(&format!(
+        "    - identifier: t{}\n      depend-on: [{}]\n",
+        n - 1,
+        all.join(", ")
+    ));
+    let diags = parse(&source).unwrap_err();
+    assert!(diags.len() <= 10, "{}", diags.len());
+    assert!(diags.iter().all(|d| d.message.len() < 400));
+    assert!(
+        diags[0].message.contains("dependency cycle t0 -> t1"),
+        "{}",
+        diags[0]
+    );
+}

@@ -79,16 +79,37 @@ impl Op {
 
     /// `IsNull`, `IsPresent`, ...: the operand is a boolean.
     pub fn is_type_test(self) -> bool {
-        matches!(self, Op::IsNull | Op::IsPresent | Op::IsNumeric | Op::IsString | Op::IsBoolean | Op::IsTimestamp)
+        matches!(
+            self,
+            Op::IsNull
+                | Op::IsPresent
+                | Op::IsNumeric
+                | Op::IsString
+                | Op::IsBoolean
+                | Op::IsTimestamp
+        )
     }
 
     /// Whether `v` is an acceptable literal operand for this operator.
     pub fn accepts_literal(self, v: &Value) -> bool {
         use Op::*;
         match self {
-            StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals | StringMatches => v.is_string(),
-            TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals | TimestampGreaterThanEquals => v.is_string(),
-            NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => v.is_number(),
+            StringEquals
+            | StringLessThan
+            | StringGreaterThan
+            | StringLessThanEquals
+            | StringGreaterThanEquals
+            | StringMatches => v.is_string(),
+            TimestampEquals
+            | TimestampLessThan
+            | TimestampGreaterThan
+            | TimestampLessThanEquals
+            | TimestampGreaterThanEquals => v.is_string(),
+            NumericEquals
+            | NumericLessThan
+            | NumericGreaterThan
+            | NumericLessThanEquals
+            | NumericGreaterThanEquals => v.is_number(),
             _ => v.is_boolean(),
         }
     }
@@ -127,7 +148,11 @@ pub enum Rule {
 
 impl Rule {
     /// Evaluates the rule. A missing `Variable` (outside `IsPresent`) is a `States.Runtime` failure.
-    pub fn evaluate(&self, roots: Roots<'_>, jsonata: &dyn Fn(&str) -> Result<Value, Failure>) -> Result<bool, Failure> {
+    pub fn evaluate(
+        &self,
+        roots: Roots<'_>,
+        jsonata: &dyn Fn(&str) -> Result<Value, Failure>,
+    ) -> Result<bool, Failure> {
         match self {
             Rule::And(rs) => {
                 for r in rs {
@@ -148,9 +173,16 @@ impl Rule {
             Rule::Not(r) => Ok(!r.evaluate(roots, jsonata)?),
             Rule::Condition(expr) => match jsonata(expr)? {
                 Value::Bool(b) => Ok(b),
-                other => Err(Failure::new(crate::error::errors::QUERY_EVALUATION_ERROR, format!("the Condition '{expr}' returned {other}, not a boolean"))),
+                other => Err(Failure::new(
+                    crate::error::errors::QUERY_EVALUATION_ERROR,
+                    format!("the Condition '{expr}' returned {other}, not a boolean"),
+                )),
             },
-            Rule::Compare { variable, op, operand } => {
+            Rule::Compare {
+                variable,
+                op,
+                operand,
+            } => {
                 let value = match path::read(variable, roots) {
                     Ok(v) => Some(v),
                     Err(PathError::NotFound(_)) => None,
@@ -181,8 +213,12 @@ fn ord_holds(op: Op, o: Ordering) -> bool {
         StringEquals | NumericEquals | TimestampEquals => o == Ordering::Equal,
         StringLessThan | NumericLessThan | TimestampLessThan => o == Ordering::Less,
         StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => o == Ordering::Greater,
-        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => o != Ordering::Greater,
-        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => o != Ordering::Less,
+        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => {
+            o != Ordering::Greater
+        }
+        StringGreaterThanEquals | NumericGreaterThanEquals | TimestampGreaterThanEquals => {
+            o != Ordering::Less
+        }
         _ => false,
     }
 }
@@ -191,7 +227,11 @@ fn ord_holds(op: Op, o: Ordering) -> bool {
 pub fn compare(op: Op, v: &Value, rhs: &Value) -> bool {
     use Op::*;
     match op {
-        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals => match (v, rhs) {
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals => match (v, rhs) {
             (Value::String(a), Value::String(b)) => ord_holds(op, java_cmp(a, b)),
             _ => false,
         },
@@ -199,7 +239,11 @@ pub fn compare(op: Op, v: &Value, rhs: &Value) -> bool {
             (Value::String(a), Value::String(p)) => string_matches(a, p),
             _ => false,
         },
-        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => match (v, rhs) {
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
+        | NumericGreaterThanEquals => match (v, rhs) {
             (Value::Number(a), Value::Number(b)) => {
                 let o = match (a.as_i64(), b.as_i64()) {
                     (Some(x), Some(y)) => x.cmp(&y),
@@ -216,7 +260,14 @@ pub fn compare(op: Op, v: &Value, rhs: &Value) -> bool {
             _ => false,
         },
         BooleanEquals => matches!((v, rhs), (Value::Bool(a), Value::Bool(b)) if a == b),
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals | TimestampGreaterThanEquals => match (v.as_str().and_then(timestamp::parse_nanos), rhs.as_str().and_then(timestamp::parse_nanos)) {
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
+        | TimestampGreaterThanEquals => match (
+            v.as_str().and_then(timestamp::parse_nanos),
+            rhs.as_str().and_then(timestamp::parse_nanos),
+        ) {
             (Some(a), Some(b)) => ord_holds(op, a.cmp(&b)),
             _ => false,
         },
@@ -292,6 +343,10 @@ mod tests {
     fn type_strict() {
         assert!(!compare(Op::NumericEquals, &json!("1"), &json!(1)));
         assert!(compare(Op::NumericEquals, &json!(1.0), &json!(1)));
-        assert!(compare(Op::TimestampLessThan, &json!("2020-01-01T00:00:00Z"), &json!("2020-01-01T00:00:01Z")));
+        assert!(compare(
+            Op::TimestampLessThan,
+            &json!("2020-01-01T00:00:00Z"),
+            &json!("2020-01-01T00:00:01Z")
+        ));
     }
 }

@@ -36,7 +36,10 @@ pub struct SeededRandom(pub u64);
 
 impl Random for SeededRandom {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0
     }
 }
@@ -53,7 +56,10 @@ pub struct TaskError {
 impl TaskError {
     /// A task error.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        TaskError { error: error.into(), cause: cause.into() }
+        TaskError {
+            error: error.into(),
+            cause: cause.into(),
+        }
     }
 }
 
@@ -72,13 +78,29 @@ pub struct RunResult {
 ///
 /// Timers (Wait states, retry delays, timeouts) fire on a virtual clock that starts at
 /// `2024-01-01T00:00:00Z`, so runs are fast and reproducible.
-pub fn run_local(definition: &Value, input: Value, task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>) -> Result<RunResult, ValidationErrors> {
+pub fn run_local(
+    definition: &Value,
+    input: Value,
+    task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>,
+) -> Result<RunResult, ValidationErrors> {
     let sm = parse_definition(definition)?;
-    Ok(run_machine(Arc::new(sm), input, &FixedClock(1_704_067_200_000), &mut SeededRandom(42), task_handler))
+    Ok(run_machine(
+        Arc::new(sm),
+        input,
+        &FixedClock(1_704_067_200_000),
+        &mut SeededRandom(42),
+        task_handler,
+    ))
 }
 
 /// Runs an already parsed machine with the given clock and randomness.
-pub fn run_machine(sm: Arc<StateMachine>, input: Value, clock: &dyn Clock, random: &mut dyn Random, mut task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>) -> RunResult {
+pub fn run_machine(
+    sm: Arc<StateMachine>,
+    input: Value,
+    clock: &dyn Clock,
+    random: &mut dyn Random,
+    mut task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>,
+) -> RunResult {
     let mut exec = Execution::new(sm);
     let start = clock.now_millis();
     let info = ExecutionInfo {
@@ -88,17 +110,38 @@ pub fn run_machine(sm: Arc<StateMachine>, input: Value, clock: &dyn Clock, rando
         state_machine_name: "local".into(),
         role_arn: None,
     };
-    let mut queue: VecDeque<Action> = exec.step(Event::Started { input, info, seed: random.next_u64(), at: start }).into();
+    let mut queue: VecDeque<Action> = exec
+        .step(Event::Started {
+            input,
+            info,
+            seed: random.next_u64(),
+            at: start,
+        })
+        .into();
     let mut now = start;
     let mut timers: BTreeMap<(i64, u64), String> = BTreeMap::new();
     let mut timer_seq = 0u64;
     loop {
         while let Some(a) = queue.pop_front() {
             match a {
-                Action::ScheduleTask { token, resource, input, .. } => {
+                Action::ScheduleTask {
+                    token,
+                    resource,
+                    input,
+                    ..
+                } => {
                     let ev = match task_handler(&resource, &input) {
-                        Ok(output) => Event::TaskSucceeded { token, output, at: now },
-                        Err(e) => Event::TaskFailed { token, error: e.error, cause: e.cause, at: now },
+                        Ok(output) => Event::TaskSucceeded {
+                            token,
+                            output,
+                            at: now,
+                        },
+                        Err(e) => Event::TaskFailed {
+                            token,
+                            error: e.error,
+                            cause: e.cause,
+                            at: now,
+                        },
                     };
                     queue.extend(exec.step(ev));
                 }
@@ -110,15 +153,25 @@ pub fn run_machine(sm: Arc<StateMachine>, input: Value, clock: &dyn Clock, rando
                 Action::CancelTask { .. } => {}
                 Action::Complete(outcome) => {
                     let journal = exec.journal().to_vec();
-                    return RunResult { outcome, journal, execution: exec };
+                    return RunResult {
+                        outcome,
+                        journal,
+                        execution: exec,
+                    };
                 }
             }
         }
         let Some(((at, _), id)) = timers.pop_first() else {
             // Nothing left to wait for: cannot happen for a well-formed run.
-            let outcome = Outcome::Failed(crate::error::Failure::runtime("the execution is stuck with nothing pending"));
+            let outcome = Outcome::Failed(crate::error::Failure::runtime(
+                "the execution is stuck with nothing pending",
+            ));
             let journal = exec.journal().to_vec();
-            return RunResult { outcome, journal, execution: exec };
+            return RunResult {
+                outcome,
+                journal,
+                execution: exec,
+            };
         };
         now = now.max(at);
         queue.extend(exec.step(Event::TimerFired { id, at: now }));

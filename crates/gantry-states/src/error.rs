@@ -51,7 +51,10 @@ pub struct Failure {
 impl Failure {
     /// A failure with the given name and cause.
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Failure { error: error.into(), cause: cause.into() }
+        Failure {
+            error: error.into(),
+            cause: cause.into(),
+        }
     }
     /// `States.Runtime`: cannot be retried or caught.
     pub fn runtime(cause: impl Into<String>) -> Self {

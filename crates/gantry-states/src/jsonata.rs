@@ -7,13 +7,20 @@ use crate::error::{Failure, errors};
 use serde_json::{Map, Value};
 
 fn qerr(expr: &str, msg: impl std::fmt::Display) -> Failure {
-    Failure::new(errors::QUERY_EVALUATION_ERROR, format!("The JSONata expression '{expr}' threw an error during evaluation. {msg}"))
+    Failure::new(
+        errors::QUERY_EVALUATION_ERROR,
+        format!("The JSONata expression '{expr}' threw an error during evaluation. {msg}"),
+    )
 }
 
 /// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and arrays recursively.
 pub fn evaluate_template(t: &Value, vars: &Map<String, Value>) -> Result<Value, Failure> {
     match t {
-        Value::String(s) => match s.trim().strip_prefix("{%").and_then(|x| x.strip_suffix("%}")) {
+        Value::String(s) => match s
+            .trim()
+            .strip_prefix("{%")
+            .and_then(|x| x.strip_suffix("%}"))
+        {
             Some(e) => evaluate(e.trim(), vars),
             None => Ok(t.clone()),
         },
@@ -24,18 +31,33 @@ pub fn evaluate_template(t: &Value, vars: &Map<String, Value>) -> Result<Value, 
             }
             Ok(Value::Object(out))
         }
-        Value::Array(a) => a.iter().map(|v| evaluate_template(v, vars)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| evaluate_template(v, vars))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         other => Ok(other.clone()),
     }
 }
 
 /// Evaluates one expression with the given variables (`states` is `$states`).
 pub fn evaluate(expr: &str, vars: &Map<String, Value>) -> Result<Value, Failure> {
-    let mut p = P { s: expr.as_bytes(), src: expr, i: 0, vars };
+    let mut p = P {
+        s: expr.as_bytes(),
+        src: expr,
+        i: 0,
+        vars,
+    };
     let v = p.expr()?;
     p.ws();
     if p.i != p.s.len() {
-        return Err(qerr(expr, format!("unsupported syntax at offset {} (Gantry implements a JSONata subset)", p.i)));
+        return Err(qerr(
+            expr,
+            format!(
+                "unsupported syntax at offset {} (Gantry implements a JSONata subset)",
+                p.i
+            ),
+        ));
     }
     Ok(v.unwrap_or(Value::Null))
 }
@@ -58,7 +80,9 @@ impl P<'_> {
     }
     fn ident(&mut self) -> String {
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         self.src[start..self.i].to_string()
@@ -96,7 +120,10 @@ impl P<'_> {
                 }
                 let mut cur = self.vars.get(&name).cloned();
                 if cur.is_none() && name != "states" {
-                    return Err(Failure::new(errors::QUERY_EVALUATION_ERROR, format!("The variable '${name}' is not defined")));
+                    return Err(Failure::new(
+                        errors::QUERY_EVALUATION_ERROR,
+                        format!("The variable '${name}' is not defined"),
+                    ));
                 }
                 loop {
                     match self.s.get(self.i) {
@@ -106,8 +133,13 @@ impl P<'_> {
                             cur = match cur {
                                 Some(Value::Object(m)) => m.get(&key).cloned(),
                                 Some(Value::Array(a)) => {
-                                    let v: Vec<Value> = a.iter().filter_map(|x| x.get(&key).cloned()).collect();
-                                    if v.is_empty() { None } else { Some(Value::Array(v)) }
+                                    let v: Vec<Value> =
+                                        a.iter().filter_map(|x| x.get(&key).cloned()).collect();
+                                    if v.is_empty() {
+                                        None
+                                    } else {
+                                        Some(Value::Array(v))
+                                    }
                                 }
                                 _ => None,
                             };
@@ -120,7 +152,9 @@ impl P<'_> {
                                 return Err(self.err("expected ']'"));
                             }
                             self.i += 1;
-                            let n = idx.and_then(|v| v.as_i64()).ok_or_else(|| self.err("only numeric indices are supported"))?;
+                            let n = idx
+                                .and_then(|v| v.as_i64())
+                                .ok_or_else(|| self.err("only numeric indices are supported"))?;
                             cur = match cur {
                                 Some(Value::Array(a)) => {
                                     let k = if n < 0 { a.len() as i64 + n } else { n };
@@ -146,16 +180,25 @@ impl P<'_> {
                     self.i += 1;
                 }
                 self.i += 1;
-                let raw = self.src.get(start + 1..self.i - 1).ok_or_else(|| self.err("unterminated string"))?;
-                Ok(Some(Value::String(raw.replace("\\\"", "\"").replace("\\'", "'"))))
+                let raw = self
+                    .src
+                    .get(start + 1..self.i - 1)
+                    .ok_or_else(|| self.err("unterminated string"))?;
+                Ok(Some(Value::String(
+                    raw.replace("\\\"", "\"").replace("\\'", "'"),
+                )))
             }
             Some(c) if c.is_ascii_digit() || c == b'-' => {
                 let start = self.i;
                 self.i += 1;
-                while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.') {
+                while self.i < self.s.len()
+                    && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.')
+                {
                     self.i += 1;
                 }
-                serde_json::from_str(&self.src[start..self.i]).map(Some).map_err(|_| self.err("bad number"))
+                serde_json::from_str(&self.src[start..self.i])
+                    .map(Some)
+                    .map_err(|_| self.err("bad number"))
             }
             _ => {
                 let word = self.ident();
@@ -163,7 +206,10 @@ impl P<'_> {
                     "true" => Ok(Some(Value::Bool(true))),
                     "false" => Ok(Some(Value::Bool(false))),
                     "null" => Ok(Some(Value::Null)),
-                    _ => Err(self.err(format!("unsupported syntax at offset {} (Gantry implements a JSONata subset)", self.i))),
+                    _ => Err(self.err(format!(
+                        "unsupported syntax at offset {} (Gantry implements a JSONata subset)",
+                        self.i
+                    ))),
                 }
             }
         }
@@ -171,15 +217,26 @@ impl P<'_> {
 
     fn call(&self, name: &str, args: Vec<Option<Value>>) -> Result<Value, Failure> {
         let arg = |i: usize| args.get(i).cloned().flatten().unwrap_or(Value::Null);
-        let int = |i: usize| arg(i).as_f64().map(|f| f as i64).ok_or_else(|| self.err(format!("argument {} of ${name} must be a number", i + 1)));
+        let int = |i: usize| {
+            arg(i)
+                .as_f64()
+                .map(|f| f as i64)
+                .ok_or_else(|| self.err(format!("argument {} of ${name} must be a number", i + 1)))
+        };
         match name {
             "partition" => {
-                let Value::Array(a) = arg(0) else { return Err(self.err("$partition expects an array")) };
+                let Value::Array(a) = arg(0) else {
+                    return Err(self.err("$partition expects an array"));
+                };
                 let n = int(1)?;
                 if n <= 0 {
                     return Err(self.err("$partition size must be positive"));
                 }
-                Ok(Value::Array(a.chunks(n as usize).map(|c| Value::Array(c.to_vec())).collect()))
+                Ok(Value::Array(
+                    a.chunks(n as usize)
+                        .map(|c| Value::Array(c.to_vec()))
+                        .collect(),
+                ))
             }
             "range" => {
                 let (s, e, st) = (int(0)?, int(1)?, int(2)?);
@@ -196,12 +253,20 @@ impl P<'_> {
                     x += st;
                 }
                 // JSONata sequences of one item collapse to the item.
-                Ok(if out.len() == 1 { out.remove(0) } else { Value::Array(out) })
+                Ok(if out.len() == 1 {
+                    out.remove(0)
+                } else {
+                    Value::Array(out)
+                })
             }
             "parse" => {
                 let s = arg(0);
-                let s = s.as_str().ok_or_else(|| self.err("$parse expects a string"))?;
-                serde_json::from_str(s).map(crate::intrinsics::normalize_zero).map_err(|e| self.err(format!("$parse: {e}")))
+                let s = s
+                    .as_str()
+                    .ok_or_else(|| self.err("$parse expects a string"))?;
+                serde_json::from_str(s)
+                    .map(crate::intrinsics::normalize_zero)
+                    .map_err(|e| self.err(format!("$parse: {e}")))
             }
             "string" => Ok(Value::String(match arg(0) {
                 Value::String(s) => s,
@@ -212,8 +277,12 @@ impl P<'_> {
                 Value::Null => 0,
                 _ => 1,
             })),
-            "uppercase" => Ok(Value::String(arg(0).as_str().unwrap_or_default().to_uppercase())),
-            "lowercase" => Ok(Value::String(arg(0).as_str().unwrap_or_default().to_lowercase())),
+            "uppercase" => Ok(Value::String(
+                arg(0).as_str().unwrap_or_default().to_uppercase(),
+            )),
+            "lowercase" => Ok(Value::String(
+                arg(0).as_str().unwrap_or_default().to_lowercase(),
+            )),
             _ => Err(self.err("T1006: Attempted to invoke a non-function")),
         }
     }

@@ -75,8 +75,13 @@ mod retry;
 pub mod timestamp;
 
 pub use choice::{Op, Operand, Rule};
-pub use definition::{ChoiceBranch, Dynamic, Kind, MapSpec, QueryLanguage, State, StateMachine, WaitFor, parse_definition};
-pub use driver::{Clock, FixedClock, Random, RunResult, SeededRandom, TaskError, run_local, run_machine};
+pub use definition::{
+    ChoiceBranch, Dynamic, Kind, MapSpec, QueryLanguage, State, StateMachine, WaitFor,
+    parse_definition,
+};
+pub use driver::{
+    Clock, FixedClock, Random, RunResult, SeededRandom, TaskError, run_local, run_machine,
+};
 pub use error::{DefinitionError, Failure, ValidationErrors, errors};
 pub use execution::{Action, Event, Execution, ExecutionInfo, HistoryEvent, Outcome};
 pub use retry::{Catcher, Retrier};

@@ -51,7 +51,10 @@ impl ReferencePath {
                         j += 1;
                     }
                     let name = &rest[start..j];
-                    if name.is_empty() || name == "*" || name.contains(['(', ')', '?', '@', '\'', '"', ']']) {
+                    if name.is_empty()
+                        || name == "*"
+                        || name.contains(['(', ')', '?', '@', '\'', '"', ']'])
+                    {
                         return None;
                     }
                     segments.push(Segment::Key(name.to_string()));
@@ -60,7 +63,11 @@ impl ReferencePath {
                 b'[' => {
                     let close = rest[i..].find(']')? + i;
                     let inner = rest[i + 1..close].trim();
-                    if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"'))) {
+                    if let Some(q) = inner
+                        .strip_prefix('\'')
+                        .and_then(|s| s.strip_suffix('\''))
+                        .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                    {
                         if q.contains(['\'', '"']) {
                             return None;
                         }
@@ -104,11 +111,14 @@ impl ReferencePath {
                         m.insert(k.clone(), new);
                         return Ok(());
                     }
-                    m.entry(k.clone()).or_insert_with(|| Value::Object(Map::new()))
+                    m.entry(k.clone())
+                        .or_insert_with(|| Value::Object(Map::new()))
                 }
                 (Segment::Index(i), Value::Array(a)) => {
                     let len = a.len();
-                    let slot = a.get_mut(*i).ok_or_else(|| format!("index {i} is out of bounds for an array of {len} items"))?;
+                    let slot = a.get_mut(*i).ok_or_else(|| {
+                        format!("index {i} is out of bounds for an array of {len} items")
+                    })?;
                     if last {
                         *slot = new;
                         return Ok(());
@@ -150,7 +160,9 @@ pub struct Roots<'a> {
 pub fn is_valid_path(path: &str) -> bool {
     let (_, rest) = split_root(path);
     match rest {
-        Some(rest) => ReferencePath::parse(&rest).is_some() || serde_json_path::JsonPath::parse(&rest).is_ok(),
+        Some(rest) => {
+            ReferencePath::parse(&rest).is_some() || serde_json_path::JsonPath::parse(&rest).is_ok()
+        }
         None => false,
     }
 }
@@ -171,14 +183,19 @@ fn split_root(path: &str) -> (Root, Option<String>) {
     if let Some(rest) = path.strip_prefix("$$") {
         return (Root::Context, Some(format!("${rest}")));
     }
-    let Some(rest) = path.strip_prefix('$') else { return (Root::Input, None) };
+    let Some(rest) = path.strip_prefix('$') else {
+        return (Root::Input, None);
+    };
     let name_len = rest.find(['.', '[']).unwrap_or(rest.len());
     if name_len == 0 {
         return (Root::Input, Some(path.to_string()));
     }
     let name = &rest[..name_len];
     if name.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        (Root::Variable(name.to_string()), Some(format!("${}", &rest[name_len..])))
+        (
+            Root::Variable(name.to_string()),
+            Some(format!("${}", &rest[name_len..])),
+        )
     } else {
         (Root::Input, None)
     }
@@ -197,9 +214,13 @@ pub fn read(path: &str, roots: Roots<'_>) -> Result<Value, PathError> {
         },
     };
     if let Some(rp) = ReferencePath::parse(&rest) {
-        return rp.get(doc).cloned().ok_or_else(|| PathError::NotFound(path.to_string()));
+        return rp
+            .get(doc)
+            .cloned()
+            .ok_or_else(|| PathError::NotFound(path.to_string()));
     }
-    let q = serde_json_path::JsonPath::parse(&rest).map_err(|_| PathError::Invalid(path.to_string()))?;
+    let q = serde_json_path::JsonPath::parse(&rest)
+        .map_err(|_| PathError::Invalid(path.to_string()))?;
     let nodes: Vec<Value> = q.query(doc).all().into_iter().cloned().collect();
     Ok(Value::Array(nodes))
 }
@@ -207,7 +228,14 @@ pub fn read(path: &str, roots: Roots<'_>) -> Result<Value, PathError> {
 /// Evaluates a path on `input` only (no context, no variables).
 pub fn read_input(path: &str, input: &Value) -> Result<Value, PathError> {
     let empty = Map::new();
-    read(path, Roots { input, context: &Value::Null, variables: &empty })
+    read(
+        path,
+        Roots {
+            input,
+            context: &Value::Null,
+            variables: &empty,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -221,7 +249,10 @@ mod tests {
         assert_eq!(read_input("$.a.b[1].c", &v), Ok(json!(2)));
         assert_eq!(read_input("$['x y']", &v), Ok(json!(3)));
         assert_eq!(read_input("$", &v), Ok(v.clone()));
-        assert!(matches!(read_input("$.nope", &v), Err(PathError::NotFound(_))));
+        assert!(matches!(
+            read_input("$.nope", &v),
+            Err(PathError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -229,17 +260,30 @@ mod tests {
         let v = json!({"a": [{"x": 1}, {"x": 2}], "b": {"x": 3}});
         assert_eq!(read_input("$.a[*].x", &v), Ok(json!([1, 2])));
         assert_eq!(read_input("$.a[?(@.x > 1)].x", &v), Ok(json!([2])));
-        let Ok(Value::Array(all)) = read_input("$..x", &v) else { panic!() };
+        let Ok(Value::Array(all)) = read_input("$..x", &v) else {
+            panic!()
+        };
         assert_eq!(all.len(), 3);
     }
 
     #[test]
     fn writes_create_objects() {
         let mut v = json!({"a": 1});
-        ReferencePath::parse("$.b.c").unwrap().set(&mut v, json!(2)).unwrap();
+        ReferencePath::parse("$.b.c")
+            .unwrap()
+            .set(&mut v, json!(2))
+            .unwrap();
         assert_eq!(v, json!({"a": 1, "b": {"c": 2}}));
-        assert!(ReferencePath::parse("$.a.c").unwrap().set(&mut v, json!(2)).is_err());
-        ReferencePath::parse("$").unwrap().set(&mut v, json!(7)).unwrap();
+        assert!(
+            ReferencePath::parse("$.a.c")
+                .unwrap()
+                .set(&mut v, json!(2))
+                .is_err()
+        );
+        ReferencePath::parse("$")
+            .unwrap()
+            .set(&mut v, json!(7))
+            .unwrap();
         assert_eq!(v, json!(7));
     }
 
@@ -248,7 +292,11 @@ mod tests {
         let ctx = json!({"Execution": {"Name": "e"}});
         let mut vars = Map::new();
         vars.insert("x".into(), json!({"y": 5}));
-        let roots = Roots { input: &Value::Null, context: &ctx, variables: &vars };
+        let roots = Roots {
+            input: &Value::Null,
+            context: &ctx,
+            variables: &vars,
+        };
         assert_eq!(read("$$.Execution.Name", roots), Ok(json!("e")));
         assert_eq!(read("$x.y", roots), Ok(json!(5)));
     }

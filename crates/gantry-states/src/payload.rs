@@ -7,14 +7,20 @@ use crate::path::{self, PathError, Roots};
 use serde_json::{Map, Value};
 
 /// Builds the payload described by `template` from the given documents.
-pub fn evaluate(template: &Value, roots: Roots<'_>, rng: &mut dyn Entropy) -> Result<Value, Failure> {
+pub fn evaluate(
+    template: &Value,
+    roots: Roots<'_>,
+    rng: &mut dyn Entropy,
+) -> Result<Value, Failure> {
     match template {
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
                 if let Some(key) = k.strip_suffix(".$") {
                     let Value::String(expr) = v else {
-                        return Err(Failure::runtime(format!("the value of the field '{k}' must be a string")));
+                        return Err(Failure::runtime(format!(
+                            "the value of the field '{k}' must be a string"
+                        )));
                     };
                     out.insert(key.to_string(), evaluate_expression(k, expr, roots, rng)?);
                 } else {
@@ -23,13 +29,22 @@ pub fn evaluate(template: &Value, roots: Roots<'_>, rng: &mut dyn Entropy) -> Re
             }
             Ok(Value::Object(out))
         }
-        Value::Array(a) => a.iter().map(|v| evaluate(v, roots, rng)).collect::<Result<Vec<_>, _>>().map(Value::Array),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| evaluate(v, roots, rng))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         other => Ok(other.clone()),
     }
 }
 
 /// Evaluates the value of one `.$` field: an intrinsic call or a path.
-pub fn evaluate_expression(field: &str, expr: &str, roots: Roots<'_>, rng: &mut dyn Entropy) -> Result<Value, Failure> {
+pub fn evaluate_expression(
+    field: &str,
+    expr: &str,
+    roots: Roots<'_>,
+    rng: &mut dyn Entropy,
+) -> Result<Value, Failure> {
     if intrinsics::is_intrinsic(expr) {
         return intrinsics::evaluate(expr, roots, rng);
     }
@@ -57,7 +72,10 @@ pub fn check(template: &Value, loc: &str, out: &mut Vec<(String, String)>) {
                                 out.push((here, format!("'{s}' is not a valid JSONPath")));
                             }
                         }
-                        _ => out.push((here, "a field ending in '.$' must have a string value".into())),
+                        _ => out.push((
+                            here,
+                            "a field ending in '.$' must have a string value".into(),
+                        )),
                     }
                 } else {
                     check(v, &here, out);

@@ -46,7 +46,9 @@ pub fn error_matches(list: &[String], error: &str) -> bool {
     list.iter().any(|e| {
         e == error
             || e == errors::ALL
-            || (e == errors::TASK_FAILED && error != errors::TIMEOUT && error != errors::HEARTBEAT_TIMEOUT)
+            || (e == errors::TASK_FAILED
+                && error != errors::TIMEOUT
+                && error != errors::HEARTBEAT_TIMEOUT)
             || (e == errors::TIMEOUT && error == errors::HEARTBEAT_TIMEOUT)
     })
 }
@@ -61,13 +63,21 @@ impl Retrier {
             secs = secs.min(max as f64);
         }
         let ms = secs * 1000.0;
-        if ms.is_finite() && ms < u64::MAX as f64 { ms as u64 } else { u64::MAX / 2 }
+        if ms.is_finite() && ms < u64::MAX as f64 {
+            ms as u64
+        } else {
+            u64::MAX / 2
+        }
     }
 
     /// The delay with jitter applied (`FULL`: uniform in `[0, delay]`, from `random`).
     pub fn jittered_delay_millis(&self, attempt: u64, random: u64) -> u64 {
         let d = self.delay_millis(attempt);
-        if self.full_jitter && d > 0 { random % (d + 1) } else { d }
+        if self.full_jitter && d > 0 {
+            random % (d + 1)
+        } else {
+            d
+        }
     }
 }
 
@@ -87,7 +97,14 @@ mod tests {
 
     #[test]
     fn backoff() {
-        let r = Retrier { error_equals: vec![], interval_seconds: 2, max_attempts: 5, backoff_rate: 3.0, max_delay_seconds: Some(10), full_jitter: false };
+        let r = Retrier {
+            error_equals: vec![],
+            interval_seconds: 2,
+            max_attempts: 5,
+            backoff_rate: 3.0,
+            max_delay_seconds: Some(10),
+            full_jitter: false,
+        };
         assert_eq!(r.delay_millis(1), 2000);
         assert_eq!(r.delay_millis(2), 6000);
         assert_eq!(r.delay_millis(3), 10000);

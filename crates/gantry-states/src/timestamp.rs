@@ -9,7 +9,11 @@ pub fn parse_nanos(s: &str) -> Option<i128> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        if part.bytes().all(|c| c.is_ascii_digit()) { part.parse().ok() } else { None }
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
     };
     let year = num(0..4)?;
     if b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
@@ -20,7 +24,13 @@ pub fn parse_nanos(s: &str) -> Option<i128> {
     let hour = num(11..13)?;
     let min = num(14..16)?;
     let sec = num(17..19)?;
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
         return None;
     }
     let mut i = 19;
@@ -68,7 +78,12 @@ pub fn format_millis(ms: i64) -> String {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
 }
 
 fn is_leap(y: i64) -> bool {
@@ -122,7 +137,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_forms() {
-        for s in ["2016-08-18t17:33:00Z", "2016-08-18T17:33:00z", "2016-08-18 17:33:00Z", "date", "2016-02-30T00:00:00Z", "2023-02-24T12:15:56"] {
+        for s in [
+            "2016-08-18t17:33:00Z",
+            "2016-08-18T17:33:00z",
+            "2016-08-18 17:33:00Z",
+            "date",
+            "2016-02-30T00:00:00Z",
+            "2023-02-24T12:15:56",
+        ] {
             assert_eq!(parse_millis(s), None, "{s}");
         }
     }

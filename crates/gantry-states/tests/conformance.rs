@@ -5,7 +5,10 @@ use gantry_states::{Outcome, run_local};
 use serde_json::Value;
 
 fn dir() -> String {
-    format!("{}/../../../shared/conformance/stepfunctions/", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../../../shared/conformance/stepfunctions/",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 /// Cases whose expected values depend on placeholder tokens (`"date"`, `<ArnPart_0idx>`)
@@ -20,15 +23,27 @@ const PLACEHOLDER_CHOICE: [&str; 8] = [
     "test_timestamp_less_than_equals/487",
     "test_timestamp_less_than_equals/488",
 ];
-const PLACEHOLDER_INTRINSIC: [&str; 3] = ["test_generic::test_context_json_path/exec_hist_resp_0", "test_generic::test_nested_calls_1/exec_hist_resp_0", "test_generic::test_nested_calls_2/exec_hist_resp_0"];
+const PLACEHOLDER_INTRINSIC: [&str; 3] = [
+    "test_generic::test_context_json_path/exec_hist_resp_0",
+    "test_generic::test_nested_calls_1/exec_hist_resp_0",
+    "test_generic::test_nested_calls_2/exec_hist_resp_0",
+];
 
 fn load(name: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(format!("{}{name}", dir())).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    let text = std::fs::read_to_string(format!("{}{name}", dir()))
+        .unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 fn run(case: &Value) -> Result<Outcome, String> {
-    run_local(&case["definition"], case["input"].clone(), |r, _| Err(gantry_states::TaskError::new("NoTasks", r))).map(|r| r.outcome).map_err(|e| e.to_string())
+    run_local(&case["definition"], case["input"].clone(), |r, _| {
+        Err(gantry_states::TaskError::new("NoTasks", r))
+    })
+    .map(|r| r.outcome)
+    .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -42,11 +57,22 @@ fn choice_cases() {
         }
         match run(&case) {
             Ok(Outcome::Succeeded { output }) if output == case["expected_output"] => pass += 1,
-            other => fails.push(format!("{id}: got {other:?}, expected {}", case["expected_output"])),
+            other => fails.push(format!(
+                "{id}: got {other:?}, expected {}",
+                case["expected_output"]
+            )),
         }
     }
-    println!("choice conformance: {pass} passed, {} failed, {skip} skipped (placeholder tokens)", fails.len());
-    assert!(fails.is_empty(), "{} mismatches:\n{}", fails.len(), fails.join("\n"));
+    println!(
+        "choice conformance: {pass} passed, {} failed, {skip} skipped (placeholder tokens)",
+        fails.len()
+    );
+    assert!(
+        fails.is_empty(),
+        "{} mismatches:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
 }
 
 /// The snapshots store non-object outputs as their JSON text.
@@ -71,8 +97,12 @@ fn intrinsic_cases() {
         }
         let exp = &case["expected"];
         let ok = match (run(&case), exp["status"].as_str()) {
-            (Ok(Outcome::Succeeded { output }), Some("SUCCEEDED")) => same_output(&output, &exp["output"]),
-            (Ok(Outcome::Failed(f)), Some("FAILED")) => Some(f.error.as_str()) == exp["error"].as_str(),
+            (Ok(Outcome::Succeeded { output }), Some("SUCCEEDED")) => {
+                same_output(&output, &exp["output"])
+            }
+            (Ok(Outcome::Failed(f)), Some("FAILED")) => {
+                Some(f.error.as_str()) == exp["error"].as_str()
+            }
             _ => false,
         };
         if ok {
@@ -81,6 +111,14 @@ fn intrinsic_cases() {
             fails.push(format!("{id}: got {:?}, expected {exp}", run(&case)));
         }
     }
-    println!("intrinsic conformance: {pass} passed, {} failed, {skip} skipped (placeholder tokens)", fails.len());
-    assert!(fails.is_empty(), "{} mismatches:\n{}", fails.len(), fails.join("\n"));
+    println!(
+        "intrinsic conformance: {pass} passed, {} failed, {skip} skipped (placeholder tokens)",
+        fails.len()
+    );
+    assert!(
+        fails.is_empty(),
+        "{} mismatches:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
 }

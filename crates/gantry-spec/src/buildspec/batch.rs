@@ -6,6 +6,8 @@ use super::model::{
     Batch, BatchEnv, BatchKind, BatchTask, BuildFanout, BuildMatrix, MatrixVariable,
 };
 use super::read::{self, Cx, Field, Fields, fields, join, user_map};
+use std::collections::HashMap;
+
 use crate::span::{Span, Spanned};
 use crate::yaml::{Kind, Node, shorten};
 
@@ -32,6 +34,9 @@ const GRAPH_TASK_KEYS: &[&str] = &[
     "ignore-failure",
     "depend-on",
 ];
+/// Cycles reported per graph, and task names shown per cycle.
+const MAX_CYCLE_REPORTS: usize = 10;
+const MAX_CYCLE_SHOWN: usize = 12;
 const ENV_KEYS: &[&str] = &[
     "compute-type",
     "image",
@@ -88,6 +93,7 @@ fn tasks(cx: &mut Cx, node: &Node, path: &str, graph: bool) -> Vec<BatchTask> {
     };
     let allowed = if graph { GRAPH_TASK_KEYS } else { TASK_KEYS };
     let mut out: Vec<BatchTask> = Vec::new();
+    let mut seen: HashMap<String, Span> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let task_path = format!("{path}[{i}]");
         let Some(block) = fields(cx, item, item.span, &task_path, allowed) else {
@@ -99,16 +105,17 @@ fn tasks(cx: &mut Cx, node: &Node, path: &str, graph: bool) -> Vec<BatchTask> {
         else {
             continue;
         };
-        if let Some(first) = out.iter().find(|t| t.identifier.value == identifier.value) {
+        if let Some(first) = seen.get(&identifier.value) {
             cx.error(
                 identifier.span,
                 format!(
                     "`{task_path}.identifier`: `{}` is already used on line {}",
-                    identifier.value, first.identifier.span.line
+                    identifier.value, first.line
                 ),
             );
             continue;
         }
+        seen.insert(identifier.value.clone(), identifier.span);
         out.push(BatchTask {
             span: item.span,
             identifier,
@@ -129,7 +136,8 @@ fn tasks(cx: &mut Cx, node: &Node, path: &str, graph: bool) -> Vec<BatchTask> {
 /// digits and `_`.
 fn identifier(cx: &mut Cx, node: &Node, path: &str) -> Option<Spanned<String>> {
     let id = read::text(cx, node, path, "an identifier")?;
-    let valid = id.value.len() <= 128
+    let valid = !id.value.is_empty()
+        && id.value.len() <= 128
         && id
             .value
             .chars()
@@ -166,7 +174,12 @@ fn batch_env(cx: &mut Cx, field: Field<'_>, path: &str) -> BatchEnv {
 /// Every `depend-on` names a task, and the graph has no cycle (else the
 /// batch could never finish).
 fn check_graph(cx: &mut Cx, tasks: &[BatchTask], path: &str) {
-    let index = |id: &str| tasks.iter().position(|t| t.identifier.value == id);
+    let ids: HashMap<&str, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.identifier.value.as_str(), i))
+        .collect();
+    let index = |id: &str| ids.get(id).copied();
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (i, task) in tasks.iter().enumerate() {
         for dep in &task.depend_on {
@@ -186,6 +199,7 @@ fn check_graph(cx: &mut Cx, tasks: &[BatchTask], path: &str) {
     // Iterative depth-first search (a recursive one could overflow the stack
     // on a long chain): 0 = unvisited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; tasks.len()];
+    let mut reported = 0;
     for root in 0..tasks.len() {
         if state[root] != 0 {
             continue;
@@ -202,7 +216,12 @@ fn check_graph(cx: &mut Cx, tasks: &[BatchTask], path: &str) {
                     stack.push((child, 0));
                 }
                 Some(child) if state[child] == 1 => {
-                    report_cycle(cx, tasks, &stack, child, path);
+                    // A hostile graph can hold thousands of cycles; a few
+                    // say enough.
+                    if reported < MAX_CYCLE_REPORTS {
+                        report_cycle(cx, tasks, &stack, child, path);
+                    }
+                    reported += 1;
                     // Only one report per cycle: treat the edge as done.
                 }
                 Some(_) => {}
@@ -223,7 +242,7 @@ fn report_cycle(
     path: &str,
 ) {
     let start = stack.iter().position(|(n, _)| *n == back_to).unwrap_or(0);
-    let cycle: Vec<&str> = stack
+    let mut cycle: Vec<&str> = stack
         .get(start..)
         .unwrap_or_default()
         .iter()
@@ -242,6 +261,12 @@ fn report_cycle(
         })
         .map(|d| d.span)
         .unwrap_or(Span::default());
+    if cycle.len() > MAX_CYCLE_SHOWN {
+        let tail = cycle.split_off(cycle.len() - MAX_CYCLE_SHOWN / 2);
+        cycle.truncate(MAX_CYCLE_SHOWN / 2);
+        cycle.push("...");
+        cycle.extend(tail);
+    }
     cx.error(
         span,
         format!("`{path}`: dependency cycle {}", cycle.join(" -> ")),

@@ -97,6 +97,12 @@ fn identifiers_required_unique_and_well_formed() {
         19,
         "letters, digits and `_`",
     );
+    has(
+        &batch("  build-list:\n    - identifier: ''\n"),
+        8,
+        19,
+        "letters, digits and `_`",
+    );
 }
 
 #[test]

@@ -216,6 +216,7 @@ pub(crate) fn parse_secret_ref(text: &str) -> Result<SecretRef, String> {
 fn exported(cx: &mut Cx, node: &Node) -> Vec<Spanned<String>> {
     let path = "env.exported-variables";
     let mut out: Vec<Spanned<String>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for name in read::list(cx, node, path, "variable name") {
         if name.value.starts_with("AWS_") {
             cx.error(
@@ -233,7 +234,7 @@ fn exported(cx: &mut Cx, node: &Node) -> Vec<Spanned<String>> {
                     crate::yaml::shorten(&name.value)
                 ),
             );
-        } else if out.iter().any(|n| n.value == name.value) {
+        } else if !seen.insert(name.value.clone()) {
             cx.error(
                 name.span,
                 format!("`{path}`: `{}` is listed twice", name.value),
@@ -248,7 +249,8 @@ fn exported(cx: &mut Cx, node: &Node) -> Vec<Spanned<String>> {
 /// A `run-as` user: a Linux user name (or numeric id), nothing the shell could split.
 pub(super) fn user(cx: &mut Cx, node: &Node, path: &str) -> Option<Spanned<String>> {
     let user = read::text(cx, node, path, "a Linux user name")?;
-    let valid = user.value.len() <= 256
+    let valid = !user.value.is_empty()
+        && user.value.len() <= 256
         && !user.value.starts_with('-')
         && user
             .value

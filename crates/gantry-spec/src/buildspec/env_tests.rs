@@ -210,7 +210,7 @@ fn exported_variables() {
 #[test]
 fn git_credential_helper() {
     let spec = ok(&env("  git-credential-helper: yes\n"));
-    assert_eq!(spec.env.git_credential_helper.unwrap().value, true);
+    assert!(spec.env.git_credential_helper.unwrap().value);
     has(&env("  git-credential-helper: sure\n"), 7, 26, "yes or no");
 }
 

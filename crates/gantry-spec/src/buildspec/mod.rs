@@ -15,6 +15,9 @@ use crate::span::{Span, Spanned};
 use crate::yaml::{self, Node};
 use read::{Cx, Fields, fields};
 
+/// Problems returned at most; a generated or hostile file can have thousands.
+const MAX_DIAGNOSTICS: usize = 100;
+
 /// The top-level keys, in the order the docs list them.
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -26,9 +29,11 @@ const TOP_KEYS: &[&str] = &[
     "reports",
     "artifacts",
     "cache",
-    // The 0.1 spelling of `env.variables`; accepted only with `version: 0.1`.
-    "environment_variables",
 ];
+
+/// The 0.1 spelling of `env.variables`: read (and checked against the
+/// version), but not offered in "expected one of" lists.
+const LEGACY_KEYS: &[&str] = &["environment_variables"];
 
 /// Parses and checks a buildspec.
 ///
@@ -52,9 +57,20 @@ pub fn parse(source: &str) -> Result<Buildspec, Vec<Diagnostic>> {
         Some(spec) if cx.diags.is_empty() => Ok(spec),
         _ => {
             let mut diags = cx.diags;
+            if diags.is_empty() {
+                // Unreachable by construction (every `None` reports why);
+                // kept so an error never comes back empty.
+                diags.push(Diagnostic::new(start(), "the buildspec is invalid"));
+            }
             // Stable: problems at one place keep the order they were found in.
             diags.sort_by_key(|d| (d.span.line, d.span.col));
             diags.dedup();
+            if diags.len() > MAX_DIAGNOSTICS {
+                let more = diags.len() - MAX_DIAGNOSTICS;
+                diags.truncate(MAX_DIAGNOSTICS);
+                let at = diags.last().map(|d| d.span).unwrap_or_default();
+                diags.push(Diagnostic::new(at, format!("... and {more} more problems")));
+            }
             Err(diags)
         }
     }
@@ -72,7 +88,7 @@ fn start() -> Span {
 /// Reads the whole document; `None` when something essential is missing
 /// (the diagnostics say what).
 fn convert(cx: &mut Cx, root: &Node) -> Option<Buildspec> {
-    let top = fields(cx, root, start(), "", TOP_KEYS)?;
+    let top = read::fields_tolerating(cx, root, start(), "", TOP_KEYS, LEGACY_KEYS)?;
     let version = top
         .require(cx, "version")
         .and_then(|f| version(cx, f.value));

@@ -1,6 +1,8 @@
 //! Reading helpers shared by the section converters: typed views of YAML
 //! nodes that record a diagnostic and carry on, so one pass finds every problem.
 
+use std::collections::HashMap;
+
 use crate::diagnostic::Diagnostic;
 use crate::span::{Span, Spanned};
 use crate::yaml::{Kind, Node};
@@ -159,6 +161,9 @@ pub(crate) fn user_map<'n>(
     path: &str,
 ) -> Vec<(Spanned<String>, &'n Node)> {
     let mut out: Vec<(Spanned<String>, &'n Node)> = Vec::new();
+    // Maps can be large (hostile or generated files): look duplicates up in
+    // a hash map, not by scanning.
+    let mut seen: HashMap<&'n str, Span> = HashMap::new();
     if node.is_null() {
         return out;
     }
@@ -170,10 +175,11 @@ pub(crate) fn user_map<'n>(
         let Some(name) = key_text(cx, key, path) else {
             continue;
         };
-        if let Some((first, _)) = out.iter().find(|(k, _)| k.value == name) {
-            duplicate(cx, key, name, path, first.span);
+        if let Some(first) = seen.get(name) {
+            duplicate(cx, key, name, path, *first);
             continue;
         }
+        seen.insert(name, key.span);
         out.push((Spanned::new(name.to_string(), key.span), value));
     }
     out

@@ -150,6 +150,12 @@ fn top_level_run_as() {
         9,
         "`run-as` must be a Linux user name",
     );
+    has(
+        &with("run-as: ''\n"),
+        6,
+        9,
+        "`run-as` must be a Linux user name",
+    );
 }
 
 #[test]

@@ -15,13 +15,20 @@ use std::sync::Arc;
 pub fn parse_definition(json: &Value) -> Result<StateMachine, ValidationErrors> {
     let mut p = Parser { errors: Vec::new() };
     let Some(obj) = json.as_object() else {
-        return Err(ValidationErrors(vec![DefinitionError { location: String::new(), message: "the definition must be a JSON object".into() }]));
+        return Err(ValidationErrors(vec![DefinitionError {
+            location: String::new(),
+            message: "the definition must be a JSON object".into(),
+        }]));
     };
     let sm = p.machine(obj, "", true, QueryLanguage::JsonPath);
     if p.errors.is_empty() {
         validate::graph(&sm, "", &mut p.errors);
     }
-    if p.errors.is_empty() { Ok(sm) } else { Err(ValidationErrors(p.errors)) }
+    if p.errors.is_empty() {
+        Ok(sm)
+    } else {
+        Err(ValidationErrors(p.errors))
+    }
 }
 
 struct Parser {
@@ -29,30 +36,119 @@ struct Parser {
 }
 
 fn join(loc: &str, key: &str) -> String {
-    if loc.is_empty() { key.to_string() } else { format!("{loc}.{key}") }
+    if loc.is_empty() {
+        key.to_string()
+    } else {
+        format!("{loc}.{key}")
+    }
 }
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 const FLOW: &[&str] = &["Next", "End"];
 const IO: &[&str] = &["InputPath", "OutputPath"];
 const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
-const JSONPATH_ONLY: &[&str] = &["InputPath", "OutputPath", "Parameters", "ResultSelector", "ResultPath", "ItemsPath", "ItemSelector", "SecondsPath", "TimestampPath", "TimeoutSecondsPath", "HeartbeatSecondsPath", "ErrorPath", "CausePath", "MaxConcurrencyPath"];
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "ItemsPath",
+    "ItemSelector",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+];
 
 fn allowed(ty: &str) -> Option<Vec<&'static str>> {
     let mut v: Vec<&'static str> = COMMON.to_vec();
     let extra: &[&[&str]] = match ty {
-        "Task" => &[FLOW, IO, &["Parameters", "ResultSelector", "ResultPath", "Retry", "Catch", "Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials", "Arguments", "Output", "Assign"]],
-        "Pass" => &[FLOW, IO, &["Parameters", "ResultPath", "Result", "Output", "Assign"]],
+        "Task" => &[
+            FLOW,
+            IO,
+            &[
+                "Parameters",
+                "ResultSelector",
+                "ResultPath",
+                "Retry",
+                "Catch",
+                "Resource",
+                "TimeoutSeconds",
+                "TimeoutSecondsPath",
+                "HeartbeatSeconds",
+                "HeartbeatSecondsPath",
+                "Credentials",
+                "Arguments",
+                "Output",
+                "Assign",
+            ],
+        ],
+        "Pass" => &[
+            FLOW,
+            IO,
+            &["Parameters", "ResultPath", "Result", "Output", "Assign"],
+        ],
         "Choice" => &[IO, &["Choices", "Default", "Output", "Assign"]],
-        "Wait" => &[FLOW, IO, &["Seconds", "SecondsPath", "Timestamp", "TimestampPath", "Output", "Assign"]],
+        "Wait" => &[
+            FLOW,
+            IO,
+            &[
+                "Seconds",
+                "SecondsPath",
+                "Timestamp",
+                "TimestampPath",
+                "Output",
+                "Assign",
+            ],
+        ],
         "Succeed" => &[IO, &["Output"]],
         "Fail" => &[&["Error", "Cause", "ErrorPath", "CausePath"]],
-        "Parallel" => &[FLOW, IO, &["Parameters", "ResultSelector", "ResultPath", "Retry", "Catch", "Branches", "Arguments", "Output", "Assign"]],
+        "Parallel" => &[
+            FLOW,
+            IO,
+            &[
+                "Parameters",
+                "ResultSelector",
+                "ResultPath",
+                "Retry",
+                "Catch",
+                "Branches",
+                "Arguments",
+                "Output",
+                "Assign",
+            ],
+        ],
         "Map" => &[
             FLOW,
             IO,
             &[
-                "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch", "ItemsPath", "Items", "ItemSelector", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath", "ItemReader", "ItemBatcher", "ResultWriter", "ToleratedFailurePercentage", "ToleratedFailureCount", "ToleratedFailurePercentagePath", "ToleratedFailureCountPath", "Label", "Arguments", "Output", "Assign",
+                "Parameters",
+                "ResultSelector",
+                "ResultPath",
+                "Retry",
+                "Catch",
+                "ItemsPath",
+                "Items",
+                "ItemSelector",
+                "ItemProcessor",
+                "Iterator",
+                "MaxConcurrency",
+                "MaxConcurrencyPath",
+                "ItemReader",
+                "ItemBatcher",
+                "ResultWriter",
+                "ToleratedFailurePercentage",
+                "ToleratedFailureCount",
+                "ToleratedFailurePercentagePath",
+                "ToleratedFailureCountPath",
+                "Label",
+                "Arguments",
+                "Output",
+                "Assign",
             ],
         ],
         _ => return None,
@@ -70,7 +166,10 @@ fn is_jsonata_expr(v: &Value) -> Option<&str> {
 
 impl Parser {
     fn err(&mut self, loc: impl Into<String>, msg: impl Into<String>) {
-        self.errors.push(DefinitionError { location: loc.into(), message: msg.into() });
+        self.errors.push(DefinitionError {
+            location: loc.into(),
+            message: msg.into(),
+        });
     }
 
     fn string(&mut self, obj: &Map<String, Value>, key: &str, loc: &str) -> Option<String> {
@@ -88,21 +187,38 @@ impl Parser {
         match v.as_u64() {
             Some(n) if n >= min && n <= 99_999_999 => Some(n),
             _ => {
-                self.err(join(loc, key), format!("must be an integer between {min} and 99999999"));
+                self.err(
+                    join(loc, key),
+                    format!("must be an integer between {min} and 99999999"),
+                );
                 None
             }
         }
     }
 
     /// A nullable path field: absent → `$`, `null` → `None`.
-    fn path_field(&mut self, obj: &Map<String, Value>, key: &str, loc: &str, reference: bool) -> Option<String> {
+    fn path_field(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        loc: &str,
+        reference: bool,
+    ) -> Option<String> {
         match obj.get(key) {
             None => Some("$".into()),
             Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                let ok = if reference { path::is_reference_path(s) } else { path::is_valid_path(s) };
+                let ok = if reference {
+                    path::is_reference_path(s)
+                } else {
+                    path::is_valid_path(s)
+                };
                 if !ok {
-                    let kind = if reference { "a valid reference path" } else { "a valid JSONPath" };
+                    let kind = if reference {
+                        "a valid reference path"
+                    } else {
+                        "a valid JSONPath"
+                    };
                     self.err(join(loc, key), format!("'{s}' is not {kind}"));
                 }
                 Some(s.clone())
@@ -114,8 +230,25 @@ impl Parser {
         }
     }
 
-    fn machine(&mut self, obj: &Map<String, Value>, loc: &str, top: bool, inherited: QueryLanguage) -> StateMachine {
-        let allowed: &[&str] = if top { &["StartAt", "States", "Comment", "TimeoutSeconds", "Version", "QueryLanguage"] } else { &["StartAt", "States", "Comment", "ProcessorConfig"] };
+    fn machine(
+        &mut self,
+        obj: &Map<String, Value>,
+        loc: &str,
+        top: bool,
+        inherited: QueryLanguage,
+    ) -> StateMachine {
+        let allowed: &[&str] = if top {
+            &[
+                "StartAt",
+                "States",
+                "Comment",
+                "TimeoutSeconds",
+                "Version",
+                "QueryLanguage",
+            ]
+        } else {
+            &["StartAt", "States", "Comment", "ProcessorConfig"]
+        };
         for k in obj.keys() {
             if !allowed.contains(&k.as_str()) {
                 self.err(join(loc, k), "unknown field");
@@ -131,7 +264,11 @@ impl Parser {
                 String::new()
             }
         };
-        let timeout_seconds = if top { self.uint(obj, "TimeoutSeconds", loc, 1) } else { None };
+        let timeout_seconds = if top {
+            self.uint(obj, "TimeoutSeconds", loc, 1)
+        } else {
+            None
+        };
         let comment = self.string(obj, "Comment", loc);
         let mut states = BTreeMap::new();
         let states_loc = join(loc, "States");
@@ -158,7 +295,13 @@ impl Parser {
             Some(_) => self.err(&states_loc, "must be an object"),
             None => self.err(&states_loc, "is required"),
         }
-        StateMachine { start_at, states, timeout_seconds, comment, query_language }
+        StateMachine {
+            start_at,
+            states,
+            timeout_seconds,
+            comment,
+            query_language,
+        }
     }
 
     fn query_language(&mut self, obj: &Map<String, Value>, loc: &str) -> Option<QueryLanguage> {
@@ -166,7 +309,10 @@ impl Parser {
             Value::String(s) if s == "JSONPath" => Some(QueryLanguage::JsonPath),
             Value::String(s) if s == "JSONata" => Some(QueryLanguage::Jsonata),
             _ => {
-                self.err(join(loc, "QueryLanguage"), "must be \"JSONPath\" or \"JSONata\"");
+                self.err(
+                    join(loc, "QueryLanguage"),
+                    "must be \"JSONPath\" or \"JSONata\"",
+                );
                 None
             }
         }
@@ -182,7 +328,13 @@ impl Parser {
         Some(v.clone())
     }
 
-    fn state(&mut self, name: &str, obj: &Map<String, Value>, loc: &str, inherited: QueryLanguage) -> Option<State> {
+    fn state(
+        &mut self,
+        name: &str,
+        obj: &Map<String, Value>,
+        loc: &str,
+        inherited: QueryLanguage,
+    ) -> Option<State> {
         let ty = match obj.get("Type") {
             Some(Value::String(t)) => t.clone(),
             Some(_) => {
@@ -200,11 +352,17 @@ impl Parser {
         };
         let ql = self.query_language(obj, loc).unwrap_or(inherited);
         if inherited == QueryLanguage::Jsonata && ql == QueryLanguage::JsonPath {
-            self.err(join(loc, "QueryLanguage"), "a state cannot use JSONPath when the state machine uses JSONata");
+            self.err(
+                join(loc, "QueryLanguage"),
+                "a state cannot use JSONPath when the state machine uses JSONata",
+            );
         }
         for k in obj.keys() {
             if !allowed.contains(&k.as_str()) {
-                self.err(join(loc, k), format!("field is not allowed in a {ty} state"));
+                self.err(
+                    join(loc, k),
+                    format!("field is not allowed in a {ty} state"),
+                );
             } else if ql == QueryLanguage::Jsonata && JSONPATH_ONLY.contains(&k.as_str()) {
                 self.err(join(loc, k), "field is not allowed in a JSONata state");
             } else if ql == QueryLanguage::JsonPath && JSONATA_ONLY.contains(&k.as_str()) {
@@ -237,7 +395,10 @@ impl Parser {
             Some(Value::String(s)) => {
                 let rp = ReferencePath::parse(s);
                 if rp.is_none() {
-                    self.err(join(loc, "ResultPath"), format!("'{s}' is not a valid reference path"));
+                    self.err(
+                        join(loc, "ResultPath"),
+                        format!("'{s}' is not a valid reference path"),
+                    );
                 }
                 rp
             }
@@ -246,7 +407,11 @@ impl Parser {
                 None
             }
         };
-        let parameters = if ql == QueryLanguage::Jsonata { obj.get("Arguments").cloned() } else { self.template(obj, "Parameters", loc) };
+        let parameters = if ql == QueryLanguage::Jsonata {
+            obj.get("Arguments").cloned()
+        } else {
+            self.template(obj, "Parameters", loc)
+        };
         let result_selector = self.template(obj, "ResultSelector", loc);
         let output = obj.get("Output").cloned();
         let assign = self.assign(obj.get("Assign"), &join(loc, "Assign"));
@@ -266,14 +431,24 @@ impl Parser {
                 };
                 let timeout = self.dyn_uint(obj, "TimeoutSeconds", loc, ql);
                 let heartbeat = self.dyn_uint(obj, "HeartbeatSeconds", loc, ql);
-                if let (Some(Dynamic::Static(t)), Some(Dynamic::Static(h))) = (&timeout, &heartbeat) {
-                    if h >= t {
-                        self.err(join(loc, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds");
-                    }
+                if let (Some(Dynamic::Static(t)), Some(Dynamic::Static(h))) = (&timeout, &heartbeat)
+                    && h >= t
+                {
+                    self.err(
+                        join(loc, "HeartbeatSeconds"),
+                        "must be smaller than TimeoutSeconds",
+                    );
                 }
-                Kind::Task { resource, timeout, heartbeat, credentials: obj.get("Credentials").cloned() }
+                Kind::Task {
+                    resource,
+                    timeout,
+                    heartbeat,
+                    credentials: obj.get("Credentials").cloned(),
+                }
             }
-            "Pass" => Kind::Pass { result: obj.get("Result").cloned() },
+            "Pass" => Kind::Pass {
+                result: obj.get("Result").cloned(),
+            },
             "Choice" => self.choice_state(obj, loc, ql),
             "Wait" => {
                 let secs = self.dyn_uint(obj, "Seconds", loc, ql);
@@ -301,7 +476,9 @@ impl Parser {
                         for (i, b) in bs.iter().enumerate() {
                             let l = format!("{bloc}[{i}]");
                             match b.as_object() {
-                                Some(bo) => branches.push(Arc::new(self.machine(bo, &l, false, ql))),
+                                Some(bo) => {
+                                    branches.push(Arc::new(self.machine(bo, &l, false, ql)))
+                                }
                                 None => self.err(l, "a branch must be an object"),
                             }
                         }
@@ -313,10 +490,26 @@ impl Parser {
             "Map" => self.map_state(obj, loc, ql, &parameters),
             _ => return None,
         };
-        if !matches!(ty.as_str(), "Task" | "Parallel" | "Map") && (obj.contains_key("Retry") || obj.contains_key("Catch")) {
+        if !matches!(ty.as_str(), "Task" | "Parallel" | "Map")
+            && (obj.contains_key("Retry") || obj.contains_key("Catch"))
+        {
             // Already reported as not allowed.
         }
-        Some(State { name: name.to_string(), query_language: ql, next, input_path, output_path, parameters, result_selector, result_path, output, assign, retry, catch, kind })
+        Some(State {
+            name: name.to_string(),
+            query_language: ql,
+            next,
+            input_path,
+            output_path,
+            parameters,
+            result_selector,
+            result_path,
+            output,
+            assign,
+            retry,
+            catch,
+            kind,
+        })
     }
 
     fn assign(&mut self, v: Option<&Value>, loc: &str) -> Option<Value> {
@@ -325,7 +518,11 @@ impl Parser {
             Some(m) => {
                 for k in m.keys() {
                     let name = k.strip_suffix(".$").unwrap_or(k);
-                    if name.is_empty() || name.chars().count() > 80 || !name.chars().all(|c| c.is_alphanumeric() || c == '_') || name.starts_with(|c: char| c.is_ascii_digit()) {
+                    if name.is_empty()
+                        || name.chars().count() > 80
+                        || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                        || name.starts_with(|c: char| c.is_ascii_digit())
+                    {
                         self.err(join(loc, k), "variable names must be identifiers of at most 80 characters (paths cannot be assigned)");
                     }
                     if name == "states" {
@@ -343,7 +540,13 @@ impl Parser {
         Some(v.clone())
     }
 
-    fn dyn_uint(&mut self, obj: &Map<String, Value>, key: &str, loc: &str, ql: QueryLanguage) -> Option<Dynamic<u64>> {
+    fn dyn_uint(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        loc: &str,
+        ql: QueryLanguage,
+    ) -> Option<Dynamic<u64>> {
         let path_key = format!("{key}Path");
         let stat = obj.get(key);
         let by_path = obj.get(&path_key);
@@ -351,10 +554,10 @@ impl Parser {
             self.err(loc, format!("{key} and {path_key} cannot both be present"));
         }
         if let Some(v) = stat {
-            if ql == QueryLanguage::Jsonata {
-                if let Some(e) = is_jsonata_expr(v) {
-                    return Some(Dynamic::Expr(e.to_string()));
-                }
+            if ql == QueryLanguage::Jsonata
+                && let Some(e) = is_jsonata_expr(v)
+            {
+                return Some(Dynamic::Expr(e.to_string()));
             }
             let min = if key == "Seconds" { 0 } else { 1 };
             return self.uint(obj, key, loc, min).map(Dynamic::Static);
@@ -368,39 +571,56 @@ impl Parser {
         None
     }
 
-    fn dyn_string(&mut self, obj: &Map<String, Value>, key: &str, loc: &str, ql: QueryLanguage) -> Option<Dynamic<String>> {
+    fn dyn_string(
+        &mut self,
+        obj: &Map<String, Value>,
+        key: &str,
+        loc: &str,
+        ql: QueryLanguage,
+    ) -> Option<Dynamic<String>> {
         let path_key = format!("{key}Path");
         if obj.contains_key(key) && obj.contains_key(&path_key) {
             self.err(loc, format!("{key} and {path_key} cannot both be present"));
         }
         if let Some(s) = self.string(obj, key, loc) {
-            if ql == QueryLanguage::Jsonata {
-                if let Some(e) = is_jsonata_expr(&Value::String(s.clone())) {
-                    return Some(Dynamic::Expr(e.to_string()));
-                }
+            if ql == QueryLanguage::Jsonata
+                && let Some(e) = is_jsonata_expr(&Value::String(s.clone()))
+            {
+                return Some(Dynamic::Expr(e.to_string()));
             }
             return Some(Dynamic::Static(s));
         }
         if let Some(p) = self.string(obj, &path_key, loc) {
             if !(path::is_valid_path(&p) || crate::intrinsics::is_intrinsic(&p)) {
-                self.err(join(loc, &path_key), "must be a valid path or intrinsic function");
+                self.err(
+                    join(loc, &path_key),
+                    "must be a valid path or intrinsic function",
+                );
             }
             return Some(Dynamic::Path(p));
         }
         None
     }
 
-    fn dyn_timestamp(&mut self, obj: &Map<String, Value>, loc: &str, ql: QueryLanguage) -> Option<Dynamic<String>> {
+    fn dyn_timestamp(
+        &mut self,
+        obj: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+    ) -> Option<Dynamic<String>> {
         let d = self.dyn_string(obj, "Timestamp", loc, ql)?;
-        if let Dynamic::Static(s) = &d {
-            if crate::timestamp::parse_nanos(s).is_none() {
-                self.err(join(loc, "Timestamp"), format!("'{s}' is not an RFC 3339 timestamp like 2016-08-18T17:33:00Z"));
-            }
+        if let Dynamic::Static(s) = &d
+            && crate::timestamp::parse_nanos(s).is_none()
+        {
+            self.err(
+                join(loc, "Timestamp"),
+                format!("'{s}' is not an RFC 3339 timestamp like 2016-08-18T17:33:00Z"),
+            );
         }
-        if let Dynamic::Path(p) = &d {
-            if !path::is_reference_path(p) {
-                self.err(join(loc, "TimestampPath"), "must be a valid reference path");
-            }
+        if let Dynamic::Path(p) = &d
+            && !path::is_reference_path(p)
+        {
+            self.err(join(loc, "TimestampPath"), "must be a valid reference path");
         }
         Some(d)
     }
@@ -426,7 +646,12 @@ impl Parser {
                     let assign = self.assign(ro.get("Assign"), &join(&l, "Assign"));
                     let output = ro.get("Output").cloned();
                     if let Some(rule) = self.rule(ro, &l, ql, true) {
-                        choices.push(super::model::ChoiceBranch { rule, next, assign, output });
+                        choices.push(super::model::ChoiceBranch {
+                            rule,
+                            next,
+                            assign,
+                            output,
+                        });
                     }
                 }
             }
@@ -436,26 +661,45 @@ impl Parser {
         Kind::Choice { choices, default }
     }
 
-    fn rule(&mut self, o: &Map<String, Value>, loc: &str, ql: QueryLanguage, top: bool) -> Option<Rule> {
-        let extra: &[&str] = if top { &["Next", "Comment", "Assign", "Output"] } else { &["Comment"] };
+    fn rule(
+        &mut self,
+        o: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+        top: bool,
+    ) -> Option<Rule> {
+        let extra: &[&str] = if top {
+            &["Next", "Comment", "Assign", "Output"]
+        } else {
+            &["Comment"]
+        };
         if !top && o.contains_key("Next") {
             self.err(join(loc, "Next"), "nested choice rules cannot have Next");
         }
         if ql == QueryLanguage::Jsonata {
             for k in o.keys() {
                 if k != "Condition" && !extra.contains(&k.as_str()) {
-                    self.err(join(loc, k), "field is not allowed in a JSONata choice rule");
+                    self.err(
+                        join(loc, k),
+                        "field is not allowed in a JSONata choice rule",
+                    );
                 }
             }
             return match o.get("Condition").and_then(is_jsonata_expr) {
                 Some(e) => Some(Rule::Condition(e.to_string())),
                 None => {
-                    self.err(join(loc, "Condition"), "is required and must be a {% %} expression");
+                    self.err(
+                        join(loc, "Condition"),
+                        "is required and must be a {% %} expression",
+                    );
                     None
                 }
             };
         }
-        let ops: Vec<&String> = o.keys().filter(|k| !extra.contains(&k.as_str()) && k.as_str() != "Variable").collect();
+        let ops: Vec<&String> = o
+            .keys()
+            .filter(|k| !extra.contains(&k.as_str()) && !matches!(k.as_str(), "Variable" | "Next"))
+            .collect();
         if ops.len() != 1 {
             self.err(loc, format!("a choice rule needs exactly one operator (And, Or, Not or a comparison), found {}", ops.len()));
             return None;
@@ -480,7 +724,11 @@ impl Parser {
                         None => self.err(l, "a choice rule must be an object"),
                     }
                 }
-                Some(if op == "And" { Rule::And(rules) } else { Rule::Or(rules) })
+                Some(if op == "And" {
+                    Rule::And(rules)
+                } else {
+                    Rule::Or(rules)
+                })
             }
             "Not" => {
                 if o.contains_key("Variable") {
@@ -490,7 +738,8 @@ impl Parser {
                     self.err(&oloc, "must be a single rule object");
                     return None;
                 };
-                self.rule(ro, &oloc, ql, false).map(|r| Rule::Not(Box::new(r)))
+                self.rule(ro, &oloc, ql, false)
+                    .map(|r| Rule::Not(Box::new(r)))
             }
             _ => {
                 let Some((cmp, is_path)) = Op::from_field(op) else {
@@ -504,7 +753,10 @@ impl Parser {
                         return None;
                     }
                     None => {
-                        self.err(join(loc, "Variable"), "is required with a comparison operator");
+                        self.err(
+                            join(loc, "Variable"),
+                            "is required with a comparison operator",
+                        );
                         return None;
                     }
                 };
@@ -523,7 +775,11 @@ impl Parser {
                     }
                     Operand::Literal(v.clone())
                 };
-                Some(Rule::Compare { variable, op: cmp, operand })
+                Some(Rule::Compare {
+                    variable,
+                    op: cmp,
+                    operand,
+                })
             }
         }
     }
@@ -532,7 +788,10 @@ impl Parser {
         let l = join(loc, "ErrorEquals");
         match o.get("ErrorEquals").and_then(Value::as_array) {
             Some(a) if !a.is_empty() => {
-                let names: Vec<String> = a.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+                let names: Vec<String> = a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect();
                 if names.len() != a.len() {
                     self.err(&l, "must contain only strings");
                 }
@@ -562,13 +821,26 @@ impl Parser {
                 continue;
             };
             for k in o.keys() {
-                if !["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"].contains(&k.as_str()) {
+                if ![
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ]
+                .contains(&k.as_str())
+                {
                     self.err(join(&l, k), "unknown field in a retrier");
                 }
             }
             let error_equals = self.error_equals(o, &l);
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != items.len() {
-                self.err(join(&l, "ErrorEquals"), "a retrier with States.ALL must be the last one");
+                self.err(
+                    join(&l, "ErrorEquals"),
+                    "a retrier with States.ALL must be the last one",
+                );
             }
             let interval_seconds = self.uint(o, "IntervalSeconds", &l, 1).unwrap_or(1);
             let max_attempts = self.uint(o, "MaxAttempts", &l, 0).unwrap_or(3);
@@ -577,7 +849,10 @@ impl Parser {
                 Some(b) => match b.as_f64() {
                     Some(f) if f >= 1.0 => f,
                     _ => {
-                        self.err(join(&l, "BackoffRate"), "must be a number greater than or equal to 1.0");
+                        self.err(
+                            join(&l, "BackoffRate"),
+                            "must be a number greater than or equal to 1.0",
+                        );
                         2.0
                     }
                 },
@@ -592,7 +867,14 @@ impl Parser {
                     false
                 }
             };
-            out.push(Retrier { error_equals, interval_seconds, max_attempts, backoff_rate, max_delay_seconds, full_jitter });
+            out.push(Retrier {
+                error_equals,
+                interval_seconds,
+                max_attempts,
+                backoff_rate,
+                max_delay_seconds,
+                full_jitter,
+            });
         }
         out
     }
@@ -611,13 +893,25 @@ impl Parser {
                 continue;
             };
             for k in o.keys() {
-                if !["ErrorEquals", "Next", "ResultPath", "Output", "Assign", "Comment"].contains(&k.as_str()) {
+                if ![
+                    "ErrorEquals",
+                    "Next",
+                    "ResultPath",
+                    "Output",
+                    "Assign",
+                    "Comment",
+                ]
+                .contains(&k.as_str())
+                {
                     self.err(join(&l, k), "unknown field in a catcher");
                 }
             }
             let error_equals = self.error_equals(o, &l);
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != items.len() {
-                self.err(join(&l, "ErrorEquals"), "a catcher with States.ALL must be the last one");
+                self.err(
+                    join(&l, "ErrorEquals"),
+                    "a catcher with States.ALL must be the last one",
+                );
             }
             let next = self.string(o, "Next", &l).unwrap_or_else(|| {
                 self.err(join(&l, "Next"), "is required in a catcher");
@@ -629,7 +923,10 @@ impl Parser {
                 Some(Value::String(s)) => {
                     let rp = ReferencePath::parse(s);
                     if rp.is_none() {
-                        self.err(join(&l, "ResultPath"), format!("'{s}' is not a valid reference path"));
+                        self.err(
+                            join(&l, "ResultPath"),
+                            format!("'{s}' is not a valid reference path"),
+                        );
                     }
                     rp
                 }
@@ -639,12 +936,24 @@ impl Parser {
                 }
             };
             let assign = self.assign(o.get("Assign"), &join(&l, "Assign"));
-            out.push(Catcher { error_equals, next, result_path, output: o.get("Output").cloned(), assign });
+            out.push(Catcher {
+                error_equals,
+                next,
+                result_path,
+                output: o.get("Output").cloned(),
+                assign,
+            });
         }
         out
     }
 
-    fn map_state(&mut self, obj: &Map<String, Value>, loc: &str, ql: QueryLanguage, parameters: &Option<Value>) -> Kind {
+    fn map_state(
+        &mut self,
+        obj: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+        parameters: &Option<Value>,
+    ) -> Kind {
         let (key, proc_v) = match (obj.get("ItemProcessor"), obj.get("Iterator")) {
             (Some(p), None) => ("ItemProcessor", Some(p)),
             (None, Some(p)) => ("Iterator", Some(p)),
@@ -660,10 +969,17 @@ impl Parser {
         let ploc = join(loc, key);
         let processor = match proc_v.and_then(Value::as_object) {
             Some(po) => {
-                if let Some(mode) = po.get("ProcessorConfig").and_then(|c| c.get("Mode")).and_then(Value::as_str) {
-                    if mode != "INLINE" && mode != "DISTRIBUTED" {
-                        self.err(join(&ploc, "ProcessorConfig.Mode"), "must be INLINE or DISTRIBUTED");
-                    }
+                if let Some(mode) = po
+                    .get("ProcessorConfig")
+                    .and_then(|c| c.get("Mode"))
+                    .and_then(Value::as_str)
+                    && mode != "INLINE"
+                    && mode != "DISTRIBUTED"
+                {
+                    self.err(
+                        join(&ploc, "ProcessorConfig.Mode"),
+                        "must be INLINE or DISTRIBUTED",
+                    );
                 }
                 self.machine(po, &ploc, false, ql)
             }
@@ -671,10 +987,18 @@ impl Parser {
                 if proc_v.is_some() {
                     self.err(&ploc, "must be an object");
                 }
-                StateMachine { start_at: String::new(), states: BTreeMap::new(), timeout_seconds: None, comment: None, query_language: ql }
+                StateMachine {
+                    start_at: String::new(),
+                    states: BTreeMap::new(),
+                    timeout_seconds: None,
+                    comment: None,
+                    query_language: ql,
+                }
             }
         };
-        let items_path = self.path_field(obj, "ItemsPath", loc, true).unwrap_or_else(|| "$".into());
+        let items_path = self
+            .path_field(obj, "ItemsPath", loc, true)
+            .unwrap_or_else(|| "$".into());
         let item_selector = match (obj.get("ItemSelector"), parameters) {
             (Some(_), Some(_)) if ql == QueryLanguage::JsonPath => {
                 self.err(loc, "ItemSelector and Parameters cannot both be present");
@@ -689,7 +1013,8 @@ impl Parser {
             None => {
                 // MaxConcurrency may be 0, which dyn_uint's minimum of 1 rejects.
                 if obj.get("MaxConcurrency").and_then(Value::as_u64) == Some(0) {
-                    self.errors.retain(|e| e.location != join(loc, "MaxConcurrency"));
+                    self.errors
+                        .retain(|e| e.location != join(loc, "MaxConcurrency"));
                 }
                 Dynamic::Static(0)
             }
@@ -700,14 +1025,28 @@ impl Parser {
             Some(v) => match v.as_f64() {
                 Some(f) if (0.0..=100.0).contains(&f) => Some(f),
                 _ => {
-                    self.err(join(loc, "ToleratedFailurePercentage"), "must be a number from 0 to 100");
+                    self.err(
+                        join(loc, "ToleratedFailurePercentage"),
+                        "must be a number from 0 to 100",
+                    );
                     None
                 }
             },
         };
-        if obj.contains_key("ItemReader") || obj.contains_key("ResultWriter") || obj.contains_key("ItemBatcher") {
+        if obj.contains_key("ItemReader")
+            || obj.contains_key("ResultWriter")
+            || obj.contains_key("ItemBatcher")
+        {
             self.err(loc, "ItemReader, ItemBatcher and ResultWriter (distributed Map with S3) are not supported by Gantry");
         }
-        Kind::Map(Box::new(MapSpec { processor: Arc::new(processor), items_path, items: obj.get("Items").cloned(), item_selector, max_concurrency, tolerated_failure_count, tolerated_failure_percentage }))
+        Kind::Map(Box::new(MapSpec {
+            processor: Arc::new(processor),
+            items_path,
+            items: obj.get("Items").cloned(),
+            item_selector,
+            max_concurrency,
+            tolerated_failure_count,
+            tolerated_failure_percentage,
+        }))
     }
 }

@@ -6,14 +6,26 @@ use crate::error::DefinitionError;
 use std::collections::BTreeSet;
 
 fn join(loc: &str, key: &str) -> String {
-    if loc.is_empty() { key.to_string() } else { format!("{loc}.{key}") }
+    if loc.is_empty() {
+        key.to_string()
+    } else {
+        format!("{loc}.{key}")
+    }
 }
 
 /// Checks transitions and reachability of `sm` (and, recursively, its branches and processors).
 pub fn graph(sm: &StateMachine, loc: &str, errors: &mut Vec<DefinitionError>) {
-    let mut err = |l: String, m: String| errors.push(DefinitionError { location: l, message: m });
+    let mut err = |l: String, m: String| {
+        errors.push(DefinitionError {
+            location: l,
+            message: m,
+        })
+    };
     if !sm.states.contains_key(&sm.start_at) {
-        err(join(loc, "StartAt"), format!("state \"{}\" does not exist", sm.start_at));
+        err(
+            join(loc, "StartAt"),
+            format!("state \"{}\" does not exist", sm.start_at),
+        );
     }
     let states_loc = join(loc, "States");
     let mut nested: Vec<(String, &StateMachine)> = Vec::new();
@@ -65,7 +77,10 @@ pub fn graph(sm: &StateMachine, loc: &str, errors: &mut Vec<DefinitionError>) {
     }
     for name in sm.states.keys() {
         if !seen.contains(name.as_str()) && sm.states.contains_key(&sm.start_at) {
-            err(join(&states_loc, name), "state is not reachable from StartAt".into());
+            err(
+                join(&states_loc, name),
+                "state is not reachable from StartAt".into(),
+            );
         }
     }
     for (l, m) in nested {

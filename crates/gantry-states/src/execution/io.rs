@@ -21,11 +21,19 @@ pub struct Scope<'a> {
 
 impl Scope<'_> {
     fn roots<'b>(&'b self, input: &'b Value) -> Roots<'b> {
-        Roots { input, context: self.context, variables: self.vars }
+        Roots {
+            input,
+            context: self.context,
+            variables: self.vars,
+        }
     }
 
     /// `$states` for JSONata.
-    fn states_var(&self, result: Option<&Value>, error_output: Option<&Value>) -> Map<String, Value> {
+    fn states_var(
+        &self,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+    ) -> Map<String, Value> {
         let mut states = json!({"input": self.input, "context": self.context});
         if let Some(r) = result {
             states["result"] = r.clone();
@@ -39,7 +47,12 @@ impl Scope<'_> {
     }
 
     /// Evaluates a JSONata template (strings `{% ... %}` are expressions).
-    pub fn jsonata(&self, template: &Value, result: Option<&Value>, error_output: Option<&Value>) -> Result<Value, Failure> {
+    pub fn jsonata(
+        &self,
+        template: &Value,
+        result: Option<&Value>,
+        error_output: Option<&Value>,
+    ) -> Result<Value, Failure> {
         jsonata::evaluate_template(template, &self.states_var(result, error_output))
     }
 
@@ -51,7 +64,9 @@ impl Scope<'_> {
 
 fn path_failure(p: &str, field: &str, e: PathError, input: &Value) -> Failure {
     match e {
-        PathError::NotFound(_) => Failure::runtime(format!("An error occurred while executing the state. Invalid path '{p}' : The {field} could not be found in the input '{input}'")),
+        PathError::NotFound(_) => Failure::runtime(format!(
+            "An error occurred while executing the state. Invalid path '{p}' : The {field} could not be found in the input '{input}'"
+        )),
         PathError::Invalid(_) => Failure::runtime(format!("Invalid path '{p}' in {field}")),
     }
 }
@@ -64,13 +79,22 @@ pub fn effective_input(st: &State, scope: &Scope<'_>) -> Result<Value, Failure> 
     match &st.input_path {
         None => Ok(json!({})),
         Some(p) if p == "$" => Ok(scope.input.clone()),
-        Some(p) => path::read(p, scope.roots(scope.input)).map_err(|e| path_failure(p, "InputPath", e, scope.input)),
+        Some(p) => path::read(p, scope.roots(scope.input))
+            .map_err(|e| path_failure(p, "InputPath", e, scope.input)),
     }
 }
 
 /// `Parameters` (or JSONata `Arguments`) applied to the effective input.
-pub fn parameters(st: &State, scope: &Scope<'_>, effective: &Value, template: Option<&Value>, rng: &mut dyn Entropy) -> Result<Value, Failure> {
-    let Some(t) = template else { return Ok(effective.clone()) };
+pub fn parameters(
+    st: &State,
+    scope: &Scope<'_>,
+    effective: &Value,
+    template: Option<&Value>,
+    rng: &mut dyn Entropy,
+) -> Result<Value, Failure> {
+    let Some(t) = template else {
+        return Ok(effective.clone());
+    };
     match st.query_language {
         QueryLanguage::JsonPath => payload::evaluate(t, scope.roots(effective), rng),
         QueryLanguage::Jsonata => scope.jsonata(t, None, None),
@@ -78,7 +102,12 @@ pub fn parameters(st: &State, scope: &Scope<'_>, effective: &Value, template: Op
 }
 
 /// `ResultSelector` applied to a raw result (JSONPath only).
-pub fn select_result(st: &State, scope: &Scope<'_>, raw: Value, rng: &mut dyn Entropy) -> Result<Value, Failure> {
+pub fn select_result(
+    st: &State,
+    scope: &Scope<'_>,
+    raw: Value,
+    rng: &mut dyn Entropy,
+) -> Result<Value, Failure> {
     match (&st.result_selector, st.query_language) {
         (Some(t), QueryLanguage::JsonPath) => payload::evaluate(t, scope.roots(&raw), rng),
         _ => Ok(raw),
@@ -87,7 +116,12 @@ pub fn select_result(st: &State, scope: &Scope<'_>, raw: Value, rng: &mut dyn En
 
 /// The state's output from its result: `ResultPath` then `OutputPath` (JSONPath), or
 /// `Output` (JSONata; the default is the result when there is one, else the input).
-pub fn output(st: &State, scope: &Scope<'_>, result: Option<Value>, output_override: Option<&Value>) -> Result<Value, Failure> {
+pub fn output(
+    st: &State,
+    scope: &Scope<'_>,
+    result: Option<Value>,
+    output_override: Option<&Value>,
+) -> Result<Value, Failure> {
     if st.query_language == QueryLanguage::Jsonata {
         let out_t = output_override.or(st.output.as_ref());
         return match out_t {
@@ -99,7 +133,12 @@ pub fn output(st: &State, scope: &Scope<'_>, result: Option<Value>, output_overr
         (None, _) | (_, None) => scope.input.clone(),
         (Some(r), Some(rp)) => {
             let mut doc = scope.input.clone();
-            rp.set(&mut doc, r).map_err(|e| Failure::new(errors::RESULT_PATH_MATCH_FAILURE, format!("Unable to apply ResultPath to input '{}': {e}", scope.input)))?;
+            rp.set(&mut doc, r).map_err(|e| {
+                Failure::new(
+                    errors::RESULT_PATH_MATCH_FAILURE,
+                    format!("Unable to apply ResultPath to input '{}': {e}", scope.input),
+                )
+            })?;
             doc
         }
     };
@@ -111,13 +150,22 @@ pub fn filter_output(st: &State, scope: &Scope<'_>, doc: Value) -> Result<Value,
     match &st.output_path {
         None => Ok(json!({})),
         Some(p) if p == "$" => Ok(doc),
-        Some(p) => path::read(p, scope.roots(&doc)).map_err(|e| path_failure(p, "OutputPath", e, &doc)),
+        Some(p) => {
+            path::read(p, scope.roots(&doc)).map_err(|e| path_failure(p, "OutputPath", e, &doc))
+        }
     }
 }
 
 /// Evaluates `Assign` against the values at state entry (`result` is `$` in JSONPath mode
 /// for Task/Parallel/Map, or `$states.result` in JSONata) and returns the new variables.
-pub fn assign(ql: QueryLanguage, template: Option<&Value>, scope: &Scope<'_>, result: Option<&Value>, error_output: Option<&Value>, rng: &mut dyn Entropy) -> Result<Option<Map<String, Value>>, Failure> {
+pub fn assign(
+    ql: QueryLanguage,
+    template: Option<&Value>,
+    scope: &Scope<'_>,
+    result: Option<&Value>,
+    error_output: Option<&Value>,
+    rng: &mut dyn Entropy,
+) -> Result<Option<Map<String, Value>>, Failure> {
     let Some(t) = template else { return Ok(None) };
     let v = match ql {
         QueryLanguage::JsonPath => {

@@ -87,7 +87,12 @@ impl Event {
     /// The time the event happened.
     pub fn at(&self) -> i64 {
         match self {
-            Event::Started { at, .. } | Event::TaskSucceeded { at, .. } | Event::TaskFailed { at, .. } | Event::TaskHeartbeat { at, .. } | Event::TimerFired { at, .. } | Event::Stopped { at, .. } => *at,
+            Event::Started { at, .. }
+            | Event::TaskSucceeded { at, .. }
+            | Event::TaskFailed { at, .. }
+            | Event::TaskHeartbeat { at, .. }
+            | Event::TimerFired { at, .. }
+            | Event::Stopped { at, .. } => *at,
         }
     }
 }

@@ -13,6 +13,9 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// AWS fails an execution whose history grows past 25,000 events; this also bounds loops.
+const MAX_HISTORY_EVENTS: usize = 25_000;
+
 const EXECUTION_TIMEOUT_TIMER: &str = "execution-timeout";
 
 /// One running execution, derived from its journal.
@@ -56,7 +59,12 @@ impl Core {
     }
     fn record(&mut self, kind: impl Into<String>, details: Value) {
         let id = self.history.len() as u64 + 1;
-        self.history.push(HistoryEvent { id, timestamp: self.now, kind: kind.into(), details });
+        self.history.push(HistoryEvent {
+            id,
+            timestamp: self.now,
+            kind: kind.into(),
+            details,
+        });
     }
     fn start_timer(&mut self, path: &[usize], at: i64) -> String {
         let id = self.id("timer");
@@ -87,10 +95,17 @@ struct Running {
 #[derive(Debug, Clone)]
 enum Wait {
     None,
-    Task { token: String, timeout: Option<String>, heartbeat: Option<(String, u64)> },
+    Task {
+        token: String,
+        timeout: Option<String>,
+        heartbeat: Option<(String, u64)>,
+    },
     Timer(String),
     Retry(String),
-    Children { children: Vec<Thread>, map: Option<MapRun> },
+    Children {
+        children: Vec<Thread>,
+        map: Option<MapRun>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +161,13 @@ fn context(core: &Core, r: &Running, token: Option<&str>, item: Option<(usize, &
 impl Execution {
     /// A not-yet-started execution of a parsed definition; feed it [`Event::Started`].
     pub fn new(definition: Arc<StateMachine>) -> Self {
-        Execution { definition, journal: Vec::new(), root: None, outcome: None, core: Core::default() }
+        Execution {
+            definition,
+            journal: Vec::new(),
+            root: None,
+            outcome: None,
+            core: Core::default(),
+        }
     }
 
     /// Rebuilds an execution from its journal; returns it with the actions the last
@@ -189,7 +210,12 @@ impl Execution {
         }
         self.core.now = self.core.now.max(event.at());
         match event {
-            Event::Started { input, info, seed, at } => {
+            Event::Started {
+                input,
+                info,
+                seed,
+                at,
+            } => {
                 if self.root.is_some() {
                     return Vec::new();
                 }
@@ -197,12 +223,23 @@ impl Execution {
                 self.core.info = info;
                 self.core.input = input.clone();
                 self.core.start_time = at;
-                self.core.record("ExecutionStarted", json!({"input": input}));
+                self.core
+                    .record("ExecutionStarted", json!({"input": input}));
                 if let Some(t) = self.definition.timeout_seconds {
-                    self.core.waiting.insert(EXECUTION_TIMEOUT_TIMER.into(), Vec::new());
-                    self.core.actions.push(Action::StartTimer { id: EXECUTION_TIMEOUT_TIMER.into(), at: at + t as i64 * 1000 });
+                    self.core
+                        .waiting
+                        .insert(EXECUTION_TIMEOUT_TIMER.into(), Vec::new());
+                    self.core.actions.push(Action::StartTimer {
+                        id: EXECUTION_TIMEOUT_TIMER.into(),
+                        at: at + t as i64 * 1000,
+                    });
                 }
-                let mut root = Thread { machine: self.definition.clone(), vars: Map::new(), current: None, result: None };
+                let mut root = Thread {
+                    machine: self.definition.clone(),
+                    vars: Map::new(),
+                    current: None,
+                    result: None,
+                };
                 let start = root.machine.start_at.clone();
                 drive(&mut root, &[], Step::Goto(start, input), &mut self.core);
                 self.root = Some(root);
@@ -213,31 +250,42 @@ impl Execution {
             }
             Event::TimerFired { ref id, .. } if id == EXECUTION_TIMEOUT_TIMER => {
                 if self.core.waiting.remove(id).is_some() {
-                    self.finish(Outcome::TimedOut(Failure::new(errors::TIMEOUT, "The execution ran longer than its TimeoutSeconds")));
+                    self.finish(Outcome::TimedOut(Failure::new(
+                        errors::TIMEOUT,
+                        "The execution ran longer than its TimeoutSeconds",
+                    )));
                 }
             }
             other => {
                 let key = match &other {
-                    Event::TaskSucceeded { token, .. } | Event::TaskFailed { token, .. } | Event::TaskHeartbeat { token, .. } => token.clone(),
+                    Event::TaskSucceeded { token, .. }
+                    | Event::TaskFailed { token, .. }
+                    | Event::TaskHeartbeat { token, .. } => token.clone(),
                     Event::TimerFired { id, .. } => id.clone(),
                     _ => String::new(),
                 };
-                if let (Some(p), Some(root)) = (self.core.waiting.get(&key).cloned(), self.root.as_mut()) {
+                if let (Some(p), Some(root)) =
+                    (self.core.waiting.get(&key).cloned(), self.root.as_mut())
+                {
                     deliver(root, &p, 0, &key, &other, &mut self.core);
                 }
             }
         }
-        if self.outcome.is_none() {
-            if let Some(res) = self.root.as_ref().and_then(|r| r.result.clone()) {
-                match res {
-                    Ok(output) => {
-                        self.core.record("ExecutionSucceeded", json!({"output": output}));
-                        self.finish(Outcome::Succeeded { output });
-                    }
-                    Err(f) => {
-                        self.core.record("ExecutionFailed", json!({"error": f.error, "cause": f.cause}));
-                        self.finish(Outcome::Failed(f));
-                    }
+        if self.outcome.is_none()
+            && let Some(res) = self.root.as_ref().and_then(|r| r.result.clone())
+        {
+            match res {
+                Ok(output) => {
+                    self.core
+                        .record("ExecutionSucceeded", json!({"output": output}));
+                    self.finish(Outcome::Succeeded { output });
+                }
+                Err(f) => {
+                    self.core.record(
+                        "ExecutionFailed",
+                        json!({"error": f.error, "cause": f.cause}),
+                    );
+                    self.finish(Outcome::Failed(f));
                 }
             }
         }
@@ -246,8 +294,14 @@ impl Execution {
 
     fn finish(&mut self, outcome: Outcome) {
         match &outcome {
-            Outcome::TimedOut(f) => self.core.record("ExecutionTimedOut", json!({"error": f.error, "cause": f.cause})),
-            Outcome::Aborted(f) => self.core.record("ExecutionAborted", json!({"error": f.error, "cause": f.cause})),
+            Outcome::TimedOut(f) => self.core.record(
+                "ExecutionTimedOut",
+                json!({"error": f.error, "cause": f.cause}),
+            ),
+            Outcome::Aborted(f) => self.core.record(
+                "ExecutionAborted",
+                json!({"error": f.error, "cause": f.cause}),
+            ),
             _ => {}
         }
         if let Some(root) = self.root.as_mut() {
@@ -265,7 +319,11 @@ impl Execution {
 fn cancel(t: &mut Thread, core: &mut Core) {
     let Some(r) = t.current.as_mut() else { return };
     match std::mem::replace(&mut r.wait, Wait::None) {
-        Wait::Task { token, timeout, heartbeat } => {
+        Wait::Task {
+            token,
+            timeout,
+            heartbeat,
+        } => {
             core.waiting.remove(&token);
             core.actions.push(Action::CancelTask { token });
             for id in timeout.into_iter().chain(heartbeat.map(|h| h.0)) {
@@ -310,13 +368,31 @@ fn enter(t: &mut Thread, path: &[usize], name: String, input: Value, core: &mut 
     let Some(st) = machine.states.get(&name) else {
         return Step::Fail(Failure::runtime(format!("state \"{name}\" does not exist")));
     };
-    core.record(format!("{}StateEntered", state_type(&st.kind)), json!({"name": name, "input": input}));
-    t.current = Some(Running { state: name, input, entered_at: core.now, retry_counts: vec![0; st.retry.len()], retries: 0, wait: Wait::None });
+    if core.history.len() >= MAX_HISTORY_EVENTS {
+        return Step::Fail(Failure::runtime(format!(
+            "The execution exceeded the limit of {MAX_HISTORY_EVENTS} history events"
+        )));
+    }
+    core.record(
+        format!("{}StateEntered", state_type(&st.kind)),
+        json!({"name": name, "input": input}),
+    );
+    t.current = Some(Running {
+        state: name,
+        input,
+        entered_at: core.now,
+        retry_counts: vec![0; st.retry.len()],
+        retries: 0,
+        wait: Wait::None,
+    });
     run(t, path, st, core)
 }
 
 fn transition(t: &mut Thread, st: &State, output: Value, core: &mut Core) -> Step {
-    core.record(format!("{}StateExited", state_type(&st.kind)), json!({"name": st.name, "output": output}));
+    core.record(
+        format!("{}StateExited", state_type(&st.kind)),
+        json!({"name": st.name, "output": output}),
+    );
     t.current = None;
     match &st.next {
         Some(n) => Step::Goto(n.clone(), output),
@@ -339,11 +415,17 @@ fn run(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Step {
 }
 
 fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Result<Step, Failure> {
-    let Some(r) = t.current.as_ref() else { return Ok(Step::Blocked) };
+    let Some(r) = t.current.as_ref() else {
+        return Ok(Step::Blocked);
+    };
     let ctx = context(core, r, None, None);
     let raw = r.input.clone();
     let vars = t.vars.clone();
-    let scope = Scope { input: &raw, context: &ctx, vars: &vars };
+    let scope = Scope {
+        input: &raw,
+        context: &ctx,
+        vars: &vars,
+    };
     let effective = io::effective_input(st, &scope)?;
     match &st.kind {
         Kind::Pass { result } => {
@@ -351,15 +433,33 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 Some(r) if st.query_language == QueryLanguage::JsonPath => r.clone(),
                 _ => io::parameters(st, &scope, &effective, st.parameters.as_ref(), core)?,
             };
-            let (result, out_res) = if st.query_language == QueryLanguage::Jsonata { (None, result.clone()) } else { (Some(res), None) };
-            let assigned = io::assign(st.query_language, st.assign.as_ref(), &scope, out_res.as_ref(), None, core)?;
+            let (result, out_res) = if st.query_language == QueryLanguage::Jsonata {
+                (None, result.clone())
+            } else {
+                (Some(res), None)
+            };
+            let assigned = io::assign(
+                st.query_language,
+                st.assign.as_ref(),
+                &scope,
+                out_res.as_ref(),
+                None,
+                core,
+            )?;
             let out = io::output(st, &scope, result, None)?;
             apply_assign(t, assigned);
             Ok(transition(t, st, out, core))
         }
         Kind::Succeed => {
-            let out = if st.query_language == QueryLanguage::Jsonata { io::output(st, &scope, None, None)? } else { io::filter_output(st, &scope, effective)? };
-            core.record("SucceedStateExited", json!({"name": st.name, "output": out}));
+            let out = if st.query_language == QueryLanguage::Jsonata {
+                io::output(st, &scope, None, None)?
+            } else {
+                io::filter_output(st, &scope, effective)?
+            };
+            core.record(
+                "SucceedStateExited",
+                json!({"name": st.name, "output": out}),
+            );
             t.current = None;
             Ok(Step::End(out))
         }
@@ -369,27 +469,69 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                     None => String::new(),
                     Some(Dynamic::Static(s)) => s.clone(),
                     Some(Dynamic::Path(p)) => {
-                        let v = if intrinsics::is_intrinsic(p) { intrinsics::evaluate(p, Roots { input: &raw, context: &ctx, variables: &vars }, &mut Fixed(0))? } else { path::read(p, Roots { input: &raw, context: &ctx, variables: &vars }).map_err(|e| Failure::runtime(e.to_string()))? };
-                        v.as_str().map(String::from).unwrap_or_else(|| v.to_string())
+                        let v = if intrinsics::is_intrinsic(p) {
+                            intrinsics::evaluate(
+                                p,
+                                Roots {
+                                    input: &raw,
+                                    context: &ctx,
+                                    variables: &vars,
+                                },
+                                &mut Fixed(0),
+                            )?
+                        } else {
+                            path::read(
+                                p,
+                                Roots {
+                                    input: &raw,
+                                    context: &ctx,
+                                    variables: &vars,
+                                },
+                            )
+                            .map_err(|e| Failure::runtime(e.to_string()))?
+                        };
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
                     }
                     Some(Dynamic::Expr(e)) => {
                         let v = scope.jsonata_expr(e)?;
-                        v.as_str().map(String::from).unwrap_or_else(|| v.to_string())
+                        v.as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string())
                     }
                 })
             };
             let f = Failure::new(eval(error)?, eval(cause)?);
-            core.record("FailStateEntered", json!({"error": f.error, "cause": f.cause}));
+            core.record(
+                "FailStateEntered",
+                json!({"error": f.error, "cause": f.cause}),
+            );
             t.current = None;
             Ok(Step::Fail(f))
         }
         Kind::Choice { choices, default } => {
-            let roots = Roots { input: &effective, context: &ctx, variables: &vars };
+            let roots = Roots {
+                input: &effective,
+                context: &ctx,
+                variables: &vars,
+            };
             let jsonata = |e: &str| scope.jsonata_expr(e);
             for c in choices {
                 if c.rule.evaluate(roots, &jsonata)? {
-                    let assigned = io::assign(st.query_language, c.assign.as_ref().or(st.assign.as_ref()), &scope, None, None, core)?;
-                    let out = if st.query_language == QueryLanguage::Jsonata { io::output(st, &scope, None, c.output.as_ref())? } else { io::filter_output(st, &scope, effective.clone())? };
+                    let assigned = io::assign(
+                        st.query_language,
+                        c.assign.as_ref().or(st.assign.as_ref()),
+                        &scope,
+                        None,
+                        None,
+                        core,
+                    )?;
+                    let out = if st.query_language == QueryLanguage::Jsonata {
+                        io::output(st, &scope, None, c.output.as_ref())?
+                    } else {
+                        io::filter_output(st, &scope, effective.clone())?
+                    };
                     apply_assign(t, assigned);
                     core.record("ChoiceStateExited", json!({"name": st.name, "output": out}));
                     t.current = None;
@@ -398,27 +540,66 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             }
             match default {
                 Some(d) => {
-                    let assigned = io::assign(st.query_language, st.assign.as_ref(), &scope, None, None, core)?;
-                    let out = if st.query_language == QueryLanguage::Jsonata { io::output(st, &scope, None, None)? } else { io::filter_output(st, &scope, effective)? };
+                    let assigned = io::assign(
+                        st.query_language,
+                        st.assign.as_ref(),
+                        &scope,
+                        None,
+                        None,
+                        core,
+                    )?;
+                    let out = if st.query_language == QueryLanguage::Jsonata {
+                        io::output(st, &scope, None, None)?
+                    } else {
+                        io::filter_output(st, &scope, effective)?
+                    };
                     apply_assign(t, assigned);
                     core.record("ChoiceStateExited", json!({"name": st.name, "output": out}));
                     t.current = None;
                     Ok(Step::Goto(d.clone(), out))
                 }
-                None => Err(Failure::new(errors::NO_CHOICE_MATCHED, format!("No Matches! (state '{}')", st.name))),
+                None => Err(Failure::new(
+                    errors::NO_CHOICE_MATCHED,
+                    format!("No Matches! (state '{}')", st.name),
+                )),
             }
         }
         Kind::Wait(w) => {
-            let roots = Roots { input: &effective, context: &ctx, variables: &vars };
+            let roots = Roots {
+                input: &effective,
+                context: &ctx,
+                variables: &vars,
+            };
             let at = match w {
-                WaitFor::Seconds(d) => core.now + dyn_u64(d, roots, &scope, "SecondsPath")? as i64 * 1000,
+                WaitFor::Seconds(d) => {
+                    core.now + dyn_u64(d, roots, &scope, "SecondsPath")? as i64 * 1000
+                }
                 WaitFor::Timestamp(d) => {
                     let s = match d {
                         Dynamic::Static(s) => s.clone(),
-                        Dynamic::Path(p) => path::read(p, roots).map_err(|e| Failure::runtime(e.to_string()))?.as_str().map(String::from).ok_or_else(|| Failure::runtime(format!("TimestampPath '{p}' must point at a string")))?,
-                        Dynamic::Expr(e) => scope.jsonata_expr(e)?.as_str().map(String::from).ok_or_else(|| Failure::new(errors::QUERY_EVALUATION_ERROR, "Timestamp must be a string"))?,
+                        Dynamic::Path(p) => path::read(p, roots)
+                            .map_err(|e| Failure::runtime(e.to_string()))?
+                            .as_str()
+                            .map(String::from)
+                            .ok_or_else(|| {
+                                Failure::runtime(format!(
+                                    "TimestampPath '{p}' must point at a string"
+                                ))
+                            })?,
+                        Dynamic::Expr(e) => scope
+                            .jsonata_expr(e)?
+                            .as_str()
+                            .map(String::from)
+                            .ok_or_else(|| {
+                                Failure::new(
+                                    errors::QUERY_EVALUATION_ERROR,
+                                    "Timestamp must be a string",
+                                )
+                            })?,
                     };
-                    timestamp::parse_millis(&s).ok_or_else(|| Failure::runtime(format!("'{s}' is not a valid timestamp")))?
+                    timestamp::parse_millis(&s).ok_or_else(|| {
+                        Failure::runtime(format!("'{s}' is not a valid timestamp"))
+                    })?
                 }
             };
             let id = core.start_timer(path, at);
@@ -427,27 +608,63 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             }
             Ok(Step::Blocked)
         }
-        Kind::Task { resource, timeout, heartbeat, credentials } => {
+        Kind::Task {
+            resource,
+            timeout,
+            heartbeat,
+            credentials,
+        } => {
             let token = core.id("task");
             let tctx = context(core, r, Some(&token), None);
-            let tscope = Scope { input: &raw, context: &tctx, vars: &vars };
+            let tscope = Scope {
+                input: &raw,
+                context: &tctx,
+                vars: &vars,
+            };
             let params = io::parameters(st, &tscope, &effective, st.parameters.as_ref(), core)?;
-            let roots = Roots { input: &effective, context: &tctx, variables: &vars };
-            let timeout = timeout.as_ref().map(|d| dyn_u64(d, roots, &tscope, "TimeoutSecondsPath")).transpose()?;
-            let heartbeat = heartbeat.as_ref().map(|d| dyn_u64(d, roots, &tscope, "HeartbeatSecondsPath")).transpose()?;
+            let roots = Roots {
+                input: &effective,
+                context: &tctx,
+                variables: &vars,
+            };
+            let timeout = timeout
+                .as_ref()
+                .map(|d| dyn_u64(d, roots, &tscope, "TimeoutSecondsPath"))
+                .transpose()?;
+            let heartbeat = heartbeat
+                .as_ref()
+                .map(|d| dyn_u64(d, roots, &tscope, "HeartbeatSecondsPath"))
+                .transpose()?;
             let credentials = match credentials {
-                Some(c) if st.query_language == QueryLanguage::JsonPath => Some(crate::payload::evaluate(c, roots, core)?),
+                Some(c) if st.query_language == QueryLanguage::JsonPath => {
+                    Some(crate::payload::evaluate(c, roots, core)?)
+                }
                 Some(c) => Some(tscope.jsonata(c, None, None)?),
                 None => None,
             };
             core.waiting.insert(token.clone(), path.to_vec());
-            core.record("TaskScheduled", json!({"resource": resource, "parameters": params}));
-            core.actions.push(Action::ScheduleTask { token: token.clone(), state: st.name.clone(), resource: resource.clone(), input: params, timeout_seconds: timeout, heartbeat_seconds: heartbeat, credentials });
+            core.record(
+                "TaskScheduled",
+                json!({"resource": resource, "parameters": params}),
+            );
+            core.actions.push(Action::ScheduleTask {
+                token: token.clone(),
+                state: st.name.clone(),
+                resource: resource.clone(),
+                input: params,
+                timeout_seconds: timeout,
+                heartbeat_seconds: heartbeat,
+                credentials,
+            });
             let now = core.now;
             let timeout_timer = timeout.map(|s| core.start_timer(path, now + s as i64 * 1000));
             let hb = heartbeat.map(|s| (core.start_timer(path, now + s as i64 * 1000), s));
             if let Some(r) = t.current.as_mut() {
-                r.wait = Wait::Task { token, timeout: timeout_timer, heartbeat: hb };
+                r.wait = Wait::Task {
+                    token,
+                    timeout: timeout_timer,
+                    heartbeat: hb,
+                };
             }
             Ok(Step::Blocked)
         }
@@ -456,14 +673,27 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             core.record("ParallelStateStarted", json!({"name": st.name}));
             let mut children = Vec::new();
             for (i, b) in branches.iter().enumerate() {
-                let mut child = Thread { machine: b.clone(), vars: vars.clone(), current: None, result: None };
+                let mut child = Thread {
+                    machine: b.clone(),
+                    vars: vars.clone(),
+                    current: None,
+                    result: None,
+                };
                 let mut p = path.to_vec();
                 p.push(i);
-                drive(&mut child, &p, Step::Goto(b.start_at.clone(), input.clone()), core);
+                drive(
+                    &mut child,
+                    &p,
+                    Step::Goto(b.start_at.clone(), input.clone()),
+                    core,
+                );
                 children.push(child);
             }
             if let Some(r) = t.current.as_mut() {
-                r.wait = Wait::Children { children, map: None };
+                r.wait = Wait::Children {
+                    children,
+                    map: None,
+                };
             }
             Ok(check_children(t, path, st, core))
         }
@@ -471,14 +701,34 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             let items = match (st.query_language, &m.items) {
                 (QueryLanguage::Jsonata, Some(it)) => scope.jsonata(it, None, None)?,
                 (QueryLanguage::Jsonata, None) => effective.clone(),
-                _ => path::read(&m.items_path, Roots { input: &effective, context: &ctx, variables: &vars }).map_err(|e| Failure::runtime(format!("ItemsPath: {e}")))?,
+                _ => path::read(
+                    &m.items_path,
+                    Roots {
+                        input: &effective,
+                        context: &ctx,
+                        variables: &vars,
+                    },
+                )
+                .map_err(|e| Failure::runtime(format!("ItemsPath: {e}")))?,
             };
             let Value::Array(items) = items else {
-                return Err(Failure::runtime(format!("Item selection in state '{}' did not produce an array", st.name)));
+                return Err(Failure::runtime(format!(
+                    "Item selection in state '{}' did not produce an array",
+                    st.name
+                )));
             };
             let max = match &m.max_concurrency {
                 Dynamic::Static(n) => *n,
-                d => dyn_u64(d, Roots { input: &effective, context: &ctx, variables: &vars }, &scope, "MaxConcurrencyPath")?,
+                d => dyn_u64(
+                    d,
+                    Roots {
+                        input: &effective,
+                        context: &ctx,
+                        variables: &vars,
+                    },
+                    &scope,
+                    "MaxConcurrencyPath",
+                )?,
             } as usize;
             let mut selected = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -486,15 +736,36 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 let v = match &m.item_selector {
                     None => item.clone(),
                     Some(sel) => match st.query_language {
-                        QueryLanguage::JsonPath => crate::payload::evaluate(sel, Roots { input: &effective, context: &ictx, variables: &vars }, core)?,
-                        QueryLanguage::Jsonata => Scope { input: &raw, context: &ictx, vars: &vars }.jsonata(sel, None, None)?,
+                        QueryLanguage::JsonPath => crate::payload::evaluate(
+                            sel,
+                            Roots {
+                                input: &effective,
+                                context: &ictx,
+                                variables: &vars,
+                            },
+                            core,
+                        )?,
+                        QueryLanguage::Jsonata => Scope {
+                            input: &raw,
+                            context: &ictx,
+                            vars: &vars,
+                        }
+                        .jsonata(sel, None, None)?,
                     },
                 };
                 selected.push(v);
             }
             core.record("MapStateStarted", json!({"length": selected.len()}));
             if let Some(r) = t.current.as_mut() {
-                r.wait = Wait::Children { children: Vec::new(), map: Some(MapRun { pending: selected, started: 0, max, failures: 0 }) };
+                r.wait = Wait::Children {
+                    children: Vec::new(),
+                    map: Some(MapRun {
+                        pending: selected,
+                        started: 0,
+                        max,
+                        failures: 0,
+                    }),
+                };
             }
             Ok(check_children(t, path, st, core))
         }
@@ -508,19 +779,34 @@ impl Entropy for Fixed {
     }
 }
 
-fn dyn_u64(d: &Dynamic<u64>, roots: Roots<'_>, scope: &Scope<'_>, field: &str) -> Result<u64, Failure> {
+fn dyn_u64(
+    d: &Dynamic<u64>,
+    roots: Roots<'_>,
+    scope: &Scope<'_>,
+    field: &str,
+) -> Result<u64, Failure> {
     let v = match d {
         Dynamic::Static(n) => return Ok(*n),
-        Dynamic::Path(p) => path::read(p, roots).map_err(|e| Failure::runtime(format!("{field}: {e}")))?,
+        Dynamic::Path(p) => {
+            path::read(p, roots).map_err(|e| Failure::runtime(format!("{field}: {e}")))?
+        }
         Dynamic::Expr(e) => scope.jsonata_expr(e)?,
     };
-    v.as_u64().ok_or_else(|| Failure::runtime(format!("{field} must point at a non-negative integer, got {v}")))
+    v.as_u64().ok_or_else(|| {
+        Failure::runtime(format!(
+            "{field} must point at a non-negative integer, got {v}"
+        ))
+    })
 }
 
 /// Starts Map iterations as concurrency allows, and finishes the state when every child is done.
 fn check_children(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Step {
-    let Some(r) = t.current.as_mut() else { return Step::Blocked };
-    let Wait::Children { children, map } = &mut r.wait else { return Step::Blocked };
+    let Some(r) = t.current.as_mut() else {
+        return Step::Blocked;
+    };
+    let Wait::Children { children, map } = &mut r.wait else {
+        return Step::Blocked;
+    };
     let vars = t.vars.clone();
     if let (Some(m), Kind::Map(spec)) = (map.as_mut(), &st.kind) {
         loop {
@@ -530,29 +816,50 @@ fn check_children(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -
             }
             let i = m.started;
             m.started += 1;
-            let mut child = Thread { machine: spec.processor.clone(), vars: vars.clone(), current: None, result: None };
+            let mut child = Thread {
+                machine: spec.processor.clone(),
+                vars: vars.clone(),
+                current: None,
+                result: None,
+            };
             let mut p = path.to_vec();
             p.push(i);
             core.record("MapIterationStarted", json!({"index": i}));
             let input = std::mem::take(&mut m.pending[i]);
-            drive(&mut child, &p, Step::Goto(spec.processor.start_at.clone(), input), core);
+            drive(
+                &mut child,
+                &p,
+                Step::Goto(spec.processor.start_at.clone(), input),
+                core,
+            );
             children.push(child);
             // Failures are checked below; keep starting only while nothing has failed.
-            if matches!(children.last().and_then(|c| c.result.as_ref()), Some(Err(_))) {
+            if matches!(
+                children.last().and_then(|c| c.result.as_ref()),
+                Some(Err(_))
+            ) {
                 break;
             }
         }
     }
     // A failed child fails the state (Map: unless tolerated).
-    let total = map.as_ref().map(|m| m.pending.len()).unwrap_or(children.len());
-    let failed: Vec<&Failure> = children.iter().filter_map(|c| c.result.as_ref().and_then(|r| r.as_ref().err())).collect();
+    let total = map
+        .as_ref()
+        .map(|m| m.pending.len())
+        .unwrap_or(children.len());
+    let failed: Vec<&Failure> = children
+        .iter()
+        .filter_map(|c| c.result.as_ref().and_then(|r| r.as_ref().err()))
+        .collect();
     if let Some(first) = failed.first() {
         let first = (*first).clone();
         let tolerated = match &st.kind {
             Kind::Map(spec) => {
                 let n = failed.len() as u64;
                 let by_count = spec.tolerated_failure_count.is_some_and(|c| n <= c);
-                let by_pct = spec.tolerated_failure_percentage.is_some_and(|p| total > 0 && (n as f64) * 100.0 / (total as f64) <= p);
+                let by_pct = spec
+                    .tolerated_failure_percentage
+                    .is_some_and(|p| total > 0 && (n as f64) * 100.0 / (total as f64) <= p);
                 by_count || by_pct
             }
             _ => false,
@@ -566,8 +873,21 @@ fn check_children(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -
                 cancel(c, core);
             }
             r.wait = Wait::None;
-            let f = if spec_tol { Failure::new(errors::EXCEED_TOLERATED_FAILURE_THRESHOLD, format!("The specified tolerated failure threshold was exceeded: {}", first.cause)) } else { first };
-            core.record(format!("{}StateFailed", state_type(&st.kind)), json!({"error": f.error, "cause": f.cause}));
+            let f = if spec_tol {
+                Failure::new(
+                    errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                    format!(
+                        "The specified tolerated failure threshold was exceeded: {}",
+                        first.cause
+                    ),
+                )
+            } else {
+                first
+            };
+            core.record(
+                format!("{}StateFailed", state_type(&st.kind)),
+                json!({"error": f.error, "cause": f.cause}),
+            );
             return handle_failure(t, path, st, f, core);
         }
     }
@@ -584,19 +904,42 @@ fn check_children(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -
         })
         .collect();
     r.wait = Wait::None;
-    core.record(format!("{}StateSucceeded", state_type(&st.kind)), json!({"name": st.name}));
+    core.record(
+        format!("{}StateSucceeded", state_type(&st.kind)),
+        json!({"name": st.name}),
+    );
     finish_work(t, path, st, Value::Array(results), core)
 }
 
 /// A Task/Parallel/Map produced its raw result: ResultSelector, Assign, ResultPath, OutputPath.
-fn finish_work(t: &mut Thread, path: &[usize], st: &State, raw_result: Value, core: &mut Core) -> Step {
+fn finish_work(
+    t: &mut Thread,
+    path: &[usize],
+    st: &State,
+    raw_result: Value,
+    core: &mut Core,
+) -> Step {
     let res = (|| {
-        let r = t.current.as_ref().ok_or_else(|| Failure::runtime("no current state"))?;
+        let r = t
+            .current
+            .as_ref()
+            .ok_or_else(|| Failure::runtime("no current state"))?;
         let ctx = context(core, r, None, None);
         let vars = t.vars.clone();
-        let scope = Scope { input: &r.input, context: &ctx, vars: &vars };
+        let scope = Scope {
+            input: &r.input,
+            context: &ctx,
+            vars: &vars,
+        };
         let selected = io::select_result(st, &scope, raw_result, core)?;
-        let assigned = io::assign(st.query_language, st.assign.as_ref(), &scope, Some(&selected), None, core)?;
+        let assigned = io::assign(
+            st.query_language,
+            st.assign.as_ref(),
+            &scope,
+            Some(&selected),
+            None,
+            core,
+        )?;
         let out = io::output(st, &scope, Some(selected), None)?;
         Ok::<_, Failure>((assigned, out))
     })();
@@ -611,16 +954,24 @@ fn finish_work(t: &mut Thread, path: &[usize], st: &State, raw_result: Value, co
 
 /// Retry if a retrier allows, else catch, else fail the thread.
 fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: &mut Core) -> Step {
-    let Some(r) = t.current.as_mut() else { return Step::Fail(f) };
+    let Some(r) = t.current.as_mut() else {
+        return Step::Fail(f);
+    };
     r.wait = Wait::None;
-    if let Some(i) = st.retry.iter().position(|ret| retry::error_matches(&ret.error_equals, &f.error)) {
+    if let Some(i) = st
+        .retry
+        .iter()
+        .position(|ret| retry::error_matches(&ret.error_equals, &f.error))
+    {
         let ret = &st.retry[i];
         if r.retry_counts[i] < ret.max_attempts {
             r.retry_counts[i] += 1;
             r.retries += 1;
             let rand = core.next_u64();
             let delay = ret.jittered_delay_millis(r.retry_counts[i], rand);
-            let at = core.now.saturating_add(delay.min(i64::MAX as u64 / 4) as i64);
+            let at = core
+                .now
+                .saturating_add(delay.min(i64::MAX as u64 / 4) as i64);
             let id = core.start_timer(path, at);
             if let Some(r) = t.current.as_mut() {
                 r.wait = Wait::Retry(id);
@@ -628,13 +979,28 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
             return Step::Blocked;
         }
     }
-    if let Some(c) = st.catch.iter().find(|c| retry::error_matches(&c.error_equals, &f.error)) {
+    if let Some(c) = st
+        .catch
+        .iter()
+        .find(|c| retry::error_matches(&c.error_equals, &f.error))
+    {
         let err_out = f.to_output();
         let res = (|| {
             let ctx = context(core, r, None, None);
             let vars = t.vars.clone();
-            let scope = Scope { input: &r.input, context: &ctx, vars: &vars };
-            let assigned = io::assign(st.query_language, c.assign.as_ref(), &scope, None, Some(&err_out), core)?;
+            let scope = Scope {
+                input: &r.input,
+                context: &ctx,
+                vars: &vars,
+            };
+            let assigned = io::assign(
+                st.query_language,
+                c.assign.as_ref(),
+                &scope,
+                None,
+                Some(&err_out),
+                core,
+            )?;
             let out = match st.query_language {
                 QueryLanguage::Jsonata => match &c.output {
                     Some(o) => scope.jsonata(o, None, Some(&err_out))?,
@@ -644,7 +1010,8 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
                     None => r.input.clone(),
                     Some(rp) => {
                         let mut doc = r.input.clone();
-                        rp.set(&mut doc, err_out.clone()).map_err(|e| Failure::new(errors::RESULT_PATH_MATCH_FAILURE, e))?;
+                        rp.set(&mut doc, err_out.clone())
+                            .map_err(|e| Failure::new(errors::RESULT_PATH_MATCH_FAILURE, e))?;
                         doc
                     }
                 },
@@ -654,7 +1021,10 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
         return match res {
             Ok((assigned, out)) => {
                 apply_assign(t, assigned);
-                core.record(format!("{}StateExited", state_type(&st.kind)), json!({"name": st.name, "output": out, "caught": f.error}));
+                core.record(
+                    format!("{}StateExited", state_type(&st.kind)),
+                    json!({"name": st.name, "output": out, "caught": f.error}),
+                );
                 t.current = None;
                 Step::Goto(c.next.clone(), out)
             }
@@ -671,12 +1041,22 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
 /// Routes an event down the thread tree to the thread waiting on `key`.
 fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, core: &mut Core) {
     let machine = t.machine.clone();
-    let Some(st) = t.current.as_ref().and_then(|r| machine.states.get(&r.state)) else { return };
+    let Some(st) = t
+        .current
+        .as_ref()
+        .and_then(|r| machine.states.get(&r.state))
+    else {
+        return;
+    };
     let here = &path[..depth];
     if depth < path.len() {
         let idx = path[depth];
-        let Some(Wait::Children { children, .. }) = t.current.as_mut().map(|r| &mut r.wait) else { return };
-        let Some(child) = children.get_mut(idx) else { return };
+        let Some(Wait::Children { children, .. }) = t.current.as_mut().map(|r| &mut r.wait) else {
+            return;
+        };
+        let Some(child) = children.get_mut(idx) else {
+            return;
+        };
         deliver(child, path, depth + 1, key, ev, core);
         if child.result.is_some() {
             let step = check_children(t, here, st, core);
@@ -686,12 +1066,21 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
     }
     let Some(r) = t.current.as_mut() else { return };
     let step = match (&mut r.wait, ev) {
-        (Wait::Task { token, timeout, heartbeat }, _) => {
+        (
+            Wait::Task {
+                token,
+                timeout,
+                heartbeat,
+            },
+            _,
+        ) => {
             let token = token.clone();
             let is_token = key == token;
             let outcome = match ev {
                 Event::TaskSucceeded { output, .. } if is_token => Some(Ok(output.clone())),
-                Event::TaskFailed { error, cause, .. } if is_token => Some(Err(Failure::new(error.clone(), cause.clone()))),
+                Event::TaskFailed { error, cause, .. } if is_token => {
+                    Some(Err(Failure::new(error.clone(), cause.clone())))
+                }
                 Event::TaskHeartbeat { .. } if is_token => {
                     if let Some((id, secs)) = heartbeat.take() {
                         core.waiting.remove(&id);
@@ -701,12 +1090,23 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
                     }
                     None
                 }
-                Event::TimerFired { id, .. } if Some(id) == timeout.as_ref() => Some(Err(Failure::new(errors::TIMEOUT, "Task timed out"))),
-                Event::TimerFired { id, .. } if Some(id) == heartbeat.as_ref().map(|h| &h.0) => Some(Err(Failure::new(errors::HEARTBEAT_TIMEOUT, "Task missed its heartbeat"))),
+                Event::TimerFired { id, .. } if Some(id) == timeout.as_ref() => {
+                    Some(Err(Failure::new(errors::TIMEOUT, "Task timed out")))
+                }
+                Event::TimerFired { id, .. } if Some(id) == heartbeat.as_ref().map(|h| &h.0) => {
+                    Some(Err(Failure::new(
+                        errors::HEARTBEAT_TIMEOUT,
+                        "Task missed its heartbeat",
+                    )))
+                }
                 _ => None,
             };
             let Some(outcome) = outcome else { return };
-            let timers: Vec<String> = timeout.take().into_iter().chain(heartbeat.take().map(|h| h.0)).collect();
+            let timers: Vec<String> = timeout
+                .take()
+                .into_iter()
+                .chain(heartbeat.take().map(|h| h.0))
+                .collect();
             core.waiting.remove(&token);
             for id in timers {
                 if core.waiting.remove(&id).is_some() && id != key {
@@ -734,12 +1134,30 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
             core.waiting.remove(key);
             r.wait = Wait::None;
             let res = (|| {
-                let r = t.current.as_ref().ok_or_else(|| Failure::runtime("no current state"))?;
+                let r = t
+                    .current
+                    .as_ref()
+                    .ok_or_else(|| Failure::runtime("no current state"))?;
                 let ctx = context(core, r, None, None);
                 let vars = t.vars.clone();
-                let scope = Scope { input: &r.input, context: &ctx, vars: &vars };
-                let assigned = io::assign(st.query_language, st.assign.as_ref(), &scope, None, None, core)?;
-                let out = if st.query_language == QueryLanguage::Jsonata { io::output(st, &scope, None, None)? } else { io::filter_output(st, &scope, io::effective_input(st, &scope)?)? };
+                let scope = Scope {
+                    input: &r.input,
+                    context: &ctx,
+                    vars: &vars,
+                };
+                let assigned = io::assign(
+                    st.query_language,
+                    st.assign.as_ref(),
+                    &scope,
+                    None,
+                    None,
+                    core,
+                )?;
+                let out = if st.query_language == QueryLanguage::Jsonata {
+                    io::output(st, &scope, None, None)?
+                } else {
+                    io::filter_output(st, &scope, io::effective_input(st, &scope)?)?
+                };
                 Ok::<_, Failure>((assigned, out))
             })();
             match res {

@@ -14,18 +14,35 @@ fn fail(name: &str, msg: impl std::fmt::Display) -> Failure {
 
 fn arity(name: &str, args: &[Value], min: usize, max: usize) -> Result<(), Failure> {
     if args.len() < min || args.len() > max {
-        let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
-        return Err(fail(name, format!("expects {want} arguments, got {}", args.len())));
+        let want = if min == max {
+            format!("{min}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(fail(
+            name,
+            format!("expects {want} arguments, got {}", args.len()),
+        ));
     }
     Ok(())
 }
 
 fn string<'a>(name: &str, v: &'a Value, what: &str) -> Result<&'a str, Failure> {
-    v.as_str().ok_or_else(|| fail(name, format!("{what} must be a string, got {}", type_name(v))))
+    v.as_str().ok_or_else(|| {
+        fail(
+            name,
+            format!("{what} must be a string, got {}", type_name(v)),
+        )
+    })
 }
 
 fn array<'a>(name: &str, v: &'a Value, what: &str) -> Result<&'a Vec<Value>, Failure> {
-    v.as_array().ok_or_else(|| fail(name, format!("{what} must be an array, got {}", type_name(v))))
+    v.as_array().ok_or_else(|| {
+        fail(
+            name,
+            format!("{what} must be an array, got {}", type_name(v)),
+        )
+    })
 }
 
 fn integer(name: &str, v: &Value, what: &str) -> Result<i64, Failure> {
@@ -43,7 +60,12 @@ fn java_round(name: &str, v: &Value, what: &str) -> Result<i64, Failure> {
     if let Some(i) = v.as_i64() {
         return Ok(i);
     }
-    let f = v.as_f64().ok_or_else(|| fail(name, format!("{what} must be a number, got {}", type_name(v))))?;
+    let f = v.as_f64().ok_or_else(|| {
+        fail(
+            name,
+            format!("{what} must be a number, got {}", type_name(v)),
+        )
+    })?;
     Ok((f + 0.5).floor() as i64)
 }
 
@@ -59,7 +81,9 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             if s.trim().is_empty() {
                 return Ok(Value::Null);
             }
-            serde_json::from_str(s).map(normalize_zero).map_err(|e| fail(name, format!("cannot parse '{s}' as JSON: {e}")))
+            serde_json::from_str(s)
+                .map(normalize_zero)
+                .map_err(|e| fail(name, format!("cannot parse '{s}' as JSON: {e}")))
         }
         "States.JsonToString" => {
             arity(name, &args, 1, 1)?;
@@ -73,7 +97,11 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             if size <= 0 {
                 return Err(fail(name, "the chunk size must be greater than 0"));
             }
-            Ok(Value::Array(a.chunks(size as usize).map(|c| Value::Array(c.to_vec())).collect()))
+            Ok(Value::Array(
+                a.chunks(size as usize)
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
+            ))
         }
         "States.ArrayContains" => {
             arity(name, &args, 2, 2)?;
@@ -106,7 +134,19 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             arity(name, &args, 2, 2)?;
             let a = array(name, &args[0], "the first argument")?;
             let i = integer(name, &args[1], "the index")?;
-            usize::try_from(i).ok().and_then(|i| a.get(i)).cloned().ok_or_else(|| fail(name, format!("index {i} is out of bounds for an array of {} items", a.len())))
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| a.get(i))
+                .cloned()
+                .ok_or_else(|| {
+                    fail(
+                        name,
+                        format!(
+                            "index {i} is out of bounds for an array of {} items",
+                            a.len()
+                        ),
+                    )
+                })
         }
         "States.ArrayLength" => {
             arity(name, &args, 1, 1)?;
@@ -127,18 +167,30 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             arity(name, &args, 1, 1)?;
             let s = string(name, &args[0], "the argument")?;
             if s.chars().count() > MAX_STRING {
-                return Err(fail(name, format!("the input cannot be longer than {MAX_STRING} characters")));
+                return Err(fail(
+                    name,
+                    format!("the input cannot be longer than {MAX_STRING} characters"),
+                ));
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s.as_bytes())))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
+            ))
         }
         "States.Base64Decode" => {
             arity(name, &args, 1, 1)?;
             let s = string(name, &args[0], "the argument")?;
             if s.chars().count() > MAX_STRING {
-                return Err(fail(name, format!("the input cannot be longer than {MAX_STRING} characters")));
+                return Err(fail(
+                    name,
+                    format!("the input cannot be longer than {MAX_STRING} characters"),
+                ));
             }
-            let bytes = base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(|e| fail(name, format!("invalid base64: {e}")))?;
-            String::from_utf8(bytes).map(Value::String).map_err(|_| fail(name, "the decoded data is not UTF-8"))
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map_err(|e| fail(name, format!("invalid base64: {e}")))?;
+            String::from_utf8(bytes)
+                .map(Value::String)
+                .map_err(|_| fail(name, "the decoded data is not UTF-8"))
         }
         "States.Hash" => {
             arity(name, &args, 2, 2)?;
@@ -148,7 +200,10 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
                 other => other.to_string(),
             };
             if data.chars().count() > MAX_STRING {
-                return Err(fail(name, format!("the data cannot be longer than {MAX_STRING} characters")));
+                return Err(fail(
+                    name,
+                    format!("the data cannot be longer than {MAX_STRING} characters"),
+                ));
             }
             let alg = string(name, &args[1], "the algorithm")?;
             Ok(Value::String(hash(name, data.as_bytes(), alg)?))
@@ -187,20 +242,28 @@ pub fn call(name: &str, args: Vec<Value>, rng: &mut dyn Entropy) -> R {
             arity(name, &args, 2, 2)?;
             let a = java_round(name, &args[0], "the first argument")?;
             let b = java_round(name, &args[1], "the second argument")?;
-            a.checked_add(b).map(Value::from).ok_or_else(|| fail(name, "the sum overflows"))
+            a.checked_add(b)
+                .map(Value::from)
+                .ok_or_else(|| fail(name, "the sum overflows"))
         }
         "States.StringSplit" => {
             arity(name, &args, 2, 2)?;
             let s = string(name, &args[0], "the first argument")?;
             let d = string(name, &args[1], "the delimiters")?;
-            let parts = s.split(|c| d.contains(c)).filter(|p| !p.is_empty()).map(|p| Value::String(p.to_string())).collect();
+            let parts = s
+                .split(|c| d.contains(c))
+                .filter(|p| !p.is_empty())
+                .map(|p| Value::String(p.to_string()))
+                .collect();
             Ok(Value::Array(parts))
         }
         "States.UUID" => {
             arity(name, &args, 0, 0)?;
             Ok(Value::String(uuid_v4(rng.next_u64(), rng.next_u64())))
         }
-        other => Err(Failure::intrinsic(format!("unknown intrinsic function {other}"))),
+        other => Err(Failure::intrinsic(format!(
+            "unknown intrinsic function {other}"
+        ))),
     }
 }
 
@@ -209,7 +272,9 @@ pub fn normalize_zero(v: Value) -> Value {
     match v {
         Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => Value::from(0),
         Value::Array(a) => Value::Array(a.into_iter().map(normalize_zero).collect()),
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, normalize_zero(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, normalize_zero(v))).collect())
+        }
         other => other,
     }
 }
@@ -227,7 +292,9 @@ fn format(name: &str, args: &[Value]) -> R {
             '\\' if matches!(chars.peek(), Some('{') | Some('}')) => out.extend(chars.next()),
             '{' if chars.peek() == Some(&'}') => {
                 chars.next();
-                let arg = rest.get(used).ok_or_else(|| fail(name, "more {} placeholders than arguments"))?;
+                let arg = rest
+                    .get(used)
+                    .ok_or_else(|| fail(name, "more {} placeholders than arguments"))?;
                 out.push_str(&format_arg(arg));
                 used += 1;
             }
@@ -235,7 +302,10 @@ fn format(name: &str, args: &[Value]) -> R {
         }
     }
     if used != rest.len() {
-        return Err(fail(name, format!("{} arguments for {used} placeholders", rest.len())));
+        return Err(fail(
+            name,
+            format!("{} arguments for {used} placeholders", rest.len()),
+        ));
     }
     Ok(Value::String(out))
 }
@@ -245,8 +315,17 @@ fn format(name: &str, args: &[Value]) -> R {
 fn format_arg(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) => format!("[{}]", a.iter().map(format_arg).collect::<Vec<_>>().join(", ")),
-        Value::Object(m) => format!("{{{}}}", m.iter().map(|(k, v)| format!("{k}={}", format_arg(v))).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(format_arg).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", format_arg(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
@@ -259,7 +338,14 @@ fn hash(name: &str, data: &[u8], alg: &str) -> Result<String, Failure> {
         "SHA-256" => sha2::Sha256::digest(data).to_vec(),
         "SHA-384" => sha2::Sha384::digest(data).to_vec(),
         "SHA-512" => sha2::Sha512::digest(data).to_vec(),
-        other => return Err(fail(name, format!("unsupported hash algorithm '{other}' (use MD5, SHA-1, SHA-256, SHA-384 or SHA-512)"))),
+        other => {
+            return Err(fail(
+                name,
+                format!(
+                    "unsupported hash algorithm '{other}' (use MD5, SHA-1, SHA-256, SHA-384 or SHA-512)"
+                ),
+            ));
+        }
     };
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
@@ -280,7 +366,14 @@ pub fn uuid_v4(hi: u64, lo: u64) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -303,14 +396,24 @@ mod tests {
 
     #[test]
     fn boundaries() {
-        assert_eq!(c("States.ArrayRange", json!([1, 1000, 1])).unwrap().as_array().unwrap().len(), 1000);
+        assert_eq!(
+            c("States.ArrayRange", json!([1, 1000, 1]))
+                .unwrap()
+                .as_array()
+                .unwrap()
+                .len(),
+            1000
+        );
         assert!(c("States.ArrayRange", json!([0, 1000, 1])).is_err());
         assert!(c("States.ArrayRange", json!([0, 10, 0])).is_err());
         assert!(c("States.Base64Encode", json!(["a".repeat(10_001)])).is_err());
         assert!(c("States.Base64Encode", json!(["a".repeat(10_000)])).is_ok());
         assert!(c("States.JsonMerge", json!([{}, {}, true])).is_err());
         assert!(c("States.Hash", json!(["x", "SHA-3"])).is_err());
-        assert_eq!(c("States.Format", json!(["a \\{\\} {}", 1])).unwrap(), json!("a {} 1"));
+        assert_eq!(
+            c("States.Format", json!(["a \\{\\} {}", 1])).unwrap(),
+            json!("a {} 1")
+        );
     }
 
     #[test]
@@ -324,7 +427,10 @@ mod tests {
     #[test]
     fn math_random_bounds() {
         for seed in 0..50 {
-            let v = c("States.MathRandom", json!([3, 7, seed])).unwrap().as_i64().unwrap();
+            let v = c("States.MathRandom", json!([3, 7, seed]))
+                .unwrap()
+                .as_i64()
+                .unwrap();
             assert!((3..7).contains(&v));
         }
     }

@@ -25,7 +25,11 @@ const MAX_DEPTH: usize = 10;
 
 /// Parses one intrinsic call (the whole string must be consumed).
 pub fn parse(src: &str) -> Result<Expr, String> {
-    let mut p = Parser { s: src.as_bytes(), src, i: 0 };
+    let mut p = Parser {
+        s: src.as_bytes(),
+        src,
+        i: 0,
+    };
     p.ws();
     let e = p.call(1)?;
     p.ws();
@@ -66,7 +70,9 @@ impl Parser<'_> {
         }
         let name = &self.src[start..self.i];
         if !name.starts_with("States.") || name.len() == "States.".len() {
-            return Err(format!("expected a function name like States.Format at offset {start}"));
+            return Err(format!(
+                "expected a function name like States.Format at offset {start}"
+            ));
         }
         self.ws();
         if self.peek() != Some(b'(') {
@@ -77,7 +83,10 @@ impl Parser<'_> {
         self.ws();
         if self.peek() == Some(b')') {
             self.i += 1;
-            return Ok(Expr::Call { name: name.to_string(), args });
+            return Ok(Expr::Call {
+                name: name.to_string(),
+                args,
+            });
         }
         loop {
             self.ws();
@@ -87,7 +96,10 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b')') => {
                     self.i += 1;
-                    return Ok(Expr::Call { name: name.to_string(), args });
+                    return Ok(Expr::Call {
+                        name: name.to_string(),
+                        args,
+                    });
                 }
                 _ => return Err(format!("expected ',' or ')' in the arguments of {name}")),
             }
@@ -101,7 +113,11 @@ impl Parser<'_> {
             Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
             Some(b'S') => self.call(depth + 1),
             Some(_) => {
-                for (word, v) in [("true", Value::Bool(true)), ("false", Value::Bool(false)), ("null", Value::Null)] {
+                for (word, v) in [
+                    ("true", Value::Bool(true)),
+                    ("false", Value::Bool(false)),
+                    ("null", Value::Null),
+                ] {
                     if self.src[self.i..].starts_with(word) {
                         let after = self.s.get(self.i + word.len()).copied();
                         if !matches!(after, Some(c) if c.is_ascii_alphanumeric()) {
@@ -125,7 +141,11 @@ impl Parser<'_> {
             match c {
                 b'\\' => {
                     out.push_str(&self.src[chunk..self.i]);
-                    let next = self.s.get(self.i + 1).copied().ok_or("a lone trailing backslash in a string")?;
+                    let next = self
+                        .s
+                        .get(self.i + 1)
+                        .copied()
+                        .ok_or("a lone trailing backslash in a string")?;
                     match next {
                         b'\'' | b'{' | b'}' | b'\\' => {
                             // Keep `\{`/`\}` escaped so States.Format can tell a literal brace from `{}`.
@@ -208,8 +228,12 @@ mod tests {
 
     #[test]
     fn nested_and_escapes() {
-        let e = parse(r"States.Format('a\'b\\c {} \{\}', States.Array(1, -2.5, true, null), $.x[0])").unwrap();
-        let Expr::Call { name, args } = e else { panic!() };
+        let e =
+            parse(r"States.Format('a\'b\\c {} \{\}', States.Array(1, -2.5, true, null), $.x[0])")
+                .unwrap();
+        let Expr::Call { name, args } = e else {
+            panic!()
+        };
         assert_eq!(name, "States.Format");
         assert_eq!(args[0], Expr::Literal(json!(r"a'b\c {} \{\}")));
         assert!(matches!(&args[1], Expr::Call { args, .. } if args.len() == 4));

@@ -1,0 +1,104 @@
+//! Deciding one branch from the leaves each of its conditions accepted.
+//!
+//! Shared by the single-pattern matcher and the [`RuleSet`](crate::RuleSet)
+//! index: they differ only in how they find the candidate leaves.
+
+use crate::flatten::{FlatEvent, compatible};
+use crate::parse::{Branch, Condition};
+
+/// Steps the array-consistency search may take before giving up (and
+/// answering "no match"). Only hostile events with huge arrays hit it.
+const SEARCH_BUDGET: usize = 100_000;
+
+/// Whether a condition accepts this leaf.
+pub(crate) fn accepts(condition: &Condition, value: &crate::flatten::Scalar<'_>) -> bool {
+    condition.exists_true || condition.matchers.iter().any(|m| m.matches(value))
+}
+
+/// Whether `branch` holds for `event`, given for each condition the indices
+/// of the event leaves it accepts (`candidates(i)` for condition `i`).
+pub(crate) fn satisfied<'c>(
+    branch: &Branch,
+    event: &FlatEvent<'_>,
+    candidates: impl Fn(usize) -> &'c [u32],
+) -> bool {
+    let mut chosen: Vec<&[u32]> = Vec::new();
+    for (i, condition) in branch.conditions.iter().enumerate() {
+        let leaves = candidates(i);
+        if !leaves.is_empty() {
+            chosen.push(leaves);
+        } else if !(condition.exists_false && !event.contains(&condition.path)) {
+            return false;
+        }
+    }
+    if chosen.len() < 2 || !event.has_arrays() {
+        return true;
+    }
+    consistent(event, &mut chosen)
+}
+
+/// Whether one leaf can be picked per condition so that no two picks come
+/// from different elements of the same array.
+fn consistent(event: &FlatEvent<'_>, chosen: &mut [&[u32]]) -> bool {
+    let leaves = event.leaves();
+    let in_array = |ids: &[u32]| {
+        ids.iter().any(|&i| {
+            leaves
+                .get(i as usize)
+                .is_some_and(|l| !event.trail(l).is_empty())
+        })
+    };
+    // Conditions with a candidate outside every array constrain nothing.
+    let mut constrained: Vec<&[u32]> = chosen
+        .iter()
+        .copied()
+        .filter(|ids| {
+            ids.iter().all(|&i| {
+                leaves
+                    .get(i as usize)
+                    .is_some_and(|l| !event.trail(l).is_empty())
+            }) && in_array(ids)
+        })
+        .collect();
+    if constrained.len() < 2 {
+        return true;
+    }
+    constrained.sort_by_key(|ids| ids.len());
+    let mut picks: Vec<u32> = Vec::with_capacity(constrained.len());
+    let mut budget = SEARCH_BUDGET;
+    search(event, &constrained, &mut picks, &mut budget)
+}
+
+fn search(
+    event: &FlatEvent<'_>,
+    conds: &[&[u32]],
+    picks: &mut Vec<u32>,
+    budget: &mut usize,
+) -> bool {
+    let Some(options) = conds.get(picks.len()) else {
+        return true;
+    };
+    let leaves = event.leaves();
+    for &candidate in options.iter() {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        let Some(leaf) = leaves.get(candidate as usize) else {
+            continue;
+        };
+        let fits = picks.iter().all(|&p| {
+            leaves
+                .get(p as usize)
+                .is_some_and(|other| compatible(event.trail(leaf), event.trail(other)))
+        });
+        if fits {
+            picks.push(candidate);
+            if search(event, conds, picks, budget) {
+                return true;
+            }
+            picks.pop();
+        }
+    }
+    false
+}
