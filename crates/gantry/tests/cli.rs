@@ -298,3 +298,38 @@ fn the_hello_example_builds() {
     assert!(text(&out.stdout).contains("Hello from Gantry (version 1.0.1)"));
     assert!(out_dir.join("hello.sh").exists());
 }
+
+#[test]
+fn a_terminal_gets_a_progress_line_and_a_pipe_gets_plain_lines() {
+    let project = Project::new(
+        "version: 0.2\nphases:\n  build:\n    commands: ['echo working; sleep 0.6; echo done']\n",
+    );
+    // Plain: no escape sequences at all.
+    let plain = project.build(&[]);
+    assert_eq!(plain.status.code(), Some(0));
+    assert!(
+        !text(&plain.stdout).contains('\x1b'),
+        "escape codes on a pipe: {:?}",
+        text(&plain.stdout)
+    );
+    // Under a pseudo-terminal (util-linux `script`), the progress line shows the phase.
+    let Ok(out) = Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "{} build --source {}",
+            env!("CARGO_BIN_EXE_gantry"),
+            project.path().display()
+        ))
+        .arg("/dev/null")
+        .output()
+    else {
+        eprintln!("SKIP: util-linux `script` is not installed");
+        return;
+    };
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("\x1b[7m BUILD \x1b[0m"),
+        "no progress line on a terminal: {shown:?}"
+    );
+    assert!(shown.contains("working") && shown.contains("done"));
+}
