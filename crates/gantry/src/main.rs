@@ -1,2 +1,57 @@
-//! The `gantry` command line.
-fn main() {}
+//! The `gantry` command line: local commands that need no server
+//! (`build`, `validate`, `bench`) and, later, the client commands.
+
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Gantry: build, test and deliver — CodeBuild, CodeDeploy, CodePipeline,
+/// Step Functions and EventBridge formats, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a buildspec.yml against a source directory, as CodeBuild would.
+    Build(cmd::build::BuildArgs),
+    /// Check buildspec files and print every problem as FILE:LINE:COL: message.
+    Validate(cmd::validate::ValidateArgs),
+    /// Measure Gantry against baselines measured in the same run.
+    Bench(cmd::bench::BenchArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell (bash, zsh, fish, elvish, powershell).
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            // --help and --version are not errors; bad usage exits 2.
+            return if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Build(args) => cmd::build::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+    }
+}

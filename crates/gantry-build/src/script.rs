@@ -1,0 +1,264 @@
+//! The shell script that runs one phase, and the files it leaves behind.
+//!
+//! A phase runs as ONE shell process executing a generated script, so 1,000
+//! commands cost 1,000 `eval`s, not 1,000 process starts. The script:
+//!
+//! 1. sources the phase's environment (`export NAME='value'` lines) — the
+//!    process itself starts with an empty environment, so what the build sees
+//!    is exactly what the runner composed;
+//! 2. sends its output into the build's log FIFO (every executor, Docker
+//!    included, can see the control directory at the same path);
+//! 3. `eval`s each command in turn and appends `c <index> <status>` to the
+//!    status file; after the first failure the remaining commands are skipped,
+//!    then every `finally` command runs (`f <index> <status>`) until one fails;
+//! 4. on exit — normal, `exit` in a command, or `set -e` — dumps the exported
+//!    environment (`/proc/self/environ` of a `cat`, NUL-separated, so any value
+//!    survives) and the working directory, which the next phase starts from.
+//!
+//! Version 0.1 buildspecs run each command in a subshell instead, so a `cd`
+//! or `export` does not reach the next command.
+
+use std::path::{Path, PathBuf};
+
+/// The log FIFO inside the control directory.
+pub(crate) const LOG_FIFO: &str = "log.fifo";
+
+/// Which list a command belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListKind {
+    Commands,
+    Finally,
+}
+
+/// One command's recorded exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommandStatus {
+    pub kind: ListKind,
+    pub index: usize,
+    pub code: i32,
+}
+
+/// The files of one phase attempt inside the control directory.
+#[derive(Debug, Clone)]
+pub(crate) struct PhaseFiles {
+    pub script: PathBuf,
+    pub env_in: PathBuf,
+    pub status: PathBuf,
+    pub env_out: PathBuf,
+    pub cwd_out: PathBuf,
+}
+
+impl PhaseFiles {
+    /// The files for attempt `id` (unique within the build).
+    pub fn new(control_dir: &Path, id: &str) -> PhaseFiles {
+        PhaseFiles {
+            script: control_dir.join(format!("{id}.sh")),
+            env_in: control_dir.join(format!("{id}.env")),
+            status: control_dir.join(format!("{id}.status")),
+            env_out: control_dir.join(format!("{id}.env.out")),
+            cwd_out: control_dir.join(format!("{id}.cwd.out")),
+        }
+    }
+
+    /// Every file, for creating and cleaning them up.
+    pub fn all(&self) -> [&Path; 5] {
+        [
+            &self.script,
+            &self.env_in,
+            &self.status,
+            &self.env_out,
+            &self.cwd_out,
+        ]
+    }
+}
+
+/// What a phase script runs.
+pub(crate) struct ScriptPlan<'a> {
+    pub files: &'a PhaseFiles,
+    pub log_fifo: &'a Path,
+    /// The directory to start in (the previous phase's last directory).
+    pub cwd: &'a Path,
+    /// Where to start when `cwd` is gone.
+    pub fallback_cwd: &'a Path,
+    pub commands: &'a [String],
+    pub finally: &'a [String],
+    /// Version 0.1: every command in a subshell of its own.
+    pub isolate_commands: bool,
+    /// Print `[Container] Running command ...` before each command.
+    pub announce: bool,
+}
+
+/// Quotes `text` for a POSIX shell.
+pub(crate) fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn quote_path(path: &Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+/// Renders the phase script.
+pub(crate) fn render(plan: &ScriptPlan<'_>) -> String {
+    let status = quote_path(&plan.files.status);
+    let mut s = String::with_capacity(
+        256 + plan
+            .commands
+            .iter()
+            .map(|c| 2 * c.len() + 160)
+            .sum::<usize>(),
+    );
+    s.push_str(&format!(
+        ". {} || exit 121\n",
+        quote_path(&plan.files.env_in)
+    ));
+    s.push_str(&format!("exec >{} 2>&1\n", quote_path(plan.log_fifo)));
+    s.push_str(&format!(
+        "__gantry_dump() {{ command -p cat /proc/self/environ >{} 2>/dev/null; printf '%s' \"$PWD\" >{}; }}\n",
+        quote_path(&plan.files.env_out),
+        quote_path(&plan.files.cwd_out),
+    ));
+    s.push_str("trap __gantry_dump EXIT\n");
+    s.push_str(&format!(
+        "cd {} 2>/dev/null || cd {}\n",
+        quote_path(plan.cwd),
+        quote_path(plan.fallback_cwd)
+    ));
+    for (kind, list) in [
+        (ListKind::Commands, plan.commands),
+        (ListKind::Finally, plan.finally),
+    ] {
+        let tag = match kind {
+            ListKind::Commands => 'c',
+            ListKind::Finally => 'f',
+        };
+        // `finally` runs whatever `commands` did, so the flag starts clean.
+        s.push_str("__gantry_failed=0\n");
+        for (index, command) in list.iter().enumerate() {
+            let q = quote(command);
+            let run = if plan.isolate_commands {
+                format!("( eval {q} )")
+            } else {
+                format!("eval {q}")
+            };
+            let announce = if plan.announce {
+                format!("printf '[Container] Running command %s\\n' {q}\n")
+            } else {
+                String::new()
+            };
+            s.push_str(&format!(
+                "if [ $__gantry_failed = 0 ]; then {announce}{run}\n\
+                 __gantry_rc=$?; printf '{tag} {index} %s\\n' $__gantry_rc >>{status}; \
+                 [ $__gantry_rc = 0 ] || __gantry_failed=1; fi\n"
+            ));
+        }
+    }
+    s
+}
+
+/// Renders the environment file a script sources. Names a shell cannot
+/// export are skipped (and returned, so the runner can warn).
+pub(crate) fn render_env(env: &[(String, String)]) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut skipped = Vec::new();
+    for (name, value) in env {
+        if is_shell_name(name) {
+            out.push_str(&format!("export {name}={}\n", quote(value)));
+        } else {
+            skipped.push(name.clone());
+        }
+    }
+    (out, skipped)
+}
+
+/// True for a name a POSIX shell can `export`.
+pub(crate) fn is_shell_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Variables the shell itself sets, which must not be carried to the next phase.
+const SHELL_OWNED: [&str; 4] = ["PWD", "OLDPWD", "SHLVL", "_"];
+
+/// Parses a NUL-separated `environ` dump into ordered pairs.
+pub(crate) fn parse_environ(bytes: &[u8]) -> Vec<(String, String)> {
+    bytes
+        .split(|&b| b == 0)
+        .filter_map(|entry| {
+            let text = String::from_utf8_lossy(entry);
+            let (name, value) = text.split_once('=')?;
+            (!name.is_empty() && !SHELL_OWNED.contains(&name))
+                .then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// Parses the status file: one `c|f <index> <code>` line per command that finished.
+pub(crate) fn parse_status(text: &str) -> Vec<CommandStatus> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let kind = match parts.next()? {
+                "c" => ListKind::Commands,
+                "f" => ListKind::Finally,
+                _ => return None,
+            };
+            Some(CommandStatus {
+                kind,
+                index: parts.next()?.parse().ok()?,
+                code: parts.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_survives_single_quotes() {
+        assert_eq!(quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn environ_drops_shell_owned_names() {
+        let env = parse_environ(b"A=1\0PWD=/x\0B=x=y\0\0");
+        assert_eq!(
+            env,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+    }
+
+    #[test]
+    fn status_lines_parse_and_garbage_is_ignored() {
+        let s = parse_status("c 0 0\nc 1 2\nf 0 0\nbogus\nc x 1\n");
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s[1],
+            CommandStatus {
+                kind: ListKind::Commands,
+                index: 1,
+                code: 2
+            }
+        );
+    }
+
+    #[test]
+    fn env_file_skips_names_a_shell_cannot_export() {
+        let (text, skipped) =
+            render_env(&[("OK_1".into(), "a'b".into()), ("a-b".into(), "x".into())]);
+        assert_eq!(text, "export OK_1='a'\\''b'\n");
+        assert_eq!(skipped, vec!["a-b".to_string()]);
+    }
+}

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "Hello from Gantry (version 1.0.1)"
