@@ -304,6 +304,21 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_and_empties_are_dropped() {
+        let m = SecretMasker::new(["tok", "", "tok", "longer-token"]);
+        assert_eq!(m.secret_count(), 2);
+        assert_eq!(m.max_secret_len(), 12);
+    }
+
+    #[test]
+    fn streams_can_move_to_other_threads() {
+        fn send_static<T: Send + Sync + 'static>() {}
+        send_static::<SecretMasker>();
+        fn send<T: Send + 'static>() {}
+        send::<MaskingStream>();
+    }
+
+    #[test]
     fn longest_wins_at_same_start() {
         let m = SecretMasker::new(["abc", "abcdef"]);
         assert_eq!(m.mask_all(b"xabcdefx"), b"x***x");
