@@ -1,5 +1,6 @@
 //! The `gantry` command line: local commands that need no server
-//! (`build`, `validate`, `bench`) and, later, the client commands.
+//! (`build`, `validate`, `events test-pattern`, `states run`, `bench`) and,
+//! later, the client commands.
 
 mod cmd;
 mod output;
@@ -25,6 +26,10 @@ enum Command {
     Validate(cmd::validate::ValidateArgs),
     /// Measure Gantry against baselines measured in the same run.
     Bench(cmd::bench::BenchArgs),
+    /// EventBridge event patterns: test them against events.
+    Events(cmd::events::EventsArgs),
+    /// Amazon States Language state machines: run them locally.
+    States(cmd::states::StatesArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell (bash, zsh, fish, elvish, powershell).
@@ -49,6 +54,8 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Events(args) => cmd::events::run(args),
+        Command::States(args) => cmd::states::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             ExitCode::SUCCESS

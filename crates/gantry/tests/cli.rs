@@ -333,3 +333,115 @@ fn a_terminal_gets_a_progress_line_and_a_pipe_gets_plain_lines() {
     );
     assert!(shown.contains("working") && shown.contains("done"));
 }
+
+#[test]
+fn events_test_pattern_answers_true_false_or_exits_2() {
+    let run = |pattern: &str, event: &str| {
+        gantry()
+            .args([
+                "events",
+                "test-pattern",
+                "--pattern",
+                pattern,
+                "--event",
+                event,
+            ])
+            .output()
+            .unwrap()
+    };
+    let event = r#"{"source":"gantry.codebuild","detail-type":"CodeBuild Build State Change","detail":{"build-status":"FAILED"}}"#;
+    let yes = run(
+        r#"{"source":["gantry.codebuild"],"detail":{"build-status":["FAILED","STOPPED"]}}"#,
+        event,
+    );
+    assert_eq!(
+        (yes.status.code(), text(&yes.stdout).trim()),
+        (Some(0), "true")
+    );
+    let no = run(
+        r#"{"detail":{"build-status":[{"anything-but":"FAILED"}]}}"#,
+        event,
+    );
+    assert_eq!(
+        (no.status.code(), text(&no.stdout).trim()),
+        (Some(0), "false")
+    );
+    let bad = run(r#"{"source":"not-an-array"}"#, event);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("source"),
+        "{}",
+        text(&bad.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let pattern_file = dir.path().join("p.json");
+    std::fs::write(&pattern_file, r#"{"source":[{"prefix":"gantry."}]}"#).unwrap();
+    let from_file = run(&format!("@{}", pattern_file.display()), event);
+    assert_eq!(text(&from_file.stdout).trim(), "true");
+
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        format!(
+            "{{\"pattern\": {{\"source\": [\"a\"]}}, \"event\": {{\"source\": \"a\"}}}}\n{{\"pattern\": {{\"source\": [\"a\"]}}, \"event\": {{\"source\": \"b\"}}}}\n{{\"pattern\": {{\"source\": \"a\"}}, \"event\": {event}}}\nnot json\n"
+        ),
+    )
+    .unwrap();
+    let out = gantry()
+        .args(["events", "test-pattern", "--cases"])
+        .arg(&cases)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(&lines[..2], ["true", "false"]);
+    assert!(
+        lines[2].starts_with("error: ") && lines[3].starts_with("error: "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn validate_knows_state_machines_and_event_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let machine = dir.path().join("deploy.asl.json");
+    std::fs::write(
+        &machine,
+        r#"{"StartAt":"Build","States":{"Build":{"Type":"Pass","Next":"Deploy"}}}"#,
+    )
+    .unwrap();
+    let pattern = dir.path().join("rule.pattern.json");
+    std::fs::write(&pattern, r#"{"detail":{"status":[{"numeric":[">"]}]}}"#).unwrap();
+    let good = dir.path().join("ok.asl.json");
+    std::fs::write(
+        &good,
+        r#"{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}"#,
+    )
+    .unwrap();
+    let out = gantry()
+        .arg("validate")
+        .arg(&machine)
+        .arg(&pattern)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}: States.Build.Next", machine.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}: Event pattern is not valid",
+            pattern.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}: ok (state machine)", good.display())),
+        "{stdout}"
+    );
+}

@@ -2,4 +2,6 @@
 
 pub mod bench;
 pub mod build;
+pub mod events;
+pub mod states;
 pub mod validate;
