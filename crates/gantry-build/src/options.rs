@@ -18,6 +18,9 @@ pub struct BuildOptions {
     pub image: Option<String>,
     /// Whether the build may use the network (`--network none` clears it).
     pub network: bool,
+    /// Whether the docker executor pulls an image that is not present
+    /// (`--pull missing`, the default) or fails at once (`--pull never`).
+    pub pull: bool,
     /// `--env NAME=VALUE`: the StartBuild overrides, highest precedence.
     pub env: Vec<(String, String)>,
     /// `--secret-env NAME=VALUE`: like `env`, and every value is masked in
@@ -49,6 +52,7 @@ impl BuildOptions {
             executor,
             image: None,
             network: true,
+            pull: true,
             env: Vec::new(),
             secret_env: Vec::new(),
             artifacts_dir: None,

@@ -46,6 +46,12 @@ impl Executor for DockerExecutor {
         })?;
         let inspect = match docker.inspect_image(&image).await {
             Ok(inspect) => inspect,
+            Err(_) if !config.pull => {
+                return Err(ExecError::Unavailable {
+                    executor: "docker",
+                    reason: format!("image {image} is not present locally (and pulling is off)"),
+                });
+            }
             Err(_) => {
                 pull(&docker, &image).await?;
                 docker

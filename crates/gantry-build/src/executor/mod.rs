@@ -83,6 +83,8 @@ pub struct EnvironmentConfig {
     pub image: Option<String>,
     /// Whether the build may use the network.
     pub network: bool,
+    /// Whether the docker executor may pull an image it does not have.
+    pub pull: bool,
     /// `CODEBUILD_BUILD_ID`: every process of the build carries it in its
     /// environment, which is how the host executor finds strays to kill.
     pub build_id: String,

@@ -139,6 +139,7 @@ pub async fn run_build(
         control_dir: control_dir.clone(),
         image: options.image.clone(),
         network: options.network,
+        pull: options.pull,
         build_id: build_id.clone(),
     };
     observer.on_event(

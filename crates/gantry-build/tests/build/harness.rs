@@ -211,6 +211,8 @@ impl Harness {
     pub fn options(&self) -> BuildOptions {
         let mut options = BuildOptions::new(self.path(), self.kind);
         options.image = Some(TEST_IMAGE.to_string());
+        // Tests never reach for a registry: only locally built images exist.
+        options.pull = false;
         options
     }
 

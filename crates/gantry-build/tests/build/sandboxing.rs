@@ -77,7 +77,11 @@ async fn docker_with_a_missing_image_is_a_fault_not_a_hang() {
             )
             .await;
         assert_eq!(run.status(), PhaseStatus::Fault, "{}", run.log());
-        assert!(run.log().contains("no-such-image"), "{}", run.log());
+        assert!(
+            run.log().contains("no-such-image") && run.log().contains("not present locally"),
+            "{}",
+            run.log()
+        );
     })
     .await;
 }

@@ -28,6 +28,9 @@ pub struct BuildArgs {
     /// `none` runs the build without network (sandbox and docker executors).
     #[arg(long, default_value = "default", value_parser = ["default", "none"])]
     network: String,
+    /// Pull a docker image that is not present (`missing`) or fail (`never`).
+    #[arg(long, default_value = "missing", value_parser = ["missing", "never"])]
+    pull: String,
     /// An environment variable, overriding the buildspec's (repeatable).
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_pair)]
     env: Vec<(String, String)>,
@@ -113,6 +116,7 @@ pub fn run(args: BuildArgs) -> ExitCode {
     let mut options = BuildOptions::new(&args.source, args.executor);
     options.image = args.image.clone();
     options.network = args.network != "none";
+    options.pull = args.pull != "never";
     options.env = args.env.clone();
     options.secret_env = args.secret_env.clone();
     options.artifacts_dir = args.artifacts_dir.clone();
