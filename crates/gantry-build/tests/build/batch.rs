@@ -138,3 +138,18 @@ on_every_executor!(fanout_runs_n_builds, async |h: Harness| {
     assert_eq!(result.builds.len(), 3, "{log}");
     assert_eq!(result.build_batch_status, PhaseStatus::Succeeded);
 });
+
+on_every_executor!(build_list_tasks_run_at_the_same_time, async |h: Harness| {
+    let (result, log) = run_batch(
+        &h,
+        "version: 0.2\nbatch:\n  build-list:\n    - identifier: one\n    - identifier: two\nphases:\n  build:\n    commands: ['sleep 2']\n",
+    )
+    .await;
+    assert_eq!(result.build_batch_status, PhaseStatus::Succeeded, "{log}");
+    let (a, b) = (&result.builds[0], &result.builds[1]);
+    // Each started before the other ended: they overlapped.
+    assert!(
+        a.start_time < b.end_time && b.start_time < a.end_time,
+        "tasks ran one after the other\n{log}"
+    );
+});
