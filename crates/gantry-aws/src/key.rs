@@ -181,10 +181,10 @@ impl SigningKeyCache {
         // A poisoned lock only means another thread panicked mid-insert of a
         // value that is still valid; carry on with what is there.
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((cached_secret, signing_key)) = entries.get(&key) {
-            if cached_secret == secret {
-                return *signing_key;
-            }
+        if let Some((cached_secret, signing_key)) = entries.get(&key)
+            && cached_secret == secret
+        {
+            return *signing_key;
         }
         let signing_key = SigningKey::derive(secret, date, region, service);
         if entries.len() >= self.capacity {

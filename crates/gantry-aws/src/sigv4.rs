@@ -358,13 +358,13 @@ impl Verifier {
         {
             return Err(AuthError::SessionTokenNotAccepted);
         }
-        if let Some(region) = &self.options.region {
-            if &claim.region != region {
-                return Err(AuthError::WrongScope(format!(
-                    "Credential should be scoped to a valid region, not '{}'.",
-                    claim.region
-                )));
-            }
+        if let Some(region) = &self.options.region
+            && &claim.region != region
+        {
+            return Err(AuthError::WrongScope(format!(
+                "Credential should be scoped to a valid region, not '{}'.",
+                claim.region
+            )));
         }
         if !self.options.services.is_empty()
             && !self.options.services.iter().any(|s| s == &claim.service)
@@ -521,11 +521,10 @@ fn parse_claim(req: &RequestParts<'_>) -> Result<Claim, AuthError> {
     }
 }
 
-/// The canonical request a verifier builds for `req` from the scope and
-/// signed headers in the request's own signature, with the payload hash it
-/// tries first. It contains no secret, so a server may log it when a
-/// signature does not match.
-pub fn debug_canonical_request(req: &RequestParts<'_>) -> Result<String, AuthError> {
+/// The canonical request and string to sign a verifier builds for `req`,
+/// from the scope and signed headers in the request's own signature and the
+/// payload hash it tries first.
+fn debug_parts(req: &RequestParts<'_>) -> Result<(Vec<u8>, String), AuthError> {
     let claim = parse_claim(req)?;
     let verifier = Verifier::without_cache(VerifyOptions {
         allow_unsigned_payload: true,
@@ -537,19 +536,22 @@ pub fn debug_canonical_request(req: &RequestParts<'_>) -> Result<String, AuthErr
         .next()
         .map(|(h, _)| h)
         .unwrap_or_default();
-    let creq = CanonicalParts::new(req, &claim)?.canonical_request(req, &hash);
-    Ok(String::from_utf8_lossy(&creq).into_owned())
+    let parts = CanonicalParts::new(req, &claim)?;
+    let creq = parts.canonical_request(req, &hash);
+    let sts = string_to_sign(&claim.amz_date, &parts.scope, &creq);
+    Ok((creq, sts))
 }
 
-/// The string to sign for `req`, as [`debug_canonical_request`] builds it.
+/// The canonical request a verifier builds for `req` (non-UTF-8 header
+/// bytes shown lossily). It contains no secret, so a server may log it when
+/// a signature does not match, for comparison with the client's.
+pub fn debug_canonical_request(req: &RequestParts<'_>) -> Result<String, AuthError> {
+    debug_parts(req).map(|(creq, _)| String::from_utf8_lossy(&creq).into_owned())
+}
+
+/// The string to sign for `req`, as the verifier builds it.
 pub fn debug_string_to_sign(req: &RequestParts<'_>) -> Result<String, AuthError> {
-    let claim = parse_claim(req)?;
-    let creq = debug_canonical_request(req)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        claim.date, claim.region, claim.service
-    );
-    Ok(string_to_sign(&claim.amz_date, &scope, creq.as_bytes()))
+    debug_parts(req).map(|(_, sts)| sts)
 }
 
 /// Checks the request time against `now`: within `max_skew` for the header
