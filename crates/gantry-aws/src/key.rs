@@ -120,13 +120,9 @@ impl SigningKey {
     }
 }
 
-#[derive(PartialEq, Eq, Hash)]
-struct CacheKey {
-    access_key_id: String,
-    date: String,
-    region: String,
-    service: String,
-}
+/// The scope as one string, each part length-prefixed so no two scopes
+/// share a key: one allocation per lookup instead of four.
+type CacheKey = String;
 
 /// Derived signing keys, shared by every verification on a server.
 ///
@@ -172,12 +168,14 @@ impl SigningKeyCache {
         region: &str,
         service: &str,
     ) -> SigningKey {
-        let key = CacheKey {
-            access_key_id: access_key_id.to_owned(),
-            date: date.to_owned(),
-            region: region.to_owned(),
-            service: service.to_owned(),
-        };
+        let mut key = CacheKey::with_capacity(
+            access_key_id.len() + date.len() + region.len() + service.len() + 16,
+        );
+        for part in [access_key_id, date, region, service] {
+            key.push_str(&part.len().to_string());
+            key.push(':');
+            key.push_str(part);
+        }
         // A poisoned lock only means another thread panicked mid-insert of a
         // value that is still valid; carry on with what is there.
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
