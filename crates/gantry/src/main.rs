@@ -30,6 +30,8 @@ enum Command {
     Events(cmd::events::EventsArgs),
     /// Amazon States Language state machines: run them locally.
     States(cmd::states::StatesArgs),
+    /// Start the control plane (API, web UI, scheduler, local agent).
+    Server(cmd::server::ServerArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell (bash, zsh, fish, elvish, powershell).
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::States(args) => cmd::states::run(args),
+        Command::Server(args) => cmd::server::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             ExitCode::SUCCESS
