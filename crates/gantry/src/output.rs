@@ -187,3 +187,16 @@ impl Drop for TerminalObserver {
         let _ = state.out.flush();
     }
 }
+
+/// The async runtime local commands run on; on failure, says so and gives
+/// the exit code to return.
+pub fn runtime(command: &str) -> Result<tokio::runtime::Runtime, std::process::ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{command}: starting the async runtime: {e}");
+            std::process::ExitCode::from(1)
+        })
+}

@@ -21,16 +21,9 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::output::runtime("gantry bench") {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("gantry bench: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(bench_build(args.runs.max(1))) {
         Ok(()) => ExitCode::SUCCESS,

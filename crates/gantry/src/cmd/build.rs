@@ -124,16 +124,9 @@ pub fn run(args: BuildArgs) -> ExitCode {
     options.project_name = args.project.clone();
     options.max_parallel = args.max_parallel as usize;
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::output::runtime("gantry build") {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("gantry build: starting the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let observer: Arc<dyn Observer> = TerminalObserver::new(log);

@@ -12,6 +12,9 @@ pub struct ServerArgs {
 }
 
 pub fn run(args: ServerArgs) -> ExitCode {
-    eprintln!("gantry server --data-dir {}: not available yet", args.data_dir.display());
+    eprintln!(
+        "gantry server --data-dir {}: not available yet",
+        args.data_dir.display()
+    );
     ExitCode::from(2)
 }
