@@ -366,12 +366,7 @@ fn plan(spec: &Buildspec, kind: &BatchKind, source_dir: &Path) -> Result<Vec<Pla
             .collect()),
         BatchKind::Matrix(matrix) => {
             // One axis per dynamic key; a missing axis has one "no change" value.
-            let mut cells: Vec<(
-                Vec<String>,
-                Option<String>,
-                Option<String>,
-                Vec<(String, String)>,
-            )> = vec![(Vec::new(), None, None, from_env(&matrix.static_env))];
+            let mut cells: Vec<Cell> = vec![(Vec::new(), None, None, from_env(&matrix.static_env))];
             let static_image = matrix.static_env.image.as_ref().map(|i| i.value.clone());
             if !matrix.buildspecs.is_empty() {
                 cells = cross(cells, &matrix.buildspecs, |cell, value| {

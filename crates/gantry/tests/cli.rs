@@ -273,7 +273,7 @@ fn validate_prints_every_problem_and_exits_1() {
         .output()
         .unwrap();
     let problems: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(problems[0]["line"].as_u64().is_some(), true);
+    assert!(problems[0]["line"].as_u64().is_some());
     assert!(problems.as_array().unwrap().len() >= 2);
 }
 

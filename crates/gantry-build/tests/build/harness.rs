@@ -163,11 +163,14 @@ pub struct Run {
     pub events: Vec<(Instant, Option<String>, BuildEvent)>,
 }
 
+/// Called with every log line as it arrives.
+pub type LineHook = Box<dyn Fn(&str) + Send>;
+
 /// Collects events with the time they arrived.
 #[derive(Default)]
 pub struct Collector(
     pub Mutex<Vec<(Instant, Option<String>, BuildEvent)>>,
-    pub Mutex<Option<Box<dyn Fn(&str) + Send>>>,
+    pub Mutex<Option<LineHook>>,
 );
 
 impl Observer for Collector {

@@ -54,14 +54,13 @@ fn detect(path: &Path, text: &str) -> Kind {
     if name.contains("pattern") {
         return Kind::EventPattern;
     }
-    if name.ends_with(".json") {
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
-        {
-            if map.contains_key("States") || map.contains_key("StartAt") {
-                return Kind::StateMachine;
-            }
-            return Kind::EventPattern;
+    if name.ends_with(".json")
+        && let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        if map.contains_key("States") || map.contains_key("StartAt") {
+            return Kind::StateMachine;
         }
+        return Kind::EventPattern;
     }
     Kind::Buildspec
 }
