@@ -69,6 +69,7 @@ mod error;
 mod execution;
 pub mod intrinsics;
 mod jsonata;
+pub mod mock;
 pub mod path;
 mod payload;
 mod retry;
