@@ -1,0 +1,326 @@
+//! StartBuild, BatchGetBuilds, ListBuildsForProject, StopBuild.
+
+use gantry_store::{BuildRecord, NewBuild, SortOrder, Store, StoreError, now_ms};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::projects::{
+    ProjectSource, SourceKind, check_buildspec, check_env_vars, is_inline_buildspec,
+};
+use super::{arn, page, sort_order, strip_arn, timestamp_ms};
+use crate::error::ApiError;
+use crate::router::AppState;
+use crate::worker::{BuildJob, BuildspecRef, phase_json};
+
+/// A build as the API returns it: the stored JSON with the columns the
+/// store keeps authoritative laid over it.
+pub(crate) fn render_build(config: &crate::Config, record: &BuildRecord) -> Value {
+    let mut build = record.build.clone();
+    if let Some(obj) = build.as_object_mut() {
+        obj.insert("id".into(), json!(record.id));
+        obj.insert("arn".into(), json!(arn(config, "build", &record.id)));
+        obj.insert("buildNumber".into(), json!(record.number));
+        obj.insert("projectName".into(), json!(record.project));
+        obj.insert("buildStatus".into(), json!(record.status));
+        obj.insert("currentPhase".into(), json!(record.current_phase));
+        obj.insert("startTime".into(), timestamp_ms(record.start_ms));
+        match record.end_ms {
+            Some(end) => obj.insert("endTime".into(), timestamp_ms(end)),
+            None => obj.remove("endTime"),
+        };
+        obj.insert(
+            "buildComplete".into(),
+            json!(record.status != "IN_PROGRESS"),
+        );
+    }
+    build
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StartInput {
+    #[serde(default)]
+    project_name: String,
+    source_version: Option<String>,
+    environment_variables_override: Option<Value>,
+    buildspec_override: Option<String>,
+    timeout_in_minutes_override: Option<u64>,
+    image_override: Option<String>,
+}
+
+fn merged_env(project_env: Option<&Value>, overrides: Option<&Value>) -> Vec<Value> {
+    let mut vars: Vec<Value> = project_env
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for o in overrides.and_then(Value::as_array).into_iter().flatten() {
+        let name = o.get("name");
+        vars.retain(|v| v.get("name") != name);
+        vars.push(o.clone());
+    }
+    vars
+}
+
+pub(crate) async fn start<S: Store>(
+    state: &AppState<S>,
+    actor: &str,
+    input: StartInput,
+) -> Result<Value, ApiError> {
+    let name = strip_arn(&input.project_name, "project").to_owned();
+    if name.is_empty() {
+        return Err(ApiError::invalid_input("projectName is required"));
+    }
+    let project = match state.store.get_project(&name).await {
+        Ok(p) => p.project,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "Project cannot be found: {}",
+                arn(&state.config, "project", &name)
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut source_json = project.get("source").cloned().unwrap_or(json!({}));
+    if let Some(spec) = input
+        .buildspec_override
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        source_json["buildspec"] = json!(spec);
+    }
+    let source = ProjectSource::from_json(&source_json).map_err(ApiError::invalid_input)?;
+    let buildspec = match source.buildspec.as_deref() {
+        Some(text) if is_inline_buildspec(text) => {
+            check_buildspec(text, "buildspec")?;
+            BuildspecRef::Inline(text.to_owned())
+        }
+        Some(_) if source.kind == SourceKind::None => {
+            return Err(ApiError::invalid_input(
+                "a NO_SOURCE build needs an inline buildspec",
+            ));
+        }
+        Some(path) => BuildspecRef::File(path.to_owned()),
+        None => BuildspecRef::File("buildspec.yml".into()),
+    };
+    check_env_vars(
+        input.environment_variables_override.as_ref(),
+        "environmentVariablesOverride",
+    )?;
+    let timeout = match input
+        .timeout_in_minutes_override
+        .or_else(|| project.get("timeoutInMinutes").and_then(Value::as_u64))
+    {
+        None => 60,
+        Some(t @ 5..=2160) => t,
+        Some(_) => {
+            return Err(ApiError::invalid_input(
+                "timeoutInMinutesOverride must be between 5 and 2160",
+            ));
+        }
+    };
+    let mut environment = project.get("environment").cloned().unwrap_or(json!({}));
+    if let Some(image) = input.image_override.as_deref().filter(|i| !i.is_empty()) {
+        environment["image"] = json!(image);
+    }
+    let env = merged_env(
+        environment.get("environmentVariables"),
+        input.environment_variables_override.as_ref(),
+    );
+    environment["environmentVariables"] = json!(env);
+    let source_version = input
+        .source_version
+        .clone()
+        .filter(|v| !v.is_empty())
+        .or_else(|| {
+            project
+                .get("sourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let id = format!("{name}:{uuid}");
+    let now = now_ms();
+    let mut build = Map::new();
+    build.insert("source".into(), source_json);
+    if let Some(v) = &source_version {
+        build.insert("sourceVersion".into(), json!(v));
+    }
+    build.insert("environment".into(), environment.clone());
+    for member in ["serviceRole", "queuedTimeoutInMinutes", "artifacts"] {
+        if let Some(v) = project.get(member) {
+            build.insert(member.into(), v.clone());
+        }
+    }
+    build.insert("timeoutInMinutes".into(), json!(timeout));
+    build.insert("initiator".into(), json!(actor));
+    build.insert(
+        "logs".into(),
+        json!({ "groupName": format!("/aws/codebuild/{name}"), "streamName": uuid }),
+    );
+    build.insert(
+        "phases".into(),
+        json!([
+            phase_json("SUBMITTED", Some("SUCCEEDED"), now, Some(now), &[]),
+            phase_json("QUEUED", None, now, None, &[]),
+        ]),
+    );
+    build.insert("exportedEnvironmentVariables".into(), json!([]));
+    let new = NewBuild {
+        id: id.clone(),
+        project: name.clone(),
+        status: "IN_PROGRESS".into(),
+        current_phase: "QUEUED".into(),
+        build: Value::Object(build),
+        overrides: json!({
+            "sourceVersion": input.source_version,
+            "environmentVariablesOverride": input.environment_variables_override,
+            "buildspecOverride": input.buildspec_override,
+            "timeoutInMinutesOverride": input.timeout_in_minutes_override,
+            "imageOverride": input.image_override,
+        }),
+        start_ms: now,
+    };
+    // The row is committed before the answer: a 200 means the build exists.
+    let record = match state.store.create_build(&new, actor).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "Project cannot be found: {}",
+                arn(&state.config, "project", &name)
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let image = environment
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or("gantry:host")
+        .to_owned();
+    let wants_artifacts = project
+        .pointer("/artifacts/type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != "NO_ARTIFACTS");
+    let env_pairs = env
+        .iter()
+        .filter_map(|v| {
+            Some((
+                v.get("name")?.as_str()?.to_owned(),
+                v.get("value")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    let output = json!({ "build": render_build(&state.config, &record) });
+    state.runner.submit(BuildJob {
+        record,
+        uuid,
+        buildspec,
+        source: source.kind,
+        source_version,
+        env: env_pairs,
+        image,
+        timeout_minutes: timeout,
+        initiator: actor.to_owned(),
+        wants_artifacts,
+    });
+    Ok(output)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Ids {
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+pub(crate) async fn batch_get<S: Store>(
+    state: &AppState<S>,
+    input: Ids,
+) -> Result<Value, ApiError> {
+    if input.ids.is_empty() || input.ids.len() > 100 {
+        return Err(ApiError::invalid_input(
+            "ids must hold between 1 and 100 build ids",
+        ));
+    }
+    let ids: Vec<String> = input
+        .ids
+        .iter()
+        .map(|i| strip_arn(i, "build").to_owned())
+        .collect();
+    let found = state.store.get_builds(&ids).await?;
+    let builds: Vec<Value> = found
+        .iter()
+        .map(|b| render_build(&state.config, b))
+        .collect();
+    let not_found: Vec<&String> = input
+        .ids
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| !found.iter().any(|b| &b.id == *id))
+        .map(|(original, _)| original)
+        .collect();
+    Ok(json!({ "builds": builds, "buildsNotFound": not_found }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListInput {
+    #[serde(default)]
+    project_name: String,
+    sort_order: Option<String>,
+    next_token: Option<String>,
+}
+
+pub(crate) async fn list_for_project<S: Store>(
+    state: &AppState<S>,
+    input: ListInput,
+) -> Result<Value, ApiError> {
+    let name = strip_arn(&input.project_name, "project");
+    match state.store.get_project(name).await {
+        Ok(_) => {}
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "Project cannot be found: {}",
+                arn(&state.config, "project", name)
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // Newest first unless asked otherwise, as CodeBuild lists.
+    let order = sort_order(input.sort_order.as_deref(), SortOrder::Descending)?;
+    let ids = state.store.list_builds_for_project(name, order).await?;
+    let (ids, next) = page(ids, input.next_token.as_deref())?;
+    let mut out = json!({ "ids": ids });
+    if let Some(next) = next {
+        out["nextToken"] = json!(next);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Id {
+    #[serde(default)]
+    id: String,
+}
+
+pub(crate) async fn stop<S: Store>(
+    state: &AppState<S>,
+    actor: &str,
+    input: Id,
+) -> Result<Value, ApiError> {
+    let id = strip_arn(&input.id, "build").to_owned();
+    let found = state.store.get_builds(std::slice::from_ref(&id)).await?;
+    let Some(record) = found.into_iter().next() else {
+        return Err(ApiError::not_found(format!("Build cannot be found: {id}")));
+    };
+    if record.status == "IN_PROGRESS" {
+        // The runner records STOPPED when the build has ended; the answer
+        // shows the build as it is now, as CodeBuild's does.
+        state
+            .store
+            .record_audit(actor, "build.stop", &id, "requested")
+            .await?;
+        let stopping = state.runner.stop(&id);
+        tracing::info!(build = %id, %actor, stopping, "StopBuild");
+    }
+    Ok(json!({ "build": render_build(&state.config, &record) }))
+}

@@ -1,0 +1,50 @@
+//! The server's settings.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// How the server runs. Build with [`Config::new`] and adjust the fields.
+#[derive(Clone)]
+pub struct Config {
+    /// Where the database, the key file, build workspaces and artifacts live.
+    pub data_dir: PathBuf,
+    /// How many builds run at once; more wait in QUEUED.
+    pub max_concurrent_builds: usize,
+    /// The region written into ARNs (any region is accepted in signatures).
+    pub region: String,
+    /// The account id written into ARNs.
+    pub account_id: String,
+    /// The first admin key (access key id, secret) for a new database;
+    /// `None` generates one. `gantry server` fills it from
+    /// `GANTRY_ADMIN_ACCESS_KEY_ID` and `GANTRY_ADMIN_SECRET_ACCESS_KEY`.
+    pub admin_key: Option<(String, String)>,
+}
+
+impl Config {
+    /// Defaults: 2 concurrent builds, region `us-east-1`, account
+    /// `000000000000`, a generated admin key.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            max_concurrent_builds: 2,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            admin_key: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("max_concurrent_builds", &self.max_concurrent_builds)
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field(
+                "admin_key",
+                &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
+            )
+            .finish()
+    }
+}

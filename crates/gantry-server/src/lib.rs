@@ -1,0 +1,175 @@
+/*!
+Gantry's control plane: `gantry server`.
+
+This first slice serves CodeBuild's API (AWS JSON 1.1 at `POST /`,
+`X-Amz-Target: CodeBuild_20161006.<Operation>`), authenticated with SigV4
+against access keys kept in the store, so boto3, the AWS CLI and any AWS SDK
+work when pointed at the server with `--endpoint-url`. Builds run inside the
+server process through `gantry-build` (the embedded local agent), at most
+[`Config::max_concurrent_builds`] at once; their state, phases and log lines
+are written to the store as they happen, so the database is the only truth.
+
+[`launch_with_tcp_listener`] takes a bound listener and a shutdown future, so
+tests run the real server in-process on `127.0.0.1:0`; `gantry server` uses
+[`Server::open`] and [`Server::serve`] to print the first admin key between
+the two.
+
+# Example
+
+```no_run
+# async fn run() -> Result<(), gantry_server::ServerError> {
+let config = gantry_server::Config::new("gantry-data");
+let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await.expect("bind");
+let shutdown = async { let _ = tokio::signal::ctrl_c().await; };
+gantry_server::launch_with_tcp_listener(config, listener, shutdown).await
+# }
+```
+
+Decisions and the list of what is supported are in `docs/server.md`.
+*/
+#![deny(missing_docs)]
+
+mod auth;
+mod bootstrap;
+mod codebuild;
+mod config;
+mod error;
+mod recovery;
+mod router;
+mod source;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use gantry_store::{MasterKey, SqliteStore, Store, StoreError};
+use tokio::net::TcpListener;
+
+pub use bootstrap::AdminKey;
+pub use config::Config;
+pub use error::ApiError;
+
+/// The file names inside the data directory.
+pub mod files {
+    /// The SQLite database.
+    pub const DATABASE: &str = "gantry.db";
+    /// The key that encrypts secrets at rest (mode 0600).
+    pub const SECRET_KEY: &str = "secret.key";
+    /// Per-build working directories (sources), removed after each build.
+    pub const WORK: &str = "work";
+    /// Build artifacts, one directory per build.
+    pub const ARTIFACTS: &str = "artifacts";
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory or a file in it could not be used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory or file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The secret key file could not be used.
+    #[error(transparent)]
+    Key(#[from] gantry_store::CryptoError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The configuration is not usable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Serving HTTP failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A server with its store open, its first key made and interrupted builds
+/// recovered, ready to [`serve`](Server::serve).
+pub struct Server<S: Store> {
+    state: router::AppState<S>,
+    admin_key: Option<AdminKey>,
+    recovered: Vec<String>,
+}
+
+impl Server<SqliteStore> {
+    /// Opens the data directory (creating it, its key file and its database
+    /// when missing), creates the first admin key on a new database, and
+    /// marks builds that were running when the server last stopped FAILED.
+    pub async fn open(config: Config) -> Result<Server<SqliteStore>, ServerError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let key = MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?;
+        let store = SqliteStore::open(&dir.join(files::DATABASE), key).await?;
+        Server::with_store(config, store).await
+    }
+}
+
+impl<S: Store> Server<S> {
+    /// Like [`Server::open`], over any store.
+    pub async fn with_store(config: Config, store: S) -> Result<Server<S>, ServerError> {
+        if config.max_concurrent_builds == 0 {
+            return Err(ServerError::Config(
+                "max_concurrent_builds must be at least 1".into(),
+            ));
+        }
+        let store = Arc::new(store);
+        let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
+        let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
+        let state = router::AppState::new(store, config);
+        Ok(Server {
+            state,
+            admin_key,
+            recovered,
+        })
+    }
+
+    /// The admin key created by this start, when the database was new.
+    /// `generated` tells whether it came from the environment or was made up.
+    pub fn admin_key(&self) -> Option<&AdminKey> {
+        self.admin_key.as_ref()
+    }
+
+    /// The builds found IN_PROGRESS at start and marked FAILED.
+    pub fn recovered_builds(&self) -> &[String] {
+        &self.recovered
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops running
+    /// builds (they end STOPPED, recorded in the store) and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let runner = self.state.runner.clone();
+        let app = router::router(self.state);
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve);
+        runner.shutdown().await;
+        served
+    }
+}
+
+/// Opens `config.data_dir` and serves on `listener` until `shutdown`.
+///
+/// A first admin key generated on a new database is logged (`tracing`,
+/// warn level) once; `gantry server` prints it instead.
+pub async fn launch_with_tcp_listener(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let server = Server::open(config).await?;
+    if let Some(key) = server.admin_key().filter(|k| k.generated) {
+        tracing::warn!(access_key_id = %key.access_key_id, "generated the first admin access key");
+    }
+    server.serve(listener, shutdown).await
+}

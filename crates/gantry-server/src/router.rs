@@ -1,0 +1,93 @@
+//! Every route, and the state handlers share.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gantry_aws::{JsonResponse, Service, Verifier, VerifyOptions};
+use gantry_store::Store;
+
+use crate::config::Config;
+use crate::error::{ApiError, into_response};
+use crate::worker::BuildRunner;
+use crate::{auth, codebuild};
+
+/// The services the AWS JSON endpoint offers.
+const OFFERED: [Service; 1] = [Service::CodeBuild];
+
+/// What every handler can reach, generic over the store.
+pub(crate) struct AppState<S: Store> {
+    pub store: Arc<S>,
+    pub config: Arc<Config>,
+    pub runner: Arc<BuildRunner<S>>,
+    pub verifier: Arc<Verifier>,
+}
+
+impl<S: Store> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            runner: self.runner.clone(),
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+impl<S: Store> AppState<S> {
+    pub fn new(store: Arc<S>, config: Config) -> AppState<S> {
+        let config = Arc::new(config);
+        let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
+        AppState {
+            store,
+            config,
+            runner,
+            verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
+        }
+    }
+}
+
+pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/", post(aws_json::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// The AWS JSON 1.1 endpoint: authenticate, then dispatch on `X-Amz-Target`.
+async fn aws_json<S: Store>(
+    State(state): State<AppState<S>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request_id = gantry_aws::new_request_id();
+    match handle(&state, &uri, &headers, &body).await {
+        Ok(output) => into_response(JsonResponse::success(
+            Service::CodeBuild,
+            &output,
+            &request_id,
+        )),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle<S: Store>(
+    state: &AppState<S>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let caller =
+        auth::authenticate(state.store.as_ref(), &state.verifier, uri, headers, body).await?;
+    let target_header = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let target = gantry_aws::parse_target(target_header, &OFFERED)?;
+    target.service.check_caller(&caller)?;
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+    gantry_aws::check_content_type(content_type, target.service)?;
+    codebuild::dispatch(state, &caller, target.operation, body).await
+}

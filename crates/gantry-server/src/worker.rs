@@ -1,0 +1,497 @@
+//! The embedded local agent: runs builds inside the server process through
+//! `gantry-build`, at most `max_concurrent_builds` at once.
+//!
+//! Each build is one task: wait for a slot (QUEUED), fetch the source, read
+//! the buildspec, run it. Its events go through a channel to a writer task
+//! that appends log lines to the store in batches and records each phase as
+//! it starts and ends, so the database always shows where a build is. The
+//! final state is written after the writer has caught up, so a finished
+//! build's log is complete.
+
+use std::collections::HashMap;
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use gantry_build::{
+    BuildEvent, BuildOptions, BuildResult, Observer, StopHandle, StopReason, StopSignal,
+};
+use gantry_store::{BuildRecord, BuildUpdate, Store, now_ms};
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use crate::codebuild::{SourceKind, timestamp_ms};
+use crate::config::Config;
+use crate::{files, source};
+
+/// How long shutdown waits for stopped builds to record their end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Where the buildspec comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum BuildspecRef {
+    /// The YAML itself (project or `buildspecOverride`).
+    Inline(String),
+    /// A path inside the source.
+    File(String),
+}
+
+/// Everything a build needs, decided by StartBuild.
+#[derive(Debug)]
+pub(crate) struct BuildJob {
+    pub record: BuildRecord,
+    pub uuid: String,
+    pub buildspec: BuildspecRef,
+    pub source: SourceKind,
+    pub source_version: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub image: String,
+    pub timeout_minutes: u64,
+    pub initiator: String,
+    pub wants_artifacts: bool,
+}
+
+/// One entry of a Build's `phases`.
+pub(crate) fn phase_json(
+    phase: &str,
+    status: Option<&str>,
+    start_ms: i64,
+    end_ms: Option<i64>,
+    contexts: &[(&str, &str)],
+) -> Value {
+    let mut p = json!({ "phaseType": phase, "startTime": timestamp_ms(start_ms) });
+    if let Some(s) = status {
+        p["phaseStatus"] = json!(s);
+    }
+    if let Some(end) = end_ms {
+        p["endTime"] = timestamp_ms(end);
+        p["durationInSeconds"] = json!((end - start_ms).max(0) / 1000);
+    }
+    if !contexts.is_empty() {
+        p["contexts"] = contexts
+            .iter()
+            .map(|(code, message)| json!({ "statusCode": code, "message": message }))
+            .collect();
+    }
+    p
+}
+
+/// Runs builds; one per [`BuildRunner::submit`].
+pub(crate) struct BuildRunner<S: Store> {
+    store: Arc<S>,
+    config: Arc<Config>,
+    slots: Arc<Semaphore>,
+    running: Mutex<HashMap<String, StopHandle>>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<S: Store> BuildRunner<S> {
+    pub fn new(store: Arc<S>, config: Arc<Config>) -> BuildRunner<S> {
+        BuildRunner {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
+            store,
+            config,
+            running: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(JoinSet::new()),
+        }
+    }
+
+    /// Starts a build's task. The build is already in the store.
+    pub fn submit(self: &Arc<Self>, job: BuildJob) {
+        let (handle, signal) = StopHandle::new();
+        locked(&self.running).insert(job.record.id.clone(), handle);
+        let mut tasks = locked(&self.tasks);
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(run_job(self.clone(), job, signal));
+    }
+
+    /// Asks a build to stop; false when it is not running here.
+    pub fn stop(&self, id: &str) -> bool {
+        match locked(&self.running).get(id) {
+            Some(handle) => {
+                handle.stop(StopReason::Requested);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every build and waits (a bounded time) for each to record its
+    /// end. A build that does not finish in time stays IN_PROGRESS and is
+    /// marked FAILED by the next start.
+    pub async fn shutdown(&self) {
+        for handle in locked(&self.running).values() {
+            handle.stop(StopReason::Requested);
+        }
+        let mut tasks = std::mem::take(&mut *locked(&self.tasks));
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("builds did not stop in time; they are marked FAILED on the next start");
+        }
+    }
+}
+
+async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: StopSignal) {
+    let id = job.record.id.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(progress_writer(
+        runner.store.clone(),
+        job.record.clone(),
+        rx,
+    ));
+    let update = execute(&runner, &job, signal, &tx).await;
+    let (ack, done) = oneshot::channel();
+    if tx.send(Msg::Flush(ack)).is_ok() {
+        let _ = done.await;
+    }
+    drop(tx);
+    writer.abort();
+    if let Err(e) = runner.store.update_build(&id, &update, "system").await {
+        tracing::error!(build = %id, error = %e, "recording the end of a build failed");
+    }
+    locked(&runner.running).remove(&id);
+}
+
+enum Msg {
+    Line(String),
+    Event(BuildEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+struct ChannelObserver(mpsc::UnboundedSender<Msg>);
+
+impl Observer for ChannelObserver {
+    fn on_event(&self, _task: Option<&str>, event: &BuildEvent) {
+        let msg = match event {
+            BuildEvent::Line(line) => Msg::Line(line.clone()),
+            other => Msg::Event(other.clone()),
+        };
+        let _ = self.0.send(msg);
+    }
+}
+
+/// A FAILED (or STOPPED) end without a runner result: the phases so far,
+/// then `phase` with its context, then COMPLETED.
+fn ended_early(
+    job: &BuildJob,
+    mut phases: Vec<Value>,
+    status: &str,
+    phase: &str,
+    phase_start: i64,
+    context: (&str, &str),
+) -> BuildUpdate {
+    let now = now_ms();
+    phases.push(phase_json(
+        phase,
+        Some(status),
+        phase_start,
+        Some(now),
+        &[context],
+    ));
+    phases.push(phase_json("COMPLETED", None, now, None, &[]));
+    let mut build = job.record.build.clone();
+    build["phases"] = json!(phases);
+    BuildUpdate {
+        status: status.into(),
+        current_phase: "COMPLETED".into(),
+        build,
+        end_ms: Some(now),
+    }
+}
+
+async fn execute<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &BuildJob,
+    mut signal: StopSignal,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> BuildUpdate {
+    let start = job.record.start_ms;
+    let submitted = phase_json("SUBMITTED", Some("SUCCEEDED"), start, Some(start), &[]);
+    let permit = tokio::select! {
+        biased;
+        _ = signal.stopped() => None,
+        permit = runner.slots.clone().acquire_owned() => permit.ok(),
+    };
+    let Some(_permit) = permit else {
+        return ended_early(
+            job,
+            vec![submitted],
+            "STOPPED",
+            "QUEUED",
+            start,
+            (
+                "BUILD_STOPPED",
+                "The build was stopped while it was queued.",
+            ),
+        );
+    };
+    let queued_end = now_ms();
+    let before = vec![
+        submitted,
+        phase_json("QUEUED", Some("SUCCEEDED"), start, Some(queued_end), &[]),
+    ];
+
+    let work_root = runner.config.data_dir.join(files::WORK);
+    let work = match std::fs::create_dir_all(&work_root).and_then(|()| {
+        tempfile::Builder::new()
+            .prefix(&job.uuid)
+            .tempdir_in(&work_root)
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            let message = format!("creating the build's work directory: {e}");
+            return ended_early(
+                job,
+                before,
+                "FAILED",
+                "PROVISIONING",
+                queued_end,
+                ("CLIENT_ERROR", &message),
+            );
+        }
+    };
+    let src = work.path().join("src");
+    let log_tx = tx.clone();
+    let log = move |line: String| {
+        let _ = log_tx.send(Msg::Line(line));
+    };
+    if let Err(message) =
+        source::prepare(&job.source, job.source_version.as_deref(), &src, &log).await
+    {
+        log(format!("[Container] {message}"));
+        return ended_early(
+            job,
+            before,
+            "FAILED",
+            "DOWNLOAD_SOURCE",
+            queued_end,
+            ("CLIENT_ERROR", &message),
+        );
+    }
+    let text = match &job.buildspec {
+        BuildspecRef::Inline(text) => text.clone(),
+        BuildspecRef::File(path) => match read_in(&src, path) {
+            Ok(text) => text,
+            Err(message) => {
+                log(format!("[Container] {message}"));
+                return ended_early(
+                    job,
+                    before,
+                    "FAILED",
+                    "DOWNLOAD_SOURCE",
+                    queued_end,
+                    ("YAML_FILE_ERROR", &message),
+                );
+            }
+        },
+    };
+    let spec = match gantry_spec::buildspec::parse(&text) {
+        Ok(spec) => spec,
+        Err(diags) => {
+            let message: Vec<String> = diags.iter().map(|d| d.render("buildspec")).collect();
+            let message = format!("Invalid buildspec: {}", message.join("; "));
+            log(format!("[Container] {message}"));
+            return ended_early(
+                job,
+                before,
+                "FAILED",
+                "DOWNLOAD_SOURCE",
+                queued_end,
+                ("YAML_FILE_ERROR", &message),
+            );
+        }
+    };
+    if signal.is_stopped() {
+        return ended_early(
+            job,
+            before,
+            "STOPPED",
+            "DOWNLOAD_SOURCE",
+            queued_end,
+            ("BUILD_STOPPED", "The build was stopped."),
+        );
+    }
+
+    let (executor, image) = crate::codebuild::executor_for(&job.image);
+    let mut options = BuildOptions::new(&src, executor);
+    options.image = image;
+    options.env = job.env.clone();
+    options.timeout = Duration::from_secs(job.timeout_minutes * 60);
+    options.project_name = job.record.project.clone();
+    options.build_number = job.record.number;
+    options.initiator = job.initiator.clone();
+    if job.wants_artifacts {
+        options.artifacts_dir = Some(
+            runner
+                .config
+                .data_dir
+                .join(files::ARTIFACTS)
+                .join(&job.uuid),
+        );
+    }
+    let observer: Arc<dyn Observer> = Arc::new(ChannelObserver(tx.clone()));
+    match gantry_build::run_build(&spec, &options, observer, signal).await {
+        Ok(result) => finished(job, before, &result),
+        Err(e) => {
+            let message = e.to_string();
+            log(format!("[Container] {message}"));
+            ended_early(
+                job,
+                before,
+                "FAILED",
+                "PROVISIONING",
+                queued_end,
+                ("CLIENT_ERROR", &message),
+            )
+        }
+    }
+}
+
+/// Reads a buildspec file inside the source; no absolute paths or `..`.
+fn read_in(src: &Path, path: &str) -> Result<String, String> {
+    let rel = Path::new(path);
+    if rel
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "the buildspec path {path} must stay inside the source"
+        ));
+    }
+    std::fs::read_to_string(src.join(rel))
+        .map_err(|e| format!("YAML_FILE_ERROR: cannot read the buildspec {path}: {e}"))
+}
+
+/// The final state from the runner's result: our SUBMITTED and QUEUED,
+/// then the runner's phases from PROVISIONING on.
+fn finished(job: &BuildJob, before: Vec<Value>, result: &BuildResult) -> BuildUpdate {
+    let value = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
+    let mut build = job.record.build.clone();
+    let mut phases = before;
+    if let Some(list) = value.get("phases").and_then(Value::as_array) {
+        phases.extend(
+            list.iter()
+                .filter(|p| {
+                    !matches!(
+                        p.get("phaseType").and_then(Value::as_str),
+                        Some("SUBMITTED" | "QUEUED")
+                    )
+                })
+                .cloned(),
+        );
+    }
+    build["phases"] = json!(phases);
+    for member in [
+        "exportedEnvironmentVariables",
+        "resolvedSourceVersion",
+        "artifacts",
+        "secondaryArtifacts",
+    ] {
+        if let Some(v) = value.get(member) {
+            build[member] = v.clone();
+        }
+    }
+    BuildUpdate {
+        status: result.build_status.as_str().into(),
+        current_phase: result.current_phase.as_str().into(),
+        build,
+        end_ms: Some(now_ms()),
+    }
+}
+
+/// Writes log lines in batches and phase changes as they come.
+async fn progress_writer<S: Store>(
+    store: Arc<S>,
+    record: BuildRecord,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut build = record.build.clone();
+    let mut lines: Vec<String> = Vec::new();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Line(line) => lines.push(line),
+            Msg::Event(event) => {
+                flush(store.as_ref(), &record.id, &mut lines).await;
+                if let Some(current) = apply(&mut build, &event) {
+                    let update = BuildUpdate {
+                        status: "IN_PROGRESS".into(),
+                        current_phase: current,
+                        build: build.clone(),
+                        end_ms: None,
+                    };
+                    if let Err(e) = store.update_build(&record.id, &update, "system").await {
+                        tracing::error!(build = %record.id, error = %e, "recording a phase failed");
+                    }
+                }
+            }
+            Msg::Flush(ack) => {
+                flush(store.as_ref(), &record.id, &mut lines).await;
+                let _ = ack.send(());
+            }
+        }
+        if lines.len() >= 500 || rx.is_empty() {
+            flush(store.as_ref(), &record.id, &mut lines).await;
+        }
+    }
+    flush(store.as_ref(), &record.id, &mut lines).await;
+}
+
+async fn flush<S: Store>(store: &S, id: &str, lines: &mut Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    if let Err(e) = store.append_log_lines(id, lines).await {
+        tracing::error!(build = %id, error = %e, "appending log lines failed");
+    }
+    lines.clear();
+}
+
+/// Applies a phase event to the live JSON; returns the new current phase.
+fn apply(build: &mut Value, event: &BuildEvent) -> Option<String> {
+    let now = now_ms();
+    let phases = build.get_mut("phases")?.as_array_mut()?;
+    // QUEUED ends when the first runner phase begins.
+    for p in phases.iter_mut() {
+        if p.get("phaseType").and_then(Value::as_str) == Some("QUEUED")
+            && p.get("endTime").is_none()
+        {
+            p["phaseStatus"] = json!("SUCCEEDED");
+            p["endTime"] = timestamp_ms(now);
+        }
+    }
+    match event {
+        BuildEvent::PhaseStarted(phase) => {
+            phases.push(phase_json(phase.as_str(), None, now, None, &[]));
+            Some(phase.as_str().to_owned())
+        }
+        BuildEvent::PhaseFinished {
+            phase,
+            status,
+            duration,
+        } => {
+            let name = phase.as_str();
+            let open = phases.iter_mut().rev().find(|p| {
+                p.get("phaseType").and_then(Value::as_str) == Some(name)
+                    && p.get("endTime").is_none()
+            });
+            let entry = match open {
+                Some(p) => p,
+                None => {
+                    let started = now - duration.as_millis() as i64;
+                    phases.push(phase_json(name, None, started, None, &[]));
+                    phases.last_mut()?
+                }
+            };
+            entry["phaseStatus"] = json!(status.as_str());
+            entry["endTime"] = timestamp_ms(now);
+            entry["durationInSeconds"] = json!(duration.as_secs());
+            Some(name.to_owned())
+        }
+        BuildEvent::Line(_) => None,
+    }
+}

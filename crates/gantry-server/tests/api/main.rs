@@ -1,0 +1,7 @@
+//! The real server, in-process on 127.0.0.1:0, driven over HTTP: by a
+//! small Rust client that signs with `gantry-aws` (always), and by boto3
+//! and the AWS CLI (when `GANTRY_TEST_PYTHON` names a python3 with them).
+
+mod aws_clients;
+mod harness;
+mod rust_client;

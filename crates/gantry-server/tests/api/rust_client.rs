@@ -1,0 +1,359 @@
+//! The CodeBuild flows with a client signing through `gantry-aws`: these
+//! run everywhere, Python or not.
+
+use gantry_store::Store;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+fn phase<'a>(build: &'a Value, name: &str) -> &'a Value {
+    build["phases"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["phaseType"] == name))
+        .unwrap_or_else(|| panic!("no {name} phase in {build}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_builds_and_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+
+    let created = server
+        .call("CreateProject", &inline_project("web", GOOD_BUILDSPEC))
+        .await;
+    assert_eq!(created["project"]["name"], "web");
+    assert_eq!(
+        created["project"]["arn"],
+        "arn:aws:codebuild:us-east-1:000000000000:project/web"
+    );
+    let (status, dup) = server
+        .call_as(
+            SECRET,
+            "CreateProject",
+            &inline_project("web", GOOD_BUILDSPEC),
+        )
+        .await;
+    assert_eq!(
+        (status, dup["__type"].as_str()),
+        (400, Some("ResourceAlreadyExistsException"))
+    );
+    let (status, bad) = server
+        .call_as(
+            SECRET,
+            "CreateProject",
+            &inline_project("bad", "version: 0.2\nphases: [\n"),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["__type"].as_str()),
+        (400, Some("InvalidInputException"))
+    );
+
+    let listed = server.call("ListProjects", &json!({})).await;
+    assert_eq!(listed["projects"], json!(["web"]));
+    let got = server
+        .call("BatchGetProjects", &json!({"names": ["web", "nope"]}))
+        .await;
+    assert_eq!(got["projects"][0]["source"]["type"], "NO_SOURCE");
+    assert_eq!(got["projectsNotFound"], json!(["nope"]));
+    let updated = server
+        .call(
+            "UpdateProject",
+            &json!({"name": "web", "description": "the site"}),
+        )
+        .await;
+    assert_eq!(updated["project"]["description"], "the site");
+    assert_eq!(updated["project"]["source"]["type"], "NO_SOURCE");
+
+    let started = server
+        .call(
+            "StartBuild",
+            &json!({
+                "projectName": "web",
+                "environmentVariablesOverride": [{"name": "WHO", "value": "rust", "type": "PLAINTEXT"}]
+            }),
+        )
+        .await;
+    let id = started["build"]["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("web:"));
+    assert_eq!(started["build"]["buildNumber"], 1);
+    assert_eq!(started["build"]["buildStatus"], "IN_PROGRESS");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    assert_eq!(build["buildComplete"], true);
+    assert_eq!(phase(&build, "BUILD")["phaseStatus"], "SUCCEEDED");
+    assert_eq!(phase(&build, "SUBMITTED")["phaseStatus"], "SUCCEEDED");
+    assert_eq!(
+        build["exportedEnvironmentVariables"],
+        json!([{"name": "GREETING", "value": "hi-rust"}])
+    );
+    assert_eq!(build["logs"]["groupName"], "/aws/codebuild/web");
+    assert_eq!(build["initiator"], AKID);
+
+    let listed = server
+        .call("ListBuildsForProject", &json!({"projectName": "web"}))
+        .await;
+    assert_eq!(listed["ids"], json!([id]));
+
+    let failing = server
+        .call(
+            "StartBuild",
+            &json!({"projectName": "web", "buildspecOverride": FAILING_BUILDSPEC}),
+        )
+        .await;
+    let failed = server
+        .wait_build(failing["build"]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(failed["buildStatus"], "FAILED");
+    assert_eq!(failed["buildNumber"], 2);
+    assert_eq!(phase(&failed, "BUILD")["phaseStatus"], "FAILED");
+
+    server.call("DeleteProject", &json!({"name": "web"})).await;
+    let (status, err) = server
+        .call_as(SECRET, "DeleteProject", &json!({"name": "web"}))
+        .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+    server.stop().await;
+
+    // The log lines are in the store, in order.
+    let store = open_store(dir.path()).await;
+    let lines: Vec<String> = store
+        .log_lines(&id, 0, 1000)
+        .await
+        .expect("log")
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert!(lines.iter().any(|l| l == "hello rust from p"), "{lines:#?}");
+    let audit = store.audit_log(100).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "project.create" && e.actor == AKID)
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "build.start" && e.actor == AKID)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_build_stops_a_running_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server
+        .call("CreateProject", &inline_project("slow", SLOW_BUILDSPEC))
+        .await;
+    let started = server
+        .call("StartBuild", &json!({"projectName": "slow"}))
+        .await;
+    let id = started["build"]["id"].as_str().expect("id").to_owned();
+    // Wait until BUILD runs, then stop.
+    for _ in 0..300 {
+        let b = server.call("BatchGetBuilds", &json!({"ids": [&id]})).await;
+        if b["builds"][0]["currentPhase"] == "BUILD" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let stopped = server.call("StopBuild", &json!({"id": &id})).await;
+    assert_eq!(stopped["build"]["id"], id);
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "STOPPED", "{build}");
+    let (status, err) = server
+        .call_as(SECRET, "StopBuild", &json!({"id": "slow:nope"}))
+        .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_have_aws_shape_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let (status, err) = server
+        .call_as(SECRET, "StartBuild", &json!({"projectName": "nope"}))
+        .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+    let (status, err) = server
+        .call_as(
+            SECRET,
+            "ListBuildsForProject",
+            &json!({"projectName": "nope"}),
+        )
+        .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ResourceNotFoundException"))
+    );
+
+    let (status, err) = server
+        .call_as(
+            "wrong secret",
+            "CreateProject",
+            &inline_project("web", GOOD_BUILDSPEC),
+        )
+        .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("InvalidSignatureException"))
+    );
+    let (status, err) = server.call_as(SECRET, "NoSuchOperation", &json!({})).await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+    // Unsigned: MissingAuthenticationToken.
+    let (status, body) = server
+        .raw(
+            "POST",
+            "/",
+            &[(
+                "X-Amz-Target".into(),
+                "CodeBuild_20161006.ListProjects".into(),
+            )],
+            b"{}",
+        )
+        .await
+        .expect("request");
+    let err: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (403, Some("MissingAuthenticationTokenException"))
+    );
+
+    let listed = server.call("ListProjects", &json!({})).await;
+    assert_eq!(listed["projects"], json!([]));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_everything_and_fails_interrupted_builds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server
+        .call("CreateProject", &inline_project("keep", GOOD_BUILDSPEC))
+        .await;
+    let started = server
+        .call("StartBuild", &json!({"projectName": "keep"}))
+        .await;
+    let done_id = started["build"]["id"].as_str().expect("id").to_owned();
+    server.wait_build(&done_id).await;
+    let slow = server
+        .call(
+            "StartBuild",
+            &json!({"projectName": "keep", "buildspecOverride": SLOW_BUILDSPEC}),
+        )
+        .await;
+    let slow_id = slow["build"]["id"].as_str().expect("id").to_owned();
+    // A graceful stop stops running builds and records them STOPPED.
+    server.stop().await;
+    // A crash leaves a build IN_PROGRESS in the database.
+    let interrupted = plant_interrupted_build(dir.path(), "keep").await;
+
+    let server = TestServer::start(dir.path()).await;
+    let listed = server.call("ListProjects", &json!({})).await;
+    assert_eq!(listed["projects"], json!(["keep"]));
+    let got = server
+        .call(
+            "BatchGetBuilds",
+            &json!({"ids": [&done_id, &slow_id, &interrupted]}),
+        )
+        .await;
+    let builds = got["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 3, "{got}");
+    assert_eq!(builds[0]["buildStatus"], "SUCCEEDED");
+    assert_eq!(builds[1]["buildStatus"], "STOPPED");
+    assert_eq!(builds[2]["buildStatus"], "FAILED");
+    assert_eq!(builds[2]["buildComplete"], true);
+    let build_phase = phase(&builds[2], "BUILD");
+    assert_eq!(build_phase["phaseStatus"], "FAILED");
+    assert_eq!(build_phase["contexts"][0]["statusCode"], "SERVER_RESTARTED");
+    // Numbering goes on after the restart.
+    let next = server
+        .call("StartBuild", &json!({"projectName": "keep"}))
+        .await;
+    assert_eq!(next["build"]["buildNumber"], 4);
+    server
+        .wait_build(next["build"]["id"].as_str().expect("id"))
+        .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_source_is_cloned_per_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    std::fs::write(
+        repo.join("buildspec.yml"),
+        "version: 0.2\nenv:\n  exported-variables: [CONTENT]\nphases:\n  build:\n    commands:\n      - export CONTENT=$(cat data.txt)\n",
+    )
+    .expect("buildspec");
+    std::fs::write(repo.join("data.txt"), "from-git").expect("data");
+    let git = |args: &[&str]| {
+        let ok = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut project = inline_project("repo", GOOD_BUILDSPEC);
+    project["source"] = json!({"type": "GITHUB", "location": format!("file://{}", repo.display())});
+    server.call("CreateProject", &project).await;
+    let started = server
+        .call(
+            "StartBuild",
+            &json!({"projectName": "repo", "sourceVersion": "main"}),
+        )
+        .await;
+    let build = server
+        .wait_build(started["build"]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    assert_eq!(
+        build["exportedEnvironmentVariables"],
+        json!([{"name": "CONTENT", "value": "from-git"}])
+    );
+    assert_eq!(build["sourceVersion"], "main");
+    assert!(
+        build["resolvedSourceVersion"]
+            .as_str()
+            .is_some_and(|v| v.len() == 40),
+        "{build}"
+    );
+
+    let bad = server
+        .call(
+            "StartBuild",
+            &json!({"projectName": "repo", "sourceVersion": "no-such-branch"}),
+        )
+        .await;
+    let failed = server
+        .wait_build(bad["build"]["id"].as_str().expect("id"))
+        .await;
+    assert_eq!(failed["buildStatus"], "FAILED");
+    assert_eq!(
+        phase(&failed, "DOWNLOAD_SOURCE")["contexts"][0]["statusCode"],
+        "CLIENT_ERROR"
+    );
+    server.stop().await;
+}

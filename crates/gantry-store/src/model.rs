@@ -1,0 +1,162 @@
+//! The rows the store hands out and takes in.
+
+use std::fmt;
+
+/// A new SigV4 access key.
+#[derive(Clone)]
+pub struct NewAccessKey {
+    /// The access key id, e.g. `GANTRYADMIN7Q2...`.
+    pub access_key_id: String,
+    /// The secret access key, in clear; encrypted before it is written.
+    pub secret: String,
+    /// Whether the key belongs to an administrator.
+    pub is_admin: bool,
+}
+
+impl fmt::Debug for NewAccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewAccessKey")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret", &"<redacted>")
+            .field("is_admin", &self.is_admin)
+            .finish()
+    }
+}
+
+/// A project to create or to replace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewProject {
+    /// The unique name.
+    pub name: String,
+    /// The project as JSON (CodeBuild's `Project` shape, as the server keeps it).
+    pub project: serde_json::Value,
+}
+
+/// A stored project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRecord {
+    /// The unique name.
+    pub name: String,
+    /// The project as JSON.
+    pub project: serde_json::Value,
+    /// When it was created, epoch milliseconds.
+    pub created_ms: i64,
+    /// When it last changed, epoch milliseconds.
+    pub modified_ms: i64,
+}
+
+/// How to sort project names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectSort {
+    /// By name.
+    Name,
+    /// By creation time.
+    CreatedTime,
+    /// By last modification time.
+    LastModifiedTime,
+}
+
+/// Ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Smallest first.
+    Ascending,
+    /// Largest first.
+    Descending,
+}
+
+impl SortOrder {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            SortOrder::Ascending => "ASC",
+            SortOrder::Descending => "DESC",
+        }
+    }
+}
+
+/// A build to record. Its number is assigned by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBuild {
+    /// The build id, `project:uuid`.
+    pub id: String,
+    /// The project's name.
+    pub project: String,
+    /// The status to start in, e.g. `IN_PROGRESS`.
+    pub status: String,
+    /// The phase to start in, e.g. `SUBMITTED`.
+    pub current_phase: String,
+    /// The build as JSON (CodeBuild's `Build` shape, as the server keeps it).
+    pub build: serde_json::Value,
+    /// The StartBuild overrides the build was requested with.
+    pub overrides: serde_json::Value,
+    /// When it was requested, epoch milliseconds.
+    pub start_ms: i64,
+}
+
+/// A stored build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildRecord {
+    /// The build id, `project:uuid`.
+    pub id: String,
+    /// The project's name.
+    pub project: String,
+    /// The build number, unique within the project.
+    pub number: u64,
+    /// `IN_PROGRESS`, `SUCCEEDED`, `FAILED`, ...
+    pub status: String,
+    /// The phase it is in, or was in when it ended.
+    pub current_phase: String,
+    /// The build as JSON.
+    pub build: serde_json::Value,
+    /// The StartBuild overrides.
+    pub overrides: serde_json::Value,
+    /// When it was requested, epoch milliseconds.
+    pub start_ms: i64,
+    /// When it ended, epoch milliseconds.
+    pub end_ms: Option<i64>,
+}
+
+/// A change of a build's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildUpdate {
+    /// The new status.
+    pub status: String,
+    /// The new current phase.
+    pub current_phase: String,
+    /// The new JSON.
+    pub build: serde_json::Value,
+    /// When it ended, once it has.
+    pub end_ms: Option<i64>,
+}
+
+/// One line of a build's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Its sequence number, from 1.
+    pub seq: u64,
+    /// The text, without the newline.
+    pub text: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// When, epoch milliseconds.
+    pub at_ms: i64,
+    /// Who: an access key id, or `system`.
+    pub actor: String,
+    /// What, e.g. `project.create`.
+    pub action: String,
+    /// On what, e.g. the project's name.
+    pub target: String,
+    /// Anything more, e.g. the build's new status.
+    pub detail: String,
+}
+
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,202 @@
+//! The SQLite implementation of [`Store`]: one file, WAL, migrations from
+//! `migrations/sqlite/`.
+//!
+//! SQLite allows one writer at a time; every transaction here that writes
+//! starts with its write, so it takes the write lock before it reads and two
+//! transactions never deadlock on a lock upgrade (they wait, up to the busy
+//! timeout). `synchronous = FULL`: a change is on disk before the call
+//! returns, so what the server answered 200 for survives a power cut too.
+
+mod audit;
+mod builds;
+mod keys;
+mod projects;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{
+    AuditEntry, BuildRecord, BuildUpdate, LogLine, MasterKey, NewAccessKey, NewBuild, NewProject,
+    ProjectRecord, ProjectSort, SortOrder, Store, StoreError,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The embedded store: a SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    key: MasterKey,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path` and brings its
+    /// schema up to date. `key` encrypts and decrypts stored secrets.
+    pub async fn open(path: &Path, key: MasterKey) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::other)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::other)?;
+        MIGRATOR.run(&pool).await.map_err(StoreError::other)?;
+        Ok(SqliteStore { pool, key })
+    }
+
+    /// Closes every connection; pending writes are already committed.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Maps a database error: no row is `NotFound`, a uniqueness violation is
+/// `Conflict`, the rest `Other`.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(ref d) if d.is_unique_violation() => {
+            StoreError::Conflict(d.message().to_owned())
+        }
+        other => StoreError::other(other),
+    }
+}
+
+pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(StoreError::other)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_access_key(&self, key: &NewAccessKey, actor: &str) -> Result<(), StoreError> {
+        keys::create(&self.pool, &self.key, key, actor).await
+    }
+
+    async fn access_key_secret(&self, access_key_id: &str) -> Result<String, StoreError> {
+        keys::secret(&self.pool, &self.key, access_key_id).await
+    }
+
+    async fn count_access_keys(&self) -> Result<u64, StoreError> {
+        keys::count(&self.pool).await
+    }
+
+    async fn create_project(
+        &self,
+        project: &NewProject,
+        actor: &str,
+    ) -> Result<ProjectRecord, StoreError> {
+        projects::create(&self.pool, project, actor).await
+    }
+
+    async fn update_project(
+        &self,
+        project: &NewProject,
+        actor: &str,
+    ) -> Result<ProjectRecord, StoreError> {
+        projects::update(&self.pool, project, actor).await
+    }
+
+    async fn get_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
+        projects::get(&self.pool, name).await
+    }
+
+    async fn get_projects(&self, names: &[String]) -> Result<Vec<ProjectRecord>, StoreError> {
+        let mut found = Vec::with_capacity(names.len());
+        for name in names {
+            match projects::get(&self.pool, name).await {
+                Ok(p) => found.push(p),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
+    async fn delete_project(&self, name: &str, actor: &str) -> Result<(), StoreError> {
+        projects::delete(&self.pool, name, actor).await
+    }
+
+    async fn list_projects(
+        &self,
+        sort: ProjectSort,
+        order: SortOrder,
+    ) -> Result<Vec<String>, StoreError> {
+        projects::list(&self.pool, sort, order).await
+    }
+
+    async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError> {
+        builds::create(&self.pool, build, actor).await
+    }
+
+    async fn update_build(
+        &self,
+        id: &str,
+        update: &BuildUpdate,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        builds::update(&self.pool, id, update, actor).await
+    }
+
+    async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            match builds::get(&self.pool, id).await {
+                Ok(b) => found.push(b),
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_builds_for_project(
+        &self,
+        project: &str,
+        order: SortOrder,
+    ) -> Result<Vec<String>, StoreError> {
+        builds::list_for_project(&self.pool, project, order).await
+    }
+
+    async fn builds_with_status(&self, status: &str) -> Result<Vec<BuildRecord>, StoreError> {
+        builds::with_status(&self.pool, status).await
+    }
+
+    async fn append_log_lines(&self, build_id: &str, lines: &[String]) -> Result<u64, StoreError> {
+        builds::append_log(&self.pool, build_id, lines).await
+    }
+
+    async fn log_lines(
+        &self,
+        build_id: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        builds::log_lines(&self.pool, build_id, after, limit).await
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        audit::record(&mut conn, actor, action, target, detail).await
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::newest(&self.pool, limit).await
+    }
+}

@@ -1,0 +1,360 @@
+//! The SQLite store against a temporary database file: every trait method,
+//! build numbers under concurrent creates, and reopening.
+
+use std::sync::Arc;
+
+use gantry_store::{
+    BuildUpdate, MasterKey, NewAccessKey, NewBuild, NewProject, ProjectSort, SortOrder,
+    SqliteStore, Store, StoreError,
+};
+use serde_json::json;
+
+struct Harness {
+    dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    async fn open(&self) -> SqliteStore {
+        let key = MasterKey::load_or_create(&self.dir.path().join("secret.key")).expect("key");
+        SqliteStore::open(&self.dir.path().join("gantry.db"), key)
+            .await
+            .expect("open store")
+    }
+}
+
+fn project(name: &str, description: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        project: json!({"name": name, "description": description}),
+    }
+}
+
+fn build(id: &str, project: &str) -> NewBuild {
+    NewBuild {
+        id: id.into(),
+        project: project.into(),
+        status: "IN_PROGRESS".into(),
+        current_phase: "QUEUED".into(),
+        build: json!({"phases": []}),
+        overrides: json!({"sourceVersion": "main"}),
+        start_ms: 1000,
+    }
+}
+
+#[tokio::test]
+async fn access_keys_are_encrypted_and_come_back() {
+    let h = Harness::new();
+    let store = h.open().await;
+    assert_eq!(store.count_access_keys().await.expect("count"), 0);
+    let key = NewAccessKey {
+        access_key_id: "AKID1".into(),
+        secret: "very-secret-value".into(),
+        is_admin: true,
+    };
+    assert!(!format!("{key:?}").contains("very-secret"));
+    store
+        .create_access_key(&key, "system")
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.create_access_key(&key, "system").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.count_access_keys().await.expect("count"), 1);
+    assert_eq!(
+        store.access_key_secret("AKID1").await.expect("secret"),
+        "very-secret-value"
+    );
+    assert!(matches!(
+        store.access_key_secret("NOPE").await,
+        Err(StoreError::NotFound)
+    ));
+    store.close().await;
+    // The secret is not in the database file in clear.
+    let db = std::fs::read(h.dir.path().join("gantry.db")).expect("db");
+    let wal = std::fs::read(h.dir.path().join("gantry.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(!bytes.windows(17).any(|w| w == b"very-secret-value"));
+    }
+    // With another key file the secret does not decrypt.
+    let other = MasterKey::from_bytes(&[7u8; 32]).expect("key");
+    let store = SqliteStore::open(&h.dir.path().join("gantry.db"), other)
+        .await
+        .expect("open");
+    assert!(matches!(
+        store.access_key_secret("AKID1").await,
+        Err(StoreError::Other(_))
+    ));
+}
+
+#[tokio::test]
+async fn projects_crud_and_listing() {
+    let h = Harness::new();
+    let store = h.open().await;
+    let a = store
+        .create_project(&project("beta", "first"), "alice")
+        .await
+        .expect("create");
+    assert_eq!(a.project["description"], "first");
+    store
+        .create_project(&project("alpha", ""), "alice")
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.create_project(&project("beta", ""), "alice").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let updated = store
+        .update_project(&project("beta", "second"), "bob")
+        .await
+        .expect("update");
+    assert_eq!(updated.project["description"], "second");
+    assert_eq!(updated.created_ms, a.created_ms);
+    assert!(updated.modified_ms >= a.modified_ms);
+    assert!(matches!(
+        store.update_project(&project("gamma", ""), "bob").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_project("beta").await.expect("get").name, "beta");
+    let got = store
+        .get_projects(&["beta".into(), "nope".into(), "alpha".into()])
+        .await
+        .expect("get many");
+    let names: Vec<_> = got.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["beta", "alpha"]);
+    assert_eq!(
+        store
+            .list_projects(ProjectSort::Name, SortOrder::Ascending)
+            .await
+            .expect("list"),
+        ["alpha", "beta"]
+    );
+    assert_eq!(
+        store
+            .list_projects(ProjectSort::Name, SortOrder::Descending)
+            .await
+            .expect("list"),
+        ["beta", "alpha"]
+    );
+    assert_eq!(
+        store
+            .list_projects(ProjectSort::CreatedTime, SortOrder::Ascending)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    store
+        .list_projects(ProjectSort::LastModifiedTime, SortOrder::Descending)
+        .await
+        .expect("list");
+    store.delete_project("alpha", "bob").await.expect("delete");
+    assert!(matches!(
+        store.delete_project("alpha", "bob").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.get_project("alpha").await,
+        Err(StoreError::NotFound)
+    ));
+    let audit = store.audit_log(10).await.expect("audit");
+    let actions: Vec<_> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "project.delete",
+            "project.update",
+            "project.create",
+            "project.create"
+        ]
+    );
+    assert_eq!(audit[0].actor, "bob");
+    assert_eq!(audit[0].target, "alpha");
+}
+
+#[tokio::test]
+async fn builds_numbers_updates_and_logs() {
+    let h = Harness::new();
+    let store = h.open().await;
+    assert!(matches!(
+        store.create_build(&build("web:1", "web"), "a").await,
+        Err(StoreError::NotFound)
+    ));
+    store
+        .create_project(&project("web", ""), "a")
+        .await
+        .expect("project");
+    let b1 = store
+        .create_build(&build("web:1", "web"), "a")
+        .await
+        .expect("build");
+    let b2 = store
+        .create_build(&build("web:2", "web"), "a")
+        .await
+        .expect("build");
+    assert_eq!((b1.number, b2.number), (1, 2));
+    assert_eq!(b1.overrides["sourceVersion"], "main");
+    assert!(matches!(
+        store.create_build(&build("web:1", "web"), "a").await,
+        Err(StoreError::Conflict(_))
+    ));
+    let update = BuildUpdate {
+        status: "SUCCEEDED".into(),
+        current_phase: "COMPLETED".into(),
+        build: json!({"phases": [{"phaseType": "BUILD"}]}),
+        end_ms: Some(2000),
+    };
+    store
+        .update_build("web:1", &update, "system")
+        .await
+        .expect("update");
+    assert!(matches!(
+        store.update_build("web:9", &update, "system").await,
+        Err(StoreError::NotFound)
+    ));
+    let got = store
+        .get_builds(&["web:1".into(), "web:9".into()])
+        .await
+        .expect("get");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].status, "SUCCEEDED");
+    assert_eq!(got[0].end_ms, Some(2000));
+    assert_eq!(got[0].build["phases"][0]["phaseType"], "BUILD");
+    assert_eq!(
+        store
+            .list_builds_for_project("web", SortOrder::Descending)
+            .await
+            .expect("list"),
+        ["web:2", "web:1"]
+    );
+    let running = store.builds_with_status("IN_PROGRESS").await.expect("q");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, "web:2");
+
+    assert_eq!(
+        store
+            .append_log_lines("web:1", &["one".into(), "two".into()])
+            .await
+            .expect("append"),
+        2
+    );
+    assert_eq!(
+        store
+            .append_log_lines("web:1", &["three".into()])
+            .await
+            .expect("append"),
+        3
+    );
+    assert_eq!(store.append_log_lines("web:1", &[]).await.expect("noop"), 3);
+    let lines = store.log_lines("web:1", 1, 10).await.expect("lines");
+    let texts: Vec<_> = lines.iter().map(|l| (l.seq, l.text.as_str())).collect();
+    assert_eq!(texts, [(2, "two"), (3, "three")]);
+    assert_eq!(
+        store.log_lines("web:1", 0, 1).await.expect("lines").len(),
+        1
+    );
+
+    store
+        .record_audit("alice", "build.stop", "web:2", "requested")
+        .await
+        .expect("audit");
+    let audit = store.audit_log(1).await.expect("audit");
+    assert_eq!(audit[0].action, "build.stop");
+
+    // Deleting and re-creating a project numbers its builds on.
+    store.delete_project("web", "a").await.expect("delete");
+    store
+        .create_project(&project("web", ""), "a")
+        .await
+        .expect("again");
+    let b3 = store
+        .create_build(&build("web:3", "web"), "a")
+        .await
+        .expect("build");
+    assert_eq!(b3.number, 3);
+}
+
+#[tokio::test]
+async fn build_numbers_are_unique_under_concurrent_creates() {
+    let h = Harness::new();
+    let store = Arc::new(h.open().await);
+    store
+        .create_project(&project("web", ""), "a")
+        .await
+        .expect("project");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_build(&build(&format!("web:{i}"), "web"), "a")
+                .await
+                .map(|b| b.number)
+        }));
+    }
+    let mut numbers = Vec::new();
+    for t in tasks {
+        numbers.push(t.await.expect("join").expect("create"));
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=40).collect::<Vec<u64>>());
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let h = Harness::new();
+    {
+        let store = h.open().await;
+        store
+            .create_access_key(
+                &NewAccessKey {
+                    access_key_id: "AK".into(),
+                    secret: "s3cr3t".into(),
+                    is_admin: true,
+                },
+                "system",
+            )
+            .await
+            .expect("key");
+        store
+            .create_project(&project("web", "d"), "a")
+            .await
+            .expect("project");
+        store
+            .create_build(&build("web:1", "web"), "a")
+            .await
+            .expect("build");
+        store
+            .append_log_lines("web:1", &["hello".into()])
+            .await
+            .expect("log");
+        store.close().await;
+    }
+    let store = h.open().await;
+    assert_eq!(
+        store.access_key_secret("AK").await.expect("secret"),
+        "s3cr3t"
+    );
+    assert_eq!(
+        store.get_project("web").await.expect("project").project["description"],
+        "d"
+    );
+    let b = store.get_builds(&["web:1".into()]).await.expect("build");
+    assert_eq!(b[0].number, 1);
+    assert_eq!(
+        store.log_lines("web:1", 0, 10).await.expect("log")[0].text,
+        "hello"
+    );
+    assert_eq!(store.audit_log(100).await.expect("audit").len(), 3);
+    let b2 = store
+        .create_build(&build("web:2", "web"), "a")
+        .await
+        .expect("build");
+    assert_eq!(b2.number, 2);
+}
