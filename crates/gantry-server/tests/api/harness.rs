@@ -16,6 +16,7 @@ pub const SECRET: &str = "gantry/test+Secret/Key=0123456789abcdef";
 /// A server running in this process on a data directory.
 pub struct TestServer {
     pub addr: SocketAddr,
+    #[allow(dead_code)]
     pub data_dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
