@@ -32,10 +32,13 @@ assert_eq!(
 #![deny(missing_docs)]
 
 pub mod buildspec;
+pub mod detect;
 mod diagnostic;
+pub mod pipeline;
 mod span;
 mod yaml;
 
+pub use detect::{FileKind, detect};
 pub use diagnostic::Diagnostic;
 pub use span::{Span, Spanned};
 

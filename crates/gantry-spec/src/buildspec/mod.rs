@@ -6,7 +6,7 @@ mod batch;
 mod env;
 mod model;
 mod phases;
-mod read;
+pub(crate) mod read;
 
 pub use model::*;
 

@@ -1,0 +1,3 @@
+//! Whole-file tests: shapes, spellings, ordering of diagnostics.
+
+use super::*;
