@@ -65,6 +65,7 @@ pub(crate) struct Root<'n> {
     pub at: Span,
     pub prefix: &'static str,
     pub metadata: Option<Field<'n>>,
+    pub tags: Option<Field<'n>>,
 }
 
 /// Finds the declaration in either accepted shape.
@@ -89,15 +90,17 @@ pub(crate) fn root<'n>(r: &mut Reader, node: &'n Node) -> Option<Root<'n>> {
             at: node.span,
             prefix: "",
             metadata: None,
+            tags: None,
         });
     }
-    let top = r.block(node, node.span, "", &["pipeline", "metadata"])?;
+    let top = r.block(node, node.span, "", &["pipeline", "metadata", "tags"])?;
     let pipeline = top.get("pipeline")?;
     Some(Root {
         declaration: pipeline.value,
         at: pipeline.key.span,
         prefix: "pipeline",
         metadata: top.get("metadata"),
+        tags: top.get("tags"),
     })
 }
 
@@ -311,6 +314,15 @@ fn blockers(r: &mut Reader, node: &Node, path: &str) -> Option<Vec<BlockerDeclar
 }
 
 fn action(r: &mut Reader, node: &Node, path: &str) -> Option<ActionDeclaration> {
+    if let Kind::Map(entries) = &node.kind {
+        let unknown = entries.iter().any(|(k, _)| {
+            k.scalar()
+                .is_some_and(|s| !ACTION_KEYS.contains(&s.text.as_str()))
+        });
+        if unknown {
+            r.misspelt.push(node.span);
+        }
+    }
     let block = r.block(node, node.span, path, ACTION_KEYS)?;
     let at = |k: &str| join(path, k);
     let name = block
@@ -888,4 +900,39 @@ pub(crate) fn metadata(r: &mut Reader, field: Field<'_>) -> Option<PipelineMetad
         updated: stamp("updated"),
         polling_disabled_at: stamp("pollingDisabledAt"),
     })
+}
+
+/// `tags`: `[{key, value}]`, keys unique.
+pub(crate) fn tags(r: &mut Reader, field: Field<'_>) -> Option<Vec<Tag>> {
+    let items = r.list(field.value, "tags", 0, usize::MAX)?;
+    let mut out: Vec<Tag> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("tags[{i}]");
+        let Some(b) = r.block(item, item.span, &path, &["key", "value"]) else {
+            continue;
+        };
+        let key = b
+            .require(&mut r.cx, "key")
+            .and_then(|f| r.string(f.value, &join(&path, "key"), Text::len(1, 128)));
+        let value = b.require(&mut r.cx, "value").and_then(|f| {
+            if f.value.is_null() && !r.json {
+                return Some(Spanned::new(String::new(), f.value.span));
+            }
+            r.string(f.value, &join(&path, "value"), Text::len(0, 256))
+        });
+        if let (Some(key), Some(value)) = (key, value) {
+            if let Some(first) = out.iter().find(|t| t.key.value == key.value) {
+                let line = first.key.span.line;
+                r.error(
+                    key.span,
+                    format!(
+                        "duplicate tag key `{}` at `{path}.key` (first on line {line})",
+                        key.value
+                    ),
+                );
+            }
+            out.push(Tag { key, value });
+        }
+    }
+    Some(out)
 }

@@ -52,10 +52,30 @@ pub(crate) fn syntax_error(source: &str, e: &serde_json::Error) -> Diagnostic {
         "recursion limit exceeded" => "nesting too deep: more than 128 levels".to_string(),
         _ => message,
     };
-    Diagnostic::new(
-        point(source, e.line(), e.column()),
-        format!("invalid JSON: {message}"),
-    )
+    let at = point(source, e.line(), e.column());
+    if let Some(comma) = trailing_comma(source, at.offset) {
+        return Diagnostic::new(
+            comma,
+            "invalid JSON: a trailing comma (JSON allows no comma before `}` or `]`)",
+        );
+    }
+    Diagnostic::new(at, format!("invalid JSON: {message}"))
+}
+
+/// When the error sits on a `}` or `]` right after a comma, where that comma is.
+fn trailing_comma(source: &str, offset: usize) -> Option<Span> {
+    let close = source.get(offset..)?.chars().next()?;
+    if close != '}' && close != ']' {
+        return None;
+    }
+    let before = source.get(..offset)?.trim_end();
+    if !before.ends_with(',') {
+        return None;
+    }
+    let comma = before.len() - 1;
+    let line = source[..comma].matches('\n').count() + 1;
+    let line_start = source[..comma].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    Some(point(source, line, comma - line_start + 1))
 }
 
 /// The span of a 1-based line and 1-based *byte* column (serde_json counts bytes).

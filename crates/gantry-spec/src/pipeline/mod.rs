@@ -117,9 +117,14 @@ pub fn parse_document(source: &str, format: Format) -> Result<PipelineDocument, 
     let mut r = Reader::new(format == Format::Json);
     let document = convert::root(&mut r, &root).and_then(|root| {
         let metadata = root.metadata.and_then(|f| convert::metadata(&mut r, f));
+        let tags = root.tags.and_then(|f| convert::tags(&mut r, f));
         let pipeline = convert::declaration(&mut r, &root)?;
         rules::check(&mut r, &pipeline, root.prefix, source);
-        Some(PipelineDocument { pipeline, metadata })
+        Some(PipelineDocument {
+            pipeline,
+            metadata,
+            tags,
+        })
     });
     match document {
         Some(document) if r.cx.diags.is_empty() => Ok(document),

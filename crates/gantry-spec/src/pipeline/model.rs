@@ -19,8 +19,9 @@ impl<T: Serialize> Serialize for Spanned<T> {
     }
 }
 
-/// A pipeline file as `aws codepipeline get-pipeline` prints it: the
-/// declaration and, when the file came from AWS, its read-only metadata.
+/// A pipeline file as `aws codepipeline get-pipeline` prints it (the
+/// declaration and, when the file came from AWS, its read-only metadata), or
+/// as `create-pipeline --cli-input-json` takes it (the declaration and tags).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PipelineDocument {
     /// `pipeline`: the declaration.
@@ -28,6 +29,18 @@ pub struct PipelineDocument {
     /// `metadata`: ARN and timestamps, never edited and not validated beyond their shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<PipelineMetadata>,
+    /// `tags`: CreatePipeline's input (`create-pipeline --cli-input-json`) may carry them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+}
+
+/// `Tag`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tag {
+    /// `key`: 1–128 characters.
+    pub key: Spanned<String>,
+    /// `value`: 0–256 characters.
+    pub value: Spanned<String>,
 }
 
 /// `PipelineMetadata`: what AWS adds to a declaration. Kept so that a

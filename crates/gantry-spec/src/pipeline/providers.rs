@@ -245,6 +245,9 @@ fn aws(r: &mut Reader, action: &Action<'_>) {
 
 /// Input and output artifact counts.
 fn counts(r: &mut Reader, action: &Action<'_>, inputs: (usize, usize), outputs: (usize, usize)) {
+    if r.misspelt.contains(&action.decl.span) {
+        return;
+    }
     let id = &action.decl.action_type_id;
     let kind = format!(
         "{}/{}/{}",

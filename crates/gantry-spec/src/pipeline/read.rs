@@ -22,6 +22,9 @@ pub(crate) struct Reader {
     pub json: bool,
     /// A stage or action was dropped: reference checks would be unreliable.
     pub incomplete: bool,
+    /// Actions (by span) with an unknown key, likely a misspelt member:
+    /// their artifact counts are not checked, the typo is the news.
+    pub misspelt: Vec<Span>,
 }
 
 /// The constraints of a string member.
@@ -121,6 +124,7 @@ impl Reader {
             cx: Cx::default(),
             json,
             incomplete: false,
+            misspelt: Vec::new(),
         }
     }
 
@@ -272,7 +276,16 @@ impl Reader {
             _ => None,
         };
         let Some(number) = number else {
-            self.expected(node, path, &expected);
+            match node.scalar() {
+                Some(s) if self.json && !s.plain => self.error(
+                    node.span,
+                    format!(
+                        "`{path}` must be {expected}, found the string \"{}\" (write the number without quotes)",
+                        shorten(&s.text)
+                    ),
+                ),
+                _ => self.expected(node, path, &expected),
+            }
             return None;
         };
         if number < u64::from(min) || number > u64::from(max) {
