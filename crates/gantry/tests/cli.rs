@@ -445,3 +445,47 @@ fn validate_knows_state_machines_and_event_patterns() {
         "{stdout}"
     );
 }
+
+#[test]
+fn validate_checks_pipeline_declarations_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("demo.pipeline.json");
+    std::fs::write(
+        &pipeline,
+        r#"{
+  "pipeline": {
+    "name": "demo",
+    "roleArn": "arn:aws:iam::123456789012:role/gantry",
+    "artifactStore": {"type": "S3", "location": "artifact-bucket"},
+    "stages": [
+      {"name": "Source", "actions": [{"name": "Src",
+        "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "Git", "version": "1"},
+        "configuration": {"BranchName": "main"},
+        "outputArtifacts": [{"name": "src"}]}]}
+    ]
+  }
+}
+"#,
+    )
+    .unwrap();
+    let out = gantry()
+        .args(["validate", "--kind", "pipeline"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let file = pipeline.display().to_string();
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{file}:")) && l.contains("RepositoryUrl")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{file}:6:")) && l.contains("2 stages")),
+        "{stdout}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `gantry validate FILE...`: checks files without running anything —
-//! buildspecs, state machines (Amazon States Language) and event patterns.
+//! buildspecs, pipeline declarations, state machines (Amazon States
+//! Language) and event patterns.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ pub struct ValidateArgs {
 pub enum Kind {
     /// A CodeBuild buildspec.yml.
     Buildspec,
+    /// A pipeline: CodePipeline's JSON declaration or gantry.yml.
+    Pipeline,
     /// An Amazon States Language definition.
     StateMachine,
     /// An EventBridge event pattern.
@@ -36,6 +39,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Buildspec => "buildspec",
+            Kind::Pipeline => "pipeline",
             Kind::StateMachine => "state machine",
             Kind::EventPattern => "event pattern",
         }
@@ -44,6 +48,11 @@ impl Kind {
 
 /// Decides a file's kind from its name, then its content.
 fn detect(path: &Path, text: &str) -> Kind {
+    match gantry_spec::detect(path, text) {
+        gantry_spec::FileKind::Buildspec => return Kind::Buildspec,
+        gantry_spec::FileKind::Pipeline => return Kind::Pipeline,
+        gantry_spec::FileKind::Unknown => {}
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
@@ -117,6 +126,18 @@ fn check(kind: Kind, path: &Path, text: &str) -> Vec<Problem> {
         Kind::Buildspec => crate::output::load_buildspec(path)
             .err()
             .unwrap_or_default(),
+        Kind::Pipeline => match gantry_spec::pipeline::parse(text) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics
+                .into_iter()
+                .map(|d| Problem {
+                    file: file.clone(),
+                    line: d.span.line,
+                    column: d.span.col,
+                    message: d.message,
+                })
+                .collect(),
+        },
         Kind::StateMachine => match serde_json::from_str::<serde_json::Value>(text) {
             Err(e) => vec![Problem {
                 file: file.clone(),
