@@ -231,7 +231,8 @@ pub(crate) fn unknown_key_message(name: &str, path: &str, allowed: &[&str]) -> S
     message
 }
 
-/// The closest candidate, when it is close enough to be a typo.
+/// The closest candidate, when it is close enough to be a typo (compared
+/// without case, so camelCase keys match their misspellings too).
 pub(crate) fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     // Long inputs cannot be typos of short keys; skip the quadratic distance.
     if name.len() > 64 {
@@ -240,7 +241,7 @@ pub(crate) fn did_you_mean<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a
     let lower = name.to_ascii_lowercase();
     candidates
         .iter()
-        .map(|c| (strsim::levenshtein(&lower, c), *c))
+        .map(|c| (strsim::levenshtein(&lower, &c.to_ascii_lowercase()), *c))
         .filter(|(d, c)| *d <= 2 && *d * 3 <= c.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -459,8 +459,9 @@ fn configuration(
             &format!("{path} key `{}`", key.value),
             Text::len(1, 50),
         );
-        if let Some(value) = r.string(value, &key_path, Text::len(1, max_value)) {
-            out.push(ConfigurationEntry { key, value });
+        match r.string(value, &key_path, Text::len(1, max_value)) {
+            Some(value) => out.push(ConfigurationEntry { key, value }),
+            None => r.unusable.push((node.span, key.value)),
         }
     }
     Some(Configuration {

@@ -7,7 +7,8 @@
 //! YAML cannot spell a character outside the Basic Multilingual Plane as a
 //! UTF-16 surrogate pair (`"\ud83d\ude00"`), which JSON encoders write: those
 //! pairs are rewritten to YAML's `\U0001F600` before loading, and every span
-//! is moved back to where it was in the text the user wrote.
+//! is moved back to where it was in the text the user wrote. Tabs between
+//! tokens, which the YAML scanner refuses in places, become spaces.
 
 use crate::diagnostic::Diagnostic;
 use crate::span::Span;
@@ -25,6 +26,16 @@ pub(crate) fn load(source: &str) -> Result<Option<Node>, Diagnostic> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(source) {
         return Err(syntax_error(source, &e));
     }
+    // Valid JSON has raw tabs only between tokens, where a space means the
+    // same; saphyr refuses some of them (`"a":<TAB>1`). Same length, so
+    // every position stays put.
+    let spaced;
+    let source = if source.contains('\t') {
+        spaced = source.replace('\t', " ");
+        spaced.as_str()
+    } else {
+        source
+    };
     let (text, rewrites) = rewrite_surrogates(source);
     let shift = Shift { rewrites };
     match yaml::load(&text, yaml::LIMITS) {

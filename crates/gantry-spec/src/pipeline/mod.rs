@@ -31,7 +31,7 @@
 //! let errors = pipeline::parse_yaml(yaml).unwrap_err();
 //! assert_eq!(
 //!     errors[0].to_string(),
-//!     "16:26: input artifact `Sources` of action `Compile` (stage `Build`) is not \
+//!     "15:33: input artifact `Sources` of action `Compile` (stage `Build`) is not \
 //!      produced by an earlier action; earlier outputs: `Src`"
 //! );
 //! ```

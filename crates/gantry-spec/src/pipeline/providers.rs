@@ -222,8 +222,13 @@ fn aws(r: &mut Reader, action: &Action<'_>) {
             }
         }
     }
+    let config_span = action.decl.configuration.as_ref().map(|c| c.span);
     for key in provider.required {
-        if action.config(key).is_none() {
+        let unusable = r
+            .unusable
+            .iter()
+            .any(|(span, k)| Some(*span) == config_span && k == key);
+        if action.config(key).is_none() && !unusable {
             let span = action
                 .decl
                 .configuration
@@ -606,3 +611,7 @@ fn step_functions(r: &mut Reader, action: &Action<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "providers_tests.rs"]
+mod tests;

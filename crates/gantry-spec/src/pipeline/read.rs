@@ -25,6 +25,9 @@ pub(crate) struct Reader {
     /// Actions (by span) with an unknown key, likely a misspelt member:
     /// their artifact counts are not checked, the typo is the news.
     pub misspelt: Vec<Span>,
+    /// Configuration entries present with an unusable value, as (the
+    /// configuration's span, key): not "missing" as well.
+    pub unusable: Vec<(Span, String)>,
 }
 
 /// The constraints of a string member.
@@ -125,6 +128,7 @@ impl Reader {
             json,
             incomplete: false,
             misspelt: Vec::new(),
+            unusable: Vec::new(),
         }
     }
 

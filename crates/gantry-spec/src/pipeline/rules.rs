@@ -542,3 +542,7 @@ fn mode_name(mode: ExecutionMode) -> &'static str {
         ExecutionMode::Parallel => "PARALLEL",
     }
 }
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

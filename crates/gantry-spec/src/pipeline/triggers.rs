@@ -115,3 +115,7 @@ fn glob(r: &mut Reader, pattern: &Spanned<String>, path: &str) {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "triggers_tests.rs"]
+mod tests;
