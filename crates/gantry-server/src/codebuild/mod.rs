@@ -100,10 +100,8 @@ fn page(
 /// A name or an ARN (`arn:...:project/NAME`, `arn:...:build/ID`) reduced to
 /// the name or id.
 fn strip_arn<'a>(value: &'a str, kind: &str) -> &'a str {
-    if value.starts_with("arn:") {
-        if let Some((_, rest)) = value.split_once(&format!(":{kind}/")) {
-            return rest;
-        }
+    match value.split_once(&format!(":{kind}/")) {
+        Some((_, rest)) if value.starts_with("arn:") => rest,
+        _ => value,
     }
-    value
 }
