@@ -46,3 +46,8 @@ pub use span::{Span, Spanned};
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/buildspec.md")]
 struct BuildspecDocs;
+
+/// Runs the examples in docs/pipelines.md as doctests, so the page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/pipelines.md")]
+struct PipelinesDocs;

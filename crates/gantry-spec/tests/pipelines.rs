@@ -175,3 +175,40 @@ fn expectation(text: &str) -> Option<(u32, u32, &str)> {
     let (line, col) = place.split_once(':')?;
     Some((line.parse().ok()?, col.parse().ok()?, needle.trim()))
 }
+
+/// The `json` and `yaml` examples in docs/pipelines.md parse, so the page stays true.
+#[test]
+fn documented_examples_parse() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/pipelines.md"))
+            .expect("docs/pipelines.md");
+    let mut blocks = 0;
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        let format = match line.trim() {
+            "```json" => Format::Json,
+            "```yaml" => Format::Yaml,
+            _ => continue,
+        };
+        let mut text = String::new();
+        for l in lines.by_ref() {
+            if l.trim_start().starts_with("```") {
+                break;
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        blocks += 1;
+        if let Err(diags) = pipeline::parse_document(&text, format) {
+            panic!(
+                "a documented example is rejected:\n{}\n{text}",
+                diags
+                    .iter()
+                    .map(|d| d.render("docs"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+    assert!(blocks >= 2, "no examples found");
+}
