@@ -122,16 +122,16 @@ pub(crate) fn check(r: &mut Reader, cx: &Context<'_>, source: &str) {
             source,
         };
         let id = &decl.action_type_id;
-        if let Some(t) = decl.timeout_in_minutes {
-            if !(id.owner.value == ActionOwner::Aws && id.provider.value == "Manual") {
-                r.error(
-                    t.span,
-                    format!(
-                        "`{}.timeoutInMinutes` applies only to manual approval actions (AWS/Manual)",
-                        action.path
-                    ),
-                );
-            }
+        if let Some(t) = decl.timeout_in_minutes
+            && !(id.owner.value == ActionOwner::Aws && id.provider.value == "Manual")
+        {
+            r.error(
+                t.span,
+                format!(
+                    "`{}.timeoutInMinutes` applies only to manual approval actions (AWS/Manual)",
+                    action.path
+                ),
+            );
         }
         match id.owner.value {
             ActionOwner::Custom => {
@@ -295,17 +295,18 @@ fn counts(r: &mut Reader, action: &Action<'_>, inputs: (usize, usize), outputs: 
 
 /// `true` or `false`, as CodePipeline writes booleans in configuration.
 fn boolean(r: &mut Reader, action: &Action<'_>, key: &str) {
-    if let Some(v) = action.config(key) {
-        if v.value != "true" && v.value != "false" {
-            r.error(
-                v.span,
-                format!(
-                    "`{}` must be `true` or `false`, found `{}`",
-                    action.key_path(key),
-                    shorten(&v.value)
-                ),
-            );
-        }
+    if let Some(v) = action.config(key)
+        && v.value != "true"
+        && v.value != "false"
+    {
+        r.error(
+            v.span,
+            format!(
+                "`{}` must be `true` or `false`, found `{}`",
+                action.key_path(key),
+                shorten(&v.value)
+            ),
+        );
     }
 }
 
@@ -315,29 +316,29 @@ static URL: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn git(r: &mut Reader, action: &Action<'_>) {
-    if let Some(url) = action.config("RepositoryUrl") {
-        if !URL.is_match(&url.value) {
-            r.error(
-                url.span,
-                format!(
-                    "`{}` must be a git URL (`https://...`, `ssh://...`, `file:///...`, `user@host:path` or an absolute path), found `{}`",
-                    action.key_path("RepositoryUrl"),
-                    shorten(&url.value)
-                ),
-            );
-        }
+    if let Some(url) = action.config("RepositoryUrl")
+        && !URL.is_match(&url.value)
+    {
+        r.error(
+            url.span,
+            format!(
+                "`{}` must be a git URL (`https://...`, `ssh://...`, `file:///...`, `user@host:path` or an absolute path), found `{}`",
+                action.key_path("RepositoryUrl"),
+                shorten(&url.value)
+            ),
+        );
     }
-    if let Some(branch) = action.config("BranchName") {
-        if let Some(why) = bad_ref_name(&branch.value) {
-            r.error(
-                branch.span,
-                format!(
-                    "`{}` is not a valid git branch name ({why}), found `{}`",
-                    action.key_path("BranchName"),
-                    shorten(&branch.value)
-                ),
-            );
-        }
+    if let Some(branch) = action.config("BranchName")
+        && let Some(why) = bad_ref_name(&branch.value)
+    {
+        r.error(
+            branch.span,
+            format!(
+                "`{}` is not a valid git branch name ({why}), found `{}`",
+                action.key_path("BranchName"),
+                shorten(&branch.value)
+            ),
+        );
     }
     boolean(r, action, "PollForSourceChanges");
 }
@@ -375,27 +376,26 @@ fn codebuild(r: &mut Reader, action: &Action<'_>) {
     boolean(r, action, "CombineArtifacts");
     let inputs = action.decl.inputs();
     match action.config("PrimarySource") {
-        Some(primary) => {
-            if !inputs.iter().any(|i| i.name.value == primary.value) {
-                let names: Vec<String> = inputs
-                    .iter()
-                    .map(|i| format!("`{}`", i.name.value))
-                    .collect();
-                r.error(
-                    primary.span,
-                    format!(
-                        "`{}` must name one of the action's input artifacts ({}), found `{}`",
-                        action.key_path("PrimarySource"),
-                        if names.is_empty() {
-                            "it has none".to_string()
-                        } else {
-                            names.join(", ")
-                        },
-                        shorten(&primary.value)
-                    ),
-                );
-            }
+        Some(primary) if !inputs.iter().any(|i| i.name.value == primary.value) => {
+            let names: Vec<String> = inputs
+                .iter()
+                .map(|i| format!("`{}`", i.name.value))
+                .collect();
+            r.error(
+                primary.span,
+                format!(
+                    "`{}` must name one of the action's input artifacts ({}), found `{}`",
+                    action.key_path("PrimarySource"),
+                    if names.is_empty() {
+                        "it has none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    shorten(&primary.value)
+                ),
+            );
         }
+        Some(_) => {}
         None if inputs.len() > 1 => {
             r.error(
                 inputs[1].name.span,
@@ -461,13 +461,15 @@ fn env_list(r: &mut Reader, root: &Node, path: &str) {
         if let Some(name) = b
             .require(&mut r.cx, "name")
             .and_then(|f| r.string(f.value, &format!("{path}.name"), super::read::ENV_NAME))
+            && name.value.starts_with("CODEBUILD_")
         {
-            if name.value.starts_with("CODEBUILD_") {
-                r.error(
-                    name.span,
-                    format!("`{path}.name`: names starting with `CODEBUILD_` are reserved for CodeBuild, found `{}`", shorten(&name.value)),
-                );
-            }
+            r.error(
+                name.span,
+                format!(
+                    "`{path}.name`: names starting with `CODEBUILD_` are reserved for CodeBuild, found `{}`",
+                    shorten(&name.value)
+                ),
+            );
         }
         if let Some(f) = b.require(&mut r.cx, "value") {
             r.raw_string(f.value, &format!("{path}.value"));
@@ -495,29 +497,29 @@ fn manual(r: &mut Reader, action: &Action<'_>) {
     if let Some(data) = action.config("CustomData") {
         r.check(data, &action.key_path("CustomData"), Text::len(1, 500));
     }
-    if let Some(link) = action.config("ExternalEntityLink") {
-        if !(link.value.starts_with("https://") || link.value.starts_with("http://")) {
-            r.error(
-                link.span,
-                format!(
-                    "`{}` must be an http(s) URL, found `{}`",
-                    action.key_path("ExternalEntityLink"),
-                    shorten(&link.value)
-                ),
-            );
-        }
+    if let Some(link) = action.config("ExternalEntityLink")
+        && !(link.value.starts_with("https://") || link.value.starts_with("http://"))
+    {
+        r.error(
+            link.span,
+            format!(
+                "`{}` must be an http(s) URL, found `{}`",
+                action.key_path("ExternalEntityLink"),
+                shorten(&link.value)
+            ),
+        );
     }
-    if let Some(arn) = action.config("NotificationArn") {
-        if !SNS_ARN.is_match(&arn.value) {
-            r.error(
-                arn.span,
-                format!(
-                    "`{}` must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC), found `{}`",
-                    action.key_path("NotificationArn"),
-                    shorten(&arn.value)
-                ),
-            );
-        }
+    if let Some(arn) = action.config("NotificationArn")
+        && !SNS_ARN.is_match(&arn.value)
+    {
+        r.error(
+            arn.span,
+            format!(
+                "`{}` must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC), found `{}`",
+                action.key_path("NotificationArn"),
+                shorten(&arn.value)
+            ),
+        );
     }
 }
 
@@ -527,17 +529,18 @@ static STATE_MACHINE_ARN: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 fn step_functions(r: &mut Reader, action: &Action<'_>) {
-    if let Some(arn) = action.config("StateMachineArn") {
-        if !arn.value.contains("#{") && !STATE_MACHINE_ARN.is_match(&arn.value) {
-            r.error(
-                arn.span,
-                format!(
-                    "`{}` must be a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME), found `{}`",
-                    action.key_path("StateMachineArn"),
-                    shorten(&arn.value)
-                ),
-            );
-        }
+    if let Some(arn) = action.config("StateMachineArn")
+        && !arn.value.contains("#{")
+        && !STATE_MACHINE_ARN.is_match(&arn.value)
+    {
+        r.error(
+            arn.span,
+            format!(
+                "`{}` must be a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME), found `{}`",
+                action.key_path("StateMachineArn"),
+                shorten(&arn.value)
+            ),
+        );
     }
     let file_path = match action.config("InputType") {
         None => false,
@@ -558,19 +561,19 @@ fn step_functions(r: &mut Reader, action: &Action<'_>) {
     match action.config("Input") {
         Some(input) if !file_path => {
             // A literal input is the execution's JSON input.
-            if !input.value.contains("#{") {
-                if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input.value) {
-                    let inner = Inner::new(action.source, input.span, &input.value);
-                    let d = json::syntax_error(&input.value, &e);
-                    r.error(
-                        inner.at(d.span.offset),
-                        format!(
-                            "`{}` with `InputType: Literal` must be JSON: {}",
-                            action.key_path("Input"),
-                            d.message.trim_start_matches("invalid JSON: ")
-                        ),
-                    );
-                }
+            if !input.value.contains("#{")
+                && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&input.value)
+            {
+                let inner = Inner::new(action.source, input.span, &input.value);
+                let d = json::syntax_error(&input.value, &e);
+                r.error(
+                    inner.at(d.span.offset),
+                    format!(
+                        "`{}` with `InputType: Literal` must be JSON: {}",
+                        action.key_path("Input"),
+                        d.message.trim_start_matches("invalid JSON: ")
+                    ),
+                );
             }
         }
         None if file_path => r.error(

@@ -36,8 +36,11 @@ pub(crate) struct Text {
     pub min: usize,
     pub max: usize,
     /// Allowed characters and how to say so.
-    pub chars: Option<(fn(char) -> bool, &'static str)>,
+    pub chars: Option<CharRule>,
 }
+
+/// A character test and its description ("letters, digits and `_`").
+pub(crate) type CharRule = (fn(char) -> bool, &'static str);
 
 impl Text {
     pub const fn len(min: usize, max: usize) -> Text {
@@ -241,17 +244,17 @@ impl Reader {
                 ),
             );
         }
-        if let Some((ok, allowed)) = rule.chars {
-            if let Some(bad) = value.value.chars().find(|c| !ok(*c)) {
-                self.error(
-                    value.span,
-                    format!(
-                        "`{path}` may only contain {allowed}, found {} in `{}`",
-                        describe_char(bad),
-                        shorten(&value.value)
-                    ),
-                );
-            }
+        if let Some((ok, allowed)) = rule.chars
+            && let Some(bad) = value.value.chars().find(|c| !ok(*c))
+        {
+            self.error(
+                value.span,
+                format!(
+                    "`{path}` may only contain {allowed}, found {} in `{}`",
+                    describe_char(bad),
+                    shorten(&value.value)
+                ),
+            );
         }
     }
 

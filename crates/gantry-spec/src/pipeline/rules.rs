@@ -451,27 +451,27 @@ fn pipeline_members(r: &mut Reader, cx: &Context<'_>) {
     }
     if let Some(stores) = &p.artifact_stores {
         for &(s, a, action) in &cx.actions {
-            if let Some(region) = &action.region {
-                if !stores.iter().any(|st| st.region.value == region.value) {
-                    let known: Vec<String> = stores
-                        .iter()
-                        .map(|st| format!("`{}`", st.region.value))
-                        .collect();
-                    r.error(
-                        region.span,
-                        format!(
-                            "`{}.region` is `{}`, which has no entry in `{}` (has {})",
-                            cx.action_path(s, a),
-                            region.value,
-                            at("artifactStores"),
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    );
-                }
+            if let Some(region) = &action.region
+                && !stores.iter().any(|st| st.region.value == region.value)
+            {
+                let known: Vec<String> = stores
+                    .iter()
+                    .map(|st| format!("`{}`", st.region.value))
+                    .collect();
+                r.error(
+                    region.span,
+                    format!(
+                        "`{}.region` is `{}`, which has no entry in `{}` (has {})",
+                        cx.action_path(s, a),
+                        region.value,
+                        at("artifactStores"),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
             }
         }
     }
