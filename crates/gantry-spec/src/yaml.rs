@@ -178,7 +178,7 @@ impl Builder {
                 if self.documents > 1 {
                     return Err(Diagnostic::new(
                         span,
-                        "a second YAML document (`---`); a buildspec is one document",
+                        "a second YAML document (`---`); a file holds one document",
                     ));
                 }
                 Ok(())

@@ -252,3 +252,41 @@ fn tags_are_read_and_checked() {
     let d = parse_json(&source).unwrap_err();
     assert!(d[0].message.contains("duplicate tag key `team`"), "{d:?}");
 }
+
+#[test]
+fn one_document_per_file() {
+    has(
+        &format!("{BASE}---\nname: b\n"),
+        17,
+        1,
+        "a second YAML document (`---`); a file holds one document",
+    );
+}
+
+#[test]
+fn hostile_input_ends_in_a_diagnostic() {
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(errs(&deep)[0].message.contains("nesting too deep"));
+    let mut laughs = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..8 {
+        laughs.push_str(&format!(
+            "b{i}: &b{i} [{}]\n",
+            vec![
+                if i == 0 {
+                    "*a".to_string()
+                } else {
+                    format!("*b{}", i - 1)
+                };
+                10
+            ]
+            .join(", ")
+        ));
+    }
+    assert!(errs(&laughs)[0].message.contains("document too large"));
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(5 * 1024 * 1024));
+    assert!(
+        parse_json(&big).unwrap_err()[0]
+            .message
+            .contains("the limit is")
+    );
+}
