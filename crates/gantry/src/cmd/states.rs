@@ -175,10 +175,10 @@ fn prepare(args: &RunArgs) -> Result<Prepared, Vec<String>> {
                     .map_err(|e| problems.push(format!("{name}: {e}")))
                     .ok()
             });
-            if let (Some(case), Some(machine)) = (&case, &machine) {
-                if let Err(errors) = case.check_against(machine) {
-                    problems.extend(errors.0.iter().map(|e| format!("{name}: {e}")));
-                }
+            if let (Some(case), Some(machine)) = (&case, &machine)
+                && let Err(errors) = case.check_against(machine)
+            {
+                problems.extend(errors.0.iter().map(|e| format!("{name}: {e}")));
             }
             case
         }
