@@ -78,6 +78,9 @@ pub enum Input {
         /// Which actions run again.
         mode: RetryMode,
     },
+    /// Nothing new: lets waiting executions into stages that are free and
+    /// open (after a restart, or transitions changed outside the engine).
+    Wake,
     /// Enable or disable the inbound transition of a stage.
     SetTransition {
         /// The stage.
@@ -304,6 +307,15 @@ impl PipelineRuntime {
         self.executions.values()
     }
 
+    /// Replaces the set of stages whose inbound transition is disabled
+    /// (the host keeps them in its store); apply [`Input::Wake`] after.
+    pub fn set_disabled(&mut self, stages: BTreeSet<String>) {
+        if self.meta.disabled != stages {
+            self.meta.disabled = stages;
+            self.meta_dirty = true;
+        }
+    }
+
     /// Puts back an ended execution (from the store) so that one of its
     /// stages can be retried.
     pub fn insert_ended(&mut self, execution: Execution) {
@@ -412,6 +424,7 @@ impl PipelineRuntime {
                 stage,
                 mode,
             } => self.retry(&execution_id, &stage, mode)?,
+            Input::Wake => {}
             Input::SetTransition { stage, enabled } => {
                 let changed = if enabled {
                     self.meta.disabled.remove(&stage)

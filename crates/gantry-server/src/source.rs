@@ -17,6 +17,9 @@ pub(crate) async fn prepare(
         SourceKind::None => {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))
         }
+        SourceKind::Pipeline => Err(
+            "a CODEPIPELINE source is provided by a pipeline action; this build has none".into(),
+        ),
         SourceKind::Git { url } => {
             log(format!("[Container] Cloning {url}"));
             let dir_text = dir.to_string_lossy().into_owned();

@@ -50,6 +50,9 @@ pub(crate) struct BuildJob {
     pub timeout_minutes: u64,
     pub initiator: String,
     pub wants_artifacts: bool,
+    /// A directory already holding the source (a pipeline action's input
+    /// artifact), moved into place instead of fetching.
+    pub prepared_source: Option<std::path::PathBuf>,
 }
 
 /// One entry of a Build's `phases`.
@@ -84,6 +87,8 @@ pub(crate) struct BuildRunner<S: Store> {
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<String, StopHandle>>,
     tasks: Mutex<JoinSet<()>>,
+    /// Who waits for which build to end (the pipeline host's actions).
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +103,7 @@ impl<S: Store> BuildRunner<S> {
             config,
             running: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
+            waiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -108,6 +114,15 @@ impl<S: Store> BuildRunner<S> {
         let mut tasks = locked(&self.tasks);
         while tasks.try_join_next().is_some() {}
         tasks.spawn(run_job(self.clone(), job, signal));
+    }
+
+    /// Resolves when the build `id` has recorded its end. Register before
+    /// reading the build's state: a build that already ended, or that does
+    /// not run here, never resolves it.
+    pub fn wait_for_end(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        locked(&self.waiters).entry(id.to_owned()).or_default().push(tx);
+        rx
     }
 
     /// Asks a build to stop; false when it is not running here.
@@ -155,6 +170,9 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
         tracing::error!(build = %id, error = %e, "recording the end of a build failed");
     }
     locked(&runner.running).remove(&id);
+    for waiter in locked(&runner.waiters).remove(&id).unwrap_or_default() {
+        let _ = waiter.send(());
+    }
 }
 
 enum Msg {
@@ -260,9 +278,16 @@ async fn execute<S: Store>(
     let log = move |line: String| {
         let _ = log_tx.send(Msg::Line(line));
     };
-    if let Err(message) =
-        source::prepare(&job.source, job.source_version.as_deref(), &src, &log).await
-    {
+    let prepared = match &job.prepared_source {
+        Some(dir) => std::fs::rename(dir, &src).map_err(|e| {
+            format!(
+                "moving the pipeline's input artifact {} into place: {e}",
+                dir.display()
+            )
+        }),
+        None => source::prepare(&job.source, job.source_version.as_deref(), &src, &log).await,
+    };
+    if let Err(message) = prepared {
         log(format!("[Container] {message}"));
         return ended_early(
             job,

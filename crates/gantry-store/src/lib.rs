@@ -35,6 +35,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 
 mod crypto;
 mod events;
+mod executions;
 mod model;
 mod pipelines;
 mod sqlite;
@@ -42,6 +43,7 @@ mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
 pub use events::EventStore;
+pub use executions::*;
 pub use model::*;
 pub use pipelines::PipelineStore;
 pub use sqlite::SqliteStore;
@@ -75,9 +77,15 @@ impl StoreError {
 /// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
-pub trait Store: BuildStore + PipelineStore + WorkflowStore + EventStore {}
+pub trait Store:
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
+{
+}
 
-impl<T> Store for T where T: BuildStore + PipelineStore + WorkflowStore + EventStore {}
+impl<T> Store for T where
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
+{
+}
 
 /// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///

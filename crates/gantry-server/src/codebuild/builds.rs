@@ -36,16 +36,25 @@ pub(crate) fn render_build(config: &crate::Config, record: &BuildRecord) -> Valu
     build
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StartInput {
     #[serde(default)]
-    project_name: String,
-    source_version: Option<String>,
-    environment_variables_override: Option<Value>,
-    buildspec_override: Option<String>,
-    timeout_in_minutes_override: Option<u64>,
-    image_override: Option<String>,
+    pub project_name: String,
+    pub source_version: Option<String>,
+    pub environment_variables_override: Option<Value>,
+    pub buildspec_override: Option<String>,
+    pub timeout_in_minutes_override: Option<u64>,
+    pub image_override: Option<String>,
+}
+
+/// What a pipeline action gives the build it starts.
+pub(crate) struct PipelineSource {
+    /// The build's uuid, derived from the action attempt so that a restart
+    /// finds the build instead of starting another.
+    pub uuid: String,
+    /// The primary input artifact, materialized; moved into place.
+    pub dir: std::path::PathBuf,
 }
 
 fn merged_env(project_env: Option<&Value>, overrides: Option<&Value>) -> Vec<Value> {
@@ -66,6 +75,18 @@ pub(crate) async fn start<S: Store>(
     actor: &str,
     input: StartInput,
 ) -> Result<Value, ApiError> {
+    let record = start_build(state, actor, input, None).await?;
+    Ok(json!({ "build": render_build(&state.config, &record) }))
+}
+
+/// Records a build and hands it to the runner; `pipeline` when a pipeline
+/// action starts it.
+pub(crate) async fn start_build<S: Store>(
+    state: &AppState<S>,
+    actor: &str,
+    input: StartInput,
+    pipeline: Option<PipelineSource>,
+) -> Result<BuildRecord, ApiError> {
     let name = strip_arn(&input.project_name, "project").to_owned();
     if name.is_empty() {
         return Err(ApiError::invalid_input("projectName is required"));
@@ -89,6 +110,11 @@ pub(crate) async fn start<S: Store>(
         source_json["buildspec"] = json!(spec);
     }
     let source = ProjectSource::from_json(&source_json).map_err(ApiError::invalid_input)?;
+    if source.kind == SourceKind::Pipeline && pipeline.is_none() {
+        return Err(ApiError::invalid_input(
+            "the builds of a project whose source type is CODEPIPELINE are started by its pipeline",
+        ));
+    }
     let buildspec = match source.buildspec.as_deref() {
         Some(text) if is_inline_buildspec(text) => {
             check_buildspec(text, "buildspec")?;
@@ -138,7 +164,10 @@ pub(crate) async fn start<S: Store>(
                 .map(str::to_owned)
         });
 
-    let uuid = uuid::Uuid::new_v4().to_string();
+    let uuid = match &pipeline {
+        Some(p) => p.uuid.clone(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
     let id = format!("{name}:{uuid}");
     let now = now_ms();
     let mut build = Map::new();
@@ -197,10 +226,11 @@ pub(crate) async fn start<S: Store>(
         .and_then(Value::as_str)
         .unwrap_or("gantry:host")
         .to_owned();
-    let wants_artifacts = project
-        .pointer("/artifacts/type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t != "NO_ARTIFACTS");
+    let wants_artifacts = pipeline.is_some()
+        || project
+            .pointer("/artifacts/type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "NO_ARTIFACTS");
     let env_pairs = env
         .iter()
         .filter_map(|v| {
@@ -210,9 +240,8 @@ pub(crate) async fn start<S: Store>(
             ))
         })
         .collect();
-    let output = json!({ "build": render_build(&state.config, &record) });
     state.runner.submit(BuildJob {
-        record,
+        record: record.clone(),
         uuid,
         buildspec,
         source: source.kind,
@@ -222,8 +251,9 @@ pub(crate) async fn start<S: Store>(
         timeout_minutes: timeout,
         initiator: actor.to_owned(),
         wants_artifacts,
+        prepared_source: pipeline.map(|p| p.dir),
     });
-    Ok(output)
+    Ok(record)
 }
 
 #[derive(Deserialize)]

@@ -31,6 +31,9 @@ pub(crate) enum SourceKind {
         /// The repository.
         url: String,
     },
+    /// `CODEPIPELINE`: the source is a pipeline action's input artifact,
+    /// put in place by the pipeline host; StartBuild alone refuses it.
+    Pipeline,
 }
 
 /// A project's source as the runner needs it.
@@ -61,6 +64,7 @@ impl ProjectSource {
                 }
                 SourceKind::None
             }
+            "CODEPIPELINE" => SourceKind::Pipeline,
             k if GIT_SOURCES.contains(&k) => SourceKind::Git {
                 url: location
                     .ok_or_else(|| format!("a {k} source needs source.location (a git URL)"))?
@@ -69,7 +73,7 @@ impl ProjectSource {
             "" => return Err("source.type is required".into()),
             other => {
                 return Err(format!(
-                    "source type {other} is not supported by this server; use NO_SOURCE or a git source ({})",
+                    "source type {other} is not supported by this server; use NO_SOURCE, CODEPIPELINE or a git source ({})",
                     GIT_SOURCES.join(", ")
                 ));
             }

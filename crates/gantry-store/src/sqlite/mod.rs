@@ -10,6 +10,7 @@
 mod audit;
 mod builds;
 mod events;
+mod executions;
 mod keys;
 mod pipelines;
 mod projects;

@@ -1,0 +1,302 @@
+//! The host of the pipeline engine: one [`PipelineRuntime`] per pipeline,
+//! loaded from the store on first use, each step persisted before it is
+//! acted on, and the actions it asks for run as tasks.
+//!
+//! Every input goes through [`PipelineHost::apply`]: lock the pipeline's
+//! runtime, apply, write what changed in one transaction, then start or
+//! abandon actions. When the write fails the in-memory runtime is dropped
+//! (it is ahead of the database) and reloaded on the next use, so the
+//! database stays the only truth. On start, [`PipelineHost::resume`] loads
+//! every pipeline with running executions and runs their in-progress
+//! actions again, each provider making that safe (see `providers.rs`).
+
+mod providers;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use gantry_pipeline::{
+    ActionJob, Effect, EngineError, Execution, Input, PipelineRuntime, RuntimeMeta,
+};
+use gantry_store::{
+    ActionExecutionRecord, ExecutionChanges, ExecutionRecord, Store, StoreError, TransitionType,
+    now_ms,
+};
+use tokio::sync::Mutex;
+use tokio::task::AbortHandle;
+
+use crate::router::AppState;
+
+pub(crate) use providers::ProviderContext;
+
+/// Why an input could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HostError {
+    /// The engine refused it; nothing changed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The store failed; nothing changed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stored execution could not be read back.
+    #[error("stored execution {0} is unreadable: {1}")]
+    Corrupt(String, String),
+}
+
+type Runtime = Arc<Mutex<PipelineRuntime>>;
+
+/// Runtimes by pipeline, and the action tasks running.
+pub(crate) struct PipelineHost {
+    runtimes: Mutex<HashMap<String, Runtime>>,
+    tasks: StdMutex<HashMap<String, AbortHandle>>,
+    pub(crate) providers: ProviderContext,
+}
+
+fn locked<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PipelineHost {
+    pub fn new(providers: ProviderContext) -> PipelineHost {
+        PipelineHost {
+            runtimes: Mutex::new(HashMap::new()),
+            tasks: StdMutex::new(HashMap::new()),
+            providers,
+        }
+    }
+
+    /// The runtime of `pipeline`, loaded from the store when not in memory.
+    async fn runtime<S: Store>(&self, store: &S, pipeline: &str) -> Result<Runtime, HostError> {
+        let mut map = self.runtimes.lock().await;
+        if let Some(rt) = map.get(pipeline) {
+            return Ok(rt.clone());
+        }
+        let (meta, records) = store.load_runtime(pipeline).await?;
+        let mut meta: RuntimeMeta = match meta {
+            Some(m) => serde_json::from_value(m)
+                .map_err(|e| HostError::Corrupt(format!("runtime of {pipeline}"), e.to_string()))?,
+            None => RuntimeMeta::default(),
+        };
+        // Disabled transitions are the store's (the API writes them there);
+        // an outbound transition of a stage holds executions at the next one.
+        meta.disabled = disabled_stages(store, pipeline).await?;
+        let mut executions = Vec::with_capacity(records.len());
+        for r in records {
+            executions.push(decode(&r)?);
+        }
+        let rt = Arc::new(Mutex::new(PipelineRuntime::restore(pipeline, meta, executions)));
+        map.insert(pipeline.to_owned(), rt.clone());
+        Ok(rt)
+    }
+
+    /// Applies one input to a pipeline's runtime, stores what changed,
+    /// then carries out the effects. `what` names the change in the audit
+    /// log (empty for the engine's own progress).
+    pub async fn apply<S: Store>(
+        self: &Arc<Self>,
+        state: &AppState<S>,
+        pipeline: &str,
+        input: Input,
+        actor: &str,
+        what: &str,
+    ) -> Result<Vec<Effect>, HostError> {
+        let rt = self.runtime(state.store.as_ref(), pipeline).await?;
+        let mut guard = rt.lock().await;
+        let effects = guard.apply(input, now_ms())?;
+        let changes = changes(&mut guard);
+        if let Err(e) = state
+            .store
+            .save_execution_changes(&changes, actor, what)
+            .await
+        {
+            drop(guard);
+            self.runtimes.lock().await.remove(pipeline);
+            return Err(e.into());
+        }
+        guard.evict_ended();
+        drop(guard);
+        self.perform(state, &effects);
+        Ok(effects)
+    }
+
+    /// A read of the runtime: the active execution `id`, when it is one.
+    pub async fn active_execution<S: Store>(
+        &self,
+        store: &S,
+        pipeline: &str,
+        id: &str,
+    ) -> Result<Option<Execution>, HostError> {
+        let rt = self.runtime(store, pipeline).await?;
+        let guard = rt.lock().await;
+        Ok(guard.execution(id).cloned())
+    }
+
+    /// The runtime's meta row (who entered which stage last).
+    pub async fn meta<S: Store>(&self, store: &S, pipeline: &str) -> Result<RuntimeMeta, HostError> {
+        let rt = self.runtime(store, pipeline).await?;
+        let guard = rt.lock().await;
+        Ok(guard.meta().clone())
+    }
+
+    /// Brings an ended execution back into the runtime for a stage retry.
+    pub async fn reload_ended<S: Store>(
+        &self,
+        store: &S,
+        pipeline: &str,
+        id: &str,
+    ) -> Result<(), HostError> {
+        let record = store.get_execution(pipeline, id).await?;
+        let execution = decode(&record)?;
+        let rt = self.runtime(store, pipeline).await?;
+        rt.lock().await.insert_ended(execution);
+        Ok(())
+    }
+
+    /// Forgets a pipeline's runtime (after DeletePipeline or an update of
+    /// its transitions): the next use reloads it from the store.
+    pub async fn forget(&self, pipeline: &str) {
+        self.runtimes.lock().await.remove(pipeline);
+    }
+
+    /// On start: every pipeline with running executions is loaded, waiting
+    /// executions that can enter a stage do, and in-progress actions run
+    /// again.
+    pub async fn resume<S: Store>(self: &Arc<Self>, state: &AppState<S>) -> Result<usize, HostError> {
+        let pipelines = state.store.pipelines_with_active_executions().await?;
+        let mut resumed = 0;
+        for pipeline in pipelines {
+            let rt = self.runtime(state.store.as_ref(), &pipeline).await?;
+            let jobs = rt.lock().await.in_progress_actions();
+            resumed += jobs.len();
+            for job in jobs {
+                self.spawn_action(state, job);
+            }
+            self.apply(state, &pipeline, Input::Wake, "system", "").await?;
+        }
+        Ok(resumed)
+    }
+
+    fn perform<S: Store>(self: &Arc<Self>, state: &AppState<S>, effects: &[Effect]) {
+        for effect in effects {
+            match effect {
+                Effect::StartAction(job) => self.spawn_action(state, (**job).clone()),
+                Effect::AbandonAction {
+                    action_execution_id,
+                    ..
+                } => {
+                    if let Some(task) = locked(&self.tasks).remove(action_execution_id) {
+                        task.abort();
+                    }
+                    providers::abandon(state, action_execution_id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn spawn_action<S: Store>(self: &Arc<Self>, state: &AppState<S>, job: ActionJob) {
+        let host = self.clone();
+        let state = state.clone();
+        let id = job.action_execution_id.clone();
+        let task = tokio::spawn(async move {
+            let pipeline = job.pipeline.clone();
+            let attempt = job.action_execution_id.clone();
+            let outcome = providers::run(&host, &state, &job).await;
+            if let Some(input) = outcome {
+                match host.apply(&state, &pipeline, input, "system", "").await {
+                    Ok(_) | Err(HostError::Engine(EngineError::StaleResult(_))) => {}
+                    Err(e) => {
+                        tracing::error!(pipeline = %pipeline, action = %attempt, error = %e, "recording an action's result failed");
+                    }
+                }
+            }
+            locked(&host.tasks).remove(&attempt);
+        });
+        let mut tasks = locked(&self.tasks);
+        tasks.retain(|_, t| !t.is_finished());
+        tasks.insert(id, task.abort_handle());
+    }
+}
+
+/// The stage names whose executions must wait at the entrance: inbound
+/// transitions disabled, and stages after a disabled outbound transition.
+async fn disabled_stages<S: Store>(
+    store: &S,
+    pipeline: &str,
+) -> Result<std::collections::BTreeSet<String>, HostError> {
+    let disabled = store.disabled_transitions(pipeline).await?;
+    let declaration = crate::codepipeline::get_pipeline(store, pipeline).await?;
+    let mut stages = std::collections::BTreeSet::new();
+    for t in disabled {
+        match t.transition_type {
+            TransitionType::Inbound => {
+                stages.insert(t.stage);
+            }
+            TransitionType::Outbound => {
+                if let Some((decl, _)) = &declaration {
+                    let names: Vec<&str> =
+                        decl.stages.iter().map(|s| s.name.value.as_str()).collect();
+                    if let Some(i) = names.iter().position(|n| *n == t.stage)
+                        && let Some(next) = names.get(i + 1)
+                    {
+                        stages.insert((*next).to_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(stages)
+}
+
+fn decode(record: &ExecutionRecord) -> Result<Execution, HostError> {
+    serde_json::from_value(record.body.clone())
+        .map_err(|e| HostError::Corrupt(record.id.clone(), e.to_string()))
+}
+
+/// What the runtime changed, as store rows.
+fn changes(rt: &mut PipelineRuntime) -> ExecutionChanges {
+    let pipeline = rt.pipeline().to_owned();
+    let (executions, meta) = rt.take_dirty();
+    let mut out = ExecutionChanges {
+        pipeline: pipeline.clone(),
+        meta: meta.map(|m| serde_json::to_value(m).unwrap_or_default()),
+        ..ExecutionChanges::default()
+    };
+    for e in executions {
+        out.executions.push(ExecutionRecord {
+            id: e.id.clone(),
+            pipeline: pipeline.clone(),
+            seq: e.seq,
+            status: e.status.as_str().to_owned(),
+            active: !e.status.is_terminal(),
+            start_ms: e.started_ms,
+            update_ms: e.updated_ms,
+            body: serde_json::to_value(e).unwrap_or_default(),
+        });
+        for (s, stage) in e.stages.iter().enumerate() {
+            for (a, run) in stage.actions.iter().enumerate() {
+                let (Some(id), Some(status)) = (&run.action_execution_id, run.status) else {
+                    continue;
+                };
+                let plan = &e.plan.stages[s].actions[a];
+                out.actions.push(ActionExecutionRecord {
+                    id: id.clone(),
+                    pipeline: pipeline.clone(),
+                    execution_id: e.id.clone(),
+                    stage: e.plan.stages[s].name.clone(),
+                    action: plan.name.clone(),
+                    attempt: run.attempt,
+                    status: status.as_str().to_owned(),
+                    start_ms: run.started_ms.unwrap_or(e.started_ms),
+                    update_ms: run.updated_ms.unwrap_or(e.updated_ms),
+                    body: serde_json::json!({
+                        "pipelineVersion": e.plan.version,
+                        "action": plan,
+                        "run": run,
+                    }),
+                });
+            }
+        }
+    }
+    out
+}

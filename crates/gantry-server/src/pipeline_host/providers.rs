@@ -1,0 +1,448 @@
+//! The action providers: what runs an action attempt the engine asks for.
+//!
+//! Each provider makes running an attempt again after a restart safe:
+//! - Git source: fetching is read-only; the same revision is fetched when
+//!   the start named one (a webhook's commit), the branch head otherwise.
+//! - CodeBuild: the build's id derives from the attempt's id, so a second
+//!   run finds the build instead of starting another: a finished build
+//!   gives its result, one the restart interrupted fails the action with
+//!   that reason (retry the stage to build again).
+//! - Manual approval: the approval row is keyed by the attempt; an answer
+//!   recorded before a crash is applied on the way back up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use gantry_artifacts::{ArtifactRef, ArtifactStore};
+use gantry_git::GitCache;
+use gantry_pipeline::{ActionError, ActionJob, Input};
+use gantry_store::{ApprovalRecord, BuildRecord, StoreError, now_ms};
+use serde_json::Value;
+
+use super::PipelineHost;
+use crate::codebuild::builds::{PipelineSource, StartInput, start_build};
+use crate::files;
+use crate::router::AppState;
+use gantry_store::Store;
+
+/// What providers share: where artifacts and git mirrors live.
+pub(crate) struct ProviderContext {
+    /// The content-addressed artifact store.
+    pub artifacts: ArtifactStore,
+    /// Bare mirrors of source repositories.
+    pub git: GitCache,
+    /// Scratch space for checkouts and materialized inputs.
+    pub work: PathBuf,
+    /// How long a manual approval waits before it fails.
+    pub approval_timeout: Duration,
+    /// Attempt id → the build it started, for abandon.
+    builds: StdMutex<BTreeMap<String, String>>,
+}
+
+impl ProviderContext {
+    pub fn new(data_dir: &Path, approval_timeout: Duration) -> Result<ProviderContext, String> {
+        let artifacts = ArtifactStore::local(data_dir.join(files::ARTIFACT_STORE))
+            .map_err(|e| format!("opening the artifact store: {e}"))?;
+        Ok(ProviderContext {
+            artifacts,
+            git: GitCache::new(data_dir.join(files::GIT_MIRRORS)),
+            work: data_dir.join(files::WORK).join("actions"),
+            approval_timeout,
+            builds: StdMutex::new(BTreeMap::new()),
+        })
+    }
+}
+
+fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Input> {
+    Some(Input::ActionFailed {
+        execution_id: job.execution_id.clone(),
+        action_execution_id: job.action_execution_id.clone(),
+        error: ActionError {
+            code: code.into(),
+            message: message.into(),
+        },
+        external_execution_id: None,
+    })
+}
+
+/// Runs one attempt; `None` when its result arrives another way (an
+/// approval's answer comes through PutApprovalResult).
+pub(super) async fn run<S: Store>(
+    host: &Arc<PipelineHost>,
+    state: &AppState<S>,
+    job: &ActionJob,
+) -> Option<Input> {
+    match (
+        job.category.as_str(),
+        job.owner.as_str(),
+        job.provider.as_str(),
+    ) {
+        ("Source", "AWS", "Git") => git_source(&host.providers, job).await,
+        ("Build" | "Test", "AWS", "CodeBuild") => codebuild(&host.providers, state, job).await,
+        ("Approval", "AWS", "Manual") => approval(&host.providers, state, job).await,
+        (category, owner, provider) => failed(
+            job,
+            "ConfigurationError",
+            format!(
+                "the action type {category}/{owner}/{provider} is not supported by this server"
+            ),
+        ),
+    }
+}
+
+/// Stops what runs an abandoned attempt.
+pub(super) fn abandon<S: Store>(state: &AppState<S>, action_execution_id: &str) {
+    let build = state
+        .pipelines
+        .providers
+        .builds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(action_execution_id);
+    if let Some(build) = build {
+        state.runner.stop(&build);
+    }
+}
+
+async fn git_source(cx: &ProviderContext, job: &ActionJob) -> Option<Input> {
+    let Some(url) = job.configuration.get("RepositoryUrl") else {
+        return failed(job, "ConfigurationError", "RepositoryUrl is required");
+    };
+    let branch = job
+        .configuration
+        .get("BranchName")
+        .map(String::as_str)
+        .unwrap_or("main");
+    let commit = match &job.source_revision {
+        Some(revision) => cx
+            .git
+            .fetch_commit(url, revision)
+            .await
+            .map(|c| c.with_branch(branch)),
+        None => cx.git.fetch(url, branch).await,
+    };
+    let commit = match commit {
+        Ok(c) => c,
+        Err(e) => return failed(job, "JobFailed", format!("fetching {branch}: {e}")),
+    };
+    let scratch = match scratch_dir(cx, job) {
+        Ok(d) => d,
+        Err(e) => return failed(job, "JobFailed", e),
+    };
+    let tree = scratch.path().join("tree");
+    if let Err(e) = cx.git.checkout(url, &commit.id, &tree).await {
+        return failed(job, "JobFailed", format!("checking out {}: {e}", commit.id));
+    }
+    let reference = match cx.artifacts.put_dir(&tree).await {
+        Ok(r) => r,
+        Err(e) => return failed(job, "JobFailed", format!("storing the source: {e}")),
+    };
+    let outputs = job
+        .output_artifacts
+        .iter()
+        .map(|name| (name.clone(), reference.to_string()))
+        .collect();
+    let summary = commit.message.lines().next().unwrap_or("").to_owned();
+    Some(Input::ActionSucceeded {
+        execution_id: job.execution_id.clone(),
+        action_execution_id: job.action_execution_id.clone(),
+        outputs,
+        variables: commit.output_variables(),
+        summary: Some(summary),
+        external_execution_id: Some(commit.id.clone()),
+    })
+}
+
+fn scratch_dir(cx: &ProviderContext, job: &ActionJob) -> Result<tempfile::TempDir, String> {
+    std::fs::create_dir_all(&cx.work)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(&format!("{}-", job.action_execution_id))
+                .tempdir_in(&cx.work)
+        })
+        .map_err(|e| format!("creating a work directory under {}: {e}", cx.work.display()))
+}
+
+/// The build uuid of an attempt: the same on every run of the attempt.
+fn build_uuid(action_execution_id: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, action_execution_id.as_bytes()).to_string()
+}
+
+async fn codebuild<S: Store>(
+    cx: &ProviderContext,
+    state: &AppState<S>,
+    job: &ActionJob,
+) -> Option<Input> {
+    let Some(project) = job.configuration.get("ProjectName") else {
+        return failed(job, "ConfigurationError", "ProjectName is required");
+    };
+    let uuid = build_uuid(&job.action_execution_id);
+    let build_id = format!("{project}:{uuid}");
+    cx.builds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(job.action_execution_id.clone(), build_id.clone());
+    let ended = state.runner.wait_for_end(&build_id);
+    let existing = match state.store.get_builds(std::slice::from_ref(&build_id)).await {
+        Ok(mut found) => found.pop(),
+        Err(e) => return failed(job, "JobFailed", format!("reading build {build_id}: {e}")),
+    };
+    let record = match existing {
+        // Started before a restart.
+        Some(record) if record.status != "IN_PROGRESS" => record,
+        Some(_) => {
+            let _ = ended.await;
+            match read_build(state, &build_id).await {
+                Ok(r) => r,
+                Err(e) => return failed(job, "JobFailed", e),
+            }
+        }
+        None => {
+            let scratch = match scratch_dir(cx, job) {
+                Ok(d) => d,
+                Err(e) => return failed(job, "JobFailed", e),
+            };
+            let primary = job
+                .configuration
+                .get("PrimarySource")
+                .cloned()
+                .or_else(|| job.input_artifacts.keys().next().cloned());
+            let mut env: Vec<Value> = Vec::new();
+            let mut source_dir = None;
+            for (name, reference) in &job.input_artifacts {
+                let dir = scratch.path().join("inputs").join(name);
+                let Ok(r) = reference.parse::<ArtifactRef>() else {
+                    return failed(job, "JobFailed", format!("input artifact {name}: bad reference {reference}"));
+                };
+                if let Err(e) = cx.artifacts.materialize(&r, &dir).await {
+                    return failed(job, "JobFailed", format!("input artifact {name}: {e}"));
+                }
+                if Some(name) == primary.as_ref() {
+                    source_dir = Some(dir);
+                } else {
+                    env.push(serde_json::json!({
+                        "name": format!("CODEBUILD_SRC_DIR_{name}"),
+                        "value": dir.to_string_lossy(),
+                        "type": "PLAINTEXT",
+                    }));
+                }
+            }
+            let source_dir = match source_dir {
+                Some(d) => d,
+                None => {
+                    // No input artifact: an empty source.
+                    let d = scratch.path().join("empty");
+                    if let Err(e) = std::fs::create_dir_all(&d) {
+                        return failed(job, "JobFailed", e.to_string());
+                    }
+                    d
+                }
+            };
+            match job.configuration.get("EnvironmentVariables").map(|t| serde_json::from_str::<Vec<Value>>(t)) {
+                Some(Ok(list)) => env.extend(list),
+                Some(Err(e)) => {
+                    return failed(job, "ConfigurationError", format!("EnvironmentVariables is not a JSON list: {e}"));
+                }
+                None => {}
+            }
+            for var in &job.environment_variables {
+                env.push(serde_json::json!({"name": var.name, "value": var.value, "type": var.kind}));
+            }
+            let input = StartInput {
+                project_name: project.clone(),
+                environment_variables_override: (!env.is_empty()).then(|| Value::Array(env)),
+                ..StartInput::default()
+            };
+            let initiator = format!("codepipeline/{}", job.pipeline);
+            let started = start_build(
+                state,
+                &initiator,
+                input,
+                Some(PipelineSource { uuid: uuid.clone(), dir: source_dir }),
+            )
+            .await;
+            if let Err(e) = started {
+                return failed(job, "JobFailed", format!("starting a build of {project}: {}", e.error.message));
+            }
+            let _ = ended.await;
+            drop(scratch);
+            match read_build(state, &build_id).await {
+                Ok(r) => r,
+                Err(e) => return failed(job, "JobFailed", e),
+            }
+        }
+    };
+    cx.builds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&job.action_execution_id);
+    build_result(cx, state, job, &uuid, &record).await
+}
+
+async fn read_build<S: Store>(state: &AppState<S>, id: &str) -> Result<BuildRecord, String> {
+    match state.store.get_builds(&[id.to_owned()]).await {
+        Ok(mut found) => found.pop().ok_or_else(|| format!("build {id} disappeared")),
+        Err(e) => Err(format!("reading build {id}: {e}")),
+    }
+}
+
+async fn build_result<S: Store>(
+    cx: &ProviderContext,
+    state: &AppState<S>,
+    job: &ActionJob,
+    uuid: &str,
+    record: &BuildRecord,
+) -> Option<Input> {
+    let external = Some(record.id.clone());
+    if record.status != "SUCCEEDED" {
+        let reason = record.build["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["contexts"].as_array())
+            .flatten()
+            .filter_map(|c| c["message"].as_str())
+            .next_back()
+            .unwrap_or("");
+        let mut message = format!("Build {} ended {}", record.id, record.status);
+        if !reason.is_empty() {
+            message.push_str(&format!(": {reason}"));
+        }
+        return Some(Input::ActionFailed {
+            execution_id: job.execution_id.clone(),
+            action_execution_id: job.action_execution_id.clone(),
+            error: ActionError {
+                code: "JobFailed".into(),
+                message,
+            },
+            external_execution_id: external,
+        });
+    }
+    // One output artifact takes the build's primary artifact; several take
+    // the secondary artifacts whose identifiers are their names.
+    let dir = state.config.data_dir.join(files::ARTIFACTS).join(uuid);
+    let mut outputs = BTreeMap::new();
+    for name in &job.output_artifacts {
+        let tree = if job.output_artifacts.len() == 1 {
+            dir.clone()
+        } else {
+            dir.join(name)
+        };
+        if !tree.is_dir() {
+            continue; // the engine fails the action, naming the artifact
+        }
+        match cx.artifacts.put_dir(&tree).await {
+            Ok(r) => {
+                outputs.insert(name.clone(), r.to_string());
+            }
+            Err(e) => return failed(job, "JobFailed", format!("storing output artifact {name}: {e}")),
+        }
+    }
+    let variables = record.build["exportedEnvironmentVariables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["value"].as_str()?.to_owned())))
+        .collect();
+    Some(Input::ActionSucceeded {
+        execution_id: job.execution_id.clone(),
+        action_execution_id: job.action_execution_id.clone(),
+        outputs,
+        variables,
+        summary: Some(format!("Build {} succeeded", record.id)),
+        external_execution_id: external,
+    })
+}
+
+async fn approval<S: Store>(
+    cx: &ProviderContext,
+    state: &AppState<S>,
+    job: &ActionJob,
+) -> Option<Input> {
+    let record = match state
+        .store
+        .approval_for_attempt(&job.action_execution_id)
+        .await
+    {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => {
+            let record = ApprovalRecord {
+                token: uuid::Uuid::new_v4().to_string(),
+                pipeline: job.pipeline.clone(),
+                execution_id: job.execution_id.clone(),
+                stage: job.stage.clone(),
+                action: job.action.clone(),
+                action_execution_id: job.action_execution_id.clone(),
+                expires_ms: now_ms() + cx.approval_timeout.as_millis() as i64,
+                result: None,
+            };
+            if let Err(e) = state.store.put_approval(&record).await {
+                return failed(job, "JobFailed", format!("recording the approval: {e}"));
+            }
+            record
+        }
+        Err(e) => return failed(job, "JobFailed", format!("reading the approval: {e}")),
+    };
+    match record.result.as_deref() {
+        // Answered before a restart: the answer stands.
+        Some(result) => return approval_outcome(job, result, None),
+        None => {}
+    }
+    let wait = (record.expires_ms - now_ms()).max(0) as u64;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    match state
+        .store
+        .answer_approval(&record.token, "Expired", "system")
+        .await
+    {
+        Ok(()) => approval_outcome(job, "Expired", None),
+        // Answered meanwhile: PutApprovalResult applied it.
+        Err(_) => None,
+    }
+}
+
+/// The engine input for an approval's answer.
+pub(crate) fn approval_outcome(job_or: &ActionJob, result: &str, summary: Option<String>) -> Option<Input> {
+    Some(approval_input(
+        &job_or.execution_id,
+        &job_or.action_execution_id,
+        result,
+        summary,
+    ))
+}
+
+/// The engine input for an answer to the approval of an attempt.
+pub(crate) fn approval_input(
+    execution_id: &str,
+    action_execution_id: &str,
+    result: &str,
+    summary: Option<String>,
+) -> Input {
+    match result {
+        "Approved" => Input::ActionSucceeded {
+            execution_id: execution_id.into(),
+            action_execution_id: action_execution_id.into(),
+            outputs: BTreeMap::new(),
+            variables: BTreeMap::new(),
+            summary: Some(summary.unwrap_or_else(|| "Approved".into())),
+            external_execution_id: None,
+        },
+        other => Input::ActionFailed {
+            execution_id: execution_id.into(),
+            action_execution_id: action_execution_id.into(),
+            error: ActionError {
+                code: if other == "Expired" { "ApprovalExpired".into() } else { "ApprovalRejected".into() },
+                message: summary.unwrap_or_else(|| {
+                    if other == "Expired" {
+                        "The approval expired before anyone answered it".into()
+                    } else {
+                        "Rejected".into()
+                    }
+                }),
+            },
+            external_execution_id: None,
+        },
+    }
+}
