@@ -254,6 +254,109 @@ mod tests {
         assert!(page(names, |s| s, Some("nothex"), 2).is_err());
     }
 
+    use gantry_store::{
+        DisabledTransition, MasterKey, NewWebhook, PipelineStore, SqliteStore,
+    };
+
+    async fn store_with_pipeline(dir: &std::path::Path) -> SqliteStore {
+        let key = MasterKey::load_or_create(&dir.join("secret.key")).expect("key");
+        let store = SqliteStore::open(&dir.join("gantry.db"), key)
+            .await
+            .expect("store");
+        let stages: Vec<serde_json::Value> = ["Source", "Build", "Deploy"]
+            .iter()
+            .map(|&s| {
+                let action = if s == "Source" {
+                    serde_json::json!({"name": "Src",
+                        "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "Git", "version": "1"},
+                        "configuration": {"RepositoryUrl": "file:///srv/app.git"},
+                        "outputArtifacts": [{"name": "S"}]})
+                } else {
+                    serde_json::json!({"name": format!("{s}It"),
+                        "actionTypeId": {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"},
+                        "configuration": {"ProjectName": "p"},
+                        "inputArtifacts": [{"name": "S"}]})
+                };
+                serde_json::json!({"name": s, "actions": [action]})
+            })
+            .collect();
+        let text = serde_json::json!({
+            "name": "app",
+            "roleArn": "arn:aws:iam::123456789012:role/gantry",
+            "stages": stages,
+        })
+        .to_string();
+        let parsed = gantry_spec::pipeline::parse_json(&text).expect("valid");
+        let new = pipelines::tests_support::row(parsed);
+        store.create_pipeline(&new, "AK").await.expect("create");
+        store
+    }
+
+    fn disabled(stage: &str, transition_type: TransitionType) -> DisabledTransition {
+        DisabledTransition {
+            pipeline: "app".into(),
+            stage: stage.into(),
+            transition_type,
+            reason: "hold".into(),
+            disabled_by: "AK".into(),
+            disabled_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_engine_reads_declarations_transitions_and_webhooks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_with_pipeline(dir.path()).await;
+        let (declaration, version) = get_pipeline(&store, "app")
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!((declaration.stages.len(), version), (3, 1));
+        assert!(get_pipeline(&store, "nope").await.expect("read").is_none());
+
+        for stage in ["Source", "Build", "Deploy"] {
+            assert!(transition_enabled(&store, "app", stage).await.expect("read"));
+        }
+        assert!(!transition_enabled(&store, "app", "Nope").await.expect("read"));
+        assert!(!transition_enabled(&store, "nope", "Build").await.expect("read"));
+        // Inbound of Build closes Build only.
+        store
+            .disable_transition(&disabled("Build", TransitionType::Inbound), "AK")
+            .await
+            .expect("disable");
+        assert!(!transition_enabled(&store, "app", "Build").await.expect("read"));
+        assert!(transition_enabled(&store, "app", "Deploy").await.expect("read"));
+        // Outbound of Build closes the way into Deploy.
+        store
+            .enable_transition("app", "Build", TransitionType::Inbound, "AK")
+            .await
+            .expect("enable");
+        store
+            .disable_transition(&disabled("Build", TransitionType::Outbound), "AK")
+            .await
+            .expect("disable");
+        assert!(transition_enabled(&store, "app", "Build").await.expect("read"));
+        assert!(!transition_enabled(&store, "app", "Deploy").await.expect("read"));
+
+        store
+            .put_webhook(
+                &NewWebhook {
+                    name: "gh".into(),
+                    pipeline: "app".into(),
+                    definition: serde_json::json!({"name": "gh"}),
+                    secret: Some("tok".into()),
+                    url_id: "abc".into(),
+                    tags: serde_json::json!([]),
+                },
+                "AK",
+            )
+            .await
+            .expect("put");
+        let found = webhook_for_url(&store, "abc").await.expect("read").expect("found");
+        assert_eq!(found.secret.as_deref(), Some("tok"));
+        assert!(webhook_for_url(&store, "zzz").await.expect("read").is_none());
+    }
+
     #[test]
     fn names_follow_the_model_pattern() {
         assert!(check_name("web.app-1@x_y", "name").is_ok());

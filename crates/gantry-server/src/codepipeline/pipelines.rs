@@ -47,14 +47,18 @@ fn parse_input(body: &[u8]) -> Result<PipelineDocument, ApiError> {
 /// artifacts, namespaces and variables fit together → InvalidStructureException;
 /// a member's type, length, pattern or enum → ValidationException.
 fn exception_for(message: &str) -> &'static str {
-    const ACTION: &[&str] = &[
-        ".configuration",
+    // Provider messages first: they may quote an unknown configuration key.
+    const PROVIDER: &[&str] = &[
         "`AWS/",
         "provider `",
         "actionTypeId.owner: ThirdParty",
         ") takes ",
         "applies only to manual approval",
     ];
+    // The member shape: unknown, missing or repeated keys (their messages
+    // list member names, which the markers below would also match).
+    const SHAPE: &[&str] = &["unknown key", "missing required key", "duplicate key"];
+    const ACTION: &[&str] = &[".configuration"];
     const STAGE: &[&str] = &[
         "the first stage may hold only Source",
         "Source actions are allowed only in the first stage",
@@ -73,11 +77,16 @@ fn exception_for(message: &str) -> &'static str {
         "pipeline variable",
         "sourceActionName",
     ];
-    if ACTION.iter().any(|m| message.contains(m)) {
+    let has = |markers: &[&str]| markers.iter().any(|m| message.contains(m));
+    if has(PROVIDER) {
         "InvalidActionDeclarationException"
-    } else if STAGE.iter().any(|m| message.contains(m)) {
+    } else if has(SHAPE) {
+        "ValidationException"
+    } else if has(ACTION) {
+        "InvalidActionDeclarationException"
+    } else if has(STAGE) {
         "InvalidStageDeclarationException"
-    } else if STRUCTURE.iter().any(|m| message.contains(m)) {
+    } else if has(STRUCTURE) {
         "InvalidStructureException"
     } else {
         "ValidationException"
@@ -341,6 +350,16 @@ pub(super) async fn list<S: Store>(
 }
 
 #[cfg(test)]
+pub(super) mod tests_support {
+    use super::*;
+
+    /// The row CreatePipeline would write for `declaration`.
+    pub(in crate::codepipeline) fn row(declaration: PipelineDeclaration) -> NewPipeline {
+        new_pipeline(declaration, 1, json!([]))
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -404,6 +423,12 @@ mod tests {
         late["runOrder"] = json!(1000);
         assert_eq!(
             first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [late]}]))),
+            "ValidationException"
+        );
+        let mut typo = build("B", "S");
+        typo["inputArtifact"] = json!([]);
+        assert_eq!(
+            first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [typo]}]))),
             "ValidationException"
         );
         let bad_name = with_stages(json!([ok_source, {"name": "Build", "actions": [build("B", "S")]}]))
