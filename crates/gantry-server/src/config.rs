@@ -22,6 +22,9 @@ pub struct Config {
     /// for the URLs the server hands out (CodePipeline webhook URLs). `None`
     /// uses `http://` and the Host header of the request that asked.
     pub public_url: Option<String>,
+    /// How long a manual approval waits for an answer before it fails
+    /// (CodePipeline's is 7 days).
+    pub approval_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -35,6 +38,7 @@ impl Config {
             account_id: "000000000000".into(),
             admin_key: None,
             public_url: None,
+            approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -47,6 +51,7 @@ impl fmt::Debug for Config {
             .field("region", &self.region)
             .field("account_id", &self.account_id)
             .field("public_url", &self.public_url)
+            .field("approval_timeout", &self.approval_timeout)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

@@ -36,6 +36,7 @@ mod codepipeline;
 mod config;
 mod error;
 mod eventbridge;
+mod pipeline_host;
 mod recovery;
 mod router;
 mod source;
@@ -62,6 +63,10 @@ pub mod files {
     pub const WORK: &str = "work";
     /// Build artifacts, one directory per build.
     pub const ARTIFACTS: &str = "artifacts";
+    /// Pipeline artifacts: content-addressed, compressed blobs.
+    pub const ARTIFACT_STORE: &str = "artifact-store";
+    /// Bare mirrors of the repositories Git source actions fetch.
+    pub const GIT_MIRRORS: &str = "git";
 }
 
 /// Why the server could not start or stopped with an error.
@@ -124,7 +129,7 @@ impl<S: Store> Server<S> {
         let store = Arc::new(store);
         let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
-        let state = router::AppState::new(store, config);
+        let state = router::AppState::new(store, config).map_err(ServerError::Config)?;
         Ok(Server {
             state,
             admin_key,
@@ -151,11 +156,21 @@ impl<S: Store> Server<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let runner = self.state.runner.clone();
+        let pipelines = self.state.pipelines.clone();
+        let resuming = self.state.clone();
+        tokio::spawn(async move {
+            match resuming.pipelines.resume(&resuming).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(actions = n, "resumed pipeline actions"),
+                Err(e) => tracing::error!(error = %e, "resuming pipeline executions failed"),
+            }
+        });
         let app = router::router(self.state);
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
+        pipelines.abort_actions();
         runner.shutdown().await;
         served
     }

@@ -13,6 +13,7 @@ use gantry_store::Store;
 
 use crate::config::Config;
 use crate::error::{ApiError, into_response};
+use crate::pipeline_host::{PipelineHost, ProviderContext};
 use crate::worker::BuildRunner;
 use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
 
@@ -30,6 +31,7 @@ pub(crate) struct AppState<S: Store> {
     pub config: Arc<Config>,
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
+    pub pipelines: Arc<PipelineHost>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -39,20 +41,25 @@ impl<S: Store> Clone for AppState<S> {
             config: self.config.clone(),
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
+            pipelines: self.pipelines.clone(),
         }
     }
 }
 
 impl<S: Store> AppState<S> {
-    pub fn new(store: Arc<S>, config: Config) -> AppState<S> {
+    /// The state of a server on `store`; fails when the data directory's
+    /// artifact store cannot be opened.
+    pub fn new(store: Arc<S>, config: Config) -> Result<AppState<S>, String> {
         let config = Arc::new(config);
         let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
-        AppState {
+        let providers = ProviderContext::new(&config.data_dir, config.approval_timeout)?;
+        Ok(AppState {
             store,
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
-        }
+            pipelines: Arc::new(PipelineHost::new(providers)),
+        })
     }
 }
 

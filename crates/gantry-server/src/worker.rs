@@ -89,7 +89,13 @@ pub(crate) struct BuildRunner<S: Store> {
     tasks: Mutex<JoinSet<()>>,
     /// Who waits for which build to end (the pipeline host's actions).
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Set by [`BuildRunner::shutdown`]: builds stopped from now on were
+    /// interrupted by the server, not by a user.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
+
+/// The phase context of a build the server's shutdown stopped.
+pub(crate) const SERVER_SHUTDOWN: &str = "SERVER_SHUTDOWN";
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -104,6 +110,7 @@ impl<S: Store> BuildRunner<S> {
             running: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
             waiters: Mutex::new(HashMap::new()),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -121,7 +128,10 @@ impl<S: Store> BuildRunner<S> {
     /// not run here, never resolves it.
     pub fn wait_for_end(&self, id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        locked(&self.waiters).entry(id.to_owned()).or_default().push(tx);
+        locked(&self.waiters)
+            .entry(id.to_owned())
+            .or_default()
+            .push(tx);
         rx
     }
 
@@ -140,6 +150,8 @@ impl<S: Store> BuildRunner<S> {
     /// end. A build that does not finish in time stays IN_PROGRESS and is
     /// marked FAILED by the next start.
     pub async fn shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         for handle in locked(&self.running).values() {
             handle.stop(StopReason::Requested);
         }
@@ -159,7 +171,14 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
         job.record.clone(),
         rx,
     ));
-    let update = execute(&runner, &job, signal, &tx).await;
+    let mut update = execute(&runner, &job, signal, &tx).await;
+    if update.status == "STOPPED"
+        && runner
+            .shutting_down
+            .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        mark_shutdown(&mut update.build);
+    }
     let (ack, done) = oneshot::channel();
     if tx.send(Msg::Flush(ack)).is_ok() {
         let _ = done.await;
@@ -172,6 +191,28 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
     locked(&runner.running).remove(&id);
     for waiter in locked(&runner.waiters).remove(&id).unwrap_or_default() {
         let _ = waiter.send(());
+    }
+}
+
+/// Adds the SERVER_SHUTDOWN context to the last phase before COMPLETED.
+fn mark_shutdown(build: &mut Value) {
+    let Some(phases) = build.get_mut("phases").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let Some(last) = phases
+        .iter_mut()
+        .rev()
+        .find(|p| p.get("phaseType").and_then(Value::as_str) != Some("COMPLETED"))
+    else {
+        return;
+    };
+    let context = json!({
+        "statusCode": SERVER_SHUTDOWN,
+        "message": "The server shut down while the build ran.",
+    });
+    match last.get_mut("contexts").and_then(Value::as_array_mut) {
+        Some(list) => list.push(context),
+        None => last["contexts"] = json!([context]),
     }
 }
 

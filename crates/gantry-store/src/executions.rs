@@ -110,8 +110,7 @@ pub trait ExecutionStore: Send + Sync + 'static {
     /// The pipelines that have active executions (to resume on start).
     async fn pipelines_with_active_executions(&self) -> Result<Vec<String>, StoreError>;
     /// One execution.
-    async fn get_execution(&self, pipeline: &str, id: &str)
-    -> Result<ExecutionRecord, StoreError>;
+    async fn get_execution(&self, pipeline: &str, id: &str) -> Result<ExecutionRecord, StoreError>;
     /// A pipeline's executions, newest first.
     async fn list_executions(
         &self,

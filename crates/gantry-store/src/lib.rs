@@ -80,15 +80,10 @@ impl StoreError {
 /// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
-pub trait Store:
-    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
-{
-}
+pub trait Store: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore {}
 
-impl<T> Store for T where
-    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
-{
-}
+impl<T> Store for T where T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
+{}
 
 /// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///

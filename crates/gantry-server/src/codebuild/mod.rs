@@ -4,7 +4,7 @@
 //! errors are CodeBuild's modelled exceptions (`InvalidInputException`,
 //! `ResourceNotFoundException`, `ResourceAlreadyExistsException`).
 
-mod builds;
+pub(crate) mod builds;
 mod projects;
 
 use gantry_aws::{AwsError, ErrorCode, VerifiedCaller};

@@ -119,7 +119,10 @@ pub(crate) async fn start<S: Store>(
     let name = required(input.name, "name")?;
     let mut variables = Vec::new();
     for v in input.variables {
-        variables.push((required(v.name, "variables.member.name")?, v.value.unwrap_or_default()));
+        variables.push((
+            required(v.name, "variables.member.name")?,
+            v.value.unwrap_or_default(),
+        ));
     }
     let mut revisions = std::collections::BTreeMap::new();
     for r in input.source_revisions {
@@ -130,7 +133,10 @@ pub(crate) async fn start<S: Store>(
                 "revisionType {kind} is not supported for Git source actions; use COMMIT_ID"
             )));
         }
-        revisions.insert(action, required(r.revision_value, "sourceRevisions.member.revisionValue")?);
+        revisions.insert(
+            action,
+            required(r.revision_value, "sourceRevisions.member.revisionValue")?,
+        );
     }
     let trigger = Trigger {
         trigger_type: "StartPipelineExecution".into(),
@@ -169,7 +175,10 @@ pub(crate) async fn stop<S: Store>(
         return match state.store.get_execution(&pipeline, &id).await {
             Ok(r) => Err(exception(
                 "PipelineExecutionNotStoppableException",
-                format!("Pipeline execution {id} is {} and cannot be stopped", r.status),
+                format!(
+                    "Pipeline execution {id} is {} and cannot be stopped",
+                    r.status
+                ),
             )),
             Err(StoreError::NotFound) => Err(host_error(
                 HostError::Engine(EngineError::ExecutionNotFound(id.clone())),
@@ -299,7 +308,10 @@ pub(crate) struct ListInput {
     next_token: Option<String>,
 }
 
-pub(crate) async fn list<S: Store>(state: &AppState<S>, input: ListInput) -> Result<Value, ApiError> {
+pub(crate) async fn list<S: Store>(
+    state: &AppState<S>,
+    input: ListInput,
+) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
     current_plan(state, &pipeline).await?;
     let max = input.max_results.unwrap_or(100).clamp(1, 100) as usize;
@@ -415,7 +427,8 @@ pub(crate) async fn pipeline_state<S: Store>(
                         latest["externalExecutionId"] = json!(x);
                     }
                     if let Some(err) = &action.error {
-                        latest["errorDetails"] = json!({ "code": err.code, "message": err.message });
+                        latest["errorDetails"] =
+                            json!({ "code": err.code, "message": err.message });
                     }
                     if plan_action.category == "Approval"
                         && status == ActionStatus::InProgress
@@ -575,17 +588,28 @@ pub(crate) async fn put_approval_result<S: Store>(
     }
     let plan = current_plan(state, &pipeline).await?;
     let Some(stage_plan) = plan.stages.iter().find(|s| s.name == stage) else {
-        return Err(exception("StageNotFoundException", format!("Stage {stage} was not found")));
+        return Err(exception(
+            "StageNotFoundException",
+            format!("Stage {stage} was not found"),
+        ));
     };
     if !stage_plan.actions.iter().any(|a| a.name == action) {
-        return Err(exception("ActionNotFoundException", format!("Action {action} was not found in stage {stage}")));
+        return Err(exception(
+            "ActionNotFoundException",
+            format!("Action {action} was not found in stage {stage}"),
+        ));
     }
     let meta = state
         .pipelines
         .meta(state.store.as_ref(), &pipeline)
         .await
         .map_err(|e| host_error(e, &pipeline, ""))?;
-    let invalid = || exception("InvalidApprovalTokenException", format!("The token for the approval of {stage}/{action} is not valid"));
+    let invalid = || {
+        exception(
+            "InvalidApprovalTokenException",
+            format!("The token for the approval of {stage}/{action} is not valid"),
+        )
+    };
     let Some(execution_id) = meta.last_entered.get(&stage) else {
         return Err(invalid());
     };
@@ -593,7 +617,11 @@ pub(crate) async fn put_approval_result<S: Store>(
     let Some((i, run)) = e.stage(&stage) else {
         return Err(invalid());
     };
-    let Some(a) = e.plan.stages[i].actions.iter().position(|x| x.name == action) else {
+    let Some(a) = e.plan.stages[i]
+        .actions
+        .iter()
+        .position(|x| x.name == action)
+    else {
         return Err(invalid());
     };
     let attempt = &run.actions[a];
@@ -609,12 +637,22 @@ pub(crate) async fn put_approval_result<S: Store>(
         return Err(invalid());
     }
     if approval.result.is_some() || attempt.status != Some(ActionStatus::InProgress) {
-        return Err(exception("ApprovalAlreadyCompletedException", format!("The approval of {stage}/{action} was already answered")));
+        return Err(exception(
+            "ApprovalAlreadyCompletedException",
+            format!("The approval of {stage}/{action} was already answered"),
+        ));
     }
-    match state.store.answer_approval(&approval.token, &status, actor).await {
+    match state
+        .store
+        .answer_approval(&approval.token, &status, actor)
+        .await
+    {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return Err(exception("ApprovalAlreadyCompletedException", format!("The approval of {stage}/{action} was already answered")));
+            return Err(exception(
+                "ApprovalAlreadyCompletedException",
+                format!("The approval of {stage}/{action} was already answered"),
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -669,9 +707,11 @@ pub(crate) async fn retry_stage<S: Store>(
             .reload_ended(state.store.as_ref(), &pipeline, &id)
             .await
             .map_err(|e| match e {
-                HostError::Store(StoreError::NotFound) => {
-                    host_error(HostError::Engine(EngineError::ExecutionNotFound(id.clone())), &pipeline, &id)
-                }
+                HostError::Store(StoreError::NotFound) => host_error(
+                    HostError::Engine(EngineError::ExecutionNotFound(id.clone())),
+                    &pipeline,
+                    &id,
+                ),
                 e => host_error(e, &pipeline, &id),
             })?;
     }

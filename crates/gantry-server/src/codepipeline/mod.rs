@@ -6,6 +6,7 @@
 //! `gantry validate`), stored as the JSON `get-pipeline` prints, and read
 //! back through the same parser. See docs/pipelines-api.md.
 
+mod executions;
 mod pipelines;
 mod transitions;
 mod webhooks;
@@ -35,8 +36,24 @@ pub(crate) async fn dispatch<S: Store>(
         "UpdatePipeline" => pipelines::update(state, actor, body).await,
         "DeletePipeline" => pipelines::delete(state, actor, input(body)?).await,
         "ListPipelines" => pipelines::list(state, input(body)?).await,
-        "EnableStageTransition" => transitions::enable(state, actor, input(body)?).await,
-        "DisableStageTransition" => transitions::disable(state, actor, input(body)?).await,
+        "EnableStageTransition" => {
+            let out = transitions::enable(state, actor, input(body)?).await?;
+            refresh_transitions(state, body).await;
+            Ok(out)
+        }
+        "DisableStageTransition" => {
+            let out = transitions::disable(state, actor, input(body)?).await?;
+            refresh_transitions(state, body).await;
+            Ok(out)
+        }
+        "StartPipelineExecution" => executions::start(state, actor, input(body)?).await,
+        "StopPipelineExecution" => executions::stop(state, actor, input(body)?).await,
+        "GetPipelineExecution" => executions::get(state, input(body)?).await,
+        "ListPipelineExecutions" => executions::list(state, input(body)?).await,
+        "GetPipelineState" => executions::pipeline_state(state, input(body)?).await,
+        "ListActionExecutions" => executions::list_actions(state, input(body)?).await,
+        "PutApprovalResult" => executions::put_approval_result(state, actor, input(body)?).await,
+        "RetryStageExecution" => executions::retry_stage(state, actor, input(body)?).await,
         "PutWebhook" => webhooks::put(state, actor, input(body)?, headers).await,
         "ListWebhooks" => webhooks::list(state, input(body)?, headers).await,
         "DeleteWebhook" => webhooks::delete(state, actor, input(body)?).await,
@@ -51,6 +68,19 @@ pub(crate) async fn dispatch<S: Store>(
             format!("CodePipeline operation '{other}' is not supported by this server."),
         )
         .into()),
+    }
+}
+
+/// Tells the pipeline's runtime that its transitions changed (executions
+/// waiting at a re-enabled one enter now).
+async fn refresh_transitions<S: Store>(state: &AppState<S>, body: &[u8]) {
+    let name = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["pipelineName"].as_str().map(str::to_owned));
+    if let Some(name) = name
+        && let Err(e) = state.pipelines.refresh_transitions(state, &name).await
+    {
+        tracing::error!(pipeline = %name, error = %e, "applying a transition change failed");
     }
 }
 
@@ -208,8 +238,7 @@ pub(crate) async fn transition_enabled<S: Store>(
     let disabled = store.disabled_transitions(pipeline).await?;
     Ok(!disabled.iter().any(|t| {
         (t.stage == stage && t.transition_type == TransitionType::Inbound)
-            || (Some(t.stage.as_str()) == previous
-                && t.transition_type == TransitionType::Outbound)
+            || (Some(t.stage.as_str()) == previous && t.transition_type == TransitionType::Outbound)
     }))
 }
 
@@ -254,9 +283,7 @@ mod tests {
         assert!(page(names, |s| s, Some("nothex"), 2).is_err());
     }
 
-    use gantry_store::{
-        DisabledTransition, MasterKey, NewWebhook, PipelineStore, SqliteStore,
-    };
+    use gantry_store::{DisabledTransition, MasterKey, NewWebhook, PipelineStore, SqliteStore};
 
     async fn store_with_pipeline(dir: &std::path::Path) -> SqliteStore {
         let key = MasterKey::load_or_create(&dir.join("secret.key")).expect("key");
@@ -315,17 +342,37 @@ mod tests {
         assert!(get_pipeline(&store, "nope").await.expect("read").is_none());
 
         for stage in ["Source", "Build", "Deploy"] {
-            assert!(transition_enabled(&store, "app", stage).await.expect("read"));
+            assert!(
+                transition_enabled(&store, "app", stage)
+                    .await
+                    .expect("read")
+            );
         }
-        assert!(!transition_enabled(&store, "app", "Nope").await.expect("read"));
-        assert!(!transition_enabled(&store, "nope", "Build").await.expect("read"));
+        assert!(
+            !transition_enabled(&store, "app", "Nope")
+                .await
+                .expect("read")
+        );
+        assert!(
+            !transition_enabled(&store, "nope", "Build")
+                .await
+                .expect("read")
+        );
         // Inbound of Build closes Build only.
         store
             .disable_transition(&disabled("Build", TransitionType::Inbound), "AK")
             .await
             .expect("disable");
-        assert!(!transition_enabled(&store, "app", "Build").await.expect("read"));
-        assert!(transition_enabled(&store, "app", "Deploy").await.expect("read"));
+        assert!(
+            !transition_enabled(&store, "app", "Build")
+                .await
+                .expect("read")
+        );
+        assert!(
+            transition_enabled(&store, "app", "Deploy")
+                .await
+                .expect("read")
+        );
         // Outbound of Build closes the way into Deploy.
         store
             .enable_transition("app", "Build", TransitionType::Inbound, "AK")
@@ -335,8 +382,16 @@ mod tests {
             .disable_transition(&disabled("Build", TransitionType::Outbound), "AK")
             .await
             .expect("disable");
-        assert!(transition_enabled(&store, "app", "Build").await.expect("read"));
-        assert!(!transition_enabled(&store, "app", "Deploy").await.expect("read"));
+        assert!(
+            transition_enabled(&store, "app", "Build")
+                .await
+                .expect("read")
+        );
+        assert!(
+            !transition_enabled(&store, "app", "Deploy")
+                .await
+                .expect("read")
+        );
 
         store
             .put_webhook(
@@ -352,9 +407,17 @@ mod tests {
             )
             .await
             .expect("put");
-        let found = webhook_for_url(&store, "abc").await.expect("read").expect("found");
+        let found = webhook_for_url(&store, "abc")
+            .await
+            .expect("read")
+            .expect("found");
         assert_eq!(found.secret.as_deref(), Some("tok"));
-        assert!(webhook_for_url(&store, "zzz").await.expect("read").is_none());
+        assert!(
+            webhook_for_url(&store, "zzz")
+                .await
+                .expect("read")
+                .is_none()
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio::task::AbortHandle;
 
 use crate::router::AppState;
 
-pub(crate) use providers::ProviderContext;
+pub(crate) use providers::{ProviderContext, approval_input};
 
 /// Why an input could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,9 @@ impl PipelineHost {
         for r in records {
             executions.push(decode(&r)?);
         }
-        let rt = Arc::new(Mutex::new(PipelineRuntime::restore(pipeline, meta, executions)));
+        let rt = Arc::new(Mutex::new(PipelineRuntime::restore(
+            pipeline, meta, executions,
+        )));
         map.insert(pipeline.to_owned(), rt.clone());
         Ok(rt)
     }
@@ -132,7 +134,11 @@ impl PipelineHost {
     }
 
     /// The runtime's meta row (who entered which stage last).
-    pub async fn meta<S: Store>(&self, store: &S, pipeline: &str) -> Result<RuntimeMeta, HostError> {
+    pub async fn meta<S: Store>(
+        &self,
+        store: &S,
+        pipeline: &str,
+    ) -> Result<RuntimeMeta, HostError> {
         let rt = self.runtime(store, pipeline).await?;
         let guard = rt.lock().await;
         Ok(guard.meta().clone())
@@ -152,6 +158,21 @@ impl PipelineHost {
         Ok(())
     }
 
+    /// Re-reads a pipeline's disabled transitions from the store and lets
+    /// waiting executions in where they now may.
+    pub async fn refresh_transitions<S: Store>(
+        self: &Arc<Self>,
+        state: &AppState<S>,
+        pipeline: &str,
+    ) -> Result<(), HostError> {
+        let disabled = disabled_stages(state.store.as_ref(), pipeline).await?;
+        let rt = self.runtime(state.store.as_ref(), pipeline).await?;
+        rt.lock().await.set_disabled(disabled);
+        self.apply(state, pipeline, Input::Wake, "system", "")
+            .await?;
+        Ok(())
+    }
+
     /// Forgets a pipeline's runtime (after DeletePipeline or an update of
     /// its transitions): the next use reloads it from the store.
     pub async fn forget(&self, pipeline: &str) {
@@ -161,7 +182,10 @@ impl PipelineHost {
     /// On start: every pipeline with running executions is loaded, waiting
     /// executions that can enter a stage do, and in-progress actions run
     /// again.
-    pub async fn resume<S: Store>(self: &Arc<Self>, state: &AppState<S>) -> Result<usize, HostError> {
+    pub async fn resume<S: Store>(
+        self: &Arc<Self>,
+        state: &AppState<S>,
+    ) -> Result<usize, HostError> {
         let pipelines = state.store.pipelines_with_active_executions().await?;
         let mut resumed = 0;
         for pipeline in pipelines {
@@ -171,9 +195,18 @@ impl PipelineHost {
             for job in jobs {
                 self.spawn_action(state, job);
             }
-            self.apply(state, &pipeline, Input::Wake, "system", "").await?;
+            self.apply(state, &pipeline, Input::Wake, "system", "")
+                .await?;
         }
         Ok(resumed)
+    }
+
+    /// Stops every action task without recording a result: on shutdown,
+    /// so that what the server interrupts is resumed, not failed.
+    pub fn abort_actions(&self) {
+        for (_, task) in locked(&self.tasks).drain() {
+            task.abort();
+        }
     }
 
     fn perform<S: Store>(self: &Arc<Self>, state: &AppState<S>, effects: &[Effect]) {

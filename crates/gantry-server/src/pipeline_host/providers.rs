@@ -170,6 +170,26 @@ fn build_uuid(action_execution_id: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, action_execution_id.as_bytes()).to_string()
 }
 
+/// Whether a build ended because the server stopped or died under it.
+fn interrupted(record: &BuildRecord) -> bool {
+    record.build["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["contexts"].as_array())
+        .flatten()
+        .any(|c| {
+            matches!(
+                c["statusCode"].as_str(),
+                Some(crate::recovery::SERVER_RESTARTED | crate::worker::SERVER_SHUTDOWN)
+            )
+        })
+}
+
+/// Runs an attempt's build: the n-th build of an attempt has an id derived
+/// from (attempt, n). A build the server interrupted is started again as
+/// the next n; a build that ended by itself gives the result, even when it
+/// ended before a restart.
 async fn codebuild<S: Store>(
     cx: &ProviderContext,
     state: &AppState<S>,
@@ -178,107 +198,147 @@ async fn codebuild<S: Store>(
     let Some(project) = job.configuration.get("ProjectName") else {
         return failed(job, "ConfigurationError", "ProjectName is required");
     };
-    let uuid = build_uuid(&job.action_execution_id);
-    let build_id = format!("{project}:{uuid}");
-    cx.builds
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(job.action_execution_id.clone(), build_id.clone());
-    let ended = state.runner.wait_for_end(&build_id);
-    let existing = match state.store.get_builds(std::slice::from_ref(&build_id)).await {
-        Ok(mut found) => found.pop(),
-        Err(e) => return failed(job, "JobFailed", format!("reading build {build_id}: {e}")),
-    };
-    let record = match existing {
-        // Started before a restart.
-        Some(record) if record.status != "IN_PROGRESS" => record,
-        Some(_) => {
-            let _ = ended.await;
-            match read_build(state, &build_id).await {
-                Ok(r) => r,
-                Err(e) => return failed(job, "JobFailed", e),
-            }
-        }
-        None => {
-            let scratch = match scratch_dir(cx, job) {
-                Ok(d) => d,
-                Err(e) => return failed(job, "JobFailed", e),
-            };
-            let primary = job
-                .configuration
-                .get("PrimarySource")
-                .cloned()
-                .or_else(|| job.input_artifacts.keys().next().cloned());
-            let mut env: Vec<Value> = Vec::new();
-            let mut source_dir = None;
-            for (name, reference) in &job.input_artifacts {
-                let dir = scratch.path().join("inputs").join(name);
-                let Ok(r) = reference.parse::<ArtifactRef>() else {
-                    return failed(job, "JobFailed", format!("input artifact {name}: bad reference {reference}"));
-                };
-                if let Err(e) = cx.artifacts.materialize(&r, &dir).await {
-                    return failed(job, "JobFailed", format!("input artifact {name}: {e}"));
-                }
-                if Some(name) == primary.as_ref() {
-                    source_dir = Some(dir);
-                } else {
-                    env.push(serde_json::json!({
-                        "name": format!("CODEBUILD_SRC_DIR_{name}"),
-                        "value": dir.to_string_lossy(),
-                        "type": "PLAINTEXT",
-                    }));
+    for n in 0..100u32 {
+        let uuid = build_uuid(&format!("{}/{n}", job.action_execution_id));
+        let build_id = format!("{project}:{uuid}");
+        cx.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.action_execution_id.clone(), build_id.clone());
+        let ended = state.runner.wait_for_end(&build_id);
+        let existing = match state
+            .store
+            .get_builds(std::slice::from_ref(&build_id))
+            .await
+        {
+            Ok(mut found) => found.pop(),
+            Err(e) => return failed(job, "JobFailed", format!("reading build {build_id}: {e}")),
+        };
+        let record = match existing {
+            Some(record) if record.status != "IN_PROGRESS" => record,
+            Some(_) => {
+                let _ = ended.await;
+                match read_build(state, &build_id).await {
+                    Ok(r) => r,
+                    Err(e) => return failed(job, "JobFailed", e),
                 }
             }
-            let source_dir = match source_dir {
-                Some(d) => d,
-                None => {
-                    // No input artifact: an empty source.
-                    let d = scratch.path().join("empty");
-                    if let Err(e) = std::fs::create_dir_all(&d) {
-                        return failed(job, "JobFailed", e.to_string());
+            None => match start_pipeline_build(cx, state, job, project, &uuid).await {
+                Ok(scratch) => {
+                    let _ = ended.await;
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    match read_build(state, &build_id).await {
+                        Ok(r) => r,
+                        Err(e) => return failed(job, "JobFailed", e),
                     }
-                    d
                 }
-            };
-            match job.configuration.get("EnvironmentVariables").map(|t| serde_json::from_str::<Vec<Value>>(t)) {
-                Some(Ok(list)) => env.extend(list),
-                Some(Err(e)) => {
-                    return failed(job, "ConfigurationError", format!("EnvironmentVariables is not a JSON list: {e}"));
-                }
-                None => {}
-            }
-            for var in &job.environment_variables {
-                env.push(serde_json::json!({"name": var.name, "value": var.value, "type": var.kind}));
-            }
-            let input = StartInput {
-                project_name: project.clone(),
-                environment_variables_override: (!env.is_empty()).then(|| Value::Array(env)),
-                ..StartInput::default()
-            };
-            let initiator = format!("codepipeline/{}", job.pipeline);
-            let started = start_build(
-                state,
-                &initiator,
-                input,
-                Some(PipelineSource { uuid: uuid.clone(), dir: source_dir }),
+                Err(input) => return input,
+            },
+        };
+        if interrupted(&record) {
+            continue;
+        }
+        cx.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&job.action_execution_id);
+        return build_result(cx, state, job, &uuid, &record).await;
+    }
+    failed(
+        job,
+        "JobFailed",
+        "the build was interrupted by the server 100 times",
+    )
+}
+
+/// Materializes the inputs and starts the build; the error is the
+/// action's failure.
+async fn start_pipeline_build<S: Store>(
+    cx: &ProviderContext,
+    state: &AppState<S>,
+    job: &ActionJob,
+    project: &str,
+    uuid: &str,
+) -> Result<PathBuf, Option<Input>> {
+    let scratch = scratch_dir(cx, job).map_err(|e| failed(job, "JobFailed", e))?;
+    // The scratch directory outlives this function: the build moves the
+    // primary source out of it and reads secondary ones from it.
+    let scratch = scratch.keep();
+    let primary = job
+        .configuration
+        .get("PrimarySource")
+        .cloned()
+        .or_else(|| job.input_artifacts.keys().next().cloned());
+    let mut env: Vec<Value> = Vec::new();
+    let mut source_dir = None;
+    for (name, reference) in &job.input_artifacts {
+        let dir = scratch.join("inputs").join(name);
+        let r = reference.parse::<ArtifactRef>().map_err(|_| {
+            failed(
+                job,
+                "JobFailed",
+                format!("input artifact {name}: bad reference {reference}"),
             )
-            .await;
-            if let Err(e) = started {
-                return failed(job, "JobFailed", format!("starting a build of {project}: {}", e.error.message));
-            }
-            let _ = ended.await;
-            drop(scratch);
-            match read_build(state, &build_id).await {
-                Ok(r) => r,
-                Err(e) => return failed(job, "JobFailed", e),
-            }
+        })?;
+        cx.artifacts
+            .materialize(&r, &dir)
+            .await
+            .map_err(|e| failed(job, "JobFailed", format!("input artifact {name}: {e}")))?;
+        if Some(name) == primary.as_ref() {
+            source_dir = Some(dir);
+        } else {
+            env.push(serde_json::json!({
+                "name": format!("CODEBUILD_SRC_DIR_{name}"),
+                "value": dir.to_string_lossy(),
+                "type": "PLAINTEXT",
+            }));
+        }
+    }
+    let source_dir = match source_dir {
+        Some(d) => d,
+        None => {
+            let d = scratch.join("empty");
+            std::fs::create_dir_all(&d).map_err(|e| failed(job, "JobFailed", e.to_string()))?;
+            d
         }
     };
-    cx.builds
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&job.action_execution_id);
-    build_result(cx, state, job, &uuid, &record).await
+    if let Some(text) = job.configuration.get("EnvironmentVariables") {
+        let list: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+            failed(
+                job,
+                "ConfigurationError",
+                format!("EnvironmentVariables is not a JSON list: {e}"),
+            )
+        })?;
+        env.extend(list);
+    }
+    for var in &job.environment_variables {
+        env.push(serde_json::json!({"name": var.name, "value": var.value, "type": var.kind}));
+    }
+    let input = StartInput {
+        project_name: project.to_owned(),
+        environment_variables_override: (!env.is_empty()).then_some(Value::Array(env)),
+        ..StartInput::default()
+    };
+    let initiator = format!("codepipeline/{}", job.pipeline);
+    start_build(
+        state,
+        &initiator,
+        input,
+        Some(PipelineSource {
+            uuid: uuid.to_owned(),
+            dir: source_dir,
+        }),
+    )
+    .await
+    .map(|_| scratch)
+    .map_err(|e| {
+        failed(
+            job,
+            "JobFailed",
+            format!("starting a build of {project}: {}", e.error.message),
+        )
+    })
 }
 
 async fn read_build<S: Store>(state: &AppState<S>, id: &str) -> Result<BuildRecord, String> {
@@ -337,14 +397,25 @@ async fn build_result<S: Store>(
             Ok(r) => {
                 outputs.insert(name.clone(), r.to_string());
             }
-            Err(e) => return failed(job, "JobFailed", format!("storing output artifact {name}: {e}")),
+            Err(e) => {
+                return failed(
+                    job,
+                    "JobFailed",
+                    format!("storing output artifact {name}: {e}"),
+                );
+            }
         }
     }
     let variables = record.build["exportedEnvironmentVariables"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|v| Some((v["name"].as_str()?.to_owned(), v["value"].as_str()?.to_owned())))
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_owned(),
+                v["value"].as_str()?.to_owned(),
+            ))
+        })
         .collect();
     Some(Input::ActionSucceeded {
         execution_id: job.execution_id.clone(),
@@ -404,10 +475,10 @@ async fn approval<S: Store>(
 }
 
 /// The engine input for an approval's answer.
-pub(crate) fn approval_outcome(job_or: &ActionJob, result: &str, summary: Option<String>) -> Option<Input> {
+fn approval_outcome(job: &ActionJob, result: &str, summary: Option<String>) -> Option<Input> {
     Some(approval_input(
-        &job_or.execution_id,
-        &job_or.action_execution_id,
+        &job.execution_id,
+        &job.action_execution_id,
         result,
         summary,
     ))
@@ -433,7 +504,11 @@ pub(crate) fn approval_input(
             execution_id: execution_id.into(),
             action_execution_id: action_execution_id.into(),
             error: ActionError {
-                code: if other == "Expired" { "ApprovalExpired".into() } else { "ApprovalRejected".into() },
+                code: if other == "Expired" {
+                    "ApprovalExpired".into()
+                } else {
+                    "ApprovalRejected".into()
+                },
                 message: summary.unwrap_or_else(|| {
                     if other == "Expired" {
                         "The approval expired before anyone answered it".into()

@@ -51,8 +51,7 @@ fn approval(row: &SqliteRow) -> ApprovalRecord {
     }
 }
 
-const EXECUTION_COLUMNS: &str =
-    "id, pipeline, seq, status, active, start_ms, update_ms, body_json";
+const EXECUTION_COLUMNS: &str = "id, pipeline, seq, status, active, start_ms, update_ms, body_json";
 const ACTION_COLUMNS: &str =
     "id, pipeline, execution_id, stage, action, attempt, status, start_ms, update_ms, body_json";
 
@@ -154,11 +153,7 @@ impl ExecutionStore for SqliteStore {
         Ok(rows.iter().map(|r| r.get("pipeline")).collect())
     }
 
-    async fn get_execution(
-        &self,
-        pipeline: &str,
-        id: &str,
-    ) -> Result<ExecutionRecord, StoreError> {
+    async fn get_execution(&self, pipeline: &str, id: &str) -> Result<ExecutionRecord, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM pipeline_executions WHERE pipeline = ? AND id = ?"
         ))
@@ -259,7 +254,9 @@ impl ExecutionStore for SqliteStore {
         .await
         .map_err(db_error)?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("the approval was already answered".into()));
+            return Err(StoreError::Conflict(
+                "the approval was already answered".into(),
+            ));
         }
         audit::record(&mut tx, actor, "approval.answer", token, result).await?;
         tx.commit().await.map_err(db_error)
