@@ -30,6 +30,7 @@ pub(crate) struct AppState<S: Store> {
     pub config: Arc<Config>,
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
+    pub engine: Arc<stepfunctions::Engine<S>>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -39,20 +40,30 @@ impl<S: Store> Clone for AppState<S> {
             config: self.config.clone(),
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
+            engine: self.engine.clone(),
         }
     }
 }
 
 impl<S: Store> AppState<S> {
-    pub fn new(store: Arc<S>, config: Config) -> AppState<S> {
+    /// The state, with a Step Functions engine whose task tokens are keyed by `token_key`.
+    pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> AppState<S> {
         let config = Arc::new(config);
         let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
-        AppState {
+        let engine = Arc::new(stepfunctions::Engine::new(
+            store.clone(),
+            config.clone(),
+            token_key,
+        ));
+        let state = AppState {
             store,
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
-        }
+            engine,
+        };
+        state.engine.attach(state.clone());
+        state
     }
 }
 

@@ -45,7 +45,7 @@ pub use events::EventStore;
 pub use model::*;
 pub use pipelines::PipelineStore;
 pub use sqlite::SqliteStore;
-pub use workflows::WorkflowStore;
+pub use workflows::*;
 
 use async_trait::async_trait;
 
