@@ -384,3 +384,52 @@ async fn a_wait_map_and_callback_execution_resumes_after_a_restart() {
     assert_eq!(types.iter().filter(|t| **t == "WaitStateExited").count(), 1, "{types:?}");
     server.stop().await;
 }
+
+/// `GANTRY_TEST_PYTHON` (a python3 with boto3), or `None` with the reason printed;
+/// a panic instead when `GANTRY_REQUIRE_AWS_CLIENTS=1`.
+fn python() -> Option<std::path::PathBuf> {
+    match std::env::var_os("GANTRY_TEST_PYTHON") {
+        Some(p) if !p.is_empty() => Some(p.into()),
+        _ => {
+            assert!(
+                std::env::var("GANTRY_REQUIRE_AWS_CLIENTS").as_deref() != Ok("1"),
+                "GANTRY_REQUIRE_AWS_CLIENTS=1 but GANTRY_TEST_PYTHON is not set"
+            );
+            eprintln!("SKIPPED: set GANTRY_TEST_PYTHON to a python3 with boto3 to run the boto3 Step Functions test");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_step_functions() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/clients/stepfunctions.py");
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&python)
+            .arg(&script)
+            .arg(&url)
+            .arg("flow")
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("flow: ok"),
+        "boto3 script failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop().await;
+}
