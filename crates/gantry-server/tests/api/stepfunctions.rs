@@ -433,3 +433,37 @@ async fn boto3_drives_step_functions() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codebuild_start_build_sync_waits_for_the_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server.call("CreateProject", &inline_project("good", GOOD_BUILDSPEC)).await;
+    server.call("CreateProject", &inline_project("bad", FAILING_BUILDSPEC)).await;
+    let def = json!({"StartAt": "Build", "States": {
+        "Build": {"Type": "Task", "Resource": "arn:aws:states:::codebuild:startBuild.sync",
+                  "Parameters": {"ProjectName.$": "$.project",
+                                 "EnvironmentVariablesOverride": [{"Name": "WHO", "Value": "sfn", "Type": "PLAINTEXT"}]},
+                  "ResultSelector": {"status.$": "$.Build.BuildStatus", "id.$": "$.Build.Id",
+                                     "vars.$": "$.Build.ExportedEnvironmentVariables"},
+                  "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Failed"}],
+                  "End": true},
+        "Failed": {"Type": "Pass", "End": true}}});
+    let m = create_machine(&server, "builder", &def, "STANDARD").await;
+    let good = ok(&server, "StartExecution", json!({"stateMachineArn": m, "input": "{\"project\": \"good\"}"})).await;
+    let bad = ok(&server, "StartExecution", json!({"stateMachineArn": m, "input": "{\"project\": \"bad\"}"})).await;
+    let done = wait_done(&server, good["executionArn"].as_str().expect("arn")).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let output: Value = serde_json::from_str(done["output"].as_str().expect("output")).expect("json");
+    assert_eq!(output["status"], "SUCCEEDED", "{output}");
+    assert_eq!(output["vars"], json!([{"Name": "GREETING", "Value": "hi-sfn"}]), "{output}");
+    let id = output["id"].as_str().expect("build id");
+    let build = server.wait_build(id).await;
+    assert_eq!(build["initiator"], format!("states:{}", good["executionArn"].as_str().expect("arn")));
+    let done = wait_done(&server, bad["executionArn"].as_str().expect("arn")).await;
+    let output: Value = serde_json::from_str(done["output"].as_str().expect("output")).expect("json");
+    assert_eq!(output["error"]["Error"], "States.TaskFailed", "{output}");
+    let cause: Value = serde_json::from_str(output["error"]["Cause"].as_str().expect("cause")).expect("cause is the Build JSON");
+    assert_eq!(cause["Build"]["BuildStatus"], "FAILED");
+    server.stop().await;
+}
