@@ -124,18 +124,22 @@ impl<S: Store> Server<S> {
         let store = Arc::new(store);
         let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
-        let token_key = stepfunctions::load_or_create_token_key(&config.data_dir).map_err(
-            |source| ServerError::DataDir {
-                path: config.data_dir.display().to_string(),
-                source,
-            },
-        )?;
+        let token_key =
+            stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
+                ServerError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?;
         let state = router::AppState::new(store, config, token_key);
         // Step Functions executions that were running when the server stopped go on
         // from their journals.
         let resumed = state.engine.resume_all().await?;
         if !resumed.is_empty() {
-            tracing::info!(count = resumed.len(), "resumed running Step Functions executions");
+            tracing::info!(
+                count = resumed.len(),
+                "resumed running Step Functions executions"
+            );
         }
         Ok(Server {
             state,

@@ -345,7 +345,10 @@ fn task_history_names_the_resource_and_fail_states_enter_once() {
         "F": {"Type": "Fail", "Error": "E", "Cause": "c"}}});
     let run = run_local(&def, json!({}), |_, _| Err(TaskError::new("Boom", "x"))).expect("valid");
     let h = run.execution.history();
-    let failed = h.iter().find(|e| e.kind == "TaskFailed").expect("TaskFailed");
+    let failed = h
+        .iter()
+        .find(|e| e.kind == "TaskFailed")
+        .expect("TaskFailed");
     assert_eq!(failed.details["resource"], "arn:aws:states:::http:invoke");
     assert_eq!(
         h.iter().filter(|e| e.kind == "FailStateEntered").count(),

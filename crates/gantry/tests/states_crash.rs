@@ -45,10 +45,20 @@ fn start(data_dir: &Path) -> Running {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("the server prints its address");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address").to_owned();
-            return Running { child, addr };
+        let address = rx.recv_timeout(left).ok().map(|line| {
+            line.split("listening on http://")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        });
+        match address {
+            Some(Some(addr)) => return Running { child, addr },
+            Some(None) => {}
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not print its address within 60 s");
+            }
         }
     }
 }
@@ -79,7 +89,9 @@ fn call(addr: &str, operation: &str, input: &Value) -> Option<(u16, Value)> {
     }
     request.push_str("\r\n");
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
     stream.write_all(request.as_bytes()).ok()?;
     stream.write_all(&body).ok()?;
     let mut response = Vec::new();
@@ -137,8 +149,8 @@ fn counting_server() -> (Requests, String) {
                 }
                 let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                 let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let body: Value =
-                    serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
+                let body: Value = serde_json::from_slice(&buf[head_end..head_end + length])
+                    .unwrap_or(Value::Null);
                 let n = {
                     let mut all = r.lock().expect("lock");
                     let n = all.len() as u64 + 1;
@@ -193,9 +205,13 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
     let data = dir.path().join("data");
     let (requests, url) = counting_server();
     let mut server = start(&data);
-    let machine = ok(&server.addr, "CreateStateMachine", json!({
+    let machine = ok(
+        &server.addr,
+        "CreateStateMachine",
+        json!({
         "name": "crash", "definition": definition().to_string(),
-        "roleArn": "arn:aws:iam::000000000000:role/sfn"}))["stateMachineArn"]
+        "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )["stateMachineArn"]
         .as_str()
         .expect("arn")
         .to_owned();
@@ -204,7 +220,11 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
             .map(|i| {
                 let key = format!("x{i}");
                 let input = json!({"url": url, "key": key, "items": ITEMS}).to_string();
-                let out = ok(addr, "StartExecution", json!({"stateMachineArn": machine, "name": key, "input": input}));
+                let out = ok(
+                    addr,
+                    "StartExecution",
+                    json!({"stateMachineArn": machine, "name": key, "input": input}),
+                );
                 (key, out["executionArn"].as_str().expect("arn").to_owned())
             })
             .collect()
@@ -219,13 +239,19 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
     let mut killed = false;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        assert!(Instant::now() < deadline, "executions did not finish in 120 s");
+        assert!(
+            Instant::now() < deadline,
+            "executions did not finish in 120 s"
+        );
         let tokens: Vec<(String, String)> = requests
             .lock()
             .expect("lock")
             .iter()
             .filter_map(|(path, body, _)| {
-                Some((path.strip_prefix("/callback/")?.to_owned(), body["token"].as_str()?.to_owned()))
+                Some((
+                    path.strip_prefix("/callback/")?.to_owned(),
+                    body["token"].as_str()?.to_owned(),
+                ))
             })
             .collect();
         for (key, token) in tokens {
@@ -233,11 +259,19 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
                 continue;
             }
             let output = json!({"by": key}).to_string();
-            match call(&server.addr, "SendTaskSuccess", &json!({"taskToken": token, "output": output})) {
+            match call(
+                &server.addr,
+                "SendTaskSuccess",
+                &json!({"taskToken": token, "output": output}),
+            ) {
                 Some((200, _)) => {
                     answered.insert((key, token));
                 }
-                Some((_, e)) if e["__type"].as_str().is_some_and(|t| t.ends_with("TaskTimedOut")) => {
+                Some((_, e))
+                    if e["__type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with("TaskTimedOut")) =>
+                {
                     // The same token sent again after the restart, already answered.
                     answered.insert((key, token));
                 }
@@ -247,13 +281,20 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
         if !killed && answered.len() >= EXECUTIONS / 10 {
             arns.extend(start_wave(&server.addr, EXECUTIONS / 2..EXECUTIONS));
             let made = requests.lock().expect("lock").len();
-            eprintln!("SIGKILL with {} callbacks answered and {made} HTTP requests made", answered.len());
+            eprintln!(
+                "SIGKILL with {} callbacks answered and {made} HTTP requests made",
+                answered.len()
+            );
             server.child.kill().expect("SIGKILL");
             server.child.wait().expect("wait");
             killed = true;
             server = start(&data);
         }
-        let running = ok(&server.addr, "ListExecutions", json!({"stateMachineArn": machine, "statusFilter": "RUNNING"}));
+        let running = ok(
+            &server.addr,
+            "ListExecutions",
+            json!({"stateMachineArn": machine, "statusFilter": "RUNNING"}),
+        );
         if killed && running["executions"].as_array().is_some_and(Vec::is_empty) {
             break;
         }
@@ -268,29 +309,57 @@ fn sigkill_during_many_executions_then_every_one_finishes_once() {
     }
     let mut repeated = 0;
     for (key, arn) in &arns {
-        let d = ok(&server.addr, "DescribeExecution", json!({"executionArn": arn}));
+        let d = ok(
+            &server.addr,
+            "DescribeExecution",
+            json!({"executionArn": arn}),
+        );
         assert_eq!(d["status"], "SUCCEEDED", "{d}");
-        let output: Value = serde_json::from_str(d["output"].as_str().expect("output")).expect("json");
+        let output: Value =
+            serde_json::from_str(d["output"].as_str().expect("output")).expect("json");
         // The output of an uninterrupted run, but for the request numbers.
         assert_eq!(output["key"], key.as_str());
         assert_eq!(output["answer"], json!({"by": key}));
         let calls = output["calls"].as_array().expect("calls");
-        let paths: Vec<String> = calls.iter().filter_map(|c| c["path"].as_str().map(str::to_owned)).collect();
+        let paths: Vec<String> = calls
+            .iter()
+            .filter_map(|c| c["path"].as_str().map(str::to_owned))
+            .collect();
         let expected: Vec<String> = ITEMS.iter().map(|i| format!("/item/{key}/{i}")).collect();
         assert_eq!(paths, expected);
         // A journalled success is never followed by another call of the same task:
         // the result the execution kept is the last call made.
         for c in calls {
             let path = c["path"].as_str().expect("path");
-            assert_eq!(c["n"].as_u64(), last_call.get(path).copied(), "{path} was called after its success was journalled");
+            assert_eq!(
+                c["n"].as_u64(),
+                last_call.get(path).copied(),
+                "{path} was called after its success was journalled"
+            );
             let made = requests.iter().filter(|(p, _, _)| p == path).count();
             assert!(made <= 2, "{path} called {made} times");
             repeated += made - 1;
         }
-        let history = ok(&server.addr, "GetExecutionHistory", json!({"executionArn": arn, "maxResults": 1000}));
-        let types: Vec<&str> = history["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
-        assert_eq!(types.iter().filter(|t| **t == "ExecutionStarted").count(), 1);
-        assert_eq!(types.iter().filter(|t| **t == "TaskSucceeded").count(), ITEMS.len() + 1, "{types:?}");
+        let history = ok(
+            &server.addr,
+            "GetExecutionHistory",
+            json!({"executionArn": arn, "maxResults": 1000}),
+        );
+        let types: Vec<&str> = history["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["type"].as_str())
+            .collect();
+        assert_eq!(
+            types.iter().filter(|t| **t == "ExecutionStarted").count(),
+            1
+        );
+        assert_eq!(
+            types.iter().filter(|t| **t == "TaskSucceeded").count(),
+            ITEMS.len() + 1,
+            "{types:?}"
+        );
         assert_eq!(types.last(), Some(&"ExecutionSucceeded"));
     }
     eprintln!(

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use gantry_states::{Action, Event, Execution, ExecutionInfo, Outcome, StateMachine};
 use gantry_store::{
-    ExecutionCompletion, ExecutionRecord, HistoryRecord, JournalAppend, NewExecution,
-    NewTaskToken, Store, StoreError, now_ms,
+    ExecutionCompletion, ExecutionRecord, HistoryRecord, JournalAppend, NewExecution, NewTaskToken,
+    Store, StoreError, now_ms,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -524,7 +524,13 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn timer(self: Arc<Self>, arn: String, id: String, at: i64, cancel: oneshot::Receiver<()>) {
+    async fn timer(
+        self: Arc<Self>,
+        arn: String,
+        id: String,
+        at: i64,
+        cancel: oneshot::Receiver<()>,
+    ) {
         let mut shutdown = self.shutdown.subscribe();
         let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
         tokio::select! {
@@ -569,7 +575,10 @@ impl<S: Store> Engine<S> {
                 at,
             },
         };
-        match self.deliver(&arn, event, "system", None, Some(&token)).await {
+        match self
+            .deliver(&arn, event, "system", None, Some(&token))
+            .await
+        {
             Ok(()) | Err(DeliverError::NotRunning | DeliverError::NotWaiting) => {}
             Err(DeliverError::Store(e)) => {
                 tracing::error!(execution = %arn, error = %e, "task result not journalled");
@@ -578,7 +587,10 @@ impl<S: Store> Engine<S> {
     }
 
     /// The execution a task token belongs to, if the token is known.
-    pub(crate) async fn token_owner(&self, token: &str) -> Result<Option<(String, bool)>, StoreError> {
+    pub(crate) async fn token_owner(
+        &self,
+        token: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
         let hash = token_hash(token);
         if let Some(arn) = lock(&self.memory_tokens).get(&hash) {
             return Ok(Some((arn.clone(), true)));
@@ -597,7 +609,9 @@ impl<S: Store> Engine<S> {
         for x in running {
             match self.resume(&x).await {
                 Ok(()) => resumed.push(x.arn),
-                Err(e) => tracing::error!(execution = %x.arn, error = %e, "could not resume the execution"),
+                Err(e) => {
+                    tracing::error!(execution = %x.arn, error = %e, "could not resume the execution")
+                }
             }
         }
         Ok(resumed)
@@ -652,7 +666,12 @@ impl<S: Store> Engine<S> {
         let mut handles = Vec::new();
         for (token, (resource, input)) in scheduled {
             let hash = token_hash(&token);
-            let handle = self.store.task_token(&hash).await.ok().and_then(|t| t.handle);
+            let handle = self
+                .store
+                .task_token(&hash)
+                .await
+                .ok()
+                .and_then(|t| t.handle);
             handles.push(resources::Task {
                 execution_arn: x.arn.clone(),
                 token,
@@ -705,7 +724,8 @@ mod tests {
         let stored = journal_json(&event);
         assert!(!stored.to_string().contains("task-1-abc"), "{stored}");
         assert_eq!(stored["token_sha256"], token_hash("task-1-abc"));
-        let back = journal_event(stored.clone(), &["task-9-x".into(), "task-1-abc".into()]).expect("event");
+        let back = journal_event(stored.clone(), &["task-9-x".into(), "task-1-abc".into()])
+            .expect("event");
         assert_eq!(back, event);
         // A token no longer waited for comes back as one that matches nothing.
         let Event::TaskSucceeded { token, .. } = journal_event(stored, &[]).expect("event") else {
@@ -718,7 +738,10 @@ mod tests {
     fn redaction_replaces_tokens_inside_strings() {
         let mut v = json!({"a": ["x task-1-abc y", {"t": "task-1-abc"}], "n": 1});
         redact(&mut v, &["task-1-abc".into()]);
-        assert_eq!(v, json!({"a": ["x [task token] y", {"t": "[task token]"}], "n": 1}));
+        assert_eq!(
+            v,
+            json!({"a": ["x [task token] y", {"t": "[task token]"}], "n": 1})
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 
 use super::engine::{DeliverError, StartError};
 use super::machines::not_found;
-use super::{check_execution_arn, check_name, execution_arn, history as render, machine_name_of, page, sfn_error, ts};
+use super::{
+    check_execution_arn, check_name, execution_arn, history as render, machine_name_of, page,
+    sfn_error, ts,
+};
 use crate::error::ApiError;
 use crate::router::AppState;
 
@@ -31,7 +34,10 @@ fn required<'a>(value: &'a str, member: &str) -> Result<&'a str, ApiError> {
 }
 
 fn execution_not_found(arn: &str) -> ApiError {
-    sfn_error("ExecutionDoesNotExist", format!("Execution Does Not Exist: '{arn}'"))
+    sfn_error(
+        "ExecutionDoesNotExist",
+        format!("Execution Does Not Exist: '{arn}'"),
+    )
 }
 
 fn parse_input(text: Option<&str>) -> Result<Value, ApiError> {
@@ -74,7 +80,11 @@ pub(crate) async fn start<S: Store>(
     actor: &str,
     input: StartInput,
 ) -> Result<Value, ApiError> {
-    let m = machine(state, required(&input.state_machine_arn, "stateMachineArn")?).await?;
+    let m = machine(
+        state,
+        required(&input.state_machine_arn, "stateMachineArn")?,
+    )
+    .await?;
     let name = match input.name.as_deref() {
         Some(n) => {
             check_name(n, "execution")?;
@@ -82,7 +92,11 @@ pub(crate) async fn start<S: Store>(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let text = input.input.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "{}".into());
+    let text = input
+        .input
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "{}".into());
     let value = parse_input(Some(&text))?;
     let arn = execution_arn(&state.config, &m.name, &name);
     let new = NewExecution {
@@ -103,7 +117,11 @@ pub(crate) async fn start<S: Store>(
         role_arn: Some(m.role_arn.clone()),
     };
     let start_ms = new.start_ms;
-    match state.engine.start(new, Arc::new(parsed(&m)?), info, value, actor).await {
+    match state
+        .engine
+        .start(new, Arc::new(parsed(&m)?), info, value, actor)
+        .await
+    {
         Ok(()) => Ok(json!({"executionArn": arn, "startDate": ts(start_ms)})),
         Err(StartError::Exists) => {
             // Same name and input while it runs: idempotent, as on AWS.
@@ -125,7 +143,11 @@ pub(crate) async fn start_sync<S: Store>(
     state: &AppState<S>,
     input: StartInput,
 ) -> Result<Value, ApiError> {
-    let m = machine(state, required(&input.state_machine_arn, "stateMachineArn")?).await?;
+    let m = machine(
+        state,
+        required(&input.state_machine_arn, "stateMachineArn")?,
+    )
+    .await?;
     if m.machine_type != "EXPRESS" {
         return Err(sfn_error(
             "StateMachineTypeNotSupported",
@@ -139,7 +161,11 @@ pub(crate) async fn start_sync<S: Store>(
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let text = input.input.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "{}".into());
+    let text = input
+        .input
+        .clone()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "{}".into());
     let value = parse_input(Some(&text))?;
     let arn = format!(
         "arn:aws:states:{}:{}:express:{}:{name}:{}",
@@ -217,7 +243,11 @@ pub(crate) async fn stop<S: Store>(
             cause: input.cause,
             at: now_ms(),
         };
-        match state.engine.deliver(arn, event, actor, Some("execution.stop"), None).await {
+        match state
+            .engine
+            .deliver(arn, event, actor, Some("execution.stop"), None)
+            .await
+        {
             Ok(()) | Err(DeliverError::NotRunning | DeliverError::NotWaiting) => {}
             Err(DeliverError::Store(e)) => return Err(e.into()),
         }
@@ -279,7 +309,9 @@ pub(crate) async fn list<S: Store>(
     machine(state, arn).await?;
     let status = match input.status_filter.as_deref() {
         None => None,
-        Some(s @ ("RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED" | "PENDING_REDRIVE")) => Some(s),
+        Some(
+            s @ ("RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED" | "PENDING_REDRIVE"),
+        ) => Some(s),
         Some(other) => {
             return Err(AwsError::validation(format!(
                 "1 validation error detected: Value '{other}' at 'statusFilter' failed to satisfy constraint: Member must satisfy enum value set: [RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, PENDING_REDRIVE]"
@@ -365,13 +397,22 @@ fn strip_data(e: &mut Value) {
 fn token_checked(token: &str) -> Result<&str, ApiError> {
     let token = required(token, "taskToken")?;
     if token.len() > 2048 || !token.starts_with("task-") {
-        return Err(sfn_error("InvalidToken", format!("Invalid Token: '{}'", token.chars().take(64).collect::<String>())));
+        return Err(sfn_error(
+            "InvalidToken",
+            format!(
+                "Invalid Token: '{}'",
+                token.chars().take(64).collect::<String>()
+            ),
+        ));
     }
     Ok(token)
 }
 
 fn timed_out() -> ApiError {
-    sfn_error("TaskTimedOut", "Task Timed Out: the task is no longer waiting for this token")
+    sfn_error(
+        "TaskTimedOut",
+        "Task Timed Out: the task is no longer waiting for this token",
+    )
 }
 
 /// Delivers a callback for `token` to its execution.
@@ -383,12 +424,19 @@ async fn callback<S: Store>(
     audit: Option<&str>,
 ) -> Result<Value, ApiError> {
     let Some((arn, pending)) = state.engine.token_owner(token).await? else {
-        return Err(sfn_error("TaskDoesNotExist", "Task Does Not Exist: no task has this token"));
+        return Err(sfn_error(
+            "TaskDoesNotExist",
+            "Task Does Not Exist: no task has this token",
+        ));
     };
     if !pending {
         return Err(timed_out());
     }
-    match state.engine.deliver(&arn, event, actor, audit, Some(token)).await {
+    match state
+        .engine
+        .deliver(&arn, event, actor, audit, Some(token))
+        .await
+    {
         Ok(()) => Ok(json!({})),
         Err(DeliverError::NotRunning | DeliverError::NotWaiting) => Err(timed_out()),
         Err(DeliverError::Store(e)) => Err(e.into()),

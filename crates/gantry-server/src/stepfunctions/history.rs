@@ -139,8 +139,11 @@ mod tests {
     #[test]
     fn events_carry_the_details_member_botocore_names() {
         let e = render(
-            &rec("TaskScheduled", json!({"resource": "arn:aws:states:::codebuild:startBuild.sync",
-                "parameters": {"ProjectName": "app"}, "timeout_seconds": 30, "heartbeat_seconds": null})),
+            &rec(
+                "TaskScheduled",
+                json!({"resource": "arn:aws:states:::codebuild:startBuild.sync",
+                "parameters": {"ProjectName": "app"}, "timeout_seconds": 30, "heartbeat_seconds": null}),
+            ),
             "eu-west-1",
             "role",
         );
@@ -155,15 +158,34 @@ mod tests {
         assert_eq!(t["timeoutInSeconds"], 30);
         assert!(t.get("heartbeatInSeconds").is_none());
 
-        let e = render(&rec("WaitStateEntered", json!({"name": "W", "input": {"a": 1}})), "r", "x");
+        let e = render(
+            &rec("WaitStateEntered", json!({"name": "W", "input": {"a": 1}})),
+            "r",
+            "x",
+        );
         assert_eq!(e["stateEnteredEventDetails"]["name"], "W");
         assert_eq!(e["stateEnteredEventDetails"]["input"], r#"{"a":1}"#);
-        let e = render(&rec("TaskFailed", json!({"resource": "arn:aws:lambda:r:1:function:f", "error": "E", "cause": "c"})), "r", "x");
+        let e = render(
+            &rec(
+                "TaskFailed",
+                json!({"resource": "arn:aws:lambda:r:1:function:f", "error": "E", "cause": "c"}),
+            ),
+            "r",
+            "x",
+        );
         assert_eq!(e["taskFailedEventDetails"]["resourceType"], "lambda");
         assert_eq!(e["taskFailedEventDetails"]["error"], "E");
-        let e = render(&rec("ExecutionStarted", json!({"input": {}})), "r", "role-arn");
+        let e = render(
+            &rec("ExecutionStarted", json!({"input": {}})),
+            "r",
+            "role-arn",
+        );
         assert_eq!(e["executionStartedEventDetails"]["roleArn"], "role-arn");
         let e = render(&rec("MapStateSucceeded", json!({"name": "M"})), "r", "x");
-        assert_eq!(e.as_object().map(|o| o.len()), Some(4), "no details member: {e}");
+        assert_eq!(
+            e.as_object().map(|o| o.len()),
+            Some(4),
+            "no details member: {e}"
+        );
     }
 }

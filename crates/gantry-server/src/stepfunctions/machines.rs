@@ -21,7 +21,11 @@ pub(crate) fn parse_definition(text: &str) -> Result<Value, ApiError> {
         )
     })?;
     gantry_states::parse_definition(&json).map_err(|errors| {
-        let list: Vec<String> = errors.0.iter().map(|e| format!("SCHEMA_VALIDATION_FAILED: {e}")).collect();
+        let list: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("SCHEMA_VALIDATION_FAILED: {e}"))
+            .collect();
         sfn_error(
             "InvalidDefinition",
             format!("Invalid State Machine Definition: '{}'", list.join(", ")),
@@ -246,8 +250,10 @@ pub(crate) fn validate(input: ValidateInput) -> Result<Value, ApiError> {
         }
     };
     let diagnostics: Vec<Value> = match serde_json::from_str::<Value>(&input.definition) {
-        Err(e) => vec![json!({"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION",
-                              "message": format!("definition is not valid JSON: {e}")})],
+        Err(e) => vec![
+            json!({"severity": "ERROR", "code": "INVALID_JSON_DESCRIPTION",
+                              "message": format!("definition is not valid JSON: {e}")}),
+        ],
         Ok(json) => match gantry_states::parse_definition(&json) {
             Ok(_) => Vec::new(),
             Err(errors) => errors
@@ -294,7 +300,12 @@ fn next_targets(state: &Value) -> Vec<String> {
     add(state.get("Next"));
     add(state.get("Default"));
     for list in ["Choices", "Catch"] {
-        for c in state.get(list).and_then(Value::as_array).into_iter().flatten() {
+        for c in state
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             add(c.get("Next"));
         }
     }
@@ -312,13 +323,18 @@ pub(crate) fn test_state(input: TestStateInput) -> Result<Value, ApiError> {
             format!("Invalid State Definition: 'definition is not valid JSON: {e}'"),
         )
     })?;
-    let (name, state) = match (def.get("States").and_then(Value::as_object), &input.state_name) {
+    let (name, state) = match (
+        def.get("States").and_then(Value::as_object),
+        &input.state_name,
+    ) {
         (Some(states), Some(n)) => match states.get(n) {
             Some(s) => (n.clone(), s.clone()),
             None => {
                 return Err(sfn_error(
                     "InvalidDefinition",
-                    format!("Invalid State Definition: 'the definition has no state named \"{n}\"'"),
+                    format!(
+                        "Invalid State Definition: 'the definition has no state named \"{n}\"'"
+                    ),
                 ));
             }
         },
@@ -328,7 +344,13 @@ pub(crate) fn test_state(input: TestStateInput) -> Result<Value, ApiError> {
             )
             .into());
         }
-        (None, _) => (input.state_name.clone().unwrap_or_else(|| "TestState".into()), def),
+        (None, _) => (
+            input
+                .state_name
+                .clone()
+                .unwrap_or_else(|| "TestState".into()),
+            def,
+        ),
     };
     if !state.is_object() {
         return Err(sfn_error(
@@ -362,8 +384,9 @@ pub(crate) fn test_state(input: TestStateInput) -> Result<Value, ApiError> {
         match &mock {
             Some(m) if m.get("result").is_some() => {
                 let text = m["result"].as_str().unwrap_or_default();
-                serde_json::from_str(text)
-                    .map_err(|e| TaskError::new("States.Runtime", format!("mock.result is not JSON: {e}")))
+                serde_json::from_str(text).map_err(|e| {
+                    TaskError::new("States.Runtime", format!("mock.result is not JSON: {e}"))
+                })
             }
             Some(m) if m.get("errorOutput").is_some() => Err(TaskError::new(
                 m["errorOutput"]["error"].as_str().unwrap_or_default(),
@@ -439,8 +462,15 @@ mod tests {
         let task = json!({"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
             "Catch": [{"ErrorEquals": ["Boom"], "Next": "Handle"}], "End": true});
         let ok = test(task.clone(), "{}", Some(json!({"result": "{\"r\": 1}"})));
-        assert_eq!((ok["status"].as_str(), ok["output"].as_str()), (Some("SUCCEEDED"), Some(r#"{"r":1}"#)));
-        let caught = test(task, "{}", Some(json!({"errorOutput": {"error": "Boom", "cause": "c"}})));
+        assert_eq!(
+            (ok["status"].as_str(), ok["output"].as_str()),
+            (Some("SUCCEEDED"), Some(r#"{"r":1}"#))
+        );
+        let caught = test(
+            task,
+            "{}",
+            Some(json!({"errorOutput": {"error": "Boom", "cause": "c"}})),
+        );
         assert_eq!(caught["status"], "CAUGHT_ERROR");
         assert_eq!(caught["nextState"], "Handle");
         let retried = test(
@@ -455,7 +485,12 @@ mod tests {
             state_name: None,
             mock: None,
         });
-        assert_eq!(bad.err().map(|e| e.error.code.as_str().to_owned()).as_deref(), Some("InvalidDefinition"));
+        assert_eq!(
+            bad.err()
+                .map(|e| e.error.code.as_str().to_owned())
+                .as_deref(),
+            Some("InvalidDefinition")
+        );
     }
 
     #[test]

@@ -101,11 +101,17 @@ fn machine_name_of(arn: &str) -> Result<&str, ApiError> {
 fn check_execution_arn(arn: &str) -> Result<(), ApiError> {
     let parts: Vec<&str> = arn.split(':').collect();
     match parts.as_slice() {
-        ["arn", _, "states", _, _, "execution" | "express", machine, name, ..]
-            if !machine.is_empty() && !name.is_empty() =>
-        {
-            Ok(())
-        }
+        [
+            "arn",
+            _,
+            "states",
+            _,
+            _,
+            "execution" | "express",
+            machine,
+            name,
+            ..,
+        ] if !machine.is_empty() && !name.is_empty() => Ok(()),
         _ => Err(sfn_error(
             "InvalidArn",
             format!("Invalid Arn: 'Resource type not valid in this context: {arn}'"),
@@ -122,15 +128,36 @@ fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
             || c.is_control()
             || matches!(
                 c,
-                '<' | '>' | '{' | '}' | '[' | ']' | '?' | '*' | '"' | '#' | '%' | '\\' | '^'
-                    | '|' | '~' | '`' | '$' | '&' | ',' | ';' | ':' | '/'
+                '<' | '>'
+                    | '{'
+                    | '}'
+                    | '['
+                    | ']'
+                    | '?'
+                    | '*'
+                    | '"'
+                    | '#'
+                    | '%'
+                    | '\\'
+                    | '^'
+                    | '|'
+                    | '~'
+                    | '`'
+                    | '$'
+                    | '&'
+                    | ','
+                    | ';'
+                    | ':'
+                    | '/'
             )
     };
     let len = name.chars().count();
     if len == 0 || len > 80 || name.chars().any(bad) {
         return Err(sfn_error(
             "InvalidName",
-            format!("Invalid Name: '{name}' ({what} names are 1-80 characters without whitespace, brackets, wildcards or special characters)"),
+            format!(
+                "Invalid Name: '{name}' ({what} names are 1-80 characters without whitespace, brackets, wildcards or special characters)"
+            ),
         ));
     }
     Ok(())

@@ -70,7 +70,10 @@ fn split_mode(resource: &str) -> (&str, Mode) {
 }
 
 /// Runs a task. `None`: it completes by a callback.
-pub(crate) async fn run<S: Store>(engine: &Engine<S>, task: &Task) -> Option<Result<Value, TaskError>> {
+pub(crate) async fn run<S: Store>(
+    engine: &Engine<S>,
+    task: &Task,
+) -> Option<Result<Value, TaskError>> {
     let (base, mode) = split_mode(&task.resource);
     if mode == Mode::Callback && task.handle.is_some() {
         // The token went out before a restart; the task now waits for its callback only.
@@ -98,7 +101,11 @@ pub(crate) async fn run<S: Store>(engine: &Engine<S>, task: &Task) -> Option<Res
         (Mode::Callback, Ok(_)) => {
             if base == "arn:aws:states:::http:invoke" {
                 // Recorded so that a restart does not send the token again.
-                match engine.store().set_task_handle(&task.token_hash, "delivered").await {
+                match engine
+                    .store()
+                    .set_task_handle(&task.token_hash, "delivered")
+                    .await
+                {
                     Ok(()) | Err(StoreError::NotFound) => {}
                     Err(e) => tracing::warn!(error = %e, "could not record a delivered task token"),
                 }
@@ -125,7 +132,10 @@ async fn start_pipeline(task: &Task) -> Result<Value, TaskError> {
 async fn run_agent_command(task: &Task) -> Result<Value, TaskError> {
     Err(TaskError::new(
         "Gantry.NotImplemented",
-        format!("{} is not wired to agents on this server yet", task.resource),
+        format!(
+            "{} is not wired to agents on this server yet",
+            task.resource
+        ),
     ))
 }
 
@@ -172,7 +182,10 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
         .get("Method")
         .and_then(Value::as_str)
         .ok_or_else(|| runtime("http:invoke needs Parameters.Method (GET, POST, PUT, DELETE, PATCH, OPTIONS or HEAD)".into()))?;
-    if !matches!(method, "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD") {
+    if !matches!(
+        method,
+        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "HEAD"
+    ) {
         return Err(runtime(format!(
             "Parameters.Method: '{method}' is not one of GET, POST, PUT, DELETE, PATCH, OPTIONS, HEAD"
         )));
@@ -186,7 +199,9 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
     let mut url = endpoint.to_owned();
     if let Some(q) = params.get("QueryParameters") {
         let Some(q) = q.as_object() else {
-            return Err(runtime("Parameters.QueryParameters must be an object".into()));
+            return Err(runtime(
+                "Parameters.QueryParameters must be an object".into(),
+            ));
         };
         if !q.is_empty() {
             url.push(if url.contains('?') { '&' } else { '?' });
@@ -234,7 +249,12 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
         let collected = http_body_util::Limited::new(response.into_body(), HTTP_MAX_BODY)
             .collect()
             .await
-            .map_err(|e| http_error("States.Http.Socket", format!("{method} {endpoint}: reading the response: {e}")))?
+            .map_err(|e| {
+                http_error(
+                    "States.Http.Socket",
+                    format!("{method} {endpoint}: reading the response: {e}"),
+                )
+            })?
             .to_bytes();
         let text = String::from_utf8_lossy(&collected).into_owned();
         let body = if is_json {
@@ -244,9 +264,15 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
         };
         Ok::<_, TaskError>((status, headers, body))
     };
-    let (status, headers, body) = tokio::time::timeout(HTTP_TIMEOUT, call)
-        .await
-        .map_err(|_| http_error("States.Http.Socket", format!("{method} {endpoint}: no answer within 60 s")))??;
+    let (status, headers, body) =
+        tokio::time::timeout(HTTP_TIMEOUT, call)
+            .await
+            .map_err(|_| {
+                http_error(
+                    "States.Http.Socket",
+                    format!("{method} {endpoint}: no answer within 60 s"),
+                )
+            })??;
     let result = json!({
         "StatusCode": status.as_u16(),
         "StatusText": status.canonical_reason().unwrap_or(""),
@@ -285,33 +311,57 @@ pub(crate) fn pascal_keys(v: &Value) -> Value {
 
 fn convert_keys(v: &Value, f: fn(&str) -> String) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (f(k), convert_keys(v, f))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (f(k), convert_keys(v, f))).collect())
+        }
         Value::Array(items) => Value::Array(items.iter().map(|i| convert_keys(i, f)).collect()),
         other => other.clone(),
     }
 }
 
 /// `codebuild:startBuild[.sync|.waitForTaskToken]` with StartBuild's parameters.
-async fn start_build<S: Store>(engine: &Engine<S>, task: &Task, mode: Mode) -> Result<Value, TaskError> {
+async fn start_build<S: Store>(
+    engine: &Engine<S>,
+    task: &Task,
+    mode: Mode,
+) -> Result<Value, TaskError> {
     let Some(app) = engine.app() else {
-        return Err(TaskError::new("States.Runtime", "the server is shutting down"));
+        return Err(TaskError::new(
+            "States.Runtime",
+            "the server is shutting down",
+        ));
     };
     let build_id = match &task.handle {
         // Started before a restart: follow that build rather than start another.
         Some(id) => id.clone(),
         None => {
-            let input = serde_json::from_value::<crate::codebuild::StartBuildInput>(camel_keys(&task.input))
-                .map_err(|e| TaskError::new("CodeBuild.InvalidInputException", format!("StartBuild parameters: {e}")))?;
+            let input = serde_json::from_value::<crate::codebuild::StartBuildInput>(camel_keys(
+                &task.input,
+            ))
+            .map_err(|e| {
+                TaskError::new(
+                    "CodeBuild.InvalidInputException",
+                    format!("StartBuild parameters: {e}"),
+                )
+            })?;
             let actor = format!("states:{}", task.execution_arn);
             let started = crate::codebuild::start_build(&app, &actor, input)
                 .await
                 .map_err(|e| {
-                    TaskError::new(format!("CodeBuild.{}", e.error.code.as_str()), e.error.message)
+                    TaskError::new(
+                        format!("CodeBuild.{}", e.error.code.as_str()),
+                        e.error.message,
+                    )
                 })?;
-            let id = started["build"]["id"].as_str().unwrap_or_default().to_owned();
+            let id = started["build"]["id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             match engine.store().set_task_handle(&task.token_hash, &id).await {
                 Ok(()) | Err(StoreError::NotFound) => {}
-                Err(e) => tracing::warn!(build = %id, error = %e, "could not record the build of a task"),
+                Err(e) => {
+                    tracing::warn!(build = %id, error = %e, "could not record the build of a task")
+                }
             }
             if mode != Mode::Sync {
                 return Ok(json!({"Build": pascal_keys(&started["build"])}));
@@ -324,16 +374,24 @@ async fn start_build<S: Store>(engine: &Engine<S>, task: &Task, mode: Mode) -> R
             .store()
             .get_builds(std::slice::from_ref(&build_id))
             .await
-            .map_err(|e| TaskError::new("States.Runtime", format!("reading build {build_id}: {e}")))?;
+            .map_err(|e| {
+                TaskError::new("States.Runtime", format!("reading build {build_id}: {e}"))
+            })?;
         let Some(build) = builds.into_iter().next() else {
-            return Err(TaskError::new("States.TaskFailed", format!("build {build_id} does not exist")));
+            return Err(TaskError::new(
+                "States.TaskFailed",
+                format!("build {build_id} does not exist"),
+            ));
         };
         if mode != Mode::Sync || build.status != "IN_PROGRESS" {
             let rendered = pascal_keys(&crate::codebuild::render_build(engine.config(), &build));
             return if mode != Mode::Sync || build.status == "SUCCEEDED" {
                 Ok(json!({"Build": rendered}))
             } else {
-                Err(TaskError::new("States.TaskFailed", json!({"Build": rendered}).to_string()))
+                Err(TaskError::new(
+                    "States.TaskFailed",
+                    json!({"Build": rendered}).to_string(),
+                ))
             };
         }
         tokio::time::sleep(BUILD_POLL).await;
@@ -346,29 +404,58 @@ mod tests {
 
     #[test]
     fn modes_come_from_the_suffix() {
-        assert_eq!(split_mode("arn:aws:states:::codebuild:startBuild.sync"), ("arn:aws:states:::codebuild:startBuild", Mode::Sync));
-        assert_eq!(split_mode("arn:aws:states:::http:invoke.waitForTaskToken"), ("arn:aws:states:::http:invoke", Mode::Callback));
-        assert_eq!(split_mode("arn:aws:states:::http:invoke"), ("arn:aws:states:::http:invoke", Mode::RequestResponse));
+        assert_eq!(
+            split_mode("arn:aws:states:::codebuild:startBuild.sync"),
+            ("arn:aws:states:::codebuild:startBuild", Mode::Sync)
+        );
+        assert_eq!(
+            split_mode("arn:aws:states:::http:invoke.waitForTaskToken"),
+            ("arn:aws:states:::http:invoke", Mode::Callback)
+        );
+        assert_eq!(
+            split_mode("arn:aws:states:::http:invoke"),
+            ("arn:aws:states:::http:invoke", Mode::RequestResponse)
+        );
     }
 
     #[test]
     fn keys_convert_both_ways() {
         let v = json!({"ProjectName": "a", "EnvironmentVariablesOverride": [{"Name": "X", "Value": "Y"}]});
         let c = camel_keys(&v);
-        assert_eq!(c, json!({"projectName": "a", "environmentVariablesOverride": [{"name": "X", "value": "Y"}]}));
+        assert_eq!(
+            c,
+            json!({"projectName": "a", "environmentVariablesOverride": [{"name": "X", "value": "Y"}]})
+        );
         assert_eq!(pascal_keys(&c), v);
     }
 
     #[tokio::test]
     async fn http_invoke_refuses_bad_parameters_clearly() {
         let client = http_client();
-        let e = http_invoke(&client, &json!({"Method": "GET"})).await.expect_err("no endpoint");
+        let e = http_invoke(&client, &json!({"Method": "GET"}))
+            .await
+            .expect_err("no endpoint");
         assert!(e.cause.contains("ApiEndpoint"), "{e:?}");
-        let e = http_invoke(&client, &json!({"ApiEndpoint": "http://x", "Method": "FETCH"})).await.expect_err("bad method");
+        let e = http_invoke(
+            &client,
+            &json!({"ApiEndpoint": "http://x", "Method": "FETCH"}),
+        )
+        .await
+        .expect_err("bad method");
         assert!(e.cause.contains("FETCH"), "{e:?}");
-        let e = http_invoke(&client, &json!({"ApiEndpoint": "https://x", "Method": "GET"})).await.expect_err("https");
+        let e = http_invoke(
+            &client,
+            &json!({"ApiEndpoint": "https://x", "Method": "GET"}),
+        )
+        .await
+        .expect_err("https");
         assert_eq!(e.error, "States.Http.Socket");
-        let e = http_invoke(&client, &json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "GET"})).await.expect_err("refused");
+        let e = http_invoke(
+            &client,
+            &json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "GET"}),
+        )
+        .await
+        .expect_err("refused");
         assert_eq!(e.error, "States.Http.Socket");
     }
 }

@@ -180,7 +180,14 @@ impl WorkflowStore for SqliteStore {
             .await
             .map_err(db_error)?;
         let created = machine(&row)?;
-        audit::record(&mut tx, actor, "statemachine.create", &m.arn, &m.machine_type).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "statemachine.create",
+            &m.arn,
+            &m.machine_type,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(created)
     }
@@ -279,11 +286,13 @@ impl WorkflowStore for SqliteStore {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         // A no-op write first: it takes the write lock and refuses an execution that
         // does not exist or has already ended.
-        let running = sqlx::query("UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'")
-            .bind(&entry.execution_arn)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let running = sqlx::query(
+            "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'",
+        )
+        .bind(&entry.execution_arn)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         if running.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
@@ -425,9 +434,7 @@ impl WorkflowStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        BuildStore, ExecutionCompletion, MasterKey, NewTaskToken, WorkflowStore,
-    };
+    use crate::{BuildStore, ExecutionCompletion, MasterKey, NewTaskToken, WorkflowStore};
     use serde_json::json;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -490,7 +497,10 @@ mod tests {
     #[tokio::test]
     async fn state_machines_create_update_list_delete() {
         let (_d, s) = store().await;
-        let created = s.create_state_machine(&machine_new(), "admin").await.expect("create");
+        let created = s
+            .create_state_machine(&machine_new(), "admin")
+            .await
+            .expect("create");
         assert_eq!((created.revision, created.status.as_str()), (1, "ACTIVE"));
         assert!(matches!(
             s.create_state_machine(&machine_new(), "admin").await,
@@ -502,39 +512,60 @@ mod tests {
             revision_id: "r2".into(),
             updated_ms: 9,
         };
-        let updated = s.update_state_machine("arn:sm:m", &update, "admin").await.expect("update");
+        let updated = s
+            .update_state_machine("arn:sm:m", &update, "admin")
+            .await
+            .expect("update");
         assert_eq!(updated.revision, 2);
         assert_eq!(updated.definition, "{\"x\":1}");
         assert_eq!(updated.role_arn, "role");
         assert!(matches!(
-            s.update_state_machine("arn:sm:none", &update, "admin").await,
+            s.update_state_machine("arn:sm:none", &update, "admin")
+                .await,
             Err(StoreError::NotFound)
         ));
         assert_eq!(s.list_state_machines().await.expect("list").len(), 1);
-        s.delete_state_machine("arn:sm:m", "admin").await.expect("delete");
-        s.delete_state_machine("arn:sm:m", "admin").await.expect("delete again succeeds");
-        assert!(matches!(s.get_state_machine("arn:sm:m").await, Err(StoreError::NotFound)));
+        s.delete_state_machine("arn:sm:m", "admin")
+            .await
+            .expect("delete");
+        s.delete_state_machine("arn:sm:m", "admin")
+            .await
+            .expect("delete again succeeds");
+        assert!(matches!(
+            s.get_state_machine("arn:sm:m").await,
+            Err(StoreError::NotFound)
+        ));
         let audit = s.audit_log(10).await.expect("audit");
         let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
         assert_eq!(
             actions,
-            ["statemachine.delete", "statemachine.update", "statemachine.create"]
+            [
+                "statemachine.delete",
+                "statemachine.update",
+                "statemachine.create"
+            ]
         );
     }
 
     #[tokio::test]
     async fn a_journal_sequence_number_is_written_once() {
         let (_d, s) = store().await;
-        s.create_execution(&execution_new(), &entry(1), "admin").await.expect("create");
+        s.create_execution(&execution_new(), &entry(1), "admin")
+            .await
+            .expect("create");
         assert!(matches!(
-            s.create_execution(&execution_new(), &entry(1), "admin").await,
+            s.create_execution(&execution_new(), &entry(1), "admin")
+                .await,
             Err(StoreError::Conflict(_))
         ));
         s.append_journal(&entry(2)).await.expect("append 2");
         // The same transition again is refused, and nothing of it is written.
         let mut again = entry(2);
         again.history[0].id = 3;
-        assert!(matches!(s.append_journal(&again).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.append_journal(&again).await,
+            Err(StoreError::Conflict(_))
+        ));
         let journal = s.journal("arn:x:1").await.expect("journal");
         assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(s.history("arn:x:1").await.expect("history").len(), 2);
@@ -550,22 +581,36 @@ mod tests {
             state_name: "Call".into(),
             attempt: 0,
         }];
-        s.create_execution(&execution_new(), &first, "admin").await.expect("create");
+        s.create_execution(&execution_new(), &first, "admin")
+            .await
+            .expect("create");
         assert_eq!(
             s.timers("arn:x:1").await.expect("timers"),
             [("t1".to_string(), 100), ("t2".to_string(), 200)]
         );
         let token = s.task_token("h1").await.expect("token");
-        assert_eq!((token.status.as_str(), token.state_name.as_str()), ("PENDING", "Call"));
+        assert_eq!(
+            (token.status.as_str(), token.state_name.as_str()),
+            ("PENDING", "Call")
+        );
         s.set_task_handle("h1", "build-1").await.expect("handle");
-        assert_eq!(s.task_token("h1").await.expect("token").handle.as_deref(), Some("build-1"));
-        assert!(matches!(s.set_task_handle("nope", "x").await, Err(StoreError::NotFound)));
+        assert_eq!(
+            s.task_token("h1").await.expect("token").handle.as_deref(),
+            Some("build-1")
+        );
+        assert!(matches!(
+            s.set_task_handle("nope", "x").await,
+            Err(StoreError::NotFound)
+        ));
 
         let mut second = entry(2);
         second.timers_removed = vec!["t1".into()];
         second.tokens_closed = vec!["h1".into()];
         s.append_journal(&second).await.expect("append");
-        assert_eq!(s.timers("arn:x:1").await.expect("timers"), [("t2".to_string(), 200)]);
+        assert_eq!(
+            s.timers("arn:x:1").await.expect("timers"),
+            [("t2".to_string(), 200)]
+        );
         assert_eq!(s.task_token("h1").await.expect("token").status, "CLOSED");
 
         let mut last = entry(3);
@@ -584,12 +629,24 @@ mod tests {
         assert_eq!(x.stop_ms, Some(50));
         assert!(s.timers("arn:x:1").await.expect("timers").is_empty());
         // An ended execution takes no more entries.
-        assert!(matches!(s.append_journal(&entry(4)).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.append_journal(&entry(4)).await,
+            Err(StoreError::NotFound)
+        ));
         assert_eq!(s.journal("arn:x:1").await.expect("journal").len(), 3);
-        let running = s.list_executions(None, Some("RUNNING")).await.expect("list");
+        let running = s
+            .list_executions(None, Some("RUNNING"))
+            .await
+            .expect("list");
         assert!(running.is_empty());
-        let of_machine = s.list_executions(Some("arn:sm:m"), None).await.expect("list");
+        let of_machine = s
+            .list_executions(Some("arn:sm:m"), None)
+            .await
+            .expect("list");
         assert_eq!(of_machine.len(), 1);
-        assert_eq!(s.audit_log(1).await.expect("audit")[0].action, "execution.complete");
+        assert_eq!(
+            s.audit_log(1).await.expect("audit")[0].action,
+            "execution.complete"
+        );
     }
 }
