@@ -509,8 +509,11 @@ impl<S: Store> Engine<S> {
                     l.timers.remove(&id);
                 }
                 Action::CancelTask { token } => {
-                    l.tasks.remove(&token);
+                    let running = l.tasks.remove(&token).is_some();
                     lock(&self.memory_tokens).remove(&token_hash(&token));
+                    if running && l.durable {
+                        tokio::spawn(self.clone().stop_started_work(token_hash(&token)));
+                    }
                 }
                 Action::Complete(outcome) => {
                     l.timers.clear();
@@ -521,6 +524,19 @@ impl<S: Store> Engine<S> {
                     lock(&self.live).remove(&l.arn);
                 }
             }
+        }
+    }
+
+    /// Stops what a cancelled task started, when it recorded it: a build.
+    async fn stop_started_work(self: Arc<Self>, hash: String) {
+        let Ok(token) = self.store.task_token(&hash).await else {
+            return;
+        };
+        if let (Some(build), Some(app)) = (token.handle, self.app())
+            && build != resources::DELIVERED
+        {
+            let stopping = app.runner.stop(&build);
+            tracing::info!(%build, stopping, "stopping the build of a cancelled task");
         }
     }
 

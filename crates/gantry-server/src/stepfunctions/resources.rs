@@ -34,6 +34,8 @@ pub(crate) fn http_client() -> HttpClient {
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest HTTP response body read (Step Functions's payload limit is 256 KiB).
 const HTTP_MAX_BODY: usize = 256 * 1024;
+/// The handle of a callback task whose token went out (nothing else to follow).
+pub(crate) const DELIVERED: &str = "delivered";
 /// How often a `.sync` build is checked.
 const BUILD_POLL: Duration = Duration::from_millis(250);
 
@@ -103,7 +105,7 @@ pub(crate) async fn run<S: Store>(
                 // Recorded so that a restart does not send the token again.
                 match engine
                     .store()
-                    .set_task_handle(&task.token_hash, "delivered")
+                    .set_task_handle(&task.token_hash, DELIVERED)
                     .await
                 {
                     Ok(()) | Err(StoreError::NotFound) => {}

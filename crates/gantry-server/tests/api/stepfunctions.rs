@@ -814,3 +814,48 @@ async fn codebuild_start_build_sync_waits_for_the_build() {
     assert_eq!(cause["Build"]["BuildStatus"], "FAILED");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_an_execution_stops_the_build_its_task_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server
+        .call("CreateProject", &inline_project("slow", SLOW_BUILDSPEC))
+        .await;
+    let def = json!({"StartAt": "Build", "States": {
+        "Build": {"Type": "Task", "Resource": "arn:aws:states:::codebuild:startBuild.sync",
+                  "Parameters": {"ProjectName": "slow"}, "End": true}}});
+    let m = create_machine(&server, "slow-builder", &def, "STANDARD").await;
+    let x = ok(&server, "StartExecution", json!({"stateMachineArn": m})).await;
+    let arn = x["executionArn"].as_str().expect("arn").to_owned();
+    let mut build_id = None;
+    for _ in 0..600 {
+        let ids = server
+            .call("ListBuildsForProject", &json!({"projectName": "slow"}))
+            .await;
+        if let Some(id) = ids["ids"][0].as_str() {
+            build_id = Some(id.to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build_id = build_id.expect("the task started a build");
+    // Give the task time to record the build it started before stopping.
+    for _ in 0..600 {
+        let b = server
+            .call("BatchGetBuilds", &json!({"ids": [build_id]}))
+            .await;
+        if b["builds"][0]["currentPhase"] == "BUILD" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok(&server, "StopExecution", json!({"executionArn": arn})).await;
+    assert_eq!(
+        ok(&server, "DescribeExecution", json!({"executionArn": arn})).await["status"],
+        "ABORTED"
+    );
+    let build = server.wait_build(&build_id).await;
+    assert_eq!(build["buildStatus"], "STOPPED", "{build}");
+    server.stop().await;
+}
