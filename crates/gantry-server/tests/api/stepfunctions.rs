@@ -859,3 +859,82 @@ async fn stopping_an_execution_stops_the_build_its_task_started() {
     assert_eq!(build["buildStatus"], "STOPPED", "{build}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_heartbeat_times_the_task_out_and_its_token_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let (counter, url) = Counter::start().await;
+    let ask = |key: &str| {
+        json!({"Type": "Task", "Resource": "arn:aws:states:::http:invoke.waitForTaskToken",
+               "Parameters": {"ApiEndpoint": format!("{url}/callback/{key}"), "Method": "POST",
+                              "RequestBody": {"token.$": "$$.Task.Token"}},
+               "HeartbeatSeconds": 1, "TimeoutSeconds": 30, "End": true})
+    };
+    let m = create_machine(
+        &server,
+        "beats",
+        &json!({"StartAt": "Ask", "States": {"Ask": ask("hb")}}),
+        "STANDARD",
+    )
+    .await;
+    let x = ok(&server, "StartExecution", json!({"stateMachineArn": m})).await;
+    let arn = x["executionArn"].as_str().expect("arn").to_owned();
+    let token = counter.wait_token("hb").await;
+    let done = wait_done(&server, &arn).await;
+    assert_eq!(
+        (done["status"].as_str(), done["error"].as_str()),
+        (Some("FAILED"), Some("States.HeartbeatTimeout")),
+        "{done}"
+    );
+    assert_eq!(
+        err(
+            &server,
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{}"})
+        )
+        .await,
+        "TaskTimedOut"
+    );
+    assert_eq!(
+        err(&server, "SendTaskHeartbeat", json!({"taskToken": token})).await,
+        "TaskTimedOut"
+    );
+    let history = ok(&server, "GetExecutionHistory", json!({"executionArn": arn})).await;
+    let timed_out = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["type"] == "TaskTimedOut")
+        .expect("TaskTimedOut event")
+        .clone();
+    assert_eq!(
+        timed_out["taskTimedOutEventDetails"]["error"],
+        "States.HeartbeatTimeout"
+    );
+
+    // In an express execution, callbacks reach the in-memory execution.
+    let quick = create_machine(
+        &server,
+        "quick-ask",
+        &json!({"StartAt": "Ask", "States": {"Ask": ask("ex")}}),
+        "EXPRESS",
+    )
+    .await;
+    let input = json!({"stateMachineArn": quick, "input": "{}"});
+    let sync = sfn(&server, "StartSyncExecution", &input);
+    let send = async {
+        let token = counter.wait_token("ex").await;
+        ok(
+            &server,
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{\"fast\": true}"}),
+        )
+        .await;
+    };
+    let (run, ()) = tokio::join!(sync, send);
+    assert_eq!(run.0, 200, "{}", run.1);
+    assert_eq!(run.1["status"], "SUCCEEDED", "{}", run.1);
+    assert_eq!(run.1["output"], "{\"fast\":true}");
+    server.stop().await;
+}
