@@ -259,6 +259,13 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// `Conflict` when `seq` is already taken, `NotFound` when the execution does not
     /// exist or has already ended.
     async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError>;
+    /// Appends several entries (of any executions) in one transaction, each as
+    /// [`append_journal`](WorkflowStore::append_journal) would: one result per entry,
+    /// and a refused entry changes nothing while the others are written.
+    async fn append_journals(
+        &self,
+        entries: &[JournalAppend],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
     /// One execution.
     async fn get_execution(&self, arn: &str) -> Result<ExecutionRecord, StoreError>;
     /// Executions, newest first, of one state machine and/or in one status.

@@ -27,7 +27,7 @@ use gantry_store::{
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::sync::{Mutex, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::resources::{self, HttpClient};
 use crate::config::Config;
@@ -35,6 +35,43 @@ use crate::router::AppState;
 
 /// The file in the data directory that keys task tokens (32 random bytes, mode 0600).
 pub(crate) const TOKEN_KEY_FILE: &str = "task-token.key";
+
+/// Most journal entries one group commit writes.
+const MAX_BATCH: usize = 512;
+
+/// A journal entry waiting for the group commit, and who waits for its result.
+type Commit = (JournalAppend, oneshot::Sender<Result<(), StoreError>>);
+
+/// Group commit: every entry waiting when a transaction starts goes into it (each in
+/// its own savepoint), so executions running side by side share one disk sync. Each
+/// waiter acts only after the commit that holds its entry.
+async fn journal_writer<S: Store>(store: Arc<S>, mut rx: mpsc::UnboundedReceiver<Commit>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        let (entries, replies): (Vec<JournalAppend>, Vec<_>) = batch.into_iter().unzip();
+        match store.append_journals(&entries).await {
+            Ok(results) => {
+                for (result, reply) in results.into_iter().zip(replies) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::other(std::io::Error::other(
+                        message.clone(),
+                    ))));
+                }
+            }
+        }
+    }
+}
 
 /// What stored history shows instead of a task token.
 const REDACTED_TOKEN: &str = "[task token]";
@@ -131,6 +168,9 @@ pub(crate) struct Engine<S: Store> {
     /// Token hash → execution ARN, for in-memory (express) executions.
     memory_tokens: StdMutex<HashMap<String, String>>,
     shutdown: watch::Sender<bool>,
+    /// The group-commit writer (absent outside a Tokio runtime: entries are then
+    /// written one transaction each).
+    journal: Option<mpsc::UnboundedSender<Commit>>,
     pub(crate) http: HttpClient,
 }
 
@@ -205,7 +245,13 @@ fn completion(outcome: &Outcome, at: i64) -> ExecutionCompletion {
 
 impl<S: Store> Engine<S> {
     pub(crate) fn new(store: Arc<S>, config: Arc<Config>, token_key: [u8; 32]) -> Engine<S> {
+        let journal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            runtime.spawn(journal_writer(store.clone(), rx));
+            tx
+        });
         Engine {
+            journal,
             store,
             config,
             token_key,
@@ -232,6 +278,24 @@ impl<S: Store> Engine<S> {
 
     pub(crate) fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// Writes one journal entry (through the group commit when there is one).
+    async fn commit(&self, entry: JournalAppend) -> Result<(), StoreError> {
+        let Some(writer) = &self.journal else {
+            return self.store.append_journal(&entry).await;
+        };
+        let (tx, rx) = oneshot::channel();
+        if writer.send((entry, tx)).is_err() {
+            return Err(StoreError::other(std::io::Error::other(
+                "the journal writer has stopped",
+            )));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::other(std::io::Error::other(
+                "the journal writer has stopped",
+            )))
+        })
     }
 
     fn is_shut_down(&self) -> bool {
@@ -446,7 +510,7 @@ impl<S: Store> Engine<S> {
         let actions = l.exec.step(event.clone());
         let entry = self.entry(&mut l, &event, &actions, history_from, actor, audit);
         if l.durable
-            && let Err(e) = self.store.append_journal(&entry).await
+            && let Err(e) = self.commit(entry).await
         {
             // The execution in memory is now ahead of its journal: drop it and rebuild
             // it from the store, as a restart would.

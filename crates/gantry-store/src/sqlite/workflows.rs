@@ -48,6 +48,49 @@ fn execution(row: &SqliteRow) -> Result<ExecutionRecord, StoreError> {
     })
 }
 
+/// A no-op write: refuses an entry for an execution that does not exist or has ended
+/// (and, as a transaction's first statement, takes the write lock).
+async fn check_running(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(), StoreError> {
+    let running = sqlx::query(
+        "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'",
+    )
+    .bind(&e.execution_arn)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if running.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// One entry of a batch, inside a savepoint: a refused entry (the inner result)
+/// leaves the batch's other entries; a failing savepoint fails the batch.
+async fn write_in_savepoint(
+    conn: &mut SqliteConnection,
+    entry: &JournalAppend,
+) -> Result<Result<(), StoreError>, StoreError> {
+    sqlx::query("SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let written = match check_running(conn, entry).await {
+        Ok(()) => write_entry(conn, entry).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        sqlx::query("ROLLBACK TO SAVEPOINT journal_entry")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    sqlx::query("RELEASE SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(written)
+}
+
 /// Writes a journal entry and its effects; the caller owns the transaction.
 async fn write_entry(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(), StoreError> {
     // The journal row first: it takes the write lock, and its primary key refuses a
@@ -284,20 +327,22 @@ impl WorkflowStore for SqliteStore {
 
     async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // A no-op write first: it takes the write lock and refuses an execution that
-        // does not exist or has already ended.
-        let running = sqlx::query(
-            "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'",
-        )
-        .bind(&entry.execution_arn)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        if running.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
+        check_running(&mut tx, entry).await?;
         write_entry(&mut tx, entry).await?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn append_journals(
+        &self,
+        entries: &[JournalAppend],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            results.push(write_in_savepoint(&mut tx, entry).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(results)
     }
 
     async fn get_execution(&self, arn: &str) -> Result<ExecutionRecord, StoreError> {
@@ -569,6 +614,35 @@ mod tests {
         let journal = s.journal("arn:x:1").await.expect("journal");
         assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(s.history("arn:x:1").await.expect("history").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_commits_its_good_entries_and_refuses_the_bad_ones() {
+        let (_d, s) = store().await;
+        s.create_execution(&execution_new(), &entry(1), "admin")
+            .await
+            .expect("create");
+        let mut other = entry(1);
+        other.execution_arn = "arn:x:none".into();
+        let results = s
+            .append_journals(&[entry(2), entry(2), other, entry(3)])
+            .await
+            .expect("batch");
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(results[1], Err(StoreError::Conflict(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(results[2], Err(StoreError::NotFound)),
+            "{:?}",
+            results[2]
+        );
+        assert!(results[3].is_ok());
+        let journal = s.journal("arn:x:1").await.expect("journal");
+        assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(s.history("arn:x:1").await.expect("history").len(), 3);
     }
 
     #[tokio::test]
