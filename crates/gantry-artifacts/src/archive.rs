@@ -49,13 +49,17 @@ impl ArtifactStore {
                     sha256,
                 } => {
                     let key = blob::blob_key(&sha256).to_string();
-                    let fetched = blob::fetch_blob(self.objects.as_ref(), &sha256, self.limits.in_memory_bytes)
-                        .await?
-                        .ok_or_else(|| Error::Corrupt {
-                            path: path.clone(),
-                            key: key.clone(),
-                            reason: "blob is missing from the store".into(),
-                        })?;
+                    let fetched = blob::fetch_blob(
+                        self.objects.as_ref(),
+                        &sha256,
+                        self.limits.in_memory_bytes,
+                    )
+                    .await?
+                    .ok_or_else(|| Error::Corrupt {
+                        path: path.clone(),
+                        key: key.clone(),
+                        reason: "blob is missing from the store".into(),
+                    })?;
                     let options = base
                         .compression_method(CompressionMethod::Deflated)
                         .unix_permissions(if executable { 0o755 } else { 0o644 })
@@ -129,7 +133,16 @@ impl ArtifactStore {
                 Some((name, path, ZipItem::Symlink(target))) => {
                     tree.insert(name, path, EntryKind::Symlink { target })?;
                 }
-                Some((name, path, ZipItem::File { executable, size, digest, data })) => {
+                Some((
+                    name,
+                    path,
+                    ZipItem::File {
+                        executable,
+                        size,
+                        digest,
+                        data,
+                    },
+                )) => {
                     budget -= size;
                     blob::put_blob(self.objects.as_ref(), &digest, data).await?;
                     tree.insert(
@@ -286,7 +299,9 @@ impl Tree {
                 Some((_, other)) => {
                     return Err(Error::UnsafeZipEntry {
                         name,
-                        reason: format!("its parent {parent:?} is not a directory (entry {other:?})"),
+                        reason: format!(
+                            "its parent {parent:?} is not a directory (entry {other:?})"
+                        ),
                     });
                 }
                 None => {

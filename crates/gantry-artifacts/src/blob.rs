@@ -39,7 +39,9 @@ pub(crate) enum Compressed {
 pub(crate) enum CompressError {
     Io(io::Error),
     /// The reader did not give exactly the expected number of bytes.
-    SizeMismatch { read: u64 },
+    SizeMismatch {
+        read: u64,
+    },
 }
 
 /// Reads exactly `expected` bytes from `reader`, hashing and compressing them
@@ -71,9 +73,12 @@ fn compress_into<W: Write>(
     expected: u64,
     sink: W,
 ) -> std::result::Result<(Digest, W), CompressError> {
-    let mut encoder = zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL).map_err(CompressError::Io)?;
+    let mut encoder =
+        zstd::stream::write::Encoder::new(sink, ZSTD_LEVEL).map_err(CompressError::Io)?;
     encoder.include_checksum(true).map_err(CompressError::Io)?;
-    encoder.include_contentsize(true).map_err(CompressError::Io)?;
+    encoder
+        .include_contentsize(true)
+        .map_err(CompressError::Io)?;
     encoder
         .set_pledged_src_size(Some(expected))
         .map_err(CompressError::Io)?;
@@ -109,7 +114,11 @@ fn compress_into<W: Write>(
 /// large blobs go up as a multipart upload, which completes atomically, and
 /// since the content is named by its digest, the second completion replaces
 /// the object with identical bytes.
-pub(crate) async fn put_blob(store: &dyn ObjectStore, digest: &Digest, data: Compressed) -> Result<bool> {
+pub(crate) async fn put_blob(
+    store: &dyn ObjectStore,
+    digest: &Digest,
+    data: Compressed,
+) -> Result<bool> {
     let key = blob_key(digest);
     if exists(store, &key).await? {
         return Ok(false);
@@ -125,32 +134,61 @@ pub(crate) async fn put_blob(store: &dyn ObjectStore, digest: &Digest, data: Com
                 Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
                 // A store without conditional puts: overwriting a
                 // content-addressed object with the same bytes is harmless.
-                Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
-                    store.put(&key, payload).await.map_err(|e| Error::store(&key, e))?;
+                Err(
+                    object_store::Error::NotImplemented { .. }
+                    | object_store::Error::NotSupported { .. },
+                ) => {
+                    store
+                        .put(&key, payload)
+                        .await
+                        .map_err(|e| Error::store(&key, e))?;
                     Ok(true)
                 }
                 Err(e) => Err(Error::store(&key, e)),
             }
         }
         Compressed::Spooled(file) => {
-            let upload = store.put_multipart(&key).await.map_err(|e| Error::store(&key, e))?;
+            let upload = store
+                .put_multipart(&key)
+                .await
+                .map_err(|e| Error::store(&key, e))?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
-            let mut file = tokio::fs::File::from_std(file);
-            let mut buf = vec![0u8; UPLOAD_CHUNK];
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::io("<spooled blob>", e))?;
-                if n == 0 {
-                    break;
+            match send_spooled(file, &mut writer, &key).await {
+                Ok(()) => {
+                    writer.finish().await.map_err(|e| Error::store(&key, e))?;
+                    Ok(true)
                 }
-                writer.wait_for_capacity(4).await.map_err(|e| Error::store(&key, e))?;
-                writer.write(&buf[..n]);
+                Err(err) => {
+                    // Best effort: an unfinished upload is invisible anyway,
+                    // aborting only frees its parts sooner.
+                    let _ = writer.abort().await;
+                    Err(err)
+                }
             }
-            writer.finish().await.map_err(|e| Error::store(&key, e))?;
-            Ok(true)
         }
+    }
+}
+
+async fn send_spooled(
+    file: std::fs::File,
+    writer: &mut WriteMultipart,
+    key: &ObjPath,
+) -> Result<()> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io("<spooled blob>", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer
+            .wait_for_capacity(4)
+            .await
+            .map_err(|e| Error::store(key, e))?;
+        writer.write(&buf[..n]);
     }
 }
 
@@ -203,9 +241,14 @@ pub(crate) async fn fetch_blob(
             .await
             .map_err(|e| Error::io("<temporary file>", e))?;
     }
-    spool.flush().await.map_err(|e| Error::io("<temporary file>", e))?;
+    spool
+        .flush()
+        .await
+        .map_err(|e| Error::io("<temporary file>", e))?;
     let mut spool = spool.into_std().await;
-    spool.rewind().map_err(|e| Error::io("<temporary file>", e))?;
+    spool
+        .rewind()
+        .map_err(|e| Error::io("<temporary file>", e))?;
     Ok(Some(Fetched::Spooled(spool)))
 }
 
@@ -231,7 +274,8 @@ pub(crate) fn decode_verified<W: Write + ?Sized>(
     expect: &Expect,
     sink: &mut W,
 ) -> std::result::Result<u64, String> {
-    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| format!("cannot start zstd: {e}"))?;
+    let decoder = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|e| format!("cannot start zstd: {e}"))?;
     let ceiling = match expect.size {
         ExpectSize::Exactly(n) | ExpectSize::AtMost(n) => n,
     };
@@ -248,7 +292,9 @@ pub(crate) fn decode_verified<W: Write + ?Sized>(
         };
         written += n as u64;
         if written > ceiling {
-            return Err(format!("content is longer than the expected {ceiling} bytes"));
+            return Err(format!(
+                "content is longer than the expected {ceiling} bytes"
+            ));
         }
         hasher.update(&buf[..n]);
         sink.write_all(&buf[..n])
@@ -261,7 +307,10 @@ pub(crate) fn decode_verified<W: Write + ?Sized>(
     }
     let actual = Digest::from_hasher(hasher);
     if actual != expect.digest {
-        return Err(format!("content has SHA-256 {actual}, expected {}", expect.digest));
+        return Err(format!(
+            "content has SHA-256 {actual}, expected {}",
+            expect.digest
+        ));
     }
     Ok(written)
 }
@@ -313,7 +362,9 @@ mod tests {
     fn compress_refuses_a_reader_of_the_wrong_length() {
         for expected in [3, 5] {
             match compress(&mut &b"abcd"[..], expected, u64::MAX) {
-                Err(CompressError::SizeMismatch { read }) => assert!(read == 4 || read == expected + 1),
+                Err(CompressError::SizeMismatch { read }) => {
+                    assert!(read == 4 || read == expected + 1)
+                }
                 _ => panic!("expected a size mismatch for {expected}"),
             }
         }

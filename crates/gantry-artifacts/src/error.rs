@@ -37,7 +37,9 @@ pub enum Error {
     NotFound(ArtifactRef),
 
     /// A string that should be an artifact reference is not one.
-    #[error("invalid artifact reference {input:?}: expected \"sha256:\" and 64 lowercase hex digits")]
+    #[error(
+        "invalid artifact reference {input:?}: expected \"sha256:\" and 64 lowercase hex digits"
+    )]
     InvalidRef {
         /// What was given.
         input: String,

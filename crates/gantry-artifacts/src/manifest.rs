@@ -101,10 +101,7 @@ impl Manifest {
         if self.format != MANIFEST_FORMAT {
             return Err(Error::manifest(
                 "",
-                format!(
-                    "format is {:?}, expected {MANIFEST_FORMAT:?}",
-                    self.format
-                ),
+                format!("format is {:?}, expected {MANIFEST_FORMAT:?}", self.format),
             ));
         }
         for pair in self.entries.windows(2) {
@@ -245,7 +242,9 @@ pub(crate) fn check_symlink_inside<'a>(
                         return Err(escapes("too many levels of symlinks"));
                     }
                     if next.starts_with('/') {
-                        return Err(escapes(&format!("passes through {here:?}, an absolute symlink")));
+                        return Err(escapes(&format!(
+                            "passes through {here:?}, an absolute symlink"
+                        )));
                     }
                     at.pop();
                     for part in next.split('/').rev() {
@@ -293,7 +292,8 @@ mod tests {
 
     #[test]
     fn new_sorts_and_accepts_a_plain_tree() {
-        let m = Manifest::new(vec![file("a/x"), dir("a"), link("l", "a/x"), file("a.txt")]).unwrap();
+        let m =
+            Manifest::new(vec![file("a/x"), dir("a"), link("l", "a/x"), file("a.txt")]).unwrap();
         let paths: Vec<_> = m.entries.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["a", "a.txt", "a/x", "l"]);
     }
@@ -346,12 +346,20 @@ mod tests {
             format: MANIFEST_FORMAT.into(),
             entries: vec![file("b"), file("a")],
         };
-        assert!(unsorted.validate().unwrap_err().to_string().contains("not sorted"));
+        assert!(
+            unsorted
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("not sorted")
+        );
     }
 
     #[test]
     fn parents_must_be_directories_of_the_manifest() {
-        assert!(reason(vec![file("a/b")]).contains("parent directory \"a\" is not in the manifest"));
+        assert!(
+            reason(vec![file("a/b")]).contains("parent directory \"a\" is not in the manifest")
+        );
         assert!(reason(vec![file("a"), file("a/b")]).contains("parent \"a\" is not a directory"));
         // A file "through" a symlink could be written anywhere the link points.
         assert!(reason(vec![link("a", "."), file("a/b")]).contains("is not a directory"));
@@ -386,10 +394,16 @@ mod tests {
         for (entries, why) in [
             (vec![link("l", "/etc")], "absolute target"),
             (vec![link("l", "..")], "above the artifact's root"),
-            (vec![dir("a"), link("a/l", "../../x")], "above the artifact's root"),
+            (
+                vec![dir("a"), link("a/l", "../../x")],
+                "above the artifact's root",
+            ),
             (vec![link("l", "")], "empty target"),
             // Text-only check would pass this: d/d/d is the root again.
-            (vec![link("d", "."), link("e", "d/d/d/../..")], "above the artifact's root"),
+            (
+                vec![link("d", "."), link("e", "d/d/d/../..")],
+                "above the artifact's root",
+            ),
             (vec![link("a", "b"), link("b", "a")], "too many levels"),
             (vec![link("abs", "/tmp"), link("via", "abs/x")], "absolute"),
         ] {

@@ -89,9 +89,11 @@ impl ArtifactStore {
     pub fn local(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| Error::Store {
-            key: dir.display().to_string(),
-            source: e,
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+            Error::Store {
+                key: dir.display().to_string(),
+                source: e,
+            }
         })?;
         Ok(Self::new(Arc::new(fs)))
     }
@@ -169,12 +171,13 @@ impl ArtifactStore {
     pub(crate) async fn put_manifest(&self, manifest: &Manifest) -> Result<ArtifactRef> {
         let json = manifest.to_json();
         let size = json.len() as u64;
-        let (digest, data) = blob::compress(&mut &json[..], size, u64::MAX).map_err(|e| match e {
-            CompressError::Io(e) => Error::io("<manifest>", e),
-            CompressError::SizeMismatch { read } => Error::Task(format!(
-                "manifest of {size} bytes read back as {read} bytes"
-            )),
-        })?;
+        let (digest, data) =
+            blob::compress(&mut &json[..], size, u64::MAX).map_err(|e| match e {
+                CompressError::Io(e) => Error::io("<manifest>", e),
+                CompressError::SizeMismatch { read } => Error::Task(format!(
+                    "manifest of {size} bytes read back as {read} bytes"
+                )),
+            })?;
         blob::put_blob(self.objects.as_ref(), &digest, data).await?;
         Ok(ArtifactRef::from_digest(digest))
     }
@@ -221,7 +224,11 @@ impl ArtifactStore {
     /// Directories are made 0755, files 0755 or 0644 by their executable bit
     /// (whatever the umask). Symlinks are made last. On any error what was
     /// written is removed again (and `dest` too, if this call created it).
-    pub async fn materialize(&self, artifact: &ArtifactRef, dest: impl AsRef<Path>) -> Result<Manifest> {
+    pub async fn materialize(
+        &self,
+        artifact: &ArtifactRef,
+        dest: impl AsRef<Path>,
+    ) -> Result<Manifest> {
         let manifest = self.manifest(artifact).await?;
         let dest = dest.as_ref().to_path_buf();
         let created = prepare_destination(&dest).await?;
@@ -255,7 +262,10 @@ impl ArtifactStore {
                         executable,
                         size,
                         sha256,
-                    } => self.write_file(dest, &entry.path, *executable, *size, *sha256).await,
+                    } => {
+                        self.write_file(dest, &entry.path, *executable, *size, *sha256)
+                            .await
+                    }
                     _ => Ok(()),
                 }
             })
@@ -274,7 +284,14 @@ impl ArtifactStore {
         Ok(())
     }
 
-    async fn write_file(&self, dest: &Path, rel: &str, executable: bool, size: u64, digest: Digest) -> Result<()> {
+    async fn write_file(
+        &self,
+        dest: &Path,
+        rel: &str,
+        executable: bool,
+        size: u64,
+        digest: Digest,
+    ) -> Result<()> {
         let key = blob::blob_key(&digest).to_string();
         let fetched = blob::fetch_blob(self.objects.as_ref(), &digest, self.limits.in_memory_bytes)
             .await?
@@ -295,16 +312,19 @@ impl ArtifactStore {
                 digest,
                 size: ExpectSize::Exactly(size),
             };
-            blob::decode_verified(fetched.into_reader(), &expect, tmp.as_file_mut()).map_err(|reason| {
-                Error::Corrupt {
+            blob::decode_verified(fetched.into_reader(), &expect, tmp.as_file_mut()).map_err(
+                |reason| Error::Corrupt {
                     path: rel.clone(),
                     key: key.clone(),
                     reason,
-                }
-            })?;
+                },
+            )?;
             let mode = if executable { 0o755 } else { 0o644 };
-            std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(mode))
-                .map_err(|e| Error::io(tmp.path(), e))?;
+            std::fs::set_permissions(
+                tmp.path(),
+                std::os::unix::fs::PermissionsExt::from_mode(mode),
+            )
+            .map_err(|e| Error::io(tmp.path(), e))?;
             tmp.persist_noclobber(&final_path)
                 .map_err(|e| Error::io(&final_path, e.error))?;
             Ok(())
@@ -353,13 +373,22 @@ async fn set_mode(path: &Path, mode: u32) -> Result<()> {
 async fn prepare_destination(dest: &PathBuf) -> Result<bool> {
     match tokio::fs::symlink_metadata(dest).await {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tokio::fs::create_dir_all(dest).await.map_err(|e| Error::io(dest, e))?;
+            tokio::fs::create_dir_all(dest)
+                .await
+                .map_err(|e| Error::io(dest, e))?;
             Ok(true)
         }
         Err(e) => Err(Error::io(dest, e)),
         Ok(meta) if meta.is_dir() => {
-            let mut entries = tokio::fs::read_dir(dest).await.map_err(|e| Error::io(dest, e))?;
-            if entries.next_entry().await.map_err(|e| Error::io(dest, e))?.is_some() {
+            let mut entries = tokio::fs::read_dir(dest)
+                .await
+                .map_err(|e| Error::io(dest, e))?;
+            if entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::io(dest, e))?
+                .is_some()
+            {
                 return Err(Error::DestinationNotEmpty { path: dest.clone() });
             }
             Ok(false)

@@ -35,26 +35,33 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Walked>> {
     let mut out = Vec::new();
     for item in walkdir::WalkDir::new(root).follow_links(false).min_depth(1) {
         let item = item.map_err(|e| {
-            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| root.to_path_buf());
+            let path = e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.to_path_buf());
             let source = e
                 .into_io_error()
                 .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
             Error::io(path, source)
         })?;
         let local = item.path().to_path_buf();
-        let rel = local
-            .strip_prefix(root)
-            .map_err(|_| Error::NonUtf8Path { path: local.clone() })?;
+        let rel = local.strip_prefix(root).map_err(|_| Error::NonUtf8Path {
+            path: local.clone(),
+        })?;
         let path = rel
             .to_str()
-            .ok_or_else(|| Error::NonUtf8Path { path: local.clone() })?
+            .ok_or_else(|| Error::NonUtf8Path {
+                path: local.clone(),
+            })?
             .to_owned();
         let file_type = item.file_type();
         let kind = if file_type.is_dir() {
             WalkedKind::Dir
         } else if file_type.is_file() {
             let meta = item.metadata().map_err(|e| {
-                let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("metadata"));
+                let source = e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("metadata"));
                 Error::io(&local, source)
             })?;
             WalkedKind::File {
@@ -65,7 +72,9 @@ pub(crate) fn walk(root: &Path) -> Result<Vec<Walked>> {
             let target = std::fs::read_link(&local).map_err(|e| Error::io(&local, e))?;
             let target = target
                 .to_str()
-                .ok_or_else(|| Error::NonUtf8Path { path: local.clone() })?
+                .ok_or_else(|| Error::NonUtf8Path {
+                    path: local.clone(),
+                })?
                 .to_owned();
             WalkedKind::Symlink { target }
         } else {

@@ -27,8 +27,14 @@ impl Fixture {
     fn with_limits(limits: Limits) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_path_buf();
-        let store = ArtifactStore::local(root.join("objects")).unwrap().with_limits(limits);
-        Fixture { _tmp: tmp, root, store }
+        let store = ArtifactStore::local(root.join("objects"))
+            .unwrap()
+            .with_limits(limits);
+        Fixture {
+            _tmp: tmp,
+            root,
+            store,
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -74,15 +80,27 @@ fn describe(dir: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for item in walkdir::WalkDir::new(dir).min_depth(1) {
         let item = item.unwrap();
-        let rel = item.path().strip_prefix(dir).unwrap().to_str().unwrap().to_owned();
+        let rel = item
+            .path()
+            .strip_prefix(dir)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
         let meta = std::fs::symlink_metadata(item.path()).unwrap();
         let what = if meta.file_type().is_symlink() {
-            format!("link -> {}", std::fs::read_link(item.path()).unwrap().display())
+            format!(
+                "link -> {}",
+                std::fs::read_link(item.path()).unwrap().display()
+            )
         } else if meta.is_dir() {
             "dir".to_owned()
         } else {
             let exec = meta.permissions().mode() & 0o111 != 0;
-            format!("file exec={exec} {:?}", String::from_utf8_lossy(&std::fs::read(item.path()).unwrap()))
+            format!(
+                "file exec={exec} {:?}",
+                String::from_utf8_lossy(&std::fs::read(item.path()).unwrap())
+            )
         };
         out.insert(rel, what);
     }
@@ -94,7 +112,11 @@ async fn round_trip_keeps_files_empty_dirs_exec_bits_and_symlinks() {
     let fx = Fixture::new();
     sample_tree(&fx.path("src"));
     let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
-    let manifest = fx.store.materialize(&artifact, fx.path("out")).await.unwrap();
+    let manifest = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap();
     assert_eq!(describe(&fx.path("src")), describe(&fx.path("out")));
     let mode = |p: &str| std::fs::metadata(fx.path(p)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("out/bin/run.sh"), 0o755);
@@ -133,7 +155,11 @@ async fn equal_trees_give_equal_references_and_a_second_put_writes_no_blob() {
 async fn concurrent_puts_of_the_same_content_both_succeed_and_store_it_once() {
     let fx = Fixture::new();
     for i in 0..20 {
-        write(&fx.path(&format!("src/f{i}")), format!("content {}", i % 5).as_bytes(), 0o644);
+        write(
+            &fx.path(&format!("src/f{i}")),
+            format!("content {}", i % 5).as_bytes(),
+            0o644,
+        );
     }
     let tasks: Vec<_> = (0..4)
         .map(|_| {
@@ -149,7 +175,10 @@ async fn concurrent_puts_of_the_same_content_both_succeed_and_store_it_once() {
     assert!(refs.windows(2).all(|w| w[0] == w[1]));
     // 5 distinct contents + 1 manifest, nothing else (no temp leftovers).
     assert_eq!(fx.objects().await.len(), 6);
-    fx.store.materialize(&refs[0], fx.path("out")).await.unwrap();
+    fx.store
+        .materialize(&refs[0], fx.path("out"))
+        .await
+        .unwrap();
     assert_eq!(describe(&fx.path("src")), describe(&fx.path("out")));
 }
 
@@ -171,7 +200,10 @@ async fn large_files_go_through_temporary_files_and_multipart_uploads() {
         .collect();
     write(&fx.path("src/big.bin"), &content, 0o644);
     let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
-    fx.store.materialize(&artifact, fx.path("out")).await.unwrap();
+    fx.store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(fx.path("out/big.bin")).unwrap(), content);
     let stats = fx.store.stats().await.unwrap();
     assert!(stats.stored_bytes > 300_000);
@@ -216,21 +248,35 @@ async fn a_corrupted_blob_fails_materialize_naming_the_file_and_leaves_nothing()
     write(&fx.path("src/deep/bad.txt"), &payload, 0o644);
     let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
     corrupt_blob(&fx, &payload);
-    let err = fx.store.materialize(&artifact, fx.path("out")).await.unwrap_err();
+    let err = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap_err();
     match &err {
         Error::Corrupt { path, .. } => assert_eq!(path, "deep/bad.txt"),
         other => panic!("expected Corrupt, got {other}"),
     }
     assert!(err.to_string().contains("deep/bad.txt"), "{err}");
-    assert!(!fx.path("out").exists(), "a failed materialize must not leave a partial tree");
+    assert!(
+        !fx.path("out").exists(),
+        "a failed materialize must not leave a partial tree"
+    );
 
     // Into an existing empty directory: emptied again, not removed.
     std::fs::create_dir(fx.path("out2")).unwrap();
-    fx.store.materialize(&artifact, fx.path("out2")).await.unwrap_err();
+    fx.store
+        .materialize(&artifact, fx.path("out2"))
+        .await
+        .unwrap_err();
     assert_eq!(std::fs::read_dir(fx.path("out2")).unwrap().count(), 0);
 
     // The zip writer checks too.
-    let err = fx.store.write_zip(&artifact, Cursor::new(Vec::new())).await.unwrap_err();
+    let err = fx
+        .store
+        .write_zip(&artifact, Cursor::new(Vec::new()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("deep/bad.txt"), "{err}");
 }
 
@@ -245,10 +291,19 @@ async fn a_missing_blob_or_manifest_is_reported() {
         .delete(&ObjPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2])))
         .await
         .unwrap();
-    let err = fx.store.materialize(&artifact, fx.path("out")).await.unwrap_err();
-    assert!(err.to_string().contains("a.txt") && err.to_string().contains("missing"), "{err}");
+    let err = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("a.txt") && err.to_string().contains("missing"),
+        "{err}"
+    );
 
-    let unknown: ArtifactRef = format!("sha256:{}", Digest::of(b"nothing").to_hex()).parse().unwrap();
+    let unknown: ArtifactRef = format!("sha256:{}", Digest::of(b"nothing").to_hex())
+        .parse()
+        .unwrap();
     assert!(matches!(fx.store.manifest(&unknown).await, Err(Error::NotFound(r)) if r == unknown));
     assert!(!fx.store.contains(&unknown).await.unwrap());
     assert!(fx.store.contains(&artifact).await.unwrap());
@@ -262,7 +317,10 @@ async fn a_corrupted_manifest_is_reported_as_such() {
     let json = serde_json::to_vec(&fx.store.manifest(&artifact).await.unwrap()).unwrap();
     corrupt_blob(&fx, &json);
     let err = fx.store.manifest(&artifact).await.unwrap_err();
-    assert!(matches!(&err, Error::Corrupt { path, .. } if path == "manifest"), "{err}");
+    assert!(
+        matches!(&err, Error::Corrupt { path, .. } if path == "manifest"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -271,11 +329,20 @@ async fn materialize_refuses_a_destination_with_content() {
     write(&fx.path("src/a"), b"a", 0o644);
     let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
     write(&fx.path("out/existing"), b"x", 0o644);
-    let err = fx.store.materialize(&artifact, fx.path("out")).await.unwrap_err();
+    let err = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DestinationNotEmpty { .. }), "{err}");
     assert_eq!(std::fs::read(fx.path("out/existing")).unwrap(), b"x");
     write(&fx.path("file"), b"x", 0o644);
-    assert!(fx.store.materialize(&artifact, fx.path("file")).await.is_err());
+    assert!(
+        fx.store
+            .materialize(&artifact, fx.path("file"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -293,7 +360,10 @@ async fn put_dir_refuses_symlinks_leaving_the_tree() {
             Error::SymlinkEscapes { path, .. } => assert_eq!(path, link),
             other => panic!("{link} -> {target}: expected SymlinkEscapes, got {other}"),
         }
-        assert!(fx.objects().await.is_empty(), "nothing is uploaded for a refused tree");
+        assert!(
+            fx.objects().await.is_empty(),
+            "nothing is uploaded for a refused tree"
+        );
     }
     // Through another symlink: d -> . makes d/d/.. the root's parent.
     let fx = Fixture::new();
@@ -312,7 +382,10 @@ async fn put_dir_refuses_sockets_and_fifos() {
     write(&fx.path("src/a"), b"a", 0o644);
     let _listener = std::os::unix::net::UnixListener::bind(fx.path("src/sock")).unwrap();
     let err = fx.store.put_dir(fx.path("src")).await.unwrap_err();
-    assert!(matches!(&err, Error::UnsupportedFileType { kind: "socket", .. }), "{err}");
+    assert!(
+        matches!(&err, Error::UnsupportedFileType { kind: "socket", .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("sock"), "{err}");
 
     let fx = Fixture::new();
@@ -323,7 +396,10 @@ async fn put_dir_refuses_sockets_and_fifos() {
         .unwrap();
     assert!(status.success());
     let err = fx.store.put_dir(fx.path("src")).await.unwrap_err();
-    assert!(matches!(&err, Error::UnsupportedFileType { kind: "FIFO", .. }), "{err}");
+    assert!(
+        matches!(&err, Error::UnsupportedFileType { kind: "FIFO", .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -340,7 +416,10 @@ async fn forge_manifest(fx: &Fixture, json: &str) -> ArtifactRef {
     let hex = digest.to_hex();
     fx.store
         .object_store()
-        .put(&ObjPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2])), compressed.into())
+        .put(
+            &ObjPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2])),
+            compressed.into(),
+        )
         .await
         .unwrap();
     ArtifactRef::from_digest(digest)
@@ -350,26 +429,49 @@ async fn forge_manifest(fx: &Fixture, json: &str) -> ArtifactRef {
 async fn forged_manifests_are_refused_before_anything_is_written() {
     let fx = Fixture::new();
     let content = Digest::of(b"x").to_hex();
-    let file = |path: &str| format!(r#"{{"path":"{path}","kind":"file","size":1,"sha256":"{content}"}}"#);
+    let file =
+        |path: &str| format!(r#"{{"path":"{path}","kind":"file","size":1,"sha256":"{content}"}}"#);
     let cases = [
         (file("../escape"), "\\\"..\\\" component"),
         (file("/etc/passwd"), "absolute path"),
         (file("a/../../x"), "\\\"..\\\" component"),
-        (file("a/b"), "parent directory \\\"a\\\" is not in the manifest"),
-        (r#"{"path":"l","kind":"symlink","target":"../../etc"}"#.to_owned(), "outside"),
-        (r#"{"path":"l","kind":"symlink","target":"/etc"}"#.to_owned(), "absolute target"),
         (
-            format!(r#"{{"path":"l","kind":"symlink","target":"."}},{}"#, file("l/x")),
+            file("a/b"),
+            "parent directory \\\"a\\\" is not in the manifest",
+        ),
+        (
+            r#"{"path":"l","kind":"symlink","target":"../../etc"}"#.to_owned(),
+            "outside",
+        ),
+        (
+            r#"{"path":"l","kind":"symlink","target":"/etc"}"#.to_owned(),
+            "absolute target",
+        ),
+        (
+            format!(
+                r#"{{"path":"l","kind":"symlink","target":"."}},{}"#,
+                file("l/x")
+            ),
             "is not a directory",
         ),
         (format!("{},{}", file("a"), file("a")), "appears twice"),
-        (r#"{"path":"x","kind":"device"}"#.to_owned(), "not a manifest"),
-        (r#"{"path":"x","kind":"file","size":1,"sha256":"XYZ"}"#.to_owned(), "not a manifest"),
+        (
+            r#"{"path":"x","kind":"device"}"#.to_owned(),
+            "not a manifest",
+        ),
+        (
+            r#"{"path":"x","kind":"file","size":1,"sha256":"XYZ"}"#.to_owned(),
+            "not a manifest",
+        ),
     ];
     for (entries, why) in cases {
         let json = format!(r#"{{"format":"gantry-artifact-manifest/1","entries":[{entries}]}}"#);
         let artifact = forge_manifest(&fx, &json).await;
-        let err = fx.store.materialize(&artifact, fx.path("out")).await.unwrap_err();
+        let err = fx
+            .store
+            .materialize(&artifact, fx.path("out"))
+            .await
+            .unwrap_err();
         let msg = format!("{err:?} / {err}");
         assert!(msg.contains(why), "{entries}: {msg}");
         assert!(!fx.path("out").exists(), "{entries}: wrote something");
@@ -387,11 +489,21 @@ async fn a_manifest_stored_under_the_wrong_name_is_corrupt() {
     let hex = claimed.to_hex();
     fx.store
         .object_store()
-        .put(&ObjPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2])), compressed.into())
+        .put(
+            &ObjPath::from(format!("blobs/sha256/{}/{hex}", &hex[..2])),
+            compressed.into(),
+        )
         .await
         .unwrap();
-    let err = fx.store.manifest(&ArtifactRef::from_digest(claimed)).await.unwrap_err();
-    assert!(matches!(&err, Error::Corrupt { path, .. } if path == "manifest"), "{err}");
+    let err = fx
+        .store
+        .manifest(&ArtifactRef::from_digest(claimed))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { path, .. } if path == "manifest"),
+        "{err}"
+    );
 }
 
 // ---- zip ----
@@ -401,16 +513,32 @@ async fn zip_round_trip_gives_the_same_artifact_and_stable_bytes() {
     let fx = Fixture::new();
     sample_tree(&fx.path("src"));
     let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
-    let zip_bytes = fx.store.write_zip(&artifact, Cursor::new(Vec::new())).await.unwrap().into_inner();
-    let again = fx.store.write_zip(&artifact, Cursor::new(Vec::new())).await.unwrap().into_inner();
-    assert_eq!(zip_bytes, again, "one artifact must always give the same zip");
+    let zip_bytes = fx
+        .store
+        .write_zip(&artifact, Cursor::new(Vec::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = fx
+        .store
+        .write_zip(&artifact, Cursor::new(Vec::new()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        zip_bytes, again,
+        "one artifact must always give the same zip"
+    );
 
     // What other tools see.
     let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes.clone())).unwrap();
     let mut seen = BTreeMap::new();
     for i in 0..archive.len() {
         let f = archive.by_index(i).unwrap();
-        seen.insert(f.name().unwrap().into_owned(), (f.is_dir(), f.is_symlink(), f.unix_mode().unwrap() & 0o777));
+        seen.insert(
+            f.name().unwrap().into_owned(),
+            (f.is_dir(), f.is_symlink(), f.unix_mode().unwrap() & 0o777),
+        );
     }
     assert_eq!(seen["bin/run.sh"], (false, false, 0o755));
     assert_eq!(seen["README.md"], (false, false, 0o644));
@@ -423,7 +551,8 @@ async fn zip_round_trip_gives_the_same_artifact_and_stable_bytes() {
 
 fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for (name, content) in entries {
         w.start_file(*name, opts).unwrap();
         w.write_all(content).unwrap();
@@ -446,7 +575,10 @@ async fn put_zip_adds_implied_directories_and_reads_windows_separators() {
         .map(|e| e.path)
         .collect();
     assert_eq!(paths, ["a", "a/b", "a/b/c.txt", "top.txt", "x", "x/y.txt"]);
-    fx.store.materialize(&artifact, fx.path("out")).await.unwrap();
+    fx.store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap();
     assert_eq!(std::fs::read(fx.path("out/x/y.txt")).unwrap(), b"y");
 }
 
@@ -461,7 +593,11 @@ async fn put_zip_refuses_zip_slip_and_clashing_names() {
         (vec![("a", b"x"), ("a/b", b"y")], "not a directory"),
         (vec![("a/b", b"y"), ("a", b"x")], "clashes"),
     ] {
-        let err = fx.store.put_zip(Cursor::new(zip_of(&entries))).await.unwrap_err();
+        let err = fx
+            .store
+            .put_zip(Cursor::new(zip_of(&entries)))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(why), "{entries:?}: {err}");
     }
     // The zip writer refuses duplicate names itself, so build one by hand
@@ -469,8 +605,12 @@ async fn put_zip_refuses_zip_slip_and_clashing_names() {
 
     // An escaping symlink inside a zip.
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    w.add_symlink("link", "../../etc/passwd", zip::write::SimpleFileOptions::default())
-        .unwrap();
+    w.add_symlink(
+        "link",
+        "../../etc/passwd",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
     let err = fx
         .store
         .put_zip(Cursor::new(w.finish().unwrap().into_inner()))
@@ -478,7 +618,11 @@ async fn put_zip_refuses_zip_slip_and_clashing_names() {
         .unwrap_err();
     assert!(matches!(err, Error::SymlinkEscapes { .. }), "{err}");
 
-    let err = fx.store.put_zip(Cursor::new(b"PK not really a zip".to_vec())).await.unwrap_err();
+    let err = fx
+        .store
+        .put_zip(Cursor::new(b"PK not really a zip".to_vec()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Zip { .. }), "{err}");
 }
 
@@ -491,7 +635,10 @@ async fn put_zip_enforces_entry_count_and_size_limits() {
     });
     let many = zip_of(&[("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")]);
     let err = fx.store.put_zip(Cursor::new(many)).await.unwrap_err();
-    assert!(matches!(&err, Error::ZipLimit { reason } if reason.contains("4 entries")), "{err}");
+    assert!(
+        matches!(&err, Error::ZipLimit { reason } if reason.contains("4 entries")),
+        "{err}"
+    );
 
     // A bomb: 4 MB of zeros compress to a few KB.
     let zeros = vec![0u8; 4_000_000];
@@ -507,8 +654,14 @@ async fn put_zip_enforces_entry_count_and_size_limits() {
         .put_zip(Cursor::new(zip_of(&[("one", &half), ("two", &half)])))
         .await
         .unwrap_err();
-    assert!(matches!(&err, Error::ZipLimit { reason } if reason.contains("\"two\"")), "{err}");
-    fx.store.put_zip(Cursor::new(zip_of(&[("one", &half)]))).await.unwrap();
+    assert!(
+        matches!(&err, Error::ZipLimit { reason } if reason.contains("\"two\"")),
+        "{err}"
+    );
+    fx.store
+        .put_zip(Cursor::new(zip_of(&[("one", &half)])))
+        .await
+        .unwrap();
 }
 
 // ---- generated trees ----
@@ -520,10 +673,18 @@ enum Node {
 }
 
 fn node() -> impl Strategy<Value = Node> {
-    let file = (proptest::collection::vec(any::<u8>(), 0..300), any::<bool>()).prop_map(|(c, x)| Node::File(c, x));
+    let file = (
+        proptest::collection::vec(any::<u8>(), 0..300),
+        any::<bool>(),
+    )
+        .prop_map(|(c, x)| Node::File(c, x));
     file.prop_recursive(3, 24, 5, |inner| {
-        proptest::collection::btree_map("[a-z0-9._-]{1,8}".prop_filter("not . or ..", |n| n != "." && n != ".."), inner, 0..5)
-            .prop_map(|m| Node::Dir(m.into_iter().collect()))
+        proptest::collection::btree_map(
+            "[a-z0-9._-]{1,8}".prop_filter("not . or ..", |n| n != "." && n != ".."),
+            inner,
+            0..5,
+        )
+        .prop_map(|m| Node::Dir(m.into_iter().collect()))
     })
 }
 
@@ -573,14 +734,22 @@ proptest! {
 #[test]
 fn store_works_over_any_object_store() {
     // The in-memory store stands in for S3: only the trait is used.
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
         sample_tree(&tmp.path().join("src"));
         let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
         let store = ArtifactStore::new(memory);
         let artifact = store.put_dir(tmp.path().join("src")).await.unwrap();
-        store.materialize(&artifact, tmp.path().join("out")).await.unwrap();
-        assert_eq!(describe(&tmp.path().join("src")), describe(&tmp.path().join("out")));
+        store
+            .materialize(&artifact, tmp.path().join("out"))
+            .await
+            .unwrap();
+        assert_eq!(
+            describe(&tmp.path().join("src")),
+            describe(&tmp.path().join("out"))
+        );
     });
 }

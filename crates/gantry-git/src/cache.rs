@@ -74,7 +74,10 @@ impl GitCache {
     }
 
     fn lock_for(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.entry(url.to_owned()).or_default().clone()
     }
 
@@ -125,10 +128,18 @@ impl GitCache {
             let finished = self
                 .git
                 .run_status(
-                    Invocation::new(git_dir_args(&mirror, ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"]))
-                        
-                        .arg_url(url)
-                        .arg(refspec),
+                    Invocation::new(git_dir_args(
+                        &mirror,
+                        [
+                            "fetch",
+                            "--quiet",
+                            "--no-tags",
+                            "--no-write-fetch-head",
+                            "--",
+                        ],
+                    ))
+                    .arg_url(url)
+                    .arg(refspec),
                 )
                 .await?;
             if !finished.success {
@@ -142,7 +153,9 @@ impl GitCache {
             }
             mirror
         };
-        let id = self.resolve(&mirror, &format!("refs/heads/{branch}")).await?;
+        let id = self
+            .resolve(&mirror, &format!("refs/heads/{branch}"))
+            .await?;
         Ok(self.read_commit(&mirror, &id).await?.with_branch(branch))
     }
 
@@ -168,19 +181,35 @@ impl GitCache {
         let by_id = self
             .git
             .run_status(
-                Invocation::new(git_dir_args(&mirror, ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"]))
-                    
-                    .arg_url(url)
-                    .arg(id),
+                Invocation::new(git_dir_args(
+                    &mirror,
+                    [
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--no-write-fetch-head",
+                        "--",
+                    ],
+                ))
+                .arg_url(url)
+                .arg(id),
             )
             .await?;
         if !by_id.success || !self.has_commit(&mirror, id).await? {
             self.git
                 .run(
-                    Invocation::new(git_dir_args(&mirror, ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"]))
-                        
-                        .arg_url(url)
-                        .arg("+refs/heads/*:refs/heads/*"),
+                    Invocation::new(git_dir_args(
+                        &mirror,
+                        [
+                            "fetch",
+                            "--quiet",
+                            "--no-tags",
+                            "--no-write-fetch-head",
+                            "--",
+                        ],
+                    ))
+                    .arg_url(url)
+                    .arg("+refs/heads/*:refs/heads/*"),
                 )
                 .await?;
         }
@@ -210,7 +239,12 @@ impl GitCache {
             .git
             .run(Invocation::new(git_dir_args(
                 mirror,
-                ["rev-parse", "--verify", "--end-of-options", &format!("{rev}^{{commit}}")],
+                [
+                    "rev-parse",
+                    "--verify",
+                    "--end-of-options",
+                    &format!("{rev}^{{commit}}"),
+                ],
             )))
             .await?;
         let id = String::from_utf8_lossy(&out).trim().to_owned();
@@ -226,7 +260,14 @@ impl GitCache {
             .run(
                 Invocation::new(git_dir_args(
                     mirror,
-                    ["show", "-s", "--no-show-signature", DATE_FORMAT, COMMIT_FORMAT, id],
+                    [
+                        "show",
+                        "-s",
+                        "--no-show-signature",
+                        DATE_FORMAT,
+                        COMMIT_FORMAT,
+                        id,
+                    ],
                 ))
                 .env("TZ", "UTC"),
             )
@@ -257,9 +298,15 @@ impl GitCache {
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let index = scratch.path().join("index");
         self.git
-            .run(Invocation::new(git_dir_args(&mirror, ["read-tree", &id])).env("GIT_INDEX_FILE", &index))
+            .run(
+                Invocation::new(git_dir_args(&mirror, ["read-tree", &id]))
+                    .env("GIT_INDEX_FILE", &index),
+            )
             .await?;
-        let mut args = git_dir_args(&mirror, ["-c", "core.autocrlf=false", "-c", "core.symlinks=true"]);
+        let mut args = git_dir_args(
+            &mirror,
+            ["-c", "core.autocrlf=false", "-c", "core.symlinks=true"],
+        );
         args.push("--work-tree".into());
         args.push(dest.as_os_str().to_owned());
         args.extend(["checkout-index".into(), "--all".into(), "--force".into()]);
@@ -292,7 +339,17 @@ impl GitCache {
             self.git
                 .run(Invocation::new(git_dir_args(
                     &mirror,
-                    ["diff", "--name-only", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", &from, &to, "--"],
+                    [
+                        "diff",
+                        "--name-only",
+                        "-z",
+                        "--no-renames",
+                        "--no-ext-diff",
+                        "--no-textconv",
+                        &from,
+                        &to,
+                        "--",
+                    ],
                 )))
                 .await?
         };
@@ -314,10 +371,12 @@ impl GitCache {
         let text = String::from_utf8_lossy(&out);
         let mut refs = BTreeMap::new();
         for line in text.lines().filter(|l| !l.is_empty()) {
-            let (sha, name) = line.split_once('\t').ok_or_else(|| Error::UnexpectedOutput {
-                command: "ls-remote".into(),
-                detail: format!("line without a tab: {line:?}"),
-            })?;
+            let (sha, name) = line
+                .split_once('\t')
+                .ok_or_else(|| Error::UnexpectedOutput {
+                    command: "ls-remote".into(),
+                    detail: format!("line without a tab: {line:?}"),
+                })?;
             refs.insert(name.to_owned(), sha.to_owned());
         }
         Ok(refs)
@@ -325,7 +384,10 @@ impl GitCache {
 }
 
 /// `--git-dir=<mirror>` followed by `rest`.
-fn git_dir_args<'a>(mirror: &Path, rest: impl IntoIterator<Item = &'a str>) -> Vec<std::ffi::OsString> {
+fn git_dir_args<'a>(
+    mirror: &Path,
+    rest: impl IntoIterator<Item = &'a str>,
+) -> Vec<std::ffi::OsString> {
     let mut git_dir = std::ffi::OsString::from("--git-dir=");
     git_dir.push(mirror.as_os_str());
     let mut args = vec![git_dir];
@@ -336,13 +398,20 @@ fn git_dir_args<'a>(mirror: &Path, rest: impl IntoIterator<Item = &'a str>) -> V
 /// Makes sure `dest` is an empty directory, creating it if missing.
 async fn prepare_destination(dest: &Path) -> Result<()> {
     match tokio::fs::symlink_metadata(dest).await {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tokio::fs::create_dir_all(dest).await.map_err(|e| Error::io(dest, e))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => tokio::fs::create_dir_all(dest)
+            .await
+            .map_err(|e| Error::io(dest, e)),
         Err(e) => Err(Error::io(dest, e)),
         Ok(meta) if meta.is_dir() => {
-            let mut entries = tokio::fs::read_dir(dest).await.map_err(|e| Error::io(dest, e))?;
-            if entries.next_entry().await.map_err(|e| Error::io(dest, e))?.is_some() {
+            let mut entries = tokio::fs::read_dir(dest)
+                .await
+                .map_err(|e| Error::io(dest, e))?;
+            if entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::io(dest, e))?
+                .is_some()
+            {
                 Err(Error::DestinationNotEmpty {
                     path: dest.to_owned(),
                 })

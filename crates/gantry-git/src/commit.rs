@@ -135,7 +135,9 @@ mod tests {
     #[test]
     fn parse_reads_the_fields_and_refuses_garbage() {
         let id = "b".repeat(40);
-        let raw = format!("{id}\0Ada L\0ada@x\02024-01-01T00:00:00Z\02024-01-02T00:00:00Z\0Subject\n\nBody\n\n");
+        let raw = format!(
+            "{id}\0Ada L\0ada@x\02024-01-01T00:00:00Z\02024-01-02T00:00:00Z\0Subject\n\nBody\n\n"
+        );
         let c = parse_commit(raw.as_bytes()).unwrap();
         assert_eq!(c.id, id);
         assert_eq!(c.author_name, "Ada L");

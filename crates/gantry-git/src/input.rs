@@ -88,7 +88,9 @@ pub(crate) fn check_branch(branch: &str) -> Result<()> {
         .split('/')
         .any(|part| part.starts_with('.') || part.ends_with(".lock"))
     {
-        return Err(invalid("a component starts with '.' or ends with \".lock\""));
+        return Err(invalid(
+            "a component starts with '.' or ends with \".lock\"",
+        ));
     }
     Ok(())
 }
@@ -135,7 +137,10 @@ mod tests {
             redact_url("https://user:tok3n@github.com/o/r.git"),
             "https://***@github.com/o/r.git"
         );
-        assert_eq!(redact_url("https://github.com/o/r.git"), "https://github.com/o/r.git");
+        assert_eq!(
+            redact_url("https://github.com/o/r.git"),
+            "https://github.com/o/r.git"
+        );
         assert_eq!(redact_url("ssh://git@host/a@b"), "ssh://***@host/a@b");
         assert_eq!(redact_url("/srv/git/a@b"), "/srv/git/a@b");
         assert_eq!(url_secret("https://user:tok3n@h/r"), Some("user:tok3n"));
@@ -147,12 +152,18 @@ mod tests {
 
     #[test]
     fn branch_rules() {
-        for ok in ["main", "feature/x-1", "release-1.2", "a.b/c_d", "deps/@types"] {
+        for ok in [
+            "main",
+            "feature/x-1",
+            "release-1.2",
+            "a.b/c_d",
+            "deps/@types",
+        ] {
             check_branch(ok).unwrap();
         }
         for bad in [
-            "", "-f", "a b", "a..b", "a:b", "a~1", "a^", "x?", "x*", "[x", "a\\b", "/a", "a/", "a.",
-            "a//b", ".hidden", "a/.b", "x.lock", "a@{1}", "@", "HEAD", "a\nb",
+            "", "-f", "a b", "a..b", "a:b", "a~1", "a^", "x?", "x*", "[x", "a\\b", "/a", "a/",
+            "a.", "a//b", ".hidden", "a/.b", "x.lock", "a@{1}", "@", "HEAD", "a\nb",
         ] {
             assert!(check_branch(bad).is_err(), "{bad:?} should be refused");
         }

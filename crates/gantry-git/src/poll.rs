@@ -151,11 +151,15 @@ impl PollState {
 /// Lists a remote's refs; [`GitCache`] does it with `git ls-remote`.
 pub trait RefLister {
     /// The remote's refs (`refs/heads/main` → sha).
-    fn list_refs(&self, url: &str) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+    fn list_refs(&self, url: &str)
+    -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
 }
 
 impl RefLister for GitCache {
-    fn list_refs(&self, url: &str) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send {
+    fn list_refs(
+        &self,
+        url: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send {
         self.ls_remote(url)
     }
 }
@@ -241,19 +245,40 @@ mod tests {
             .collect()
     }
 
-    fn listed(items: &[(&str, BTreeMap<String, String>)]) -> BTreeMap<String, BTreeMap<String, String>> {
-        items.iter().map(|(u, r)| ((*u).to_owned(), r.clone())).collect()
+    fn listed(
+        items: &[(&str, BTreeMap<String, String>)],
+    ) -> BTreeMap<String, BTreeMap<String, String>> {
+        items
+            .iter()
+            .map(|(u, r)| ((*u).to_owned(), r.clone()))
+            .collect()
     }
 
     #[test]
     fn first_observation_records_without_firing_then_changes_fire() {
-        let w = vec![Watch::new("u1", "main"), Watch::new("u1", "dev"), Watch::new("u2", "main")];
+        let w = vec![
+            Watch::new("u1", "main"),
+            Watch::new("u1", "dev"),
+            Watch::new("u2", "main"),
+        ];
         let mut state = PollState::default();
-        let first = state.observe(&w, &listed(&[("u1", refs(&[("main", "a"), ("dev", "b")])), ("u2", refs(&[("main", "c")]))]));
+        let first = state.observe(
+            &w,
+            &listed(&[
+                ("u1", refs(&[("main", "a"), ("dev", "b")])),
+                ("u2", refs(&[("main", "c")])),
+            ]),
+        );
         assert!(first.is_empty());
         assert_eq!(state.head(&w[0]), Some("a"));
 
-        let second = state.observe(&w, &listed(&[("u1", refs(&[("main", "a2"), ("dev", "b")])), ("u2", refs(&[("main", "c")]))]));
+        let second = state.observe(
+            &w,
+            &listed(&[
+                ("u1", refs(&[("main", "a2"), ("dev", "b")])),
+                ("u2", refs(&[("main", "c")])),
+            ]),
+        );
         assert_eq!(
             second,
             vec![HeadChange {
@@ -263,7 +288,17 @@ mod tests {
             }]
         );
         // Nothing moved: nothing fires.
-        assert!(state.observe(&w, &listed(&[("u1", refs(&[("main", "a2"), ("dev", "b")])), ("u2", refs(&[("main", "c")]))])).is_empty());
+        assert!(
+            state
+                .observe(
+                    &w,
+                    &listed(&[
+                        ("u1", refs(&[("main", "a2"), ("dev", "b")])),
+                        ("u2", refs(&[("main", "c")]))
+                    ])
+                )
+                .is_empty()
+        );
     }
 
     #[test]
@@ -299,7 +334,11 @@ mod tests {
         state.observe(&w, &listed(&[("u", refs(&[("main", "a")]))]));
         state.observe(&[], &BTreeMap::new());
         // Re-added: a first observation again, so no fire for the move.
-        assert!(state.observe(&w, &listed(&[("u", refs(&[("main", "b")]))])).is_empty());
+        assert!(
+            state
+                .observe(&w, &listed(&[("u", refs(&[("main", "b")]))]))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -308,14 +347,24 @@ mod tests {
         let mut state = PollState::default();
         state.observe(&w, &listed(&[("u", refs(&[("main", "a")]))]));
         let json = serde_json::to_string(&state).unwrap();
-        assert_eq!(json, r#"{"heads":[{"url":"u","branch":"main","head":"a"}]}"#);
+        assert_eq!(
+            json,
+            r#"{"heads":[{"url":"u","branch":"main","head":"a"}]}"#
+        );
         let back: PollState = serde_json::from_str(&json).unwrap();
         assert_eq!(back, state);
     }
 
     #[test]
     fn urls_are_distinct() {
-        let w = vec![Watch::new("u1", "a"), Watch::new("u1", "b"), Watch::new("u2", "a")];
-        assert_eq!(PollState::urls(&w).into_iter().collect::<Vec<_>>(), ["u1", "u2"]);
+        let w = vec![
+            Watch::new("u1", "a"),
+            Watch::new("u1", "b"),
+            Watch::new("u2", "a"),
+        ];
+        assert_eq!(
+            PollState::urls(&w).into_iter().collect::<Vec<_>>(),
+            ["u1", "u2"]
+        );
     }
 }

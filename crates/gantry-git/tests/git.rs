@@ -71,14 +71,25 @@ impl Upstream {
         self.commit_dated(branch, files, message, "2024-05-01T14:34:56+02:00")
     }
 
-    fn commit_dated(&self, branch: &str, files: &[(&str, Option<&str>)], message: &str, date: &str) -> String {
+    fn commit_dated(
+        &self,
+        branch: &str,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+        date: &str,
+    ) -> String {
         let current = run_git(&self.work, &["symbolic-ref", "--short", "HEAD"], &[]);
         if current != branch {
             // Create or switch; a new branch starts from the current commit.
             let exists = Command::new("git")
                 .arg("-C")
                 .arg(&self.work)
-                .args(["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
+                .args([
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    &format!("refs/heads/{branch}"),
+                ])
                 .env("GIT_CONFIG_GLOBAL", "/dev/null")
                 .output()
                 .unwrap()
@@ -106,9 +117,22 @@ impl Upstream {
         run_git(
             &self.work,
             &["commit", "-q", "--allow-empty", "-m", message],
-            &[("GIT_AUTHOR_DATE", date), ("GIT_COMMITTER_DATE", "2024-05-02T00:00:00Z")],
+            &[
+                ("GIT_AUTHOR_DATE", date),
+                ("GIT_COMMITTER_DATE", "2024-05-02T00:00:00Z"),
+            ],
         );
-        run_git(&self.work, &["push", "-q", "--force", self.bare.to_str().unwrap(), &format!("HEAD:refs/heads/{branch}")], &[]);
+        run_git(
+            &self.work,
+            &[
+                "push",
+                "-q",
+                "--force",
+                self.bare.to_str().unwrap(),
+                &format!("HEAD:refs/heads/{branch}"),
+            ],
+            &[],
+        );
         run_git(&self.work, &["rev-parse", "HEAD"], &[])
     }
 }
@@ -116,7 +140,11 @@ impl Upstream {
 #[tokio::test]
 async fn fetch_reads_the_head_commit_with_codepipeline_dates() {
     let up = Upstream::new();
-    let sha = up.commit("main", &[("README.md", Some("hello"))], "Add readme\n\nWith a body.");
+    let sha = up.commit(
+        "main",
+        &[("README.md", Some("hello"))],
+        "Add readme\n\nWith a body.",
+    );
     let commit = up.cache().fetch(&up.url(), "main").await.unwrap();
     assert_eq!(commit.id, sha);
     assert_eq!(commit.branch.as_deref(), Some("main"));
@@ -147,36 +175,73 @@ async fn fetch_picks_up_a_new_commit_over_file_urls_and_plain_paths() {
     }
     // A force-push backwards is followed too.
     run_git(&up.work, &["reset", "-q", "--hard", &first], &[]);
-    run_git(&up.work, &["push", "-q", "--force", up.bare.to_str().unwrap(), "HEAD:refs/heads/main"], &[]);
+    run_git(
+        &up.work,
+        &[
+            "push",
+            "-q",
+            "--force",
+            up.bare.to_str().unwrap(),
+            "HEAD:refs/heads/main",
+        ],
+        &[],
+    );
     assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, first);
     // Two spellings of one repository are two mirrors; nothing else is made.
-    assert_eq!(std::fs::read_dir(up.dir("cache/mirrors")).unwrap().count(), 2);
+    assert_eq!(
+        std::fs::read_dir(up.dir("cache/mirrors")).unwrap().count(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn checkout_writes_the_tree_of_the_commit_and_no_git_directory() {
     let up = Upstream::new();
-    let old = up.commit("main", &[("src/app.txt", Some("v1")), ("gone.txt", Some("x"))], "one");
+    let old = up.commit(
+        "main",
+        &[("src/app.txt", Some("v1")), ("gone.txt", Some("x"))],
+        "one",
+    );
     std::fs::create_dir_all(up.work.join("bin")).unwrap();
     std::fs::write(up.work.join("bin/run"), "#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(up.work.join("bin/run"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        up.work.join("bin/run"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("src/app.txt", up.work.join("link")).unwrap();
-    let new = up.commit("main", &[("src/app.txt", Some("v2")), ("gone.txt", None)], "two");
+    let new = up.commit(
+        "main",
+        &[("src/app.txt", Some("v2")), ("gone.txt", None)],
+        "two",
+    );
     let cache = up.cache();
     cache.fetch(&up.url(), "main").await.unwrap();
 
     let dest = up.dir("checkout-new");
     cache.checkout(&up.url(), &new, &dest).await.unwrap();
-    assert_eq!(std::fs::read_to_string(dest.join("src/app.txt")).unwrap(), "v2");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("src/app.txt")).unwrap(),
+        "v2"
+    );
     assert!(!dest.join("gone.txt").exists());
     assert!(!dest.join(".git").exists());
-    assert_eq!(std::fs::read_link(dest.join("link")).unwrap(), Path::new("src/app.txt"));
-    let mode = std::fs::metadata(dest.join("bin/run")).unwrap().permissions().mode();
+    assert_eq!(
+        std::fs::read_link(dest.join("link")).unwrap(),
+        Path::new("src/app.txt")
+    );
+    let mode = std::fs::metadata(dest.join("bin/run"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert!(mode & 0o111 != 0, "executable bit lost: {mode:o}");
 
     let dest_old = up.dir("checkout-old");
     cache.checkout(&up.url(), &old, &dest_old).await.unwrap();
-    assert_eq!(std::fs::read_to_string(dest_old.join("src/app.txt")).unwrap(), "v1");
+    assert_eq!(
+        std::fs::read_to_string(dest_old.join("src/app.txt")).unwrap(),
+        "v1"
+    );
     assert!(dest_old.join("gone.txt").exists());
     assert!(!dest_old.join("bin").exists());
 
@@ -224,7 +289,10 @@ async fn concurrent_fetches_and_checkouts_of_one_url_do_not_collide() {
         c.await.unwrap().unwrap();
     }
     for i in 0..6 {
-        assert_eq!(std::fs::read_to_string(up.dir(&format!("co{i}/f"))).unwrap(), "x");
+        assert_eq!(
+            std::fs::read_to_string(up.dir(&format!("co{i}/f"))).unwrap(),
+            "x"
+        );
     }
 }
 
@@ -239,13 +307,26 @@ async fn fetch_commit_gets_a_commit_the_mirror_has_never_seen() {
     assert_eq!(commit.id, old);
     assert_eq!(commit.message, "old one");
     assert_eq!(commit.branch, None);
-    assert_eq!(commit.with_branch("main").output_variables()["BranchName"], "main");
+    assert_eq!(
+        commit.with_branch("main").output_variables()["BranchName"],
+        "main"
+    );
     // Upper-case ids are the same commit.
-    assert_eq!(cache.fetch_commit(&up.url(), &feature.to_uppercase()).await.unwrap().id, feature);
+    assert_eq!(
+        cache
+            .fetch_commit(&up.url(), &feature.to_uppercase())
+            .await
+            .unwrap()
+            .id,
+        feature
+    );
 
     let missing = "0123456789abcdef0123456789abcdef01234567";
     let err = cache.fetch_commit(&up.url(), missing).await.unwrap_err();
-    assert!(matches!(&err, Error::CommitNotFound { commit, .. } if commit == missing), "{err}");
+    assert!(
+        matches!(&err, Error::CommitNotFound { commit, .. } if commit == missing),
+        "{err}"
+    );
     let err = cache.fetch_commit(&up.url(), "HEAD").await.unwrap_err();
     assert!(matches!(err, Error::InvalidCommitId { .. }), "{err}");
 }
@@ -255,13 +336,22 @@ async fn changed_files_lists_what_a_push_changed() {
     let up = Upstream::new();
     let base = up.commit(
         "main",
-        &[("keep.txt", Some("k")), ("edit.txt", Some("1")), ("old/name.txt", Some("same")), ("del.txt", Some("d"))],
+        &[
+            ("keep.txt", Some("k")),
+            ("edit.txt", Some("1")),
+            ("old/name.txt", Some("same")),
+            ("del.txt", Some("d")),
+        ],
         "base",
     );
     run_git(&up.work, &["mv", "old/name.txt", "new-name.txt"], &[]);
     let head = up.commit(
         "main",
-        &[("edit.txt", Some("2")), ("del.txt", None), ("added/file.txt", Some("a"))],
+        &[
+            ("edit.txt", Some("2")),
+            ("del.txt", None),
+            ("added/file.txt", Some("a")),
+        ],
         "change",
     );
     let cache = up.cache();
@@ -269,12 +359,24 @@ async fn changed_files_lists_what_a_push_changed() {
     changed.sort();
     assert_eq!(
         changed,
-        ["added/file.txt", "del.txt", "edit.txt", "new-name.txt", "old/name.txt"]
+        [
+            "added/file.txt",
+            "del.txt",
+            "edit.txt",
+            "new-name.txt",
+            "old/name.txt"
+        ]
     );
     // A new branch (all-zero "before"): every file of the new head.
-    let mut all = cache.changed_files(&up.url(), &"0".repeat(40), &head).await.unwrap();
+    let mut all = cache
+        .changed_files(&up.url(), &"0".repeat(40), &head)
+        .await
+        .unwrap();
     all.sort();
-    assert_eq!(all, ["added/file.txt", "edit.txt", "keep.txt", "new-name.txt"]);
+    assert_eq!(
+        all,
+        ["added/file.txt", "edit.txt", "keep.txt", "new-name.txt"]
+    );
 }
 
 #[tokio::test]
@@ -304,10 +406,18 @@ async fn the_poller_lists_each_url_once_per_tick_and_reports_moved_heads() {
     ];
     let mut poller = Poller::new(cache.clone());
     let report = poller.tick(&watches).await;
-    assert!(report.changes.is_empty(), "first tick only records: {:?}", report.changes);
+    assert!(
+        report.changes.is_empty(),
+        "first tick only records: {:?}",
+        report.changes
+    );
     assert!(report.errors.is_empty());
     assert_eq!(poller.listings(), 2);
-    assert_eq!(cache.commands_run(), 2, "one git ls-remote per distinct URL");
+    assert_eq!(
+        cache.commands_run(),
+        2,
+        "one git ls-remote per distinct URL"
+    );
 
     let moved = a.commit("main", &[("f", Some("3"))], "a2");
     let report = poller.tick(&watches).await;
@@ -331,7 +441,10 @@ async fn a_failing_remote_is_reported_and_others_still_fire() {
     let up = Upstream::new();
     up.commit("main", &[("f", Some("1"))], "one");
     let missing = format!("file://{}", up.dir("no-such-repo").display());
-    let watches = vec![Watch::new(up.url(), "main"), Watch::new(missing.clone(), "main")];
+    let watches = vec![
+        Watch::new(up.url(), "main"),
+        Watch::new(missing.clone(), "main"),
+    ];
     let mut poller = Poller::new(up.cache());
     let report = poller.tick(&watches).await;
     assert_eq!(report.errors.len(), 1);
@@ -347,7 +460,11 @@ async fn bad_urls_are_refused_with_clear_errors() {
     let up = Upstream::new();
     let cache = up.cache();
     // Refused before git runs.
-    for url in ["--upload-pack=touch /tmp/gantry-pwned", "", "https://h/r\nx"] {
+    for url in [
+        "--upload-pack=touch /tmp/gantry-pwned",
+        "",
+        "https://h/r\nx",
+    ] {
         let err = cache.fetch(url, "main").await.unwrap_err();
         assert!(matches!(err, Error::InvalidUrl { .. }), "{url:?}: {err}");
     }
@@ -355,10 +472,16 @@ async fn bad_urls_are_refused_with_clear_errors() {
 
     // No such repository: git's own reason is in the error.
     let missing = up.dir("missing.git");
-    let err = cache.fetch(missing.to_str().unwrap(), "main").await.unwrap_err();
+    let err = cache
+        .fetch(missing.to_str().unwrap(), "main")
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::GitFailed { .. }), "{msg}");
-    assert!(msg.contains("does not appear to be a git repository") || msg.contains("not found"), "{msg}");
+    assert!(
+        msg.contains("does not appear to be a git repository") || msg.contains("not found"),
+        "{msg}"
+    );
 
     // ext:: would run a command: not an allowed protocol.
     let marker = up.dir("pwned");
@@ -385,8 +508,14 @@ async fn a_missing_branch_and_an_invalid_branch_are_told_apart() {
     up.commit("main", &[("f", Some("1"))], "one");
     let cache = up.cache();
     let err = cache.fetch(&up.url(), "nope").await.unwrap_err();
-    assert!(matches!(&err, Error::BranchNotFound { branch, .. } if branch == "nope"), "{err}");
-    assert!(err.to_string().contains("branch \"nope\" not found"), "{err}");
+    assert!(
+        matches!(&err, Error::BranchNotFound { branch, .. } if branch == "nope"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("branch \"nope\" not found"),
+        "{err}"
+    );
     let runs = cache.commands_run();
     let err = cache.fetch(&up.url(), "--force").await.unwrap_err();
     assert!(matches!(err, Error::InvalidBranch { .. }), "{err}");
@@ -400,18 +529,27 @@ async fn a_command_past_its_timeout_is_killed_with_its_children() {
     let fake = tmp.path().join("fake-git");
     std::fs::write(
         &fake,
-        format!("#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n", pid_file.display()),
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\nwait\n",
+            pid_file.display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let cache = GitCache::new(tmp.path().join("cache"))
         .with_git_program(&fake)
         .with_timeout(Duration::from_millis(500));
-    let err = cache.ls_remote("https://example.invalid/r.git").await.unwrap_err();
+    let err = cache
+        .ls_remote("https://example.invalid/r.git")
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("ls-remote"), "{err}");
     // The grandchild (like ssh or git-remote-https) was killed with the group.
-    let pid = std::fs::read_to_string(&pid_file).unwrap().trim().to_owned();
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let mut gone = false;
     for _ in 0..100 {
@@ -423,5 +561,8 @@ async fn a_command_past_its_timeout_is_killed_with_its_children() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(gone, "child {pid} of the timed-out command is still running");
+    assert!(
+        gone,
+        "child {pid} of the timed-out command is still running"
+    );
 }
