@@ -106,6 +106,13 @@ fn compress_into<W: Write>(
     Ok((Digest::from_hasher(hasher), sink))
 }
 
+/// SHA-256 and length of everything `reader` gives.
+pub(crate) fn hash(mut reader: impl Read) -> io::Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let read = io::copy(&mut reader, &mut hasher)?;
+    Ok((Digest::from_hasher(hasher), read))
+}
+
 /// Stores a compressed blob unless one with this digest is already stored.
 /// Returns whether it wrote anything.
 ///
@@ -120,7 +127,7 @@ pub(crate) async fn put_blob(
     data: Compressed,
 ) -> Result<bool> {
     let key = blob_key(digest);
-    if exists(store, &key).await? {
+    if key_exists(store, &key).await? {
         return Ok(false);
     }
     match data {
@@ -192,7 +199,12 @@ async fn send_spooled(
     }
 }
 
-async fn exists(store: &dyn ObjectStore, key: &ObjPath) -> Result<bool> {
+/// Whether the blob with this digest is stored.
+pub(crate) async fn exists(store: &dyn ObjectStore, digest: &Digest) -> Result<bool> {
+    key_exists(store, &blob_key(digest)).await
+}
+
+async fn key_exists(store: &dyn ObjectStore, key: &ObjPath) -> Result<bool> {
     match store.head(key).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::NotFound { .. }) => Ok(false),
