@@ -281,6 +281,30 @@ async fn a_corrupted_blob_fails_materialize_naming_the_file_and_leaves_nothing()
 }
 
 #[tokio::test]
+async fn a_blob_replaced_by_valid_zstd_of_other_content_is_caught_by_its_digest() {
+    let fx = Fixture::new();
+    write(&fx.path("src/app.cfg"), b"debug = false\n", 0o644);
+    let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
+    // Same length, valid zstd, different bytes: only the digest can tell.
+    let hex = Digest::of(b"debug = false\n").to_hex();
+    let forged = zstd::stream::encode_all(&b"debug = true!\n"[..], 3).unwrap();
+    std::fs::write(
+        fx.path(&format!("objects/blobs/sha256/{}/{hex}", &hex[..2])),
+        forged,
+    )
+    .unwrap();
+    let err = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { path, reason, .. } if path == "app.cfg" && reason.contains("SHA-256")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_blob_or_manifest_is_reported() {
     let fx = Fixture::new();
     write(&fx.path("src/a.txt"), b"aaa", 0o644);
