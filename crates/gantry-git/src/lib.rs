@@ -75,7 +75,7 @@ mod error;
 mod input;
 mod poll;
 
-pub use cache::{DEFAULT_TIMEOUT, GitCache};
+pub use cache::{CheckoutOptions, DEFAULT_TIMEOUT, GitCache};
 pub use commit::{Commit, MAX_COMMIT_MESSAGE_VARIABLE};
 pub use error::{Error, Result};
 pub use input::{is_zero_id, redact_url};
