@@ -70,6 +70,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod codepipeline;
 pub mod event;
 pub mod filter;
 mod headers;

@@ -351,7 +351,8 @@ pub fn parse(provider: Provider, kind: &str, body: &[u8]) -> Result<GitEvent, Ev
     }
 }
 
-fn json(body: &[u8]) -> Result<Value, EventError> {
+/// The body as JSON: plain, or the `payload` field of a form-encoded body.
+pub(crate) fn json(body: &[u8]) -> Result<Value, EventError> {
     let decoded;
     let text = match body.strip_prefix(b"payload=") {
         Some(form) => {
