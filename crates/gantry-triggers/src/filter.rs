@@ -134,10 +134,16 @@ fn trigger(git: &GitConfiguration, event: &GitEvent) -> (Outcome, String) {
     match event {
         GitEvent::Push(push) => {
             if push.deleted {
-                return (Outcome::Skip, format!("the push deletes `{}`", push.git_ref.full()));
+                return (
+                    Outcome::Skip,
+                    format!("the push deletes `{}`", push.git_ref.full()),
+                );
             }
             let Some(filters) = git.push.as_deref().filter(|f| !f.is_empty()) else {
-                return (Outcome::Skip, "the trigger has no `push` filters".to_string());
+                return (
+                    Outcome::Skip,
+                    "the trigger has no `push` filters".to_string(),
+                );
             };
             any_filter("push", filters, |f| push_filter(f, push))
         }
@@ -178,7 +184,10 @@ fn default_detection(action: &ActionDeclaration, event: &GitEvent) -> (Outcome, 
         }
     };
     if push.deleted {
-        return (Outcome::Skip, format!("the push deletes `{}`", push.git_ref.full()));
+        return (
+            Outcome::Skip,
+            format!("the push deletes `{}`", push.git_ref.full()),
+        );
     }
     let Some(pushed) = push.git_ref.branch() else {
         return (
@@ -228,7 +237,9 @@ fn any_filter<F>(member: &str, filters: &[F], check: impl Fn(&F) -> Verdict) -> 
     let mut unknown = Vec::new();
     for (i, filter) in filters.iter().enumerate() {
         match check(filter) {
-            Verdict::Pass(why) => return (Outcome::Start, format!("`{member}[{i}]` matches: {why}")),
+            Verdict::Pass(why) => {
+                return (Outcome::Start, format!("`{member}[{i}]` matches: {why}"));
+            }
             Verdict::Fail(why) => failures.push(format!("`{member}[{i}]`: {why}")),
             Verdict::Unknown(why) => unknown.push(format!("`{member}[{i}]`: {why}")),
         }
@@ -308,7 +319,11 @@ fn pull_request_filter(filter: &GitPullRequestFilter, pr: &PullRequest) -> Verdi
         None => verdicts.push(Verdict::Pass(format!("event `{event}` (any event)"))),
     }
     if let Some(branches) = &filter.branches {
-        verdicts.push(named(branches, "destination branch", &pr.destination_branch));
+        verdicts.push(named(
+            branches,
+            "destination branch",
+            &pr.destination_branch,
+        ));
     }
     if let Some(paths) = &filter.file_paths {
         verdicts.push(files(paths, &pr.changed_files));
@@ -358,7 +373,11 @@ impl<'c> Criterion<'c> {
     }
 
     fn include_list(&self) -> String {
-        let quoted: Vec<String> = self.includes.iter().map(|(p, _)| format!("`{p}`")).collect();
+        let quoted: Vec<String> = self
+            .includes
+            .iter()
+            .map(|(p, _)| format!("`{p}`"))
+            .collect();
         quoted.join(", ")
     }
 }
@@ -374,7 +393,10 @@ fn glob(pattern: &str) -> Result<GlobMatcher, String> {
 }
 
 fn first<'c>(globs: &[(&'c str, GlobMatcher)], value: &str) -> Option<&'c str> {
-    globs.iter().find(|(_, m)| m.is_match(value)).map(|(p, _)| *p)
+    globs
+        .iter()
+        .find(|(_, m)| m.is_match(value))
+        .map(|(p, _)| *p)
 }
 
 /// A branch or tag name against a criterion.
@@ -411,7 +433,9 @@ fn files(criterion: &GitFilterCriteria, changed: &ChangedFiles) -> Verdict {
         }
         match c.included_by(path) {
             Ok(None) => return Verdict::Pass(format!("file `{path}` is not excluded")),
-            Ok(Some(pattern)) => return Verdict::Pass(format!("file `{path}` matches `{pattern}`")),
+            Ok(Some(pattern)) => {
+                return Verdict::Pass(format!("file `{path}` matches `{pattern}`"));
+            }
             Err(()) => {}
         }
     }

@@ -9,7 +9,10 @@ const URL: &str = "https://git.example.com/acme/shop.git";
 /// A pipeline whose source action `Repo` reads `URL` on `main`, with
 /// `triggers` (YAML, indented under `triggers:`) when given.
 fn pipeline(triggers: &str) -> PipelineDeclaration {
-    pipeline_with("{RepositoryUrl: 'https://git.example.com/acme/shop.git', BranchName: main}", triggers)
+    pipeline_with(
+        "{RepositoryUrl: 'https://git.example.com/acme/shop.git', BranchName: main}",
+        triggers,
+    )
 }
 
 fn pipeline_with(configuration: &str, triggers: &str) -> PipelineDeclaration {
@@ -68,7 +71,10 @@ fn push_to(git_ref: &str, files: &[&str]) -> GitEvent {
             id: "2".repeat(40),
             message: "change".into(),
             timestamp: None,
-            author: Person { name: "Ada".into(), email: None },
+            author: Person {
+                name: "Ada".into(),
+                email: None,
+            },
         }],
         changed_files: ChangedFiles::complete(files.iter().copied()),
     })
@@ -115,7 +121,10 @@ fn without_triggers_a_push_to_the_branch_name_starts() {
     );
     let d = one(&p, &push_to("refs/heads/dev", &["a"]));
     assert!(!d.start);
-    assert_eq!(d.reason, "push to branch `dev`, not `main`, the source action's `BranchName` (no trigger)");
+    assert_eq!(
+        d.reason,
+        "push to branch `dev`, not `main`, the source action's `BranchName` (no trigger)"
+    );
     assert!(!starts(&p, &push_to("refs/tags/v1", &["a"])));
     assert!(!starts(&p, &pull_request(PullRequestEvent::Open, "main")));
     assert!(!starts(&p, &GitEvent::Other("ping".into())));
@@ -123,10 +132,16 @@ fn without_triggers_a_push_to_the_branch_name_starts() {
 
 #[test]
 fn without_branch_name_the_default_branch_counts() {
-    let p = pipeline_with("{RepositoryUrl: 'https://git.example.com/acme/shop.git'}", "");
+    let p = pipeline_with(
+        "{RepositoryUrl: 'https://git.example.com/acme/shop.git'}",
+        "",
+    );
     let d = one(&p, &push_to("refs/heads/main", &[]));
     assert!(d.start);
-    assert_eq!(d.reason, "push to branch `main`, the repository's default branch (no trigger)");
+    assert_eq!(
+        d.reason,
+        "push to branch `main`, the repository's default branch (no trigger)"
+    );
     let mut event = push_to("refs/heads/main", &[]);
     if let GitEvent::Push(push) = &mut event {
         push.repository.default_branch = None;
@@ -163,13 +178,18 @@ fn an_event_for_another_repository_starts_nothing() {
         "the event is for repository `acme/other`, but the source action reads `https://git.example.com/acme/shop.git`"
     );
     // The SSH spelling of the same repository matches.
-    let p = pipeline_with("{RepositoryUrl: 'git@git.example.com:acme/shop.git', BranchName: main}", "");
+    let p = pipeline_with(
+        "{RepositoryUrl: 'git@git.example.com:acme/shop.git', BranchName: main}",
+        "",
+    );
     assert!(starts(&p, &push_to("refs/heads/main", &["a"])));
 }
 
 #[test]
 fn branch_includes_and_excludes() {
-    let p = pipeline("push:\n  - branches: {includes: ['release/**', main], excludes: ['release/old/**']}");
+    let p = pipeline(
+        "push:\n  - branches: {includes: ['release/**', main], excludes: ['release/old/**']}",
+    );
     assert!(starts(&p, &push_to("refs/heads/main", &[])));
     assert!(starts(&p, &push_to("refs/heads/release/2024", &[])));
     assert!(starts(&p, &push_to("refs/heads/release/2024/hotfix", &[])));
@@ -210,25 +230,46 @@ fn branches_and_file_paths_must_both_hold() {
     let p = pipeline(
         "push:\n  - branches: {includes: [main]}\n    filePaths: {includes: ['services/orders/**'], excludes: ['**/*.md']}",
     );
-    let d = one(&p, &push_to("refs/heads/main", &["README.md", "services/orders/src/main.rs"]));
+    let d = one(
+        &p,
+        &push_to(
+            "refs/heads/main",
+            &["README.md", "services/orders/src/main.rs"],
+        ),
+    );
     assert!(d.start);
     assert_eq!(
         d.reason,
         "`push[0]` matches: branch `main` matches `main`, file `services/orders/src/main.rs` matches `services/orders/**`"
     );
     // Right files, wrong branch.
-    assert!(!starts(&p, &push_to("refs/heads/dev", &["services/orders/src/main.rs"])));
+    assert!(!starts(
+        &p,
+        &push_to("refs/heads/dev", &["services/orders/src/main.rs"])
+    ));
     // Right branch, only excluded or unrelated files.
-    let d = one(&p, &push_to("refs/heads/main", &["services/orders/README.md"]));
+    let d = one(
+        &p,
+        &push_to("refs/heads/main", &["services/orders/README.md"]),
+    );
     assert!(!d.start);
-    assert_eq!(d.reason, "no `push` filter matches: `push[0]`: all 1 changed files are excluded");
-    let d = one(&p, &push_to("refs/heads/main", &["services/billing/a.rs", "docs/x"]));
+    assert_eq!(
+        d.reason,
+        "no `push` filter matches: `push[0]`: all 1 changed files are excluded"
+    );
+    let d = one(
+        &p,
+        &push_to("refs/heads/main", &["services/billing/a.rs", "docs/x"]),
+    );
     assert_eq!(
         d.reason,
         "no `push` filter matches: `push[0]`: none of 2 changed files matches `services/orders/**`"
     );
     let d = one(&p, &push_to("refs/heads/main", &[]));
-    assert_eq!(d.reason, "no `push` filter matches: `push[0]`: no file changed");
+    assert_eq!(
+        d.reason,
+        "no `push` filter matches: `push[0]`: no file changed"
+    );
 }
 
 #[test]
@@ -251,7 +292,10 @@ fn tag_filters_match_tag_names_alone() {
     // A branch push never matches a tag filter, even one that names branches.
     let d = one(&p, &push_to("refs/heads/main", &[]));
     assert!(!d.start);
-    assert_eq!(d.reason, "no `push` filter matches: `push[0]`: `refs/heads/main` is not a tag");
+    assert_eq!(
+        d.reason,
+        "no `push` filter matches: `push[0]`: `refs/heads/main` is not a tag"
+    );
 }
 
 #[test]
@@ -262,7 +306,10 @@ fn several_filters_are_alternatives() {
     assert!(starts(&p, &push_to("refs/tags/v2", &[])));
     assert!(starts(&p, &push_to("refs/heads/main", &["app/x"])));
     let d = one(&p, &push_to("refs/heads/hotfix/a", &["docs/y"]));
-    assert_eq!(d.reason, "`push[2]` matches: branch `hotfix/a` matches `hotfix/*`");
+    assert_eq!(
+        d.reason,
+        "`push[2]` matches: branch `hotfix/a` matches `hotfix/*`"
+    );
     let d = one(&p, &push_to("refs/heads/main", &["docs/y"]));
     assert!(!d.start);
     assert_eq!(
@@ -301,16 +348,25 @@ fn pull_request_events_and_destination_branch() {
         "no `pullRequest` filter matches: `pullRequest[0]`: event `CLOSED` is not among `OPEN`, `UPDATED`"
     );
     // The source branch (feature/login) is not what `branches` filters.
-    assert!(!starts(&p, &pull_request(PullRequestEvent::Open, "develop")));
+    assert!(!starts(
+        &p,
+        &pull_request(PullRequestEvent::Open, "develop")
+    ));
     let any_event = pipeline("pullRequest:\n  - branches: {includes: [main]}");
-    for e in [PullRequestEvent::Open, PullRequestEvent::Updated, PullRequestEvent::Closed] {
+    for e in [
+        PullRequestEvent::Open,
+        PullRequestEvent::Updated,
+        PullRequestEvent::Closed,
+    ] {
         assert!(starts(&any_event, &pull_request(e, "main")));
     }
 }
 
 #[test]
 fn file_paths_of_a_pull_request_wait_for_the_file_list() {
-    let p = pipeline("pullRequest:\n  - branches: {includes: [main]}\n    filePaths: {includes: ['app/**']}");
+    let p = pipeline(
+        "pullRequest:\n  - branches: {includes: [main]}\n    filePaths: {includes: ['app/**']}",
+    );
     let mut event = pull_request(PullRequestEvent::Open, "main");
     let d = one(&p, &event);
     assert!(!d.start);
@@ -348,7 +404,10 @@ fn an_incomplete_push_list_still_starts_on_a_listed_match() {
     assert!(!starts(&p, &event));
     assert!(needs_changed_files(&p, &event));
     // Without filePaths, completeness does not matter.
-    assert!(!needs_changed_files(&pipeline("push:\n  - branches: {includes: [main]}"), &event));
+    assert!(!needs_changed_files(
+        &pipeline("push:\n  - branches: {includes: [main]}"),
+        &event
+    ));
 }
 
 #[test]
@@ -412,13 +471,24 @@ stages:
     let p = parse_yaml(yaml).unwrap();
     let d = one(&p, &push_to("refs/heads/main", &[]));
     assert!(!d.start);
-    assert_eq!(d.reason, "the source action has `DetectChanges: false` and no trigger");
+    assert_eq!(
+        d.reason,
+        "the source action has `DetectChanges: false` and no trigger"
+    );
     // FullRepositoryId is compared with the payload's full name.
     let p = parse_yaml(&yaml.replace(", DetectChanges: 'false'", "")).unwrap();
     assert!(starts(&p, &push_to("refs/heads/main", &[])));
-    let p = parse_yaml(&yaml.replace("acme/shop,", "acme/web,").replace(", DetectChanges: 'false'", "")).unwrap();
+    let p = parse_yaml(
+        &yaml
+            .replace("acme/shop,", "acme/web,")
+            .replace(", DetectChanges: 'false'", ""),
+    )
+    .unwrap();
     let d = one(&p, &push_to("refs/heads/main", &[]));
-    assert_eq!(d.reason, "the event is for repository `acme/shop`, but the source action reads `acme/web`");
+    assert_eq!(
+        d.reason,
+        "the event is for repository `acme/shop`, but the source action reads `acme/web`"
+    );
 }
 
 #[test]
@@ -439,10 +509,21 @@ fn an_invalid_glob_fails_the_filter_instead_of_panicking() {
     let mut p = pipeline("push:\n  - branches: {includes: [main]}");
     let triggers = p.triggers.as_mut().unwrap();
     let push = triggers[0].git_configuration.push.as_mut().unwrap();
-    push[0].branches.as_mut().unwrap().includes.as_mut().unwrap()[0].value = "release/[0-9".into();
+    push[0]
+        .branches
+        .as_mut()
+        .unwrap()
+        .includes
+        .as_mut()
+        .unwrap()[0]
+        .value = "release/[0-9".into();
     let d = one(&p, &push_to("refs/heads/main", &[]));
     assert!(!d.start);
-    assert!(d.reason.contains("`release/[0-9` is not a valid glob"), "{}", d.reason);
+    assert!(
+        d.reason.contains("`release/[0-9` is not a valid glob"),
+        "{}",
+        d.reason
+    );
 }
 
 fn criteria(includes: &[String], excludes: &[String]) -> GitFilterCriteria {
@@ -474,7 +555,12 @@ fn name() -> impl Strategy<Value = String> {
 
 fn pattern() -> impl Strategy<Value = String> {
     proptest::collection::vec(
-        prop_oneof![segment(), Just("*".to_string()), Just("**".to_string()), Just("a*".to_string())],
+        prop_oneof![
+            segment(),
+            Just("*".to_string()),
+            Just("**".to_string()),
+            Just("a*".to_string())
+        ],
         1..4,
     )
     .prop_map(|s| s.join("/"))

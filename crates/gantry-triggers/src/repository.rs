@@ -123,9 +123,15 @@ mod tests {
 
     #[test]
     fn keys_of_local_and_ipv6_urls() {
-        assert_eq!(key("file:///srv/git/app.git"), Some("file:srv/git/app".into()));
+        assert_eq!(
+            key("file:///srv/git/app.git"),
+            Some("file:srv/git/app".into())
+        );
         assert_eq!(key("/srv/git/app.git/"), Some("file:srv/git/app".into()));
-        assert_eq!(key("ssh://git@[::1]:2222/a/b.git"), Some("[::1]/a/b".into()));
+        assert_eq!(
+            key("ssh://git@[::1]:2222/a/b.git"),
+            Some("[::1]/a/b".into())
+        );
         assert_eq!(key("https://h/a/b"), Some("h/a/b".into()));
         assert_eq!(key("no-colon-no-slash"), None);
         assert_eq!(key("a/b:c"), None);

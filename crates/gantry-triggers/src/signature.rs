@@ -147,7 +147,9 @@ pub enum SignatureError {
         expected: &'static str,
     },
     /// Well-formed, but not made with this webhook's secret.
-    #[error("header `{header}` does not match: the request was not signed with this webhook's secret")]
+    #[error(
+        "header `{header}` does not match: the request was not signed with this webhook's secret"
+    )]
     Mismatch {
         /// The header.
         header: &'static str,
@@ -163,19 +165,28 @@ pub fn verify_github(
 ) -> Result<(), SignatureError> {
     let secret = secret.as_ref();
     if headers.contains(GITHUB_SIGNATURE_256) || !headers.contains(GITHUB_SIGNATURE_SHA1) {
-        check_sha256(headers, GITHUB_SIGNATURE_256, Prefix::Required, body, secret)
+        check_sha256(
+            headers,
+            GITHUB_SIGNATURE_256,
+            Prefix::Required,
+            body,
+            secret,
+        )
     } else {
         non_empty(secret, GITHUB_SIGNATURE_SHA1)?;
         let value = single(headers, GITHUB_SIGNATURE_SHA1, SHA1_HEX)?;
         let mut signature = [0u8; 20];
         decode(value, "sha1=", Prefix::Required, &mut signature)
             .ok_or(malformed(GITHUB_SIGNATURE_SHA1, SHA1_HEX))?;
-        let mut mac = <Hmac<Sha1>>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret {
-            header: GITHUB_SIGNATURE_SHA1,
-        })?;
+        let mut mac =
+            <Hmac<Sha1>>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret {
+                header: GITHUB_SIGNATURE_SHA1,
+            })?;
         mac.update(body);
         mac.verify_slice(&signature)
-            .map_err(|_| SignatureError::Mismatch { header: GITHUB_SIGNATURE_SHA1 })
+            .map_err(|_| SignatureError::Mismatch {
+                header: GITHUB_SIGNATURE_SHA1,
+            })
     }
 }
 
@@ -193,7 +204,9 @@ pub fn verify_gitlab(headers: &Headers, secret: impl AsRef<[u8]>) -> Result<(), 
     if bool::from(given.ct_eq(&wanted)) {
         Ok(())
     } else {
-        Err(SignatureError::Mismatch { header: GITLAB_TOKEN })
+        Err(SignatureError::Mismatch {
+            header: GITLAB_TOKEN,
+        })
     }
 }
 
@@ -231,7 +244,13 @@ pub fn verify_generic(
     body: &[u8],
     secret: impl AsRef<[u8]>,
 ) -> Result<(), SignatureError> {
-    check_sha256(headers, GANTRY_SIGNATURE_256, Prefix::Required, body, secret.as_ref())
+    check_sha256(
+        headers,
+        GANTRY_SIGNATURE_256,
+        Prefix::Required,
+        body,
+        secret.as_ref(),
+    )
 }
 
 /// The `sha256=<hex>` value of `X-Hub-Signature-256` and
@@ -297,8 +316,8 @@ fn check_sha256(
     let value = single(headers, header, expected)?;
     let mut signature = [0u8; 32];
     decode(value, "sha256=", prefix, &mut signature).ok_or(malformed(header, expected))?;
-    let mut mac = <Hmac<Sha256>>::new_from_slice(secret)
-        .map_err(|_| SignatureError::NoSecret { header })?;
+    let mut mac =
+        <Hmac<Sha256>>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret { header })?;
     mac.update(body);
     // `verify_slice` compares in constant time.
     mac.verify_slice(&signature)
@@ -342,7 +361,10 @@ fn decode(value: &[u8], prefix: &str, rule: Prefix, out: &mut [u8]) -> Option<()
         None if rule == Prefix::Optional => text,
         None => return None,
     };
-    if !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if !hex_part
+        .bytes()
+        .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
     hex::decode_to_slice(hex_part, out).ok()

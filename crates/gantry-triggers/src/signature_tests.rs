@@ -17,7 +17,10 @@ fn github_documented_example_verifies() {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
     )]);
     assert_eq!(verify_github(&h, BODY.as_bytes(), SECRET), Ok(()));
-    assert_eq!(sign_sha256(SECRET, BODY), h.text("x-hub-signature-256").unwrap());
+    assert_eq!(
+        sign_sha256(SECRET, BODY),
+        h.text("x-hub-signature-256").unwrap()
+    );
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn header_names_are_case_insensitive_but_values_have_one_spelling() {
     }] {
         let h = headers(&[("X-Hub-Signature-256", &other)]);
         assert!(
-            matches!(verify_github(&h, BODY.as_bytes(), SECRET), Err(SignatureError::Malformed { .. })),
+            matches!(
+                verify_github(&h, BODY.as_bytes(), SECRET),
+                Err(SignatureError::Malformed { .. })
+            ),
             "{other}"
         );
     }
@@ -42,11 +48,15 @@ fn github_wrong_secret_or_body_is_a_mismatch() {
     let h = headers(&[("X-Hub-Signature-256", &sign_sha256(SECRET, BODY))]);
     assert_eq!(
         verify_github(&h, BODY.as_bytes(), "another secret"),
-        Err(SignatureError::Mismatch { header: GITHUB_SIGNATURE_256 })
+        Err(SignatureError::Mismatch {
+            header: GITHUB_SIGNATURE_256
+        })
     );
     assert_eq!(
         verify_github(&h, b"Hello, World?", SECRET),
-        Err(SignatureError::Mismatch { header: GITHUB_SIGNATURE_256 })
+        Err(SignatureError::Mismatch {
+            header: GITHUB_SIGNATURE_256
+        })
     );
 }
 
@@ -61,13 +71,17 @@ fn github_legacy_sha1_is_accepted_only_without_the_sha256_header() {
     let both = headers(&[("X-Hub-Signature-256", &bad256), ("X-Hub-Signature", &sha1)]);
     assert_eq!(
         verify_github(&both, BODY.as_bytes(), SECRET),
-        Err(SignatureError::Mismatch { header: GITHUB_SIGNATURE_256 })
+        Err(SignatureError::Mismatch {
+            header: GITHUB_SIGNATURE_256
+        })
     );
 
     let wrong_sha1 = headers(&[("X-Hub-Signature", &sign_sha1("other", BODY))]);
     assert_eq!(
         verify_github(&wrong_sha1, BODY.as_bytes(), SECRET),
-        Err(SignatureError::Mismatch { header: GITHUB_SIGNATURE_SHA1 })
+        Err(SignatureError::Mismatch {
+            header: GITHUB_SIGNATURE_SHA1
+        })
     );
 }
 
@@ -76,7 +90,10 @@ fn github_missing_signature_names_the_sha256_header() {
     let err = verify_github(&headers(&[]), BODY.as_bytes(), SECRET).unwrap_err();
     assert_eq!(
         err,
-        SignatureError::Missing { header: GITHUB_SIGNATURE_256, expected: SHA256_HEX }
+        SignatureError::Missing {
+            header: GITHUB_SIGNATURE_256,
+            expected: SHA256_HEX
+        }
     );
     assert_eq!(
         err.to_string(),
@@ -89,10 +106,10 @@ fn malformed_values_say_what_was_expected() {
     let good = sign_sha256(SECRET, BODY);
     let cases = [
         good.trim_start_matches("sha256=").to_string(), // no prefix
-        format!("sha1={}", &good[7..]),                  // wrong prefix
-        good[..good.len() - 2].to_string(),              // too short
-        format!("{good}00"),                             // too long
-        format!("{}zz", &good[..good.len() - 2]),        // not hex
+        format!("sha1={}", &good[7..]),                 // wrong prefix
+        good[..good.len() - 2].to_string(),             // too short
+        format!("{good}00"),                            // too long
+        format!("{}zz", &good[..good.len() - 2]),       // not hex
         String::new(),
     ];
     for value in cases {
@@ -100,7 +117,10 @@ fn malformed_values_say_what_was_expected() {
         let err = verify_github(&h, BODY.as_bytes(), SECRET).unwrap_err();
         assert_eq!(
             err,
-            SignatureError::Malformed { header: GITHUB_SIGNATURE_256, expected: SHA256_HEX },
+            SignatureError::Malformed {
+                header: GITHUB_SIGNATURE_256,
+                expected: SHA256_HEX
+            },
             "value {value:?}"
         );
     }
@@ -114,10 +134,15 @@ fn malformed_values_say_what_was_expected() {
 #[test]
 fn a_repeated_signature_header_is_refused() {
     let good = sign_sha256(SECRET, BODY);
-    let h = headers(&[("X-Hub-Signature-256", &good), ("x-hub-signature-256", &good)]);
+    let h = headers(&[
+        ("X-Hub-Signature-256", &good),
+        ("x-hub-signature-256", &good),
+    ]);
     assert_eq!(
         verify_github(&h, BODY.as_bytes(), SECRET),
-        Err(SignatureError::Repeated { header: GITHUB_SIGNATURE_256 })
+        Err(SignatureError::Repeated {
+            header: GITHUB_SIGNATURE_256
+        })
     );
 }
 
@@ -126,12 +151,16 @@ fn an_empty_secret_never_verifies() {
     let h = headers(&[("X-Hub-Signature-256", &sign_sha256("", BODY))]);
     assert_eq!(
         verify_github(&h, BODY.as_bytes(), ""),
-        Err(SignatureError::NoSecret { header: GITHUB_SIGNATURE_256 })
+        Err(SignatureError::NoSecret {
+            header: GITHUB_SIGNATURE_256
+        })
     );
     let h = headers(&[("X-Gitlab-Token", "")]);
     assert_eq!(
         verify_gitlab(&h, ""),
-        Err(SignatureError::NoSecret { header: GITLAB_TOKEN })
+        Err(SignatureError::NoSecret {
+            header: GITLAB_TOKEN
+        })
     );
 }
 
@@ -139,16 +168,26 @@ fn an_empty_secret_never_verifies() {
 fn gitlab_token_must_equal_the_secret_whatever_its_length() {
     let ok = headers(&[("X-Gitlab-Token", SECRET)]);
     assert_eq!(verify_gitlab(&ok, SECRET), Ok(()));
-    for token in ["", "It's a Secret", "It's a Secret to Everybody!", "it's a secret to everybody"] {
+    for token in [
+        "",
+        "It's a Secret",
+        "It's a Secret to Everybody!",
+        "it's a secret to everybody",
+    ] {
         let h = headers(&[("X-Gitlab-Token", token)]);
         assert_eq!(
             verify_gitlab(&h, SECRET),
-            Err(SignatureError::Mismatch { header: GITLAB_TOKEN }),
+            Err(SignatureError::Mismatch {
+                header: GITLAB_TOKEN
+            }),
             "token {token:?}"
         );
     }
     let err = verify_gitlab(&headers(&[]), SECRET).unwrap_err();
-    assert_eq!(err.to_string(), "header `X-Gitlab-Token` is missing; expected the webhook's secret token");
+    assert_eq!(
+        err.to_string(),
+        "header `X-Gitlab-Token` is missing; expected the webhook's secret token"
+    );
 }
 
 #[test]
@@ -164,9 +203,16 @@ fn gitea_and_forgejo_signatures_are_bare_hex() {
     let sig = hmac_sha256_hex(SECRET, BODY);
     for header in ["X-Gitea-Signature", "X-Forgejo-Signature"] {
         let h = headers(&[(header, &sig)]);
-        assert_eq!(verify_gitea(&h, BODY.as_bytes(), SECRET), Ok(()), "{header}");
+        assert_eq!(
+            verify_gitea(&h, BODY.as_bytes(), SECRET),
+            Ok(()),
+            "{header}"
+        );
         assert_eq!(Provider::Gitea.verify(&h, BODY.as_bytes(), SECRET), Ok(()));
-        assert_eq!(Provider::Forgejo.verify(&h, BODY.as_bytes(), SECRET), Ok(()));
+        assert_eq!(
+            Provider::Forgejo.verify(&h, BODY.as_bytes(), SECRET),
+            Ok(())
+        );
     }
     // Forgejo sends both; both must hold.
     let both = headers(&[("X-Forgejo-Signature", &sig), ("X-Gitea-Signature", &sig)]);
@@ -177,7 +223,9 @@ fn gitea_and_forgejo_signatures_are_bare_hex() {
     ]);
     assert_eq!(
         verify_gitea(&one_bad, BODY.as_bytes(), SECRET),
-        Err(SignatureError::Mismatch { header: GITEA_SIGNATURE })
+        Err(SignatureError::Mismatch {
+            header: GITEA_SIGNATURE
+        })
     );
     let err = verify_gitea(&headers(&[]), BODY.as_bytes(), SECRET).unwrap_err();
     assert_eq!(
@@ -203,15 +251,24 @@ fn generic_webhook_uses_its_own_header() {
     let github = headers(&[("X-Hub-Signature-256", &value)]);
     assert_eq!(
         verify_generic(&github, BODY.as_bytes(), SECRET),
-        Err(SignatureError::Missing { header: GANTRY_SIGNATURE_256, expected: SHA256_HEX })
+        Err(SignatureError::Missing {
+            header: GANTRY_SIGNATURE_256,
+            expected: SHA256_HEX
+        })
     );
 }
 
 #[test]
 fn detect_prefers_the_most_specific_event_header() {
     let detect = |pairs: &[(&str, &str)]| Provider::detect(&headers(pairs));
-    assert_eq!(detect(&[("X-GitHub-Event", "push")]), Some(Provider::GitHub));
-    assert_eq!(detect(&[("x-gitlab-event", "Push Hook")]), Some(Provider::GitLab));
+    assert_eq!(
+        detect(&[("X-GitHub-Event", "push")]),
+        Some(Provider::GitHub)
+    );
+    assert_eq!(
+        detect(&[("x-gitlab-event", "Push Hook")]),
+        Some(Provider::GitLab)
+    );
     // Gitea sends X-GitHub-Event too; Forgejo sends Gitea's and GitHub's.
     assert_eq!(
         detect(&[("X-GitHub-Event", "push"), ("X-Gitea-Event", "push")]),

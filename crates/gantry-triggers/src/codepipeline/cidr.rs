@@ -130,7 +130,10 @@ mod tests {
         assert!(r.contains(ip("192.0.2.0")));
         assert!(r.contains(ip("192.0.2.255")));
         assert!(!r.contains(ip("192.0.3.0")));
-        assert!(range("10.1.2.3/8").contains(ip("10.200.0.1")), "host bits ignored");
+        assert!(
+            range("10.1.2.3/8").contains(ip("10.200.0.1")),
+            "host bits ignored"
+        );
         assert!(range("0.0.0.0/0").contains(ip("203.0.113.9")));
         assert!(range("203.0.113.9/32").contains(ip("203.0.113.9")));
         assert!(!range("203.0.113.9/32").contains(ip("203.0.113.8")));
@@ -142,7 +145,10 @@ mod tests {
         assert!(r.contains(ip("2001:db8:ffff::1")));
         assert!(!r.contains(ip("2001:db9::1")));
         assert!(range("::/0").contains(ip("fe80::1")));
-        assert!(!range("::/0").contains(ip("192.0.2.1")), "families do not mix");
+        assert!(
+            !range("::/0").contains(ip("192.0.2.1")),
+            "families do not mix"
+        );
         assert!(!range("0.0.0.0/0").contains(ip("2001:db8::1")));
         assert!(range("192.0.2.0/24").contains(ip("::ffff:192.0.2.7")));
         assert!(range("2001:db8::1/128").contains(ip("2001:db8::1")));
@@ -162,7 +168,10 @@ mod tests {
             ("any", "expected an address, `/` and a prefix length"),
         ] {
             let err = text.parse::<IpRange>().unwrap_err();
-            assert_eq!(err.to_string(), format!("`{text}` is not a CIDR range: {reason}"));
+            assert_eq!(
+                err.to_string(),
+                format!("`{text}` is not a CIDR range: {reason}")
+            );
         }
     }
 

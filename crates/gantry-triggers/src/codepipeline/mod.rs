@@ -119,7 +119,11 @@ pub struct WebhookAuthConfiguration {
     )]
     pub allowed_ip_range: Option<String>,
     /// `SecretToken`: 1–100 characters.
-    #[serde(rename = "SecretToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "SecretToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_token: Option<String>,
 }
 
@@ -127,7 +131,10 @@ impl fmt::Debug for WebhookAuthConfiguration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookAuthConfiguration")
             .field("allowed_ip_range", &self.allowed_ip_range)
-            .field("secret_token", &self.secret_token.as_ref().map(|_| REDACTED))
+            .field(
+                "secret_token",
+                &self.secret_token.as_ref().map(|_| REDACTED),
+            )
             .finish()
     }
 }
@@ -203,7 +210,11 @@ impl WebhookDefinition {
     pub fn validate(&self) -> Result<(), WebhookValidationError> {
         let mut violations = Vec::new();
         name(&mut violations, "webhook.name", &self.name);
-        name(&mut violations, "webhook.targetPipeline", &self.target_pipeline);
+        name(
+            &mut violations,
+            "webhook.targetPipeline",
+            &self.target_pipeline,
+        );
         name(&mut violations, "webhook.targetAction", &self.target_action);
         if self.filters.len() > 5 {
             violations.push(
@@ -214,14 +225,29 @@ impl WebhookDefinition {
         }
         for (i, rule) in self.filters.iter().enumerate() {
             let at = format!("webhook.filters.{}.member", i + 1);
-            length(&mut violations, &format!("{at}.jsonPath"), Some(&rule.json_path), 150);
+            length(
+                &mut violations,
+                &format!("{at}.jsonPath"),
+                Some(&rule.json_path),
+                150,
+            );
             if let Some(value) = &rule.match_equals {
-                length(&mut violations, &format!("{at}.matchEquals"), Some(value), 150);
+                length(
+                    &mut violations,
+                    &format!("{at}.matchEquals"),
+                    Some(value),
+                    150,
+                );
             }
         }
         let auth = &self.authentication_configuration;
         let at = "webhook.authenticationConfiguration";
-        length(&mut violations, &format!("{at}.AllowedIPRange"), auth.allowed_ip_range.as_deref(), 100);
+        length(
+            &mut violations,
+            &format!("{at}.AllowedIPRange"),
+            auth.allowed_ip_range.as_deref(),
+            100,
+        );
         if let Some(token) = &auth.secret_token {
             // The token itself never appears in a message.
             let n = token.chars().count();
@@ -256,13 +282,19 @@ impl WebhookDefinition {
             }
         }
 
-        let auth_error = |m: &str| Err(WebhookValidationError::AuthenticationParameters(m.to_string()));
+        let auth_error = |m: &str| {
+            Err(WebhookValidationError::AuthenticationParameters(
+                m.to_string(),
+            ))
+        };
         match self.authentication {
-            WebhookAuthenticationType::GithubHmac if auth.secret_token.is_none() => {
-                auth_error("GITHUB_HMAC authentication requires SecretToken in authenticationConfiguration")
-            }
+            WebhookAuthenticationType::GithubHmac if auth.secret_token.is_none() => auth_error(
+                "GITHUB_HMAC authentication requires SecretToken in authenticationConfiguration",
+            ),
             WebhookAuthenticationType::Ip => match &auth.allowed_ip_range {
-                None => auth_error("IP authentication requires AllowedIPRange in authenticationConfiguration"),
+                None => auth_error(
+                    "IP authentication requires AllowedIPRange in authenticationConfiguration",
+                ),
                 Some(range) => match range.parse::<IpRange>() {
                     Ok(_) => Ok(()),
                     Err(e) => Err(WebhookValidationError::AuthenticationParameters(format!(
@@ -273,7 +305,9 @@ impl WebhookDefinition {
             WebhookAuthenticationType::Unauthenticated
                 if auth.secret_token.is_some() || auth.allowed_ip_range.is_some() =>
             {
-                auth_error("UNAUTHENTICATED authentication takes no authenticationConfiguration properties")
+                auth_error(
+                    "UNAUTHENTICATED authentication takes no authenticationConfiguration properties",
+                )
             }
             _ => Ok(()),
         }
@@ -412,11 +446,17 @@ fn rule_holds(
     let expected = expand(template, configuration).map_err(|name| {
         format!("`{{{name}}}` in matchEquals is not a configuration key of the target action")
     })?;
-    if nodes.iter().any(|v| text(v).as_deref() == Some(expected.as_str())) {
+    if nodes
+        .iter()
+        .any(|v| text(v).as_deref() == Some(expected.as_str()))
+    {
         return Ok(format!("`{}` is `{expected}`", rule.json_path));
     }
     Err(match nodes.first() {
-        None => format!("`{}` selects nothing; expected `{expected}`", rule.json_path),
+        None => format!(
+            "`{}` selects nothing; expected `{expected}`",
+            rule.json_path
+        ),
         Some(v) => format!(
             "`{}` is {}; expected `{expected}`",
             rule.json_path,
@@ -440,7 +480,10 @@ fn text(value: &Value) -> Option<String> {
 /// Replaces `{Name}` with the configuration value of `Name`; `Err(Name)`
 /// for a name the configuration lacks. A `{` without a closing `}`, and
 /// `{}`, are literal text.
-fn expand(template: &str, configuration: &impl Fn(&str) -> Option<String>) -> Result<String, String> {
+fn expand(
+    template: &str,
+    configuration: &impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(open) = rest.find('{') {

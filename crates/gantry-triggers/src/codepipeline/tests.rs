@@ -54,7 +54,10 @@ fn localhost() -> IpAddr {
 fn the_wire_shape_is_the_api_models() {
     let w = github_webhook();
     assert_eq!(w.authentication, WebhookAuthenticationType::GithubHmac);
-    assert_eq!(w.filters[0].match_equals.as_deref(), Some("refs/heads/{BranchName}"));
+    assert_eq!(
+        w.filters[0].match_equals.as_deref(),
+        Some("refs/heads/{BranchName}")
+    );
     let back = serde_json::to_value(&w).unwrap();
     assert_eq!(
         back,
@@ -76,7 +79,10 @@ fn the_wire_shape_is_the_api_models() {
         "authentication": "IP",
         "authenticationConfiguration": {"AllowedIPRange": "10.0.0.0/8"}
     }));
-    assert_eq!(ip.authentication_configuration.allowed_ip_range.as_deref(), Some("10.0.0.0/8"));
+    assert_eq!(
+        ip.authentication_configuration.allowed_ip_range.as_deref(),
+        Some("10.0.0.0/8")
+    );
     assert_eq!(
         serde_json::to_value(&ip).unwrap()["filters"],
         json!([{"jsonPath": "$.ref"}]),
@@ -93,7 +99,10 @@ fn unknown_members_and_enum_values_are_refused() {
     let mut v = base.clone();
     v["authenticationConfiguration"] = json!({"secretToken": "x"});
     let err = serde_json::from_value::<WebhookDefinition>(v).unwrap_err();
-    assert!(err.to_string().contains("unknown field `secretToken`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown field `secretToken`"),
+        "{err}"
+    );
     let mut v = base.clone();
     v["authentication"] = json!("BASIC");
     let err = serde_json::from_value::<WebhookDefinition>(v).unwrap_err();
@@ -110,7 +119,10 @@ fn debug_and_redacted_never_show_the_secret() {
     assert!(!format!("{w:?}").contains(SECRET));
     assert!(format!("{w:?}").contains("****"));
     let shown = w.redacted();
-    assert_eq!(shown.authentication_configuration.secret_token.as_deref(), Some(REDACTED));
+    assert_eq!(
+        shown.authentication_configuration.secret_token.as_deref(),
+        Some(REDACTED)
+    );
     assert_eq!(shown.filters, w.filters);
 }
 
@@ -145,7 +157,13 @@ fn constraint_violations_are_listed_the_aws_way() {
 #[test]
 fn at_most_five_filters() {
     let mut w = github_webhook();
-    w.filters = vec![WebhookFilterRule { json_path: "$.ref".into(), match_equals: None }; 6];
+    w.filters = vec![
+        WebhookFilterRule {
+            json_path: "$.ref".into(),
+            match_equals: None
+        };
+        6
+    ];
     assert_eq!(
         w.validate().unwrap_err().to_string(),
         "1 validation error detected: Value at 'webhook.filters' failed to satisfy constraint: \
@@ -171,7 +189,11 @@ fn json_paths_must_parse() {
     w.filters[1].json_path = "$.repository[".into();
     let err = w.validate().unwrap_err();
     assert_eq!(err.code(), "InvalidWebhookFilterPatternException");
-    assert!(err.to_string().starts_with("The JsonPath '$.repository[' of filter 2 is not valid: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("The JsonPath '$.repository[' of filter 2 is not valid: "),
+        "{err}"
+    );
     // Jayway's relative spelling is accepted: `ref` means `$.ref`.
     w.filters[1].json_path = "repository.full_name".into();
     assert_eq!(w.validate(), Ok(()));
@@ -207,7 +229,11 @@ fn authentication_parameters_must_fit_the_type() {
             "authentication": auth, "authenticationConfiguration": config
         }));
         let err = w.validate().unwrap_err();
-        assert_eq!(err.code(), "InvalidWebhookAuthenticationParametersException", "{auth}");
+        assert_eq!(
+            err.code(),
+            "InvalidWebhookAuthenticationParametersException",
+            "{auth}"
+        );
         assert_eq!(err.to_string(), message);
     }
     let ipv6 = webhook(json!({
@@ -226,7 +252,9 @@ fn github_hmac_checks_the_signature_with_the_secret_token() {
     let bad = Headers::new([("X-Hub-Signature-256", sign_sha256("guess", body))]);
     assert_eq!(
         w.authenticate(&bad, body, localhost()),
-        Err(WebhookError::Signature(SignatureError::Mismatch { header: "X-Hub-Signature-256" }))
+        Err(WebhookError::Signature(SignatureError::Mismatch {
+            header: "X-Hub-Signature-256"
+        }))
     );
     assert!(matches!(
         w.authenticate(&Headers::default(), body, localhost()),
@@ -241,9 +269,17 @@ fn ip_authentication_checks_the_callers_address() {
         "authentication": "IP", "authenticationConfiguration": {"AllowedIPRange": "192.30.252.0/22"}
     }));
     let h = Headers::default();
-    assert_eq!(w.authenticate(&h, b"{}", "192.30.253.7".parse().unwrap()), Ok(()));
-    assert_eq!(w.authenticate(&h, b"{}", "::ffff:192.30.255.255".parse().unwrap()), Ok(()));
-    let err = w.authenticate(&h, b"{}", "192.30.248.1".parse().unwrap()).unwrap_err();
+    assert_eq!(
+        w.authenticate(&h, b"{}", "192.30.253.7".parse().unwrap()),
+        Ok(())
+    );
+    assert_eq!(
+        w.authenticate(&h, b"{}", "::ffff:192.30.255.255".parse().unwrap()),
+        Ok(())
+    );
+    let err = w
+        .authenticate(&h, b"{}", "192.30.248.1".parse().unwrap())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "webhook authentication failed: 192.30.248.1 is not in the allowed IP range 192.30.252.0/22"
@@ -256,11 +292,19 @@ fn unauthenticated_accepts_anyone() {
         "name": "w", "targetPipeline": "p", "targetAction": "a", "filters": [],
         "authentication": "UNAUTHENTICATED", "authenticationConfiguration": {}
     }));
-    assert_eq!(w.authenticate(&Headers::default(), b"", "203.0.113.1".parse().unwrap()), Ok(()));
+    assert_eq!(
+        w.authenticate(&Headers::default(), b"", "203.0.113.1".parse().unwrap()),
+        Ok(())
+    );
 }
 
 fn config(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-    move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
+    move |key| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    }
 }
 
 #[test]
@@ -285,7 +329,8 @@ fn placeholders_take_the_target_actions_configuration() {
 fn an_unknown_placeholder_never_matches() {
     let w = github_webhook();
     // Even a payload that spells the placeholder literally.
-    let payload = json!({"ref": "refs/heads/{BranchName}", "repository": {"full_name": "acme/shop"}});
+    let payload =
+        json!({"ref": "refs/heads/{BranchName}", "repository": {"full_name": "acme/shop"}});
     let (start, reason) = w.filters_match(&payload, config(&[("Branch", "main")]));
     assert!(!start);
     assert_eq!(
@@ -314,10 +359,16 @@ fn without_match_equals_the_path_must_select_something() {
         "authentication": "UNAUTHENTICATED", "authenticationConfiguration": {}
     }));
     let none = |_: &str| None;
-    assert!(w.filters_match(&json!({"pull_request": {"merged_at": "2024-01-01"}}), none).0);
+    assert!(
+        w.filters_match(&json!({"pull_request": {"merged_at": "2024-01-01"}}), none)
+            .0
+    );
     let (start, reason) = w.filters_match(&json!({"pull_request": {}}), none);
     assert!(!start);
-    assert_eq!(reason, "filter 1 does not hold: `$.pull_request.merged_at` selects nothing");
+    assert_eq!(
+        reason,
+        "filter 1 does not hold: `$.pull_request.merged_at` selects nothing"
+    );
 }
 
 #[test]
@@ -342,7 +393,11 @@ fn numbers_booleans_and_several_selected_values() {
     assert!(rule("$.commits[*].id", "b").filters_match(&payload, none).0);
     assert!(!rule("$.commits[*].id", "c").filters_match(&payload, none).0);
     // Jayway's relative spelling.
-    assert!(rule("repository.name", "shop").filters_match(&payload, none).0);
+    assert!(
+        rule("repository.name", "shop")
+            .filters_match(&payload, none)
+            .0
+    );
 }
 
 #[test]
@@ -367,9 +422,15 @@ fn evaluate_runs_authentication_payload_and_filters_in_order() {
     assert!(d.start, "{}", d.reason);
     assert_eq!(d.source_action, "Source");
 
-    let d = w.evaluate(&signed, body, localhost(), &source_action("develop")).unwrap();
+    let d = w
+        .evaluate(&signed, body, localhost(), &source_action("develop"))
+        .unwrap();
     assert!(!d.start);
-    assert!(d.reason.contains("expected `refs/heads/develop`"), "{}", d.reason);
+    assert!(
+        d.reason.contains("expected `refs/heads/develop`"),
+        "{}",
+        d.reason
+    );
 
     // Authentication comes before the body is even read.
     let junk = b"not json";
@@ -387,7 +448,10 @@ fn evaluate_runs_authentication_payload_and_filters_in_order() {
     let mut other = w.clone();
     other.target_action = "Checkout".into();
     assert_eq!(
-        other.evaluate(&signed, body, localhost(), &action).unwrap_err().to_string(),
+        other
+            .evaluate(&signed, body, localhost(), &action)
+            .unwrap_err()
+            .to_string(),
         "the webhook targets action `Checkout`, not `Source`"
     );
 }

@@ -33,7 +33,11 @@ pub(super) fn repository(root: &Node<'_>) -> Result<Repository, EventError> {
 
 /// A push in GitHub's shape; `max_commits` is where the sender truncates
 /// the list when it does not give a total.
-pub(super) fn push_with(root: &Node<'_>, total_field: Option<&str>, max_commits: Option<usize>) -> Result<Push, EventError> {
+pub(super) fn push_with(
+    root: &Node<'_>,
+    total_field: Option<&str>,
+    max_commits: Option<usize>,
+) -> Result<Push, EventError> {
     let git_ref = GitRef::parse(root.field("ref", "a string")?.str()?);
     let before = root.string("before")?;
     let after = root.string("after")?;

@@ -378,12 +378,13 @@ fn form_value(form: &[u8]) -> Result<Vec<u8>, EventError> {
             b'&' => return Err(EventError::Form("expected only the `payload` field")),
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = form
-                    .get(i + 1..i + 3)
-                    .ok_or(EventError::Form("`%` must be followed by two hexadecimal digits"))?;
+                let hex = form.get(i + 1..i + 3).ok_or(EventError::Form(
+                    "`%` must be followed by two hexadecimal digits",
+                ))?;
                 let mut byte = [0u8; 1];
-                hex::decode_to_slice(hex, &mut byte)
-                    .map_err(|_| EventError::Form("`%` must be followed by two hexadecimal digits"))?;
+                hex::decode_to_slice(hex, &mut byte).map_err(|_| {
+                    EventError::Form("`%` must be followed by two hexadecimal digits")
+                })?;
                 out.push(byte[0]);
                 i += 2;
             }

@@ -27,21 +27,43 @@ fn pull_request(provider: Provider, kind: &str, body: &[u8]) -> PullRequest {
 
 #[test]
 fn github_push_reads_refs_commits_and_the_union_of_changed_files() {
-    let p = push(Provider::GitHub, "push", sample("github-push.json").as_bytes());
+    let p = push(
+        Provider::GitHub,
+        "push",
+        sample("github-push.json").as_bytes(),
+    );
     assert_eq!(p.git_ref, GitRef::Branch("main".into()));
     assert_eq!(p.before, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
     assert_eq!(p.after, "e8c8a3b5d1f4a2c7e9b0d3f6a8c1e4b7d0f2a5c8");
     assert!(!p.created && !p.deleted && !p.forced);
     assert_eq!(p.repository.full_name, "Codertocat/Hello-World");
-    assert_eq!(p.repository.clone_url, "https://github.com/Codertocat/Hello-World.git");
-    assert_eq!(p.repository.ssh_url.as_deref(), Some("git@github.com:Codertocat/Hello-World.git"));
-    assert_eq!(p.repository.html_url.as_deref(), Some("https://github.com/Codertocat/Hello-World"));
+    assert_eq!(
+        p.repository.clone_url,
+        "https://github.com/Codertocat/Hello-World.git"
+    );
+    assert_eq!(
+        p.repository.ssh_url.as_deref(),
+        Some("git@github.com:Codertocat/Hello-World.git")
+    );
+    assert_eq!(
+        p.repository.html_url.as_deref(),
+        Some("https://github.com/Codertocat/Hello-World")
+    );
     assert_eq!(p.repository.default_branch.as_deref(), Some("main"));
     assert_eq!(p.commits.len(), 2);
-    assert_eq!(p.commits[0].message, "Add the orders service\n\nWith its build file.");
+    assert_eq!(
+        p.commits[0].message,
+        "Add the orders service\n\nWith its build file."
+    );
     assert_eq!(p.commits[1].author.name, "Monalisa Octocat");
-    assert_eq!(p.commits[1].author.email.as_deref(), Some("mona@github.com"));
-    assert_eq!(p.commits[1].timestamp.as_deref(), Some("2019-05-15T15:25:02-05:00"));
+    assert_eq!(
+        p.commits[1].author.email.as_deref(),
+        Some("mona@github.com")
+    );
+    assert_eq!(
+        p.commits[1].timestamp.as_deref(),
+        Some("2019-05-15T15:25:02-05:00")
+    );
     // Added, modified and removed, over both commits, each path once, sorted.
     assert_eq!(
         p.changed_files.paths,
@@ -57,7 +79,11 @@ fn github_push_reads_refs_commits_and_the_union_of_changed_files() {
 
 #[test]
 fn github_deleted_tag_push() {
-    let p = push(Provider::GitHub, "push", sample("github-push-tag-deleted.json").as_bytes());
+    let p = push(
+        Provider::GitHub,
+        "push",
+        sample("github-push-tag-deleted.json").as_bytes(),
+    );
     assert_eq!(p.git_ref, GitRef::Tag("simple-tag".into()));
     assert!(p.deleted);
     assert!(p.commits.is_empty());
@@ -97,7 +123,11 @@ fn github_file_lists_are_incomplete_when_commits_are_truncated_forced_or_unliste
     let p = push(Provider::GitHub, "push", &body);
     assert!(!p.changed_files.complete);
     // What is listed still counts.
-    assert!(p.changed_files.paths.contains(&"scripts/old.sh".to_string()));
+    assert!(
+        p.changed_files
+            .paths
+            .contains(&"scripts/old.sh".to_string())
+    );
 }
 
 #[test]
@@ -114,7 +144,10 @@ fn github_pull_request_opened() {
     assert_eq!(pr.source_branch, "changes");
     assert_eq!(pr.destination_branch, "master");
     assert_eq!(pr.head_commit, "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
-    assert_eq!(pr.base_commit.as_deref(), Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e"));
+    assert_eq!(
+        pr.base_commit.as_deref(),
+        Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
+    );
     assert!(!pr.merged);
     assert_eq!(pr.source_clone_url, None, "same repository, not a fork");
     assert_eq!(pr.changed_files, ChangedFiles::unknown());
@@ -131,8 +164,13 @@ fn github_pull_request_actions_map_to_codepipeline_events() {
         ("labeled", None),
         ("ready_for_review", None),
     ] {
-        let body = json_with("github-pull_request-opened.json", |v| v["action"] = action.into());
-        match (parse(Provider::GitHub, "pull_request", &body).unwrap(), expected) {
+        let body = json_with("github-pull_request-opened.json", |v| {
+            v["action"] = action.into()
+        });
+        match (
+            parse(Provider::GitHub, "pull_request", &body).unwrap(),
+            expected,
+        ) {
             (GitEvent::PullRequest(pr), Some(event)) => assert_eq!(pr.event, event, "{action}"),
             (GitEvent::Other(kind), None) => assert_eq!(kind, format!("pull_request ({action})")),
             (got, _) => panic!("{action}: {got:?}"),
@@ -151,18 +189,29 @@ fn a_merged_pull_request_from_a_fork() {
     let pr = pull_request(Provider::GitHub, "pull_request", &body);
     assert_eq!(pr.event, PullRequestEvent::Closed);
     assert!(pr.merged);
-    assert_eq!(pr.source_clone_url.as_deref(), Some("https://github.com/octocat/Hello-World.git"));
+    assert_eq!(
+        pr.source_clone_url.as_deref(),
+        Some("https://github.com/octocat/Hello-World.git")
+    );
     // A deleted fork: `head.repo` is null.
     let body = json_with("github-pull_request-opened.json", |v| {
         v["pull_request"]["head"]["repo"] = Value::Null;
     });
-    assert_eq!(pull_request(Provider::GitHub, "pull_request", &body).source_clone_url, None);
+    assert_eq!(
+        pull_request(Provider::GitHub, "pull_request", &body).source_clone_url,
+        None
+    );
 }
 
 #[test]
 fn ping_and_unknown_events_are_other_not_errors() {
     assert_eq!(
-        parse(Provider::GitHub, "ping", sample("github-ping.json").as_bytes()).unwrap(),
+        parse(
+            Provider::GitHub,
+            "ping",
+            sample("github-ping.json").as_bytes()
+        )
+        .unwrap(),
         GitEvent::Other("ping".into())
     );
     assert_eq!(
@@ -174,26 +223,49 @@ fn ping_and_unknown_events_are_other_not_errors() {
         GitEvent::Other("create".into())
     );
     // Still JSON, though: a ping with a broken body is an error.
-    assert!(matches!(parse(Provider::GitHub, "ping", b"{"), Err(EventError::Json { .. })));
+    assert!(matches!(
+        parse(Provider::GitHub, "ping", b"{"),
+        Err(EventError::Json { .. })
+    ));
 }
 
 #[test]
 fn gitlab_push_reads_the_project_and_knows_its_commit_list_is_truncated() {
-    let p = push(Provider::GitLab, "Push Hook", sample("gitlab-push.json").as_bytes());
+    let p = push(
+        Provider::GitLab,
+        "Push Hook",
+        sample("gitlab-push.json").as_bytes(),
+    );
     assert_eq!(p.git_ref, GitRef::Branch("master".into()));
     assert_eq!(p.repository.full_name, "mike/diaspora");
-    assert_eq!(p.repository.clone_url, "http://example.com/mike/diaspora.git");
-    assert_eq!(p.repository.ssh_url.as_deref(), Some("git@example.com:mike/diaspora.git"));
-    assert_eq!(p.repository.html_url.as_deref(), Some("http://example.com/mike/diaspora"));
+    assert_eq!(
+        p.repository.clone_url,
+        "http://example.com/mike/diaspora.git"
+    );
+    assert_eq!(
+        p.repository.ssh_url.as_deref(),
+        Some("git@example.com:mike/diaspora.git")
+    );
+    assert_eq!(
+        p.repository.html_url.as_deref(),
+        Some("http://example.com/mike/diaspora")
+    );
     assert_eq!(p.repository.default_branch.as_deref(), Some("master"));
     assert_eq!(p.commits.len(), 2);
     assert_eq!(p.commits[0].author.name, "Jordi Mallach");
-    assert_eq!(p.changed_files.paths, ["CHANGELOG", "app/controller/application.rb"]);
+    assert_eq!(
+        p.changed_files.paths,
+        ["CHANGELOG", "app/controller/application.rb"]
+    );
     // total_commits_count is 4 but only 2 are listed.
     assert!(!p.changed_files.complete);
 
     let body = json_with("gitlab-push.json", |v| v["total_commits_count"] = 2.into());
-    assert!(push(Provider::GitLab, "Push Hook", &body).changed_files.complete);
+    assert!(
+        push(Provider::GitLab, "Push Hook", &body)
+            .changed_files
+            .complete
+    );
 }
 
 #[test]
@@ -205,9 +277,17 @@ fn gitlab_tag_push_and_system_hook() {
     let p = push(Provider::GitLab, "Tag Push Hook", &body);
     assert_eq!(p.git_ref, GitRef::Tag("v1.0.0".into()));
     // The same payload through a system hook.
-    assert_eq!(push(Provider::GitLab, "System Hook", &body).git_ref, GitRef::Tag("v1.0.0".into()));
     assert_eq!(
-        parse(Provider::GitLab, "System Hook", br#"{"object_kind": "repository_update"}"#).unwrap(),
+        push(Provider::GitLab, "System Hook", &body).git_ref,
+        GitRef::Tag("v1.0.0".into())
+    );
+    assert_eq!(
+        parse(
+            Provider::GitLab,
+            "System Hook",
+            br#"{"object_kind": "repository_update"}"#
+        )
+        .unwrap(),
         GitEvent::Other("System Hook (repository_update)".into())
     );
 }
@@ -252,7 +332,10 @@ fn gitlab_merge_request_actions() {
                 attrs.remove("oldrev");
             }
         });
-        match (parse(Provider::GitLab, "Merge Request Hook", &body).unwrap(), expected) {
+        match (
+            parse(Provider::GitLab, "Merge Request Hook", &body).unwrap(),
+            expected,
+        ) {
             (GitEvent::PullRequest(pr), Some(event)) => {
                 assert_eq!(pr.event, event, "{action}");
                 assert_eq!(pr.merged, action == "merge");
@@ -295,7 +378,10 @@ fn gitea_synchronized_pull_request_from_a_fork() {
     assert_eq!(pr.source_branch, "cache-deps");
     assert_eq!(pr.destination_branch, "master");
     assert_eq!(pr.head_commit, "4f1b2c3d4e5f60718293a4b5c6d7e8f901234567");
-    assert_eq!(pr.source_clone_url.as_deref(), Some("http://localhost:3000/alice/webhooks.git"));
+    assert_eq!(
+        pr.source_clone_url.as_deref(),
+        Some("http://localhost:3000/alice/webhooks.git")
+    );
     let body = json_with("gitea-pull_request-synchronized.json", |v| {
         v["action"] = "label_updated".into();
     });
@@ -305,9 +391,12 @@ fn gitea_synchronized_pull_request_from_a_fork() {
     );
 }
 
+/// A change to a sample payload.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn missing_and_mistyped_fields_name_their_path() {
-    let cases: Vec<(Provider, &str, &str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Provider, &str, &str, Edit, &str)> = vec![
         (
             Provider::GitHub,
             "push",
@@ -336,7 +425,10 @@ fn missing_and_mistyped_fields_name_their_path() {
             "pull_request",
             "github-pull_request-opened.json",
             Box::new(|v| {
-                v["pull_request"]["head"].as_object_mut().unwrap().remove("sha");
+                v["pull_request"]["head"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("sha");
             }),
             "`pull_request.head.sha` is missing; expected a string",
         ),
@@ -375,7 +467,10 @@ fn missing_and_mistyped_fields_name_their_path() {
             "Merge Request Hook",
             "gitlab-merge_request.json",
             Box::new(|v| {
-                v["object_attributes"].as_object_mut().unwrap().remove("last_commit");
+                v["object_attributes"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("last_commit");
             }),
             "`object_attributes.last_commit` is missing; expected an object with `id`",
         ),
@@ -393,7 +488,9 @@ fn a_base_that_is_an_array_is_a_type_error_at_its_path() {
         v["pull_request"]["base"] = Value::Array(vec![]);
     });
     assert_eq!(
-        parse(Provider::Gitea, "pull_request", &body).unwrap_err().to_string(),
+        parse(Provider::Gitea, "pull_request", &body)
+            .unwrap_err()
+            .to_string(),
         "`pull_request.base` is an array; expected an object"
     );
 }
@@ -401,16 +498,21 @@ fn a_base_that_is_an_array_is_a_type_error_at_its_path() {
 #[test]
 fn bodies_that_are_not_json_objects() {
     let err = parse(Provider::GitHub, "push", b"{\"ref\": ").unwrap_err();
+    assert!(matches!(err, EventError::Json { line: 1, .. }), "{err:?}");
     assert!(
-        matches!(err, EventError::Json { line: 1, .. }),
-        "{err:?}"
+        err.to_string()
+            .starts_with("the payload is not valid JSON: ")
     );
-    assert!(err.to_string().starts_with("the payload is not valid JSON: "));
     assert_eq!(
-        parse(Provider::GitHub, "push", b"[1, 2]").unwrap_err().to_string(),
+        parse(Provider::GitHub, "push", b"[1, 2]")
+            .unwrap_err()
+            .to_string(),
         "`payload` is an array; expected an object"
     );
-    assert!(matches!(parse(Provider::GitLab, "Push Hook", b""), Err(EventError::Json { .. })));
+    assert!(matches!(
+        parse(Provider::GitLab, "Push Hook", b""),
+        Err(EventError::Json { .. })
+    ));
     assert!(matches!(
         parse(Provider::Gitea, "push", b"\xff\xfe"),
         Err(EventError::Json { .. })
@@ -449,7 +551,9 @@ fn parse_request_detects_the_provider_from_the_headers() {
     };
     assert_eq!(p.repository.full_name, "gitea/webhooks");
     assert_eq!(
-        parse_request(&Headers::default(), b"{}").unwrap_err().to_string(),
+        parse_request(&Headers::default(), b"{}")
+            .unwrap_err()
+            .to_string(),
         "no event header: expected one of `X-GitHub-Event`, `X-Gitlab-Event`, `X-Gitea-Event`, `X-Forgejo-Event`"
     );
     let bad = Headers::new([("X-GitHub-Event", &b"\xff"[..])]);
@@ -470,7 +574,10 @@ fn set_changed_files_completes_the_list() {
     event.set_changed_files(["b.txt", "a.txt", "b.txt"]);
     assert_eq!(
         event.changed_files(),
-        Some(&ChangedFiles { paths: vec!["a.txt".into(), "b.txt".into()], complete: true })
+        Some(&ChangedFiles {
+            paths: vec!["a.txt".into(), "b.txt".into()],
+            complete: true
+        })
     );
     let mut other = GitEvent::Other("ping".into());
     other.set_changed_files(["a"]);
@@ -480,7 +587,12 @@ fn set_changed_files_completes_the_list() {
 
 #[test]
 fn git_ref_round_trips() {
-    for full in ["refs/heads/feature/x", "refs/tags/v1.2", "refs/notes/commits", "HEAD"] {
+    for full in [
+        "refs/heads/feature/x",
+        "refs/tags/v1.2",
+        "refs/notes/commits",
+        "HEAD",
+    ] {
         assert_eq!(GitRef::parse(full).full(), full);
     }
     assert_eq!(GitRef::parse("refs/heads/a/b").branch(), Some("a/b"));
