@@ -81,3 +81,8 @@ pub use event::{EventError, GitEvent};
 pub use filter::{Decision, decide};
 pub use headers::Headers;
 pub use signature::{Provider, SignatureError};
+
+/// Runs the examples in docs/triggers.md as doctests, so the page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/triggers.md")]
+struct TriggersDocs;
