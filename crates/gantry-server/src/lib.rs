@@ -32,11 +32,14 @@ Decisions and the list of what is supported are in `docs/server.md`.
 mod auth;
 mod bootstrap;
 mod codebuild;
+mod codepipeline;
 mod config;
 mod error;
+mod eventbridge;
 mod recovery;
 mod router;
 mod source;
+mod stepfunctions;
 mod worker;
 
 use std::future::Future;

@@ -14,10 +14,15 @@ use gantry_store::Store;
 use crate::config::Config;
 use crate::error::{ApiError, into_response};
 use crate::worker::BuildRunner;
-use crate::{auth, codebuild};
+use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
 
 /// The services the AWS JSON endpoint offers.
-const OFFERED: [Service; 1] = [Service::CodeBuild];
+const OFFERED: [Service; 4] = [
+    Service::CodeBuild,
+    Service::CodePipeline,
+    Service::StepFunctions,
+    Service::Events,
+];
 
 /// What every handler can reach, generic over the store.
 pub(crate) struct AppState<S: Store> {
@@ -67,11 +72,9 @@ async fn aws_json<S: Store>(
 ) -> Response {
     let request_id = gantry_aws::new_request_id();
     match handle(&state, &uri, &headers, &body).await {
-        Ok(output) => into_response(JsonResponse::success(
-            Service::CodeBuild,
-            &output,
-            &request_id,
-        )),
+        Ok((service, output)) => {
+            into_response(JsonResponse::success(service, &output, &request_id))
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -81,7 +84,7 @@ async fn handle<S: Store>(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<(Service, serde_json::Value), ApiError> {
     let caller =
         auth::authenticate(state.store.as_ref(), &state.verifier, uri, headers, body).await?;
     let target_header = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
@@ -89,5 +92,12 @@ async fn handle<S: Store>(
     target.service.check_caller(&caller)?;
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
     gantry_aws::check_content_type(content_type, target.service)?;
-    codebuild::dispatch(state, &caller, target.operation, body).await
+    let op = target.operation;
+    let output = match target.service {
+        Service::CodePipeline => codepipeline::dispatch(state, &caller, op, body).await,
+        Service::StepFunctions => stepfunctions::dispatch(state, &caller, op, body).await,
+        Service::Events => eventbridge::dispatch(state, &caller, op, body).await,
+        _ => codebuild::dispatch(state, &caller, op, body).await,
+    }?;
+    Ok((target.service, output))
 }

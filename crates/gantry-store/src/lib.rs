@@ -16,7 +16,7 @@ not happen nor misses one that did.
 
 ```
 # tokio::runtime::Runtime::new().unwrap().block_on(async {
-use gantry_store::{MasterKey, NewProject, SqliteStore, Store, StoreError};
+use gantry_store::{BuildStore, MasterKey, NewProject, SqliteStore, StoreError};
 
 let dir = tempfile::tempdir().unwrap();
 let key = MasterKey::load_or_create(&dir.path().join("secret.key")).unwrap();
@@ -34,12 +34,18 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 #![deny(missing_docs)]
 
 mod crypto;
+mod events;
 mod model;
+mod pipelines;
 mod sqlite;
+mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
+pub use events::EventStore;
 pub use model::*;
+pub use pipelines::PipelineStore;
 pub use sqlite::SqliteStore;
+pub use workflows::WorkflowStore;
 
 use async_trait::async_trait;
 
@@ -64,13 +70,22 @@ impl StoreError {
     }
 }
 
-/// The store, as the server sees it.
+/// The store, as the server sees it: one trait per domain, so each domain's
+/// rows and methods live in files of their own (`pipelines.rs`,
+/// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
+///
+/// Any type that implements every domain's trait is a `Store`.
+pub trait Store: BuildStore + PipelineStore + WorkflowStore + EventStore {}
+
+impl<T> Store for T where T: BuildStore + PipelineStore + WorkflowStore + EventStore {}
+
+/// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///
 /// Methods that change something take the `actor` (an access key id, or
 /// `"system"` for the server's own work) and write the audit log in the
 /// same transaction. Log lines are output, not changes, and are not audited.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait BuildStore: Send + Sync + 'static {
     // Access keys.
 
     /// Stores a new access key, its secret encrypted. `Conflict` when the

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildUpdate, MasterKey, NewAccessKey, NewBuild, NewProject, ProjectSort, SortOrder,
-    SqliteStore, Store, StoreError,
+    BuildStore, BuildUpdate, MasterKey, NewAccessKey, NewBuild, NewProject, ProjectSort, SortOrder,
+    SqliteStore, StoreError,
 };
 use serde_json::json;
 

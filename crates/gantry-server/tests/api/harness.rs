@@ -234,7 +234,7 @@ pub async fn open_store(data_dir: &Path) -> gantry_store::SqliteStore {
 
 /// Leaves an IN_PROGRESS build in the store, as a crash mid-build would.
 pub async fn plant_interrupted_build(data_dir: &Path, project: &str) -> String {
-    use gantry_store::Store;
+    use gantry_store::BuildStore;
     let store = open_store(data_dir).await;
     let id = format!("{project}:00000000-0000-4000-8000-000000000001");
     let now = gantry_store::now_ms();

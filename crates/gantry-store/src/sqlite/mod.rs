@@ -1,4 +1,4 @@
-//! The SQLite implementation of [`Store`]: one file, WAL, migrations from
+//! The SQLite implementation of [`Store`](crate::Store): one file, WAL, migrations from
 //! `migrations/sqlite/`.
 //!
 //! SQLite allows one writer at a time; every transaction here that writes
@@ -9,8 +9,11 @@
 
 mod audit;
 mod builds;
+mod events;
 mod keys;
+mod pipelines;
 mod projects;
+mod workflows;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,8 +24,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildUpdate, LogLine, MasterKey, NewAccessKey, NewBuild, NewProject,
-    ProjectRecord, ProjectSort, SortOrder, Store, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, MasterKey, NewAccessKey, NewBuild,
+    NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -78,7 +81,7 @@ pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl BuildStore for SqliteStore {
     async fn create_access_key(&self, key: &NewAccessKey, actor: &str) -> Result<(), StoreError> {
         keys::create(&self.pool, &self.key, key, actor).await
     }
