@@ -35,7 +35,7 @@ mod cidr;
 use std::fmt;
 use std::net::IpAddr;
 
-use gantry_spec::pipeline::ActionDeclaration;
+use gantry_spec::pipeline::{ActionCategory, ActionDeclaration, PipelineDeclaration};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json_path::JsonPath;
@@ -154,6 +154,9 @@ pub enum WebhookValidationError {
     /// authentication configuration does not fit the authentication type.
     #[error("{0}")]
     AuthenticationParameters(String),
+    /// `PipelineNotFoundException`: the pipeline given is not `targetPipeline`.
+    #[error("{0}")]
+    PipelineNotFound(String),
 }
 
 impl WebhookValidationError {
@@ -165,6 +168,7 @@ impl WebhookValidationError {
             WebhookValidationError::AuthenticationParameters(_) => {
                 "InvalidWebhookAuthenticationParametersException"
             }
+            WebhookValidationError::PipelineNotFound(_) => "PipelineNotFoundException",
         }
     }
 }
@@ -311,6 +315,37 @@ impl WebhookDefinition {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The target action in `pipeline`: the pipeline must be
+    /// `targetPipeline` (`PipelineNotFoundException`), and `targetAction` an
+    /// action of its first stage, which holds only source actions
+    /// (`ValidationException`).
+    pub fn target_action_in<'p>(
+        &self,
+        pipeline: &'p PipelineDeclaration,
+    ) -> Result<&'p ActionDeclaration, WebhookValidationError> {
+        if pipeline.name.value != self.target_pipeline {
+            return Err(WebhookValidationError::PipelineNotFound(format!(
+                "Pipeline '{}' not found (the pipeline given is '{}')",
+                self.target_pipeline, pipeline.name.value
+            )));
+        }
+        pipeline
+            .stages
+            .first()
+            .and_then(|stage| {
+                stage.actions.iter().find(|a| {
+                    a.name.value == self.target_action
+                        && a.action_type_id.category.value == ActionCategory::Source
+                })
+            })
+            .ok_or_else(|| {
+                WebhookValidationError::Validation(format!(
+                    "Action '{}' is not a source action in the first stage of pipeline '{}'",
+                    self.target_action, self.target_pipeline
+                ))
+            })
     }
 
     /// The definition as ListWebhooks shows it: the secret token replaced by

@@ -23,7 +23,7 @@ fn github_webhook() -> WebhookDefinition {
     }))
 }
 
-fn source_action(branch: &str) -> ActionDeclaration {
+fn pipeline(branch: &str) -> PipelineDeclaration {
     let yaml = format!(
         "name: shop
 roleArn: arn:aws:iam::123456789012:role/gantry
@@ -42,8 +42,11 @@ stages:
         inputArtifacts: [{{name: Src}}]
 "
     );
-    let mut pipeline = gantry_spec::pipeline::parse_yaml(&yaml).unwrap();
-    pipeline.stages.remove(0).actions.remove(0)
+    gantry_spec::pipeline::parse_yaml(&yaml).unwrap()
+}
+
+fn source_action(branch: &str) -> ActionDeclaration {
+    pipeline(branch).stages.remove(0).actions.remove(0)
 }
 
 fn localhost() -> IpAddr {
@@ -476,4 +479,33 @@ fn a_stored_definition_that_skipped_validation_fails_closed() {
     let (start, reason) = w.filters_match(&json!({}), |_: &str| None);
     assert!(!start);
     assert!(reason.contains("is not a valid JSONPath"), "{reason}");
+}
+
+#[test]
+fn the_target_must_be_a_source_action_of_the_target_pipeline() {
+    let p = pipeline("main");
+    let w = github_webhook();
+    assert_eq!(w.target_action_in(&p).unwrap().name.value, "Source");
+
+    let mut other = w.clone();
+    other.target_pipeline = "billing".into();
+    let err = other.target_action_in(&p).unwrap_err();
+    assert_eq!(err.code(), "PipelineNotFoundException");
+    assert_eq!(
+        err.to_string(),
+        "Pipeline 'billing' not found (the pipeline given is 'shop')"
+    );
+
+    for action in ["Compile", "Missing"] {
+        let mut other = w.clone();
+        other.target_action = action.into();
+        let err = other.target_action_in(&p).unwrap_err();
+        assert_eq!(err.code(), "ValidationException");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "Action '{action}' is not a source action in the first stage of pipeline 'shop'"
+            )
+        );
+    }
 }
