@@ -7,7 +7,9 @@
 /// Built from any iterator of (name, value) pairs; names compare
 /// case-insensitively (`x-hub-signature-256` finds `X-Hub-Signature-256`).
 /// Values are kept as bytes, because HTTP allows header values that are not
-/// UTF-8; the lookups that need text say so when they do not get it.
+/// UTF-8; the lookups that need text say so when they do not get it. From
+/// an `http::HeaderMap`: `Headers::new(map.iter().map(|(k, v)| (k.as_str(),
+/// v.as_bytes())))`.
 ///
 /// ```
 /// use gantry_triggers::Headers;
