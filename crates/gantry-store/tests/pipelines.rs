@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildStore, DisabledTransition, MasterKey, NewPipeline, NewWebhook, PipelineStore,
-    SqliteStore, StoreError, TransitionType,
+    BuildStore, DisabledTransition, MasterKey, NewPipeline, NewWebhook, PipelineStore, SqliteStore,
+    StoreError, TransitionType,
 };
 use serde_json::json;
 
@@ -236,7 +236,10 @@ async fn transitions_are_rows_while_disabled() {
             "Inbound".into()
         )
     );
-    assert_eq!(store.disabled_transitions("app").await.expect("rows").len(), 1);
+    assert_eq!(
+        store.disabled_transitions("app").await.expect("rows").len(),
+        1
+    );
     assert!(matches!(
         store
             .enable_transition("nope", "Build", TransitionType::Inbound, "AK")
@@ -249,7 +252,13 @@ async fn transitions_are_rows_while_disabled() {
         .update_pipeline(&pipeline("app", 2, &["Source", "Build"]), 1, "AK")
         .await
         .expect("update");
-    assert!(store.disabled_transitions("app").await.expect("rows").is_empty());
+    assert!(
+        store
+            .disabled_transitions("app")
+            .await
+            .expect("rows")
+            .is_empty()
+    );
 
     // Deleting the pipeline takes its transitions along.
     store
@@ -257,7 +266,13 @@ async fn transitions_are_rows_while_disabled() {
         .await
         .expect("disable");
     store.delete_pipeline("app", "AK").await.expect("delete");
-    assert!(store.disabled_transitions("app").await.expect("rows").is_empty());
+    assert!(
+        store
+            .disabled_transitions("app")
+            .await
+            .expect("rows")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -270,10 +285,7 @@ async fn webhooks_keep_their_url_and_encrypt_their_secret() {
         .expect("put");
     assert!(put.has_secret);
     assert_eq!(put.url_id, "url-1");
-    assert_eq!(
-        last_audit(&store).await.0,
-        "webhook.put".to_string()
-    );
+    assert_eq!(last_audit(&store).await.0, "webhook.put".to_string());
     assert!(!format!("{:?}", webhook("gh", "u", Some("hush-hush-value"))).contains("hush"));
 
     // Putting it again keeps the URL id, whatever id the caller proposes.
@@ -340,7 +352,12 @@ async fn webhooks_keep_their_url_and_encrypt_their_secret() {
         ("webhook.delete".into(), "gh".into(), "".into())
     );
     // Deleting again succeeds and records nothing.
-    assert!(!store.delete_webhook("gh", "AK").await.expect("delete again"));
+    assert!(
+        !store
+            .delete_webhook("gh", "AK")
+            .await
+            .expect("delete again")
+    );
     assert_eq!(last_audit(&store).await.0, "webhook.delete".to_string());
     // A webhook made again under the name gets a new URL.
     let remade = store

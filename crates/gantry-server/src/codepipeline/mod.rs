@@ -146,7 +146,7 @@ fn encode_token(name: &str) -> String {
 }
 
 fn decode_token(token: &str) -> Option<String> {
-    if token.is_empty() || token.len() % 2 != 0 || token.len() > 2048 {
+    if token.is_empty() || !token.len().is_multiple_of(2) || token.len() > 2048 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -208,8 +208,7 @@ pub(crate) async fn transition_enabled<S: Store>(
     let disabled = store.disabled_transitions(pipeline).await?;
     Ok(!disabled.iter().any(|t| {
         (t.stage == stage && t.transition_type == TransitionType::Inbound)
-            || (Some(t.stage.as_str()) == previous
-                && t.transition_type == TransitionType::Outbound)
+            || (Some(t.stage.as_str()) == previous && t.transition_type == TransitionType::Outbound)
     }))
 }
 
@@ -254,9 +253,7 @@ mod tests {
         assert!(page(names, |s| s, Some("nothex"), 2).is_err());
     }
 
-    use gantry_store::{
-        DisabledTransition, MasterKey, NewWebhook, PipelineStore, SqliteStore,
-    };
+    use gantry_store::{DisabledTransition, MasterKey, NewWebhook, PipelineStore, SqliteStore};
 
     async fn store_with_pipeline(dir: &std::path::Path) -> SqliteStore {
         let key = MasterKey::load_or_create(&dir.join("secret.key")).expect("key");
@@ -315,17 +312,37 @@ mod tests {
         assert!(get_pipeline(&store, "nope").await.expect("read").is_none());
 
         for stage in ["Source", "Build", "Deploy"] {
-            assert!(transition_enabled(&store, "app", stage).await.expect("read"));
+            assert!(
+                transition_enabled(&store, "app", stage)
+                    .await
+                    .expect("read")
+            );
         }
-        assert!(!transition_enabled(&store, "app", "Nope").await.expect("read"));
-        assert!(!transition_enabled(&store, "nope", "Build").await.expect("read"));
+        assert!(
+            !transition_enabled(&store, "app", "Nope")
+                .await
+                .expect("read")
+        );
+        assert!(
+            !transition_enabled(&store, "nope", "Build")
+                .await
+                .expect("read")
+        );
         // Inbound of Build closes Build only.
         store
             .disable_transition(&disabled("Build", TransitionType::Inbound), "AK")
             .await
             .expect("disable");
-        assert!(!transition_enabled(&store, "app", "Build").await.expect("read"));
-        assert!(transition_enabled(&store, "app", "Deploy").await.expect("read"));
+        assert!(
+            !transition_enabled(&store, "app", "Build")
+                .await
+                .expect("read")
+        );
+        assert!(
+            transition_enabled(&store, "app", "Deploy")
+                .await
+                .expect("read")
+        );
         // Outbound of Build closes the way into Deploy.
         store
             .enable_transition("app", "Build", TransitionType::Inbound, "AK")
@@ -335,8 +352,16 @@ mod tests {
             .disable_transition(&disabled("Build", TransitionType::Outbound), "AK")
             .await
             .expect("disable");
-        assert!(transition_enabled(&store, "app", "Build").await.expect("read"));
-        assert!(!transition_enabled(&store, "app", "Deploy").await.expect("read"));
+        assert!(
+            transition_enabled(&store, "app", "Build")
+                .await
+                .expect("read")
+        );
+        assert!(
+            !transition_enabled(&store, "app", "Deploy")
+                .await
+                .expect("read")
+        );
 
         store
             .put_webhook(
@@ -352,9 +377,17 @@ mod tests {
             )
             .await
             .expect("put");
-        let found = webhook_for_url(&store, "abc").await.expect("read").expect("found");
+        let found = webhook_for_url(&store, "abc")
+            .await
+            .expect("read")
+            .expect("found");
         assert_eq!(found.secret.as_deref(), Some("tok"));
-        assert!(webhook_for_url(&store, "zzz").await.expect("read").is_none());
+        assert!(
+            webhook_for_url(&store, "zzz")
+                .await
+                .expect("read")
+                .is_none()
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! CreatePipeline, GetPipeline, UpdatePipeline, DeletePipeline, ListPipelines.
 
 use gantry_spec::Diagnostic;
+use gantry_spec::Spanned;
 use gantry_spec::pipeline::{
     self, ExecutionMode, Format, PipelineDeclaration, PipelineDocument, PipelineType,
 };
-use gantry_spec::Spanned;
 use gantry_store::{NewPipeline, PipelineRecord, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -36,7 +36,8 @@ fn parse_input(body: &[u8]) -> Result<PipelineDocument, ApiError> {
     // JSON syntax and the body's shape first, as every operation does.
     let object: serde_json::Map<String, Value> = super::input(body)?;
     required(object.get("pipeline"), "pipeline")?;
-    let text = std::str::from_utf8(body).map_err(|_| validation("The request body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| validation("The request body is not UTF-8"))?;
     pipeline::parse_document(text, Format::Json).map_err(|diags| declaration_error(&diags))
 }
 
@@ -400,7 +401,9 @@ mod tests {
             "InvalidStructureException"
         );
         assert_eq!(
-            first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [build("B", "Nope")]}]))),
+            first_error(&with_stages(
+                json!([ok_source, {"name": "Build", "actions": [build("B", "Nope")]}])
+            )),
             "InvalidStructureException"
         );
         // Stage: a build action in the first stage.
@@ -415,24 +418,31 @@ mod tests {
         let mut no_project = build("B", "S");
         no_project["configuration"] = json!({});
         assert_eq!(
-            first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [no_project]}]))),
+            first_error(&with_stages(
+                json!([ok_source, {"name": "Build", "actions": [no_project]}])
+            )),
             "InvalidActionDeclarationException"
         );
         // Validation: a runOrder out of range, a bad pipeline name.
         let mut late = build("B", "S");
         late["runOrder"] = json!(1000);
         assert_eq!(
-            first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [late]}]))),
+            first_error(&with_stages(
+                json!([ok_source, {"name": "Build", "actions": [late]}])
+            )),
             "ValidationException"
         );
         let mut typo = build("B", "S");
         typo["inputArtifact"] = json!([]);
         assert_eq!(
-            first_error(&with_stages(json!([ok_source, {"name": "Build", "actions": [typo]}]))),
+            first_error(&with_stages(
+                json!([ok_source, {"name": "Build", "actions": [typo]}])
+            )),
             "ValidationException"
         );
-        let bad_name = with_stages(json!([ok_source, {"name": "Build", "actions": [build("B", "S")]}]))
-            .replace("\"app\"", "\"a b\"");
+        let bad_name =
+            with_stages(json!([ok_source, {"name": "Build", "actions": [build("B", "S")]}]))
+                .replace("\"app\"", "\"a b\"");
         assert_eq!(first_error(&bad_name), "ValidationException");
     }
 
@@ -447,7 +457,10 @@ mod tests {
             ]
         });
         let p = pipeline::parse_json(&base.to_string()).expect("valid");
-        assert_eq!((pipeline_type(&p), execution_mode(&p)), ("V1", "SUPERSEDED"));
+        assert_eq!(
+            (pipeline_type(&p), execution_mode(&p)),
+            ("V1", "SUPERSEDED")
+        );
         let mut queued = base.clone();
         queued["executionMode"] = json!("QUEUED");
         let p = pipeline::parse_json(&queued.to_string()).expect("valid");
@@ -470,6 +483,12 @@ mod tests {
         let stored: Value = serde_json::from_str(&row.declaration).expect("json");
         assert_eq!(stored["version"], 3);
         assert_eq!(row.stage_names, ["Source", "Build"]);
-        assert_eq!(parse_stored(&row.declaration).expect("reads back").name.value, "app");
+        assert_eq!(
+            parse_stored(&row.declaration)
+                .expect("reads back")
+                .name
+                .value,
+            "app"
+        );
     }
 }

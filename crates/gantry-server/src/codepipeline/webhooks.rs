@@ -166,15 +166,16 @@ fn check_definition(d: &WebhookDefinition) -> Result<Option<String>, ApiError> {
                     "GITHUB_HMAC takes only SecretToken; remove AllowedIPRange",
                 ));
             }
-            let secret = config
-                .secret_token
-                .clone()
-                .ok_or_else(|| auth_error("GITHUB_HMAC needs authenticationConfiguration.SecretToken"))?;
+            let secret = config.secret_token.clone().ok_or_else(|| {
+                auth_error("GITHUB_HMAC needs authenticationConfiguration.SecretToken")
+            })?;
             Ok(Some(secret))
         }
         "IP" => {
             if config.secret_token.is_some() {
-                return Err(auth_error("IP takes only AllowedIPRange; remove SecretToken"));
+                return Err(auth_error(
+                    "IP takes only AllowedIPRange; remove SecretToken",
+                ));
             }
             let range = config.allowed_ip_range.as_deref().ok_or_else(|| {
                 auth_error("IP needs authenticationConfiguration.AllowedIPRange (a CIDR range)")
@@ -246,7 +247,10 @@ pub(super) async fn put<S: Store>(
     if tags.len() > MAX_TAGS {
         return Err(exception(
             "TooManyTagsException",
-            format!("A webhook can have at most {MAX_TAGS} tags, found {}", tags.len()),
+            format!(
+                "A webhook can have at most {MAX_TAGS} tags, found {}",
+                tags.len()
+            ),
         ));
     }
     for tag in &tags {
@@ -435,14 +439,22 @@ mod tests {
             ))),
             "InvalidWebhookAuthenticationParametersException"
         );
-        assert!(check_definition(&definition("IP", json!({"AllowedIPRange": "10.0.0.0/8"}))).is_ok());
+        assert!(
+            check_definition(&definition("IP", json!({"AllowedIPRange": "10.0.0.0/8"}))).is_ok()
+        );
         assert_eq!(
-            code(check_definition(&definition("IP", json!({"AllowedIPRange": "10.0.0.0/33"})))),
+            code(check_definition(&definition(
+                "IP",
+                json!({"AllowedIPRange": "10.0.0.0/33"})
+            ))),
             "InvalidWebhookAuthenticationParametersException"
         );
         assert!(check_definition(&definition("UNAUTHENTICATED", json!({}))).is_ok());
         assert_eq!(
-            code(check_definition(&definition("UNAUTHENTICATED", json!({"SecretToken": "s"})))),
+            code(check_definition(&definition(
+                "UNAUTHENTICATED",
+                json!({"SecretToken": "s"})
+            ))),
             "InvalidWebhookAuthenticationParametersException"
         );
         assert_eq!(
@@ -458,7 +470,10 @@ mod tests {
             json_path: Some("ref".into()),
             match_equals: None,
         }]);
-        assert_eq!(code(check_definition(&d)), "InvalidWebhookFilterPatternException");
+        assert_eq!(
+            code(check_definition(&d)),
+            "InvalidWebhookFilterPatternException"
+        );
         d.filters = Some(vec![
             FilterRule {
                 json_path: Some("$.ref".into()),
@@ -474,7 +489,14 @@ mod tests {
         for ok in ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32", "::/0"] {
             assert!(valid_cidr(ok), "{ok}");
         }
-        for bad in ["10.0.0.0", "10.0.0.0/33", "10.0.0/8", "x/8", "::/129", "10.0.0.0/+8"] {
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "x/8",
+            "::/129",
+            "10.0.0.0/+8",
+        ] {
             assert!(!valid_cidr(bad), "{bad}");
         }
     }

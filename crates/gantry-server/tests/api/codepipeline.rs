@@ -104,7 +104,13 @@ async fn pipelines_round_trip_keep_versions_and_are_audited() {
         (AKID.into(), "pipeline.create".into(), "shop-web".into())
     );
 
-    let msg = fails(&server, "CreatePipeline", &input, "PipelineNameInUseException").await;
+    let msg = fails(
+        &server,
+        "CreatePipeline",
+        &input,
+        "PipelineNameInUseException",
+    )
+    .await;
     assert!(msg.contains("shop-web"), "{msg}");
 
     // GetPipeline prints exactly what went in, plus the version and metadata.
@@ -211,7 +217,10 @@ async fn invalid_declarations_raise_aws_exceptions_naming_the_field() {
 
     let mut one_stage = base.clone();
     one_stage["stages"] = json!([base["stages"][0]]);
-    one_stage.as_object_mut().expect("object").remove("triggers");
+    one_stage
+        .as_object_mut()
+        .expect("object")
+        .remove("triggers");
     let msg = fails(
         &server,
         "CreatePipeline",
@@ -269,7 +278,13 @@ async fn invalid_declarations_raise_aws_exceptions_naming_the_field() {
 
     let mut typo = base.clone();
     typo["stages"][1]["actions"][0]["inputArtifact"] = json!([]);
-    let msg = fails(&server, "CreatePipeline", &create(typo), "ValidationException").await;
+    let msg = fails(
+        &server,
+        "CreatePipeline",
+        &create(typo),
+        "ValidationException",
+    )
+    .await;
     assert!(msg.contains("inputArtifacts"), "a suggestion: {msg}");
 
     fails(
@@ -280,7 +295,10 @@ async fn invalid_declarations_raise_aws_exceptions_naming_the_field() {
     )
     .await;
     let (status, out) = cp(&server, "CreatePipeline", &json!("not an object")).await;
-    assert_eq!((status, out["__type"].as_str()), (400, Some("SerializationException")));
+    assert_eq!(
+        (status, out["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
 
     // Nothing was created by any of it, and nothing audited.
     let listed = ok(&server, "ListPipelines", &json!({})).await;
@@ -437,7 +455,8 @@ async fn stage_transitions_disable_and_enable() {
     )
     .await;
 
-    let enable = json!({"pipelineName": "shop-web", "stageName": "Release", "transitionType": "Inbound"});
+    let enable =
+        json!({"pipelineName": "shop-web", "stageName": "Release", "transitionType": "Inbound"});
     ok(&server, "EnableStageTransition", &enable).await;
     assert_eq!(
         audit(&server, 1).await[0],
@@ -683,5 +702,39 @@ async fn pipelines_and_webhooks_survive_a_restart() {
             .as_str()
             .is_some_and(|u| u.ends_with(&url_id))
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_each_make_a_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = std::sync::Arc::new(TestServer::start(dir.path()).await);
+    ok(&server, "CreatePipeline", &fixture()).await;
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = fixture()["pipeline"].clone();
+            p["stages"][1]["actions"][0]["configuration"]["ProjectName"] = json!(format!("b{i}"));
+            ok(&server, "UpdatePipeline", &json!({ "pipeline": p })).await["pipeline"]["version"]
+                .as_u64()
+                .expect("version")
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.expect("join"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4, 5]);
+    for v in 1..=5 {
+        ok(
+            &server,
+            "GetPipeline",
+            &json!({"name": "shop-web", "version": v}),
+        )
+        .await;
+    }
+    let server = std::sync::Arc::into_inner(server).expect("sole owner");
     server.stop().await;
 }

@@ -22,7 +22,8 @@ fn secret_context(name: &str) -> String {
     format!("webhook:{name}")
 }
 
-const PIPELINE_SELECT: &str = "SELECT p.name, p.version AS latest_version, p.tags_json, p.created_ms,
+const PIPELINE_SELECT: &str =
+    "SELECT p.name, p.version AS latest_version, p.tags_json, p.created_ms,
             v.version, v.declaration_json, v.pipeline_type, v.execution_mode,
             v.created_ms AS updated_ms
      FROM pipelines p
@@ -67,7 +68,14 @@ async fn create_pipeline(
         other => other,
     })?;
     insert_version(&mut tx, pipeline, 1, now).await?;
-    audit::record(&mut tx, actor, "pipeline.create", &pipeline.name, "version 1").await?;
+    audit::record(
+        &mut tx,
+        actor,
+        "pipeline.create",
+        &pipeline.name,
+        "version 1",
+    )
+    .await?;
     tx.commit().await.map_err(db_error)?;
     Ok(PipelineRecord {
         name: pipeline.name.clone(),
@@ -127,11 +135,12 @@ async fn update_pipeline(
     .await
     .map_err(db_error)?;
     let Some(row) = row else {
-        let current: Option<i64> = sqlx::query_scalar("SELECT version FROM pipelines WHERE name = ?")
-            .bind(&pipeline.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM pipelines WHERE name = ?")
+                .bind(&pipeline.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
         return Err(match current {
             None => StoreError::NotFound,
             Some(v) => StoreError::Conflict(format!(
@@ -346,7 +355,8 @@ async fn disabled_transitions(
         .collect()
 }
 
-const WEBHOOK_COLUMNS: &str = "name, url_id, pipeline, definition_json, secret_nonce, secret_cipher,
+const WEBHOOK_COLUMNS: &str =
+    "name, url_id, pipeline, definition_json, secret_nonce, secret_cipher,
      tags_json, registered, last_triggered_ms, created_ms, updated_ms";
 
 /// A webhook row, and its sealed secret when it has one.
@@ -355,7 +365,9 @@ fn webhook_record(row: &SqliteRow) -> Result<(WebhookRecord, Option<Sealed>), St
     let tags: String = row.try_get("tags_json").map_err(db_error)?;
     let nonce: Option<Vec<u8>> = row.try_get("secret_nonce").map_err(db_error)?;
     let cipher: Option<Vec<u8>> = row.try_get("secret_cipher").map_err(db_error)?;
-    let sealed = nonce.zip(cipher).map(|(nonce, cipher)| Sealed { nonce, cipher });
+    let sealed = nonce
+        .zip(cipher)
+        .map(|(nonce, cipher)| Sealed { nonce, cipher });
     let registered: i64 = row.try_get("registered").map_err(db_error)?;
     let record = WebhookRecord {
         name: row.try_get("name").map_err(db_error)?,
@@ -388,7 +400,9 @@ fn open_secret(
     let plain = key
         .open(&secret_context(name), &sealed.nonce, &sealed.cipher)
         .map_err(StoreError::other)?;
-    String::from_utf8(plain).map(Some).map_err(StoreError::other)
+    String::from_utf8(plain)
+        .map(Some)
+        .map_err(StoreError::other)
 }
 
 async fn put_webhook(
@@ -463,11 +477,10 @@ async fn webhook_row(
 
 async fn list_webhooks(pool: &SqlitePool) -> Result<Vec<WebhookRecord>, StoreError> {
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY name");
-    let rows = sqlx::query(&sql)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
-    rows.iter().map(|r| webhook_record(r).map(|(w, _)| w)).collect()
+    let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(db_error)?;
+    rows.iter()
+        .map(|r| webhook_record(r).map(|(w, _)| w))
+        .collect()
 }
 
 async fn delete_webhook(pool: &SqlitePool, name: &str, actor: &str) -> Result<bool, StoreError> {
