@@ -624,8 +624,8 @@ async fn put_zip_refuses_zip_slip_and_clashing_names() {
             .unwrap_err();
         assert!(err.to_string().contains(why), "{entries:?}: {err}");
     }
-    // The zip writer refuses duplicate names itself, so build one by hand
-    // from two archives' bytes is not possible; the manifest rules cover it.
+    // A name given twice cannot be built with the zip writer (it refuses);
+    // the same clash check (`Tree::insert`) covers it.
 
     // An escaping symlink inside a zip.
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
