@@ -18,6 +18,10 @@ pub struct Config {
     /// `None` generates one. `gantry server` fills it from
     /// `GANTRY_ADMIN_ACCESS_KEY_ID` and `GANTRY_ADMIN_SECRET_ACCESS_KEY`.
     pub admin_key: Option<(String, String)>,
+    /// The URL clients reach this server at (e.g. `https://ci.example.com`),
+    /// for the URLs the server hands out (CodePipeline webhook URLs). `None`
+    /// uses `http://` and the Host header of the request that asked.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -30,6 +34,7 @@ impl Config {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             admin_key: None,
+            public_url: None,
         }
     }
 }
@@ -41,6 +46,7 @@ impl fmt::Debug for Config {
             .field("max_concurrent_builds", &self.max_concurrent_builds)
             .field("region", &self.region)
             .field("account_id", &self.account_id)
+            .field("public_url", &self.public_url)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

@@ -105,7 +105,7 @@ async fn handle<S: Store>(
     gantry_aws::check_content_type(content_type, target.service)?;
     let op = target.operation;
     let output = match target.service {
-        Service::CodePipeline => codepipeline::dispatch(state, &caller, op, body).await,
+        Service::CodePipeline => codepipeline::dispatch(state, &caller, op, body, headers).await,
         Service::StepFunctions => stepfunctions::dispatch(state, &caller, op, body).await,
         Service::Events => eventbridge::dispatch(state, &caller, op, body).await,
         _ => codebuild::dispatch(state, &caller, op, body).await,

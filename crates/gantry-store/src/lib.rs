@@ -43,7 +43,10 @@ mod workflows;
 pub use crypto::{CryptoError, MasterKey};
 pub use events::EventStore;
 pub use model::*;
-pub use pipelines::PipelineStore;
+pub use pipelines::{
+    DisabledTransition, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
+    PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
+};
 pub use sqlite::SqliteStore;
 pub use workflows::*;
 
