@@ -106,6 +106,13 @@ fn compress_into<W: Write>(
     Ok((Digest::from_hasher(hasher), sink))
 }
 
+/// SHA-256 and length of everything `reader` gives.
+pub(crate) fn hash(mut reader: impl Read) -> io::Result<(Digest, u64)> {
+    let mut hasher = Sha256::new();
+    let read = io::copy(&mut reader, &mut hasher)?;
+    Ok((Digest::from_hasher(hasher), read))
+}
+
 /// Stores a compressed blob unless one with this digest is already stored.
 /// Returns whether it wrote anything.
 ///
@@ -120,7 +127,7 @@ pub(crate) async fn put_blob(
     data: Compressed,
 ) -> Result<bool> {
     let key = blob_key(digest);
-    if exists(store, &key).await? {
+    if key_exists(store, &key).await? {
         return Ok(false);
     }
     match data {
@@ -153,29 +160,51 @@ pub(crate) async fn put_blob(
                 .await
                 .map_err(|e| Error::store(&key, e))?;
             let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK);
-            let mut file = tokio::fs::File::from_std(file);
-            let mut buf = vec![0u8; UPLOAD_CHUNK];
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::io("<spooled blob>", e))?;
-                if n == 0 {
-                    break;
+            match send_spooled(file, &mut writer, &key).await {
+                Ok(()) => {
+                    writer.finish().await.map_err(|e| Error::store(&key, e))?;
+                    Ok(true)
                 }
-                writer
-                    .wait_for_capacity(4)
-                    .await
-                    .map_err(|e| Error::store(&key, e))?;
-                writer.write(&buf[..n]);
+                Err(err) => {
+                    // Best effort: an unfinished upload is invisible anyway,
+                    // aborting only frees its parts sooner.
+                    let _ = writer.abort().await;
+                    Err(err)
+                }
             }
-            writer.finish().await.map_err(|e| Error::store(&key, e))?;
-            Ok(true)
         }
     }
 }
 
-async fn exists(store: &dyn ObjectStore, key: &ObjPath) -> Result<bool> {
+async fn send_spooled(
+    file: std::fs::File,
+    writer: &mut WriteMultipart,
+    key: &ObjPath,
+) -> Result<()> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut buf = vec![0u8; UPLOAD_CHUNK];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::io("<spooled blob>", e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        writer
+            .wait_for_capacity(4)
+            .await
+            .map_err(|e| Error::store(key, e))?;
+        writer.write(&buf[..n]);
+    }
+}
+
+/// Whether the blob with this digest is stored.
+pub(crate) async fn exists(store: &dyn ObjectStore, digest: &Digest) -> Result<bool> {
+    key_exists(store, &blob_key(digest)).await
+}
+
+async fn key_exists(store: &dyn ObjectStore, key: &ObjPath) -> Result<bool> {
     match store.head(key).await {
         Ok(_) => Ok(true),
         Err(object_store::Error::NotFound { .. }) => Ok(false),

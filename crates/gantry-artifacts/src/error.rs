@@ -61,15 +61,13 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// A local file changed size while it was being stored.
-    #[error("{}: file changed while it was being stored (expected {expected} bytes, read {read})", path.display())]
+    /// A local file changed while it was being stored.
+    #[error("{}: file changed while it was being stored ({reason})", path.display())]
     FileChanged {
         /// The file.
         path: PathBuf,
-        /// The size it had when the directory was walked.
-        expected: u64,
-        /// The bytes actually read.
-        read: u64,
+        /// What differed.
+        reason: String,
     },
 
     /// A symlink in the tree points outside it (or is absolute), which an

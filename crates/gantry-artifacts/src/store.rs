@@ -138,33 +138,70 @@ impl ArtifactStore {
         let kind = match walked.kind {
             WalkedKind::Dir => EntryKind::Dir,
             WalkedKind::Symlink { target } => EntryKind::Symlink { target },
-            WalkedKind::File { size, executable } => {
-                let path = walked.local.clone();
-                let limit = self.limits.in_memory_bytes;
-                let (digest, data) = tokio::task::spawn_blocking(move || {
-                    let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-                    blob::compress(&mut file, size, limit).map_err(|e| match e {
-                        CompressError::Io(e) => Error::io(&path, e),
-                        CompressError::SizeMismatch { read } => Error::FileChanged {
-                            path: path.clone(),
-                            expected: size,
-                            read,
-                        },
-                    })
-                })
-                .await??;
-                blob::put_blob(self.objects.as_ref(), &digest, data).await?;
-                EntryKind::File {
-                    executable,
-                    size,
-                    sha256: digest,
-                }
-            }
+            WalkedKind::File { size, executable } => EntryKind::File {
+                executable,
+                size,
+                sha256: self.store_file(walked.local, size).await?,
+            },
         };
         Ok(Entry {
             path: walked.path,
             kind,
         })
+    }
+
+    /// Stores one local file's content; gives its digest.
+    ///
+    /// A large file is hashed first and compressed only if its blob is not
+    /// stored yet: re-storing unchanged build outputs then costs a read and
+    /// a hash, not a compression. Small files are hashed and compressed in
+    /// one pass (a second read would cost more than it saves).
+    async fn store_file(&self, path: PathBuf, size: u64) -> Result<Digest> {
+        let limit = self.limits.in_memory_bytes;
+        let known = if size > limit {
+            let hash_path = path.clone();
+            let digest = tokio::task::spawn_blocking(move || {
+                let file = std::fs::File::open(&hash_path).map_err(|e| Error::io(&hash_path, e))?;
+                let (digest, read) = blob::hash(file).map_err(|e| Error::io(&hash_path, e))?;
+                if read != size {
+                    return Err(Error::FileChanged {
+                        path: hash_path,
+                        reason: format!("{size} bytes when listed, {read} when hashed"),
+                    });
+                }
+                Ok(digest)
+            })
+            .await??;
+            if blob::exists(self.objects.as_ref(), &digest).await? {
+                return Ok(digest);
+            }
+            Some(digest)
+        } else {
+            None
+        };
+        let compress_path = path.clone();
+        let (digest, data) = tokio::task::spawn_blocking(move || {
+            let path = compress_path;
+            let mut file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+            blob::compress(&mut file, size, limit).map_err(|e| match e {
+                CompressError::Io(e) => Error::io(&path, e),
+                CompressError::SizeMismatch { read } => Error::FileChanged {
+                    path: path.clone(),
+                    reason: format!("{size} bytes when listed, {read} when read"),
+                },
+            })
+        })
+        .await??;
+        if let Some(hashed) = known
+            && hashed != digest
+        {
+            return Err(Error::FileChanged {
+                path,
+                reason: "content differs between hashing and compressing".into(),
+            });
+        }
+        blob::put_blob(self.objects.as_ref(), &digest, data).await?;
+        Ok(digest)
     }
 
     /// Stores a manifest as a blob; its digest is the artifact's reference.

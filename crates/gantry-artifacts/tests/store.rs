@@ -281,6 +281,30 @@ async fn a_corrupted_blob_fails_materialize_naming_the_file_and_leaves_nothing()
 }
 
 #[tokio::test]
+async fn a_blob_replaced_by_valid_zstd_of_other_content_is_caught_by_its_digest() {
+    let fx = Fixture::new();
+    write(&fx.path("src/app.cfg"), b"debug = false\n", 0o644);
+    let artifact = fx.store.put_dir(fx.path("src")).await.unwrap();
+    // Same length, valid zstd, different bytes: only the digest can tell.
+    let hex = Digest::of(b"debug = false\n").to_hex();
+    let forged = zstd::stream::encode_all(&b"debug = true!\n"[..], 3).unwrap();
+    std::fs::write(
+        fx.path(&format!("objects/blobs/sha256/{}/{hex}", &hex[..2])),
+        forged,
+    )
+    .unwrap();
+    let err = fx
+        .store
+        .materialize(&artifact, fx.path("out"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { path, reason, .. } if path == "app.cfg" && reason.contains("SHA-256")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_blob_or_manifest_is_reported() {
     let fx = Fixture::new();
     write(&fx.path("src/a.txt"), b"aaa", 0o644);
@@ -600,8 +624,8 @@ async fn put_zip_refuses_zip_slip_and_clashing_names() {
             .unwrap_err();
         assert!(err.to_string().contains(why), "{entries:?}: {err}");
     }
-    // The zip writer refuses duplicate names itself, so build one by hand
-    // from two archives' bytes is not possible; the manifest rules cover it.
+    // A name given twice cannot be built with the zip writer (it refuses);
+    // the same clash check (`Tree::insert`) covers it.
 
     // An escaping symlink inside a zip.
     let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));

@@ -13,6 +13,15 @@ use crate::commit::{COMMIT_FORMAT, Commit, DATE_FORMAT, parse_commit};
 use crate::input::{check_branch, check_commit_id, check_url, is_zero_id, redact_url};
 use crate::{Error, Result};
 
+/// What [`GitCache::checkout_with`] writes besides the commit's tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutOptions {
+    /// Also write a standalone `.git` with the commit's history.
+    pub git_dir: bool,
+    /// With `git_dir`, the branch `HEAD` is on; `None` leaves `HEAD` detached.
+    pub branch: Option<String>,
+}
+
 /// Default time one git command may take before it is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -287,8 +296,32 @@ impl GitCache {
     /// repository's `.gitattributes` apply as in a normal checkout, the
     /// host's `core.autocrlf` does not.
     pub async fn checkout(&self, url: &str, commit_id: &str, dest: impl AsRef<Path>) -> Result<()> {
+        self.checkout_with(url, commit_id, dest, &CheckoutOptions::default())
+            .await
+    }
+
+    /// [`checkout`](Self::checkout), and with [`CheckoutOptions::git_dir`]
+    /// also a standalone `.git` holding the commit's history, `HEAD` at the
+    /// commit (on `branch` when given, else detached), a clean index, and
+    /// no remote (the URL may carry credentials). Builds can then run
+    /// `git log` or `git describe` as in a full clone.
+    ///
+    /// The objects are borrowed from the mirror through `alternates`,
+    /// copied with `git repack -a -d`, and the `alternates` file removed
+    /// (what `git clone --dissociate` does), so the `.git` does not depend
+    /// on the mirror and never exposes it.
+    pub async fn checkout_with(
+        &self,
+        url: &str,
+        commit_id: &str,
+        dest: impl AsRef<Path>,
+        options: &CheckoutOptions,
+    ) -> Result<()> {
         check_url(url)?;
         let id = check_commit_id(commit_id)?;
+        if let Some(branch) = &options.branch {
+            check_branch(branch)?;
+        }
         let dest = dest.as_ref();
         let mirror = self.ensure_commit(url, &id).await?;
         prepare_destination(dest).await?;
@@ -313,6 +346,78 @@ impl GitCache {
         self.git
             .run(Invocation::new(args).env("GIT_INDEX_FILE", &index))
             .await?;
+        if options.git_dir {
+            self.write_git_dir(&mirror, &id, dest, options.branch.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_git_dir(
+        &self,
+        mirror: &Path,
+        id: &str,
+        dest: &Path,
+        branch: Option<&str>,
+    ) -> Result<()> {
+        let git_dir = dest.join(".git");
+        self.git
+            .run(Invocation::new([
+                "init".as_ref(),
+                "--quiet".as_ref(),
+                "--".as_ref(),
+                dest.as_os_str(),
+            ]))
+            .await?;
+        let alternates = git_dir.join("objects/info/alternates");
+        let mirror_objects =
+            std::path::absolute(mirror.join("objects")).map_err(|e| Error::io(mirror, e))?;
+        let mut line = mirror_objects.into_os_string().into_encoded_bytes();
+        line.push(b'\n');
+        tokio::fs::write(&alternates, line)
+            .await
+            .map_err(|e| Error::io(&alternates, e))?;
+        match branch {
+            Some(branch) => {
+                let full = format!("refs/heads/{branch}");
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["update-ref", &full, id],
+                    )))
+                    .await?;
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["symbolic-ref", "HEAD", &full],
+                    )))
+                    .await?;
+            }
+            None => {
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["update-ref", "--no-deref", "HEAD", id],
+                    )))
+                    .await?;
+            }
+        }
+        // Copy every object HEAD reaches out of the mirror, then cut the link.
+        self.git
+            .run(Invocation::new(git_dir_args(
+                &git_dir,
+                ["repack", "-a", "-d", "-q"],
+            )))
+            .await?;
+        tokio::fs::remove_file(&alternates)
+            .await
+            .map_err(|e| Error::io(&alternates, e))?;
+        // An index that matches the files, so `git status` is clean.
+        let mut args = git_dir_args(&git_dir, ["-c", "core.autocrlf=false"]);
+        args.push("--work-tree".into());
+        args.push(dest.as_os_str().to_owned());
+        args.extend(["reset".into(), "--quiet".into()]);
+        self.git.run(Invocation::new(args)).await?;
         Ok(())
     }
 

@@ -5,7 +5,8 @@ command.
 A [`GitCache`] keeps one bare mirror per repository URL. [`GitCache::fetch`]
 brings a branch up to date and reads its head [`Commit`];
 [`GitCache::fetch_commit`] gets the exact commit a webhook names;
-[`GitCache::checkout`] writes a commit's tree into a directory (no `.git`);
+[`GitCache::checkout`] writes a commit's tree into a directory (no `.git`,
+unless [`GitCache::checkout_with`] asks for a standalone one);
 [`GitCache::changed_files`] lists what a push changed, for path filters;
 [`GitCache::ls_remote`] lists a remote's refs. A [`Poller`] watches branches
 for new commits with one `git ls-remote` per distinct URL per tick, its
@@ -75,7 +76,7 @@ mod error;
 mod input;
 mod poll;
 
-pub use cache::{DEFAULT_TIMEOUT, GitCache};
+pub use cache::{CheckoutOptions, DEFAULT_TIMEOUT, GitCache};
 pub use commit::{Commit, MAX_COMMIT_MESSAGE_VARIABLE};
 pub use error::{Error, Result};
 pub use input::{is_zero_id, redact_url};

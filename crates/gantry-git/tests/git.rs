@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gantry_git::{Error, GitCache, Poller, Watch};
+use gantry_git::{CheckoutOptions, Error, GitCache, Poller, Watch};
 
 /// A bare "remote" repository and a work tree that pushes to it.
 struct Upstream {
@@ -252,6 +252,72 @@ async fn checkout_writes_the_tree_of_the_commit_and_no_git_directory() {
     // A destination with content is refused.
     let err = cache.checkout(&up.url(), &new, &dest).await.unwrap_err();
     assert!(matches!(err, Error::DestinationNotEmpty { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn checkout_with_a_git_dir_gives_a_standalone_clean_repository() {
+    let up = Upstream::new();
+    up.commit("main", &[("a.txt", Some("1"))], "first");
+    let second = up.commit("main", &[("a.txt", Some("2"))], "second");
+    let cache = up.cache();
+    let url = up.url();
+    cache.fetch(&url, "main").await.unwrap();
+
+    let dest = up.dir("full");
+    let options = CheckoutOptions {
+        git_dir: true,
+        branch: Some("main".into()),
+    };
+    cache
+        .checkout_with(&url, &second, &dest, &options)
+        .await
+        .unwrap();
+    assert_eq!(run_git(&dest, &["rev-parse", "HEAD"], &[]), second);
+    assert_eq!(
+        run_git(&dest, &["symbolic-ref", "--short", "HEAD"], &[]),
+        "main"
+    );
+    assert_eq!(run_git(&dest, &["status", "--porcelain"], &[]), "");
+    assert_eq!(
+        run_git(&dest, &["log", "--format=%s"], &[]),
+        "second\nfirst"
+    );
+    assert_eq!(run_git(&dest, &["remote"], &[]), "");
+    assert!(!dest.join(".git/objects/info/alternates").exists());
+
+    // Standalone: the history survives the mirror's removal.
+    std::fs::remove_dir_all(cache.mirror_path(&url)).unwrap();
+    run_git(&dest, &["fsck", "--no-progress"], &[]);
+    assert_eq!(run_git(&dest, &["show", "HEAD~1:a.txt"], &[]), "1");
+
+    // Without a branch HEAD is detached at the commit.
+    let detached = up.dir("detached");
+    let options = CheckoutOptions {
+        git_dir: true,
+        branch: None,
+    };
+    cache
+        .checkout_with(&url, &second, &detached, &options)
+        .await
+        .unwrap();
+    assert_eq!(run_git(&detached, &["rev-parse", "HEAD"], &[]), second);
+    let symbolic = Command::new("git")
+        .arg("-C")
+        .arg(&detached)
+        .args(["symbolic-ref", "-q", "HEAD"])
+        .status()
+        .unwrap();
+    assert!(!symbolic.success(), "HEAD should be detached");
+
+    let bad = CheckoutOptions {
+        git_dir: true,
+        branch: Some("-x".into()),
+    };
+    let err = cache
+        .checkout_with(&url, &second, up.dir("bad"), &bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidBranch { .. }), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

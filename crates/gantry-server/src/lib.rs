@@ -129,7 +129,23 @@ impl<S: Store> Server<S> {
         let store = Arc::new(store);
         let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
-        let state = router::AppState::new(store, config).map_err(ServerError::Config)?;
+        let token_key =
+            stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
+                ServerError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?;
+        let state = router::AppState::new(store, config, token_key).map_err(ServerError::Config)?;
+        // Step Functions executions that were running when the server stopped go on
+        // from their journals.
+        let resumed = state.engine.resume_all().await?;
+        if !resumed.is_empty() {
+            tracing::info!(
+                count = resumed.len(),
+                "resumed running Step Functions executions"
+            );
+        }
         Ok(Server {
             state,
             admin_key,
@@ -156,6 +172,7 @@ impl<S: Store> Server<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let runner = self.state.runner.clone();
+        let engine = self.state.engine.clone();
         let pipelines = self.state.pipelines.clone();
         let resuming = self.state.clone();
         tokio::spawn(async move {
@@ -171,6 +188,7 @@ impl<S: Store> Server<S> {
             .await
             .map_err(ServerError::Serve);
         pipelines.abort_actions();
+        engine.shutdown();
         runner.shutdown().await;
         served
     }

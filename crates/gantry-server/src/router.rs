@@ -32,6 +32,7 @@ pub(crate) struct AppState<S: Store> {
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
     pub pipelines: Arc<PipelineHost>,
+    pub engine: Arc<stepfunctions::Engine<S>>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -42,24 +43,34 @@ impl<S: Store> Clone for AppState<S> {
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
             pipelines: self.pipelines.clone(),
+            engine: self.engine.clone(),
         }
     }
 }
 
 impl<S: Store> AppState<S> {
-    /// The state of a server on `store`; fails when the data directory's
-    /// artifact store cannot be opened.
-    pub fn new(store: Arc<S>, config: Config) -> Result<AppState<S>, String> {
+    /// The state, with a Step Functions engine whose task tokens are keyed
+    /// by `token_key`; fails when the data directory's artifact store
+    /// cannot be opened.
+    pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> Result<AppState<S>, String> {
         let config = Arc::new(config);
         let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
         let providers = ProviderContext::new(&config.data_dir, config.approval_timeout)?;
-        Ok(AppState {
+        let engine = Arc::new(stepfunctions::Engine::new(
+            store.clone(),
+            config.clone(),
+            token_key,
+        ));
+        let state = AppState {
             store,
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
             pipelines: Arc::new(PipelineHost::new(providers)),
-        })
+            engine,
+        };
+        state.engine.attach(state.clone());
+        Ok(state)
     }
 }
 

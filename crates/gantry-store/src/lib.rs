@@ -50,7 +50,7 @@ pub use pipelines::{
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
 pub use sqlite::SqliteStore;
-pub use workflows::WorkflowStore;
+pub use workflows::*;
 
 use async_trait::async_trait;
 

@@ -65,6 +65,7 @@ fn exception_for(message: &str) -> &'static str {
         "Source actions are allowed only in the first stage",
         "duplicate action name",
         "onFailure.result: ROLLBACK",
+        ".actions` must have",
     ];
     const STRUCTURE: &[&str] = &[
         "at least 2 stages",
@@ -431,6 +432,13 @@ mod tests {
                 json!([ok_source, {"name": "Build", "actions": [late]}])
             )),
             "ValidationException"
+        );
+        // Stage: a stage without actions.
+        assert_eq!(
+            first_error(&with_stages(
+                json!([ok_source, {"name": "Build", "actions": []}])
+            )),
+            "InvalidStageDeclarationException"
         );
         let mut typo = build("B", "S");
         typo["inputArtifact"] = json!([]);

@@ -704,3 +704,37 @@ async fn pipelines_and_webhooks_survive_a_restart() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_each_make_a_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = std::sync::Arc::new(TestServer::start(dir.path()).await);
+    ok(&server, "CreatePipeline", &fixture()).await;
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut p = fixture()["pipeline"].clone();
+            p["stages"][1]["actions"][0]["configuration"]["ProjectName"] = json!(format!("b{i}"));
+            ok(&server, "UpdatePipeline", &json!({ "pipeline": p })).await["pipeline"]["version"]
+                .as_u64()
+                .expect("version")
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.expect("join"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 3, 4, 5]);
+    for v in 1..=5 {
+        ok(
+            &server,
+            "GetPipeline",
+            &json!({"name": "shop-web", "version": v}),
+        )
+        .await;
+    }
+    let server = std::sync::Arc::into_inner(server).expect("sole owner");
+    server.stop().await;
+}

@@ -7,3 +7,4 @@ mod codepipeline;
 mod codepipeline_clients;
 mod harness;
 mod rust_client;
+mod stepfunctions;
