@@ -292,19 +292,23 @@ impl ArtifactStore {
                 set_mode(&path, 0o755).await?;
             }
         }
-        stream::iter(manifest.entries.iter())
-            .map(|entry| async move {
-                match &entry.kind {
-                    EntryKind::File {
-                        executable,
-                        size,
-                        sha256,
-                    } => {
-                        self.write_file(dest, &entry.path, *executable, *size, *sha256)
-                            .await
-                    }
-                    _ => Ok(()),
-                }
+        // Owned items: a closure over borrowed entries makes this future
+        // impossible to prove `Send` inside callers' spawned tasks.
+        let files: Vec<(String, bool, u64, _)> = manifest
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.kind {
+                EntryKind::File {
+                    executable,
+                    size,
+                    sha256,
+                } => Some((entry.path.clone(), *executable, *size, *sha256)),
+                _ => None,
+            })
+            .collect();
+        stream::iter(files)
+            .map(|(path, executable, size, sha256)| async move {
+                self.write_file(dest, &path, executable, size, sha256).await
             })
             .buffer_unordered(FILE_CONCURRENCY)
             .try_collect::<Vec<()>>()

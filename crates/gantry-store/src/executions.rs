@@ -12,7 +12,7 @@ use crate::StoreError;
 
 /// An execution as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExecutionRecord {
+pub struct PipelineExecutionRecord {
     /// `pipelineExecutionId`.
     pub id: String,
     /// The pipeline's name.
@@ -86,7 +86,7 @@ pub struct ExecutionChanges {
     /// The runtime's meta row, when it changed.
     pub meta: Option<serde_json::Value>,
     /// The executions that changed.
-    pub executions: Vec<ExecutionRecord>,
+    pub executions: Vec<PipelineExecutionRecord>,
     /// The action attempts that changed.
     pub actions: Vec<ActionExecutionRecord>,
 }
@@ -106,17 +106,21 @@ pub trait ExecutionStore: Send + Sync + 'static {
     async fn load_runtime(
         &self,
         pipeline: &str,
-    ) -> Result<(Option<serde_json::Value>, Vec<ExecutionRecord>), StoreError>;
+    ) -> Result<(Option<serde_json::Value>, Vec<PipelineExecutionRecord>), StoreError>;
     /// The pipelines that have active executions (to resume on start).
     async fn pipelines_with_active_executions(&self) -> Result<Vec<String>, StoreError>;
     /// One execution.
-    async fn get_execution(&self, pipeline: &str, id: &str) -> Result<ExecutionRecord, StoreError>;
+    async fn get_pipeline_execution(
+        &self,
+        pipeline: &str,
+        id: &str,
+    ) -> Result<PipelineExecutionRecord, StoreError>;
     /// A pipeline's executions, newest first.
-    async fn list_executions(
+    async fn list_pipeline_executions(
         &self,
         pipeline: &str,
         limit: u32,
-    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    ) -> Result<Vec<PipelineExecutionRecord>, StoreError>;
     /// A pipeline's action attempts, newest first, optionally of one execution.
     async fn list_action_executions(
         &self,

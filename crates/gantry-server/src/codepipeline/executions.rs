@@ -172,7 +172,7 @@ pub(crate) async fn stop<S: Store>(
         .is_none()
     {
         // Ended (or unknown): AWS says which.
-        return match state.store.get_execution(&pipeline, &id).await {
+        return match state.store.get_pipeline_execution(&pipeline, &id).await {
             Ok(r) => Err(exception(
                 "PipelineExecutionNotStoppableException",
                 format!(
@@ -215,7 +215,7 @@ async fn load_execution<S: Store>(
     {
         return Ok(e);
     }
-    let record = match state.store.get_execution(pipeline, id).await {
+    let record = match state.store.get_pipeline_execution(pipeline, id).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => {
             return Err(host_error(
@@ -323,7 +323,7 @@ pub(crate) async fn list<S: Store>(
     };
     let records = state
         .store
-        .list_executions(&pipeline, (skip + max + 1) as u32)
+        .list_pipeline_executions(&pipeline, (skip + max + 1) as u32)
         .await?;
     let more = records.len() > skip + max;
     let mut summaries = Vec::new();

@@ -13,14 +13,16 @@
 mod providers;
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 
 use gantry_pipeline::{
     ActionJob, Effect, EngineError, Execution, Input, PipelineRuntime, RuntimeMeta,
 };
 use gantry_store::{
-    ActionExecutionRecord, ExecutionChanges, ExecutionRecord, Store, StoreError, TransitionType,
-    now_ms,
+    ActionExecutionRecord, ExecutionChanges, PipelineExecutionRecord, Store, StoreError,
+    TransitionType, now_ms,
 };
 use tokio::sync::Mutex;
 use tokio::task::AbortHandle;
@@ -94,31 +96,36 @@ impl PipelineHost {
     /// Applies one input to a pipeline's runtime, stores what changed,
     /// then carries out the effects. `what` names the change in the audit
     /// log (empty for the engine's own progress).
-    pub async fn apply<S: Store>(
-        self: &Arc<Self>,
-        state: &AppState<S>,
-        pipeline: &str,
+    pub fn apply<'a, S: Store>(
+        self: &'a Arc<Self>,
+        state: &'a AppState<S>,
+        pipeline: &'a str,
         input: Input,
-        actor: &str,
-        what: &str,
-    ) -> Result<Vec<Effect>, HostError> {
-        let rt = self.runtime(state.store.as_ref(), pipeline).await?;
-        let mut guard = rt.lock().await;
-        let effects = guard.apply(input, now_ms())?;
-        let changes = changes(&mut guard);
-        if let Err(e) = state
-            .store
-            .save_execution_changes(&changes, actor, what)
-            .await
-        {
+        actor: &'a str,
+        what: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Effect>, HostError>> + Send + 'a>> {
+        // Boxed with an explicit `Send`: action tasks call `apply` from
+        // inside futures that `apply` itself spawns, and the compiler cannot
+        // prove such recursive futures `Send` on its own.
+        Box::pin(async move {
+            let rt = self.runtime(state.store.as_ref(), pipeline).await?;
+            let mut guard = rt.lock().await;
+            let effects = guard.apply(input, now_ms())?;
+            let changes = changes(&mut guard);
+            if let Err(e) = state
+                .store
+                .save_execution_changes(&changes, actor, what)
+                .await
+            {
+                drop(guard);
+                self.runtimes.lock().await.remove(pipeline);
+                return Err(e.into());
+            }
+            guard.evict_ended();
             drop(guard);
-            self.runtimes.lock().await.remove(pipeline);
-            return Err(e.into());
-        }
-        guard.evict_ended();
-        drop(guard);
-        self.perform(state, &effects);
-        Ok(effects)
+            self.perform(state, &effects);
+            Ok(effects)
+        })
     }
 
     /// A read of the runtime: the active execution `id`, when it is one.
@@ -151,7 +158,7 @@ impl PipelineHost {
         pipeline: &str,
         id: &str,
     ) -> Result<(), HostError> {
-        let record = store.get_execution(pipeline, id).await?;
+        let record = store.get_pipeline_execution(pipeline, id).await?;
         let execution = decode(&record)?;
         let rt = self.runtime(store, pipeline).await?;
         rt.lock().await.insert_ended(execution);
@@ -171,12 +178,6 @@ impl PipelineHost {
         self.apply(state, pipeline, Input::Wake, "system", "")
             .await?;
         Ok(())
-    }
-
-    /// Forgets a pipeline's runtime (after DeletePipeline or an update of
-    /// its transitions): the next use reloads it from the store.
-    pub async fn forget(&self, pipeline: &str) {
-        self.runtimes.lock().await.remove(pipeline);
     }
 
     /// On start: every pipeline with running executions is loaded, waiting
@@ -281,7 +282,7 @@ async fn disabled_stages<S: Store>(
     Ok(stages)
 }
 
-fn decode(record: &ExecutionRecord) -> Result<Execution, HostError> {
+fn decode(record: &PipelineExecutionRecord) -> Result<Execution, HostError> {
     serde_json::from_value(record.body.clone())
         .map_err(|e| HostError::Corrupt(record.id.clone(), e.to_string()))
 }
@@ -296,7 +297,7 @@ fn changes(rt: &mut PipelineRuntime) -> ExecutionChanges {
         ..ExecutionChanges::default()
     };
     for e in executions {
-        out.executions.push(ExecutionRecord {
+        out.executions.push(PipelineExecutionRecord {
             id: e.id.clone(),
             pipeline: pipeline.clone(),
             seq: e.seq,

@@ -11,7 +11,9 @@
 //!   recorded before a crash is applied on the way back up.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -67,9 +69,36 @@ fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Inp
     })
 }
 
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The artifact store's calls, boxed as `Send` futures: their inner
+/// closures defeat the compiler's `Send` inference inside spawned tasks.
+fn materialize<'a>(
+    store: &'a ArtifactStore,
+    r: &'a ArtifactRef,
+    dest: &'a Path,
+) -> Boxed<'a, Result<(), gantry_artifacts::Error>> {
+    Box::pin(async move { store.materialize(r, dest).await.map(|_| ()) })
+}
+
+fn put_dir<'a>(
+    store: &'a ArtifactStore,
+    dir: &'a Path,
+) -> Boxed<'a, Result<ArtifactRef, gantry_artifacts::Error>> {
+    Box::pin(store.put_dir(dir))
+}
+
 /// Runs one attempt; `None` when its result arrives another way (an
 /// approval's answer comes through PutApprovalResult).
-pub(super) async fn run<S: Store>(
+pub(super) fn run<'a, S: Store>(
+    host: &'a Arc<PipelineHost>,
+    state: &'a AppState<S>,
+    job: &'a ActionJob,
+) -> Boxed<'a, Option<Input>> {
+    Box::pin(run_inner(host, state, job))
+}
+
+async fn run_inner<S: Store>(
     host: &Arc<PipelineHost>,
     state: &AppState<S>,
     job: &ActionJob,
@@ -135,7 +164,7 @@ async fn git_source(cx: &ProviderContext, job: &ActionJob) -> Option<Input> {
     if let Err(e) = cx.git.checkout(url, &commit.id, &tree).await {
         return failed(job, "JobFailed", format!("checking out {}: {e}", commit.id));
     }
-    let reference = match cx.artifacts.put_dir(&tree).await {
+    let reference = match put_dir(&cx.artifacts, &tree).await {
         Ok(r) => r,
         Err(e) => return failed(job, "JobFailed", format!("storing the source: {e}")),
     };
@@ -280,8 +309,7 @@ async fn start_pipeline_build<S: Store>(
                 format!("input artifact {name}: bad reference {reference}"),
             )
         })?;
-        cx.artifacts
-            .materialize(&r, &dir)
+        materialize(&cx.artifacts, &r, &dir)
             .await
             .map_err(|e| failed(job, "JobFailed", format!("input artifact {name}: {e}")))?;
         if Some(name) == primary.as_ref() {
@@ -393,7 +421,7 @@ async fn build_result<S: Store>(
         if !tree.is_dir() {
             continue; // the engine fails the action, naming the artifact
         }
-        match cx.artifacts.put_dir(&tree).await {
+        match put_dir(&cx.artifacts, &tree).await {
             Ok(r) => {
                 outputs.insert(name.clone(), r.to_string());
             }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 
 /// A CodePipeline operation; returns (status, JSON).
-async fn cp(server: &TestServer, operation: &str, input: &Value) -> (u16, Value) {
+pub(crate) async fn cp(server: &TestServer, operation: &str, input: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(input).expect("json");
     let host = server.addr.to_string();
     let target = format!("CodePipeline_20150709.{operation}");
@@ -52,7 +52,7 @@ async fn cp(server: &TestServer, operation: &str, input: &Value) -> (u16, Value)
     (status, value)
 }
 
-async fn ok(server: &TestServer, operation: &str, input: &Value) -> Value {
+pub(crate) async fn ok(server: &TestServer, operation: &str, input: &Value) -> Value {
     let (status, out) = cp(server, operation, input).await;
     assert_eq!(status, 200, "{operation} {input}: {out}");
     out

@@ -6,5 +6,6 @@ mod aws_clients;
 mod codepipeline;
 mod codepipeline_clients;
 mod harness;
+mod pipeline_runs;
 mod rust_client;
 mod stepfunctions;

@@ -6,12 +6,12 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::{
-    ActionExecutionRecord, ApprovalRecord, ExecutionChanges, ExecutionRecord, ExecutionStore,
-    StoreError, now_ms,
+    ActionExecutionRecord, ApprovalRecord, ExecutionChanges, ExecutionStore,
+    PipelineExecutionRecord, StoreError, now_ms,
 };
 
-fn execution(row: &SqliteRow) -> Result<ExecutionRecord, StoreError> {
-    Ok(ExecutionRecord {
+fn execution(row: &SqliteRow) -> Result<PipelineExecutionRecord, StoreError> {
+    Ok(PipelineExecutionRecord {
         id: row.get("id"),
         pipeline: row.get("pipeline"),
         seq: row.get::<i64, _>("seq") as u64,
@@ -124,7 +124,7 @@ impl ExecutionStore for SqliteStore {
     async fn load_runtime(
         &self,
         pipeline: &str,
-    ) -> Result<(Option<serde_json::Value>, Vec<ExecutionRecord>), StoreError> {
+    ) -> Result<(Option<serde_json::Value>, Vec<PipelineExecutionRecord>), StoreError> {
         let meta = sqlx::query("SELECT meta_json FROM pipeline_runtimes WHERE pipeline = ?")
             .bind(pipeline)
             .fetch_optional(&self.pool)
@@ -153,7 +153,11 @@ impl ExecutionStore for SqliteStore {
         Ok(rows.iter().map(|r| r.get("pipeline")).collect())
     }
 
-    async fn get_execution(&self, pipeline: &str, id: &str) -> Result<ExecutionRecord, StoreError> {
+    async fn get_pipeline_execution(
+        &self,
+        pipeline: &str,
+        id: &str,
+    ) -> Result<PipelineExecutionRecord, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM pipeline_executions WHERE pipeline = ? AND id = ?"
         ))
@@ -165,11 +169,11 @@ impl ExecutionStore for SqliteStore {
         execution(&row)
     }
 
-    async fn list_executions(
+    async fn list_pipeline_executions(
         &self,
         pipeline: &str,
         limit: u32,
-    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+    ) -> Result<Vec<PipelineExecutionRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {EXECUTION_COLUMNS} FROM pipeline_executions WHERE pipeline = ? ORDER BY seq DESC LIMIT ?"
         ))

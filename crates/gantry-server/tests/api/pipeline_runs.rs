@@ -1,0 +1,486 @@
+//! Pipeline executions end to end, in-process: a local bare git repository,
+//! a pipeline of source → parallel build and test → manual approval →
+//! deploy build, driven through CodePipeline's and CodeBuild's APIs.
+//! Each test checks one rule: artifacts and variables flow, approvals gate,
+//! a failed stage can be retried, stop abandons, a restart resumes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::codepipeline::{cp, ok};
+use crate::harness::*;
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A bare repository `origin.git` whose `main` holds `files`; returns its URL.
+fn repo_with(root: &Path, files: &[(&str, &str)], message: &str) -> String {
+    let work = root.join("work");
+    if !work.exists() {
+        std::fs::create_dir_all(&work).expect("work dir");
+        git(&work, &["init", "-q", "-b", "main"]);
+    }
+    for (name, text) in files {
+        let path = work.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        std::fs::write(path, text).expect("file");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", message]);
+    let bare = root.join("origin.git");
+    if !bare.exists() {
+        git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
+    } else {
+        git(&work, &["push", "-q", bare.to_str().expect("path"), "main"]);
+    }
+    format!("file://{}", bare.display())
+}
+
+/// A project whose source is its pipeline's input artifact.
+fn pipeline_project(name: &str, buildspec: &str) -> Value {
+    json!({
+        "name": name,
+        "source": { "type": "CODEPIPELINE", "buildspec": buildspec },
+        "artifacts": { "type": "CODEPIPELINE" },
+        "environment": {
+            "type": "LINUX_CONTAINER",
+            "image": "gantry:host",
+            "computeType": "BUILD_GENERAL1_SMALL"
+        },
+        "serviceRole": "arn:aws:iam::000000000000:role/gantry"
+    })
+}
+
+/// Builds `app.txt` from the source's `version.txt` and exports VERSION.
+const BUILD: &str = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+/// Fails unless the marker file named by $MARKER exists.
+const TEST: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - test -f version.txt\n      - test -z \"$MARKER\" || test -f \"$MARKER\"\n";
+/// Checks the build's artifact and the variable passed from the build.
+const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED from $COMMIT\"\n";
+
+fn declaration(name: &str, url: &str, marker: &str) -> Value {
+    json!({
+        "name": name,
+        "roleArn": "arn:aws:iam::000000000000:role/gantry",
+        "artifactStore": { "type": "S3", "location": "gantry" },
+        "stages": [
+            { "name": "Source", "actions": [{
+                "name": "Checkout",
+                "actionTypeId": { "category": "Source", "owner": "AWS", "provider": "Git", "version": "1" },
+                "configuration": { "RepositoryUrl": url, "BranchName": "main" },
+                "outputArtifacts": [{ "name": "Src" }],
+                "namespace": "SourceVariables"
+            }]},
+            { "name": "Verify", "actions": [
+                {
+                    "name": "Build",
+                    "actionTypeId": { "category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                    "configuration": { "ProjectName": format!("{name}-build") },
+                    "inputArtifacts": [{ "name": "Src" }],
+                    "outputArtifacts": [{ "name": "App" }],
+                    "namespace": "BuildVariables",
+                    "runOrder": 1
+                },
+                {
+                    "name": "Test",
+                    "actionTypeId": { "category": "Test", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                    "configuration": {
+                        "ProjectName": format!("{name}-test"),
+                        "EnvironmentVariables": json!([{ "name": "MARKER", "value": marker, "type": "PLAINTEXT" }]).to_string()
+                    },
+                    "inputArtifacts": [{ "name": "Src" }],
+                    "runOrder": 1
+                }
+            ]},
+            { "name": "Approve", "actions": [{
+                "name": "Release",
+                "actionTypeId": { "category": "Approval", "owner": "AWS", "provider": "Manual", "version": "1" },
+                "configuration": { "CustomData": "ship it?" }
+            }]},
+            { "name": "Deploy", "actions": [{
+                "name": "Ship",
+                "actionTypeId": { "category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                "configuration": {
+                    "ProjectName": format!("{name}-deploy"),
+                    "EnvironmentVariables": json!([
+                        { "name": "EXPECTED", "value": "#{BuildVariables.VERSION}", "type": "PLAINTEXT" },
+                        { "name": "COMMIT", "value": "#{SourceVariables.CommitId}", "type": "PLAINTEXT" }
+                    ]).to_string()
+                },
+                "inputArtifacts": [{ "name": "App" }]
+            }]}
+        ]
+    })
+}
+
+async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
+    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
+        server
+            .call(
+                "CreateProject",
+                &pipeline_project(&format!("{name}-{suffix}"), spec),
+            )
+            .await;
+    }
+    ok(
+        server,
+        "CreatePipeline",
+        &json!({ "pipeline": declaration(name, url, marker) }),
+    )
+    .await;
+}
+
+async fn execution(server: &TestServer, name: &str, id: &str) -> Value {
+    ok(
+        server,
+        "GetPipelineExecution",
+        &json!({ "pipelineName": name, "pipelineExecutionId": id }),
+    )
+    .await["pipelineExecution"]
+        .clone()
+}
+
+/// Polls until the execution's status is one of `wanted`.
+async fn wait_status(server: &TestServer, name: &str, id: &str, wanted: &[&str]) -> Value {
+    for _ in 0..1200 {
+        let e = execution(server, name, id).await;
+        if wanted.iter().any(|w| e["status"] == *w) {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let state = ok(server, "GetPipelineState", &json!({ "name": name })).await;
+    panic!("execution {id} never reached {wanted:?}; state: {state:#}");
+}
+
+/// Polls GetPipelineState until the approval waits; returns its token.
+async fn approval_token(server: &TestServer, name: &str) -> String {
+    for _ in 0..1200 {
+        let state = ok(server, "GetPipelineState", &json!({ "name": name })).await;
+        let latest = &state["stageStates"][2]["actionStates"][0]["latestExecution"];
+        if latest["status"] == "InProgress"
+            && let Some(token) = latest["token"].as_str()
+        {
+            return token.to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the approval never started");
+}
+
+async fn approve(server: &TestServer, name: &str, token: &str, status: &str) -> (u16, Value) {
+    cp(
+        server,
+        "PutApprovalResult",
+        &json!({
+            "pipelineName": name, "stageName": "Approve", "actionName": "Release",
+            "result": { "summary": "looks good", "status": status }, "token": token,
+        }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_runs_source_parallel_actions_approval_and_deploy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(
+        dir.path(),
+        &[("version.txt", "1.2.3")],
+        "first commit\n\nbody",
+    );
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "app", &url, "").await;
+
+    let started = ok(&server, "StartPipelineExecution", &json!({ "name": "app" })).await;
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let token = approval_token(&server, "app").await;
+
+    // Before the answer: the deploy has not run, a wrong token is refused.
+    let e = execution(&server, "app", &id).await;
+    assert_eq!(e["status"], "InProgress");
+    let (status, err) = approve(&server, "app", "not-the-token", "Approved").await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("InvalidApprovalTokenException"))
+    );
+    let (status, out) = approve(&server, "app", &token, "Approved").await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out["approvedAt"].is_number(), "{out}");
+    let (status, err) = approve(&server, "app", &token, "Approved").await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ApprovalAlreadyCompletedException"))
+    );
+
+    let e = wait_status(&server, "app", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e:#}");
+    assert_eq!(e["artifactRevisions"][0]["name"], "Src");
+    assert_eq!(e["artifactRevisions"][0]["revisionSummary"], "first commit");
+    assert_eq!(e["trigger"]["triggerType"], "StartPipelineExecution");
+
+    // Every action ran once; Build and Test ran in the same stage attempt.
+    let actions = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "app", "filter": { "pipelineExecutionId": id } }),
+    )
+    .await;
+    let mut names: Vec<&str> = actions["actionExecutionDetails"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|a| a["actionName"].as_str().expect("name"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["Build", "Checkout", "Release", "Ship", "Test"]);
+    let ship = actions["actionExecutionDetails"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["actionName"] == "Ship")
+        .expect("ship")
+        .clone();
+    let build_id = ship["output"]["executionResult"]["externalExecutionId"]
+        .as_str()
+        .expect("build id")
+        .to_owned();
+    // The deploy build saw the build's exported variable and the commit.
+    let build = server.wait_build(&build_id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED");
+    assert_eq!(build["initiator"], "codepipeline/app");
+    let source = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "app" }),
+    )
+    .await;
+    let checkout = source["actionExecutionDetails"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["actionName"] == "Checkout")
+        .expect("checkout")
+        .clone();
+    let commit = checkout["output"]["outputVariables"]["CommitId"]
+        .as_str()
+        .expect("commit")
+        .to_owned();
+    assert_eq!(commit.len(), 40);
+    assert_eq!(
+        ship["input"]["resolvedConfiguration"]["ProjectName"],
+        "app-deploy"
+    );
+
+    let listed = ok(
+        &server,
+        "ListPipelineExecutions",
+        &json!({ "pipelineName": "app" }),
+    )
+    .await;
+    assert_eq!(
+        listed["pipelineExecutionSummaries"][0]["pipelineExecutionId"],
+        id.as_str()
+    );
+    assert_eq!(
+        listed["pipelineExecutionSummaries"][0]["sourceRevisions"][0]["revisionId"],
+        commit.as_str()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stage_is_retried_with_its_failed_actions_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "2.0.0")], "second");
+    let marker = dir.path().join("marker");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "retry", &url, marker.to_str().expect("path")).await;
+
+    let started = ok(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "retry" }),
+    )
+    .await;
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let e = wait_status(&server, "retry", &id, &["Failed", "Succeeded"]).await;
+    assert_eq!(e["status"], "Failed");
+    assert!(
+        e["statusSummary"]
+            .as_str()
+            .expect("summary")
+            .contains("Test"),
+        "{e}"
+    );
+
+    // The stage of another execution's making cannot be retried; this one can.
+    let (status, err) = cp(
+        &server,
+        "RetryStageExecution",
+        &json!({ "pipelineName": "retry", "stageName": "Source", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS" }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("StageNotRetryableException")),
+        "{err}"
+    );
+    std::fs::write(&marker, "ok").expect("marker");
+    ok(
+        &server,
+        "RetryStageExecution",
+        &json!({ "pipelineName": "retry", "stageName": "Verify", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS" }),
+    )
+    .await;
+    approval_token(&server, "retry").await;
+    let actions = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "retry", "filter": { "pipelineExecutionId": id } }),
+    )
+    .await;
+    let runs = |name: &str| {
+        actions["actionExecutionDetails"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|a| a["actionName"] == name)
+            .count()
+    };
+    assert_eq!(runs("Test"), 2, "the failed action ran again");
+    assert_eq!(runs("Build"), 1, "the succeeded one did not");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_abandon_ends_an_execution_waiting_for_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "3")], "third");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "stop", &url, "").await;
+    let started = ok(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "stop" }),
+    )
+    .await;
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let token = approval_token(&server, "stop").await;
+    ok(
+        &server,
+        "StopPipelineExecution",
+        &json!({ "pipelineName": "stop", "pipelineExecutionId": id, "abandon": true, "reason": "not today" }),
+    )
+    .await;
+    let e = execution(&server, "stop", &id).await;
+    assert_eq!(e["status"], "Stopped");
+    assert_eq!(e["statusSummary"], "not today");
+    // The abandoned approval can no longer be answered.
+    let (status, err) = approve(&server, "stop", &token, "Approved").await;
+    assert_eq!(status, 400, "{err}");
+    let (status, err) = cp(
+        &server,
+        "StopPipelineExecution",
+        &json!({ "pipelineName": "stop", "pipelineExecutionId": id }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("PipelineExecutionNotStoppableException"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_approval_and_its_answer_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "4")], "fourth");
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data).await;
+    setup(&server, "durable", &url, "").await;
+    let started = ok(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "durable" }),
+    )
+    .await;
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let token = approval_token(&server, "durable").await;
+    server.stop().await;
+
+    let server = TestServer::start(&data).await;
+    assert_eq!(
+        approval_token(&server, "durable").await,
+        token,
+        "the same approval waits"
+    );
+    let (status, out) = approve(&server, "durable", &token, "Approved").await;
+    assert_eq!(status, 200, "{out}");
+    let e = wait_status(&server, "durable", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e:#}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_refuses_unknown_pipelines_and_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "5")], "fifth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "vars", &url, "").await;
+    let (status, err) = cp(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "nope" }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("PipelineNotFoundException"))
+    );
+    let (status, err) = cp(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "vars", "variables": [{ "name": "Undeclared", "value": "x" }] }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("ValidationException")),
+        "{err}"
+    );
+    let (status, err) = cp(
+        &server,
+        "GetPipelineExecution",
+        &json!({ "pipelineName": "vars", "pipelineExecutionId": "00000000-0000-0000-0000-000000000000" }),
+    )
+    .await;
+    assert_eq!(
+        (status, err["__type"].as_str()),
+        (400, Some("PipelineExecutionNotFoundException"))
+    );
+    server.stop().await;
+}
