@@ -41,6 +41,7 @@ mod recovery;
 mod router;
 mod source;
 mod stepfunctions;
+mod webhooks;
 mod worker;
 
 use std::future::Future;
@@ -183,6 +184,7 @@ impl<S: Store> Server<S> {
             }
         });
         let app = router::router(self.state);
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

@@ -78,6 +78,10 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
     Router::new()
         .route("/", post(aws_json::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/webhooks/codepipeline/{url_id}",
+            post(crate::webhooks::deliver::<S>),
+        )
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@
 //! `gantry validate`), stored as the JSON `get-pipeline` prints, and read
 //! back through the same parser. See docs/pipelines-api.md.
 
-mod executions;
+pub(crate) mod executions;
 mod pipelines;
 mod transitions;
 mod webhooks;

@@ -484,3 +484,282 @@ async fn starting_refuses_unknown_pipelines_and_variables() {
     );
     server.stop().await;
 }
+
+/// A GitHub push payload for `after` on `main` of the repository at `url`.
+fn push_payload(url: &str, before: &str, after: &str, files: &[&str]) -> Vec<u8> {
+    json!({
+        "ref": "refs/heads/main",
+        "before": before,
+        "after": after,
+        "repository": { "full_name": "acme/app", "clone_url": url },
+        "commits": [{
+            "id": after, "message": "change", "author": { "name": "Ada" },
+            "added": [], "removed": [], "modified": files,
+        }],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn head_of(root: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root.join("work"))
+        .output()
+        .expect("git");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Puts a GITHUB_HMAC webhook on `pipeline`'s Checkout action; returns its path.
+async fn put_webhook(server: &TestServer, pipeline: &str, secret: &str) -> String {
+    let out = ok(
+        server,
+        "PutWebhook",
+        &json!({ "webhook": {
+            "name": format!("{pipeline}-hook"),
+            "targetPipeline": pipeline,
+            "targetAction": "Checkout",
+            "filters": [{ "jsonPath": "$.ref", "matchEquals": "refs/heads/{BranchName}" }],
+            "authentication": "GITHUB_HMAC",
+            "authenticationConfiguration": { "SecretToken": secret },
+        }}),
+    )
+    .await;
+    let url = out["webhook"]["url"].as_str().expect("url").to_owned();
+    url.split_once("/webhooks/")
+        .map(|(_, p)| format!("/webhooks/{p}"))
+        .expect("path")
+}
+
+async fn deliver(
+    server: &TestServer,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Value) {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .chain([("Content-Type".to_string(), "application/json".to_string())])
+        .collect();
+    let (status, body) = server
+        .raw("POST", path, &headers, body)
+        .await
+        .expect("delivery");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn execution_count(server: &TestServer, pipeline: &str) -> usize {
+    ok(
+        server,
+        "ListPipelineExecutions",
+        &json!({ "pipelineName": pipeline }),
+    )
+    .await["pipelineExecutionSummaries"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_starts_the_pushed_commit_and_a_forged_one_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "6")], "sixth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "hooked", &url, "").await;
+    let path = put_webhook(&server, "hooked", "s3cret").await;
+    let first = head_of(dir.path());
+    repo_with(dir.path(), &[("version.txt", "7")], "seventh");
+    let second = head_of(dir.path());
+    let body = push_payload(&url, &first, &second, &["version.txt"]);
+
+    // Unsigned, wrongly signed, and signed for another body: 401, nothing starts.
+    let github = |sig: String| {
+        vec![
+            ("X-GitHub-Event", "push".to_string()),
+            ("X-Hub-Signature-256", sig),
+        ]
+    };
+    let (status, _) = deliver(
+        &server,
+        &path,
+        &[("X-GitHub-Event", "push".to_string())],
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = deliver(
+        &server,
+        &path,
+        &github(gantry_triggers::signature::sign_sha256("wrong", &body)),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = deliver(
+        &server,
+        &path,
+        &github(gantry_triggers::signature::sign_sha256("s3cret", b"{}")),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(execution_count(&server, "hooked").await, 0);
+
+    // A push to another branch fails the webhook's filter: 200, nothing starts.
+    let other = String::from_utf8(body.clone())
+        .expect("utf8")
+        .replace("refs/heads/main", "refs/heads/dev")
+        .into_bytes();
+    let (status, out) = deliver(
+        &server,
+        &path,
+        &github(gantry_triggers::signature::sign_sha256("s3cret", &other)),
+        &other,
+    )
+    .await;
+    assert_eq!((status, &out["started"]), (200, &json!(false)), "{out}");
+
+    // Signed: the execution builds exactly the pushed commit.
+    let (status, out) = deliver(
+        &server,
+        &path,
+        &github(gantry_triggers::signature::sign_sha256("s3cret", &body)),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let id = out["pipelineExecutionId"].as_str().expect("id").to_owned();
+    approval_token(&server, "hooked").await;
+    let e = execution(&server, "hooked", &id).await;
+    assert_eq!(e["trigger"]["triggerType"], "Webhook");
+    assert_eq!(e["trigger"]["triggerDetail"], "hooked-hook");
+    assert_eq!(e["artifactRevisions"][0]["revisionId"], second.as_str());
+    let hooks = ok(&server, "ListWebhooks", &json!({})).await;
+    assert!(hooks["webhooks"][0]["lastTriggered"].is_number(), "{hooks}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gitlab_tokens_and_path_filters_decide_what_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(
+        dir.path(),
+        &[("version.txt", "8"), ("src/a.rs", "a"), ("docs/x.md", "x")],
+        "eighth",
+    );
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut decl = declaration("mono", &url, "");
+    decl["pipelineType"] = json!("V2");
+    decl["triggers"] = json!([{ "providerType": "CodeStarSourceConnection", "gitConfiguration": {
+        "sourceActionName": "Checkout",
+        "push": [{ "branches": { "includes": ["main"] }, "filePaths": { "includes": ["src/**"], "excludes": ["**/*.md"] } }]
+    }}]);
+    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
+        server
+            .call(
+                "CreateProject",
+                &pipeline_project(&format!("mono-{suffix}"), spec),
+            )
+            .await;
+    }
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let path = put_webhook(&server, "mono", "gl-token").await;
+    let gitlab = |token: &str| {
+        vec![
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", token.to_string()),
+        ]
+    };
+    let base = head_of(dir.path());
+    let gl_body = |after: &str, files: &[&str]| {
+        json!({
+            "object_kind": "push", "ref": "refs/heads/main", "before": base, "after": after,
+            "project": { "path_with_namespace": "acme/mono", "git_http_url": url, "git_ssh_url": "git@example.com:acme/mono.git", "web_url": "https://example.com/acme/mono" },
+            "commits": [{ "id": after, "message": "m", "timestamp": "2026-11-30T00:00:00Z",
+                          "author": { "name": "Ada", "email": "a@example.com" },
+                          "added": [], "modified": files, "removed": [] }],
+            "total_commits_count": 1,
+        })
+        .to_string()
+        .into_bytes()
+    };
+    repo_with(dir.path(), &[("docs/x.md", "changed")], "docs only");
+    let docs = head_of(dir.path());
+    let body = gl_body(&docs, &["docs/x.md"]);
+    let (status, _) = deliver(&server, &path, &gitlab("nope"), &body).await;
+    assert_eq!(status, 401);
+    let (status, out) = deliver(&server, &path, &gitlab("gl-token"), &body).await;
+    assert_eq!(
+        (status, &out["started"]),
+        (200, &json!(false)),
+        "a docs-only push starts nothing: {out}"
+    );
+    repo_with(dir.path(), &[("src/a.rs", "changed")], "code");
+    let code = head_of(dir.path());
+    let body = gl_body(&code, &["src/a.rs"]);
+    let (status, out) = deliver(&server, &path, &gitlab("gl-token"), &body).await;
+    assert_eq!((status, &out["started"]), (200, &json!(true)), "{out}");
+    assert_eq!(execution_count(&server, "mono").await, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_executions_from_concurrent_starts_all_run_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "9")], "ninth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut decl = declaration("queue", &url, "");
+    decl["pipelineType"] = json!("V2");
+    decl["executionMode"] = json!("QUEUED");
+    decl["stages"].as_array_mut().expect("stages").remove(2); // no approval
+    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
+        server
+            .call(
+                "CreateProject",
+                &pipeline_project(&format!("queue-{suffix}"), spec),
+            )
+            .await;
+    }
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let out = ok(
+            &server,
+            "StartPipelineExecution",
+            &json!({ "name": "queue" }),
+        )
+        .await;
+        ids.push(out["pipelineExecutionId"].as_str().expect("id").to_owned());
+    }
+    let mut ended = Vec::new();
+    for id in &ids {
+        let e = wait_status(&server, "queue", id, &["Succeeded", "Failed", "Superseded"]).await;
+        assert_eq!(e["status"], "Succeeded", "{e:#}");
+        ended.push(id.clone());
+    }
+    // Each entered Deploy after the one started before it: deploy actions
+    // started in start order.
+    let actions = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "queue" }),
+    )
+    .await;
+    let mut ships: Vec<(i64, String)> = actions["actionExecutionDetails"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| a["actionName"] == "Ship")
+        .map(|a| {
+            (
+                (a["startTime"].as_f64().expect("time") * 1000.0) as i64,
+                a["pipelineExecutionId"].as_str().expect("id").to_owned(),
+            )
+        })
+        .collect();
+    ships.sort();
+    let order: Vec<String> = ships.into_iter().map(|(_, id)| id).collect();
+    assert_eq!(order, ids);
+    server.stop().await;
+}
