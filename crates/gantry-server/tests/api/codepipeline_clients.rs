@@ -9,7 +9,7 @@ use gantry_store::BuildStore;
 
 use crate::harness::*;
 
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     match std::env::var_os("GANTRY_TEST_PYTHON") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
@@ -81,5 +81,40 @@ async fn boto3_and_aws_cli_drive_codepipeline() {
             "{expected} missing from {actions:?}"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_and_aws_cli_run_a_pipeline() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = crate::pipeline_runs::test_repository(dir.path());
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/api/clients/pipeline_runs.py");
+    let url = server.url();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&script)
+            .arg(&url)
+            .arg(&repo)
+            .env("AWS_ACCESS_KEY_ID", AKID)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("run python")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("runs: ok"),
+        "client script failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.stop().await;
 }

@@ -48,6 +48,11 @@ fn repo_with(root: &Path, files: &[(&str, &str)], message: &str) -> String {
     format!("file://{}", bare.display())
 }
 
+/// A repository with one commit holding `version.txt`, for other test files.
+pub(crate) fn test_repository(root: &Path) -> String {
+    repo_with(root, &[("version.txt", "1.0.0")], "initial")
+}
+
 /// A project whose source is its pipeline's input artifact.
 fn pipeline_project(name: &str, buildspec: &str) -> Value {
     json!({
