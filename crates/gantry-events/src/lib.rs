@@ -67,6 +67,7 @@ mod index;
 mod matcher;
 mod parse;
 mod pattern;
+mod schedule;
 mod transform;
 mod wildcard;
 
@@ -75,6 +76,9 @@ pub use error::{EnvelopeError, PatternError, PatternIssue, PatternReason, Transf
 pub use flatten::FlatEvent;
 pub use index::{RuleSet, RuleSetBuilder};
 pub use pattern::{MAX_PATTERN_LEN, Pattern};
+pub use schedule::{
+    Cron, SCHEDULE_INVALID, Schedule, ScheduleError, ms_from_rfc3339, rfc3339_from_ms,
+};
 pub use transform::{InputTransformer, RuleContext};
 
 /// The examples in `docs/events.md` run as doctests too.

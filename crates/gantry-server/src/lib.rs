@@ -51,6 +51,7 @@ use tokio::net::TcpListener;
 pub use bootstrap::AdminKey;
 pub use config::Config;
 pub use error::ApiError;
+pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
 
 /// The file names inside the data directory.
 pub mod files {
@@ -151,12 +152,15 @@ impl<S: Store> Server<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let runner = self.state.runner.clone();
+        let events = self.state.events.clone();
+        events.start().await?;
         let app = router::router(self.state);
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
         runner.shutdown().await;
+        events.shutdown().await;
         served
     }
 }

@@ -13,6 +13,7 @@ use gantry_store::Store;
 
 use crate::config::Config;
 use crate::error::{ApiError, into_response};
+use crate::eventbridge::EventBus;
 use crate::worker::BuildRunner;
 use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
 
@@ -30,6 +31,7 @@ pub(crate) struct AppState<S: Store> {
     pub config: Arc<Config>,
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
+    pub events: Arc<EventBus<S>>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -39,6 +41,7 @@ impl<S: Store> Clone for AppState<S> {
             config: self.config.clone(),
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
+            events: self.events.clone(),
         }
     }
 }
@@ -46,12 +49,18 @@ impl<S: Store> Clone for AppState<S> {
 impl<S: Store> AppState<S> {
     pub fn new(store: Arc<S>, config: Config) -> AppState<S> {
         let config = Arc::new(config);
-        let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
+        let events = Arc::new(EventBus::new(store.clone(), config.clone()));
+        let runner = Arc::new(BuildRunner::new(
+            store.clone(),
+            config.clone(),
+            events.clone(),
+        ));
         AppState {
             store,
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
+            events,
         }
     }
 }

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::codebuild::{SourceKind, timestamp_ms};
 use crate::config::Config;
+use crate::eventbridge::EventBus;
 use crate::{files, source};
 
 /// How long shutdown waits for stopped builds to record their end.
@@ -84,6 +85,7 @@ pub(crate) struct BuildRunner<S: Store> {
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<String, StopHandle>>,
     tasks: Mutex<JoinSet<()>>,
+    events: Arc<EventBus<S>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,13 +93,14 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<S: Store> BuildRunner<S> {
-    pub fn new(store: Arc<S>, config: Arc<Config>) -> BuildRunner<S> {
+    pub fn new(store: Arc<S>, config: Arc<Config>, events: Arc<EventBus<S>>) -> BuildRunner<S> {
         BuildRunner {
             slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
             store,
             config,
             running: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
+            events,
         }
     }
 
@@ -138,11 +141,16 @@ impl<S: Store> BuildRunner<S> {
 
 async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: StopSignal) {
     let id = job.record.id.clone();
+    let events = &runner.events;
+    events
+        .build_state_change(&job.record, "IN_PROGRESS", &job.record.build)
+        .await;
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(progress_writer(
         runner.store.clone(),
         job.record.clone(),
         rx,
+        events.clone(),
     ));
     let update = execute(&runner, &job, signal, &tx).await;
     let (ack, done) = oneshot::channel();
@@ -154,6 +162,9 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
     if let Err(e) = runner.store.update_build(&id, &update, "system").await {
         tracing::error!(build = %id, error = %e, "recording the end of a build failed");
     }
+    events
+        .build_state_change(&job.record, &update.status, &update.build)
+        .await;
     locked(&runner.running).remove(&id);
 }
 
@@ -409,6 +420,7 @@ async fn progress_writer<S: Store>(
     store: Arc<S>,
     record: BuildRecord,
     mut rx: mpsc::UnboundedReceiver<Msg>,
+    events: Arc<EventBus<S>>,
 ) {
     let mut build = record.build.clone();
     let mut lines: Vec<String> = Vec::new();
@@ -426,6 +438,11 @@ async fn progress_writer<S: Store>(
                     };
                     if let Err(e) = store.update_build(&record.id, &update, "system").await {
                         tracing::error!(build = %record.id, error = %e, "recording a phase failed");
+                    }
+                    if let BuildEvent::PhaseFinished { phase, .. } = &event
+                        && let Some(entry) = ended_phase(&build, phase.as_str())
+                    {
+                        events.build_phase_change(&record, &build, &entry).await;
                     }
                 }
             }
@@ -449,6 +466,17 @@ async fn flush<S: Store>(store: &S, id: &str, lines: &mut Vec<String>) {
         tracing::error!(build = %id, error = %e, "appending log lines failed");
     }
     lines.clear();
+}
+
+/// The newest `phases` entry of `name`, once it has ended.
+fn ended_phase(build: &Value, name: &str) -> Option<Value> {
+    let phases = build.get("phases")?.as_array()?;
+    phases
+        .iter()
+        .rev()
+        .find(|p| p.get("phaseType").and_then(Value::as_str) == Some(name))
+        .filter(|p| p.get("endTime").is_some())
+        .cloned()
 }
 
 /// Applies a phase event to the live JSON; returns the new current phase.

@@ -41,7 +41,10 @@ mod sqlite;
 mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
-pub use events::EventStore;
+pub use events::{
+    ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
+    NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
+};
 pub use model::*;
 pub use pipelines::PipelineStore;
 pub use sqlite::SqliteStore;

@@ -5,3 +5,4 @@
 mod aws_clients;
 mod harness;
 mod rust_client;
+mod events;
