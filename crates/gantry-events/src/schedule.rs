@@ -145,7 +145,10 @@ fn parse_rate(body: &str) -> Result<Schedule, ScheduleError> {
     // AWS: a value of 1 takes the singular unit, anything larger the plural.
     if singular != (n == 1) {
         return Err(ScheduleError::new(if n == 1 {
-            format!("a rate of 1 takes the singular unit ({})", unit.trim_end_matches('s'))
+            format!(
+                "a rate of 1 takes the singular unit ({})",
+                unit.trim_end_matches('s')
+            )
         } else {
             format!("a rate of {n} takes the plural unit ({unit}s)")
         }));
@@ -253,11 +256,7 @@ impl Field {
     }
 
     fn value(&self, text: &str) -> Result<u32, ScheduleError> {
-        if let Some(i) = self
-            .names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(text))
-        {
+        if let Some(i) = self.names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
             return Ok(self.min + i as u32);
         }
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -267,10 +266,7 @@ impl Field {
             .parse()
             .map_err(|_| self.err(format!("{text} is out of range")))?;
         if v < self.min || v > self.max {
-            return Err(self.err(format!(
-                "{v} is outside {}-{}",
-                self.min, self.max
-            )));
+            return Err(self.err(format!("{v} is outside {}-{}", self.min, self.max)));
         }
         Ok(v)
     }
@@ -384,8 +380,7 @@ impl Cron {
                 d.days & (1 << day) != 0
                     || (d.last && day == dim)
                     || (d.last_weekday && day == last_weekday(year, month))
-                    || d
-                        .nearest_weekday
+                    || d.nearest_weekday
                         .iter()
                         .any(|&n| n <= dim && nearest_weekday(year, month, n) == day)
             }
@@ -393,7 +388,9 @@ impl Cron {
                 let wd = weekday(year, month, day);
                 w.days & (1 << wd) != 0
                     || w.last_of.iter().any(|&n| n == wd && day + 7 > dim)
-                    || w.nth.iter().any(|&(n, k)| n == wd && (day - 1) / 7 + 1 == k)
+                    || w.nth
+                        .iter()
+                        .any(|&(n, k)| n == wd && (day - 1) / 7 + 1 == k)
             }
         }
     }
@@ -594,10 +591,10 @@ fn last_weekday(year: i32, month: u32) -> u32 {
 fn nearest_weekday(year: i32, month: u32, n: u32) -> u32 {
     let dim = days_in_month(year, month);
     match weekday(year, month, n) {
-        7 if n == 1 => 3,  // Saturday the 1st: Monday the 3rd.
-        7 => n - 1,        // Saturday: the Friday before.
+        7 if n == 1 => 3,       // Saturday the 1st: Monday the 3rd.
+        7 => n - 1,             // Saturday: the Friday before.
         1 if n == dim => n - 2, // Sunday the last: the Friday before.
-        1 => n + 1,        // Sunday: the Monday after.
+        1 => n + 1,             // Sunday: the Monday after.
         _ => n,
     }
 }
@@ -629,7 +626,13 @@ pub fn ms_from_rfc3339(text: &str) -> Option<i64> {
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > i64::from(days_in_month(year as i32, month as u32)) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > i64::from(days_in_month(year as i32, month as u32))
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut rest = &text[19..];
@@ -691,9 +694,15 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         assert_eq!(rfc3339_from_ms(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at("2024-02-29T23:59:59Z") + 1000, at("2024-03-01T00:00:00Z"));
+        assert_eq!(
+            at("2024-02-29T23:59:59Z") + 1000,
+            at("2024-03-01T00:00:00Z")
+        );
         assert_eq!(at("2024-05-01T14:00:00+02:00"), at("2024-05-01T12:00:00Z"));
-        assert_eq!(at("2024-05-01T12:00:00.250Z") - at("2024-05-01T12:00:00Z"), 250);
+        assert_eq!(
+            at("2024-05-01T12:00:00.250Z") - at("2024-05-01T12:00:00Z"),
+            250
+        );
         assert_eq!(ms_from_rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(ms_from_rfc3339("yesterday"), None);
         assert_eq!(weekday(2024, 5, 1), 4); // A Wednesday.
@@ -701,7 +710,14 @@ mod tests {
 
     #[test]
     fn rate_units_follow_aws_singular_plural_rule() {
-        for ok in ["rate(1 minute)", "rate(5 minutes)", "rate(1 hour)", "rate(12 hours)", "rate(1 day)", "rate(7 days)"] {
+        for ok in [
+            "rate(1 minute)",
+            "rate(5 minutes)",
+            "rate(1 hour)",
+            "rate(12 hours)",
+            "rate(1 day)",
+            "rate(7 days)",
+        ] {
             assert!(Schedule::parse(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -728,26 +744,42 @@ mod tests {
         let s = Schedule::parse("rate(5 minutes)").expect("rate");
         let anchor = at("2024-05-01T12:03:10Z");
         assert_eq!(s.next_after(anchor, anchor), Some(anchor + 5 * MINUTE_MS));
-        assert_eq!(s.next_after(anchor + 5 * MINUTE_MS, anchor), Some(anchor + 10 * MINUTE_MS));
-        assert_eq!(s.next_after(anchor + 5 * MINUTE_MS - 1, anchor), Some(anchor + 5 * MINUTE_MS));
+        assert_eq!(
+            s.next_after(anchor + 5 * MINUTE_MS, anchor),
+            Some(anchor + 10 * MINUTE_MS)
+        );
+        assert_eq!(
+            s.next_after(anchor + 5 * MINUTE_MS - 1, anchor),
+            Some(anchor + 5 * MINUTE_MS)
+        );
     }
 
     // AWS's documented examples (EventBridge user guide, "Cron expressions").
     #[test]
     fn aws_documented_examples() {
         // 10:15 AM UTC every day.
-        assert_eq!(next("cron(15 10 * * ? *)", "2024-05-01T12:00:00Z"), "2024-05-02T10:15:00Z");
+        assert_eq!(
+            next("cron(15 10 * * ? *)", "2024-05-01T12:00:00Z"),
+            "2024-05-02T10:15:00Z"
+        );
         // 6:00 PM Monday through Friday.
         assert_eq!(
             nexts("cron(0 18 ? * MON-FRI *)", "2024-05-03T18:00:00Z", 2),
             ["2024-05-06T18:00:00Z", "2024-05-07T18:00:00Z"]
         );
         // 8:00 AM on the first day of the month.
-        assert_eq!(next("cron(0 8 1 * ? *)", "2024-05-01T08:00:00Z"), "2024-06-01T08:00:00Z");
+        assert_eq!(
+            next("cron(0 8 1 * ? *)", "2024-05-01T08:00:00Z"),
+            "2024-06-01T08:00:00Z"
+        );
         // Every 10 min on weekdays.
         assert_eq!(
             nexts("cron(0/10 * ? * MON-FRI *)", "2024-05-03T23:45:00Z", 3),
-            ["2024-05-03T23:50:00Z", "2024-05-06T00:00:00Z", "2024-05-06T00:10:00Z"]
+            [
+                "2024-05-03T23:50:00Z",
+                "2024-05-06T00:00:00Z",
+                "2024-05-06T00:10:00Z"
+            ]
         );
         // Every 5 minutes Monday through Friday between 8:00 am and 5:55 pm.
         assert_eq!(
@@ -755,27 +787,55 @@ mod tests {
             ["2024-05-01T17:55:00Z", "2024-05-02T08:00:00Z"]
         );
         // 9 AM on the first Monday of each month.
-        assert_eq!(next("cron(0 9 ? * 2#1 *)", "2024-05-01T00:00:00Z"), "2024-05-06T09:00:00Z");
-        assert_eq!(next("cron(0 9 ? * MON#1 *)", "2024-05-06T09:00:00Z"), "2024-06-03T09:00:00Z");
+        assert_eq!(
+            next("cron(0 9 ? * 2#1 *)", "2024-05-01T00:00:00Z"),
+            "2024-05-06T09:00:00Z"
+        );
+        assert_eq!(
+            next("cron(0 9 ? * MON#1 *)", "2024-05-06T09:00:00Z"),
+            "2024-06-03T09:00:00Z"
+        );
     }
 
     #[test]
     fn last_and_weekday_forms() {
         // L: the last day of the month (a leap February).
-        assert_eq!(next("cron(0 0 L * ? *)", "2024-02-01T00:00:00Z"), "2024-02-29T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 L * ? *)", "2024-02-01T00:00:00Z"),
+            "2024-02-29T00:00:00Z"
+        );
         // LW: last weekday; 2024-08-31 is a Saturday.
-        assert_eq!(next("cron(0 0 LW * ? *)", "2024-08-01T00:00:00Z"), "2024-08-30T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 LW * ? *)", "2024-08-01T00:00:00Z"),
+            "2024-08-30T00:00:00Z"
+        );
         // 15W: 2024-06-15 is a Saturday, so Friday the 14th.
-        assert_eq!(next("cron(0 0 15W * ? *)", "2024-06-01T00:00:00Z"), "2024-06-14T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 15W * ? *)", "2024-06-01T00:00:00Z"),
+            "2024-06-14T00:00:00Z"
+        );
         // 1W: 2024-06-01 is a Saturday, so Monday the 3rd (stays in June).
-        assert_eq!(next("cron(0 0 1W * ? *)", "2024-05-31T00:00:00Z"), "2024-06-03T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 1W * ? *)", "2024-05-31T00:00:00Z"),
+            "2024-06-03T00:00:00Z"
+        );
         // 6L: the last Friday; May 2024 ends on Friday the 31st.
-        assert_eq!(next("cron(0 0 ? * 6L *)", "2024-05-01T00:00:00Z"), "2024-05-31T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 ? * 6L *)", "2024-05-01T00:00:00Z"),
+            "2024-05-31T00:00:00Z"
+        );
         // L in day-of-week: Saturday.
-        assert_eq!(next("cron(0 0 ? * L *)", "2024-05-01T00:00:00Z"), "2024-05-04T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 ? * L *)", "2024-05-01T00:00:00Z"),
+            "2024-05-04T00:00:00Z"
+        );
         // Names in any case, lists, wrapping ranges.
         assert_eq!(
-            nexts("cron(30 6 ? jan,Jul FRI-SUN 2025)", "2024-12-31T00:00:00Z", 4),
+            nexts(
+                "cron(30 6 ? jan,Jul FRI-SUN 2025)",
+                "2024-12-31T00:00:00Z",
+                4
+            ),
             [
                 "2025-01-03T06:30:00Z",
                 "2025-01-04T06:30:00Z",
@@ -791,7 +851,10 @@ mod tests {
         assert_eq!(s.next_after(at("2021-01-01T00:00:00Z"), 0), None);
         let never = Schedule::parse("cron(0 0 30 2 ? *)").expect("cron");
         assert_eq!(never.next_after(at("2024-01-01T00:00:00Z"), 0), None);
-        assert_eq!(next("cron(0 0 29 2 ? *)", "2024-03-01T00:00:00Z"), "2028-02-29T00:00:00Z");
+        assert_eq!(
+            next("cron(0 0 29 2 ? *)", "2024-03-01T00:00:00Z"),
+            "2028-02-29T00:00:00Z"
+        );
     }
 
     #[test]

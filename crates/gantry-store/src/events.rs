@@ -266,8 +266,11 @@ pub trait EventStore: Send + Sync + 'static {
         deliveries: &[NewDelivery],
     ) -> Result<bool, StoreError>;
     /// Up to `limit` PENDING deliveries due at `now_ms`, oldest due first.
-    async fn due_deliveries(&self, now_ms: i64, limit: u32)
-    -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn due_deliveries(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// The newest `limit` deliveries in any status, newest first.
     async fn recent_deliveries(&self, limit: u32) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Marks a delivery DELIVERED.

@@ -105,7 +105,11 @@ pub(crate) async fn put_rule<S: Store>(
              constraint: Member must satisfy enum value set: [ENABLED, DISABLED]"
         )));
     }
-    if input.description.as_ref().is_some_and(|d| d.chars().count() > 512) {
+    if input
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 512)
+    {
         return Err(validation(
             "1 validation error detected: Value at 'description' failed to satisfy constraint: \
              Member must have length less than or equal to 512",
@@ -140,7 +144,10 @@ pub(crate) struct RuleRef {
 fn rule_json<S: Store>(state: &AppState<S>, r: &RuleRecord) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("Name".into(), json!(r.name));
-    out.insert("Arn".into(), json!(rule_arn(&state.config, &r.bus, &r.name)));
+    out.insert(
+        "Arn".into(),
+        json!(rule_arn(&state.config, &r.bus, &r.name)),
+    );
     if let Some(p) = &r.event_pattern {
         out.insert("EventPattern".into(), json!(p));
     }
@@ -297,6 +304,11 @@ pub(crate) struct PutTargetsInput {
     targets: Vec<Value>,
 }
 
+/// Whether `v` is a whole number from `lo` to `hi`.
+fn whole_in(v: &Value, lo: u64, hi: u64) -> bool {
+    v.as_u64().is_some_and(|n| (lo..=hi).contains(&n))
+}
+
 /// Checks one target; `Err` is the reason it is refused.
 fn check_target(t: &Value) -> Result<TargetRecord, (String, String)> {
     let fail = |m: String| ("ValidationException".to_owned(), m);
@@ -313,7 +325,9 @@ fn check_target(t: &Value) -> Result<TargetRecord, (String, String)> {
         )));
     }
     if arn.is_empty() || arn.len() > 1600 {
-        return Err(fail(format!("Target {id}: Arn is required (1 to 1600 characters)")));
+        return Err(fail(format!(
+            "Target {id}: Arn is required (1 to 1600 characters)"
+        )));
     }
     TargetKind::parse(arn).map_err(|e| fail(format!("Target {id}: {e}")))?;
     let given: Vec<&str> = ["Input", "InputPath", "InputTransformer"]
@@ -343,13 +357,13 @@ fn check_target(t: &Value) -> Result<TargetRecord, (String, String)> {
     }
     if let Some(policy) = t.get("RetryPolicy") {
         let retries = policy.get("MaximumRetryAttempts");
-        if retries.is_some_and(|v| !v.as_u64().is_some_and(|n| n <= 185)) {
+        if retries.is_some_and(|v| !whole_in(v, 0, 185)) {
             return Err(fail(format!(
                 "Target {id}: RetryPolicy.MaximumRetryAttempts must be an integer from 0 to 185"
             )));
         }
         let age = policy.get("MaximumEventAgeInSeconds");
-        if age.is_some_and(|v| !v.as_u64().is_some_and(|n| (60..=86_400).contains(&n))) {
+        if age.is_some_and(|v| !whole_in(v, 60, 86_400)) {
             return Err(fail(format!(
                 "Target {id}: RetryPolicy.MaximumEventAgeInSeconds must be an integer from 60 to 86400"
             )));
@@ -405,7 +419,11 @@ pub(crate) async fn put_targets<S: Store>(
         .into());
     }
     if !good.is_empty() {
-        match state.store.put_targets(&bus, &input.rule, &good, actor).await {
+        match state
+            .store
+            .put_targets(&bus, &input.rule, &good, actor)
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::NotFound) => return Err(rule_not_found(&input.rule, &bus)),
             Err(e) => return Err(e.into()),
@@ -489,7 +507,8 @@ pub(crate) struct TestEventPatternInput {
 }
 
 /// The envelope fields TestEventPattern requires of its event.
-const REQUIRED_EVENT_FIELDS: [&str; 6] = ["id", "account", "source", "time", "region", "detail-type"];
+const REQUIRED_EVENT_FIELDS: [&str; 6] =
+    ["id", "account", "source", "time", "region", "detail-type"];
 
 pub(crate) fn test_event_pattern(input: TestEventPatternInput) -> Result<Value, ApiError> {
     let pattern =
@@ -497,7 +516,9 @@ pub(crate) fn test_event_pattern(input: TestEventPatternInput) -> Result<Value, 
     let event: Value = serde_json::from_str(&input.event)
         .map_err(|e| validation(format!("Parameter Event is not valid: {e}")))?;
     let Some(object) = event.as_object() else {
-        return Err(validation("Parameter Event is not valid: not a JSON object"));
+        return Err(validation(
+            "Parameter Event is not valid: not a JSON object",
+        ));
     };
     if let Some(missing) = REQUIRED_EVENT_FIELDS
         .iter()
@@ -519,15 +540,39 @@ mod tests {
         let ok = json!({"Id": "t1", "Arn": "https://example.invalid/hook", "Input": "{\"a\":1}"});
         assert!(check_target(&ok).is_ok());
         for (bad, why) in [
-            (json!({"Id": "t 1", "Arn": "https://x.invalid"}), "Target Id"),
+            (
+                json!({"Id": "t 1", "Arn": "https://x.invalid"}),
+                "Target Id",
+            ),
             (json!({"Id": "t1"}), "Arn is required"),
-            (json!({"Id": "t1", "Arn": "arn:aws:sqs:us-east-1:000000000000:q"}), "not supported"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "Input": "{", }), "Input is not valid JSON"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "Input": "1", "InputPath": "$.detail"}), "only one of"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "InputPath": "detail"}), "InputPath"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "RetryPolicy": {"MaximumRetryAttempts": 200}}), "MaximumRetryAttempts"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "RetryPolicy": {"MaximumEventAgeInSeconds": 10}}), "MaximumEventAgeInSeconds"),
-            (json!({"Id": "t1", "Arn": "https://x.invalid", "InputTransformer": {"InputTemplate": "<nope>"}}), "InputTransformer"),
+            (
+                json!({"Id": "t1", "Arn": "arn:aws:sqs:us-east-1:000000000000:q"}),
+                "not supported",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "Input": "{", }),
+                "Input is not valid JSON",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "Input": "1", "InputPath": "$.detail"}),
+                "only one of",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "InputPath": "detail"}),
+                "InputPath",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "RetryPolicy": {"MaximumRetryAttempts": 200}}),
+                "MaximumRetryAttempts",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "RetryPolicy": {"MaximumEventAgeInSeconds": 10}}),
+                "MaximumEventAgeInSeconds",
+            ),
+            (
+                json!({"Id": "t1", "Arn": "https://x.invalid", "InputTransformer": {"InputPathsMap": {"a": "$.x"}}}),
+                "InputTemplate is required",
+            ),
         ] {
             let (code, message) = check_target(&bad).expect_err(&bad.to_string());
             assert_eq!(code, "ValidationException");
@@ -555,6 +600,10 @@ mod tests {
             event: r#"{"source": "a"}"#.into(),
         })
         .expect_err("bad event");
-        assert!(err.error.message.contains("\"id\""), "{}", err.error.message);
+        assert!(
+            err.error.message.contains("\"id\""),
+            "{}",
+            err.error.message
+        );
     }
 }

@@ -175,10 +175,7 @@ impl<S: Store> EventBus<S> {
     }
 
     pub fn index(&self) -> Arc<Index> {
-        self.index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Rebuilds the index from the store. Reloads are serialised so an older
@@ -191,10 +188,7 @@ impl<S: Store> EventBus<S> {
         let mut live = Vec::new();
         let mut scheduled = Vec::new();
         for r in rules.into_iter().filter(|r| r.state != "DISABLED") {
-            let Some(t) = targets
-                .iter()
-                .find(|t| t.bus == r.bus && t.rule == r.name)
-            else {
+            let Some(t) = targets.iter().find(|t| t.bus == r.bus && t.rule == r.name) else {
                 continue;
             };
             let entry = LiveRule {
@@ -288,7 +282,13 @@ impl<S: Store> EventBus<S> {
     /// Publishes one of Gantry's own events on the default bus. Failures
     /// are logged: a state change is never undone because its event could
     /// not be recorded.
-    pub async fn publish(&self, source: &str, detail_type: &str, resources: Vec<String>, detail: Value) {
+    pub async fn publish(
+        &self,
+        source: &str,
+        detail_type: &str,
+        resources: Vec<String>,
+        detail: Value,
+    ) {
         let entry = PutEventsEntry {
             source: Some(source.to_owned()),
             detail_type: Some(detail_type.to_owned()),
@@ -344,7 +344,9 @@ fn add_rule(
                 builder.add(live.len(), &pattern);
                 live.push(entry.clone());
             }
-            Err(e) => tracing::error!(rule = %r.name, error = %e, "a stored pattern no longer compiles"),
+            Err(e) => {
+                tracing::error!(rule = %r.name, error = %e, "a stored pattern no longer compiles")
+            }
         }
     }
     if let Some(text) = &r.schedule {
@@ -355,7 +357,9 @@ fn add_rule(
                 last_fire_ms: r.last_fire_ms,
                 created_ms: r.created_ms,
             }),
-            Err(e) => tracing::error!(rule = %r.name, error = %e, "a stored schedule no longer parses"),
+            Err(e) => {
+                tracing::error!(rule = %r.name, error = %e, "a stored schedule no longer parses")
+            }
         }
     }
 }

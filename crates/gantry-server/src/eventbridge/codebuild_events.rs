@@ -37,7 +37,12 @@ fn additional_information(build: &Value, complete: bool) -> Value {
 
 impl<S: Store> EventBus<S> {
     /// "CodeBuild Build State Change" for a build now in `status`.
-    pub(crate) async fn build_state_change(&self, record: &BuildRecord, status: &str, build: &Value) {
+    pub(crate) async fn build_state_change(
+        &self,
+        record: &BuildRecord,
+        status: &str,
+        build: &Value,
+    ) {
         let build_arn = arn(&self.config, "build", &record.id);
         let complete = status != "IN_PROGRESS";
         let detail = json!({
@@ -49,13 +54,23 @@ impl<S: Store> EventBus<S> {
             "current-phase-context": "[]",
             "version": "1",
         });
-        self.publish(SOURCE, "CodeBuild Build State Change", vec![build_arn], detail)
-            .await;
+        self.publish(
+            SOURCE,
+            "CodeBuild Build State Change",
+            vec![build_arn],
+            detail,
+        )
+        .await;
     }
 
     /// "CodeBuild Build Phase Change" for the phase entry that just ended
     /// (an entry of the build's `phases`, in CodeBuild's API shape).
-    pub(crate) async fn build_phase_change(&self, record: &BuildRecord, build: &Value, phase: &Value) {
+    pub(crate) async fn build_phase_change(
+        &self,
+        record: &BuildRecord,
+        build: &Value,
+        phase: &Value,
+    ) {
         let build_arn = arn(&self.config, "build", &record.id);
         let field = |name: &str| phase.get(name).cloned().unwrap_or(Value::Null);
         let contexts = phase
@@ -73,7 +88,12 @@ impl<S: Store> EventBus<S> {
             "additional-information": additional_information(build, false),
             "version": "1",
         });
-        self.publish(SOURCE, "CodeBuild Build Phase Change", vec![build_arn], detail)
-            .await;
+        self.publish(
+            SOURCE,
+            "CodeBuild Build Phase Change",
+            vec![build_arn],
+            detail,
+        )
+        .await;
     }
 }

@@ -40,7 +40,9 @@ pub(crate) struct CreateConnectionInput {
 }
 
 fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// Splits `InvocationHttpParameters` into what Describe may show (secret
@@ -48,7 +50,11 @@ fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
 fn split_http_parameters(params: &Value) -> Result<(Value, Value), ApiError> {
     let mut public = Map::new();
     let mut secret = Map::new();
-    for member in ["HeaderParameters", "QueryStringParameters", "BodyParameters"] {
+    for member in [
+        "HeaderParameters",
+        "QueryStringParameters",
+        "BodyParameters",
+    ] {
         let Some(list) = params.get(member) else {
             continue;
         };
@@ -216,7 +222,12 @@ pub(crate) async fn delete_connection<S: Store>(
     let c = connection(state, &input.name).await?;
     match state.store.delete_connection(&input.name, actor).await {
         Ok(()) => {}
-        Err(StoreError::NotFound) => return Err(not_found(format!("Connection '{}' does not exist.", input.name))),
+        Err(StoreError::NotFound) => {
+            return Err(not_found(format!(
+                "Connection '{}' does not exist.",
+                input.name
+            )));
+        }
         Err(StoreError::Conflict(_)) => {
             return Err(AwsError::service(
                 "ConcurrentModificationException",
@@ -331,7 +342,9 @@ pub(crate) async fn create_api_destination<S: Store>(
             )));
         }
         Err(StoreError::NotFound) => {
-            return Err(not_found(format!("Connection '{conn_name}' does not exist.")));
+            return Err(not_found(format!(
+                "Connection '{conn_name}' does not exist."
+            )));
         }
         Err(e) => return Err(e.into()),
     }

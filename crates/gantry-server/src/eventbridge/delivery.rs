@@ -116,7 +116,10 @@ pub(crate) fn render_input(
     }
     if let Some(tr) = target.get("InputTransformer") {
         let t = compile_transformer(tr)?;
-        let ingestion = event.get("time").and_then(Value::as_str).unwrap_or_default();
+        let ingestion = event
+            .get("time")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let ctx = RuleContext {
             rule_name,
             rule_arn,
@@ -248,11 +251,16 @@ async fn deliver<S: Store>(bus: &EventBus<S>, d: &DeliveryRecord) -> Result<(), 
     let input = render_input(&d.target.target, &d.event, &d.rule, &arn).map_err(permanent)?;
     match TargetKind::parse(&d.target.arn).map_err(permanent)? {
         TargetKind::Url(url) => {
-            let request = bus.http.post(url).header("content-type", "application/json");
+            let request = bus
+                .http
+                .post(url)
+                .header("content-type", "application/json");
             let request = with_http_parameters(request, &d.target.target);
             send(request.body(input)).await
         }
-        TargetKind::ApiDestination(name) => api_destination(bus, &name, &d.target.target, input).await,
+        TargetKind::ApiDestination(name) => {
+            api_destination(bus, &name, &d.target.target, input).await
+        }
         TargetKind::Pipeline(name) => bus
             .invoker()
             .start_pipeline(&name, &input)
@@ -269,7 +277,10 @@ async fn deliver<S: Store>(bus: &EventBus<S>, d: &DeliveryRecord) -> Result<(), 
 }
 
 /// The target's `HttpParameters`: headers and query string.
-fn with_http_parameters(mut request: reqwest::RequestBuilder, target: &Value) -> reqwest::RequestBuilder {
+fn with_http_parameters(
+    mut request: reqwest::RequestBuilder,
+    target: &Value,
+) -> reqwest::RequestBuilder {
     let Some(params) = target.get("HttpParameters") else {
         return request;
     };
@@ -280,7 +291,10 @@ fn with_http_parameters(mut request: reqwest::RequestBuilder, target: &Value) ->
             }
         }
     }
-    if let Some(query) = params.get("QueryStringParameters").and_then(Value::as_object) {
+    if let Some(query) = params
+        .get("QueryStringParameters")
+        .and_then(Value::as_object)
+    {
         let pairs: Vec<(&str, &str)> = query
             .iter()
             .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)))
@@ -378,16 +392,31 @@ async fn api_destination<S: Store>(
 }
 
 /// The connection's authorization and its invocation parameters.
-fn with_connection_auth(mut request: reqwest::RequestBuilder, secret: &Value) -> reqwest::RequestBuilder {
+fn with_connection_auth(
+    mut request: reqwest::RequestBuilder,
+    secret: &Value,
+) -> reqwest::RequestBuilder {
     if let Some(basic) = secret.get("BasicAuthParameters") {
-        let user = basic.get("Username").and_then(Value::as_str).unwrap_or_default();
-        let pass = basic.get("Password").and_then(Value::as_str).unwrap_or_default();
+        let user = basic
+            .get("Username")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let pass = basic
+            .get("Password")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
         request = request.header("authorization", format!("Basic {token}"));
     }
     if let Some(key) = secret.get("ApiKeyAuthParameters") {
-        let name = key.get("ApiKeyName").and_then(Value::as_str).unwrap_or_default();
-        let value = key.get("ApiKeyValue").and_then(Value::as_str).unwrap_or_default();
+        let name = key
+            .get("ApiKeyName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let value = key
+            .get("ApiKeyValue")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !name.is_empty() {
             request = request.header(name, value);
         }
@@ -447,7 +476,10 @@ mod tests {
             Ok(TargetKind::Pipeline("deploy".into()))
         );
         let sm = "arn:aws:states:us-east-1:000000000000:stateMachine:flow";
-        assert_eq!(TargetKind::parse(sm), Ok(TargetKind::StateMachine(sm.into())));
+        assert_eq!(
+            TargetKind::parse(sm),
+            Ok(TargetKind::StateMachine(sm.into()))
+        );
         assert!(TargetKind::parse("arn:aws:sqs:us-east-1:000000000000:q").is_err());
         assert!(TargetKind::parse("ftp://x").is_err());
         assert!(TargetKind::parse("http://").is_err());
@@ -455,14 +487,34 @@ mod tests {
 
     #[test]
     fn inputs() {
-        let event = json!({"source": "s", "detail": {"a": 1, "name": "x"}, "time": "2024-01-01T00:00:00Z"});
-        assert_eq!(render_input(&json!({}), &event, "r", "arn").as_deref(), Ok(event.to_string().as_str()));
-        assert_eq!(render_input(&json!({"Input": "{\"k\":2}"}), &event, "r", "arn").as_deref(), Ok("{\"k\":2}"));
-        assert_eq!(render_input(&json!({"InputPath": "$.detail.a"}), &event, "r", "arn").as_deref(), Ok("1"));
-        assert_eq!(render_input(&json!({"InputPath": "$.detail"}), &event, "r", "arn").as_deref(), Ok(r#"{"a":1,"name":"x"}"#));
+        let event =
+            json!({"source": "s", "detail": {"a": 1, "name": "x"}, "time": "2024-01-01T00:00:00Z"});
+        assert_eq!(
+            render_input(&json!({}), &event, "r", "arn").as_deref(),
+            Ok(event.to_string().as_str())
+        );
+        assert_eq!(
+            render_input(&json!({"Input": "{\"k\":2}"}), &event, "r", "arn").as_deref(),
+            Ok("{\"k\":2}")
+        );
+        assert_eq!(
+            render_input(&json!({"InputPath": "$.detail.a"}), &event, "r", "arn").as_deref(),
+            Ok("1")
+        );
+        assert_eq!(
+            render_input(&json!({"InputPath": "$.detail"}), &event, "r", "arn").as_deref(),
+            Ok(r#"{"a":1,"name":"x"}"#)
+        );
         let t = json!({"InputTransformer": {"InputPathsMap": {"n": "$.detail.name"}, "InputTemplate": "{\"text\": \"<n> by <aws.events.rule-name>\"}"}});
-        assert_eq!(render_input(&t, &event, "r", "arn").as_deref(), Ok(r#"{"text": "x by r"}"#));
+        assert_eq!(
+            render_input(&t, &event, "r", "arn").as_deref(),
+            Ok(r#"{"text": "x by r"}"#)
+        );
         let bad = json!({"InputTransformer": {"InputPathsMap": {"n": 3}, "InputTemplate": "x"}});
-        assert!(render_input(&bad, &event, "r", "arn").unwrap_err().contains("InputPathsMap.n"));
+        assert!(
+            render_input(&bad, &event, "r", "arn")
+                .unwrap_err()
+                .contains("InputPathsMap.n")
+        );
     }
 }

@@ -45,9 +45,15 @@ pub(crate) async fn dispatch<S: Store>(
         "CreateConnection" => connections::create_connection(state, actor, input(body)?).await,
         "DescribeConnection" => connections::describe_connection(state, input(body)?).await,
         "DeleteConnection" => connections::delete_connection(state, actor, input(body)?).await,
-        "CreateApiDestination" => connections::create_api_destination(state, actor, input(body)?).await,
-        "DescribeApiDestination" => connections::describe_api_destination(state, input(body)?).await,
-        "DeleteApiDestination" => connections::delete_api_destination(state, actor, input(body)?).await,
+        "CreateApiDestination" => {
+            connections::create_api_destination(state, actor, input(body)?).await
+        }
+        "DescribeApiDestination" => {
+            connections::describe_api_destination(state, input(body)?).await
+        }
+        "DeleteApiDestination" => {
+            connections::delete_api_destination(state, actor, input(body)?).await
+        }
         other => Err(AwsError::new(
             ErrorCode::UnknownOperationException,
             format!("EventBridge operation '{other}' is not supported by this server."),

@@ -110,7 +110,13 @@ async fn fire_if_due<S: Store>(bus: &EventBus<S>, rule: &ScheduledRule, now: i64
         .collect();
     match bus
         .store
-        .fire_schedule(&rule.rule.bus, &rule.rule.name, rule.last_fire_ms, slot, &deliveries)
+        .fire_schedule(
+            &rule.rule.bus,
+            &rule.rule.name,
+            rule.last_fire_ms,
+            slot,
+            &deliveries,
+        )
         .await
     {
         Ok(fired) => fired,
@@ -134,14 +140,22 @@ mod tests {
     fn due_slots_and_catch_up() {
         let rate = Schedule::parse("rate(5 minutes)").expect("rate");
         let created = at("2024-05-01T12:00:00Z");
-        assert_eq!(due_slot(&rate, None, created, at("2024-05-01T12:04:59Z")), None);
+        assert_eq!(
+            due_slot(&rate, None, created, at("2024-05-01T12:04:59Z")),
+            None
+        );
         assert_eq!(
             due_slot(&rate, None, created, at("2024-05-01T12:05:00Z")),
             Some((at("2024-05-01T12:05:00Z"), 0))
         );
         // Down for an hour: one fire, for 13:05, standing for 12 missed ones.
         assert_eq!(
-            due_slot(&rate, Some(at("2024-05-01T12:05:00Z")), created, at("2024-05-01T13:07:00Z")),
+            due_slot(
+                &rate,
+                Some(at("2024-05-01T12:05:00Z")),
+                created,
+                at("2024-05-01T13:07:00Z")
+            ),
             Some((at("2024-05-01T13:05:00Z"), 11))
         );
         let cron = Schedule::parse("cron(0 * * * ? *)").expect("cron");

@@ -74,7 +74,11 @@ impl EventsServer {
             http: reqwest::Client::new(),
         };
         for _ in 0..400 {
-            if let Ok(r) = server.http.get(format!("http://{addr}/healthz")).send().await
+            if let Ok(r) = server
+                .http
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return server;
@@ -254,34 +258,54 @@ async fn rules_and_targets_through_the_api() {
             json!({"Name": "orders", "EventPattern": r#"{"source": ["shop"]}"#, "Description": "d"}),
         )
         .await;
-    assert_eq!(out["RuleArn"], "arn:aws:events:us-east-1:000000000000:rule/orders");
+    assert_eq!(
+        out["RuleArn"],
+        "arn:aws:events:us-east-1:000000000000:rule/orders"
+    );
     server
         .events("PutRule", json!({"Name": "orders-nightly", "ScheduleExpression": "cron(0 2 * * ? *)", "State": "DISABLED"}))
         .await;
     server
-        .events("PutRule", json!({"Name": "other", "EventPattern": r#"{"source": ["x"]}"#}))
+        .events(
+            "PutRule",
+            json!({"Name": "other", "EventPattern": r#"{"source": ["x"]}"#}),
+        )
         .await;
 
-    let rule = server.events("DescribeRule", json!({"Name": "orders"})).await;
+    let rule = server
+        .events("DescribeRule", json!({"Name": "orders"}))
+        .await;
     assert_eq!(rule["State"], "ENABLED");
     assert_eq!(rule["EventBusName"], "default");
     assert_eq!(rule["Description"], "d");
     assert_eq!(rule["EventPattern"], r#"{"source": ["shop"]}"#);
 
     // Prefix and paging.
-    let page1 = server.events("ListRules", json!({"NamePrefix": "orders", "Limit": 1})).await;
+    let page1 = server
+        .events("ListRules", json!({"NamePrefix": "orders", "Limit": 1}))
+        .await;
     assert_eq!(page1["Rules"].as_array().map(Vec::len), Some(1));
     assert_eq!(page1["Rules"][0]["Name"], "orders");
-    let token = page1["NextToken"].as_str().expect("a second page").to_owned();
+    let token = page1["NextToken"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
     let page2 = server
-        .events("ListRules", json!({"NamePrefix": "orders", "Limit": 1, "NextToken": token}))
+        .events(
+            "ListRules",
+            json!({"NamePrefix": "orders", "Limit": 1, "NextToken": token}),
+        )
         .await;
     assert_eq!(page2["Rules"][0]["Name"], "orders-nightly");
     assert_eq!(page2["Rules"][0]["ScheduleExpression"], "cron(0 2 * * ? *)");
     assert!(page2.get("NextToken").is_none());
 
-    server.events("DisableRule", json!({"Name": "orders"})).await;
-    let rule = server.events("DescribeRule", json!({"Name": "orders"})).await;
+    server
+        .events("DisableRule", json!({"Name": "orders"}))
+        .await;
+    let rule = server
+        .events("DescribeRule", json!({"Name": "orders"}))
+        .await;
     assert_eq!(rule["State"], "DISABLED");
     server.events("EnableRule", json!({"Name": "orders"})).await;
 
@@ -298,41 +322,73 @@ async fn rules_and_targets_through_the_api() {
     assert_eq!(out["FailedEntryCount"], 1);
     assert_eq!(out["FailedEntries"][0]["TargetId"], "queue");
     assert_eq!(out["FailedEntries"][0]["ErrorCode"], "ValidationException");
-    let targets = server.events("ListTargetsByRule", json!({"Rule": "orders"})).await;
-    assert_eq!(targets["Targets"], json!([{"Id": "hook", "Arn": "http://127.0.0.1:9/hook", "InputPath": "$.detail"}]));
+    let targets = server
+        .events("ListTargetsByRule", json!({"Rule": "orders"}))
+        .await;
+    assert_eq!(
+        targets["Targets"],
+        json!([{"Id": "hook", "Arn": "http://127.0.0.1:9/hook", "InputPath": "$.detail"}])
+    );
 
     // A rule with targets cannot be deleted.
-    let (code, message) = server.events_err("DeleteRule", json!({"Name": "orders"})).await;
+    let (code, message) = server
+        .events_err("DeleteRule", json!({"Name": "orders"}))
+        .await;
     assert_eq!(code, "ValidationException");
     assert!(message.contains("has targets"), "{message}");
     let out = server
-        .events("RemoveTargets", json!({"Rule": "orders", "Ids": ["hook", "ghost"]}))
+        .events(
+            "RemoveTargets",
+            json!({"Rule": "orders", "Ids": ["hook", "ghost"]}),
+        )
         .await;
     assert_eq!(out["FailedEntryCount"], 1);
     assert_eq!(out["FailedEntries"][0]["TargetId"], "ghost");
     server.events("DeleteRule", json!({"Name": "orders"})).await;
-    let (code, _) = server.events_err("DescribeRule", json!({"Name": "orders"})).await;
+    let (code, _) = server
+        .events_err("DescribeRule", json!({"Name": "orders"}))
+        .await;
     assert_eq!(code, "ResourceNotFoundException");
     let (code, _) = server
-        .events_err("PutTargets", json!({"Rule": "orders", "Targets": [{"Id": "a", "Arn": "http://x.invalid"}]}))
+        .events_err(
+            "PutTargets",
+            json!({"Rule": "orders", "Targets": [{"Id": "a", "Arn": "http://x.invalid"}]}),
+        )
         .await;
     assert_eq!(code, "ResourceNotFoundException");
 
     // Refusals.
     let (code, message) = server
-        .events_err("PutRule", json!({"Name": "bad", "EventPattern": r#"{"source": "shop"}"#}))
+        .events_err(
+            "PutRule",
+            json!({"Name": "bad", "EventPattern": r#"{"source": "shop"}"#}),
+        )
         .await;
     assert_eq!(code, "InvalidEventPatternException");
-    assert!(message.starts_with("Event pattern is not valid."), "{message}");
+    assert!(
+        message.starts_with("Event pattern is not valid."),
+        "{message}"
+    );
     let (code, message) = server
-        .events_err("PutRule", json!({"Name": "bad", "ScheduleExpression": "rate(1 minutes)"}))
+        .events_err(
+            "PutRule",
+            json!({"Name": "bad", "ScheduleExpression": "rate(1 minutes)"}),
+        )
         .await;
     assert_eq!(code, "ValidationException");
-    assert!(message.starts_with("Parameter ScheduleExpression is not valid."), "{message}");
-    let (code, _) = server.events_err("PutRule", json!({"Name": "bad name"})).await;
+    assert!(
+        message.starts_with("Parameter ScheduleExpression is not valid."),
+        "{message}"
+    );
+    let (code, _) = server
+        .events_err("PutRule", json!({"Name": "bad name"}))
+        .await;
     assert_eq!(code, "ValidationException");
     let (code, _) = server
-        .events_err("PutRule", json!({"Name": "b", "EventPattern": r#"{"a": [1]}"#, "EventBusName": "nope"}))
+        .events_err(
+            "PutRule",
+            json!({"Name": "b", "EventPattern": r#"{"a": [1]}"#, "EventBusName": "nope"}),
+        )
         .await;
     assert_eq!(code, "ResourceNotFoundException");
     let (code, _) = server.events_err("PutRule", json!({"Name": 3})).await;
@@ -347,7 +403,10 @@ async fn rules_and_targets_through_the_api() {
         .await;
     assert_eq!(out["Result"], true);
     let (code, _) = server
-        .events_err("TestEventPattern", json!({"EventPattern": r#"{"detail": {"n": [{"numeric": [">"]}]}}"#, "Event": event}))
+        .events_err(
+            "TestEventPattern",
+            json!({"EventPattern": r#"{"detail": {"n": [{"numeric": [">"]}]}}"#, "Event": event}),
+        )
         .await;
     assert_eq!(code, "InvalidEventPatternException");
 
@@ -410,16 +469,28 @@ async fn delivery_transforms_retries_and_dead_letters() {
         )
         .await;
     assert_eq!(out["FailedEntryCount"], 0);
-    let event_id = out["Entries"][0]["EventId"].as_str().expect("id").to_owned();
+    let event_id = out["Entries"][0]["EventId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
 
     // Two failures, then success: three requests, the last accepted.
-    eventually(&clock, 5_000, "the flaky receiver's third request", || flaky.seen().len() >= 3).await;
+    eventually(&clock, 5_000, "the flaky receiver's third request", || {
+        flaky.seen().len() >= 3
+    })
+    .await;
     let seen = flaky.seen();
     for r in &seen {
         assert_eq!(r.body, r#"{"text": "Order A-1 totals 250 (orders)"}"#);
         assert_eq!(r.uri, "/hook?q=1");
-        assert_eq!(r.headers.get("x-team").map(|v| v.as_bytes()), Some(b"ops".as_slice()));
-        assert_eq!(r.headers.get("content-type").map(|v| v.as_bytes()), Some(b"application/json".as_slice()));
+        assert_eq!(
+            r.headers.get("x-team").map(|v| v.as_bytes()),
+            Some(b"ops".as_slice())
+        );
+        assert_eq!(
+            r.headers.get("content-type").map(|v| v.as_bytes()),
+            Some(b"application/json".as_slice())
+        );
     }
 
     // The store agrees: dead letters for the two others, with reasons.
@@ -434,18 +505,31 @@ async fn delivery_transforms_retries_and_dead_letters() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(letters.len(), 2, "{letters:?}");
-    let broken_letter = letters.iter().find(|l| l.target_id == "broken").expect("broken");
+    let broken_letter = letters
+        .iter()
+        .find(|l| l.target_id == "broken")
+        .expect("broken");
     assert_eq!(broken_letter.attempts, 3, "one attempt and two retries");
     assert_eq!(broken_letter.event_id, event_id);
-    assert!(broken_letter.reason.contains("500"), "{}", broken_letter.reason);
+    assert!(
+        broken_letter.reason.contains("500"),
+        "{}",
+        broken_letter.reason
+    );
     assert_eq!(broken.seen().len(), 3);
-    let refused = letters.iter().find(|l| l.target_id == "refusing").expect("refusing");
+    let refused = letters
+        .iter()
+        .find(|l| l.target_id == "refusing")
+        .expect("refusing");
     assert_eq!(refused.attempts, 1, "a 400 is not retried");
     assert_eq!(refusing.seen().len(), 1);
     // The event that did not match went nowhere.
     assert!(flaky.seen().iter().all(|r| !r.body.contains("A-2")));
     let delivered = store.recent_deliveries(10).await.expect("deliveries");
-    let chat = delivered.iter().find(|d| d.target.id == "chat").expect("chat");
+    let chat = delivered
+        .iter()
+        .find(|d| d.target.id == "chat")
+        .expect("chat");
     assert_eq!(chat.status, "DELIVERED");
     assert_eq!(chat.attempts, 3);
     server.stop().await;
@@ -482,16 +566,27 @@ async fn api_destinations_authenticate_and_keep_secrets() {
         .await;
     assert_eq!(code, "ResourceAlreadyExistsException");
 
-    let described = server.events("DescribeConnection", json!({"Name": "chat"})).await;
+    let described = server
+        .events("DescribeConnection", json!({"Name": "chat"}))
+        .await;
     let text = described.to_string();
-    assert!(!text.contains("s3cr3t-key") && !text.contains("hidden-value"), "{text}");
-    assert_eq!(described["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"], "x-api-key");
+    assert!(
+        !text.contains("s3cr3t-key") && !text.contains("hidden-value"),
+        "{text}"
+    );
+    assert_eq!(
+        described["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"],
+        "x-api-key"
+    );
     assert!(text.contains("visible"));
     // Encrypted at rest: the database file does not hold the secret.
     let db = std::fs::read(dir.path().join("gantry.db")).expect("db");
     let wal = std::fs::read(dir.path().join("gantry.db-wal")).unwrap_or_default();
     for bytes in [db, wal] {
-        assert!(!bytes.windows(10).any(|w| w == b"s3cr3t-key"), "secret stored in clear");
+        assert!(
+            !bytes.windows(10).any(|w| w == b"s3cr3t-key"),
+            "secret stored in clear"
+        );
     }
 
     let dest = server
@@ -507,14 +602,21 @@ async fn api_destinations_authenticate_and_keep_secrets() {
             json!({"Name": "basic-dest", "ConnectionArn": basic["ConnectionArn"], "InvocationEndpoint": format!("{url}/basic"), "HttpMethod": "POST"}),
         )
         .await;
-    let described = server.events("DescribeApiDestination", json!({"Name": "notify"})).await;
+    let described = server
+        .events("DescribeApiDestination", json!({"Name": "notify"}))
+        .await;
     assert_eq!(described["HttpMethod"], "PUT");
     assert_eq!(described["ConnectionArn"], conn_arn);
-    let (code, _) = server.events_err("DeleteConnection", json!({"Name": "chat"})).await;
+    let (code, _) = server
+        .events_err("DeleteConnection", json!({"Name": "chat"}))
+        .await;
     assert_eq!(code, "ConcurrentModificationException");
 
     server
-        .events("PutRule", json!({"Name": "r", "EventPattern": r#"{"source": ["shop"]}"#}))
+        .events(
+            "PutRule",
+            json!({"Name": "r", "EventPattern": r#"{"source": ["shop"]}"#}),
+        )
         .await;
     server
         .events(
@@ -526,24 +628,47 @@ async fn api_destinations_authenticate_and_keep_secrets() {
         )
         .await;
     server
-        .events("PutEvents", json!({"Entries": [entry("shop", json!({"n": 1}))]}))
+        .events(
+            "PutEvents",
+            json!({"Entries": [entry("shop", json!({"n": 1}))]}),
+        )
         .await;
-    eventually(&clock, 1_000, "two API destination calls", || receiver.seen().len() >= 2).await;
+    eventually(&clock, 1_000, "two API destination calls", || {
+        receiver.seen().len() >= 2
+    })
+    .await;
     let seen = receiver.seen();
     let put = seen.iter().find(|r| r.uri == "/items/42").expect("the PUT");
     assert_eq!(put.body, r#"{"n":1}"#);
-    assert_eq!(put.headers.get("x-api-key").map(|v| v.as_bytes()), Some(b"s3cr3t-key".as_slice()));
-    assert_eq!(put.headers.get("x-hidden").map(|v| v.as_bytes()), Some(b"hidden-value".as_slice()));
+    assert_eq!(
+        put.headers.get("x-api-key").map(|v| v.as_bytes()),
+        Some(b"s3cr3t-key".as_slice())
+    );
+    assert_eq!(
+        put.headers.get("x-hidden").map(|v| v.as_bytes()),
+        Some(b"hidden-value".as_slice())
+    );
     let post = seen.iter().find(|r| r.uri == "/basic").expect("the POST");
     assert_eq!(post.body, r#"{"fixed": true}"#);
     // base64("bot:pa55")
-    assert_eq!(post.headers.get("authorization").map(|v| v.as_bytes()), Some(b"Basic Ym90OnBhNTU=".as_slice()));
+    assert_eq!(
+        post.headers.get("authorization").map(|v| v.as_bytes()),
+        Some(b"Basic Ym90OnBhNTU=".as_slice())
+    );
 
-    server.events("DeleteApiDestination", json!({"Name": "notify"})).await;
-    let (code, _) = server.events_err("DescribeApiDestination", json!({"Name": "notify"})).await;
+    server
+        .events("DeleteApiDestination", json!({"Name": "notify"}))
+        .await;
+    let (code, _) = server
+        .events_err("DescribeApiDestination", json!({"Name": "notify"}))
+        .await;
     assert_eq!(code, "ResourceNotFoundException");
-    server.events("DeleteConnection", json!({"Name": "chat"})).await;
-    let (code, _) = server.events_err("DescribeConnection", json!({"Name": "chat"})).await;
+    server
+        .events("DeleteConnection", json!({"Name": "chat"}))
+        .await;
+    let (code, _) = server
+        .events_err("DescribeConnection", json!({"Name": "chat"}))
+        .await;
     assert_eq!(code, "ResourceNotFoundException");
     server.stop().await;
 }
@@ -555,10 +680,16 @@ async fn schedules_fire_on_the_injected_clock_and_catch_up_once_after_restart() 
     let server = EventsServer::start(dir.path(), clock.clone()).await;
     let (receiver, url) = Receiver::start().await;
     server
-        .events("PutRule", json!({"Name": "tick", "ScheduleExpression": "rate(1 minute)"}))
+        .events(
+            "PutRule",
+            json!({"Name": "tick", "ScheduleExpression": "rate(1 minute)"}),
+        )
         .await;
     server
-        .events("PutTargets", json!({"Rule": "tick", "Targets": [{"Id": "r", "Arn": url}]}))
+        .events(
+            "PutTargets",
+            json!({"Rule": "tick", "Targets": [{"Id": "r", "Arn": url}]}),
+        )
         .await;
     // Nothing before a minute has passed.
     clock.advance(59_000);
@@ -570,7 +701,10 @@ async fn schedules_fire_on_the_injected_clock_and_catch_up_once_after_restart() 
     assert_eq!(first["detail-type"], "Scheduled Event");
     assert_eq!(first["source"], "aws.events");
     assert_eq!(first["time"], "2024-05-01T12:01:00Z");
-    assert_eq!(first["resources"][0], "arn:aws:events:us-east-1:000000000000:rule/tick");
+    assert_eq!(
+        first["resources"][0],
+        "arn:aws:events:us-east-1:000000000000:rule/tick"
+    );
     // Time stands still: no second fire.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.seen().len(), 1);
@@ -579,7 +713,10 @@ async fn schedules_fire_on_the_injected_clock_and_catch_up_once_after_restart() 
     // Ten minutes pass while the server is down: one catch-up fire, for 12:11.
     clock.advance(10 * 60_000);
     let server = EventsServer::start(dir.path(), clock.clone()).await;
-    eventually(&clock, 0, "the catch-up fire", || receiver.seen().len() >= 2).await;
+    eventually(&clock, 0, "the catch-up fire", || {
+        receiver.seen().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seen = receiver.seen();
     assert_eq!(seen.len(), 2, "missed fires collapse into one");
@@ -601,16 +738,31 @@ async fn pending_deliveries_are_delivered_after_a_restart() {
     let (receiver, url) = Receiver::start().await;
     receiver.always(Some(503));
     server
-        .events("PutRule", json!({"Name": "r", "EventPattern": r#"{"source": ["shop"]}"#}))
+        .events(
+            "PutRule",
+            json!({"Name": "r", "EventPattern": r#"{"source": ["shop"]}"#}),
+        )
         .await;
     server
-        .events("PutTargets", json!({"Rule": "r", "Targets": [{"Id": "t", "Arn": url}]}))
+        .events(
+            "PutTargets",
+            json!({"Rule": "r", "Targets": [{"Id": "t", "Arn": url}]}),
+        )
         .await;
     let out = server
-        .events("PutEvents", json!({"Entries": [entry("shop", json!({"k": "v"}))]}))
+        .events(
+            "PutEvents",
+            json!({"Entries": [entry("shop", json!({"k": "v"}))]}),
+        )
         .await;
-    let id = out["Entries"][0]["EventId"].as_str().expect("id").to_owned();
-    eventually(&clock, 0, "a first failed attempt", || !receiver.seen().is_empty()).await;
+    let id = out["Entries"][0]["EventId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    eventually(&clock, 0, "a first failed attempt", || {
+        !receiver.seen().is_empty()
+    })
+    .await;
     server.stop().await;
 
     let store = open_store(dir.path()).await;
@@ -662,17 +814,33 @@ async fn a_build_emits_state_and_phase_events_that_rules_deliver() {
         )
         .await;
     server
-        .events("PutTargets", json!({"Rule": "phases", "Targets": [{"Id": "all", "Arn": phases_url}]}))
+        .events(
+            "PutTargets",
+            json!({"Rule": "phases", "Targets": [{"Id": "all", "Arn": phases_url}]}),
+        )
         .await;
 
     let buildspec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n";
-    server.codebuild("CreateProject", inline_project("web", buildspec)).await;
-    let started = server.codebuild("StartBuild", json!({"projectName": "web"})).await;
+    server
+        .codebuild("CreateProject", inline_project("web", buildspec))
+        .await;
+    let started = server
+        .codebuild("StartBuild", json!({"projectName": "web"}))
+        .await;
     let build_id = started["build"]["id"].as_str().expect("id").to_owned();
-    eventually(&clock, 0, "the SUCCEEDED state change", || !states.seen().is_empty()).await;
-    assert_eq!(states.seen()[0].body, r#"{"text": "Build of web: SUCCEEDED"}"#);
+    eventually(&clock, 0, "the SUCCEEDED state change", || {
+        !states.seen().is_empty()
+    })
+    .await;
+    assert_eq!(
+        states.seen()[0].body,
+        r#"{"text": "Build of web: SUCCEEDED"}"#
+    );
     eventually(&clock, 0, "phase changes", || {
-        phases.seen().iter().any(|r| r.body.contains("\"completed-phase\":\"BUILD\""))
+        phases
+            .seen()
+            .iter()
+            .any(|r| r.body.contains("\"completed-phase\":\"BUILD\""))
     })
     .await;
     let build_phase: Value = phases
@@ -737,7 +905,10 @@ async fn boto3_drives_eventbridge() {
     assert!(stdout.contains("events: ok"), "{stdout}");
     // The event boto3 put reached the receiver.
     eventually(&clock, 0, "boto3's event", || {
-        receiver.seen().iter().any(|r| r.body.contains("from-boto3"))
+        receiver
+            .seen()
+            .iter()
+            .any(|r| r.body.contains("from-boto3"))
     })
     .await;
     server.stop().await;

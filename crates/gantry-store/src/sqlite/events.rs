@@ -8,11 +8,11 @@ use sqlx::{Row, SqliteConnection};
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
-    NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, StoreError, TargetRecord,
-    now_ms,
+    NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, StoreError, TargetRecord, now_ms,
 };
 
-const RULE_COLUMNS: &str = "bus, name, state, event_pattern, schedule, description, role_arn, created_ms, last_fire_ms";
+const RULE_COLUMNS: &str =
+    "bus, name, state, event_pattern, schedule, description, role_arn, created_ms, last_fire_ms";
 const DELIVERY_COLUMNS: &str = "id, event_id, event_json, bus, rule, target_id, target_json, status, attempts, next_attempt_ms, created_ms, last_error";
 
 fn rule(row: &SqliteRow) -> Result<RuleRecord, StoreError> {
@@ -138,7 +138,14 @@ impl EventStore for SqliteStore {
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
         let record = rule(&row)?;
-        audit::record(&mut tx, actor, "events.rule.put", &format!("{}/{}", new.bus, new.name), &new.state).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "events.rule.put",
+            &format!("{}/{}", new.bus, new.name),
+            &new.state,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(record)
     }
@@ -208,7 +215,14 @@ impl EventStore for SqliteStore {
                 StoreError::Conflict(format!("rule {name} still has targets"))
             });
         }
-        audit::record(&mut tx, actor, "events.rule.delete", &format!("{bus}/{name}"), "").await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "events.rule.delete",
+            &format!("{bus}/{name}"),
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -231,7 +245,14 @@ impl EventStore for SqliteStore {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        audit::record(&mut tx, actor, "events.rule.state", &format!("{bus}/{name}"), state).await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "events.rule.state",
+            &format!("{bus}/{name}"),
+            state,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -561,7 +582,14 @@ impl EventStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        audit::record(&mut tx, actor, "events.connection.create", &connection.name, "").await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "events.connection.create",
+            &connection.name,
+            "",
+        )
+        .await?;
         tx.commit().await.map_err(db_error)?;
         Ok(ConnectionRecord {
             name: connection.name.clone(),
@@ -588,14 +616,13 @@ impl EventStore for SqliteStore {
     }
 
     async fn connection_secret(&self, name: &str) -> Result<Value, StoreError> {
-        let row = sqlx::query(
-            "SELECT secret_nonce, secret_cipher FROM event_connections WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)?;
+        let row =
+            sqlx::query("SELECT secret_nonce, secret_cipher FROM event_connections WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?
+                .ok_or(StoreError::NotFound)?;
         let nonce: Vec<u8> = row.try_get("secret_nonce").map_err(db_error)?;
         let cipher: Vec<u8> = row.try_get("secret_cipher").map_err(db_error)?;
         let plain = self
@@ -656,8 +683,14 @@ impl EventStore for SqliteStore {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        audit::record(&mut tx, actor, "events.api_destination.create", &d.name, &d.connection)
-            .await?;
+        audit::record(
+            &mut tx,
+            actor,
+            "events.api_destination.create",
+            &d.name,
+            &d.connection,
+        )
+        .await?;
         tx.commit().await.map_err(db_error)
     }
 
