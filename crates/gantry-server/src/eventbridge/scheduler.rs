@@ -31,11 +31,11 @@ pub(crate) async fn run<S: Store>(bus: Arc<EventBus<S>>, mut stop: watch::Receiv
         }
         let now = bus.now_ms();
         let index = bus.index();
-        let mut fired = false;
+        let mut changed = false;
         for rule in &index.scheduled {
-            fired |= fire_if_due(&bus, rule, now).await;
+            changed |= fire_if_due(&bus, rule, now).await;
         }
-        if fired {
+        if changed {
             // The index holds last fire times: refresh it from the store.
             if let Err(e) = bus.reload().await {
                 tracing::error!(error = %e, "reloading rules after a scheduled fire failed");
@@ -75,6 +75,8 @@ pub(crate) fn due_slot(
     Some((slot, skipped))
 }
 
+/// Fires `rule` if it is due. True when the stored last fire time moved
+/// (this fire, or one this index had not seen yet), so the index is stale.
 async fn fire_if_due<S: Store>(bus: &EventBus<S>, rule: &ScheduledRule, now: i64) -> bool {
     let Some((slot, skipped)) = due_slot(&rule.schedule, rule.last_fire_ms, rule.created_ms, now)
     else {
@@ -119,7 +121,12 @@ async fn fire_if_due<S: Store>(bus: &EventBus<S>, rule: &ScheduledRule, now: i64
         )
         .await
     {
-        Ok(fired) => fired,
+        Ok(fired) => {
+            if !fired {
+                tracing::debug!(rule = %rule.rule.name, "the rule was fired or changed meanwhile");
+            }
+            true
+        }
         Err(e) => {
             tracing::error!(rule = %rule.rule.name, error = %e, "recording a scheduled fire failed");
             false
