@@ -20,6 +20,10 @@ pub struct Config {
     pub admin_key: Option<(String, String)>,
     /// The event bus: its clock, retry backoff and polling.
     pub events: crate::EventsConfig,
+    /// The URL clients reach this server at (e.g. `https://ci.example.com`),
+    /// for the URLs the server hands out (CodePipeline webhook URLs). `None`
+    /// uses `http://` and the Host header of the request that asked.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -33,6 +37,7 @@ impl Config {
             account_id: "000000000000".into(),
             admin_key: None,
             events: crate::EventsConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -44,6 +49,7 @@ impl fmt::Debug for Config {
             .field("max_concurrent_builds", &self.max_concurrent_builds)
             .field("region", &self.region)
             .field("account_id", &self.account_id)
+            .field("public_url", &self.public_url)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

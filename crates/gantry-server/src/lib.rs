@@ -125,7 +125,23 @@ impl<S: Store> Server<S> {
         let store = Arc::new(store);
         let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
-        let state = router::AppState::new(store, config);
+        let token_key =
+            stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
+                ServerError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    source,
+                }
+            })?;
+        let state = router::AppState::new(store, config, token_key);
+        // Step Functions executions that were running when the server stopped go on
+        // from their journals.
+        let resumed = state.engine.resume_all().await?;
+        if !resumed.is_empty() {
+            tracing::info!(
+                count = resumed.len(),
+                "resumed running Step Functions executions"
+            );
+        }
         Ok(Server {
             state,
             admin_key,
@@ -154,11 +170,13 @@ impl<S: Store> Server<S> {
         let runner = self.state.runner.clone();
         let events = self.state.events.clone();
         events.start().await?;
+        let engine = self.state.engine.clone();
         let app = router::router(self.state);
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
+        engine.shutdown();
         runner.shutdown().await;
         events.shutdown().await;
         served

@@ -32,6 +32,7 @@ pub(crate) struct AppState<S: Store> {
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
     pub events: Arc<EventBus<S>>,
+    pub engine: Arc<stepfunctions::Engine<S>>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -42,12 +43,14 @@ impl<S: Store> Clone for AppState<S> {
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
             events: self.events.clone(),
+            engine: self.engine.clone(),
         }
     }
 }
 
 impl<S: Store> AppState<S> {
-    pub fn new(store: Arc<S>, config: Config) -> AppState<S> {
+    /// The state, with a Step Functions engine whose task tokens are keyed by `token_key`.
+    pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> AppState<S> {
         let config = Arc::new(config);
         let events = Arc::new(EventBus::new(store.clone(), config.clone()));
         let runner = Arc::new(BuildRunner::new(
@@ -55,13 +58,21 @@ impl<S: Store> AppState<S> {
             config.clone(),
             events.clone(),
         ));
-        AppState {
+        let engine = Arc::new(stepfunctions::Engine::new(
+            store.clone(),
+            config.clone(),
+            token_key,
+        ));
+        let state = AppState {
             store,
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
             events,
-        }
+            engine,
+        };
+        state.engine.attach(state.clone());
+        state
     }
 }
 
@@ -103,7 +114,7 @@ async fn handle<S: Store>(
     gantry_aws::check_content_type(content_type, target.service)?;
     let op = target.operation;
     let output = match target.service {
-        Service::CodePipeline => codepipeline::dispatch(state, &caller, op, body).await,
+        Service::CodePipeline => codepipeline::dispatch(state, &caller, op, body, headers).await,
         Service::StepFunctions => stepfunctions::dispatch(state, &caller, op, body).await,
         Service::Events => eventbridge::dispatch(state, &caller, op, body).await,
         _ => codebuild::dispatch(state, &caller, op, body).await,

@@ -286,3 +286,73 @@ fn validation_messages() {
         ["States.A.ResultPath: '$..x' is not a valid reference path"]
     );
 }
+
+fn started(seed: u64) -> Event {
+    Event::Started {
+        input: json!({}),
+        info: ExecutionInfo::default(),
+        seed,
+        at: 0,
+    }
+}
+
+fn scheduled_token(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ScheduleTask { token, .. } => Some(token.clone()),
+            _ => None,
+        })
+        .expect("a task is scheduled")
+}
+
+#[test]
+fn task_tokens_depend_on_the_host_key_and_replay_with_it() {
+    let def = Arc::new(
+        parse_definition(&json!({"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "r", "End": true}}}))
+        .expect("valid"),
+    );
+    let plain = scheduled_token(&Execution::new(def.clone()).step(started(7)));
+    let mut keyed_exec = Execution::new(def.clone()).with_task_token_key([1; 32]);
+    let keyed = scheduled_token(&keyed_exec.step(started(7)));
+    let other = scheduled_token(
+        &Execution::new(def.clone())
+            .with_task_token_key([2; 32])
+            .step(started(7)),
+    );
+    assert_ne!(plain, keyed);
+    assert_ne!(keyed, other, "another key gives another token");
+    assert!(keyed.len() > 64, "{keyed}");
+    // Replaying the journal with the same key reproduces the token, so a callback
+    // sent before a restart still matches after it.
+    let mut again = Execution::new(def).with_task_token_key([1; 32]);
+    let token = scheduled_token(&again.step(started(7)));
+    assert_eq!(token, keyed);
+    again.step(Event::TaskSucceeded {
+        token,
+        output: json!(1),
+        at: 1,
+    });
+    assert!(matches!(again.outcome(), Some(Outcome::Succeeded { .. })));
+}
+
+#[test]
+fn task_history_names_the_resource_and_fail_states_enter_once() {
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+              "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "F"}], "End": true},
+        "F": {"Type": "Fail", "Error": "E", "Cause": "c"}}});
+    let run = run_local(&def, json!({}), |_, _| Err(TaskError::new("Boom", "x"))).expect("valid");
+    let h = run.execution.history();
+    let failed = h
+        .iter()
+        .find(|e| e.kind == "TaskFailed")
+        .expect("TaskFailed");
+    assert_eq!(failed.details["resource"], "arn:aws:states:::http:invoke");
+    assert_eq!(
+        h.iter().filter(|e| e.kind == "FailStateEntered").count(),
+        1,
+        "{h:#?}"
+    );
+}

@@ -46,9 +46,12 @@ pub use events::{
     NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
 };
 pub use model::*;
-pub use pipelines::PipelineStore;
+pub use pipelines::{
+    DisabledTransition, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
+    PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
+};
 pub use sqlite::SqliteStore;
-pub use workflows::WorkflowStore;
+pub use workflows::*;
 
 use async_trait::async_trait;
 

@@ -136,7 +136,7 @@ on_every_executor!(fanout_runs_n_builds, async |h: Harness| {
     )
     .await;
     assert_eq!(result.builds.len(), 3, "{log}");
-    assert_eq!(result.build_batch_status, PhaseStatus::Succeeded);
+    assert_eq!(result.build_batch_status, PhaseStatus::Succeeded, "{log}");
 });
 
 on_every_executor!(build_list_tasks_run_at_the_same_time, async |h: Harness| {

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::router::AppState;
 
+pub(crate) use builds::{StartInput as StartBuildInput, render_build, start as start_build};
 pub(crate) use projects::{SourceKind, executor_for};
 
 /// Runs one operation.

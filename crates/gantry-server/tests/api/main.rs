@@ -3,6 +3,9 @@
 //! and the AWS CLI (when `GANTRY_TEST_PYTHON` names a python3 with them).
 
 mod aws_clients;
+mod codepipeline;
+mod codepipeline_clients;
 mod events;
 mod harness;
 mod rust_client;
+mod stepfunctions;

@@ -39,6 +39,8 @@ struct Core {
     waiting: BTreeMap<String, Vec<usize>>,
     actions: Vec<Action>,
     history: Vec<HistoryEvent>,
+    /// The host's secret for task tokens (see [`Execution::with_task_token_key`]).
+    token_key: Option<[u8; 32]>,
 }
 
 impl Entropy for Core {
@@ -56,6 +58,24 @@ impl Core {
         self.seq += 1;
         let r = self.next_u64();
         format!("{kind}-{}-{r:016x}", self.seq)
+    }
+    /// A task token: `core.id("task")` unless the host gave a key, in which case the
+    /// token also carries a keyed SHA-256 of its sequence number and random draw, so
+    /// that nobody without the key can derive a token from the journal (which holds
+    /// the seed) or from another token.
+    fn task_token(&mut self) -> String {
+        let Some(key) = self.token_key else {
+            return self.id("task");
+        };
+        use sha2::{Digest, Sha256};
+        self.seq += 1;
+        let r = self.next_u64();
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update(self.seq.to_le_bytes());
+        h.update(r.to_le_bytes());
+        let mac: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("task-{}-{mac}", self.seq)
     }
     fn record(&mut self, kind: impl Into<String>, details: Value) {
         let id = self.history.len() as u64 + 1;
@@ -168,6 +188,14 @@ impl Execution {
             outcome: None,
             core: Core::default(),
         }
+    }
+
+    /// Makes task tokens unguessable: each token then includes a keyed hash under
+    /// `key`, a secret the host keeps outside the journal. Set it before the first
+    /// event, and again (the same key) before replaying a journal.
+    pub fn with_task_token_key(mut self, key: [u8; 32]) -> Self {
+        self.core.token_key = Some(key);
+        self
     }
 
     /// Rebuilds an execution from its journal; returns it with the actions the last
@@ -503,10 +531,6 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 })
             };
             let f = Failure::new(eval(error)?, eval(cause)?);
-            core.record(
-                "FailStateEntered",
-                json!({"error": f.error, "cause": f.cause}),
-            );
             t.current = None;
             Ok(Step::Fail(f))
         }
@@ -614,7 +638,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             heartbeat,
             credentials,
         } => {
-            let token = core.id("task");
+            let token = core.task_token();
             let tctx = context(core, r, Some(&token), None);
             let tscope = Scope {
                 input: &raw,
@@ -645,7 +669,8 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             core.waiting.insert(token.clone(), path.to_vec());
             core.record(
                 "TaskScheduled",
-                json!({"resource": resource, "parameters": params}),
+                json!({"resource": resource, "parameters": params,
+                       "timeout_seconds": timeout, "heartbeat_seconds": heartbeat}),
             );
             core.actions.push(Action::ScheduleTask {
                 token: token.clone(),
@@ -1114,17 +1139,27 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
                 }
             }
             r.wait = Wait::None;
+            let resource = match &st.kind {
+                Kind::Task { resource, .. } => resource.as_str(),
+                _ => "",
+            };
             match outcome {
                 Ok(v) => {
-                    core.record("TaskSucceeded", json!({"output": v}));
+                    core.record("TaskSucceeded", json!({"resource": resource, "output": v}));
                     finish_work(t, here, st, v, core)
                 }
                 Err(f) => {
                     if f.error == errors::TIMEOUT || f.error == errors::HEARTBEAT_TIMEOUT {
                         core.actions.push(Action::CancelTask { token });
-                        core.record("TaskTimedOut", json!({"error": f.error, "cause": f.cause}));
+                        core.record(
+                            "TaskTimedOut",
+                            json!({"resource": resource, "error": f.error, "cause": f.cause}),
+                        );
                     } else {
-                        core.record("TaskFailed", json!({"error": f.error, "cause": f.cause}));
+                        core.record(
+                            "TaskFailed",
+                            json!({"resource": resource, "error": f.error, "cause": f.cause}),
+                        );
                     }
                     handle_failure(t, here, st, f, core)
                 }

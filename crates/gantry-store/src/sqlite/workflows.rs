@@ -1,9 +1,726 @@
 //! [`WorkflowStore`] on SQLite.
 
 use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection};
 
-use super::SqliteStore;
-use crate::WorkflowStore;
+use super::{SqliteStore, audit, db_error, parse_json};
+use crate::{
+    ExecutionRecord, HistoryRecord, JournalAppend, JournalEntry, NewExecution, NewStateMachine,
+    StateMachineRecord, StateMachineUpdate, StoreError, TaskTokenRecord, WorkflowStore,
+};
+
+const MACHINE_COLUMNS: &str = "arn, name, definition, role_arn, machine_type, revision, revision_id, status, created_ms, updated_ms";
+const EXECUTION_COLUMNS: &str = "arn, name, machine_arn, definition, revision, role_arn, status, input, output, error, cause, start_ms, stop_ms";
+
+fn machine(row: &SqliteRow) -> Result<StateMachineRecord, StoreError> {
+    let revision: i64 = row.try_get("revision").map_err(db_error)?;
+    Ok(StateMachineRecord {
+        arn: row.try_get("arn").map_err(db_error)?,
+        name: row.try_get("name").map_err(db_error)?,
+        definition: row.try_get("definition").map_err(db_error)?,
+        role_arn: row.try_get("role_arn").map_err(db_error)?,
+        machine_type: row.try_get("machine_type").map_err(db_error)?,
+        revision: revision as u64,
+        revision_id: row.try_get("revision_id").map_err(db_error)?,
+        status: row.try_get("status").map_err(db_error)?,
+        created_ms: row.try_get("created_ms").map_err(db_error)?,
+        updated_ms: row.try_get("updated_ms").map_err(db_error)?,
+    })
+}
+
+fn execution(row: &SqliteRow) -> Result<ExecutionRecord, StoreError> {
+    let revision: i64 = row.try_get("revision").map_err(db_error)?;
+    Ok(ExecutionRecord {
+        arn: row.try_get("arn").map_err(db_error)?,
+        name: row.try_get("name").map_err(db_error)?,
+        machine_arn: row.try_get("machine_arn").map_err(db_error)?,
+        definition: row.try_get("definition").map_err(db_error)?,
+        revision: revision as u64,
+        role_arn: row.try_get("role_arn").map_err(db_error)?,
+        status: row.try_get("status").map_err(db_error)?,
+        input: row.try_get("input").map_err(db_error)?,
+        output: row.try_get("output").map_err(db_error)?,
+        error: row.try_get("error").map_err(db_error)?,
+        cause: row.try_get("cause").map_err(db_error)?,
+        start_ms: row.try_get("start_ms").map_err(db_error)?,
+        stop_ms: row.try_get("stop_ms").map_err(db_error)?,
+    })
+}
+
+/// A no-op write: refuses an entry for an execution that does not exist or has ended
+/// (and, as a transaction's first statement, takes the write lock).
+async fn check_running(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(), StoreError> {
+    let running = sqlx::query(
+        "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'",
+    )
+    .bind(&e.execution_arn)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if running.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// One entry of a batch, inside a savepoint: a refused entry (the inner result)
+/// leaves the batch's other entries; a failing savepoint fails the batch.
+async fn write_in_savepoint(
+    conn: &mut SqliteConnection,
+    entry: &JournalAppend,
+) -> Result<Result<(), StoreError>, StoreError> {
+    sqlx::query("SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let written = match check_running(conn, entry).await {
+        Ok(()) => write_entry(conn, entry).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        sqlx::query("ROLLBACK TO SAVEPOINT journal_entry")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    sqlx::query("RELEASE SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(written)
+}
+
+/// Writes a journal entry and its effects; the caller owns the transaction.
+async fn write_entry(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(), StoreError> {
+    // The journal row first: it takes the write lock, and its primary key refuses a
+    // sequence number written before (a transition recorded twice).
+    sqlx::query(
+        "INSERT INTO sfn_journal (execution_arn, seq, at_ms, event_json) VALUES (?, ?, ?, ?)",
+    )
+    .bind(&e.execution_arn)
+    .bind(e.seq as i64)
+    .bind(e.at_ms)
+    .bind(e.event.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    for h in &e.history {
+        sqlx::query(
+            "INSERT INTO sfn_history (execution_arn, id, at_ms, event_type, previous_id, details_json)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.execution_arn)
+        .bind(h.id as i64)
+        .bind(h.at_ms)
+        .bind(&h.event_type)
+        .bind(h.previous_id.map(|p| p as i64))
+        .bind(h.details.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for id in &e.timers_removed {
+        sqlx::query("DELETE FROM sfn_timers WHERE execution_arn = ? AND timer_id = ?")
+            .bind(&e.execution_arn)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (id, at) in &e.timers_started {
+        sqlx::query(
+            "INSERT INTO sfn_timers (execution_arn, timer_id, fire_ms) VALUES (?, ?, ?)
+             ON CONFLICT (execution_arn, timer_id) DO UPDATE SET fire_ms = excluded.fire_ms",
+        )
+        .bind(&e.execution_arn)
+        .bind(id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for t in &e.tokens_opened {
+        sqlx::query(
+            "INSERT INTO sfn_task_tokens (token_hash, execution_arn, state_name, attempt, status, handle, created_ms)
+             VALUES (?, ?, ?, ?, 'PENDING', NULL, ?)",
+        )
+        .bind(&t.token_hash)
+        .bind(&e.execution_arn)
+        .bind(&t.state_name)
+        .bind(t.attempt as i64)
+        .bind(e.at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for hash in &e.tokens_closed {
+        sqlx::query("UPDATE sfn_task_tokens SET status = 'CLOSED' WHERE token_hash = ?")
+            .bind(hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if let Some(c) = &e.completion {
+        sqlx::query(
+            "UPDATE sfn_executions SET status = ?, output = ?, error = ?, cause = ?, stop_ms = ? WHERE arn = ?",
+        )
+        .bind(&c.status)
+        .bind(&c.output)
+        .bind(&c.error)
+        .bind(&c.cause)
+        .bind(c.stop_ms)
+        .bind(&e.execution_arn)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM sfn_timers WHERE execution_arn = ?")
+            .bind(&e.execution_arn)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE sfn_task_tokens SET status = 'CLOSED' WHERE execution_arn = ? AND status = 'PENDING'",
+        )
+        .bind(&e.execution_arn)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    if let Some(action) = &e.audit_action {
+        let detail = e
+            .completion
+            .as_ref()
+            .map(|c| c.status.clone())
+            .unwrap_or_default();
+        audit::record(conn, &e.actor, action, &e.execution_arn, &detail).await?;
+    }
+    Ok(())
+}
 
 #[async_trait]
-impl WorkflowStore for SqliteStore {}
+impl WorkflowStore for SqliteStore {
+    async fn create_state_machine(
+        &self,
+        m: &NewStateMachine,
+        actor: &str,
+    ) -> Result<StateMachineRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO sfn_state_machines ({MACHINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, 'ACTIVE', ?, ?)
+             RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&m.arn)
+            .bind(&m.name)
+            .bind(&m.definition)
+            .bind(&m.role_arn)
+            .bind(&m.machine_type)
+            .bind(&m.revision_id)
+            .bind(m.created_ms)
+            .bind(m.created_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let created = machine(&row)?;
+        audit::record(
+            &mut tx,
+            actor,
+            "statemachine.create",
+            &m.arn,
+            &m.machine_type,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    async fn update_state_machine(
+        &self,
+        arn: &str,
+        u: &StateMachineUpdate,
+        actor: &str,
+    ) -> Result<StateMachineRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "UPDATE sfn_state_machines SET definition = COALESCE(?, definition),
+                 role_arn = COALESCE(?, role_arn), revision = revision + 1, revision_id = ?, updated_ms = ?
+             WHERE arn = ? RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&u.definition)
+            .bind(&u.role_arn)
+            .bind(&u.revision_id)
+            .bind(u.updated_ms)
+            .bind(arn)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        let updated = machine(&row)?;
+        let detail = format!("revision {}", updated.revision);
+        audit::record(&mut tx, actor, "statemachine.update", arn, &detail).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(updated)
+    }
+
+    async fn get_state_machine(&self, arn: &str) -> Result<StateMachineRecord, StoreError> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines WHERE arn = ?");
+        let row = sqlx::query(&sql)
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        machine(&row)
+    }
+
+    async fn delete_state_machine(&self, arn: &str, actor: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM sfn_state_machines WHERE arn = ?")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() > 0 {
+            audit::record(&mut tx, actor, "statemachine.delete", arn, "").await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_state_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(machine).collect()
+    }
+
+    async fn create_execution(
+        &self,
+        x: &NewExecution,
+        first: &JournalAppend,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO sfn_executions ({EXECUTION_COLUMNS})
+             VALUES (?, ?, ?, ?, ?, ?, 'RUNNING', ?, NULL, NULL, NULL, ?, NULL)"
+        );
+        sqlx::query(&sql)
+            .bind(&x.arn)
+            .bind(&x.name)
+            .bind(&x.machine_arn)
+            .bind(&x.definition)
+            .bind(x.revision as i64)
+            .bind(&x.role_arn)
+            .bind(&x.input)
+            .bind(x.start_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit::record(&mut tx, actor, "execution.start", &x.arn, "").await?;
+        write_entry(&mut tx, first).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        check_running(&mut tx, entry).await?;
+        write_entry(&mut tx, entry).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn append_journals(
+        &self,
+        entries: &[JournalAppend],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            results.push(write_in_savepoint(&mut tx, entry).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(results)
+    }
+
+    async fn get_execution(&self, arn: &str) -> Result<ExecutionRecord, StoreError> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE arn = ?");
+        let row = sqlx::query(&sql)
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        execution(&row)
+    }
+
+    async fn list_executions(
+        &self,
+        machine_arn: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM sfn_executions
+             WHERE (? IS NULL OR machine_arn = ?) AND (? IS NULL OR status = ?)
+             ORDER BY start_ms DESC, arn DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(machine_arn)
+            .bind(machine_arn)
+            .bind(status)
+            .bind(status)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(execution).collect()
+    }
+
+    async fn journal(&self, execution_arn: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, event_json FROM sfn_journal WHERE execution_arn = ? ORDER BY seq",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get("seq").map_err(db_error)?;
+                let event: String = r.try_get("event_json").map_err(db_error)?;
+                Ok(JournalEntry {
+                    seq: seq as u64,
+                    at_ms: r.try_get("at_ms").map_err(db_error)?,
+                    event: parse_json(&event)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, event_type, previous_id, details_json FROM sfn_history
+             WHERE execution_arn = ? ORDER BY id",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id").map_err(db_error)?;
+                let previous: Option<i64> = r.try_get("previous_id").map_err(db_error)?;
+                let details: String = r.try_get("details_json").map_err(db_error)?;
+                Ok(HistoryRecord {
+                    id: id as u64,
+                    at_ms: r.try_get("at_ms").map_err(db_error)?,
+                    event_type: r.try_get("event_type").map_err(db_error)?,
+                    previous_id: previous.map(|p| p as u64),
+                    details: parse_json(&details)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timers(&self, execution_arn: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT timer_id, fire_ms FROM sfn_timers WHERE execution_arn = ? ORDER BY fire_ms, timer_id",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("timer_id").map_err(db_error)?,
+                    r.try_get("fire_ms").map_err(db_error)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn task_token(&self, token_hash: &str) -> Result<TaskTokenRecord, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, execution_arn, state_name, attempt, status, handle
+             FROM sfn_task_tokens WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
+        let attempt: i64 = row.try_get("attempt").map_err(db_error)?;
+        Ok(TaskTokenRecord {
+            token_hash: row.try_get("token_hash").map_err(db_error)?,
+            execution_arn: row.try_get("execution_arn").map_err(db_error)?,
+            state_name: row.try_get("state_name").map_err(db_error)?,
+            attempt: attempt as u64,
+            status: row.try_get("status").map_err(db_error)?,
+            handle: row.try_get("handle").map_err(db_error)?,
+        })
+    }
+
+    async fn set_task_handle(&self, token_hash: &str, handle: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE sfn_task_tokens SET handle = ? WHERE token_hash = ?")
+            .bind(handle)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuildStore, ExecutionCompletion, MasterKey, NewTaskToken, WorkflowStore};
+    use serde_json::json;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::load_or_create(&dir.path().join("k")).expect("key");
+        let s = SqliteStore::open(&dir.path().join("db"), key)
+            .await
+            .expect("open");
+        (dir, s)
+    }
+
+    fn machine_new() -> NewStateMachine {
+        NewStateMachine {
+            name: "m".into(),
+            arn: "arn:sm:m".into(),
+            definition: "{}".into(),
+            role_arn: "role".into(),
+            machine_type: "STANDARD".into(),
+            revision_id: "r1".into(),
+            created_ms: 5,
+        }
+    }
+
+    fn entry(seq: u64) -> JournalAppend {
+        JournalAppend {
+            execution_arn: "arn:x:1".into(),
+            seq,
+            at_ms: 10 + seq as i64,
+            event: json!({"type": "E", "seq": seq}),
+            history: vec![HistoryRecord {
+                id: seq,
+                at_ms: 10,
+                event_type: "PassStateEntered".into(),
+                previous_id: seq.checked_sub(1).filter(|p| *p > 0),
+                details: json!({"name": "A"}),
+            }],
+            timers_started: vec![],
+            timers_removed: vec![],
+            tokens_opened: vec![],
+            tokens_closed: vec![],
+            completion: None,
+            actor: "system".into(),
+            audit_action: None,
+        }
+    }
+
+    fn execution_new() -> NewExecution {
+        NewExecution {
+            arn: "arn:x:1".into(),
+            name: "1".into(),
+            machine_arn: "arn:sm:m".into(),
+            definition: "{\"d\":1}".into(),
+            revision: 1,
+            role_arn: "role".into(),
+            input: "{}".into(),
+            start_ms: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn state_machines_create_update_list_delete() {
+        let (_d, s) = store().await;
+        let created = s
+            .create_state_machine(&machine_new(), "admin")
+            .await
+            .expect("create");
+        assert_eq!((created.revision, created.status.as_str()), (1, "ACTIVE"));
+        assert!(matches!(
+            s.create_state_machine(&machine_new(), "admin").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let update = StateMachineUpdate {
+            definition: Some("{\"x\":1}".into()),
+            role_arn: None,
+            revision_id: "r2".into(),
+            updated_ms: 9,
+        };
+        let updated = s
+            .update_state_machine("arn:sm:m", &update, "admin")
+            .await
+            .expect("update");
+        assert_eq!(updated.revision, 2);
+        assert_eq!(updated.definition, "{\"x\":1}");
+        assert_eq!(updated.role_arn, "role");
+        assert!(matches!(
+            s.update_state_machine("arn:sm:none", &update, "admin")
+                .await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(s.list_state_machines().await.expect("list").len(), 1);
+        s.delete_state_machine("arn:sm:m", "admin")
+            .await
+            .expect("delete");
+        s.delete_state_machine("arn:sm:m", "admin")
+            .await
+            .expect("delete again succeeds");
+        assert!(matches!(
+            s.get_state_machine("arn:sm:m").await,
+            Err(StoreError::NotFound)
+        ));
+        let audit = s.audit_log(10).await.expect("audit");
+        let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "statemachine.delete",
+                "statemachine.update",
+                "statemachine.create"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_journal_sequence_number_is_written_once() {
+        let (_d, s) = store().await;
+        s.create_execution(&execution_new(), &entry(1), "admin")
+            .await
+            .expect("create");
+        assert!(matches!(
+            s.create_execution(&execution_new(), &entry(1), "admin")
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        s.append_journal(&entry(2)).await.expect("append 2");
+        // The same transition again is refused, and nothing of it is written.
+        let mut again = entry(2);
+        again.history[0].id = 3;
+        assert!(matches!(
+            s.append_journal(&again).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let journal = s.journal("arn:x:1").await.expect("journal");
+        assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(s.history("arn:x:1").await.expect("history").len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_commits_its_good_entries_and_refuses_the_bad_ones() {
+        let (_d, s) = store().await;
+        s.create_execution(&execution_new(), &entry(1), "admin")
+            .await
+            .expect("create");
+        let mut other = entry(1);
+        other.execution_arn = "arn:x:none".into();
+        let results = s
+            .append_journals(&[entry(2), entry(2), other, entry(3)])
+            .await
+            .expect("batch");
+        assert!(results[0].is_ok());
+        assert!(
+            matches!(results[1], Err(StoreError::Conflict(_))),
+            "{:?}",
+            results[1]
+        );
+        assert!(
+            matches!(results[2], Err(StoreError::NotFound)),
+            "{:?}",
+            results[2]
+        );
+        assert!(results[3].is_ok());
+        let journal = s.journal("arn:x:1").await.expect("journal");
+        assert_eq!(journal.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(s.history("arn:x:1").await.expect("history").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn timers_tokens_and_completion_change_with_their_entry() {
+        let (_d, s) = store().await;
+        let mut first = entry(1);
+        first.timers_started = vec![("t1".into(), 100), ("t2".into(), 200)];
+        first.tokens_opened = vec![NewTaskToken {
+            token_hash: "h1".into(),
+            state_name: "Call".into(),
+            attempt: 0,
+        }];
+        s.create_execution(&execution_new(), &first, "admin")
+            .await
+            .expect("create");
+        assert_eq!(
+            s.timers("arn:x:1").await.expect("timers"),
+            [("t1".to_string(), 100), ("t2".to_string(), 200)]
+        );
+        let token = s.task_token("h1").await.expect("token");
+        assert_eq!(
+            (token.status.as_str(), token.state_name.as_str()),
+            ("PENDING", "Call")
+        );
+        s.set_task_handle("h1", "build-1").await.expect("handle");
+        assert_eq!(
+            s.task_token("h1").await.expect("token").handle.as_deref(),
+            Some("build-1")
+        );
+        assert!(matches!(
+            s.set_task_handle("nope", "x").await,
+            Err(StoreError::NotFound)
+        ));
+
+        let mut second = entry(2);
+        second.timers_removed = vec!["t1".into()];
+        second.tokens_closed = vec!["h1".into()];
+        s.append_journal(&second).await.expect("append");
+        assert_eq!(
+            s.timers("arn:x:1").await.expect("timers"),
+            [("t2".to_string(), 200)]
+        );
+        assert_eq!(s.task_token("h1").await.expect("token").status, "CLOSED");
+
+        let mut last = entry(3);
+        last.completion = Some(ExecutionCompletion {
+            status: "SUCCEEDED".into(),
+            output: Some("{\"ok\":true}".into()),
+            error: None,
+            cause: None,
+            stop_ms: 50,
+        });
+        last.audit_action = Some("execution.complete".into());
+        s.append_journal(&last).await.expect("complete");
+        let x = s.get_execution("arn:x:1").await.expect("execution");
+        assert_eq!(x.status, "SUCCEEDED");
+        assert_eq!(x.output.as_deref(), Some("{\"ok\":true}"));
+        assert_eq!(x.stop_ms, Some(50));
+        assert!(s.timers("arn:x:1").await.expect("timers").is_empty());
+        // An ended execution takes no more entries.
+        assert!(matches!(
+            s.append_journal(&entry(4)).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(s.journal("arn:x:1").await.expect("journal").len(), 3);
+        let running = s
+            .list_executions(None, Some("RUNNING"))
+            .await
+            .expect("list");
+        assert!(running.is_empty());
+        let of_machine = s
+            .list_executions(Some("arn:sm:m"), None)
+            .await
+            .expect("list");
+        assert_eq!(of_machine.len(), 1);
+        assert_eq!(
+            s.audit_log(1).await.expect("audit")[0].action,
+            "execution.complete"
+        );
+    }
+}

@@ -1,0 +1,531 @@
+//! [`GitCache`]: one bare mirror per repository URL, fetched with `git`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::command::{Git, Invocation};
+use crate::commit::{COMMIT_FORMAT, Commit, DATE_FORMAT, parse_commit};
+use crate::input::{check_branch, check_commit_id, check_url, is_zero_id, redact_url};
+use crate::{Error, Result};
+
+/// What [`GitCache::checkout_with`] writes besides the commit's tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckoutOptions {
+    /// Also write a standalone `.git` with the commit's history.
+    pub git_dir: bool,
+    /// With `git_dir`, the branch `HEAD` is on; `None` leaves `HEAD` detached.
+    pub branch: Option<String>,
+}
+
+/// Default time one git command may take before it is killed.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A directory of bare mirrors, one per repository URL, and the git
+/// commands that fill and read them.
+///
+/// Mirrors are named by a hash of the URL (`mirrors/<32 hex>.git`), so a URL
+/// with a token in it never appears as a path. Fetches of one URL are
+/// serialised by an async lock; different URLs fetch in parallel. Reading
+/// (commits, checkouts, diffs) needs no lock: git updates refs atomically
+/// after the objects they point to are written.
+///
+/// Cheap to clone: clones share the locks and the command counter.
+#[derive(Debug, Clone)]
+pub struct GitCache {
+    dir: PathBuf,
+    git: Git,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl GitCache {
+    /// A cache under `dir` (created when first used), running `git` from
+    /// `PATH` with [`DEFAULT_TIMEOUT`] per command.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        GitCache {
+            dir: dir.into(),
+            git: Git {
+                program: PathBuf::from("git"),
+                timeout: DEFAULT_TIMEOUT,
+                started: Arc::new(AtomicU64::new(0)),
+            },
+            locks: Arc::default(),
+        }
+    }
+
+    /// The same cache with another per-command timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.git.timeout = timeout;
+        self
+    }
+
+    /// The same cache running another git program.
+    pub fn with_git_program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.git.program = program.into();
+        self
+    }
+
+    /// How many git processes this cache (and its clones) has started.
+    pub fn commands_run(&self) -> u64 {
+        self.git.started.load(Ordering::Relaxed)
+    }
+
+    /// Where the mirror of `url` lives (whether or not it exists yet).
+    pub fn mirror_path(&self, url: &str) -> PathBuf {
+        let digest = Sha256::digest(url.as_bytes());
+        self.dir
+            .join("mirrors")
+            .join(format!("{}.git", hex::encode(&digest[..16])))
+    }
+
+    fn lock_for(&self, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.entry(url.to_owned()).or_default().clone()
+    }
+
+    /// Creates the bare mirror if missing: made under a temporary name and
+    /// renamed, so a crash never leaves a half-made mirror. Call under the lock.
+    async fn ensure_mirror(&self, url: &str) -> Result<PathBuf> {
+        let mirror = self.mirror_path(url);
+        if tokio::fs::try_exists(mirror.join("HEAD"))
+            .await
+            .map_err(|e| Error::io(&mirror, e))?
+        {
+            return Ok(mirror);
+        }
+        let parent = self.dir.join("mirrors");
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| Error::io(&parent, e))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".init-")
+            .tempdir_in(&parent)
+            .map_err(|e| Error::io(&parent, e))?;
+        self.git
+            .run(Invocation::new([
+                "init".as_ref(),
+                "--bare".as_ref(),
+                "--quiet".as_ref(),
+                "--".as_ref(),
+                staging.path().as_os_str(),
+            ]))
+            .await?;
+        let staging = staging.keep();
+        if let Err(e) = tokio::fs::rename(&staging, &mirror).await {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(Error::io(&mirror, e));
+        }
+        Ok(mirror)
+    }
+
+    /// Fetches `branch` of `url` into the mirror and reads its head commit.
+    pub async fn fetch(&self, url: &str, branch: &str) -> Result<Commit> {
+        check_url(url)?;
+        check_branch(branch)?;
+        let lock = self.lock_for(url);
+        let mirror = {
+            let _guard = lock.lock().await;
+            let mirror = self.ensure_mirror(url).await?;
+            let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
+            let finished = self
+                .git
+                .run_status(
+                    Invocation::new(git_dir_args(
+                        &mirror,
+                        [
+                            "fetch",
+                            "--quiet",
+                            "--no-tags",
+                            "--no-write-fetch-head",
+                            "--",
+                        ],
+                    ))
+                    .arg_url(url)
+                    .arg(refspec),
+                )
+                .await?;
+            if !finished.success {
+                if finished.stderr.contains("couldn't find remote ref") {
+                    return Err(Error::BranchNotFound {
+                        url: redact_url(url),
+                        branch: branch.to_owned(),
+                    });
+                }
+                return Err(finished.into_error());
+            }
+            mirror
+        };
+        let id = self
+            .resolve(&mirror, &format!("refs/heads/{branch}"))
+            .await?;
+        Ok(self.read_commit(&mirror, &id).await?.with_branch(branch))
+    }
+
+    /// Makes sure `commit_id` of `url` is in the mirror (fetching it if
+    /// needed) and reads it. The commit's `branch` is unknown (`None`).
+    ///
+    /// The commit is asked for by id first (servers allow this for commits
+    /// reachable from a ref); when that fails every branch is fetched.
+    pub async fn fetch_commit(&self, url: &str, commit_id: &str) -> Result<Commit> {
+        check_url(url)?;
+        let id = check_commit_id(commit_id)?;
+        let mirror = self.ensure_commit(url, &id).await?;
+        self.read_commit(&mirror, &id).await
+    }
+
+    async fn ensure_commit(&self, url: &str, id: &str) -> Result<PathBuf> {
+        let lock = self.lock_for(url);
+        let _guard = lock.lock().await;
+        let mirror = self.ensure_mirror(url).await?;
+        if self.has_commit(&mirror, id).await? {
+            return Ok(mirror);
+        }
+        let by_id = self
+            .git
+            .run_status(
+                Invocation::new(git_dir_args(
+                    &mirror,
+                    [
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--no-write-fetch-head",
+                        "--",
+                    ],
+                ))
+                .arg_url(url)
+                .arg(id),
+            )
+            .await?;
+        if !by_id.success || !self.has_commit(&mirror, id).await? {
+            self.git
+                .run(
+                    Invocation::new(git_dir_args(
+                        &mirror,
+                        [
+                            "fetch",
+                            "--quiet",
+                            "--no-tags",
+                            "--no-write-fetch-head",
+                            "--",
+                        ],
+                    ))
+                    .arg_url(url)
+                    .arg("+refs/heads/*:refs/heads/*"),
+                )
+                .await?;
+        }
+        if self.has_commit(&mirror, id).await? {
+            Ok(mirror)
+        } else {
+            Err(Error::CommitNotFound {
+                url: redact_url(url),
+                commit: id.to_owned(),
+            })
+        }
+    }
+
+    async fn has_commit(&self, mirror: &Path, id: &str) -> Result<bool> {
+        let finished = self
+            .git
+            .run_status(Invocation::new(git_dir_args(
+                mirror,
+                ["cat-file", "-e", &format!("{id}^{{commit}}")],
+            )))
+            .await?;
+        Ok(finished.success)
+    }
+
+    async fn resolve(&self, mirror: &Path, rev: &str) -> Result<String> {
+        let out = self
+            .git
+            .run(Invocation::new(git_dir_args(
+                mirror,
+                [
+                    "rev-parse",
+                    "--verify",
+                    "--end-of-options",
+                    &format!("{rev}^{{commit}}"),
+                ],
+            )))
+            .await?;
+        let id = String::from_utf8_lossy(&out).trim().to_owned();
+        check_commit_id(&id).map_err(|_| Error::UnexpectedOutput {
+            command: "rev-parse".into(),
+            detail: format!("not a commit id: {id:?}"),
+        })
+    }
+
+    async fn read_commit(&self, mirror: &Path, id: &str) -> Result<Commit> {
+        let out = self
+            .git
+            .run(
+                Invocation::new(git_dir_args(
+                    mirror,
+                    [
+                        "show",
+                        "-s",
+                        "--no-show-signature",
+                        DATE_FORMAT,
+                        COMMIT_FORMAT,
+                        id,
+                    ],
+                ))
+                .env("TZ", "UTC"),
+            )
+            .await?;
+        parse_commit(&out).ok_or_else(|| Error::UnexpectedOutput {
+            command: "show".into(),
+            detail: "commit fields missing".into(),
+        })
+    }
+
+    /// Writes the tree of `commit_id` into `dest` (which must not exist or
+    /// be an empty directory), fetching the commit first if needed.
+    ///
+    /// Only the tree is written: no `.git` directory, nothing of the mirror.
+    /// A throw-away index file keeps concurrent checkouts from one mirror
+    /// apart. Symlinks stay symlinks; submodules are left empty; the
+    /// repository's `.gitattributes` apply as in a normal checkout, the
+    /// host's `core.autocrlf` does not.
+    pub async fn checkout(&self, url: &str, commit_id: &str, dest: impl AsRef<Path>) -> Result<()> {
+        self.checkout_with(url, commit_id, dest, &CheckoutOptions::default())
+            .await
+    }
+
+    /// [`checkout`](Self::checkout), and with [`CheckoutOptions::git_dir`]
+    /// also a standalone `.git` holding the commit's history, `HEAD` at the
+    /// commit (on `branch` when given, else detached), a clean index, and
+    /// no remote (the URL may carry credentials). Builds can then run
+    /// `git log` or `git describe` as in a full clone.
+    ///
+    /// The objects are borrowed from the mirror through `alternates`,
+    /// copied with `git repack -a -d`, and the `alternates` file removed
+    /// (what `git clone --dissociate` does), so the `.git` does not depend
+    /// on the mirror and never exposes it.
+    pub async fn checkout_with(
+        &self,
+        url: &str,
+        commit_id: &str,
+        dest: impl AsRef<Path>,
+        options: &CheckoutOptions,
+    ) -> Result<()> {
+        check_url(url)?;
+        let id = check_commit_id(commit_id)?;
+        if let Some(branch) = &options.branch {
+            check_branch(branch)?;
+        }
+        let dest = dest.as_ref();
+        let mirror = self.ensure_commit(url, &id).await?;
+        prepare_destination(dest).await?;
+        let scratch = tempfile::Builder::new()
+            .prefix("gantry-checkout-")
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let index = scratch.path().join("index");
+        self.git
+            .run(
+                Invocation::new(git_dir_args(&mirror, ["read-tree", &id]))
+                    .env("GIT_INDEX_FILE", &index),
+            )
+            .await?;
+        let mut args = git_dir_args(
+            &mirror,
+            ["-c", "core.autocrlf=false", "-c", "core.symlinks=true"],
+        );
+        args.push("--work-tree".into());
+        args.push(dest.as_os_str().to_owned());
+        args.extend(["checkout-index".into(), "--all".into(), "--force".into()]);
+        self.git
+            .run(Invocation::new(args).env("GIT_INDEX_FILE", &index))
+            .await?;
+        if options.git_dir {
+            self.write_git_dir(&mirror, &id, dest, options.branch.as_deref())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_git_dir(
+        &self,
+        mirror: &Path,
+        id: &str,
+        dest: &Path,
+        branch: Option<&str>,
+    ) -> Result<()> {
+        let git_dir = dest.join(".git");
+        self.git
+            .run(Invocation::new([
+                "init".as_ref(),
+                "--quiet".as_ref(),
+                "--".as_ref(),
+                dest.as_os_str(),
+            ]))
+            .await?;
+        let alternates = git_dir.join("objects/info/alternates");
+        let mirror_objects =
+            std::path::absolute(mirror.join("objects")).map_err(|e| Error::io(mirror, e))?;
+        let mut line = mirror_objects.into_os_string().into_encoded_bytes();
+        line.push(b'\n');
+        tokio::fs::write(&alternates, line)
+            .await
+            .map_err(|e| Error::io(&alternates, e))?;
+        match branch {
+            Some(branch) => {
+                let full = format!("refs/heads/{branch}");
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["update-ref", &full, id],
+                    )))
+                    .await?;
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["symbolic-ref", "HEAD", &full],
+                    )))
+                    .await?;
+            }
+            None => {
+                self.git
+                    .run(Invocation::new(git_dir_args(
+                        &git_dir,
+                        ["update-ref", "--no-deref", "HEAD", id],
+                    )))
+                    .await?;
+            }
+        }
+        // Copy every object HEAD reaches out of the mirror, then cut the link.
+        self.git
+            .run(Invocation::new(git_dir_args(
+                &git_dir,
+                ["repack", "-a", "-d", "-q"],
+            )))
+            .await?;
+        tokio::fs::remove_file(&alternates)
+            .await
+            .map_err(|e| Error::io(&alternates, e))?;
+        // An index that matches the files, so `git status` is clean.
+        let mut args = git_dir_args(&git_dir, ["-c", "core.autocrlf=false"]);
+        args.push("--work-tree".into());
+        args.push(dest.as_os_str().to_owned());
+        args.extend(["reset".into(), "--quiet".into()]);
+        self.git.run(Invocation::new(args)).await?;
+        Ok(())
+    }
+
+    /// The paths that differ between `from` and `to`, for path filters
+    /// when a webhook's list of changed files is missing or cut short.
+    ///
+    /// Renames count as a deletion and an addition, so both paths are
+    /// listed. When `from` is all zeros (a new branch), every file of
+    /// `to`'s tree is listed: nothing of the branch was built before.
+    pub async fn changed_files(&self, url: &str, from: &str, to: &str) -> Result<Vec<String>> {
+        check_url(url)?;
+        let to = check_commit_id(to)?;
+        let mirror = self.ensure_commit(url, &to).await?;
+        let out = if is_zero_id(from) {
+            self.git
+                .run(Invocation::new(git_dir_args(
+                    &mirror,
+                    ["ls-tree", "-r", "-z", "--name-only", "--full-tree", &to],
+                )))
+                .await?
+        } else {
+            let from = check_commit_id(from)?;
+            self.ensure_commit(url, &from).await?;
+            self.git
+                .run(Invocation::new(git_dir_args(
+                    &mirror,
+                    [
+                        "diff",
+                        "--name-only",
+                        "-z",
+                        "--no-renames",
+                        "--no-ext-diff",
+                        "--no-textconv",
+                        &from,
+                        &to,
+                        "--",
+                    ],
+                )))
+                .await?
+        };
+        Ok(out
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect())
+    }
+
+    /// The remote's refs and the commits they point to (`git ls-remote`),
+    /// e.g. `refs/heads/main` → sha. Needs no mirror.
+    pub async fn ls_remote(&self, url: &str) -> Result<BTreeMap<String, String>> {
+        check_url(url)?;
+        let out = self
+            .git
+            .run(Invocation::new(["ls-remote", "--"]).arg_url(url))
+            .await?;
+        let text = String::from_utf8_lossy(&out);
+        let mut refs = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let (sha, name) = line
+                .split_once('\t')
+                .ok_or_else(|| Error::UnexpectedOutput {
+                    command: "ls-remote".into(),
+                    detail: format!("line without a tab: {line:?}"),
+                })?;
+            refs.insert(name.to_owned(), sha.to_owned());
+        }
+        Ok(refs)
+    }
+}
+
+/// `--git-dir=<mirror>` followed by `rest`.
+fn git_dir_args<'a>(
+    mirror: &Path,
+    rest: impl IntoIterator<Item = &'a str>,
+) -> Vec<std::ffi::OsString> {
+    let mut git_dir = std::ffi::OsString::from("--git-dir=");
+    git_dir.push(mirror.as_os_str());
+    let mut args = vec![git_dir];
+    args.extend(rest.into_iter().map(std::ffi::OsString::from));
+    args
+}
+
+/// Makes sure `dest` is an empty directory, creating it if missing.
+async fn prepare_destination(dest: &Path) -> Result<()> {
+    match tokio::fs::symlink_metadata(dest).await {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => tokio::fs::create_dir_all(dest)
+            .await
+            .map_err(|e| Error::io(dest, e)),
+        Err(e) => Err(Error::io(dest, e)),
+        Ok(meta) if meta.is_dir() => {
+            let mut entries = tokio::fs::read_dir(dest)
+                .await
+                .map_err(|e| Error::io(dest, e))?;
+            if entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::io(dest, e))?
+                .is_some()
+            {
+                Err(Error::DestinationNotEmpty {
+                    path: dest.to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Ok(_) => Err(Error::DestinationNotEmpty {
+            path: dest.to_owned(),
+        }),
+    }
+}
