@@ -73,6 +73,11 @@ impl<S: Store> AppState<S> {
         };
         state.engine.attach(state.clone());
         state
+            .events
+            .set_invoker(Arc::new(crate::eventbridge::ServerInvoker {
+                state: state.clone(),
+            }));
+        state
     }
 }
 

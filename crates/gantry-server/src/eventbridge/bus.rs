@@ -162,7 +162,6 @@ impl<S: Store> EventBus<S> {
     }
 
     /// Lets the pipeline and Step Functions parts start what targets name.
-    #[allow(dead_code)]
     pub fn set_invoker(&self, invoker: Arc<dyn TargetInvoker>) {
         *self.invoker.write().unwrap_or_else(|e| e.into_inner()) = invoker;
     }
@@ -324,6 +323,9 @@ impl<S: Store> EventBus<S> {
     /// start (at-least-once).
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
+        // The server's invoker holds the app state, which holds this bus:
+        // dropping it breaks the cycle.
+        self.set_invoker(Arc::new(Unwired));
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;

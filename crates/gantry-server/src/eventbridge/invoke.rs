@@ -3,9 +3,14 @@
 //! The CodePipeline and Step Functions parts of the server implement
 //! [`TargetInvoker`] and install it with `EventBus::set_invoker`; until
 //! they do, such targets fail delivery with a clear reason and end as dead
-//! letters.
+//! letters. The server installs [`ServerInvoker`], which starts state
+//! machines; pipelines have no executions yet.
 
 use async_trait::async_trait;
+use gantry_aws::VerifiedCaller;
+use gantry_store::Store;
+
+use crate::router::AppState;
 
 /// Why starting a pipeline or an execution failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,5 +61,57 @@ impl TargetInvoker for Unwired {
             ),
             retryable: false,
         })
+    }
+}
+
+/// The invoker the server installs: state machines through the Step
+/// Functions part (StartExecution, audited as `system`). CodePipeline has no
+/// executions yet, so pipeline targets still fail with a clear reason.
+pub(crate) struct ServerInvoker<S: Store> {
+    pub state: AppState<S>,
+}
+
+#[async_trait]
+impl<S: Store> TargetInvoker for ServerInvoker<S> {
+    async fn start_pipeline(&self, name: &str, input: &str) -> Result<String, InvokeError> {
+        Unwired.start_pipeline(name, input).await
+    }
+
+    async fn start_execution(
+        &self,
+        state_machine_arn: &str,
+        input: &str,
+    ) -> Result<String, InvokeError> {
+        let caller = VerifiedCaller {
+            access_key_id: "system".into(),
+            region: self.state.config.region.clone(),
+            service: "states".into(),
+            signed_at: std::time::SystemTime::now(),
+            presigned: false,
+            payload_signed: true,
+        };
+        let body = serde_json::json!({ "stateMachineArn": state_machine_arn, "input": input });
+        let body = body.to_string();
+        match crate::stepfunctions::dispatch(
+            &self.state,
+            &caller,
+            "StartExecution",
+            body.as_bytes(),
+        )
+        .await
+        {
+            Ok(out) => Ok(out
+                .get("executionArn")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()),
+            Err(e) => {
+                let code = e.error.code.as_str().to_owned();
+                Err(InvokeError {
+                    retryable: e.error.code.status() >= 500 || code.contains("Throttl"),
+                    message: format!("StartExecution failed: {code}: {}", e.error.message),
+                })
+            }
+        }
     }
 }

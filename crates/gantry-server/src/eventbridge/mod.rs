@@ -20,6 +20,7 @@ use crate::router::AppState;
 
 pub(crate) use bus::EventBus;
 pub use bus::{Clock, EventsConfig, SystemClock};
+pub(crate) use invoke::ServerInvoker;
 pub use invoke::{InvokeError, TargetInvoker};
 
 /// Runs one operation.

@@ -107,17 +107,19 @@ impl EventsServer {
     async fn call_raw(&self, target: &str, input: &Value) -> (u16, Value) {
         let body = serde_json::to_vec(input).expect("json");
         let host = self.addr.to_string();
+        let creds = Credentials::new(AKID, SECRET);
+        let (service, content_type) = if target.starts_with("AWSEvents") {
+            ("events", "application/x-amz-json-1.1")
+        } else if target.starts_with("AWSStepFunctions") {
+            ("states", "application/x-amz-json-1.0")
+        } else {
+            ("codebuild", "application/x-amz-json-1.1")
+        };
         let unsigned = RequestParts::new("POST", "/")
             .header("Host", &host)
-            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("Content-Type", content_type)
             .header("X-Amz-Target", target)
             .body(&body);
-        let creds = Credentials::new(AKID, SECRET);
-        let service = if target.starts_with("AWSEvents") {
-            "events"
-        } else {
-            "codebuild"
-        };
         let params = SigningParams {
             credentials: &creds,
             region: "us-east-1",
@@ -128,7 +130,7 @@ impl EventsServer {
         let mut request = self
             .http
             .post(self.url())
-            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("Content-Type", content_type)
             .header("X-Amz-Target", target)
             .body(body);
         for (n, v) in signed.pairs() {
@@ -156,6 +158,14 @@ impl EventsServer {
             out["__type"].as_str().unwrap_or_default().to_owned(),
             out["message"].as_str().unwrap_or_default().to_owned(),
         )
+    }
+
+    async fn states(&self, op: &str, input: Value) -> Value {
+        let (status, out) = self
+            .call_raw(&format!("AWSStepFunctions.{op}"), &input)
+            .await;
+        assert_eq!(status, 200, "{op} {input}: {out}");
+        out
     }
 
     async fn codebuild(&self, op: &str, input: Value) -> Value {
@@ -911,5 +921,83 @@ async fn boto3_drives_eventbridge() {
             .any(|r| r.body.contains("from-boto3"))
     })
     .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_machine_targets_start_executions_and_pipeline_targets_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = TestClock::new();
+    let server = EventsServer::start(dir.path(), clock.clone()).await;
+    let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
+    let machine = server
+        .states(
+            "CreateStateMachine",
+            json!({"name": "on-order", "definition": definition.to_string(),
+                   "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+        )
+        .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    server
+        .events(
+            "PutRule",
+            json!({"Name": "r", "EventPattern": r#"{"source": ["shop"]}"#}),
+        )
+        .await;
+    server
+        .events(
+            "PutTargets",
+            json!({"Rule": "r", "Targets": [
+                {"Id": "sm", "Arn": machine, "InputPath": "$.detail"},
+                {"Id": "pipe", "Arn": "arn:aws:codepipeline:us-east-1:000000000000:deploy"},
+            ]}),
+        )
+        .await;
+    server
+        .events(
+            "PutEvents",
+            json!({"Entries": [entry("shop", json!({"order": 7}))]}),
+        )
+        .await;
+    let mut executions = Value::Null;
+    for _ in 0..1500 {
+        executions = server
+            .states("ListExecutions", json!({"stateMachineArn": machine}))
+            .await;
+        if executions["executions"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arn = executions["executions"][0]["executionArn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no execution: {executions}"))
+        .to_owned();
+    let described = server
+        .states("DescribeExecution", json!({"executionArn": arn}))
+        .await;
+    assert_eq!(described["input"], r#"{"order":7}"#);
+
+    let store = open_store(dir.path()).await;
+    let mut letters = Vec::new();
+    for _ in 0..1500 {
+        letters = store.dead_letters(10).await.expect("letters");
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].target_id, "pipe");
+    assert!(
+        letters[0].reason.contains("not available"),
+        "{}",
+        letters[0].reason
+    );
     server.stop().await;
 }
