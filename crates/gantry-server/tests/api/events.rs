@@ -505,10 +505,16 @@ async fn delivery_transforms_retries_and_dead_letters() {
 
     // The store agrees: dead letters for the two others, with reasons.
     let store = open_store(dir.path()).await;
+    // Both dead letters written, and the chat delivery marked (the receiver
+    // answers before the worker records the outcome).
     let mut letters = Vec::new();
     for _ in 0..1500 {
         letters = store.dead_letters(10).await.expect("dead letters");
-        if letters.len() >= 2 {
+        let recent = store.recent_deliveries(10).await.expect("deliveries");
+        let chat_done = recent
+            .iter()
+            .any(|d| d.target.id == "chat" && d.status == "DELIVERED");
+        if letters.len() >= 2 && chat_done {
             break;
         }
         clock.advance(5_000);
