@@ -10,6 +10,8 @@ and values, so an event is matched against a thousand rules by looking its
 fields up, not by trying each rule in turn. An [`InputTransformer`] turns a
 matched event into a target's input (`InputPathsMap` + `InputTemplate`), and
 [`Event`] / [`PutEventsEntry`] are the envelope and the PutEvents entry.
+[`Schedule`] parses a rule's `rate(...)` or six-field `cron(...)`
+expression and gives its next fire time after an instant.
 
 Every operator EventBridge documents is supported: exact strings, numbers
 (compared by value), booleans and `null`; `prefix`, `suffix` and their
