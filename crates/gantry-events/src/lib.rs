@@ -10,6 +10,8 @@ and values, so an event is matched against a thousand rules by looking its
 fields up, not by trying each rule in turn. An [`InputTransformer`] turns a
 matched event into a target's input (`InputPathsMap` + `InputTemplate`), and
 [`Event`] / [`PutEventsEntry`] are the envelope and the PutEvents entry.
+[`Schedule`] parses a rule's `rate(...)` or six-field `cron(...)`
+expression and gives its next fire time after an instant.
 
 Every operator EventBridge documents is supported: exact strings, numbers
 (compared by value), booleans and `null`; `prefix`, `suffix` and their
@@ -67,6 +69,7 @@ mod index;
 mod matcher;
 mod parse;
 mod pattern;
+mod schedule;
 mod transform;
 mod wildcard;
 
@@ -75,6 +78,9 @@ pub use error::{EnvelopeError, PatternError, PatternIssue, PatternReason, Transf
 pub use flatten::FlatEvent;
 pub use index::{RuleSet, RuleSetBuilder};
 pub use pattern::{MAX_PATTERN_LEN, Pattern};
+pub use schedule::{
+    Cron, SCHEDULE_INVALID, Schedule, ScheduleError, ms_from_rfc3339, rfc3339_from_ms,
+};
 pub use transform::{InputTransformer, RuleContext};
 
 /// The examples in `docs/events.md` run as doctests too.

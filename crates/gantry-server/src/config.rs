@@ -18,6 +18,8 @@ pub struct Config {
     /// `None` generates one. `gantry server` fills it from
     /// `GANTRY_ADMIN_ACCESS_KEY_ID` and `GANTRY_ADMIN_SECRET_ACCESS_KEY`.
     pub admin_key: Option<(String, String)>,
+    /// The event bus: its clock, retry backoff and polling.
+    pub events: crate::EventsConfig,
     /// The URL clients reach this server at (e.g. `https://ci.example.com`),
     /// for the URLs the server hands out (CodePipeline webhook URLs). `None`
     /// uses `http://` and the Host header of the request that asked.
@@ -37,6 +39,7 @@ impl Config {
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             admin_key: None,
+            events: crate::EventsConfig::default(),
             public_url: None,
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
         }
@@ -56,6 +59,7 @@ impl fmt::Debug for Config {
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
+            .field("events", &self.events)
             .finish()
     }
 }

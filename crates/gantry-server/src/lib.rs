@@ -53,6 +53,7 @@ use tokio::net::TcpListener;
 pub use bootstrap::AdminKey;
 pub use config::Config;
 pub use error::ApiError;
+pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
 
 /// The file names inside the data directory.
 pub mod files {
@@ -173,6 +174,8 @@ impl<S: Store> Server<S> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let runner = self.state.runner.clone();
+        let events = self.state.events.clone();
+        events.start().await?;
         let engine = self.state.engine.clone();
         let pipelines = self.state.pipelines.clone();
         let resuming = self.state.clone();
@@ -192,6 +195,7 @@ impl<S: Store> Server<S> {
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;
+        events.shutdown().await;
         served
     }
 }

@@ -13,6 +13,7 @@ use gantry_store::Store;
 
 use crate::config::Config;
 use crate::error::{ApiError, into_response};
+use crate::eventbridge::EventBus;
 use crate::pipeline_host::{PipelineHost, ProviderContext};
 use crate::worker::BuildRunner;
 use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
@@ -32,6 +33,7 @@ pub(crate) struct AppState<S: Store> {
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
     pub pipelines: Arc<PipelineHost>,
+    pub events: Arc<EventBus<S>>,
     pub engine: Arc<stepfunctions::Engine<S>>,
 }
 
@@ -43,6 +45,7 @@ impl<S: Store> Clone for AppState<S> {
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
             pipelines: self.pipelines.clone(),
+            events: self.events.clone(),
             engine: self.engine.clone(),
         }
     }
@@ -54,7 +57,12 @@ impl<S: Store> AppState<S> {
     /// cannot be opened.
     pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> Result<AppState<S>, String> {
         let config = Arc::new(config);
-        let runner = Arc::new(BuildRunner::new(store.clone(), config.clone()));
+        let events = Arc::new(EventBus::new(store.clone(), config.clone()));
+        let runner = Arc::new(BuildRunner::new(
+            store.clone(),
+            config.clone(),
+            events.clone(),
+        ));
         let providers = ProviderContext::new(&config.data_dir, config.approval_timeout)?;
         let engine = Arc::new(stepfunctions::Engine::new(
             store.clone(),
@@ -67,9 +75,15 @@ impl<S: Store> AppState<S> {
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
             pipelines: Arc::new(PipelineHost::new(providers)),
+            events,
             engine,
         };
         state.engine.attach(state.clone());
+        state
+            .events
+            .set_invoker(Arc::new(crate::eventbridge::ServerInvoker {
+                state: state.clone(),
+            }));
         Ok(state)
     }
 }

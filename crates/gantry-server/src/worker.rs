@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::codebuild::{SourceKind, timestamp_ms};
 use crate::config::Config;
+use crate::eventbridge::EventBus;
 use crate::{files, source};
 
 /// How long shutdown waits for stopped builds to record their end.
@@ -92,6 +93,7 @@ pub(crate) struct BuildRunner<S: Store> {
     /// Set by [`BuildRunner::shutdown`]: builds stopped from now on were
     /// interrupted by the server, not by a user.
     shutting_down: std::sync::atomic::AtomicBool,
+    events: Arc<EventBus<S>>,
 }
 
 /// The phase context of a build the server's shutdown stopped.
@@ -102,7 +104,7 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<S: Store> BuildRunner<S> {
-    pub fn new(store: Arc<S>, config: Arc<Config>) -> BuildRunner<S> {
+    pub fn new(store: Arc<S>, config: Arc<Config>, events: Arc<EventBus<S>>) -> BuildRunner<S> {
         BuildRunner {
             slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
             store,
@@ -111,6 +113,7 @@ impl<S: Store> BuildRunner<S> {
             tasks: Mutex::new(JoinSet::new()),
             waiters: Mutex::new(HashMap::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            events,
         }
     }
 
@@ -165,11 +168,16 @@ impl<S: Store> BuildRunner<S> {
 
 async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: StopSignal) {
     let id = job.record.id.clone();
+    let events = &runner.events;
+    events
+        .build_state_change(&job.record, "IN_PROGRESS", &job.record.build)
+        .await;
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(progress_writer(
         runner.store.clone(),
         job.record.clone(),
         rx,
+        events.clone(),
     ));
     let mut update = execute(&runner, &job, signal, &tx).await;
     if update.status == "STOPPED"
@@ -188,6 +196,9 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
     if let Err(e) = runner.store.update_build(&id, &update, "system").await {
         tracing::error!(build = %id, error = %e, "recording the end of a build failed");
     }
+    events
+        .build_state_change(&job.record, &update.status, &update.build)
+        .await;
     locked(&runner.running).remove(&id);
     for waiter in locked(&runner.waiters).remove(&id).unwrap_or_default() {
         let _ = waiter.send(());
@@ -475,6 +486,7 @@ async fn progress_writer<S: Store>(
     store: Arc<S>,
     record: BuildRecord,
     mut rx: mpsc::UnboundedReceiver<Msg>,
+    events: Arc<EventBus<S>>,
 ) {
     let mut build = record.build.clone();
     let mut lines: Vec<String> = Vec::new();
@@ -492,6 +504,11 @@ async fn progress_writer<S: Store>(
                     };
                     if let Err(e) = store.update_build(&record.id, &update, "system").await {
                         tracing::error!(build = %record.id, error = %e, "recording a phase failed");
+                    }
+                    if let BuildEvent::PhaseFinished { phase, .. } = &event
+                        && let Some(entry) = ended_phase(&build, phase.as_str())
+                    {
+                        events.build_phase_change(&record, &build, &entry).await;
                     }
                 }
             }
@@ -515,6 +532,17 @@ async fn flush<S: Store>(store: &S, id: &str, lines: &mut Vec<String>) {
         tracing::error!(build = %id, error = %e, "appending log lines failed");
     }
     lines.clear();
+}
+
+/// The newest `phases` entry of `name`, once it has ended.
+fn ended_phase(build: &Value, name: &str) -> Option<Value> {
+    let phases = build.get("phases")?.as_array()?;
+    phases
+        .iter()
+        .rev()
+        .find(|p| p.get("phaseType").and_then(Value::as_str) == Some(name))
+        .filter(|p| p.get("endTime").is_some())
+        .cloned()
 }
 
 /// Applies a phase event to the live JSON; returns the new current phase.

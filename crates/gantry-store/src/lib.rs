@@ -43,6 +43,10 @@ mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
 pub use events::EventStore;
+pub use events::{
+    ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
+    NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
+};
 pub use executions::*;
 pub use model::*;
 pub use pipelines::{

@@ -5,6 +5,7 @@
 mod aws_clients;
 mod codepipeline;
 mod codepipeline_clients;
+mod events;
 mod harness;
 mod pipeline_runs;
 mod rust_client;

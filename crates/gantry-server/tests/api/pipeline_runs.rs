@@ -768,3 +768,88 @@ async fn queued_executions_from_concurrent_starts_all_run_in_order() {
     assert_eq!(order, ids);
     server.stop().await;
 }
+
+/// An EventBridge call, signed as the test admin.
+async fn events(server: &TestServer, operation: &str, input: &Value) -> Value {
+    let body = serde_json::to_vec(input).expect("json");
+    let host = server.addr.to_string();
+    let target = format!("AWSEvents.{operation}");
+    let unsigned = gantry_aws::RequestParts::new("POST", "/")
+        .header("Host", &host)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Target", &target)
+        .body(&body);
+    let creds = gantry_aws::Credentials::new(AKID, SECRET);
+    let params = gantry_aws::SigningParams {
+        credentials: &creds,
+        region: "us-east-1",
+        service: "events",
+        time: std::time::SystemTime::now(),
+    };
+    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
+    let mut headers = vec![
+        (
+            "Content-Type".to_owned(),
+            "application/x-amz-json-1.1".to_owned(),
+        ),
+        ("X-Amz-Target".to_owned(), target),
+    ];
+    for (n, v) in signed.pairs() {
+        headers.push((n.to_owned(), v.to_owned()));
+    }
+    let (status, out) = server
+        .raw("POST", "/", &headers, &body)
+        .await
+        .expect("request");
+    let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{operation}: {out}");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_rule_targeting_a_pipeline_starts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "10")], "tenth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    setup(&server, "evented", &url, "").await;
+    events(
+        &server,
+        "PutRule",
+        &json!({ "Name": "on-release", "EventPattern": r#"{"source": ["acme.release"]}"# }),
+    )
+    .await;
+    events(
+        &server,
+        "PutTargets",
+        &json!({ "Rule": "on-release", "Targets": [
+            { "Id": "p", "Arn": "arn:aws:codepipeline:us-east-1:000000000000:evented" }
+        ]}),
+    )
+    .await;
+    events(
+        &server,
+        "PutEvents",
+        &json!({ "Entries": [
+            { "Source": "acme.release", "DetailType": "Release", "Detail": "{}" }
+        ]}),
+    )
+    .await;
+    for _ in 0..1200 {
+        let listed = ok(
+            &server,
+            "ListPipelineExecutions",
+            &json!({ "pipelineName": "evented" }),
+        )
+        .await;
+        if let Some(first) = listed["pipelineExecutionSummaries"]
+            .as_array()
+            .and_then(|a| a.first())
+        {
+            assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the rule never started the pipeline");
+}
