@@ -42,7 +42,6 @@ mod sqlite;
 mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
-pub use events::EventStore;
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
     NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
