@@ -210,11 +210,19 @@ impl<L: RefLister + Sync> Poller<L> {
     /// Lists every distinct URL of `watches` once and returns the watches
     /// whose head changed since the last tick.
     pub async fn tick(&mut self, watches: &[Watch]) -> PollReport {
-        let urls: Vec<&str> = PollState::urls(watches).into_iter().collect();
+        // Owned URLs: a stream closure over borrowed ones makes this future
+        // impossible to prove `Send` inside a caller's spawned task.
+        let urls: Vec<String> = PollState::urls(watches)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         self.listings += urls.len() as u64;
         let lister = &self.lister;
-        let results: Vec<(&str, Result<BTreeMap<String, String>>)> = stream::iter(urls)
-            .map(|url| async move { (url, lister.list_refs(url).await) })
+        let results: Vec<(String, Result<BTreeMap<String, String>>)> = stream::iter(urls)
+            .map(|url| async move {
+                let refs = lister.list_refs(&url).await;
+                (url, refs)
+            })
             .buffer_unordered(LIST_CONCURRENCY)
             .collect()
             .await;
@@ -223,9 +231,9 @@ impl<L: RefLister + Sync> Poller<L> {
         for (url, result) in results {
             match result {
                 Ok(refs) => {
-                    listed.insert(url.to_owned(), refs);
+                    listed.insert(url, refs);
                 }
-                Err(err) => errors.push((redact_url(url), err)),
+                Err(err) => errors.push((redact_url(&url), err)),
             }
         }
         errors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -27,6 +27,8 @@ pub struct Config {
     /// How long a manual approval waits for an answer before it fails
     /// (CodePipeline's is 7 days).
     pub approval_timeout: std::time::Duration,
+    /// How often Git sources with `PollForSourceChanges: true` are polled.
+    pub poll_interval: std::time::Duration,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             events: crate::EventsConfig::default(),
             public_url: None,
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
+            poll_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -55,6 +58,7 @@ impl fmt::Debug for Config {
             .field("account_id", &self.account_id)
             .field("public_url", &self.public_url)
             .field("approval_timeout", &self.approval_timeout)
+            .field("poll_interval", &self.poll_interval)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

@@ -37,6 +37,7 @@ mod config;
 mod error;
 mod eventbridge;
 mod pipeline_host;
+mod polling;
 mod recovery;
 mod router;
 mod source;
@@ -186,12 +187,14 @@ impl<S: Store> Server<S> {
                 Err(e) => tracing::error!(error = %e, "resuming pipeline executions failed"),
             }
         });
+        let poller = tokio::spawn(polling::run(self.state.clone()));
         let app = router::router(self.state);
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
+        poller.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;

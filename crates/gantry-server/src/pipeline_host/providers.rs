@@ -484,10 +484,9 @@ async fn approval<S: Store>(
         }
         Err(e) => return failed(job, "JobFailed", format!("reading the approval: {e}")),
     };
-    match record.result.as_deref() {
-        // Answered before a restart: the answer stands.
-        Some(result) => return approval_outcome(job, result, None),
-        None => {}
+    // Answered before a restart: the answer stands.
+    if let Some(result) = record.result.as_deref() {
+        return approval_outcome(job, result, None);
     }
     let wait = (record.expires_ms - now_ms()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait)).await;

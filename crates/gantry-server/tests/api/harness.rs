@@ -25,9 +25,15 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `data_dir` with the test admin key.
     pub async fn start(data_dir: &Path) -> TestServer {
+        TestServer::start_with(data_dir, |_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with the configuration adjusted first.
+    pub async fn start_with(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::new(data_dir);
         config.admin_key = Some((AKID.into(), SECRET.into()));
         config.max_concurrent_builds = 4;
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");

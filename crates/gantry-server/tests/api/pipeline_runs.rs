@@ -853,3 +853,65 @@ async fn an_event_rule_targeting_a_pipeline_starts_it() {
     }
     panic!("the rule never started the pipeline");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_starts_each_watching_pipeline_once_per_new_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "11")], "eleventh");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.poll_interval = Duration::from_millis(200);
+    })
+    .await;
+    for name in ["polled-a", "polled-b"] {
+        let mut decl = declaration(name, &url, "");
+        decl["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] = json!("true");
+        decl["stages"].as_array_mut().expect("stages").truncate(2);
+        for (suffix, spec) in [("build", BUILD), ("test", TEST)] {
+            server
+                .call(
+                    "CreateProject",
+                    &pipeline_project(&format!("{name}-{suffix}"), spec),
+                )
+                .await;
+        }
+        ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    }
+    // The first rounds only record the head.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(execution_count(&server, "polled-a").await, 0);
+    repo_with(dir.path(), &[("version.txt", "12")], "twelfth");
+    let head = head_of(dir.path());
+    for name in ["polled-a", "polled-b"] {
+        let mut found = None;
+        for _ in 0..300 {
+            let listed = ok(
+                &server,
+                "ListPipelineExecutions",
+                &json!({ "pipelineName": name }),
+            )
+            .await;
+            if let Some(first) = listed["pipelineExecutionSummaries"]
+                .as_array()
+                .and_then(|a| a.first())
+            {
+                found = Some(
+                    first["pipelineExecutionId"]
+                        .as_str()
+                        .expect("id")
+                        .to_owned(),
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let id = found.unwrap_or_else(|| panic!("{name} was not started by polling"));
+        let e = wait_status(&server, name, &id, &["Succeeded", "Failed"]).await;
+        assert_eq!(e["trigger"]["triggerType"], "PollForSourceChanges");
+        assert_eq!(e["artifactRevisions"][0]["revisionId"], head.as_str());
+    }
+    // No new head: no new execution.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(execution_count(&server, "polled-a").await, 1);
+    assert_eq!(execution_count(&server, "polled-b").await, 1);
+    server.stop().await;
+}

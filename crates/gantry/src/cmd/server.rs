@@ -21,6 +21,14 @@ pub struct ServerArgs {
     /// How many builds the embedded agent runs at once; more wait QUEUED.
     #[arg(long, default_value = "2", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     max_builds: u64,
+    /// The URL clients reach the server at (e.g. https://ci.example.com),
+    /// used in the webhook URLs PutWebhook hands out; by default
+    /// `http://` and the Host header of the request.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Seconds between polls of Git sources with PollForSourceChanges: true.
+    #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    poll_interval: u64,
 }
 
 pub fn run(args: ServerArgs) -> ExitCode {
@@ -59,6 +67,8 @@ fn admin_key_from_env() -> Result<Option<(String, String)>, String> {
 async fn serve(args: ServerArgs) -> ExitCode {
     let mut config = gantry_server::Config::new(&args.data_dir);
     config.max_concurrent_builds = args.max_builds as usize;
+    config.public_url = args.public_url.clone();
+    config.poll_interval = std::time::Duration::from_secs(args.poll_interval);
     config.admin_key = match admin_key_from_env() {
         Ok(key) => key,
         Err(e) => {
