@@ -12,8 +12,9 @@ use gantry_build::{BuildEvent, BuildOptions, NullObserver, Observer, PhaseStatus
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure (`build`).
-    #[arg(default_value = "build", value_parser = ["build"])]
+    /// What to measure: `build` (the build runner) or `pipeline` (the
+    /// server: webhook to first command, runs per second, start-up, memory).
+    #[arg(default_value = "build", value_parser = ["build", "pipeline"])]
     what: String,
     /// Repetitions per measurement (the median is reported).
     #[arg(long, default_value = "7")]
@@ -21,6 +22,15 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
+    if args.what == "pipeline" {
+        return match super::bench_pipeline::bench_pipeline(args.runs.max(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gantry bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match crate::output::runtime("gantry bench") {
         Ok(runtime) => runtime,
         Err(code) => return code,

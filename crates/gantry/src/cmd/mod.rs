@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+mod bench_pipeline;
 pub mod build;
 pub mod events;
 pub mod server;
