@@ -1,110 +1,27 @@
 //! `gantry server` as a process, SIGKILLed while an accepted event's
 //! delivery is still pending: after the restart the event is delivered.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use gantry_aws::{Credentials, RequestParts, SigningParams};
 use serde_json::{Value, json};
+use support::{EVENTS, Running};
+
+mod support;
 
 const AKID: &str = "GANTRYEVENTSCRASH";
 const SECRET: &str = "events/crash+Secret=0123456789abcdef";
 
-struct Running {
-    child: Child,
-    addr: String,
-}
-
 fn start(data_dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("GANTRY_ADMIN_ACCESS_KEY_ID", AKID)
-        .env("GANTRY_ADMIN_SECRET_ACCESS_KEY", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gantry server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("server did not start: {lines:#?}"));
-        let done = line.contains("boto3.client(");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let addr = lines
-        .iter()
-        .find_map(|l| l.split("listening on http://").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("listening line")
-        .to_owned();
-    Running { child, addr }
+    support::start(data_dir, (AKID, SECRET))
 }
 
 fn call(addr: &str, operation: &str, input: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(input).expect("json");
-    let target = format!("AWSEvents.{operation}");
-    let unsigned = RequestParts::new("POST", "/")
-        .header("Host", addr)
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = Credentials::new(AKID, SECRET);
-    let params = SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service: "events",
-        time: SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut request = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in signed.pairs() {
-        request.push_str(&format!("{n}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
-    stream.write_all(&body).expect("write body");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let value = serde_json::from_slice(&response[split + 4..]).unwrap_or(Value::Null);
-    (status, value)
+    support::call(addr, (AKID, SECRET), EVENTS, operation, input).expect("server reachable")
 }
 
 /// A receiver on a thread: records (status answered, body) of each request.

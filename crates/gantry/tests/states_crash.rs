@@ -4,103 +4,29 @@
 //! call whose success was journalled was made again.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use gantry_aws::{Credentials, RequestParts, SigningParams};
 use serde_json::{Value, json};
+use support::{Running, STEP_FUNCTIONS};
+
+mod support;
 
 const AKID: &str = "GANTRYCRASHTEST";
 const SECRET: &str = "crash/test+Secret/Key=0123456789abcdef";
 const EXECUTIONS: usize = 100;
 const ITEMS: [&str; 3] = ["a", "b", "c"];
 
-struct Running {
-    child: Child,
-    addr: String,
-}
-
 fn start(data_dir: &Path) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("GANTRY_ADMIN_ACCESS_KEY_ID", AKID)
-        .env("GANTRY_ADMIN_SECRET_ACCESS_KEY", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gantry server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        // Keeps reading after the address is known, so the server never blocks on a full pipe.
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let address = rx.recv_timeout(left).ok().map(|line| {
-            line.split("listening on http://")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_owned)
-        });
-        match address {
-            Some(Some(addr)) => return Running { child, addr },
-            Some(None) => {}
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the server did not print its address within 60 s");
-            }
-        }
-    }
+    support::start(data_dir, (AKID, SECRET))
 }
 
 /// A Step Functions call; `None` when the server is not reachable.
 fn call(addr: &str, operation: &str, input: &Value) -> Option<(u16, Value)> {
-    let body = serde_json::to_vec(input).expect("json");
-    let target = format!("AWSStepFunctions.{operation}");
-    let unsigned = RequestParts::new("POST", "/")
-        .header("Host", addr)
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = Credentials::new(AKID, SECRET);
-    let params = SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service: "states",
-        time: SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut request = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in signed.pairs() {
-        request.push_str(&format!("{n}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    stream.write_all(request.as_bytes()).ok()?;
-    stream.write_all(&body).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let value = serde_json::from_slice(&response[split + 4..]).ok()?;
-    Some((status, value))
+    support::call(addr, (AKID, SECRET), STEP_FUNCTIONS, operation, input)
 }
 
 fn ok(addr: &str, operation: &str, input: Value) -> Value {

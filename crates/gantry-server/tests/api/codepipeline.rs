@@ -3,9 +3,7 @@
 //! AWS raises, and the audit row each change leaves.
 
 use std::path::PathBuf;
-use std::time::SystemTime;
 
-use gantry_aws::{Credentials, RequestParts, SigningParams};
 use gantry_store::{BuildStore, PipelineStore, TransitionType};
 use serde_json::{Value, json};
 
@@ -13,43 +11,7 @@ use crate::harness::*;
 
 /// A CodePipeline operation; returns (status, JSON).
 pub(crate) async fn cp(server: &TestServer, operation: &str, input: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(input).expect("json");
-    let host = server.addr.to_string();
-    let target = format!("CodePipeline_20150709.{operation}");
-    let unsigned = RequestParts::new("POST", "/")
-        .header("Host", &host)
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = Credentials::new(AKID, SECRET);
-    let params = SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service: "codepipeline",
-        time: SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut headers = vec![
-        (
-            "Content-Type".to_owned(),
-            "application/x-amz-json-1.1".to_owned(),
-        ),
-        ("X-Amz-Target".to_owned(), target.clone()),
-    ];
-    for (n, v) in signed.pairs() {
-        headers.push((n.to_owned(), v.to_owned()));
-    }
-    let (status, body) = server
-        .raw("POST", "/", &headers, &body)
-        .await
-        .expect("request");
-    let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        panic!(
-            "{operation}: not JSON ({status}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    (status, value)
+    server.aws(CODEPIPELINE, SECRET, operation, input).await
 }
 
 pub(crate) async fn ok(server: &TestServer, operation: &str, input: &Value) -> Value {

@@ -13,6 +13,42 @@ use tokio::sync::oneshot;
 pub const AKID: &str = "GANTRYTESTKEY";
 pub const SECRET: &str = "gantry/test+Secret/Key=0123456789abcdef";
 
+/// An AWS JSON API as the tests address it.
+#[derive(Clone, Copy)]
+pub struct Api {
+    /// The `X-Amz-Target` prefix.
+    pub target: &'static str,
+    /// The SigV4 signing name.
+    pub signing_name: &'static str,
+    /// The JSON protocol's content type.
+    pub content_type: &'static str,
+}
+
+#[allow(dead_code)]
+pub const CODEBUILD: Api = Api {
+    target: "CodeBuild_20161006",
+    signing_name: "codebuild",
+    content_type: "application/x-amz-json-1.1",
+};
+#[allow(dead_code)]
+pub const CODEPIPELINE: Api = Api {
+    target: "CodePipeline_20150709",
+    signing_name: "codepipeline",
+    content_type: "application/x-amz-json-1.1",
+};
+#[allow(dead_code)]
+pub const STEP_FUNCTIONS: Api = Api {
+    target: "AWSStepFunctions",
+    signing_name: "states",
+    content_type: "application/x-amz-json-1.0",
+};
+#[allow(dead_code)]
+pub const EVENTS: Api = Api {
+    target: "AWSEvents",
+    signing_name: "events",
+    content_type: "application/x-amz-json-1.1",
+};
+
 /// A server running in this process on a data directory.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -126,30 +162,34 @@ impl TestServer {
         .map_err(std::io::Error::other)?
     }
 
-    /// A CodeBuild operation signed with `secret`; returns (status, JSON).
-    pub async fn call_as(&self, secret: &str, operation: &str, input: &Value) -> (u16, Value) {
+    /// An operation of `api` signed with the test key id and `secret`;
+    /// returns (status, JSON).
+    pub async fn aws(
+        &self,
+        api: Api,
+        secret: &str,
+        operation: &str,
+        input: &Value,
+    ) -> (u16, Value) {
         let body = serde_json::to_vec(input).expect("json");
         let host = self.addr.to_string();
-        let target = format!("CodeBuild_20161006.{operation}");
+        let target = format!("{}.{operation}", api.target);
         let unsigned = RequestParts::new("POST", "/")
             .header("Host", &host)
-            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("Content-Type", api.content_type)
             .header("X-Amz-Target", &target)
             .body(&body);
         let creds = Credentials::new(AKID, secret);
         let params = SigningParams {
             credentials: &creds,
             region: "us-east-1",
-            service: "codebuild",
+            service: api.signing_name,
             time: SystemTime::now(),
         };
         let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
         let mut headers = vec![
-            (
-                "Content-Type".to_owned(),
-                "application/x-amz-json-1.1".to_owned(),
-            ),
-            ("X-Amz-Target".to_owned(), target.clone()),
+            ("Content-Type".to_owned(), api.content_type.to_owned()),
+            ("X-Amz-Target".to_owned(), target),
         ];
         for (n, v) in signed.pairs() {
             headers.push((n.to_owned(), v.to_owned()));
@@ -165,6 +205,11 @@ impl TestServer {
             )
         });
         (status, value)
+    }
+
+    /// A CodeBuild operation signed with `secret`; returns (status, JSON).
+    pub async fn call_as(&self, secret: &str, operation: &str, input: &Value) -> (u16, Value) {
+        self.aws(CODEBUILD, secret, operation, input).await
     }
 
     /// A CodeBuild operation with the right key, which must succeed.

@@ -771,37 +771,7 @@ async fn queued_executions_from_concurrent_starts_all_run_in_order() {
 
 /// An EventBridge call, signed as the test admin.
 async fn events(server: &TestServer, operation: &str, input: &Value) -> Value {
-    let body = serde_json::to_vec(input).expect("json");
-    let host = server.addr.to_string();
-    let target = format!("AWSEvents.{operation}");
-    let unsigned = gantry_aws::RequestParts::new("POST", "/")
-        .header("Host", &host)
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = gantry_aws::Credentials::new(AKID, SECRET);
-    let params = gantry_aws::SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service: "events",
-        time: std::time::SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut headers = vec![
-        (
-            "Content-Type".to_owned(),
-            "application/x-amz-json-1.1".to_owned(),
-        ),
-        ("X-Amz-Target".to_owned(), target),
-    ];
-    for (n, v) in signed.pairs() {
-        headers.push((n.to_owned(), v.to_owned()));
-    }
-    let (status, out) = server
-        .raw("POST", "/", &headers, &body)
-        .await
-        .expect("request");
-    let out: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    let (status, out) = server.aws(EVENTS, SECRET, operation, input).await;
     assert_eq!(status, 200, "{operation}: {out}");
     out
 }

@@ -3,9 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use gantry_aws::{Credentials, RequestParts, SigningParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,43 +12,7 @@ use crate::harness::*;
 
 /// A Step Functions operation; returns (status, JSON).
 pub async fn sfn(server: &TestServer, operation: &str, input: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(input).expect("json");
-    let host = server.addr.to_string();
-    let target = format!("AWSStepFunctions.{operation}");
-    let unsigned = RequestParts::new("POST", "/")
-        .header("Host", &host)
-        .header("Content-Type", "application/x-amz-json-1.0")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = Credentials::new(AKID, SECRET);
-    let params = SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service: "states",
-        time: SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut headers = vec![
-        (
-            "Content-Type".to_owned(),
-            "application/x-amz-json-1.0".to_owned(),
-        ),
-        ("X-Amz-Target".to_owned(), target),
-    ];
-    for (n, v) in signed.pairs() {
-        headers.push((n.to_string(), v.to_string()));
-    }
-    let (status, body) = server
-        .raw("POST", "/", &headers, &body)
-        .await
-        .expect("request");
-    let value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        panic!(
-            "{operation}: not JSON ({status}): {}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    (status, value)
+    server.aws(STEP_FUNCTIONS, SECRET, operation, input).await
 }
 
 async fn ok(server: &TestServer, operation: &str, input: Value) -> Value {

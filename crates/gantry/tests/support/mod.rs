@@ -92,6 +92,18 @@ pub const CODEBUILD: Service = Service {
     content_type: "application/x-amz-json-1.1",
 };
 
+pub const STEP_FUNCTIONS: Service = Service {
+    target: "AWSStepFunctions",
+    signing_name: "states",
+    content_type: "application/x-amz-json-1.0",
+};
+
+pub const EVENTS: Service = Service {
+    target: "AWSEvents",
+    signing_name: "events",
+    content_type: "application/x-amz-json-1.1",
+};
+
 /// A signed call; `None` when the server is not reachable.
 pub fn call(
     addr: &str,
