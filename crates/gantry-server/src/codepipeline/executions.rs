@@ -300,6 +300,35 @@ pub(crate) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Resul
     Ok(json!({ "pipelineExecution": execution_json(&e) }))
 }
 
+/// A page of a List operation: `nextToken` is the offset this server
+/// handed out, `maxResults` at most 100.
+struct Page {
+    skip: usize,
+    max: usize,
+}
+
+impl Page {
+    fn of(max_results: Option<u32>, next_token: Option<&str>) -> Result<Page, ApiError> {
+        let max = max_results.unwrap_or(100).clamp(1, 100) as usize;
+        let skip = match next_token.filter(|t| !t.is_empty()) {
+            None => 0,
+            Some(t) => t.parse::<usize>().map_err(|_| {
+                exception("InvalidNextTokenException", "The next token is not valid")
+            })?,
+        };
+        Ok(Page { skip, max })
+    }
+
+    /// The answer: the items under `member`, and `nextToken` when `more`.
+    fn answer(&self, member: &str, items: Vec<Value>, more: bool) -> Value {
+        let mut out = json!({ member: items });
+        if more {
+            out["nextToken"] = json!((self.skip + self.max).to_string());
+        }
+        out
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListInput {
@@ -314,13 +343,7 @@ pub(crate) async fn list<S: Store>(
 ) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
     current_plan(state, &pipeline).await?;
-    let max = input.max_results.unwrap_or(100).clamp(1, 100) as usize;
-    let skip = match input.next_token.as_deref().filter(|t| !t.is_empty()) {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| exception("InvalidNextTokenException", "The next token is not valid"))?,
-    };
+    let Page { skip, max } = Page::of(input.max_results, input.next_token.as_deref())?;
     let records = state
         .store
         .list_pipeline_executions(&pipeline, (skip + max + 1) as u32)
@@ -353,11 +376,7 @@ pub(crate) async fn list<S: Store>(
         }
         summaries.push(s);
     }
-    let mut out = json!({ "pipelineExecutionSummaries": summaries });
-    if more {
-        out["nextToken"] = json!((skip + max).to_string());
-    }
-    Ok(out)
+    Ok(Page { skip, max }.answer("pipelineExecutionSummaries", summaries, more))
 }
 
 #[derive(Deserialize)]
@@ -484,13 +503,7 @@ pub(crate) async fn list_actions<S: Store>(
     let pipeline = required(input.pipeline_name, "pipelineName")?;
     current_plan(state, &pipeline).await?;
     let execution = input.filter.and_then(|f| f.pipeline_execution_id);
-    let max = input.max_results.unwrap_or(100).clamp(1, 100) as usize;
-    let skip = match input.next_token.as_deref().filter(|t| !t.is_empty()) {
-        None => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| exception("InvalidNextTokenException", "The next token is not valid"))?,
-    };
+    let Page { skip, max } = Page::of(input.max_results, input.next_token.as_deref())?;
     let records = state
         .store
         .list_action_executions(&pipeline, execution.as_deref(), (skip + max + 1) as u32)
@@ -543,11 +556,7 @@ pub(crate) async fn list_actions<S: Store>(
             d
         })
         .collect();
-    let mut out = json!({ "actionExecutionDetails": details });
-    if more {
-        out["nextToken"] = json!((skip + max).to_string());
-    }
-    Ok(out)
+    Ok(Page { skip, max }.answer("actionExecutionDetails", details, more))
 }
 
 #[derive(Deserialize)]
