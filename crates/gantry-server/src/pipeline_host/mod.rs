@@ -121,9 +121,21 @@ impl PipelineHost {
                 self.runtimes.lock().await.remove(pipeline);
                 return Err(e.into());
             }
+            let events = state_change_events(&guard, &effects, &state.config);
             guard.evict_ended();
             drop(guard);
             self.perform(state, &effects);
+            if !events.is_empty() {
+                // Published off the engine's path, in order: an event is
+                // output, and a slow bus must not slow the pipeline.
+                let bus = state.events.clone();
+                tokio::spawn(async move {
+                    for (detail_type, resources, detail) in events {
+                        bus.publish("gantry.codepipeline", detail_type, resources, detail)
+                            .await;
+                    }
+                });
+            }
             Ok(effects)
         })
     }
@@ -250,6 +262,102 @@ impl PipelineHost {
         tasks.retain(|_, t| !t.is_finished());
         tasks.insert(id, task.abort_handle());
     }
+}
+
+/// The EventBridge events of one step's state changes, with the detail
+/// types and members CodePipeline's events have.
+fn state_change_events(
+    rt: &PipelineRuntime,
+    effects: &[Effect],
+    config: &crate::Config,
+) -> Vec<(&'static str, Vec<String>, serde_json::Value)> {
+    use gantry_pipeline::{ActionStatus, ExecutionStatus, StageStatus};
+    let arn = format!(
+        "arn:aws:codepipeline:{}:{}:{}",
+        config.region,
+        config.account_id,
+        rt.pipeline()
+    );
+    let version = |id: &str| rt.execution(id).map(|e| e.plan.version).unwrap_or(0);
+    let mut out = Vec::new();
+    for effect in effects {
+        let (detail_type, detail) = match effect {
+            Effect::ExecutionChanged {
+                execution_id,
+                status,
+            } => {
+                let state = match status {
+                    ExecutionStatus::InProgress => "STARTED",
+                    ExecutionStatus::Stopping => "STOPPING",
+                    ExecutionStatus::Stopped => "STOPPED",
+                    ExecutionStatus::Succeeded => "SUCCEEDED",
+                    ExecutionStatus::Superseded => "SUPERSEDED",
+                    ExecutionStatus::Failed => "FAILED",
+                    ExecutionStatus::Cancelled => "CANCELED",
+                };
+                (
+                    "CodePipeline Pipeline Execution State Change",
+                    serde_json::json!({
+                        "pipeline": rt.pipeline(), "execution-id": execution_id,
+                        "state": state, "version": version(execution_id),
+                    }),
+                )
+            }
+            Effect::StageChanged {
+                execution_id,
+                stage,
+                status,
+            } => {
+                let state = match status {
+                    StageStatus::InProgress => "STARTED",
+                    StageStatus::Stopping => "STOPPING",
+                    StageStatus::Stopped => "STOPPED",
+                    StageStatus::Succeeded => "SUCCEEDED",
+                    StageStatus::Failed => "FAILED",
+                    StageStatus::Cancelled => "CANCELED",
+                };
+                (
+                    "CodePipeline Stage Execution State Change",
+                    serde_json::json!({
+                        "pipeline": rt.pipeline(), "execution-id": execution_id,
+                        "stage": stage, "state": state, "version": version(execution_id),
+                    }),
+                )
+            }
+            Effect::ActionChanged {
+                execution_id,
+                stage,
+                action,
+                status,
+            } => {
+                let state = match status {
+                    ActionStatus::InProgress => "STARTED",
+                    ActionStatus::Succeeded => "SUCCEEDED",
+                    ActionStatus::Failed => "FAILED",
+                    ActionStatus::Abandoned => "ABANDONED",
+                };
+                let kind = rt.execution(execution_id).and_then(|e| {
+                    let s = e.plan.stages.iter().find(|s| &s.name == stage)?;
+                    s.actions.iter().find(|a| &a.name == action)
+                });
+                (
+                    "CodePipeline Action Execution State Change",
+                    serde_json::json!({
+                        "pipeline": rt.pipeline(), "execution-id": execution_id,
+                        "stage": stage, "action": action, "state": state,
+                        "region": config.region, "version": version(execution_id),
+                        "type": kind.map(|a| serde_json::json!({
+                            "owner": a.owner, "category": a.category,
+                            "provider": a.provider, "version": a.version,
+                        })),
+                    }),
+                )
+            }
+            _ => continue,
+        };
+        out.push((detail_type, vec![arn.clone()], detail));
+    }
+    out
 }
 
 /// The stage names whose executions must wait at the entrance: inbound

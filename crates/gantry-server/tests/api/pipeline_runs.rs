@@ -885,3 +885,75 @@ async fn polling_starts_each_watching_pipeline_once_per_new_head() {
     assert_eq!(execution_count(&server, "polled-b").await, 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "13")], "thirteenth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    for name in ["first", "second"] {
+        let mut decl = declaration(name, &url, "");
+        decl["stages"].as_array_mut().expect("stages").truncate(2);
+        for (suffix, spec) in [("build", BUILD), ("test", TEST)] {
+            server
+                .call(
+                    "CreateProject",
+                    &pipeline_project(&format!("{name}-{suffix}"), spec),
+                )
+                .await;
+        }
+        ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    }
+    let pattern = json!({
+        "source": ["gantry.codepipeline"],
+        "detail-type": ["CodePipeline Pipeline Execution State Change"],
+        "detail": { "pipeline": ["first"], "state": ["SUCCEEDED"] },
+    });
+    events(
+        &server,
+        "PutRule",
+        &json!({ "Name": "chain", "EventPattern": pattern.to_string() }),
+    )
+    .await;
+    events(
+        &server,
+        "PutTargets",
+        &json!({ "Rule": "chain", "Targets": [
+            { "Id": "next", "Arn": "arn:aws:codepipeline:us-east-1:000000000000:second" }
+        ]}),
+    )
+    .await;
+    let started = ok(
+        &server,
+        "StartPipelineExecution",
+        &json!({ "name": "first" }),
+    )
+    .await;
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let e = wait_status(&server, "first", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded");
+    for _ in 0..1200 {
+        let listed = ok(
+            &server,
+            "ListPipelineExecutions",
+            &json!({ "pipelineName": "second" }),
+        )
+        .await;
+        if let Some(first) = listed["pipelineExecutionSummaries"]
+            .as_array()
+            .and_then(|a| a.first())
+        {
+            assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
+            // Only the SUCCEEDED event matched: one start, not one per state change.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(execution_count(&server, "second").await, 1);
+            server.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the SUCCEEDED event of the first pipeline never started the second");
+}
