@@ -130,15 +130,60 @@ fn declaration(name: &str, url: &str, marker: &str) -> Value {
     })
 }
 
-async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
-    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
+/// Starts `pipeline`; returns the execution id.
+async fn start(server: &TestServer, pipeline: &str) -> String {
+    let started = ok(
+        server,
+        "StartPipelineExecution",
+        &json!({ "name": pipeline }),
+    )
+    .await;
+    started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Creates the `<pipeline>-<suffix>` projects, one per buildspec.
+async fn create_projects(server: &TestServer, pipeline: &str, specs: &[(&str, &str)]) {
+    for (suffix, spec) in specs {
         server
             .call(
                 "CreateProject",
-                &pipeline_project(&format!("{name}-{suffix}"), spec),
+                &pipeline_project(&format!("{pipeline}-{suffix}"), spec),
             )
             .await;
     }
+}
+
+/// Polls until `pipeline` has an execution (started by something other
+/// than the test); returns its summary.
+async fn first_execution(server: &TestServer, pipeline: &str, what: &str) -> Value {
+    for _ in 0..1200 {
+        let listed = ok(
+            server,
+            "ListPipelineExecutions",
+            &json!({ "pipelineName": pipeline }),
+        )
+        .await;
+        if let Some(first) = listed["pipelineExecutionSummaries"]
+            .as_array()
+            .and_then(|a| a.first())
+        {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: {pipeline} was never started");
+}
+
+async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
+    create_projects(
+        server,
+        name,
+        &[("build", BUILD), ("test", TEST), ("deploy", DEPLOY)],
+    )
+    .await;
     ok(
         server,
         "CreatePipeline",
@@ -208,11 +253,7 @@ async fn a_pipeline_runs_source_parallel_actions_approval_and_deploy() {
     let server = TestServer::start(&dir.path().join("data")).await;
     setup(&server, "app", &url, "").await;
 
-    let started = ok(&server, "StartPipelineExecution", &json!({ "name": "app" })).await;
-    let id = started["pipelineExecutionId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start(&server, "app").await;
     let token = approval_token(&server, "app").await;
 
     // Before the answer: the deploy has not run, a wrong token is refused.
@@ -316,16 +357,7 @@ async fn a_failed_stage_is_retried_with_its_failed_actions_only() {
     let server = TestServer::start(&dir.path().join("data")).await;
     setup(&server, "retry", &url, marker.to_str().expect("path")).await;
 
-    let started = ok(
-        &server,
-        "StartPipelineExecution",
-        &json!({ "name": "retry" }),
-    )
-    .await;
-    let id = started["pipelineExecutionId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start(&server, "retry").await;
     let e = wait_status(&server, "retry", &id, &["Failed", "Succeeded"]).await;
     assert_eq!(e["status"], "Failed");
     assert!(
@@ -381,16 +413,7 @@ async fn stop_and_abandon_ends_an_execution_waiting_for_approval() {
     let url = repo_with(dir.path(), &[("version.txt", "3")], "third");
     let server = TestServer::start(&dir.path().join("data")).await;
     setup(&server, "stop", &url, "").await;
-    let started = ok(
-        &server,
-        "StartPipelineExecution",
-        &json!({ "name": "stop" }),
-    )
-    .await;
-    let id = started["pipelineExecutionId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start(&server, "stop").await;
     let token = approval_token(&server, "stop").await;
     ok(
         &server,
@@ -424,16 +447,7 @@ async fn a_waiting_approval_and_its_answer_survive_a_restart() {
     let data = dir.path().join("data");
     let server = TestServer::start(&data).await;
     setup(&server, "durable", &url, "").await;
-    let started = ok(
-        &server,
-        "StartPipelineExecution",
-        &json!({ "name": "durable" }),
-    )
-    .await;
-    let id = started["pipelineExecutionId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start(&server, "durable").await;
     let token = approval_token(&server, "durable").await;
     server.stop().await;
 
@@ -660,14 +674,12 @@ async fn gitlab_tokens_and_path_filters_decide_what_starts() {
         "sourceActionName": "Checkout",
         "push": [{ "branches": { "includes": ["main"] }, "filePaths": { "includes": ["src/**"], "excludes": ["**/*.md"] } }]
     }}]);
-    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
-        server
-            .call(
-                "CreateProject",
-                &pipeline_project(&format!("mono-{suffix}"), spec),
-            )
-            .await;
-    }
+    create_projects(
+        &server,
+        "mono",
+        &[("build", BUILD), ("test", TEST), ("deploy", DEPLOY)],
+    )
+    .await;
     ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
     let path = put_webhook(&server, "mono", "gl-token").await;
     let gitlab = |token: &str| {
@@ -718,30 +730,20 @@ async fn queued_executions_from_concurrent_starts_all_run_in_order() {
     decl["pipelineType"] = json!("V2");
     decl["executionMode"] = json!("QUEUED");
     decl["stages"].as_array_mut().expect("stages").remove(2); // no approval
-    for (suffix, spec) in [("build", BUILD), ("test", TEST), ("deploy", DEPLOY)] {
-        server
-            .call(
-                "CreateProject",
-                &pipeline_project(&format!("queue-{suffix}"), spec),
-            )
-            .await;
-    }
+    create_projects(
+        &server,
+        "queue",
+        &[("build", BUILD), ("test", TEST), ("deploy", DEPLOY)],
+    )
+    .await;
     ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let out = ok(
-            &server,
-            "StartPipelineExecution",
-            &json!({ "name": "queue" }),
-        )
-        .await;
-        ids.push(out["pipelineExecutionId"].as_str().expect("id").to_owned());
+        ids.push(start(&server, "queue").await);
     }
-    let mut ended = Vec::new();
     for id in &ids {
         let e = wait_status(&server, "queue", id, &["Succeeded", "Failed", "Superseded"]).await;
         assert_eq!(e["status"], "Succeeded", "{e:#}");
-        ended.push(id.clone());
     }
     // Each entered Deploy after the one started before it: deploy actions
     // started in start order.
@@ -804,24 +806,9 @@ async fn an_event_rule_targeting_a_pipeline_starts_it() {
         ]}),
     )
     .await;
-    for _ in 0..1200 {
-        let listed = ok(
-            &server,
-            "ListPipelineExecutions",
-            &json!({ "pipelineName": "evented" }),
-        )
-        .await;
-        if let Some(first) = listed["pipelineExecutionSummaries"]
-            .as_array()
-            .and_then(|a| a.first())
-        {
-            assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
-            server.stop().await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the rule never started the pipeline");
+    let first = first_execution(&server, "evented", "the rule").await;
+    assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -836,14 +823,7 @@ async fn polling_starts_each_watching_pipeline_once_per_new_head() {
         let mut decl = declaration(name, &url, "");
         decl["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] = json!("true");
         decl["stages"].as_array_mut().expect("stages").truncate(2);
-        for (suffix, spec) in [("build", BUILD), ("test", TEST)] {
-            server
-                .call(
-                    "CreateProject",
-                    &pipeline_project(&format!("{name}-{suffix}"), spec),
-                )
-                .await;
-        }
+        create_projects(&server, name, &[("build", BUILD), ("test", TEST)]).await;
         ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
     }
     // The first rounds only record the head.
@@ -852,29 +832,11 @@ async fn polling_starts_each_watching_pipeline_once_per_new_head() {
     repo_with(dir.path(), &[("version.txt", "12")], "twelfth");
     let head = head_of(dir.path());
     for name in ["polled-a", "polled-b"] {
-        let mut found = None;
-        for _ in 0..300 {
-            let listed = ok(
-                &server,
-                "ListPipelineExecutions",
-                &json!({ "pipelineName": name }),
-            )
-            .await;
-            if let Some(first) = listed["pipelineExecutionSummaries"]
-                .as_array()
-                .and_then(|a| a.first())
-            {
-                found = Some(
-                    first["pipelineExecutionId"]
-                        .as_str()
-                        .expect("id")
-                        .to_owned(),
-                );
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let id = found.unwrap_or_else(|| panic!("{name} was not started by polling"));
+        let first = first_execution(&server, name, "polling").await;
+        let id = first["pipelineExecutionId"]
+            .as_str()
+            .expect("id")
+            .to_owned();
         let e = wait_status(&server, name, &id, &["Succeeded", "Failed"]).await;
         assert_eq!(e["trigger"]["triggerType"], "PollForSourceChanges");
         assert_eq!(e["artifactRevisions"][0]["revisionId"], head.as_str());
@@ -894,14 +856,7 @@ async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
     for name in ["first", "second"] {
         let mut decl = declaration(name, &url, "");
         decl["stages"].as_array_mut().expect("stages").truncate(2);
-        for (suffix, spec) in [("build", BUILD), ("test", TEST)] {
-            server
-                .call(
-                    "CreateProject",
-                    &pipeline_project(&format!("{name}-{suffix}"), spec),
-                )
-                .await;
-        }
+        create_projects(&server, name, &[("build", BUILD), ("test", TEST)]).await;
         ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
     }
     let pattern = json!({
@@ -923,37 +878,18 @@ async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
         ]}),
     )
     .await;
-    let started = ok(
-        &server,
-        "StartPipelineExecution",
-        &json!({ "name": "first" }),
-    )
-    .await;
-    let id = started["pipelineExecutionId"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = start(&server, "first").await;
     let e = wait_status(&server, "first", &id, &["Succeeded", "Failed"]).await;
     assert_eq!(e["status"], "Succeeded");
-    for _ in 0..1200 {
-        let listed = ok(
-            &server,
-            "ListPipelineExecutions",
-            &json!({ "pipelineName": "second" }),
-        )
-        .await;
-        if let Some(first) = listed["pipelineExecutionSummaries"]
-            .as_array()
-            .and_then(|a| a.first())
-        {
-            assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
-            // Only the SUCCEEDED event matched: one start, not one per state change.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            assert_eq!(execution_count(&server, "second").await, 1);
-            server.stop().await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the SUCCEEDED event of the first pipeline never started the second");
+    let first = first_execution(
+        &server,
+        "second",
+        "the SUCCEEDED event of the first pipeline",
+    )
+    .await;
+    assert_eq!(first["trigger"]["triggerType"], "CloudWatchEvent");
+    // Only the SUCCEEDED event matched: one start, not one per state change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(execution_count(&server, "second").await, 1);
+    server.stop().await;
 }
