@@ -39,6 +39,16 @@ fn host_error(e: HostError, pipeline: &str, execution: &str) -> ApiError {
     }
 }
 
+/// PipelineNotFoundException unless the pipeline exists; reads the row
+/// without parsing the declaration (for operations that only check).
+async fn pipeline_exists<S: Store>(state: &AppState<S>, name: &str) -> Result<(), ApiError> {
+    match state.store.get_pipeline(name, None).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::NotFound) => Err(pipeline_not_found(name)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A pipeline's current plan, or PipelineNotFoundException.
 async fn current_plan<S: Store>(state: &AppState<S>, name: &str) -> Result<Plan, ApiError> {
     match super::get_pipeline(state.store.as_ref(), name).await? {
@@ -163,7 +173,7 @@ pub(crate) async fn stop<S: Store>(
 ) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
     let id = required(input.pipeline_execution_id, "pipelineExecutionId")?;
-    current_plan(state, &pipeline).await?;
+    pipeline_exists(state, &pipeline).await?;
     if state
         .pipelines
         .active_execution(state.store.as_ref(), &pipeline, &id)
@@ -295,7 +305,7 @@ pub(crate) struct GetInput {
 pub(crate) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
     let id = required(input.pipeline_execution_id, "pipelineExecutionId")?;
-    current_plan(state, &pipeline).await?;
+    pipeline_exists(state, &pipeline).await?;
     let e = load_execution(state, &pipeline, &id).await?;
     Ok(json!({ "pipelineExecution": execution_json(&e) }))
 }
@@ -342,7 +352,7 @@ pub(crate) async fn list<S: Store>(
     input: ListInput,
 ) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
-    current_plan(state, &pipeline).await?;
+    pipeline_exists(state, &pipeline).await?;
     let Page { skip, max } = Page::of(input.max_results, input.next_token.as_deref())?;
     let records = state
         .store
@@ -395,7 +405,8 @@ pub(crate) async fn pipeline_state<S: Store>(
         Err(StoreError::NotFound) => return Err(pipeline_not_found(&name)),
         Err(e) => return Err(e.into()),
     };
-    let plan = current_plan(state, &name).await?;
+    let declaration = super::pipelines::parse_stored(&record.declaration)?;
+    let plan = Plan::from_declaration(&declaration, record.version);
     let meta = state
         .pipelines
         .meta(state.store.as_ref(), &name)
@@ -501,7 +512,7 @@ pub(crate) async fn list_actions<S: Store>(
     input: ListActionsInput,
 ) -> Result<Value, ApiError> {
     let pipeline = required(input.pipeline_name, "pipelineName")?;
-    current_plan(state, &pipeline).await?;
+    pipeline_exists(state, &pipeline).await?;
     let execution = input.filter.and_then(|f| f.pipeline_execution_id);
     let Page { skip, max } = Page::of(input.max_results, input.next_token.as_deref())?;
     let records = state
@@ -704,7 +715,7 @@ pub(crate) async fn retry_stage<S: Store>(
             )));
         }
     };
-    current_plan(state, &pipeline).await?;
+    pipeline_exists(state, &pipeline).await?;
     let active = state
         .pipelines
         .active_execution(state.store.as_ref(), &pipeline, &id)
