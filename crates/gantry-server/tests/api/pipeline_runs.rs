@@ -893,3 +893,131 @@ async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
     assert_eq!(execution_count(&server, "second").await, 1);
     server.stop().await;
 }
+
+async fn sfn(server: &TestServer, operation: &str, input: &Value) -> Value {
+    let (status, out) = server.aws(STEP_FUNCTIONS, SECRET, operation, input).await;
+    assert_eq!(status, 200, "{operation} {input}: {out}");
+    out
+}
+
+async fn sfn_done(server: &TestServer, arn: &str) -> Value {
+    for _ in 0..1200 {
+        let d = sfn(server, "DescribeExecution", &json!({ "executionArn": arn })).await;
+        if d["status"] != "RUNNING" {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("state-machine execution {arn} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_starts_pipelines_and_waits_for_them_with_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "21")], "twenty-first");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    for (name, build) in [
+        ("green", BUILD),
+        (
+            "red",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 3\n",
+        ),
+    ] {
+        let mut decl = declaration(name, &url, "");
+        decl["stages"].as_array_mut().expect("stages").truncate(2);
+        create_projects(&server, name, &[("build", build), ("test", TEST)]).await;
+        ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    }
+    let definition = json!({"StartAt": "Fire", "States": {
+        "Fire": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:codepipeline:startPipelineExecution",
+                 "Parameters": {"Name.$": "$.pipeline"}, "ResultPath": "$.fired", "Next": "Wait"},
+        "Wait": {"Type": "Task", "Resource": "arn:aws:states:::codepipeline:startPipelineExecution.sync",
+                 "Parameters": {"Name.$": "$.pipeline", "Variables": []},
+                 "ResultSelector": {"status.$": "$.PipelineExecution.Status",
+                                    "id.$": "$.PipelineExecution.PipelineExecutionId"},
+                 "ResultPath": "$.waited",
+                 "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Failed"}],
+                 "End": true},
+        "Failed": {"Type": "Pass", "End": true}}});
+    let machine = sfn(
+        &server,
+        "CreateStateMachine",
+        &json!({"name": "releaser", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let mut outputs = Vec::new();
+    for pipeline in ["green", "red"] {
+        let started = sfn(
+            &server,
+            "StartExecution",
+            &json!({"stateMachineArn": machine, "input": json!({"pipeline": pipeline}).to_string()}),
+        )
+        .await;
+        let done = sfn_done(&server, started["executionArn"].as_str().expect("arn")).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{done}");
+        let output: Value =
+            serde_json::from_str(done["output"].as_str().expect("output")).expect("json");
+        outputs.push((pipeline, output, started["executionArn"].clone()));
+    }
+    for (pipeline, output, arn) in &outputs {
+        // The request-response start returned an execution that exists and names its starter.
+        let fired = output["fired"]["PipelineExecutionId"]
+            .as_str()
+            .expect("fired id");
+        let e = execution(&server, pipeline, fired).await;
+        assert_eq!(e["trigger"]["triggerType"], "StartPipelineExecution", "{e}");
+        assert_eq!(
+            e["trigger"]["triggerDetail"],
+            format!("states:{}", arn.as_str().expect("arn"))
+        );
+    }
+    let (_, green, _) = &outputs[0];
+    assert_eq!(green["waited"]["status"], "Succeeded", "{green}");
+    let waited = green["waited"]["id"].as_str().expect("waited id");
+    assert_eq!(
+        execution(&server, "green", waited).await["status"],
+        "Succeeded"
+    );
+    let (_, red, _) = &outputs[1];
+    assert_eq!(red["error"]["Error"], "States.TaskFailed", "{red}");
+    let cause: Value = serde_json::from_str(red["error"]["Cause"].as_str().expect("cause"))
+        .expect("cause is JSON");
+    assert_eq!(cause["PipelineExecution"]["Status"], "Failed", "{cause}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_start_of_an_unknown_pipeline_fails_with_codepipelines_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let definition = json!({"StartAt": "Fire", "States": {
+        "Fire": {"Type": "Task", "Resource": "arn:aws:states:::codepipeline:startPipelineExecution",
+                 "Parameters": {"Name": "nowhere"}, "End": true}}});
+    let machine = sfn(
+        &server,
+        "CreateStateMachine",
+        &json!({"name": "lost", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let started = sfn(
+        &server,
+        "StartExecution",
+        &json!({"stateMachineArn": machine}),
+    )
+    .await;
+    let done = sfn_done(&server, started["executionArn"].as_str().expect("arn")).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(
+        done["error"], "CodePipeline.PipelineNotFoundException",
+        "{done}"
+    );
+    server.stop().await;
+}
