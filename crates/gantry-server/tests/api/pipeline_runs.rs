@@ -1021,3 +1021,143 @@ async fn a_state_machine_start_of_an_unknown_pipeline_fails_with_codepipelines_e
     );
     server.stop().await;
 }
+
+/// Source → a StepFunctions invoke reading its input from the source →
+/// a build over the execution's output.
+fn invoke_declaration(name: &str, url: &str, machine: &str) -> Value {
+    json!({
+        "name": name,
+        "roleArn": "arn:aws:iam::000000000000:role/gantry",
+        "artifactStore": { "type": "S3", "location": "gantry" },
+        "stages": [
+            { "name": "Source", "actions": [{
+                "name": "Checkout",
+                "actionTypeId": { "category": "Source", "owner": "AWS", "provider": "Git", "version": "1" },
+                "configuration": { "RepositoryUrl": url, "BranchName": "main" },
+                "outputArtifacts": [{ "name": "Src" }]
+            }]},
+            { "name": "Workflow", "actions": [{
+                "name": "Greet",
+                "actionTypeId": { "category": "Invoke", "owner": "AWS", "provider": "StepFunctions", "version": "1" },
+                "configuration": {
+                    "StateMachineArn": machine,
+                    "InputType": "FilePath",
+                    "Input": "sfn/input.json",
+                    "ExecutionNamePrefix": "release"
+                },
+                "inputArtifacts": [{ "name": "Src" }],
+                "outputArtifacts": [{ "name": "Greeting" }],
+                "namespace": "Sfn"
+            }]},
+            { "name": "Check", "actions": [{
+                "name": "Read",
+                "actionTypeId": { "category": "Test", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                "configuration": {
+                    "ProjectName": format!("{name}-check"),
+                    "EnvironmentVariables": json!([
+                        { "name": "EXECUTION", "value": "#{Sfn.ExecutionArn}", "type": "PLAINTEXT" }
+                    ]).to_string()
+                },
+                "inputArtifacts": [{ "name": "Greeting" }]
+            }]}
+        ]
+    })
+}
+
+async fn create_machine(server: &TestServer, name: &str, definition: Value) -> String {
+    sfn(
+        server,
+        "CreateStateMachine",
+        &json!({"name": name, "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoke_action_runs_a_state_machine_and_passes_on_its_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(
+        dir.path(),
+        &[("sfn/input.json", "{\"who\": \"world\"}")],
+        "with a workflow input",
+    );
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let greeter = create_machine(
+        &server,
+        "greeter",
+        json!({"StartAt": "Greet", "States": {"Greet": {"Type": "Pass",
+            "Parameters": {"greeting.$": "States.Format('hello {}', $.who)"}, "End": true}}}),
+    )
+    .await;
+    let broken = create_machine(
+        &server,
+        "broken",
+        json!({"StartAt": "Boom", "States": {"Boom": {"Type": "Fail",
+            "Error": "Release.Blocked", "Cause": "a freeze is on"}}}),
+    )
+    .await;
+    let check = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q 'hello world' output.json\n      - case \"$EXECUTION\" in *:execution:greeter:release-*) ;; *) echo \"bad ARN $EXECUTION\"; exit 1;; esac\n";
+    for (name, machine) in [("invoking", &greeter), ("blocked", &broken)] {
+        create_projects(&server, name, &[("check", check)]).await;
+        ok(
+            &server,
+            "CreatePipeline",
+            &json!({ "pipeline": invoke_declaration(name, &url, machine) }),
+        )
+        .await;
+    }
+    let id = start(&server, "invoking").await;
+    let e = wait_status(&server, "invoking", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e}");
+    let actions = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "invoking", "filter": { "pipelineExecutionId": id } }),
+    )
+    .await;
+    let greet = actions["actionExecutionDetails"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .find(|a| a["actionName"] == "Greet")
+        .expect("the invoke action")
+        .clone();
+    let arn = greet["output"]["outputVariables"]["ExecutionArn"]
+        .as_str()
+        .expect("ExecutionArn variable");
+    let described = sfn(
+        &server,
+        "DescribeExecution",
+        &json!({ "executionArn": arn }),
+    )
+    .await;
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(
+        described["name"],
+        format!(
+            "release-{}",
+            greet["actionExecutionId"].as_str().expect("id")
+        )
+    );
+    assert_eq!(
+        greet["output"]["outputVariables"]["StateMachineArn"],
+        greeter.as_str()
+    );
+
+    let id = start(&server, "blocked").await;
+    let e = wait_status(&server, "blocked", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Failed", "{e}");
+    let state = ok(&server, "GetPipelineState", &json!({ "name": "blocked" })).await;
+    let greet = &state["stageStates"][1]["actionStates"][0]["latestExecution"];
+    assert_eq!(greet["status"], "Failed", "{state}");
+    let message = greet["errorDetails"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("Release.Blocked") && message.contains("a freeze is on"),
+        "{message}"
+    );
+    server.stop().await;
+}
