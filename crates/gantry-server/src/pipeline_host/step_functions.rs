@@ -222,9 +222,9 @@ pub(super) async fn abandon<S: Store>(state: &AppState<S>, arn: &str) {
         "error": "Gantry.Abandoned",
         "cause": "the pipeline execution was stopped and abandoned",
     });
-    if let Ok(input) = serde_json::from_value(input) {
-        if let Err(e) = crate::stepfunctions::executions::stop(state, "codepipeline", input).await {
-            tracing::warn!(execution = %arn, error = %e.error.message, "could not stop an abandoned action's execution");
-        }
+    if let Ok(input) = serde_json::from_value(input)
+        && let Err(e) = crate::stepfunctions::executions::stop(state, "codepipeline", input).await
+    {
+        tracing::warn!(execution = %arn, error = %e.error.message, "could not stop an abandoned action's execution");
     }
 }
