@@ -69,6 +69,9 @@ async fn serve(args: ServerArgs) -> ExitCode {
     config.max_concurrent_builds = args.max_builds as usize;
     config.public_url = args.public_url.clone();
     config.poll_interval = std::time::Duration::from_secs(args.poll_interval);
+    config.chat_signing_secret = std::env::var("GANTRY_CHAT_SIGNING_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
     config.admin_key = match admin_key_from_env() {
         Ok(key) => key,
         Err(e) => {
