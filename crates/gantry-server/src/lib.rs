@@ -37,6 +37,7 @@ mod codepipeline;
 mod config;
 mod error;
 mod eventbridge;
+mod outbound;
 mod pipeline_host;
 mod polling;
 mod recovery;
