@@ -451,7 +451,8 @@ impl<S: Store> Engine<S> {
         let (tx, rx) = oneshot::channel();
         let mut live = Live {
             arn: arn.clone(),
-            exec: self.new_execution(machine),
+            // Express: no history is kept, so no history limit either.
+            exec: self.new_execution(machine).without_history_limit(),
             durable: false,
             timers: HashMap::new(),
             tasks: HashMap::new(),

@@ -41,6 +41,8 @@ struct Core {
     history: Vec<HistoryEvent>,
     /// The host's secret for task tokens (see [`Execution::with_task_token_key`]).
     token_key: Option<[u8; 32]>,
+    /// The most history events before the execution fails (`None`: no limit).
+    history_limit: Option<usize>,
 }
 
 impl Entropy for Core {
@@ -186,8 +188,19 @@ impl Execution {
             journal: Vec::new(),
             root: None,
             outcome: None,
-            core: Core::default(),
+            core: Core {
+                history_limit: Some(MAX_HISTORY_EVENTS),
+                ..Core::default()
+            },
         }
+    }
+
+    /// Lifts the 25,000-event history limit, as for Express workflows
+    /// (AWS keeps no history for those, so it sets no such limit). Standard
+    /// executions keep it: it is also what stops a runaway loop.
+    pub fn without_history_limit(mut self) -> Self {
+        self.core.history_limit = None;
+        self
     }
 
     /// Makes task tokens unguessable: each token then includes a keyed hash under
@@ -396,7 +409,10 @@ fn enter(t: &mut Thread, path: &[usize], name: String, input: Value, core: &mut 
     let Some(st) = machine.states.get(&name) else {
         return Step::Fail(Failure::runtime(format!("state \"{name}\" does not exist")));
     };
-    if core.history.len() >= MAX_HISTORY_EVENTS {
+    if core
+        .history_limit
+        .is_some_and(|limit| core.history.len() >= limit)
+    {
         return Step::Fail(Failure::runtime(format!(
             "The execution exceeded the limit of {MAX_HISTORY_EVENTS} history events"
         )));

@@ -2,6 +2,8 @@
 
 pub mod bench;
 mod bench_pipeline;
+mod bench_server;
+mod bench_states;
 pub mod build;
 pub mod events;
 pub mod server;
