@@ -52,7 +52,7 @@ use gantry_store::{MasterKey, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use bootstrap::AdminKey;
-pub use config::Config;
+pub use config::{Config, Database};
 pub use error::ApiError;
 pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
 
@@ -116,7 +116,17 @@ impl Server<SqliteStore> {
             source,
         })?;
         let key = MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?;
-        let store = SqliteStore::open(&dir.join(files::DATABASE), key).await?;
+        let database = match &config.database {
+            Some(Database::Sqlite(path)) => path.clone(),
+            None => dir.join(files::DATABASE),
+        };
+        if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| ServerError::DataDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let store = SqliteStore::open(&database, key).await?;
         Server::with_store(config, store).await
     }
 }
