@@ -36,6 +36,7 @@ mod codepipeline;
 mod config;
 mod error;
 mod eventbridge;
+pub mod local;
 mod pipeline_host;
 mod polling;
 mod recovery;

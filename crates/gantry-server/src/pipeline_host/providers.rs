@@ -57,6 +57,17 @@ impl ProviderContext {
     }
 }
 
+impl ProviderContext {
+    /// The build an attempt runs now, if it runs one.
+    pub fn current_build(&self, action_execution_id: &str) -> Option<String> {
+        self.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action_execution_id)
+            .cloned()
+    }
+}
+
 fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Input> {
     Some(Input::ActionFailed {
         execution_id: job.execution_id.clone(),

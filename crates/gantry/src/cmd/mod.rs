@@ -4,6 +4,7 @@ pub mod bench;
 mod bench_pipeline;
 pub mod build;
 pub mod events;
+pub mod pipeline_run;
 pub mod server;
 pub mod states;
 pub mod validate;
