@@ -257,17 +257,13 @@ impl LocalRun {
             if latest["pipelineExecutionId"] != watch.execution_id.as_str() {
                 continue;
             }
-            let stage_status = latest["status"].as_str().unwrap_or_default();
-            let stage_ended = stage_status != "InProgress";
-            if !stage_ended {
-                report_stage(watch, name, stage_status, &mut out);
-            }
+            // The stage's start before its actions' events, its end after.
+            report_stage(watch, name, "InProgress", &mut out);
             for action in stage["actionStates"].as_array().into_iter().flatten() {
                 self.poll_action(watch, name, action, &mut out).await?;
             }
-            if stage_ended {
-                report_stage(watch, name, stage_status, &mut out);
-            }
+            let stage_status = latest["status"].as_str().unwrap_or_default();
+            report_stage(watch, name, stage_status, &mut out);
         }
         let ended = !matches!(status.as_str(), "InProgress" | "Stopping" | "");
         Ok((out, ended.then_some(status)))
@@ -565,17 +561,13 @@ impl LocalRun {
     }
 }
 
+/// Reports a stage's status once: its start the first time it is seen, a
+/// change after that.
 fn report_stage(watch: &mut Watch, stage: &str, status: &str, out: &mut Vec<Progress>) {
     let before = watch.stages.get(stage).map(String::as_str);
-    if before == Some(status) {
+    let start_again = status == "InProgress" && before.is_some();
+    if before == Some(status) || start_again || status.is_empty() {
         return;
-    }
-    if before.is_none() && status != "InProgress" {
-        // Started and ended between two polls: report both.
-        out.push(Progress::Stage {
-            stage: stage.into(),
-            status: "InProgress".into(),
-        });
     }
     out.push(Progress::Stage {
         stage: stage.into(),

@@ -470,11 +470,11 @@ async fn answer(args: &PipelineRunArgs, plan: &Plan, stage: &str, action: &str) 
         .and_then(|s| s.actions.iter().find(|a| a.name.value == action))
         .and_then(|a| a.configuration.as_ref()?.get("CustomData"))
         .map(|v| v.value.clone());
+    if let Some(text) = &custom {
+        eprintln!("    {text}");
+    }
     let terminal = std::io::stdin().is_terminal();
     if terminal {
-        if let Some(text) = &custom {
-            eprintln!("    {text}");
-        }
         eprint!("Approve {stage}/{action}? [y/N] ");
         let _ = std::io::stderr().flush();
     }
