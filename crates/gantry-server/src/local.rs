@@ -196,6 +196,52 @@ impl LocalRun {
         }
     }
 
+    /// Stops (abandoning their actions) the executions of `pipeline` that
+    /// an earlier run in this data directory left running when it was
+    /// killed: nothing runs their actions any more, and in QUEUED mode they
+    /// would hold the new execution back. Returns how many were stopped.
+    pub async fn stop_leftovers(&self, pipeline: &str) -> Result<usize, LocalError> {
+        let listed = match self
+            .codepipeline(
+                "ListPipelineExecutions",
+                &json!({ "pipelineName": pipeline, "maxResults": 100 }),
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            Err(LocalError::Api { code, .. }) if code == "PipelineNotFoundException" => {
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut stopped = 0;
+        for e in listed["pipelineExecutionSummaries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if e["status"] != "InProgress" {
+                continue;
+            }
+            let Some(id) = e["pipelineExecutionId"].as_str() else {
+                continue;
+            };
+            let input = json!({
+                "pipelineName": pipeline,
+                "pipelineExecutionId": id,
+                "abandon": true,
+                "reason": "Left running by an interrupted local run",
+            });
+            match self.codepipeline("StopPipelineExecution", &input).await {
+                Ok(_) => stopped += 1,
+                Err(LocalError::Api { code, .. })
+                    if code == "PipelineExecutionNotStoppableException" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stopped)
+    }
+
     /// Starts an execution with pipeline-level `variables`; returns what
     /// [`LocalRun::poll`] follows.
     pub async fn start(

@@ -425,3 +425,45 @@ fn ctrl_c_stops_the_execution_and_its_builds_and_exits_130() {
         "{seen:#?}"
     );
 }
+
+#[test]
+fn a_run_killed_mid_build_leaves_nothing_that_holds_the_next_run_back() {
+    let f = fixture();
+    let data = f.path("data");
+    let data_arg = data.to_str().expect("utf-8 path").to_owned();
+    let file = f.test_project(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo waiting\n      - sleep 30\n",
+    );
+    let project = format!("shop-test={}", file.display());
+    let mut child = pipeline_run_cmd()
+        .arg(&f.pipeline)
+        .args(["--auto-approve", "--project", &project, "--data-dir", &data_arg])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gantry");
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    for line in stderr.lines().map_while(Result::ok) {
+        if line == "[Test] waiting" {
+            break;
+        }
+    }
+    // SIGKILL: the execution stays InProgress in the data directory.
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    let project = passing_test(&f);
+    let out = run(
+        &f,
+        &["--auto-approve", "--project", &project, "--data-dir", &data_arg],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("Stopped 1 execution(s) of shop left running by an earlier run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("[Ship] deploying"), "{stderr}");
+}

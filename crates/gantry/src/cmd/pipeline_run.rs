@@ -300,11 +300,19 @@ async fn drive(args: &PipelineRunArgs, plan: &Plan, run: &LocalRun) -> ExitCode 
             return ExitCode::from(2);
         }
     }
+    let name = plan.pipeline.name.value.clone();
+    match run.stop_leftovers(&name).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("Stopped {n} execution(s) of {name} left running by an earlier run"),
+        Err(e) => {
+            eprintln!("gantry pipeline run: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if let Err(e) = run.put_pipeline(&plan.declaration).await {
         eprintln!("gantry pipeline run: {}: {e}", args.file.display());
         return ExitCode::from(2);
     }
-    let name = plan.pipeline.name.value.clone();
     let mut watch = match run.start(&name, &plan.variables).await {
         Ok(w) => w,
         Err(e) => {
