@@ -46,8 +46,8 @@ pub enum LocalError {
         /// What was wrong.
         message: String,
     },
-    /// A build log could not be read.
-    #[error("reading the log of build {build}: {message}")]
+    /// A build or its log could not be read.
+    #[error("reading build {build}: {message}")]
     Log {
         /// The build id.
         build: String,
@@ -111,6 +111,8 @@ pub struct Watch {
     /// Build id → the last log line's sequence number reported.
     logs: HashMap<String, u64>,
     asked: HashSet<String>,
+    /// Every build the run started: id → (stage, action).
+    builds: BTreeMap<String, (String, String)>,
 }
 
 impl Watch {
@@ -271,6 +273,7 @@ impl LocalRun {
             actions: HashMap::new(),
             logs: HashMap::new(),
             asked: HashSet::new(),
+            builds: BTreeMap::new(),
         })
     }
 
@@ -370,6 +373,10 @@ impl LocalRun {
                     .map(str::to_owned)
             });
         if let Some(build) = build {
+            watch
+                .builds
+                .entry(build.clone())
+                .or_insert_with(|| (stage.to_owned(), name.to_owned()));
             self.read_log(watch, stage, name, &build, out).await?;
         }
         if status == "InProgress"
@@ -505,6 +512,45 @@ impl LocalRun {
             }
             other => other.map(|_| ()),
         }
+    }
+
+    /// Waits for every build the run started to record its end (after a
+    /// stop, the abandoned builds stop); returns (stage, action, build id,
+    /// status) for each, in build id order.
+    pub async fn settle_builds(
+        &self,
+        watch: &Watch,
+    ) -> Result<Vec<(String, String, String, String)>, LocalError> {
+        let mut out = Vec::new();
+        for (id, (stage, action)) in &watch.builds {
+            // Registered before the read, so an end in between is not missed.
+            let ended = self.state.runner.wait_for_end(id);
+            let status = self.build_status(id).await?;
+            let status = if status == "IN_PROGRESS" {
+                let _ = ended.await;
+                self.build_status(id).await?
+            } else {
+                status
+            };
+            out.push((stage.clone(), action.clone(), id.clone(), status));
+        }
+        Ok(out)
+    }
+
+    async fn build_status(&self, id: &str) -> Result<String, LocalError> {
+        let found = self
+            .state
+            .store
+            .get_builds(&[id.to_owned()])
+            .await
+            .map_err(|e| LocalError::Log {
+                build: id.into(),
+                message: e.to_string(),
+            })?;
+        Ok(found
+            .first()
+            .map(|b| b.status.clone())
+            .unwrap_or_default())
     }
 
     /// Every stage and action of the execution with its status, summary,

@@ -420,6 +420,12 @@ fn ctrl_c_stops_the_execution_and_its_builds_and_exits_130() {
         seen.iter().any(|l| l == "--> Verify/Test abandoned"),
         "{seen:#?}"
     );
+    // The abandoned build was stopped, and recorded so, before the exit.
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("    Verify/Test: build shop-test:") && l.ends_with(" STOPPED")),
+        "{seen:#?}"
+    );
     assert!(
         !seen.iter().any(|l| l.contains("Approve/Release")),
         "{seen:#?}"
@@ -432,7 +438,7 @@ fn a_run_killed_mid_build_leaves_nothing_that_holds_the_next_run_back() {
     let data = f.path("data");
     let data_arg = data.to_str().expect("utf-8 path").to_owned();
     let file = f.test_project(
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo waiting\n      - sleep 30\n",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo waiting\n      - sleep 10\n",
     );
     let project = format!("shop-test={}", file.display());
     let mut child = pipeline_run_cmd()

@@ -347,6 +347,19 @@ async fn drive(args: &PipelineRunArgs, plan: &Plan, run: &LocalRun) -> ExitCode 
         if let Err(e) = drained {
             eprintln!("gantry pipeline run: {e}");
         }
+        // Exit only once the stopped builds have recorded their end; a
+        // second Ctrl-C does not wait.
+        tokio::select! {
+            settled = run.settle_builds(&watch) => match settled {
+                Ok(builds) => {
+                    for (stage, action, id, status) in builds {
+                        eprintln!("    {stage}/{action}: build {id} {status}");
+                    }
+                }
+                Err(e) => eprintln!("gantry pipeline run: {e}"),
+            },
+            _ = tokio::signal::ctrl_c() => {}
+        }
         return ExitCode::from(130);
     }
     match run.summary(&watch).await {
