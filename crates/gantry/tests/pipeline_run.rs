@@ -40,7 +40,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 /// its buildspec inside the artifact.
 const BUILD: &str = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\n      - cp deploy.yml buildspec.yml\nartifacts:\n  files: [app.txt, buildspec.yml]\n";
 /// The deploy's buildspec: checks the artifact and prints the variables.
-const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $(cat app.txt) at $COMMIT\"\n";
+const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $(cat app.txt) at $COMMIT to $TARGET\"\n";
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -95,6 +95,10 @@ fn fixture() -> Fixture {
     let yaml = format!(
         r##"name: shop
 roleArn: arn:aws:iam::000000000000:role/gantry
+pipelineType: V2
+variables:
+  - name: Target
+    defaultValue: staging
 stages:
   - name: Source
     actions:
@@ -126,7 +130,7 @@ stages:
         actionTypeId: {{category: Build, owner: AWS, provider: CodeBuild, version: 1}}
         configuration:
           ProjectName: shop-deploy
-          EnvironmentVariables: '[{{"name":"EXPECTED","value":"#{{BuildVariables.VERSION}}","type":"PLAINTEXT"}},{{"name":"COMMIT","value":"#{{SourceVariables.CommitId}}","type":"PLAINTEXT"}}]'
+          EnvironmentVariables: '[{{"name":"EXPECTED","value":"#{{BuildVariables.VERSION}}","type":"PLAINTEXT"}},{{"name":"COMMIT","value":"#{{SourceVariables.CommitId}}","type":"PLAINTEXT"}},{{"name":"TARGET","value":"#{{variables.Target}}","type":"PLAINTEXT"}}]'
         inputArtifacts: [{{name: App}}]
 "##
     );
@@ -175,7 +179,7 @@ fn auto_approve_runs_every_stage_and_the_deploy_sees_the_artifact_and_the_commit
     let out = run(&f, &["--auto-approve", "--project", &project], "");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    let deployed = format!("[Ship] deploying app 1.0.0 at {}", f.commit);
+    let deployed = format!("[Ship] deploying app 1.0.0 at {} to staging", f.commit);
     assert!(stderr.contains(&deployed), "{stderr}");
     assert!(
         stderr.contains("--> Approve/Release succeeded (Approved by gantry pipeline run --auto-approve)"),
@@ -266,7 +270,7 @@ fn an_invalid_file_exits_2_with_file_line_and_column() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let expected = format!(
-        "{}:35:33: input artifact `Ap` of action `Ship`",
+        "{}:39:33: input artifact `Ap` of action `Ship`",
         f.pipeline.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
@@ -472,4 +476,25 @@ fn a_run_killed_mid_build_leaves_nothing_that_holds_the_next_run_back() {
         "{stderr}"
     );
     assert!(stderr.contains("[Ship] deploying"), "{stderr}");
+}
+
+#[test]
+fn variables_given_on_the_command_line_reach_the_actions() {
+    let f = fixture();
+    let project = passing_test(&f);
+    let out = run(
+        &f,
+        &["--auto-approve", "--project", &project, "--variable", "Target=production"],
+        "",
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("[Ship] deploying app 1.0.0 at "), "{stderr}");
+    assert!(stderr.contains(" to production"), "{stderr}");
+    // A variable the pipeline does not declare is refused before it starts.
+    let out = run(&f, &["--auto-approve", "--variable", "Nope=1"], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("Nope"), "{stderr}");
+    assert!(!stderr.contains("Running pipeline"), "{stderr}");
 }
