@@ -57,7 +57,9 @@ impl Database {
         {
             // sqlite:///abs/path keeps its leading slash; sqlite://rel/path is relative.
             if path.is_empty() {
-                return Err(format!("{url}: the SQLite URL names no file; expected sqlite://PATH"));
+                return Err(format!(
+                    "{url}: the SQLite URL names no file; expected sqlite://PATH"
+                ));
             }
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
@@ -144,7 +146,10 @@ mod tests {
         let pg = Database::parse("postgresql://db/gantry").unwrap_err();
         assert!(pg.contains("PostgreSQL"), "{pg}");
         let other = Database::parse("mysql://db/gantry").unwrap_err();
-        assert!(other.contains("unknown database scheme `mysql://`"), "{other}");
+        assert!(
+            other.contains("unknown database scheme `mysql://`"),
+            "{other}"
+        );
         assert!(Database::parse("").is_err());
         assert!(Database::parse("sqlite://").is_err());
     }

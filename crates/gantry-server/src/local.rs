@@ -191,9 +191,10 @@ impl LocalRun {
     pub async fn put_pipeline(&self, declaration: &Value) -> Result<(), LocalError> {
         let input = json!({ "pipeline": declaration });
         match self.codepipeline("CreatePipeline", &input).await {
-            Err(LocalError::Api { code, .. }) if code == "PipelineNameInUseException" => {
-                self.codepipeline("UpdatePipeline", &input).await.map(|_| ())
-            }
+            Err(LocalError::Api { code, .. }) if code == "PipelineNameInUseException" => self
+                .codepipeline("UpdatePipeline", &input)
+                .await
+                .map(|_| ()),
             other => other.map(|_| ()),
         }
     }
@@ -259,9 +260,7 @@ impl LocalRun {
         if !variables.is_empty() {
             input["variables"] = json!(variables);
         }
-        let out = self
-            .codepipeline("StartPipelineExecution", &input)
-            .await?;
+        let out = self.codepipeline("StartPipelineExecution", &input).await?;
         let execution_id = out["pipelineExecutionId"]
             .as_str()
             .unwrap_or_default()
@@ -547,10 +546,7 @@ impl LocalRun {
                 build: id.into(),
                 message: e.to_string(),
             })?;
-        Ok(found
-            .first()
-            .map(|b| b.status.clone())
-            .unwrap_or_default())
+        Ok(found.first().map(|b| b.status.clone()).unwrap_or_default())
     }
 
     /// Every stage and action of the execution with its status, summary,
@@ -576,12 +572,19 @@ impl LocalRun {
             .await?;
         // The newest attempt's output variables, by (stage, action).
         let mut variables: BTreeMap<(String, String), (String, Value)> = BTreeMap::new();
-        for d in listed["actionExecutionDetails"].as_array().into_iter().flatten() {
+        for d in listed["actionExecutionDetails"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let key = (
                 d["stageName"].as_str().unwrap_or_default().to_owned(),
                 d["actionName"].as_str().unwrap_or_default().to_owned(),
             );
-            let attempt = d["actionExecutionId"].as_str().unwrap_or_default().to_owned();
+            let attempt = d["actionExecutionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let vars = d["output"]["outputVariables"].clone();
             variables.entry(key).or_insert((attempt, vars));
         }

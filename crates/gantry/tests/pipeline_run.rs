@@ -182,7 +182,9 @@ fn auto_approve_runs_every_stage_and_the_deploy_sees_the_artifact_and_the_commit
     let deployed = format!("[Ship] deploying app 1.0.0 at {} to staging", f.commit);
     assert!(stderr.contains(&deployed), "{stderr}");
     assert!(
-        stderr.contains("--> Approve/Release succeeded (Approved by gantry pipeline run --auto-approve)"),
+        stderr.contains(
+            "--> Approve/Release succeeded (Approved by gantry pipeline run --auto-approve)"
+        ),
         "{stderr}"
     );
     // Live progress names stages and actions, in order.
@@ -212,12 +214,18 @@ fn a_rejection_on_stdin_fails_the_run_before_the_deploy() {
     let out = run(&f, &["--project", &project, "--json"], "n\n");
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("ship it?"), "the CustomData is shown: {stderr}");
+    assert!(
+        stderr.contains("ship it?"),
+        "the CustomData is shown: {stderr}"
+    );
     assert!(
         stderr.contains("--> Approve/Release FAILED: Rejected on stdin"),
         "{stderr}"
     );
-    assert!(!stderr.contains("Deploy/Ship"), "the deploy never ran: {stderr}");
+    assert!(
+        !stderr.contains("Deploy/Ship"),
+        "the deploy never ran: {stderr}"
+    );
     assert!(!stderr.contains("[Ship]"), "{stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
     assert_eq!(summary["status"], "Failed");
@@ -253,7 +261,10 @@ fn a_failing_build_exits_1_and_names_the_action() {
         stderr.contains("--> Verify/Test FAILED: Build shop-test:"),
         "{stderr}"
     );
-    assert!(stdout.contains("    Test Failed: Build shop-test:"), "{stdout}");
+    assert!(
+        stdout.contains("    Test Failed: Build shop-test:"),
+        "{stdout}"
+    );
     assert!(!stderr.contains("Approve/Release"), "{stderr}");
 }
 
@@ -263,7 +274,10 @@ fn an_invalid_file_exits_2_with_file_line_and_column() {
     let text_of = std::fs::read_to_string(&f.pipeline).expect("read");
     std::fs::write(
         &f.pipeline,
-        text_of.replace("inputArtifacts: [{name: App}]", "inputArtifacts: [{name: Ap}]"),
+        text_of.replace(
+            "inputArtifacts: [{name: App}]",
+            "inputArtifacts: [{name: Ap}]",
+        ),
     )
     .expect("write");
     let out = run(&f, &["--auto-approve"], "");
@@ -326,7 +340,10 @@ fn json_prints_status_execution_id_and_each_action_with_its_variables() {
     assert_eq!(checkout["outputVariables"]["CommitId"], f.commit.as_str());
     let build = &summary["stages"][1]["actions"][0];
     assert_eq!(
-        (build["name"].clone(), build["outputVariables"]["VERSION"].clone()),
+        (
+            build["name"].clone(),
+            build["outputVariables"]["VERSION"].clone()
+        ),
         (json!("Build"), json!("1.0.0"))
     );
     assert!(
@@ -417,7 +434,8 @@ fn ctrl_c_stops_the_execution_and_its_builds_and_exits_130() {
     seen.extend(rx.try_iter());
     assert_eq!(status.code(), Some(130), "{seen:#?}");
     assert!(
-        seen.iter().any(|l| l.starts_with("Execution ") && l.ends_with(" Stopped")),
+        seen.iter()
+            .any(|l| l.starts_with("Execution ") && l.ends_with(" Stopped")),
         "{seen:#?}"
     );
     assert!(
@@ -447,7 +465,13 @@ fn a_run_killed_mid_build_leaves_nothing_that_holds_the_next_run_back() {
     let project = format!("shop-test={}", file.display());
     let mut child = pipeline_run_cmd()
         .arg(&f.pipeline)
-        .args(["--auto-approve", "--project", &project, "--data-dir", &data_arg])
+        .args([
+            "--auto-approve",
+            "--project",
+            &project,
+            "--data-dir",
+            &data_arg,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -466,7 +490,13 @@ fn a_run_killed_mid_build_leaves_nothing_that_holds_the_next_run_back() {
     let project = passing_test(&f);
     let out = run(
         &f,
-        &["--auto-approve", "--project", &project, "--data-dir", &data_arg],
+        &[
+            "--auto-approve",
+            "--project",
+            &project,
+            "--data-dir",
+            &data_arg,
+        ],
         "",
     );
     let stderr = text(&out.stderr);
@@ -484,12 +514,21 @@ fn variables_given_on_the_command_line_reach_the_actions() {
     let project = passing_test(&f);
     let out = run(
         &f,
-        &["--auto-approve", "--project", &project, "--variable", "Target=production"],
+        &[
+            "--auto-approve",
+            "--project",
+            &project,
+            "--variable",
+            "Target=production",
+        ],
         "",
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stderr.contains("[Ship] deploying app 1.0.0 at "), "{stderr}");
+    assert!(
+        stderr.contains("[Ship] deploying app 1.0.0 at "),
+        "{stderr}"
+    );
     assert!(stderr.contains(" to production"), "{stderr}");
     // A variable the pipeline does not declare is refused before it starts.
     let out = run(&f, &["--auto-approve", "--variable", "Nope=1"], "");

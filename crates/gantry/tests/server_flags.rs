@@ -76,7 +76,10 @@ fn without_the_local_agent_a_build_stays_queued_until_stopped() {
         .iter()
         .filter_map(|p| p["phaseType"].as_str())
         .collect();
-    assert!(!phases.contains(&"BUILD"), "the build never ran: {phases:?}");
+    assert!(
+        !phases.contains(&"BUILD"),
+        "the build never ran: {phases:?}"
+    );
     server.kill();
 }
 

@@ -158,7 +158,11 @@ fn prepare(args: &PipelineRunArgs) -> Result<Plan, Usage> {
             let known: Vec<&str> = names.iter().map(String::as_str).collect();
             return Err(Usage::from(format!(
                 "gantry pipeline run: --project {name}: no CodeBuild action of the pipeline names project `{name}`; it names: {}",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )));
         }
         given.insert(name.to_owned(), project_file(name, Path::new(file))?);
@@ -424,7 +428,10 @@ async fn follow_quietly(
 ) -> Result<(), gantry_server::local::LocalError> {
     loop {
         let (events, ended) = run.poll(watch).await?;
-        for event in events.iter().filter(|e| !matches!(e, Progress::Approval { .. })) {
+        for event in events
+            .iter()
+            .filter(|e| !matches!(e, Progress::Approval { .. }))
+        {
             print_progress(event);
         }
         if let Some(status) = ended {
@@ -481,7 +488,10 @@ fn describe(status: &str) -> &str {
 /// else, end of input included, rejects.
 async fn answer(args: &PipelineRunArgs, plan: &Plan, stage: &str, action: &str) -> (bool, String) {
     if args.auto_approve {
-        return (true, "Approved by gantry pipeline run --auto-approve".into());
+        return (
+            true,
+            "Approved by gantry pipeline run --auto-approve".into(),
+        );
     }
     let custom = plan
         .pipeline
@@ -508,7 +518,11 @@ async fn answer(args: &PipelineRunArgs, plan: &Plan, stage: &str, action: &str) 
     });
     let line = rx.await.ok().and_then(Result::ok).unwrap_or_default();
     let approve = matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes");
-    let how = if terminal { "at the terminal" } else { "on stdin" };
+    let how = if terminal {
+        "at the terminal"
+    } else {
+        "on stdin"
+    };
     let summary = if approve {
         format!("Approved {how} (gantry pipeline run)")
     } else {
