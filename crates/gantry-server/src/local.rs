@@ -138,9 +138,12 @@ pub struct LocalRun {
 impl LocalRun {
     /// Opens (or creates) `config.data_dir` as the server would, without
     /// listening anywhere, resuming nothing and delivering no events to
-    /// targets (the local run is one execution, not a server).
+    /// targets (the local run is one execution, not a server). No admin key
+    /// is made: the first `gantry server` on the directory makes and
+    /// prints it.
     pub async fn open(config: Config) -> Result<LocalRun, LocalError> {
-        let server = Server::open(config).await?;
+        let store = crate::open_store(&config).await?;
+        let server = Server::assemble(config, store, false).await?;
         let caller = VerifiedCaller {
             access_key_id: LOCAL_ACTOR.into(),
             region: server.state.config.region.clone(),

@@ -6,6 +6,8 @@
 //! exits 2 with FILE:LINE:COL, `--json`'s shape, `--project` files, and
 //! Ctrl-C stopping the run.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -536,4 +538,42 @@ fn variables_given_on_the_command_line_reach_the_actions() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Nope"), "{stderr}");
     assert!(!stderr.contains("Running pipeline"), "{stderr}");
+}
+
+#[test]
+fn a_kept_data_dir_opens_in_gantry_server_which_makes_the_first_admin_key() {
+    let f = fixture();
+    let project = passing_test(&f);
+    let data = f.path("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let out = run(
+        &f,
+        &[
+            "--auto-approve",
+            "--json",
+            "--project",
+            &project,
+            "--data-dir",
+            data_arg,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    let id = summary["executionId"].as_str().expect("executionId");
+    // The local run made no admin key, so the server's first start takes
+    // this one; the run is there to read.
+    let key = ("GANTRYRUNKEY", "gantry/run+Secret/Key=0123456789abcdef");
+    let server = support::start(&data, key);
+    let answer = support::call(
+        &server.addr,
+        key,
+        support::CODEPIPELINE,
+        "GetPipelineExecution",
+        &json!({ "pipelineName": "shop", "pipelineExecutionId": id }),
+    );
+    server.kill();
+    let (status, body) = answer.expect("server reachable");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["pipelineExecution"]["status"], "Succeeded", "{body}");
 }
