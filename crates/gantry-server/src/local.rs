@@ -226,7 +226,7 @@ impl LocalRun {
             .into_iter()
             .flatten()
         {
-            if e["status"] != "InProgress" {
+            if !matches!(e["status"].as_str(), Some("InProgress" | "Stopping")) {
                 continue;
             }
             let Some(id) = e["pipelineExecutionId"].as_str() else {
@@ -679,5 +679,52 @@ fn api_error(operation: &str, e: crate::ApiError) -> LocalError {
         operation: operation.into(),
         code: e.error.code.as_str().to_owned(),
         message: e.error.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch() -> Watch {
+        Watch {
+            pipeline: "p".into(),
+            execution_id: "e".into(),
+            stages: HashMap::new(),
+            actions: HashMap::new(),
+            logs: HashMap::new(),
+            asked: HashSet::new(),
+            builds: BTreeMap::new(),
+        }
+    }
+
+    fn statuses(out: &[Progress]) -> Vec<&str> {
+        out.iter()
+            .map(|p| match p {
+                Progress::Stage { status, .. } => status.as_str(),
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stage_is_reported_started_once_then_each_change() {
+        let mut w = watch();
+        let mut out = Vec::new();
+        report_stage(&mut w, "Build", "InProgress", &mut out);
+        report_stage(&mut w, "Build", "InProgress", &mut out);
+        report_stage(&mut w, "Build", "Succeeded", &mut out);
+        // A later poll's "start first" call does not report it again.
+        report_stage(&mut w, "Build", "InProgress", &mut out);
+        report_stage(&mut w, "Build", "Succeeded", &mut out);
+        assert_eq!(statuses(&out), ["InProgress", "Succeeded"]);
+    }
+
+    #[test]
+    fn an_unknown_status_is_not_reported() {
+        let mut w = watch();
+        let mut out = Vec::new();
+        report_stage(&mut w, "Build", "", &mut out);
+        assert!(out.is_empty());
     }
 }
