@@ -13,7 +13,7 @@
 //! User-visible behaviour and decisions: `docs/states-server.md`.
 
 mod engine;
-mod executions;
+pub(crate) mod executions;
 mod history;
 mod machines;
 mod resources;

@@ -6,7 +6,10 @@
 //! - `<any>.waitForTaskToken`: the base resource is called (HTTP, CodeBuild; any
 //!   other base is called by nobody) and the task completes by SendTaskSuccess /
 //!   SendTaskFailure with `$$.Task.Token`.
-//! - Hooks not wired yet: [`start_pipeline`] and [`run_agent_command`].
+//! - `arn:aws:states:::codepipeline:startPipelineExecution` (and its `aws-sdk:`
+//!   spelling), with `.sync`: an execution through the server's own
+//!   StartPipelineExecution; `.sync` completes when the execution ends.
+//! - A hook not wired yet: [`run_agent_command`] (agents come later).
 //!
 //! Parameters and results use the AWS SDK integrations' PascalCase member names.
 
@@ -36,7 +39,7 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 const HTTP_MAX_BODY: usize = 256 * 1024;
 /// The handle of a callback task whose token went out (nothing else to follow).
 pub(crate) const DELIVERED: &str = "delivered";
-/// How often a `.sync` build is checked.
+/// How often a `.sync` build or pipeline execution is checked.
 const BUILD_POLL: Duration = Duration::from_millis(250);
 
 /// A task to run.
@@ -88,14 +91,14 @@ pub(crate) async fn run<S: Store>(
         "arn:aws:states:::codebuild:startBuild" => start_build(engine, task, mode).await,
         "arn:aws:states:::codepipeline:startPipelineExecution"
         | "arn:aws:states:::aws-sdk:codepipeline:startPipelineExecution" => {
-            start_pipeline(task).await
+            start_pipeline(engine, task, mode).await
         }
         "arn:aws:states:::gantry:agent:runCommand" => run_agent_command(task).await,
         _ if mode == Mode::Callback => return None,
         other => Err(TaskError::new(
             "Gantry.UnsupportedResource",
             format!(
-                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], or any resource with .waitForTaskToken)"
+                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], codepipeline:startPipelineExecution[.sync], or any resource with .waitForTaskToken)"
             ),
         )),
     };
@@ -118,16 +121,102 @@ pub(crate) async fn run<S: Store>(
     }
 }
 
-/// Hook for the pipeline engine: start a pipeline (and with `.sync`, wait for it).
-/// Until the pipeline engine exposes a start function this fails, catchably.
-async fn start_pipeline(task: &Task) -> Result<Value, TaskError> {
-    Err(TaskError::new(
-        "Gantry.NotImplemented",
-        format!(
-            "{} is not wired to the pipeline engine on this server yet",
-            task.resource
-        ),
-    ))
+/// `codepipeline:startPipelineExecution` with StartPipelineExecution's
+/// parameters (`Name`, `Variables`, `SourceRevisions`); the result is
+/// `{"PipelineExecutionId": ...}` as the AWS SDK integration returns.
+/// `.sync` (Gantry's extension: AWS offers no `.sync` for pipelines) waits
+/// for the execution to end: Succeeded gives `{"PipelineExecution": ...}`
+/// as GetPipelineExecution returns it; Failed, Stopped or Superseded fail
+/// the task with `States.TaskFailed` and that execution as the cause.
+async fn start_pipeline<S: Store>(
+    engine: &Engine<S>,
+    task: &Task,
+    mode: Mode,
+) -> Result<Value, TaskError> {
+    let Some(app) = engine.app() else {
+        return Err(TaskError::new(
+            "States.Runtime",
+            "the server is shutting down",
+        ));
+    };
+    let name = task
+        .input
+        .get("Name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            TaskError::new(
+                "CodePipeline.ValidationException",
+                "startPipelineExecution needs the parameter Name (the pipeline's name)",
+            )
+        })?
+        .to_owned();
+    let execution_id = match &task.handle {
+        // Started before a restart: follow that execution rather than start another.
+        Some(id) => id.clone(),
+        None => {
+            let input = serde_json::from_value::<crate::codepipeline::executions::StartInput>(
+                camel_keys(&task.input),
+            )
+            .map_err(|e| {
+                TaskError::new(
+                    "CodePipeline.ValidationException",
+                    format!("StartPipelineExecution parameters: {e}"),
+                )
+            })?;
+            let actor = format!("states:{}", task.execution_arn);
+            let started = crate::codepipeline::executions::start(&app, &actor, input)
+                .await
+                .map_err(|e| {
+                    TaskError::new(
+                        format!("CodePipeline.{}", e.error.code.as_str()),
+                        e.error.message,
+                    )
+                })?;
+            let id = started["pipelineExecutionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match engine.store().set_task_handle(&task.token_hash, &id).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(execution = %id, error = %e, "could not record the pipeline execution of a task")
+                }
+            }
+            if mode != Mode::Sync {
+                return Ok(json!({"PipelineExecutionId": id}));
+            }
+            id
+        }
+    };
+    if mode != Mode::Sync {
+        return Ok(json!({"PipelineExecutionId": execution_id}));
+    }
+    loop {
+        let input = serde_json::from_value::<crate::codepipeline::executions::GetInput>(json!({
+            "pipelineName": name,
+            "pipelineExecutionId": execution_id,
+        }))
+        .map_err(|e| TaskError::new("States.Runtime", e.to_string()))?;
+        let got = crate::codepipeline::executions::get(&app, input)
+            .await
+            .map_err(|e| {
+                TaskError::new(
+                    format!("CodePipeline.{}", e.error.code.as_str()),
+                    e.error.message,
+                )
+            })?;
+        let execution = &got["pipelineExecution"];
+        match execution["status"].as_str().unwrap_or_default() {
+            "InProgress" | "Stopping" => tokio::time::sleep(BUILD_POLL).await,
+            "Succeeded" => return Ok(json!({"PipelineExecution": pascal_keys(execution)})),
+            _ => {
+                return Err(TaskError::new(
+                    "States.TaskFailed",
+                    json!({"PipelineExecution": pascal_keys(execution)}).to_string(),
+                ));
+            }
+        }
+    }
 }
 
 /// Hook for agents: run a command on an agent with labels. Not wired yet.
