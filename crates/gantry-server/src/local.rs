@@ -334,16 +334,18 @@ impl LocalRun {
         };
         // GetPipelineState shows the latest attempt of any execution (an
         // earlier run in a reused data directory); only this one's count.
-        let mine = self.execution(watch).await.is_some_and(|e| {
-            e.stage(stage).is_some_and(|(_, run)| {
-                run.actions
-                    .iter()
-                    .any(|a| a.action_execution_id.as_deref() == Some(attempt))
-            })
+        // Some(provider) when the attempt is this execution's.
+        let provider = self.execution(watch).await.and_then(|e| {
+            let (i, run) = e.stage(stage)?;
+            let j = run
+                .actions
+                .iter()
+                .position(|a| a.action_execution_id.as_deref() == Some(attempt))?;
+            Some(e.plan.stages[i].actions.get(j)?.provider.clone())
         });
-        if !mine {
+        let Some(provider) = provider else {
             return Ok(());
-        }
+        };
         let status = latest["status"].as_str().unwrap_or_default();
         let key = (stage.to_owned(), name.to_owned());
         let seen = watch.actions.get(&key).cloned();
@@ -363,17 +365,15 @@ impl LocalRun {
                 .insert(key.clone(), (attempt.into(), "InProgress".into()));
         }
         // A running build: the providers know its id; an ended one names it.
-        let build = self
-            .state
-            .pipelines
-            .providers
-            .current_build(attempt)
-            .or_else(|| {
-                latest["externalExecutionId"]
-                    .as_str()
-                    .filter(|id| id.contains(':'))
-                    .map(str::to_owned)
-            });
+        let build = if provider == "CodeBuild" {
+            self.state
+                .pipelines
+                .providers
+                .current_build(attempt)
+                .or_else(|| latest["externalExecutionId"].as_str().map(str::to_owned))
+        } else {
+            None
+        };
         if let Some(build) = build {
             watch
                 .builds
