@@ -29,6 +29,10 @@ pub struct Config {
     pub approval_timeout: std::time::Duration,
     /// How often Git sources with `PollForSourceChanges: true` are polled.
     pub poll_interval: std::time::Duration,
+    /// The chat app's signing secret (Slack's "Signing Secret"): with it,
+    /// approval messages get Approve and Reject buttons whose callbacks
+    /// are checked with it. `gantry server` reads `GANTRY_CHAT_SIGNING_SECRET`.
+    pub chat_signing_secret: Option<String>,
     /// The database; `None` is `<data_dir>/gantry.db`.
     pub database: Option<Database>,
     /// Whether the server runs builds itself (the embedded local agent).
@@ -91,6 +95,7 @@ impl Config {
             public_url: None,
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
             poll_interval: std::time::Duration::from_secs(60),
+            chat_signing_secret: None,
             database: None,
             local_agent: true,
         }
@@ -114,6 +119,10 @@ impl fmt::Debug for Config {
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
             .field("events", &self.events)
+            .field(
+                "chat_signing_secret",
+                &self.chat_signing_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -31,6 +31,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 
 mod auth;
 mod bootstrap;
+mod chat;
 mod codebuild;
 mod codepipeline;
 mod config;

@@ -35,6 +35,8 @@ pub(crate) struct AppState<S: Store> {
     pub pipelines: Arc<PipelineHost>,
     pub events: Arc<EventBus<S>>,
     pub engine: Arc<stepfunctions::Engine<S>>,
+    /// Chat callbacks already accepted (replays are refused).
+    pub chat: Arc<crate::chat::SeenCallbacks>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -47,6 +49,7 @@ impl<S: Store> Clone for AppState<S> {
             pipelines: self.pipelines.clone(),
             events: self.events.clone(),
             engine: self.engine.clone(),
+            chat: self.chat.clone(),
         }
     }
 }
@@ -77,6 +80,7 @@ impl<S: Store> AppState<S> {
             pipelines: Arc::new(PipelineHost::new(providers)),
             events,
             engine,
+            chat: Arc::default(),
         };
         state.engine.attach(state.clone());
         state
@@ -92,6 +96,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
     Router::new()
         .route("/", post(aws_json::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(crate::chat::ACTIONS_PATH, post(crate::chat::actions::<S>))
         .route(
             "/webhooks/codepipeline/{url_id}",
             post(crate::webhooks::deliver::<S>),

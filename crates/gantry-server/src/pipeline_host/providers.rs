@@ -520,6 +520,7 @@ async fn approval<S: Store>(
             if let Err(e) = state.store.put_approval(&record).await {
                 return failed(job, "JobFailed", format!("recording the approval: {e}"));
             }
+            crate::chat::announce_approval(state, job, &record).await;
             record
         }
         Err(e) => return failed(job, "JobFailed", format!("reading the approval: {e}")),

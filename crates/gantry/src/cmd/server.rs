@@ -86,6 +86,9 @@ async fn serve(args: ServerArgs) -> ExitCode {
             }
         }
     }
+    config.chat_signing_secret = std::env::var("GANTRY_CHAT_SIGNING_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
     config.admin_key = match admin_key_from_env() {
         Ok(key) => key,
         Err(e) => {
