@@ -25,6 +25,9 @@ gantry_server::launch_with_tcp_listener(config, listener, shutdown).await
 # }
 ```
 
+[`local::LocalRun`] drives the same state without a socket: `gantry
+pipeline run` runs a whole pipeline through it (docs/pipeline-local.md).
+
 Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
