@@ -577,3 +577,59 @@ fn a_kept_data_dir_opens_in_gantry_server_which_makes_the_first_admin_key() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pipelineExecution"]["status"], "Succeeded", "{body}");
 }
+
+/// A pseudo-terminal: (master, the slave's path).
+fn open_pty() -> (std::fs::File, PathBuf) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain libc calls on a descriptor this function owns; the
+    // master fd is handed to a File that closes it.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(master >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(master), 0, "grantpt");
+        assert_eq!(libc::unlockpt(master), 0, "unlockpt");
+        let mut name = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(master, name.as_mut_ptr(), name.len()),
+            0,
+            "ptsname_r"
+        );
+        let path = std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        (std::fs::File::from_raw_fd(master), PathBuf::from(path))
+    }
+}
+
+#[test]
+fn at_a_terminal_the_approval_is_a_prompt() {
+    let f = fixture();
+    let project = passing_test(&f);
+    let (mut master, slave_path) = open_pty();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .expect("open the pty's slave");
+    // The answer waits in the terminal's input until the prompt reads it.
+    master.write_all(b"y\n").expect("type y");
+    let out = pipeline_run_cmd()
+        .arg(&f.pipeline)
+        .args(["--project", &project])
+        .stdin(Stdio::from(slave))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run gantry");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("    ship it?\nApprove Approve/Release? [y/N] "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--> Approve/Release succeeded (Approved at the terminal"),
+        "{stderr}"
+    );
+    drop(master);
+}
