@@ -316,6 +316,28 @@ fn bad_usage_exits_2_before_anything_runs() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.json:1:"), "{stderr}");
+    // A project CreateProject refuses: its message, exit 2, nothing ran.
+    std::fs::write(
+        f.path("noimage.json"),
+        json!({
+            "source": { "type": "CODEPIPELINE" },
+            "artifacts": { "type": "CODEPIPELINE" },
+            "environment": { "type": "LINUX_CONTAINER", "computeType": "BUILD_GENERAL1_SMALL" },
+            "serviceRole": "gantry"
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let project = format!("shop-test={}", f.path("noimage.json").display());
+    let out = run(&f, &["--project", &project], "");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("project shop-test: CreateProject: InvalidInputException: environment.image"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Running pipeline"), "{stderr}");
 }
 
 #[test]

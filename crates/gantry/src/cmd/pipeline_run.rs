@@ -300,7 +300,8 @@ async fn execute(args: &PipelineRunArgs, plan: Plan) -> ExitCode {
 async fn drive(args: &PipelineRunArgs, plan: &Plan, run: &LocalRun) -> ExitCode {
     for project in &plan.projects {
         if let Err(e) = run.put_project(project).await {
-            eprintln!("gantry pipeline run: project {}: {e}", project["name"]);
+            let name = project["name"].as_str().unwrap_or_default();
+            eprintln!("gantry pipeline run: project {name}: {e}");
             return ExitCode::from(2);
         }
     }
