@@ -33,6 +33,10 @@ pub struct Config {
     /// approval messages get Approve and Reject buttons whose callbacks
     /// are checked with it. `gantry server` reads `GANTRY_CHAT_SIGNING_SECRET`.
     pub chat_signing_secret: Option<String>,
+    /// A PEM bundle of CA certificates trusted, besides the built-in
+    /// roots, by outbound HTTPS calls (event targets, chat messages, HTTP
+    /// tasks). `gantry server` reads `GANTRY_EXTRA_CA_CERTS`.
+    pub extra_ca_certs: Option<PathBuf>,
     /// The database; `None` is `<data_dir>/gantry.db`.
     pub database: Option<Database>,
     /// Whether the server runs builds itself (the embedded local agent).
@@ -96,6 +100,7 @@ impl Config {
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
             poll_interval: std::time::Duration::from_secs(60),
             chat_signing_secret: None,
+            extra_ca_certs: None,
             database: None,
             local_agent: true,
         }
@@ -119,6 +124,7 @@ impl fmt::Debug for Config {
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
             .field("events", &self.events)
+            .field("extra_ca_certs", &self.extra_ca_certs)
             .field(
                 "chat_signing_secret",
                 &self.chat_signing_secret.as_ref().map(|_| "<redacted>"),

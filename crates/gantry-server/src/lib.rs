@@ -41,6 +41,7 @@ mod config;
 mod error;
 mod eventbridge;
 pub mod local;
+mod outbound;
 mod pipeline_host;
 mod polling;
 mod recovery;

@@ -60,7 +60,11 @@ impl<S: Store> AppState<S> {
     /// cannot be opened.
     pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> Result<AppState<S>, String> {
         let config = Arc::new(config);
-        let events = Arc::new(EventBus::new(store.clone(), config.clone()));
+        let events = Arc::new(EventBus::new(
+            store.clone(),
+            config.clone(),
+            crate::outbound::client(&config, config.events.http_timeout)?,
+        ));
         let runner = Arc::new(BuildRunner::new(
             store.clone(),
             config.clone(),
@@ -71,6 +75,7 @@ impl<S: Store> AppState<S> {
             store.clone(),
             config.clone(),
             token_key,
+            crate::outbound::client(&config, stepfunctions::HTTP_TASK_TIMEOUT)?,
         ));
         let state = AppState {
             store,

@@ -138,12 +138,8 @@ pub(crate) struct EventBus<S: Store> {
 pub(crate) type EntryResult = Result<String, (String, String)>;
 
 impl<S: Store> EventBus<S> {
-    pub fn new(store: Arc<S>, config: Arc<Config>) -> EventBus<S> {
-        let http = reqwest::Client::builder()
-            .timeout(config.events.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+    /// The bus; `http` is the client its deliveries use.
+    pub fn new(store: Arc<S>, config: Arc<Config>, http: reqwest::Client) -> EventBus<S> {
         EventBus {
             store,
             config,

@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::router::AppState;
 
 pub(crate) use engine::{Engine, load_or_create_token_key};
+pub(crate) use resources::HTTP_TIMEOUT as HTTP_TASK_TIMEOUT;
 
 /// Runs one operation.
 pub(crate) async fn dispatch<S: Store>(
