@@ -32,6 +32,11 @@ enum Command {
     Events(cmd::events::EventsArgs),
     /// Amazon States Language state machines: run them locally.
     States(cmd::states::StatesArgs),
+    /// Run a whole pipeline (gantry.yml or CodePipeline JSON) here, with no
+    /// server; approvals at the terminal or with --auto-approve.
+    // TEMPORARY top-level name: moves under `gantry pipeline run` at merge.
+    #[command(name = "pipeline-run")]
+    PipelineRun(cmd::pipeline_run::PipelineRunArgs),
     /// Start the control plane (API, web UI, scheduler, local agent).
     Server(cmd::server::ServerArgs),
     /// Print a shell completion script.
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::States(args) => cmd::states::run(args),
+        Command::PipelineRun(args) => cmd::pipeline_run::run(args),
         Command::Server(args) => cmd::server::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());

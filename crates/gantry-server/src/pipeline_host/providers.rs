@@ -72,6 +72,15 @@ impl ProviderContext {
             .unwrap_or_else(|e| e.into_inner())
             .remove(attempt)
     }
+
+    /// The build an attempt runs now, if it runs one.
+    pub fn current_build(&self, action_execution_id: &str) -> Option<String> {
+        self.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action_execution_id)
+            .cloned()
+    }
 }
 
 pub(super) fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Input> {

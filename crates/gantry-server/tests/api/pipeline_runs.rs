@@ -899,6 +899,61 @@ async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
     server.stop().await;
 }
 
+/// Without the local agent (`gantry server --no-local-agent`) a pipeline's
+/// build action starts its build, which waits QUEUED; stopping the
+/// execution stops the build before it ran a phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_local_agent_build_actions_wait_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = test_repository(dir.path());
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    setup(&server, "held", &url, "").await;
+    let id = start(&server, "held").await;
+    let mut build_id = None;
+    for _ in 0..1200 {
+        let listed = server
+            .call(
+                "ListBuildsForProject",
+                &json!({ "projectName": "held-build" }),
+            )
+            .await;
+        if let Some(first) = listed["ids"][0].as_str() {
+            build_id = Some(first.to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build_id = build_id.expect("the build action started a build");
+    let build = server
+        .call("BatchGetBuilds", &json!({ "ids": [build_id] }))
+        .await["builds"][0]
+        .clone();
+    assert_eq!(
+        (build["buildStatus"].clone(), build["currentPhase"].clone()),
+        (json!("IN_PROGRESS"), json!("QUEUED")),
+        "{build}"
+    );
+    let e = execution(&server, "held", &id).await;
+    assert_eq!(e["status"], "InProgress");
+    ok(
+        &server,
+        "StopPipelineExecution",
+        &json!({ "pipelineName": "held", "pipelineExecutionId": id, "abandon": true }),
+    )
+    .await;
+    let build = server.wait_build(&build_id).await;
+    assert_eq!(build["buildStatus"], "STOPPED", "{build}");
+    assert!(
+        !build["phases"]
+            .as_array()
+            .expect("phases")
+            .iter()
+            .any(|p| p["phaseType"] == "BUILD"),
+        "the build never ran: {build}"
+    );
+    server.stop().await;
+}
+
 async fn sfn(server: &TestServer, operation: &str, input: &Value) -> Value {
     let (status, out) = server.aws(STEP_FUNCTIONS, SECRET, operation, input).await;
     assert_eq!(status, 200, "{operation} {input}: {out}");

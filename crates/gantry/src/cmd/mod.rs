@@ -6,6 +6,7 @@ mod bench_server;
 mod bench_states;
 pub mod build;
 pub mod events;
+pub mod pipeline_run;
 pub mod server;
 pub mod states;
 pub mod validate;
