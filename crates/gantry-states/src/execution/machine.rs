@@ -6,7 +6,7 @@ use super::journal::{Action, Event, ExecutionInfo, HistoryEvent, Outcome};
 use crate::definition::{Dynamic, Kind, QueryLanguage, State, StateMachine, WaitFor};
 use crate::error::{Failure, errors};
 use crate::intrinsics::{self, Entropy};
-use crate::path::{self, Roots};
+use crate::path::{self, Context, Roots};
 use crate::retry;
 use crate::timestamp;
 use serde_json::{Map, Value, json};
@@ -33,8 +33,9 @@ struct Core {
     rng: u64,
     seq: u64,
     now: i64,
-    info: ExecutionInfo,
-    input: Value,
+    /// Shared with the context objects that may be built from them.
+    info: Arc<ExecutionInfo>,
+    input: Arc<Value>,
     start_time: i64,
     waiting: BTreeMap<String, Vec<usize>>,
     actions: Vec<Action>,
@@ -158,26 +159,41 @@ fn state_type(k: &Kind) -> &'static str {
     }
 }
 
-fn context(core: &Core, r: &Running, token: Option<&str>, item: Option<(usize, &Value)>) -> Value {
-    let mut c = json!({
-        "Execution": {
-            "Id": core.info.execution_id,
-            "Input": core.input,
-            "Name": core.info.execution_name,
-            "RoleArn": core.info.role_arn,
-            "StartTime": timestamp::format_millis(core.start_time),
-            "RedriveCount": 0,
-        },
-        "State": {"EnteredTime": timestamp::format_millis(r.entered_at), "Name": r.state, "RetryCount": r.retries},
-        "StateMachine": {"Id": core.info.state_machine_id, "Name": core.info.state_machine_name},
-    });
-    if let Some(t) = token {
-        c["Task"] = json!({"Token": t});
-    }
-    if let Some((i, v)) = item {
-        c["Map"] = json!({"Item": {"Index": i, "Value": v}});
-    }
-    c
+/// The context object `$$` of the running state, built only when a path
+/// reads it: what it needs is captured cheaply (shared, not copied).
+fn context<'a>(
+    core: &Core,
+    r: &Running,
+    token: Option<&str>,
+    item: Option<(usize, &Value)>,
+) -> Context<'a> {
+    let info = core.info.clone();
+    let input = core.input.clone();
+    let start_time = core.start_time;
+    let (entered_at, state, retries) = (r.entered_at, r.state.clone(), r.retries);
+    let token = token.map(str::to_owned);
+    let item = item.map(|(i, v)| (i, v.clone()));
+    Context::lazy(move || {
+        let mut c = json!({
+            "Execution": {
+                "Id": info.execution_id,
+                "Input": *input,
+                "Name": info.execution_name,
+                "RoleArn": info.role_arn,
+                "StartTime": timestamp::format_millis(start_time),
+                "RedriveCount": 0,
+            },
+            "State": {"EnteredTime": timestamp::format_millis(entered_at), "Name": state, "RetryCount": retries},
+            "StateMachine": {"Id": info.state_machine_id, "Name": info.state_machine_name},
+        });
+        if let Some(t) = &token {
+            c["Task"] = json!({"Token": t});
+        }
+        if let Some((i, v)) = &item {
+            c["Map"] = json!({"Item": {"Index": i, "Value": v}});
+        }
+        c
+    })
 }
 
 impl Execution {
@@ -261,8 +277,8 @@ impl Execution {
                     return Vec::new();
                 }
                 self.core.rng = seed;
-                self.core.info = info;
-                self.core.input = input.clone();
+                self.core.info = Arc::new(info);
+                self.core.input = Arc::new(input.clone());
                 self.core.start_time = at;
                 self.core
                     .record("ExecutionStarted", json!({"input": input}));
