@@ -1,6 +1,6 @@
 //! [`GitCache`]: one bare mirror per repository URL, fetched with `git`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +40,9 @@ pub struct GitCache {
     dir: PathBuf,
     git: Git,
     locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Commits known to be in a mirror (a fetch never removes one), so a
+    /// second look costs no `git` process.
+    known: Arc<Mutex<HashSet<(PathBuf, String)>>>,
 }
 
 impl GitCache {
@@ -54,6 +57,7 @@ impl GitCache {
                 started: Arc::new(AtomicU64::new(0)),
             },
             locks: Arc::default(),
+            known: Arc::default(),
         }
     }
 
@@ -100,6 +104,12 @@ impl GitCache {
         {
             return Ok(mirror);
         }
+        // A new mirror (or one removed by hand) holds none of the commits
+        // known before.
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|(m, _)| m != &mirror);
         let parent = self.dir.join("mirrors");
         tokio::fs::create_dir_all(&parent)
             .await
@@ -233,6 +243,15 @@ impl GitCache {
     }
 
     async fn has_commit(&self, mirror: &Path, id: &str) -> Result<bool> {
+        let key = (mirror.to_owned(), id.to_owned());
+        if self
+            .known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&key)
+        {
+            return Ok(true);
+        }
         let finished = self
             .git
             .run_status(Invocation::new(git_dir_args(
@@ -240,6 +259,12 @@ impl GitCache {
                 ["cat-file", "-e", &format!("{id}^{{commit}}")],
             )))
             .await?;
+        if finished.success {
+            self.known
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(key);
+        }
         Ok(finished.success)
     }
 
@@ -330,19 +355,20 @@ impl GitCache {
             .tempdir()
             .map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let index = scratch.path().join("index");
-        self.git
-            .run(
-                Invocation::new(git_dir_args(&mirror, ["read-tree", &id]))
-                    .env("GIT_INDEX_FILE", &index),
-            )
-            .await?;
+        // One process: read the tree into the throw-away index and write
+        // its files (`-u`), with the same attribute handling as a checkout.
         let mut args = git_dir_args(
             &mirror,
             ["-c", "core.autocrlf=false", "-c", "core.symlinks=true"],
         );
         args.push("--work-tree".into());
         args.push(dest.as_os_str().to_owned());
-        args.extend(["checkout-index".into(), "--all".into(), "--force".into()]);
+        args.extend([
+            "read-tree".into(),
+            "--reset".into(),
+            "-u".into(),
+            id.as_str().into(),
+        ]);
         self.git
             .run(Invocation::new(args).env("GIT_INDEX_FILE", &index))
             .await?;

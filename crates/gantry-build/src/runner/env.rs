@@ -21,10 +21,16 @@ impl GitInfo {
     /// Reads the checkout at `dir`; anything missing (no git, not a
     /// repository, no remote) is simply absent.
     pub async fn read(dir: &Path) -> GitInfo {
-        GitInfo {
-            commit: git(dir, &["rev-parse", "--verify", "-q", "HEAD"]).await,
-            remote_url: git(dir, &["config", "--get", "remote.origin.url"]).await,
+        // No `.git` here or above (a pipeline's input artifact, a plain
+        // directory): no repository, and no `git` process to start.
+        if !dir.ancestors().any(|d| d.join(".git").exists()) {
+            return GitInfo::default();
         }
+        let (commit, remote_url) = tokio::join!(
+            git(dir, &["rev-parse", "--verify", "-q", "HEAD"]),
+            git(dir, &["config", "--get", "remote.origin.url"]),
+        );
+        GitInfo { commit, remote_url }
     }
 }
 

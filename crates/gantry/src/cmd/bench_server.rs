@@ -115,7 +115,14 @@ pub(crate) fn aws(
     operation: &str,
     input: &Value,
 ) -> Result<Value, String> {
-    aws_json(addr, service, prefix, "application/x-amz-json-1.1", operation, input)
+    aws_json(
+        addr,
+        service,
+        prefix,
+        "application/x-amz-json-1.1",
+        operation,
+        input,
+    )
 }
 
 /// A signed AWS JSON call with the service's content type (Step Functions
