@@ -39,6 +39,7 @@ mod eventbridge;
 mod pipeline_host;
 mod polling;
 mod recovery;
+mod rest;
 mod router;
 mod source;
 mod stepfunctions;

@@ -16,7 +16,7 @@ use crate::error::{ApiError, into_response};
 use crate::eventbridge::EventBus;
 use crate::pipeline_host::{PipelineHost, ProviderContext};
 use crate::worker::BuildRunner;
-use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
+use crate::{auth, codebuild, codepipeline, eventbridge, rest, stepfunctions};
 
 /// The services the AWS JSON endpoint offers.
 const OFFERED: [Service; 4] = [
@@ -96,6 +96,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
             "/webhooks/codepipeline/{url_id}",
             post(crate::webhooks::deliver::<S>),
         )
+        .merge(rest::router(state.clone()))
         .with_state(state)
 }
 
@@ -122,7 +123,15 @@ async fn handle<S: Store>(
     body: &[u8],
 ) -> Result<(Service, serde_json::Value), ApiError> {
     let caller =
-        auth::authenticate(state.store.as_ref(), &state.verifier, uri, headers, body).await?;
+        auth::authenticate(
+        state.store.as_ref(),
+        &state.verifier,
+        "POST",
+        uri,
+        headers,
+        body,
+    )
+    .await?;
     let target_header = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let target = gantry_aws::parse_target(target_header, &OFFERED)?;
     target.service.check_caller(&caller)?;
