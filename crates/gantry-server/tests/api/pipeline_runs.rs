@@ -26,7 +26,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A bare repository `origin.git` whose `main` holds `files`; returns its URL.
-fn repo_with(root: &Path, files: &[(&str, &str)], message: &str) -> String {
+pub(crate) fn repo_with(root: &Path, files: &[(&str, &str)], message: &str) -> String {
     let work = root.join("work");
     if !work.exists() {
         std::fs::create_dir_all(&work).expect("work dir");
@@ -75,7 +75,7 @@ const TEST: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - test
 /// Checks the build's artifact and the variable passed from the build.
 const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED from $COMMIT\"\n";
 
-fn declaration(name: &str, url: &str, marker: &str) -> Value {
+pub(crate) fn declaration(name: &str, url: &str, marker: &str) -> Value {
     json!({
         "name": name,
         "roleArn": "arn:aws:iam::000000000000:role/gantry",
@@ -145,7 +145,7 @@ async fn start(server: &TestServer, pipeline: &str) -> String {
 }
 
 /// Creates the `<pipeline>-<suffix>` projects, one per buildspec.
-async fn create_projects(server: &TestServer, pipeline: &str, specs: &[(&str, &str)]) {
+pub(crate) async fn create_projects(server: &TestServer, pipeline: &str, specs: &[(&str, &str)]) {
     for (suffix, spec) in specs {
         server
             .call(
@@ -177,7 +177,7 @@ async fn first_execution(server: &TestServer, pipeline: &str, what: &str) -> Val
     panic!("{what}: {pipeline} was never started");
 }
 
-async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
+pub(crate) async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
     create_projects(
         server,
         name,
@@ -203,7 +203,7 @@ async fn execution(server: &TestServer, name: &str, id: &str) -> Value {
 }
 
 /// Polls until the execution's status is one of `wanted`.
-async fn wait_status(server: &TestServer, name: &str, id: &str, wanted: &[&str]) -> Value {
+pub(crate) async fn wait_status(server: &TestServer, name: &str, id: &str, wanted: &[&str]) -> Value {
     for _ in 0..1200 {
         let e = execution(server, name, id).await;
         if wanted.iter().any(|w| e["status"] == *w) {
