@@ -1,6 +1,7 @@
 //! The `gantry` command line: local commands that need no server
-//! (`build`, `validate`, `events test-pattern`, `states run`, `bench`) and,
-//! later, the client commands.
+//! (`build`, `validate`, `events test-pattern`, `states run`, `bench`) and
+//! the client commands that talk to one (`pipeline`, `approve`, `reject`,
+//! `logs`, `run show`; see docs/cli-client.md).
 
 mod cmd;
 mod output;
@@ -34,6 +35,16 @@ enum Command {
     States(cmd::states::StatesArgs),
     /// Start the control plane (API, web UI, scheduler, local agent).
     Server(cmd::server::ServerArgs),
+    /// Pipelines on a server: list, show, start, stop.
+    Pipeline(cmd::pipeline::PipelineArgs),
+    /// Approve the manual approval waiting in an execution.
+    Approve(cmd::approve::ApprovalArgs),
+    /// Reject the manual approval waiting in an execution.
+    Reject(cmd::approve::ApprovalArgs),
+    /// Print a build's log; -f follows it live until the build ends.
+    Logs(cmd::logs::LogsArgs),
+    /// Pipeline executions (runs) on a server.
+    Run(cmd::run_show::RunArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell (bash, zsh, fish, elvish, powershell).
@@ -61,6 +72,11 @@ fn main() -> ExitCode {
         Command::Events(args) => cmd::events::run(args),
         Command::States(args) => cmd::states::run(args),
         Command::Server(args) => cmd::server::run(args),
+        Command::Pipeline(args) => cmd::pipeline::run(args),
+        Command::Approve(args) => cmd::approve::run(args, cmd::approve::Answer::Approve),
+        Command::Reject(args) => cmd::approve::run(args, cmd::approve::Answer::Reject),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Run(args) => cmd::run_show::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             ExitCode::SUCCESS

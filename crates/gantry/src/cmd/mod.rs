@@ -1,9 +1,14 @@
 //! One module per subcommand.
 
+pub mod approve;
 pub mod bench;
 mod bench_pipeline;
 pub mod build;
+pub mod client;
 pub mod events;
+pub mod logs;
+pub mod pipeline;
+pub mod run_show;
 pub mod server;
 pub mod states;
 pub mod validate;
