@@ -122,8 +122,7 @@ async fn handle<S: Store>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Service, serde_json::Value), ApiError> {
-    let caller =
-        auth::authenticate(
+    let caller = auth::authenticate(
         state.store.as_ref(),
         &state.verifier,
         "POST",

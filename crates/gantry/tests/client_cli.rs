@@ -88,7 +88,12 @@ fn gantry_json(server: &Running, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = gantry(server, &all);
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        text(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{args:?}: not JSON: {}", text(&out.stdout)))
 }
@@ -120,12 +125,17 @@ fn action<'a>(run: &'a Value, stage: &str) -> &'a Value {
 }
 
 fn waiting(run: &Value) -> Option<()> {
-    action(run, "Approve")["approvalToken"].is_string().then_some(())
+    action(run, "Approve")["approvalToken"]
+        .is_string()
+        .then_some(())
 }
 
 fn start_run(server: &Running) -> String {
     let started = gantry_json(server, &["pipeline", "start", "app"]);
-    started["pipelineExecutionId"].as_str().expect("id").to_owned()
+    started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 #[test]
@@ -141,7 +151,11 @@ fn client_commands_drive_a_pipeline_end_to_end() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("GANTRY_SERVER"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("GANTRY_SERVER"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args(["run", "show", "app", "x", "--server"])
         .arg(format!("http://{}", server.addr))
@@ -150,7 +164,11 @@ fn client_commands_drive_a_pipeline_end_to_end() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("GANTRY_ACCESS_KEY_ID"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("GANTRY_ACCESS_KEY_ID"),
+        "{}",
+        text(&out.stderr)
+    );
 
     ok(
         &server,
@@ -164,12 +182,21 @@ fn client_commands_drive_a_pipeline_end_to_end() {
             "serviceRole": "arn:aws:iam::000000000000:role/gantry"
         }),
     );
-    ok(&server, CODEPIPELINE, "CreatePipeline", json!({ "pipeline": declaration(&url) }));
+    ok(
+        &server,
+        CODEPIPELINE,
+        "CreatePipeline",
+        json!({ "pipeline": declaration(&url) }),
+    );
 
     let listed = gantry_json(&server, &["pipeline", "list"]);
     assert_eq!(listed["pipelines"][0]["name"], "app", "{listed}");
     let out = gantry(&server, &["pipeline", "list"]);
-    assert!(text(&out.stdout).starts_with("app "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("app "),
+        "{}",
+        text(&out.stdout)
+    );
     let shown = gantry_json(&server, &["pipeline", "show", "app"]);
     assert_eq!(shown["stages"].as_array().map(Vec::len), Some(3));
 
@@ -179,11 +206,20 @@ fn client_commands_drive_a_pipeline_end_to_end() {
         action(run, "Build")["buildId"].as_str().map(str::to_owned)
     });
     let followed = gantry(&server, &["logs", &build, "-f"]);
-    assert_eq!(followed.status.code(), Some(0), "{}", text(&followed.stderr));
+    assert_eq!(
+        followed.status.code(),
+        Some(0),
+        "{}",
+        text(&followed.stderr)
+    );
     assert!(text(&followed.stderr).contains("build ended: SUCCEEDED"));
     let whole = gantry(&server, &["logs", &build]);
     assert_eq!(text(&followed.stdout), text(&whole.stdout));
-    assert!(text(&whole.stdout).contains("compiling 1\n"), "{}", text(&whole.stdout));
+    assert!(
+        text(&whole.stdout).contains("compiling 1\n"),
+        "{}",
+        text(&whole.stdout)
+    );
     assert!(text(&whole.stdout).contains("compiled\n"));
     let as_json = gantry_json(&server, &["logs", &build]);
     assert_eq!(as_json["text"], text(&whole.stdout));
@@ -192,24 +228,40 @@ fn client_commands_drive_a_pipeline_end_to_end() {
     // The approval waits; approve it without naming it.
     wait_run(&server, &id, "the approval", waiting);
     let human = gantry(&server, &["run", "show", "app", &id]);
-    assert!(text(&human.stdout).contains("waiting for approval"), "{}", text(&human.stdout));
+    assert!(
+        text(&human.stdout).contains("waiting for approval"),
+        "{}",
+        text(&human.stdout)
+    );
     assert!(text(&human.stdout).contains(&format!("build {build}")));
     let approved = gantry_json(&server, &["approve", "app", &id, "--summary", "fine"]);
     assert_eq!(
-        (approved["stage"].as_str(), approved["action"].as_str(), approved["status"].as_str()),
+        (
+            approved["stage"].as_str(),
+            approved["action"].as_str(),
+            approved["status"].as_str()
+        ),
         (Some("Approve"), Some("Release"), Some("Approved"))
     );
-    wait_run(&server, &id, "success", |run| (run["status"] == "Succeeded").then_some(()));
+    wait_run(&server, &id, "success", |run| {
+        (run["status"] == "Succeeded").then_some(())
+    });
     let again = gantry(&server, &["approve", "app", &id]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again.stderr).contains("no approval is waiting"), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("no approval is waiting"),
+        "{}",
+        text(&again.stderr)
+    );
 
     // A second run is rejected by stage and action.
     let second = start_run(&server);
     wait_run(&server, &second, "the approval", waiting);
     let out = gantry(
         &server,
-        &["reject", "app", &second, "--stage", "Approve", "--action", "Release"],
+        &[
+            "reject", "app", &second, "--stage", "Approve", "--action", "Release",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     wait_run(&server, &second, "the rejection", |run| {
@@ -221,7 +273,15 @@ fn client_commands_drive_a_pipeline_end_to_end() {
     wait_run(&server, &third, "the approval", waiting);
     let stopped = gantry_json(
         &server,
-        &["pipeline", "stop", "app", &third, "--abandon", "--reason", "not today"],
+        &[
+            "pipeline",
+            "stop",
+            "app",
+            &third,
+            "--abandon",
+            "--reason",
+            "not today",
+        ],
     );
     assert_eq!(stopped["pipelineExecutionId"], third.as_str());
     let run = wait_run(&server, &third, "the stop", |run| {
@@ -230,13 +290,24 @@ fn client_commands_drive_a_pipeline_end_to_end() {
     assert_eq!(run["statusSummary"], "not today");
     let out = gantry(&server, &["pipeline", "stop", "app", &third]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("Conflict"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Conflict"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The server's error, exit 1.
     let out = gantry(&server, &["pipeline", "show", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("NotFound"), "{}", text(&out.stderr));
-    let out = gantry(&server, &["pipeline", "start", "app", "--variable", "novalue"]);
+    assert!(
+        text(&out.stderr).contains("NotFound"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = gantry(
+        &server,
+        &["pipeline", "start", "app", "--variable", "novalue"],
+    );
     assert_eq!(out.status.code(), Some(2));
     server.kill();
 }

@@ -41,7 +41,10 @@ fn host_error(e: HostError, pipeline: &str, execution: &str) -> ApiError {
 
 /// PipelineNotFoundException unless the pipeline exists; reads the row
 /// without parsing the declaration (for operations that only check).
-pub(crate) async fn pipeline_exists<S: Store>(state: &AppState<S>, name: &str) -> Result<(), ApiError> {
+pub(crate) async fn pipeline_exists<S: Store>(
+    state: &AppState<S>,
+    name: &str,
+) -> Result<(), ApiError> {
     match state.store.get_pipeline(name, None).await {
         Ok(_) => Ok(()),
         Err(StoreError::NotFound) => Err(pipeline_not_found(name)),

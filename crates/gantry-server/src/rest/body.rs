@@ -19,13 +19,10 @@ impl JsonBody {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody { fields: Map::new() });
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            RestError::invalid_input(format!("The body is not JSON: {e}"))
-        })?;
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| RestError::invalid_input(format!("The body is not JSON: {e}")))?;
         let Value::Object(fields) = value else {
-            return Err(RestError::invalid_input(
-                "The body must be a JSON object",
-            ));
+            return Err(RestError::invalid_input("The body must be a JSON object"));
         };
         if let Some(unknown) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(RestError::invalid_input(format!(
@@ -77,11 +74,7 @@ impl JsonBody {
                     other => Err(Self::wrong(&format!("{name}.{k}"), "a string", other)),
                 })
                 .collect(),
-            Some(other) => Err(Self::wrong(
-                name,
-                "an object of string values",
-                other,
-            )),
+            Some(other) => Err(Self::wrong(name, "an object of string values", other)),
         }
     }
 }
@@ -104,13 +97,19 @@ mod tests {
             &["status", "abandon", "variables"],
         )
         .expect("parses");
-        assert_eq!(body.string("status").expect("ok").as_deref(), Some("Approved"));
+        assert_eq!(
+            body.string("status").expect("ok").as_deref(),
+            Some("Approved")
+        );
         assert_eq!(body.boolean("abandon").expect("ok"), Some(true));
         assert_eq!(body.string_map("variables").expect("ok")["a"], "1");
         assert_eq!(body.string("summary").expect("ok"), None);
 
-        let body = JsonBody::parse(br#"{"status": 1, "variables": {"a": 2}}"#, &["status", "variables"])
-            .expect("parses");
+        let body = JsonBody::parse(
+            br#"{"status": 1, "variables": {"a": 2}}"#,
+            &["status", "variables"],
+        )
+        .expect("parses");
         assert_eq!(
             message(body.string("status")),
             "Field 'status' must be a string, not a number"

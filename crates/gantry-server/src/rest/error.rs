@@ -131,12 +131,19 @@ mod tests {
             ("NotFound", 404)
         );
         assert_eq!(
-            code_of(AwsError::service("PipelineExecutionNotStoppableException", 400, "x")),
+            code_of(AwsError::service(
+                "PipelineExecutionNotStoppableException",
+                400,
+                "x"
+            )),
             ("Conflict", 409)
         );
         assert_eq!(code_of(AwsError::validation("x")), ("InvalidInput", 400));
         assert_eq!(
-            code_of(AwsError::new(ErrorCode::MissingAuthenticationTokenException, "x")),
+            code_of(AwsError::new(
+                ErrorCode::MissingAuthenticationTokenException,
+                "x"
+            )),
             ("Unauthenticated", 401)
         );
         assert_eq!(

@@ -176,7 +176,9 @@ pub(super) async fn retry<S: Store>(
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["mode"])?;
-    let mode = body.string("mode")?.unwrap_or_else(|| "FAILED_ACTIONS".into());
+    let mode = body
+        .string("mode")?
+        .unwrap_or_else(|| "FAILED_ACTIONS".into());
     if mode != "FAILED_ACTIONS" && mode != "ALL_ACTIONS" {
         return Err(RestError::invalid_input(format!(
             "Field 'mode' must be FAILED_ACTIONS or ALL_ACTIONS, not '{mode}'"
@@ -202,9 +204,9 @@ pub(super) async fn approve<S: Store>(
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["status", "summary"])?;
-    let status = body
-        .string("status")?
-        .ok_or_else(|| RestError::invalid_input("Field 'status' is required: Approved or Rejected"))?;
+    let status = body.string("status")?.ok_or_else(|| {
+        RestError::invalid_input("Field 'status' is required: Approved or Rejected")
+    })?;
     if status != "Approved" && status != "Rejected" {
         return Err(RestError::invalid_input(format!(
             "Field 'status' must be Approved or Rejected, not '{status}'"
@@ -218,18 +220,26 @@ pub(super) async fn approve<S: Store>(
             "Pipeline {name} has no stage {stage} in execution {id}"
         )));
     };
-    let Some(a) = e.plan.stages[i].actions.iter().position(|x| x.name == action) else {
+    let Some(a) = e.plan.stages[i]
+        .actions
+        .iter()
+        .position(|x| x.name == action)
+    else {
         return Err(RestError::not_found(format!(
             "Stage {stage} of execution {id} has no action {action}"
         )));
     };
-    let token = pending_approval(state.store.as_ref(), &e.plan.stages[i].actions[a], &run.actions[a])
-        .await?
-        .ok_or_else(|| {
-            RestError::conflict(format!(
-                "No approval is waiting at {stage}/{action} in execution {id}"
-            ))
-        })?;
+    let token = pending_approval(
+        state.store.as_ref(),
+        &e.plan.stages[i].actions[a],
+        &run.actions[a],
+    )
+    .await?
+    .ok_or_else(|| {
+        RestError::conflict(format!(
+            "No approval is waiting at {stage}/{action} in execution {id}"
+        ))
+    })?;
     let input = executions::ApprovalInput {
         pipeline_name: Some(name),
         stage_name: Some(stage),
@@ -240,5 +250,7 @@ pub(super) async fn approve<S: Store>(
         }),
         token: Some(token),
     };
-    Ok(ok(&executions::put_approval_result(&state, &actor, input).await?))
+    Ok(ok(
+        &executions::put_approval_result(&state, &actor, input).await?
+    ))
 }

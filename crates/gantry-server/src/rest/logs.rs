@@ -192,9 +192,10 @@ fn stream<S: Store>(
                     Ok(None) => tokio::time::sleep(POLL).await,
                     Err(e) => {
                         tracing::error!(build = %cursor.build, error = %e.message, "streaming a log failed");
-                        let event = Event::default()
-                            .event("error")
-                            .data(json!({ "message": "reading the log failed; reconnect to resume" }).to_string());
+                        let event = Event::default().event("error").data(
+                            json!({ "message": "reading the log failed; reconnect to resume" })
+                                .to_string(),
+                        );
                         return Some((Ok(event), (store, Phase::Ended)));
                     }
                 }

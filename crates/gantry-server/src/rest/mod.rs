@@ -97,7 +97,11 @@ pub(crate) fn endpoints<S: Store>() -> Vec<Endpoint<S>> {
         Endpoint::new(Get, "/pipelines/{name}", pipelines::show::<S>),
         Endpoint::new(Get, "/pipelines/{name}/executions", executions::list::<S>),
         Endpoint::new(Post, "/pipelines/{name}/executions", executions::start::<S>),
-        Endpoint::new(Get, "/pipelines/{name}/executions/{id}", executions::show::<S>),
+        Endpoint::new(
+            Get,
+            "/pipelines/{name}/executions/{id}",
+            executions::show::<S>,
+        ),
         Endpoint::new(
             Post,
             "/pipelines/{name}/executions/{id}/stop",
@@ -135,11 +139,10 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router<AppState<S>> {
         accept_literal_path: true,
         ..VerifyOptions::default()
     }));
-    let signed = signed
-        .route_layer(middleware::from_fn_with_state(
-            (state, verifier),
-            authenticate::<S>,
-        ));
+    let signed = signed.route_layer(middleware::from_fn_with_state(
+        (state, verifier),
+        authenticate::<S>,
+    ));
     Router::new()
         .route(
             &format!("{PREFIX}{OPENAPI_PATH}"),
@@ -251,7 +254,9 @@ mod tests {
 
     #[test]
     fn query_values_are_decoded() {
-        let uri: axum::http::Uri = "/x?a=1&next=ab%2Fc+d&bad=%zz&end=%4&u=%C3%A9%".parse().expect("uri");
+        let uri: axum::http::Uri = "/x?a=1&next=ab%2Fc+d&bad=%zz&end=%4&u=%C3%A9%"
+            .parse()
+            .expect("uri");
         assert_eq!(query_param(&uri, "a").as_deref(), Some("1"));
         assert_eq!(query_param(&uri, "next").as_deref(), Some("ab/c d"));
         assert_eq!(query_param(&uri, "bad").as_deref(), Some("%zz"));

@@ -94,11 +94,7 @@ fn execution_id() -> Value {
 fn paging() -> Vec<Value> {
     vec![
         query_param("maxResults", "At most this many items.", "integer"),
-        query_param(
-            "nextToken",
-            "The nextToken of the previous page.",
-            "string",
-        ),
+        query_param("nextToken", "The nextToken of the previous page.", "string"),
     ]
 }
 
@@ -110,95 +106,173 @@ fn build() -> Value {
             .or_insert_with(|| json!({}));
         entry[method] = op.json(id);
     };
-    add("/pipelines", "get", "listPipelines", Op {
-        summary: "List pipelines by name (ListPipelines).",
-        params: paging(),
-        body: None,
-        success: (200, "A page of pipelines.", json_content(schema("PipelineList"))),
-        errors: &["InvalidInput"],
-    });
-    add("/pipelines/{name}", "get", "showPipeline", Op {
-        summary: "A pipeline's declaration and the current state of its stages (GetPipeline + GetPipelineState).",
-        params: vec![name()],
-        body: None,
-        success: (200, "The pipeline.", json_content(schema("Pipeline"))),
-        errors: &["NotFound"],
-    });
-    add("/pipelines/{name}/executions", "get", "listExecutions", Op {
-        summary: "A pipeline's executions, newest first (ListPipelineExecutions).",
-        params: [vec![name()], paging()].concat(),
-        body: None,
-        success: (200, "A page of executions.", json_content(schema("ExecutionList"))),
-        errors: &["InvalidInput", "NotFound"],
-    });
-    add("/pipelines/{name}/executions", "post", "startExecution", Op {
-        summary: "Start an execution of the pipeline's current version (StartPipelineExecution).",
-        params: vec![name()],
-        body: Some("StartRequest"),
-        success: (201, "Started.", json_content(schema("ExecutionId"))),
-        errors: &["InvalidInput", "NotFound", "Conflict"],
-    });
-    add("/pipelines/{name}/executions/{id}", "get", "showExecution", Op {
-        summary: "One execution with its stages and actions: status, build ids, errors, pending approval tokens.",
-        params: vec![name(), execution_id()],
-        body: None,
-        success: (200, "The run.", json_content(schema("Run"))),
-        errors: &["NotFound"],
-    });
-    add("/pipelines/{name}/executions/{id}/stop", "post", "stopExecution", Op {
-        summary: "Stop an execution, letting running actions finish or abandoning them (StopPipelineExecution).",
-        params: vec![name(), execution_id()],
-        body: Some("StopRequest"),
-        success: (200, "Stopping.", json_content(schema("ExecutionId"))),
-        errors: &["InvalidInput", "NotFound", "Conflict"],
-    });
-    add("/pipelines/{name}/executions/{id}/stages/{stage}/retry", "post", "retryStage", Op {
-        summary: "Retry a failed stage of an execution (RetryStageExecution).",
-        params: vec![name(), execution_id(), path_param("stage", "The stage's name.")],
-        body: Some("RetryRequest"),
-        success: (200, "Retrying.", json_content(schema("ExecutionId"))),
-        errors: &["InvalidInput", "NotFound", "Conflict"],
-    });
-    add("/pipelines/{name}/executions/{id}/approvals/{stage}/{action}", "post", "answerApproval", Op {
-        summary: "Approve or reject the manual approval waiting at stage/action of an execution; the token is looked up by the server (PutApprovalResult).",
-        params: vec![
-            name(),
-            execution_id(),
-            path_param("stage", "The approval's stage."),
-            path_param("action", "The approval action's name."),
-        ],
-        body: Some("ApprovalRequest"),
-        success: (200, "Answered.", json_content(json!({
-            "type": "object", "properties": { "approvedAt": { "type": "number", "description": "Epoch seconds." } }
-        }))),
-        errors: &["InvalidInput", "NotFound", "Conflict"],
-    });
-    add("/builds/{id}", "get", "showBuild", Op {
-        summary: "A build as CodeBuild's BatchGetBuilds returns it.",
-        params: vec![path_param("id", "The build id (project:uuid).")],
-        body: None,
-        success: (200, "The build.", json_content(json!({
-            "type": "object", "required": ["build"],
-            "properties": { "build": { "type": "object", "description": "CodeBuild's Build shape." } }
-        }))),
-        errors: &["NotFound"],
-    });
-    add("/builds/{id}/logs", "get", "buildLogs", Op {
-        summary: "The build's log after a byte offset: as text, or live as Server-Sent Events with Accept: text/event-stream.",
-        params: vec![
-            path_param("id", "The build id."),
-            query_param("offset", "Start after this many bytes of the log text (lines each followed by \\n).", "integer"),
-            json!({ "name": "Last-Event-ID", "in": "header", "required": false,
+    add(
+        "/pipelines",
+        "get",
+        "listPipelines",
+        Op {
+            summary: "List pipelines by name (ListPipelines).",
+            params: paging(),
+            body: None,
+            success: (
+                200,
+                "A page of pipelines.",
+                json_content(schema("PipelineList")),
+            ),
+            errors: &["InvalidInput"],
+        },
+    );
+    add(
+        "/pipelines/{name}",
+        "get",
+        "showPipeline",
+        Op {
+            summary: "A pipeline's declaration and the current state of its stages (GetPipeline + GetPipelineState).",
+            params: vec![name()],
+            body: None,
+            success: (200, "The pipeline.", json_content(schema("Pipeline"))),
+            errors: &["NotFound"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions",
+        "get",
+        "listExecutions",
+        Op {
+            summary: "A pipeline's executions, newest first (ListPipelineExecutions).",
+            params: [vec![name()], paging()].concat(),
+            body: None,
+            success: (
+                200,
+                "A page of executions.",
+                json_content(schema("ExecutionList")),
+            ),
+            errors: &["InvalidInput", "NotFound"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions",
+        "post",
+        "startExecution",
+        Op {
+            summary: "Start an execution of the pipeline's current version (StartPipelineExecution).",
+            params: vec![name()],
+            body: Some("StartRequest"),
+            success: (201, "Started.", json_content(schema("ExecutionId"))),
+            errors: &["InvalidInput", "NotFound", "Conflict"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions/{id}",
+        "get",
+        "showExecution",
+        Op {
+            summary: "One execution with its stages and actions: status, build ids, errors, pending approval tokens.",
+            params: vec![name(), execution_id()],
+            body: None,
+            success: (200, "The run.", json_content(schema("Run"))),
+            errors: &["NotFound"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions/{id}/stop",
+        "post",
+        "stopExecution",
+        Op {
+            summary: "Stop an execution, letting running actions finish or abandoning them (StopPipelineExecution).",
+            params: vec![name(), execution_id()],
+            body: Some("StopRequest"),
+            success: (200, "Stopping.", json_content(schema("ExecutionId"))),
+            errors: &["InvalidInput", "NotFound", "Conflict"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions/{id}/stages/{stage}/retry",
+        "post",
+        "retryStage",
+        Op {
+            summary: "Retry a failed stage of an execution (RetryStageExecution).",
+            params: vec![
+                name(),
+                execution_id(),
+                path_param("stage", "The stage's name."),
+            ],
+            body: Some("RetryRequest"),
+            success: (200, "Retrying.", json_content(schema("ExecutionId"))),
+            errors: &["InvalidInput", "NotFound", "Conflict"],
+        },
+    );
+    add(
+        "/pipelines/{name}/executions/{id}/approvals/{stage}/{action}",
+        "post",
+        "answerApproval",
+        Op {
+            summary: "Approve or reject the manual approval waiting at stage/action of an execution; the token is looked up by the server (PutApprovalResult).",
+            params: vec![
+                name(),
+                execution_id(),
+                path_param("stage", "The approval's stage."),
+                path_param("action", "The approval action's name."),
+            ],
+            body: Some("ApprovalRequest"),
+            success: (
+                200,
+                "Answered.",
+                json_content(json!({
+                    "type": "object", "properties": { "approvedAt": { "type": "number", "description": "Epoch seconds." } }
+                })),
+            ),
+            errors: &["InvalidInput", "NotFound", "Conflict"],
+        },
+    );
+    add(
+        "/builds/{id}",
+        "get",
+        "showBuild",
+        Op {
+            summary: "A build as CodeBuild's BatchGetBuilds returns it.",
+            params: vec![path_param("id", "The build id (project:uuid).")],
+            body: None,
+            success: (
+                200,
+                "The build.",
+                json_content(json!({
+                    "type": "object", "required": ["build"],
+                    "properties": { "build": { "type": "object", "description": "CodeBuild's Build shape." } }
+                })),
+            ),
+            errors: &["NotFound"],
+        },
+    );
+    add(
+        "/builds/{id}/logs",
+        "get",
+        "buildLogs",
+        Op {
+            summary: "The build's log after a byte offset: as text, or live as Server-Sent Events with Accept: text/event-stream.",
+            params: vec![
+                path_param("id", "The build id."),
+                query_param(
+                    "offset",
+                    "Start after this many bytes of the log text (lines each followed by \\n).",
+                    "integer",
+                ),
+                json!({ "name": "Last-Event-ID", "in": "header", "required": false,
                     "description": "The id of the last event received; takes precedence over offset.",
                     "schema": { "type": "string" } }),
-        ],
-        body: None,
-        success: (200, "The log. SSE: `event: log` with `id:` the byte offset after the event and `data:` the new text as a JSON string; then `event: end` with data {\"status\", \"offset\"} once the build is complete. Text: the header X-Gantry-Log-Offset is the offset after the text.", json!({
-            "text/plain": { "schema": { "type": "string" } },
-            "text/event-stream": { "schema": { "type": "string" } }
-        })),
-        errors: &["InvalidInput", "NotFound"],
-    });
+            ],
+            body: None,
+            success: (
+                200,
+                "The log. SSE: `event: log` with `id:` the byte offset after the event and `data:` the new text as a JSON string; then `event: end` with data {\"status\", \"offset\"} once the build is complete. Text: the header X-Gantry-Log-Offset is the offset after the text.",
+                json!({
+                    "text/plain": { "schema": { "type": "string" } },
+                    "text/event-stream": { "schema": { "type": "string" } }
+                }),
+            ),
+            errors: &["InvalidInput", "NotFound"],
+        },
+    );
     paths.insert(
         format!("{PREFIX}{OPENAPI_PATH}"),
         json!({ "get": {
@@ -366,11 +440,12 @@ mod tests {
     /// The document and the router's table name the same routes.
     #[test]
     fn the_document_describes_exactly_the_routes_served() {
-        let served: BTreeSet<(String, String)> = super::super::endpoints::<gantry_store::SqliteStore>()
-            .iter()
-            .map(|e| (format!("{PREFIX}{}", e.path), e.verb.as_str().to_owned()))
-            .chain([(format!("{PREFIX}{OPENAPI_PATH}"), "get".to_owned())])
-            .collect();
+        let served: BTreeSet<(String, String)> =
+            super::super::endpoints::<gantry_store::SqliteStore>()
+                .iter()
+                .map(|e| (format!("{PREFIX}{}", e.path), e.verb.as_str().to_owned()))
+                .chain([(format!("{PREFIX}{OPENAPI_PATH}"), "get".to_owned())])
+                .collect();
         let described: BTreeSet<(String, String)> = document()["paths"]
             .as_object()
             .expect("paths")

@@ -49,11 +49,8 @@ pub(super) async fn show<S: Store>(
         },
     )
     .await?;
-    let current = executions::pipeline_state(
-        &state,
-        executions::StateInput { name: Some(name) },
-    )
-    .await?;
+    let current =
+        executions::pipeline_state(&state, executions::StateInput { name: Some(name) }).await?;
     Ok(ok(&json!({
         "pipeline": declared["pipeline"],
         "metadata": declared["metadata"],

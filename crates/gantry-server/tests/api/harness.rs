@@ -220,7 +220,9 @@ impl TestServer {
         extra: &[(&str, &str)],
     ) -> (u16, Vec<u8>) {
         let target = format!("/api/v1{path}");
-        let bytes = body.map(|b| serde_json::to_vec(b).expect("json")).unwrap_or_default();
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).expect("json"))
+            .unwrap_or_default();
         let host = self.addr.to_string();
         let mut headers: Vec<(String, String)> = extra
             .iter()
@@ -268,7 +270,13 @@ impl TestServer {
     }
 
     /// A signed REST request that must answer `status`; returns the JSON.
-    pub async fn rest_ok(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Value {
+    pub async fn rest_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        status: u16,
+    ) -> Value {
         let (got, value) = self.rest(method, path, body).await;
         assert_eq!(got, status, "{method} {path}: {value}");
         value

@@ -203,7 +203,12 @@ async fn execution(server: &TestServer, name: &str, id: &str) -> Value {
 }
 
 /// Polls until the execution's status is one of `wanted`.
-pub(crate) async fn wait_status(server: &TestServer, name: &str, id: &str, wanted: &[&str]) -> Value {
+pub(crate) async fn wait_status(
+    server: &TestServer,
+    name: &str,
+    id: &str,
+    wanted: &[&str],
+) -> Value {
     for _ in 0..1200 {
         let e = execution(server, name, id).await;
         if wanted.iter().any(|w| e["status"] == *w) {

@@ -64,14 +64,31 @@ async fn every_route_needs_a_good_signature_and_the_document_is_public() {
         let (status, out) = server
             .rest_raw(Some("wrong"), "gantry", method, path, body.as_ref(), &[])
             .await;
-        assert_eq!((status, error_code(&out).as_str()), (403, "Forbidden"), "{method} {path}");
+        assert_eq!(
+            (status, error_code(&out).as_str()),
+            (403, "Forbidden"),
+            "{method} {path}"
+        );
         let (status, out) = server
-            .rest_raw(Some(SECRET), "codepipeline", method, path, body.as_ref(), &[])
+            .rest_raw(
+                Some(SECRET),
+                "codepipeline",
+                method,
+                path,
+                body.as_ref(),
+                &[],
+            )
             .await;
-        assert_eq!((status, error_code(&out).as_str()), (403, "Forbidden"), "{method} {path}");
+        assert_eq!(
+            (status, error_code(&out).as_str()),
+            (403, "Forbidden"),
+            "{method} {path}"
+        );
     }
     // No route: 404 in the same shape.
-    let (status, out) = server.rest_raw(None, "gantry", "GET", "/nothing/here", None, &[]).await;
+    let (status, out) = server
+        .rest_raw(None, "gantry", "GET", "/nothing/here", None, &[])
+        .await;
     assert_eq!((status, error_code(&out).as_str()), (404, "NotFound"));
     server.stop().await;
 }
@@ -86,7 +103,12 @@ async fn wait_run<T>(
 ) -> (Value, T) {
     for _ in 0..1200 {
         let run = server
-            .rest_ok("GET", &format!("/pipelines/{pipeline}/executions/{id}"), None, 200)
+            .rest_ok(
+                "GET",
+                &format!("/pipelines/{pipeline}/executions/{id}"),
+                None,
+                200,
+            )
             .await;
         if let Some(found) = pick(&run) {
             return (run, found);
@@ -135,7 +157,10 @@ async fn a_pipeline_is_started_shown_and_approved_through_rest() {
     let started = server
         .rest_ok("POST", "/pipelines/web/executions", None, 201)
         .await;
-    let id = started["pipelineExecutionId"].as_str().expect("id").to_owned();
+    let id = started["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let (run, _) = wait_run(&server, "web", &id, "the approval", pending_approval).await;
     assert_eq!(run["status"], "InProgress");
     assert_eq!(run["trigger"]["triggerType"], "StartPipelineExecution");
@@ -170,12 +195,19 @@ async fn a_pipeline_is_started_shown_and_approved_through_rest() {
     let (status, err) = server
         .rest("POST", &approval, Some(&json!({ "status": "Approved" })))
         .await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("Conflict")), "{err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("Conflict")),
+        "{err}"
+    );
     let run = server
         .rest_ok("GET", &format!("/pipelines/web/executions/{id}"), None, 200)
         .await;
     assert_eq!(action(&run, "Approve", "Release")["status"], "Succeeded");
-    assert_eq!(action(&run, "Approve", "Release")["approvalToken"], Value::Null);
+    assert_eq!(
+        action(&run, "Approve", "Release")["approvalToken"],
+        Value::Null
+    );
     server.stop().await;
 }
 
@@ -190,47 +222,115 @@ async fn bad_requests_name_the_field_and_change_nothing() {
     assert_eq!(status, 404, "{err}");
     assert_eq!(err["error"]["code"], "NotFound");
     assert_eq!(err["error"]["type"], "PipelineNotFoundException");
-    let (status, err) = server.rest("POST", "/pipelines/nope/executions", None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("NotFound")));
+    let (status, err) = server
+        .rest("POST", "/pipelines/nope/executions", None)
+        .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("NotFound"))
+    );
     let (status, err) = server.rest("GET", "/builds/app:nope", None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (404, Some("NotFound")));
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (404, Some("NotFound"))
+    );
     let (status, err) = server.rest("GET", "/pipelines?maxResults=many", None).await;
     assert_eq!(status, 400);
-    assert!(err["error"]["message"].as_str().expect("m").contains("maxResults"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("maxResults")
+    );
 
     let bad_bodies = [
-        ("/pipelines/app/executions", json!({ "variables": 1 }), "'variables'"),
-        ("/pipelines/app/executions", json!({ "variables": { "A": 2 } }), "'variables.A'"),
-        ("/pipelines/app/executions", json!({ "revision": "abc" }), "'revision'"),
-        ("/pipelines/app/executions", json!({ "sourceRevisions": { "Nope": "abc" } }), "Nope"),
-        ("/pipelines/app/executions/x/stop", json!({ "abandon": "yes" }), "'abandon'"),
-        ("/pipelines/app/executions/x/stages/Verify/retry", json!({ "mode": "SOME" }), "'mode'"),
-        ("/pipelines/app/executions/x/approvals/Approve/Release", json!({ "status": "Maybe" }), "'status'"),
-        ("/pipelines/app/executions/x/approvals/Approve/Release", json!({}), "'status'"),
+        (
+            "/pipelines/app/executions",
+            json!({ "variables": 1 }),
+            "'variables'",
+        ),
+        (
+            "/pipelines/app/executions",
+            json!({ "variables": { "A": 2 } }),
+            "'variables.A'",
+        ),
+        (
+            "/pipelines/app/executions",
+            json!({ "revision": "abc" }),
+            "'revision'",
+        ),
+        (
+            "/pipelines/app/executions",
+            json!({ "sourceRevisions": { "Nope": "abc" } }),
+            "Nope",
+        ),
+        (
+            "/pipelines/app/executions/x/stop",
+            json!({ "abandon": "yes" }),
+            "'abandon'",
+        ),
+        (
+            "/pipelines/app/executions/x/stages/Verify/retry",
+            json!({ "mode": "SOME" }),
+            "'mode'",
+        ),
+        (
+            "/pipelines/app/executions/x/approvals/Approve/Release",
+            json!({ "status": "Maybe" }),
+            "'status'",
+        ),
+        (
+            "/pipelines/app/executions/x/approvals/Approve/Release",
+            json!({}),
+            "'status'",
+        ),
     ];
     for (path, body, named) in bad_bodies {
         let (status, err) = server.rest("POST", path, Some(&body)).await;
-        assert_eq!((status, err["error"]["code"].as_str()), (400, Some("InvalidInput")), "{path} {body}: {err}");
+        assert_eq!(
+            (status, err["error"]["code"].as_str()),
+            (400, Some("InvalidInput")),
+            "{path} {body}: {err}"
+        );
         let message = err["error"]["message"].as_str().expect("message");
         assert!(message.contains(named), "{path} {body}: {message}");
     }
     // Not JSON at all.
     let (status, out) = server
-        .rest_raw(Some(SECRET), "gantry", "POST", "/pipelines/app/executions", Some(&json!("x")), &[])
+        .rest_raw(
+            Some(SECRET),
+            "gantry",
+            "POST",
+            "/pipelines/app/executions",
+            Some(&json!("x")),
+            &[],
+        )
         .await;
     assert_eq!((status, error_code(&out).as_str()), (400, "InvalidInput"));
     // An unsigned start starts nothing.
     let (status, _) = server
-        .rest_raw(None, "gantry", "POST", "/pipelines/app/executions", Some(&json!({})), &[])
+        .rest_raw(
+            None,
+            "gantry",
+            "POST",
+            "/pipelines/app/executions",
+            Some(&json!({})),
+            &[],
+        )
         .await;
     assert_eq!(status, 401);
-    let listed = server.rest_ok("GET", "/pipelines/app/executions", None, 200).await;
+    let listed = server
+        .rest_ok("GET", "/pipelines/app/executions", None, 200)
+        .await;
     assert_eq!(listed["executions"], json!([]), "nothing was started");
     // An unknown execution.
     let (status, err) = server
         .rest("GET", "/pipelines/app/executions/0000", None)
         .await;
-    assert_eq!((status, err["error"]["type"].as_str()), (404, Some("PipelineExecutionNotFoundException")));
+    assert_eq!(
+        (status, err["error"]["type"].as_str()),
+        (404, Some("PipelineExecutionNotFoundException"))
+    );
     server.stop().await;
 }
 
@@ -257,7 +357,12 @@ async fn a_run_is_stopped_and_a_failed_stage_retried_through_rest() {
     let e = wait_status(&server, "flaky", &id, &["Failed", "Succeeded"]).await;
     assert_eq!(e["status"], "Failed");
     let run = server
-        .rest_ok("GET", &format!("/pipelines/flaky/executions/{id}"), None, 200)
+        .rest_ok(
+            "GET",
+            &format!("/pipelines/flaky/executions/{id}"),
+            None,
+            200,
+        )
         .await;
     let test = action(&run, "Verify", "Test");
     assert_eq!(test["status"], "Failed");
@@ -271,17 +376,33 @@ async fn a_run_is_stopped_and_a_failed_stage_retried_through_rest() {
             200,
         )
         .await;
-    wait_run(&server, "flaky", &id, "the approval after the retry", pending_approval).await;
+    wait_run(
+        &server,
+        "flaky",
+        &id,
+        "the approval after the retry",
+        pending_approval,
+    )
+    .await;
 
     // Stop and abandon it while the approval waits.
     let stop = format!("/pipelines/flaky/executions/{id}/stop");
     server
-        .rest_ok("POST", &stop, Some(&json!({ "abandon": true, "reason": "not today" })), 200)
+        .rest_ok(
+            "POST",
+            &stop,
+            Some(&json!({ "abandon": true, "reason": "not today" })),
+            200,
+        )
         .await;
     let e = wait_status(&server, "flaky", &id, &["Stopped"]).await;
     assert_eq!(e["statusSummary"], "not today");
     let (status, err) = server.rest("POST", &stop, None).await;
-    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("Conflict")), "{err}");
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (409, Some("Conflict")),
+        "{err}"
+    );
     // The same execution through the AWS API agrees.
     let aws = ok(
         &server,

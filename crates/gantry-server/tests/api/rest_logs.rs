@@ -115,7 +115,8 @@ fn first_event_then_drop(server: &TestServer, path: &str) -> SseEvent {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    let mut request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n");
+    let mut request =
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n");
     for (n, v) in signed.pairs() {
         request.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -151,7 +152,10 @@ async fn a_log_resumes_from_any_offset_with_nothing_missing_or_repeated() {
         .await;
     assert_eq!(status, 200);
     let full = String::from_utf8(full).expect("utf-8");
-    assert!(full.contains("line 1 é\n") && full.contains("line 2500 é\n"), "{full}");
+    assert!(
+        full.contains("line 1 é\n") && full.contains("line 2500 é\n"),
+        "{full}"
+    );
 
     // The whole stream: the same text, then the end.
     let (status, body) = sse(&server, &logs, &[]).await;
@@ -163,7 +167,10 @@ async fn a_log_resumes_from_any_offset_with_nothing_missing_or_repeated() {
     let end = end.expect("an end event");
     assert_eq!(end["status"], "SUCCEEDED");
     assert_eq!(end["offset"], full.len());
-    assert_eq!(events.last().and_then(|e| e.id.clone()), Some(full.len().to_string()));
+    assert_eq!(
+        events.last().and_then(|e| e.id.clone()),
+        Some(full.len().to_string())
+    );
 
     // A client that read the first event and went away resumes after it.
     let first = tokio::task::block_in_place(|| first_event_then_drop(&server, &logs));
@@ -182,13 +189,29 @@ async fn a_log_resumes_from_any_offset_with_nothing_missing_or_repeated() {
         let (rest, _) = log_and_end(&parse_sse(&body));
         assert_eq!(rest, full[offset..], "SSE from {offset}");
         let (status, text) = server
-            .rest_raw(Some(SECRET), "gantry", "GET", &format!("{logs}?offset={offset}"), None, &[])
+            .rest_raw(
+                Some(SECRET),
+                "gantry",
+                "GET",
+                &format!("{logs}?offset={offset}"),
+                None,
+                &[],
+            )
             .await;
         assert_eq!(status, 200);
-        assert_eq!(String::from_utf8(text).expect("utf-8"), full[offset..], "text from {offset}");
+        assert_eq!(
+            String::from_utf8(text).expect("utf-8"),
+            full[offset..],
+            "text from {offset}"
+        );
     }
     // Last-Event-ID wins over ?offset (a reconnecting EventSource keeps its URL).
-    let (_, body) = sse(&server, &format!("{logs}?offset=0"), &[("Last-Event-ID", &mid.to_string())]).await;
+    let (_, body) = sse(
+        &server,
+        &format!("{logs}?offset=0"),
+        &[("Last-Event-ID", &mid.to_string())],
+    )
+    .await;
     assert_eq!(log_and_end(&parse_sse(&body)).0, full[mid..]);
 
     // Offsets no reader was given are refused, naming the parameter.
@@ -203,7 +226,10 @@ async fn a_log_resumes_from_any_offset_with_nothing_missing_or_repeated() {
         let (status, body) = sse(&server, &format!("{logs}{query}"), &extra).await;
         assert_eq!(status, 400, "{query} {header:?}: {body}");
         let err: Value = serde_json::from_str(&body).expect("json");
-        assert!(err["error"]["message"].as_str().expect("m").contains(named), "{err}");
+        assert!(
+            err["error"]["message"].as_str().expect("m").contains(named),
+            "{err}"
+        );
     }
     server.stop().await;
 }
@@ -213,7 +239,9 @@ async fn a_live_stream_follows_a_running_build_and_ends_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before\n      - sleep 2\n      - echo after\n      - exit 4\n";
-    server.call("CreateProject", &inline_project("live", spec)).await;
+    server
+        .call("CreateProject", &inline_project("live", spec))
+        .await;
     let started = server
         .call("StartBuild", &json!({ "projectName": "live" }))
         .await;
@@ -237,7 +265,11 @@ async fn a_live_stream_follows_a_running_build_and_ends_with_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_signs_rest_requests_and_follows_a_log() {
-    if std::process::Command::new("curl").arg("--version").output().is_err() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!("curl is needed for this test");
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -250,7 +282,11 @@ async fn curl_signs_rest_requests_and_follows_a_log() {
             .args(args)
             .output()
             .expect("curl runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf-8")
     };
     let url = server.url();

@@ -25,8 +25,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, LogSeek, MasterKey, NewAccessKey, NewBuild,
-    NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, LogSeek, MasterKey, NewAccessKey,
+    NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

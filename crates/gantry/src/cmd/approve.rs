@@ -71,10 +71,7 @@ fn waiting(run: &Value) -> Vec<(String, String)> {
 }
 
 /// The stage and action to answer: as given, or the one waiting.
-async fn target(
-    client: &Client,
-    args: &ApprovalArgs,
-) -> Result<(String, String), Failure> {
+async fn target(client: &Client, args: &ApprovalArgs) -> Result<(String, String), Failure> {
     if let (Some(s), Some(a)) = (&args.stage, &args.action) {
         return Ok((s.clone(), a.clone()));
     }
@@ -88,7 +85,8 @@ async fn target(
     let candidates: Vec<(String, String)> = waiting(&run)
         .into_iter()
         .filter(|(s, a)| {
-            args.stage.as_ref().is_none_or(|x| x == s) && args.action.as_ref().is_none_or(|x| x == a)
+            args.stage.as_ref().is_none_or(|x| x == s)
+                && args.action.as_ref().is_none_or(|x| x == a)
         })
         .collect();
     match candidates.as_slice() {
@@ -134,7 +132,11 @@ async fn answer_approval(args: ApprovalArgs, answer: Answer) -> Result<(), Failu
         out["status"] = json!(answer.status());
         print_json(&out);
     } else {
-        println!("{} {stage}/{action} of {}", answer.status().to_lowercase(), args.execution_id);
+        println!(
+            "{} {stage}/{action} of {}",
+            answer.status().to_lowercase(),
+            args.execution_id
+        );
     }
     Ok(())
 }

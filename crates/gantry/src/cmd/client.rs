@@ -88,11 +88,19 @@ pub struct Client {
 impl Client {
     /// The server from `args`, the key from the environment.
     pub fn from_env(args: &ServerArgs) -> Result<Client, Failure> {
-        let server = args.server.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
-            Failure::Usage("no server given: pass --server URL or set GANTRY_SERVER".into())
-        })?;
-        let id = std::env::var("GANTRY_ACCESS_KEY_ID").ok().filter(|s| !s.is_empty());
-        let secret = std::env::var("GANTRY_SECRET_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+        let server = args
+            .server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                Failure::Usage("no server given: pass --server URL or set GANTRY_SERVER".into())
+            })?;
+        let id = std::env::var("GANTRY_ACCESS_KEY_ID")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let secret = std::env::var("GANTRY_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|s| !s.is_empty());
         let (Some(id), Some(secret)) = (id, secret) else {
             return Err(Failure::Usage(
                 "no access key: set GANTRY_ACCESS_KEY_ID and GANTRY_SECRET_ACCESS_KEY".into(),
@@ -173,7 +181,9 @@ impl Client {
             request = request.header(*n, *v);
         }
         if body.is_some() {
-            request = request.header("content-type", "application/json").body(bytes);
+            request = request
+                .header("content-type", "application/json")
+                .body(bytes);
         }
         let response = request
             .send()
@@ -188,7 +198,11 @@ impl Client {
             .ok()
             .and_then(|v| {
                 let e = &v["error"];
-                Some(format!("{}: {}", e["code"].as_str()?, e["message"].as_str()?))
+                Some(format!(
+                    "{}: {}",
+                    e["code"].as_str()?,
+                    e["message"].as_str()?
+                ))
             })
             .unwrap_or_else(|| format!("the server answered {status}: {}", text.trim()));
         Err(Failure::Request(message))
@@ -260,7 +274,10 @@ mod tests {
     fn urls_keep_a_base_path_and_split_the_query() {
         let c = Client::new("http://h:8080/gantry/", Credentials::new("a", "b")).expect("client");
         let u = c.url("/builds/p:1/logs?offset=5").expect("url");
-        assert_eq!(u.as_str(), "http://h:8080/gantry/api/v1/builds/p:1/logs?offset=5");
+        assert_eq!(
+            u.as_str(),
+            "http://h:8080/gantry/api/v1/builds/p:1/logs?offset=5"
+        );
         assert!(matches!(
             Client::new("ftp://h", Credentials::new("a", "b")),
             Err(Failure::Usage(_))

@@ -73,7 +73,8 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         // CR LF and lone CR end lines too; the data here is JSON, which
         // never holds a raw CR, so dropping them is safe.
-        self.pending.extend(bytes.iter().copied().filter(|&b| b != b'\r'));
+        self.pending
+            .extend(bytes.iter().copied().filter(|&b| b != b'\r'));
         let mut events = Vec::new();
         while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
             let block: Vec<u8> = self.pending.drain(..end + 2).collect();
@@ -123,7 +124,9 @@ fn handle(event: &SseEvent, offset: &mut u64, json_out: bool) -> Result<Next, Fa
     match event.event.as_str() {
         "log" => {
             let text: String = serde_json::from_str(&event.data).map_err(|e| {
-                Failure::Request(format!("the server sent a log event that is not a JSON string: {e}"))
+                Failure::Request(format!(
+                    "the server sent a log event that is not a JSON string: {e}"
+                ))
             })?;
             if let Some(id) = event.id.as_deref().and_then(|i| i.parse().ok()) {
                 *offset = id;
@@ -140,7 +143,10 @@ fn handle(event: &SseEvent, offset: &mut u64, json_out: bool) -> Result<Next, Fa
             let end: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
             let status = end["status"].as_str().unwrap_or("unknown");
             if json_out {
-                println!("{}", json!({ "end": true, "status": status, "offset": *offset }));
+                println!(
+                    "{}",
+                    json!({ "end": true, "status": status, "offset": *offset })
+                );
             } else {
                 eprintln!("build ended: {status}");
             }
@@ -162,7 +168,10 @@ async fn follow(client: &Client, path: &str, json_out: bool) -> Result<(), Failu
         if offset > 0 {
             headers.push(("last-event-id", resume.as_str()));
         }
-        let mut response = match client.send(reqwest::Method::GET, path, None, &headers).await {
+        let mut response = match client
+            .send(reqwest::Method::GET, path, None, &headers)
+            .await
+        {
             Ok(r) => r,
             Err(Failure::Unreachable(m)) if failures < MAX_RECONNECTS => {
                 failures += 1;
@@ -173,18 +182,13 @@ async fn follow(client: &Client, path: &str, json_out: bool) -> Result<(), Failu
             Err(e) => return Err(e),
         };
         let mut parser = SseParser::default();
-        loop {
-            match response.chunk().await {
-                Ok(Some(bytes)) => {
-                    for event in parser.push(&bytes) {
-                        failures = 0;
-                        if let Next::Ended = handle(&event, &mut offset, json_out)? {
-                            return Ok(());
-                        }
-                    }
+        // Ended or dropped before `end`: resume from the offset.
+        while let Ok(Some(bytes)) = response.chunk().await {
+            for event in parser.push(&bytes) {
+                failures = 0;
+                if let Next::Ended = handle(&event, &mut offset, json_out)? {
+                    return Ok(());
                 }
-                // Ended or dropped before `end`: resume from the offset.
-                Ok(None) | Err(_) => break,
             }
         }
         failures += 1;
@@ -209,14 +213,28 @@ mod tests {
         assert_eq!(
             events,
             [
-                SseEvent { event: "log".into(), id: Some("6".into()), data: "\"hello\\n\"".into() },
-                SseEvent { event: "end".into(), id: Some("6".into()), data: "{}".into() },
+                SseEvent {
+                    event: "log".into(),
+                    id: Some("6".into()),
+                    data: "\"hello\\n\"".into()
+                },
+                SseEvent {
+                    event: "end".into(),
+                    id: Some("6".into()),
+                    data: "{}".into()
+                },
             ]
         );
         let mut offset = 0;
-        assert!(matches!(handle(&events[0], &mut offset, true), Ok(Next::Continue)));
+        assert!(matches!(
+            handle(&events[0], &mut offset, true),
+            Ok(Next::Continue)
+        ));
         assert_eq!(offset, 6);
-        assert!(matches!(handle(&events[1], &mut offset, true), Ok(Next::Ended)));
+        assert!(matches!(
+            handle(&events[1], &mut offset, true),
+            Ok(Next::Ended)
+        ));
     }
 
     #[test]

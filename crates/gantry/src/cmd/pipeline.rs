@@ -160,7 +160,9 @@ fn pair<'a>(text: &'a str, flag: &str) -> Result<(&'a str, &'a str), Failure> {
 
 /// The pipeline's only source action, for `--revision COMMIT`.
 async fn only_source_action(client: &Client, pipeline: &str) -> Result<String, Failure> {
-    let shown = client.get(&format!("/pipelines/{}", segment(pipeline))).await?;
+    let shown = client
+        .get(&format!("/pipelines/{}", segment(pipeline)))
+        .await?;
     let sources: Vec<&str> = shown["pipeline"]["stages"][0]["actions"]
         .as_array()
         .into_iter()
@@ -204,7 +206,10 @@ async fn start(args: StartArgs) -> Result<(), Failure> {
         body["sourceRevisions"] = Value::Object(revisions);
     }
     let started = client
-        .post(&format!("/pipelines/{}/executions", segment(&args.name)), &body)
+        .post(
+            &format!("/pipelines/{}/executions", segment(&args.name)),
+            &body,
+        )
         .await?;
     if args.server.json {
         print_json(&started);
@@ -235,7 +240,11 @@ async fn stop(args: StopArgs) -> Result<(), Failure> {
     } else {
         println!(
             "{} {}",
-            if args.abandon { "abandoning" } else { "stopping" },
+            if args.abandon {
+                "abandoning"
+            } else {
+                "stopping"
+            },
             args.execution_id
         );
     }

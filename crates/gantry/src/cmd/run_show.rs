@@ -115,8 +115,14 @@ mod tests {
             ]
         });
         let text = human(&run);
-        assert!(text.starts_with("web e1 InProgress (pipeline version 2)\n"), "{text}");
-        assert!(text.contains("Compile                Failed       build p:1 error: exit 3\n"), "{text}");
+        assert!(
+            text.starts_with("web e1 InProgress (pipeline version 2)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Compile                Failed       build p:1 error: exit 3\n"),
+            "{text}"
+        );
         assert!(text.contains("waiting for approval"), "{text}");
         assert!(text.contains("  Deploy                   -\n"), "{text}");
     }
