@@ -35,6 +35,9 @@ pub(crate) struct AppState<S: Store> {
     pub pipelines: Arc<PipelineHost>,
     pub events: Arc<EventBus<S>>,
     pub engine: Arc<stepfunctions::Engine<S>>,
+    /// Becomes `true` when the server starts shutting down, so long-lived
+    /// responses (live log streams) end and let graceful shutdown finish.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -47,6 +50,7 @@ impl<S: Store> Clone for AppState<S> {
             pipelines: self.pipelines.clone(),
             events: self.events.clone(),
             engine: self.engine.clone(),
+            closing: self.closing.clone(),
         }
     }
 }
@@ -77,6 +81,7 @@ impl<S: Store> AppState<S> {
             pipelines: Arc::new(PipelineHost::new(providers)),
             events,
             engine,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         state.engine.attach(state.clone());
         state

@@ -23,6 +23,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use gantry_store::{Store, StoreError};
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{RestError, query_param};
 use crate::router::AppState;
@@ -140,7 +141,7 @@ pub(super) async fn get<S: Store>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if wants_stream {
-        Ok(stream(state.store.clone(), cursor).into_response())
+        Ok(stream(state.store.clone(), cursor, state.closing.subscribe()).into_response())
     } else {
         text(state.store.as_ref(), cursor).await
     }
@@ -176,27 +177,40 @@ enum Phase {
 fn stream<S: Store>(
     store: Arc<S>,
     cursor: Cursor,
+    closing: watch::Receiver<bool>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let events = futures_util::stream::unfold(
-        (store, Phase::Following(cursor)),
-        |(store, phase)| async move {
+        (store, Phase::Following(cursor), closing),
+        |(store, phase, mut closing)| async move {
             let Phase::Following(mut cursor) = phase else {
                 return None;
             };
             loop {
+                // A server shutting down ends the stream without `end`;
+                // the client resumes from its last id elsewhere or later.
+                if *closing.borrow() {
+                    return None;
+                }
                 match next_event(store.as_ref(), &mut cursor).await {
-                    Ok(Some((event, true))) => return Some((Ok(event), (store, Phase::Ended))),
-                    Ok(Some((event, false))) => {
-                        return Some((Ok(event), (store, Phase::Following(cursor))));
+                    Ok(Some((event, true))) => {
+                        return Some((Ok(event), (store, Phase::Ended, closing)));
                     }
-                    Ok(None) => tokio::time::sleep(POLL).await,
+                    Ok(Some((event, false))) => {
+                        return Some((Ok(event), (store, Phase::Following(cursor), closing)));
+                    }
+                    Ok(None) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(POLL) => {}
+                            _ = closing.wait_for(|c| *c) => return None,
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(build = %cursor.build, error = %e.message, "streaming a log failed");
                         let event = Event::default().event("error").data(
                             json!({ "message": "reading the log failed; reconnect to resume" })
                                 .to_string(),
                         );
-                        return Some((Ok(event), (store, Phase::Ended)));
+                        return Some((Ok(event), (store, Phase::Ended, closing)));
                     }
                 }
             }

@@ -97,11 +97,11 @@ async fn sse(server: &TestServer, path: &str, extra: &[(&str, &str)]) -> (u16, S
     (status, String::from_utf8(body).expect("utf-8"))
 }
 
-/// Opens an SSE stream and returns the first `log` event only, dropping
-/// the connection after it (a client that went away mid-log).
-fn first_event_then_drop(server: &TestServer, path: &str) -> SseEvent {
+/// Opens a signed SSE request on a plain socket; the reader is after the
+/// request was sent.
+fn open_stream(addr: std::net::SocketAddr, path: &str) -> BufReader<TcpStream> {
     let target = format!("/api/v1{path}");
-    let host = server.addr.to_string();
+    let host = addr.to_string();
     let unsigned = RequestParts::new("GET", &target).header("Host", &host);
     let creds = Credentials::new(AKID, SECRET);
     let params = SigningParams {
@@ -111,9 +111,9 @@ fn first_event_then_drop(server: &TestServer, path: &str) -> SseEvent {
         time: SystemTime::now(),
     };
     let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
-    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let mut stream = TcpStream::connect(addr).expect("connect");
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(Duration::from_secs(90)))
         .expect("timeout");
     let mut request =
         format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n");
@@ -122,8 +122,14 @@ fn first_event_then_drop(server: &TestServer, path: &str) -> SseEvent {
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).expect("write");
+    BufReader::new(stream)
+}
+
+/// Opens an SSE stream and returns the first `log` event only, dropping
+/// the connection after it (a client that went away mid-log).
+fn first_event_then_drop(server: &TestServer, path: &str) -> SseEvent {
     // Chunked framing aside, every SSE line arrives whole on its own line.
-    let mut reader = BufReader::new(stream);
+    let mut reader = open_stream(server.addr, path);
     let mut block = String::new();
     let mut line = String::new();
     loop {
@@ -312,4 +318,45 @@ async fn curl_signs_rest_requests_and_follows_a_log() {
     assert!(text.contains("hello"), "{text}");
     assert_eq!(end.expect("end")["status"], "SUCCEEDED");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_ends_live_streams_so_the_server_can_stop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server
+        .call("CreateProject", &inline_project("slow", SLOW_BUILDSPEC))
+        .await;
+    let started = server
+        .call("StartBuild", &json!({ "projectName": "slow" }))
+        .await;
+    let id = started["build"]["id"].as_str().expect("id").to_owned();
+    let logs = format!("/builds/{id}/logs");
+    // A follower that has received the first event and keeps listening.
+    let addr = server.addr;
+    let (got_first, first) = std::sync::mpsc::channel();
+    let follower = std::thread::spawn(move || {
+        let mut reader = open_stream(addr, &logs);
+        let mut all = String::new();
+        let mut line = String::new();
+        let mut told = false;
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            all.push_str(&line);
+            if !told && line.starts_with("data:") {
+                let _ = got_first.send(());
+                told = true;
+            }
+            line.clear();
+        }
+        all
+    });
+    first
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the build logs before it sleeps");
+    // `stop` panics unless the server returns within 60 s, which it
+    // cannot while a stream of the sleeping build stays open.
+    server.stop().await;
+    let streamed = follower.join().expect("follower");
+    assert!(streamed.contains("event: log"), "{streamed}");
+    assert!(!streamed.contains("event: end"), "{streamed}");
 }
