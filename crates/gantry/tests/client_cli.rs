@@ -5,12 +5,13 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{CODEBUILD, CODEPIPELINE, Running, call, start};
+use support::{CODEBUILD, CODEPIPELINE, Running, call, start, start_on};
 
 const KEY: (&str, &str) = ("GANTRYCLIENTCLI", "client/cli+Secret/Key=0123456789abcdef");
 
@@ -310,4 +311,85 @@ fn client_commands_drive_a_pipeline_end_to_end() {
     );
     assert_eq!(out.status.code(), Some(2));
     server.kill();
+}
+
+#[test]
+fn logs_follow_reconnects_after_the_server_restarts_without_repeating_a_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start(&data, KEY);
+    let addr = server.addr.clone();
+    ok(
+        &server,
+        CODEBUILD,
+        "CreateProject",
+        json!({
+            "name": "long",
+            "source": { "type": "NO_SOURCE", "buildspec": "version: 0.2\nphases:\n  build:\n    commands:\n      - echo first\n      - sleep 300\n" },
+            "artifacts": { "type": "NO_ARTIFACTS" },
+            "environment": { "type": "LINUX_CONTAINER", "image": "gantry:host", "computeType": "BUILD_GENERAL1_SMALL" },
+            "serviceRole": "arn:aws:iam::000000000000:role/gantry"
+        }),
+    );
+    let build = ok(
+        &server,
+        CODEBUILD,
+        "StartBuild",
+        json!({ "projectName": "long" }),
+    )["build"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["logs", &build, "-f"])
+        .env("GANTRY_SERVER", format!("http://{addr}"))
+        .env("GANTRY_ACCESS_KEY_ID", KEY.0)
+        .env("GANTRY_SECRET_ACCESS_KEY", KEY.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gantry logs -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("first") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            line.clear();
+        }
+        all
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the follower printed the first line");
+    // Kill the server mid-build and start it again on the same address:
+    // the build is marked FAILED at start-up, and the follower, which lost
+    // its connection, resumes from its offset and sees the end.
+    server.kill();
+    let restarted = start_on(&data, KEY, &addr);
+    let status = follower.wait().expect("follower exits");
+    let followed = reader.join().expect("reader");
+    let mut stderr = String::new();
+    if let Some(mut e) = follower.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("build ended: FAILED"), "{stderr}");
+    let whole = gantry(&restarted, &["logs", &build]);
+    assert_eq!(
+        followed,
+        text(&whole.stdout),
+        "nothing repeated, nothing missing"
+    );
+    assert_eq!(
+        followed.lines().filter(|l| *l == "first").count(),
+        1,
+        "{followed}"
+    );
+    restarted.kill();
 }

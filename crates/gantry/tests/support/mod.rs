@@ -30,8 +30,14 @@ impl Running {
 /// Starts `gantry server` on port 0 over `data_dir` with `key` as the
 /// admin key, and waits for its address.
 pub fn start(data_dir: &Path, key: (&str, &str)) -> Running {
+    start_on(data_dir, key, "127.0.0.1:0")
+}
+
+/// Like [`start`], listening on `listen` (e.g. the port of a server that
+/// was killed, to restart it where its clients expect it).
+pub fn start_on(data_dir: &Path, key: (&str, &str), listen: &str) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .env("GANTRY_ADMIN_ACCESS_KEY_ID", key.0)
         .env("GANTRY_ADMIN_SECRET_ACCESS_KEY", key.1)
