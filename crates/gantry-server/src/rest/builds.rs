@@ -1,11 +1,11 @@
 //! `GET /builds/{id}`: CodeBuild's BatchGetBuilds for one build.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use gantry_store::Store;
 use serde_json::{Value, json};
 
-use super::{RestError, ok};
+use super::{RestError, RestPath, ok};
 use crate::codebuild::builds;
 use crate::router::AppState;
 
@@ -27,7 +27,7 @@ pub(super) async fn find<S: Store>(state: &AppState<S>, id: &str) -> Result<Valu
 /// `{"build": {...}}`.
 pub(super) async fn show<S: Store>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    RestPath(id): RestPath<String>,
 ) -> Result<Response, RestError> {
     Ok(ok(&json!({ "build": find(&state, &id).await? })))
 }

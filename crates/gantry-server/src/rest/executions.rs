@@ -4,7 +4,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use gantry_pipeline::{ActionStatus, Execution};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::body::JsonBody;
 use super::pipelines::max_results;
-use super::{Caller, RestError, json_response, ok, query_param};
+use super::{Caller, RestError, RestPath, json_response, ok, query_param};
 use crate::codebuild::timestamp_ms;
 use crate::codepipeline::executions;
 use crate::router::AppState;
@@ -21,7 +21,7 @@ use crate::router::AppState;
 /// `{"executions": [...], "nextToken"?}`, newest first.
 pub(super) async fn list<S: Store>(
     State(state): State<AppState<S>>,
-    Path(name): Path<String>,
+    RestPath(name): RestPath<String>,
     uri: Uri,
 ) -> Result<Response, RestError> {
     let input = executions::ListInput {
@@ -42,7 +42,7 @@ pub(super) async fn list<S: Store>(
 pub(super) async fn start<S: Store>(
     State(state): State<AppState<S>>,
     Extension(Caller(actor)): Extension<Caller>,
-    Path(name): Path<String>,
+    RestPath(name): RestPath<String>,
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["sourceRevisions", "variables"])?;
@@ -74,7 +74,7 @@ pub(super) async fn start<S: Store>(
 /// and action with status, build id, error and pending approval.
 pub(super) async fn show<S: Store>(
     State(state): State<AppState<S>>,
-    Path((name, id)): Path<(String, String)>,
+    RestPath((name, id)): RestPath<(String, String)>,
 ) -> Result<Response, RestError> {
     executions::pipeline_exists(&state, &name).await?;
     let e = executions::load_execution(&state, &name, &id).await?;
@@ -154,7 +154,7 @@ async fn pending_approval<S: Store>(
 pub(super) async fn stop<S: Store>(
     State(state): State<AppState<S>>,
     Extension(Caller(actor)): Extension<Caller>,
-    Path((name, id)): Path<(String, String)>,
+    RestPath((name, id)): RestPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["abandon", "reason"])?;
@@ -172,7 +172,7 @@ pub(super) async fn stop<S: Store>(
 pub(super) async fn retry<S: Store>(
     State(state): State<AppState<S>>,
     Extension(Caller(actor)): Extension<Caller>,
-    Path((name, id, stage)): Path<(String, String, String)>,
+    RestPath((name, id, stage)): RestPath<(String, String, String)>,
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["mode"])?;
@@ -200,7 +200,7 @@ pub(super) async fn retry<S: Store>(
 pub(super) async fn approve<S: Store>(
     State(state): State<AppState<S>>,
     Extension(Caller(actor)): Extension<Caller>,
-    Path((name, id, stage, action)): Path<(String, String, String, String)>,
+    RestPath((name, id, stage, action)): RestPath<(String, String, String, String)>,
     body: Bytes,
 ) -> Result<Response, RestError> {
     let body = JsonBody::parse(&body, &["status", "summary"])?;

@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use gantry_store::{Store, StoreError};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{RestError, query_param};
+use super::{RestError, RestPath, query_param};
 use crate::router::AppState;
 
 /// How often a live stream looks for new lines while the build runs.
@@ -129,7 +129,7 @@ async fn build_status<S: Store>(store: &S, id: &str) -> Result<String, RestError
 
 pub(super) async fn get<S: Store>(
     State(state): State<AppState<S>>,
-    Path(id): Path<String>,
+    RestPath(id): RestPath<String>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, RestError> {

@@ -158,6 +158,31 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router<AppState<S>> {
         .merge(signed)
 }
 
+/// Path parameters, like axum's `Path`, but a bad one (e.g. an escape
+/// that is not UTF-8) is answered in the API's error shape.
+pub(crate) struct RestPath<T>(pub T);
+
+impl<T, St> axum::extract::FromRequestParts<St> for RestPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    St: Send + Sync,
+{
+    type Rejection = RestError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &St,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(RestPath(value)),
+            Err(rejection) => Err(RestError::invalid_input(format!(
+                "Bad path parameter: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
 /// Who signed a request, for the handlers (audit and `actor`).
 #[derive(Clone)]
 pub(crate) struct Caller(pub String);

@@ -1,13 +1,13 @@
 //! `GET /pipelines` and `GET /pipelines/{name}`: CodePipeline's
 //! ListPipelines, GetPipeline and GetPipelineState service functions.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use gantry_store::Store;
 use serde_json::json;
 
-use super::{RestError, ok, query_param};
+use super::{RestError, RestPath, ok, query_param};
 use crate::codepipeline::{executions, pipelines};
 use crate::router::AppState;
 
@@ -39,7 +39,7 @@ pub(super) async fn list<S: Store>(
 /// its stages and actions.
 pub(super) async fn show<S: Store>(
     State(state): State<AppState<S>>,
-    Path(name): Path<String>,
+    RestPath(name): RestPath<String>,
 ) -> Result<Response, RestError> {
     let declared = pipelines::get(
         &state,

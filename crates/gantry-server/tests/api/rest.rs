@@ -234,6 +234,12 @@ async fn bad_requests_name_the_field_and_change_nothing() {
         (status, err["error"]["code"].as_str()),
         (404, Some("NotFound"))
     );
+    let (status, err) = server.rest("GET", "/pipelines/%FF", None).await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("InvalidInput")),
+        "{err}"
+    );
     let (status, err) = server.rest("GET", "/pipelines?maxResults=many", None).await;
     assert_eq!(status, 400);
     assert!(
