@@ -9,9 +9,11 @@
 //! included) and its `id` the offset after it; once the build is complete
 //! and every byte was sent, an `end` event carries the build status.
 //!
-//! New lines are found by polling the store every [`POLL`] while the build
-//! runs: the worker writes lines in batches, the store is the only truth,
-//! and a poll reads only the lines after the last one sent.
+//! A stream wakes when the build runner stores lines or records a build's
+//! end (a counter it bumps), waits [`COALESCE`] so a burst of small writes
+//! is read at once, and reads only the lines after the last one sent. It
+//! also looks every [`POLL`] without a wake-up, for lines written by
+//! anything else (the store is the only truth).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,8 +30,11 @@ use tokio::sync::watch;
 use super::{RestError, RestPath, query_param};
 use crate::router::AppState;
 
-/// How often a live stream looks for new lines while the build runs.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a live stream looks for new lines when nothing woke it.
+const POLL: Duration = Duration::from_secs(2);
+
+/// How long a woken stream waits for more writes before reading.
+const COALESCE: Duration = Duration::from_millis(50);
 
 /// Lines read from the store at a time.
 const BATCH: u32 = 1000;
@@ -141,7 +146,11 @@ pub(super) async fn get<S: Store>(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if wants_stream {
-        Ok(stream(state.store.clone(), cursor, state.closing.subscribe()).into_response())
+        let signals = Signals {
+            written: state.runner.log_changes(),
+            closing: state.closing.subscribe(),
+        };
+        Ok(stream(state.store.clone(), cursor, signals).into_response())
     } else {
         text(state.store.as_ref(), cursor).await
     }
@@ -173,35 +182,53 @@ enum Phase {
     Ended,
 }
 
+/// What wakes a live stream: log writes, and the server closing.
+struct Signals {
+    written: watch::Receiver<u64>,
+    closing: watch::Receiver<bool>,
+}
+
+/// Resolves once the server is closing (or the signal is gone).
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, not held in a stream.
+    let _ = closing.wait_for(|c| *c).await;
+}
+
 /// The live stream: new text as it is written, then `end`.
 fn stream<S: Store>(
     store: Arc<S>,
     cursor: Cursor,
-    closing: watch::Receiver<bool>,
+    signals: Signals,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let events = futures_util::stream::unfold(
-        (store, Phase::Following(cursor), closing),
-        |(store, phase, mut closing)| async move {
+        (store, Phase::Following(cursor), signals),
+        |(store, phase, mut signals)| async move {
             let Phase::Following(mut cursor) = phase else {
                 return None;
             };
             loop {
                 // A server shutting down ends the stream without `end`;
                 // the client resumes from its last id elsewhere or later.
-                if *closing.borrow() {
+                if *signals.closing.borrow() {
                     return None;
                 }
+                // Marked seen before the store is read: a write after this
+                // point wakes the wait below.
+                signals.written.borrow_and_update();
                 match next_event(store.as_ref(), &mut cursor).await {
                     Ok(Some((event, true))) => {
-                        return Some((Ok(event), (store, Phase::Ended, closing)));
+                        return Some((Ok(event), (store, Phase::Ended, signals)));
                     }
                     Ok(Some((event, false))) => {
-                        return Some((Ok(event), (store, Phase::Following(cursor), closing)));
+                        return Some((Ok(event), (store, Phase::Following(cursor), signals)));
                     }
                     Ok(None) => {
                         tokio::select! {
                             _ = tokio::time::sleep(POLL) => {}
-                            _ = closing.wait_for(|c| *c) => return None,
+                            Ok(()) = signals.written.changed() => {
+                                tokio::time::sleep(COALESCE).await;
+                            }
+                            () = closed(&mut signals.closing) => return None,
                         }
                     }
                     Err(e) => {
@@ -210,7 +237,7 @@ fn stream<S: Store>(
                             json!({ "message": "reading the log failed; reconnect to resume" })
                                 .to_string(),
                         );
-                        return Some((Ok(event), (store, Phase::Ended, closing)));
+                        return Some((Ok(event), (store, Phase::Ended, signals)));
                     }
                 }
             }
