@@ -607,3 +607,32 @@ fn apply(build: &mut Value, event: &BuildEvent) -> Option<String> {
         BuildEvent::Line(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_store::BuildStore;
+
+    /// Live log readers wait on the counter; a write that did not bump it
+    /// would leave them asleep until their fallback poll.
+    #[tokio::test]
+    async fn storing_lines_wakes_log_readers_and_nothing_else_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = gantry_store::MasterKey::load_or_create(&dir.path().join("k")).expect("key");
+        let store = gantry_store::SqliteStore::open(&dir.path().join("db"), key)
+            .await
+            .expect("store");
+        let written = watch::Sender::new(0u64);
+        let mut reader = written.subscribe();
+        let mut none = Vec::new();
+        flush(&store, "p:1", &mut none, &written).await;
+        assert!(!reader.has_changed().expect("open"), "nothing was written");
+        let mut lines = vec!["one".to_owned(), "two".to_owned()];
+        flush(&store, "p:1", &mut lines, &written).await;
+        assert!(reader.has_changed().expect("open"));
+        assert!(lines.is_empty());
+        reader.borrow_and_update();
+        let stored = store.log_lines("p:1", 0, 10).await.expect("lines");
+        assert_eq!(stored.len(), 2, "the lines are stored before the wake");
+    }
+}
