@@ -29,6 +29,60 @@ pub struct Config {
     pub approval_timeout: std::time::Duration,
     /// How often Git sources with `PollForSourceChanges: true` are polled.
     pub poll_interval: std::time::Duration,
+    /// The chat app's signing secret (Slack's "Signing Secret"): with it,
+    /// approval messages get Approve and Reject buttons whose callbacks
+    /// are checked with it. `gantry server` reads `GANTRY_CHAT_SIGNING_SECRET`.
+    pub chat_signing_secret: Option<String>,
+    /// A PEM bundle of CA certificates trusted, besides the built-in
+    /// roots, by outbound HTTPS calls (event targets, chat messages, HTTP
+    /// tasks). `gantry server` reads `GANTRY_EXTRA_CA_CERTS`.
+    pub extra_ca_certs: Option<PathBuf>,
+    /// The database; `None` is `<data_dir>/gantry.db`.
+    pub database: Option<Database>,
+    /// Whether the server runs builds itself (the embedded local agent).
+    /// When false, builds stay QUEUED until an agent takes them.
+    pub local_agent: bool,
+}
+
+/// Where the store lives, as `--database URL` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+}
+
+impl Database {
+    /// Reads `sqlite://PATH`, `sqlite:PATH` or a plain path. PostgreSQL URLs
+    /// are refused (not in this build), as is any other scheme.
+    pub fn parse(url: &str) -> Result<Database, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("the database URL is empty; expected sqlite://PATH or a file path".into());
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            // sqlite:///abs/path keeps its leading slash; sqlite://rel/path is relative.
+            if path.is_empty() {
+                return Err(format!(
+                    "{url}: the SQLite URL names no file; expected sqlite://PATH"
+                ));
+            }
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(match scheme.to_ascii_lowercase().as_str() {
+                "postgres" | "postgresql" => format!(
+                    "{scheme}:// databases are not supported by this build yet (PostgreSQL support is planned); use sqlite://PATH"
+                ),
+                other => format!(
+                    "unknown database scheme `{other}://`; expected sqlite://PATH or a file path"
+                ),
+            });
+        }
+        Ok(Database::Sqlite(PathBuf::from(url)))
+    }
 }
 
 impl Config {
@@ -45,6 +99,10 @@ impl Config {
             public_url: None,
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
             poll_interval: std::time::Duration::from_secs(60),
+            chat_signing_secret: None,
+            extra_ca_certs: None,
+            database: None,
+            local_agent: true,
         }
     }
 }
@@ -59,11 +117,55 @@ impl fmt::Debug for Config {
             .field("public_url", &self.public_url)
             .field("approval_timeout", &self.approval_timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("database", &self.database)
+            .field("local_agent", &self.local_agent)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
             )
             .field("events", &self.events)
+            .field("extra_ca_certs", &self.extra_ca_certs)
+            .field(
+                "chat_signing_secret",
+                &self.chat_signing_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_and_plain_paths_name_a_file() {
+        for (url, path) in [
+            ("sqlite:///var/lib/gantry/g.db", "/var/lib/gantry/g.db"),
+            ("sqlite://data/g.db", "data/g.db"),
+            ("sqlite:g.db", "g.db"),
+            ("/srv/g.db", "/srv/g.db"),
+            ("g.db", "g.db"),
+        ] {
+            assert_eq!(
+                Database::parse(url),
+                Ok(Database::Sqlite(PathBuf::from(path))),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_and_unknown_schemes_are_refused_with_the_reason() {
+        let pg = Database::parse("postgres://u@db/gantry").unwrap_err();
+        assert!(pg.contains("not supported by this build yet"), "{pg}");
+        let pg = Database::parse("postgresql://db/gantry").unwrap_err();
+        assert!(pg.contains("PostgreSQL"), "{pg}");
+        let other = Database::parse("mysql://db/gantry").unwrap_err();
+        assert!(
+            other.contains("unknown database scheme `mysql://`"),
+            "{other}"
+        );
+        assert!(Database::parse("").is_err());
+        assert!(Database::parse("sqlite://").is_err());
     }
 }

@@ -25,17 +25,23 @@ gantry_server::launch_with_tcp_listener(config, listener, shutdown).await
 # }
 ```
 
+[`local::LocalRun`] drives the same state without a socket: `gantry
+pipeline run` runs a whole pipeline through it (docs/pipeline-local.md).
+
 Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
 
 mod auth;
 mod bootstrap;
+mod chat;
 mod codebuild;
 mod codepipeline;
 mod config;
 mod error;
 mod eventbridge;
+pub mod local;
+mod outbound;
 mod pipeline_host;
 mod polling;
 mod recovery;
@@ -53,7 +59,7 @@ use gantry_store::{MasterKey, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use bootstrap::AdminKey;
-pub use config::Config;
+pub use config::{Config, Database};
 pub use error::ApiError;
 pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
 
@@ -111,27 +117,58 @@ impl Server<SqliteStore> {
     /// when missing), creates the first admin key on a new database, and
     /// marks builds that were running when the server last stopped FAILED.
     pub async fn open(config: Config) -> Result<Server<SqliteStore>, ServerError> {
-        let dir = &config.data_dir;
-        std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let key = MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?;
-        let store = SqliteStore::open(&dir.join(files::DATABASE), key).await?;
+        let store = open_store(&config).await?;
         Server::with_store(config, store).await
     }
+}
+
+/// The data directory's SQLite store (or `config.database`'s), with the
+/// directory and its key file created when missing.
+async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let key = MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?;
+    let database = match &config.database {
+        Some(Database::Sqlite(path)) => path.clone(),
+        None => dir.join(files::DATABASE),
+    };
+    if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| ServerError::DataDir {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(SqliteStore::open(&database, key).await?)
 }
 
 impl<S: Store> Server<S> {
     /// Like [`Server::open`], over any store.
     pub async fn with_store(config: Config, store: S) -> Result<Server<S>, ServerError> {
+        Server::assemble(config, store, true).await
+    }
+
+    /// The server over `store`; the first admin key of a new database is
+    /// made only when `first_admin_key` (a local run leaves it to the
+    /// first `gantry server` start, which prints it).
+    async fn assemble(
+        config: Config,
+        store: S,
+        first_admin_key: bool,
+    ) -> Result<Server<S>, ServerError> {
         if config.max_concurrent_builds == 0 {
             return Err(ServerError::Config(
                 "max_concurrent_builds must be at least 1".into(),
             ));
         }
         let store = Arc::new(store);
-        let admin_key = bootstrap::first_admin_key(store.as_ref(), &config).await?;
+        let admin_key = if first_admin_key {
+            bootstrap::first_admin_key(store.as_ref(), &config).await?
+        } else {
+            None
+        };
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
         let token_key =
             stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {

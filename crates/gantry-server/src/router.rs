@@ -38,6 +38,8 @@ pub(crate) struct AppState<S: Store> {
     /// Becomes `true` when the server starts shutting down, so long-lived
     /// responses (live log streams) end and let graceful shutdown finish.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Chat callbacks already accepted (replays are refused).
+    pub chat: Arc<crate::chat::SeenCallbacks>,
 }
 
 impl<S: Store> Clone for AppState<S> {
@@ -51,6 +53,7 @@ impl<S: Store> Clone for AppState<S> {
             events: self.events.clone(),
             engine: self.engine.clone(),
             closing: self.closing.clone(),
+            chat: self.chat.clone(),
         }
     }
 }
@@ -61,7 +64,11 @@ impl<S: Store> AppState<S> {
     /// cannot be opened.
     pub fn new(store: Arc<S>, config: Config, token_key: [u8; 32]) -> Result<AppState<S>, String> {
         let config = Arc::new(config);
-        let events = Arc::new(EventBus::new(store.clone(), config.clone()));
+        let events = Arc::new(EventBus::new(
+            store.clone(),
+            config.clone(),
+            crate::outbound::client(&config, config.events.http_timeout)?,
+        ));
         let runner = Arc::new(BuildRunner::new(
             store.clone(),
             config.clone(),
@@ -72,6 +79,7 @@ impl<S: Store> AppState<S> {
             store.clone(),
             config.clone(),
             token_key,
+            crate::outbound::client(&config, stepfunctions::HTTP_TASK_TIMEOUT)?,
         ));
         let state = AppState {
             store,
@@ -82,6 +90,7 @@ impl<S: Store> AppState<S> {
             events,
             engine,
             closing: Arc::new(tokio::sync::watch::Sender::new(false)),
+            chat: Arc::default(),
         };
         state.engine.attach(state.clone());
         state
@@ -97,6 +106,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
     Router::new()
         .route("/", post(aws_json::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(crate::chat::ACTIONS_PATH, post(crate::chat::actions::<S>))
         .route(
             "/webhooks/codepipeline/{url_id}",
             post(crate::webhooks::deliver::<S>),

@@ -293,10 +293,13 @@ async fn execute<S: Store>(
 ) -> BuildUpdate {
     let start = job.record.start_ms;
     let submitted = phase_json("SUBMITTED", Some("SUCCEEDED"), start, Some(start), &[]);
+    // Without the local agent no slot is ever taken here: the build waits
+    // QUEUED for an agent (or a stop), as with `gantry server --no-local-agent`.
+    let local_agent = runner.config.local_agent;
     let permit = tokio::select! {
         biased;
         _ = signal.stopped() => None,
-        permit = runner.slots.clone().acquire_owned() => permit.ok(),
+        permit = runner.slots.clone().acquire_owned(), if local_agent => permit.ok(),
     };
     let Some(_permit) = permit else {
         return ended_early(

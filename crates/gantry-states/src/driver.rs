@@ -99,9 +99,20 @@ pub fn run_machine(
     input: Value,
     clock: &dyn Clock,
     random: &mut dyn Random,
+    task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>,
+) -> RunResult {
+    run_execution(Execution::new(sm), input, clock, random, task_handler)
+}
+
+/// Runs a new execution (e.g. one made [`Execution::without_history_limit`])
+/// with the given clock and randomness.
+pub fn run_execution(
+    mut exec: Execution,
+    input: Value,
+    clock: &dyn Clock,
+    random: &mut dyn Random,
     mut task_handler: impl FnMut(&str, &Value) -> Result<Value, TaskError>,
 ) -> RunResult {
-    let mut exec = Execution::new(sm);
     let start = clock.now_millis();
     let info = ExecutionInfo {
         execution_id: "arn:aws:states:local:000000000000:execution:local:local-run".into(),

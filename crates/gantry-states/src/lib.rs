@@ -81,7 +81,8 @@ pub use definition::{
     parse_definition,
 };
 pub use driver::{
-    Clock, FixedClock, Random, RunResult, SeededRandom, TaskError, run_local, run_machine,
+    Clock, FixedClock, Random, RunResult, SeededRandom, TaskError, run_execution, run_local,
+    run_machine,
 };
 pub use error::{DefinitionError, Failure, ValidationErrors, errors};
 pub use execution::{Action, Event, Execution, ExecutionInfo, HistoryEvent, Outcome};

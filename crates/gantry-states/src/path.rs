@@ -145,13 +145,55 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The context object `$$`, built the first time something reads it: most
+/// states never do, and building it copies the execution's input.
+pub struct Context<'a> {
+    value: std::cell::OnceCell<Value>,
+    build: Option<Box<dyn Fn() -> Value + 'a>>,
+}
+
+impl<'a> Context<'a> {
+    /// A context built by `build` when first read.
+    pub fn lazy(build: impl Fn() -> Value + 'a) -> Context<'a> {
+        Context {
+            value: std::cell::OnceCell::new(),
+            build: Some(Box::new(build)),
+        }
+    }
+
+    /// A context that is already built.
+    pub fn ready(value: Value) -> Context<'a> {
+        Context {
+            value: std::cell::OnceCell::from(value),
+            build: None,
+        }
+    }
+
+    /// The context object.
+    pub fn get(&self) -> &Value {
+        self.value.get_or_init(|| match &self.build {
+            Some(build) => build(),
+            None => Value::Null,
+        })
+    }
+}
+
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.value.get() {
+            Some(v) => write!(f, "Context({v})"),
+            None => f.write_str("Context(<not built>)"),
+        }
+    }
+}
+
 /// The documents a path can be evaluated against.
 #[derive(Debug, Clone, Copy)]
 pub struct Roots<'a> {
     /// `$`.
     pub input: &'a Value,
     /// `$$`.
-    pub context: &'a Value,
+    pub context: &'a Context<'a>,
     /// `$name` variables (from `Assign`).
     pub variables: &'a Map<String, Value>,
 }
@@ -207,7 +249,7 @@ pub fn read(path: &str, roots: Roots<'_>) -> Result<Value, PathError> {
     let rest = rest.ok_or_else(|| PathError::Invalid(path.to_string()))?;
     let doc = match root {
         Root::Input => roots.input,
-        Root::Context => roots.context,
+        Root::Context => roots.context.get(),
         Root::Variable(name) => match roots.variables.get(&name) {
             Some(v) => v,
             None => return Err(PathError::NotFound(path.to_string())),
@@ -228,11 +270,12 @@ pub fn read(path: &str, roots: Roots<'_>) -> Result<Value, PathError> {
 /// Evaluates a path on `input` only (no context, no variables).
 pub fn read_input(path: &str, input: &Value) -> Result<Value, PathError> {
     let empty = Map::new();
+    let context = Context::ready(Value::Null);
     read(
         path,
         Roots {
             input,
-            context: &Value::Null,
+            context: &context,
             variables: &empty,
         },
     )
@@ -292,6 +335,7 @@ mod tests {
         let ctx = json!({"Execution": {"Name": "e"}});
         let mut vars = Map::new();
         vars.insert("x".into(), json!({"y": 5}));
+        let ctx = Context::ready(ctx);
         let roots = Roots {
             input: &Value::Null,
             context: &ctx,

@@ -356,3 +356,43 @@ fn task_history_names_the_resource_and_fail_states_enter_once() {
         "{h:#?}"
     );
 }
+
+#[test]
+fn standard_executions_stop_at_25000_history_events_and_express_ones_do_not() {
+    // 7,000 turns of a two-state loop: about 28,000 history events.
+    let def = json!({"StartAt": "Step", "States": {
+        "Step": {"Type": "Pass", "Parameters": {"i.$": "States.MathAdd($.i, 1)"}, "Next": "More?"},
+        "More?": {"Type": "Choice", "Choices": [{"Variable": "$.i", "NumericLessThan": 7000, "Next": "Step"}],
+                  "Default": "Done"},
+        "Done": {"Type": "Succeed"}}});
+    let machine = Arc::new(parse_definition(&def).expect("valid"));
+    let run = |exec: Execution| {
+        gantry_states::run_execution(
+            exec,
+            json!({"i": 0}),
+            &gantry_states::FixedClock(0),
+            &mut gantry_states::SeededRandom(1),
+            |_, _| Ok(json!(null)),
+        )
+    };
+    let standard = run(Execution::new(machine.clone()));
+    match &standard.outcome {
+        Outcome::Failed(f) => {
+            assert_eq!(f.error, "States.Runtime");
+            assert!(f.cause.contains("25000 history events"), "{}", f.cause);
+        }
+        other => panic!("expected the history limit, got {other:?}"),
+    }
+    assert!(
+        standard.execution.history().len() < 25_100,
+        "stopped at the limit"
+    );
+    let express = run(Execution::new(machine).without_history_limit());
+    assert_eq!(
+        express.outcome,
+        Outcome::Succeeded {
+            output: json!({"i": 7000})
+        }
+    );
+    assert!(express.execution.history().len() > 25_000);
+}

@@ -14,6 +14,9 @@
 //!   one [`GitEvent`], with the changed files and whether that list is complete.
 //! - [`filter`]: a pipeline's `triggers` (CodePipeline V2 push and pull-request
 //!   filters) evaluated against an event, one [`Decision`] per source action.
+//! - [`chat`]: the interactive message an approval posts to a chat, and
+//!   the button callback that answers it (Slack's shapes; its signature is
+//!   [`signature::verify_slack`]).
 //! - [`codepipeline`]: CodePipeline's `WebhookDefinition` (PutWebhook):
 //!   validation, authentication and JSONPath filter rules.
 //!
@@ -70,6 +73,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod codepipeline;
 pub mod event;
 pub mod filter;

@@ -9,6 +9,7 @@
 //! | Gitea | `X-Gitea-Signature` | hex HMAC-SHA256, no prefix |
 //! | Forgejo | `X-Forgejo-Signature` | hex HMAC-SHA256, no prefix |
 //! | Gantry's generic webhook | `X-Gantry-Signature-256` | `sha256=` + hex HMAC-SHA256 |
+//! | Slack (interactive messages) | `X-Slack-Signature` | `v0=` + hex HMAC-SHA256(secret, `v0:<X-Slack-Request-Timestamp>:<raw body>`); the timestamp must be recent |
 //!
 //! Every comparison takes the same time whatever the bytes: signatures through
 //! the MAC's own constant-time check, GitLab's token by comparing SHA-256
@@ -37,10 +38,18 @@ pub const GITEA_SIGNATURE: &str = "X-Gitea-Signature";
 pub const FORGEJO_SIGNATURE: &str = "X-Forgejo-Signature";
 /// The signature header of Gantry's own generic webhook.
 pub const GANTRY_SIGNATURE_256: &str = "X-Gantry-Signature-256";
+/// Slack's signature header on interaction callbacks.
+pub const SLACK_SIGNATURE: &str = "X-Slack-Signature";
+/// The signing time Slack's signature covers (Unix seconds).
+pub const SLACK_TIMESTAMP: &str = "X-Slack-Request-Timestamp";
+/// How far a Slack request's timestamp may be from now: Slack's own advice.
+pub const SLACK_MAX_SKEW_SECONDS: i64 = 300;
 
 const SHA256_HEX: &str = "`sha256=` followed by 64 lowercase hexadecimal digits";
 const SHA1_HEX: &str = "`sha1=` followed by 40 lowercase hexadecimal digits";
 const BARE_SHA256_HEX: &str = "64 lowercase hexadecimal digits";
+const SLACK_HEX: &str = "`v0=` followed by 64 lowercase hexadecimal digits";
+const UNIX_SECONDS: &str = "the signing time in Unix seconds";
 
 /// A git host that sends webhooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,6 +154,18 @@ pub enum SignatureError {
         header: &'static str,
         /// What its value should look like.
         expected: &'static str,
+    },
+    /// The request was signed too long ago (or in the future): a replay.
+    #[error(
+        "header `{header}` is {seconds} seconds away from now; expected at most {max} (an old request replayed?)"
+    )]
+    Stale {
+        /// The timestamp header.
+        header: &'static str,
+        /// How far it is from now.
+        seconds: i64,
+        /// The most allowed.
+        max: i64,
     },
     /// Well-formed, but not made with this webhook's secret.
     #[error(
@@ -251,6 +272,66 @@ pub fn verify_generic(
         body,
         secret.as_ref(),
     )
+}
+
+/// Checks a Slack interaction callback: `X-Slack-Request-Timestamp` within
+/// [`SLACK_MAX_SKEW_SECONDS`] of `now` (Unix seconds), and `X-Slack-Signature`
+/// the HMAC-SHA256 of `v0:<timestamp>:<body>` under the app's signing secret.
+///
+/// ```
+/// use gantry_triggers::Headers;
+/// use gantry_triggers::signature::{sign_slack, verify_slack};
+///
+/// let body = b"payload=%7B%7D";
+/// let headers = Headers::new([
+///     ("X-Slack-Request-Timestamp", "1700000000".to_string()),
+///     ("X-Slack-Signature", sign_slack("8f742231b10e8888abcd99yyyzzz85a5", 1_700_000_000, body)),
+/// ]);
+/// assert!(verify_slack(&headers, body, "8f742231b10e8888abcd99yyyzzz85a5", 1_700_000_100).is_ok());
+/// // Ten minutes later the same request is a replay.
+/// assert!(verify_slack(&headers, body, "8f742231b10e8888abcd99yyyzzz85a5", 1_700_000_600).is_err());
+/// ```
+pub fn verify_slack(
+    headers: &Headers,
+    body: &[u8],
+    secret: impl AsRef<[u8]>,
+    now: i64,
+) -> Result<(), SignatureError> {
+    let secret = secret.as_ref();
+    non_empty(secret, SLACK_SIGNATURE)?;
+    let stamp = single(headers, SLACK_TIMESTAMP, UNIX_SECONDS)?;
+    let seconds: i64 = std::str::from_utf8(stamp)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .ok_or(malformed(SLACK_TIMESTAMP, UNIX_SECONDS))?;
+    let skew = now.saturating_sub(seconds).saturating_abs();
+    if skew > SLACK_MAX_SKEW_SECONDS {
+        return Err(SignatureError::Stale {
+            header: SLACK_TIMESTAMP,
+            seconds: skew,
+            max: SLACK_MAX_SKEW_SECONDS,
+        });
+    }
+    let value = single(headers, SLACK_SIGNATURE, SLACK_HEX)?;
+    let mut signature = [0u8; 32];
+    decode(value, "v0=", Prefix::Required, &mut signature)
+        .ok_or(malformed(SLACK_SIGNATURE, SLACK_HEX))?;
+    let mut mac = <Hmac<Sha256>>::new_from_slice(secret).map_err(|_| SignatureError::NoSecret {
+        header: SLACK_SIGNATURE,
+    })?;
+    mac.update(format!("v0:{seconds}:").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&signature)
+        .map_err(|_| SignatureError::Mismatch {
+            header: SLACK_SIGNATURE,
+        })
+}
+
+/// The `X-Slack-Signature` value for `body` sent at `timestamp`.
+pub fn sign_slack(secret: impl AsRef<[u8]>, timestamp: i64, body: impl AsRef<[u8]>) -> String {
+    let mut message = format!("v0:{timestamp}:").into_bytes();
+    message.extend_from_slice(body.as_ref());
+    format!("v0={}", hmac_sha256_hex(secret, message))
 }
 
 /// The `sha256=<hex>` value of `X-Hub-Signature-256` and

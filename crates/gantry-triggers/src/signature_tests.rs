@@ -351,3 +351,62 @@ proptest! {
         prop_assert!(provider.verify(&h, &body, &secret).is_err());
     }
 }
+
+#[test]
+fn slack_signatures_cover_the_timestamp_and_the_body_and_expire() {
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    let body = b"payload=%7B%22type%22%3A%22block_actions%22%7D";
+    let at = 1_700_000_000;
+    let signed = |ts: &str, sig: String| {
+        Headers::new([(SLACK_TIMESTAMP, ts.to_string()), (SLACK_SIGNATURE, sig)])
+    };
+    let good = signed("1700000000", sign_slack(secret, at, body));
+    assert_eq!(verify_slack(&good, body, secret, at + 299), Ok(()));
+    assert_eq!(verify_slack(&good, body, secret, at - 299), Ok(()));
+    assert!(matches!(
+        verify_slack(&good, body, secret, at + 301),
+        Err(SignatureError::Stale { seconds: 301, .. })
+    ));
+    assert!(matches!(
+        verify_slack(&good, body, "another secret", at),
+        Err(SignatureError::Mismatch { .. })
+    ));
+    assert!(matches!(
+        verify_slack(&good, b"payload=%7B%7D", secret, at),
+        Err(SignatureError::Mismatch { .. })
+    ));
+    // The timestamp is signed: moving it forward breaks the signature.
+    let moved = signed("1700000100", sign_slack(secret, at, body));
+    assert!(matches!(
+        verify_slack(&moved, body, secret, at + 100),
+        Err(SignatureError::Mismatch { .. })
+    ));
+    let no_time = Headers::new([(SLACK_SIGNATURE, sign_slack(secret, at, body))]);
+    assert!(matches!(
+        verify_slack(&no_time, body, secret, at),
+        Err(SignatureError::Missing {
+            header: SLACK_TIMESTAMP,
+            ..
+        })
+    ));
+    let bad_time = signed("yesterday", sign_slack(secret, at, body));
+    assert!(matches!(
+        verify_slack(&bad_time, body, secret, at),
+        Err(SignatureError::Malformed {
+            header: SLACK_TIMESTAMP,
+            ..
+        })
+    ));
+    let bad_sig = signed("1700000000", "v1=00".into());
+    assert!(matches!(
+        verify_slack(&bad_sig, body, secret, at),
+        Err(SignatureError::Malformed {
+            header: SLACK_SIGNATURE,
+            ..
+        })
+    ));
+    assert!(matches!(
+        verify_slack(&good, body, "", at),
+        Err(SignatureError::NoSecret { .. })
+    ));
+}

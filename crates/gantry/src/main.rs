@@ -35,7 +35,8 @@ enum Command {
     States(cmd::states::StatesArgs),
     /// Start the control plane (API, web UI, scheduler, local agent).
     Server(cmd::server::ServerArgs),
-    /// Pipelines on a server: list, show, start, stop.
+    /// Pipelines: run one here with no server, or list, show, start and stop
+    /// them on a server.
     Pipeline(cmd::pipeline::PipelineArgs),
     /// Approve the manual approval waiting in an execution.
     Approve(cmd::approve::ApprovalArgs),

@@ -67,31 +67,30 @@ impl Executor for SandboxExecutor {
             .open_receiver(control.join(RESPONSES))
             .map_err(|e| ExecError::io("opening the sandbox response pipe", e))?;
 
-        let log = std::fs::OpenOptions::new()
-            .write(true)
-            .open(control.join(LOG_FIFO))
-            .map_err(|e| ExecError::io("opening the build's log pipe", e))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| ExecError::io("opening the build's log pipe", e))?;
-        let mut command = tokio::process::Command::new(bwrap);
-        command.args(bwrap_args(config)).arg(&shell).arg(&driver);
-        command
-            .env_clear()
-            .env("CODEBUILD_BUILD_ID", &config.build_id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2))
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command
-            .spawn()
-            .map_err(|e| ExecError::io("starting bwrap", e))?;
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let mut responses = BufReader::new(responses);
+        let mut attempt = 1;
+        let (child, pid) = loop {
+            match spawn_sandbox(&bwrap, &shell, &driver, config, &mut responses).await? {
+                Started::Ready(child, pid) => break (child, pid),
+                Started::Failed(message)
+                    if is_transient_mount_race(&message) && attempt < START_ATTEMPTS =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+                    attempt += 1;
+                }
+                Started::Failed(message) => {
+                    return Err(unavailable(format!(
+                        "bubblewrap could not start the sandbox: {message} \
+                         (the sandbox needs unprivileged user namespaces or root)"
+                    )));
+                }
+            }
+        };
         let (exited_tx, exited) = watch::channel(None);
         tokio::spawn(async move {
-            let code = child.wait().await.map(process::exit_code).unwrap_or(-1);
-            let _ = exited_tx.send(Some(code));
+            let (status, message) = child.wait().await;
+            let code = status.map(process::exit_code).unwrap_or(-1);
+            let _ = exited_tx.send(Some((code, message)));
         });
         Ok(Box::new(SandboxEnvironment {
             config: config.clone(),
@@ -99,11 +98,113 @@ impl Executor for SandboxExecutor {
             pid,
             channel: Mutex::new(Channel {
                 requests,
-                responses: BufReader::new(responses),
+                responses,
             }),
             exited,
         }))
     }
+}
+
+/// How many times a sandbox start that lost a mount race is tried.
+const START_ATTEMPTS: u32 = 5;
+
+/// The line the driver writes once it runs inside the sandbox.
+const READY: &str = "gantry-sandbox-ready";
+
+enum Started {
+    /// The driver is running; the child and its pid (and process group).
+    Ready(Box<SandboxChild>, i32),
+    /// bubblewrap exited before the driver ran; what it printed.
+    Failed(String),
+}
+
+/// bubblewrap, with its own error output kept apart from the build's log.
+struct SandboxChild {
+    child: tokio::process::Child,
+    stderr: Option<tokio::process::ChildStderr>,
+}
+
+impl SandboxChild {
+    /// Waits for bubblewrap to exit; returns its status and what it
+    /// printed meanwhile (its own errors only: the driver sends its stderr
+    /// to the build's log).
+    async fn wait(mut self) -> (std::io::Result<std::process::ExitStatus>, String) {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        }
+        (self.child.wait().await, text.trim().to_string())
+    }
+}
+
+/// Starts bubblewrap with the driver and waits until the driver says it
+/// runs, or bubblewrap exits first.
+///
+/// bubblewrap's stdout is the build's log; its stderr is a pipe read here,
+/// so that a start-up failure can be told apart and retried without
+/// writing bubblewrap's complaint into the build's log. The driver moves
+/// its own stderr to the log as its first act.
+async fn spawn_sandbox(
+    bwrap: &Path,
+    shell: &Path,
+    driver: &Path,
+    config: &EnvironmentConfig,
+    responses: &mut BufReader<pipe::Receiver>,
+) -> Result<Started, ExecError> {
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(config.control_dir.join(LOG_FIFO))
+        .map_err(|e| ExecError::io("opening the build's log pipe", e))?;
+    let mut command = tokio::process::Command::new(bwrap);
+    command.args(bwrap_args(config)).arg(shell).arg(driver);
+    command
+        .env_clear()
+        .env("CODEBUILD_BUILD_ID", &config.build_id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| ExecError::io("starting bwrap", e))?;
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
+    let mut stderr = child.stderr.take();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        tokio::select! {
+            read = responses.read_line(&mut line) => {
+                read.map_err(|e| ExecError::io("reading the sandbox's answer", e))?;
+                if line.trim_end() == READY {
+                    return Ok(Started::Ready(Box::new(SandboxChild { child, stderr }), pid));
+                }
+            }
+            status = child.wait() => {
+                let mut text = String::new();
+                if let Some(stderr) = stderr.as_mut() {
+                    let _ = tokio::io::AsyncReadExt::read_to_string(stderr, &mut text).await;
+                }
+                let status = status.map(process::exit_code).unwrap_or(-1);
+                let text = text.trim();
+                return Ok(Started::Failed(if text.is_empty() {
+                    format!("bubblewrap exited with status {status}")
+                } else {
+                    text.to_string()
+                }));
+            }
+        }
+    }
+}
+
+/// bubblewrap binds `/` recursively and then remounts every submount
+/// read-only; a mount that appears or vanishes meanwhile (Docker creating
+/// or removing a container's overlay, for one) fails that remount with
+/// EINVAL or ENOENT. Starting again succeeds once the mount table settles.
+fn is_transient_mount_race(message: &str) -> bool {
+    message.contains("Can't bind mount")
+        || message.contains("Unable to apply mount flags")
+        || message.contains("Unable to remount")
 }
 
 struct Channel {
@@ -117,8 +218,8 @@ struct SandboxEnvironment {
     /// bubblewrap's pid (and process group).
     pid: i32,
     channel: Mutex<Channel>,
-    /// bubblewrap's exit code, once it has exited.
-    exited: watch::Receiver<Option<i32>>,
+    /// bubblewrap's exit code and error output, once it has exited.
+    exited: watch::Receiver<Option<(i32, String)>>,
 }
 
 fn make_fifo(path: &Path) -> Result<(), ExecError> {
@@ -175,7 +276,8 @@ fn driver_script(control: &Path) -> String {
     let requests = quote(&control.join(REQUESTS).to_string_lossy());
     let responses = quote(&control.join(RESPONSES).to_string_lossy());
     format!(
-        r#"exec 3<{requests} 4>{responses}
+        r#"exec 2>&1 3<{requests} 4>{responses}
+printf '%s\n' {READY} >&4
 while IFS=' ' read -r user shell script <&3; do
   if [ "$user" = - ]; then
     env -i "$shell" "$script" 3<&- 4>&-
@@ -246,10 +348,12 @@ impl Environment for SandboxEnvironment {
                     }
                 }
                 status = exited.wait_for(|code| code.is_some()) => {
-                    let code = status.ok().and_then(|c| *c).unwrap_or(-1);
+                    let (code, message) = status
+                        .ok()
+                        .and_then(|c| c.clone())
+                        .unwrap_or((-1, String::new()));
                     return Err(unavailable(format!(
-                        "bubblewrap exited with status {code} (see the log above); \
-                         the sandbox needs unprivileged user namespaces or root"
+                        "bubblewrap exited with status {code}: {message}"
                     )));
                 }
             }

@@ -59,19 +59,23 @@ fn available(kind: ExecutorKind) -> Result<(), String> {
     match kind {
         ExecutorKind::Host => Ok(()),
         ExecutorKind::Sandbox => {
-            let ok = std::process::Command::new("bwrap")
-                .args([
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--unshare-pid",
-                    "--dev",
-                    "/dev",
-                    "true",
-                ])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
+            // bwrap can lose a race with Docker's mounts (see
+            // executor/sandbox.rs); a few tries tell that from "cannot".
+            let ok = (0..5).any(|_| {
+                std::process::Command::new("bwrap")
+                    .args([
+                        "--ro-bind",
+                        "/",
+                        "/",
+                        "--unshare-pid",
+                        "--dev",
+                        "/dev",
+                        "true",
+                    ])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            });
             if ok {
                 Ok(())
             } else {

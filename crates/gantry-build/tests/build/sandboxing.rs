@@ -85,3 +85,87 @@ async fn docker_with_a_missing_image_is_a_fault_not_a_hang() {
     })
     .await;
 }
+
+/// Puts a fake `bwrap` first on PATH: it fails its first `failures` starts
+/// printing `message`, then hands over to the real bubblewrap. Returns the
+/// file that counts the starts.
+fn fake_bwrap(h: &Harness, failures: u32, message: &str) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("bwrap"))
+        .find(|p| p.exists())
+        .expect("bwrap on PATH");
+    let dir = h.source.path().join(".fake-bin");
+    std::fs::create_dir_all(&dir).expect("fake bin dir");
+    let count = dir.join("starts");
+    let script = format!(
+        "#!/bin/sh\necho x >> '{count}'\nif [ \"$(wc -l < '{count}')\" -le {failures} ]; then echo '{message}' >&2; exit 1; fi\nexec '{real}' \"$@\"\n",
+        count = count.display(),
+        real = real.display(),
+    );
+    let fake = dir.join("bwrap");
+    std::fs::write(&fake, script).expect("fake bwrap");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    // SAFETY: nextest runs each test in its own process, and nothing else
+    // in this test reads the environment concurrently while it is set.
+    unsafe { std::env::set_var("PATH", path) };
+    count
+}
+
+fn starts(count: &std::path::Path) -> usize {
+    std::fs::read_to_string(count)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+const MOUNT_RACE: &str = "bwrap: Can't bind mount /oldroot/ on /newroot/: Unable to apply mount flags: remount \"/newroot/var/lib/docker/fuse-overlayfs/0123/merged\": Invalid argument";
+
+#[tokio::test]
+async fn sandbox_start_that_loses_a_mount_race_is_tried_again() {
+    crate::harness::run_on(ExecutorKind::Sandbox, async |h: Harness| {
+        let count = fake_bwrap(&h, 2, MOUNT_RACE);
+        let run = h
+            .run("version: 0.2\nphases:\n  build:\n    commands:\n      - echo inside\n")
+            .await;
+        assert_eq!(run.status(), PhaseStatus::Succeeded, "{}", run.log());
+        assert_eq!(starts(&count), 3, "two lost races, then a start");
+        assert!(
+            run.output().contains(&"inside".to_string()),
+            "{}",
+            run.log()
+        );
+        assert!(
+            !run.log().contains("Can't bind mount"),
+            "bubblewrap's retried complaint leaked into the log: {}",
+            run.log()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sandbox_that_cannot_start_fails_once_with_bubblewraps_reason() {
+    crate::harness::run_on(ExecutorKind::Sandbox, async |h: Harness| {
+        let count = fake_bwrap(&h, 100, "bwrap: No permissions to create new namespace");
+        let run = h
+            .run("version: 0.2\nphases:\n  build:\n    commands:\n      - echo inside\n")
+            .await;
+        assert_ne!(run.status(), PhaseStatus::Succeeded, "{}", run.log());
+        assert_eq!(
+            starts(&count),
+            1,
+            "a failure that is not a mount race is not retried"
+        );
+        let everything = format!("{}{:?}", run.log(), run.result);
+        assert!(
+            everything.contains("No permissions to create new namespace"),
+            "the reason is lost: {everything}"
+        );
+        assert!(!run.output().contains(&"inside".to_string()));
+    })
+    .await;
+}

@@ -138,12 +138,8 @@ pub(crate) struct EventBus<S: Store> {
 pub(crate) type EntryResult = Result<String, (String, String)>;
 
 impl<S: Store> EventBus<S> {
-    pub fn new(store: Arc<S>, config: Arc<Config>) -> EventBus<S> {
-        let http = reqwest::Client::builder()
-            .timeout(config.events.http_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+    /// The bus; `http` is the client its deliveries use.
+    pub fn new(store: Arc<S>, config: Arc<Config>, http: reqwest::Client) -> EventBus<S> {
         EventBus {
             store,
             config,
@@ -305,6 +301,34 @@ impl<S: Store> EventBus<S> {
                 tracing::error!(%source, %detail_type, error = %e, "publishing an event failed");
             }
         }
+    }
+
+    /// Queues one message for `url` through the outbox, with the event
+    /// deliveries' retries, backoff and dead letters, so it survives a
+    /// restart. `purpose` stands where a rule's name would (it names the
+    /// delivery in logs and dead letters).
+    pub async fn send_message(
+        &self,
+        purpose: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<(), StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let delivery = NewDelivery {
+            event_id: id.clone(),
+            event: serde_json::json!({ "id": id, "detail-type": purpose }),
+            bus: "default".to_owned(),
+            rule: purpose.to_owned(),
+            target: TargetRecord {
+                id: purpose.to_owned(),
+                arn: url.to_owned(),
+                target: serde_json::json!({ "Id": purpose, "Arn": url, "Input": body.to_string() }),
+            },
+            due_ms: self.now_ms(),
+        };
+        self.store.enqueue_deliveries(&[delivery], None).await?;
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Loads the index and starts the delivery worker and the scheduler.

@@ -11,6 +11,7 @@
 //! actions again, each provider making that safe (see `providers.rs`).
 
 mod providers;
+mod step_functions;
 
 use std::collections::HashMap;
 use std::future::Future;

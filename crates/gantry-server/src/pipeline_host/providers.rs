@@ -41,6 +41,8 @@ pub(crate) struct ProviderContext {
     pub approval_timeout: Duration,
     /// Attempt id → the build it started, for abandon.
     builds: StdMutex<BTreeMap<String, String>>,
+    /// Attempt id → the state-machine execution it started, for abandon.
+    executions: StdMutex<BTreeMap<String, String>>,
 }
 
 impl ProviderContext {
@@ -53,11 +55,35 @@ impl ProviderContext {
             work: data_dir.join(files::WORK).join("actions"),
             approval_timeout,
             builds: StdMutex::new(BTreeMap::new()),
+            executions: StdMutex::new(BTreeMap::new()),
         })
+    }
+
+    pub(super) fn remember_execution(&self, attempt: &str, arn: &str) {
+        self.executions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(attempt.to_owned(), arn.to_owned());
+    }
+
+    pub(super) fn forget_execution(&self, attempt: &str) -> Option<String> {
+        self.executions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(attempt)
+    }
+
+    /// The build an attempt runs now, if it runs one.
+    pub fn current_build(&self, action_execution_id: &str) -> Option<String> {
+        self.builds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(action_execution_id)
+            .cloned()
     }
 }
 
-fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Input> {
+pub(super) fn failed(job: &ActionJob, code: &str, message: impl Into<String>) -> Option<Input> {
     Some(Input::ActionFailed {
         execution_id: job.execution_id.clone(),
         action_execution_id: job.action_execution_id.clone(),
@@ -73,7 +99,7 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The artifact store's calls, boxed as `Send` futures: their inner
 /// closures defeat the compiler's `Send` inference inside spawned tasks.
-fn materialize<'a>(
+pub(super) fn materialize<'a>(
     store: &'a ArtifactStore,
     r: &'a ArtifactRef,
     dest: &'a Path,
@@ -81,7 +107,7 @@ fn materialize<'a>(
     Box::pin(async move { store.materialize(r, dest).await.map(|_| ()) })
 }
 
-fn put_dir<'a>(
+pub(super) fn put_dir<'a>(
     store: &'a ArtifactStore,
     dir: &'a Path,
 ) -> Boxed<'a, Result<ArtifactRef, gantry_artifacts::Error>> {
@@ -111,6 +137,9 @@ async fn run_inner<S: Store>(
         ("Source", "AWS", "Git") => git_source(&host.providers, job).await,
         ("Build" | "Test", "AWS", "CodeBuild") => codebuild(&host.providers, state, job).await,
         ("Approval", "AWS", "Manual") => approval(&host.providers, state, job).await,
+        ("Invoke", "AWS", "StepFunctions") => {
+            super::step_functions::invoke(&host.providers, state, job).await
+        }
         (category, owner, provider) => failed(
             job,
             "ConfigurationError",
@@ -132,6 +161,14 @@ pub(super) fn abandon<S: Store>(state: &AppState<S>, action_execution_id: &str) 
         .remove(action_execution_id);
     if let Some(build) = build {
         state.runner.stop(&build);
+    }
+    if let Some(arn) = state
+        .pipelines
+        .providers
+        .forget_execution(action_execution_id)
+    {
+        let state = state.clone();
+        tokio::spawn(async move { super::step_functions::abandon(&state, &arn).await });
     }
 }
 
@@ -184,7 +221,10 @@ async fn git_source(cx: &ProviderContext, job: &ActionJob) -> Option<Input> {
     })
 }
 
-fn scratch_dir(cx: &ProviderContext, job: &ActionJob) -> Result<tempfile::TempDir, String> {
+pub(super) fn scratch_dir(
+    cx: &ProviderContext,
+    job: &ActionJob,
+) -> Result<tempfile::TempDir, String> {
     std::fs::create_dir_all(&cx.work)
         .and_then(|()| {
             tempfile::Builder::new()
@@ -480,6 +520,7 @@ async fn approval<S: Store>(
             if let Err(e) = state.store.put_approval(&record).await {
                 return failed(job, "JobFailed", format!("recording the approval: {e}"));
             }
+            crate::chat::announce_approval(state, job, &record).await;
             record
         }
         Err(e) => return failed(job, "JobFailed", format!("reading the approval: {e}")),

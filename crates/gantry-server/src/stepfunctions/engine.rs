@@ -244,7 +244,12 @@ fn completion(outcome: &Outcome, at: i64) -> ExecutionCompletion {
 }
 
 impl<S: Store> Engine<S> {
-    pub(crate) fn new(store: Arc<S>, config: Arc<Config>, token_key: [u8; 32]) -> Engine<S> {
+    pub(crate) fn new(
+        store: Arc<S>,
+        config: Arc<Config>,
+        token_key: [u8; 32],
+        http: HttpClient,
+    ) -> Engine<S> {
         let journal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
             let (tx, rx) = mpsc::unbounded_channel();
             runtime.spawn(journal_writer(store.clone(), rx));
@@ -259,7 +264,7 @@ impl<S: Store> Engine<S> {
             live: StdMutex::new(HashMap::new()),
             memory_tokens: StdMutex::new(HashMap::new()),
             shutdown: watch::channel(false).0,
-            http: resources::http_client(),
+            http,
         }
     }
 
@@ -446,7 +451,8 @@ impl<S: Store> Engine<S> {
         let (tx, rx) = oneshot::channel();
         let mut live = Live {
             arn: arn.clone(),
-            exec: self.new_execution(machine),
+            // Express: no history is kept, so no history limit either.
+            exec: self.new_execution(machine).without_history_limit(),
             durable: false,
             timers: HashMap::new(),
             tasks: HashMap::new(),

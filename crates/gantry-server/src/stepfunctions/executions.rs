@@ -70,9 +70,9 @@ fn parsed(m: &StateMachineRecord) -> Result<gantry_states::StateMachine, ApiErro
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StartInput {
     #[serde(default)]
-    state_machine_arn: String,
-    name: Option<String>,
-    input: Option<String>,
+    pub state_machine_arn: String,
+    pub name: Option<String>,
+    pub input: Option<String>,
 }
 
 pub(crate) async fn start<S: Store>(

@@ -13,7 +13,7 @@
 //! User-visible behaviour and decisions: `docs/states-server.md`.
 
 mod engine;
-mod executions;
+pub(crate) mod executions;
 mod history;
 mod machines;
 mod resources;
@@ -26,6 +26,7 @@ use crate::error::ApiError;
 use crate::router::AppState;
 
 pub(crate) use engine::{Engine, load_or_create_token_key};
+pub(crate) use resources::HTTP_TIMEOUT as HTTP_TASK_TIMEOUT;
 
 /// Runs one operation.
 pub(crate) async fn dispatch<S: Store>(

@@ -1,12 +1,16 @@
 //! The Task resources Gantry provides.
 //!
-//! - `arn:aws:states:::http:invoke`: an HTTP call (plain `http://` only).
+//! - `arn:aws:states:::http:invoke`: an HTTP or HTTPS call (see [`crate::outbound`]
+//!   for the trust roots).
 //! - `arn:aws:states:::codebuild:startBuild` and `.sync`: a build of a CodeBuild
 //!   project through the server's own StartBuild; `.sync` completes when it ends.
 //! - `<any>.waitForTaskToken`: the base resource is called (HTTP, CodeBuild; any
 //!   other base is called by nobody) and the task completes by SendTaskSuccess /
 //!   SendTaskFailure with `$$.Task.Token`.
-//! - Hooks not wired yet: [`start_pipeline`] and [`run_agent_command`].
+//! - `arn:aws:states:::codepipeline:startPipelineExecution` (and its `aws-sdk:`
+//!   spelling), with `.sync`: an execution through the server's own
+//!   StartPipelineExecution; `.sync` completes when the execution ends.
+//! - A hook not wired yet: [`run_agent_command`] (agents come later).
 //!
 //! Parameters and results use the AWS SDK integrations' PascalCase member names.
 
@@ -14,29 +18,20 @@ use std::time::Duration;
 
 use gantry_states::TaskError;
 use gantry_store::{Store, StoreError};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 use super::engine::Engine;
 
 /// The HTTP client tasks use.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-pub(crate) fn http_client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
+pub(crate) type HttpClient = reqwest::Client;
 
 /// How long an HTTP task may take (AWS's HTTP Task limit is 60 seconds).
-const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest HTTP response body read (Step Functions's payload limit is 256 KiB).
 const HTTP_MAX_BODY: usize = 256 * 1024;
 /// The handle of a callback task whose token went out (nothing else to follow).
 pub(crate) const DELIVERED: &str = "delivered";
-/// How often a `.sync` build is checked.
+/// How often a `.sync` build or pipeline execution is checked.
 const BUILD_POLL: Duration = Duration::from_millis(250);
 
 /// A task to run.
@@ -88,14 +83,14 @@ pub(crate) async fn run<S: Store>(
         "arn:aws:states:::codebuild:startBuild" => start_build(engine, task, mode).await,
         "arn:aws:states:::codepipeline:startPipelineExecution"
         | "arn:aws:states:::aws-sdk:codepipeline:startPipelineExecution" => {
-            start_pipeline(task).await
+            start_pipeline(engine, task, mode).await
         }
         "arn:aws:states:::gantry:agent:runCommand" => run_agent_command(task).await,
         _ if mode == Mode::Callback => return None,
         other => Err(TaskError::new(
             "Gantry.UnsupportedResource",
             format!(
-                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], or any resource with .waitForTaskToken)"
+                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], codepipeline:startPipelineExecution[.sync], or any resource with .waitForTaskToken)"
             ),
         )),
     };
@@ -118,16 +113,102 @@ pub(crate) async fn run<S: Store>(
     }
 }
 
-/// Hook for the pipeline engine: start a pipeline (and with `.sync`, wait for it).
-/// Until the pipeline engine exposes a start function this fails, catchably.
-async fn start_pipeline(task: &Task) -> Result<Value, TaskError> {
-    Err(TaskError::new(
-        "Gantry.NotImplemented",
-        format!(
-            "{} is not wired to the pipeline engine on this server yet",
-            task.resource
-        ),
-    ))
+/// `codepipeline:startPipelineExecution` with StartPipelineExecution's
+/// parameters (`Name`, `Variables`, `SourceRevisions`); the result is
+/// `{"PipelineExecutionId": ...}` as the AWS SDK integration returns.
+/// `.sync` (Gantry's extension: AWS offers no `.sync` for pipelines) waits
+/// for the execution to end: Succeeded gives `{"PipelineExecution": ...}`
+/// as GetPipelineExecution returns it; Failed, Stopped or Superseded fail
+/// the task with `States.TaskFailed` and that execution as the cause.
+async fn start_pipeline<S: Store>(
+    engine: &Engine<S>,
+    task: &Task,
+    mode: Mode,
+) -> Result<Value, TaskError> {
+    let Some(app) = engine.app() else {
+        return Err(TaskError::new(
+            "States.Runtime",
+            "the server is shutting down",
+        ));
+    };
+    let name = task
+        .input
+        .get("Name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            TaskError::new(
+                "CodePipeline.ValidationException",
+                "startPipelineExecution needs the parameter Name (the pipeline's name)",
+            )
+        })?
+        .to_owned();
+    let execution_id = match &task.handle {
+        // Started before a restart: follow that execution rather than start another.
+        Some(id) => id.clone(),
+        None => {
+            let input = serde_json::from_value::<crate::codepipeline::executions::StartInput>(
+                camel_keys(&task.input),
+            )
+            .map_err(|e| {
+                TaskError::new(
+                    "CodePipeline.ValidationException",
+                    format!("StartPipelineExecution parameters: {e}"),
+                )
+            })?;
+            let actor = format!("states:{}", task.execution_arn);
+            let started = crate::codepipeline::executions::start(&app, &actor, input)
+                .await
+                .map_err(|e| {
+                    TaskError::new(
+                        format!("CodePipeline.{}", e.error.code.as_str()),
+                        e.error.message,
+                    )
+                })?;
+            let id = started["pipelineExecutionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            match engine.store().set_task_handle(&task.token_hash, &id).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(execution = %id, error = %e, "could not record the pipeline execution of a task")
+                }
+            }
+            if mode != Mode::Sync {
+                return Ok(json!({"PipelineExecutionId": id}));
+            }
+            id
+        }
+    };
+    if mode != Mode::Sync {
+        return Ok(json!({"PipelineExecutionId": execution_id}));
+    }
+    loop {
+        let input = serde_json::from_value::<crate::codepipeline::executions::GetInput>(json!({
+            "pipelineName": name,
+            "pipelineExecutionId": execution_id,
+        }))
+        .map_err(|e| TaskError::new("States.Runtime", e.to_string()))?;
+        let got = crate::codepipeline::executions::get(&app, input)
+            .await
+            .map_err(|e| {
+                TaskError::new(
+                    format!("CodePipeline.{}", e.error.code.as_str()),
+                    e.error.message,
+                )
+            })?;
+        let execution = &got["pipelineExecution"];
+        match execution["status"].as_str().unwrap_or_default() {
+            "InProgress" | "Stopping" => tokio::time::sleep(BUILD_POLL).await,
+            "Succeeded" => return Ok(json!({"PipelineExecution": pascal_keys(execution)})),
+            _ => {
+                return Err(TaskError::new(
+                    "States.TaskFailed",
+                    json!({"PipelineExecution": pascal_keys(execution)}).to_string(),
+                ));
+            }
+        }
+    }
 }
 
 /// Hook for agents: run a command on an agent with labels. Not wired yet.
@@ -139,6 +220,19 @@ async fn run_agent_command(task: &Task) -> Result<Value, TaskError> {
             task.resource
         ),
     ))
+}
+
+/// An error and its sources, so a TLS failure says why ("invalid peer
+/// certificate: UnknownIssuer") rather than only "error sending request".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn http_error(error: &str, cause: impl Into<String>) -> TaskError {
@@ -192,11 +286,10 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
             "Parameters.Method: '{method}' is not one of GET, POST, PUT, DELETE, PATCH, OPTIONS, HEAD"
         )));
     }
-    if !endpoint.starts_with("http://") {
-        return Err(http_error(
-            "States.Http.Socket",
-            format!("'{endpoint}': this server calls plain http:// endpoints only"),
-        ));
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(runtime(format!(
+            "Parameters.ApiEndpoint: '{endpoint}' is not an http:// or https:// URL"
+        )));
     }
     let mut url = endpoint.to_owned();
     if let Some(q) = params.get("QueryParameters") {
@@ -210,7 +303,9 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
             url.push_str(&query_string(q));
         }
     }
-    let mut builder = hyper::Request::builder().method(method).uri(&url);
+    let verb = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|e| runtime(format!("Parameters.Method: {e}")))?;
+    let mut builder = client.request(verb, &url);
     let mut has_content_type = false;
     if let Some(h) = params.get("Headers") {
         let Some(h) = h.as_object() else {
@@ -222,23 +317,26 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
         }
     }
     let body = match params.get("RequestBody") {
-        None | Some(Value::Null) => Bytes::new(),
-        Some(Value::String(s)) => Bytes::from(s.clone()),
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
         Some(other) => {
             if !has_content_type {
                 builder = builder.header("content-type", "application/json");
             }
-            Bytes::from(other.to_string())
+            other.to_string()
         }
     };
     let request = builder
-        .body(Full::new(body))
+        .body(body)
+        .build()
         .map_err(|e| runtime(format!("http:invoke request: {e}")))?;
     let call = async {
-        let response = client
-            .request(request)
-            .await
-            .map_err(|e| http_error("States.Http.Socket", format!("{method} {endpoint}: {e}")))?;
+        let mut response = client.execute(request).await.map_err(|e| {
+            http_error(
+                "States.Http.Socket",
+                format!("{method} {endpoint}: {}", error_chain(&e)),
+            )
+        })?;
         let status = response.status();
         let mut headers = Map::new();
         for (k, v) in response.headers() {
@@ -248,16 +346,26 @@ pub(crate) async fn http_invoke(client: &HttpClient, params: &Value) -> Result<V
             .get("content-type")
             .and_then(Value::as_str)
             .is_some_and(|c| c.contains("json"));
-        let collected = http_body_util::Limited::new(response.into_body(), HTTP_MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| {
-                http_error(
+        let mut collected = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            http_error(
+                "States.Http.Socket",
+                format!(
+                    "{method} {endpoint}: reading the response: {}",
+                    error_chain(&e)
+                ),
+            )
+        })? {
+            if collected.len() + chunk.len() > HTTP_MAX_BODY {
+                return Err(http_error(
                     "States.Http.Socket",
-                    format!("{method} {endpoint}: reading the response: {e}"),
-                )
-            })?
-            .to_bytes();
+                    format!(
+                        "{method} {endpoint}: the response is larger than {HTTP_MAX_BODY} bytes"
+                    ),
+                ));
+            }
+            collected.extend_from_slice(&chunk);
+        }
         let text = String::from_utf8_lossy(&collected).into_owned();
         let body = if is_json {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
@@ -433,7 +541,7 @@ mod tests {
 
     #[tokio::test]
     async fn http_invoke_refuses_bad_parameters_clearly() {
-        let client = http_client();
+        let client = reqwest::Client::new();
         let e = http_invoke(&client, &json!({"Method": "GET"}))
             .await
             .expect_err("no endpoint");
@@ -445,13 +553,11 @@ mod tests {
         .await
         .expect_err("bad method");
         assert!(e.cause.contains("FETCH"), "{e:?}");
-        let e = http_invoke(
-            &client,
-            &json!({"ApiEndpoint": "https://x", "Method": "GET"}),
-        )
-        .await
-        .expect_err("https");
-        assert_eq!(e.error, "States.Http.Socket");
+        let e = http_invoke(&client, &json!({"ApiEndpoint": "ftp://x", "Method": "GET"}))
+            .await
+            .expect_err("not http");
+        assert_eq!(e.error, "States.Runtime");
+        assert!(e.cause.contains("http:// or https://"), "{e:?}");
         let e = http_invoke(
             &client,
             &json!({"ApiEndpoint": "http://127.0.0.1:1/", "Method": "GET"}),

@@ -3,6 +3,7 @@
 //! and the AWS CLI (when `GANTRY_TEST_PYTHON` names a python3 with them).
 
 mod aws_clients;
+mod chat_approvals;
 mod codepipeline;
 mod codepipeline_clients;
 mod events;

@@ -131,7 +131,7 @@ pub(crate) fn declaration(name: &str, url: &str, marker: &str) -> Value {
 }
 
 /// Starts `pipeline`; returns the execution id.
-async fn start(server: &TestServer, pipeline: &str) -> String {
+pub(crate) async fn start(server: &TestServer, pipeline: &str) -> String {
     let started = ok(
         server,
         "StartPipelineExecution",
@@ -896,5 +896,328 @@ async fn a_pipeline_that_succeeds_publishes_the_event_that_starts_the_next() {
     // Only the SUCCEEDED event matched: one start, not one per state change.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(execution_count(&server, "second").await, 1);
+    server.stop().await;
+}
+
+/// Without the local agent (`gantry server --no-local-agent`) a pipeline's
+/// build action starts its build, which waits QUEUED; stopping the
+/// execution stops the build before it ran a phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_local_agent_build_actions_wait_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = test_repository(dir.path());
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    setup(&server, "held", &url, "").await;
+    let id = start(&server, "held").await;
+    let mut build_id = None;
+    for _ in 0..1200 {
+        let listed = server
+            .call(
+                "ListBuildsForProject",
+                &json!({ "projectName": "held-build" }),
+            )
+            .await;
+        if let Some(first) = listed["ids"][0].as_str() {
+            build_id = Some(first.to_owned());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let build_id = build_id.expect("the build action started a build");
+    let build = server
+        .call("BatchGetBuilds", &json!({ "ids": [build_id] }))
+        .await["builds"][0]
+        .clone();
+    assert_eq!(
+        (build["buildStatus"].clone(), build["currentPhase"].clone()),
+        (json!("IN_PROGRESS"), json!("QUEUED")),
+        "{build}"
+    );
+    let e = execution(&server, "held", &id).await;
+    assert_eq!(e["status"], "InProgress");
+    ok(
+        &server,
+        "StopPipelineExecution",
+        &json!({ "pipelineName": "held", "pipelineExecutionId": id, "abandon": true }),
+    )
+    .await;
+    let build = server.wait_build(&build_id).await;
+    assert_eq!(build["buildStatus"], "STOPPED", "{build}");
+    assert!(
+        !build["phases"]
+            .as_array()
+            .expect("phases")
+            .iter()
+            .any(|p| p["phaseType"] == "BUILD"),
+        "the build never ran: {build}"
+    );
+    server.stop().await;
+}
+
+async fn sfn(server: &TestServer, operation: &str, input: &Value) -> Value {
+    let (status, out) = server.aws(STEP_FUNCTIONS, SECRET, operation, input).await;
+    assert_eq!(status, 200, "{operation} {input}: {out}");
+    out
+}
+
+async fn sfn_done(server: &TestServer, arn: &str) -> Value {
+    for _ in 0..1200 {
+        let d = sfn(server, "DescribeExecution", &json!({ "executionArn": arn })).await;
+        if d["status"] != "RUNNING" {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("state-machine execution {arn} did not finish");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_starts_pipelines_and_waits_for_them_with_sync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "21")], "twenty-first");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    for (name, build) in [
+        ("green", BUILD),
+        (
+            "red",
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 3\n",
+        ),
+    ] {
+        let mut decl = declaration(name, &url, "");
+        decl["stages"].as_array_mut().expect("stages").truncate(2);
+        create_projects(&server, name, &[("build", build), ("test", TEST)]).await;
+        ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    }
+    let definition = json!({"StartAt": "Fire", "States": {
+        "Fire": {"Type": "Task", "Resource": "arn:aws:states:::aws-sdk:codepipeline:startPipelineExecution",
+                 "Parameters": {"Name.$": "$.pipeline"}, "ResultPath": "$.fired", "Next": "Wait"},
+        "Wait": {"Type": "Task", "Resource": "arn:aws:states:::codepipeline:startPipelineExecution.sync",
+                 "Parameters": {"Name.$": "$.pipeline", "Variables": []},
+                 "ResultSelector": {"status.$": "$.PipelineExecution.Status",
+                                    "id.$": "$.PipelineExecution.PipelineExecutionId"},
+                 "ResultPath": "$.waited",
+                 "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Failed"}],
+                 "End": true},
+        "Failed": {"Type": "Pass", "End": true}}});
+    let machine = sfn(
+        &server,
+        "CreateStateMachine",
+        &json!({"name": "releaser", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let mut outputs = Vec::new();
+    for pipeline in ["green", "red"] {
+        let started = sfn(
+            &server,
+            "StartExecution",
+            &json!({"stateMachineArn": machine, "input": json!({"pipeline": pipeline}).to_string()}),
+        )
+        .await;
+        let done = sfn_done(&server, started["executionArn"].as_str().expect("arn")).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{done}");
+        let output: Value =
+            serde_json::from_str(done["output"].as_str().expect("output")).expect("json");
+        outputs.push((pipeline, output, started["executionArn"].clone()));
+    }
+    for (pipeline, output, arn) in &outputs {
+        // The request-response start returned an execution that exists and names its starter.
+        let fired = output["fired"]["PipelineExecutionId"]
+            .as_str()
+            .expect("fired id");
+        let e = execution(&server, pipeline, fired).await;
+        assert_eq!(e["trigger"]["triggerType"], "StartPipelineExecution", "{e}");
+        assert_eq!(
+            e["trigger"]["triggerDetail"],
+            format!("states:{}", arn.as_str().expect("arn"))
+        );
+    }
+    let (_, green, _) = &outputs[0];
+    assert_eq!(green["waited"]["status"], "Succeeded", "{green}");
+    let waited = green["waited"]["id"].as_str().expect("waited id");
+    assert_eq!(
+        execution(&server, "green", waited).await["status"],
+        "Succeeded"
+    );
+    let (_, red, _) = &outputs[1];
+    assert_eq!(red["error"]["Error"], "States.TaskFailed", "{red}");
+    let cause: Value = serde_json::from_str(red["error"]["Cause"].as_str().expect("cause"))
+        .expect("cause is JSON");
+    assert_eq!(cause["PipelineExecution"]["Status"], "Failed", "{cause}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_machine_start_of_an_unknown_pipeline_fails_with_codepipelines_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let definition = json!({"StartAt": "Fire", "States": {
+        "Fire": {"Type": "Task", "Resource": "arn:aws:states:::codepipeline:startPipelineExecution",
+                 "Parameters": {"Name": "nowhere"}, "End": true}}});
+    let machine = sfn(
+        &server,
+        "CreateStateMachine",
+        &json!({"name": "lost", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    let started = sfn(
+        &server,
+        "StartExecution",
+        &json!({"stateMachineArn": machine}),
+    )
+    .await;
+    let done = sfn_done(&server, started["executionArn"].as_str().expect("arn")).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(
+        done["error"], "CodePipeline.PipelineNotFoundException",
+        "{done}"
+    );
+    server.stop().await;
+}
+
+/// Source → a StepFunctions invoke reading its input from the source →
+/// a build over the execution's output.
+fn invoke_declaration(name: &str, url: &str, machine: &str) -> Value {
+    json!({
+        "name": name,
+        "roleArn": "arn:aws:iam::000000000000:role/gantry",
+        "artifactStore": { "type": "S3", "location": "gantry" },
+        "stages": [
+            { "name": "Source", "actions": [{
+                "name": "Checkout",
+                "actionTypeId": { "category": "Source", "owner": "AWS", "provider": "Git", "version": "1" },
+                "configuration": { "RepositoryUrl": url, "BranchName": "main" },
+                "outputArtifacts": [{ "name": "Src" }]
+            }]},
+            { "name": "Workflow", "actions": [{
+                "name": "Greet",
+                "actionTypeId": { "category": "Invoke", "owner": "AWS", "provider": "StepFunctions", "version": "1" },
+                "configuration": {
+                    "StateMachineArn": machine,
+                    "InputType": "FilePath",
+                    "Input": "sfn/input.json",
+                    "ExecutionNamePrefix": "release"
+                },
+                "inputArtifacts": [{ "name": "Src" }],
+                "outputArtifacts": [{ "name": "Greeting" }],
+                "namespace": "Sfn"
+            }]},
+            { "name": "Check", "actions": [{
+                "name": "Read",
+                "actionTypeId": { "category": "Test", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                "configuration": {
+                    "ProjectName": format!("{name}-check"),
+                    "EnvironmentVariables": json!([
+                        { "name": "EXECUTION", "value": "#{Sfn.ExecutionArn}", "type": "PLAINTEXT" }
+                    ]).to_string()
+                },
+                "inputArtifacts": [{ "name": "Greeting" }]
+            }]}
+        ]
+    })
+}
+
+async fn create_machine(server: &TestServer, name: &str, definition: Value) -> String {
+    sfn(
+        server,
+        "CreateStateMachine",
+        &json!({"name": name, "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoke_action_runs_a_state_machine_and_passes_on_its_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(
+        dir.path(),
+        &[("sfn/input.json", "{\"who\": \"world\"}")],
+        "with a workflow input",
+    );
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let greeter = create_machine(
+        &server,
+        "greeter",
+        json!({"StartAt": "Greet", "States": {"Greet": {"Type": "Pass",
+            "Parameters": {"greeting.$": "States.Format('hello {}', $.who)"}, "End": true}}}),
+    )
+    .await;
+    let broken = create_machine(
+        &server,
+        "broken",
+        json!({"StartAt": "Boom", "States": {"Boom": {"Type": "Fail",
+            "Error": "Release.Blocked", "Cause": "a freeze is on"}}}),
+    )
+    .await;
+    let check = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q 'hello world' output.json\n      - case \"$EXECUTION\" in *:execution:greeter:release-*) ;; *) echo \"bad ARN $EXECUTION\"; exit 1;; esac\n";
+    for (name, machine) in [("invoking", &greeter), ("blocked", &broken)] {
+        create_projects(&server, name, &[("check", check)]).await;
+        ok(
+            &server,
+            "CreatePipeline",
+            &json!({ "pipeline": invoke_declaration(name, &url, machine) }),
+        )
+        .await;
+    }
+    let id = start(&server, "invoking").await;
+    let e = wait_status(&server, "invoking", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e}");
+    let actions = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({ "pipelineName": "invoking", "filter": { "pipelineExecutionId": id } }),
+    )
+    .await;
+    let greet = actions["actionExecutionDetails"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .find(|a| a["actionName"] == "Greet")
+        .expect("the invoke action")
+        .clone();
+    let arn = greet["output"]["outputVariables"]["ExecutionArn"]
+        .as_str()
+        .expect("ExecutionArn variable");
+    let described = sfn(
+        &server,
+        "DescribeExecution",
+        &json!({ "executionArn": arn }),
+    )
+    .await;
+    assert_eq!(described["status"], "SUCCEEDED");
+    assert_eq!(
+        described["name"],
+        format!(
+            "release-{}",
+            greet["actionExecutionId"].as_str().expect("id")
+        )
+    );
+    assert_eq!(
+        greet["output"]["outputVariables"]["StateMachineArn"],
+        greeter.as_str()
+    );
+
+    let id = start(&server, "blocked").await;
+    let e = wait_status(&server, "blocked", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Failed", "{e}");
+    let state = ok(&server, "GetPipelineState", &json!({ "name": "blocked" })).await;
+    let greet = &state["stageStates"][1]["actionStates"][0]["latestExecution"];
+    assert_eq!(greet["status"], "Failed", "{state}");
+    let message = greet["errorDetails"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("Release.Blocked") && message.contains("a freeze is on"),
+        "{message}"
+    );
     server.stop().await;
 }

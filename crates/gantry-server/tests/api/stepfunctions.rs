@@ -901,3 +901,156 @@ async fn a_missed_heartbeat_times_the_task_out_and_its_token_with_it() {
     assert_eq!(run.1["output"], "{\"fast\":true}");
     server.stop().await;
 }
+
+/// A private CA and a `localhost` certificate it signed, made with openssl.
+fn private_ca(dir: &std::path::Path) -> Option<()> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Gantry Test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ])?;
+    Some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tasks_call_https_endpoints_trusting_the_extra_ca_only_when_told() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("pki dir");
+    if private_ca(&pki).is_none() {
+        assert!(
+            std::env::var("GANTRY_REQUIRE_AWS_CLIENTS").is_err(),
+            "openssl is needed to make the test CA"
+        );
+        eprintln!("SKIP: openssl could not make a test CA");
+        return;
+    }
+    // openssl's own TLS server: a peer no one here wrote.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut tls_server = tokio::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "leaf.pem",
+            "-key",
+            "leaf.key",
+            "-www",
+            "-quiet",
+        ])
+        .current_dir(&pki)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl s_server");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let def = json!({"StartAt": "Call", "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                 "Parameters": {"ApiEndpoint": format!("https://localhost:{port}/status"), "Method": "GET"},
+                 "ResultSelector": {"status.$": "$.StatusCode", "body.$": "$.ResponseBody"},
+                 "End": true}}});
+    for (trusting, data) in [(true, "trusting"), (false, "default")] {
+        let ca = pki.join("ca.pem");
+        let server = TestServer::start_with(&dir.path().join(data), |config| {
+            if trusting {
+                config.extra_ca_certs = Some(ca);
+            }
+        })
+        .await;
+        let m = create_machine(&server, "secure", &def, "EXPRESS").await;
+        let out = ok(&server, "StartSyncExecution", json!({"stateMachineArn": m})).await;
+        if trusting {
+            assert_eq!(out["status"], "SUCCEEDED", "{out}");
+            let output: Value =
+                serde_json::from_str(out["output"].as_str().expect("output")).expect("json");
+            assert_eq!(output["status"], 200, "{output}");
+            assert!(
+                output["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("s_server"),
+                "{output}"
+            );
+        } else {
+            assert_eq!(out["status"], "FAILED", "{out}");
+            assert_eq!(out["error"], "States.Http.Socket", "{out}");
+            let cause = out["cause"].as_str().unwrap_or_default();
+            assert!(
+                cause.contains("certificate") || cause.contains("UnknownIssuer"),
+                "{cause}"
+            );
+        }
+        server.stop().await;
+    }
+    let _ = tls_server.kill().await;
+}

@@ -509,13 +509,16 @@ fn manual(r: &mut Reader, action: &Action<'_>) {
             ),
         );
     }
+    // An http(s) URL is Gantry's extension: a Slack-compatible incoming
+    // webhook that receives the approval's message.
     if let Some(arn) = action.config("NotificationArn")
         && !SNS_ARN.is_match(&arn.value)
+        && !(arn.value.starts_with("https://") || arn.value.starts_with("http://"))
     {
         r.error(
             arn.span,
             format!(
-                "`{}` must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC), found `{}`",
+                "`{}` must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC) or a chat webhook's http(s) URL, found `{}`",
                 action.key_path("NotificationArn"),
                 shorten(&arn.value)
             ),

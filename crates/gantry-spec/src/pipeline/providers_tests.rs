@@ -242,6 +242,10 @@ fn manual_approval() {
         "{CustomData: hi, ExternalEntityLink: 'https://x', NotificationArn: 'arn:aws:sns:us-east-1:123456789012:topic'}",
         "        timeoutInMinutes: 60\n",
     ));
+    ok(&approval(
+        "{NotificationArn: 'https://hooks.slack.com/services/T0/B0/x'}",
+        "",
+    ));
     has(
         &approval("{NotificationArn: x}", ""),
         21,

@@ -5,7 +5,7 @@ use crate::definition::{QueryLanguage, State};
 use crate::error::{Failure, errors};
 use crate::intrinsics::Entropy;
 use crate::jsonata;
-use crate::path::{self, PathError, Roots};
+use crate::path::{self, Context, PathError, Roots};
 use crate::payload;
 use serde_json::{Map, Value, json};
 
@@ -14,7 +14,7 @@ pub struct Scope<'a> {
     /// The state's raw input.
     pub input: &'a Value,
     /// The context object.
-    pub context: &'a Value,
+    pub context: &'a Context<'a>,
     /// Variables in scope.
     pub vars: &'a Map<String, Value>,
 }
@@ -34,7 +34,7 @@ impl Scope<'_> {
         result: Option<&Value>,
         error_output: Option<&Value>,
     ) -> Map<String, Value> {
-        let mut states = json!({"input": self.input, "context": self.context});
+        let mut states = json!({"input": self.input, "context": self.context.get()});
         if let Some(r) = result {
             states["result"] = r.clone();
         }

@@ -6,7 +6,7 @@ use super::journal::{Action, Event, ExecutionInfo, HistoryEvent, Outcome};
 use crate::definition::{Dynamic, Kind, QueryLanguage, State, StateMachine, WaitFor};
 use crate::error::{Failure, errors};
 use crate::intrinsics::{self, Entropy};
-use crate::path::{self, Roots};
+use crate::path::{self, Context, Roots};
 use crate::retry;
 use crate::timestamp;
 use serde_json::{Map, Value, json};
@@ -33,14 +33,17 @@ struct Core {
     rng: u64,
     seq: u64,
     now: i64,
-    info: ExecutionInfo,
-    input: Value,
+    /// Shared with the context objects that may be built from them.
+    info: Arc<ExecutionInfo>,
+    input: Arc<Value>,
     start_time: i64,
     waiting: BTreeMap<String, Vec<usize>>,
     actions: Vec<Action>,
     history: Vec<HistoryEvent>,
     /// The host's secret for task tokens (see [`Execution::with_task_token_key`]).
     token_key: Option<[u8; 32]>,
+    /// The most history events before the execution fails (`None`: no limit).
+    history_limit: Option<usize>,
 }
 
 impl Entropy for Core {
@@ -156,26 +159,41 @@ fn state_type(k: &Kind) -> &'static str {
     }
 }
 
-fn context(core: &Core, r: &Running, token: Option<&str>, item: Option<(usize, &Value)>) -> Value {
-    let mut c = json!({
-        "Execution": {
-            "Id": core.info.execution_id,
-            "Input": core.input,
-            "Name": core.info.execution_name,
-            "RoleArn": core.info.role_arn,
-            "StartTime": timestamp::format_millis(core.start_time),
-            "RedriveCount": 0,
-        },
-        "State": {"EnteredTime": timestamp::format_millis(r.entered_at), "Name": r.state, "RetryCount": r.retries},
-        "StateMachine": {"Id": core.info.state_machine_id, "Name": core.info.state_machine_name},
-    });
-    if let Some(t) = token {
-        c["Task"] = json!({"Token": t});
-    }
-    if let Some((i, v)) = item {
-        c["Map"] = json!({"Item": {"Index": i, "Value": v}});
-    }
-    c
+/// The context object `$$` of the running state, built only when a path
+/// reads it: what it needs is captured cheaply (shared, not copied).
+fn context<'a>(
+    core: &Core,
+    r: &Running,
+    token: Option<&str>,
+    item: Option<(usize, &Value)>,
+) -> Context<'a> {
+    let info = core.info.clone();
+    let input = core.input.clone();
+    let start_time = core.start_time;
+    let (entered_at, state, retries) = (r.entered_at, r.state.clone(), r.retries);
+    let token = token.map(str::to_owned);
+    let item = item.map(|(i, v)| (i, v.clone()));
+    Context::lazy(move || {
+        let mut c = json!({
+            "Execution": {
+                "Id": info.execution_id,
+                "Input": *input,
+                "Name": info.execution_name,
+                "RoleArn": info.role_arn,
+                "StartTime": timestamp::format_millis(start_time),
+                "RedriveCount": 0,
+            },
+            "State": {"EnteredTime": timestamp::format_millis(entered_at), "Name": state, "RetryCount": retries},
+            "StateMachine": {"Id": info.state_machine_id, "Name": info.state_machine_name},
+        });
+        if let Some(t) = &token {
+            c["Task"] = json!({"Token": t});
+        }
+        if let Some((i, v)) = &item {
+            c["Map"] = json!({"Item": {"Index": i, "Value": v}});
+        }
+        c
+    })
 }
 
 impl Execution {
@@ -186,8 +204,19 @@ impl Execution {
             journal: Vec::new(),
             root: None,
             outcome: None,
-            core: Core::default(),
+            core: Core {
+                history_limit: Some(MAX_HISTORY_EVENTS),
+                ..Core::default()
+            },
         }
+    }
+
+    /// Lifts the 25,000-event history limit, as for Express workflows
+    /// (AWS keeps no history for those, so it sets no such limit). Standard
+    /// executions keep it: it is also what stops a runaway loop.
+    pub fn without_history_limit(mut self) -> Self {
+        self.core.history_limit = None;
+        self
     }
 
     /// Makes task tokens unguessable: each token then includes a keyed hash under
@@ -248,8 +277,8 @@ impl Execution {
                     return Vec::new();
                 }
                 self.core.rng = seed;
-                self.core.info = info;
-                self.core.input = input.clone();
+                self.core.info = Arc::new(info);
+                self.core.input = Arc::new(input.clone());
                 self.core.start_time = at;
                 self.core
                     .record("ExecutionStarted", json!({"input": input}));
@@ -396,7 +425,10 @@ fn enter(t: &mut Thread, path: &[usize], name: String, input: Value, core: &mut 
     let Some(st) = machine.states.get(&name) else {
         return Step::Fail(Failure::runtime(format!("state \"{name}\" does not exist")));
     };
-    if core.history.len() >= MAX_HISTORY_EVENTS {
+    if core
+        .history_limit
+        .is_some_and(|limit| core.history.len() >= limit)
+    {
         return Step::Fail(Failure::runtime(format!(
             "The execution exceeded the limit of {MAX_HISTORY_EVENTS} history events"
         )));

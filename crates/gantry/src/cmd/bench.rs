@@ -12,9 +12,11 @@ use gantry_build::{BuildEvent, BuildOptions, NullObserver, Observer, PhaseStatus
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: `build` (the build runner) or `pipeline` (the
-    /// server: webhook to first command, runs per second, start-up, memory).
-    #[arg(default_value = "build", value_parser = ["build", "pipeline"])]
+    /// What to measure: `build` (the build runner), `pipeline` (the
+    /// server: webhook to first command, runs per second, start-up, memory)
+    /// or `states` (state transitions in memory and durable, Map fan-out,
+    /// moto as the peer).
+    #[arg(default_value = "build", value_parser = ["build", "pipeline", "states"])]
     what: String,
     /// Repetitions per measurement (the median is reported).
     #[arg(long, default_value = "7")]
@@ -22,6 +24,15 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
+    if args.what == "states" {
+        return match super::bench_states::bench_states(args.runs.max(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gantry bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if args.what == "pipeline" {
         return match super::bench_pipeline::bench_pipeline(args.runs.max(2)) {
             Ok(()) => ExitCode::SUCCESS,

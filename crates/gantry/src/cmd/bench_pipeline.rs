@@ -11,17 +11,16 @@
 //!   started at once; executions finished per second.
 //! - Start-up on an existing database and idle memory of `gantry server`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use gantry_aws::{Credentials, RequestParts, SigningParams};
 use serde_json::{Value, json};
 
-const AKID: &str = "GANTRYBENCH";
-const SECRET: &str = "bench/Secret+Key=0123456789abcdef0123";
+use super::bench_server::{AKID, InProcessServer, SECRET, aws, http};
+
 const HOOK_SECRET: &str = "bench-hook-secret";
 
 fn now_ns() -> i128 {
@@ -29,85 +28,6 @@ fn now_ns() -> i128 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
         .unwrap_or(0)
-}
-
-/// One HTTP/1.1 request to the server; (status, body).
-fn http(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        request.push_str(&format!("{n}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    stream.write_all(body).map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .map_err(|e| e.to_string())?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no response head")?;
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, response[split + 4..].to_vec()))
-}
-
-/// A signed AWS JSON call that must succeed.
-fn aws(
-    addr: SocketAddr,
-    service: &str,
-    prefix: &str,
-    operation: &str,
-    input: &Value,
-) -> Result<Value, String> {
-    let body = serde_json::to_vec(input).map_err(|e| e.to_string())?;
-    let host = addr.to_string();
-    let target = format!("{prefix}.{operation}");
-    let unsigned = RequestParts::new("POST", "/")
-        .header("Host", &host)
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Target", &target)
-        .body(&body);
-    let creds = Credentials::new(AKID, SECRET);
-    let params = SigningParams {
-        credentials: &creds,
-        region: "us-east-1",
-        service,
-        time: SystemTime::now(),
-    };
-    let signed = gantry_aws::sign(&unsigned, &params).map_err(|e| e.to_string())?;
-    let mut headers = vec![
-        (
-            "Content-Type".to_owned(),
-            "application/x-amz-json-1.1".to_owned(),
-        ),
-        ("X-Amz-Target".to_owned(), target),
-    ];
-    for (n, v) in signed.pairs() {
-        headers.push((n.to_owned(), v.to_owned()));
-    }
-    let (status, out) = http(addr, "/", &headers, &body)?;
-    let value: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
-    if status != 200 {
-        return Err(format!("{operation}: {status} {value}"));
-    }
-    Ok(value)
 }
 
 fn codepipeline(addr: SocketAddr, op: &str, input: Value) -> Result<Value, String> {
@@ -235,29 +155,8 @@ fn measure(root: &Path, runs: usize) -> Result<(), String> {
 
     // The server, in this process, on its own runtime.
     let data = root.join("data");
-    let mut config = gantry_server::Config::new(&data);
-    config.admin_key = Some((AKID.into(), SECRET.into()));
-    config.max_concurrent_builds = 8;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(gantry_server::launch_with_tcp_listener(
-        config,
-        listener,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let ready = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        if Instant::now() > ready {
-            return Err("the server did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let server = InProcessServer::start(&data, |config| config.max_concurrent_builds = 8)?;
+    let addr = server.addr;
 
     codebuild(
         addr,
@@ -397,12 +296,7 @@ fn measure(root: &Path, runs: usize) -> Result<(), String> {
         }
     );
     println!();
-    let _ = stop.send(());
-    runtime
-        .block_on(server)
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    drop(runtime);
+    server.stop()?;
 
     // 3. `gantry server` as a process on the database just used.
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! `gantry pipeline list|show|start|stop`: pipelines on a server, through
-//! the REST API.
+//! the REST API; and `gantry pipeline run`, a whole pipeline run here with
+//! no server (`pipeline_run`).
 
 use std::process::ExitCode;
 
@@ -15,7 +16,12 @@ pub struct PipelineArgs {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start-up, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum PipelineCommand {
+    /// Run a whole pipeline (gantry.yml or CodePipeline JSON) here, with no
+    /// server; approvals at the terminal or with --auto-approve.
+    Run(super::pipeline_run::PipelineRunArgs),
     /// List the server's pipelines.
     List(ListArgs),
     /// Show a pipeline's stages and the state of each action.
@@ -73,6 +79,7 @@ struct StopArgs {
 
 pub fn run(args: PipelineArgs) -> ExitCode {
     match args.command {
+        PipelineCommand::Run(a) => super::pipeline_run::run(a),
         PipelineCommand::List(a) => block_on("pipeline list", list(a)),
         PipelineCommand::Show(a) => block_on("pipeline show", show(a)),
         PipelineCommand::Start(a) => block_on("pipeline start", start(a)),

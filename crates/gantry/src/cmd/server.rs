@@ -29,6 +29,13 @@ pub struct ServerArgs {
     /// Seconds between polls of Git sources with PollForSourceChanges: true.
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     poll_interval: u64,
+    /// The database: `sqlite://PATH` or a file path (default
+    /// `<data-dir>/gantry.db`). PostgreSQL is not in this build yet.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Run no builds in this process: builds wait QUEUED for an agent.
+    #[arg(long)]
+    no_local_agent: bool,
 }
 
 pub fn run(args: ServerArgs) -> ExitCode {
@@ -69,6 +76,22 @@ async fn serve(args: ServerArgs) -> ExitCode {
     config.max_concurrent_builds = args.max_builds as usize;
     config.public_url = args.public_url.clone();
     config.poll_interval = std::time::Duration::from_secs(args.poll_interval);
+    config.local_agent = !args.no_local_agent;
+    if let Some(url) = &args.database {
+        match gantry_server::Database::parse(url) {
+            Ok(db) => config.database = Some(db),
+            Err(e) => {
+                eprintln!("gantry server: --database: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    config.chat_signing_secret = std::env::var("GANTRY_CHAT_SIGNING_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
+    config.extra_ca_certs = std::env::var_os("GANTRY_EXTRA_CA_CERTS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     config.admin_key = match admin_key_from_env() {
         Ok(key) => key,
         Err(e) => {
@@ -96,6 +119,9 @@ async fn serve(args: ServerArgs) -> ExitCode {
         "Gantry server listening on {url} (data in {})",
         args.data_dir.display()
     );
+    if args.no_local_agent {
+        println!("  no local agent: builds wait QUEUED for an agent");
+    }
     for id in server.recovered_builds() {
         println!("  build {id} was running when the server stopped: marked FAILED");
     }

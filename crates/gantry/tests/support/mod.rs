@@ -30,15 +30,25 @@ impl Running {
 /// Starts `gantry server` on port 0 over `data_dir` with `key` as the
 /// admin key, and waits for its address.
 pub fn start(data_dir: &Path, key: (&str, &str)) -> Running {
-    start_on(data_dir, key, "127.0.0.1:0")
+    start_with_args(data_dir, key, &[])
+}
+
+/// Like [`start`], with more `gantry server` arguments.
+pub fn start_with_args(data_dir: &Path, key: (&str, &str), extra: &[&str]) -> Running {
+    launch(data_dir, key, "127.0.0.1:0", extra)
 }
 
 /// Like [`start`], listening on `listen` (e.g. the port of a server that
 /// was killed, to restart it where its clients expect it).
 pub fn start_on(data_dir: &Path, key: (&str, &str), listen: &str) -> Running {
+    launch(data_dir, key, listen, &[])
+}
+
+fn launch(data_dir: &Path, key: (&str, &str), listen: &str, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
         .args(["server", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .env("GANTRY_ADMIN_ACCESS_KEY_ID", key.0)
         .env("GANTRY_ADMIN_SECRET_ACCESS_KEY", key.1)
         .stdout(Stdio::piped())
