@@ -46,6 +46,12 @@ pub struct VerifyOptions {
     /// Accept `UNSIGNED-PAYLOAD` with a non-empty body. Off by default: the
     /// JSON APIs carry everything in the body, which must then be signed.
     pub allow_unsigned_payload: bool,
+    /// Also accept a signature whose canonical URI is the path exactly as
+    /// sent, not encoded again. curl's `--aws-sigv4` before 8.x signs so,
+    /// which differs from SigV4 only for paths holding characters outside
+    /// the unreserved set (a build id's `:`). The literal path is the wire
+    /// path, so this admits no other request. Off by default.
+    pub accept_literal_path: bool,
 }
 
 impl Default for VerifyOptions {
@@ -56,6 +62,7 @@ impl Default for VerifyOptions {
             services: Vec::new(),
             required_signed_headers: vec!["host".to_owned()],
             allow_unsigned_payload: false,
+            accept_literal_path: false,
         }
     }
 }
@@ -405,11 +412,20 @@ impl Verifier {
         claim: &Claim,
         key: &SigningKey,
     ) -> Result<bool, AuthError> {
-        let parts = CanonicalParts::new(req, claim)?;
-        for (hash, signed) in self.payload_candidates(req, claim)? {
-            let sts = parts.string_to_sign(req, claim, &hash);
-            if bool::from(key.sign(sts.as_bytes()).ct_eq(&claim.signature)) {
-                return Ok(signed);
+        let mut parts = CanonicalParts::new(req, claim)?;
+        let mut uris = vec![parts.uri.clone()];
+        let literal = if req.path.is_empty() { "/" } else { req.path };
+        if self.options.accept_literal_path && literal != parts.uri {
+            uris.push(literal.to_owned());
+        }
+        let payloads = self.payload_candidates(req, claim)?;
+        for uri in uris {
+            parts.uri = uri;
+            for (hash, signed) in &payloads {
+                let sts = parts.string_to_sign(req, claim, hash);
+                if bool::from(key.sign(sts.as_bytes()).ct_eq(&claim.signature)) {
+                    return Ok(*signed);
+                }
             }
         }
         Err(AuthError::SignatureMismatch)

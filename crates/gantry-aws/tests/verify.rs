@@ -232,6 +232,24 @@ fn unsigned_payload_needs_an_empty_body_or_permission() {
 }
 
 #[test]
+fn a_literal_path_option_does_not_open_other_paths() {
+    let signed = Owned::json("ListPipelines", "{}").signed(now());
+    let lenient = Verifier::new(VerifyOptions {
+        accept_literal_path: true,
+        ..VerifyOptions::json_protocol()
+    });
+    lenient
+        .verify(&signed.parts(), now(), lookup)
+        .expect("a standard signature still verifies");
+    let mut moved = signed.clone();
+    moved.target = "/other:path".into();
+    assert!(matches!(
+        lenient.verify(&moved.parts(), now(), lookup),
+        Err(AuthError::SignatureMismatch)
+    ));
+}
+
+#[test]
 fn scope_restrictions_apply() {
     let req = Owned::json("ListPipelines", "{}").signed(now());
     let region = Verifier::new(VerifyOptions {

@@ -8,7 +8,9 @@ use gantry_store::{Store, StoreError};
 
 use crate::error::ApiError;
 
-/// Verifies the request's signature; the caller is who signed it.
+/// Verifies the request's signature; the caller is who signed it. The
+/// method and the raw path and query are signed as they came, so the same
+/// check serves the AWS JSON endpoint (`POST /`) and the REST API.
 ///
 /// `gantry-aws` asks for the secret through a synchronous lookup, so the
 /// access key id is read from the request first and its secret fetched
@@ -17,12 +19,13 @@ use crate::error::ApiError;
 pub(crate) async fn authenticate<S: Store>(
     store: &S,
     verifier: &Verifier,
+    method: &str,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<VerifiedCaller, ApiError> {
     let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut request = RequestParts::new("POST", target).body(body);
+    let mut request = RequestParts::new(method, target).body(body);
     for (name, value) in headers {
         request = request.header(name.as_str(), value.as_bytes());
     }

@@ -45,6 +45,7 @@ mod outbound;
 mod pipeline_host;
 mod polling;
 mod recovery;
+mod rest;
 mod router;
 mod source;
 mod stepfunctions;
@@ -225,6 +226,13 @@ impl<S: Store> Server<S> {
             }
         });
         let poller = tokio::spawn(polling::run(self.state.clone()));
+        // Graceful shutdown waits for open connections; live log streams
+        // end when they see this (clients resume from their offset).
+        let closing = self.state.closing.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.send_replace(true);
+        };
         let app = router::router(self.state);
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(listener, app)

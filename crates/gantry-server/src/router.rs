@@ -16,7 +16,7 @@ use crate::error::{ApiError, into_response};
 use crate::eventbridge::EventBus;
 use crate::pipeline_host::{PipelineHost, ProviderContext};
 use crate::worker::BuildRunner;
-use crate::{auth, codebuild, codepipeline, eventbridge, stepfunctions};
+use crate::{auth, codebuild, codepipeline, eventbridge, rest, stepfunctions};
 
 /// The services the AWS JSON endpoint offers.
 const OFFERED: [Service; 4] = [
@@ -35,6 +35,9 @@ pub(crate) struct AppState<S: Store> {
     pub pipelines: Arc<PipelineHost>,
     pub events: Arc<EventBus<S>>,
     pub engine: Arc<stepfunctions::Engine<S>>,
+    /// Becomes `true` when the server starts shutting down, so long-lived
+    /// responses (live log streams) end and let graceful shutdown finish.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// Chat callbacks already accepted (replays are refused).
     pub chat: Arc<crate::chat::SeenCallbacks>,
 }
@@ -49,6 +52,7 @@ impl<S: Store> Clone for AppState<S> {
             pipelines: self.pipelines.clone(),
             events: self.events.clone(),
             engine: self.engine.clone(),
+            closing: self.closing.clone(),
             chat: self.chat.clone(),
         }
     }
@@ -85,6 +89,7 @@ impl<S: Store> AppState<S> {
             pipelines: Arc::new(PipelineHost::new(providers)),
             events,
             engine,
+            closing: Arc::new(tokio::sync::watch::Sender::new(false)),
             chat: Arc::default(),
         };
         state.engine.attach(state.clone());
@@ -106,6 +111,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
             "/webhooks/codepipeline/{url_id}",
             post(crate::webhooks::deliver::<S>),
         )
+        .merge(rest::router(state.clone()))
         .with_state(state)
 }
 
@@ -131,8 +137,15 @@ async fn handle<S: Store>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Service, serde_json::Value), ApiError> {
-    let caller =
-        auth::authenticate(state.store.as_ref(), &state.verifier, uri, headers, body).await?;
+    let caller = auth::authenticate(
+        state.store.as_ref(),
+        &state.verifier,
+        "POST",
+        uri,
+        headers,
+        body,
+    )
+    .await?;
     let target_header = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let target = gantry_aws::parse_target(target_header, &OFFERED)?;
     target.service.check_caller(&caller)?;

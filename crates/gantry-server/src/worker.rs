@@ -18,7 +18,7 @@ use gantry_build::{
 };
 use gantry_store::{BuildRecord, BuildUpdate, Store, now_ms};
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::codebuild::{SourceKind, timestamp_ms};
@@ -94,6 +94,9 @@ pub(crate) struct BuildRunner<S: Store> {
     /// interrupted by the server, not by a user.
     shutting_down: std::sync::atomic::AtomicBool,
     events: Arc<EventBus<S>>,
+    /// Bumped after any build's lines are stored or its end recorded, so
+    /// live log readers wake instead of polling (see `rest::logs`).
+    log_written: Arc<watch::Sender<u64>>,
 }
 
 /// The phase context of a build the server's shutdown stopped.
@@ -114,7 +117,13 @@ impl<S: Store> BuildRunner<S> {
             waiters: Mutex::new(HashMap::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             events,
+            log_written: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Changes when any build's log grows or a build's end is recorded.
+    pub fn log_changes(&self) -> watch::Receiver<u64> {
+        self.log_written.subscribe()
     }
 
     /// Starts a build's task. The build is already in the store.
@@ -178,6 +187,7 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
         job.record.clone(),
         rx,
         events.clone(),
+        runner.log_written.clone(),
     ));
     let mut update = execute(&runner, &job, signal, &tx).await;
     if update.status == "STOPPED"
@@ -196,6 +206,7 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
     if let Err(e) = runner.store.update_build(&id, &update, "system").await {
         tracing::error!(build = %id, error = %e, "recording the end of a build failed");
     }
+    runner.log_written.send_modify(|n| *n = n.wrapping_add(1));
     events
         .build_state_change(&job.record, &update.status, &update.build)
         .await;
@@ -490,6 +501,7 @@ async fn progress_writer<S: Store>(
     record: BuildRecord,
     mut rx: mpsc::UnboundedReceiver<Msg>,
     events: Arc<EventBus<S>>,
+    written: Arc<watch::Sender<u64>>,
 ) {
     let mut build = record.build.clone();
     let mut lines: Vec<String> = Vec::new();
@@ -497,7 +509,7 @@ async fn progress_writer<S: Store>(
         match msg {
             Msg::Line(line) => lines.push(line),
             Msg::Event(event) => {
-                flush(store.as_ref(), &record.id, &mut lines).await;
+                flush(store.as_ref(), &record.id, &mut lines, &written).await;
                 if let Some(current) = apply(&mut build, &event) {
                     let update = BuildUpdate {
                         status: "IN_PROGRESS".into(),
@@ -516,18 +528,23 @@ async fn progress_writer<S: Store>(
                 }
             }
             Msg::Flush(ack) => {
-                flush(store.as_ref(), &record.id, &mut lines).await;
+                flush(store.as_ref(), &record.id, &mut lines, &written).await;
                 let _ = ack.send(());
             }
         }
         if lines.len() >= 500 || rx.is_empty() {
-            flush(store.as_ref(), &record.id, &mut lines).await;
+            flush(store.as_ref(), &record.id, &mut lines, &written).await;
         }
     }
-    flush(store.as_ref(), &record.id, &mut lines).await;
+    flush(store.as_ref(), &record.id, &mut lines, &written).await;
 }
 
-async fn flush<S: Store>(store: &S, id: &str, lines: &mut Vec<String>) {
+async fn flush<S: Store>(
+    store: &S,
+    id: &str,
+    lines: &mut Vec<String>,
+    written: &watch::Sender<u64>,
+) {
     if lines.is_empty() {
         return;
     }
@@ -535,6 +552,7 @@ async fn flush<S: Store>(store: &S, id: &str, lines: &mut Vec<String>) {
         tracing::error!(build = %id, error = %e, "appending log lines failed");
     }
     lines.clear();
+    written.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 /// The newest `phases` entry of `name`, once it has ended.
@@ -590,5 +608,34 @@ fn apply(build: &mut Value, event: &BuildEvent) -> Option<String> {
             Some(name.to_owned())
         }
         BuildEvent::Line(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_store::BuildStore;
+
+    /// Live log readers wait on the counter; a write that did not bump it
+    /// would leave them asleep until their fallback poll.
+    #[tokio::test]
+    async fn storing_lines_wakes_log_readers_and_nothing_else_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = gantry_store::MasterKey::load_or_create(&dir.path().join("k")).expect("key");
+        let store = gantry_store::SqliteStore::open(&dir.path().join("db"), key)
+            .await
+            .expect("store");
+        let written = watch::Sender::new(0u64);
+        let mut reader = written.subscribe();
+        let mut none = Vec::new();
+        flush(&store, "p:1", &mut none, &written).await;
+        assert!(!reader.has_changed().expect("open"), "nothing was written");
+        let mut lines = vec!["one".to_owned(), "two".to_owned()];
+        flush(&store, "p:1", &mut lines, &written).await;
+        assert!(reader.has_changed().expect("open"));
+        assert!(lines.is_empty());
+        reader.borrow_and_update();
+        let stored = store.log_lines("p:1", 0, 10).await.expect("lines");
+        assert_eq!(stored.len(), 2, "the lines are stored before the wake");
     }
 }

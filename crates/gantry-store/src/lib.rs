@@ -169,6 +169,12 @@ pub trait BuildStore: Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> Result<Vec<LogLine>, StoreError>;
+    /// Where byte `offset` of the log text falls, the text being every line
+    /// followed by `\n`: the last line that ends at or before `offset`
+    /// (0 when none does) and the byte offset where the line after it
+    /// begins. A reader resumes by reading lines after `after_seq` and
+    /// skipping `offset - line_start` bytes of the first.
+    async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError>;
 
     // Audit.
 

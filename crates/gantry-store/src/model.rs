@@ -138,6 +138,15 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// Where a byte offset falls in a build's log; see `BuildStore::log_seek`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSeek {
+    /// The last line that ends at or before the offset (0: none).
+    pub after_seq: u64,
+    /// The byte offset where line `after_seq + 1` begins.
+    pub line_start: u64,
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

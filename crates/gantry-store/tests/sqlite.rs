@@ -260,6 +260,33 @@ async fn builds_numbers_updates_and_logs() {
         1
     );
 
+    // The text is "one\ntwo\nthree\n" (4 + 4 + 6 bytes); "é" below is two.
+    let seek = |offset| {
+        let store = &store;
+        async move { store.log_seek("web:1", offset).await.expect("seek") }
+    };
+    let at = |after_seq, line_start| gantry_store::LogSeek {
+        after_seq,
+        line_start,
+    };
+    assert_eq!(seek(0).await, at(0, 0));
+    assert_eq!(seek(3).await, at(0, 0), "inside the first line");
+    assert_eq!(seek(4).await, at(1, 4), "just after the first newline");
+    assert_eq!(seek(9).await, at(2, 8));
+    assert_eq!(seek(14).await, at(3, 14), "the end");
+    assert_eq!(seek(99).await, at(3, 14), "past the end");
+    assert_eq!(
+        store.log_seek("nope", 5).await.expect("seek"),
+        at(0, 0),
+        "no log"
+    );
+    store
+        .append_log_lines("web:1", &["é".into()])
+        .await
+        .expect("append");
+    assert_eq!(seek(17).await, at(4, 17), "lengths are bytes, not chars");
+    assert_eq!(seek(16).await, at(3, 14));
+
     store
         .record_audit("alice", "build.stop", "web:2", "requested")
         .await

@@ -1,6 +1,7 @@
 //! The `gantry` command line: local commands that need no server
-//! (`build`, `validate`, `events test-pattern`, `states run`, `bench`) and,
-//! later, the client commands.
+//! (`build`, `validate`, `events test-pattern`, `states run`, `bench`) and
+//! the client commands that talk to one (`pipeline`, `approve`, `reject`,
+//! `logs`, `run show`; see docs/cli-client.md).
 
 mod cmd;
 mod output;
@@ -32,13 +33,19 @@ enum Command {
     Events(cmd::events::EventsArgs),
     /// Amazon States Language state machines: run them locally.
     States(cmd::states::StatesArgs),
-    /// Run a whole pipeline (gantry.yml or CodePipeline JSON) here, with no
-    /// server; approvals at the terminal or with --auto-approve.
-    // TEMPORARY top-level name: moves under `gantry pipeline run` at merge.
-    #[command(name = "pipeline-run")]
-    PipelineRun(cmd::pipeline_run::PipelineRunArgs),
     /// Start the control plane (API, web UI, scheduler, local agent).
     Server(cmd::server::ServerArgs),
+    /// Pipelines: run one here with no server, or list, show, start and stop
+    /// them on a server.
+    Pipeline(cmd::pipeline::PipelineArgs),
+    /// Approve the manual approval waiting in an execution.
+    Approve(cmd::approve::ApprovalArgs),
+    /// Reject the manual approval waiting in an execution.
+    Reject(cmd::approve::ApprovalArgs),
+    /// Print a build's log; -f follows it live until the build ends.
+    Logs(cmd::logs::LogsArgs),
+    /// Pipeline executions (runs) on a server.
+    Run(cmd::run_show::RunArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell (bash, zsh, fish, elvish, powershell).
@@ -65,8 +72,12 @@ fn main() -> ExitCode {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Events(args) => cmd::events::run(args),
         Command::States(args) => cmd::states::run(args),
-        Command::PipelineRun(args) => cmd::pipeline_run::run(args),
         Command::Server(args) => cmd::server::run(args),
+        Command::Pipeline(args) => cmd::pipeline::run(args),
+        Command::Approve(args) => cmd::approve::run(args, cmd::approve::Answer::Approve),
+        Command::Reject(args) => cmd::approve::run(args, cmd::approve::Answer::Reject),
+        Command::Logs(args) => cmd::logs::run(args),
+        Command::Run(args) => cmd::run_show::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             ExitCode::SUCCESS

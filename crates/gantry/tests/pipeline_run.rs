@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// The command under test; the one line that changes when the command
-/// moves (`gantry pipeline-run` → `gantry pipeline run`).
+/// The command under test: `gantry pipeline run`.
 fn pipeline_run_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gantry"));
-    cmd.arg("pipeline-run");
+    cmd.args(["pipeline", "run"]);
     cmd
 }
 

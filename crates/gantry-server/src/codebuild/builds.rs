@@ -259,7 +259,7 @@ pub(crate) async fn start_build<S: Store>(
 #[derive(Deserialize)]
 pub(crate) struct Ids {
     #[serde(default)]
-    ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
 }
 
 pub(crate) async fn batch_get<S: Store>(

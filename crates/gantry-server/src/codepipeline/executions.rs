@@ -41,7 +41,10 @@ fn host_error(e: HostError, pipeline: &str, execution: &str) -> ApiError {
 
 /// PipelineNotFoundException unless the pipeline exists; reads the row
 /// without parsing the declaration (for operations that only check).
-async fn pipeline_exists<S: Store>(state: &AppState<S>, name: &str) -> Result<(), ApiError> {
+pub(crate) async fn pipeline_exists<S: Store>(
+    state: &AppState<S>,
+    name: &str,
+) -> Result<(), ApiError> {
     match state.store.get_pipeline(name, None).await {
         Ok(_) => Ok(()),
         Err(StoreError::NotFound) => Err(pipeline_not_found(name)),
@@ -60,26 +63,26 @@ async fn current_plan<S: Store>(state: &AppState<S>, name: &str) -> Result<Plan,
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct NameValue {
-    name: Option<String>,
-    value: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) value: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct SourceRevisionOverride {
-    action_name: Option<String>,
-    revision_type: Option<String>,
-    revision_value: Option<String>,
+    pub(crate) action_name: Option<String>,
+    pub(crate) revision_type: Option<String>,
+    pub(crate) revision_value: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StartInput {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    variables: Vec<NameValue>,
+    pub(crate) variables: Vec<NameValue>,
     #[serde(default)]
-    source_revisions: Vec<SourceRevisionOverride>,
+    pub(crate) source_revisions: Vec<SourceRevisionOverride>,
 }
 
 /// Starts an execution of a pipeline's current version; the id is returned
@@ -159,11 +162,11 @@ pub(crate) async fn start<S: Store>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StopInput {
-    pipeline_name: Option<String>,
-    pipeline_execution_id: Option<String>,
+    pub(crate) pipeline_name: Option<String>,
+    pub(crate) pipeline_execution_id: Option<String>,
     #[serde(default)]
-    abandon: bool,
-    reason: Option<String>,
+    pub(crate) abandon: bool,
+    pub(crate) reason: Option<String>,
 }
 
 pub(crate) async fn stop<S: Store>(
@@ -212,7 +215,7 @@ pub(crate) async fn stop<S: Store>(
 }
 
 /// An execution, from the runtime when it runs (fresher), else the store.
-async fn load_execution<S: Store>(
+pub(crate) async fn load_execution<S: Store>(
     state: &AppState<S>,
     pipeline: &str,
     id: &str,
@@ -273,7 +276,7 @@ fn trigger_json(e: &Execution) -> Value {
     })
 }
 
-fn execution_json(e: &Execution) -> Value {
+pub(crate) fn execution_json(e: &Execution) -> Value {
     let mut out = json!({
         "pipelineName": e.plan.pipeline,
         "pipelineVersion": e.plan.version,
@@ -298,8 +301,8 @@ fn execution_json(e: &Execution) -> Value {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GetInput {
-    pipeline_name: Option<String>,
-    pipeline_execution_id: Option<String>,
+    pub(crate) pipeline_name: Option<String>,
+    pub(crate) pipeline_execution_id: Option<String>,
 }
 
 pub(crate) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Result<Value, ApiError> {
@@ -342,9 +345,9 @@ impl Page {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ListInput {
-    pipeline_name: Option<String>,
-    max_results: Option<u32>,
-    next_token: Option<String>,
+    pub(crate) pipeline_name: Option<String>,
+    pub(crate) max_results: Option<u32>,
+    pub(crate) next_token: Option<String>,
 }
 
 pub(crate) async fn list<S: Store>(
@@ -392,7 +395,7 @@ pub(crate) async fn list<S: Store>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct StateInput {
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 pub(crate) async fn pipeline_state<S: Store>(
@@ -573,18 +576,18 @@ pub(crate) async fn list_actions<S: Store>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApprovalResult {
-    summary: Option<String>,
-    status: Option<String>,
+    pub(crate) summary: Option<String>,
+    pub(crate) status: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApprovalInput {
-    pipeline_name: Option<String>,
-    stage_name: Option<String>,
-    action_name: Option<String>,
-    result: Option<ApprovalResult>,
-    token: Option<String>,
+    pub(crate) pipeline_name: Option<String>,
+    pub(crate) stage_name: Option<String>,
+    pub(crate) action_name: Option<String>,
+    pub(crate) result: Option<ApprovalResult>,
+    pub(crate) token: Option<String>,
 }
 
 /// Answers a manual approval; the answer is stored before the engine
@@ -692,10 +695,10 @@ pub(crate) async fn put_approval_result<S: Store>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RetryInput {
-    pipeline_name: Option<String>,
-    stage_name: Option<String>,
-    pipeline_execution_id: Option<String>,
-    retry_mode: Option<String>,
+    pub(crate) pipeline_name: Option<String>,
+    pub(crate) stage_name: Option<String>,
+    pub(crate) pipeline_execution_id: Option<String>,
+    pub(crate) retry_mode: Option<String>,
 }
 
 pub(crate) async fn retry_stage<S: Store>(

@@ -7,7 +7,7 @@
 //! back through the same parser. See docs/pipelines-api.md.
 
 pub(crate) mod executions;
-mod pipelines;
+pub(crate) mod pipelines;
 mod transitions;
 mod webhooks;
 

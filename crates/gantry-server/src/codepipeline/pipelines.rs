@@ -245,12 +245,12 @@ pub(super) async fn update<S: Store>(
 }
 
 #[derive(Deserialize)]
-pub(super) struct GetInput {
-    name: Option<String>,
-    version: Option<i64>,
+pub(crate) struct GetInput {
+    pub(crate) name: Option<String>,
+    pub(crate) version: Option<i64>,
 }
 
-pub(super) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Result<Value, ApiError> {
+pub(crate) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Result<Value, ApiError> {
     let name = required(input.name, "name")?;
     check_name(&name, "name")?;
     let version = match input.version {
@@ -311,12 +311,12 @@ pub(super) async fn delete<S: Store>(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ListInput {
-    next_token: Option<String>,
-    max_results: Option<i64>,
+pub(crate) struct ListInput {
+    pub(crate) next_token: Option<String>,
+    pub(crate) max_results: Option<i64>,
 }
 
-pub(super) async fn list<S: Store>(
+pub(crate) async fn list<S: Store>(
     state: &AppState<S>,
     input: ListInput,
 ) -> Result<Value, ApiError> {

@@ -207,6 +207,81 @@ impl TestServer {
         (status, value)
     }
 
+    /// A REST request to `/api/v1` + `path`, signed (service `gantry`) with
+    /// the test key id and `secret` unless `secret` is `None`; `extra`
+    /// headers are sent unsigned. Returns (status, raw body).
+    pub async fn rest_raw(
+        &self,
+        secret: Option<&str>,
+        service: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        extra: &[(&str, &str)],
+    ) -> (u16, Vec<u8>) {
+        let target = format!("/api/v1{path}");
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).expect("json"))
+            .unwrap_or_default();
+        let host = self.addr.to_string();
+        let mut headers: Vec<(String, String)> = extra
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        if let Some(secret) = secret {
+            let mut unsigned = RequestParts::new(method, &target)
+                .header("Host", &host)
+                .body(&bytes);
+            if body.is_some() {
+                unsigned = unsigned.header("Content-Type", "application/json");
+            }
+            let creds = Credentials::new(AKID, secret);
+            let params = SigningParams {
+                credentials: &creds,
+                region: "us-east-1",
+                service,
+                time: SystemTime::now(),
+            };
+            let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
+            for (n, v) in signed.pairs() {
+                headers.push((n.to_owned(), v.to_owned()));
+            }
+        }
+        self.raw(method, &target, &headers, &bytes)
+            .await
+            .expect("request")
+    }
+
+    /// A signed REST request with the right key; returns (status, JSON).
+    pub async fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let (status, bytes) = self
+            .rest_raw(Some(SECRET), "gantry", method, path, body, &[])
+            .await;
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{method} {path}: not JSON ({status}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, value)
+    }
+
+    /// A signed REST request that must answer `status`; returns the JSON.
+    pub async fn rest_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        status: u16,
+    ) -> Value {
+        let (got, value) = self.rest(method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {value}");
+        value
+    }
+
     /// A CodeBuild operation signed with `secret`; returns (status, JSON).
     pub async fn call_as(&self, secret: &str, operation: &str, input: &Value) -> (u16, Value) {
         self.aws(CODEBUILD, secret, operation, input).await

@@ -9,5 +9,7 @@ mod codepipeline_clients;
 mod events;
 mod harness;
 mod pipeline_runs;
+mod rest;
+mod rest_logs;
 mod rust_client;
 mod stepfunctions;

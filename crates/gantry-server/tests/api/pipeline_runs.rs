@@ -145,7 +145,7 @@ pub(crate) async fn start(server: &TestServer, pipeline: &str) -> String {
 }
 
 /// Creates the `<pipeline>-<suffix>` projects, one per buildspec.
-async fn create_projects(server: &TestServer, pipeline: &str, specs: &[(&str, &str)]) {
+pub(crate) async fn create_projects(server: &TestServer, pipeline: &str, specs: &[(&str, &str)]) {
     for (suffix, spec) in specs {
         server
             .call(
@@ -177,7 +177,7 @@ async fn first_execution(server: &TestServer, pipeline: &str, what: &str) -> Val
     panic!("{what}: {pipeline} was never started");
 }
 
-async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
+pub(crate) async fn setup(server: &TestServer, name: &str, url: &str, marker: &str) {
     create_projects(
         server,
         name,

@@ -4,7 +4,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
 use super::{audit, db_error, parse_json};
-use crate::{BuildRecord, BuildUpdate, LogLine, NewBuild, SortOrder, StoreError};
+use crate::{BuildRecord, BuildUpdate, LogLine, LogSeek, NewBuild, SortOrder, StoreError};
 
 const COLUMNS: &str =
     "id, project, number, status, current_phase, build_json, overrides_json, start_ms, end_ms";
@@ -208,4 +208,30 @@ pub(crate) async fn log_lines(
             })
         })
         .collect()
+}
+
+/// The line ends are summed in SQL (a window over the build's lines), so
+/// seeking sends two integers back, not the log.
+pub(crate) async fn log_seek(
+    pool: &SqlitePool,
+    build_id: &str,
+    offset: u64,
+) -> Result<LogSeek, StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(MAX(seq), 0) AS seq, COALESCE(MAX(line_end), 0) AS line_end FROM (
+             SELECT seq, SUM(LENGTH(CAST(line AS BLOB)) + 1) OVER (ORDER BY seq) AS line_end
+             FROM build_log_lines WHERE build_id = ?
+         ) WHERE line_end <= ?",
+    )
+    .bind(build_id)
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_one(pool)
+    .await
+    .map_err(db_error)?;
+    let seq: i64 = row.try_get("seq").map_err(db_error)?;
+    let end: i64 = row.try_get("line_end").map_err(db_error)?;
+    Ok(LogSeek {
+        after_seq: seq as u64,
+        line_start: end as u64,
+    })
 }

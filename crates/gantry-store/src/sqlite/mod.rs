@@ -25,8 +25,8 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, MasterKey, NewAccessKey, NewBuild,
-    NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, LogSeek, MasterKey, NewAccessKey,
+    NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -187,6 +187,10 @@ impl BuildStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LogLine>, StoreError> {
         builds::log_lines(&self.pool, build_id, after, limit).await
+    }
+
+    async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError> {
+        builds::log_seek(&self.pool, build_id, offset).await
     }
 
     async fn record_audit(

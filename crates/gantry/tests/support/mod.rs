@@ -35,8 +35,18 @@ pub fn start(data_dir: &Path, key: (&str, &str)) -> Running {
 
 /// Like [`start`], with more `gantry server` arguments.
 pub fn start_with_args(data_dir: &Path, key: (&str, &str), extra: &[&str]) -> Running {
+    launch(data_dir, key, "127.0.0.1:0", extra)
+}
+
+/// Like [`start`], listening on `listen` (e.g. the port of a server that
+/// was killed, to restart it where its clients expect it).
+pub fn start_on(data_dir: &Path, key: (&str, &str), listen: &str) -> Running {
+    launch(data_dir, key, listen, &[])
+}
+
+fn launch(data_dir: &Path, key: (&str, &str), listen: &str, extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gantry"))
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["server", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .env("GANTRY_ADMIN_ACCESS_KEY_ID", key.0)
