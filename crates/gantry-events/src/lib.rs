@@ -68,6 +68,7 @@ mod hash;
 mod index;
 mod matcher;
 mod parse;
+mod path_tree;
 mod pattern;
 mod schedule;
 mod transform;
