@@ -5,7 +5,7 @@ use gantry_events::{FlatEvent, InputTransformer, Pattern, RuleContext, RuleSet};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-const KEYS: &[&str] = &["a", "b", "c", "a.b", "$or"];
+const KEYS: &[&str] = &["a", "b", "c", "a.b", "b.", "$or"];
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -71,14 +71,14 @@ fn matcher() -> impl Strategy<Value = Value> {
 fn pattern() -> impl Strategy<Value = Value> {
     let leaf = prop::collection::vec(matcher(), 1..3).prop_map(Value::Array);
     let fields = |inner: BoxedStrategy<Value>| {
-        prop::collection::btree_map(prop::sample::select(&KEYS[..4]), inner, 1..3)
+        prop::collection::btree_map(prop::sample::select(&KEYS[..5]), inner, 1..3)
             .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
     };
     let object = leaf.prop_recursive(2, 12, 3, move |inner| fields(inner).boxed());
-    let top = prop::collection::btree_map(prop::sample::select(&KEYS[..4]), object, 0..3);
+    let top = prop::collection::btree_map(prop::sample::select(&KEYS[..5]), object, 0..3);
     let ors = prop::option::of(prop::collection::vec(
         prop::collection::btree_map(
-            prop::sample::select(&KEYS[..4]),
+            prop::sample::select(&KEYS[..5]),
             prop::collection::vec(matcher(), 1..3).prop_map(Value::Array),
             1..2,
         ),
@@ -152,12 +152,12 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     /// The index finds exactly the rules that match one by one.
     #[test]
     fn index_agrees_with_one_by_one(
-        patterns in prop::collection::vec(pattern(), 1..24),
+        patterns in prop::collection::vec(pattern(), 1..40),
         events in prop::collection::vec(event(), 1..8),
     ) {
         let compiled: Vec<Pattern> = patterns.iter().filter_map(|p| Pattern::from_value(p).ok()).collect();
@@ -170,7 +170,10 @@ proptest! {
             let flat = FlatEvent::new(event);
             let one_by_one: Vec<usize> = (0..compiled.len()).filter(|&i| compiled[i].matches_flat(&flat)).collect();
             let indexed: Vec<usize> = rules.matches_flat(&flat).into_iter().copied().collect();
-            prop_assert_eq!(&indexed, &one_by_one, "event {}", event);
+            prop_assert_eq!(&indexed, &one_by_one, "flattened event {}", event);
+            // The index walks a raw event itself, only where rules look.
+            let walked: Vec<usize> = rules.matches(event).into_iter().copied().collect();
+            prop_assert_eq!(&walked, &one_by_one, "event {}", event);
         }
     }
 
