@@ -67,8 +67,10 @@ pub struct RuleSet<K> {
     /// Path text → id, for events that arrive already flattened.
     path_ids: Map<Box<str>, u32>,
     paths: Vec<PathIndex>,
-    /// Key id → branches anchored on it: `anchored[anchor_start[k]..anchor_start[k + 1]]`.
-    anchor_start: Vec<u32>,
+    /// Key id → its groups: `groups[group_start[k]..group_start[k + 1]]`.
+    group_start: Vec<u32>,
+    groups: Vec<Group>,
+    /// Branch ids, each group's a range of it.
     anchored: Vec<u32>,
     /// Branches with nothing to anchor on (only `exists: false`, or no
     /// condition at all); decided for every event.
@@ -82,6 +84,14 @@ struct IndexedBranch {
     /// Range into `RuleSet::conds`, in the order of `branch.conditions`.
     conds: (u32, u32),
     branch: Branch,
+}
+
+/// Branches anchored on one key that also need the same second key (or
+/// none): one check of that key admits or skips them all.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    second: u32,
+    branches: (u32, u32),
 }
 
 #[derive(Debug, Clone)]
@@ -272,7 +282,8 @@ impl<K> RuleSetBuilder<K> {
             tree: PathTree::default(),
             path_ids: Map::default(),
             paths: Vec::new(),
-            anchor_start: Vec::new(),
+            group_start: Vec::new(),
+            groups: Vec::new(),
             anchored: Vec::new(),
             floating: Vec::new(),
             key_count: 0,
@@ -347,7 +358,9 @@ impl<K> RuleSet<K> {
         });
     }
 
-    /// Anchors each branch on its least shared key and lays the anchor lists out.
+    /// Anchors each branch on its least shared key and, within that key,
+    /// groups it by the next least shared key of another condition: a branch
+    /// becomes a candidate only when the event produced both.
     fn anchor(&mut self) {
         let mut uses = vec![0u32; self.key_count as usize];
         for &key in &self.cond_keys {
@@ -358,9 +371,11 @@ impl<K> RuleSet<K> {
         for index in &self.paths {
             uses[index.present as usize] = uses[index.present as usize].max(index.conditions);
         }
-        let mut anchors: Vec<(u32, u32)> = Vec::new();
+        let cost = |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
+        // (anchor key, second key or NONE, branch)
+        let mut anchors: Vec<(u32, u32, u32)> = Vec::new();
         for (id, ib) in self.branches.iter().enumerate() {
-            let mut best: Option<(u64, &[u32])> = None;
+            let mut handles: Vec<(u64, &[u32])> = Vec::new();
             for (cond, condition) in self.conds[ib.conds.0 as usize..ib.conds.1 as usize]
                 .iter()
                 .zip(&ib.branch.conditions)
@@ -373,26 +388,41 @@ impl<K> RuleSet<K> {
                 } else {
                     &self.cond_keys[cond.keys.0 as usize..cond.keys.1 as usize]
                 };
-                let cost: u64 = keys.iter().map(|&k| u64::from(uses[k as usize])).sum();
-                if best.is_none_or(|(c, _)| cost < c) {
-                    best = Some((cost, keys));
-                }
+                handles.push((cost(keys), keys));
             }
-            match best {
-                Some((_, keys)) => anchors.extend(keys.iter().map(|&k| (k, id as u32))),
-                None => self.floating.push(id as u32),
-            }
+            handles.sort_by_key(|&(c, _)| c);
+            let Some(&(_, first)) = handles.first() else {
+                self.floating.push(id as u32);
+                continue;
+            };
+            // The second must be one key, and not one the anchor could be.
+            let second = handles[1..]
+                .iter()
+                .find(|(_, keys)| keys.len() == 1 && !first.contains(&keys[0]))
+                .map_or(NONE, |(_, keys)| keys[0]);
+            anchors.extend(first.iter().map(|&k| (k, second, id as u32)));
         }
         anchors.sort_unstable();
         anchors.dedup();
-        self.anchor_start = vec![0; self.key_count as usize + 1];
-        for &(key, _) in &anchors {
-            self.anchor_start[key as usize + 1] += 1;
+        self.group_start = vec![0; self.key_count as usize + 1];
+        let mut at = 0;
+        while at < anchors.len() {
+            let (key, second, _) = anchors[at];
+            let len = anchors[at..]
+                .iter()
+                .take_while(|&&(k, s, _)| k == key && s == second)
+                .count();
+            self.groups.push(Group {
+                second,
+                branches: (at as u32, (at + len) as u32),
+            });
+            self.group_start[key as usize + 1] += 1;
+            at += len;
         }
         for k in 0..self.key_count as usize {
-            self.anchor_start[k + 1] += self.anchor_start[k];
+            self.group_start[k + 1] += self.group_start[k];
         }
-        self.anchored = anchors.into_iter().map(|(_, b)| b).collect();
+        self.anchored = anchors.into_iter().map(|(_, _, b)| b).collect();
     }
 
     /// The keys of the patterns the event matches, in the order they were added.
@@ -417,10 +447,10 @@ impl<K> RuleSet<K> {
         })
     }
 
-    fn anchored_on(&self, key: u32) -> &[u32] {
+    fn groups_of(&self, key: u32) -> &[Group] {
         let k = key as usize;
-        match (self.anchor_start.get(k), self.anchor_start.get(k + 1)) {
-            (Some(&lo), Some(&hi)) => &self.anchored[lo as usize..hi as usize],
+        match (self.group_start.get(k), self.group_start.get(k + 1)) {
+            (Some(&lo), Some(&hi)) => &self.groups[lo as usize..hi as usize],
             _ => &[],
         }
     }
@@ -442,6 +472,8 @@ struct Scratch {
     path_in_array: Vec<u32>,
     /// Path id → its last leaf (valid when `path_seen` is current).
     path_last: Vec<u32>,
+    /// Keys the current event produced, each once.
+    produced: Vec<u32>,
     candidates: Vec<u32>,
     rules: Vec<u32>,
     trails: Vec<ArrayPos>,
@@ -519,6 +551,7 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
             scratch.generation = 0;
         }
         scratch.generation += 1;
+        scratch.produced.clear();
         scratch.candidates.clear();
         scratch.rules.clear();
         scratch.trails.clear();
@@ -531,23 +564,36 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
         }
     }
 
-    /// Records a key the event produced, making its anchored branches candidates.
-    fn produce(set: &RuleSet<K>, scratch: &mut Scratch, now: u32, key: u32) {
+    /// Records a key the event produced.
+    fn produce(scratch: &mut Scratch, now: u32, key: u32) {
         let k = key as usize;
-        if scratch.key_seen[k] == now {
-            return;
+        if scratch.key_seen[k] != now {
+            scratch.key_seen[k] = now;
+            scratch.produced.push(key);
         }
-        scratch.key_seen[k] = now;
-        for &branch in set.anchored_on(key) {
-            let b = branch as usize;
-            if scratch.candidate_seen[b] != now {
-                scratch.candidate_seen[b] = now;
-                scratch.candidates.push(branch);
+    }
+
+    /// The branches anchored on produced keys whose second key was produced too.
+    fn gather_candidates(&mut self) {
+        let (set, scratch, now) = (self.set, &mut *self.scratch, self.now);
+        for &key in &scratch.produced {
+            for group in set.groups_of(key) {
+                if group.second != NONE && scratch.key_seen[group.second as usize] != now {
+                    continue;
+                }
+                for &branch in &set.anchored[group.branches.0 as usize..group.branches.1 as usize] {
+                    let b = branch as usize;
+                    if scratch.candidate_seen[b] != now {
+                        scratch.candidate_seen[b] = now;
+                        scratch.candidates.push(branch);
+                    }
+                }
             }
         }
     }
 
     fn finish(mut self) -> Vec<&'r K> {
+        self.gather_candidates();
         let set = self.set;
         let candidates = std::mem::take(&mut self.scratch.candidates);
         for &branch in candidates.iter().chain(&set.floating) {
@@ -585,22 +631,27 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
             .any(|i| eval::accepts(condition, &self.leaves[i as usize].value))
     }
 
-    /// Whether a candidate branch holds.
+    /// Whether a candidate branch holds. Hashable conditions are checked
+    /// first: each is a mark lookup, and most candidates fail one.
     fn decide(&self, ib: &IndexedBranch) -> bool {
         let scratch = &*self.scratch;
         let conds = &self.set.conds[ib.conds.0 as usize..ib.conds.1 as usize];
+        for cond in conds {
+            if cond.keys.0 < cond.keys.1
+                && !self.set.cond_keys[cond.keys.0 as usize..cond.keys.1 as usize]
+                    .iter()
+                    .any(|&k| scratch.key_seen[k as usize] == self.now)
+            {
+                return false;
+            }
+        }
         let mut arrays = false;
         for (cond, condition) in conds.iter().zip(&ib.branch.conditions) {
             let p = cond.path as usize;
             let present = scratch.path_seen[p] == self.now;
-            let holds = if cond.keys.0 < cond.keys.1 {
-                self.set.cond_keys[cond.keys.0 as usize..cond.keys.1 as usize]
-                    .iter()
-                    .any(|&k| scratch.key_seen[k as usize] == self.now)
-            } else {
-                (condition.exists_false && !present) || self.accepted(condition, cond.path)
-            };
-            if !holds {
+            if cond.keys.0 == cond.keys.1
+                && !((condition.exists_false && !present) || self.accepted(condition, cond.path))
+            {
                 return false;
             }
             arrays |= present && scratch.path_in_array[p] == self.now;
@@ -655,10 +706,10 @@ impl<'e, K> LeafSink<'e> for Run<'_, '_, 'e, K> {
             trail: (trail_start, scratch.trails.len() as u32),
         });
         let index = &set.paths[p];
-        Self::produce(set, scratch, now, index.present);
+        Self::produce(scratch, now, index.present);
         let mut folded = std::mem::take(&mut scratch.folded);
         index.lookup(&value, &mut folded, &mut |key| {
-            Self::produce(set, scratch, now, key)
+            Self::produce(scratch, now, key)
         });
         scratch.folded = folded;
     }
@@ -723,12 +774,13 @@ mod tests {
             .collect();
         let rules = set(&patterns);
         let source = rules.paths[rules.path_ids["source"] as usize].strings["s"];
-        assert!(rules.anchored_on(source).is_empty());
+        assert!(rules.groups_of(source).is_empty());
         let event = json!({"source": "s", "id": "id-7"});
         assert_eq!(hits(&rules, &event), [7]);
         with_scratch(|scratch| {
             let mut run = Run::start(&rules, scratch);
             rules.tree.walk(&event, &mut run);
+            run.gather_candidates();
             assert_eq!(run.scratch.candidates.len(), 1);
         });
     }
