@@ -26,8 +26,8 @@ use serde_json::Value;
 use crate::eval;
 use crate::flatten::{ArrayPos, FlatEvent, Scalar};
 use crate::hash::Map;
-use crate::matcher::{Matcher, fold};
 use crate::parse::{Branch, Condition};
+use crate::path_index::{KeyCounter, PathIndex};
 use crate::path_tree::{LeafSink, PathTree};
 use crate::pattern::Pattern;
 
@@ -75,7 +75,7 @@ pub struct RuleSet<K> {
     /// Branches with nothing to anchor on (only `exists: false`, or no
     /// condition at all); decided for every event.
     floating: Vec<u32>,
-    key_count: u32,
+    key_count: KeyCounter,
 }
 
 #[derive(Debug, Clone)]
@@ -100,155 +100,6 @@ struct CompiledCond {
     /// Some leaf produced one of these keys (range into `cond_keys`); empty
     /// for a condition decided by testing leaves.
     keys: (u32, u32),
-}
-
-/// One path's lookup tables, from an event value to the keys it produces.
-#[derive(Debug, Clone, Default)]
-struct PathIndex {
-    /// Any leaf at the path (`exists: true`, and the anchor of conditions
-    /// that cannot be hashed).
-    present: u32,
-    strings: Map<Box<str>, u32>,
-    numbers: Map<u64, u32>,
-    true_key: Option<u32>,
-    false_key: Option<u32>,
-    null_key: Option<u32>,
-    folded: Map<Box<str>, u32>,
-    prefix: Affixes,
-    suffix: Affixes,
-    prefix_folded: Affixes,
-    suffix_folded: Affixes,
-    /// How many conditions sit on this path: what anchoring on `present` costs.
-    conditions: u32,
-}
-
-/// Prefixes (or suffixes) by text, with the lengths that occur, so a value
-/// is looked up once per distinct length rather than once per character.
-#[derive(Debug, Clone, Default)]
-struct Affixes {
-    by_text: Map<Box<str>, u32>,
-    lengths: Vec<usize>,
-}
-
-impl Affixes {
-    fn key(&mut self, text: &str, next_key: &mut u32) -> u32 {
-        if let Err(at) = self.lengths.binary_search(&text.len()) {
-            self.lengths.insert(at, text.len());
-        }
-        *self
-            .by_text
-            .entry(text.into())
-            .or_insert_with(|| take(next_key))
-    }
-
-    fn collect(&self, value: &str, suffix: bool, out: &mut impl FnMut(u32)) {
-        for &len in &self.lengths {
-            if len > value.len() {
-                break;
-            }
-            let at = if suffix { value.len() - len } else { len };
-            let Some(part) = (if suffix {
-                value.get(at..)
-            } else {
-                value.get(..at)
-            }) else {
-                continue;
-            };
-            if let Some(&key) = self.by_text.get(part) {
-                out(key);
-            }
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lengths.is_empty()
-    }
-}
-
-fn take(next_key: &mut u32) -> u32 {
-    let key = *next_key;
-    *next_key += 1;
-    key
-}
-
-fn number_key(n: f64) -> u64 {
-    // -0.0 == 0.0 must hash alike.
-    if n == 0.0 { 0 } else { n.to_bits() }
-}
-
-impl PathIndex {
-    /// The key deciding `matcher` by lookup, or `None` if it must be tested.
-    fn key(&mut self, matcher: &Matcher, next_key: &mut u32) -> Option<u32> {
-        let key = match matcher {
-            Matcher::Str(s) => *self
-                .strings
-                .entry(s.clone())
-                .or_insert_with(|| take(next_key)),
-            Matcher::Num(n) => *self
-                .numbers
-                .entry(number_key(*n))
-                .or_insert_with(|| take(next_key)),
-            Matcher::Bool(true) => *self.true_key.get_or_insert_with(|| take(next_key)),
-            Matcher::Bool(false) => *self.false_key.get_or_insert_with(|| take(next_key)),
-            Matcher::Null => *self.null_key.get_or_insert_with(|| take(next_key)),
-            Matcher::EqualsIgnoreCase(s) => *self
-                .folded
-                .entry(s.clone())
-                .or_insert_with(|| take(next_key)),
-            Matcher::Prefix(s) => self.prefix.key(s, next_key),
-            Matcher::Suffix(s) => self.suffix.key(s, next_key),
-            Matcher::PrefixIgnoreCase(s) => self.prefix_folded.key(s, next_key),
-            Matcher::SuffixIgnoreCase(s) => self.suffix_folded.key(s, next_key),
-            Matcher::Numeric(_) | Matcher::Cidr(_) | Matcher::Wildcard(_) => return None,
-            Matcher::AnythingBut(_) => return None,
-        };
-        Some(key)
-    }
-
-    /// Whether some key needs the value lower-cased.
-    fn folds(&self) -> bool {
-        !(self.folded.is_empty() && self.prefix_folded.is_empty() && self.suffix_folded.is_empty())
-    }
-
-    /// Reports every key `value` produces here (besides `present`).
-    fn lookup(&self, value: &Scalar<'_>, folded: &mut String, out: &mut impl FnMut(u32)) {
-        match value {
-            Scalar::Str(s) => {
-                if let Some(&key) = self.strings.get(*s) {
-                    out(key);
-                }
-                self.prefix.collect(s, false, out);
-                self.suffix.collect(s, true, out);
-                if self.folds() {
-                    fold_into(s, folded);
-                    if let Some(&key) = self.folded.get(folded.as_str()) {
-                        out(key);
-                    }
-                    self.prefix_folded.collect(folded, false, out);
-                    self.suffix_folded.collect(folded, true, out);
-                }
-            }
-            Scalar::Num(n) => {
-                if let Some(&key) = self.numbers.get(&number_key(*n)) {
-                    out(key);
-                }
-            }
-            Scalar::Bool(true) => self.true_key.into_iter().for_each(&mut *out),
-            Scalar::Bool(false) => self.false_key.into_iter().for_each(&mut *out),
-            Scalar::Null => self.null_key.into_iter().for_each(&mut *out),
-        }
-    }
-}
-
-/// [`fold`] into a reused buffer; ASCII, the common case, without allocating.
-fn fold_into(s: &str, out: &mut String) {
-    out.clear();
-    if s.is_ascii() {
-        out.push_str(s);
-        out.make_ascii_lowercase();
-    } else {
-        out.push_str(&fold(s));
-    }
 }
 
 impl<K> Default for RuleSetBuilder<K> {
@@ -286,10 +137,13 @@ impl<K> RuleSetBuilder<K> {
             groups: Vec::new(),
             anchored: Vec::new(),
             floating: Vec::new(),
-            key_count: 0,
+            key_count: KeyCounter::default(),
         };
         for (rule, branch) in self.branches {
             set.compile_branch(rule, branch);
+        }
+        for index in &mut set.paths {
+            index.finish();
         }
         set.anchor();
         set
@@ -317,11 +171,8 @@ impl<K> RuleSet<K> {
             return id;
         }
         let id = self.paths.len() as u32;
-        let present = take(&mut self.key_count);
-        self.paths.push(PathIndex {
-            present,
-            ..PathIndex::default()
-        });
+        let present = self.key_count.next();
+        self.paths.push(PathIndex::new(present));
         self.path_ids.insert(path.into(), id);
         self.tree.insert(path, id);
         id
@@ -362,14 +213,16 @@ impl<K> RuleSet<K> {
     /// groups it by the next least shared key of another condition: a branch
     /// becomes a candidate only when the event produced both.
     fn anchor(&mut self) {
-        let mut uses = vec![0u32; self.key_count as usize];
+        let mut uses = vec![0u32; self.key_count.0 as usize];
         for &key in &self.cond_keys {
             uses[key as usize] += 1;
         }
         // A path's `present` key fires for every leaf there, so anchoring on
         // it costs as much as all the path's conditions.
         for index in &self.paths {
-            uses[index.present as usize] = uses[index.present as usize].max(index.conditions);
+            for key in std::iter::once(index.present).chain(index.broad_keys()) {
+                uses[key as usize] = uses[key as usize].max(index.conditions);
+            }
         }
         let cost = |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
         // (anchor key, second key or NONE, branch)
@@ -404,7 +257,7 @@ impl<K> RuleSet<K> {
         }
         anchors.sort_unstable();
         anchors.dedup();
-        self.group_start = vec![0; self.key_count as usize + 1];
+        self.group_start = vec![0; self.key_count.0 as usize + 1];
         let mut at = 0;
         while at < anchors.len() {
             let (key, second, _) = anchors[at];
@@ -419,7 +272,7 @@ impl<K> RuleSet<K> {
             self.group_start[key as usize + 1] += 1;
             at += len;
         }
-        for k in 0..self.key_count as usize {
+        for k in 0..self.key_count.0 as usize {
             self.group_start[k + 1] += self.group_start[k];
         }
         self.anchored = anchors.into_iter().map(|(_, _, b)| b).collect();
@@ -534,7 +387,7 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
                 v.resize(n, 0);
             }
         };
-        fit(&mut scratch.key_seen, set.key_count as usize);
+        fit(&mut scratch.key_seen, set.key_count.0 as usize);
         fit(&mut scratch.candidate_seen, set.branches.len());
         fit(&mut scratch.path_seen, set.paths.len());
         fit(&mut scratch.path_in_array, set.paths.len());
