@@ -142,10 +142,10 @@ impl<K> RuleSetBuilder<K> {
         for (rule, branch) in self.branches {
             set.compile_branch(rule, branch);
         }
+        set.anchor();
         for index in &mut set.paths {
             index.finish();
         }
-        set.anchor();
         set
     }
 }
@@ -212,16 +212,27 @@ impl<K> RuleSet<K> {
     /// Anchors each branch on its least shared key and, within that key,
     /// groups it by the next least shared key of another condition: a branch
     /// becomes a candidate only when the event produced both.
+    ///
+    /// Numeric ranges are *broad* keys: a value falls into many of them, so
+    /// producing them all for every event costs more than testing the few
+    /// candidates that need them. Only ranges some branch is anchored or
+    /// grouped on stay in the index; their other conditions are tested.
     fn anchor(&mut self) {
-        let mut uses = vec![0u32; self.key_count.0 as usize];
+        let key_count = self.key_count.0 as usize;
+        let mut uses = vec![0u32; key_count];
         for &key in &self.cond_keys {
             uses[key as usize] += 1;
         }
+        let mut broad = vec![false; key_count];
         // A path's `present` key fires for every leaf there, so anchoring on
-        // it costs as much as all the path's conditions.
+        // it costs as much as all the path's conditions; a range somewhat more.
         for index in &self.paths {
-            for key in std::iter::once(index.present).chain(index.broad_keys()) {
-                uses[key as usize] = uses[key as usize].max(index.conditions);
+            let p = index.present as usize;
+            uses[p] = uses[p].max(index.conditions);
+            for key in index.broad_keys() {
+                let k = key as usize;
+                broad[k] = true;
+                uses[k] = uses[k].max(index.conditions.saturating_mul(2));
             }
         }
         let cost = |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
@@ -248,12 +259,31 @@ impl<K> RuleSet<K> {
                 self.floating.push(id as u32);
                 continue;
             };
-            // The second must be one key, and not one the anchor could be.
+            // The second must be one key, not one the anchor could be, and
+            // preferably not a range.
+            let fits = |keys: &[u32]| keys.len() == 1 && !first.contains(&keys[0]);
             let second = handles[1..]
                 .iter()
-                .find(|(_, keys)| keys.len() == 1 && !first.contains(&keys[0]))
+                .find(|(_, keys)| fits(keys) && !broad[keys[0] as usize])
+                .or_else(|| handles[1..].iter().find(|(_, keys)| fits(keys)))
                 .map_or(NONE, |(_, keys)| keys[0]);
             anchors.extend(first.iter().map(|&k| (k, second, id as u32)));
+        }
+        let mut needed = vec![false; key_count];
+        for &(key, second, _) in &anchors {
+            needed[key as usize] = true;
+            if second != NONE {
+                needed[second as usize] = true;
+            }
+        }
+        for index in &mut self.paths {
+            index.keep_broad(|key| needed[key as usize]);
+        }
+        for cond in &mut self.conds {
+            let keys = &self.cond_keys[cond.keys.0 as usize..cond.keys.1 as usize];
+            if keys.iter().any(|&k| broad[k as usize] && !needed[k as usize]) {
+                cond.keys.1 = cond.keys.0;
+            }
         }
         anchors.sort_unstable();
         anchors.dedup();

@@ -177,6 +177,11 @@ impl PathIndex {
         self.ranges.keys()
     }
 
+    /// Drops the broad keys nothing anchors on; their conditions are tested.
+    pub(crate) fn keep_broad(&mut self, needed: impl Fn(u32) -> bool) {
+        self.ranges.retain(needed);
+    }
+
     /// Precomputes what needs every operand known.
     pub(crate) fn finish(&mut self) {
         self.ranges.finish();

@@ -46,6 +46,11 @@ impl RangeIndex {
         self.ranges.iter().map(|&(_, key)| key)
     }
 
+    /// Keeps only the ranges whose keys pass `keep`.
+    pub(crate) fn retain(&mut self, keep: impl Fn(u32) -> bool) {
+        self.ranges.retain(|&(_, key)| keep(key));
+    }
+
     /// Lays out the slots once every range is known.
     pub(crate) fn finish(&mut self) {
         let mut ends: Vec<f64> = self
