@@ -83,6 +83,8 @@ struct IndexedBranch {
     rule: u32,
     /// Range into `RuleSet::conds`, in the order of `branch.conditions`.
     conds: (u32, u32),
+    /// Some condition is decided by testing leaves, not by its keys.
+    tested: bool,
     branch: Branch,
 }
 
@@ -205,6 +207,7 @@ impl<K> RuleSet<K> {
         self.branches.push(IndexedBranch {
             rule,
             conds: (first, self.conds.len() as u32),
+            tested: true,
             branch,
         });
     }
@@ -284,6 +287,11 @@ impl<K> RuleSet<K> {
             if keys.iter().any(|&k| broad[k as usize] && !needed[k as usize]) {
                 cond.keys.1 = cond.keys.0;
             }
+        }
+        for ib in &mut self.branches {
+            ib.tested = self.conds[ib.conds.0 as usize..ib.conds.1 as usize]
+                .iter()
+                .any(|c| c.keys.0 == c.keys.1);
         }
         anchors.sort_unstable();
         anchors.dedup();
@@ -408,6 +416,8 @@ struct Run<'r, 's, 'e, K> {
     scratch: &'s mut Scratch,
     leaves: Vec<StoredLeaf<'e>>,
     now: u32,
+    /// Some leaf sat inside an array.
+    any_array: bool,
 }
 
 impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
@@ -444,6 +454,7 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
             now: scratch.generation,
             scratch,
             leaves,
+            any_array: false,
         }
     }
 
@@ -528,18 +539,24 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
                 return false;
             }
         }
-        let mut arrays = false;
-        for (cond, condition) in conds.iter().zip(&ib.branch.conditions) {
-            let p = cond.path as usize;
-            let present = scratch.path_seen[p] == self.now;
-            if cond.keys.0 == cond.keys.1
-                && !((condition.exists_false && !present) || self.accepted(condition, cond.path))
-            {
-                return false;
+        if ib.tested {
+            for (cond, condition) in conds.iter().zip(&ib.branch.conditions) {
+                if cond.keys.0 == cond.keys.1
+                    && !((condition.exists_false && scratch.path_seen[cond.path as usize] != self.now)
+                        || self.accepted(condition, cond.path))
+                {
+                    return false;
+                }
             }
-            arrays |= present && scratch.path_in_array[p] == self.now;
         }
-        if !arrays || conds.len() < 2 {
+        if !self.any_array || conds.len() < 2 {
+            return true;
+        }
+        let arrays = conds.iter().any(|cond| {
+            let p = cond.path as usize;
+            scratch.path_seen[p] == self.now && scratch.path_in_array[p] == self.now
+        });
+        if !arrays {
             return true;
         }
         // Some accepted leaf sits in an array: one leaf per condition must
@@ -580,6 +597,7 @@ impl<'e, K> LeafSink<'e> for Run<'_, '_, 'e, K> {
         scratch.path_last[p] = self.leaves.len() as u32;
         let trail_start = scratch.trails.len() as u32;
         if !trail.is_empty() {
+            self.any_array = true;
             scratch.path_in_array[p] = now;
             scratch.trails.extend_from_slice(trail);
         }

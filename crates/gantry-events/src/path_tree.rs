@@ -47,9 +47,13 @@ impl Node {
         if let Some(map) = &self.by_key {
             return map.get(segment).copied();
         }
+        // Length and first byte first: most misses end there, without a memcmp.
+        let first = segment.as_bytes().first();
         self.children
             .iter()
-            .find(|(key, _)| key.len() == segment.len() && **key == *segment)
+            .find(|(key, _)| {
+                key.len() == segment.len() && key.as_bytes().first() == first && **key == *segment
+            })
             .map(|&(_, node)| node)
     }
 }
