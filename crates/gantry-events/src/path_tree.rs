@@ -28,6 +28,9 @@ pub(crate) struct PathTree {
 #[derive(Debug, Clone)]
 struct Node {
     children: Vec<(Box<str>, u32)>,
+    /// Bit `min(len, 63)` set for each child segment's length: most event
+    /// keys are refused by one test.
+    lengths: u64,
     /// Built once the node has more than [`SCAN_LIMIT`] children.
     by_key: Option<Map<Box<str>, u32>>,
     /// The path id ending here, or [`NO_PATH`].
@@ -38,6 +41,7 @@ impl Node {
     fn new() -> Node {
         Node {
             children: Vec::new(),
+            lengths: 0,
             by_key: None,
             path: NO_PATH,
         }
@@ -56,6 +60,10 @@ impl Node {
             })
             .map(|&(_, node)| node)
     }
+}
+
+fn length_bit(segment: &str) -> u64 {
+    1 << segment.len().min(63)
 }
 
 /// What the walk reports: a scalar at a mentioned path, with its array trail.
@@ -78,6 +86,7 @@ impl PathTree {
                     self.nodes.push(Node::new());
                     let parent = &mut self.nodes[node];
                     parent.children.push((segment.into(), next as u32));
+                    parent.lengths |= length_bit(segment);
                     if let Some(map) = &mut parent.by_key {
                         map.insert(segment.into(), next as u32);
                     } else if parent.children.len() > SCAN_LIMIT {
@@ -93,8 +102,14 @@ impl PathTree {
     /// Follows an event key (which may hold dots) from `node`.
     fn descend(&self, node: u32, key: &str) -> Option<u32> {
         let start = self.nodes.get(node as usize)?;
+        // Segments hold no dots, so a key that is a child is one without dots.
+        if start.lengths & length_bit(key) != 0
+            && let Some(child) = start.child(key)
+        {
+            return Some(child);
+        }
         if !key.as_bytes().contains(&b'.') {
-            return start.child(key);
+            return None;
         }
         let mut at = node;
         for segment in key.split('.') {
