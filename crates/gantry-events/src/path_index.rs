@@ -203,12 +203,12 @@ impl PathIndex {
                 self.prefix.collect(s, false, |&k| out(k));
                 self.suffix.collect(s, true, |&k| out(k));
                 if self.folds() {
-                    fold_into(s, folded);
-                    if let Some(&key) = self.folded.get(folded.as_str()) {
+                    let lower = fold_into(s, folded);
+                    if let Some(&key) = self.folded.get(lower) {
                         out(key);
                     }
-                    self.prefix_folded.collect(folded, false, |&k| out(k));
-                    self.suffix_folded.collect(folded, true, |&k| out(k));
+                    self.prefix_folded.collect(lower, false, |&k| out(k));
+                    self.suffix_folded.collect(lower, true, |&k| out(k));
                 }
                 if !self.cidrs.is_empty()
                     && let Ok(ip) = s.parse::<IpAddr>()
@@ -245,13 +245,31 @@ impl PathIndex {
     }
 }
 
-/// [`fold`] into a reused buffer; ASCII, the common case, without allocating.
-fn fold_into(s: &str, out: &mut String) {
-    out.clear();
+/// [`fold`], through a reused buffer when it changes anything; ASCII, the
+/// common case, without allocating.
+fn fold_into<'a>(s: &'a str, buffer: &'a mut String) -> &'a str {
     if s.is_ascii() {
-        out.push_str(s);
-        out.make_ascii_lowercase();
+        if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return s;
+        }
+        buffer.clear();
+        buffer.push_str(s);
+        buffer.make_ascii_lowercase();
     } else {
-        out.push_str(&fold(s));
+        *buffer = fold(s);
+    }
+    buffer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_agrees_with_fold() {
+        let mut buffer = String::new();
+        for s in ["abc", "ABC", "aBc-1", "ÀÉÎ", "straße", "İx", ""] {
+            assert_eq!(fold_into(s, &mut buffer), fold(s), "{s}");
+        }
     }
 }

@@ -66,6 +66,24 @@ fn length_bit(segment: &str) -> u64 {
     1 << segment.len().min(63)
 }
 
+/// Whether `key` could start with a child segment followed by a dot: cheaper
+/// than looking for dots, as a node has few distinct child lengths.
+fn may_be_dotted_child(lengths: u64, key: &str) -> bool {
+    let bytes = key.as_bytes();
+    if bytes.len() >= 63 {
+        return bytes.contains(&b'.');
+    }
+    let mut shorter = lengths & ((1u64 << bytes.len()) - 1);
+    while shorter != 0 {
+        let len = shorter.trailing_zeros() as usize;
+        if bytes.get(len) == Some(&b'.') {
+            return true;
+        }
+        shorter &= shorter - 1;
+    }
+    false
+}
+
 /// What the walk reports: a scalar at a mentioned path, with its array trail.
 pub(crate) trait LeafSink<'e> {
     fn leaf(&mut self, path: u32, value: Scalar<'e>, trail: &[ArrayPos]);
@@ -108,7 +126,7 @@ impl PathTree {
         {
             return Some(child);
         }
-        if !key.as_bytes().contains(&b'.') {
+        if !may_be_dotted_child(start.lengths, key) {
             return None;
         }
         let mut at = node;
@@ -230,6 +248,18 @@ mod tests {
             sink.0,
             [(1, "Num(1.0)".to_string(), 1), (0, "Num(2.0)".to_string(), 1)]
         );
+    }
+
+    #[test]
+    fn dotted_keys_at_any_depth() {
+        let t = tree(&["a.b.c", "long-name.x"]);
+        let mut sink = Collect::default();
+        let event = json!({"a.b": {"c": 1}, "a": {"b.c": 2}, "a.b.c": 3, "x.a": 4,
+                           "long-name.x": 5, "long-name": {"x": 6}});
+        t.walk(&event, &mut sink);
+        let mut paths: Vec<u32> = sink.0.iter().map(|l| l.0).collect();
+        paths.sort_unstable();
+        assert_eq!(paths, [0, 0, 0, 1, 1]);
     }
 
     #[test]
