@@ -152,7 +152,10 @@ fn peer_python() -> Result<PathBuf, String> {
     if path.exists() {
         Ok(path)
     } else {
-        Err(format!("no {} and GANTRY_BENCH_PYTHON is not set", path.display()))
+        Err(format!(
+            "no {} and GANTRY_BENCH_PYTHON is not set",
+            path.display()
+        ))
     }
 }
 
@@ -161,7 +164,8 @@ fn run_peer(rules: &[Value], events: &[Value]) -> Result<Vec<Peer>, String> {
     let python = peer_python()?;
     let workload = std::env::temp_dir().join(format!("gantry-bench-{}.json", std::process::id()));
     let body = json!({"rules": rules, "events": events, "sizes": SIZES});
-    std::fs::write(&workload, body.to_string()).map_err(|e| format!("writing {}: {e}", workload.display()))?;
+    std::fs::write(&workload, body.to_string())
+        .map_err(|e| format!("writing {}: {e}", workload.display()))?;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/localstack_peer.py");
     let output = Command::new(&python)
         .arg(script)
@@ -179,8 +183,12 @@ fn run_peer(rules: &[Value], events: &[Value]) -> Result<Vec<Peer>, String> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|line| {
-            let v: Value = serde_json::from_str(line).map_err(|e| format!("peer said {line:?}: {e}"))?;
-            let field = |k: &str| v[k].as_f64().ok_or(format!("peer line without {k}: {line}"));
+            let v: Value =
+                serde_json::from_str(line).map_err(|e| format!("peer said {line:?}: {e}"))?;
+            let field = |k: &str| {
+                v[k].as_f64()
+                    .ok_or(format!("peer line without {k}: {line}"))
+            };
             Ok(Peer {
                 rate: field("rate")?,
                 matched: field("matched")? as usize,
@@ -192,12 +200,20 @@ fn run_peer(rules: &[Value], events: &[Value]) -> Result<Vec<Peer>, String> {
 
 fn main() {
     let mut rng = Lcg(0x5eed);
-    let rules: Vec<Value> = (0..SIZES[SIZES.len() - 1]).map(|i| rule(&mut rng, i)).collect();
+    let rules: Vec<Value> = (0..SIZES[SIZES.len() - 1])
+        .map(|i| rule(&mut rng, i))
+        .collect();
     let mut rng = Lcg(0xe7e7);
     let events: Vec<Value> = (0..EVENTS).map(|_| event(&mut rng)).collect();
 
-    let clock = if cpu_ns().is_some() { "thread CPU time" } else { "wall time" };
-    println!("gantry-events match benchmark: {EVENTS} distinct events, one thread, rates per second of {clock}");
+    let clock = if cpu_ns().is_some() {
+        "thread CPU time"
+    } else {
+        "wall time"
+    };
+    println!(
+        "gantry-events match benchmark: {EVENTS} distinct events, one thread, rates per second of {clock}"
+    );
     let peer = run_peer(&rules, &events);
     if let Err(why) = &peer {
         println!("peer: not measured ({why})");
@@ -207,7 +223,9 @@ fn main() {
         "rules", "index ev/s", "one-by-one", "vs loop", "peer ev/s", "vs peer", "matched"
     );
     // GANTRY_BENCH_RULES=1000 measures one size only (for profiling).
-    let only: Option<usize> = std::env::var("GANTRY_BENCH_RULES").ok().and_then(|v| v.parse().ok());
+    let only: Option<usize> = std::env::var("GANTRY_BENCH_RULES")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (row, &n) in SIZES.iter().enumerate() {
         if only.is_some_and(|only| only != n) {
             continue;

@@ -238,7 +238,8 @@ impl<K> RuleSet<K> {
                 uses[k] = uses[k].max(index.conditions.saturating_mul(2));
             }
         }
-        let cost = |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
+        let cost =
+            |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
         // (anchor key, second key or NONE, branch)
         let mut anchors: Vec<(u32, u32, u32)> = Vec::new();
         for (id, ib) in self.branches.iter().enumerate() {
@@ -284,7 +285,10 @@ impl<K> RuleSet<K> {
         }
         for cond in &mut self.conds {
             let keys = &self.cond_keys[cond.keys.0 as usize..cond.keys.1 as usize];
-            if keys.iter().any(|&k| broad[k as usize] && !needed[k as usize]) {
+            if keys
+                .iter()
+                .any(|&k| broad[k as usize] && !needed[k as usize])
+            {
                 cond.keys.1 = cond.keys.0;
             }
         }
@@ -542,7 +546,8 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
         if ib.tested {
             for (cond, condition) in conds.iter().zip(&ib.branch.conditions) {
                 if cond.keys.0 == cond.keys.1
-                    && !((condition.exists_false && scratch.path_seen[cond.path as usize] != self.now)
+                    && !((condition.exists_false
+                        && scratch.path_seen[cond.path as usize] != self.now)
                         || self.accepted(condition, cond.path))
                 {
                     return false;
@@ -693,7 +698,8 @@ mod tests {
             hits(&rules, &json!({"p": [{"first": "Anna", "last": "Smith"}]})),
             [0]
         );
-        let mixed = json!({"p": [{"first": "Anna", "last": "Jones"}, {"first": "Bob", "last": "Smith"}]});
+        let mixed =
+            json!({"p": [{"first": "Anna", "last": "Jones"}, {"first": "Bob", "last": "Smith"}]});
         assert!(hits(&rules, &mixed).is_empty());
     }
 

@@ -161,7 +161,11 @@ impl PathIndex {
 
     fn cidr_key(&mut self, net: &Cidr, new: impl FnOnce() -> u32) -> u32 {
         let (v6, network, mask) = net.parts();
-        let at = match self.cidrs.iter().position(|(shape, _)| *shape == (v6, mask)) {
+        let at = match self
+            .cidrs
+            .iter()
+            .position(|(shape, _)| *shape == (v6, mask))
+        {
             Some(at) => at,
             None => {
                 self.cidrs.push(((v6, mask), Map::default()));
@@ -194,7 +198,12 @@ impl PathIndex {
 
     /// Reports every key `value` produces here (besides `present`).
     /// `folded` is a reusable buffer.
-    pub(crate) fn lookup(&self, value: &Scalar<'_>, folded: &mut String, out: &mut impl FnMut(u32)) {
+    pub(crate) fn lookup(
+        &self,
+        value: &Scalar<'_>,
+        folded: &mut String,
+        out: &mut impl FnMut(u32),
+    ) {
         match value {
             Scalar::Str(s) => {
                 if let Some(&key) = self.strings.get(*s) {

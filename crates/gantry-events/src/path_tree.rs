@@ -201,7 +201,11 @@ impl<'e, S: LeafSink<'e>> Walk<'_, '_, S> {
             Value::Bool(b) => Scalar::Bool(*b),
             Value::Null => Scalar::Null,
         };
-        let path = self.tree.nodes.get(node as usize).map_or(NO_PATH, |n| n.path);
+        let path = self
+            .tree
+            .nodes
+            .get(node as usize)
+            .map_or(NO_PATH, |n| n.path);
         if path != NO_PATH {
             self.sink.leaf(path, scalar, &self.trail);
         }
@@ -246,7 +250,10 @@ mod tests {
         t.walk(&json!({"a": [{"b": 1}, 2]}), &mut sink);
         assert_eq!(
             sink.0,
-            [(1, "Num(1.0)".to_string(), 1), (0, "Num(2.0)".to_string(), 1)]
+            [
+                (1, "Num(1.0)".to_string(), 1),
+                (0, "Num(2.0)".to_string(), 1)
+            ]
         );
     }
 

@@ -87,9 +87,9 @@ impl RangeIndex {
         let mut fill = per_slot.clone();
         self.keys = vec![0; entries];
         for &(lo, hi, key) in &spans {
-            for slot in lo..=hi {
-                self.keys[fill[slot] as usize] = key;
-                fill[slot] += 1;
+            for next in &mut fill[lo..=hi] {
+                self.keys[*next as usize] = key;
+                *next += 1;
             }
         }
         self.slot_start = per_slot;
@@ -134,8 +134,7 @@ impl RangeIndex {
         } else {
             2 * i
         };
-        if let (Some(&lo), Some(&hi)) = (self.slot_start.get(slot), self.slot_start.get(slot + 1))
-        {
+        if let (Some(&lo), Some(&hi)) = (self.slot_start.get(slot), self.slot_start.get(slot + 1)) {
             self.keys[lo as usize..hi as usize]
                 .iter()
                 .for_each(|&k| out(k));
@@ -161,11 +160,26 @@ mod tests {
     #[test]
     fn slots_agree_with_the_ranges() {
         let ranges = [
-            Range { lower: bound(0.0, false), upper: bound(5.0, true) },
-            Range { lower: bound(5.0, true), upper: None },
-            Range { lower: None, upper: bound(0.0, true) },
-            Range { lower: bound(2.0, true), upper: bound(2.0, true) },
-            Range { lower: bound(3.0, false), upper: bound(3.0, false) },
+            Range {
+                lower: bound(0.0, false),
+                upper: bound(5.0, true),
+            },
+            Range {
+                lower: bound(5.0, true),
+                upper: None,
+            },
+            Range {
+                lower: None,
+                upper: bound(0.0, true),
+            },
+            Range {
+                lower: bound(2.0, true),
+                upper: bound(2.0, true),
+            },
+            Range {
+                lower: bound(3.0, false),
+                upper: bound(3.0, false),
+            },
         ];
         let mut index = RangeIndex::default();
         let mut next = 0;
@@ -191,7 +205,10 @@ mod tests {
         let mut index = RangeIndex::default();
         // 2,000 ranges all open above: each covers most of 4,001 slots.
         for i in 0..2_000u32 {
-            let r = Range { lower: bound(f64::from(i), true), upper: None };
+            let r = Range {
+                lower: bound(f64::from(i), true),
+                upper: None,
+            };
             index.key(&r, || i);
         }
         index.finish();

@@ -174,12 +174,17 @@ fn crowded_matcher() -> impl Strategy<Value = Value> {
         (0u32..6).prop_map(|i| json!({"equals-ignore-case": format!("v{i}-X")})),
         (0u32..6).prop_map(|i| json!({"wildcard": format!("V{i}*")})),
         Just(json!({"wildcard": "*-x"})),
-        (0u32..4, prop::sample::select(vec![8u32, 16, 24])).prop_map(|(a, m)| json!({"cidr": format!("10.{a}.0.0/{m}")})),
+        (0u32..4, prop::sample::select(vec![8u32, 16, 24]))
+            .prop_map(|(a, m)| json!({"cidr": format!("10.{a}.0.0/{m}")})),
         (bound.clone(), bound.clone(), any::<bool>(), any::<bool>()).prop_map(|(a, b, ia, ib)| {
             let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
             json!({"numeric": [if ia { ">=" } else { ">" }, lo, if ib { "<=" } else { "<" }, hi]})
         }),
-        (bound.clone(), prop::sample::select(vec![">", ">=", "<", "<=", "="])).prop_map(|(a, op)| json!({"numeric": [op, a]})),
+        (
+            bound.clone(),
+            prop::sample::select(vec![">", ">=", "<", "<=", "="])
+        )
+            .prop_map(|(a, op)| json!({"numeric": [op, a]})),
         (0u32..6).prop_map(|i| json!({"anything-but": format!("v{i}")})),
         any::<bool>().prop_map(|b| json!({"exists": b})),
     ]
@@ -221,7 +226,8 @@ fn crowded_event() -> impl Strategy<Value = Value> {
     let nested = prop_oneof![
         crowded_value(),
         crowded_value().prop_map(|v| json!({"i": v})),
-        prop::collection::vec(crowded_value().prop_map(|v| json!({"i": v})), 1..3).prop_map(Value::Array),
+        prop::collection::vec(crowded_value().prop_map(|v| json!({"i": v})), 1..3)
+            .prop_map(Value::Array),
     ];
     (
         prop::option::of(field_value.clone()),
@@ -326,6 +332,26 @@ fn deep_event_does_not_overflow() {
     }
     let pattern = Pattern::parse(r#"{"a": [{"exists": false}]}"#).expect("valid");
     assert!(pattern.matches(&event));
+    let mut rules = RuleSet::builder();
+    rules.add((), &pattern);
+    assert_eq!(rules.build().matches(&event).len(), 1);
+    std::mem::forget(event);
+
+    // Arrays nested 10,000 deep at a path the index walks.
+    let mut event = json!("leaf");
+    for _ in 0..10_000 {
+        event = Value::Array(vec![event]);
+    }
+    let mut map = Map::new();
+    map.insert("a".into(), event);
+    let event = Value::Object(map);
+    let pattern = Pattern::parse(r#"{"a": ["leaf"]}"#).expect("valid");
+    let mut rules = RuleSet::builder();
+    rules.add((), &pattern);
+    assert_eq!(
+        rules.build().matches(&event).len(),
+        usize::from(pattern.matches(&event))
+    );
     // serde_json's drop of a 10,000-deep value recurses; leak it instead.
     std::mem::forget(event);
 }
