@@ -47,6 +47,7 @@ impl Node {
         }
     }
 
+    #[inline]
     fn child(&self, segment: &str) -> Option<u32> {
         if let Some(map) = &self.by_key {
             return map.get(segment).copied();
@@ -62,12 +63,14 @@ impl Node {
     }
 }
 
+#[inline]
 fn length_bit(segment: &str) -> u64 {
     1 << segment.len().min(63)
 }
 
 /// Whether `key` could start with a child segment followed by a dot: cheaper
 /// than looking for dots, as a node has few distinct child lengths.
+#[inline]
 fn may_be_dotted_child(lengths: u64, key: &str) -> bool {
     let bytes = key.as_bytes();
     if bytes.len() >= 63 {
@@ -118,6 +121,7 @@ impl PathTree {
     }
 
     /// Follows an event key (which may hold dots) from `node`.
+    #[inline]
     fn descend(&self, node: u32, key: &str) -> Option<u32> {
         let start = self.nodes.get(node as usize)?;
         // Segments hold no dots, so a key that is a child is one without dots.
