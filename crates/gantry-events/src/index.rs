@@ -88,11 +88,15 @@ struct IndexedBranch {
     branch: Branch,
 }
 
-/// Branches anchored on one key that also need the same second key (or
-/// none): one check of that key admits or skips them all.
+/// How many keys besides its anchor a branch is grouped by.
+const GUARDS: usize = 2;
+
+/// Branches anchored on one key that also need the same other keys (up to
+/// [`GUARDS`], [`NONE`] for fewer): one check of those keys admits or skips
+/// them all.
 #[derive(Debug, Clone, Copy)]
 struct Group {
-    second: u32,
+    guards: [u32; GUARDS],
     branches: (u32, u32),
 }
 
@@ -240,8 +244,8 @@ impl<K> RuleSet<K> {
         }
         let cost =
             |keys: &[u32]| -> u64 { keys.iter().map(|&k| u64::from(uses[k as usize])).sum() };
-        // (anchor key, second key or NONE, branch)
-        let mut anchors: Vec<(u32, u32, u32)> = Vec::new();
+        // (anchor key, guard keys, branch)
+        let mut anchors: Vec<(u32, [u32; GUARDS], u32)> = Vec::new();
         for (id, ib) in self.branches.iter().enumerate() {
             let mut handles: Vec<(u64, &[u32])> = Vec::new();
             for (cond, condition) in self.conds[ib.conds.0 as usize..ib.conds.1 as usize]
@@ -263,21 +267,35 @@ impl<K> RuleSet<K> {
                 self.floating.push(id as u32);
                 continue;
             };
-            // The second must be one key, not one the anchor could be, and
-            // preferably not a range.
+            // Guards are single keys of other conditions, the least shared
+            // first, and not ranges unless nothing else is left.
             let fits = |keys: &[u32]| keys.len() == 1 && !first.contains(&keys[0]);
-            let second = handles[1..]
-                .iter()
-                .find(|(_, keys)| fits(keys) && !broad[keys[0] as usize])
-                .or_else(|| handles[1..].iter().find(|(_, keys)| fits(keys)))
-                .map_or(NONE, |(_, keys)| keys[0]);
-            anchors.extend(first.iter().map(|&k| (k, second, id as u32)));
+            let mut guards = [NONE; GUARDS];
+            let mut taken = 0;
+            for (_, keys) in &handles[1..] {
+                if taken < GUARDS
+                    && fits(keys)
+                    && !broad[keys[0] as usize]
+                    && !guards.contains(&keys[0])
+                {
+                    guards[taken] = keys[0];
+                    taken += 1;
+                }
+            }
+            if taken == 0
+                && let Some((_, keys)) = handles[1..].iter().find(|(_, keys)| fits(keys))
+            {
+                guards[0] = keys[0];
+            }
+            guards.sort_unstable();
+            anchors.extend(first.iter().map(|&k| (k, guards, id as u32)));
         }
         let mut needed = vec![false; key_count];
-        for &(key, second, _) in &anchors {
-            needed[key as usize] = true;
-            if second != NONE {
-                needed[second as usize] = true;
+        for (key, guards, _) in &anchors {
+            for &k in std::iter::once(key).chain(guards) {
+                if k != NONE {
+                    needed[k as usize] = true;
+                }
             }
         }
         for index in &mut self.paths {
@@ -302,13 +320,13 @@ impl<K> RuleSet<K> {
         self.group_start = vec![0; self.key_count.0 as usize + 1];
         let mut at = 0;
         while at < anchors.len() {
-            let (key, second, _) = anchors[at];
+            let (key, guards, _) = anchors[at];
             let len = anchors[at..]
                 .iter()
-                .take_while(|&&(k, s, _)| k == key && s == second)
+                .take_while(|&&(k, g, _)| k == key && g == guards)
                 .count();
             self.groups.push(Group {
-                second,
+                guards,
                 branches: (at as u32, (at + len) as u32),
             });
             self.group_start[key as usize + 1] += 1;
@@ -471,12 +489,16 @@ impl<'r, 's, 'e, K> Run<'r, 's, 'e, K> {
         }
     }
 
-    /// The branches anchored on produced keys whose second key was produced too.
+    /// The branches anchored on produced keys whose guard keys were produced too.
     fn gather_candidates(&mut self) {
         let (set, scratch, now) = (self.set, &mut *self.scratch, self.now);
         for &key in &scratch.produced {
             for group in set.groups_of(key) {
-                if group.second != NONE && scratch.key_seen[group.second as usize] != now {
+                if group
+                    .guards
+                    .iter()
+                    .any(|&g| g != NONE && scratch.key_seen[g as usize] != now)
+                {
                     continue;
                 }
                 for &branch in &set.anchored[group.branches.0 as usize..group.branches.1 as usize] {
