@@ -3,18 +3,20 @@
 //! Compiling a set:
 //! - every field path any rule mentions gets a small id and a place in a
 //!   [`PathTree`], so an event is walked once, only where rules look;
-//! - every value a condition can be decided by a hash lookup (exact strings,
-//!   numbers, booleans, `null`, `equals-ignore-case`, `prefix`, `suffix`) and
-//!   every "some value is present at this path" becomes a *key*, a small id;
-//! - every branch (one `$or` combination) is *anchored* on the one key that
-//!   fewest other conditions share: only an event that produces that key
-//!   makes the branch a candidate.
+//! - every operand a condition uses becomes a *key*, a small id, that the
+//!   path's [`PathIndex`] finds for an event value by lookup (exact values,
+//!   `equals-ignore-case`, `prefix`, `suffix`, `cidr`, `wildcard`,
+//!   `numeric`), and "some value is present at this path" is a key too;
+//! - every branch (one `$or` combination) is *anchored* on the key that
+//!   fewest other conditions share, and grouped under it by up to two
+//!   *guard* keys of its other conditions: only an event that produces the
+//!   anchor and the guards makes the branch a candidate.
 //!
 //! Matching an event looks each of its leaves up once, marking the keys it
-//! produces; the branches anchored on those keys are the candidates, and
-//! only they are decided: hashable conditions by checking their keys' marks,
-//! the others (`numeric`, `cidr`, `wildcard`, `anything-but`,
-//! `exists: false`) by testing the leaves at their path. Per-event memory
+//! produces; then the groups of those keys whose guards are marked give the
+//! candidates, and only they are decided: keyed conditions by their keys'
+//! marks, the others (`anything-but`, `exists: false`, and ranges left out
+//! of the index) by testing the values at their path. Per-event memory
 //! lives in a reusable scratch whose marks are generation-stamped, so
 //! nothing is cleared or allocated per rule. An event thus costs its leaves'
 //! lookups plus its candidates, not the number of rules.
