@@ -219,13 +219,14 @@ impl<K> RuleSet<K> {
     }
 
     /// Anchors each branch on its least shared key and, within that key,
-    /// groups it by the next least shared key of another condition: a branch
-    /// becomes a candidate only when the event produced both.
+    /// groups it by up to [`GUARDS`] next least shared keys of its other
+    /// conditions: a branch becomes a candidate only when the event produced
+    /// them all.
     ///
     /// Numeric ranges are *broad* keys: a value falls into many of them, so
     /// producing them all for every event costs more than testing the few
     /// candidates that need them. Only ranges some branch is anchored or
-    /// grouped on stay in the index; their other conditions are tested.
+    /// guarded by stay in the index; conditions on the others are tested.
     fn anchor(&mut self) {
         let key_count = self.key_count.0 as usize;
         let mut uses = vec![0u32; key_count];
