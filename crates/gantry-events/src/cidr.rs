@@ -46,6 +46,12 @@ impl Cidr {
         text.parse::<IpAddr>().is_ok_and(|ip| self.contains_ip(ip))
     }
 
+    /// (IPv6?, network, mask): networks with equal family and mask can share
+    /// one hash table keyed by `network`.
+    pub(crate) fn parts(&self) -> (bool, u128, u128) {
+        (self.v6, self.network, self.mask)
+    }
+
     /// Whether a parsed address is of the same family and inside the network.
     pub(crate) fn contains_ip(&self, ip: IpAddr) -> bool {
         let value = match (ip, self.v6) {
@@ -54,6 +60,14 @@ impl Cidr {
             _ => return false,
         };
         value & self.mask == self.network
+    }
+}
+
+/// An address as (IPv6?, bits), the form [`Cidr::parts`] compares with.
+pub(crate) fn ip_bits(ip: IpAddr) -> (bool, u128) {
+    match ip {
+        IpAddr::V4(v4) => (false, u128::from(u32::from(v4))),
+        IpAddr::V6(v6) => (true, u128::from(v6)),
     }
 }
 

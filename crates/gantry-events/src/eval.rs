@@ -3,7 +3,7 @@
 //! Shared by the single-pattern matcher and the [`RuleSet`](crate::RuleSet)
 //! index: they differ only in how they find the candidate leaves.
 
-use crate::flatten::{FlatEvent, compatible};
+use crate::flatten::{ArrayPos, FlatEvent, compatible};
 use crate::parse::{Branch, Condition};
 
 /// Steps the array-consistency search may take before giving up (and
@@ -41,24 +41,19 @@ pub(crate) fn satisfied<'c>(
 /// from different elements of the same array.
 fn consistent(event: &FlatEvent<'_>, chosen: &mut [&[u32]]) -> bool {
     let leaves = event.leaves();
-    let in_array = |ids: &[u32]| {
-        ids.iter().any(|&i| {
-            leaves
-                .get(i as usize)
-                .is_some_and(|l| !event.trail(l).is_empty())
-        })
-    };
+    consistent_by(
+        |i| leaves.get(i as usize).map_or(&[][..], |l| event.trail(l)),
+        chosen,
+    )
+}
+
+/// [`consistent`] over any leaves: `trail(i)` is leaf `i`'s array trail.
+pub(crate) fn consistent_by<'t>(trail: impl Fn(u32) -> &'t [ArrayPos], chosen: &[&[u32]]) -> bool {
     // Conditions with a candidate outside every array constrain nothing.
     let mut constrained: Vec<&[u32]> = chosen
         .iter()
         .copied()
-        .filter(|ids| {
-            ids.iter().all(|&i| {
-                leaves
-                    .get(i as usize)
-                    .is_some_and(|l| !event.trail(l).is_empty())
-            }) && in_array(ids)
-        })
+        .filter(|ids| !ids.is_empty() && ids.iter().all(|&i| !trail(i).is_empty()))
         .collect();
     if constrained.len() < 2 {
         return true;
@@ -66,11 +61,11 @@ fn consistent(event: &FlatEvent<'_>, chosen: &mut [&[u32]]) -> bool {
     constrained.sort_by_key(|ids| ids.len());
     let mut picks: Vec<u32> = Vec::with_capacity(constrained.len());
     let mut budget = SEARCH_BUDGET;
-    search(event, &constrained, &mut picks, &mut budget)
+    search(&trail, &constrained, &mut picks, &mut budget)
 }
 
-fn search(
-    event: &FlatEvent<'_>,
+fn search<'t>(
+    trail: &impl Fn(u32) -> &'t [ArrayPos],
     conds: &[&[u32]],
     picks: &mut Vec<u32>,
     budget: &mut usize,
@@ -78,23 +73,15 @@ fn search(
     let Some(options) = conds.get(picks.len()) else {
         return true;
     };
-    let leaves = event.leaves();
     for &candidate in options.iter() {
         if *budget == 0 {
             return false;
         }
         *budget -= 1;
-        let Some(leaf) = leaves.get(candidate as usize) else {
-            continue;
-        };
-        let fits = picks.iter().all(|&p| {
-            leaves
-                .get(p as usize)
-                .is_some_and(|other| compatible(event.trail(leaf), event.trail(other)))
-        });
-        if fits {
+        let mine = trail(candidate);
+        if picks.iter().all(|&p| compatible(mine, trail(p))) {
             picks.push(candidate);
-            if search(event, conds, picks, budget) {
+            if search(trail, conds, picks, budget) {
                 return true;
             }
             picks.pop();

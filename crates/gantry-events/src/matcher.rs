@@ -25,7 +25,7 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    fn contains(&self, x: f64) -> bool {
+    pub(crate) fn contains(&self, x: f64) -> bool {
         let above = match self.lower {
             None => true,
             Some(b) if b.inclusive => x >= b.value,

@@ -68,6 +68,14 @@ impl Wildcard {
         Ok(wildcard)
     }
 
+    /// The literal text every match starts with (empty if the pattern starts with `*`).
+    pub(crate) fn literal_prefix(&self) -> &str {
+        match self.tokens.first() {
+            Some(Token::Literal(lit)) => lit,
+            _ => "",
+        }
+    }
+
     /// Whether `text` matches, in O(len(text) × len(pattern)) at worst.
     pub(crate) fn matches(&self, text: &str) -> bool {
         let tokens = &self.tokens;
