@@ -306,13 +306,27 @@ impl ArtifactStore {
                 _ => None,
             })
             .collect();
-        stream::iter(files)
+        // Every write is let finish, even after one fails: a write dropped
+        // half-way still runs on tokio's blocking pool, and could create a
+        // file while the caller removes the partial tree. After a failure
+        // the writes not yet started are skipped.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let failed = &failed;
+        let results: Vec<Result<()>> = stream::iter(files)
             .map(|(path, executable, size, sha256)| async move {
-                self.write_file(dest, &path, executable, size, sha256).await
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let written = self.write_file(dest, &path, executable, size, sha256).await;
+                if written.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                written
             })
             .buffer_unordered(FILE_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>>>()?;
         // Symlinks last: no file above was written through one.
         for entry in &manifest.entries {
             if let EntryKind::Symlink { target } = &entry.kind {
