@@ -83,6 +83,27 @@ pub(crate) struct StartInput {
     pub(crate) variables: Vec<NameValue>,
     #[serde(default)]
     pub(crate) source_revisions: Vec<SourceRevisionOverride>,
+    /// Makes the start idempotent: a second start with the same token
+    /// returns the first one's execution instead of starting another.
+    #[serde(default)]
+    pub(crate) client_request_token: Option<String>,
+}
+
+/// The execution id a `clientRequestToken` stands for: derived from the
+/// pipeline and the token, so a retried request names the same execution
+/// however long after, and across restarts, with no table of tokens.
+fn requested_execution_id(pipeline: &str, token: &str) -> Result<String, ApiError> {
+    let valid = (1..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid {
+        return Err(validation(format!(
+            "clientRequestToken must be 1 to 128 letters, digits or hyphens, not {token:?}"
+        )));
+    }
+    let key = format!("codepipeline-start\0{pipeline}\0{token}");
+    Ok(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()).to_string())
 }
 
 /// Starts an execution of a pipeline's current version; the id is returned
@@ -90,6 +111,29 @@ pub(crate) struct StartInput {
 pub(crate) async fn start_execution<S: Store>(
     state: &AppState<S>,
     pipeline: &str,
+    trigger: Trigger,
+    variables: Vec<(String, String)>,
+    source_revisions: std::collections::BTreeMap<String, String>,
+    actor: &str,
+) -> Result<String, ApiError> {
+    let id = uuid::Uuid::new_v4().to_string();
+    start_with_id(
+        state,
+        pipeline,
+        id,
+        trigger,
+        variables,
+        source_revisions,
+        actor,
+    )
+    .await
+}
+
+/// [`start_execution`] under an id the caller chose.
+async fn start_with_id<S: Store>(
+    state: &AppState<S>,
+    pipeline: &str,
+    id: String,
     trigger: Trigger,
     variables: Vec<(String, String)>,
     source_revisions: std::collections::BTreeMap<String, String>,
@@ -108,7 +152,6 @@ pub(crate) async fn start_execution<S: Store>(
             )));
         }
     }
-    let id = uuid::Uuid::new_v4().to_string();
     let input = Input::Start {
         execution_id: id.clone(),
         plan,
@@ -155,7 +198,35 @@ pub(crate) async fn start<S: Store>(
         trigger_type: "StartPipelineExecution".into(),
         trigger_detail: actor.into(),
     };
-    let id = start_execution(state, &name, trigger, variables, revisions, actor).await?;
+    let id = match input.client_request_token.as_deref() {
+        None => start_execution(state, &name, trigger, variables, revisions, actor).await?,
+        Some(token) => {
+            let id = requested_execution_id(&name, token)?;
+            match state.store.get_pipeline_execution(&name, &id).await {
+                // Started before (maybe long ended): the same answer again.
+                Ok(_) => id,
+                Err(StoreError::NotFound) => {
+                    let run = start_with_id(
+                        state,
+                        &name,
+                        id.clone(),
+                        trigger,
+                        variables,
+                        revisions,
+                        actor,
+                    )
+                    .await;
+                    match run {
+                        Ok(id) => id,
+                        // The same token, at the same moment: one start wins.
+                        Err(e) if e.error.code.as_str() == "ConflictException" => id,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     Ok(json!({ "pipelineExecutionId": id }))
 }
 

@@ -65,6 +65,7 @@ pub(super) async fn start<S: Store>(
                 revision_value: Some(commit),
             })
             .collect(),
+        client_request_token: None,
     };
     let out = executions::start(&state, &actor, input).await?;
     Ok(json_response(StatusCode::CREATED, &out))

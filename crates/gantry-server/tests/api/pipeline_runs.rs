@@ -1221,3 +1221,57 @@ async fn an_invoke_action_runs_a_state_machine_and_passes_on_its_output() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_request_token_makes_a_start_idempotent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "5")], "fifth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut decl = declaration("tokened", &url, "");
+    decl["stages"].as_array_mut().expect("stages").truncate(2);
+    create_projects(&server, "tokened", &[("build", BUILD), ("test", TEST)]).await;
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let start_with = |token: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .aws(
+                    CODEPIPELINE,
+                    SECRET,
+                    "StartPipelineExecution",
+                    &json!({ "name": "tokened", "clientRequestToken": token }),
+                )
+                .await
+        }
+    };
+    let (status, first) = start_with("release-42").await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // The same token again, while it runs and after it ended: the same execution.
+    let (_, again) = start_with("release-42").await;
+    assert_eq!(again["pipelineExecutionId"], id.as_str());
+    let e = wait_status(&server, "tokened", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e}");
+    let (_, after) = start_with("release-42").await;
+    assert_eq!(after["pipelineExecutionId"], id.as_str());
+    assert_eq!(execution_count(&server, "tokened").await, 1);
+    // Another token is another start.
+    let (_, other) = start_with("release-43").await;
+    assert_ne!(other["pipelineExecutionId"], id.as_str());
+    assert_eq!(execution_count(&server, "tokened").await, 2);
+    // A malformed token is refused and starts nothing.
+    let (status, bad) = start_with("not a token!").await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("ValidationException"),
+        "{bad}"
+    );
+    assert_eq!(execution_count(&server, "tokened").await, 2);
+    server.stop().await;
+}
