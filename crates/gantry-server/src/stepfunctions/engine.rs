@@ -229,6 +229,31 @@ fn event_token(event: &Event) -> Option<&str> {
     }
 }
 
+/// The `source` of Step Functions events (AWS's is `aws.states`).
+const STATES_SOURCE: &str = "gantry.states";
+/// Their detail type, as AWS names it.
+const STATUS_CHANGE: &str = "Step Functions Execution Status Change";
+
+/// The detail of a status-change event, in the members AWS sends (dates in
+/// epoch milliseconds; absent values `null`).
+fn status_detail(x: &gantry_store::ExecutionRecord) -> Value {
+    let included = serde_json::json!({"included": true});
+    serde_json::json!({
+        "executionArn": x.arn,
+        "stateMachineArn": x.machine_arn,
+        "name": x.name,
+        "status": x.status,
+        "startDate": x.start_ms,
+        "stopDate": x.stop_ms,
+        "input": x.input,
+        "output": x.output,
+        "inputDetails": included,
+        "outputDetails": x.output.as_ref().map(|_| included.clone()),
+        "error": x.error,
+        "cause": x.cause,
+    })
+}
+
 fn completion(outcome: &Outcome, at: i64) -> ExecutionCompletion {
     let (output, failure) = match outcome {
         Outcome::Succeeded { output } => (Some(output.to_string()), None),
@@ -435,6 +460,28 @@ impl<S: Store> Engine<S> {
             Err(StoreError::Conflict(_)) => return Err(StartError::Exists),
             Err(e) => return Err(StartError::Store(e)),
         }
+        // Awaited, so that RUNNING is on the bus before any later status;
+        // from the start's own data, as the execution may already have
+        // ended in its first step.
+        if let Some(app) = self.app() {
+            let detail = serde_json::json!({
+                "executionArn": new.arn,
+                "stateMachineArn": new.machine_arn,
+                "name": new.name,
+                "status": "RUNNING",
+                "startDate": new.start_ms,
+                "stopDate": null,
+                "input": new.input,
+                "output": null,
+                "inputDetails": {"included": true},
+                "outputDetails": null,
+                "error": null,
+                "cause": null,
+            });
+            app.events
+                .publish(STATES_SOURCE, STATUS_CHANGE, vec![new.arn.clone()], detail)
+                .await;
+        }
         self.go_live(live, actions).await;
         Ok(())
     }
@@ -592,7 +639,36 @@ impl<S: Store> Engine<S> {
                         let _ = w.send(outcome.clone());
                     }
                     lock(&self.live).remove(&l.arn);
+                    if l.durable {
+                        let engine = self.clone();
+                        let arn = l.arn.clone();
+                        tokio::spawn(async move { engine.publish_status(&arn).await });
+                    }
                 }
+            }
+        }
+    }
+
+    /// Publishes the execution's end as it is stored, as "Step Functions
+    /// Execution Status Change" from `gantry.states` (Standard executions
+    /// only: AWS sends none for Express ones either).
+    async fn publish_status(&self, arn: &str) {
+        let Some(app) = self.app() else {
+            return;
+        };
+        match self.store.get_execution(arn).await {
+            Ok(record) => {
+                app.events
+                    .publish(
+                        STATES_SOURCE,
+                        STATUS_CHANGE,
+                        vec![record.arn.clone()],
+                        status_detail(&record),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(execution = %arn, error = %e, "reading an execution to publish its status failed")
             }
         }
     }

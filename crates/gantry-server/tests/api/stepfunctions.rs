@@ -1054,3 +1054,92 @@ async fn http_tasks_call_https_endpoints_trusting_the_extra_ca_only_when_told() 
     }
     let _ = tls_server.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_executions_publish_their_status_changes_on_the_bus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let (hook, url) = Counter::start().await;
+    let events = |op: &'static str, input: Value| {
+        let server = &server;
+        async move {
+            let (status, out) = server.aws(EVENTS, SECRET, op, &input).await;
+            assert_eq!(status, 200, "{op}: {out}");
+        }
+    };
+    let pattern = json!({"source": ["gantry.states"],
+                         "detail-type": ["Step Functions Execution Status Change"]});
+    events(
+        "PutRule",
+        json!({"Name": "sfn-status", "EventPattern": pattern.to_string()}),
+    )
+    .await;
+    events(
+        "PutTargets",
+        json!({"Rule": "sfn-status", "Targets": [{"Id": "hook", "Arn": format!("{url}/status")}]}),
+    )
+    .await;
+    let def = json!({"StartAt": "Check", "States": {
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.ok", "BooleanEquals": true, "Next": "Yes"}],
+                  "Default": "No"},
+        "Yes": {"Type": "Pass", "Result": {"done": true}, "End": true},
+        "No": {"Type": "Fail", "Error": "Release.Blocked", "Cause": "not ok"}}});
+    let m = create_machine(&server, "reporter", &def, "STANDARD").await;
+    let mut arns = Vec::new();
+    for ok_input in [true, false] {
+        let started = ok(
+            &server,
+            "StartExecution",
+            json!({"stateMachineArn": m, "input": json!({"ok": ok_input}).to_string()}),
+        )
+        .await;
+        let arn = started["executionArn"].as_str().expect("arn").to_owned();
+        wait_done(&server, &arn).await;
+        arns.push(arn);
+    }
+    // RUNNING and the end, for each execution.
+    let mut received = Vec::new();
+    for _ in 0..200 {
+        received = hook
+            .requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, body, _)| body.clone())
+            .collect::<Vec<_>>();
+        if received.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let find = |arn: &str, status: &str| {
+        received
+            .iter()
+            .find(|e| e["detail"]["executionArn"] == arn && e["detail"]["status"] == status)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {status} event for {arn}: {received:?}"))
+    };
+    let running = find(&arns[0], "RUNNING");
+    assert_eq!(running["source"], "gantry.states");
+    assert_eq!(
+        running["detail-type"],
+        "Step Functions Execution Status Change"
+    );
+    assert_eq!(running["resources"], json!([arns[0]]));
+    assert_eq!(running["detail"]["stateMachineArn"], m.as_str());
+    assert_eq!(running["detail"]["input"], "{\"ok\":true}");
+    assert!(running["detail"]["stopDate"].is_null(), "{running}");
+    let succeeded = find(&arns[0], "SUCCEEDED");
+    assert_eq!(succeeded["detail"]["output"], "{\"done\":true}");
+    assert!(succeeded["detail"]["stopDate"].is_i64(), "{succeeded}");
+    find(&arns[1], "RUNNING");
+    let failed = find(&arns[1], "FAILED");
+    assert_eq!(failed["detail"]["error"], "Release.Blocked");
+    assert_eq!(failed["detail"]["cause"], "not ok");
+    assert_eq!(
+        received.len(),
+        4,
+        "one event per status change: {received:?}"
+    );
+    server.stop().await;
+}
