@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use gantry_git::{GitCache, Poller, Watch};
+use gantry_git::{GitCache, PollState, Poller, Watch};
 use gantry_pipeline::Trigger;
 use gantry_store::Store;
 
@@ -82,10 +82,31 @@ fn start<'a, S: Store>(
 }
 
 /// Polls until the task is aborted.
+/// Where the poller's last-seen heads are kept (`server_state`).
+const SAVED_HEADS: &str = "poller";
+
+/// The heads seen before the last stop, so a push made while the server
+/// was down starts its pipelines, and a restart alone starts nothing.
+async fn saved_heads<S: Store>(state: &AppState<S>) -> PollState {
+    match state.store.server_state(SAVED_HEADS).await {
+        Ok(Some(saved)) => serde_json::from_value(saved).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the poller's saved heads are unreadable; starting afresh");
+            PollState::default()
+        }),
+        Ok(None) => PollState::default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the poller's saved heads failed");
+            PollState::default()
+        }
+    }
+}
+
 pub(crate) async fn run<S: Store>(state: AppState<S>) {
-    let mut poller = Poller::new(GitCache::new(
-        state.config.data_dir.join(files::GIT_MIRRORS),
-    ));
+    let mut saved = saved_heads(&state).await;
+    let mut poller = Poller::with_state(
+        GitCache::new(state.config.data_dir.join(files::GIT_MIRRORS)),
+        saved.clone(),
+    );
     let mut interval = tokio::time::interval(state.config.poll_interval);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -112,6 +133,16 @@ pub(crate) async fn run<S: Store>(state: AppState<S>) {
                 if let Err(e) = start(&state, &pipeline, trigger, revisions).await {
                     tracing::warn!(%pipeline, error = %e.error.message, "starting a polled pipeline failed");
                 }
+            }
+        }
+        // Saved after the starts: a crash in between starts them again on
+        // the way back up (at least once), rather than never.
+        if poller.state() != &saved {
+            let current = poller.state().clone();
+            let json = serde_json::to_value(&current).unwrap_or_default();
+            match state.store.put_server_state(SAVED_HEADS, &json).await {
+                Ok(()) => saved = current,
+                Err(e) => tracing::warn!(error = %e, "saving the poller's heads failed"),
             }
         }
     }

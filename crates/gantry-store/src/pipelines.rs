@@ -301,4 +301,16 @@ pub trait PipelineStore: Send + Sync + 'static {
         registered: bool,
         actor: &str,
     ) -> Result<(), StoreError>;
+
+    // The server's own small documents (the poller's heads).
+
+    /// The document stored under `name`, if any.
+    async fn server_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Stores (replacing) the document under `name`.
+    async fn put_server_state(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError>;
 }

@@ -1275,3 +1275,41 @@ async fn a_client_request_token_makes_a_start_idempotent() {
     assert_eq!(execution_count(&server, "tokened").await, 2);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_heads_survive_a_restart_so_a_push_made_while_down_starts_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "31")], "thirty-first");
+    let data = dir.path().join("data");
+    let polling = |c: &mut gantry_server::Config| c.poll_interval = Duration::from_millis(200);
+    let server = TestServer::start_with(&data, polling).await;
+    let mut decl = declaration("watched", &url, "");
+    decl["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] = json!("true");
+    decl["stages"].as_array_mut().expect("stages").truncate(2);
+    create_projects(&server, "watched", &[("build", BUILD), ("test", TEST)]).await;
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    // The first rounds record the head (and start nothing).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(execution_count(&server, "watched").await, 0);
+    server.stop().await;
+
+    // A push while the server is down is built when it comes back.
+    repo_with(dir.path(), &[("version.txt", "32")], "thirty-second");
+    let head = head_of(dir.path());
+    let server = TestServer::start_with(&data, polling).await;
+    let first = first_execution(&server, "watched", "polling after a restart").await;
+    let id = first["pipelineExecutionId"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let e = wait_status(&server, "watched", &id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["trigger"]["triggerType"], "PollForSourceChanges");
+    assert_eq!(e["artifactRevisions"][0]["revisionId"], head.as_str());
+    server.stop().await;
+
+    // A restart with no push starts nothing.
+    let server = TestServer::start_with(&data, polling).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(execution_count(&server, "watched").await, 1);
+    server.stop().await;
+}

@@ -656,4 +656,32 @@ impl PipelineStore for SqliteStore {
         )
         .await
     }
+
+    async fn server_state(&self, name: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT value_json FROM server_state WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        row.map(|(text,)| parse_json(&text)).transpose()
+    }
+
+    async fn put_server_state(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO server_state (name, value_json, update_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET value_json = excluded.value_json, update_ms = excluded.update_ms",
+        )
+        .bind(name)
+        .bind(value.to_string())
+        .bind(crate::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
 }
