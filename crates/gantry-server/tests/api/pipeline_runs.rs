@@ -1313,3 +1313,63 @@ async fn polled_heads_survive_a_restart_so_a_push_made_while_down_starts_once() 
     assert_eq!(execution_count(&server, "watched").await, 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_mode_under_concurrent_pushes_builds_the_first_and_the_newest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "40")], "fortieth");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut decl = declaration("newest", &url, "");
+    decl["stages"].as_array_mut().expect("stages").truncate(2); // Source, Verify
+    // A build long enough that every later push arrives while it runs.
+    let slow = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 2\n      - cat version.txt\n";
+    create_projects(&server, "newest", &[("build", slow), ("test", TEST)]).await;
+    decl["stages"][1]["actions"][0]["outputArtifacts"] = json!([]);
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let path = put_webhook(&server, "newest", "s3cret").await;
+    // Three pushes, delivered back to back as a git host would.
+    let mut ids = Vec::new();
+    let mut commits = Vec::new();
+    let mut before = head_of(dir.path());
+    for n in 41..44 {
+        repo_with(
+            dir.path(),
+            &[("version.txt", &n.to_string())],
+            &format!("push {n}"),
+        );
+        let after = head_of(dir.path());
+        let body = push_payload(&url, &before, &after, &["version.txt"]);
+        let headers = vec![
+            ("X-GitHub-Event", "push".to_string()),
+            (
+                "X-Hub-Signature-256",
+                gantry_triggers::signature::sign_sha256("s3cret", &body),
+            ),
+        ];
+        let (status, out) = deliver(&server, &path, &headers, &body).await;
+        assert_eq!(status, 200, "{out}");
+        ids.push(out["pipelineExecutionId"].as_str().expect("id").to_owned());
+        commits.push(after.clone());
+        before = after;
+    }
+    let mut ends = Vec::new();
+    for id in &ids {
+        let e = wait_status(
+            &server,
+            "newest",
+            id,
+            &["Succeeded", "Failed", "Superseded", "Stopped"],
+        )
+        .await;
+        ends.push(e);
+    }
+    // The first ran; the middle one was overtaken while it waited; the newest ran.
+    assert_eq!(ends[0]["status"], "Succeeded", "{:#}", ends[0]);
+    assert_eq!(ends[1]["status"], "Superseded", "{:#}", ends[1]);
+    assert_eq!(ends[2]["status"], "Succeeded", "{:#}", ends[2]);
+    assert_eq!(
+        ends[2]["artifactRevisions"][0]["revisionId"],
+        commits[2].as_str()
+    );
+    server.stop().await;
+}
