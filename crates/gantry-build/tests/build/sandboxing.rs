@@ -97,9 +97,13 @@ fn fake_bwrap(h: &Harness, failures: u32, message: &str) -> std::path::PathBuf {
     let dir = h.source.path().join(".fake-bin");
     std::fs::create_dir_all(&dir).expect("fake bin dir");
     let count = dir.join("starts");
+    // The message goes in a file of its own: it may hold quotes (`Can't`).
+    let said = dir.join("message");
+    std::fs::write(&said, format!("{message}\n")).expect("message file");
     let script = format!(
-        "#!/bin/sh\necho x >> '{count}'\nif [ \"$(wc -l < '{count}')\" -le {failures} ]; then echo '{message}' >&2; exit 1; fi\nexec '{real}' \"$@\"\n",
+        "#!/bin/sh\necho x >> '{count}'\nif [ \"$(wc -l < '{count}')\" -le {failures} ]; then cat '{said}' >&2; exit 1; fi\nexec '{real}' \"$@\"\n",
         count = count.display(),
+        said = said.display(),
         real = real.display(),
     );
     let fake = dir.join("bwrap");
