@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -43,6 +43,9 @@ pub struct GitCache {
     /// Commits known to be in a mirror (a fetch never removes one), so a
     /// second look costs no `git` process.
     known: Arc<Mutex<HashSet<(PathBuf, String)>>>,
+    /// The last fetch of each (URL, branch): when it started, and the head
+    /// it found. A fetch asked for before that start is answered with it.
+    fetched: Arc<Mutex<HashMap<(String, String), (Instant, Commit)>>>,
 }
 
 impl GitCache {
@@ -58,6 +61,7 @@ impl GitCache {
             },
             locks: Arc::default(),
             known: Arc::default(),
+            fetched: Arc::default(),
         }
     }
 
@@ -136,12 +140,40 @@ impl GitCache {
     }
 
     /// Fetches `branch` of `url` into the mirror and reads its head commit.
+    ///
+    /// Concurrent fetches of one branch are coalesced: a call that waited
+    /// for the mirror while another fetch of the branch ran is answered by
+    /// the first fetch that *started* after the call was made, so it sees
+    /// the remote at least as new as when it asked, and a burst of starts
+    /// costs two fetches, not one each.
     pub async fn fetch(&self, url: &str, branch: &str) -> Result<Commit> {
         check_url(url)?;
         check_branch(branch)?;
+        let asked = Instant::now();
+        let key = (url.to_owned(), branch.to_owned());
         let lock = self.lock_for(url);
+        let _guard = lock.lock().await;
+        if let Some((started, commit)) = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            && *started >= asked
+        {
+            return Ok(commit.clone());
+        }
+        let started = Instant::now();
+        let commit = self.fetch_locked(url, branch).await?;
+        self.fetched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key, (started, commit.clone()));
+        Ok(commit)
+    }
+
+    /// [`fetch`](Self::fetch)'s work, under the URL's lock.
+    async fn fetch_locked(&self, url: &str, branch: &str) -> Result<Commit> {
         let mirror = {
-            let _guard = lock.lock().await;
             let mirror = self.ensure_mirror(url).await?;
             let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
             let finished = self
@@ -175,7 +207,12 @@ impl GitCache {
         let id = self
             .resolve(&mirror, &format!("refs/heads/{branch}"))
             .await?;
-        Ok(self.read_commit(&mirror, &id).await?.with_branch(branch))
+        let commit = self.read_commit(&mirror, &id).await?.with_branch(branch);
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((mirror, id));
+        Ok(commit)
     }
 
     /// Makes sure `commit_id` of `url` is in the mirror (fetching it if

@@ -632,3 +632,31 @@ async fn a_command_past_its_timeout_is_killed_with_its_children() {
         "child {pid} of the timed-out command is still running"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_fetches_of_one_branch_costs_two_fetches_and_never_misses_a_push() {
+    let up = Upstream::new();
+    let first = up.commit("main", &[("f", Some("1"))], "one");
+    let cache = up.cache();
+    // Warm: the mirror exists.
+    assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, first);
+    let before = cache.commands_run();
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let cache = cache.clone();
+            let url = up.url();
+            tokio::spawn(async move { cache.fetch(&url, "main").await })
+        })
+        .collect();
+    for f in burst {
+        assert_eq!(f.await.unwrap().unwrap().id, first);
+    }
+    // One fetch (fetch, rev-parse, show) per round, at most two rounds:
+    // the first, and one that started after every other call was made.
+    let used = cache.commands_run() - before;
+    assert!(used <= 6, "20 fetches ran {used} git commands");
+    // A push after a fetch is seen by the next fetch: a call is never
+    // answered by a fetch that started before it was made.
+    let second = up.commit("main", &[("f", Some("2"))], "two");
+    assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, second);
+}

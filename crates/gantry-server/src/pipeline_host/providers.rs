@@ -10,7 +10,7 @@
 //! - Manual approval: the approval row is keyed by the attempt; an answer
 //!   recorded before a crash is applied on the way back up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -43,7 +43,14 @@ pub(crate) struct ProviderContext {
     builds: StdMutex<BTreeMap<String, String>>,
     /// Attempt id → the state-machine execution it started, for abandon.
     executions: StdMutex<BTreeMap<String, String>>,
+    /// (repository, commit) → its tree in the artifact store: a commit's
+    /// tree never changes and stored artifacts are never removed, so a
+    /// second run of a commit skips the checkout and the hashing.
+    trees: StdMutex<HashMap<(String, String), ArtifactRef>>,
 }
+
+/// How many commit trees [`ProviderContext`] remembers.
+const REMEMBERED_TREES: usize = 1024;
 
 impl ProviderContext {
     pub fn new(data_dir: &Path, approval_timeout: Duration) -> Result<ProviderContext, String> {
@@ -56,6 +63,7 @@ impl ProviderContext {
             approval_timeout,
             builds: StdMutex::new(BTreeMap::new()),
             executions: StdMutex::new(BTreeMap::new()),
+            trees: StdMutex::new(HashMap::new()),
         })
     }
 
@@ -193,17 +201,35 @@ async fn git_source(cx: &ProviderContext, job: &ActionJob) -> Option<Input> {
         Ok(c) => c,
         Err(e) => return failed(job, "JobFailed", format!("fetching {branch}: {e}")),
     };
-    let scratch = match scratch_dir(cx, job) {
-        Ok(d) => d,
-        Err(e) => return failed(job, "JobFailed", e),
-    };
-    let tree = scratch.path().join("tree");
-    if let Err(e) = cx.git.checkout(url, &commit.id, &tree).await {
-        return failed(job, "JobFailed", format!("checking out {}: {e}", commit.id));
-    }
-    let reference = match put_dir(&cx.artifacts, &tree).await {
-        Ok(r) => r,
-        Err(e) => return failed(job, "JobFailed", format!("storing the source: {e}")),
+    let key = (url.clone(), commit.id.clone());
+    let known = cx
+        .trees
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    let reference = match known {
+        Some(r) => r,
+        None => {
+            let scratch = match scratch_dir(cx, job) {
+                Ok(d) => d,
+                Err(e) => return failed(job, "JobFailed", e),
+            };
+            let tree = scratch.path().join("tree");
+            if let Err(e) = cx.git.checkout(url, &commit.id, &tree).await {
+                return failed(job, "JobFailed", format!("checking out {}: {e}", commit.id));
+            }
+            let r = match put_dir(&cx.artifacts, &tree).await {
+                Ok(r) => r,
+                Err(e) => return failed(job, "JobFailed", format!("storing the source: {e}")),
+            };
+            let mut trees = cx.trees.lock().unwrap_or_else(|e| e.into_inner());
+            if trees.len() >= REMEMBERED_TREES {
+                trees.clear();
+            }
+            trees.insert(key, r.clone());
+            r
+        }
     };
     let outputs = job
         .output_artifacts
