@@ -25,6 +25,9 @@ pub struct CheckoutOptions {
 /// Default time one git command may take before it is killed.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// A branch of a repository: (URL, branch).
+type BranchKey = (String, String);
+
 /// A directory of bare mirrors, one per repository URL, and the git
 /// commands that fill and read them.
 ///
@@ -45,7 +48,7 @@ pub struct GitCache {
     known: Arc<Mutex<HashSet<(PathBuf, String)>>>,
     /// The last fetch of each (URL, branch): when it started, and the head
     /// it found. A fetch asked for before that start is answered with it.
-    fetched: Arc<Mutex<HashMap<(String, String), (Instant, Commit)>>>,
+    fetched: Arc<Mutex<HashMap<BranchKey, (Instant, Commit)>>>,
 }
 
 impl GitCache {
