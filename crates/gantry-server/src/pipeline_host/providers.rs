@@ -227,7 +227,7 @@ async fn git_source(cx: &ProviderContext, job: &ActionJob) -> Option<Input> {
             if trees.len() >= REMEMBERED_TREES {
                 trees.clear();
             }
-            trees.insert(key, r.clone());
+            trees.insert(key, r);
             r
         }
     };
