@@ -254,24 +254,31 @@ impl GitCache {
                 .arg(id),
             )
             .await?;
-        if !by_id.success || !self.has_commit(&mirror, id).await? {
-            self.git
-                .run(
-                    Invocation::new(git_dir_args(
-                        &mirror,
-                        [
-                            "fetch",
-                            "--quiet",
-                            "--no-tags",
-                            "--no-write-fetch-head",
-                            "--",
-                        ],
-                    ))
-                    .arg_url(url)
-                    .arg("+refs/heads/*:refs/heads/*"),
-                )
-                .await?;
+        if by_id.success {
+            // `git fetch <id>` succeeds only with the commit in hand.
+            self.known
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert((mirror.clone(), id.to_owned()));
+            return Ok(mirror);
         }
+        // The server may refuse fetches by id: every branch, then look.
+        self.git
+            .run(
+                Invocation::new(git_dir_args(
+                    &mirror,
+                    [
+                        "fetch",
+                        "--quiet",
+                        "--no-tags",
+                        "--no-write-fetch-head",
+                        "--",
+                    ],
+                ))
+                .arg_url(url)
+                .arg("+refs/heads/*:refs/heads/*"),
+            )
+            .await?;
         if self.has_commit(&mirror, id).await? {
             Ok(mirror)
         } else {
