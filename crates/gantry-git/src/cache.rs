@@ -181,20 +181,7 @@ impl GitCache {
             let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
             let finished = self
                 .git
-                .run_status(
-                    Invocation::new(git_dir_args(
-                        &mirror,
-                        [
-                            "fetch",
-                            "--quiet",
-                            "--no-tags",
-                            "--no-write-fetch-head",
-                            "--",
-                        ],
-                    ))
-                    .arg_url(url)
-                    .arg(refspec),
-                )
+                .run_status(fetch_invocation(&mirror, url).arg(refspec))
                 .await?;
             if !finished.success {
                 if finished.stderr.contains("couldn't find remote ref") {
@@ -239,20 +226,7 @@ impl GitCache {
         }
         let by_id = self
             .git
-            .run_status(
-                Invocation::new(git_dir_args(
-                    &mirror,
-                    [
-                        "fetch",
-                        "--quiet",
-                        "--no-tags",
-                        "--no-write-fetch-head",
-                        "--",
-                    ],
-                ))
-                .arg_url(url)
-                .arg(id),
-            )
+            .run_status(fetch_invocation(&mirror, url).arg(id))
             .await?;
         if by_id.success {
             // `git fetch <id>` succeeds only with the commit in hand.
@@ -264,20 +238,7 @@ impl GitCache {
         }
         // The server may refuse fetches by id: every branch, then look.
         self.git
-            .run(
-                Invocation::new(git_dir_args(
-                    &mirror,
-                    [
-                        "fetch",
-                        "--quiet",
-                        "--no-tags",
-                        "--no-write-fetch-head",
-                        "--",
-                    ],
-                ))
-                .arg_url(url)
-                .arg("+refs/heads/*:refs/heads/*"),
-            )
+            .run(fetch_invocation(&mirror, url).arg("+refs/heads/*:refs/heads/*"))
             .await?;
         if self.has_commit(&mirror, id).await? {
             Ok(mirror)
@@ -559,6 +520,22 @@ impl GitCache {
         }
         Ok(refs)
     }
+}
+
+/// `git --git-dir=<mirror> fetch ... -- <url>`: the refspec or commit id
+/// to fetch is added by the caller.
+fn fetch_invocation(mirror: &Path, url: &str) -> Invocation {
+    Invocation::new(git_dir_args(
+        mirror,
+        [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+        ],
+    ))
+    .arg_url(url)
 }
 
 /// `--git-dir=<mirror>` followed by `rest`.

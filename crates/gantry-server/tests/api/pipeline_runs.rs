@@ -999,16 +999,7 @@ async fn a_state_machine_starts_pipelines_and_waits_for_them_with_sync() {
                  "Catch": [{"ErrorEquals": ["States.TaskFailed"], "ResultPath": "$.error", "Next": "Failed"}],
                  "End": true},
         "Failed": {"Type": "Pass", "End": true}}});
-    let machine = sfn(
-        &server,
-        "CreateStateMachine",
-        &json!({"name": "releaser", "definition": definition.to_string(),
-                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
-    )
-    .await["stateMachineArn"]
-        .as_str()
-        .expect("arn")
-        .to_owned();
+    let machine = create_machine(&server, "releaser", definition).await;
     let mut outputs = Vec::new();
     for pipeline in ["green", "red"] {
         let started = sfn(
@@ -1057,16 +1048,7 @@ async fn a_state_machine_start_of_an_unknown_pipeline_fails_with_codepipelines_e
     let definition = json!({"StartAt": "Fire", "States": {
         "Fire": {"Type": "Task", "Resource": "arn:aws:states:::codepipeline:startPipelineExecution",
                  "Parameters": {"Name": "nowhere"}, "End": true}}});
-    let machine = sfn(
-        &server,
-        "CreateStateMachine",
-        &json!({"name": "lost", "definition": definition.to_string(),
-                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
-    )
-    .await["stateMachineArn"]
-        .as_str()
-        .expect("arn")
-        .to_owned();
+    let machine = create_machine(&server, "lost", definition).await;
     let started = sfn(
         &server,
         "StartExecution",
