@@ -98,14 +98,7 @@ pub(crate) async fn run<S: Store>(
         (Mode::Callback, Ok(_)) => {
             if base == "arn:aws:states:::http:invoke" {
                 // Recorded so that a restart does not send the token again.
-                match engine
-                    .store()
-                    .set_task_handle(&task.token_hash, DELIVERED)
-                    .await
-                {
-                    Ok(()) | Err(StoreError::NotFound) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not record a delivered task token"),
-                }
+                remember_handle(engine, task, DELIVERED).await;
             }
             None
         }
@@ -168,12 +161,7 @@ async fn start_pipeline<S: Store>(
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            match engine.store().set_task_handle(&task.token_hash, &id).await {
-                Ok(()) | Err(StoreError::NotFound) => {}
-                Err(e) => {
-                    tracing::warn!(execution = %id, error = %e, "could not record the pipeline execution of a task")
-                }
-            }
+            remember_handle(engine, task, &id).await;
             if mode != Mode::Sync {
                 return Ok(json!({"PipelineExecutionId": id}));
             }
@@ -207,6 +195,23 @@ async fn start_pipeline<S: Store>(
                     json!({"PipelineExecution": pascal_keys(execution)}).to_string(),
                 ));
             }
+        }
+    }
+}
+
+/// Records what a task started (a build id, a pipeline execution id, or
+/// that its token went out), so that after a restart the task follows it
+/// instead of starting it again. A task whose token is gone (the execution
+/// ended meanwhile) has nothing to record.
+async fn remember_handle<S: Store>(engine: &Engine<S>, task: &Task, handle: &str) {
+    match engine
+        .store()
+        .set_task_handle(&task.token_hash, handle)
+        .await
+    {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => {
+            tracing::warn!(execution = %task.execution_arn, %handle, error = %e, "could not record what a task started")
         }
     }
 }
@@ -467,12 +472,7 @@ async fn start_build<S: Store>(
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
-            match engine.store().set_task_handle(&task.token_hash, &id).await {
-                Ok(()) | Err(StoreError::NotFound) => {}
-                Err(e) => {
-                    tracing::warn!(build = %id, error = %e, "could not record the build of a task")
-                }
-            }
+            remember_handle(engine, task, &id).await;
             if mode != Mode::Sync {
                 return Ok(json!({"Build": pascal_keys(&started["build"])}));
             }
