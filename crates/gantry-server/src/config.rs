@@ -42,6 +42,10 @@ pub struct Config {
     /// Whether the server runs builds itself (the embedded local agent).
     /// When false, builds stay QUEUED until an agent takes them.
     pub local_agent: bool,
+    /// The secret of the ready-made repository webhooks
+    /// (`/webhooks/github`, `/gitlab`, `/gitea`, `/forgejo`); without it
+    /// they answer 404. `gantry server` reads `GANTRY_WEBHOOK_SECRET`.
+    pub webhook_secret: Option<String>,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -103,6 +107,7 @@ impl Config {
             extra_ca_certs: None,
             database: None,
             local_agent: true,
+            webhook_secret: None,
         }
     }
 }
@@ -125,6 +130,10 @@ impl fmt::Debug for Config {
             )
             .field("events", &self.events)
             .field("extra_ca_certs", &self.extra_ca_certs)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field(
                 "chat_signing_secret",
                 &self.chat_signing_secret.as_ref().map(|_| "<redacted>"),

@@ -45,6 +45,7 @@ mod outbound;
 mod pipeline_host;
 mod polling;
 mod recovery;
+mod repo_webhooks;
 mod rest;
 mod router;
 mod source;

@@ -111,6 +111,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
             "/webhooks/codepipeline/{url_id}",
             post(crate::webhooks::deliver::<S>),
         )
+        .route("/webhooks/{host}", post(crate::repo_webhooks::deliver::<S>))
         .merge(rest::router(state.clone()))
         .with_state(state)
 }

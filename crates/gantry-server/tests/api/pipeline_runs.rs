@@ -1355,3 +1355,156 @@ async fn superseded_mode_under_concurrent_pushes_builds_the_first_and_the_newest
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_repository_webhook_starts_every_pipeline_its_push_selects() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (repo_a, repo_b) = (dir.path().join("a"), dir.path().join("b"));
+    let url_a = repo_with(
+        &repo_a,
+        &[("version.txt", "50"), ("app/x.rs", "x")],
+        "fiftieth",
+    );
+    let url_b = repo_with(&repo_b, &[("version.txt", "1")], "other");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.webhook_secret = Some("repo-secret".into());
+    })
+    .await;
+    let mut pipelines = vec![
+        ("a-default", declaration("a-default", &url_a, "")),
+        ("a-app-only", declaration("a-app-only", &url_a, "")),
+        ("b-other", declaration("b-other", &url_b, "")),
+    ];
+    pipelines[1].1["pipelineType"] = json!("V2");
+    pipelines[1].1["triggers"] = json!([{ "providerType": "CodeStarSourceConnection", "gitConfiguration": {
+        "sourceActionName": "Checkout", "push": [{ "filePaths": { "includes": ["app/**"] } }]
+    }}]);
+    for (name, decl) in &mut pipelines {
+        decl["stages"].as_array_mut().expect("stages").truncate(2);
+        create_projects(&server, name, &[("build", BUILD), ("test", TEST)]).await;
+        ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    }
+    let github = |body: &[u8], secret: &str| {
+        vec![
+            ("X-GitHub-Event", "push".to_string()),
+            (
+                "X-Hub-Signature-256",
+                gantry_triggers::signature::sign_sha256(secret, body),
+            ),
+        ]
+    };
+
+    // A docs-only push to repository A: the default pipeline starts, the
+    // app-only one is filtered out, B's pipeline is not even considered.
+    let base = head_of(&repo_a);
+    repo_with(&repo_a, &[("README.md", "docs")], "docs");
+    let docs = head_of(&repo_a);
+    let body = push_payload(&url_a, &base, &docs, &["README.md"]);
+    for (secret, headers) in [
+        ("wrong", github(&body, "wrong")),
+        ("none", vec![("X-GitHub-Event", "push".to_string())]),
+    ] {
+        let (status, out) = deliver(&server, "/webhooks/github", &headers, &body).await;
+        assert_eq!(status, 401, "{secret}: {out}");
+    }
+    for name in ["a-default", "a-app-only", "b-other"] {
+        assert_eq!(
+            execution_count(&server, name).await,
+            0,
+            "a refused delivery starts nothing"
+        );
+    }
+    let (status, out) = deliver(
+        &server,
+        "/webhooks/github",
+        &github(&body, "repo-secret"),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let started: Vec<&str> = out["started"]
+        .as_array()
+        .expect("started")
+        .iter()
+        .filter_map(|s| s["pipeline"].as_str())
+        .collect();
+    assert_eq!(started, vec!["a-default"], "{out}");
+    let skipped = out["skipped"].to_string();
+    assert!(
+        skipped.contains("a-app-only") && !skipped.contains("b-other"),
+        "{out}"
+    );
+    let id = out["started"][0]["pipelineExecutionId"]
+        .as_str()
+        .expect("id");
+    let e = wait_status(&server, "a-default", id, &["Succeeded", "Failed"]).await;
+    assert_eq!(e["status"], "Succeeded", "{e}");
+    assert_eq!(e["artifactRevisions"][0]["revisionId"], docs.as_str());
+
+    // A push touching app/, through GitLab's endpoint and token: both of A's pipelines.
+    repo_with(&repo_a, &[("app/x.rs", "y")], "app change");
+    let code = head_of(&repo_a);
+    let gl = json!({
+        "object_kind": "push", "ref": "refs/heads/main", "before": docs, "after": code,
+        "project": { "path_with_namespace": "acme/a", "git_http_url": url_a,
+                     "git_ssh_url": "git@example.com:acme/a.git", "web_url": "https://example.com/acme/a" },
+        "commits": [{ "id": code, "message": "m", "timestamp": "2026-11-30T00:00:00Z",
+                      "author": { "name": "Ada", "email": "a@example.com" },
+                      "added": [], "modified": ["app/x.rs"], "removed": [] }],
+        "total_commits_count": 1,
+    })
+    .to_string()
+    .into_bytes();
+    let token = |t: &str| {
+        vec![
+            ("X-Gitlab-Event", "Push Hook".to_string()),
+            ("X-Gitlab-Token", t.to_string()),
+        ]
+    };
+    let (status, _) = deliver(&server, "/webhooks/gitlab", &token("nope"), &gl).await;
+    assert_eq!(status, 401);
+    let (status, out) = deliver(&server, "/webhooks/gitlab", &token("repo-secret"), &gl).await;
+    assert_eq!(status, 200, "{out}");
+    let mut started: Vec<&str> = out["started"]
+        .as_array()
+        .expect("started")
+        .iter()
+        .filter_map(|s| s["pipeline"].as_str())
+        .collect();
+    started.sort();
+    assert_eq!(started, vec!["a-app-only", "a-default"], "{out}");
+    assert_eq!(execution_count(&server, "b-other").await, 0);
+
+    // A ping starts nothing; an unknown host has no endpoint.
+    let ping = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    let headers = vec![
+        ("X-GitHub-Event", "ping".to_string()),
+        (
+            "X-Hub-Signature-256",
+            gantry_triggers::signature::sign_sha256("repo-secret", ping),
+        ),
+    ];
+    let (status, out) = deliver(&server, "/webhooks/github", &headers, ping).await;
+    assert_eq!((status, out["started"].clone()), (200, json!([])), "{out}");
+    let (status, _) = deliver(&server, "/webhooks/bitbucket", &headers, ping).await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_webhooks_are_off_without_a_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    let body = br#"{"zen": "x"}"#;
+    let headers = vec![("X-GitHub-Event", "ping".to_string())];
+    let (status, out) = deliver(&server, "/webhooks/github", &headers, body).await;
+    assert_eq!(status, 404, "{out}");
+    assert!(
+        out["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("GANTRY_WEBHOOK_SECRET"),
+        "{out}"
+    );
+    server.stop().await;
+}

@@ -89,6 +89,9 @@ async fn serve(args: ServerArgs) -> ExitCode {
     config.chat_signing_secret = std::env::var("GANTRY_CHAT_SIGNING_SECRET")
         .ok()
         .filter(|v| !v.is_empty());
+    config.webhook_secret = std::env::var("GANTRY_WEBHOOK_SECRET")
+        .ok()
+        .filter(|v| !v.is_empty());
     config.extra_ca_certs = std::env::var_os("GANTRY_EXTRA_CA_CERTS")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
