@@ -18,14 +18,15 @@ use std::sync::Mutex;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gantry_pipeline::ActionJob;
 use gantry_store::{ApprovalRecord, Store};
 use gantry_triggers::Headers;
 use gantry_triggers::chat::{ApprovalRef, ApprovalRequest, approval_message, parse_callback};
 use gantry_triggers::signature::{SLACK_MAX_SKEW_SECONDS, SLACK_SIGNATURE, verify_slack};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::error::json_reply;
 use crate::router::AppState;
 
 /// The callback route.
@@ -47,22 +48,6 @@ impl SeenCallbacks {
         seen.retain(|_, at| now - *at <= 2 * SLACK_MAX_SKEW_SECONDS);
         seen.insert(signature.to_owned(), now).is_none()
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn reply(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn is_url(text: &str) -> bool {
@@ -125,26 +110,26 @@ pub(crate) async fn actions<S: Store>(
     body: Bytes,
 ) -> Response {
     let Some(secret) = state.config.chat_signing_secret.as_deref() else {
-        return reply(
+        return json_reply(
             StatusCode::NOT_FOUND,
             json!({"message": "chat approvals are not configured on this server (set GANTRY_CHAT_SIGNING_SECRET)"}),
         );
     };
     let lookup = Headers::new(headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())));
-    let now = unix_now();
+    let now = gantry_store::now_ms() / 1000;
     if let Err(e) = verify_slack(&lookup, &body, secret, now) {
-        return reply(StatusCode::UNAUTHORIZED, json!({"message": e.to_string()}));
+        return json_reply(StatusCode::UNAUTHORIZED, json!({"message": e.to_string()}));
     }
     let signature = lookup.text(SLACK_SIGNATURE).unwrap_or_default();
     if !state.chat.first_time(signature, now) {
-        return reply(
+        return json_reply(
             StatusCode::UNAUTHORIZED,
             json!({"message": "this callback was already received; a replay changes nothing"}),
         );
     }
     let answer = match parse_callback(&body) {
         Ok(a) => a,
-        Err(message) => return reply(StatusCode::BAD_REQUEST, json!({"message": message})),
+        Err(message) => return json_reply(StatusCode::BAD_REQUEST, json!({"message": message})),
     };
     let status = if answer.approve {
         "Approved"
@@ -160,7 +145,7 @@ pub(crate) async fn actions<S: Store>(
     });
     let input = match serde_json::from_value(input) {
         Ok(i) => i,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"message": e.to_string()})),
+        Err(e) => return json_reply(StatusCode::BAD_REQUEST, json!({"message": e.to_string()})),
     };
     let actor = format!("chat:{}", answer.user);
     let a = &answer.approval;
@@ -191,5 +176,5 @@ pub(crate) async fn actions<S: Store>(
             tracing::warn!(error = %e, "queueing the chat's answer failed");
         }
     }
-    reply(code, json!({"text": text}))
+    json_reply(code, json!({"text": text}))
 }

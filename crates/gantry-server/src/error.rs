@@ -75,3 +75,14 @@ impl IntoResponse for ApiError {
         ))
     }
 }
+
+/// A plain JSON answer with `status`: the webhook and chat endpoints, which
+/// answer their callers in their own shape rather than AWS's.
+pub(crate) fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}

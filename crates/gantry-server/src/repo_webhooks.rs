@@ -15,23 +15,15 @@ use std::collections::BTreeMap;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gantry_pipeline::Trigger;
 use gantry_store::Store;
 use gantry_triggers::{GitEvent, Headers, Provider, event, filter};
 use serde_json::{Value, json};
 
 use crate::codepipeline;
+use crate::error::json_reply;
 use crate::router::AppState;
-
-fn reply(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 fn provider_named(name: &str) -> Option<Provider> {
     match name {
@@ -51,13 +43,13 @@ pub(crate) async fn deliver<S: Store>(
     body: Bytes,
 ) -> Response {
     let Some(provider) = provider_named(&host) else {
-        return reply(
+        return json_reply(
             StatusCode::NOT_FOUND,
             json!({ "message": format!("no webhook endpoint for {host:?}: use github, gitlab, gitea or forgejo") }),
         );
     };
     let Some(secret) = state.config.webhook_secret.as_deref() else {
-        return reply(
+        return json_reply(
             StatusCode::NOT_FOUND,
             json!({ "message": "repository webhooks are not configured on this server (set GANTRY_WEBHOOK_SECRET)" }),
         );
@@ -66,32 +58,32 @@ pub(crate) async fn deliver<S: Store>(
     // Authentication first: nothing else is looked at for a forged request.
     if let Err(e) = provider.verify(&headers, &body, secret) {
         tracing::warn!(%host, reason = %e, "refused a repository webhook");
-        return reply(
+        return json_reply(
             StatusCode::UNAUTHORIZED,
             json!({ "message": e.to_string() }),
         );
     }
     let Some(kind) = provider.event_kind(&headers) else {
-        return reply(
+        return json_reply(
             StatusCode::BAD_REQUEST,
             json!({ "message": format!("header `{}` is missing: it names the event", provider.event_header()) }),
         );
     };
     let git_event = match event::parse(provider, kind, &body) {
         Ok(e) => e,
-        Err(e) => return reply(StatusCode::BAD_REQUEST, json!({ "message": e.to_string() })),
+        Err(e) => return json_reply(StatusCode::BAD_REQUEST, json!({ "message": e.to_string() })),
     };
     if let GitEvent::Other(what) = &git_event {
-        return reply(
+        return json_reply(
             StatusCode::OK,
             json!({ "started": [], "ignored": format!("{what} events start nothing") }),
         );
     }
     match route(&state, &host, git_event).await {
-        Ok(answer) => reply(StatusCode::OK, answer),
+        Ok(answer) => json_reply(StatusCode::OK, answer),
         Err(message) => {
             tracing::error!(%host, error = %message, "a repository webhook could not be processed");
-            reply(
+            json_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "message": "the delivery could not be processed; see the server log" }),
             )
@@ -140,18 +132,9 @@ async fn route<S: Store>(
         };
         // Path filters need the changed files; a payload's list can be cut
         // short, so `git diff` gives them (once per delivery).
-        if !changed_files_known
-            && filter::needs_changed_files(&declaration, &git_event)
-            && let GitEvent::Push(push) = &git_event
-        {
+        if !changed_files_known && filter::needs_changed_files(&declaration, &git_event) {
             changed_files_known = true;
-            let git = &state.pipelines.providers.git;
-            let (before, after) = (push.before.clone(), push.after.clone());
-            if git.fetch_commit(url, &after).await.is_ok()
-                && let Ok(files) = git.changed_files(url, &before, &after).await
-            {
-                git_event.set_changed_files(files);
-            }
+            crate::webhooks::fill_changed_files(state, url, &mut git_event).await;
         }
         let mut revisions = BTreeMap::new();
         for decision in filter::decide(&declaration, &git_event) {

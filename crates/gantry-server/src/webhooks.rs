@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gantry_pipeline::Trigger;
 use gantry_store::Store;
 use gantry_triggers::codepipeline::{WebhookAuthenticationType, WebhookDefinition};
@@ -26,15 +26,26 @@ use gantry_triggers::{GitEvent, Headers, Provider, event, filter};
 use serde_json::json;
 
 use crate::codepipeline;
+use crate::error::json_reply;
 use crate::router::AppState;
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+/// Replaces a push's file list, which a host may cut short, with `git
+/// diff` of its commits; left as it is when the repository cannot be read.
+pub(crate) async fn fill_changed_files<S: Store>(
+    state: &AppState<S>,
+    url: &str,
+    git_event: &mut GitEvent,
+) {
+    let GitEvent::Push(push) = &*git_event else {
+        return;
+    };
+    let (before, after) = (push.before.clone(), push.after.clone());
+    let git = &state.pipelines.providers.git;
+    if git.fetch_commit(url, &after).await.is_ok()
+        && let Ok(files) = git.changed_files(url, &before, &after).await
+    {
+        git_event.set_changed_files(files);
+    }
 }
 
 pub(crate) async fn deliver<S: Store>(
@@ -48,7 +59,7 @@ pub(crate) async fn deliver<S: Store>(
         Ok(response) => response,
         Err(message) => {
             tracing::error!(webhook = %url_id, error = %message, "webhook delivery failed");
-            reply(
+            json_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "message": "the delivery could not be processed; see the server log" }),
             )
@@ -68,7 +79,7 @@ async fn handle<S: Store>(
         .await
         .map_err(|e| e.to_string())?
     else {
-        return Ok(reply(
+        return Ok(json_reply(
             StatusCode::NOT_FOUND,
             json!({ "message": "no such webhook" }),
         ));
@@ -97,7 +108,7 @@ async fn handle<S: Store>(
     };
     if let Err(reason) = authentic {
         tracing::warn!(webhook = %found.webhook.name, remote = %remote, %reason, "refused a webhook delivery");
-        return Ok(reply(
+        return Ok(json_reply(
             StatusCode::UNAUTHORIZED,
             json!({ "message": reason }),
         ));
@@ -108,7 +119,7 @@ async fn handle<S: Store>(
         .await
         .map_err(|e| e.to_string())?
     else {
-        return Ok(reply(
+        return Ok(json_reply(
             StatusCode::NOT_FOUND,
             json!({ "message": format!("the webhook's pipeline {pipeline_name} does not exist") }),
         ));
@@ -117,7 +128,7 @@ async fn handle<S: Store>(
         .actions()
         .find(|(_, a)| a.name.value == definition.target_action)
     else {
-        return Ok(reply(
+        return Ok(json_reply(
             StatusCode::NOT_FOUND,
             json!({ "message": format!("pipeline {pipeline_name} has no action {}", definition.target_action) }),
         ));
@@ -125,7 +136,7 @@ async fn handle<S: Store>(
     let payload: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            return Ok(reply(
+            return Ok(json_reply(
                 StatusCode::BAD_REQUEST,
                 json!({ "message": format!("the body is not JSON: {e}") }),
             ));
@@ -134,7 +145,7 @@ async fn handle<S: Store>(
     let (matched, reason) =
         definition.filters_match(&payload, |key| action.config(key).map(|v| v.value.clone()));
     if !matched {
-        return Ok(reply(
+        return Ok(json_reply(
             StatusCode::OK,
             json!({ "started": false, "reason": reason }),
         ));
@@ -153,17 +164,9 @@ async fn handle<S: Store>(
                 };
                 if declaration.triggers.is_some() {
                     if filter::needs_changed_files(&declaration, &git_event)
-                        && let GitEvent::Push(push) = &git_event
                         && let Some(url) = action.config("RepositoryUrl")
                     {
-                        let git = &state.pipelines.providers.git;
-                        if git.fetch_commit(&url.value, &push.after).await.is_ok()
-                            && let Ok(files) = git
-                                .changed_files(&url.value, &push.before, &push.after)
-                                .await
-                        {
-                            git_event.set_changed_files(files);
-                        }
+                        fill_changed_files(state, &url.value, &mut git_event).await;
                     }
                     let decision = filter::decide(&declaration, &git_event)
                         .into_iter()
@@ -171,7 +174,7 @@ async fn handle<S: Store>(
                     if let Some(d) = decision
                         && !d.start
                     {
-                        return Ok(reply(
+                        return Ok(json_reply(
                             StatusCode::OK,
                             json!({ "started": false, "reason": d.reason }),
                         ));
@@ -179,7 +182,7 @@ async fn handle<S: Store>(
                 }
             }
             Err(e) => {
-                return Ok(reply(
+                return Ok(json_reply(
                     StatusCode::BAD_REQUEST,
                     json!({ "message": format!("the payload is not a {} event: {e}", p.name()) }),
                 ));
@@ -207,7 +210,7 @@ async fn handle<S: Store>(
     {
         Ok(id) => id,
         Err(e) => {
-            return Ok(reply(
+            return Ok(json_reply(
                 StatusCode::CONFLICT,
                 json!({ "message": e.error.message }),
             ));
@@ -219,7 +222,7 @@ async fn handle<S: Store>(
     {
         tracing::warn!(webhook = %found.webhook.name, error = %e, "recording the webhook's trigger time failed");
     }
-    Ok(reply(
+    Ok(json_reply(
         StatusCode::OK,
         json!({ "started": true, "pipelineExecutionId": id }),
     ))

@@ -6,12 +6,11 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{CODEBUILD, CODEPIPELINE, Running, call, start, start_on};
+use support::{CODEBUILD, CODEPIPELINE, Running, call, repository, start, start_on};
 
 const KEY: (&str, &str) = ("GANTRYCLIENTCLI", "client/cli+Secret/Key=0123456789abcdef");
 
@@ -20,30 +19,6 @@ fn ok(server: &Running, service: support::Service, operation: &str, input: Value
         call(&server.addr, KEY, service, operation, &input).expect("server reachable");
     assert_eq!(status, 200, "{operation} {input}: {out}");
     out
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .status()
-        .expect("git");
-    assert!(status.success(), "git {args:?}");
-}
-
-fn repository(root: &Path) -> String {
-    let work = root.join("work");
-    std::fs::create_dir_all(&work).expect("dir");
-    git(&work, &["init", "-q", "-b", "main"]);
-    std::fs::write(work.join("version.txt"), "1").expect("file");
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "one"]);
-    git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
-    format!("file://{}", root.join("origin.git").display())
 }
 
 /// Source, a build that logs over a second, a manual approval.

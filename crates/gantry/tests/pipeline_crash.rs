@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{CODEBUILD, CODEPIPELINE, Running, call, start};
+use support::{CODEBUILD, CODEPIPELINE, Running, call, repository, start};
 
 const KEY: (&str, &str) = ("GANTRYPIPECRASH", "pipe/crash+Secret/Key=0123456789abcdef");
 
@@ -18,30 +17,6 @@ fn ok(server: &Running, service: support::Service, operation: &str, input: Value
         call(&server.addr, KEY, service, operation, &input).expect("server reachable");
     assert_eq!(status, 200, "{operation} {input}: {out}");
     out
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .status()
-        .expect("git");
-    assert!(status.success(), "git {args:?}");
-}
-
-fn repository(root: &Path) -> String {
-    let work = root.join("work");
-    std::fs::create_dir_all(&work).expect("dir");
-    git(&work, &["init", "-q", "-b", "main"]);
-    std::fs::write(work.join("version.txt"), "1").expect("file");
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "one"]);
-    git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
-    format!("file://{}", root.join("origin.git").display())
 }
 
 fn pipeline(name: &str, url: &str, with_approval: bool) -> Value {

@@ -166,3 +166,30 @@ pub fn call(
     let value = serde_json::from_slice(&response[split + 4..]).ok()?;
     Some((status, value))
 }
+
+/// Runs `git` in `dir` with a fixed author; panics when it fails.
+pub fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .status()
+        .expect("git");
+    assert!(status.success(), "git {args:?}");
+}
+
+/// A bare repository `origin.git` under `root` whose `main` holds
+/// `version.txt`; returns its `file://` URL.
+pub fn repository(root: &Path) -> String {
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).expect("dir");
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("version.txt"), "1").expect("file");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "one"]);
+    git(root, &["clone", "-q", "--bare", "work", "origin.git"]);
+    format!("file://{}", root.join("origin.git").display())
+}
