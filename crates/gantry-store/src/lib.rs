@@ -2,11 +2,13 @@
 Gantry's durable store: everything the control plane must not lose.
 
 The server talks to the database only through the [`Store`] trait, which is
-kept as narrow as the server's needs so that a PostgreSQL implementation can
-follow without touching any caller. [`SqliteStore`] is the embedded
-implementation: one SQLite file in WAL mode, migrations from
-`migrations/sqlite/`, access-key secrets encrypted at rest with
-XChaCha20-Poly1305 under a key file ([`MasterKey`]) kept beside the database.
+kept as narrow as the server's needs. It has two implementations, run by the
+same test suite: [`SqliteStore`], the embedded one (one SQLite file in WAL
+mode, migrations from `migrations/sqlite/`), and [`PgStore`], for several
+servers sharing one PostgreSQL database (migrations from
+`migrations/postgres/`, with [`LeaderStore`] electing the one server that
+runs schedules and timers). Access-key and other secrets are encrypted at
+rest with XChaCha20-Poly1305 under a key file ([`MasterKey`]).
 
 Every change goes into the audit log (who, what, when) in the same
 transaction as the change itself, so the log never claims a change that did
@@ -36,9 +38,12 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 mod crypto;
 mod events;
 mod executions;
+mod leader;
 mod model;
 mod pipelines;
+mod postgres;
 mod sqlite;
+pub mod testing;
 mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
@@ -52,6 +57,8 @@ pub use pipelines::{
     DisabledTransition, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
+pub use leader::{LeaderStore, LeaseRecord};
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use workflows::*;
 
@@ -83,10 +90,15 @@ impl StoreError {
 /// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
-pub trait Store: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore {}
+pub trait Store:
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore
+{
+}
 
-impl<T> Store for T where T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
-{}
+impl<T> Store for T where
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore
+{
+}
 
 /// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///

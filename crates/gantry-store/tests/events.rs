@@ -1,18 +1,15 @@
-//! The SQLite `EventStore`: rules, targets, the outbox, scheduled fires,
-//! dead letters, and connections with encrypted secrets.
+//! The `EventStore` on both stores: rules, targets, the outbox, scheduled
+//! fires, dead letters, and connections with encrypted secrets.
 
 use gantry_store::{
-    ApiDestinationRecord, BuildStore, EventStore, MasterKey, NewConnection, NewDelivery, NewRule,
-    SqliteStore, StoreError, TargetRecord,
+    ApiDestinationRecord, BuildStore, EventStore, NewConnection, NewDelivery, NewRule,
+    StoreError, TargetRecord,
 };
 use serde_json::json;
 
-async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-    let key = MasterKey::load_or_create(&dir.path().join("secret.key")).expect("key");
-    SqliteStore::open(&dir.path().join("gantry.db"), key)
-        .await
-        .expect("open store")
-}
+#[macro_use]
+mod common;
+use common::Backend;
 
 fn rule(name: &str, schedule: Option<&str>, now_ms: i64) -> NewRule {
     NewRule {
@@ -46,10 +43,8 @@ fn delivery(rule: &str, target_id: &str, due_ms: i64) -> NewDelivery {
     }
 }
 
-#[tokio::test]
-async fn rules_targets_and_their_rules() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir).await;
+async fn rules_targets_and_their_rules<B: Backend>(b: &B) {
+    let store = b.open().await;
     assert!(store.bus_exists("default").await.expect("bus"));
     assert!(!store.bus_exists("other").await.expect("bus"));
     let mut on_other = rule("r", None, 1);
@@ -154,10 +149,8 @@ async fn rules_targets_and_their_rules() {
     );
 }
 
-#[tokio::test]
-async fn outbox_retries_and_dead_letters() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir).await;
+async fn outbox_retries_and_dead_letters<B: Backend>(b: &B) {
+    let store = b.open().await;
     store
         .enqueue_deliveries(
             &[
@@ -228,10 +221,8 @@ async fn outbox_retries_and_dead_letters() {
     );
 }
 
-#[tokio::test]
-async fn a_scheduled_fire_is_recorded_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir).await;
+async fn a_scheduled_fire_is_recorded_once<B: Backend>(b: &B) {
+    let store = b.open().await;
     store
         .put_rule(&rule("tick", Some("rate(1 minute)"), 0), "me")
         .await
@@ -273,7 +264,7 @@ async fn a_scheduled_fire_is_recorded_once() {
     );
     // A restart reads the fire back.
     drop(store);
-    let store = open(&dir).await;
+    let store = b.open().await;
     assert_eq!(
         store
             .get_rule("default", "tick")
@@ -284,10 +275,8 @@ async fn a_scheduled_fire_is_recorded_once() {
     );
 }
 
-#[tokio::test]
-async fn connection_secrets_are_encrypted_and_destinations_hold_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(&dir).await;
+async fn connection_secrets_are_encrypted_and_destinations_hold_them<B: Backend>(b: &B) {
+    let store = b.open().await;
     let connection = NewConnection {
         name: "chat".into(),
         connection: json!({"Name": "chat", "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": "k"}}}),
@@ -308,15 +297,12 @@ async fn connection_secrets_are_encrypted_and_destinations_hold_them() {
         store.connection_secret("chat").await.expect("secret")["ApiKeyAuthParameters"]["ApiKeyValue"],
         "very-secret-value"
     );
-    store.close().await;
-    for file in ["gantry.db", "gantry.db-wal"] {
-        let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
-        assert!(
-            !bytes.windows(17).any(|w| w == b"very-secret-value"),
-            "{file} holds the secret in clear"
-        );
-    }
-    let store = open(&dir).await;
+    b.close(&store).await;
+    assert!(
+        !b.holds_in_clear(b"very-secret-value").await,
+        "the database holds the secret in clear"
+    );
+    let store = b.open().await;
 
     let dest = ApiDestinationRecord {
         name: "d".into(),
@@ -351,3 +337,10 @@ async fn connection_secrets_are_encrypted_and_destinations_hold_them() {
         Err(StoreError::NotFound)
     ));
 }
+
+both_stores!(
+    rules_targets_and_their_rules,
+    outbox_retries_and_dead_letters,
+    a_scheduled_fire_is_recorded_once,
+    connection_secrets_are_encrypted_and_destinations_hold_them,
+);

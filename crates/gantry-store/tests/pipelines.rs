@@ -1,33 +1,18 @@
-//! The SQLite store's pipeline side against a temporary database file:
+//! The pipeline side of both stores:
 //! versions, optimistic updates, transitions, webhooks with encrypted
 //! secrets, and the audit row of every change.
 
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildStore, DisabledTransition, MasterKey, NewPipeline, NewWebhook, PipelineStore, SqliteStore,
+    BuildStore, DisabledTransition, NewPipeline, NewWebhook, PipelineStore,
     StoreError, TransitionType,
 };
 use serde_json::json;
 
-struct Harness {
-    dir: tempfile::TempDir,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        Harness {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    async fn open(&self) -> SqliteStore {
-        let key = MasterKey::load_or_create(&self.dir.path().join("secret.key")).expect("key");
-        SqliteStore::open(&self.dir.path().join("gantry.db"), key)
-            .await
-            .expect("open store")
-    }
-}
+#[macro_use]
+mod common;
+use common::Backend;
 
 fn pipeline(name: &str, version: u32, stages: &[&str]) -> NewPipeline {
     NewPipeline {
@@ -51,15 +36,13 @@ fn webhook(name: &str, url_id: &str, secret: Option<&str>) -> NewWebhook {
     }
 }
 
-async fn last_audit(store: &SqliteStore) -> (String, String, String) {
+async fn last_audit(store: &impl BuildStore) -> (String, String, String) {
     let e = store.audit_log(1).await.expect("audit").remove(0);
     (e.action, e.target, e.detail)
 }
 
-#[tokio::test]
-async fn pipelines_keep_every_version_and_update_optimistically() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn pipelines_keep_every_version_and_update_optimistically<B: Backend>(b: &B) {
+    let store = b.open().await;
     let created = store
         .create_pipeline(&pipeline("app", 1, &["Source", "Build"]), "AK")
         .await
@@ -135,10 +118,8 @@ async fn pipelines_keep_every_version_and_update_optimistically() {
     assert_eq!(again.version, 1);
 }
 
-#[tokio::test]
-async fn concurrent_updates_from_one_version_have_one_winner() {
-    let h = Harness::new();
-    let store = Arc::new(h.open().await);
+async fn concurrent_updates_from_one_version_have_one_winner<B: Backend>(b: &B) {
+    let store = Arc::new(b.open().await);
     store
         .create_pipeline(&pipeline("app", 1, &["Source", "Build"]), "AK")
         .await
@@ -170,10 +151,8 @@ async fn concurrent_updates_from_one_version_have_one_winner() {
     );
 }
 
-#[tokio::test]
-async fn transitions_are_rows_while_disabled() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn transitions_are_rows_while_disabled<B: Backend>(b: &B) {
+    let store = b.open().await;
     store
         .create_pipeline(&pipeline("app", 1, &["Source", "Build", "Deploy"]), "AK")
         .await
@@ -275,10 +254,8 @@ async fn transitions_are_rows_while_disabled() {
     );
 }
 
-#[tokio::test]
-async fn webhooks_keep_their_url_and_encrypt_their_secret() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn webhooks_keep_their_url_and_encrypt_their_secret<B: Backend>(b: &B) {
+    let store = b.open().await;
     let put = store
         .put_webhook(&webhook("gh", "url-1", Some("hush-hush-value")), "AK")
         .await
@@ -366,30 +343,32 @@ async fn webhooks_keep_their_url_and_encrypt_their_secret() {
         .expect("remake");
     assert_eq!(remade.url_id, "url-4");
 
-    store.close().await;
-    let db = std::fs::read(h.dir.path().join("gantry.db")).expect("db");
-    let wal = std::fs::read(h.dir.path().join("gantry.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
-        assert!(
-            !bytes.windows(16).any(|w| w == b"new-secret-value"),
-            "the secret is in the database in clear"
-        );
-    }
+    b.close(&store).await;
+    assert!(
+        !b.holds_in_clear(b"new-secret-value").await,
+        "the secret is in the database in clear"
+    );
 }
 
-#[tokio::test]
-async fn a_webhook_secret_does_not_open_under_another_key_file() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn a_webhook_secret_does_not_open_under_another_key_file<B: Backend>(b: &B) {
+    let store = b.open().await;
     store
         .put_webhook(&webhook("gh", "url-1", Some("secret")), "AK")
         .await
         .expect("put");
-    store.close().await;
-    std::fs::remove_file(h.dir.path().join("secret.key")).expect("rm key");
-    let store = h.open().await;
+    b.close(&store).await;
+    std::fs::remove_file(b.key_path()).expect("rm key");
+    let store = b.open().await;
     assert!(matches!(
         store.webhook_by_url_id("url-1").await,
         Err(StoreError::Other(_))
     ));
 }
+
+both_stores!(
+    pipelines_keep_every_version_and_update_optimistically,
+    concurrent_updates_from_one_version_have_one_winner,
+    transitions_are_rows_while_disabled,
+    webhooks_keep_their_url_and_encrypt_their_secret,
+    a_webhook_secret_does_not_open_under_another_key_file,
+);

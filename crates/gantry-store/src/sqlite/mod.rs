@@ -12,6 +12,7 @@ mod builds;
 mod events;
 mod executions;
 mod keys;
+mod leader;
 mod pipelines;
 mod projects;
 mod workflows;

@@ -1,32 +1,17 @@
-//! The SQLite store against a temporary database file: every trait method,
-//! build numbers under concurrent creates, and reopening.
+//! Access keys, projects, builds and their logs, on both stores: every
+//! `BuildStore` method, build numbers under concurrent creates, and reopening.
 
 use std::sync::Arc;
 
 use gantry_store::{
     BuildStore, BuildUpdate, MasterKey, NewAccessKey, NewBuild, NewProject, ProjectSort, SortOrder,
-    SqliteStore, StoreError,
+    StoreError,
 };
 use serde_json::json;
 
-struct Harness {
-    dir: tempfile::TempDir,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        Harness {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    async fn open(&self) -> SqliteStore {
-        let key = MasterKey::load_or_create(&self.dir.path().join("secret.key")).expect("key");
-        SqliteStore::open(&self.dir.path().join("gantry.db"), key)
-            .await
-            .expect("open store")
-    }
-}
+#[macro_use]
+mod common;
+use common::Backend;
 
 fn project(name: &str, description: &str) -> NewProject {
     NewProject {
@@ -47,10 +32,8 @@ fn build(id: &str, project: &str) -> NewBuild {
     }
 }
 
-#[tokio::test]
-async fn access_keys_are_encrypted_and_come_back() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn access_keys_are_encrypted_and_come_back<B: Backend>(b: &B) {
+    let store = b.open().await;
     assert_eq!(store.count_access_keys().await.expect("count"), 0);
     let key = NewAccessKey {
         access_key_id: "AKID1".into(),
@@ -75,28 +58,20 @@ async fn access_keys_are_encrypted_and_come_back() {
         store.access_key_secret("NOPE").await,
         Err(StoreError::NotFound)
     ));
-    store.close().await;
+    b.close(&store).await;
     // The secret is not in the database file in clear.
-    let db = std::fs::read(h.dir.path().join("gantry.db")).expect("db");
-    let wal = std::fs::read(h.dir.path().join("gantry.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
-        assert!(!bytes.windows(17).any(|w| w == b"very-secret-value"));
-    }
+    assert!(!b.holds_in_clear(b"very-secret-value").await);
     // With another key file the secret does not decrypt.
     let other = MasterKey::from_bytes(&[7u8; 32]).expect("key");
-    let store = SqliteStore::open(&h.dir.path().join("gantry.db"), other)
-        .await
-        .expect("open");
+    let store = b.open_with(other).await;
     assert!(matches!(
         store.access_key_secret("AKID1").await,
         Err(StoreError::Other(_))
     ));
 }
 
-#[tokio::test]
-async fn projects_crud_and_listing() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn projects_crud_and_listing<B: Backend>(b: &B) {
+    let store = b.open().await;
     let a = store
         .create_project(&project("beta", "first"), "alice")
         .await
@@ -178,10 +153,8 @@ async fn projects_crud_and_listing() {
     assert_eq!(audit[0].target, "alpha");
 }
 
-#[tokio::test]
-async fn builds_numbers_updates_and_logs() {
-    let h = Harness::new();
-    let store = h.open().await;
+async fn builds_numbers_updates_and_logs<B: Backend>(b: &B) {
+    let store = b.open().await;
     assert!(matches!(
         store.create_build(&build("web:1", "web"), "a").await,
         Err(StoreError::NotFound)
@@ -307,10 +280,8 @@ async fn builds_numbers_updates_and_logs() {
     assert_eq!(b3.number, 3);
 }
 
-#[tokio::test]
-async fn build_numbers_are_unique_under_concurrent_creates() {
-    let h = Harness::new();
-    let store = Arc::new(h.open().await);
+async fn build_numbers_are_unique_under_concurrent_creates<B: Backend>(b: &B) {
+    let store = Arc::new(b.open().await);
     store
         .create_project(&project("web", ""), "a")
         .await
@@ -333,11 +304,9 @@ async fn build_numbers_are_unique_under_concurrent_creates() {
     assert_eq!(numbers, (1..=40).collect::<Vec<u64>>());
 }
 
-#[tokio::test]
-async fn reopening_keeps_everything() {
-    let h = Harness::new();
+async fn reopening_keeps_everything<B: Backend>(b: &B) {
     {
-        let store = h.open().await;
+        let store = b.open().await;
         store
             .create_access_key(
                 &NewAccessKey {
@@ -361,9 +330,9 @@ async fn reopening_keeps_everything() {
             .append_log_lines("web:1", &["hello".into()])
             .await
             .expect("log");
-        store.close().await;
+        b.close(&store).await;
     }
-    let store = h.open().await;
+    let store = b.open().await;
     assert_eq!(
         store.access_key_secret("AK").await.expect("secret"),
         "s3cr3t"
@@ -385,3 +354,11 @@ async fn reopening_keeps_everything() {
         .expect("build");
     assert_eq!(b2.number, 2);
 }
+
+both_stores!(
+    access_keys_are_encrypted_and_come_back,
+    projects_crud_and_listing,
+    builds_numbers_updates_and_logs,
+    build_numbers_are_unique_under_concurrent_creates,
+    reopening_keeps_everything,
+);

@@ -1,0 +1,244 @@
+//! Builds, their numbers and their log lines.
+
+use sqlx::postgres::PgRow;
+use sqlx::{Row, PgPool};
+
+use super::{audit, db_error, parse_json};
+use crate::{BuildRecord, BuildUpdate, LogLine, LogSeek, NewBuild, SortOrder, StoreError};
+
+const COLUMNS: &str =
+    "id, project, number, status, current_phase, build_json, overrides_json, start_ms, end_ms";
+
+fn record(row: &PgRow) -> Result<BuildRecord, StoreError> {
+    let build: String = row.try_get("build_json").map_err(db_error)?;
+    let overrides: String = row.try_get("overrides_json").map_err(db_error)?;
+    let number: i64 = row.try_get("number").map_err(db_error)?;
+    Ok(BuildRecord {
+        id: row.try_get("id").map_err(db_error)?,
+        project: row.try_get("project").map_err(db_error)?,
+        number: number as u64,
+        status: row.try_get("status").map_err(db_error)?,
+        current_phase: row.try_get("current_phase").map_err(db_error)?,
+        build: parse_json(&build)?,
+        overrides: parse_json(&overrides)?,
+        start_ms: row.try_get("start_ms").map_err(db_error)?,
+        end_ms: row.try_get("end_ms").map_err(db_error)?,
+    })
+}
+
+pub(crate) async fn create(
+    pool: &PgPool,
+    build: &NewBuild,
+    actor: &str,
+) -> Result<BuildRecord, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // The counter's UPDATE locks the project's row until commit: a
+    // concurrent create (from this server or another) waits for it and then
+    // increments the committed value, so no two builds share a number.
+    let number: i64 = sqlx::query_scalar(
+        "UPDATE projects SET build_counter = build_counter + 1 WHERE name = $1
+         RETURNING build_counter",
+    )
+    .bind(&build.project)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .ok_or(StoreError::NotFound)?;
+    let sql = format!(
+        "INSERT INTO builds ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL) RETURNING {COLUMNS}"
+    );
+    let row = sqlx::query(&sql)
+        .bind(&build.id)
+        .bind(&build.project)
+        .bind(number)
+        .bind(&build.status)
+        .bind(&build.current_phase)
+        .bind(build.build.to_string())
+        .bind(build.overrides.to_string())
+        .bind(build.start_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let created = record(&row)?;
+    audit::record(
+        &mut tx,
+        actor,
+        "build.start",
+        &build.id,
+        &format!("number {number}"),
+    )
+    .await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(created)
+}
+
+pub(crate) async fn update(
+    pool: &PgPool,
+    id: &str,
+    update: &BuildUpdate,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let done = sqlx::query(
+        "UPDATE builds SET status = $1, current_phase = $2, build_json = $3, end_ms = $4 WHERE id = $5",
+    )
+    .bind(&update.status)
+    .bind(&update.current_phase)
+    .bind(update.build.to_string())
+    .bind(update.end_ms)
+    .bind(id)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let detail = format!("{} {}", update.status, update.current_phase);
+    audit::record(&mut tx, actor, "build.update", id, &detail).await?;
+    tx.commit().await.map_err(db_error)
+}
+
+pub(crate) async fn get(pool: &PgPool, id: &str) -> Result<BuildRecord, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
+    record(&row)
+}
+
+pub(crate) async fn list_for_project(
+    pool: &PgPool,
+    project: &str,
+    order: SortOrder,
+) -> Result<Vec<String>, StoreError> {
+    let sql = format!(
+        "SELECT id FROM builds WHERE project = $1 ORDER BY number {}",
+        order.sql()
+    );
+    sqlx::query_scalar(&sql)
+        .bind(project)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)
+}
+
+pub(crate) async fn with_status(
+    pool: &PgPool,
+    status: &str,
+) -> Result<Vec<BuildRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM builds WHERE status = $1 ORDER BY start_ms, id");
+    let rows = sqlx::query(&sql)
+        .bind(status)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    rows.iter().map(record).collect()
+}
+
+pub(crate) async fn append_log(
+    pool: &PgPool,
+    build_id: &str,
+    lines: &[String],
+) -> Result<u64, StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    // Lines are numbered from the highest written, which two writers to one
+    // build (e.g. two servers) could both read: a transaction-scoped
+    // advisory lock on the build id serialises them until commit.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(build_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let mut last: i64 = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let seq: i64 = if i == 0 {
+            sqlx::query_scalar(
+                "INSERT INTO build_log_lines (build_id, seq, line)
+                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
+                 RETURNING seq",
+            )
+            .bind(build_id)
+            .bind(build_id)
+            .bind(line)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?
+        } else {
+            sqlx::query("INSERT INTO build_log_lines (build_id, seq, line) VALUES ($1, $2, $3)")
+                .bind(build_id)
+                .bind(last + 1)
+                .bind(line)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            last + 1
+        };
+        last = seq;
+    }
+    if lines.is_empty() {
+        last = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1",
+        )
+        .bind(build_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(last as u64)
+}
+
+pub(crate) async fn log_lines(
+    pool: &PgPool,
+    build_id: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<LogLine>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, line FROM build_log_lines WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+    )
+    .bind(build_id)
+    .bind(after as i64)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = r.try_get("seq").map_err(db_error)?;
+            Ok(LogLine {
+                seq: seq as u64,
+                text: r.try_get("line").map_err(db_error)?,
+            })
+        })
+        .collect()
+}
+
+/// The line ends are summed in SQL (a window over the build's lines), so
+/// seeking sends two integers back, not the log.
+pub(crate) async fn log_seek(
+    pool: &PgPool,
+    build_id: &str,
+    offset: u64,
+) -> Result<LogSeek, StoreError> {
+    let row = sqlx::query(
+        "SELECT COALESCE(MAX(seq), 0) AS seq, COALESCE(MAX(line_end), 0) AS line_end FROM (
+             SELECT seq, SUM(octet_length(line) + 1) OVER (ORDER BY seq) AS line_end
+             FROM build_log_lines WHERE build_id = $1
+         ) AS ends WHERE line_end <= $2",
+    )
+    .bind(build_id)
+    .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+    .fetch_one(pool)
+    .await
+    .map_err(db_error)?;
+    let seq: i64 = row.try_get("seq").map_err(db_error)?;
+    let end: i64 = row.try_get("line_end").map_err(db_error)?;
+    Ok(LogSeek {
+        after_seq: seq as u64,
+        line_start: end as u64,
+    })
+}

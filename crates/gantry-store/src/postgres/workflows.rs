@@ -1,0 +1,479 @@
+//! [`WorkflowStore`] on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Row, PgConnection};
+
+use super::{PgStore, audit, db_error, parse_json};
+use crate::{
+    ExecutionRecord, HistoryRecord, JournalAppend, JournalEntry, NewExecution, NewStateMachine,
+    StateMachineRecord, StateMachineUpdate, StoreError, TaskTokenRecord, WorkflowStore,
+};
+
+const MACHINE_COLUMNS: &str = "arn, name, definition, role_arn, machine_type, revision, revision_id, status, created_ms, updated_ms";
+const EXECUTION_COLUMNS: &str = "arn, name, machine_arn, definition, revision, role_arn, status, input, output, error, cause, start_ms, stop_ms";
+
+fn machine(row: &PgRow) -> Result<StateMachineRecord, StoreError> {
+    let revision: i64 = row.try_get("revision").map_err(db_error)?;
+    Ok(StateMachineRecord {
+        arn: row.try_get("arn").map_err(db_error)?,
+        name: row.try_get("name").map_err(db_error)?,
+        definition: row.try_get("definition").map_err(db_error)?,
+        role_arn: row.try_get("role_arn").map_err(db_error)?,
+        machine_type: row.try_get("machine_type").map_err(db_error)?,
+        revision: revision as u64,
+        revision_id: row.try_get("revision_id").map_err(db_error)?,
+        status: row.try_get("status").map_err(db_error)?,
+        created_ms: row.try_get("created_ms").map_err(db_error)?,
+        updated_ms: row.try_get("updated_ms").map_err(db_error)?,
+    })
+}
+
+fn execution(row: &PgRow) -> Result<ExecutionRecord, StoreError> {
+    let revision: i64 = row.try_get("revision").map_err(db_error)?;
+    Ok(ExecutionRecord {
+        arn: row.try_get("arn").map_err(db_error)?,
+        name: row.try_get("name").map_err(db_error)?,
+        machine_arn: row.try_get("machine_arn").map_err(db_error)?,
+        definition: row.try_get("definition").map_err(db_error)?,
+        revision: revision as u64,
+        role_arn: row.try_get("role_arn").map_err(db_error)?,
+        status: row.try_get("status").map_err(db_error)?,
+        input: row.try_get("input").map_err(db_error)?,
+        output: row.try_get("output").map_err(db_error)?,
+        error: row.try_get("error").map_err(db_error)?,
+        cause: row.try_get("cause").map_err(db_error)?,
+        start_ms: row.try_get("start_ms").map_err(db_error)?,
+        stop_ms: row.try_get("stop_ms").map_err(db_error)?,
+    })
+}
+
+/// A no-op write: refuses an entry for an execution that does not exist or has ended
+/// (and locks the execution's row until commit, so appends to one execution
+/// are serialised across connections and servers).
+async fn check_running(conn: &mut PgConnection, e: &JournalAppend) -> Result<(), StoreError> {
+    let running = sqlx::query(
+        "UPDATE sfn_executions SET status = status WHERE arn = $1 AND status = 'RUNNING'",
+    )
+    .bind(&e.execution_arn)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if running.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// One entry of a batch, inside a savepoint: a refused entry (the inner result)
+/// leaves the batch's other entries; a failing savepoint fails the batch.
+async fn write_in_savepoint(
+    conn: &mut PgConnection,
+    entry: &JournalAppend,
+) -> Result<Result<(), StoreError>, StoreError> {
+    sqlx::query("SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let written = match check_running(conn, entry).await {
+        Ok(()) => write_entry(conn, entry).await,
+        Err(e) => Err(e),
+    };
+    if written.is_err() {
+        sqlx::query("ROLLBACK TO SAVEPOINT journal_entry")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    sqlx::query("RELEASE SAVEPOINT journal_entry")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(written)
+}
+
+/// Writes a journal entry and its effects; the caller owns the transaction.
+async fn write_entry(conn: &mut PgConnection, e: &JournalAppend) -> Result<(), StoreError> {
+    // The journal row first: its primary key refuses a
+    // sequence number written before (a transition recorded twice).
+    sqlx::query(
+        "INSERT INTO sfn_journal (execution_arn, seq, at_ms, event_json) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(&e.execution_arn)
+    .bind(e.seq as i64)
+    .bind(e.at_ms)
+    .bind(e.event.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    for h in &e.history {
+        sqlx::query(
+            "INSERT INTO sfn_history (execution_arn, id, at_ms, event_type, previous_id, details_json)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&e.execution_arn)
+        .bind(h.id as i64)
+        .bind(h.at_ms)
+        .bind(&h.event_type)
+        .bind(h.previous_id.map(|p| p as i64))
+        .bind(h.details.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for id in &e.timers_removed {
+        sqlx::query("DELETE FROM sfn_timers WHERE execution_arn = $1 AND timer_id = $2")
+            .bind(&e.execution_arn)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (id, at) in &e.timers_started {
+        sqlx::query(
+            "INSERT INTO sfn_timers (execution_arn, timer_id, fire_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (execution_arn, timer_id) DO UPDATE SET fire_ms = excluded.fire_ms",
+        )
+        .bind(&e.execution_arn)
+        .bind(id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for t in &e.tokens_opened {
+        sqlx::query(
+            "INSERT INTO sfn_task_tokens (token_hash, execution_arn, state_name, attempt, status, handle, created_ms)
+             VALUES ($1, $2, $3, $4, 'PENDING', NULL, $5)",
+        )
+        .bind(&t.token_hash)
+        .bind(&e.execution_arn)
+        .bind(&t.state_name)
+        .bind(t.attempt as i64)
+        .bind(e.at_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    for hash in &e.tokens_closed {
+        sqlx::query("UPDATE sfn_task_tokens SET status = 'CLOSED' WHERE token_hash = $1")
+            .bind(hash)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if let Some(c) = &e.completion {
+        sqlx::query(
+            "UPDATE sfn_executions SET status = $1, output = $2, error = $3, cause = $4, stop_ms = $5 WHERE arn = $6",
+        )
+        .bind(&c.status)
+        .bind(&c.output)
+        .bind(&c.error)
+        .bind(&c.cause)
+        .bind(c.stop_ms)
+        .bind(&e.execution_arn)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("DELETE FROM sfn_timers WHERE execution_arn = $1")
+            .bind(&e.execution_arn)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE sfn_task_tokens SET status = 'CLOSED' WHERE execution_arn = $1 AND status = 'PENDING'",
+        )
+        .bind(&e.execution_arn)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    if let Some(action) = &e.audit_action {
+        let detail = e
+            .completion
+            .as_ref()
+            .map(|c| c.status.clone())
+            .unwrap_or_default();
+        audit::record(conn, &e.actor, action, &e.execution_arn, &detail).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl WorkflowStore for PgStore {
+    async fn create_state_machine(
+        &self,
+        m: &NewStateMachine,
+        actor: &str,
+    ) -> Result<StateMachineRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO sfn_state_machines ({MACHINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, 1, $6, 'ACTIVE', $7, $8)
+             RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&m.arn)
+            .bind(&m.name)
+            .bind(&m.definition)
+            .bind(&m.role_arn)
+            .bind(&m.machine_type)
+            .bind(&m.revision_id)
+            .bind(m.created_ms)
+            .bind(m.created_ms)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let created = machine(&row)?;
+        audit::record(
+            &mut tx,
+            actor,
+            "statemachine.create",
+            &m.arn,
+            &m.machine_type,
+        )
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    async fn update_state_machine(
+        &self,
+        arn: &str,
+        u: &StateMachineUpdate,
+        actor: &str,
+    ) -> Result<StateMachineRecord, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "UPDATE sfn_state_machines SET definition = COALESCE($1, definition),
+                 role_arn = COALESCE($2, role_arn), revision = revision + 1, revision_id = $3, updated_ms = $4
+             WHERE arn = $5 RETURNING {MACHINE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&u.definition)
+            .bind(&u.role_arn)
+            .bind(&u.revision_id)
+            .bind(u.updated_ms)
+            .bind(arn)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        let updated = machine(&row)?;
+        let detail = format!("revision {}", updated.revision);
+        audit::record(&mut tx, actor, "statemachine.update", arn, &detail).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(updated)
+    }
+
+    async fn get_state_machine(&self, arn: &str) -> Result<StateMachineRecord, StoreError> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines WHERE arn = $1");
+        let row = sqlx::query(&sql)
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        machine(&row)
+    }
+
+    async fn delete_state_machine(&self, arn: &str, actor: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let done = sqlx::query("DELETE FROM sfn_state_machines WHERE arn = $1")
+            .bind(arn)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() > 0 {
+            audit::record(&mut tx, actor, "statemachine.delete", arn, "").await?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_state_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError> {
+        let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines ORDER BY name");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(machine).collect()
+    }
+
+    async fn create_execution(
+        &self,
+        x: &NewExecution,
+        first: &JournalAppend,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let sql = format!(
+            "INSERT INTO sfn_executions ({EXECUTION_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, 'RUNNING', $7, NULL, NULL, NULL, $8, NULL)"
+        );
+        sqlx::query(&sql)
+            .bind(&x.arn)
+            .bind(&x.name)
+            .bind(&x.machine_arn)
+            .bind(&x.definition)
+            .bind(x.revision as i64)
+            .bind(&x.role_arn)
+            .bind(&x.input)
+            .bind(x.start_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit::record(&mut tx, actor, "execution.start", &x.arn, "").await?;
+        write_entry(&mut tx, first).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        check_running(&mut tx, entry).await?;
+        write_entry(&mut tx, entry).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn append_journals(
+        &self,
+        entries: &[JournalAppend],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            results.push(write_in_savepoint(&mut tx, entry).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(results)
+    }
+
+    async fn get_execution(&self, arn: &str) -> Result<ExecutionRecord, StoreError> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE arn = $1");
+        let row = sqlx::query(&sql)
+            .bind(arn)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        execution(&row)
+    }
+
+    async fn list_executions(
+        &self,
+        machine_arn: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM sfn_executions
+             WHERE ($1 IS NULL OR machine_arn = $2) AND ($3 IS NULL OR status = $4)
+             ORDER BY start_ms DESC, arn DESC"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(machine_arn)
+            .bind(machine_arn)
+            .bind(status)
+            .bind(status)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(execution).collect()
+    }
+
+    async fn journal(&self, execution_arn: &str) -> Result<Vec<JournalEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, event_json FROM sfn_journal WHERE execution_arn = $1 ORDER BY seq",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get("seq").map_err(db_error)?;
+                let event: String = r.try_get("event_json").map_err(db_error)?;
+                Ok(JournalEntry {
+                    seq: seq as u64,
+                    at_ms: r.try_get("at_ms").map_err(db_error)?,
+                    event: parse_json(&event)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, event_type, previous_id, details_json FROM sfn_history
+             WHERE execution_arn = $1 ORDER BY id",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id").map_err(db_error)?;
+                let previous: Option<i64> = r.try_get("previous_id").map_err(db_error)?;
+                let details: String = r.try_get("details_json").map_err(db_error)?;
+                Ok(HistoryRecord {
+                    id: id as u64,
+                    at_ms: r.try_get("at_ms").map_err(db_error)?,
+                    event_type: r.try_get("event_type").map_err(db_error)?,
+                    previous_id: previous.map(|p| p as u64),
+                    details: parse_json(&details)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn timers(&self, execution_arn: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT timer_id, fire_ms FROM sfn_timers WHERE execution_arn = $1 ORDER BY fire_ms, timer_id",
+        )
+        .bind(execution_arn)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("timer_id").map_err(db_error)?,
+                    r.try_get("fire_ms").map_err(db_error)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn task_token(&self, token_hash: &str) -> Result<TaskTokenRecord, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_hash, execution_arn, state_name, attempt, status, handle
+             FROM sfn_task_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
+        let attempt: i64 = row.try_get("attempt").map_err(db_error)?;
+        Ok(TaskTokenRecord {
+            token_hash: row.try_get("token_hash").map_err(db_error)?,
+            execution_arn: row.try_get("execution_arn").map_err(db_error)?,
+            state_name: row.try_get("state_name").map_err(db_error)?,
+            attempt: attempt as u64,
+            status: row.try_get("status").map_err(db_error)?,
+            handle: row.try_get("handle").map_err(db_error)?,
+        })
+    }
+
+    async fn set_task_handle(&self, token_hash: &str, handle: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE sfn_task_tokens SET handle = $1 WHERE token_hash = $2")
+            .bind(handle)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+}
+
