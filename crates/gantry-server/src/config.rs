@@ -49,19 +49,52 @@ pub struct Config {
 }
 
 /// Where the store lives, as `--database URL` names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// A SQLite file.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`
+    /// (any parameter libpq's URLs take, e.g. `?sslmode=require`). Several
+    /// servers may share it.
+    Postgres(String),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f
+                .debug_tuple("Postgres")
+                .field(&redact_password(url))
+                .finish(),
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced, for logs and errors.
+pub(crate) fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The userinfo ends at the last `@` before the path.
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 impl Database {
-    /// Reads `sqlite://PATH`, `sqlite:PATH` or a plain path. PostgreSQL URLs
-    /// are refused (not in this build), as is any other scheme.
+    /// Reads `sqlite://PATH`, `sqlite:PATH`, a plain path, or a
+    /// `postgres://` / `postgresql://` URL (checked here, connected to at
+    /// start); any other scheme is refused.
     pub fn parse(url: &str) -> Result<Database, String> {
         let url = url.trim();
         if url.is_empty() {
-            return Err("the database URL is empty; expected sqlite://PATH or a file path".into());
+            return Err("the database URL is empty; expected sqlite://PATH, a file path or postgres://USER@HOST/DB".into());
         }
         if let Some(path) = url
             .strip_prefix("sqlite://")
@@ -76,14 +109,17 @@ impl Database {
             return Ok(Database::Sqlite(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = url.split_once("://") {
-            return Err(match scheme.to_ascii_lowercase().as_str() {
-                "postgres" | "postgresql" => format!(
-                    "{scheme}:// databases are not supported by this build yet (PostgreSQL support is planned); use sqlite://PATH"
-                ),
-                other => format!(
-                    "unknown database scheme `{other}://`; expected sqlite://PATH or a file path"
-                ),
-            });
+            return match scheme.to_ascii_lowercase().as_str() {
+                "postgres" | "postgresql" => {
+                    gantry_store::PgStore::check_url(url).map_err(|e| {
+                        format!("{}: not a usable PostgreSQL URL: {e}", redact_password(url))
+                    })?;
+                    Ok(Database::Postgres(url.to_owned()))
+                }
+                other => Err(format!(
+                    "unknown database scheme `{other}://`; expected sqlite://PATH, a file path or postgres://USER@HOST/DB"
+                )),
+            };
         }
         Ok(Database::Sqlite(PathBuf::from(url)))
     }
@@ -164,11 +200,26 @@ mod tests {
     }
 
     #[test]
-    fn postgres_and_unknown_schemes_are_refused_with_the_reason() {
-        let pg = Database::parse("postgres://u@db/gantry").unwrap_err();
-        assert!(pg.contains("not supported by this build yet"), "{pg}");
-        let pg = Database::parse("postgresql://db/gantry").unwrap_err();
-        assert!(pg.contains("PostgreSQL"), "{pg}");
+    fn postgres_urls_are_kept_and_their_password_never_shown() {
+        for url in ["postgres://u@db/gantry", "postgresql://db:5433/gantry?sslmode=disable"] {
+            assert_eq!(Database::parse(url), Ok(Database::Postgres(url.into())), "{url}");
+        }
+        let with_password = Database::parse("postgres://u:hunter2@db/gantry").expect("parse");
+        let shown = format!("{with_password:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("u:<redacted>@db/gantry"), "{shown}");
+        let config = Config {
+            database: Some(with_password),
+            ..Config::new("/tmp")
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let bad = Database::parse("postgres://u:hunter2@db:notaport/gantry").unwrap_err();
+        assert!(bad.contains("not a usable PostgreSQL URL"), "{bad}");
+        assert!(!bad.contains("hunter2"), "{bad}");
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_with_the_reason() {
         let other = Database::parse("mysql://db/gantry").unwrap_err();
         assert!(
             other.contains("unknown database scheme `mysql://`"),

@@ -11,8 +11,9 @@ are written to the store as they happen, so the database is the only truth.
 
 [`launch_with_tcp_listener`] takes a bound listener and a shutdown future, so
 tests run the real server in-process on `127.0.0.1:0`; `gantry server` uses
-[`Server::open`] and [`Server::serve`] to print the first admin key between
-the two.
+[`AnyServer::open`] and [`AnyServer::serve`] to print the first admin key
+between the two. The store is SQLite (one server) or PostgreSQL (one or
+several servers sharing the database; docs/postgres.md).
 
 # Example
 
@@ -56,7 +57,7 @@ mod worker;
 use std::future::Future;
 use std::sync::Arc;
 
-use gantry_store::{MasterKey, SqliteStore, Store, StoreError};
+use gantry_store::{MasterKey, PgStore, SqliteStore, Store, StoreError};
 use tokio::net::TcpListener;
 
 pub use bootstrap::AdminKey;
@@ -117,24 +118,98 @@ impl Server<SqliteStore> {
     /// Opens the data directory (creating it, its key file and its database
     /// when missing), creates the first admin key on a new database, and
     /// marks builds that were running when the server last stopped FAILED.
+    ///
+    /// The SQLite store only: [`AnyServer::open`] opens whichever store
+    /// `config.database` names.
     pub async fn open(config: Config) -> Result<Server<SqliteStore>, ServerError> {
         let store = open_store(&config).await?;
         Server::with_store(config, store).await
     }
 }
 
-/// The data directory's SQLite store (or `config.database`'s), with the
-/// directory and its key file created when missing.
-async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
+impl Server<PgStore> {
+    /// Like [`Server::open`], on the PostgreSQL database `url` (the key file
+    /// and the data directory's other files stay in `config.data_dir`).
+    pub async fn open_postgres(config: Config, url: &str) -> Result<Server<PgStore>, ServerError> {
+        let key = open_data_dir(&config)?;
+        let store = PgStore::connect(url, key).await?;
+        Server::with_store(config, store).await
+    }
+}
+
+/// A server over whichever store `config.database` names: what `gantry
+/// server` runs.
+pub enum AnyServer {
+    /// On a SQLite file.
+    Sqlite(Server<SqliteStore>),
+    /// On a PostgreSQL database.
+    Postgres(Server<PgStore>),
+}
+
+impl AnyServer {
+    /// Opens the store `config.database` names (the data directory's
+    /// SQLite file when `None`), as [`Server::open`] does.
+    pub async fn open(config: Config) -> Result<AnyServer, ServerError> {
+        match config.database.clone() {
+            Some(Database::Postgres(url)) => {
+                Ok(AnyServer::Postgres(Server::open_postgres(config, &url).await?))
+            }
+            _ => Ok(AnyServer::Sqlite(Server::open(config).await?)),
+        }
+    }
+
+    /// See [`Server::admin_key`].
+    pub fn admin_key(&self) -> Option<&AdminKey> {
+        match self {
+            AnyServer::Sqlite(s) => s.admin_key(),
+            AnyServer::Postgres(s) => s.admin_key(),
+        }
+    }
+
+    /// See [`Server::recovered_builds`].
+    pub fn recovered_builds(&self) -> &[String] {
+        match self {
+            AnyServer::Sqlite(s) => s.recovered_builds(),
+            AnyServer::Postgres(s) => s.recovered_builds(),
+        }
+    }
+
+    /// See [`Server::serve`].
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        match self {
+            AnyServer::Sqlite(s) => s.serve(listener, shutdown).await,
+            AnyServer::Postgres(s) => s.serve(listener, shutdown).await,
+        }
+    }
+}
+
+/// Creates the data directory when missing and loads (or makes) its key file.
+fn open_data_dir(config: &Config) -> Result<MasterKey, ServerError> {
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(|source| ServerError::DataDir {
         path: dir.display().to_string(),
         source,
     })?;
-    let key = MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?;
+    Ok(MasterKey::load_or_create(&dir.join(files::SECRET_KEY))?)
+}
+
+/// The data directory's SQLite store (or `config.database`'s), with the
+/// directory and its key file created when missing.
+async fn open_store(config: &Config) -> Result<SqliteStore, ServerError> {
+    let dir = &config.data_dir;
+    let key = open_data_dir(config)?;
     let database = match &config.database {
         Some(Database::Sqlite(path)) => path.clone(),
         None => dir.join(files::DATABASE),
+        Some(Database::Postgres(_)) => {
+            return Err(ServerError::Config(
+                "this operation needs a SQLite database, not PostgreSQL".into(),
+            ));
+        }
     };
     if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| ServerError::DataDir {
@@ -258,7 +333,7 @@ pub async fn launch_with_tcp_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let server = Server::open(config).await?;
+    let server = AnyServer::open(config).await?;
     if let Some(key) = server.admin_key().filter(|k| k.generated) {
         tracing::warn!(access_key_id = %key.access_key_id, "generated the first admin access key");
     }

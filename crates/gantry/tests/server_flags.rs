@@ -1,6 +1,6 @@
 //! `gantry server --database URL` and `--no-local-agent` as a process:
-//! the database file is where the URL says, PostgreSQL and unknown schemes
-//! are refused before anything starts, and without the local agent a build
+//! the database file is where the URL says, unknown schemes and bad
+//! PostgreSQL URLs are refused before anything starts, and without the local agent a build
 //! waits QUEUED (and can still be stopped) while with it the build runs.
 
 mod support;
@@ -110,12 +110,12 @@ fn database_url_chooses_the_sqlite_file() {
 }
 
 #[test]
-fn postgres_and_unknown_database_schemes_are_refused_with_exit_2() {
+fn bad_postgres_urls_and_unknown_database_schemes_are_refused_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     for (url, expected) in [
         (
-            "postgres://gantry@db/gantry",
-            "PostgreSQL support is planned",
+            "postgres://gantry:pw@db:notaport/gantry",
+            "not a usable PostgreSQL URL",
         ),
         ("mysql://db/gantry", "unknown database scheme `mysql://`"),
     ] {

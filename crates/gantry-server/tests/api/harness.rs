@@ -49,6 +49,82 @@ pub const EVENTS: Api = Api {
     content_type: "application/x-amz-json-1.1",
 };
 
+/// Which store a test server runs on. Tests that run on both are written
+/// once as `async fn name_on(db: Db)` with two `#[tokio::test]` wrappers
+/// (see [`on_both_stores!`](crate::on_both_stores)).
+#[derive(Clone)]
+pub enum Db {
+    /// The data directory's SQLite file.
+    Sqlite,
+    /// A fresh database on the `GANTRY_TEST_POSTGRES_URL` server.
+    Postgres(gantry_store::testing::TestDatabase),
+}
+
+impl Db {
+    /// A fresh PostgreSQL database, or `None` (the test skips, with a note)
+    /// when no server is configured; panics with `GANTRY_REQUIRE_POSTGRES=1`.
+    pub async fn postgres(test: &str) -> Option<Db> {
+        let url = gantry_store::testing::postgres_url(test)?;
+        let db = gantry_store::testing::TestDatabase::create(&url)
+            .await
+            .expect("create a test database");
+        Some(Db::Postgres(db))
+    }
+
+    /// Points `config` at this store.
+    pub fn apply(&self, config: &mut Config) {
+        if let Db::Postgres(db) = self {
+            config.database = Some(gantry_server::Database::Postgres(db.url.clone()));
+        }
+    }
+
+    /// Opens the store of a stopped server's data directory.
+    #[allow(dead_code)]
+    pub async fn open_build_store(&self, data_dir: &Path) -> Box<dyn gantry_store::BuildStore> {
+        match self {
+            Db::Sqlite => Box::new(open_store(data_dir).await),
+            Db::Postgres(db) => {
+                let key = gantry_store::MasterKey::load_or_create(&data_dir.join("secret.key"))
+                    .expect("key");
+                Box::new(
+                    gantry_store::PgStore::connect(&db.url, key)
+                        .await
+                        .expect("store"),
+                )
+            }
+        }
+    }
+
+    /// Drops a PostgreSQL test database (when the test passed).
+    pub async fn finish(self) {
+        if let Db::Postgres(db) = self {
+            db.drop_database().await.expect("drop test database");
+        }
+    }
+}
+
+/// `on_both_stores!(name)`: tests `name` (SQLite) and `name_on_postgres`
+/// (skipped without `GANTRY_TEST_POSTGRES_URL`), both running
+/// `name_on(db: Db)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident, $on:ident, $pg:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $on($crate::harness::Db::Sqlite).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pg() {
+            let Some(db) = $crate::harness::Db::postgres(stringify!($pg)).await else {
+                return;
+            };
+            $on(db.clone()).await;
+            db.finish().await;
+        }
+    };
+}
+
 /// A server running in this process on a data directory.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -62,6 +138,12 @@ impl TestServer {
     /// Starts a server on `data_dir` with the test admin key.
     pub async fn start(data_dir: &Path) -> TestServer {
         TestServer::start_with(data_dir, |_| {}).await
+    }
+
+    /// Starts a server on `data_dir` and the store `db` names.
+    #[allow(dead_code)]
+    pub async fn start_on(db: &Db, data_dir: &Path) -> TestServer {
+        TestServer::start_with(data_dir, |c| db.apply(c)).await
     }
 
     /// Like [`TestServer::start`], with the configuration adjusted first.

@@ -247,15 +247,16 @@ async fn approve(server: &TestServer, name: &str, token: &str, status: &str) -> 
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pipeline_runs_source_parallel_actions_approval_and_deploy() {
+crate::on_both_stores!(a_pipeline_runs_source_parallel_actions_approval_and_deploy, a_pipeline_runs_source_parallel_actions_approval_and_deploy_on, a_pipeline_runs_source_parallel_actions_approval_and_deploy_on_postgres);
+
+async fn a_pipeline_runs_source_parallel_actions_approval_and_deploy_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = repo_with(
         dir.path(),
         &[("version.txt", "1.2.3")],
         "first commit\n\nbody",
     );
-    let server = TestServer::start(&dir.path().join("data")).await;
+    let server = TestServer::start_on(&db, &dir.path().join("data")).await;
     setup(&server, "app", &url, "").await;
 
     let id = start(&server, "app").await;
@@ -445,18 +446,19 @@ async fn stop_and_abandon_ends_an_execution_waiting_for_approval() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_waiting_approval_and_its_answer_survive_a_restart() {
+crate::on_both_stores!(a_waiting_approval_and_its_answer_survive_a_restart, a_waiting_approval_and_its_answer_survive_a_restart_on, a_waiting_approval_and_its_answer_survive_a_restart_on_postgres);
+
+async fn a_waiting_approval_and_its_answer_survive_a_restart_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = repo_with(dir.path(), &[("version.txt", "4")], "fourth");
     let data = dir.path().join("data");
-    let server = TestServer::start(&data).await;
+    let server = TestServer::start_on(&db, &data).await;
     setup(&server, "durable", &url, "").await;
     let id = start(&server, "durable").await;
     let token = approval_token(&server, "durable").await;
     server.stop().await;
 
-    let server = TestServer::start(&data).await;
+    let server = TestServer::start_on(&db, &data).await;
     assert_eq!(
         approval_token(&server, "durable").await,
         token,

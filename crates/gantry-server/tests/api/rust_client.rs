@@ -13,10 +13,11 @@ fn phase<'a>(build: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} phase in {build}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn projects_builds_and_logs() {
+crate::on_both_stores!(projects_builds_and_logs, projects_builds_and_logs_on, projects_builds_and_logs_on_postgres);
+
+async fn projects_builds_and_logs_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_on(&db, dir.path()).await;
 
     let created = server
         .call("CreateProject", &inline_project("web", GOOD_BUILDSPEC))
@@ -119,7 +120,7 @@ async fn projects_builds_and_logs() {
     server.stop().await;
 
     // The log lines are in the store, in order.
-    let store = open_store(dir.path()).await;
+    let store = db.open_build_store(dir.path()).await;
     let lines: Vec<String> = store
         .log_lines(&id, 0, 1000)
         .await

@@ -201,10 +201,11 @@ async fn create_machine(server: &TestServer, name: &str, definition: &Value, kin
     out["stateMachineArn"].as_str().expect("arn").to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn create_start_callback_history_and_stop() {
+crate::on_both_stores!(create_start_callback_history_and_stop, create_start_callback_history_and_stop_on, create_start_callback_history_and_stop_on_postgres);
+
+async fn create_start_callback_history_and_stop_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_on(&db, dir.path()).await;
     let (counter, url) = Counter::start().await;
     let machine = create_machine(&server, "flow", &workflow(), "STANDARD").await;
     assert_eq!(
@@ -577,11 +578,12 @@ async fn express_machines_run_synchronously_with_http_tasks() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_map_and_callback_execution_resumes_after_a_restart() {
+crate::on_both_stores!(a_wait_map_and_callback_execution_resumes_after_a_restart, a_wait_map_and_callback_execution_resumes_after_a_restart_on, a_wait_map_and_callback_execution_resumes_after_a_restart_on_postgres);
+
+async fn a_wait_map_and_callback_execution_resumes_after_a_restart_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (counter, url) = Counter::start().await;
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_on(&db, dir.path()).await;
     let machine = create_machine(&server, "durable", &workflow(), "STANDARD").await;
     // One execution stopped while its Wait runs, one while its callback is pending.
     let in_wait = ok(
@@ -613,7 +615,7 @@ async fn a_wait_map_and_callback_execution_resumes_after_a_restart() {
     let token = counter.wait_token("c").await;
     server.stop().await;
 
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_on(&db, dir.path()).await;
     // A token handed out before the restart still completes its task.
     ok(
         &server,

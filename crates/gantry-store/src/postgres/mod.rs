@@ -62,6 +62,14 @@ impl PgStore {
         Ok(PgStore { pool, key })
     }
 
+    /// Checks that `url` is a PostgreSQL URL sqlx can connect with, without
+    /// connecting. The error does not repeat the URL (it may hold a password).
+    pub fn check_url(url: &str) -> Result<(), String> {
+        PgConnectOptions::from_str(url)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Closes every connection; pending writes are already committed.
     pub async fn close(&self) {
         self.pool.close().await;

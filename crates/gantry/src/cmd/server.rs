@@ -30,7 +30,8 @@ pub struct ServerArgs {
     #[arg(long, default_value = "60", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
     poll_interval: u64,
     /// The database: `sqlite://PATH` or a file path (default
-    /// `<data-dir>/gantry.db`). PostgreSQL is not in this build yet.
+    /// `<data-dir>/gantry.db`), or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`,
+    /// which several servers may share (docs/postgres.md).
     #[arg(long, value_name = "URL")]
     database: Option<String>,
     /// Run no builds in this process: builds wait QUEUED for an agent.
@@ -102,7 +103,7 @@ async fn serve(args: ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = match gantry_server::Server::open(config).await {
+    let server = match gantry_server::AnyServer::open(config).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("gantry server: {e}");
