@@ -46,6 +46,12 @@ pub struct Config {
     /// (`/webhooks/github`, `/gitlab`, `/gitea`, `/forgejo`); without it
     /// they answer 404. `gantry server` reads `GANTRY_WEBHOOK_SECRET`.
     pub webhook_secret: Option<String>,
+    /// Leader election among servers sharing the database: only the
+    /// elected one runs schedules, event deliveries and Git polling.
+    /// `None` (the default on SQLite): this server is the only one and runs
+    /// them all. [`Server::open_postgres`](crate::Server::open_postgres)
+    /// fills in [`LeaderElection::default`](crate::LeaderElection) when unset.
+    pub leader_election: Option<crate::LeaderElection>,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -144,6 +150,7 @@ impl Config {
             database: None,
             local_agent: true,
             webhook_secret: None,
+            leader_election: None,
         }
     }
 }
@@ -160,6 +167,7 @@ impl fmt::Debug for Config {
             .field("poll_interval", &self.poll_interval)
             .field("database", &self.database)
             .field("local_agent", &self.local_agent)
+            .field("leader_election", &self.leader_election)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),
@@ -201,8 +209,15 @@ mod tests {
 
     #[test]
     fn postgres_urls_are_kept_and_their_password_never_shown() {
-        for url in ["postgres://u@db/gantry", "postgresql://db:5433/gantry?sslmode=disable"] {
-            assert_eq!(Database::parse(url), Ok(Database::Postgres(url.into())), "{url}");
+        for url in [
+            "postgres://u@db/gantry",
+            "postgresql://db:5433/gantry?sslmode=disable",
+        ] {
+            assert_eq!(
+                Database::parse(url),
+                Ok(Database::Postgres(url.into())),
+                "{url}"
+            );
         }
         let with_password = Database::parse("postgres://u:hunter2@db/gantry").expect("parse");
         let shown = format!("{with_password:?}");

@@ -41,6 +41,7 @@ mod codepipeline;
 mod config;
 mod error;
 mod eventbridge;
+mod leader;
 pub mod local;
 mod outbound;
 mod pipeline_host;
@@ -64,6 +65,7 @@ pub use bootstrap::AdminKey;
 pub use config::{Config, Database};
 pub use error::ApiError;
 pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
+pub use leader::LeaderElection;
 
 /// The file names inside the data directory.
 pub mod files {
@@ -130,7 +132,17 @@ impl Server<SqliteStore> {
 impl Server<PgStore> {
     /// Like [`Server::open`], on the PostgreSQL database `url` (the key file
     /// and the data directory's other files stay in `config.data_dir`).
-    pub async fn open_postgres(config: Config, url: &str) -> Result<Server<PgStore>, ServerError> {
+    ///
+    /// Several servers may share the database: unless `config` says
+    /// otherwise, they elect the one that runs schedules, event deliveries
+    /// and polling with [`LeaderElection::default`].
+    pub async fn open_postgres(
+        mut config: Config,
+        url: &str,
+    ) -> Result<Server<PgStore>, ServerError> {
+        if config.leader_election.is_none() {
+            config.leader_election = Some(LeaderElection::default());
+        }
         let key = open_data_dir(&config)?;
         let store = PgStore::connect(url, key).await?;
         Server::with_store(config, store).await
@@ -151,9 +163,9 @@ impl AnyServer {
     /// SQLite file when `None`), as [`Server::open`] does.
     pub async fn open(config: Config) -> Result<AnyServer, ServerError> {
         match config.database.clone() {
-            Some(Database::Postgres(url)) => {
-                Ok(AnyServer::Postgres(Server::open_postgres(config, &url).await?))
-            }
+            Some(Database::Postgres(url)) => Ok(AnyServer::Postgres(
+                Server::open_postgres(config, &url).await?,
+            )),
             _ => Ok(AnyServer::Sqlite(Server::open(config).await?)),
         }
     }
@@ -234,6 +246,9 @@ impl<S: Store> Server<S> {
         store: S,
         first_admin_key: bool,
     ) -> Result<Server<S>, ServerError> {
+        if let Some(election) = &config.leader_election {
+            election.check().map_err(ServerError::Config)?;
+        }
         if config.max_concurrent_builds == 0 {
             return Err(ServerError::Config(
                 "max_concurrent_builds must be at least 1".into(),
@@ -290,7 +305,13 @@ impl<S: Store> Server<S> {
     ) -> Result<(), ServerError> {
         let runner = self.state.runner.clone();
         let events = self.state.events.clone();
-        events.start().await?;
+        // The scheduler, the delivery worker and the poller run on one
+        // server of those sharing the database: the lease holder.
+        let leadership = leader::Leadership::start(
+            self.state.store.clone(),
+            self.state.config.leader_election.clone(),
+        );
+        events.start(leadership.watch()).await?;
         let engine = self.state.engine.clone();
         let pipelines = self.state.pipelines.clone();
         let resuming = self.state.clone();
@@ -301,7 +322,13 @@ impl<S: Store> Server<S> {
                 Err(e) => tracing::error!(error = %e, "resuming pipeline executions failed"),
             }
         });
-        let poller = tokio::spawn(polling::run(self.state.clone()));
+        let polling_state = self.state.clone();
+        let (halt, halted) = tokio::sync::watch::channel(false);
+        let poller = tokio::spawn(leader::while_leader(
+            leadership.watch(),
+            halted,
+            move || polling::run(polling_state.clone()),
+        ));
         // Graceful shutdown waits for open connections; live log streams
         // end when they see this (clients resume from their offset).
         let closing = self.state.closing.clone();
@@ -315,11 +342,14 @@ impl<S: Store> Server<S> {
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
+        let _ = halt.send(true);
         poller.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;
         events.shutdown().await;
+        // Last: a replica takes the lease over at its next renewal.
+        leadership.stop().await;
         served
     }
 }

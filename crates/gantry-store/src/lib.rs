@@ -52,12 +52,12 @@ pub use events::{
     NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
 };
 pub use executions::*;
+pub use leader::{LeaderStore, LeaseRecord};
 pub use model::*;
 pub use pipelines::{
     DisabledTransition, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
-pub use leader::{LeaderStore, LeaseRecord};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use workflows::*;

@@ -73,10 +73,13 @@ impl TestDatabase {
     pub async fn drop_database(&self) -> Result<(), StoreError> {
         let options = PgConnectOptions::from_str(&self.server_url).map_err(StoreError::other)?;
         let mut conn = options.connect().await.map_err(StoreError::other)?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut conn)
-            .await
-            .map_err(StoreError::other)?;
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(StoreError::other)?;
         conn.close().await.map_err(StoreError::other)
     }
 }
@@ -108,12 +111,11 @@ impl TestDatabase {
             .connect()
             .await
             .map_err(StoreError::other)?;
-        let tables: Vec<String> = sqlx::query_scalar(
-            "SELECT tablename::TEXT FROM pg_tables WHERE schemaname = 'public'",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .map_err(StoreError::other)?;
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::TEXT FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut conn)
+                .await
+                .map_err(StoreError::other)?;
         let text = String::from_utf8_lossy(needle).into_owned();
         let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
         for table in tables {

@@ -2,8 +2,8 @@
 //! fires, dead letters, and connections with encrypted secrets.
 
 use gantry_store::{
-    ApiDestinationRecord, BuildStore, EventStore, NewConnection, NewDelivery, NewRule,
-    StoreError, TargetRecord,
+    ApiDestinationRecord, BuildStore, EventStore, NewConnection, NewDelivery, NewRule, StoreError,
+    TargetRecord,
 };
 use serde_json::json;
 

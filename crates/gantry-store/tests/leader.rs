@@ -17,11 +17,17 @@ async fn a_lease_is_held_renewed_and_taken_over_when_it_expires<B: Backend>(b: &
         .await
         .expect("acquire")
         .expect("a takes the free lease");
-    assert_eq!((first.holder.as_str(), first.term, first.expires_ms), ("a", 1, 11_000));
+    assert_eq!(
+        (first.holder.as_str(), first.term, first.expires_ms),
+        ("a", 1, 11_000)
+    );
     // Another holder is refused while the lease runs, even at its last moment.
     for now in [1_001, 10_999] {
         assert_eq!(
-            store.acquire_lease("singletons", "b", now, 10_000).await.expect("b"),
+            store
+                .acquire_lease("singletons", "b", now, 10_000)
+                .await
+                .expect("b"),
             None
         );
     }
@@ -41,11 +47,18 @@ async fn a_lease_is_held_renewed_and_taken_over_when_it_expires<B: Backend>(b: &
     assert_eq!((taken.holder.as_str(), taken.term), ("b", 2));
     // The old holder's late renewal is refused.
     assert_eq!(
-        store.acquire_lease("singletons", "a", 14_001, 10_000).await.expect("a"),
+        store
+            .acquire_lease("singletons", "a", 14_001, 10_000)
+            .await
+            .expect("a"),
         None
     );
     assert_eq!(
-        store.lease("singletons").await.expect("lease").map(|l| l.holder),
+        store
+            .lease("singletons")
+            .await
+            .expect("lease")
+            .map(|l| l.holder),
         Some("b".to_string())
     );
     // Leases are independent by name.
@@ -66,12 +79,21 @@ async fn a_released_lease_is_free_at_once<B: Backend>(b: &B) {
         .expect("acquire")
         .expect("a");
     // Releasing someone else's lease does nothing.
-    store.release_lease("singletons", "b").await.expect("release b");
+    store
+        .release_lease("singletons", "b")
+        .await
+        .expect("release b");
     assert_eq!(
-        store.acquire_lease("singletons", "b", 2_000, 10_000).await.expect("b"),
+        store
+            .acquire_lease("singletons", "b", 2_000, 10_000)
+            .await
+            .expect("b"),
         None
     );
-    store.release_lease("singletons", "a").await.expect("release a");
+    store
+        .release_lease("singletons", "a")
+        .await
+        .expect("release a");
     let taken = store
         .acquire_lease("singletons", "b", 2_000, 10_000)
         .await
@@ -101,7 +123,11 @@ async fn of_many_racing_for_a_lease_one_wins<B: Backend>(b: &B) {
             }
         }
         assert_eq!(winners, 1, "round {round}");
-        let lease = store.lease("singletons").await.expect("lease").expect("held");
+        let lease = store
+            .lease("singletons")
+            .await
+            .expect("lease")
+            .expect("held");
         assert_eq!(lease.term, round as u64 + 1);
     }
 }

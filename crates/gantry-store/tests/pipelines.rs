@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildStore, DisabledTransition, NewPipeline, NewWebhook, PipelineStore,
-    StoreError, TransitionType,
+    BuildStore, DisabledTransition, NewPipeline, NewWebhook, PipelineStore, StoreError,
+    TransitionType,
 };
 use serde_json::json;
 

@@ -20,7 +20,8 @@ fn codebuild(addr: &str, operation: &str, input: &Value) -> Value {
 
 #[test]
 fn the_server_runs_on_postgres_and_restarts_on_the_same_database() {
-    let Some(server_url) = postgres_url("the_server_runs_on_postgres_and_restarts_on_the_same_database")
+    let Some(server_url) =
+        postgres_url("the_server_runs_on_postgres_and_restarts_on_the_same_database")
     else {
         return;
     };
@@ -60,10 +61,12 @@ fn the_server_runs_on_postgres_and_restarts_on_the_same_database() {
     // stored secrets, so the old key is refused rather than misread.
     let other = dir.path().join("other");
     let server = support::start_with_args(&other, KEY, &["--database", &db.url]);
-    let (status, _) = call(&server.addr, KEY, CODEBUILD, "ListProjects", &json!({}))
-        .expect("server reachable");
+    let (status, _) =
+        call(&server.addr, KEY, CODEBUILD, "ListProjects", &json!({})).expect("server reachable");
     assert_ne!(status, 200);
     server.kill();
 
-    runtime.block_on(db.drop_database()).expect("drop test database");
+    runtime
+        .block_on(db.drop_database())
+        .expect("drop test database");
 }

@@ -331,11 +331,23 @@ impl<S: Store> EventBus<S> {
         Ok(())
     }
 
-    /// Loads the index and starts the delivery worker and the scheduler.
-    pub async fn start(self: &Arc<Self>) -> Result<(), StoreError> {
+    /// Loads the index and starts the delivery worker and the scheduler,
+    /// which run while `leader` is true (this server holds the lease among
+    /// those sharing the database; always, for a server on its own).
+    pub async fn start(self: &Arc<Self>, leader: watch::Receiver<bool>) -> Result<(), StoreError> {
         self.reload().await?;
-        let worker = tokio::spawn(super::delivery::run(self.clone(), self.stop.subscribe()));
-        let scheduler = tokio::spawn(super::scheduler::run(self.clone(), self.stop.subscribe()));
+        let bus = self.clone();
+        let worker = tokio::spawn(crate::leader::while_leader(
+            leader.clone(),
+            self.stop.subscribe(),
+            move || super::delivery::run(bus.clone(), bus.stop.subscribe()),
+        ));
+        let bus = self.clone();
+        let scheduler = tokio::spawn(crate::leader::while_leader(
+            leader,
+            self.stop.subscribe(),
+            move || super::scheduler::run(bus.clone(), bus.stop.subscribe()),
+        ));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(worker);
         tasks.push(scheduler);

@@ -29,6 +29,13 @@ pub(crate) async fn run<S: Store>(bus: Arc<EventBus<S>>, mut stop: watch::Receiv
         if *stop.borrow() {
             return;
         }
+        // With several servers on one database, rules put through another
+        // server are not in this one's index: read them afresh each round.
+        if bus.config.leader_election.is_some()
+            && let Err(e) = bus.reload().await
+        {
+            tracing::error!(error = %e, "reloading rules for the scheduler failed");
+        }
         let now = bus.now_ms();
         let index = bus.index();
         let mut changed = false;

@@ -1,7 +1,8 @@
 //! EventBridge in the real server: the API over SigV4, delivery to a local
 //! HTTP receiver (transformed input, retries, dead letters), API
-//! destinations, schedules on an injected clock, restarts, and CodeBuild's
-//! own events reaching a rule.
+//! destinations, schedules on an injected clock, restarts, CodeBuild's
+//! own events reaching a rule, and two servers on one PostgreSQL database
+//! electing the one that runs schedules and deliveries.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -50,11 +51,21 @@ struct EventsServer {
 
 impl EventsServer {
     async fn start(data_dir: &Path, clock: Arc<TestClock>) -> EventsServer {
+        EventsServer::start_with(data_dir, clock, |_| {}).await
+    }
+
+    /// Like [`EventsServer::start`], with the configuration adjusted first.
+    async fn start_with(
+        data_dir: &Path,
+        clock: Arc<TestClock>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> EventsServer {
         let mut config = Config::new(data_dir);
         config.admin_key = Some((AKID.into(), SECRET.into()));
         config.events.clock = clock;
         config.events.poll_interval = Duration::from_millis(20);
         config.events.retry_base = Duration::from_secs(1);
+        adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -1007,4 +1018,94 @@ async fn state_machine_targets_start_executions_and_pipeline_targets_dead_letter
         letters[0].reason
     );
     server.stop().await;
+}
+
+/// Two servers on one PostgreSQL database: both serve the API; the elected
+/// one (the first up) fires schedules and delivers, once; when it stops,
+/// the other takes over within a renewal or two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_over() {
+    use gantry_store::LeaderStore;
+    let Some(crate::harness::Db::Postgres(db)) = crate::harness::Db::postgres(
+        "two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_over",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    let clock = TestClock::new();
+    let url = db.url.clone();
+    let shared = move |config: &mut Config| {
+        config.database = Some(gantry_server::Database::Postgres(url.clone()));
+        config.leader_election = Some(gantry_server::LeaderElection {
+            ttl: Duration::from_secs(3),
+            renew_every: Duration::from_millis(500),
+        });
+    };
+    let a = EventsServer::start_with(&a_dir, clock.clone(), shared.clone()).await;
+    // The servers share the key file, as servers sharing a database must.
+    std::fs::create_dir_all(&b_dir).expect("mkdir");
+    std::fs::copy(a_dir.join("secret.key"), b_dir.join("secret.key")).expect("copy key");
+    let key = gantry_store::MasterKey::load_or_create(&a_dir.join("secret.key")).expect("key");
+    let store = gantry_store::PgStore::connect(&db.url, key)
+        .await
+        .expect("store");
+    // A leads before B starts.
+    for _ in 0..1500 {
+        let now = gantry_store::now_ms();
+        if store
+            .lease("singletons")
+            .await
+            .expect("lease")
+            .is_some_and(|l| l.expires_ms > now)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = EventsServer::start_with(&b_dir, clock.clone(), shared).await;
+
+    // Rules put through B, which does not lead, are seen by A's scheduler.
+    let (receiver, target) = Receiver::start().await;
+    b.events(
+        "PutRule",
+        json!({"Name": "tick", "ScheduleExpression": "rate(1 minute)"}),
+    )
+    .await;
+    b.events(
+        "PutTargets",
+        json!({"Rule": "tick", "Targets": [{"Id": "r", "Arn": target}]}),
+    )
+    .await;
+    let listed = a.events("ListRules", json!({})).await;
+    assert_eq!(listed["Rules"][0]["Name"], "tick", "both serve the API");
+
+    clock.advance(60_000);
+    eventually(&clock, 0, "the first fire", || !receiver.seen().is_empty()).await;
+    // Both servers run, yet the fire is delivered once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.seen().len(), 1, "one delivery with two servers up");
+    let first: Value = serde_json::from_str(&receiver.seen()[0].body).expect("json");
+    assert_eq!(first["time"], "2024-05-01T12:01:00Z");
+
+    // The leader stops; B takes the lease over and fires the next one.
+    a.stop().await;
+    clock.advance(60_000);
+    eventually(&clock, 0, "the survivor's fire", || {
+        receiver.seen().len() >= 2
+    })
+    .await;
+    let next: Value = serde_json::from_str(&receiver.seen()[1].body).expect("json");
+    assert_eq!(next["time"], "2024-05-01T12:02:00Z");
+    let lease = store
+        .lease("singletons")
+        .await
+        .expect("lease")
+        .expect("held");
+    assert_eq!(lease.term, 2, "the lease changed hands once");
+    b.stop().await;
+    store.close().await;
+    db.drop_database().await.expect("drop test database");
 }

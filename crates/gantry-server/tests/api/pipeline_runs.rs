@@ -247,7 +247,11 @@ async fn approve(server: &TestServer, name: &str, token: &str, status: &str) -> 
     .await
 }
 
-crate::on_both_stores!(a_pipeline_runs_source_parallel_actions_approval_and_deploy, a_pipeline_runs_source_parallel_actions_approval_and_deploy_on, a_pipeline_runs_source_parallel_actions_approval_and_deploy_on_postgres);
+crate::on_both_stores!(
+    a_pipeline_runs_source_parallel_actions_approval_and_deploy,
+    a_pipeline_runs_source_parallel_actions_approval_and_deploy_on,
+    a_pipeline_runs_source_parallel_actions_approval_and_deploy_on_postgres
+);
 
 async fn a_pipeline_runs_source_parallel_actions_approval_and_deploy_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -446,7 +450,11 @@ async fn stop_and_abandon_ends_an_execution_waiting_for_approval() {
     server.stop().await;
 }
 
-crate::on_both_stores!(a_waiting_approval_and_its_answer_survive_a_restart, a_waiting_approval_and_its_answer_survive_a_restart_on, a_waiting_approval_and_its_answer_survive_a_restart_on_postgres);
+crate::on_both_stores!(
+    a_waiting_approval_and_its_answer_survive_a_restart,
+    a_waiting_approval_and_its_answer_survive_a_restart_on,
+    a_waiting_approval_and_its_answer_survive_a_restart_on_postgres
+);
 
 async fn a_waiting_approval_and_its_answer_survive_a_restart_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");

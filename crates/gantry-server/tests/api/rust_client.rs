@@ -13,7 +13,11 @@ fn phase<'a>(build: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} phase in {build}"))
 }
 
-crate::on_both_stores!(projects_builds_and_logs, projects_builds_and_logs_on, projects_builds_and_logs_on_postgres);
+crate::on_both_stores!(
+    projects_builds_and_logs,
+    projects_builds_and_logs_on,
+    projects_builds_and_logs_on_postgres
+);
 
 async fn projects_builds_and_logs_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -201,7 +201,11 @@ async fn create_machine(server: &TestServer, name: &str, definition: &Value, kin
     out["stateMachineArn"].as_str().expect("arn").to_owned()
 }
 
-crate::on_both_stores!(create_start_callback_history_and_stop, create_start_callback_history_and_stop_on, create_start_callback_history_and_stop_on_postgres);
+crate::on_both_stores!(
+    create_start_callback_history_and_stop,
+    create_start_callback_history_and_stop_on,
+    create_start_callback_history_and_stop_on_postgres
+);
 
 async fn create_start_callback_history_and_stop_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -578,7 +582,11 @@ async fn express_machines_run_synchronously_with_http_tasks() {
     server.stop().await;
 }
 
-crate::on_both_stores!(a_wait_map_and_callback_execution_resumes_after_a_restart, a_wait_map_and_callback_execution_resumes_after_a_restart_on, a_wait_map_and_callback_execution_resumes_after_a_restart_on_postgres);
+crate::on_both_stores!(
+    a_wait_map_and_callback_execution_resumes_after_a_restart,
+    a_wait_map_and_callback_execution_resumes_after_a_restart_on,
+    a_wait_map_and_callback_execution_resumes_after_a_restart_on_postgres
+);
 
 async fn a_wait_map_and_callback_execution_resumes_after_a_restart_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");

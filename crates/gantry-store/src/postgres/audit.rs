@@ -1,6 +1,6 @@
 //! The audit log: one row per change, written in the change's transaction.
 
-use sqlx::{Row, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::db_error;
 use crate::{AuditEntry, StoreError, now_ms};

@@ -1,7 +1,7 @@
 //! Builds, their numbers and their log lines.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::{audit, db_error, parse_json};
 use crate::{BuildRecord, BuildUpdate, LogLine, LogSeek, NewBuild, SortOrder, StoreError};

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgConnection};
+use sqlx::{PgConnection, Row};
 
 use super::{PgStore, audit, db_error, parse_json};
 use crate::{
@@ -315,14 +315,15 @@ impl EventStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut removed = Vec::new();
         for id in ids {
-            let n = sqlx::query("DELETE FROM event_targets WHERE bus = $1 AND rule = $2 AND id = $3")
-                .bind(bus)
-                .bind(rule_name)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?
-                .rows_affected();
+            let n =
+                sqlx::query("DELETE FROM event_targets WHERE bus = $1 AND rule = $2 AND id = $3")
+                    .bind(bus)
+                    .bind(rule_name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected();
             if n > 0 {
                 removed.push(id.clone());
             }
@@ -616,13 +617,14 @@ impl EventStore for PgStore {
     }
 
     async fn connection_secret(&self, name: &str) -> Result<Value, StoreError> {
-        let row =
-            sqlx::query("SELECT secret_nonce, secret_cipher FROM event_connections WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?
-                .ok_or(StoreError::NotFound)?;
+        let row = sqlx::query(
+            "SELECT secret_nonce, secret_cipher FROM event_connections WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
         let nonce: Vec<u8> = row.try_get("secret_nonce").map_err(db_error)?;
         let cipher: Vec<u8> = row.try_get("secret_cipher").map_err(db_error)?;
         let plain = self

@@ -1,6 +1,6 @@
 //! Access keys, their secrets encrypted with the [`MasterKey`].
 
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::{audit, db_error};
 use crate::{MasterKey, NewAccessKey, StoreError, now_ms};

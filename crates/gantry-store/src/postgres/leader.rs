@@ -61,11 +61,12 @@ impl LeaderStore for PgStore {
     }
 
     async fn lease(&self, name: &str) -> Result<Option<LeaseRecord>, StoreError> {
-        let row = sqlx::query("SELECT name, holder, term, expires_ms FROM leadership WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let row =
+            sqlx::query("SELECT name, holder, term, expires_ms FROM leadership WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
         row.as_ref().map(lease).transpose()
     }
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::{PgStore, audit, db_error, parse_json};
 use crate::{
@@ -199,7 +199,8 @@ async fn get_pipeline(
     name: &str,
     version: Option<u32>,
 ) -> Result<PipelineRecord, StoreError> {
-    let sql = format!("{PIPELINE_SELECT} AND v.version = COALESCE($1, p.version) WHERE p.name = $2");
+    let sql =
+        format!("{PIPELINE_SELECT} AND v.version = COALESCE($1, p.version) WHERE p.name = $2");
     let row = sqlx::query(&sql)
         .bind(version.map(i64::from))
         .bind(name)

@@ -1,7 +1,7 @@
 //! CodeBuild projects: the JSON, its times and the build counter.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::{audit, db_error, parse_json};
 use crate::{NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError, now_ms};

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgConnection};
+use sqlx::{PgConnection, Row};
 
 use super::{PgStore, audit, db_error, parse_json};
 use crate::{
@@ -476,4 +476,3 @@ impl WorkflowStore for PgStore {
         Ok(())
     }
 }
-

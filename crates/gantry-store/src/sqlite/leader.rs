@@ -60,11 +60,12 @@ impl LeaderStore for SqliteStore {
     }
 
     async fn lease(&self, name: &str) -> Result<Option<LeaseRecord>, StoreError> {
-        let row = sqlx::query("SELECT name, holder, term, expires_ms FROM leadership WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)?;
+        let row =
+            sqlx::query("SELECT name, holder, term, expires_ms FROM leadership WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
         row.as_ref().map(lease).transpose()
     }
 }
