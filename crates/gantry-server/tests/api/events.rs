@@ -203,6 +203,8 @@ struct Receiver {
     seen: Mutex<Vec<Received>>,
     statuses: Mutex<VecDeque<u16>>,
     always: Mutex<Option<u16>>,
+    /// How long each answer waits (a slow target keeps a delivery in flight).
+    delay: Mutex<Duration>,
 }
 
 impl Receiver {
@@ -232,6 +234,10 @@ impl Receiver {
     fn always(&self, status: Option<u16>) {
         *self.always.lock().expect("lock") = status;
     }
+
+    fn delay(&self, delay: Duration) {
+        *self.delay.lock().expect("lock") = delay;
+    }
 }
 
 async fn record(
@@ -245,6 +251,8 @@ async fn record(
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+    let delay = *r.delay.lock().expect("lock");
+    tokio::time::sleep(delay).await;
     let status = match *r.always.lock().expect("lock") {
         Some(s) => s,
         None => r.statuses.lock().expect("lock").pop_front().unwrap_or(200),
@@ -1069,6 +1077,9 @@ async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_ove
 
     // Rules put through B, which does not lead, are seen by A's scheduler.
     let (receiver, target) = Receiver::start().await;
+    // A slow target: a second delivery worker (were B's running) would
+    // take the same pending delivery while the first is in flight.
+    receiver.delay(Duration::from_millis(400));
     b.events(
         "PutRule",
         json!({"Name": "tick", "ScheduleExpression": "rate(1 minute)"}),
