@@ -1,7 +1,6 @@
 //! The CodeBuild flows with a client signing through `gantry-aws`: these
 //! run everywhere, Python or not.
 
-use gantry_store::BuildStore;
 use serde_json::{Value, json};
 
 use crate::harness::*;
