@@ -58,6 +58,9 @@ impl LeaderElection {
 }
 
 /// This server's standing: a watch that is true while it holds the lease.
+/// Dropped without [`Leadership::stop`] (the server's task was cancelled, as
+/// good as dead) it stops renewing and closes the watch, which stops the
+/// singleton work, but keeps the lease: a replica takes it when it runs out.
 pub(crate) struct Leadership {
     leader: watch::Receiver<bool>,
     // Kept so the watch never closes while the server runs.
@@ -100,6 +103,14 @@ impl Leadership {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for Leadership {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 }
@@ -155,8 +166,9 @@ async fn campaign<S: Store>(
 }
 
 /// Runs `work()` while `leader` is true: started each time it turns true,
-/// dropped (cancelled at its next await) when it turns false. Returns when
-/// `work` returns, or when `stop` turns true.
+/// dropped (cancelled at its next await) when it turns false or the watch
+/// closes (the [`Leadership`] is gone). Returns when `work` returns, or when
+/// `stop` turns true.
 pub(crate) async fn while_leader<F, Fut>(
     mut leader: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
@@ -167,21 +179,34 @@ pub(crate) async fn while_leader<F, Fut>(
 {
     loop {
         tokio::select! {
-            () = becomes(&mut leader, true) => {}
-            () = becomes(&mut stop, true) => return,
+            () = gained(&mut leader) => {}
+            () = stopping(&mut stop) => return,
         }
         tokio::select! {
             () = work() => return,
-            () = becomes(&mut leader, false) => {}
-            () = becomes(&mut stop, true) => return,
+            () = lost(&mut leader) => {}
+            () = stopping(&mut stop) => return,
         }
     }
 }
 
-/// Completes when the watch holds `value`; never when it closes first
-/// (a closed watch keeps its last value for good).
-async fn becomes(rx: &mut watch::Receiver<bool>, value: bool) {
-    if rx.wait_for(|v| *v == value).await.is_err() {
+/// Completes when the lease is held; never once the watch has closed.
+async fn gained(leader: &mut watch::Receiver<bool>) {
+    let held = leader.wait_for(|held| *held).await.is_ok();
+    // A closed watch still shows its last value: not a lease.
+    if !held || leader.has_changed().is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Completes when the lease is lost or the watch closes.
+async fn lost(leader: &mut watch::Receiver<bool>) {
+    let _ = leader.wait_for(|held| !*held).await;
+}
+
+/// Completes when `stop` turns true; never when it closes first.
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
     }
 }

@@ -103,6 +103,13 @@ impl EventsServer {
         format!("http://{}", self.addr)
     }
 
+    /// Cancels the server's task, as good as a crash for its singleton
+    /// work: nothing is stopped cleanly, no lease is given up.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -1029,8 +1036,9 @@ async fn state_machine_targets_start_executions_and_pipeline_targets_dead_letter
 }
 
 /// Two servers on one PostgreSQL database: both serve the API; the elected
-/// one (the first up) fires schedules and delivers, once; when it stops,
-/// the other takes over within a renewal or two.
+/// one (the first up) fires schedules and delivers, once; when it dies, the
+/// other takes over once the lease runs out; when that one stops cleanly, a
+/// restarted first server takes over at its next renewal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_over() {
     use gantry_store::LeaderStore;
@@ -1073,7 +1081,7 @@ async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_ove
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let b = EventsServer::start_with(&b_dir, clock.clone(), shared).await;
+    let b = EventsServer::start_with(&b_dir, clock.clone(), shared.clone()).await;
 
     // Rules put through B, which does not lead, are seen by A's scheduler.
     let (receiver, target) = Receiver::start().await;
@@ -1101,8 +1109,9 @@ async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_ove
     let first: Value = serde_json::from_str(&receiver.seen()[0].body).expect("json");
     assert_eq!(first["time"], "2024-05-01T12:01:00Z");
 
-    // The leader stops; B takes the lease over and fires the next one.
-    a.stop().await;
+    // The leader dies; once its lease runs out B takes it over and fires
+    // the next one.
+    a.kill().await;
     clock.advance(60_000);
     eventually(&clock, 0, "the survivor's fire", || {
         receiver.seen().len() >= 2
@@ -1116,7 +1125,31 @@ async fn two_servers_on_postgres_fire_a_schedule_once_and_the_survivor_takes_ove
         .expect("lease")
         .expect("held");
     assert_eq!(lease.term, 2, "the lease changed hands once");
+
+    // A comes back and waits; B stops cleanly, giving the lease up, and A
+    // takes over.
+    let a = EventsServer::start_with(&a_dir, clock.clone(), shared).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.seen().len(),
+        2,
+        "nothing fires twice while both run"
+    );
     b.stop().await;
+    clock.advance(60_000);
+    eventually(&clock, 0, "the restarted server's fire", || {
+        receiver.seen().len() >= 3
+    })
+    .await;
+    let last: Value = serde_json::from_str(&receiver.seen()[2].body).expect("json");
+    assert_eq!(last["time"], "2024-05-01T12:03:00Z");
+    let lease = store
+        .lease("singletons")
+        .await
+        .expect("lease")
+        .expect("held");
+    assert_eq!(lease.term, 3);
+    a.stop().await;
     store.close().await;
     db.drop_database().await.expect("drop test database");
 }
