@@ -46,6 +46,9 @@ pub struct Config {
     /// (`/webhooks/github`, `/gitlab`, `/gitea`, `/forgejo`); without it
     /// they answer 404. `gantry server` reads `GANTRY_WEBHOOK_SECRET`.
     pub webhook_secret: Option<String>,
+    /// How long a remote agent's lease lasts without a heartbeat; an
+    /// expired lease's job goes back to the queue (`--lease-timeout`).
+    pub lease_timeout: std::time::Duration,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -108,6 +111,7 @@ impl Config {
             database: None,
             local_agent: true,
             webhook_secret: None,
+            lease_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -130,6 +134,7 @@ impl fmt::Debug for Config {
             )
             .field("events", &self.events)
             .field("extra_ca_certs", &self.extra_ca_certs)
+            .field("lease_timeout", &self.lease_timeout)
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),

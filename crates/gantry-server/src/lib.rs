@@ -32,6 +32,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod auth;
 mod bootstrap;
 mod chat;
@@ -78,6 +79,8 @@ pub mod files {
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
+    /// Remote agents' source trees and resumable uploads.
+    pub const AGENTS: &str = "agents";
 }
 
 /// Why the server could not start or stopped with an error.
@@ -227,6 +230,10 @@ impl<S: Store> Server<S> {
             }
         });
         let poller = tokio::spawn(polling::run(self.state.clone()));
+        let reaper = tokio::spawn(agents::reaper(
+            self.state.store.clone(),
+            self.state.runner.hub.clone(),
+        ));
         // Graceful shutdown waits for open connections; live log streams
         // end when they see this (clients resume from their offset).
         let closing = self.state.closing.clone();
@@ -241,6 +248,7 @@ impl<S: Store> Server<S> {
             .await
             .map_err(ServerError::Serve);
         poller.abort();
+        reaper.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;

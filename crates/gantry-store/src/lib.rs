@@ -33,6 +33,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod crypto;
 mod events;
 mod executions;
@@ -41,6 +42,10 @@ mod pipelines;
 mod sqlite;
 mod workflows;
 
+pub use agents::{
+    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, job_status,
+    labels_match, parse_labels,
+};
 pub use crypto::{CryptoError, MasterKey};
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
@@ -83,10 +88,15 @@ impl StoreError {
 /// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
-pub trait Store: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore {}
+pub trait Store:
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + AgentStore
+{
+}
 
-impl<T> Store for T where T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
-{}
+impl<T> Store for T where
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + AgentStore
+{
+}
 
 /// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///
