@@ -227,9 +227,7 @@ impl Client {
     ) -> Result<UploadState, ClientError> {
         let response = self
             .http
-            .put(self.url(&format!(
-                "/uploads/{sha256}?offset={offset}&total={total}"
-            )))
+            .put(self.url(&format!("/uploads/{sha256}?offset={offset}&total={total}")))
             .bearer_auth(&self.token)
             .timeout(REQUEST_TIMEOUT)
             .body(bytes)

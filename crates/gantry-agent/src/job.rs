@@ -17,9 +17,9 @@ use gantry_build::{BuildEvent, BuildOptions, Observer, StopHandle, StopReason};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::Backoff;
 use crate::client::{Client, ClientError};
 use crate::protocol::{JobResult, Lease, LogChunk, LogItem};
-use crate::Backoff;
 
 /// What every job of an agent shares.
 pub(crate) struct Context {
@@ -143,12 +143,19 @@ async fn execute(
             .await
             .map_err(|e| ("DOWNLOAD_SOURCE", format!("unpacking the source: {e}")))?;
     } else {
-        std::fs::create_dir_all(&src)
-            .map_err(|e| ("DOWNLOAD_SOURCE", format!("creating {}: {e}", src.display())))?;
+        std::fs::create_dir_all(&src).map_err(|e| {
+            (
+                "DOWNLOAD_SOURCE",
+                format!("creating {}: {e}", src.display()),
+            )
+        })?;
     }
     let spec = gantry_spec::buildspec::parse(&p.buildspec).map_err(|diags| {
         let m: Vec<String> = diags.iter().map(|d| d.render("buildspec")).collect();
-        ("DOWNLOAD_SOURCE", format!("Invalid buildspec: {}", m.join("; ")))
+        (
+            "DOWNLOAD_SOURCE",
+            format!("Invalid buildspec: {}", m.join("; ")),
+        )
     })?;
     let (executor, image) = match p.image.as_str() {
         "gantry:host" => (ExecutorKind::Host, None),
@@ -333,7 +340,11 @@ fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
         hasher.update(&buf[..n]);
         total += n as u64;
     }
-    let hex = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok((hex, total))
 }
 

@@ -86,8 +86,8 @@ pub(crate) fn phase_json(
 
 /// Runs builds; one per [`BuildRunner::submit`].
 pub(crate) struct BuildRunner<S: Store> {
-    store: Arc<S>,
-    config: Arc<Config>,
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Arc<Config>,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<String, StopHandle>>,
     tasks: Mutex<JoinSet<()>>,
@@ -96,6 +96,8 @@ pub(crate) struct BuildRunner<S: Store> {
     /// Set by [`BuildRunner::shutdown`]: builds stopped from now on were
     /// interrupted by the server, not by a user.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// The same, for tasks that wait on it (remote builds).
+    closed: watch::Sender<bool>,
     events: Arc<EventBus<S>>,
     /// Bumped after any build's lines are stored or its end recorded, so
     /// live log readers wake instead of polling (see `rest::logs`).
@@ -127,15 +129,15 @@ impl<S: Store> BuildRunner<S> {
             tasks: Mutex::new(JoinSet::new()),
             waiters: Mutex::new(HashMap::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            closed: watch::Sender::new(false),
             events,
             log_written: Arc::new(watch::Sender::new(0)),
         }
     }
 
-    /// Whether [`BuildRunner::shutdown`] has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down
-            .load(std::sync::atomic::Ordering::SeqCst)
+    /// Becomes true when [`BuildRunner::shutdown`] begins.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// Changes when any build's log grows or a build's end is recorded.
@@ -181,6 +183,7 @@ impl<S: Store> BuildRunner<S> {
     pub async fn shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.send_replace(true);
         for handle in locked(&self.running).values() {
             handle.stop(StopReason::Requested);
         }

@@ -51,10 +51,18 @@ fn sigterm_lets_the_running_job_finish_takes_no_more_and_exits_0() {
         .args(["agent-token", "create", "--name", "proc", "--json"])
         .output()
         .expect("agent-token create");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     let token = created["token"].as_str().expect("token").to_owned();
-    assert!(created["id"].as_str().is_some_and(|id| id.starts_with("atok-")));
+    assert!(
+        created["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("atok-"))
+    );
 
     let listed = gantry(&server.addr)
         .args(["agent-token", "list", "--json"])
@@ -82,16 +90,22 @@ fn sigterm_lets_the_running_job_finish_takes_no_more_and_exits_0() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn gantry agent");
-    let first = codebuild(&server.addr, "StartBuild", &json!({ "projectName": "drained" }))
-        ["build"]["id"]
+    let first = codebuild(
+        &server.addr,
+        "StartBuild",
+        &json!({ "projectName": "drained" }),
+    )["build"]["id"]
         .as_str()
         .expect("id")
         .to_owned();
     wait_for(&server.addr, &first, "the agent runs the build", |b| {
         b["currentPhase"] == "BUILD"
     });
-    let second = codebuild(&server.addr, "StartBuild", &json!({ "projectName": "drained" }))
-        ["build"]["id"]
+    let second = codebuild(
+        &server.addr,
+        "StartBuild",
+        &json!({ "projectName": "drained" }),
+    )["build"]["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -103,7 +117,10 @@ fn sigterm_lets_the_running_job_finish_takes_no_more_and_exits_0() {
         if let Some(status) = agent.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "the agent did not exit after draining");
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not exit after draining"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0), "a drained agent exits 0");
@@ -113,7 +130,10 @@ fn sigterm_lets_the_running_job_finish_takes_no_more_and_exits_0() {
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
     let waiting = build_of(&server.addr, &second);
     assert_eq!(
-        (waiting["buildStatus"].clone(), waiting["currentPhase"].clone()),
+        (
+            waiting["buildStatus"].clone(),
+            waiting["currentPhase"].clone()
+        ),
         (json!("IN_PROGRESS"), json!("QUEUED")),
         "the draining agent took no new job: {waiting}"
     );

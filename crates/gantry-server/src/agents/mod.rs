@@ -189,7 +189,12 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
                     max: lease.job.max_attempts,
                 }
             } else {
-                Ending::Failed(lease.job.error.unwrap_or_else(|| "the lease ran out".into()))
+                Ending::Failed(
+                    lease
+                        .job
+                        .error
+                        .unwrap_or_else(|| "the lease ran out".into()),
+                )
             };
             hub.tell(&lease.job.id, ending);
         }

@@ -17,8 +17,8 @@ use gantry_agent::protocol::{
     Offer, Register, Registered,
 };
 use gantry_store::{
-    AgentRecord, AgentTokenRecord, JobRecord, Store, StoreError, job_status, labels_match,
-    now_ms, parse_labels,
+    AgentRecord, AgentTokenRecord, JobRecord, Store, StoreError, job_status, labels_match, now_ms,
+    parse_labels,
 };
 use serde::de::DeserializeOwned;
 
@@ -34,7 +34,7 @@ pub(crate) struct AgentError(pub StatusCode, pub String);
 
 impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(ErrorBody { message: self.1 })).into_response()
+        json_status(self.0, &ErrorBody { message: self.1 })
     }
 }
 
@@ -48,7 +48,9 @@ impl From<StoreError> for AgentError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => AgentError(StatusCode::CONFLICT, m),
-            StoreError::NotFound => AgentError(StatusCode::NOT_FOUND, "no such job or agent".into()),
+            StoreError::NotFound => {
+                AgentError(StatusCode::NOT_FOUND, "no such job or agent".into())
+            }
             other => AgentError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
@@ -62,8 +64,21 @@ fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, AgentError> 
     serde_json::from_slice(body).map_err(|e| bad(format!("bad {what} message: {e}")))
 }
 
+/// `value` as a JSON response with `status`.
+pub(crate) fn json_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
 fn json<T: serde::Serialize>(value: &T) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
+    json_status(StatusCode::OK, value)
 }
 
 pub(crate) fn router<S: Store>() -> Router<AppState<S>> {

@@ -12,7 +12,9 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Cursor, Ending, LiveJob, MAX_ATTEMPTS};
-use crate::worker::{BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, finished_value, phase_json};
+use crate::worker::{
+    BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, finished_value, phase_json,
+};
 use crate::{files, source};
 
 /// Whether `job` goes to the queue: always without the local agent, and
@@ -188,16 +190,20 @@ pub(crate) async fn execute<S: Store>(
     let mut contexts: Vec<(String, String)> = Vec::new();
     let mut leased_at = None;
     let mut stopping = false;
+    let mut closed = runner.closed();
     loop {
         tokio::select! {
+            biased;
+            // The server shuts down: the job is given up (its agent is
+            // fenced off) rather than waited for.
+            _ = until_true(&mut closed) => {
+                let _ = runner.store.abandon_job(&job_id, "the server shut down").await;
+                return ended_early(job, queued_so_far(&contexts, now_ms()), "STOPPED",
+                    "PROVISIONING", now_ms(),
+                    ("BUILD_STOPPED", "The build was stopped."));
+            }
             _ = signal.stopped(), if !stopping => {
                 stopping = true;
-                if runner.is_shutting_down() {
-                    let _ = runner.store.abandon_job(&job_id, "the server shut down").await;
-                    return ended_early(job, queued_so_far(&contexts, now_ms()), "STOPPED",
-                        "PROVISIONING", now_ms(),
-                        ("BUILD_STOPPED", "The build was stopped."));
-                }
                 match runner.store.cancel_job(&job_id).await {
                     Ok(j) if j.status == job_status::LEASED => {
                         log("[Container] Stop requested; telling the agent".into());
@@ -237,6 +243,16 @@ pub(crate) async fn execute<S: Store>(
                         "PROVISIONING", now_ms(), ("CLIENT_ERROR", "the agent hub went away"));
                 }
             }
+        }
+    }
+}
+
+/// Resolves once the flag is true (or its sender is gone).
+async fn until_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = *flag.borrow_and_update();
+        if now || flag.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -53,8 +53,7 @@ pub(crate) async fn create<S: Store>(
     axum::Extension(caller): axum::Extension<Caller>,
     body: Bytes,
 ) -> Result<Response, RestError> {
-    let request: gantry_agent::protocol::CreateToken = if body.iter().all(u8::is_ascii_whitespace)
-    {
+    let request: gantry_agent::protocol::CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
         Default::default()
     } else {
         serde_json::from_slice(&body)

@@ -8,7 +8,7 @@ use std::path::{Path as FsPath, PathBuf};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gantry_agent::protocol::{UPLOAD_OFFSET, UploadState};
 use gantry_store::Store;
 use sha2::{Digest, Sha256};
@@ -60,12 +60,11 @@ async fn state_of(hub: &AgentHub, sha256: &str) -> UploadState {
 }
 
 fn answer(state: &UploadState) -> Response {
-    (
-        StatusCode::OK,
-        [(UPLOAD_OFFSET, state.offset.to_string())],
-        axum::Json(state),
-    )
-        .into_response()
+    let mut response = super::protocol::json_status(StatusCode::OK, state);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&state.offset.to_string()) {
+        response.headers_mut().insert(UPLOAD_OFFSET, v);
+    }
+    response
 }
 
 fn internal(e: impl std::fmt::Display) -> AgentError {

@@ -325,11 +325,7 @@ fn build() -> Value {
             summary: "Revokes an agent token: its agents are refused (401) from their next request, and their leases lapse.",
             params: vec![path_param("id", "The token's id (atok-...).")],
             body: None,
-            success: (
-                200,
-                "Revoked.",
-                json_content(json!({ "type": "object" })),
-            ),
+            success: (200, "Revoked.", json_content(json!({ "type": "object" }))),
             errors: &["NotFound"],
         },
     );

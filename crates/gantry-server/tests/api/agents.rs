@@ -97,8 +97,7 @@ async fn stop_agent(
 #[tokio::test]
 async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server =
-        TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
     let (token, _) = token(&server).await;
     let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &dir.path().join("work"));
     let spec = format!(
@@ -142,8 +141,7 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
 #[tokio::test]
 async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server =
-        TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
     let (token, _) = token(&server).await;
     let client = Client::new(&server.url(), &token).expect("client");
     let agent = client.register(&registration(&[])).await.expect("register");
@@ -153,7 +151,10 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
         tokio::spawn(async move { client.poll(&id).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!poller.is_finished(), "the poll is held while nothing is queued");
+    assert!(
+        !poller.is_finished(),
+        "the poll is held while nothing is queued"
+    );
     let id = start(&server, inline_project("waited", GOOD_BUILDSPEC)).await;
     // Well within the 25 s hold: the queueing woke the poll.
     let offer = tokio::time::timeout(Duration::from_secs(10), poller)
@@ -167,22 +168,31 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
     assert_eq!(lease.payload.build_id, id);
     assert_eq!(lease.epoch, 1);
     server.call("StopBuild", &json!({ "id": id })).await;
-    let beat = client.heartbeat(&lease.job_id, lease.epoch).await.expect("beat");
-    assert!(beat.stop, "StopBuild reaches the agent in the heartbeat reply");
+    let beat = client
+        .heartbeat(&lease.job_id, lease.epoch)
+        .await
+        .expect("beat");
+    assert!(
+        beat.stop,
+        "StopBuild reaches the agent in the heartbeat reply"
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn of_two_acknowledgements_of_one_offer_only_one_wins() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server =
-        TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
     let (token, _) = token(&server).await;
     let client = Client::new(&server.url(), &token).expect("client");
     let a = client.register(&registration(&[])).await.expect("register");
     let b = client.register(&registration(&[])).await.expect("register");
     start(&server, inline_project("raced", GOOD_BUILDSPEC)).await;
-    let offer = client.poll(&a.agent_id).await.expect("poll").expect("offer");
+    let offer = client
+        .poll(&a.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
     let (x, y) = tokio::join!(
         client.ack(&a.agent_id, &offer),
         client.ack(&b.agent_id, &offer)
@@ -190,10 +200,7 @@ async fn of_two_acknowledgements_of_one_offer_only_one_wins() {
     let wins = [x.is_ok(), y.is_ok()].iter().filter(|w| **w).count();
     assert_eq!(wins, 1, "{x:?} {y:?}");
     let loser = if x.is_ok() { y } else { x };
-    assert!(
-        matches!(loser, Err(ClientError::Conflict(_))),
-        "{loser:?}"
-    );
+    assert!(matches!(loser, Err(ClientError::Conflict(_))), "{loser:?}");
     server.stop().await;
 }
 
@@ -209,7 +216,11 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
     let client = Client::new(&server.url(), &token).expect("client");
     let first = client.register(&registration(&[])).await.expect("register");
     let id = start(&server, inline_project("lost", GOOD_BUILDSPEC)).await;
-    let offer = client.poll(&first.agent_id).await.expect("poll").expect("offer");
+    let offer = client
+        .poll(&first.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
     let lease = client.ack(&first.agent_id, &offer).await.expect("ack");
     // Chunks are stored once and in order: a resend is ignored, a gap waits.
     let chunk = |seq, text: &str| LogChunk {
@@ -218,10 +229,47 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
         items: vec![LogItem::Line(text.into())],
     };
     let job = &lease.job_id;
-    assert_eq!(client.logs(job, &chunk(1, "first-1")).await.expect("1").acked, 1);
-    assert_eq!(client.logs(job, &chunk(1, "first-1")).await.expect("1 again").acked, 1);
-    assert_eq!(client.logs(job, &chunk(3, "first-3")).await.expect("gap").acked, 1);
-    assert_eq!(client.logs(job, &chunk(2, "first-2")).await.expect("2").acked, 2);
+    assert_eq!(
+        client
+            .logs(job, &chunk(1, "first-1"))
+            .await
+            .expect("1")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(1, "first-1"))
+            .await
+            .expect("1 again")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(3, "first-3"))
+            .await
+            .expect("gap")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(2, "first-2"))
+            .await
+            .expect("2")
+            .acked,
+        2
+    );
+    // The chunk refused for its gap is sent again once the gap is filled.
+    assert_eq!(
+        client
+            .logs(job, &chunk(3, "first-3"))
+            .await
+            .expect("3")
+            .acked,
+        3
+    );
     // The first agent stops heartbeating; the lease runs out and a real
     // agent takes the job again.
     let (drain, agent) = spawn_agent(&server, &token, &[], "box-2", &dir.path().join("work"));
@@ -234,11 +282,14 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
         .find(|p| p["phaseType"] == "QUEUED")
         .expect("QUEUED")
         .clone();
-    assert_eq!(queued["contexts"][0]["statusCode"], "AGENT_LEASE_EXPIRED", "{queued}");
+    assert_eq!(
+        queued["contexts"][0]["statusCode"], "AGENT_LEASE_EXPIRED",
+        "{queued}"
+    );
     // Everything from the old lease is refused now.
     let late = JobResult {
         epoch: lease.epoch,
-        last_seq: 2,
+        last_seq: 3,
         build: Some(json!({ "buildStatus": "FAILED" })),
         error: None,
         error_phase: None,
@@ -246,18 +297,33 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
     };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),
-        client.logs(job, &chunk(3, "late")).await.map(|_| ()),
+        client.logs(job, &chunk(4, "late")).await.map(|_| ()),
         client.result(job, &late).await,
     ] {
-        assert!(matches!(refused, Err(ClientError::Conflict(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(ClientError::Conflict(_))),
+            "{refused:?}"
+        );
     }
     let log = log_text(&server, &id).await;
     let order: Vec<usize> = ["first-1", "first-2", "first-3", "box-2", "hello agent"]
         .iter()
-        .map(|needle| log.find(needle).unwrap_or_else(|| panic!("{needle} in {log}")))
+        .map(|needle| {
+            log.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {log}"))
+        })
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{log}");
-    assert_eq!(log.matches("first-1").count(), 1, "no duplicate chunk: {log}");
+    assert_eq!(
+        log.matches("first-1").count(),
+        1,
+        "no duplicate chunk: {log}"
+    );
+    assert_eq!(
+        log.matches("first-3").count(),
+        1,
+        "no duplicate chunk: {log}"
+    );
     assert!(!log.contains("late"), "{log}");
     assert_eq!(server.wait_build(&id).await["buildStatus"], "SUCCEEDED");
     stop_agent(drain, agent).await;
@@ -267,8 +333,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
 #[tokio::test]
 async fn a_revoked_token_is_refused_and_never_listed_in_clear() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server =
-        TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
     let (token, id) = token(&server).await;
     assert!(token.starts_with("gat_"));
     let client = Client::new(&server.url(), &token).expect("client");
@@ -281,7 +346,10 @@ async fn a_revoked_token_is_refused_and_never_listed_in_clear() {
         .rest_ok("DELETE", &format!("/agent-tokens/{id}"), None, 200)
         .await;
     let refused = client.poll(&agent.agent_id).await;
-    assert!(matches!(refused, Err(ClientError::Unauthorized(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(ClientError::Unauthorized(_))),
+        "{refused:?}"
+    );
     let wrong = Client::new(&server.url(), "gat_nonsense").expect("client");
     assert!(matches!(
         wrong.register(&registration(&[])).await,
@@ -297,7 +365,10 @@ async fn a_revoked_token_is_refused_and_never_listed_in_clear() {
         .await
         .expect("ends")
         .expect("task");
-    assert!(matches!(ended, Err(gantry_agent::AgentError::Unauthorized(_))));
+    assert!(matches!(
+        ended,
+        Err(gantry_agent::AgentError::Unauthorized(_))
+    ));
     server.stop().await;
 }
 
@@ -307,7 +378,13 @@ async fn a_project_asking_for_labels_goes_to_an_agent_that_has_them_all() {
     // The local agent is on, but it has no labels.
     let server = TestServer::start(&dir.path().join("data")).await;
     let (token, _) = token(&server).await;
-    let (d1, plain) = spawn_agent(&server, &token, &["linux"], "plain-box", &dir.path().join("w1"));
+    let (d1, plain) = spawn_agent(
+        &server,
+        &token,
+        &["linux"],
+        "plain-box",
+        &dir.path().join("w1"),
+    );
     let (d2, gpu) = spawn_agent(
         &server,
         &token,

@@ -9,8 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, StoreError,
-    now_ms,
+    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, StoreError, now_ms,
 };
 
 /// How often a token's `last_used_ms` is written at most (every agent
@@ -510,11 +509,25 @@ mod tests {
             store.offer_job("j1", "nonce-b", now, now + 5000),
         );
         assert_eq!(
-            [a.expect("a"), b.expect("b")].iter().filter(|w| **w).count(),
+            [a.expect("a"), b.expect("b")]
+                .iter()
+                .filter(|w| **w)
+                .count(),
             1
         );
-        assert!(store.offerable_jobs(now, 10).await.expect("list").is_empty());
-        let nonce = store.get_job("j1").await.expect("job").offer_nonce.expect("offered");
+        assert!(
+            store
+                .offerable_jobs(now, 10)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        let nonce = store
+            .get_job("j1")
+            .await
+            .expect("job")
+            .offer_nonce
+            .expect("offered");
         let (x, y) = tokio::join!(
             store.ack_job("j1", &nonce, "agent-1", "lease-1", now + 30_000),
             store.ack_job("j1", &nonce, "agent-2", "lease-2", now + 30_000),
@@ -532,7 +545,12 @@ mod tests {
         assert_eq!(leased.attempts, 1);
         // A wrong nonce never acknowledges.
         store.enqueue_job(&job("j2", 3)).await.expect("enqueue");
-        assert!(store.offer_job("j2", "right", now, now + 5000).await.expect("offer"));
+        assert!(
+            store
+                .offer_job("j2", "right", now, now + 5000)
+                .await
+                .expect("offer")
+        );
         assert!(matches!(
             store.ack_job("j2", "wrong", "agent-1", "l", now + 1).await,
             Err(StoreError::Conflict(_))
@@ -544,23 +562,40 @@ mod tests {
         let (_dir, store) = store().await;
         store.enqueue_job(&job("j", 3)).await.expect("enqueue");
         let now = now_ms();
-        assert!(store.offer_job("j", "n1", now, now + 5000).await.expect("offer"));
-        let first = store.ack_job("j", "n1", "a1", "l1", now - 1).await.expect("ack");
+        assert!(
+            store
+                .offer_job("j", "n1", now, now + 5000)
+                .await
+                .expect("offer")
+        );
+        let first = store
+            .ack_job("j", "n1", "a1", "l1", now - 1)
+            .await
+            .expect("ack");
         // The lease ran out: back to the queue, attempt 1 used.
         let expired = store.expire_leases(now).await.expect("expire");
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].job.status, QUEUED);
         assert_eq!(expired[0].agent_id.as_deref(), Some("a1"));
-        assert!(store.offer_job("j", "n2", now, now + 5000).await.expect("offer"));
+        assert!(
+            store
+                .offer_job("j", "n2", now, now + 5000)
+                .await
+                .expect("offer")
+        );
         let second = store
             .ack_job("j", "n2", "a2", "l2", now + 60_000)
             .await
             .expect("ack");
         assert_eq!(second.lease_epoch, first.lease_epoch + 1);
         for result in [
-            store.renew_lease("j", first.lease_epoch, now + 90_000).await,
+            store
+                .renew_lease("j", first.lease_epoch, now + 90_000)
+                .await,
             store.check_lease("j", first.lease_epoch).await,
-            store.finish_job("j", first.lease_epoch, SUCCEEDED, None).await,
+            store
+                .finish_job("j", first.lease_epoch, SUCCEEDED, None)
+                .await,
         ] {
             match result {
                 Err(StoreError::Conflict(m)) => assert!(m.contains("stale"), "{m}"),
@@ -589,10 +624,21 @@ mod tests {
         let now = now_ms();
         for attempt in 1..=2 {
             let nonce = format!("n{attempt}");
-            assert!(store.offer_job("j", &nonce, now, now + 1).await.expect("offer"));
-            store.ack_job("j", &nonce, "a", "l", now - 1).await.expect("ack");
+            assert!(
+                store
+                    .offer_job("j", &nonce, now, now + 1)
+                    .await
+                    .expect("offer")
+            );
+            store
+                .ack_job("j", &nonce, "a", "l", now - 1)
+                .await
+                .expect("ack");
             // A live lease is not touched.
-            store.enqueue_job(&job(&format!("live{attempt}"), 1)).await.expect("enqueue");
+            store
+                .enqueue_job(&job(&format!("live{attempt}"), 1))
+                .await
+                .expect("enqueue");
             let expired = store.expire_leases(now).await.expect("expire");
             assert_eq!(expired.len(), 1);
             let want = if attempt == 1 { QUEUED } else { FAILED };
@@ -611,19 +657,28 @@ mod tests {
             .await
             .expect("create");
         assert_eq!(
-            store.use_agent_token("abc").await.expect("use").map(|t| t.id),
+            store
+                .use_agent_token("abc")
+                .await
+                .expect("use")
+                .map(|t| t.id),
             Some("atok-1".into())
         );
         assert!(store.use_agent_token("abd").await.expect("use").is_none());
         let listed = store.list_agent_tokens().await.expect("list");
         assert!(listed[0].last_used_ms.is_some());
-        store.revoke_agent_token("atok-1", "admin").await.expect("revoke");
+        store
+            .revoke_agent_token("atok-1", "admin")
+            .await
+            .expect("revoke");
         assert!(store.use_agent_token("abc").await.expect("use").is_none());
         assert!(matches!(
             store.revoke_agent_token("atok-1", "admin").await,
             Err(StoreError::NotFound)
         ));
-        let audit = crate::BuildStore::audit_log(&store, 10).await.expect("audit");
+        let audit = crate::BuildStore::audit_log(&store, 10)
+            .await
+            .expect("audit");
         let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
         assert!(actions.contains(&"agent_token.create"), "{actions:?}");
         assert!(actions.contains(&"agent_token.revoke"), "{actions:?}");
@@ -636,8 +691,16 @@ mod tests {
         assert_eq!(store.cancel_job("q").await.expect("cancel").status, FAILED);
         store.enqueue_job(&job("l", 1)).await.expect("enqueue");
         let now = now_ms();
-        assert!(store.offer_job("l", "n", now, now + 1000).await.expect("offer"));
-        store.ack_job("l", "n", "a", "x", now + 60_000).await.expect("ack");
+        assert!(
+            store
+                .offer_job("l", "n", now, now + 1000)
+                .await
+                .expect("offer")
+        );
+        store
+            .ack_job("l", "n", "a", "x", now + 60_000)
+            .await
+            .expect("ack");
         let job = store.cancel_job("l").await.expect("cancel");
         assert_eq!(job.status, LEASED);
         assert!(job.cancel_requested);
@@ -649,6 +712,9 @@ mod tests {
         let have = parse_labels("linux,docker,gpu");
         assert!(labels_match(&have, &parse_labels("docker,linux")));
         assert!(labels_match(&have, &[]));
-        assert!(!labels_match(&parse_labels("linux"), &parse_labels("linux,docker")));
+        assert!(!labels_match(
+            &parse_labels("linux"),
+            &parse_labels("linux,docker")
+        ));
     }
 }

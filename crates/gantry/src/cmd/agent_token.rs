@@ -74,7 +74,9 @@ pub fn run(args: AgentTokenArgs) -> ExitCode {
                         t["id"].as_str().unwrap_or("-"),
                         t["name"].as_str().unwrap_or("-"),
                         t["revoked"].as_bool().unwrap_or(false),
-                        t.get("lastUsed").map(Value::to_string).unwrap_or_else(|| "-".into()),
+                        t.get("lastUsed")
+                            .map(Value::to_string)
+                            .unwrap_or_else(|| "-".into()),
                     );
                 }
                 Ok(())
