@@ -488,10 +488,11 @@ fn finished(job: &BuildJob, before: Vec<Value>, result: &BuildResult) -> BuildUp
 /// [`finished`] from the result's JSON (a remote agent sends it so); a
 /// status or phase that is not CodeBuild's counts as FAILED / COMPLETED.
 pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) -> BuildUpdate {
-    let status = match value.get("buildStatus").and_then(Value::as_str) {
-        Some(s @ ("SUCCEEDED" | "FAILED" | "FAULT" | "TIMED_OUT" | "STOPPED")) => s,
-        _ => "FAILED",
-    };
+    let status = value
+        .get("buildStatus")
+        .and_then(Value::as_str)
+        .filter(|s| ["SUCCEEDED", "FAILED", "FAULT", "TIMED_OUT", "STOPPED"].contains(s))
+        .unwrap_or("FAILED");
     let current_phase = value
         .get("currentPhase")
         .and_then(Value::as_str)

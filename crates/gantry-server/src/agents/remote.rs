@@ -262,10 +262,11 @@ fn from_result(job: &BuildJob, before: Vec<Value>, leased_at: i64, r: &JobResult
     match &r.build {
         Some(value) => finished_value(job, before, value),
         None => {
-            let phase = match r.error_phase.as_deref() {
-                Some(p @ ("DOWNLOAD_SOURCE" | "PROVISIONING" | "UPLOAD_ARTIFACTS")) => p,
-                _ => "PROVISIONING",
-            };
+            let phase = r
+                .error_phase
+                .as_deref()
+                .filter(|p| ["DOWNLOAD_SOURCE", "PROVISIONING", "UPLOAD_ARTIFACTS"].contains(p))
+                .unwrap_or("PROVISIONING");
             let message = r
                 .error
                 .clone()
