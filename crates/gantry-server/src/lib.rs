@@ -174,6 +174,7 @@ impl<S: Store> Server<S> {
             None
         };
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
+        recovery::fail_orphaned_jobs(store.as_ref()).await?;
         let token_key =
             stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
                 ServerError::DataDir {

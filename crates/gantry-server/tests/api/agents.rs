@@ -433,3 +433,67 @@ async fn stop_build_stops_the_build_on_its_agent() {
     stop_agent(drain, agent).await;
     server.stop().await;
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn uploads_resume_from_the_servers_offset_and_are_kept_only_when_whole_and_hashing_right() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let bytes = b"artifact bytes, sent in two pieces".to_vec();
+    let total = bytes.len() as u64;
+    let sha = sha256_hex(&bytes);
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, 0);
+    let first = client
+        .upload(&sha, 0, total, bytes[..10].to_vec())
+        .await
+        .expect("first piece");
+    assert_eq!((first.offset, first.complete), (10, false));
+    // After a dropped connection the agent asks where to go on from.
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, 10);
+    let restart = client.upload(&sha, 0, total, bytes.clone()).await;
+    assert!(
+        matches!(restart, Err(ClientError::Conflict(ref m)) if m.contains("offset 10")),
+        "{restart:?}"
+    );
+    let done = client
+        .upload(&sha, 10, total, bytes[10..].to_vec())
+        .await
+        .expect("rest");
+    assert!(done.complete);
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, total);
+    // Bytes that do not hash to the name are dropped.
+    let wrong = client.upload(&sha256_hex(b"x"), 0, 1, b"y".to_vec()).await;
+    assert!(
+        matches!(wrong, Err(ClientError::Refused(400, ref m)) if m.contains("hash")),
+        "{wrong:?}"
+    );
+    assert_eq!(
+        client
+            .upload_state(&sha256_hex(b"x"))
+            .await
+            .expect("head")
+            .offset,
+        0
+    );
+    let not_a_hash = client.upload("../../etc", 0, 1, b"y".to_vec()).await;
+    assert!(
+        matches!(not_a_hash, Err(ClientError::Refused(..))),
+        "{not_a_hash:?}"
+    );
+    // Without a token nothing is accepted.
+    let anonymous = Client::new(&server.url(), "").expect("client");
+    assert!(matches!(
+        anonymous.upload_state(&sha).await,
+        Err(ClientError::Unauthorized(_))
+    ));
+    server.stop().await;
+}

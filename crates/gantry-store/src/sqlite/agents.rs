@@ -420,6 +420,21 @@ impl AgentStore for SqliteStore {
         Ok(())
     }
 
+    async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, update_ms = ? WHERE status IN (?, ?)",
+        )
+        .bind(FAILED)
+        .bind(error)
+        .bind(now_ms())
+        .bind(QUEUED)
+        .bind(LEASED)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? AND lease_expires_ms <= ?"
@@ -701,9 +716,20 @@ mod tests {
             .ack_job("l", "n", "a", "x", now + 60_000)
             .await
             .expect("ack");
-        let job = store.cancel_job("l").await.expect("cancel");
-        assert_eq!(job.status, LEASED);
-        assert!(job.cancel_requested);
+        let leased = store.cancel_job("l").await.expect("cancel");
+        assert_eq!(leased.status, LEASED);
+        assert!(leased.cancel_requested);
+        // A restart abandons what is still open, and nothing else.
+        store.enqueue_job(&job("q2", 1)).await.expect("enqueue");
+        assert_eq!(
+            store.abandon_open_jobs("restart").await.expect("abandon"),
+            2
+        );
+        assert_eq!(
+            store.get_job("q").await.expect("q").error.as_deref(),
+            Some("cancelled")
+        );
+        assert_eq!(store.get_job("q2").await.expect("q2").status, FAILED);
     }
 
     #[test]
