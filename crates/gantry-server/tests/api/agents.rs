@@ -497,3 +497,90 @@ async fn uploads_resume_from_the_servers_offset_and_are_kept_only_when_whole_and
     ));
     server.stop().await;
 }
+
+/// A TCP proxy to the server that can be cut (every connection dropped,
+/// new ones refused) and restored, like a network outage.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let down = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+        let flag = down.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *flag.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut = flag.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|d| *d) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}
+
+#[tokio::test]
+async fn logs_written_while_the_server_is_unreachable_arrive_in_order_once_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut config = AgentConfig::new(
+        &format!("http://{}", proxy.addr),
+        &token,
+        dir.path().join("work"),
+    );
+    config.hostname = "behind-proxy".into();
+    let (drain, rx) = oneshot::channel::<()>();
+    let agent = tokio::spawn(gantry_agent::run(config, async move {
+        let _ = rx.await;
+    }));
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before-cut\n      - sleep 1\n      - echo during-cut-1\n      - echo during-cut-2\n      - sleep 2\n      - echo after-cut\n";
+    let id = start(&server, inline_project("outage", spec)).await;
+    for _ in 0..600 {
+        if log_text(&server, &id).await.contains("before-cut") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = log_text(&server, &id).await;
+    assert!(
+        !during.contains("during-cut-1"),
+        "the outage held the lines back: {during}"
+    );
+    proxy.set_down(false);
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&server, &id).await;
+    let positions: Vec<usize> = ["before-cut", "during-cut-1", "during-cut-2", "after-cut"]
+        .iter()
+        .map(|l| {
+            assert_eq!(log.matches(&format!("\n{l}")).count(), 1, "{l} once: {log}");
+            log.find(&format!("\n{l}")).expect("present")
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{log}");
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
