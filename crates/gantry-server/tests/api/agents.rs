@@ -584,3 +584,58 @@ async fn logs_written_while_the_server_is_unreachable_arrive_in_order_once_it_is
     stop_agent(drain, agent).await;
     server.stop().await;
 }
+
+/// A pipeline whose CodeBuild actions run on a remote agent: the input
+/// artifact reaches the agent as the build's source, the build's output
+/// artifact and exported variable come back as a local build's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelines_codebuild_actions_run_on_a_remote_agent() {
+    use super::codepipeline::ok;
+    use super::pipeline_runs::{create_projects, declaration, repo_with, start as start_run};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "7.1")], "seven");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "pipe-box", &dir.path().join("w"));
+    // Source → Build (exports VERSION, outputs App) → Ship (checks App).
+    let mut decl = declaration("remote", &url, "");
+    let stages = decl["stages"].as_array_mut().expect("stages");
+    stages.remove(2); // no approval
+    stages[1]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .truncate(1); // the Build action only
+    let build = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+    let deploy = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED\"\n";
+    create_projects(&server, "remote", &[("build", build), ("deploy", deploy)]).await;
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let id = start_run(&server, "remote").await;
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        let e = ok(
+            &server,
+            "GetPipelineExecution",
+            &json!({ "pipelineName": "remote", "pipelineExecutionId": id }),
+        )
+        .await;
+        status = e["pipelineExecution"]["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Succeeded");
+    for project in ["remote-build", "remote-deploy"] {
+        let listed = server
+            .call("ListBuildsForProject", &json!({ "projectName": project }))
+            .await;
+        let build_id = listed["ids"][0].as_str().expect("a build").to_owned();
+        let log = log_text(&server, &build_id).await;
+        assert!(
+            log.contains("pipe-box"),
+            "{project} ran on the agent: {log}"
+        );
+    }
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
