@@ -155,6 +155,16 @@ async fn register<S: Store>(
     if reg.capacity == 0 {
         return Err(bad("capacity must be at least 1"));
     }
+    if reg.labels.len() > 64 || reg.labels.iter().any(|l| l.len() > 100) {
+        return Err(bad("labels: at most 64, each at most 100 characters"));
+    }
+    for (field, value) in [("hostname", &reg.hostname), ("version", &reg.version)] {
+        if value.len() > 255 || value.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "{field} must be at most 255 characters, without control characters"
+            )));
+        }
+    }
     let mut labels = parse_labels(&reg.labels.join(","));
     labels.push(format!("executor:{}", reg.executor));
     labels.sort();
@@ -433,8 +443,13 @@ async fn result<S: Store>(
             ));
         }
     }
+    // Unpacked beside the build's artifact directory and moved into place
+    // only once the fenced finish succeeded: a stale lease never writes there.
+    let incoming = live
+        .artifacts_dir
+        .with_extension(format!("incoming-{}", result.epoch));
     if let Some(sha) = &result.artifacts_sha256 {
-        uploads::unpack_into(hub(&state), sha, &live.artifacts_dir)
+        uploads::unpack_into(hub(&state), sha, &incoming)
             .await
             .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
     }
@@ -449,10 +464,21 @@ async fn result<S: Store>(
     } else {
         job_status::FAILED
     };
-    state
+    let finished = state
         .store
         .finish_job(&job_id, result.epoch, status, result.error.as_deref())
-        .await?;
+        .await;
+    if result.artifacts_sha256.is_some() {
+        if finished.is_ok() {
+            let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;
+            if let Err(e) = tokio::fs::rename(&incoming, &live.artifacts_dir).await {
+                tracing::error!(job = %job_id, error = %e, "moving the artifacts into place failed");
+            }
+        } else {
+            let _ = tokio::fs::remove_dir_all(&incoming).await;
+        }
+    }
+    finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
     Ok(json(&serde_json::json!({ "accepted": true })))
 }

@@ -33,6 +33,7 @@ pub fn run(args: AgentArgs) -> ExitCode {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(tracing::Level::INFO)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     // A small runtime: an idle agent is one long poll.
     let runtime = match tokio::runtime::Builder::new_current_thread()
