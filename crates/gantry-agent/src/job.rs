@@ -181,8 +181,9 @@ async fn execute(
             ("PROVISIONING", e.to_string())
         })?;
     drop(log);
-    let value = serde_json::to_value(&result)
+    let mut value = serde_json::to_value(&result)
         .map_err(|e| ("FINALIZING", format!("encoding the result: {e}")))?;
+    relative_locations(&mut value, &artifacts_dir);
     let zip = if p.wants_artifacts && artifacts_dir.is_dir() {
         let reference = objects
             .put_dir(&artifacts_dir)
@@ -200,6 +201,31 @@ async fn execute(
         None
     };
     Ok((value, zip))
+}
+
+/// Artifact locations become relative to the artifacts directory: this
+/// machine's paths mean nothing on the server, which puts the tree
+/// in a directory of its own.
+fn relative_locations(result: &mut serde_json::Value, artifacts_dir: &Path) {
+    let rewrite = |entry: &mut serde_json::Value| {
+        let Some(location) = entry.get("location").and_then(|l| l.as_str()) else {
+            return;
+        };
+        let relative = Path::new(location)
+            .strip_prefix(artifacts_dir)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        entry["location"] = serde_json::Value::String(relative);
+    };
+    if let Some(primary) = result.get_mut("artifacts") {
+        rewrite(primary);
+    }
+    if let Some(list) = result
+        .get_mut("secondaryArtifacts")
+        .and_then(|s| s.as_array_mut())
+    {
+        list.iter_mut().for_each(rewrite);
+    }
 }
 
 async fn fetch_source(

@@ -236,7 +236,10 @@ pub(crate) async fn execute<S: Store>(
                 }
                 Some(Ending::Result(result)) => {
                     let end = leased_at.unwrap_or_else(now_ms);
-                    return from_result(job, queued_so_far(&contexts, end), end, &result);
+                    let mut update = from_result(job, queued_so_far(&contexts, end), end, &result);
+                    let dir = runner.config.data_dir.join(files::ARTIFACTS).join(&job.uuid);
+                    server_locations(&mut update.build, &dir);
+                    return update;
                 }
                 None => {
                     return ended_early(job, queued_so_far(&contexts, now_ms()), "FAILED",
@@ -244,6 +247,39 @@ pub(crate) async fn execute<S: Store>(
                 }
             }
         }
+    }
+}
+
+/// The agent sends artifact locations relative to the build's artifact
+/// directory; they become paths under this server's (as a local build's
+/// are). One that tries to leave the directory is dropped.
+fn server_locations(build: &mut Value, dir: &std::path::Path) {
+    let rewrite = |entry: &mut Value| {
+        let Some(relative) = entry.get("location").and_then(Value::as_str) else {
+            return;
+        };
+        let safe = std::path::Path::new(relative)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if safe {
+            let path = if relative.is_empty() {
+                dir.to_path_buf()
+            } else {
+                dir.join(relative)
+            };
+            entry["location"] = Value::String(path.to_string_lossy().into_owned());
+        } else if let Some(map) = entry.as_object_mut() {
+            map.remove("location");
+        }
+    };
+    if let Some(primary) = build.get_mut("artifacts") {
+        rewrite(primary);
+    }
+    if let Some(list) = build
+        .get_mut("secondaryArtifacts")
+        .and_then(Value::as_array_mut)
+    {
+        list.iter_mut().for_each(rewrite);
     }
 }
 

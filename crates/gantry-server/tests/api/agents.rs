@@ -134,6 +134,12 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
         std::fs::read_to_string(&artifact).expect("the artifact arrived where local ones go"),
         "built\n"
     );
+    let location = build["artifacts"]["location"].as_str().expect("location");
+    assert_eq!(
+        std::path::Path::new(location),
+        dir.path().join("data/artifacts").join(uuid),
+        "the location is the server's, as for a local build"
+    );
     stop_agent(drain, agent).await;
     server.stop().await;
 }
