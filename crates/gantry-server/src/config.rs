@@ -52,6 +52,9 @@ pub struct Config {
     /// them all. [`Server::open_postgres`](crate::Server::open_postgres)
     /// fills in [`LeaderElection::default`](crate::LeaderElection) when unset.
     pub leader_election: Option<crate::LeaderElection>,
+    /// How long a remote agent's lease lasts without a heartbeat; an
+    /// expired lease's job goes back to the queue (`--lease-timeout`).
+    pub lease_timeout: std::time::Duration,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -151,6 +154,7 @@ impl Config {
             local_agent: true,
             webhook_secret: None,
             leader_election: None,
+            lease_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -174,6 +178,7 @@ impl fmt::Debug for Config {
             )
             .field("events", &self.events)
             .field("extra_ca_certs", &self.extra_ca_certs)
+            .field("lease_timeout", &self.lease_timeout)
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),

@@ -33,6 +33,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod auth;
 mod bootstrap;
 mod chat;
@@ -81,6 +82,8 @@ pub mod files {
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
+    /// Remote agents' source trees and resumable uploads.
+    pub const AGENTS: &str = "agents";
 }
 
 /// Why the server could not start or stopped with an error.
@@ -261,6 +264,7 @@ impl<S: Store> Server<S> {
             None
         };
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
+        recovery::fail_orphaned_jobs(store.as_ref()).await?;
         let token_key =
             stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
                 ServerError::DataDir {
@@ -329,6 +333,12 @@ impl<S: Store> Server<S> {
             halted,
             move || polling::run(polling_state.clone()),
         ));
+        // Every server reaps: expiring a lease is one atomic statement, so
+        // each expired lease is handed to exactly one server's reaper.
+        let reaper = tokio::spawn(agents::reaper(
+            self.state.store.clone(),
+            self.state.runner.hub.clone(),
+        ));
         // Graceful shutdown waits for open connections; live log streams
         // end when they see this (clients resume from their offset).
         let closing = self.state.closing.clone();
@@ -344,6 +354,7 @@ impl<S: Store> Server<S> {
             .map_err(ServerError::Serve);
         let _ = halt.send(true);
         poller.abort();
+        reaper.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;

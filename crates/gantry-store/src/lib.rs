@@ -35,6 +35,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod crypto;
 mod events;
 mod executions;
@@ -46,6 +47,10 @@ mod sqlite;
 pub mod testing;
 mod workflows;
 
+pub use agents::{
+    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, job_status,
+    labels_match, parse_labels,
+};
 pub use crypto::{CryptoError, MasterKey};
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
@@ -91,12 +96,12 @@ impl StoreError {
 ///
 /// Any type that implements every domain's trait is a `Store`.
 pub trait Store:
-    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore
 {
 }
 
 impl<T> Store for T where
-    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore
 {
 }
 
