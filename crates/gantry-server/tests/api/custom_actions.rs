@@ -847,3 +847,207 @@ async fn an_unfinished_custom_action_times_out_and_fails() {
     assert!(listed.to_string().contains("TimedOut"), "{listed}");
     server.stop().await;
 }
+
+/// A PUT signed with the job's credentials carrying `extra` headers (signed
+/// too) and `x-amz-content-sha256: <payload_hash>`.
+async fn s3_put_with(
+    server: &TestServer,
+    creds: &Value,
+    key: &str,
+    body: &[u8],
+    payload_hash: &str,
+    extra: &[(&str, String)],
+) -> (u16, String) {
+    let host = server.addr.to_string();
+    let path = format!("/gantry-artifacts/{key}");
+    let token = creds["sessionToken"].as_str().unwrap_or("").to_owned();
+    let mut unsigned = RequestParts::new("PUT", &path)
+        .header("Host", &host)
+        .header("x-amz-content-sha256", payload_hash)
+        .header("x-amz-security-token", &token)
+        .body(body);
+    for (n, v) in extra {
+        unsigned = unsigned.header(n, v);
+    }
+    let c = Credentials::new(
+        creds["accessKeyId"].as_str().unwrap_or(""),
+        creds["secretAccessKey"].as_str().unwrap_or(""),
+    );
+    let params = SigningParams {
+        credentials: &c,
+        region: "us-east-1",
+        service: "s3",
+        time: SystemTime::now(),
+    };
+    let signed = gantry_aws::sign(&unsigned, &params).expect("sign");
+    let mut headers = vec![
+        ("x-amz-content-sha256".to_owned(), payload_hash.to_owned()),
+        ("x-amz-security-token".to_owned(), token),
+    ];
+    for (n, v) in extra {
+        headers.push(((*n).to_owned(), v.clone()));
+    }
+    for (n, v) in signed.pairs() {
+        headers.push((n.to_owned(), v.to_owned()));
+    }
+    let (status, out) = server
+        .raw("PUT", &path, &headers, body)
+        .await
+        .expect("request");
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `data` as botocore ≥ 1.36 sends a PutObject body: aws-chunked, with a
+/// CRC32 trailer (base64 of the big-endian checksum).
+fn aws_chunked(data: &[u8], crc: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for chunk in data.chunks(100) {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n").as_bytes());
+    body
+}
+
+fn crc32_b64(data: &[u8]) -> String {
+    // CRC-32 (IEEE), bitwise: the test does not trust the server's crate.
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode((!crc).to_be_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_uploads_are_decoded_and_their_checksums_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, url) = setup(dir.path(), |_| {}).await;
+    ok(
+        &server,
+        "CreatePipeline",
+        &json!({"pipeline": pipeline("app", &url, json!({}))}),
+    )
+    .await;
+    let id = start(&server, "app").await;
+    let job = poll_job(&server).await;
+    let data = &job["data"];
+    let creds = &data["artifactCredentials"];
+    let output_key = key(&data["outputArtifacts"], 0);
+    let zip = report_zip(&"chunked upload\n".repeat(40));
+    let streaming = gantry_aws::STREAMING_UNSIGNED_PAYLOAD_TRAILER;
+    let headers = |body_len: usize| {
+        vec![
+            ("Content-Encoding", "aws-chunked".to_owned()),
+            ("x-amz-trailer", "x-amz-checksum-crc32".to_owned()),
+            ("x-amz-decoded-content-length", zip.len().to_string()),
+            ("x-amz-sdk-checksum-algorithm", "CRC32".to_owned()),
+            ("content-length-hint", body_len.to_string()),
+        ]
+    };
+    // A wrong trailer checksum is refused and stores nothing.
+    let bad = aws_chunked(&zip, "AAAAAA==");
+    let (status, out) = s3_put_with(
+        &server,
+        creds,
+        &output_key,
+        &bad,
+        streaming,
+        &headers(bad.len()),
+    )
+    .await;
+    assert_eq!(status, 400, "{out}");
+    assert!(out.contains("<Code>BadDigest</Code>"), "{out}");
+    // So is a wrong checksum header on a plain body.
+    let (status, out) = s3_put_with(
+        &server,
+        creds,
+        &output_key,
+        &zip,
+        &gantry_aws::sha256_hex(&zip),
+        &[("x-amz-checksum-crc32", "AAAAAA==".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 400, "{out}");
+    // The right one is stored, decoded, and becomes the output artifact.
+    let good = aws_chunked(&zip, &crc32_b64(&zip));
+    let (status, out) = s3_put_with(
+        &server,
+        creds,
+        &output_key,
+        &good,
+        streaming,
+        &headers(good.len()),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    let job_id = job["id"].as_str().expect("id");
+    ok(
+        &server,
+        "AcknowledgeJob",
+        &json!({"jobId": job_id, "nonce": job["nonce"]}),
+    )
+    .await;
+    ok(&server, "PutJobSuccessResult", &json!({"jobId": job_id})).await;
+    wait_status(&server, "app", &id, &["Succeeded"]).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_must_be_uploaded_zips() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, url) = setup(dir.path(), |_| {}).await;
+    ok(
+        &server,
+        "CreatePipeline",
+        &json!({"pipeline": pipeline("app", &url, json!({}))}),
+    )
+    .await;
+    // Nothing uploaded: the action fails, naming the artifact.
+    let first = start(&server, "app").await;
+    let job = poll_job(&server).await;
+    ok(&server, "PutJobSuccessResult", &json!({"jobId": job["id"]})).await;
+    wait_status(&server, "app", &first, &["Failed"]).await;
+    // Not a zip: the action fails, naming the artifact.
+    let second = start(&server, "app").await;
+    let job = poll_job(&server).await;
+    let data = &job["data"];
+    let (status, _) = s3(
+        &server,
+        &data["artifactCredentials"],
+        "PUT",
+        &key(&data["outputArtifacts"], 0),
+        b"not a zip",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    ok(&server, "PutJobSuccessResult", &json!({"jobId": job["id"]})).await;
+    wait_status(&server, "app", &second, &["Failed"]).await;
+    let listed = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({"pipelineName": "app", "filter": {"pipelineExecutionId": second}}),
+    )
+    .await;
+    let text = listed.to_string();
+    assert!(text.contains("output artifact Report"), "{text}");
+    let listed = ok(
+        &server,
+        "ListActionExecutions",
+        &json!({"pipelineName": "app", "filter": {"pipelineExecutionId": first}}),
+    )
+    .await;
+    let text = listed.to_string();
+    assert!(text.contains("Report"), "{text}");
+    server.stop().await;
+}

@@ -41,5 +41,6 @@ async fn a_boto3_worker_runs_a_custom_action_unchanged() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("{stdout}");
     server.stop().await;
 }
