@@ -323,17 +323,17 @@ async fn get_input<S: Store>(
     reference: &str,
 ) -> Response {
     let path = object_path(&state.config.data_dir, key);
-    if !path.is_file() {
-        if let Err(e) = write_input_zip(state, &path, reference).await {
-            tracing::error!(key, error = %e, "writing an input zip failed");
-            return s3_error(
-                method,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "The artifact could not be read",
-                key,
-            );
-        }
+    if !path.is_file()
+        && let Err(e) = write_input_zip(state, &path, reference).await
+    {
+        tracing::error!(key, error = %e, "writing an input zip failed");
+        return s3_error(
+            method,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The artifact could not be read",
+            key,
+        );
     }
     let data = match tokio::fs::read(&path).await {
         Ok(d) => d,

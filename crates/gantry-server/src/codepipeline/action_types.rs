@@ -27,9 +27,12 @@ const CATEGORIES: [&str; 7] = [
     "Source", "Build", "Deploy", "Test", "Invoke", "Approval", "Compute",
 ];
 
+/// (minimum, maximum) artifacts.
+type Counts = (u32, u32);
+
 /// The AWS-owned types Gantry runs: (category, provider, inputs, outputs),
 /// as gantry-spec's provider table accepts them.
-const BUILT_IN: [(&str, &str, (u32, u32), (u32, u32)); 5] = [
+const BUILT_IN: [(&str, &str, Counts, Counts); 5] = [
     ("Approval", "Manual", (0, 0), (0, 0)),
     ("Build", "CodeBuild", (1, 5), (0, 5)),
     ("Invoke", "StepFunctions", (0, 1), (0, 1)),

@@ -191,12 +191,12 @@ impl CustomActionStore for SqliteStore {
 
     async fn create_job(&self, j: &NewJob) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        insert_job(&mut *conn, j).await
+        insert_job(&mut conn, j).await
     }
 
     async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        job_by_id(&mut *conn, id).await?.ok_or(StoreError::NotFound)
+        job_by_id(&mut conn, id).await?.ok_or(StoreError::NotFound)
     }
 
     async fn jobs_for_attempt(
@@ -255,7 +255,7 @@ impl CustomActionStore for SqliteStore {
             .await
             .map_err(db_error)?;
             let Some(id) = id else { break };
-            if let Some(j) = job_by_id(&mut *tx, &id).await? {
+            if let Some(j) = job_by_id(&mut tx, &id).await? {
                 out.push(j);
             }
         }
@@ -275,7 +275,7 @@ impl CustomActionStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        let found = job_by_id(&mut *tx, id).await?.ok_or(StoreError::NotFound)?;
+        let found = job_by_id(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "job {id} is {} and the nonce does not claim it",
@@ -305,14 +305,14 @@ impl CustomActionStore for SqliteStore {
         .await
         .map_err(db_error)?;
         if done.rows_affected() == 0 {
-            let found = job_by_id(&mut *tx, id).await?.ok_or(StoreError::NotFound)?;
+            let found = job_by_id(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
             return Err(StoreError::Conflict(format!(
                 "job {id} is {}",
                 found.status
             )));
         }
         if let Some(next) = &outcome.next {
-            insert_job(&mut *tx, next).await?;
+            insert_job(&mut tx, next).await?;
         }
         audit::record(&mut tx, actor, "job.result", id, &outcome.status).await?;
         tx.commit().await.map_err(db_error)
