@@ -291,7 +291,8 @@ pub(crate) async fn serve<S: Store>(
             let Some(reference) = objects["inputs"][key.as_str()].as_str() else {
                 return denied(&method, &key, "These credentials may not read this object");
             };
-            get_input(&state, &method, &key, reference).await
+            let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+            get_input(&state, &method, &key, reference, range).await
         }
         Method::PUT => {
             let allowed = objects["outputs"]
@@ -321,6 +322,7 @@ async fn get_input<S: Store>(
     method: &Method,
     key: &str,
     reference: &str,
+    range: Option<&str>,
 ) -> Response {
     let path = object_path(&state.config.data_dir, key);
     if !path.is_file()
@@ -360,7 +362,69 @@ async fn get_input<S: Store>(
             .insert(header::CONTENT_LENGTH, data.len().into());
         return response;
     }
-    (StatusCode::OK, headers, data).into_response()
+    // Ranged GETs: s3transfer downloads large objects in parts.
+    match range.map(|r| byte_range(r, data.len())) {
+        None | Some(Ok(None)) => (StatusCode::OK, headers, data).into_response(),
+        Some(Ok(Some((start, end)))) => {
+            let content_range = format!("bytes {start}-{end}/{}", data.len());
+            let part = data[start..=end].to_vec();
+            (
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                [(header::CONTENT_RANGE, content_range)],
+                part,
+            )
+                .into_response()
+        }
+        Some(Err(())) => s3_error(
+            method,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "InvalidRange",
+            "The requested range is not satisfiable",
+            key,
+        ),
+    }
+}
+
+/// One HTTP byte range (`bytes=a-b`, `bytes=a-`, `bytes=-n`) of an object
+/// of `len` bytes, as inclusive offsets. `Ok(None)` for a header S3 would
+/// ignore (another unit, several ranges); `Err` for one it cannot satisfy.
+fn byte_range(spec: &str, len: usize) -> Result<Option<(usize, usize)>, ()> {
+    let Some(spec) = spec.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let (start, end) = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return Ok(None),
+        (true, false) => {
+            let n: usize = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+        }
+        (false, _) => {
+            let start: usize = a.parse().map_err(|_| ())?;
+            let end = if b.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                b.parse::<usize>()
+                    .map_err(|_| ())?
+                    .min(len.saturating_sub(1))
+            };
+            (start, end)
+        }
+    };
+    if start >= len || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
 }
 
 /// Zips the artifact into `path` (through a temporary file, so a reader
@@ -546,6 +610,20 @@ mod tests {
         let p = object_path(std::path::Path::new("/d"), "../../etc/passwd");
         assert!(p.starts_with("/d/job-objects"));
         assert_eq!(p.components().count(), 4);
+    }
+
+    #[test]
+    fn byte_ranges_follow_http() {
+        assert_eq!(byte_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(byte_range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(byte_range("bytes=50-500", 100), Ok(Some((50, 99))));
+        assert_eq!(byte_range("bytes=100-", 100), Err(()));
+        assert_eq!(byte_range("bytes=9-1", 100), Err(()));
+        assert_eq!(byte_range("bytes=x-1", 100), Err(()));
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(byte_range("items=0-1", 100), Ok(None));
+        assert_eq!(byte_range("bytes=-5", 0), Err(()));
     }
 
     #[test]

@@ -1051,3 +1051,53 @@ async fn outputs_must_be_uploaded_zips() {
     assert!(text.contains("Report"), "{text}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_outlives_a_server_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, url) = setup(dir.path(), |_| {}).await;
+    let declaration = pipeline("app", &url, json!({"outputArtifacts": []}));
+    ok(&server, "CreatePipeline", &json!({"pipeline": declaration})).await;
+    let id = start(&server, "app").await;
+    let job = poll_job(&server).await;
+    let job_id = job["id"].as_str().expect("id").to_owned();
+    ok(
+        &server,
+        "AcknowledgeJob",
+        &json!({"jobId": job_id, "nonce": job["nonce"]}),
+    )
+    .await;
+    server.stop().await;
+
+    let server = TestServer::start(&dir.path().join("data")).await;
+    // The resumed action does not queue a second job.
+    let polled = ok(
+        &server,
+        "PollForJobs",
+        &json!({"actionTypeId": type_id(), "queryParam": {"Target": "blue"}}),
+    )
+    .await;
+    assert_eq!(polled["jobs"], json!([]));
+    // Its inputs are still readable with fresh credentials.
+    let details = ok(&server, "GetJobDetails", &json!({"jobId": job_id})).await;
+    let data = &details["jobDetails"]["data"];
+    let (status, _) = s3(
+        &server,
+        &data["artifactCredentials"],
+        "GET",
+        &key(&data["inputArtifacts"], 0),
+        b"",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    ok(
+        &server,
+        "PutJobSuccessResult",
+        &json!({"jobId": job_id, "outputVariables": {"Done": "yes"}}),
+    )
+    .await;
+    wait_status(&server, "app", &id, &["Succeeded"]).await;
+    server.stop().await;
+}
