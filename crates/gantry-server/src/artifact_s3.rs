@@ -130,6 +130,29 @@ pub(crate) async fn collect_outputs<S: Store>(
     Ok(out)
 }
 
+/// Deletes the objects of an attempt's jobs once the action has its final
+/// result: its input zips (rebuilt if read again) and its uploads (stored
+/// as artifacts by then). Best effort: a file left behind wastes space only.
+pub(crate) fn remove_objects(data_dir: &std::path::Path, objects: &Value) {
+    let inputs = objects["inputs"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys());
+    let outputs = objects["outputs"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(Value::as_str);
+    for key in inputs.map(String::as_str).chain(outputs) {
+        let path = object_path(data_dir, key);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(key, error = %e, "removing a job object failed");
+        }
+    }
+}
+
 /// An S3 error: XML body (none for HEAD), S3's code.
 fn s3_error(method: &Method, status: StatusCode, code: &str, message: &str, key: &str) -> Response {
     if method == Method::HEAD {

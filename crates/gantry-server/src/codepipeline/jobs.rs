@@ -482,6 +482,7 @@ async fn apply<S: Store>(
         .pipelines
         .apply(state, &job.job.pipeline, input, actor, "job.result")
         .await;
+    crate::artifact_s3::remove_objects(&state.config.data_dir, &job.job.objects);
     state
         .pipelines
         .providers

@@ -166,18 +166,25 @@ pub(super) async fn run<S: Store>(
         .await
     {
         Ok(0) => None,
-        Ok(_) => Some(Input::ActionFailed {
-            execution_id: job.execution_id.clone(),
-            action_execution_id: job.action_execution_id.clone(),
-            error: ActionError {
-                code: "TimedOut".into(),
-                message: format!(
-                    "The custom action did not finish within {} (the custom action timeout)",
-                    describe(timeout)
-                ),
-            },
-            external_execution_id: None,
-        }),
+        Ok(_) => {
+            if let Ok(jobs) = store.jobs_for_attempt(&job.action_execution_id).await
+                && let Some(last) = jobs.last()
+            {
+                crate::artifact_s3::remove_objects(&state.config.data_dir, &last.job.objects);
+            }
+            Some(Input::ActionFailed {
+                execution_id: job.execution_id.clone(),
+                action_execution_id: job.action_execution_id.clone(),
+                error: ActionError {
+                    code: "TimedOut".into(),
+                    message: format!(
+                        "The custom action did not finish within {} (the custom action timeout)",
+                        describe(timeout)
+                    ),
+                },
+                external_execution_id: None,
+            })
+        }
         Err(e) => failed(
             job,
             "JobFailed",

@@ -600,6 +600,11 @@ async fn a_worker_polls_acknowledges_continues_and_succeeds() {
         check["output"]["outputArtifacts"],
         json!([{"name": "Report"}])
     );
+    // The job's objects are gone once the action has its result.
+    let left: Vec<_> = std::fs::read_dir(server.data_dir.join("job-objects"))
+        .expect("objects dir")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     server.stop().await;
 }
 
