@@ -10,6 +10,8 @@
 //! files); an uploaded output zip becomes the action's output artifact
 //! when the job succeeds. See docs/custom-actions.md.
 
+mod multipart;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -207,7 +209,16 @@ fn session_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     })
 }
 
-/// GET, HEAD and PUT of `/gantry-artifacts/<key>`.
+/// A query parameter's decoded value (`Some("")` for a bare name).
+fn query_value(uri: &Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (n == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
+/// GET, HEAD and PUT of `/gantry-artifacts/<key>`, and the multipart
+/// upload calls (POST, PUT and DELETE with `uploads`/`uploadId`).
 pub(crate) async fn serve<S: Store>(
     State(state): State<AppState<S>>,
     method: Method,
@@ -317,14 +328,34 @@ pub(crate) async fn serve<S: Store>(
             let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
             get_input(&state, &method, &key, reference, range).await
         }
-        Method::PUT => {
+        Method::PUT | Method::POST | Method::DELETE => {
             let allowed = objects["outputs"]
                 .as_object()
                 .is_some_and(|m| m.values().any(|v| v.as_str() == Some(key.as_str())));
             if !allowed {
                 return denied(&method, &key, "These credentials may not write this object");
             }
-            put_output(&state, &method, &key, &headers, &body).await
+            let dir = &state.config.data_dir;
+            let upload = query_value(&uri, "uploadId");
+            match (&method, upload) {
+                (&Method::PUT, None) => put_output(&state, &method, &key, &headers, &body).await,
+                (&Method::PUT, Some(id)) => {
+                    let part = query_value(&uri, "partNumber").unwrap_or_default();
+                    multipart::upload_part(dir, &method, &key, &id, &part, &headers, &body)
+                }
+                (&Method::POST, None) if query_value(&uri, "uploads").is_some() => {
+                    multipart::create(dir, &method, &key)
+                }
+                (&Method::POST, Some(id)) => multipart::complete(dir, &method, &key, &id, &body),
+                (&Method::DELETE, Some(id)) => multipart::abort(dir, &method, &key, &id),
+                _ => s3_error(
+                    &method,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    "The specified method is not allowed against this resource.",
+                    &key,
+                ),
+            }
         }
         _ => s3_error(
             &method,
@@ -482,13 +513,59 @@ async fn put_output<S: Store>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
+    let data = match decode_body(method, key, headers, body) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    let path = object_path(&state.config.data_dir, key);
+    if let Err(e) = store_file(&path, &data) {
+        tracing::error!(key, error = %e, "storing an uploaded object failed");
+        return s3_error(
+            method,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "The object could not be stored",
+            key,
+        );
+    }
+    (StatusCode::OK, [(header::ETAG, etag(&data))]).into_response()
+}
+
+/// Writes `data` at `path` through a temporary file beside it.
+fn store_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| std::io::Error::other("no parent"))?;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, data)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The bytes an upload carries: `aws-chunked` decoded, its length and
+/// checksums (trailer or header) verified. The error is S3's answer.
+fn decode_body(
+    method: &Method,
+    key: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, Box<Response>> {
     let header_str = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let chunked = header_str("x-amz-content-sha256").is_some_and(|v| v.starts_with("STREAMING-"))
         || header_str("content-encoding").is_some_and(|v| v.contains("aws-chunked"));
     let (data, trailers) = if chunked {
         match decode_aws_chunked(body) {
             Ok(d) => d,
-            Err(m) => return s3_error(method, StatusCode::BAD_REQUEST, "IncompleteBody", &m, key),
+            Err(m) => {
+                return Err(Box::new(s3_error(
+                    method,
+                    StatusCode::BAD_REQUEST,
+                    "IncompleteBody",
+                    &m,
+                    key,
+                )));
+            }
         }
     } else {
         (body.to_vec(), BTreeMap::new())
@@ -496,18 +573,23 @@ async fn put_output<S: Store>(
     if let Some(n) = header_str("x-amz-decoded-content-length")
         && n.parse::<usize>().ok() != Some(data.len())
     {
-        return s3_error(
+        return Err(Box::new(s3_error(
             method,
             StatusCode::BAD_REQUEST,
             "IncompleteBody",
             "The decoded body length does not match x-amz-decoded-content-length",
             key,
-        );
+        )));
     }
     // Checksums: the trailer's, else a header's.
     let mut checks: Vec<(String, String)> = trailers.into_iter().collect();
     for (name, value) in headers {
+        // `-algorithm` and `-type` name the checksum; they are not one.
         if name.as_str().starts_with("x-amz-checksum-")
+            && !matches!(
+                name.as_str(),
+                "x-amz-checksum-algorithm" | "x-amz-checksum-type"
+            )
             && let Ok(v) = value.to_str()
         {
             checks.push((name.as_str().to_owned(), v.to_owned()));
@@ -519,7 +601,7 @@ async fn put_output<S: Store>(
             "x-amz-checksum-crc32" => b64.encode(crc32fast::hash(&data).to_be_bytes()),
             "x-amz-checksum-sha256" => b64.encode(Sha256::digest(&data)),
             other => {
-                return s3_error(
+                return Err(Box::new(s3_error(
                     method,
                     StatusCode::BAD_REQUEST,
                     "InvalidRequest",
@@ -527,41 +609,20 @@ async fn put_output<S: Store>(
                         "The checksum {other} is not supported by this endpoint; use CRC32 or SHA256"
                     ),
                     key,
-                );
+                )));
             }
         };
         if actual != *expected {
-            return s3_error(
+            return Err(Box::new(s3_error(
                 method,
                 StatusCode::BAD_REQUEST,
                 "BadDigest",
                 &format!("The {name} you specified did not match the calculated checksum."),
                 key,
-            );
+            )));
         }
     }
-    let path = object_path(&state.config.data_dir, key);
-    let written = (|| -> std::io::Result<()> {
-        let dir = path
-            .parent()
-            .ok_or_else(|| std::io::Error::other("no parent"))?;
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        std::io::Write::write_all(&mut tmp, &data)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        tracing::error!(key, error = %e, "storing an uploaded object failed");
-        return s3_error(
-            method,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "The object could not be stored",
-            key,
-        );
-    }
-    (StatusCode::OK, [(header::ETAG, etag(&data))]).into_response()
+    Ok(data)
 }
 
 /// Decodes an `aws-chunked` body: `<hex size>[;ext]\r\n<bytes>\r\n`…,

@@ -116,6 +116,8 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
             &format!("/{}/{{*key}}", crate::pipeline_host::BUCKET),
             get(crate::artifact_s3::serve::<S>)
                 .put(crate::artifact_s3::serve::<S>)
+                .post(crate::artifact_s3::serve::<S>)
+                .delete(crate::artifact_s3::serve::<S>)
                 .layer(axum::extract::DefaultBodyLimit::max(
                     crate::artifact_s3::MAX_OBJECT_BYTES,
                 )),

@@ -674,6 +674,20 @@ async fn artifact_credentials_reach_only_their_own_objects() {
         s3(&server, creds, "GET", "app/Other/x.zip", b"", None, None).await,
         "AccessDenied",
     );
+    // Multipart uploads count as writes.
+    forbidden(
+        s3(
+            &server,
+            creds,
+            "POST",
+            &format!("{input_key}?uploads"),
+            b"",
+            None,
+            None,
+        )
+        .await,
+        "AccessDenied",
+    );
     // A wrong secret, a wrong token, an unknown key id.
     forbidden(
         s3(

@@ -93,7 +93,8 @@ def setup():
     assert [t["id"]["provider"] for t in listed] == ["PyWorker"], listed
     buildspec = ("version: 0.2\nphases:\n  build:\n    commands:\n"
                  "      - test \"$VERDICT\" = pass\n"
-                 "      - grep -q 'checked 1 file' report.txt\n")
+                 "      - grep -q 'checked 1 file' report.txt\n"
+                 "      - grep -q padding report.txt\n")
     client("codebuild").create_project(
         name="verify", source={"type": "CODEPIPELINE", "buildspec": buildspec},
         artifacts={"type": "CODEPIPELINE"},
@@ -176,6 +177,18 @@ def succeeding_run():
     details = cp.get_job_details(jobId=job["id"])["jobDetails"]
     assert details["data"]["continuationToken"] == "phase-2"
     assert details["data"]["artifactCredentials"]["accessKeyId"]
+    # The output again, the way upload_file sends a large one: multipart.
+    s3 = s3_for(data)
+    target = data["outputArtifacts"][0]["location"]["s3Location"]
+    started = s3.create_multipart_upload(Bucket=target["bucketName"], Key=target["objectKey"])
+    s3.abort_multipart_upload(Bucket=target["bucketName"], Key=target["objectKey"],
+                              UploadId=started["UploadId"])
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("report.txt", "checked 1 file\n" + "padding\n" * 1000)
+    out.seek(0)
+    s3.upload_fileobj(out, target["bucketName"], target["objectKey"],
+                      Config=boto3.s3.transfer.TransferConfig(multipart_threshold=1))
     cp.put_job_success_result(
         jobId=job["id"],
         executionDetails={"summary": "all checks passed", "externalExecutionId": "run-1",
