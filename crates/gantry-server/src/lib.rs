@@ -34,6 +34,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 #![deny(missing_docs)]
 
 mod agents;
+mod artifact_s3;
 mod auth;
 mod bootstrap;
 mod chat;
@@ -84,6 +85,9 @@ pub mod files {
     pub const GIT_MIRRORS: &str = "git";
     /// Remote agents' source trees and resumable uploads.
     pub const AGENTS: &str = "agents";
+    /// The objects custom-action job workers read and write through the
+    /// artifact S3 endpoint (input zips, uploaded output zips).
+    pub const JOB_OBJECTS: &str = "job-objects";
 }
 
 /// Why the server could not start or stopped with an error.

@@ -37,6 +37,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 
 mod agents;
 mod crypto;
+mod custom_actions;
 mod events;
 mod executions;
 mod leader;
@@ -47,11 +48,16 @@ mod sqlite;
 pub mod testing;
 mod workflows;
 
+// Both domains call their queue rows "jobs"; the re-exports say whose.
 pub use agents::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, job_status,
-    labels_match, parse_labels,
+    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord as AgentJobRecord,
+    NewJob as NewAgentJob, job_status, labels_match, parse_labels,
 };
 pub use crypto::{CryptoError, MasterKey};
+pub use custom_actions::{
+    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome,
+    JobRecord as CustomJobRecord, NewJob as NewCustomJob,
+};
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
     NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
@@ -96,12 +102,12 @@ impl StoreError {
 ///
 /// Any type that implements every domain's trait is a `Store`.
 pub trait Store:
-    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore + CustomActionStore
 {
 }
 
 impl<T> Store for T where
-    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore + CustomActionStore
 {
 }
 

@@ -17,7 +17,7 @@ use gantry_agent::protocol::{
     Offer, Register, Registered,
 };
 use gantry_store::{
-    AgentRecord, AgentTokenRecord, JobRecord, Store, StoreError, job_status, labels_match, now_ms,
+    AgentRecord, AgentTokenRecord, AgentJobRecord, Store, StoreError, job_status, labels_match, now_ms,
     parse_labels,
 };
 use serde::de::DeserializeOwned;
@@ -133,7 +133,7 @@ async fn fenced_job<S: Store>(
     token: &AgentTokenRecord,
     job_id: &str,
     epoch: i64,
-) -> Result<JobRecord, AgentError> {
+) -> Result<AgentJobRecord, AgentError> {
     let job = state.store.check_lease(job_id, epoch).await?;
     owned_agent(state, token, job.agent_id.as_deref().unwrap_or("")).await?;
     Ok(job)

@@ -10,6 +10,7 @@
 mod agents;
 mod audit;
 mod builds;
+mod custom_actions;
 mod events;
 mod executions;
 mod keys;
