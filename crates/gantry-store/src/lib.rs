@@ -102,12 +102,26 @@ impl StoreError {
 ///
 /// Any type that implements every domain's trait is a `Store`.
 pub trait Store:
-    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore + CustomActionStore
+    BuildStore
+    + PipelineStore
+    + ExecutionStore
+    + WorkflowStore
+    + EventStore
+    + LeaderStore
+    + AgentStore
+    + CustomActionStore
 {
 }
 
 impl<T> Store for T where
-    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + LeaderStore + AgentStore + CustomActionStore
+    T: BuildStore
+        + PipelineStore
+        + ExecutionStore
+        + WorkflowStore
+        + EventStore
+        + LeaderStore
+        + AgentStore
+        + CustomActionStore
 {
 }
 

@@ -9,8 +9,10 @@
 //! as SQLite's otherwise, with `$n` placeholders; JSON stays `TEXT` so
 //! documents come back byte for byte as written.
 
+mod agents;
 mod audit;
 mod builds;
+mod custom_actions;
 mod events;
 mod executions;
 mod keys;

@@ -8,13 +8,12 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
-use crate::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, StoreError, now_ms,
-};
+use crate::agents::{JobRecord, NewJob};
+use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
 /// How often a token's `last_used_ms` is written at most (every agent
 /// request authenticates; a write per request would be waste).
-const LAST_USED_GRANULARITY_MS: i64 = 10_000;
+pub(crate) const LAST_USED_GRANULARITY_MS: i64 = 10_000;
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
      lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error";
@@ -29,11 +28,11 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
     })
 }
 
-fn labels(text: &str) -> Result<Vec<String>, StoreError> {
+pub(crate) fn labels(text: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(text).map_err(StoreError::other)
 }
 
-fn labels_json(labels: &[String]) -> String {
+pub(crate) fn labels_json(labels: &[String]) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| "[]".into())
 }
 
@@ -60,7 +59,7 @@ fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
 }
 
 /// Why a fenced change was refused, in words for the agent.
-fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
+pub(crate) fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
     StoreError::Conflict(if job.status != LEASED {
         format!(
             "job {} is {} now; the lease of epoch {epoch} is over",
@@ -72,6 +71,23 @@ fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
             job.id, job.lease_epoch
         )
     })
+}
+
+/// What a job whose lease ran out becomes: QUEUED again, or FAILED (with
+/// why) when it used its last attempt or was asked to stop.
+pub(crate) fn after_expiry(job: &JobRecord) -> (&'static str, Option<String>) {
+    if job.cancel_requested {
+        let why = "the job was stopped and its agent stopped answering";
+        (FAILED, Some(why.to_owned()))
+    } else if job.attempts >= job.max_attempts {
+        let why = format!(
+            "the lease ran out on attempt {} of {}",
+            job.attempts, job.max_attempts
+        );
+        (FAILED, Some(why))
+    } else {
+        (QUEUED, None)
+    }
 }
 
 impl SqliteStore {
@@ -447,20 +463,7 @@ impl AgentStore for SqliteStore {
         let mut expired = Vec::new();
         for row in &rows {
             let job = job_row(row)?;
-            let out_of_attempts = job.attempts >= job.max_attempts || job.cancel_requested;
-            let (status, error) = if out_of_attempts {
-                let why = if job.cancel_requested {
-                    "the job was stopped and its agent stopped answering".to_owned()
-                } else {
-                    format!(
-                        "the lease ran out on attempt {} of {}",
-                        job.attempts, job.max_attempts
-                    )
-                };
-                (FAILED, Some(why))
-            } else {
-                (QUEUED, None)
-            };
+            let (status, error) = after_expiry(&job);
             // Conditional on the epoch read: a renewal that raced us wins.
             let done = sqlx::query(
                 "UPDATE jobs SET status = ?, error = ?, offer_nonce = NULL,
@@ -486,261 +489,5 @@ impl AgentStore for SqliteStore {
             }
         }
         Ok(expired)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::agents::job_status::SUCCEEDED;
-    use crate::{MasterKey, labels_match, parse_labels};
-
-    async fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = MasterKey::load_or_create(&dir.path().join("k")).expect("key");
-        let store = SqliteStore::open(&dir.path().join("db"), key)
-            .await
-            .expect("store");
-        (dir, store)
-    }
-
-    fn job(id: &str, max_attempts: u32) -> NewJob {
-        NewJob {
-            id: id.into(),
-            kind: "codebuild".into(),
-            labels: vec!["linux".into()],
-            payload: serde_json::json!({"build": id}),
-            max_attempts,
-        }
-    }
-
-    #[tokio::test]
-    async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack() {
-        let (_dir, store) = store().await;
-        store.enqueue_job(&job("j1", 3)).await.expect("enqueue");
-        let now = now_ms();
-        let (a, b) = tokio::join!(
-            store.offer_job("j1", "nonce-a", now, now + 5000),
-            store.offer_job("j1", "nonce-b", now, now + 5000),
-        );
-        assert_eq!(
-            [a.expect("a"), b.expect("b")]
-                .iter()
-                .filter(|w| **w)
-                .count(),
-            1
-        );
-        assert!(
-            store
-                .offerable_jobs(now, 10)
-                .await
-                .expect("list")
-                .is_empty()
-        );
-        let nonce = store
-            .get_job("j1")
-            .await
-            .expect("job")
-            .offer_nonce
-            .expect("offered");
-        let (x, y) = tokio::join!(
-            store.ack_job("j1", &nonce, "agent-1", "lease-1", now + 30_000),
-            store.ack_job("j1", &nonce, "agent-2", "lease-2", now + 30_000),
-        );
-        let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
-        assert_eq!(wins, 1, "{x:?} {y:?}");
-        assert!(
-            [&x, &y]
-                .iter()
-                .any(|r| matches!(r, Err(StoreError::Conflict(_))))
-        );
-        let leased = store.get_job("j1").await.expect("job");
-        assert_eq!(leased.status, LEASED);
-        assert_eq!(leased.lease_epoch, 1);
-        assert_eq!(leased.attempts, 1);
-        // A wrong nonce never acknowledges.
-        store.enqueue_job(&job("j2", 3)).await.expect("enqueue");
-        assert!(
-            store
-                .offer_job("j2", "right", now, now + 5000)
-                .await
-                .expect("offer")
-        );
-        assert!(matches!(
-            store.ack_job("j2", "wrong", "agent-1", "l", now + 1).await,
-            Err(StoreError::Conflict(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_stale_epoch_is_fenced_off_renewals_and_results() {
-        let (_dir, store) = store().await;
-        store.enqueue_job(&job("j", 3)).await.expect("enqueue");
-        let now = now_ms();
-        assert!(
-            store
-                .offer_job("j", "n1", now, now + 5000)
-                .await
-                .expect("offer")
-        );
-        let first = store
-            .ack_job("j", "n1", "a1", "l1", now - 1)
-            .await
-            .expect("ack");
-        // The lease ran out: back to the queue, attempt 1 used.
-        let expired = store.expire_leases(now).await.expect("expire");
-        assert_eq!(expired.len(), 1);
-        assert_eq!(expired[0].job.status, QUEUED);
-        assert_eq!(expired[0].agent_id.as_deref(), Some("a1"));
-        assert!(
-            store
-                .offer_job("j", "n2", now, now + 5000)
-                .await
-                .expect("offer")
-        );
-        let second = store
-            .ack_job("j", "n2", "a2", "l2", now + 60_000)
-            .await
-            .expect("ack");
-        assert_eq!(second.lease_epoch, first.lease_epoch + 1);
-        for result in [
-            store
-                .renew_lease("j", first.lease_epoch, now + 90_000)
-                .await,
-            store.check_lease("j", first.lease_epoch).await,
-            store
-                .finish_job("j", first.lease_epoch, SUCCEEDED, None)
-                .await,
-        ] {
-            match result {
-                Err(StoreError::Conflict(m)) => assert!(m.contains("stale"), "{m}"),
-                other => panic!("expected a fencing conflict, got {other:?}"),
-            }
-        }
-        store
-            .renew_lease("j", second.lease_epoch, now + 90_000)
-            .await
-            .expect("the current lease renews");
-        let done = store
-            .finish_job("j", second.lease_epoch, SUCCEEDED, None)
-            .await
-            .expect("finish");
-        assert_eq!(done.status, SUCCEEDED);
-        assert!(matches!(
-            store.renew_lease("j", second.lease_epoch, now).await,
-            Err(StoreError::Conflict(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn expiry_requeues_until_max_attempts_then_fails() {
-        let (_dir, store) = store().await;
-        store.enqueue_job(&job("j", 2)).await.expect("enqueue");
-        let now = now_ms();
-        for attempt in 1..=2 {
-            let nonce = format!("n{attempt}");
-            assert!(
-                store
-                    .offer_job("j", &nonce, now, now + 1)
-                    .await
-                    .expect("offer")
-            );
-            store
-                .ack_job("j", &nonce, "a", "l", now - 1)
-                .await
-                .expect("ack");
-            // A live lease is not touched.
-            store
-                .enqueue_job(&job(&format!("live{attempt}"), 1))
-                .await
-                .expect("enqueue");
-            let expired = store.expire_leases(now).await.expect("expire");
-            assert_eq!(expired.len(), 1);
-            let want = if attempt == 1 { QUEUED } else { FAILED };
-            assert_eq!(expired[0].job.status, want, "attempt {attempt}");
-        }
-        let failed = store.get_job("j").await.expect("job");
-        assert!(failed.error.expect("why").contains("attempt 2 of 2"));
-        assert!(store.expire_leases(now).await.expect("expire").is_empty());
-    }
-
-    #[tokio::test]
-    async fn tokens_are_found_by_hash_until_revoked_and_audited() {
-        let (_dir, store) = store().await;
-        store
-            .create_agent_token("atok-1", "ci", "abc", "admin")
-            .await
-            .expect("create");
-        assert_eq!(
-            store
-                .use_agent_token("abc")
-                .await
-                .expect("use")
-                .map(|t| t.id),
-            Some("atok-1".into())
-        );
-        assert!(store.use_agent_token("abd").await.expect("use").is_none());
-        let listed = store.list_agent_tokens().await.expect("list");
-        assert!(listed[0].last_used_ms.is_some());
-        store
-            .revoke_agent_token("atok-1", "admin")
-            .await
-            .expect("revoke");
-        assert!(store.use_agent_token("abc").await.expect("use").is_none());
-        assert!(matches!(
-            store.revoke_agent_token("atok-1", "admin").await,
-            Err(StoreError::NotFound)
-        ));
-        let audit = crate::BuildStore::audit_log(&store, 10)
-            .await
-            .expect("audit");
-        let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-        assert!(actions.contains(&"agent_token.create"), "{actions:?}");
-        assert!(actions.contains(&"agent_token.revoke"), "{actions:?}");
-    }
-
-    #[tokio::test]
-    async fn cancelling_fails_a_queued_job_and_flags_a_leased_one() {
-        let (_dir, store) = store().await;
-        store.enqueue_job(&job("q", 1)).await.expect("enqueue");
-        assert_eq!(store.cancel_job("q").await.expect("cancel").status, FAILED);
-        store.enqueue_job(&job("l", 1)).await.expect("enqueue");
-        let now = now_ms();
-        assert!(
-            store
-                .offer_job("l", "n", now, now + 1000)
-                .await
-                .expect("offer")
-        );
-        store
-            .ack_job("l", "n", "a", "x", now + 60_000)
-            .await
-            .expect("ack");
-        let leased = store.cancel_job("l").await.expect("cancel");
-        assert_eq!(leased.status, LEASED);
-        assert!(leased.cancel_requested);
-        // A restart abandons what is still open, and nothing else.
-        store.enqueue_job(&job("q2", 1)).await.expect("enqueue");
-        assert_eq!(
-            store.abandon_open_jobs("restart").await.expect("abandon"),
-            2
-        );
-        assert_eq!(
-            store.get_job("q").await.expect("q").error.as_deref(),
-            Some("cancelled")
-        );
-        assert_eq!(store.get_job("q2").await.expect("q2").status, FAILED);
-    }
-
-    #[test]
-    fn labels_parse_and_match_as_supersets() {
-        assert_eq!(parse_labels(" linux,docker, ,linux"), ["docker", "linux"]);
-        let have = parse_labels("linux,docker,gpu");
-        assert!(labels_match(&have, &parse_labels("docker,linux")));
-        assert!(labels_match(&have, &[]));
-        assert!(!labels_match(
-            &parse_labels("linux"),
-            &parse_labels("linux,docker")
-        ));
     }
 }

@@ -7,7 +7,8 @@
 //! timeout). `synchronous = FULL`: a change is on disk before the call
 //! returns, so what the server answered 200 for survives a power cut too.
 
-mod agents;
+// PgStore shares the row helpers and messages.
+pub(crate) mod agents;
 mod audit;
 mod builds;
 mod custom_actions;

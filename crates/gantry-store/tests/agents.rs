@@ -1,0 +1,389 @@
+//! The agent store on both backends: tokens by hash, the job queue's
+//! offers, acknowledgements, fencing epochs, expiry and cancellation, and
+//! (for PostgreSQL's sake) several servers racing for the same jobs.
+
+use std::sync::Arc;
+
+use gantry_store::job_status::{FAILED, LEASED, QUEUED, SUCCEEDED};
+use gantry_store::{
+    AgentStore, BuildStore, NewAgentJob, StoreError, labels_match, now_ms, parse_labels,
+};
+
+#[macro_use]
+mod common;
+use common::Backend;
+
+/// The store seen as an agent store only: the custom-action store has
+/// methods of the same names (`get_job`, `finish_job`).
+fn agents<S: AgentStore>(store: &S) -> &impl AgentStore {
+    store
+}
+
+fn job(id: &str, max_attempts: u32) -> NewAgentJob {
+    NewAgentJob {
+        id: id.into(),
+        kind: "codebuild".into(),
+        labels: vec!["linux".into()],
+        payload: serde_json::json!({"build": id}),
+        max_attempts,
+    }
+}
+
+async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: &B) {
+    let opened = b.open().await;
+    let store = agents(&opened);
+    store.enqueue_job(&job("j1", 3)).await.expect("enqueue");
+    let now = now_ms();
+    let (a, b) = tokio::join!(
+        store.offer_job("j1", "nonce-a", now, now + 5000),
+        store.offer_job("j1", "nonce-b", now, now + 5000),
+    );
+    assert_eq!(
+        [a.expect("a"), b.expect("b")]
+            .iter()
+            .filter(|w| **w)
+            .count(),
+        1
+    );
+    assert!(
+        store
+            .offerable_jobs(now, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let nonce = store
+        .get_job("j1")
+        .await
+        .expect("job")
+        .offer_nonce
+        .expect("offered");
+    let (x, y) = tokio::join!(
+        store.ack_job("j1", &nonce, "agent-1", "lease-1", now + 30_000),
+        store.ack_job("j1", &nonce, "agent-2", "lease-2", now + 30_000),
+    );
+    let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{x:?} {y:?}");
+    assert!(
+        [&x, &y]
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(_))))
+    );
+    let leased = store.get_job("j1").await.expect("job");
+    assert_eq!(leased.status, LEASED);
+    assert_eq!(leased.lease_epoch, 1);
+    assert_eq!(leased.attempts, 1);
+    // A wrong nonce never acknowledges.
+    store.enqueue_job(&job("j2", 3)).await.expect("enqueue");
+    assert!(
+        store
+            .offer_job("j2", "right", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    assert!(matches!(
+        store.ack_job("j2", "wrong", "agent-1", "l", now + 1).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
+    let opened = b.open().await;
+    let store = agents(&opened);
+    store.enqueue_job(&job("j", 3)).await.expect("enqueue");
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("j", "n1", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    let first = store
+        .ack_job("j", "n1", "a1", "l1", now - 1)
+        .await
+        .expect("ack");
+    // The lease ran out: back to the queue, attempt 1 used.
+    let expired = store.expire_leases(now).await.expect("expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].job.status, QUEUED);
+    assert_eq!(expired[0].agent_id.as_deref(), Some("a1"));
+    assert!(
+        store
+            .offer_job("j", "n2", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    let second = store
+        .ack_job("j", "n2", "a2", "l2", now + 60_000)
+        .await
+        .expect("ack");
+    assert_eq!(second.lease_epoch, first.lease_epoch + 1);
+    for result in [
+        store
+            .renew_lease("j", first.lease_epoch, now + 90_000)
+            .await,
+        store.check_lease("j", first.lease_epoch).await,
+        store
+            .finish_job("j", first.lease_epoch, SUCCEEDED, None)
+            .await,
+    ] {
+        match result {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("stale"), "{m}"),
+            other => panic!("expected a fencing conflict, got {other:?}"),
+        }
+    }
+    store
+        .renew_lease("j", second.lease_epoch, now + 90_000)
+        .await
+        .expect("the current lease renews");
+    let done = store
+        .finish_job("j", second.lease_epoch, SUCCEEDED, None)
+        .await
+        .expect("finish");
+    assert_eq!(done.status, SUCCEEDED);
+    assert!(matches!(
+        store.renew_lease("j", second.lease_epoch, now).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn expiry_requeues_until_max_attempts_then_fails<B: Backend>(b: &B) {
+    let opened = b.open().await;
+    let store = agents(&opened);
+    store.enqueue_job(&job("j", 2)).await.expect("enqueue");
+    let now = now_ms();
+    for attempt in 1..=2 {
+        let nonce = format!("n{attempt}");
+        assert!(
+            store
+                .offer_job("j", &nonce, now, now + 1)
+                .await
+                .expect("offer")
+        );
+        store
+            .ack_job("j", &nonce, "a", "l", now - 1)
+            .await
+            .expect("ack");
+        // A live lease is not touched.
+        store
+            .enqueue_job(&job(&format!("live{attempt}"), 1))
+            .await
+            .expect("enqueue");
+        let expired = store.expire_leases(now).await.expect("expire");
+        assert_eq!(expired.len(), 1);
+        let want = if attempt == 1 { QUEUED } else { FAILED };
+        assert_eq!(expired[0].job.status, want, "attempt {attempt}");
+    }
+    let failed = store.get_job("j").await.expect("job");
+    assert!(failed.error.expect("why").contains("attempt 2 of 2"));
+    assert!(store.expire_leases(now).await.expect("expire").is_empty());
+}
+
+async fn tokens_are_found_by_hash_until_revoked_and_audited<B: Backend>(b: &B) {
+    let opened = b.open().await;
+    let store = agents(&opened);
+    store
+        .create_agent_token("atok-1", "ci", "abc", "admin")
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .use_agent_token("abc")
+            .await
+            .expect("use")
+            .map(|t| t.id),
+        Some("atok-1".into())
+    );
+    assert!(store.use_agent_token("abd").await.expect("use").is_none());
+    let listed = store.list_agent_tokens().await.expect("list");
+    assert!(listed[0].last_used_ms.is_some());
+    store
+        .revoke_agent_token("atok-1", "admin")
+        .await
+        .expect("revoke");
+    assert!(store.use_agent_token("abc").await.expect("use").is_none());
+    assert!(matches!(
+        store.revoke_agent_token("atok-1", "admin").await,
+        Err(StoreError::NotFound)
+    ));
+    let audit = BuildStore::audit_log(&opened, 10).await.expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert!(actions.contains(&"agent_token.create"), "{actions:?}");
+    assert!(actions.contains(&"agent_token.revoke"), "{actions:?}");
+}
+
+async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B) {
+    let opened = b.open().await;
+    let store = agents(&opened);
+    store.enqueue_job(&job("q", 1)).await.expect("enqueue");
+    assert_eq!(store.cancel_job("q").await.expect("cancel").status, FAILED);
+    store.enqueue_job(&job("l", 1)).await.expect("enqueue");
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("l", "n", now, now + 1000)
+            .await
+            .expect("offer")
+    );
+    store
+        .ack_job("l", "n", "a", "x", now + 60_000)
+        .await
+        .expect("ack");
+    let leased = store.cancel_job("l").await.expect("cancel");
+    assert_eq!(leased.status, LEASED);
+    assert!(leased.cancel_requested);
+    // A restart abandons what is still open, and nothing else.
+    store.enqueue_job(&job("q2", 1)).await.expect("enqueue");
+    assert_eq!(
+        store.abandon_open_jobs("restart").await.expect("abandon"),
+        2
+    );
+    assert_eq!(
+        store.get_job("q").await.expect("q").error.as_deref(),
+        Some("cancelled")
+    );
+    assert_eq!(store.get_job("q2").await.expect("q2").status, FAILED);
+}
+
+#[test]
+fn labels_parse_and_match_as_supersets() {
+    assert_eq!(parse_labels(" linux,docker, ,linux"), ["docker", "linux"]);
+    let have = parse_labels("linux,docker,gpu");
+    assert!(labels_match(&have, &parse_labels("docker,linux")));
+    assert!(labels_match(&have, &[]));
+    assert!(!labels_match(
+        &parse_labels("linux"),
+        &parse_labels("linux,docker")
+    ));
+}
+
+/// Several servers (here: two stores on one database, eight tasks) race to
+/// offer and then to acknowledge every job: each job is offered once and
+/// leased once, to the acknowledgement that won.
+async fn racing_servers_offer_and_lease_each_job_once<B: Backend>(b: &B) {
+    let servers = [Arc::new(b.open().await), Arc::new(b.open().await)];
+    const JOBS: usize = 12;
+    const RACERS: usize = 8;
+    for i in 0..JOBS {
+        AgentStore::enqueue_job(&*servers[0], &job(&format!("j{i:02}"), 3))
+            .await
+            .expect("enqueue");
+    }
+    let now = now_ms();
+    let mut tasks = Vec::new();
+    for racer in 0..RACERS {
+        let store = servers[racer % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for i in 0..JOBS {
+                let id = format!("j{i:02}");
+                let nonce = format!("n{racer}-{i}");
+                if AgentStore::offer_job(&*store, &id, &nonce, now, now + 60_000)
+                    .await
+                    .expect("offer")
+                {
+                    won.push((id, nonce));
+                }
+            }
+            won
+        }));
+    }
+    let mut offers = Vec::new();
+    for t in tasks {
+        offers.extend(t.await.expect("join"));
+    }
+    offers.sort();
+    let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
+    let want: Vec<String> = (0..JOBS).map(|i| format!("j{i:02}")).collect();
+    assert_eq!(ids, want, "each job offered exactly once");
+    // Every racer acknowledges every offer with its nonce (as if the
+    // offer had leaked): one acknowledgement per job wins.
+    let offers = Arc::new(offers);
+    let mut tasks = Vec::new();
+    for racer in 0..RACERS {
+        let store = servers[racer % 2].clone();
+        let offers = offers.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for (id, nonce) in offers.iter() {
+                let agent = format!("agent-{racer}");
+                match AgentStore::ack_job(&*store, id, nonce, &agent, "lease", now + 60_000).await {
+                    Ok(job) => won.push((job.id, agent)),
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("ack {id}: {e}"),
+                }
+            }
+            won
+        }));
+    }
+    let mut leases = Vec::new();
+    for t in tasks {
+        leases.extend(t.await.expect("join"));
+    }
+    leases.sort();
+    assert_eq!(
+        leases.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        want,
+        "each job leased exactly once"
+    );
+    for (id, agent) in &leases {
+        let job = AgentStore::get_job(&*servers[1], id).await.expect("job");
+        assert_eq!(
+            (job.status.as_str(), job.lease_epoch, job.attempts),
+            (LEASED, 1, 1)
+        );
+        assert_eq!(job.agent_id.as_ref(), Some(agent), "{id}");
+    }
+}
+
+/// Every server reaps expired leases: two stores on one database, racing,
+/// hand each expired lease to exactly one of them.
+async fn racing_reapers_expire_each_lease_once<B: Backend>(b: &B) {
+    let servers = [Arc::new(b.open().await), Arc::new(b.open().await)];
+    const JOBS: usize = 12;
+    let now = now_ms();
+    for i in 0..JOBS {
+        let id = format!("j{i:02}");
+        let store = agents(&*servers[0]);
+        store.enqueue_job(&job(&id, 3)).await.expect("enqueue");
+        assert!(
+            store
+                .offer_job(&id, "n", now, now + 1)
+                .await
+                .expect("offer")
+        );
+        store
+            .ack_job(&id, "n", "a", "l", now - 1)
+            .await
+            .expect("ack");
+    }
+    let mut tasks = Vec::new();
+    for reaper in 0..6 {
+        let store = servers[reaper % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            AgentStore::expire_leases(&*store, now)
+                .await
+                .expect("expire")
+        }));
+    }
+    let mut expired = Vec::new();
+    for t in tasks {
+        expired.extend(t.await.expect("join"));
+    }
+    let mut ids: Vec<String> = expired.iter().map(|e| e.job.id.clone()).collect();
+    ids.sort();
+    let want: Vec<String> = (0..JOBS).map(|i| format!("j{i:02}")).collect();
+    assert_eq!(ids, want, "each expired lease reaped exactly once");
+    assert!(expired.iter().all(|e| e.job.status == QUEUED));
+    assert!(expired.iter().all(|e| e.agent_id.as_deref() == Some("a")));
+}
+
+both_stores!(
+    of_two_claimants_exactly_one_wins_the_offer_and_the_ack,
+    a_stale_epoch_is_fenced_off_renewals_and_results,
+    expiry_requeues_until_max_attempts_then_fails,
+    tokens_are_found_by_hash_until_revoked_and_audited,
+    cancelling_fails_a_queued_job_and_flags_a_leased_one,
+    racing_servers_offer_and_lease_each_job_once,
+    racing_reapers_expire_each_lease_once,
+);
