@@ -17,8 +17,8 @@ use gantry_agent::protocol::{
     Offer, Register, Registered,
 };
 use gantry_store::{
-    AgentRecord, AgentTokenRecord, AgentJobRecord, Store, StoreError, job_status, labels_match, now_ms,
-    parse_labels,
+    AgentJobRecord, AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match,
+    now_ms, parse_labels,
 };
 use serde::de::DeserializeOwned;
 
@@ -464,10 +464,15 @@ async fn result<S: Store>(
     } else {
         job_status::FAILED
     };
-    let finished = state
-        .store
-        .finish_job(&job_id, result.epoch, status, result.error.as_deref())
-        .await;
+    // Named: the custom-action store has a `finish_job` too.
+    let finished = gantry_store::AgentStore::finish_job(
+        state.store.as_ref(),
+        &job_id,
+        result.epoch,
+        status,
+        result.error.as_deref(),
+    )
+    .await;
     if result.artifacts_sha256.is_some() {
         if finished.is_ok() {
             let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;

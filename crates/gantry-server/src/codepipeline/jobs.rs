@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use gantry_pipeline::{ActionError, EngineError, Input};
-use gantry_store::{JobOutcome, CustomJobRecord, NewCustomJob, Store, StoreError, now_ms};
+use gantry_store::{
+    CustomActionStore, CustomJobRecord, JobOutcome, NewCustomJob, Store, StoreError, now_ms,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -83,7 +85,7 @@ fn job_not_found(id: &str) -> ApiError {
 
 async fn load_job<S: Store>(state: &AppState<S>, id: &str) -> Result<CustomJobRecord, ApiError> {
     check_job_id(id)?;
-    match state.store.get_job(id).await {
+    match CustomActionStore::get_job(state.store.as_ref(), id).await {
         Ok(j) => Ok(j),
         Err(StoreError::NotFound) => Err(job_not_found(id)),
         Err(e) => Err(e.into()),
@@ -460,7 +462,7 @@ async fn finish<S: Store>(
     outcome: &JobOutcome,
     actor: &str,
 ) -> Result<(), ApiError> {
-    match state.store.finish_job(&job.job.id, outcome, actor).await {
+    match CustomActionStore::finish_job(state.store.as_ref(), &job.job.id, outcome, actor).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(job_not_found(&job.job.id)),
         Err(StoreError::Conflict(m)) => Err(exception(
