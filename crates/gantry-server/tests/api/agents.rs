@@ -11,7 +11,7 @@ use gantry_agent::{AgentConfig, Client, ClientError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::harness::{GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
+use super::harness::{Db, GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
 
 async fn token(server: &TestServer) -> (String, String) {
     let out = server
@@ -94,10 +94,19 @@ async fn stop_agent(
         .expect("the agent ends without error");
 }
 
-#[tokio::test]
-async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one() {
+crate::on_both_stores!(
+    without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one,
+    without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one_on,
+    without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one_on_postgres
+);
+
+async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        db.apply(c);
+        c.local_agent = false;
+    })
+    .await;
     let (token, _) = token(&server).await;
     let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &dir.path().join("work"));
     let spec = format!(
@@ -191,10 +200,19 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn of_two_acknowledgements_of_one_offer_only_one_wins() {
+crate::on_both_stores!(
+    of_two_acknowledgements_of_one_offer_only_one_wins,
+    of_two_acknowledgements_of_one_offer_only_one_wins_on,
+    of_two_acknowledgements_of_one_offer_only_one_wins_on_postgres
+);
+
+async fn of_two_acknowledgements_of_one_offer_only_one_wins_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        db.apply(c);
+        c.local_agent = false;
+    })
+    .await;
     let (token, _) = token(&server).await;
     let client = Client::new(&server.url(), &token).expect("client");
     let a = client.register(&registration(&[])).await.expect("register");
@@ -216,10 +234,16 @@ async fn of_two_acknowledgements_of_one_offer_only_one_wins() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
+crate::on_both_stores!(
+    an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off,
+    an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on,
+    an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on_postgres
+);
+
+async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        db.apply(c);
         c.local_agent = false;
         c.lease_timeout = Duration::from_millis(2000);
     })

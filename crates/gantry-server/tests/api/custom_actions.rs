@@ -401,10 +401,15 @@ async fn secret_properties_are_masked_everywhere_but_the_worker_api() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_polls_acknowledges_continues_and_succeeds() {
+crate::on_both_stores!(
+    a_worker_polls_acknowledges_continues_and_succeeds,
+    a_worker_polls_acknowledges_continues_and_succeeds_on,
+    a_worker_polls_acknowledges_continues_and_succeeds_on_postgres
+);
+
+async fn a_worker_polls_acknowledges_continues_and_succeeds_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, url) = setup(dir.path(), |_| {}).await;
+    let (server, url) = setup(dir.path(), |c| db.apply(c)).await;
     ok(
         &server,
         "CreatePipeline",
@@ -1071,10 +1076,15 @@ async fn outputs_must_be_uploaded_zips() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_outlives_a_server_restart() {
+crate::on_both_stores!(
+    a_job_outlives_a_server_restart,
+    a_job_outlives_a_server_restart_on,
+    a_job_outlives_a_server_restart_on_postgres
+);
+
+async fn a_job_outlives_a_server_restart_on(db: Db) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, url) = setup(dir.path(), |_| {}).await;
+    let (server, url) = setup(dir.path(), |c| db.apply(c)).await;
     let declaration = pipeline("app", &url, json!({"outputArtifacts": []}));
     ok(&server, "CreatePipeline", &json!({"pipeline": declaration})).await;
     let id = start(&server, "app").await;
@@ -1088,7 +1098,7 @@ async fn a_job_outlives_a_server_restart() {
     .await;
     server.stop().await;
 
-    let server = TestServer::start(&dir.path().join("data")).await;
+    let server = TestServer::start_on(&db, &dir.path().join("data")).await;
     // The resumed action does not queue a second job.
     let polled = ok(
         &server,
