@@ -652,11 +652,14 @@ pub(crate) fn decode_aws_chunked(
         if size == 0 {
             break;
         }
-        if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
+        let end = size
+            .checked_add(2)
+            .ok_or_else(|| format!("bad chunk size '{size_hex}'"))?;
+        if rest.len() < end || &rest[size..end] != b"\r\n" {
             return Err("a chunk is shorter than its size".into());
         }
         data.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
+        rest = &rest[end..];
     }
     let mut trailers = BTreeMap::new();
     while !rest.is_empty() {
@@ -686,6 +689,8 @@ mod tests {
         assert_eq!(b64.encode(crc32fast::hash(&data).to_be_bytes()), "DUoRhQ==");
         assert!(decode_aws_chunked(b"5\r\nhel").is_err());
         assert!(decode_aws_chunked(b"zz\r\n").is_err());
+        assert!(decode_aws_chunked(b"ffffffffffffffff\r\nx").is_err());
+        assert!(decode_aws_chunked(b"5\r\nhelloXX0\r\n\r\n").is_err());
         assert!(decode_aws_chunked(b"5;chunk-signature=ab\r\nhello\r\n0\r\n\r\n").is_ok());
     }
 

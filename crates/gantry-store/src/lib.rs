@@ -98,7 +98,7 @@ impl StoreError {
 
 /// The store, as the server sees it: one trait per domain, so each domain's
 /// rows and methods live in files of their own (`pipelines.rs`,
-/// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
+/// `workflows.rs`, `events.rs` and their `sqlite/` and `postgres/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
 pub trait Store:

@@ -355,10 +355,53 @@ async fn reopening_keeps_everything<B: Backend>(b: &B) {
     assert_eq!(b2.number, 2);
 }
 
+async fn log_lines_from_concurrent_writers_are_numbered_once<B: Backend>(b: &B) {
+    // Two stores on one database stand for two servers.
+    let (first, second) = (Arc::new(b.open().await), Arc::new(b.open().await));
+    first
+        .create_project(&project("web", ""), "a")
+        .await
+        .expect("project");
+    first
+        .create_build(&build("web:1", "web"), "a")
+        .await
+        .expect("build");
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let (first, second) = (first.clone(), second.clone());
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..5 {
+                let lines = vec![
+                    format!("w{writer} b{batch} 1"),
+                    format!("w{writer} b{batch} 2"),
+                ];
+                let store: &dyn BuildStore = if writer % 2 == 0 { &*first } else { &*second };
+                store.append_log_lines("web:1", &lines).await?;
+            }
+            Ok::<(), StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("append");
+    }
+    let lines = first.log_lines("web:1", 0, 1000).await.expect("lines");
+    let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<u64>>());
+    // A batch's lines stay together.
+    for pair in lines.chunks(2) {
+        assert_eq!(
+            pair[0].text.trim_end_matches('1'),
+            pair[1].text.trim_end_matches('2'),
+            "{pair:?}"
+        );
+    }
+}
+
 both_stores!(
     access_keys_are_encrypted_and_come_back,
     projects_crud_and_listing,
     builds_numbers_updates_and_logs,
     build_numbers_are_unique_under_concurrent_creates,
+    log_lines_from_concurrent_writers_are_numbered_once,
     reopening_keeps_everything,
 );

@@ -137,5 +137,39 @@ fn sigterm_lets_the_running_job_finish_takes_no_more_and_exits_0() {
         (json!("IN_PROGRESS"), json!("QUEUED")),
         "the draining agent took no new job: {waiting}"
     );
+    let id = created["id"].as_str().expect("id");
+    let revoked = gantry(&server.addr)
+        .args(["agent-token", "revoke", id])
+        .output()
+        .expect("agent-token revoke");
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let listed = gantry(&server.addr)
+        .args(["agent-token", "list", "--json"])
+        .output()
+        .expect("agent-token list");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(listed["agentTokens"][0]["revoked"], true, "{listed}");
+    // An agent with the revoked token is refused and exits 1.
+    let refused = gantry(&server.addr)
+        .args(["agent", "--work-dir"])
+        .arg(dir.path().join("work2"))
+        .env("GANTRY_AGENT_TOKEN", &token)
+        .output()
+        .expect("gantry agent");
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let again = gantry(&server.addr)
+        .args(["agent-token", "revoke", id])
+        .output()
+        .expect("agent-token revoke");
+    assert_eq!(again.status.code(), Some(1), "revoking twice is refused");
     server.kill();
 }
