@@ -218,3 +218,52 @@ pub fn parse_labels(text: &str) -> Vec<String> {
     labels.dedup();
     labels
 }
+
+// Row helpers and messages shared by the SQLite and PostgreSQL stores, so
+// both say the same thing.
+
+/// How often a token's `last_used_ms` is written at most (every agent
+/// request authenticates; a write per request would be waste).
+pub(crate) const LAST_USED_GRANULARITY_MS: i64 = 10_000;
+
+/// Labels as stored (a JSON array).
+pub(crate) fn labels(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(StoreError::other)
+}
+
+/// Labels to store.
+pub(crate) fn labels_json(labels: &[String]) -> String {
+    serde_json::to_string(labels).unwrap_or_else(|_| "[]".into())
+}
+
+/// Why a fenced change was refused, in words for the agent.
+pub(crate) fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
+    StoreError::Conflict(if job.status != job_status::LEASED {
+        format!(
+            "job {} is {} now; the lease of epoch {epoch} is over",
+            job.id, job.status
+        )
+    } else {
+        format!(
+            "job {} is leased under epoch {} now; epoch {epoch} is stale",
+            job.id, job.lease_epoch
+        )
+    })
+}
+
+/// What a job whose lease ran out becomes: QUEUED again, or FAILED (with
+/// why) when it used its last attempt or was asked to stop.
+pub(crate) fn after_expiry(job: &JobRecord) -> (&'static str, Option<String>) {
+    if job.cancel_requested {
+        let why = "the job was stopped and its agent stopped answering";
+        (job_status::FAILED, Some(why.to_owned()))
+    } else if job.attempts >= job.max_attempts {
+        let why = format!(
+            "the lease ran out on attempt {} of {}",
+            job.attempts, job.max_attempts
+        );
+        (job_status::FAILED, Some(why))
+    } else {
+        (job_status::QUEUED, None)
+    }
+}

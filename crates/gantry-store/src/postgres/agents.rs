@@ -13,8 +13,9 @@ use sqlx::postgres::PgRow;
 
 use super::{PgStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
-use crate::agents::{JobRecord, NewJob};
-use crate::sqlite::agents::{LAST_USED_GRANULARITY_MS, after_expiry, fenced, labels, labels_json};
+use crate::agents::{
+    JobRecord, LAST_USED_GRANULARITY_MS, NewJob, after_expiry, fenced, labels, labels_json,
+};
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \

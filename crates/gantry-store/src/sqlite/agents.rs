@@ -8,12 +8,10 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
-use crate::agents::{JobRecord, NewJob};
+use crate::agents::{
+    JobRecord, LAST_USED_GRANULARITY_MS, NewJob, after_expiry, fenced, labels, labels_json,
+};
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
-
-/// How often a token's `last_used_ms` is written at most (every agent
-/// request authenticates; a write per request would be waste).
-pub(crate) const LAST_USED_GRANULARITY_MS: i64 = 10_000;
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
      lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error";
@@ -26,14 +24,6 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
         last_used_ms: r.try_get("last_used_ms").map_err(db_error)?,
         revoked_ms: r.try_get("revoked_ms").map_err(db_error)?,
     })
-}
-
-pub(crate) fn labels(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(StoreError::other)
-}
-
-pub(crate) fn labels_json(labels: &[String]) -> String {
-    serde_json::to_string(labels).unwrap_or_else(|_| "[]".into())
 }
 
 fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
@@ -56,38 +46,6 @@ fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
         cancel_requested: cancel != 0,
         error: r.try_get("error").map_err(db_error)?,
     })
-}
-
-/// Why a fenced change was refused, in words for the agent.
-pub(crate) fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
-    StoreError::Conflict(if job.status != LEASED {
-        format!(
-            "job {} is {} now; the lease of epoch {epoch} is over",
-            job.id, job.status
-        )
-    } else {
-        format!(
-            "job {} is leased under epoch {} now; epoch {epoch} is stale",
-            job.id, job.lease_epoch
-        )
-    })
-}
-
-/// What a job whose lease ran out becomes: QUEUED again, or FAILED (with
-/// why) when it used its last attempt or was asked to stop.
-pub(crate) fn after_expiry(job: &JobRecord) -> (&'static str, Option<String>) {
-    if job.cancel_requested {
-        let why = "the job was stopped and its agent stopped answering";
-        (FAILED, Some(why.to_owned()))
-    } else if job.attempts >= job.max_attempts {
-        let why = format!(
-            "the lease ran out on attempt {} of {}",
-            job.attempts, job.max_attempts
-        );
-        (FAILED, Some(why))
-    } else {
-        (QUEUED, None)
-    }
 }
 
 impl SqliteStore {

@@ -7,8 +7,7 @@
 //! timeout). `synchronous = FULL`: a change is on disk before the call
 //! returns, so what the server answered 200 for survives a power cut too.
 
-// PgStore shares the row helpers and messages.
-pub(crate) mod agents;
+mod agents;
 mod audit;
 mod builds;
 mod custom_actions;
