@@ -43,8 +43,8 @@ mod sqlite;
 mod workflows;
 
 pub use agents::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, job_status,
-    labels_match, parse_labels,
+    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, NewAgentJob,
+    job_status, labels_match, parse_labels,
 };
 pub use crypto::{CryptoError, MasterKey};
 pub use events::{

@@ -17,8 +17,8 @@ use gantry_agent::protocol::{
     Offer, Register, Registered,
 };
 use gantry_store::{
-    AgentRecord, AgentTokenRecord, JobRecord, Store, StoreError, job_status, labels_match, now_ms,
-    parse_labels,
+    AgentJobRecord, AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match,
+    now_ms, parse_labels,
 };
 use serde::de::DeserializeOwned;
 
@@ -133,7 +133,7 @@ async fn fenced_job<S: Store>(
     token: &AgentTokenRecord,
     job_id: &str,
     epoch: i64,
-) -> Result<JobRecord, AgentError> {
+) -> Result<AgentJobRecord, AgentError> {
     let job = state.store.check_lease(job_id, epoch).await?;
     owned_agent(state, token, job.agent_id.as_deref().unwrap_or("")).await?;
     Ok(job)
@@ -466,7 +466,7 @@ async fn result<S: Store>(
     };
     let finished = state
         .store
-        .finish_job(&job_id, result.epoch, status, result.error.as_deref())
+        .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
         .await;
     if result.artifacts_sha256.is_some() {
         if finished.is_ok() {

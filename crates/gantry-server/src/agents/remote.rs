@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use gantry_agent::protocol::{BuildPayload, JobResult};
 use gantry_build::StopSignal;
-use gantry_store::{BuildUpdate, NewJob, Store, job_status, now_ms};
+use gantry_store::{BuildUpdate, NewAgentJob, Store, job_status, now_ms};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -162,7 +162,7 @@ pub(crate) async fn execute<S: Store>(
         }),
     );
     let _attached = Attached(hub, job_id.clone());
-    let new = NewJob {
+    let new = NewAgentJob {
         id: job_id.clone(),
         kind: "codebuild".into(),
         labels: labels.clone(),

@@ -9,7 +9,8 @@ use sqlx::sqlite::SqliteRow;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord, NewJob, StoreError, now_ms,
+    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, NewAgentJob,
+    StoreError, now_ms,
 };
 
 /// How often a token's `last_used_ms` is written at most (every agent
@@ -37,11 +38,11 @@ fn labels_json(labels: &[String]) -> String {
     serde_json::to_string(labels).unwrap_or_else(|_| "[]".into())
 }
 
-fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
+fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
     let attempts: i64 = r.try_get("attempts").map_err(db_error)?;
     let max_attempts: i64 = r.try_get("max_attempts").map_err(db_error)?;
     let cancel: i64 = r.try_get("cancel_requested").map_err(db_error)?;
-    Ok(JobRecord {
+    Ok(AgentJobRecord {
         id: r.try_get("id").map_err(db_error)?,
         kind: r.try_get("kind").map_err(db_error)?,
         labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
@@ -60,7 +61,7 @@ fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
 }
 
 /// Why a fenced change was refused, in words for the agent.
-fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
+fn fenced(job: &AgentJobRecord, epoch: i64) -> StoreError {
     StoreError::Conflict(if job.status != LEASED {
         format!(
             "job {} is {} now; the lease of epoch {epoch} is over",
@@ -76,7 +77,7 @@ fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
 
 impl SqliteStore {
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {
-        match AgentStore::get_job(self, id).await {
+        match AgentStore::get_agent_job(self, id).await {
             Ok(job) => fenced(&job, epoch),
             Err(e) => e,
         }
@@ -216,7 +217,7 @@ impl AgentStore for SqliteStore {
         })
     }
 
-    async fn enqueue_job(&self, job: &NewJob) -> Result<JobRecord, StoreError> {
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
@@ -234,10 +235,10 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        AgentStore::get_job(self, &job.id).await
+        AgentStore::get_agent_job(self, &job.id).await
     }
 
-    async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -247,7 +248,11 @@ impl AgentStore for SqliteStore {
         job_row(&row)
     }
 
-    async fn offerable_jobs(&self, now_ms: i64, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
+    async fn offerable_jobs(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AgentJobRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? AND offer_expires_ms <= ?
              ORDER BY created_ms, id LIMIT ?"
@@ -291,7 +296,7 @@ impl AgentStore for SqliteStore {
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
@@ -309,7 +314,7 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        let job = AgentStore::get_job(self, id).await?;
+        let job = AgentStore::get_agent_job(self, id).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "the offer of job {id} is no longer open (the job is {}, or another \
@@ -325,7 +330,7 @@ impl AgentStore for SqliteStore {
         id: &str,
         epoch: i64,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET lease_expires_ms = ?, update_ms = ?
              WHERE id = ? AND status = ? AND lease_epoch = ?",
@@ -341,24 +346,24 @@ impl AgentStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(self.job_or_fenced(id, epoch).await);
         }
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
-    async fn check_lease(&self, id: &str, epoch: i64) -> Result<JobRecord, StoreError> {
-        let job = AgentStore::get_job(self, id).await?;
+    async fn check_lease(&self, id: &str, epoch: i64) -> Result<AgentJobRecord, StoreError> {
+        let job = AgentStore::get_agent_job(self, id).await?;
         if job.status != LEASED || job.lease_epoch != epoch {
             return Err(fenced(&job, epoch));
         }
         Ok(job)
     }
 
-    async fn finish_job(
+    async fn finish_agent_job(
         &self,
         id: &str,
         epoch: i64,
         status: &str,
         error: Option<&str>,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, error = ?, update_ms = ?
              WHERE id = ? AND status = ? AND lease_epoch = ?",
@@ -375,10 +380,10 @@ impl AgentStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(self.job_or_fenced(id, epoch).await);
         }
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
-    async fn cancel_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
         sqlx::query(
             "UPDATE jobs SET status = ?, error = 'cancelled', update_ms = ?
@@ -400,7 +405,7 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
     async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError> {
@@ -480,7 +485,7 @@ impl AgentStore for SqliteStore {
             if done.rows_affected() == 1 {
                 let agent_id = job.agent_id.clone();
                 expired.push(ExpiredLease {
-                    job: AgentStore::get_job(self, &job.id).await?,
+                    job: AgentStore::get_agent_job(self, &job.id).await?,
                     agent_id,
                 });
             }
@@ -504,8 +509,8 @@ mod tests {
         (dir, store)
     }
 
-    fn job(id: &str, max_attempts: u32) -> NewJob {
-        NewJob {
+    fn job(id: &str, max_attempts: u32) -> NewAgentJob {
+        NewAgentJob {
             id: id.into(),
             kind: "codebuild".into(),
             labels: vec!["linux".into()],
@@ -538,7 +543,7 @@ mod tests {
                 .is_empty()
         );
         let nonce = store
-            .get_job("j1")
+            .get_agent_job("j1")
             .await
             .expect("job")
             .offer_nonce
@@ -554,7 +559,7 @@ mod tests {
                 .iter()
                 .any(|r| matches!(r, Err(StoreError::Conflict(_))))
         );
-        let leased = store.get_job("j1").await.expect("job");
+        let leased = store.get_agent_job("j1").await.expect("job");
         assert_eq!(leased.status, LEASED);
         assert_eq!(leased.lease_epoch, 1);
         assert_eq!(leased.attempts, 1);
@@ -609,7 +614,7 @@ mod tests {
                 .await,
             store.check_lease("j", first.lease_epoch).await,
             store
-                .finish_job("j", first.lease_epoch, SUCCEEDED, None)
+                .finish_agent_job("j", first.lease_epoch, SUCCEEDED, None)
                 .await,
         ] {
             match result {
@@ -622,7 +627,7 @@ mod tests {
             .await
             .expect("the current lease renews");
         let done = store
-            .finish_job("j", second.lease_epoch, SUCCEEDED, None)
+            .finish_agent_job("j", second.lease_epoch, SUCCEEDED, None)
             .await
             .expect("finish");
         assert_eq!(done.status, SUCCEEDED);
@@ -659,7 +664,7 @@ mod tests {
             let want = if attempt == 1 { QUEUED } else { FAILED };
             assert_eq!(expired[0].job.status, want, "attempt {attempt}");
         }
-        let failed = store.get_job("j").await.expect("job");
+        let failed = store.get_agent_job("j").await.expect("job");
         assert!(failed.error.expect("why").contains("attempt 2 of 2"));
         assert!(store.expire_leases(now).await.expect("expire").is_empty());
     }
@@ -726,10 +731,10 @@ mod tests {
             2
         );
         assert_eq!(
-            store.get_job("q").await.expect("q").error.as_deref(),
+            store.get_agent_job("q").await.expect("q").error.as_deref(),
             Some("cancelled")
         );
-        assert_eq!(store.get_job("q2").await.expect("q2").status, FAILED);
+        assert_eq!(store.get_agent_job("q2").await.expect("q2").status, FAILED);
     }
 
     #[test]
