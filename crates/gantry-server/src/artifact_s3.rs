@@ -24,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use gantry_artifacts::ArtifactRef;
 use gantry_aws::{RequestParts, SecretKey, Verifier, VerifyOptions};
-use gantry_store::{CustomActionStore, CustomJobRecord, JobCredentials, Store, StoreError, now_ms};
+use gantry_store::{JobCredentials, JobRecord, Store, StoreError, now_ms};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
@@ -106,7 +106,7 @@ fn object_path(data_dir: &std::path::Path, key: &str) -> PathBuf {
 /// the action, naming it); an upload that is not a usable zip is the error.
 pub(crate) async fn collect_outputs<S: Store>(
     state: &AppState<S>,
-    job: &CustomJobRecord,
+    job: &JobRecord,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     let Some(outputs) = job.job.objects["outputs"].as_object() else {
@@ -312,7 +312,7 @@ pub(crate) async fn serve<S: Store>(
         );
     }
     // What these credentials may touch: the job's own objects.
-    let job = match CustomActionStore::get_job(state.store.as_ref(), &credentials.job_id).await {
+    let job = match state.store.get_job(&credentials.job_id).await {
         Ok(j) => j,
         Err(e) => {
             tracing::error!(job = %credentials.job_id, error = %e, "reading the job of credentials failed");

@@ -62,7 +62,7 @@ pub struct AgentRecord {
 
 /// A job to queue.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewJob {
+pub struct NewAgentJob {
     /// Its id.
     pub id: String,
     /// What it is (`codebuild`).
@@ -77,7 +77,7 @@ pub struct NewJob {
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobRecord {
+pub struct AgentJobRecord {
     /// Its id.
     pub id: String,
     /// What it is.
@@ -112,7 +112,7 @@ pub struct JobRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpiredLease {
     /// The job, as it is now (QUEUED again, or FAILED).
-    pub job: JobRecord,
+    pub job: AgentJobRecord,
     /// The agent that held the lease.
     pub agent_id: Option<String>,
 }
@@ -144,11 +144,15 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn get_agent(&self, id: &str) -> Result<AgentRecord, StoreError>;
 
     /// Queues a job.
-    async fn enqueue_job(&self, job: &NewJob) -> Result<JobRecord, StoreError>;
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError>;
     /// One job.
-    async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError>;
+    async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
     /// QUEUED jobs not currently offered to anyone, oldest first.
-    async fn offerable_jobs(&self, now_ms: i64, limit: u32) -> Result<Vec<JobRecord>, StoreError>;
+    async fn offerable_jobs(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AgentJobRecord>, StoreError>;
     /// Offers a QUEUED, unoffered job under `nonce` until `until_ms`;
     /// false when someone else got it first.
     async fn offer_job(
@@ -168,7 +172,7 @@ pub trait AgentStore: Send + Sync + 'static {
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError>;
+    ) -> Result<AgentJobRecord, StoreError>;
     /// Extends the lease of epoch `epoch`. `Conflict` when the job is no
     /// longer LEASED under that epoch.
     async fn renew_lease(
@@ -176,20 +180,20 @@ pub trait AgentStore: Send + Sync + 'static {
         id: &str,
         epoch: i64,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError>;
+    ) -> Result<AgentJobRecord, StoreError>;
     /// The job, if it is LEASED under `epoch`; else `Conflict`.
-    async fn check_lease(&self, id: &str, epoch: i64) -> Result<JobRecord, StoreError>;
+    async fn check_lease(&self, id: &str, epoch: i64) -> Result<AgentJobRecord, StoreError>;
     /// Ends the lease of `epoch` with a final status. `Conflict` when fenced.
-    async fn finish_job(
+    async fn finish_agent_job(
         &self,
         id: &str,
         epoch: i64,
         status: &str,
         error: Option<&str>,
-    ) -> Result<JobRecord, StoreError>;
+    ) -> Result<AgentJobRecord, StoreError>;
     /// Cancels a job: a QUEUED one fails now; a LEASED one is marked so
     /// its agent hears of it. Returns the job as it is now.
-    async fn cancel_job(&self, id: &str) -> Result<JobRecord, StoreError>;
+    async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
     /// Fails a job whatever its state (its build ended without it).
     async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError>;
     /// Fails every QUEUED or LEASED job (their builds were interrupted by a
@@ -237,7 +241,7 @@ pub(crate) fn labels_json(labels: &[String]) -> String {
 }
 
 /// Why a fenced change was refused, in words for the agent.
-pub(crate) fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
+pub(crate) fn fenced(job: &AgentJobRecord, epoch: i64) -> StoreError {
     StoreError::Conflict(if job.status != job_status::LEASED {
         format!(
             "job {} is {} now; the lease of epoch {epoch} is over",
@@ -253,7 +257,7 @@ pub(crate) fn fenced(job: &JobRecord, epoch: i64) -> StoreError {
 
 /// What a job whose lease ran out becomes: QUEUED again, or FAILED (with
 /// why) when it used its last attempt or was asked to stop.
-pub(crate) fn after_expiry(job: &JobRecord) -> (&'static str, Option<String>) {
+pub(crate) fn after_expiry(job: &AgentJobRecord) -> (&'static str, Option<String>) {
     if job.cancel_requested {
         let why = "the job was stopped and its agent stopped answering";
         (job_status::FAILED, Some(why.to_owned()))

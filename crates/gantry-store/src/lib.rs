@@ -48,15 +48,13 @@ mod sqlite;
 pub mod testing;
 mod workflows;
 
-// Both domains call their queue rows "jobs"; the re-exports say whose.
 pub use agents::{
-    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobRecord as AgentJobRecord,
-    NewJob as NewAgentJob, job_status, labels_match, parse_labels,
+    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, NewAgentJob,
+    job_status, labels_match, parse_labels,
 };
 pub use crypto::{CryptoError, MasterKey};
 pub use custom_actions::{
-    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome,
-    JobRecord as CustomJobRecord, NewJob as NewCustomJob,
+    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome, JobRecord, NewJob,
 };
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,

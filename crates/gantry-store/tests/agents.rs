@@ -13,12 +13,6 @@ use gantry_store::{
 mod common;
 use common::Backend;
 
-/// The store seen as an agent store only: the custom-action store has
-/// methods of the same names (`get_job`, `finish_job`).
-fn agents<S: AgentStore>(store: &S) -> &impl AgentStore {
-    store
-}
-
 fn job(id: &str, max_attempts: u32) -> NewAgentJob {
     NewAgentJob {
         id: id.into(),
@@ -30,8 +24,7 @@ fn job(id: &str, max_attempts: u32) -> NewAgentJob {
 }
 
 async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let store = agents(&opened);
+    let store = b.open().await;
     store.enqueue_job(&job("j1", 3)).await.expect("enqueue");
     let now = now_ms();
     let (a, b) = tokio::join!(
@@ -53,7 +46,7 @@ async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: 
             .is_empty()
     );
     let nonce = store
-        .get_job("j1")
+        .get_agent_job("j1")
         .await
         .expect("job")
         .offer_nonce
@@ -69,7 +62,7 @@ async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: 
             .iter()
             .any(|r| matches!(r, Err(StoreError::Conflict(_))))
     );
-    let leased = store.get_job("j1").await.expect("job");
+    let leased = store.get_agent_job("j1").await.expect("job");
     assert_eq!(leased.status, LEASED);
     assert_eq!(leased.lease_epoch, 1);
     assert_eq!(leased.attempts, 1);
@@ -88,8 +81,7 @@ async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: 
 }
 
 async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let store = agents(&opened);
+    let store = b.open().await;
     store.enqueue_job(&job("j", 3)).await.expect("enqueue");
     let now = now_ms();
     assert!(
@@ -124,7 +116,7 @@ async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
             .await,
         store.check_lease("j", first.lease_epoch).await,
         store
-            .finish_job("j", first.lease_epoch, SUCCEEDED, None)
+            .finish_agent_job("j", first.lease_epoch, SUCCEEDED, None)
             .await,
     ] {
         match result {
@@ -137,7 +129,7 @@ async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
         .await
         .expect("the current lease renews");
     let done = store
-        .finish_job("j", second.lease_epoch, SUCCEEDED, None)
+        .finish_agent_job("j", second.lease_epoch, SUCCEEDED, None)
         .await
         .expect("finish");
     assert_eq!(done.status, SUCCEEDED);
@@ -148,8 +140,7 @@ async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
 }
 
 async fn expiry_requeues_until_max_attempts_then_fails<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let store = agents(&opened);
+    let store = b.open().await;
     store.enqueue_job(&job("j", 2)).await.expect("enqueue");
     let now = now_ms();
     for attempt in 1..=2 {
@@ -174,14 +165,13 @@ async fn expiry_requeues_until_max_attempts_then_fails<B: Backend>(b: &B) {
         let want = if attempt == 1 { QUEUED } else { FAILED };
         assert_eq!(expired[0].job.status, want, "attempt {attempt}");
     }
-    let failed = store.get_job("j").await.expect("job");
+    let failed = store.get_agent_job("j").await.expect("job");
     assert!(failed.error.expect("why").contains("attempt 2 of 2"));
     assert!(store.expire_leases(now).await.expect("expire").is_empty());
 }
 
 async fn tokens_are_found_by_hash_until_revoked_and_audited<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let store = agents(&opened);
+    let store = b.open().await;
     store
         .create_agent_token("atok-1", "ci", "abc", "admin")
         .await
@@ -206,15 +196,14 @@ async fn tokens_are_found_by_hash_until_revoked_and_audited<B: Backend>(b: &B) {
         store.revoke_agent_token("atok-1", "admin").await,
         Err(StoreError::NotFound)
     ));
-    let audit = BuildStore::audit_log(&opened, 10).await.expect("audit");
+    let audit = BuildStore::audit_log(&store, 10).await.expect("audit");
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert!(actions.contains(&"agent_token.create"), "{actions:?}");
     assert!(actions.contains(&"agent_token.revoke"), "{actions:?}");
 }
 
 async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let store = agents(&opened);
+    let store = b.open().await;
     store.enqueue_job(&job("q", 1)).await.expect("enqueue");
     assert_eq!(store.cancel_job("q").await.expect("cancel").status, FAILED);
     store.enqueue_job(&job("l", 1)).await.expect("enqueue");
@@ -239,10 +228,10 @@ async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B)
         2
     );
     assert_eq!(
-        store.get_job("q").await.expect("q").error.as_deref(),
+        store.get_agent_job("q").await.expect("q").error.as_deref(),
         Some("cancelled")
     );
-    assert_eq!(store.get_job("q2").await.expect("q2").status, FAILED);
+    assert_eq!(store.get_agent_job("q2").await.expect("q2").status, FAILED);
 }
 
 #[test]
@@ -327,7 +316,9 @@ async fn racing_servers_offer_and_lease_each_job_once<B: Backend>(b: &B) {
         "each job leased exactly once"
     );
     for (id, agent) in &leases {
-        let job = AgentStore::get_job(&*servers[1], id).await.expect("job");
+        let job = AgentStore::get_agent_job(&*servers[1], id)
+            .await
+            .expect("job");
         assert_eq!(
             (job.status.as_str(), job.lease_epoch, job.attempts),
             (LEASED, 1, 1)
@@ -344,7 +335,7 @@ async fn racing_reapers_expire_each_lease_once<B: Backend>(b: &B) {
     let now = now_ms();
     for i in 0..JOBS {
         let id = format!("j{i:02}");
-        let store = agents(&*servers[0]);
+        let store = &*servers[0];
         store.enqueue_job(&job(&id, 3)).await.expect("enqueue");
         assert!(
             store

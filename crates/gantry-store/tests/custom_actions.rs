@@ -6,22 +6,16 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome, NewCustomJob,
-    StoreError, now_ms,
+    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome, NewJob, StoreError,
+    now_ms,
 };
 
 #[macro_use]
 mod common;
 use common::Backend;
 
-/// The store seen as a custom-action store only: the agent store has
-/// methods of the same names (`get_job`, `finish_job`).
-fn custom<S: CustomActionStore>(store: &S) -> &impl CustomActionStore {
-    store
-}
-
-fn new_job(id: &str, query: Option<&str>) -> NewCustomJob {
-    NewCustomJob {
+fn new_job(id: &str, query: Option<&str>) -> NewJob {
+    NewJob {
         id: id.into(),
         nonce: "n0".into(),
         category: "Build".into(),
@@ -39,8 +33,7 @@ fn new_job(id: &str, query: Option<&str>) -> NewCustomJob {
 }
 
 async fn a_job_is_dispatched_once_and_acknowledged_once<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let s = custom(&opened);
+    let s = b.open().await;
     s.create_job(&new_job("j1", None)).await.expect("create");
     let far_past = 0;
     let got = s
@@ -93,8 +86,7 @@ async fn a_job_is_dispatched_once_and_acknowledged_once<B: Backend>(b: &B) {
 }
 
 async fn the_query_value_selects_jobs<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let s = custom(&opened);
+    let s = b.open().await;
     s.create_job(&new_job("a", Some("blue")))
         .await
         .expect("create");
@@ -117,8 +109,7 @@ async fn the_query_value_selects_jobs<B: Backend>(b: &B) {
 }
 
 async fn finishing_is_once_and_queues_the_continuation<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let s = custom(&opened);
+    let s = b.open().await;
     s.create_job(&new_job("j", None)).await.expect("create");
     let outcome = JobOutcome {
         status: "Succeeded".into(),
@@ -149,8 +140,7 @@ async fn finishing_is_once_and_queues_the_continuation<B: Backend>(b: &B) {
 }
 
 async fn types_are_never_created_twice_and_deleted_once<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let s = custom(&opened);
+    let s = b.open().await;
     let t = CustomActionTypeRecord {
         category: "Build".into(),
         provider: "Mine".into(),
@@ -190,8 +180,7 @@ async fn types_are_never_created_twice_and_deleted_once<B: Backend>(b: &B) {
 }
 
 async fn credentials_keep_the_secret_encrypted_and_round_trip<B: Backend>(b: &B) {
-    let opened = b.open().await;
-    let s = custom(&opened);
+    let s = b.open().await;
     let c = JobCredentials {
         access_key_id: "ASIAX".into(),
         job_id: "j".into(),
@@ -201,7 +190,7 @@ async fn credentials_keep_the_secret_encrypted_and_round_trip<B: Backend>(b: &B)
     };
     s.put_job_credentials(&c).await.expect("put");
     assert_eq!(s.job_credentials("ASIAX").await.expect("get"), c);
-    b.close(&opened).await;
+    b.close(&s).await;
     assert!(!b.holds_in_clear(b"s3cr3t-value").await);
 }
 
@@ -253,7 +242,7 @@ async fn racing_polls_dispatch_each_job_once<B: Backend>(b: &B) {
     for (id, nonce) in &dispatched {
         // The stored nonce is the one its poll got (no second poll
         // overwrote it), so that nonce, and only it, acknowledges.
-        let s = custom(&*servers[1]);
+        let s = &*servers[1];
         assert_eq!(&s.get_job(id).await.expect("job").job.nonce, nonce);
         assert!(matches!(
             s.acknowledge_job(id, "someone-else").await,
@@ -298,10 +287,7 @@ async fn racing_creations_respect_the_cap_on_live_types<B: Backend>(b: &B) {
         }
     }
     assert_eq!(created, 3);
-    let live = custom(&*servers[0])
-        .custom_action_types()
-        .await
-        .expect("list");
+    let live = &*servers[0].custom_action_types().await.expect("list");
     assert_eq!(live.len(), 3);
 }
 

@@ -464,15 +464,10 @@ async fn result<S: Store>(
     } else {
         job_status::FAILED
     };
-    // Named: the custom-action store has a `finish_job` too.
-    let finished = gantry_store::AgentStore::finish_job(
-        state.store.as_ref(),
-        &job_id,
-        result.epoch,
-        status,
-        result.error.as_deref(),
-    )
-    .await;
+    let finished = state
+        .store
+        .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
+        .await;
     if result.artifacts_sha256.is_some() {
         if finished.is_ok() {
             let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;

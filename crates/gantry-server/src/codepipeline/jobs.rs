@@ -10,9 +10,7 @@
 use std::collections::BTreeMap;
 
 use gantry_pipeline::{ActionError, EngineError, Input};
-use gantry_store::{
-    CustomActionStore, CustomJobRecord, JobOutcome, NewCustomJob, Store, StoreError, now_ms,
-};
+use gantry_store::{JobOutcome, JobRecord, NewJob, Store, StoreError, now_ms};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -83,9 +81,9 @@ fn job_not_found(id: &str) -> ApiError {
     exception("JobNotFoundException", format!("Job {id} was not found"))
 }
 
-async fn load_job<S: Store>(state: &AppState<S>, id: &str) -> Result<CustomJobRecord, ApiError> {
+async fn load_job<S: Store>(state: &AppState<S>, id: &str) -> Result<JobRecord, ApiError> {
     check_job_id(id)?;
-    match CustomActionStore::get_job(state.store.as_ref(), id).await {
+    match state.store.get_job(id).await {
         Ok(j) => Ok(j),
         Err(StoreError::NotFound) => Err(job_not_found(id)),
         Err(e) => Err(e.into()),
@@ -94,7 +92,7 @@ async fn load_job<S: Store>(state: &AppState<S>, id: &str) -> Result<CustomJobRe
 
 /// The job's `JobData` with fresh artifact credentials and its
 /// continuation token.
-async fn job_data<S: Store>(state: &AppState<S>, job: &CustomJobRecord) -> Result<Value, ApiError> {
+async fn job_data<S: Store>(state: &AppState<S>, job: &JobRecord) -> Result<Value, ApiError> {
     let mut data = job.job.data.clone();
     data["artifactCredentials"] = crate::artifact_s3::issue_credentials(state, &job.job.id).await?;
     Ok(data)
@@ -349,7 +347,7 @@ pub(crate) async fn put_success<S: Store>(
         // The job is done; the action goes on with a new job carrying the token.
         let mut data = job.job.data.clone();
         data["continuationToken"] = json!(token);
-        let next = NewCustomJob {
+        let next = NewJob {
             id: crate::pipeline_host::new_id(),
             nonce: crate::pipeline_host::new_id(),
             data,
@@ -458,11 +456,11 @@ pub(crate) async fn put_failure<S: Store>(
 
 async fn finish<S: Store>(
     state: &AppState<S>,
-    job: &CustomJobRecord,
+    job: &JobRecord,
     outcome: &JobOutcome,
     actor: &str,
 ) -> Result<(), ApiError> {
-    match CustomActionStore::finish_job(state.store.as_ref(), &job.job.id, outcome, actor).await {
+    match state.store.finish_job(&job.job.id, outcome, actor).await {
         Ok(()) => Ok(()),
         Err(StoreError::NotFound) => Err(job_not_found(&job.job.id)),
         Err(StoreError::Conflict(m)) => Err(exception(
@@ -476,7 +474,7 @@ async fn finish<S: Store>(
 /// Applies a final result to the engine and wakes the attempt's timeout.
 async fn apply<S: Store>(
     state: &AppState<S>,
-    job: &CustomJobRecord,
+    job: &JobRecord,
     input: Input,
     actor: &str,
 ) -> Result<(), ApiError> {

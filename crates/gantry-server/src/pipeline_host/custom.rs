@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gantry_pipeline::{ActionError, ActionJob, Input};
-use gantry_store::{NewCustomJob, Store, StoreError, now_ms};
+use gantry_store::{NewJob, Store, StoreError, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -42,7 +42,7 @@ pub(crate) fn new_id() -> String {
 /// The first job of an attempt: its `JobData` (without credentials) and
 /// the objects it may read (input key → artifact reference) and write
 /// (output name → key).
-fn first_job(job: &ActionJob, config: &crate::Config, query_value: Option<String>) -> NewCustomJob {
+fn first_job(job: &ActionJob, config: &crate::Config, query_value: Option<String>) -> NewJob {
     let mut inputs = serde_json::Map::new();
     let mut input_list = Vec::new();
     for (name, reference) in &job.input_artifacts {
@@ -76,7 +76,7 @@ fn first_job(job: &ActionJob, config: &crate::Config, query_value: Option<String
         "inputArtifacts": input_list,
         "outputArtifacts": output_list,
     });
-    NewCustomJob {
+    NewJob {
         id: new_id(),
         nonce: new_id(),
         category: job.category.clone(),

@@ -14,7 +14,8 @@ use sqlx::postgres::PgRow;
 use super::{PgStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
-    JobRecord, LAST_USED_GRANULARITY_MS, NewJob, after_expiry, fenced, labels, labels_json,
+    AgentJobRecord, LAST_USED_GRANULARITY_MS, NewAgentJob, after_expiry, fenced, labels,
+    labels_json,
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
@@ -33,11 +34,11 @@ fn token_row(r: &PgRow) -> Result<AgentTokenRecord, StoreError> {
     })
 }
 
-fn job_row(r: &PgRow) -> Result<JobRecord, StoreError> {
+fn job_row(r: &PgRow) -> Result<AgentJobRecord, StoreError> {
     let attempts: i64 = r.try_get("attempts").map_err(db_error)?;
     let max_attempts: i64 = r.try_get("max_attempts").map_err(db_error)?;
     let cancel: i64 = r.try_get("cancel_requested").map_err(db_error)?;
-    Ok(JobRecord {
+    Ok(AgentJobRecord {
         id: r.try_get("id").map_err(db_error)?,
         kind: r.try_get("kind").map_err(db_error)?,
         labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
@@ -58,7 +59,7 @@ fn job_row(r: &PgRow) -> Result<JobRecord, StoreError> {
 impl PgStore {
     /// The refusal for a fenced change: why, from the job as it is now.
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {
-        match AgentStore::get_job(self, id).await {
+        match AgentStore::get_agent_job(self, id).await {
             Ok(job) => fenced(&job, epoch),
             Err(e) => e,
         }
@@ -201,7 +202,7 @@ impl AgentStore for PgStore {
         })
     }
 
-    async fn enqueue_job(&self, job: &NewJob) -> Result<JobRecord, StoreError> {
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
         let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
@@ -222,7 +223,7 @@ impl AgentStore for PgStore {
         job_row(&row)
     }
 
-    async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -232,7 +233,11 @@ impl AgentStore for PgStore {
         job_row(&row)
     }
 
-    async fn offerable_jobs(&self, now_ms: i64, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
+    async fn offerable_jobs(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AgentJobRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND offer_expires_ms <= $2
              ORDER BY created_ms, id LIMIT $3"
@@ -277,7 +282,7 @@ impl AgentStore for PgStore {
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $1, lease_id = $2, lease_epoch = lease_epoch + 1,
                     agent_id = $3, lease_expires_ms = $4, attempts = attempts + 1,
@@ -299,7 +304,7 @@ impl AgentStore for PgStore {
         match row {
             Some(row) => job_row(&row),
             None => {
-                let job = AgentStore::get_job(self, id).await?;
+                let job = AgentStore::get_agent_job(self, id).await?;
                 Err(StoreError::Conflict(format!(
                     "the offer of job {id} is no longer open (the job is {}, or another \
                      acknowledgement won)",
@@ -314,7 +319,7 @@ impl AgentStore for PgStore {
         id: &str,
         epoch: i64,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET lease_expires_ms = $1, update_ms = $2
              WHERE id = $3 AND status = $4 AND lease_epoch = $5
@@ -334,21 +339,21 @@ impl AgentStore for PgStore {
         }
     }
 
-    async fn check_lease(&self, id: &str, epoch: i64) -> Result<JobRecord, StoreError> {
-        let job = AgentStore::get_job(self, id).await?;
+    async fn check_lease(&self, id: &str, epoch: i64) -> Result<AgentJobRecord, StoreError> {
+        let job = AgentStore::get_agent_job(self, id).await?;
         if job.status != LEASED || job.lease_epoch != epoch {
             return Err(fenced(&job, epoch));
         }
         Ok(job)
     }
 
-    async fn finish_job(
+    async fn finish_agent_job(
         &self,
         id: &str,
         epoch: i64,
         status: &str,
         error: Option<&str>,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $1, error = $2, update_ms = $3
              WHERE id = $4 AND status = $5 AND lease_epoch = $6
@@ -369,7 +374,7 @@ impl AgentStore for PgStore {
         }
     }
 
-    async fn cancel_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         // One statement for both cases, so a job acknowledged meanwhile is
         // flagged rather than missed between a QUEUED and a LEASED update.
         let row = sqlx::query(&format!(
@@ -391,7 +396,7 @@ impl AgentStore for PgStore {
         .map_err(db_error)?;
         match row {
             Some(row) => job_row(&row),
-            None => AgentStore::get_job(self, id).await,
+            None => AgentStore::get_agent_job(self, id).await,
         }
     }
 

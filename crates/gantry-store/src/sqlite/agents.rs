@@ -9,7 +9,8 @@ use sqlx::sqlite::SqliteRow;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
-    JobRecord, LAST_USED_GRANULARITY_MS, NewJob, after_expiry, fenced, labels, labels_json,
+    AgentJobRecord, LAST_USED_GRANULARITY_MS, NewAgentJob, after_expiry, fenced, labels,
+    labels_json,
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
@@ -26,11 +27,11 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
     })
 }
 
-fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
+fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
     let attempts: i64 = r.try_get("attempts").map_err(db_error)?;
     let max_attempts: i64 = r.try_get("max_attempts").map_err(db_error)?;
     let cancel: i64 = r.try_get("cancel_requested").map_err(db_error)?;
-    Ok(JobRecord {
+    Ok(AgentJobRecord {
         id: r.try_get("id").map_err(db_error)?,
         kind: r.try_get("kind").map_err(db_error)?,
         labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
@@ -50,7 +51,7 @@ fn job_row(r: &SqliteRow) -> Result<JobRecord, StoreError> {
 
 impl SqliteStore {
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {
-        match AgentStore::get_job(self, id).await {
+        match AgentStore::get_agent_job(self, id).await {
             Ok(job) => fenced(&job, epoch),
             Err(e) => e,
         }
@@ -190,7 +191,7 @@ impl AgentStore for SqliteStore {
         })
     }
 
-    async fn enqueue_job(&self, job: &NewJob) -> Result<JobRecord, StoreError> {
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
@@ -208,10 +209,10 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        AgentStore::get_job(self, &job.id).await
+        AgentStore::get_agent_job(self, &job.id).await
     }
 
-    async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -221,7 +222,11 @@ impl AgentStore for SqliteStore {
         job_row(&row)
     }
 
-    async fn offerable_jobs(&self, now_ms: i64, limit: u32) -> Result<Vec<JobRecord>, StoreError> {
+    async fn offerable_jobs(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AgentJobRecord>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? AND offer_expires_ms <= ?
              ORDER BY created_ms, id LIMIT ?"
@@ -265,7 +270,7 @@ impl AgentStore for SqliteStore {
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
@@ -283,7 +288,7 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        let job = AgentStore::get_job(self, id).await?;
+        let job = AgentStore::get_agent_job(self, id).await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict(format!(
                 "the offer of job {id} is no longer open (the job is {}, or another \
@@ -299,7 +304,7 @@ impl AgentStore for SqliteStore {
         id: &str,
         epoch: i64,
         lease_expires_ms: i64,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET lease_expires_ms = ?, update_ms = ?
              WHERE id = ? AND status = ? AND lease_epoch = ?",
@@ -315,24 +320,24 @@ impl AgentStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(self.job_or_fenced(id, epoch).await);
         }
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
-    async fn check_lease(&self, id: &str, epoch: i64) -> Result<JobRecord, StoreError> {
-        let job = AgentStore::get_job(self, id).await?;
+    async fn check_lease(&self, id: &str, epoch: i64) -> Result<AgentJobRecord, StoreError> {
+        let job = AgentStore::get_agent_job(self, id).await?;
         if job.status != LEASED || job.lease_epoch != epoch {
             return Err(fenced(&job, epoch));
         }
         Ok(job)
     }
 
-    async fn finish_job(
+    async fn finish_agent_job(
         &self,
         id: &str,
         epoch: i64,
         status: &str,
         error: Option<&str>,
-    ) -> Result<JobRecord, StoreError> {
+    ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, error = ?, update_ms = ?
              WHERE id = ? AND status = ? AND lease_epoch = ?",
@@ -349,10 +354,10 @@ impl AgentStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(self.job_or_fenced(id, epoch).await);
         }
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
-    async fn cancel_job(&self, id: &str) -> Result<JobRecord, StoreError> {
+    async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
         sqlx::query(
             "UPDATE jobs SET status = ?, error = 'cancelled', update_ms = ?
@@ -374,7 +379,7 @@ impl AgentStore for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db_error)?;
-        AgentStore::get_job(self, id).await
+        AgentStore::get_agent_job(self, id).await
     }
 
     async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError> {
@@ -441,7 +446,7 @@ impl AgentStore for SqliteStore {
             if done.rows_affected() == 1 {
                 let agent_id = job.agent_id.clone();
                 expired.push(ExpiredLease {
-                    job: AgentStore::get_job(self, &job.id).await?,
+                    job: AgentStore::get_agent_job(self, &job.id).await?,
                     agent_id,
                 });
             }
