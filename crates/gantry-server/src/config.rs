@@ -46,6 +46,13 @@ pub struct Config {
     /// (`/webhooks/github`, `/gitlab`, `/gitea`, `/forgejo`); without it
     /// they answer 404. `gantry server` reads `GANTRY_WEBHOOK_SECRET`.
     pub webhook_secret: Option<String>,
+    /// Where pipeline artifacts are kept: `None` is
+    /// `<data_dir>/artifact-store`; `s3://bucket/prefix` is any
+    /// S3-compatible store, reached with [`Config::s3`].
+    pub artifact_store: Option<gantry_artifacts::StoreLocation>,
+    /// How to reach an S3 artifact store (endpoint, region, credentials);
+    /// `gantry server` reads the standard AWS variables.
+    pub s3: gantry_artifacts::S3Settings,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -108,6 +115,8 @@ impl Config {
             database: None,
             local_agent: true,
             webhook_secret: None,
+            artifact_store: None,
+            s3: gantry_artifacts::S3Settings::default(),
         }
     }
 }
@@ -124,6 +133,8 @@ impl fmt::Debug for Config {
             .field("poll_interval", &self.poll_interval)
             .field("database", &self.database)
             .field("local_agent", &self.local_agent)
+            .field("artifact_store", &self.artifact_store)
+            .field("s3", &self.s3)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

@@ -63,6 +63,7 @@ pub use bootstrap::AdminKey;
 pub use config::{Config, Database};
 pub use error::ApiError;
 pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
+pub use gantry_artifacts::{S3Settings, StoreLocation};
 
 /// The file names inside the data directory.
 pub mod files {
