@@ -35,6 +35,10 @@ pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c
 /// The literal payload hash a client sends when it does not sign the body.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
+/// The payload hash of an `aws-chunked` body whose chunks are unsigned and
+/// end with a checksum trailer (S3 PutObject from botocore ≥ 1.36).
+pub const STREAMING_UNSIGNED_PAYLOAD_TRAILER: &str = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+
 /// How a service's canonical URI is formed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UriEncoding {

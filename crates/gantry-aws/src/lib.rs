@@ -71,8 +71,8 @@ mod sigv4;
 mod time;
 
 pub use canonical::{
-    EMPTY_SHA256, UNSIGNED_PAYLOAD, UriEncoding, canonical_query, canonical_uri, sha256_hex,
-    uri_encode,
+    EMPTY_SHA256, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, UriEncoding,
+    canonical_query, canonical_uri, sha256_hex, uri_encode,
 };
 pub use error::{AuthError, AwsError, ErrorCode};
 pub use json_protocol::{

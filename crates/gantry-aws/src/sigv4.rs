@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use subtle::ConstantTimeEq;
 
-use crate::canonical::{self, UNSIGNED_PAYLOAD, UriEncoding};
+use crate::canonical::{self, STREAMING_UNSIGNED_PAYLOAD_TRAILER, UNSIGNED_PAYLOAD, UriEncoding};
 use crate::error::AuthError;
 use crate::key::{Credentials, SecretKey, SigningKey, SigningKeyCache};
 use crate::presign;
@@ -52,6 +52,16 @@ pub struct VerifyOptions {
     /// the unreserved set (a build id's `:`). The literal path is the wire
     /// path, so this admits no other request. Off by default.
     pub accept_literal_path: bool,
+    /// Accept temporary credentials: a request carrying
+    /// `x-amz-security-token` (which must then be signed). The verifier
+    /// does not judge the token; the caller checks it belongs to the key.
+    /// Off by default.
+    pub accept_session_token: bool,
+    /// Accept `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (botocore's PutObject
+    /// since 1.36: an `aws-chunked` body with a checksum trailer). The body
+    /// is then not covered by the signature; the caller decodes it and
+    /// checks its trailer checksum. Off by default.
+    pub allow_streaming_unsigned_trailer: bool,
 }
 
 impl Default for VerifyOptions {
@@ -63,6 +73,8 @@ impl Default for VerifyOptions {
             required_signed_headers: vec!["host".to_owned()],
             allow_unsigned_payload: false,
             accept_literal_path: false,
+            accept_session_token: false,
+            allow_streaming_unsigned_trailer: false,
         }
     }
 }
@@ -360,10 +372,22 @@ impl Verifier {
         claim: &Claim,
         now: SystemTime,
     ) -> Result<(), AuthError> {
-        if req.header_values("x-amz-security-token").next().is_some()
-            || req.query_param("X-Amz-Security-Token").is_some()
+        let header_token = req.header_values("x-amz-security-token").next().is_some();
+        if (header_token || req.query_param("X-Amz-Security-Token").is_some())
+            && !self.options.accept_session_token
         {
             return Err(AuthError::SessionTokenNotAccepted);
+        }
+        if header_token
+            && claim.expires.is_none()
+            && !claim
+                .signed_headers
+                .iter()
+                .any(|h| h == "x-amz-security-token")
+        {
+            return Err(incomplete(
+                "'x-amz-security-token' must be a signed header (in SignedHeaders).",
+            ));
         }
         if let Some(region) = &self.options.region
             && &claim.region != region
@@ -454,6 +478,12 @@ impl Verifier {
                     return Err(AuthError::PayloadHashMismatch);
                 }
                 Ok(vec![(v.to_owned(), true)])
+            }
+            Some(v)
+                if v == STREAMING_UNSIGNED_PAYLOAD_TRAILER
+                    && self.options.allow_streaming_unsigned_trailer =>
+            {
+                Ok(vec![(v.to_owned(), false)])
             }
             Some(v) if v.starts_with("STREAMING-") => {
                 Err(AuthError::UnsignedPayloadRefused(v.to_owned()))

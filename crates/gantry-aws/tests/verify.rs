@@ -334,6 +334,55 @@ fn session_tokens_are_refused() {
 }
 
 #[test]
+fn session_tokens_are_accepted_when_allowed_and_signed() {
+    let allowing = Verifier::new(VerifyOptions {
+        accept_session_token: true,
+        ..VerifyOptions::json_protocol()
+    });
+    let mut req = Owned::json("ListPipelines", "{}");
+    req.headers
+        .push(("X-Amz-Security-Token".into(), b"token".to_vec()));
+    let signed = req.clone().signed(now());
+    assert!(allowing.verify(&signed.parts(), now(), lookup).is_ok());
+    // A token added after signing is not covered by the signature.
+    let mut late = Owned::json("ListPipelines", "{}").signed(now());
+    late.headers
+        .push(("X-Amz-Security-Token".into(), b"token".to_vec()));
+    assert!(matches!(
+        allowing.verify(&late.parts(), now(), lookup),
+        Err(AuthError::Incomplete(_))
+    ));
+}
+
+#[test]
+fn streaming_unsigned_trailer_payloads_need_permission() {
+    let mut req = Owned::json("ListPipelines", "5\r\nhello\r\n0\r\n\r\n");
+    req.headers.push((
+        "x-amz-content-sha256".into(),
+        b"STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_vec(),
+    ));
+    let req = req.signed(now());
+    assert!(matches!(
+        req.verify(now()),
+        Err(AuthError::UnsignedPayloadRefused(_))
+    ));
+    let v = Verifier::new(VerifyOptions {
+        allow_streaming_unsigned_trailer: true,
+        ..VerifyOptions::json_protocol()
+    });
+    let caller = v.verify(&req.parts(), now(), lookup).expect("allowed");
+    assert!(!caller.payload_signed);
+    // Other streaming forms stay refused.
+    let mut signed_chunks = Owned::json("ListPipelines", "x");
+    signed_chunks.headers.push((
+        "x-amz-content-sha256".into(),
+        b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_vec(),
+    ));
+    let signed_chunks = signed_chunks.signed(now());
+    assert!(v.verify(&signed_chunks.parts(), now(), lookup).is_err());
+}
+
+#[test]
 fn presigned_urls_round_trip_and_expire() {
     let c = creds();
     let bare = RequestParts::new("GET", "/?name=a%20b%2Fc").header("Host", "127.0.0.1:8080");

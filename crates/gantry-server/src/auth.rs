@@ -45,7 +45,7 @@ pub(crate) async fn authenticate<S: Store>(
 /// The access key id a request claims, from `Authorization: ...
 /// Credential=<id>/...` or the presigned `X-Amz-Credential=<id>%2F...`.
 /// Only a hint for the lookup: `gantry-aws` parses and checks it properly.
-fn claimed_access_key(headers: &HeaderMap, query: &str) -> Option<String> {
+pub(crate) fn claimed_access_key(headers: &HeaderMap, query: &str) -> Option<String> {
     if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let rest = auth.split_once("Credential=")?.1;
         return rest.split_once('/').map(|(id, _)| id.trim().to_owned());

@@ -27,6 +27,11 @@ pub struct Config {
     /// How long a manual approval waits for an answer before it fails
     /// (CodePipeline's is 7 days).
     pub approval_timeout: std::time::Duration,
+    /// How long a custom action may run, across its jobs, before it fails
+    /// (CodePipeline's is 24 hours).
+    pub custom_action_timeout: std::time::Duration,
+    /// How long the artifact credentials handed to a job worker work.
+    pub artifact_credentials_ttl: std::time::Duration,
     /// How often Git sources with `PollForSourceChanges: true` are polled.
     pub poll_interval: std::time::Duration,
     /// The chat app's signing secret (Slack's "Signing Secret"): with it,
@@ -109,6 +114,8 @@ impl Config {
             events: crate::EventsConfig::default(),
             public_url: None,
             approval_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
+            custom_action_timeout: std::time::Duration::from_secs(24 * 3600),
+            artifact_credentials_ttl: std::time::Duration::from_secs(3600),
             poll_interval: std::time::Duration::from_secs(60),
             chat_signing_secret: None,
             extra_ca_certs: None,
@@ -130,6 +137,8 @@ impl fmt::Debug for Config {
             .field("account_id", &self.account_id)
             .field("public_url", &self.public_url)
             .field("approval_timeout", &self.approval_timeout)
+            .field("custom_action_timeout", &self.custom_action_timeout)
+            .field("artifact_credentials_ttl", &self.artifact_credentials_ttl)
             .field("poll_interval", &self.poll_interval)
             .field("database", &self.database)
             .field("local_agent", &self.local_agent)

@@ -32,6 +32,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
 
+mod artifact_s3;
 mod auth;
 mod bootstrap;
 mod chat;
@@ -79,6 +80,9 @@ pub mod files {
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
+    /// The objects custom-action job workers read and write through the
+    /// artifact S3 endpoint (input zips, uploaded output zips).
+    pub const JOB_OBJECTS: &str = "job-objects";
 }
 
 /// Why the server could not start or stopped with an error.

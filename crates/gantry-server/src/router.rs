@@ -126,6 +126,16 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
             post(crate::webhooks::deliver::<S>),
         )
         .route("/webhooks/{host}", post(crate::repo_webhooks::deliver::<S>))
+        .route(
+            &format!("/{}/{{*key}}", crate::pipeline_host::BUCKET),
+            get(crate::artifact_s3::serve::<S>)
+                .put(crate::artifact_s3::serve::<S>)
+                .post(crate::artifact_s3::serve::<S>)
+                .delete(crate::artifact_s3::serve::<S>)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::artifact_s3::MAX_OBJECT_BYTES,
+                )),
+        )
         .merge(rest::router(state.clone()))
         .with_state(state)
 }

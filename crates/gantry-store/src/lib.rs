@@ -34,6 +34,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 #![deny(missing_docs)]
 
 mod crypto;
+mod custom_actions;
 mod events;
 mod executions;
 mod model;
@@ -42,6 +43,9 @@ mod sqlite;
 mod workflows;
 
 pub use crypto::{CryptoError, MasterKey};
+pub use custom_actions::{
+    CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome, JobRecord, NewJob,
+};
 pub use events::{
     ApiDestinationRecord, ConnectionRecord, DeadLetterRecord, DeliveryRecord, EventStore,
     NewConnection, NewDelivery, NewRule, RuleRecord, RuleTargets, TargetRecord,
@@ -83,10 +87,15 @@ impl StoreError {
 /// `workflows.rs`, `events.rs` and their `sqlite/` counterparts).
 ///
 /// Any type that implements every domain's trait is a `Store`.
-pub trait Store: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore {}
+pub trait Store:
+    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + CustomActionStore
+{
+}
 
-impl<T> Store for T where T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore
-{}
+impl<T> Store for T where
+    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + CustomActionStore
+{
+}
 
 /// Access keys, CodeBuild projects and builds, build logs, and the audit log.
 ///

@@ -594,6 +594,21 @@ pub(crate) async fn list_actions<S: Store>(
         .list_action_executions(&pipeline, execution.as_deref(), (skip + max + 1) as u32)
         .await?;
     let more = records.len() > skip + max;
+    // Secret properties of custom actions are shown masked, as GetPipeline shows them.
+    let type_key = |plan: &Value| {
+        format!(
+            "{}/{}/{}",
+            plan["category"], plan["provider"], plan["version"]
+        )
+    };
+    let mut secrets = std::collections::BTreeMap::new();
+    for r in records.iter().skip(skip).take(max) {
+        let plan = &r.body["action"];
+        if plan["owner"] == "Custom" && !secrets.contains_key(&type_key(plan)) {
+            let found = super::action_types::type_secrets(state.store.as_ref(), plan).await?;
+            secrets.insert(type_key(plan), found);
+        }
+    }
     let details: Vec<Value> = records
         .iter()
         .skip(skip)
@@ -624,6 +639,10 @@ pub(crate) async fn list_actions<S: Store>(
                     "outputVariables": run["output_variables"],
                 },
             });
+            if let Some(names) = secrets.get(&type_key(plan)) {
+                super::action_types::mask_map(&mut d["input"]["configuration"], names);
+                super::action_types::mask_map(&mut d["input"]["resolvedConfiguration"], names);
+            }
             if let Some(ns) = plan["namespace"].as_str() {
                 d["input"]["namespace"] = json!(ns);
             }

@@ -6,7 +6,9 @@
 //! `gantry validate`), stored as the JSON `get-pipeline` prints, and read
 //! back through the same parser. See docs/pipelines-api.md.
 
+pub(crate) mod action_types;
 pub(crate) mod executions;
+mod jobs;
 pub(crate) mod pipelines;
 mod transitions;
 mod webhooks;
@@ -63,6 +65,14 @@ pub(crate) async fn dispatch<S: Store>(
         "DeregisterWebhookWithThirdParty" => {
             webhooks::register(state, actor, input(body)?, false).await
         }
+        "CreateCustomActionType" => action_types::create(state, actor, input(body)?).await,
+        "ListActionTypes" => action_types::list(state, input(body)?).await,
+        "DeleteCustomActionType" => action_types::delete(state, actor, input(body)?).await,
+        "PollForJobs" => jobs::poll(state, input(body)?).await,
+        "AcknowledgeJob" => jobs::acknowledge(state, input(body)?).await,
+        "GetJobDetails" => jobs::details(state, input(body)?).await,
+        "PutJobSuccessResult" => jobs::put_success(state, actor, input(body)?).await,
+        "PutJobFailureResult" => jobs::put_failure(state, actor, input(body)?).await,
         other => Err(AwsError::new(
             ErrorCode::UnknownOperationException,
             format!("CodePipeline operation '{other}' is not supported by this server."),

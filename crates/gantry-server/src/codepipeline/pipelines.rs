@@ -164,9 +164,12 @@ fn new_pipeline(mut declaration: PipelineDeclaration, version: u32, tags: Value)
     }
 }
 
-/// The stored declaration as a JSON value for a response.
-fn declaration_json(record: &PipelineRecord) -> Result<Value, ApiError> {
-    serde_json::from_str(&record.declaration).map_err(ApiError::internal)
+/// The stored declaration as a JSON value for a response, the values of
+/// custom actions' secret properties masked.
+async fn declaration_json<S: Store>(store: &S, record: &PipelineRecord) -> Result<Value, ApiError> {
+    let mut value: Value = serde_json::from_str(&record.declaration).map_err(ApiError::internal)?;
+    super::action_types::mask_declaration(store, &mut value).await?;
+    Ok(value)
 }
 
 pub(super) async fn create<S: Store>(
@@ -189,10 +192,12 @@ pub(super) async fn create<S: Store>(
         None => json!([]),
     };
     let name = document.pipeline.name.value.clone();
+    super::action_types::check_declaration(state.store.as_ref(), &document.pipeline).await?;
     let new = new_pipeline(document.pipeline, 1, tags);
     match state.store.create_pipeline(&new, actor).await {
         Ok(record) => {
-            let mut out = json!({ "pipeline": declaration_json(&record)? });
+            let mut out =
+                json!({ "pipeline": declaration_json(state.store.as_ref(), &record).await? });
             if record.tags.as_array().is_some_and(|t| !t.is_empty()) {
                 out["tags"] = record.tags;
             }
@@ -219,19 +224,24 @@ pub(super) async fn update<S: Store>(
             Err(StoreError::NotFound) => return Err(pipeline_not_found(&name)),
             Err(e) => return Err(e.into()),
         };
+        // Secret properties sent masked keep their current values.
+        let mut declaration = document.pipeline.clone();
+        let stored = parse_stored(&current.declaration)?;
+        super::action_types::restore_secrets(state.store.as_ref(), &mut declaration, &stored)
+            .await?;
+        super::action_types::check_declaration(state.store.as_ref(), &declaration).await?;
         // The version in the request is ignored: an update always makes
         // the next one.
-        let new = new_pipeline(
-            document.pipeline.clone(),
-            current.version + 1,
-            current.tags.clone(),
-        );
+        let new = new_pipeline(declaration, current.version + 1, current.tags.clone());
         match state
             .store
             .update_pipeline(&new, current.version, actor)
             .await
         {
-            Ok(record) => return Ok(json!({ "pipeline": declaration_json(&record)? })),
+            Ok(record) => {
+                let pipeline = declaration_json(state.store.as_ref(), &record).await?;
+                return Ok(json!({ "pipeline": pipeline }));
+            }
             Err(StoreError::NotFound) => return Err(pipeline_not_found(&name)),
             // Another update took this version: read again.
             Err(StoreError::Conflict(_)) => continue,
@@ -280,7 +290,7 @@ pub(crate) async fn get<S: Store>(state: &AppState<S>, input: GetInput) -> Resul
         Err(e) => return Err(e.into()),
     };
     Ok(json!({
-        "pipeline": declaration_json(&record)?,
+        "pipeline": declaration_json(state.store.as_ref(), &record).await?,
         "metadata": {
             "pipelineArn": arn(&state.config, &record.name),
             "created": timestamp_ms(record.created_ms),

@@ -10,6 +10,7 @@
 //! every pipeline with running executions and runs their in-progress
 //! actions again, each provider making that safe (see `providers.rs`).
 
+mod custom;
 mod providers;
 mod step_functions;
 
@@ -30,6 +31,7 @@ use tokio::task::AbortHandle;
 
 use crate::router::AppState;
 
+pub(crate) use custom::{BUCKET, new_id};
 pub(crate) use providers::{ProviderContext, approval_input};
 
 /// Why an input could not be applied.

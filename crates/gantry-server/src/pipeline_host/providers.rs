@@ -47,6 +47,8 @@ pub(crate) struct ProviderContext {
     /// tree never changes and stored artifacts are never removed, so a
     /// second run of a commit skips the checkout and the hashing.
     trees: StdMutex<HashMap<(String, String), ArtifactRef>>,
+    /// Custom action attempts waiting for a worker's final result.
+    pub(super) custom: super::custom::CustomWaiters,
 }
 
 /// How many commit trees [`ProviderContext`] remembers.
@@ -66,6 +68,7 @@ impl ProviderContext {
             builds: StdMutex::new(BTreeMap::new()),
             executions: StdMutex::new(BTreeMap::new()),
             trees: StdMutex::new(HashMap::new()),
+            custom: Default::default(),
         })
     }
 
@@ -150,6 +153,7 @@ async fn run_inner<S: Store>(
         ("Invoke", "AWS", "StepFunctions") => {
             super::step_functions::invoke(&host.providers, state, job).await
         }
+        (_, "Custom", _) => super::custom::run(&host.providers, state, job).await,
         (category, owner, provider) => failed(
             job,
             "ConfigurationError",
@@ -162,6 +166,7 @@ async fn run_inner<S: Store>(
 
 /// Stops what runs an abandoned attempt.
 pub(super) fn abandon<S: Store>(state: &AppState<S>, action_execution_id: &str) {
+    super::custom::abandon(state, action_execution_id);
     let build = state
         .pipelines
         .providers

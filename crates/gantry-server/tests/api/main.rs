@@ -6,6 +6,8 @@ mod aws_clients;
 mod chat_approvals;
 mod codepipeline;
 mod codepipeline_clients;
+mod custom_actions;
+mod custom_actions_clients;
 mod events;
 mod harness;
 mod pipeline_runs;

@@ -9,6 +9,7 @@
 
 mod audit;
 mod builds;
+mod custom_actions;
 mod events;
 mod executions;
 mod keys;
