@@ -58,6 +58,9 @@ pub struct Config {
     /// How to reach an S3 artifact store (endpoint, region, credentials);
     /// `gantry server` reads the standard AWS variables.
     pub s3: gantry_artifacts::S3Settings,
+    /// How long a remote agent's lease lasts without a heartbeat; an
+    /// expired lease's job goes back to the queue (`--lease-timeout`).
+    pub lease_timeout: std::time::Duration,
 }
 
 /// Where the store lives, as `--database URL` names it.
@@ -124,6 +127,7 @@ impl Config {
             webhook_secret: None,
             artifact_store: None,
             s3: gantry_artifacts::S3Settings::default(),
+            lease_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -150,6 +154,7 @@ impl fmt::Debug for Config {
             )
             .field("events", &self.events)
             .field("extra_ca_certs", &self.extra_ca_certs)
+            .field("lease_timeout", &self.lease_timeout)
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),

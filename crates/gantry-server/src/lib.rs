@@ -32,6 +32,7 @@ Decisions and the list of what is supported are in `docs/server.md`.
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod artifact_s3;
 mod auth;
 mod bootstrap;
@@ -83,6 +84,8 @@ pub mod files {
     /// The objects custom-action job workers read and write through the
     /// artifact S3 endpoint (input zips, uploaded output zips).
     pub const JOB_OBJECTS: &str = "job-objects";
+    /// Remote agents' source trees and resumable uploads.
+    pub const AGENTS: &str = "agents";
 }
 
 /// Why the server could not start or stopped with an error.
@@ -176,6 +179,7 @@ impl<S: Store> Server<S> {
             None
         };
         let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
+        recovery::fail_orphaned_jobs(store.as_ref()).await?;
         let token_key =
             stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
                 ServerError::DataDir {
@@ -232,6 +236,10 @@ impl<S: Store> Server<S> {
             }
         });
         let poller = tokio::spawn(polling::run(self.state.clone()));
+        let reaper = tokio::spawn(agents::reaper(
+            self.state.store.clone(),
+            self.state.runner.hub.clone(),
+        ));
         // Graceful shutdown waits for open connections; live log streams
         // end when they see this (clients resume from their offset).
         let closing = self.state.closing.clone();
@@ -246,6 +254,7 @@ impl<S: Store> Server<S> {
             .await
             .map_err(ServerError::Serve);
         poller.abort();
+        reaper.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;

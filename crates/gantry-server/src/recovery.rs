@@ -13,6 +13,18 @@ use crate::worker::phase_json;
 /// The phase context's status code for a build the restart interrupted.
 pub(crate) const SERVER_RESTARTED: &str = "SERVER_RESTARTED";
 
+/// Fails the agent jobs of builds a restart interrupted: their builds were
+/// just marked FAILED, and an agent must not pick them up.
+pub(crate) async fn fail_orphaned_jobs<S: Store>(store: &S) -> Result<(), StoreError> {
+    let n = store
+        .abandon_open_jobs("the server restarted; the job's build was marked FAILED")
+        .await?;
+    if n > 0 {
+        tracing::warn!(jobs = n, "failed the agent jobs of interrupted builds");
+    }
+    Ok(())
+}
+
 /// Marks every IN_PROGRESS build FAILED; returns their ids.
 pub(crate) async fn fail_interrupted_builds<S: Store>(
     store: &S,

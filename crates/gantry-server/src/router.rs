@@ -79,10 +79,15 @@ impl<S: Store> AppState<S> {
             config.clone(),
             crate::outbound::client(&config, config.events.http_timeout)?,
         ));
+        let hub = Arc::new(crate::agents::AgentHub::new(
+            &config.data_dir,
+            config.lease_timeout,
+        )?);
         let runner = Arc::new(BuildRunner::new(
             store.clone(),
             config.clone(),
             events.clone(),
+            hub,
         ));
         let providers = ProviderContext::new(
             &config.data_dir,
@@ -137,6 +142,7 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
                 )),
         )
         .merge(rest::router(state.clone()))
+        .merge(crate::agents::protocol::router::<S>())
         .with_state(state)
 }
 

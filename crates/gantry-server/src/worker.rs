@@ -54,6 +54,9 @@ pub(crate) struct BuildJob {
     /// A directory already holding the source (a pipeline action's input
     /// artifact), moved into place instead of fetching.
     pub prepared_source: Option<std::path::PathBuf>,
+    /// The labels the project's `gantry:agent-labels` tag asks for; a build
+    /// with any runs on a remote agent that has them all.
+    pub agent_labels: Vec<String>,
 }
 
 /// One entry of a Build's `phases`.
@@ -83,8 +86,8 @@ pub(crate) fn phase_json(
 
 /// Runs builds; one per [`BuildRunner::submit`].
 pub(crate) struct BuildRunner<S: Store> {
-    store: Arc<S>,
-    config: Arc<Config>,
+    pub(crate) store: Arc<S>,
+    pub(crate) config: Arc<Config>,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<String, StopHandle>>,
     tasks: Mutex<JoinSet<()>>,
@@ -93,10 +96,14 @@ pub(crate) struct BuildRunner<S: Store> {
     /// Set by [`BuildRunner::shutdown`]: builds stopped from now on were
     /// interrupted by the server, not by a user.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// The same, for tasks that wait on it (remote builds).
+    closed: watch::Sender<bool>,
     events: Arc<EventBus<S>>,
     /// Bumped after any build's lines are stored or its end recorded, so
     /// live log readers wake instead of polling (see `rest::logs`).
     log_written: Arc<watch::Sender<u64>>,
+    /// Remote agents' jobs and long polls.
+    pub hub: Arc<crate::agents::AgentHub>,
 }
 
 /// The phase context of a build the server's shutdown stopped.
@@ -107,8 +114,14 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl<S: Store> BuildRunner<S> {
-    pub fn new(store: Arc<S>, config: Arc<Config>, events: Arc<EventBus<S>>) -> BuildRunner<S> {
+    pub fn new(
+        store: Arc<S>,
+        config: Arc<Config>,
+        events: Arc<EventBus<S>>,
+        hub: Arc<crate::agents::AgentHub>,
+    ) -> BuildRunner<S> {
         BuildRunner {
+            hub,
             slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
             store,
             config,
@@ -116,9 +129,15 @@ impl<S: Store> BuildRunner<S> {
             tasks: Mutex::new(JoinSet::new()),
             waiters: Mutex::new(HashMap::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            closed: watch::Sender::new(false),
             events,
             log_written: Arc::new(watch::Sender::new(0)),
         }
+    }
+
+    /// Becomes true when [`BuildRunner::shutdown`] begins.
+    pub fn closed(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
     }
 
     /// Changes when any build's log grows or a build's end is recorded.
@@ -164,6 +183,7 @@ impl<S: Store> BuildRunner<S> {
     pub async fn shutdown(&self) {
         self.shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.closed.send_replace(true);
         for handle in locked(&self.running).values() {
             handle.stop(StopReason::Requested);
         }
@@ -238,7 +258,7 @@ fn mark_shutdown(build: &mut Value) {
     }
 }
 
-enum Msg {
+pub(crate) enum Msg {
     Line(String),
     Event(BuildEvent),
     Flush(oneshot::Sender<()>),
@@ -258,7 +278,7 @@ impl Observer for ChannelObserver {
 
 /// A FAILED (or STOPPED) end without a runner result: the phases so far,
 /// then `phase` with its context, then COMPLETED.
-fn ended_early(
+pub(crate) fn ended_early(
     job: &BuildJob,
     mut phases: Vec<Value>,
     status: &str,
@@ -293,13 +313,13 @@ async fn execute<S: Store>(
 ) -> BuildUpdate {
     let start = job.record.start_ms;
     let submitted = phase_json("SUBMITTED", Some("SUCCEEDED"), start, Some(start), &[]);
-    // Without the local agent no slot is ever taken here: the build waits
-    // QUEUED for an agent (or a stop), as with `gantry server --no-local-agent`.
-    let local_agent = runner.config.local_agent;
+    if crate::agents::remote::wanted(runner.config.local_agent, job) {
+        return crate::agents::remote::execute(runner, job, signal, tx, submitted).await;
+    }
     let permit = tokio::select! {
         biased;
         _ = signal.stopped() => None,
-        permit = runner.slots.clone().acquire_owned(), if local_agent => permit.ok(),
+        permit = runner.slots.clone().acquire_owned() => permit.ok(),
     };
     let Some(_permit) = permit else {
         return ended_early(
@@ -444,7 +464,7 @@ async fn execute<S: Store>(
 }
 
 /// Reads a buildspec file inside the source; no absolute paths or `..`.
-fn read_in(src: &Path, path: &str) -> Result<String, String> {
+pub(crate) fn read_in(src: &Path, path: &str) -> Result<String, String> {
     let rel = Path::new(path);
     if rel
         .components()
@@ -462,6 +482,22 @@ fn read_in(src: &Path, path: &str) -> Result<String, String> {
 /// then the runner's phases from PROVISIONING on.
 fn finished(job: &BuildJob, before: Vec<Value>, result: &BuildResult) -> BuildUpdate {
     let value = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
+    finished_value(job, before, &value)
+}
+
+/// [`finished`] from the result's JSON (a remote agent sends it so); a
+/// status or phase that is not CodeBuild's counts as FAILED / COMPLETED.
+pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) -> BuildUpdate {
+    let status = value
+        .get("buildStatus")
+        .and_then(Value::as_str)
+        .filter(|s| ["SUCCEEDED", "FAILED", "FAULT", "TIMED_OUT", "STOPPED"].contains(s))
+        .unwrap_or("FAILED");
+    let current_phase = value
+        .get("currentPhase")
+        .and_then(Value::as_str)
+        .filter(|p| gantry_agent::protocol::phase_type(p).is_ok())
+        .unwrap_or("COMPLETED");
     let mut build = job.record.build.clone();
     let mut phases = before;
     if let Some(list) = value.get("phases").and_then(Value::as_array) {
@@ -488,8 +524,8 @@ fn finished(job: &BuildJob, before: Vec<Value>, result: &BuildResult) -> BuildUp
         }
     }
     BuildUpdate {
-        status: result.build_status.as_str().into(),
-        current_phase: result.current_phase.as_str().into(),
+        status: status.into(),
+        current_phase: current_phase.into(),
         build,
         end_ms: Some(now_ms()),
     }

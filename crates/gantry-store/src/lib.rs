@@ -33,6 +33,7 @@ assert!(matches!(store.get_project("api").await, Err(StoreError::NotFound)));
 */
 #![deny(missing_docs)]
 
+mod agents;
 mod crypto;
 mod custom_actions;
 mod events;
@@ -42,6 +43,10 @@ mod pipelines;
 mod sqlite;
 mod workflows;
 
+pub use agents::{
+    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, NewAgentJob,
+    job_status, labels_match, parse_labels,
+};
 pub use crypto::{CryptoError, MasterKey};
 pub use custom_actions::{
     CustomActionStore, CustomActionTypeRecord, JobCredentials, JobOutcome, JobRecord, NewJob,
@@ -88,12 +93,24 @@ impl StoreError {
 ///
 /// Any type that implements every domain's trait is a `Store`.
 pub trait Store:
-    BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + CustomActionStore
+    BuildStore
+    + PipelineStore
+    + ExecutionStore
+    + WorkflowStore
+    + EventStore
+    + CustomActionStore
+    + AgentStore
 {
 }
 
 impl<T> Store for T where
-    T: BuildStore + PipelineStore + ExecutionStore + WorkflowStore + EventStore + CustomActionStore
+    T: BuildStore
+        + PipelineStore
+        + ExecutionStore
+        + WorkflowStore
+        + EventStore
+        + CustomActionStore
+        + AgentStore
 {
 }
 

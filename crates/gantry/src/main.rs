@@ -54,6 +54,10 @@ enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Pipeline executions (runs) on a server.
     Run(cmd::run_show::RunArgs),
+    /// Run a remote build agent that takes jobs from a server.
+    Agent(cmd::agent::AgentArgs),
+    /// Agent tokens on a server: create, list, revoke.
+    AgentToken(cmd::agent_token::AgentTokenArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell (bash, zsh, fish, elvish, powershell).
@@ -86,6 +90,8 @@ fn main() -> ExitCode {
         Command::Reject(args) => cmd::approve::run(args, cmd::approve::Answer::Reject),
         Command::Logs(args) => cmd::logs::run(args),
         Command::Run(args) => cmd::run_show::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
+        Command::AgentToken(args) => cmd::agent_token::run(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "gantry", &mut std::io::stdout());
             ExitCode::SUCCESS

@@ -252,8 +252,22 @@ pub(crate) async fn start_build<S: Store>(
         initiator: actor.to_owned(),
         wants_artifacts,
         prepared_source: pipeline.map(|p| p.dir),
+        agent_labels: agent_labels(&project),
     });
     Ok(record)
+}
+
+/// The labels the project's `gantry:agent-labels` tag names (`linux,docker`).
+fn agent_labels(project: &Value) -> Vec<String> {
+    project
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|t| t.get("key").and_then(Value::as_str) == Some(crate::agents::LABELS_TAG))
+        .and_then(|t| t.get("value").and_then(Value::as_str))
+        .map(gantry_store::parse_labels)
+        .unwrap_or_default()
 }
 
 #[derive(Deserialize)]

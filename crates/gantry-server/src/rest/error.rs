@@ -62,6 +62,11 @@ impl RestError {
     pub(crate) fn conflict(message: impl Into<String>) -> RestError {
         RestError::new("Conflict", message)
     }
+
+    /// 500: the server failed (the store, the disk).
+    pub(crate) fn internal(error: impl std::fmt::Display) -> RestError {
+        RestError::new("Internal", error.to_string())
+    }
 }
 
 /// Which REST code an exception of the shared service functions is.

@@ -48,6 +48,7 @@ const MAX_BODY: usize = 1024 * 1024;
 pub(crate) enum Verb {
     Get,
     Post,
+    Delete,
 }
 
 impl Verb {
@@ -57,6 +58,7 @@ impl Verb {
         match self {
             Verb::Get => "get",
             Verb::Post => "post",
+            Verb::Delete => "delete",
         }
     }
 }
@@ -79,6 +81,7 @@ impl<S: Store> Endpoint<S> {
         let filter = match verb {
             Verb::Get => axum::routing::MethodFilter::GET,
             Verb::Post => axum::routing::MethodFilter::POST,
+            Verb::Delete => axum::routing::MethodFilter::DELETE,
         };
         Endpoint {
             verb,
@@ -91,7 +94,7 @@ impl<S: Store> Endpoint<S> {
 /// Every signed route of the API. The OpenAPI document must describe
 /// exactly these (a test checks it).
 pub(crate) fn endpoints<S: Store>() -> Vec<Endpoint<S>> {
-    use Verb::{Get, Post};
+    use Verb::{Delete, Get, Post};
     vec![
         Endpoint::new(Get, "/pipelines", pipelines::list::<S>),
         Endpoint::new(Get, "/pipelines/{name}", pipelines::show::<S>),
@@ -119,6 +122,13 @@ pub(crate) fn endpoints<S: Store>() -> Vec<Endpoint<S>> {
         ),
         Endpoint::new(Get, "/builds/{id}", builds::show::<S>),
         Endpoint::new(Get, "/builds/{id}/logs", logs::get::<S>),
+        Endpoint::new(Get, "/agent-tokens", crate::agents::tokens::list::<S>),
+        Endpoint::new(Post, "/agent-tokens", crate::agents::tokens::create::<S>),
+        Endpoint::new(
+            Delete,
+            "/agent-tokens/{id}",
+            crate::agents::tokens::revoke::<S>,
+        ),
     ]
 }
 

@@ -273,6 +273,62 @@ fn build() -> Value {
             errors: &["InvalidInput", "NotFound"],
         },
     );
+    let token = json!({
+        "type": "object", "required": ["id", "name", "created", "revoked"],
+        "properties": {
+            "id": { "type": "string" }, "name": { "type": "string" },
+            "created": { "type": "number" }, "lastUsed": { "type": "number" },
+            "revoked": { "type": "boolean" }
+        }
+    });
+    add(
+        "/agent-tokens",
+        "get",
+        "listAgentTokens",
+        Op {
+            summary: "Every agent token: id, name, created, last used, revoked. Never the token.",
+            params: vec![],
+            body: None,
+            success: (
+                200,
+                "The tokens.",
+                json_content(json!({
+                    "type": "object", "required": ["agentTokens"],
+                    "properties": { "agentTokens": { "type": "array", "items": token.clone() } }
+                })),
+            ),
+            errors: &[],
+        },
+    );
+    add(
+        "/agent-tokens",
+        "post",
+        "createAgentToken",
+        Op {
+            summary: "Creates an agent token (body {\"name\": ...}); the answer is the only time the token is shown. See docs/agents.md.",
+            params: vec![],
+            body: None,
+            success: (
+                201,
+                "The token's description and `token`.",
+                json_content(json!({ "type": "object", "required": ["id", "token"],
+                    "properties": { "id": { "type": "string" }, "token": { "type": "string" } } })),
+            ),
+            errors: &["InvalidInput"],
+        },
+    );
+    add(
+        "/agent-tokens/{id}",
+        "delete",
+        "revokeAgentToken",
+        Op {
+            summary: "Revokes an agent token: its agents are refused (401) from their next request, and their leases lapse.",
+            params: vec![path_param("id", "The token's id (atok-...).")],
+            body: None,
+            success: (200, "Revoked.", json_content(json!({ "type": "object" }))),
+            errors: &["NotFound"],
+        },
+    );
     paths.insert(
         format!("{PREFIX}{OPENAPI_PATH}"),
         json!({ "get": {

@@ -7,6 +7,7 @@
 //! timeout). `synchronous = FULL`: a change is on disk before the call
 //! returns, so what the server answered 200 for survives a power cut too.
 
+mod agents;
 mod audit;
 mod builds;
 mod custom_actions;

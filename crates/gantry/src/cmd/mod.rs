@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod agent;
+pub mod agent_token;
 pub mod approve;
 pub mod bench;
 mod bench_pipeline;

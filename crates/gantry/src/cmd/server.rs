@@ -33,7 +33,8 @@ pub struct ServerArgs {
     /// `<data-dir>/gantry.db`). PostgreSQL is not in this build yet.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
-    /// Run no builds in this process: builds wait QUEUED for an agent.
+    /// Run no builds in this process: builds wait QUEUED for a remote
+    /// agent (`gantry agent`).
     #[arg(long)]
     no_local_agent: bool,
     /// Where pipeline artifacts are kept: a directory, or
@@ -43,6 +44,10 @@ pub struct ServerArgs {
     /// Default `<data-dir>/artifact-store`.
     #[arg(long, value_name = "URL", env = "GANTRY_ARTIFACT_STORE")]
     artifact_store: Option<String>,
+    /// How long a remote agent's lease lasts without a heartbeat; its job
+    /// then goes back to the queue (or fails after 3 attempts).
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_timeout: u64,
 }
 
 pub fn run(args: ServerArgs) -> ExitCode {
@@ -84,6 +89,7 @@ async fn serve(args: ServerArgs) -> ExitCode {
     config.public_url = args.public_url.clone();
     config.poll_interval = std::time::Duration::from_secs(args.poll_interval);
     config.local_agent = !args.no_local_agent;
+    config.lease_timeout = std::time::Duration::from_secs(args.lease_timeout);
     if let Some(url) = &args.database {
         match gantry_server::Database::parse(url) {
             Ok(db) => config.database = Some(db),
@@ -140,7 +146,7 @@ async fn serve(args: ServerArgs) -> ExitCode {
         args.data_dir.display()
     );
     if args.no_local_agent {
-        println!("  no local agent: builds wait QUEUED for an agent");
+        println!("  no local agent: builds wait QUEUED for a remote agent");
     }
     for id in server.recovered_builds() {
         println!("  build {id} was running when the server stopped: marked FAILED");

@@ -1,0 +1,453 @@
+//! One leased job on the agent: fetch the source, run the buildspec, ship
+//! its log in numbered chunks, upload its artifacts by hash, send the
+//! result — all under the lease, renewed by a heartbeat task that also
+//! carries a stop request back, and that stops the build if the lease is
+//! lost (a fenced agent must not go on as if it still owned the job).
+
+use std::collections::VecDeque;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gantry_artifacts::ArtifactStore;
+use gantry_build::executor::ExecutorKind;
+use gantry_build::{BuildEvent, BuildOptions, Observer, StopHandle, StopReason};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::Backoff;
+use crate::client::{Client, ClientError};
+use crate::protocol::{JobResult, Lease, LogChunk, LogItem};
+
+/// What every job of an agent shares.
+pub(crate) struct Context {
+    pub client: Client,
+    pub work_dir: PathBuf,
+    pub lease_ms: u64,
+}
+
+/// The most items in one log chunk.
+const CHUNK_ITEMS: usize = 500;
+/// Upload piece size.
+const UPLOAD_PIECE: usize = 1024 * 1024;
+
+struct ChannelObserver(mpsc::UnboundedSender<LogItem>);
+
+impl Observer for ChannelObserver {
+    fn on_event(&self, _task: Option<&str>, event: &BuildEvent) {
+        let _ = self.0.send(LogItem::from_event(event));
+    }
+}
+
+/// Runs one job to its end (or until its lease is lost).
+pub(crate) async fn run(cx: &Context, lease: Lease) {
+    let job_id = lease.job_id.clone();
+    let epoch = lease.epoch;
+    tracing::info!(job = %job_id, build = %lease.payload.build_id, epoch, "job leased");
+    let lost = Arc::new(AtomicBool::new(false));
+    let (stop, signal) = StopHandle::new();
+    let stop = Arc::new(stop);
+    let heartbeat = tokio::spawn(heartbeats(
+        cx.client.clone(),
+        job_id.clone(),
+        epoch,
+        Duration::from_millis((cx.lease_ms / 3).max(10)),
+        stop.clone(),
+        lost.clone(),
+    ));
+    let (log_tx, log_rx) = mpsc::unbounded_channel();
+    let shipper = tokio::spawn(ship_logs(
+        cx.client.clone(),
+        job_id.clone(),
+        epoch,
+        log_rx,
+        lost.clone(),
+    ));
+    let work = match tempfile::Builder::new()
+        .prefix("job-")
+        .tempdir_in(&cx.work_dir)
+    {
+        Ok(w) => w,
+        Err(e) => {
+            drop(log_tx);
+            let last_seq = shipper.await.unwrap_or(0);
+            let result = failure(epoch, last_seq, "PROVISIONING", format!("work dir: {e}"));
+            send_result(cx, &job_id, &result, &lost).await;
+            heartbeat.abort();
+            return;
+        }
+    };
+    let outcome = execute(cx, &lease, work.path(), signal, log_tx).await;
+    let last_seq = shipper.await.unwrap_or(0);
+    let result = match outcome {
+        Ok((build, artifacts)) => {
+            let artifacts_sha256 = match artifacts {
+                Some(path) => upload(cx, &path, &lost).await,
+                None => None,
+            };
+            JobResult {
+                epoch,
+                last_seq,
+                build: Some(build),
+                error: None,
+                error_phase: None,
+                artifacts_sha256,
+            }
+        }
+        Err((phase, message)) => failure(epoch, last_seq, phase, message),
+    };
+    send_result(cx, &job_id, &result, &lost).await;
+    heartbeat.abort();
+    tracing::info!(job = %job_id, "job done");
+}
+
+fn failure(epoch: i64, last_seq: u64, phase: &str, message: String) -> JobResult {
+    JobResult {
+        epoch,
+        last_seq,
+        build: None,
+        error: Some(message),
+        error_phase: Some(phase.into()),
+        artifacts_sha256: None,
+    }
+}
+
+/// Fetches the source and runs the build; the result JSON and the
+/// artifacts zip, or the phase and message of what went wrong.
+async fn execute(
+    cx: &Context,
+    lease: &Lease,
+    work: &Path,
+    signal: gantry_build::StopSignal,
+    log: mpsc::UnboundedSender<LogItem>,
+) -> Result<(serde_json::Value, Option<PathBuf>), (&'static str, String)> {
+    let p = &lease.payload;
+    let src = work.join("src");
+    let objects = ArtifactStore::local(work.join("objects"))
+        .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))?;
+    if p.source.is_some() {
+        let bytes = fetch_source(&cx.client, &lease.job_id, lease.epoch).await?;
+        let mut file =
+            tempfile::tempfile().map_err(|e| ("DOWNLOAD_SOURCE", format!("temp file: {e}")))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.rewind())
+            .map_err(|e| ("DOWNLOAD_SOURCE", format!("writing the source zip: {e}")))?;
+        let reference = objects
+            .put_zip(file)
+            .await
+            .map_err(|e| ("DOWNLOAD_SOURCE", format!("reading the source zip: {e}")))?;
+        objects
+            .materialize(&reference, &src)
+            .await
+            .map_err(|e| ("DOWNLOAD_SOURCE", format!("unpacking the source: {e}")))?;
+    } else {
+        std::fs::create_dir_all(&src).map_err(|e| {
+            (
+                "DOWNLOAD_SOURCE",
+                format!("creating {}: {e}", src.display()),
+            )
+        })?;
+    }
+    let spec = gantry_spec::buildspec::parse(&p.buildspec).map_err(|diags| {
+        let m: Vec<String> = diags.iter().map(|d| d.render("buildspec")).collect();
+        (
+            "DOWNLOAD_SOURCE",
+            format!("Invalid buildspec: {}", m.join("; ")),
+        )
+    })?;
+    let (executor, image) = match p.image.as_str() {
+        "gantry:host" => (ExecutorKind::Host, None),
+        "gantry:sandbox" => (ExecutorKind::Sandbox, None),
+        other => (ExecutorKind::Docker, Some(other.to_owned())),
+    };
+    let mut options = BuildOptions::new(&src, executor);
+    options.image = image;
+    options.env = p.env.clone();
+    options.timeout = Duration::from_secs(p.timeout_minutes * 60);
+    options.project_name = p.project.clone();
+    options.build_number = p.build_number;
+    options.initiator = p.initiator.clone();
+    let artifacts_dir = work.join("artifacts");
+    if p.wants_artifacts {
+        options.artifacts_dir = Some(artifacts_dir.clone());
+    }
+    let observer: Arc<dyn Observer> = Arc::new(ChannelObserver(log.clone()));
+    let result = gantry_build::run_build(&spec, &options, observer, signal)
+        .await
+        .map_err(|e| {
+            let _ = log.send(LogItem::Line(format!("[Container] {e}")));
+            ("PROVISIONING", e.to_string())
+        })?;
+    drop(log);
+    let mut value = serde_json::to_value(&result)
+        .map_err(|e| ("FINALIZING", format!("encoding the result: {e}")))?;
+    relative_locations(&mut value, &artifacts_dir);
+    let zip = if p.wants_artifacts && artifacts_dir.is_dir() {
+        let reference = objects
+            .put_dir(&artifacts_dir)
+            .await
+            .map_err(|e| ("UPLOAD_ARTIFACTS", format!("packing artifacts: {e}")))?;
+        let path = work.join("artifacts.zip");
+        let file = std::fs::File::create(&path)
+            .map_err(|e| ("UPLOAD_ARTIFACTS", format!("{}: {e}", path.display())))?;
+        objects
+            .write_zip(&reference, file)
+            .await
+            .map_err(|e| ("UPLOAD_ARTIFACTS", format!("zipping artifacts: {e}")))?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok((value, zip))
+}
+
+/// Artifact locations become relative to the artifacts directory: this
+/// machine's paths mean nothing on the server, which puts the tree
+/// in a directory of its own.
+fn relative_locations(result: &mut serde_json::Value, artifacts_dir: &Path) {
+    let rewrite = |entry: &mut serde_json::Value| {
+        let Some(location) = entry.get("location").and_then(|l| l.as_str()) else {
+            return;
+        };
+        let relative = Path::new(location)
+            .strip_prefix(artifacts_dir)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        entry["location"] = serde_json::Value::String(relative);
+    };
+    if let Some(primary) = result.get_mut("artifacts") {
+        rewrite(primary);
+    }
+    if let Some(list) = result
+        .get_mut("secondaryArtifacts")
+        .and_then(|s| s.as_array_mut())
+    {
+        list.iter_mut().for_each(rewrite);
+    }
+}
+
+async fn fetch_source(
+    client: &Client,
+    job_id: &str,
+    epoch: i64,
+) -> Result<Vec<u8>, (&'static str, String)> {
+    let mut backoff = Backoff::new();
+    for _ in 0..8 {
+        match client.source(job_id, epoch).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) if e.is_transient() => tokio::time::sleep(backoff.next()).await,
+            Err(e) => return Err(("DOWNLOAD_SOURCE", e.to_string())),
+        }
+    }
+    Err(("DOWNLOAD_SOURCE", "the source could not be fetched".into()))
+}
+
+/// Renews the lease every `every`; a stop request stops the build, a lost
+/// lease (409, 401) stops it and marks it lost.
+async fn heartbeats(
+    client: Client,
+    job_id: String,
+    epoch: i64,
+    every: Duration,
+    stop: Arc<StopHandle>,
+    lost: Arc<AtomicBool>,
+) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match client.heartbeat(&job_id, epoch).await {
+            Ok(reply) if reply.stop => stop.stop(StopReason::Requested),
+            Ok(_) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(job = %job_id, error = %e, "heartbeat failed; retrying")
+            }
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "the lease is lost; stopping the build");
+                lost.store(true, Ordering::SeqCst);
+                stop.stop(StopReason::Requested);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends log items in numbered chunks, in order, keeping every chunk until
+/// the server acknowledges it (resent after a failure, with backoff).
+/// Returns the last chunk number sent.
+async fn ship_logs(
+    client: Client,
+    job_id: String,
+    epoch: i64,
+    mut rx: mpsc::UnboundedReceiver<LogItem>,
+    lost: Arc<AtomicBool>,
+) -> u64 {
+    let mut pending: VecDeque<LogChunk> = VecDeque::new();
+    let mut seq = 0u64;
+    let mut open = true;
+    let mut backoff = Backoff::new();
+    loop {
+        if open && pending.is_empty() {
+            // Wait for at least one item, then take what else is ready.
+            match rx.recv().await {
+                Some(first) => {
+                    let mut items = vec![first];
+                    while items.len() < CHUNK_ITEMS {
+                        match rx.try_recv() {
+                            Ok(i) => items.push(i),
+                            Err(_) => break,
+                        }
+                    }
+                    seq += 1;
+                    pending.push_back(LogChunk { epoch, seq, items });
+                }
+                None => open = false,
+            }
+        } else if open {
+            let mut items = Vec::new();
+            while items.len() < CHUNK_ITEMS {
+                match rx.try_recv() {
+                    Ok(i) => items.push(i),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            if !items.is_empty() {
+                seq += 1;
+                pending.push_back(LogChunk { epoch, seq, items });
+            }
+        }
+        let Some(chunk) = pending.front() else {
+            if open {
+                continue;
+            }
+            return seq;
+        };
+        if lost.load(Ordering::SeqCst) {
+            return seq;
+        }
+        match client.logs(&job_id, chunk).await {
+            Ok(ack) => {
+                backoff.reset();
+                while pending.front().is_some_and(|c| c.seq <= ack.acked) {
+                    pending.pop_front();
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let wait = backoff.next();
+                tracing::warn!(job = %job_id, error = %e, buffered = pending.len(),
+                    "sending logs failed; keeping them and retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "the server refused the log; the lease is lost");
+                lost.store(true, Ordering::SeqCst);
+                return seq;
+            }
+        }
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hex, total))
+}
+
+/// Uploads `path` by its hash, resuming from what the server holds.
+async fn upload(cx: &Context, path: &Path, lost: &AtomicBool) -> Option<String> {
+    let (sha, total) = match sha256_file(path) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, "hashing the artifacts failed");
+            return None;
+        }
+    };
+    let mut backoff = Backoff::new();
+    let mut offset = None;
+    for _ in 0..50 {
+        if lost.load(Ordering::SeqCst) {
+            return None;
+        }
+        let at = match offset {
+            Some(o) => o,
+            None => match cx.client.upload_state(&sha).await {
+                Ok(s) => s.offset,
+                Err(e) => {
+                    tracing::warn!(error = %e, "asking for the upload's offset failed");
+                    tokio::time::sleep(backoff.next()).await;
+                    continue;
+                }
+            },
+        };
+        let piece = match read_piece(path, at) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the artifacts zip failed");
+                return None;
+            }
+        };
+        match cx.client.upload(&sha, at, total, piece).await {
+            Ok(state) if state.complete => return Some(sha),
+            Ok(state) => {
+                backoff.reset();
+                offset = Some(state.offset);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uploading artifacts failed; resuming");
+                offset = None;
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+    None
+}
+
+fn read_piece(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(UPLOAD_PIECE);
+    file.take(UPLOAD_PIECE as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+async fn send_result(cx: &Context, job_id: &str, result: &JobResult, lost: &AtomicBool) {
+    let mut backoff = Backoff::new();
+    loop {
+        if lost.load(Ordering::SeqCst) {
+            tracing::warn!(job = %job_id, "the lease was lost; the result is not sent");
+            return;
+        }
+        match cx.client.result(job_id, result).await {
+            Ok(()) => return,
+            Err(ClientError::Transient(e)) => {
+                tracing::warn!(job = %job_id, error = %e, "sending the result failed; retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "the server refused the result");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+/*!
+Gantry's remote build agent: it connects out to a Gantry server (no inbound
+port), registers its labels and capacity, long-polls for jobs, and runs each
+acknowledged job's buildspec with `gantry-build` under a lease it renews by
+heartbeat. Logs go back in numbered chunks, kept and resent in order while
+the server is unreachable; artifacts are uploaded by content hash and
+resumed after a dropped connection; the result is fenced by the lease's
+epoch. A drain (SIGTERM in `gantry agent`) takes no new job and returns once
+the running ones have finished.
+
+# Example
+
+```no_run
+# async fn demo() -> Result<(), gantry_agent::AgentError> {
+use gantry_agent::{AgentConfig, run};
+
+let config = AgentConfig::new("http://ci.example.com:8080", "gat_...", "/var/lib/gantry-agent");
+// Runs until Ctrl-C, then finishes its running jobs and returns.
+run(config, async {
+    let _ = tokio::signal::ctrl_c().await;
+})
+.await?;
+# Ok(()) }
+```
+
+The protocol is described in docs/agents.md; [`protocol`] holds its messages
+and [`Client`] sends them.
+*/
+#![deny(missing_docs)]
+
+pub mod client;
+mod job;
+pub mod protocol;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use client::{Client, ClientError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::protocol::Register;
+
+/// How an agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The server's base URL.
+    pub server: String,
+    /// The agent token.
+    pub token: String,
+    /// The agent's labels.
+    pub labels: Vec<String>,
+    /// How many jobs at once.
+    pub concurrency: u32,
+    /// `host`, `sandbox` or `docker`.
+    pub executor: String,
+    /// Where jobs' sources and artifacts are unpacked.
+    pub work_dir: PathBuf,
+    /// The host name it reports.
+    pub hostname: String,
+}
+
+impl AgentConfig {
+    /// One job at a time, host executor, no labels.
+    pub fn new(server: &str, token: &str, work_dir: impl Into<PathBuf>) -> AgentConfig {
+        AgentConfig {
+            server: server.to_owned(),
+            token: token.to_owned(),
+            labels: Vec::new(),
+            concurrency: 1,
+            executor: "host".into(),
+            work_dir: work_dir.into(),
+            hostname: std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+        }
+    }
+}
+
+/// Why the agent stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The token was refused: nothing to retry.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The server refused registration.
+    #[error("registering: {0}")]
+    Register(String),
+    /// The work directory could not be made.
+    #[error("work directory {0}: {1}")]
+    WorkDir(String, std::io::Error),
+}
+
+/// Backoff between failed attempts: 100 ms doubling to 10 s.
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff(Duration::from_millis(100))
+    }
+    pub(crate) fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(10));
+        d
+    }
+    pub(crate) fn reset(&mut self) {
+        self.0 = Duration::from_millis(100);
+    }
+}
+
+/// Runs the agent until `drain` completes; then takes no more jobs,
+/// waits for the running ones to end, and returns `Ok`.
+pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&config.work_dir)
+        .map_err(|e| AgentError::WorkDir(config.work_dir.display().to_string(), e))?;
+    let client = Client::new(&config.server, &config.token)
+        .map_err(|e| AgentError::Register(e.to_string()))?;
+    tokio::pin!(drain);
+    let registration = Register {
+        labels: config.labels.clone(),
+        capacity: config.concurrency.max(1),
+        executor: config.executor.clone(),
+        hostname: config.hostname.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let mut backoff = Backoff::new();
+    let registered = loop {
+        tokio::select! {
+            _ = &mut drain => return Ok(()),
+            r = client.register(&registration) => match r {
+                Ok(r) => break r,
+                Err(ClientError::Unauthorized(m)) => return Err(AgentError::Unauthorized(m)),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "registering failed; retrying");
+                    tokio::time::sleep(backoff.next()).await;
+                }
+                Err(e) => return Err(AgentError::Register(e.to_string())),
+            }
+        }
+    };
+    tracing::info!(agent = %registered.agent_id, labels = ?registered.labels, "registered");
+    let context = Arc::new(job::Context {
+        client: client.clone(),
+        work_dir: config.work_dir.clone(),
+        lease_ms: registered.lease_timeout_ms,
+    });
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1) as usize));
+    let mut jobs = JoinSet::new();
+    let mut outcome = Ok(());
+    backoff.reset();
+    'taking: loop {
+        while jobs.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            _ = &mut drain => break 'taking,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'taking },
+        };
+        let offer = tokio::select! {
+            _ = &mut drain => break 'taking,
+            o = client.poll(&registered.agent_id) => o,
+        };
+        match offer {
+            Ok(None) => backoff.reset(),
+            Ok(Some(offer)) => {
+                backoff.reset();
+                match client.ack(&registered.agent_id, &offer).await {
+                    Ok(lease) => {
+                        let context = context.clone();
+                        jobs.spawn(async move {
+                            job::run(&context, lease).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(ClientError::Unauthorized(m)) => {
+                        outcome = Err(AgentError::Unauthorized(m));
+                        break 'taking;
+                    }
+                    // Another agent won the job, or the offer lapsed.
+                    Err(e) => tracing::debug!(job = %offer.job_id, error = %e, "ack refused"),
+                }
+            }
+            Err(ClientError::Unauthorized(m)) => {
+                outcome = Err(AgentError::Unauthorized(m));
+                break 'taking;
+            }
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(error = %e, "polling failed; retrying in {wait:?}");
+                tokio::select! {
+                    _ = &mut drain => break 'taking,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(running = jobs.len(), "draining: finishing running jobs");
+    while jobs.join_next().await.is_some() {}
+    outcome
+}

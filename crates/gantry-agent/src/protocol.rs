@@ -1,0 +1,296 @@
+//! The agent protocol's messages: JSON bodies under `/agent/v1`, shared by
+//! the server (which answers them) and the agent (which sends them).
+//! docs/agents.md describes the exchange.
+
+use std::time::Duration;
+
+use gantry_build::{BuildEvent, PhaseStatus, PhaseType};
+use serde::{Deserialize, Serialize};
+
+/// Where the protocol is mounted.
+pub const PREFIX: &str = "/agent/v1";
+
+/// How long the server holds a poll before answering 204.
+pub const POLL_HOLD: Duration = Duration::from_secs(25);
+
+/// `POST /agent/v1/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Register {
+    /// The agent's labels.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// How many jobs it runs at once.
+    pub capacity: u32,
+    /// `host`, `sandbox` or `docker`.
+    pub executor: String,
+    /// Its host name.
+    #[serde(default)]
+    pub hostname: String,
+    /// Its version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// The answer to [`Register`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    /// The id to poll with.
+    pub agent_id: String,
+    /// The labels the server matches jobs against (the agent's, plus
+    /// `executor:<kind>`).
+    pub labels: Vec<String>,
+    /// The server's lease timeout; heartbeats go at a third of it.
+    pub lease_timeout_ms: u64,
+}
+
+/// `POST /agent/v1/agents/{agent_id}/poll`'s 200 answer: a job offered
+/// for a short while, to acknowledge with its nonce.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Offer {
+    /// The job.
+    pub job_id: String,
+    /// Proof of the offer, for [`Ack`].
+    pub nonce: String,
+    /// What kind of job (`codebuild`).
+    pub kind: String,
+}
+
+/// `POST /agent/v1/jobs/{job_id}/ack`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Ack {
+    /// The acknowledging agent.
+    pub agent_id: String,
+    /// The offer's nonce.
+    pub nonce: String,
+}
+
+/// The answer to [`Ack`]: the lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    /// The job.
+    pub job_id: String,
+    /// The lease's id.
+    pub lease_id: String,
+    /// The fencing token every later message carries.
+    pub epoch: i64,
+    /// How long the lease lasts without a heartbeat.
+    pub expires_in_ms: u64,
+    /// What to run.
+    pub payload: BuildPayload,
+}
+
+/// A CodeBuild build, as an agent runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildPayload {
+    /// `project:uuid`.
+    pub build_id: String,
+    /// The project.
+    pub project: String,
+    /// The build number.
+    pub build_number: u64,
+    /// Who started it.
+    pub initiator: String,
+    /// The buildspec's YAML.
+    pub buildspec: String,
+    /// Environment variables, resolved.
+    pub env: Vec<(String, String)>,
+    /// The image (`gantry:host`, `gantry:sandbox` or a Docker image).
+    pub image: String,
+    /// The build timeout.
+    pub timeout_minutes: u64,
+    /// Whether the build's artifacts are collected and uploaded.
+    pub wants_artifacts: bool,
+    /// The source tree, fetched from `GET /agent/v1/jobs/{id}/source`
+    /// as a zip; `None` for a build without source.
+    pub source: Option<String>,
+}
+
+/// `POST /agent/v1/jobs/{job_id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The lease's epoch.
+    pub epoch: i64,
+}
+
+/// The answer to [`Heartbeat`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The lease's new remaining time.
+    pub expires_in_ms: u64,
+    /// Someone stopped the build: stop it and send the result.
+    pub stop: bool,
+}
+
+/// One entry of a log chunk: a line or a phase change, in build order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogItem {
+    /// A log line.
+    Line(String),
+    /// A phase began.
+    PhaseStarted(String),
+    /// A phase ended.
+    PhaseFinished {
+        /// Which.
+        phase: String,
+        /// How.
+        status: String,
+        /// How long it took.
+        duration_ms: u64,
+    },
+}
+
+impl LogItem {
+    /// The wire form of a runner event.
+    pub fn from_event(event: &BuildEvent) -> LogItem {
+        match event {
+            BuildEvent::Line(line) => LogItem::Line(line.clone()),
+            BuildEvent::PhaseStarted(p) => LogItem::PhaseStarted(p.as_str().into()),
+            BuildEvent::PhaseFinished {
+                phase,
+                status,
+                duration,
+            } => LogItem::PhaseFinished {
+                phase: phase.as_str().into(),
+                status: status.as_str().into(),
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            },
+        }
+    }
+
+    /// The runner event back; an unknown phase or status is an error
+    /// naming it.
+    pub fn to_event(&self) -> Result<BuildEvent, String> {
+        Ok(match self {
+            LogItem::Line(line) => BuildEvent::Line(line.clone()),
+            LogItem::PhaseStarted(p) => BuildEvent::PhaseStarted(phase_type(p)?),
+            LogItem::PhaseFinished {
+                phase,
+                status,
+                duration_ms,
+            } => BuildEvent::PhaseFinished {
+                phase: phase_type(phase)?,
+                status: phase_status(status)?,
+                duration: Duration::from_millis(*duration_ms),
+            },
+        })
+    }
+}
+
+/// A phase name as CodeBuild spells it.
+pub fn phase_type(name: &str) -> Result<PhaseType, String> {
+    use PhaseType::*;
+    [
+        Submitted,
+        Queued,
+        Provisioning,
+        DownloadSource,
+        Install,
+        PreBuild,
+        Build,
+        PostBuild,
+        UploadArtifacts,
+        Finalizing,
+        Completed,
+    ]
+    .into_iter()
+    .find(|p| p.as_str() == name)
+    .ok_or_else(|| format!("unknown phase `{name}`"))
+}
+
+/// A status name as CodeBuild spells it.
+pub fn phase_status(name: &str) -> Result<PhaseStatus, String> {
+    use PhaseStatus::*;
+    [Succeeded, Failed, Fault, TimedOut, InProgress, Stopped]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+        .ok_or_else(|| format!("unknown status `{name}`"))
+}
+
+/// `POST /agent/v1/jobs/{job_id}/logs`: chunk `seq` (1, 2, ... per lease).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogChunk {
+    /// The lease's epoch.
+    pub epoch: i64,
+    /// The chunk's number within the lease, from 1.
+    pub seq: u64,
+    /// Its lines and phase changes.
+    pub items: Vec<LogItem>,
+}
+
+/// The answer to [`LogChunk`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogAck {
+    /// The highest chunk number stored with all before it.
+    pub acked: u64,
+}
+
+/// `HEAD`/`PUT /agent/v1/uploads/{sha256}`'s answer: how many bytes the
+/// server holds, and whether the upload is whole and verified.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadState {
+    /// Bytes received so far.
+    pub offset: u64,
+    /// The bytes hash to the name and are kept.
+    pub complete: bool,
+}
+
+/// The header carrying an upload's received length.
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+
+/// `POST /agent/v1/jobs/{job_id}/result`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The lease's epoch.
+    pub epoch: i64,
+    /// The last log chunk sent; the server refuses the result until it
+    /// holds every chunk up to it.
+    pub last_seq: u64,
+    /// `gantry_build::BuildResult` as JSON, or `None` when the agent could
+    /// not run the build (then `error` says why).
+    pub build: Option<serde_json::Value>,
+    /// Why the build could not run.
+    pub error: Option<String>,
+    /// The phase the error belongs to (`DOWNLOAD_SOURCE`, `PROVISIONING`).
+    pub error_phase: Option<String>,
+    /// The sha256 (hex) of an uploaded zip of the build's artifacts.
+    pub artifacts_sha256: Option<String>,
+}
+
+/// An error body: `{"message": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub message: String,
+}
+
+/// `POST /api/v1/agent-tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateToken {
+    /// A name for people.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_unknown_names_are_named() {
+        let events = [
+            BuildEvent::Line("hello".into()),
+            BuildEvent::PhaseStarted(PhaseType::PreBuild),
+            BuildEvent::PhaseFinished {
+                phase: PhaseType::UploadArtifacts,
+                status: PhaseStatus::TimedOut,
+                duration: Duration::from_millis(1500),
+            },
+        ];
+        for e in &events {
+            assert_eq!(&LogItem::from_event(e).to_event().expect("round trip"), e);
+        }
+        let bad = LogItem::PhaseStarted("LUNCH".into()).to_event();
+        assert!(bad.expect_err("unknown").contains("LUNCH"));
+    }
+}

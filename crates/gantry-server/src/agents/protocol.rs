@@ -1,0 +1,484 @@
+//! The `/agent/v1` routes: register, long poll, acknowledge, heartbeat,
+//! log chunks, source download, uploads and results. Every request carries
+//! `Authorization: Bearer <agent token>`; every message about a leased job
+//! carries the lease's epoch and is refused with 409 once that lease is
+//! no longer the job's (fencing).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use gantry_agent::protocol::{
+    self as wire, Ack, ErrorBody, Heartbeat, HeartbeatReply, JobResult, Lease, LogAck, LogChunk,
+    Offer, Register, Registered,
+};
+use gantry_store::{
+    AgentJobRecord, AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match,
+    now_ms, parse_labels,
+};
+use serde::de::DeserializeOwned;
+
+use super::{AgentHub, Ending, OFFER_TTL, tokens, uploads};
+use crate::router::AppState;
+use crate::worker::Msg;
+
+/// The largest JSON message (a log chunk, a result).
+const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+
+/// An error answered to an agent: a status and `{"message": ...}`.
+pub(crate) struct AgentError(pub StatusCode, pub String);
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        json_status(self.0, &ErrorBody { message: self.1 })
+    }
+}
+
+impl From<(StatusCode, String)> for AgentError {
+    fn from((s, m): (StatusCode, String)) -> Self {
+        AgentError(s, m)
+    }
+}
+
+impl From<StoreError> for AgentError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AgentError(StatusCode::CONFLICT, m),
+            StoreError::NotFound => {
+                AgentError(StatusCode::NOT_FOUND, "no such job or agent".into())
+            }
+            other => AgentError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> AgentError {
+    AgentError(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, AgentError> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("bad {what} message: {e}")))
+}
+
+/// `value` as a JSON response with `status`.
+pub(crate) fn json_status<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Response {
+    json_status(StatusCode::OK, value)
+}
+
+pub(crate) fn router<S: Store>() -> Router<AppState<S>> {
+    let p = wire::PREFIX;
+    Router::new()
+        .route(&format!("{p}/register"), post(register::<S>))
+        .route(&format!("{p}/agents/{{agent}}/poll"), post(poll::<S>))
+        .route(&format!("{p}/jobs/{{job}}/ack"), post(ack::<S>))
+        .route(&format!("{p}/jobs/{{job}}/heartbeat"), post(heartbeat::<S>))
+        .route(&format!("{p}/jobs/{{job}}/logs"), post(logs::<S>))
+        .route(&format!("{p}/jobs/{{job}}/source"), get(source::<S>))
+        .route(&format!("{p}/jobs/{{job}}/result"), post(result::<S>))
+        .route(
+            &format!("{p}/uploads/{{sha256}}"),
+            put(uploads::put::<S>).head(uploads::head::<S>),
+        )
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE))
+}
+
+fn hub<S: Store>(state: &AppState<S>) -> &Arc<AgentHub> {
+    &state.runner.hub
+}
+
+/// The token, and the agent it must own.
+async fn owned_agent<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    agent_id: &str,
+) -> Result<AgentRecord, AgentError> {
+    let agent = hub(state)
+        .agent(state.store.as_ref(), agent_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AgentError(
+                StatusCode::NOT_FOUND,
+                format!("agent {agent_id} is not registered; register again"),
+            ),
+            other => other.into(),
+        })?;
+    if agent.token_id != token.id {
+        return Err(AgentError(
+            StatusCode::FORBIDDEN,
+            format!("agent {agent_id} registered with another token"),
+        ));
+    }
+    Ok(agent)
+}
+
+/// The job, when it is leased under `epoch` to an agent of this token.
+async fn fenced_job<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    job_id: &str,
+    epoch: i64,
+) -> Result<AgentJobRecord, AgentError> {
+    let job = state.store.check_lease(job_id, epoch).await?;
+    owned_agent(state, token, job.agent_id.as_deref().unwrap_or("")).await?;
+    Ok(job)
+}
+
+async fn register<S: Store>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let reg: Register = parse(&body, "register")?;
+    if !matches!(reg.executor.as_str(), "host" | "sandbox" | "docker") {
+        return Err(bad(format!(
+            "executor must be host, sandbox or docker, not `{}`",
+            reg.executor
+        )));
+    }
+    if reg.capacity == 0 {
+        return Err(bad("capacity must be at least 1"));
+    }
+    if reg.labels.len() > 64 || reg.labels.iter().any(|l| l.len() > 100) {
+        return Err(bad("labels: at most 64, each at most 100 characters"));
+    }
+    for (field, value) in [("hostname", &reg.hostname), ("version", &reg.version)] {
+        if value.len() > 255 || value.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "{field} must be at most 255 characters, without control characters"
+            )));
+        }
+    }
+    let mut labels = parse_labels(&reg.labels.join(","));
+    labels.push(format!("executor:{}", reg.executor));
+    labels.sort();
+    labels.dedup();
+    let agent = AgentRecord {
+        id: format!("agent-{}", uuid::Uuid::new_v4().simple()),
+        token_id: token.id.clone(),
+        labels: labels.clone(),
+        capacity: reg.capacity,
+        executor: reg.executor,
+        hostname: reg.hostname,
+        version: reg.version,
+        registered_ms: now_ms(),
+    };
+    state.store.register_agent(&agent).await?;
+    tracing::info!(agent = %agent.id, host = %agent.hostname, labels = ?agent.labels, "agent registered");
+    let agent_id = agent.id.clone();
+    hub(&state).remember_agent(agent);
+    Ok(json(&Registered {
+        agent_id,
+        labels,
+        lease_timeout_ms: hub(&state).lease_ms(),
+    }))
+}
+
+/// Offers the oldest matching job to `agent`, if any.
+async fn try_offer<S: Store>(
+    state: &AppState<S>,
+    agent: &AgentRecord,
+) -> Result<Option<Offer>, AgentError> {
+    let now = now_ms();
+    let until = now + i64::try_from(OFFER_TTL.as_millis()).unwrap_or(5000);
+    for job in state.store.offerable_jobs(now, 100).await? {
+        if !labels_match(&agent.labels, &job.labels) {
+            continue;
+        }
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        if state.store.offer_job(&job.id, &nonce, now, until).await? {
+            return Ok(Some(Offer {
+                job_id: job.id,
+                nonce,
+                kind: job.kind,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Held until a matching job is offerable (200 with the offer) or
+/// [`wire::POLL_HOLD`] passes (204). Woken by the hub, not by a timer.
+async fn poll<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let agent = owned_agent(&state, &token, &agent_id).await?;
+    let deadline = tokio::time::Instant::now() + wire::POLL_HOLD;
+    let mut closing = state.closing.subscribe();
+    let mut changes = hub(&state).queue_changes();
+    loop {
+        changes.borrow_and_update();
+        if let Some(offer) = try_offer(&state, &agent).await? {
+            return Ok(json(&offer));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline || *closing.borrow() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        // An offer nobody acknowledged lapses without a wake-up; the
+        // OFFER_TTL cap lets a waiting poller pick such a job up.
+        let wait = (deadline - now).min(OFFER_TTL);
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = closing.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn ack<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let ack: Ack = parse(&body, "ack")?;
+    let agent = owned_agent(&state, &token, &ack.agent_id).await?;
+    let hub = hub(&state);
+    let lease_id = format!("lease-{}", uuid::Uuid::new_v4().simple());
+    let expires = now_ms() + i64::try_from(hub.lease_ms()).unwrap_or(i64::MAX / 2);
+    let job = state
+        .store
+        .ack_job(&job_id, &ack.nonce, &agent.id, &lease_id, expires)
+        .await?;
+    let payload: wire::BuildPayload = serde_json::from_value(job.payload.clone()).map_err(|e| {
+        AgentError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("job {job_id}'s payload is unreadable: {e}"),
+        )
+    })?;
+    hub.tell(
+        &job_id,
+        Ending::Leased {
+            agent: format!("{} ({})", agent.id, agent.hostname),
+            attempt: job.attempts,
+            at_ms: now_ms(),
+        },
+    );
+    Ok(json(&Lease {
+        job_id,
+        lease_id,
+        epoch: job.lease_epoch,
+        expires_in_ms: hub.lease_ms(),
+        payload,
+    }))
+}
+
+async fn heartbeat<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let beat: Heartbeat = parse(&body, "heartbeat")?;
+    fenced_job(&state, &token, &job_id, beat.epoch).await?;
+    let hub = hub(&state);
+    let expires = now_ms() + i64::try_from(hub.lease_ms()).unwrap_or(i64::MAX / 2);
+    let job = state
+        .store
+        .renew_lease(&job_id, beat.epoch, expires)
+        .await?;
+    Ok(json(&HeartbeatReply {
+        expires_in_ms: hub.lease_ms(),
+        stop: job.cancel_requested,
+    }))
+}
+
+/// Stores chunk `seq` when it is the next one, ignores one already
+/// stored, and answers the highest chunk stored with all before it.
+async fn logs<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let chunk: LogChunk = parse(&body, "log chunk")?;
+    let events = chunk
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let live = hub(&state).live(&job_id).ok_or_else(|| {
+        AgentError(
+            StatusCode::CONFLICT,
+            format!("job {job_id}'s build no longer waits for it"),
+        )
+    })?;
+    let mut cursor = live.cursor.lock().await;
+    fenced_job(&state, &token, &job_id, chunk.epoch).await?;
+    if cursor.epoch != chunk.epoch {
+        *cursor = super::Cursor {
+            epoch: chunk.epoch,
+            acked: 0,
+        };
+    }
+    if chunk.seq == cursor.acked + 1 {
+        for event in events {
+            let msg = match event {
+                gantry_build::BuildEvent::Line(line) => Msg::Line(line),
+                other => Msg::Event(other),
+            };
+            let _ = live.log.send(msg);
+        }
+        // Acknowledged only once the writer has stored it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if live.log.send(Msg::Flush(tx)).is_err() || rx.await.is_err() {
+            return Err(AgentError(
+                StatusCode::CONFLICT,
+                format!("job {job_id}'s build has ended"),
+            ));
+        }
+        cursor.acked = chunk.seq;
+    }
+    Ok(json(&LogAck {
+        acked: cursor.acked,
+    }))
+}
+
+/// The job's source tree as a zip (`payload.source`).
+async fn source<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(job_id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let epoch: i64 = crate::rest::query_param(&uri, "epoch")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| bad("the epoch query parameter (an integer) is required"))?;
+    let job = fenced_job(&state, &token, &job_id, epoch).await?;
+    let reference = job
+        .payload
+        .get("source")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| AgentError(StatusCode::NOT_FOUND, format!("job {job_id} has no source")))?;
+    let reference: gantry_artifacts::ArtifactRef = reference
+        .parse()
+        .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")))?;
+    let file = tempfile::tempfile()
+        .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut file = hub(&state)
+        .objects
+        .write_zip(&reference, file)
+        .await
+        .map_err(|e| {
+            AgentError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("packing the source: {e}"),
+            )
+        })?;
+    let bytes = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Seek};
+        let mut out = Vec::new();
+        file.rewind()?;
+        file.read_to_end(&mut out)?;
+        Ok::<_, std::io::Error>(out)
+    })
+    .await
+    .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/zip")],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// The build's end, fenced: stored only when the lease is still this one
+/// and every log chunk up to `last_seq` is in.
+async fn result<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AgentError> {
+    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let result: JobResult = parse(&body, "result")?;
+    fenced_job(&state, &token, &job_id, result.epoch).await?;
+    let live = hub(&state).live(&job_id).ok_or_else(|| {
+        AgentError(
+            StatusCode::CONFLICT,
+            format!("job {job_id}'s build no longer waits for it"),
+        )
+    })?;
+    {
+        let cursor = live.cursor.lock().await;
+        let acked = if cursor.epoch == result.epoch {
+            cursor.acked
+        } else {
+            0
+        };
+        if acked < result.last_seq {
+            return Err(AgentError(
+                StatusCode::CONFLICT,
+                format!(
+                    "log chunks {}..={} are missing; send them before the result",
+                    acked + 1,
+                    result.last_seq
+                ),
+            ));
+        }
+    }
+    // Unpacked beside the build's artifact directory and moved into place
+    // only once the fenced finish succeeded: a stale lease never writes there.
+    let incoming = live
+        .artifacts_dir
+        .with_extension(format!("incoming-{}", result.epoch));
+    if let Some(sha) = &result.artifacts_sha256 {
+        uploads::unpack_into(hub(&state), sha, &incoming)
+            .await
+            .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
+    }
+    let ok = result
+        .build
+        .as_ref()
+        .and_then(|b| b.get("buildStatus"))
+        .and_then(|s| s.as_str())
+        == Some("SUCCEEDED");
+    let status = if ok {
+        job_status::SUCCEEDED
+    } else {
+        job_status::FAILED
+    };
+    let finished = state
+        .store
+        .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
+        .await;
+    if result.artifacts_sha256.is_some() {
+        if finished.is_ok() {
+            let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;
+            if let Err(e) = tokio::fs::rename(&incoming, &live.artifacts_dir).await {
+                tracing::error!(job = %job_id, error = %e, "moving the artifacts into place failed");
+            }
+        } else {
+            let _ = tokio::fs::remove_dir_all(&incoming).await;
+        }
+    }
+    finished?;
+    hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
+    Ok(json(&serde_json::json!({ "accepted": true })))
+}

@@ -1,0 +1,653 @@
+//! Remote agents against the in-process server: builds run on a
+//! `gantry-agent` (host executor) and look like local builds; the long
+//! poll, the double acknowledgement, lease expiry and fencing, token
+//! revocation, label matching and StopBuild, driven by the real agent or
+//! by hand through its protocol client.
+
+use std::time::Duration;
+
+use gantry_agent::protocol::{JobResult, LogChunk, LogItem, Register};
+use gantry_agent::{AgentConfig, Client, ClientError};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::harness::{GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
+
+async fn token(server: &TestServer) -> (String, String) {
+    let out = server
+        .rest_ok("POST", "/agent-tokens", Some(&json!({"name": "t"})), 201)
+        .await;
+    (
+        out["token"].as_str().expect("token").to_owned(),
+        out["id"].as_str().expect("id").to_owned(),
+    )
+}
+
+/// A real agent in a task; send on the returned sender to drain it.
+fn spawn_agent(
+    server: &TestServer,
+    token: &str,
+    labels: &[&str],
+    hostname: &str,
+    work: &std::path::Path,
+) -> (
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), gantry_agent::AgentError>>,
+) {
+    let mut config = AgentConfig::new(&server.url(), token, work);
+    config.labels = labels.iter().map(|l| l.to_string()).collect();
+    config.hostname = hostname.into();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(gantry_agent::run(config, async move {
+        let _ = rx.await;
+    }));
+    (tx, task)
+}
+
+fn registration(labels: &[&str]) -> Register {
+    Register {
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        capacity: 1,
+        executor: "host".into(),
+        hostname: "manual".into(),
+        version: "test".into(),
+    }
+}
+
+async fn log_text(server: &TestServer, id: &str) -> String {
+    let (status, bytes) = server
+        .rest_raw(
+            Some(super::harness::SECRET),
+            "gantry",
+            "GET",
+            &format!("/builds/{id}/logs"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn start(server: &TestServer, project: Value) -> String {
+    let name = project["name"].as_str().expect("name").to_owned();
+    server.call("CreateProject", &project).await;
+    let out = server
+        .call(
+            "StartBuild",
+            &json!({ "projectName": name, "environmentVariablesOverride":
+                [{ "name": "WHO", "value": "agent", "type": "PLAINTEXT" }] }),
+        )
+        .await;
+    out["build"]["id"].as_str().expect("id").to_owned()
+}
+
+async fn stop_agent(
+    drain: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), gantry_agent::AgentError>>,
+) {
+    let _ = drain.send(());
+    tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the agent drains")
+        .expect("agent task")
+        .expect("the agent ends without error");
+}
+
+#[tokio::test]
+async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &dir.path().join("work"));
+    let spec = format!(
+        "{GOOD_BUILDSPEC}      - mkdir -p out && echo built > out/result.txt\nartifacts:\n  files:\n    - out/result.txt\n"
+    );
+    let mut project = inline_project("remote", &spec);
+    project["artifacts"] = json!({ "type": "S3", "location": "bucket" });
+    let id = start(&server, project).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let phases: Vec<&str> = build["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phaseType"].as_str())
+        .collect();
+    for phase in ["SUBMITTED", "QUEUED", "PROVISIONING", "BUILD", "COMPLETED"] {
+        assert!(phases.contains(&phase), "{phase} in {phases:?}");
+    }
+    assert_eq!(
+        build["exportedEnvironmentVariables"],
+        json!([{ "name": "GREETING", "value": "hi-agent" }])
+    );
+    let log = log_text(&server, &id).await;
+    assert!(log.contains("hello agent from p"), "{log}");
+    assert!(log.contains("box-1"), "the log names the agent: {log}");
+    let uuid = id.split_once(':').expect("id").1;
+    let artifact = dir
+        .path()
+        .join("data/artifacts")
+        .join(uuid)
+        .join("out/result.txt");
+    assert_eq!(
+        std::fs::read_to_string(&artifact).expect("the artifact arrived where local ones go"),
+        "built\n"
+    );
+    let location = build["artifacts"]["location"].as_str().expect("location");
+    assert_eq!(
+        std::path::Path::new(location),
+        dir.path().join("data/artifacts").join(uuid),
+        "the location is the server's, as for a local build"
+    );
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let poller = {
+        let client = client.clone();
+        let id = agent.agent_id.clone();
+        tokio::spawn(async move { client.poll(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !poller.is_finished(),
+        "the poll is held while nothing is queued"
+    );
+    let id = start(&server, inline_project("waited", GOOD_BUILDSPEC)).await;
+    // Well within the 25 s hold: the queueing woke the poll.
+    let offer = tokio::time::timeout(Duration::from_secs(10), poller)
+        .await
+        .expect("answered before the hold ran out")
+        .expect("task")
+        .expect("poll")
+        .expect("an offer");
+    assert_eq!(offer.kind, "codebuild");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    assert_eq!(lease.payload.build_id, id);
+    assert_eq!(lease.epoch, 1);
+    server.call("StopBuild", &json!({ "id": id })).await;
+    // StopBuild answers before the build's task has flagged the job.
+    let mut told = false;
+    for _ in 0..200 {
+        let beat = client
+            .heartbeat(&lease.job_id, lease.epoch)
+            .await
+            .expect("beat");
+        if beat.stop {
+            told = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(told, "StopBuild reaches the agent in the heartbeat reply");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn of_two_acknowledgements_of_one_offer_only_one_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let a = client.register(&registration(&[])).await.expect("register");
+    let b = client.register(&registration(&[])).await.expect("register");
+    start(&server, inline_project("raced", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&a.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let (x, y) = tokio::join!(
+        client.ack(&a.agent_id, &offer),
+        client.ack(&b.agent_id, &offer)
+    );
+    let wins = [x.is_ok(), y.is_ok()].iter().filter(|w| **w).count();
+    assert_eq!(wins, 1, "{x:?} {y:?}");
+    let loser = if x.is_ok() { y } else { x };
+    assert!(matches!(loser, Err(ClientError::Conflict(_))), "{loser:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.local_agent = false;
+        c.lease_timeout = Duration::from_millis(2000);
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let first = client.register(&registration(&[])).await.expect("register");
+    let id = start(&server, inline_project("lost", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&first.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&first.agent_id, &offer).await.expect("ack");
+    // Chunks are stored once and in order: a resend is ignored, a gap waits.
+    let chunk = |seq, text: &str| LogChunk {
+        epoch: lease.epoch,
+        seq,
+        items: vec![LogItem::Line(text.into())],
+    };
+    let job = &lease.job_id;
+    assert_eq!(
+        client
+            .logs(job, &chunk(1, "first-1"))
+            .await
+            .expect("1")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(1, "first-1"))
+            .await
+            .expect("1 again")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(3, "first-3"))
+            .await
+            .expect("gap")
+            .acked,
+        1
+    );
+    assert_eq!(
+        client
+            .logs(job, &chunk(2, "first-2"))
+            .await
+            .expect("2")
+            .acked,
+        2
+    );
+    // The chunk refused for its gap is sent again once the gap is filled.
+    assert_eq!(
+        client
+            .logs(job, &chunk(3, "first-3"))
+            .await
+            .expect("3")
+            .acked,
+        3
+    );
+    // The first agent stops heartbeating; the lease runs out and a real
+    // agent takes the job again.
+    let (drain, agent) = spawn_agent(&server, &token, &[], "box-2", &dir.path().join("work"));
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let queued = build["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["phaseType"] == "QUEUED")
+        .expect("QUEUED")
+        .clone();
+    assert_eq!(
+        queued["contexts"][0]["statusCode"], "AGENT_LEASE_EXPIRED",
+        "{queued}"
+    );
+    // Everything from the old lease is refused now.
+    let late = JobResult {
+        epoch: lease.epoch,
+        last_seq: 3,
+        build: Some(json!({ "buildStatus": "FAILED" })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+    };
+    for refused in [
+        client.heartbeat(job, lease.epoch).await.map(|_| ()),
+        client.logs(job, &chunk(4, "late")).await.map(|_| ()),
+        client.result(job, &late).await,
+    ] {
+        assert!(
+            matches!(refused, Err(ClientError::Conflict(_))),
+            "{refused:?}"
+        );
+    }
+    let log = log_text(&server, &id).await;
+    let order: Vec<usize> = ["first-1", "first-2", "first-3", "box-2", "hello agent"]
+        .iter()
+        .map(|needle| {
+            log.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {log}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{log}");
+    assert_eq!(
+        log.matches("first-1").count(),
+        1,
+        "no duplicate chunk: {log}"
+    );
+    assert_eq!(
+        log.matches("first-3").count(),
+        1,
+        "no duplicate chunk: {log}"
+    );
+    assert!(!log.contains("late"), "{log}");
+    assert_eq!(server.wait_build(&id).await["buildStatus"], "SUCCEEDED");
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_and_never_listed_in_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, id) = token(&server).await;
+    assert!(token.starts_with("gat_"));
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let listed = server.rest_ok("GET", "/agent-tokens", None, 200).await;
+    assert!(!listed.to_string().contains(&token), "{listed}");
+    assert_eq!(listed["agentTokens"][0]["id"], json!(id));
+    assert!(listed["agentTokens"][0]["lastUsed"].is_number(), "{listed}");
+    server
+        .rest_ok("DELETE", &format!("/agent-tokens/{id}"), None, 200)
+        .await;
+    let refused = client.poll(&agent.agent_id).await;
+    assert!(
+        matches!(refused, Err(ClientError::Unauthorized(_))),
+        "{refused:?}"
+    );
+    let wrong = Client::new(&server.url(), "gat_nonsense").expect("client");
+    assert!(matches!(
+        wrong.register(&registration(&[])).await,
+        Err(ClientError::Unauthorized(_))
+    ));
+    let again = server
+        .rest_ok("DELETE", &format!("/agent-tokens/{id}"), None, 404)
+        .await;
+    assert_eq!(again["error"]["code"], "NotFound");
+    // The agent process itself gives up with an error, not a retry loop.
+    let (_drain, task) = spawn_agent(&server, &token, &[], "x", &dir.path().join("w"));
+    let ended = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("ends")
+        .expect("task");
+    assert!(matches!(
+        ended,
+        Err(gantry_agent::AgentError::Unauthorized(_))
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_project_asking_for_labels_goes_to_an_agent_that_has_them_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The local agent is on, but it has no labels.
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let (token, _) = token(&server).await;
+    let (d1, plain) = spawn_agent(
+        &server,
+        &token,
+        &["linux"],
+        "plain-box",
+        &dir.path().join("w1"),
+    );
+    let (d2, gpu) = spawn_agent(
+        &server,
+        &token,
+        &["linux", "gpu"],
+        "gpu-box",
+        &dir.path().join("w2"),
+    );
+    let mut project = inline_project("labelled", GOOD_BUILDSPEC);
+    project["tags"] = json!([{ "key": "gantry:agent-labels", "value": "gpu, linux" }]);
+    let id = start(&server, project).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&server, &id).await;
+    assert!(log.contains("gpu-box"), "{log}");
+    assert!(!log.contains("plain-box"), "{log}");
+    // A project without labels still runs locally.
+    let local = start(&server, inline_project("unlabelled", GOOD_BUILDSPEC)).await;
+    server.wait_build(&local).await;
+    assert!(!log_text(&server, &local).await.contains("took the build"));
+    stop_agent(d1, plain).await;
+    stop_agent(d2, gpu).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stop_build_stops_the_build_on_its_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.local_agent = false;
+        c.lease_timeout = Duration::from_millis(900);
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "box", &dir.path().join("work"));
+    let id = start(&server, inline_project("slow", SLOW_BUILDSPEC)).await;
+    // Wait until it runs (the agent logged its first command).
+    for _ in 0..300 {
+        if log_text(&server, &id).await.contains("sleeping") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.call("StopBuild", &json!({ "id": id })).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "STOPPED", "{build}");
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn uploads_resume_from_the_servers_offset_and_are_kept_only_when_whole_and_hashing_right() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let bytes = b"artifact bytes, sent in two pieces".to_vec();
+    let total = bytes.len() as u64;
+    let sha = sha256_hex(&bytes);
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, 0);
+    let first = client
+        .upload(&sha, 0, total, bytes[..10].to_vec())
+        .await
+        .expect("first piece");
+    assert_eq!((first.offset, first.complete), (10, false));
+    // After a dropped connection the agent asks where to go on from.
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, 10);
+    let restart = client.upload(&sha, 0, total, bytes.clone()).await;
+    assert!(
+        matches!(restart, Err(ClientError::Conflict(ref m)) if m.contains("offset 10")),
+        "{restart:?}"
+    );
+    let done = client
+        .upload(&sha, 10, total, bytes[10..].to_vec())
+        .await
+        .expect("rest");
+    assert!(done.complete);
+    assert_eq!(client.upload_state(&sha).await.expect("head").offset, total);
+    // Bytes that do not hash to the name are dropped.
+    let wrong = client.upload(&sha256_hex(b"x"), 0, 1, b"y".to_vec()).await;
+    assert!(
+        matches!(wrong, Err(ClientError::Refused(400, ref m)) if m.contains("hash")),
+        "{wrong:?}"
+    );
+    assert_eq!(
+        client
+            .upload_state(&sha256_hex(b"x"))
+            .await
+            .expect("head")
+            .offset,
+        0
+    );
+    let not_a_hash = client.upload("../../etc", 0, 1, b"y".to_vec()).await;
+    assert!(
+        matches!(not_a_hash, Err(ClientError::Refused(..))),
+        "{not_a_hash:?}"
+    );
+    // Without a token nothing is accepted.
+    let anonymous = Client::new(&server.url(), "").expect("client");
+    assert!(matches!(
+        anonymous.upload_state(&sha).await,
+        Err(ClientError::Unauthorized(_))
+    ));
+    server.stop().await;
+}
+
+/// A TCP proxy to the server that can be cut (every connection dropped,
+/// new ones refused) and restored, like a network outage.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let down = std::sync::Arc::new(tokio::sync::watch::Sender::new(false));
+        let flag = down.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *flag.borrow() {
+                    continue; // dropped: the connection is refused
+                }
+                let mut cut = flag.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|d| *d) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, down }
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+}
+
+#[tokio::test]
+async fn logs_written_while_the_server_is_unreachable_arrive_in_order_once_it_is_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let proxy = Proxy::start(server.addr).await;
+    let mut config = AgentConfig::new(
+        &format!("http://{}", proxy.addr),
+        &token,
+        dir.path().join("work"),
+    );
+    config.hostname = "behind-proxy".into();
+    let (drain, rx) = oneshot::channel::<()>();
+    let agent = tokio::spawn(gantry_agent::run(config, async move {
+        let _ = rx.await;
+    }));
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before-cut\n      - sleep 1\n      - echo during-cut-1\n      - echo during-cut-2\n      - sleep 2\n      - echo after-cut\n";
+    let id = start(&server, inline_project("outage", spec)).await;
+    for _ in 0..600 {
+        if log_text(&server, &id).await.contains("before-cut") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = log_text(&server, &id).await;
+    assert!(
+        !during.contains("during-cut-1"),
+        "the outage held the lines back: {during}"
+    );
+    proxy.set_down(false);
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&server, &id).await;
+    let positions: Vec<usize> = ["before-cut", "during-cut-1", "during-cut-2", "after-cut"]
+        .iter()
+        .map(|l| {
+            assert_eq!(log.matches(&format!("\n{l}")).count(), 1, "{l} once: {log}");
+            log.find(&format!("\n{l}")).expect("present")
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{log}");
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
+/// A pipeline whose CodeBuild actions run on a remote agent: the input
+/// artifact reaches the agent as the build's source, the build's output
+/// artifact and exported variable come back as a local build's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelines_codebuild_actions_run_on_a_remote_agent() {
+    use super::codepipeline::ok;
+    use super::pipeline_runs::{create_projects, declaration, repo_with, start as start_run};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = repo_with(dir.path(), &[("version.txt", "7.1")], "seven");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "pipe-box", &dir.path().join("w"));
+    // Source → Build (exports VERSION, outputs App) → Ship (checks App).
+    let mut decl = declaration("remote", &url, "");
+    let stages = decl["stages"].as_array_mut().expect("stages");
+    stages.remove(2); // no approval
+    stages[1]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .truncate(1); // the Build action only
+    let build = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+    let deploy = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED\"\n";
+    create_projects(&server, "remote", &[("build", build), ("deploy", deploy)]).await;
+    ok(&server, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let id = start_run(&server, "remote").await;
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        let e = ok(
+            &server,
+            "GetPipelineExecution",
+            &json!({ "pipelineName": "remote", "pipelineExecutionId": id }),
+        )
+        .await;
+        status = e["pipelineExecution"]["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Succeeded");
+    for project in ["remote-build", "remote-deploy"] {
+        let listed = server
+            .call("ListBuildsForProject", &json!({ "projectName": project }))
+            .await;
+        let build_id = listed["ids"][0].as_str().expect("a build").to_owned();
+        let log = log_text(&server, &build_id).await;
+        assert!(
+            log.contains("pipe-box"),
+            "{project} ran on the agent: {log}"
+        );
+    }
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}

@@ -1,0 +1,224 @@
+//! The store's methods for remote agents: agent tokens (kept as SHA-256
+//! hashes), registered agents, and the job queue agents lease work from.
+//!
+//! A job goes QUEUED → (offered to one agent for a short while) → LEASED
+//! (acknowledged with the offer's nonce) → SUCCEEDED or FAILED. Every lease
+//! bumps the job's `lease_epoch`, the fencing token: renewals, logs and
+//! results name the epoch they belong to, and a change for an older epoch
+//! is refused with [`StoreError::Conflict`]. Every transition is one
+//! conditional `UPDATE`, so of two claimants exactly one wins.
+
+use async_trait::async_trait;
+
+use crate::StoreError;
+
+/// Job statuses.
+pub mod job_status {
+    /// Waiting for an agent.
+    pub const QUEUED: &str = "QUEUED";
+    /// Acknowledged by an agent, which holds a lease on it.
+    pub const LEASED: &str = "LEASED";
+    /// Ended well.
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    /// Ended badly, was cancelled, or ran out of attempts.
+    pub const FAILED: &str = "FAILED";
+}
+
+/// An agent token as stored (never the token itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentTokenRecord {
+    /// Its id (`atok-...`).
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// When it was created, epoch ms.
+    pub created_ms: i64,
+    /// When an agent last authenticated with it, epoch ms.
+    pub last_used_ms: Option<i64>,
+    /// When it was revoked, epoch ms.
+    pub revoked_ms: Option<i64>,
+}
+
+/// An agent, as it registered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    /// Its id (`agent-...`), assigned by the server.
+    pub id: String,
+    /// The token it registered with.
+    pub token_id: String,
+    /// Its labels, sorted.
+    pub labels: Vec<String>,
+    /// How many jobs it runs at once.
+    pub capacity: u32,
+    /// `host`, `sandbox` or `docker`.
+    pub executor: String,
+    /// Its host name.
+    pub hostname: String,
+    /// Its Gantry version.
+    pub version: String,
+    /// When it registered, epoch ms.
+    pub registered_ms: i64,
+}
+
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAgentJob {
+    /// Its id.
+    pub id: String,
+    /// What it is (`codebuild`).
+    pub kind: String,
+    /// The labels an agent must have (all of them) to take it.
+    pub labels: Vec<String>,
+    /// What the agent needs to run it.
+    pub payload: serde_json::Value,
+    /// How many leases it may have before it fails for good.
+    pub max_attempts: u32,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentJobRecord {
+    /// Its id.
+    pub id: String,
+    /// What it is.
+    pub kind: String,
+    /// Required labels.
+    pub labels: Vec<String>,
+    /// What the agent needs.
+    pub payload: serde_json::Value,
+    /// One of [`job_status`].
+    pub status: String,
+    /// The current offer's nonce, if offered.
+    pub offer_nonce: Option<String>,
+    /// The current (or last) lease's id.
+    pub lease_id: Option<String>,
+    /// The fencing token: 0 before the first lease, +1 per lease.
+    pub lease_epoch: i64,
+    /// The agent holding (or that last held) the lease.
+    pub agent_id: Option<String>,
+    /// When the lease runs out, epoch ms.
+    pub lease_expires_ms: i64,
+    /// Leases granted so far.
+    pub attempts: u32,
+    /// Leases allowed.
+    pub max_attempts: u32,
+    /// Whether someone asked the job to stop (told to the agent).
+    pub cancel_requested: bool,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// A lease that ran out, and what became of its job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredLease {
+    /// The job, as it is now (QUEUED again, or FAILED).
+    pub job: AgentJobRecord,
+    /// The agent that held the lease.
+    pub agent_id: Option<String>,
+}
+
+/// Agent tokens, agents and jobs.
+#[async_trait]
+pub trait AgentStore: Send + Sync + 'static {
+    /// Stores a token by its hash. Audited.
+    async fn create_agent_token(
+        &self,
+        id: &str,
+        name: &str,
+        token_sha256: &str,
+        actor: &str,
+    ) -> Result<AgentTokenRecord, StoreError>;
+    /// Every token, oldest first.
+    async fn list_agent_tokens(&self) -> Result<Vec<AgentTokenRecord>, StoreError>;
+    /// Revokes a token. `NotFound` when it does not exist or is revoked. Audited.
+    async fn revoke_agent_token(&self, id: &str, actor: &str) -> Result<(), StoreError>;
+    /// The live (not revoked) token with this hash, noting its use.
+    async fn use_agent_token(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<AgentTokenRecord>, StoreError>;
+
+    /// Records an agent.
+    async fn register_agent(&self, agent: &AgentRecord) -> Result<(), StoreError>;
+    /// One agent.
+    async fn get_agent(&self, id: &str) -> Result<AgentRecord, StoreError>;
+
+    /// Queues a job.
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError>;
+    /// One job.
+    async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
+    /// QUEUED jobs not currently offered to anyone, oldest first.
+    async fn offerable_jobs(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<AgentJobRecord>, StoreError>;
+    /// Offers a QUEUED, unoffered job under `nonce` until `until_ms`;
+    /// false when someone else got it first.
+    async fn offer_job(
+        &self,
+        id: &str,
+        nonce: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool, StoreError>;
+    /// Acknowledges an offer: the job becomes LEASED to `agent_id` with a
+    /// new epoch. `Conflict` when the nonce is not the job's current
+    /// offer or the job is not QUEUED (another acknowledgement won).
+    async fn ack_job(
+        &self,
+        id: &str,
+        nonce: &str,
+        agent_id: &str,
+        lease_id: &str,
+        lease_expires_ms: i64,
+    ) -> Result<AgentJobRecord, StoreError>;
+    /// Extends the lease of epoch `epoch`. `Conflict` when the job is no
+    /// longer LEASED under that epoch.
+    async fn renew_lease(
+        &self,
+        id: &str,
+        epoch: i64,
+        lease_expires_ms: i64,
+    ) -> Result<AgentJobRecord, StoreError>;
+    /// The job, if it is LEASED under `epoch`; else `Conflict`.
+    async fn check_lease(&self, id: &str, epoch: i64) -> Result<AgentJobRecord, StoreError>;
+    /// Ends the lease of `epoch` with a final status. `Conflict` when fenced.
+    async fn finish_agent_job(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+    ) -> Result<AgentJobRecord, StoreError>;
+    /// Cancels a job: a QUEUED one fails now; a LEASED one is marked so
+    /// its agent hears of it. Returns the job as it is now.
+    async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
+    /// Fails a job whatever its state (its build ended without it).
+    async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError>;
+    /// Fails every QUEUED or LEASED job (their builds were interrupted by a
+    /// restart); returns how many.
+    async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError>;
+    /// Every LEASED job whose lease ran out by `now_ms` goes back to
+    /// QUEUED, or FAILED when it used all its attempts.
+    async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError>;
+}
+
+/// Whether an agent with `have` labels may take a job needing `need`.
+pub fn labels_match(have: &[String], need: &[String]) -> bool {
+    need.iter().all(|n| have.iter().any(|h| h == n))
+}
+
+/// Labels as people write them (`linux, docker`): trimmed, non-empty,
+/// deduplicated, sorted.
+pub fn parse_labels(text: &str) -> Vec<String> {
+    let mut labels: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
