@@ -32,6 +32,15 @@ pub enum Error {
         source: object_store::Error,
     },
 
+    /// An artifact store location (`--artifact-store`) that cannot be used.
+    #[error("artifact store location {input:?}: {reason}")]
+    InvalidLocation {
+        /// What was given.
+        input: String,
+        /// What was expected instead.
+        reason: String,
+    },
+
     /// No artifact with this reference is stored.
     #[error("artifact {0} not found in the store")]
     NotFound(ArtifactRef),

@@ -1,7 +1,7 @@
 /*!
 Gantry's artifact store: directory trees stored content-addressed, compressed
-and deduplicated in any [`object_store::ObjectStore`] (local disk now, S3 or
-any S3-compatible store later, through the same trait).
+and deduplicated in any [`object_store::ObjectStore`]: a local directory, or
+AWS S3 and any S3-compatible store ([`StoreLocation`], [`ArtifactStore::open`]).
 
 Each file's content is compressed with zstd and stored once, at
 `blobs/sha256/<2 hex>/<64 hex>`, named by the SHA-256 of the uncompressed
@@ -56,11 +56,13 @@ mod archive;
 mod blob;
 mod digest;
 mod error;
+mod location;
 mod manifest;
 mod store;
 mod walk;
 
 pub use digest::{ArtifactRef, Digest};
 pub use error::{Error, Result};
+pub use location::{S3Settings, StoreLocation};
 pub use manifest::{Entry, EntryKind, MANIFEST_FORMAT, Manifest};
 pub use store::{ArtifactStore, Limits, StoreStats};

@@ -57,6 +57,13 @@ pub struct Config {
     /// them all. [`Server::open_postgres`](crate::Server::open_postgres)
     /// fills in [`LeaderElection::default`](crate::LeaderElection) when unset.
     pub leader_election: Option<crate::LeaderElection>,
+    /// Where pipeline artifacts are kept: `None` is
+    /// `<data_dir>/artifact-store`; `s3://bucket/prefix` is any
+    /// S3-compatible store, reached with [`Config::s3`].
+    pub artifact_store: Option<gantry_artifacts::StoreLocation>,
+    /// How to reach an S3 artifact store (endpoint, region, credentials);
+    /// `gantry server` reads the standard AWS variables.
+    pub s3: gantry_artifacts::S3Settings,
     /// How long a remote agent's lease lasts without a heartbeat; an
     /// expired lease's job goes back to the queue (`--lease-timeout`).
     pub lease_timeout: std::time::Duration,
@@ -161,6 +168,8 @@ impl Config {
             local_agent: true,
             webhook_secret: None,
             leader_election: None,
+            artifact_store: None,
+            s3: gantry_artifacts::S3Settings::default(),
             lease_timeout: std::time::Duration::from_secs(30),
         }
     }
@@ -181,6 +190,8 @@ impl fmt::Debug for Config {
             .field("database", &self.database)
             .field("local_agent", &self.local_agent)
             .field("leader_election", &self.leader_election)
+            .field("artifact_store", &self.artifact_store)
+            .field("s3", &self.s3)
             .field(
                 "admin_key",
                 &self.admin_key.as_ref().map(|(id, _)| (id, "<redacted>")),

@@ -67,6 +67,7 @@ pub use bootstrap::AdminKey;
 pub use config::{Config, Database};
 pub use error::ApiError;
 pub use eventbridge::{Clock, EventsConfig, InvokeError, SystemClock, TargetInvoker};
+pub use gantry_artifacts::{S3Settings, StoreLocation};
 pub use leader::LeaderElection;
 
 /// The file names inside the data directory.
@@ -83,11 +84,11 @@ pub mod files {
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
-    /// Remote agents' source trees and resumable uploads.
-    pub const AGENTS: &str = "agents";
     /// The objects custom-action job workers read and write through the
     /// artifact S3 endpoint (input zips, uploaded output zips).
     pub const JOB_OBJECTS: &str = "job-objects";
+    /// Remote agents' source trees and resumable uploads.
+    pub const AGENTS: &str = "agents";
 }
 
 /// Why the server could not start or stopped with an error.

@@ -58,6 +58,16 @@ impl<S: Store> Clone for AppState<S> {
     }
 }
 
+/// The artifact store `config` names: `<data_dir>/artifact-store` unless
+/// `artifact_store` says otherwise.
+fn open_artifact_store(config: &Config) -> Result<gantry_artifacts::ArtifactStore, String> {
+    let location = config.artifact_store.clone().unwrap_or_else(|| {
+        gantry_artifacts::StoreLocation::Local(config.data_dir.join(crate::files::ARTIFACT_STORE))
+    });
+    gantry_artifacts::ArtifactStore::open(&location, &config.s3)
+        .map_err(|e| format!("opening the artifact store {location}: {e}"))
+}
+
 impl<S: Store> AppState<S> {
     /// The state, with a Step Functions engine whose task tokens are keyed
     /// by `token_key`; fails when the data directory's artifact store
@@ -79,7 +89,11 @@ impl<S: Store> AppState<S> {
             events.clone(),
             hub,
         ));
-        let providers = ProviderContext::new(&config.data_dir, config.approval_timeout)?;
+        let providers = ProviderContext::new(
+            &config.data_dir,
+            open_artifact_store(&config)?,
+            config.approval_timeout,
+        )?;
         let engine = Arc::new(stepfunctions::Engine::new(
             store.clone(),
             config.clone(),

@@ -106,8 +106,8 @@ pub trait Store:
     + WorkflowStore
     + EventStore
     + LeaderStore
-    + AgentStore
     + CustomActionStore
+    + AgentStore
 {
 }
 
@@ -118,8 +118,8 @@ impl<T> Store for T where
         + WorkflowStore
         + EventStore
         + LeaderStore
-        + AgentStore
         + CustomActionStore
+        + AgentStore
 {
 }
 

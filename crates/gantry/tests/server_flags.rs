@@ -135,3 +135,24 @@ fn bad_postgres_urls_and_unknown_database_schemes_are_refused_with_exit_2() {
         );
     }
 }
+
+#[test]
+fn a_malformed_artifact_store_location_is_refused_with_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (location, expected) in [
+        ("gs://bucket/x", "unsupported scheme gs://"),
+        ("s3://Not_A_Bucket/x", "bucket name"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_gantry"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--artifact-store", location])
+            .output()
+            .expect("run gantry server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{location}: {stderr}");
+        assert!(stderr.contains("--artifact-store"), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!dir.path().join("data").exists(), "nothing is created");
+    }
+}

@@ -55,9 +55,11 @@ pub(crate) struct ProviderContext {
 const REMEMBERED_TREES: usize = 1024;
 
 impl ProviderContext {
-    pub fn new(data_dir: &Path, approval_timeout: Duration) -> Result<ProviderContext, String> {
-        let artifacts = ArtifactStore::local(data_dir.join(files::ARTIFACT_STORE))
-            .map_err(|e| format!("opening the artifact store: {e}"))?;
+    pub fn new(
+        data_dir: &Path,
+        artifacts: ArtifactStore,
+        approval_timeout: Duration,
+    ) -> Result<ProviderContext, String> {
         Ok(ProviderContext {
             artifacts,
             git: GitCache::new(data_dir.join(files::GIT_MIRRORS)),

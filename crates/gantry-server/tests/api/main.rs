@@ -15,4 +15,5 @@ mod pipeline_runs;
 mod rest;
 mod rest_logs;
 mod rust_client;
+mod s3_artifacts;
 mod stepfunctions;

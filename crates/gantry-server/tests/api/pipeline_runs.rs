@@ -69,11 +69,11 @@ fn pipeline_project(name: &str, buildspec: &str) -> Value {
 }
 
 /// Builds `app.txt` from the source's `version.txt` and exports VERSION.
-const BUILD: &str = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+pub(crate) const BUILD: &str = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
 /// Fails unless the marker file named by $MARKER exists.
-const TEST: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - test -f version.txt\n      - test -z \"$MARKER\" || test -f \"$MARKER\"\n";
+pub(crate) const TEST: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - test -f version.txt\n      - test -z \"$MARKER\" || test -f \"$MARKER\"\n";
 /// Checks the build's artifact and the variable passed from the build.
-const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED from $COMMIT\"\n";
+pub(crate) const DEPLOY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED from $COMMIT\"\n";
 
 pub(crate) fn declaration(name: &str, url: &str, marker: &str) -> Value {
     json!({

@@ -14,18 +14,32 @@ use gantry_build::{BuildEvent, BuildOptions, NullObserver, Observer, PhaseStatus
 pub struct BenchArgs {
     /// What to measure: `build` (the build runner), `pipeline` (the
     /// server: webhook to first command, runs per second, start-up, memory)
-    /// or `states` (state transitions in memory and durable, Map fan-out,
-    /// moto as the peer).
-    #[arg(default_value = "build", value_parser = ["build", "pipeline", "states"])]
+    /// `states` (state transitions in memory and durable, Map fan-out,
+    /// moto as the peer) or `agents` (remote dispatch, builds per second
+    /// with 1, 10 and 50 agents, idle agent memory; SQLite and PostgreSQL).
+    #[arg(default_value = "build", value_parser = ["build", "pipeline", "states", "agents"])]
     what: String,
     /// Repetitions per measurement (the median is reported).
     #[arg(long, default_value = "7")]
     runs: usize,
+    /// `agents`: a PostgreSQL database to measure beside SQLite
+    /// (default `GANTRY_BENCH_POSTGRES_URL`).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
     if args.what == "states" {
         return match super::bench_states::bench_states(args.runs.max(1)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gantry bench: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if args.what == "agents" {
+        return match super::bench_agents::bench_agents(args.runs.max(2), args.postgres) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gantry bench: {e}");

@@ -23,7 +23,7 @@ use super::bench_server::{AKID, InProcessServer, SECRET, aws, http};
 
 const HOOK_SECRET: &str = "bench-hook-secret";
 
-fn now_ns() -> i128 {
+pub(crate) fn now_ns() -> i128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -68,9 +68,19 @@ fn cpu_seconds() -> f64 {
     usage(libc::RUSAGE_SELF) + usage(libc::RUSAGE_CHILDREN)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The resident set of process `pid`, in KiB (0 when unreadable).
+pub(crate) fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn pipeline(name: &str, url: &str, project: &str, mode: &str) -> Value {
@@ -114,7 +124,7 @@ fn project(name: &str, source: &str, marker_dir: &Path) -> Value {
 }
 
 /// Waits for `path` to hold a timestamp; returns it (ns since the epoch).
-fn wait_marker(path: &Path) -> Result<i128, String> {
+pub(crate) fn wait_marker(path: &Path) -> Result<i128, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(text) = std::fs::read_to_string(path)
@@ -378,13 +388,7 @@ fn measure(root: &Path, runs: usize) -> Result<(), String> {
         }
         if i == 0 {
             std::thread::sleep(Duration::from_secs(2));
-            let status =
-                std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-            rss_kib = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-                .unwrap_or(0);
+            rss_kib = self::rss_kib(child.id());
         }
         let _ = child.kill();
         let _ = child.wait();

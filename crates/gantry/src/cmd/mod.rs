@@ -4,6 +4,7 @@ pub mod agent;
 pub mod agent_token;
 pub mod approve;
 pub mod bench;
+mod bench_agents;
 mod bench_pipeline;
 mod bench_server;
 mod bench_states;

@@ -38,6 +38,13 @@ pub struct ServerArgs {
     /// agent (`gantry agent`).
     #[arg(long)]
     no_local_agent: bool,
+    /// Where pipeline artifacts are kept: a directory, or
+    /// `s3://BUCKET/PREFIX` in AWS S3 or any S3-compatible store (endpoint,
+    /// region and credentials from AWS_ENDPOINT_URL, AWS_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    /// Default `<data-dir>/artifact-store`.
+    #[arg(long, value_name = "URL", env = "GANTRY_ARTIFACT_STORE")]
+    artifact_store: Option<String>,
     /// How long a remote agent's lease lasts without a heartbeat; its job
     /// then goes back to the queue (or fails after 3 attempts).
     #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -93,6 +100,16 @@ async fn serve(args: ServerArgs) -> ExitCode {
             }
         }
     }
+    if let Some(url) = &args.artifact_store {
+        match gantry_server::StoreLocation::parse(url) {
+            Ok(location) => config.artifact_store = Some(location),
+            Err(e) => {
+                eprintln!("gantry server: --artifact-store: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    config.s3 = gantry_server::S3Settings::from_env();
     config.chat_signing_secret = std::env::var("GANTRY_CHAT_SIGNING_SECRET")
         .ok()
         .filter(|v| !v.is_empty());

@@ -1,0 +1,339 @@
+//! `gantry bench agents`: remote agents' figures, with the targets of
+//! issue 4, for SQLite and (given a database) PostgreSQL side by side.
+//!
+//! Agents are real `gantry agent` processes (this binary) on loopback; the
+//! server runs in this process on a runtime of its own; this thread plays
+//! the client.
+//!
+//! - Dispatch: StartBuild of a one-command build to that command running
+//!   (it writes `date +%s%N`), one build at a time, with one idle agent
+//!   holding its long poll. The embedded local agent's figure for the same
+//!   build is the baseline printed beside it.
+//! - Throughput: `--runs` trivial builds started at once, run by 1, 10 and
+//!   50 agents; builds finished per second, end to end (each is recorded,
+//!   leased, run, logged and finished in the database).
+//! - The RSS of an idle `gantry agent`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::bench_pipeline::{now_ns, percentile, rss_kib, wait_marker};
+use super::bench_server::{AKID, InProcessServer, SECRET, aws};
+
+fn codebuild(addr: SocketAddr, op: &str, input: Value) -> Result<Value, String> {
+    aws(addr, "codebuild", "CodeBuild_20161006", op, &input)
+}
+
+/// Agent processes, killed when dropped.
+struct Agents(Vec<Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_agents(addr: SocketAddr, token: &str, work: &Path, n: usize) -> Result<Agents, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut agents = Agents(Vec::with_capacity(n));
+    for i in 0..n {
+        let child = Command::new(&exe)
+            .args([
+                "agent",
+                "--server",
+                &format!("http://{addr}"),
+                "--executor",
+                "host",
+            ])
+            .arg("--work-dir")
+            .arg(work.join(format!("agent-{i}")))
+            .env("GANTRY_AGENT_TOKEN", token)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting gantry agent: {e}"))?;
+        agents.0.push(child);
+    }
+    Ok(agents)
+}
+
+fn agent_token(addr: SocketAddr) -> Result<String, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = Command::new(exe)
+        .args(["agent-token", "create", "--name", "bench", "--json"])
+        .env("GANTRY_SERVER", format!("http://{addr}"))
+        .env("GANTRY_ACCESS_KEY_ID", AKID)
+        .env("GANTRY_SECRET_ACCESS_KEY", SECRET)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "gantry agent-token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let created: Value = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    created["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no token in the answer".into())
+}
+
+/// A project whose one command writes the time it runs to `$MARKERS/$RUN`
+/// (or does nothing, for throughput).
+fn project(name: &str, markers: Option<&Path>) -> Value {
+    let (command, env) = match markers {
+        Some(dir) => (
+            "date +%s%N > \"$MARKERS/$RUN\"",
+            json!([{ "name": "MARKERS", "value": dir.to_string_lossy(), "type": "PLAINTEXT" }]),
+        ),
+        None => ("true", json!([])),
+    };
+    json!({
+        "name": name,
+        "source": { "type": "NO_SOURCE", "buildspec": format!("version: 0.2\nphases:\n  build:\n    commands:\n      - {command}\n") },
+        "artifacts": { "type": "NO_ARTIFACTS" },
+        "environment": {
+            "type": "LINUX_CONTAINER", "image": "gantry:host", "computeType": "BUILD_GENERAL1_SMALL",
+            "environmentVariables": env
+        },
+        "serviceRole": "arn:aws:iam::000000000000:role/gantry"
+    })
+}
+
+fn start_build(addr: SocketAddr, project: &str, run: Option<usize>) -> Result<String, String> {
+    let mut input = json!({ "projectName": project });
+    if let Some(run) = run {
+        input["environmentVariablesOverride"] =
+            json!([{ "name": "RUN", "value": run.to_string(), "type": "PLAINTEXT" }]);
+    }
+    let out = codebuild(addr, "StartBuild", input)?;
+    out["build"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "StartBuild gave no id".into())
+}
+
+/// Waits until every build in `ids` has ended; fails on one that did not
+/// succeed.
+fn wait_builds(addr: SocketAddr, ids: &[String], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    let mut pending: Vec<String> = ids.to_vec();
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} builds did not end within {limit:?}",
+                pending.len()
+            ));
+        }
+        let mut still = Vec::new();
+        for batch in pending.chunks(100) {
+            let out = codebuild(addr, "BatchGetBuilds", json!({ "ids": batch }))?;
+            for b in out["builds"].as_array().into_iter().flatten() {
+                match b["buildStatus"].as_str() {
+                    Some("IN_PROGRESS") => {
+                        still.push(b["id"].as_str().unwrap_or_default().to_owned())
+                    }
+                    Some("SUCCEEDED") => {}
+                    other => return Err(format!("build {} ended {other:?}", b["id"])),
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+/// StartBuild → first command, `runs` times, one at a time; (median, p99) in ms.
+fn dispatch(addr: SocketAddr, markers: &Path, runs: usize) -> Result<(f64, f64), String> {
+    std::fs::create_dir_all(markers).map_err(|e| e.to_string())?;
+    codebuild(addr, "CreateProject", project("dispatch", Some(markers)))?;
+    let mut samples = Vec::with_capacity(runs);
+    for run in 0..runs + 3 {
+        let t0 = now_ns();
+        let id = start_build(addr, "dispatch", Some(run))?;
+        let ran = wait_marker(&markers.join(run.to_string()))?;
+        wait_builds(addr, &[id], Duration::from_secs(60))?;
+        // The first few warm the connections and caches.
+        if run >= 3 {
+            samples.push((ran - t0) as f64 / 1e6);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok((percentile(&samples, 0.5), percentile(&samples, 0.99)))
+}
+
+/// `runs` trivial builds started at once; builds per second end to end.
+fn throughput(addr: SocketAddr, project_name: &str, runs: usize) -> Result<f64, String> {
+    let t0 = Instant::now();
+    let mut ids = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        ids.push(start_build(addr, project_name, None)?);
+    }
+    wait_builds(addr, &ids, Duration::from_secs(600))?;
+    Ok(runs as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// One backend's figures.
+struct Figures {
+    local_dispatch: (f64, f64),
+    remote_dispatch: (f64, f64),
+    jobs_per_second: Vec<(usize, f64)>,
+    idle_rss_mib: f64,
+}
+
+fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, String> {
+    let database = database.map(gantry_server::Database::parse).transpose()?;
+    // The baseline: the same build on the embedded local agent.
+    let local = {
+        let db = database.clone();
+        let server = InProcessServer::start(&root.join("local"), move |c| {
+            c.database = db;
+            c.max_concurrent_builds = 8;
+        })?;
+        let figure = dispatch(server.addr, &root.join("local-markers"), runs);
+        server.stop()?;
+        figure?
+    };
+    let db = database.clone();
+    let server = InProcessServer::start(&root.join("remote"), move |c| {
+        c.database = db;
+        c.local_agent = false;
+    })?;
+    let addr = server.addr;
+    let result = (|| {
+        let token = agent_token(addr)?;
+        let one = spawn_agents(addr, &token, &root.join("work-1"), 1)?;
+        let remote = dispatch(addr, &root.join("remote-markers"), runs)?;
+        // Idle: registered, holding its long poll, nothing running.
+        std::thread::sleep(Duration::from_secs(1));
+        let idle_rss_mib = rss_kib(one.0[0].id()) as f64 / 1024.0;
+        codebuild(addr, "CreateProject", project("trivial", None))?;
+        let mut jobs_per_second = vec![(1, throughput(addr, "trivial", runs)?)];
+        drop(one);
+        for n in [10usize, 50] {
+            let agents = spawn_agents(addr, &token, &root.join(format!("work-{n}")), n)?;
+            // Let every agent register and hold its poll.
+            std::thread::sleep(Duration::from_millis(500 + 20 * n as u64));
+            jobs_per_second.push((n, throughput(addr, "trivial", runs)?));
+            drop(agents);
+        }
+        Ok::<_, String>(Figures {
+            local_dispatch: local,
+            remote_dispatch: remote,
+            jobs_per_second,
+            idle_rss_mib,
+        })
+    })();
+    server.stop()?;
+    result
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+/// Runs every measurement for SQLite, and for PostgreSQL when `postgres`
+/// names a database (or `GANTRY_BENCH_POSTGRES_URL` does); prints a table.
+pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let postgres = postgres.or_else(|| std::env::var("GANTRY_BENCH_POSTGRES_URL").ok());
+    let mut backends: Vec<(&str, Option<String>)> = vec![("SQLite", None)];
+    if let Some(url) = postgres {
+        backends.push(("PostgreSQL", Some(url)));
+    } else {
+        eprintln!("(PostgreSQL skipped: pass --postgres URL or set GANTRY_BENCH_POSTGRES_URL)");
+    }
+    let mut results = Vec::new();
+    for (name, url) in &backends {
+        eprintln!("measuring {name} ...");
+        let root: PathBuf = dir.path().join(name);
+        results.push((*name, measure(url.as_deref(), &root, runs)?));
+    }
+    println!(
+        "gantry bench agents: {runs} builds per figure, {} build on {} cores",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        cores()
+    );
+    print!("{:<44}", "figure");
+    for (name, _) in &results {
+        print!("{name:>18}");
+    }
+    println!("   target");
+    let row = |label: &str, values: Vec<String>, target: &str| {
+        print!("{label:<44}");
+        for v in values {
+            print!("{v:>18}");
+        }
+        println!("   {target}");
+    };
+    row(
+        "dispatch, remote agent: median / p99 (ms)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.1} / {:.1}", f.remote_dispatch.0, f.remote_dispatch.1))
+            .collect(),
+        "median < 20 ms",
+    );
+    row(
+        "  baseline, embedded agent (ms)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.1} / {:.1}", f.local_dispatch.0, f.local_dispatch.1))
+            .collect(),
+        "",
+    );
+    for (i, n) in [1usize, 10, 50].iter().enumerate() {
+        row(
+            &format!(
+                "builds per second, {n} agent{}",
+                if *n == 1 { "" } else { "s" }
+            ),
+            results
+                .iter()
+                .map(|(_, f)| format!("{:.1}", f.jobs_per_second[i].1))
+                .collect(),
+            if *n == 50 { ">= 500/s" } else { "" },
+        );
+    }
+    row(
+        "idle agent RSS (MiB)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.1}", f.idle_rss_mib))
+            .collect(),
+        "< 15 MiB",
+    );
+    for (name, f) in &results {
+        println!(
+            "{name}: dispatch {}; 50 agents {}; idle RSS {}",
+            verdict(f.remote_dispatch.0 < 20.0),
+            verdict(f.jobs_per_second[2].1 >= 500.0),
+            verdict(f.idle_rss_mib < 15.0)
+        );
+    }
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
