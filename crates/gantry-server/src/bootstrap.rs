@@ -4,7 +4,7 @@ use std::fmt;
 
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
-use gantry_store::{NewAccessKey, Store};
+use gantry_store::{NewAccessKey, Store, StoreError};
 
 use crate::{Config, ServerError};
 
@@ -61,8 +61,13 @@ pub(crate) async fn first_admin_key<S: Store>(
         secret: key.secret.clone(),
         is_admin: true,
     };
-    store.create_access_key(&new, "system").await?;
-    Ok(Some(key))
+    match store.create_access_key(&new, "system").await {
+        Ok(()) => Ok(Some(key)),
+        // Another server sharing the database, started at the same moment
+        // with the same configured key, created it first.
+        Err(StoreError::Conflict(_)) if !key.generated => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

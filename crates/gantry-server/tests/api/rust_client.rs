@@ -361,3 +361,32 @@ async fn a_git_source_is_cloned_per_build() {
     );
     server.stop().await;
 }
+
+/// Two servers started at the same moment on a new PostgreSQL database with
+/// the same configured admin key: both start (one creates the key, the
+/// other finds it made) and both accept it. Three new databases, three races.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_started_together_on_a_new_postgres_database_both_start() {
+    const NAME: &str = "servers_started_together_on_a_new_postgres_database_both_start";
+    for round in 0..3 {
+        let Some(db) = Db::postgres(NAME).await else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).expect("mkdir");
+        std::fs::create_dir_all(&b).expect("mkdir");
+        // Servers sharing a database share the key file.
+        gantry_store::MasterKey::load_or_create(&a.join("secret.key")).expect("key");
+        std::fs::copy(a.join("secret.key"), b.join("secret.key")).expect("copy key");
+        let (first, second) =
+            tokio::join!(TestServer::start_on(&db, &a), TestServer::start_on(&db, &b));
+        for server in [&first, &second] {
+            let out = server.call("ListProjects", &json!({})).await;
+            assert_eq!(out["projects"], json!([]), "round {round}");
+        }
+        first.stop().await;
+        second.stop().await;
+        db.finish().await;
+    }
+}
