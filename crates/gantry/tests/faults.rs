@@ -93,3 +93,216 @@ fn a_postgres_container_serves_the_network_and_survives_a_kill() {
         pg.logs()
     );
 }
+
+/// A server with no local agent and a short lease, in a container of
+/// `net`; returns it with the address the host reaches it at.
+fn lease_server(net: &cluster::Network, extra: &[&str]) -> (cluster::Container, String) {
+    let mut args = vec![
+        "server",
+        "--listen",
+        "0.0.0.0:8080",
+        "--data-dir",
+        "/data/gantry",
+        "--no-local-agent",
+        "--lease-timeout",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    let server = net.gantry("server", &admin_env(), &args);
+    let addr = format!("{}:8080", server.ip());
+    server.wait_until(Duration::from_secs(30), "the server answers", || {
+        support::call(&addr, KEY, support::CODEBUILD, "ListProjects", &json!({})).is_some()
+    });
+    (server, addr)
+}
+
+/// An agent token, made with `gantry agent-token create --json` from the host.
+fn agent_token(addr: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["agent-token", "create", "--name", "fault", "--json"])
+        .env("GANTRY_SERVER", format!("http://{addr}"))
+        .env("GANTRY_ACCESS_KEY_ID", KEY.0)
+        .env("GANTRY_SECRET_ACCESS_KEY", KEY.1)
+        .output()
+        .expect("gantry agent-token create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    created["token"].as_str().expect("token").to_owned()
+}
+
+/// `gantry agent` in a container of `net`, on the host executor.
+fn agent(net: &cluster::Network, name: &str, token: &str) -> cluster::Container {
+    net.gantry(
+        name,
+        &[("GANTRY_AGENT_TOKEN", token)],
+        &[
+            "agent",
+            "--server",
+            "http://server:8080",
+            "--executor",
+            "host",
+            "--work-dir",
+            "/data/agent",
+        ],
+    )
+}
+
+/// A project whose build says `start`, sleeps `seconds`, and says `done`.
+fn slow_project(addr: &str, name: &str, seconds: u32) {
+    let buildspec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo attempt-start\n      - sleep {seconds}\n      - echo attempt-done\n"
+    );
+    let project = json!({
+        "name": name,
+        "source": { "type": "NO_SOURCE", "buildspec": buildspec },
+        "artifacts": { "type": "NO_ARTIFACTS" },
+        "environment": { "type": "LINUX_CONTAINER", "image": "gantry:host", "computeType": "BUILD_GENERAL1_SMALL" },
+        "serviceRole": "arn:aws:iam::000000000000:role/gantry"
+    });
+    let (status, out) =
+        support::call(addr, KEY, support::CODEBUILD, "CreateProject", &project).expect("reachable");
+    assert_eq!(status, 200, "{out}");
+}
+
+fn start_build(addr: &str, project: &str) -> String {
+    let (status, out) = support::call(
+        addr,
+        KEY,
+        support::CODEBUILD,
+        "StartBuild",
+        &json!({ "projectName": project }),
+    )
+    .expect("reachable");
+    assert_eq!(status, 200, "{out}");
+    out["build"]["id"].as_str().expect("id").to_owned()
+}
+
+fn build(addr: &str, id: &str) -> serde_json::Value {
+    let (_, out) = support::call(
+        addr,
+        KEY,
+        support::CODEBUILD,
+        "BatchGetBuilds",
+        &json!({ "ids": [id] }),
+    )
+    .expect("reachable");
+    out["builds"][0].clone()
+}
+
+/// The build's whole log, read with `gantry logs` from the host.
+fn log_of(addr: &str, id: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["logs", id])
+        .env("GANTRY_SERVER", format!("http://{addr}"))
+        .env("GANTRY_ACCESS_KEY_ID", KEY.0)
+        .env("GANTRY_SECRET_ACCESS_KEY", KEY.1)
+        .output()
+        .expect("gantry logs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_final(server: &cluster::Container, addr: &str, id: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    server.wait_until(Duration::from_secs(120), "the build ends", || {
+        last = build(addr, id);
+        last["buildStatus"] != "IN_PROGRESS"
+    });
+    last
+}
+
+fn count(text: &str, word: &str) -> usize {
+    text.lines().filter(|l| l.trim_end() == word).count()
+}
+
+/// An agent killed in the middle of a job: the job's lease runs out, the
+/// job goes to the other agent, and the build succeeds once — the killed
+/// attempt's start is in the log, its end never is.
+#[test]
+fn a_job_whose_agent_is_killed_runs_again_on_another_agent_once() {
+    if !cluster::available() {
+        return;
+    }
+    let net = cluster::Network::create("agentkill");
+    let (server, addr) = lease_server(&net, &[]);
+    let token = agent_token(&addr);
+    slow_project(&addr, "slow", 4);
+    let first = agent(&net, "agent-1", &token);
+    let id = start_build(&addr, "slow");
+    server.wait_until(
+        Duration::from_secs(60),
+        "the first agent runs the build",
+        || count(&log_of(&addr, &id), "attempt-start") == 1,
+    );
+    let second = agent(&net, "agent-2", &token);
+    first.kill();
+
+    let done = wait_final(&server, &addr, &id);
+    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done:#}");
+    let log = log_of(&addr, &id);
+    assert_eq!(count(&log, "attempt-start"), 2, "{log}");
+    assert_eq!(count(&log, "attempt-done"), 1, "completed once: {log}");
+    assert!(done.to_string().contains("AGENT_LEASE_EXPIRED"), "{done:#}");
+    drop(second);
+}
+
+/// An agent cut off the network for longer than its lease: the job goes
+/// to another agent; when the first comes back its late logs and result
+/// are refused, and what it logged before the cut is kept.
+#[test]
+fn an_agent_cut_off_past_its_lease_is_refused_when_it_returns() {
+    if !cluster::available() {
+        return;
+    }
+    let net = cluster::Network::create("agentcut");
+    let (server, addr) = lease_server(&net, &[]);
+    let token = agent_token(&addr);
+    slow_project(&addr, "cut", 6);
+    let first = agent(&net, "agent-1", &token);
+    let id = start_build(&addr, "cut");
+    server.wait_until(
+        Duration::from_secs(60),
+        "the first agent runs the build",
+        || count(&log_of(&addr, &id), "attempt-start") == 1,
+    );
+    first.disconnect();
+    // Past the 3 s lease and the reaper's check: the job is queued again.
+    server.wait_until(Duration::from_secs(30), "the lease runs out", || {
+        server.logs().contains("an agent's lease ran out")
+    });
+    let _second = agent(&net, "agent-2", &token);
+    let done = wait_final(&server, &addr, &id);
+    // The first agent returns (its build finished while it was cut off)
+    // and delivers nothing: the lease is no longer its.
+    first.connect();
+    first.wait_until(
+        Duration::from_secs(30),
+        "the first agent hears it lost the lease",
+        || {
+            let logs = first.logs();
+            logs.contains("the lease is lost") || logs.contains("the lease was lost")
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done:#}");
+    let after = build(&addr, &id);
+    assert_eq!(after["buildStatus"], "SUCCEEDED");
+    assert_eq!(
+        after["phases"], done["phases"],
+        "the late result changed nothing"
+    );
+    let log = log_of(&addr, &id);
+    assert_eq!(
+        count(&log, "attempt-start"),
+        2,
+        "the cut-off attempt's lines are kept: {log}"
+    );
+    assert_eq!(
+        count(&log, "attempt-done"),
+        1,
+        "its late lines are refused: {log}"
+    );
+}
