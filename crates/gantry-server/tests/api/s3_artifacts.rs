@@ -6,11 +6,6 @@
 //! boto3; without it the test prints SKIPPED and passes, unless
 //! `GANTRY_REQUIRE_AWS_CLIENTS=1`.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
 use crate::codepipeline::ok;
@@ -19,96 +14,13 @@ use crate::pipeline_runs::{
     BUILD, DEPLOY, TEST, create_projects, declaration, repo_with, start, wait_status,
 };
 
-fn python() -> Option<PathBuf> {
-    match std::env::var_os("GANTRY_TEST_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var("GANTRY_REQUIRE_AWS_CLIENTS").as_deref() != Ok("1"),
-                "GANTRY_REQUIRE_AWS_CLIENTS=1 but GANTRY_TEST_PYTHON is not set"
-            );
-            eprintln!(
-                "SKIPPED: set GANTRY_TEST_PYTHON to a python3 with moto[server] to run the S3 artifact store test"
-            );
-            None
-        }
-    }
-}
-
-/// moto's S3 server on a free loopback port, killed on drop.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start(python: &Path) -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new(python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto.server");
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto.server exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto.server did not listen within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        moto
-    }
-
-    /// Runs a boto3 snippet (with `s3` a client of this server); its stdout.
-    fn boto3(&self, python: &Path, code: &str) -> String {
-        let script = format!(
-            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='AKIDTEST', aws_secret_access_key='test-secret')\n{code}",
-            self.endpoint
-        );
-        let out = Command::new(python)
-            .args(["-c", &script])
-            .output()
-            .expect("python");
-        assert!(
-            out.status.success(),
-            "boto3: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[path = "../../../gantry-artifacts/tests/support/moto.rs"]
+mod moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {
-    let Some(python) = python() else { return };
-    let moto = Moto::start(&python);
+    let Some(python) = moto::python() else { return };
+    let moto = moto::Moto::start(&python);
     moto.boto3(&python, "s3.create_bucket(Bucket='gantry-ci')");
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -121,8 +33,8 @@ async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {
         config.s3 = gantry_server::S3Settings {
             endpoint: Some(endpoint),
             region: Some("us-east-1".into()),
-            access_key_id: Some("AKIDTEST".into()),
-            secret_access_key: Some("test-secret".into()),
+            access_key_id: Some(moto::ACCESS_KEY_ID.into()),
+            secret_access_key: Some(moto::SECRET_ACCESS_KEY.into()),
             session_token: None,
         };
     })
@@ -148,11 +60,7 @@ async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {
 
     // The source tree and the build's output are blobs under the prefix;
     // nothing went to the local artifact directory.
-    let keys = moto.boto3(
-        &python,
-        "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket='gantry-ci').get('Contents', [])))",
-    );
-    let keys: Vec<&str> = keys.lines().collect();
+    let keys = moto.keys(&python, "gantry-ci");
     // version.txt, the source manifest, app.txt and the build's manifest.
     assert!(keys.len() >= 4, "{keys:?}");
     assert!(

@@ -1,0 +1,3 @@
+//! What the artifact store's integration tests share.
+
+pub mod moto;
