@@ -338,8 +338,8 @@ impl<S: Store> Server<S> {
             halted,
             move || polling::run(polling_state.clone()),
         ));
-        // Every server reaps: expiring a lease is one atomic statement, so
-        // each expired lease is handed to exactly one server's reaper.
+        // Every server reaps: each expiry is a conditional update on the
+        // job's lease epoch, so one server's reaper wins each expired lease.
         let reaper = tokio::spawn(agents::reaper(
             self.state.store.clone(),
             self.state.runner.hub.clone(),
