@@ -306,3 +306,220 @@ fn an_agent_cut_off_past_its_lease_is_refused_when_it_returns() {
         "its late lines are refused: {log}"
     );
 }
+
+fn ok(
+    addr: &str,
+    service: support::Service,
+    operation: &str,
+    input: &serde_json::Value,
+) -> serde_json::Value {
+    let (status, out) = support::call(addr, KEY, service, operation, input)
+        .unwrap_or_else(|| panic!("{operation}: {addr} unreachable"));
+    assert_eq!(status, 200, "{operation}: {out}");
+    out
+}
+
+/// A server on the network's PostgreSQL `db`, its data directory (the key
+/// files the servers of one database share) bind-mounted from `shared`.
+fn pg_server(
+    net: &cluster::Network,
+    name: &str,
+    shared: &std::path::Path,
+) -> (cluster::Container, String) {
+    let mount = format!("{}:/data/gantry", shared.display());
+    let url = cluster::postgres_url("db");
+    let server = net.gantry_with(
+        name,
+        &admin_env(),
+        &["-v", &mount],
+        &[
+            "server",
+            "--listen",
+            "0.0.0.0:8080",
+            "--data-dir",
+            "/data/gantry",
+            "--database",
+            &url,
+        ],
+    );
+    let addr = format!("{}:8080", server.ip());
+    server.wait_until(Duration::from_secs(60), "the server answers", || {
+        support::call(&addr, KEY, support::CODEBUILD, "ListProjects", &json!({})).is_some()
+    });
+    (server, addr)
+}
+
+/// Two servers on one PostgreSQL; the leader (which delivers events) is
+/// killed. Every event either server accepted is still delivered — by the
+/// survivor, once the dead leader's lease runs out — and delivered once.
+#[test]
+fn when_the_leading_server_dies_the_other_delivers_every_accepted_event_once() {
+    if !cluster::available() {
+        return;
+    }
+    let net = cluster::Network::create("twoservers");
+    let _db = net.postgres("db");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let (leader, leader_addr) = pg_server(&net, "server-a", shared.path());
+    // The first server holds the lease before the second starts.
+    std::thread::sleep(Duration::from_secs(1));
+    let (_other, addr) = pg_server(&net, "server-b", shared.path());
+
+    let definition = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
+    let machine = ok(
+        &addr,
+        support::STEP_FUNCTIONS,
+        "CreateStateMachine",
+        &json!({"name": "on-event", "definition": definition.to_string(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )["stateMachineArn"]
+        .as_str()
+        .expect("arn")
+        .to_owned();
+    ok(
+        &addr,
+        support::EVENTS,
+        "PutRule",
+        &json!({"Name": "r", "EventPattern": r#"{"source": ["fault.test"]}"#}),
+    );
+    ok(
+        &addr,
+        support::EVENTS,
+        "PutTargets",
+        &json!({"Rule": "r", "Targets": [{"Id": "sm", "Arn": machine, "InputPath": "$.detail"}]}),
+    );
+    // A rule put through one server is in force on the other within about
+    // a second (each re-reads the rules every second on a shared database).
+    std::thread::sleep(Duration::from_secs(2));
+    let put = |server: &str, n: u32| {
+        let entry = json!({"Source": "fault.test", "DetailType": "t", "Detail": json!({"n": n}).to_string()});
+        let out = ok(
+            server,
+            support::EVENTS,
+            "PutEvents",
+            &json!({"Entries": [entry]}),
+        );
+        assert_eq!(out["FailedEntryCount"], 0, "{out}");
+    };
+    for n in 0..5 {
+        put(if n % 2 == 0 { &addr } else { &leader_addr }, n);
+    }
+    leader.kill();
+    for n in 5..10 {
+        put(&addr, n);
+    }
+
+    let mut inputs: Vec<String> = Vec::new();
+    leader.wait_until(
+        Duration::from_secs(90),
+        "every event is delivered by the survivor",
+        || {
+            let listed = ok(
+                &addr,
+                support::STEP_FUNCTIONS,
+                "ListExecutions",
+                &json!({"stateMachineArn": machine}),
+            );
+            let arns: Vec<String> = listed["executions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["executionArn"].as_str().map(str::to_owned))
+                .collect();
+            if arns.len() < 10 {
+                return false;
+            }
+            inputs = arns
+                .iter()
+                .map(|arn| {
+                    ok(
+                        &addr,
+                        support::STEP_FUNCTIONS,
+                        "DescribeExecution",
+                        &json!({"executionArn": arn}),
+                    )["input"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .collect();
+            true
+        },
+    );
+    // Give a duplicate delivery time to show up before counting.
+    std::thread::sleep(Duration::from_secs(5));
+    let listed = ok(
+        &addr,
+        support::STEP_FUNCTIONS,
+        "ListExecutions",
+        &json!({"stateMachineArn": machine}),
+    );
+    assert_eq!(
+        listed["executions"].as_array().map(Vec::len),
+        Some(10),
+        "delivered once each: {listed}"
+    );
+    inputs.sort();
+    let mut expected: Vec<String> = (0..10).map(|n| json!({"n": n}).to_string()).collect();
+    expected.sort();
+    assert_eq!(inputs, expected);
+}
+
+/// PostgreSQL killed and restarted while builds are being started: a
+/// request during the outage is refused (and so never accepted), and every
+/// build the server did accept runs to its end once — none is lost or left
+/// running.
+#[test]
+fn builds_accepted_around_a_postgres_restart_all_run_to_their_end_once() {
+    if !cluster::available() {
+        return;
+    }
+    let net = cluster::Network::create("pgrestart");
+    let db = net.postgres("db");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let (server, addr) = pg_server(&net, "server", shared.path());
+    slow_project(&addr, "steady", 1);
+
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let begin = std::time::Instant::now();
+    let mut restarted = false;
+    while begin.elapsed() < Duration::from_secs(20) {
+        if !restarted && begin.elapsed() > Duration::from_secs(4) {
+            db.kill();
+            std::thread::sleep(Duration::from_secs(2));
+            db.start();
+            restarted = true;
+        }
+        match support::call(
+            &addr,
+            KEY,
+            support::CODEBUILD,
+            "StartBuild",
+            &json!({ "projectName": "steady" }),
+        ) {
+            Some((200, out)) => accepted.push(out["build"]["id"].as_str().expect("id").to_owned()),
+            _ => refused += 1,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(restarted);
+    assert!(accepted.len() > 20, "accepted {} builds", accepted.len());
+    for id in &accepted {
+        let done = wait_final(&server, &addr, id);
+        assert_ne!(done["buildStatus"], "IN_PROGRESS", "{done:#}");
+        let log = log_of(&addr, id);
+        assert!(count(&log, "attempt-done") <= 1, "{id} ran twice: {log}");
+        if done["buildStatus"] == "SUCCEEDED" {
+            assert_eq!(count(&log, "attempt-done"), 1, "{id}: {log}");
+        }
+    }
+    let succeeded = accepted
+        .iter()
+        .filter(|id| build(&addr, id)["buildStatus"] == "SUCCEEDED")
+        .count();
+    eprintln!(
+        "accepted {}, refused {refused}, succeeded {succeeded}",
+        accepted.len()
+    );
+}

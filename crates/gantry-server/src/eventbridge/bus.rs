@@ -351,6 +351,16 @@ impl<S: Store> EventBus<S> {
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.push(worker);
         tasks.push(scheduler);
+        // On a shared database another server may change rules: every
+        // server, leader or not, matches the events it accepts, so each
+        // reads the rules afresh every second (EventBridge's own rule
+        // changes are eventually consistent in the same way).
+        if self.config.leader_election.is_some() {
+            tasks.push(tokio::spawn(refresh_rules(
+                self.clone(),
+                self.stop.subscribe(),
+            )));
+        }
         Ok(())
     }
 
@@ -365,6 +375,24 @@ impl<S: Store> EventBus<S> {
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// How often a server sharing its database re-reads the rules.
+const RULE_REFRESH: Duration = Duration::from_secs(1);
+
+async fn refresh_rules<S: Store>(bus: Arc<EventBus<S>>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RULE_REFRESH) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = bus.reload().await {
+            tracing::warn!(error = %e, "re-reading the event rules failed; retrying");
         }
     }
 }

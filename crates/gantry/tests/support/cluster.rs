@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// The image gantry containers run: busybox and the host's glibc.
 pub const NODE_IMAGE: &str = "gantry-test-node:1";
 /// The image PostgreSQL containers run: the host's PostgreSQL 15.
-pub const POSTGRES_IMAGE: &str = "gantry-test-postgres:15";
+pub const POSTGRES_IMAGE: &str = "gantry-test-postgres:15-2";
 /// Where PostgreSQL lives on the host and in its image.
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 const PG_LIB: &str = "/usr/lib/postgresql/15/lib";
@@ -212,6 +212,19 @@ pub fn ensure_postgres_image() {
     for lib in libraries_of(&binaries) {
         copy_into(r, &lib);
     }
+    // Debian's PostgreSQL reads time zones from the system's tzdata;
+    // without it a client asking for TimeZone=UTC is refused.
+    let zoneinfo = r.join("usr/share");
+    std::fs::create_dir_all(&zoneinfo).expect("mkdir usr/share");
+    let status = Command::new("cp")
+        .args(["-a", "/usr/share/zoneinfo"])
+        .arg(&zoneinfo)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "copying /usr/share/zoneinfo (apt-get install tzdata)"
+    );
     let share_parent = r.join("usr/share/postgresql");
     std::fs::create_dir_all(&share_parent).expect("mkdir share");
     let status = Command::new("cp")
@@ -310,11 +323,23 @@ impl Network {
     /// A `gantry ARGS...` container named `name` running the binary under
     /// test, with `env` set.
     pub fn gantry(&self, name: &str, env: &[(&str, &str)], args: &[&str]) -> Container {
+        self.gantry_with(name, env, &[], args)
+    }
+
+    /// Like [`Network::gantry`], with more `docker run` options (`-v`...).
+    pub fn gantry_with(
+        &self,
+        name: &str,
+        env: &[(&str, &str)],
+        options: &[&str],
+        args: &[&str],
+    ) -> Container {
         let binary = PathBuf::from(env!("CARGO_BIN_EXE_gantry"));
         ensure_node_image(&binary);
         let mount = format!("{}:/usr/local/bin/gantry:ro", binary.display());
         let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut extra = vec!["-v", mount.as_str()];
+        extra.extend_from_slice(options);
         for e in &env {
             extra.push("-e");
             extra.push(e);
