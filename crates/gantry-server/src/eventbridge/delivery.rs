@@ -269,11 +269,19 @@ async fn deliver<S: Store>(bus: &EventBus<S>, d: &DeliveryRecord) -> Result<(), 
             .map_err(Failure::from),
         TargetKind::StateMachine(arn) => bus
             .invoker()
-            .start_execution(&arn, &input)
+            .start_execution(&arn, &input, &execution_name(d))
             .await
             .map(|_| ())
             .map_err(Failure::from),
     }
+}
+
+/// The name of the execution a delivery starts: derived from the event,
+/// the rule and the target, so every attempt of one delivery names the
+/// same execution and a redelivery cannot start a second one.
+fn execution_name(d: &DeliveryRecord) -> String {
+    let key = format!("{}\n{}\n{}\n{}", d.event_id, d.bus, d.rule, d.target.id);
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()).to_string()
 }
 
 /// The target's `HttpParameters`: headers and query string.
@@ -460,6 +468,37 @@ fn store_failure(e: StoreError) -> Failure {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn delivery(id: i64, event_id: &str, target: &str) -> DeliveryRecord {
+        DeliveryRecord {
+            id,
+            event_id: event_id.into(),
+            event: json!({}),
+            bus: "default".into(),
+            rule: "r".into(),
+            target: gantry_store::TargetRecord {
+                id: target.into(),
+                arn: "arn:aws:states:us-east-1:000000000000:stateMachine:flow".into(),
+                target: json!({}),
+            },
+            status: "PENDING".into(),
+            attempts: 0,
+            next_attempt_ms: 0,
+            created_ms: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn every_attempt_of_a_delivery_names_the_same_execution() {
+        let first = execution_name(&delivery(1, "ev-1", "sm"));
+        assert_eq!(first, execution_name(&delivery(1, "ev-1", "sm")));
+        assert_ne!(first, execution_name(&delivery(2, "ev-2", "sm")));
+        assert_ne!(first, execution_name(&delivery(3, "ev-1", "other")));
+        // A valid Step Functions execution name: 1-80 of [A-Za-z0-9-_].
+        assert!(first.len() <= 80);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
 
     #[test]
     fn target_kinds() {

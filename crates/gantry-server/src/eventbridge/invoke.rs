@@ -28,10 +28,14 @@ pub trait TargetInvoker: Send + Sync + 'static {
     /// StartPipelineExecution of `name` for an event; returns the execution id.
     async fn start_pipeline(&self, name: &str, input: &str) -> Result<String, InvokeError>;
     /// StartExecution of the state machine with `input`; returns the execution ARN.
+    /// Starts an execution named `name`: a delivery names it after itself,
+    /// so a redelivery (after a server died between starting it and
+    /// recording the delivery) finds it started instead of starting it again.
     async fn start_execution(
         &self,
         state_machine_arn: &str,
         input: &str,
+        name: &str,
     ) -> Result<String, InvokeError>;
 }
 
@@ -53,6 +57,7 @@ impl TargetInvoker for Unwired {
         &self,
         state_machine_arn: &str,
         _input: &str,
+        _name: &str,
     ) -> Result<String, InvokeError> {
         Err(InvokeError {
             message: format!(
@@ -101,6 +106,7 @@ impl<S: Store> TargetInvoker for ServerInvoker<S> {
         &self,
         state_machine_arn: &str,
         input: &str,
+        name: &str,
     ) -> Result<String, InvokeError> {
         let caller = VerifiedCaller {
             access_key_id: "system".into(),
@@ -110,7 +116,11 @@ impl<S: Store> TargetInvoker for ServerInvoker<S> {
             presigned: false,
             payload_signed: true,
         };
-        let body = serde_json::json!({ "stateMachineArn": state_machine_arn, "input": input });
+        let body = serde_json::json!({
+            "stateMachineArn": state_machine_arn,
+            "input": input,
+            "name": name,
+        });
         let body = body.to_string();
         match crate::stepfunctions::dispatch(
             &self.state,
@@ -127,6 +137,11 @@ impl<S: Store> TargetInvoker for ServerInvoker<S> {
                 .to_owned()),
             Err(e) => {
                 let code = e.error.code.as_str().to_owned();
+                // The name is the delivery's own: an execution by that name
+                // was started by an earlier attempt of this delivery.
+                if code == "ExecutionAlreadyExists" {
+                    return Ok(String::new());
+                }
                 Err(InvokeError {
                     retryable: e.error.code.status() >= 500 || code.contains("Throttl"),
                     message: format!("StartExecution failed: {code}: {}", e.error.message),
