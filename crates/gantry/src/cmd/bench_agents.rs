@@ -157,14 +157,21 @@ fn wait_builds(addr: SocketAddr, ids: &[String], limit: Duration) -> Result<(), 
     Ok(())
 }
 
+/// A project name no earlier run used: a PostgreSQL database outlives the
+/// bench, and both of its servers share it.
+fn unique(name: &str) -> String {
+    format!("{name}-{}", now_ns())
+}
+
 /// StartBuild → first command, `runs` times, one at a time; (median, p99) in ms.
 fn dispatch(addr: SocketAddr, markers: &Path, runs: usize) -> Result<(f64, f64), String> {
     std::fs::create_dir_all(markers).map_err(|e| e.to_string())?;
-    codebuild(addr, "CreateProject", project("dispatch", Some(markers)))?;
+    let name = unique("dispatch");
+    codebuild(addr, "CreateProject", project(&name, Some(markers)))?;
     let mut samples = Vec::with_capacity(runs);
     for run in 0..runs + 3 {
         let t0 = now_ns();
-        let id = start_build(addr, "dispatch", Some(run))?;
+        let id = start_build(addr, &name, Some(run))?;
         let ran = wait_marker(&markers.join(run.to_string()))?;
         wait_builds(addr, &[id], Duration::from_secs(60))?;
         // The first few warm the connections and caches.
@@ -197,10 +204,12 @@ struct Figures {
 
 fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, String> {
     let database = database.map(gantry_server::Database::parse).transpose()?;
+    // Both servers, one after the other, use one data directory: on
+    // PostgreSQL they share the database, and so must share its key file.
     // The baseline: the same build on the embedded local agent.
     let local = {
         let db = database.clone();
-        let server = InProcessServer::start(&root.join("local"), move |c| {
+        let server = InProcessServer::start(&root.join("data"), move |c| {
             c.database = db;
             c.max_concurrent_builds = 8;
         })?;
@@ -209,7 +218,7 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
         figure?
     };
     let db = database.clone();
-    let server = InProcessServer::start(&root.join("remote"), move |c| {
+    let server = InProcessServer::start(&root.join("data"), move |c| {
         c.database = db;
         c.local_agent = false;
     })?;
@@ -221,14 +230,15 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
         // Idle: registered, holding its long poll, nothing running.
         std::thread::sleep(Duration::from_secs(1));
         let idle_rss_mib = rss_kib(one.0[0].id()) as f64 / 1024.0;
-        codebuild(addr, "CreateProject", project("trivial", None))?;
-        let mut jobs_per_second = vec![(1, throughput(addr, "trivial", runs)?)];
+        let trivial = unique("trivial");
+        codebuild(addr, "CreateProject", project(&trivial, None))?;
+        let mut jobs_per_second = vec![(1, throughput(addr, &trivial, runs)?)];
         drop(one);
         for n in [10usize, 50] {
             let agents = spawn_agents(addr, &token, &root.join(format!("work-{n}")), n)?;
             // Let every agent register and hold its poll.
             std::thread::sleep(Duration::from_millis(500 + 20 * n as u64));
-            jobs_per_second.push((n, throughput(addr, "trivial", runs)?));
+            jobs_per_second.push((n, throughput(addr, &trivial, runs)?));
             drop(agents);
         }
         Ok::<_, String>(Figures {
@@ -247,7 +257,8 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 /// Runs every measurement for SQLite, and for PostgreSQL when `postgres`
-/// names a database (or `GANTRY_BENCH_POSTGRES_URL` does); prints a table.
+/// names a server's database (or `GANTRY_BENCH_POSTGRES_URL` does; the
+/// bench makes a database of its own there); prints a table.
 pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let postgres = postgres.or_else(|| std::env::var("GANTRY_BENCH_POSTGRES_URL").ok());
@@ -261,7 +272,22 @@ pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), 
     for (name, url) in &backends {
         eprintln!("measuring {name} ...");
         let root: PathBuf = dir.path().join(name);
-        results.push((*name, measure(url.as_deref(), &root, runs)?));
+        let Some(server_url) = url else {
+            results.push((*name, measure(None, &root, runs)?));
+            continue;
+        };
+        // A database of its own on that server, dropped afterwards: a
+        // database holds its first admin key encrypted with the key file
+        // of the data directory that made it, and each run has a new one.
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        let database = runtime
+            .block_on(gantry_store::testing::TestDatabase::create(server_url))
+            .map_err(|e| format!("creating a database on {server_url}: {e}"))?;
+        let figures = measure(Some(&database.url), &root, runs);
+        if let Err(e) = runtime.block_on(database.drop_database()) {
+            eprintln!("(dropping the bench database {}: {e})", database.name);
+        }
+        results.push((*name, figures?));
     }
     println!(
         "gantry bench agents: {runs} builds per figure, {} build on {} cores",
