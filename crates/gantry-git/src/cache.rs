@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::command::{Git, Invocation};
 use crate::commit::{COMMIT_FORMAT, Commit, DATE_FORMAT, parse_commit};
 use crate::input::{check_branch, check_commit_id, check_url, is_zero_id, redact_url};
+use crate::objects;
 use crate::{Error, Result};
 
 /// What [`GitCache::checkout_with`] writes besides the commit's tree.
@@ -27,6 +28,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A branch of a repository: (URL, branch).
 type BranchKey = (String, String);
+
+/// Fetches into one mirror between two `git maintenance run --auto`s. git
+/// would run it after every fetch (a process each time); it only acts when
+/// loose objects or packs pile up, so every sixteenth fetch is as good.
+const FETCHES_PER_MAINTENANCE: u64 = 16;
+
+/// Commits read once are kept (they never change); past this many the
+/// memo starts over.
+const MAX_REMEMBERED_COMMITS: usize = 4096;
 
 /// A directory of bare mirrors, one per repository URL, and the git
 /// commands that fill and read them.
@@ -49,6 +59,10 @@ pub struct GitCache {
     /// The last fetch of each (URL, branch): when it started, and the head
     /// it found. A fetch asked for before that start is answered with it.
     fetched: Arc<Mutex<HashMap<BranchKey, (Instant, Commit)>>>,
+    /// Commits already read, by id (a commit object never changes).
+    commits: Arc<Mutex<HashMap<String, Commit>>>,
+    /// Fetches per mirror, for [`FETCHES_PER_MAINTENANCE`].
+    fetch_counts: Arc<Mutex<HashMap<PathBuf, u64>>>,
 }
 
 impl GitCache {
@@ -65,6 +79,8 @@ impl GitCache {
             locks: Arc::default(),
             known: Arc::default(),
             fetched: Arc::default(),
+            commits: Arc::default(),
+            fetch_counts: Arc::default(),
         }
     }
 
@@ -192,11 +208,16 @@ impl GitCache {
                 }
                 return Err(finished.into_error());
             }
+            self.maintain_now_and_then(&mirror);
             mirror
         };
-        let id = self
-            .resolve(&mirror, &format!("refs/heads/{branch}"))
-            .await?;
+        let id = match objects::read_branch(&mirror, branch) {
+            Some(id) => id,
+            None => {
+                self.resolve(&mirror, &format!("refs/heads/{branch}"))
+                    .await?
+            }
+        };
         let commit = self.read_commit(&mirror, &id).await?.with_branch(branch);
         self.known
             .lock()
@@ -229,6 +250,7 @@ impl GitCache {
             .run_status(fetch_invocation(&mirror, url).arg(id))
             .await?;
         if by_id.success {
+            self.maintain_now_and_then(&mirror);
             // `git fetch <id>` succeeds only with the commit in hand.
             self.known
                 .lock()
@@ -259,6 +281,18 @@ impl GitCache {
             .contains(&key)
         {
             return Ok(true);
+        }
+        match objects::has_object(mirror, id) {
+            Some(true) => {
+                self.known
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(key);
+                return Ok(true);
+            }
+            // Not loose, not in any pack: git would say the same.
+            Some(false) => return Ok(false),
+            None => {}
         }
         let finished = self
             .git
@@ -297,6 +331,58 @@ impl GitCache {
     }
 
     async fn read_commit(&self, mirror: &Path, id: &str) -> Result<Commit> {
+        if let Some(commit) = self
+            .commits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+        {
+            return Ok(commit.clone());
+        }
+        let commit = match objects::read_loose_commit(mirror, id) {
+            Some(commit) => commit,
+            None => self.show_commit(mirror, id).await?,
+        };
+        let mut commits = self
+            .commits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if commits.len() >= MAX_REMEMBERED_COMMITS {
+            commits.clear();
+        }
+        commits.insert(id.to_owned(), commit.clone());
+        Ok(commit)
+    }
+
+    /// Starts `git maintenance run --auto` in the background after every
+    /// [`FETCHES_PER_MAINTENANCE`]th fetch into `mirror` (fetches run with
+    /// git's own automatic maintenance off). git lets it run beside
+    /// fetches and reads; a failure only means it runs again later.
+    fn maintain_now_and_then(&self, mirror: &Path) {
+        let due = {
+            let mut counts = self
+                .fetch_counts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let n = counts.entry(mirror.to_owned()).or_insert(0);
+            *n += 1;
+            *n % FETCHES_PER_MAINTENANCE == 0
+        };
+        if !due {
+            return;
+        }
+        let git = self.git.clone();
+        let invocation = Invocation::new(git_dir_args(
+            mirror,
+            ["maintenance", "run", "--auto", "--quiet"],
+        ));
+        tokio::spawn(async move {
+            let _ = git.run_status(invocation).await;
+        });
+    }
+
+    /// Reads a commit with `git show -s`.
+    async fn show_commit(&self, mirror: &Path, id: &str) -> Result<Commit> {
         let out = self
             .git
             .run(
@@ -528,6 +614,15 @@ fn fetch_invocation(mirror: &Path, url: &str) -> Invocation {
     Invocation::new(git_dir_args(
         mirror,
         [
+            // git's automatic maintenance after each fetch is one more
+            // process per fetch; `maintain_now_and_then` runs it instead.
+            // The forced-update check is a history walk nobody reads.
+            "-c",
+            "maintenance.auto=false",
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "fetch.showForcedUpdates=false",
             "fetch",
             "--quiet",
             "--no-tags",

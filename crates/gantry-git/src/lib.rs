@@ -74,6 +74,7 @@ mod command;
 mod commit;
 mod error;
 mod input;
+mod objects;
 mod poll;
 
 pub use cache::{CheckoutOptions, DEFAULT_TIMEOUT, GitCache};

@@ -78,6 +78,25 @@ impl Upstream {
         message: &str,
         date: &str,
     ) -> String {
+        self.commit_with_env(
+            branch,
+            files,
+            message,
+            &[
+                ("GIT_AUTHOR_DATE", date),
+                ("GIT_COMMITTER_DATE", "2024-05-02T00:00:00Z"),
+            ],
+        )
+    }
+
+    /// [`Upstream::commit`] with `git commit` run in the environment `env`.
+    fn commit_with_env(
+        &self,
+        branch: &str,
+        files: &[(&str, Option<&str>)],
+        message: &str,
+        env: &[(&str, &str)],
+    ) -> String {
         let current = run_git(&self.work, &["symbolic-ref", "--short", "HEAD"], &[]);
         if current != branch {
             // Create or switch; a new branch starts from the current commit.
@@ -117,10 +136,7 @@ impl Upstream {
         run_git(
             &self.work,
             &["commit", "-q", "--allow-empty", "-m", message],
-            &[
-                ("GIT_AUTHOR_DATE", date),
-                ("GIT_COMMITTER_DATE", "2024-05-02T00:00:00Z"),
-            ],
+            env,
         );
         run_git(
             &self.work,
@@ -651,12 +667,92 @@ async fn a_burst_of_fetches_of_one_branch_costs_two_fetches_and_never_misses_a_p
     for f in burst {
         assert_eq!(f.await.unwrap().unwrap().id, first);
     }
-    // One fetch (fetch, rev-parse, show) per round, at most two rounds:
-    // the first, and one that started after every other call was made.
+    // One `git fetch` per round (the head is read without git), at most
+    // two rounds: the first, and one that started after every other call
+    // was made.
     let used = cache.commands_run() - before;
-    assert!(used <= 6, "20 fetches ran {used} git commands");
+    assert!(used <= 2, "20 fetches ran {used} git commands");
     // A push after a fetch is seen by the next fetch: a call is never
     // answered by a fetch that started before it was made.
     let second = up.commit("main", &[("f", Some("2"))], "two");
     assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, second);
+}
+
+#[tokio::test]
+async fn a_webhook_commit_and_a_branch_head_each_cost_one_git_process() {
+    let up = Upstream::new();
+    up.commit("main", &[("f", Some("1"))], "one");
+    let cache = up.cache();
+    cache.fetch(&up.url(), "main").await.unwrap();
+
+    // A new commit named by id: no `cat-file` to learn it is missing (the
+    // mirror's objects are read directly), one fetch, and the commit is
+    // read from its loose object.
+    let pushed = up.commit("main", &[("f", Some("2"))], "two");
+    let before = cache.commands_run();
+    let commit = cache.fetch_commit(&up.url(), &pushed).await.unwrap();
+    assert_eq!(commit.id, pushed);
+    assert_eq!(commit.message, "two");
+    assert_eq!(cache.commands_run() - before, 1, "only the fetch");
+
+    // The same commit again: already in the mirror, nothing to run.
+    let before = cache.commands_run();
+    cache.fetch_commit(&up.url(), &pushed).await.unwrap();
+    assert_eq!(cache.commands_run(), before);
+
+    // A branch: one fetch; the ref and the commit are read without git.
+    let third = up.commit("main", &[("f", Some("3"))], "three");
+    let before = cache.commands_run();
+    assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, third);
+    assert_eq!(cache.commands_run() - before, 1, "only the fetch");
+}
+
+#[tokio::test]
+async fn commits_read_without_git_equal_what_git_show_reads() {
+    let up = Upstream::new();
+    // Unusual but valid: a multi-line message with trailing blank lines,
+    // non-ASCII names, a date west of UTC that is another day in UTC.
+    let sha = up.commit_with_env(
+        "main",
+        &[("f", Some("1"))],
+        "Subject \u{e9}t\u{e9}\n\nBody line\n  indented\n\n\n",
+        &[
+            ("GIT_AUTHOR_NAME", "Zo\u{eb} \u{2603} O'Neil"),
+            ("GIT_AUTHOR_EMAIL", "zoe@example.com"),
+            ("GIT_AUTHOR_DATE", "2023-12-31T23:30:00-05:00"),
+            ("GIT_COMMITTER_DATE", "2024-02-29T12:00:00+14:00"),
+        ],
+    );
+    let loose = up.cache();
+    let from_loose = loose.fetch(&up.url(), "main").await.unwrap();
+    assert_eq!(from_loose.id, sha);
+
+    // A second cache whose mirror holds the commit packed (and its ref in
+    // packed-refs): the commit is read by `git show`.
+    let packed = GitCache::new(up.dir("packed-cache"));
+    packed.fetch(&up.url(), "main").await.unwrap();
+    let mirror = packed.mirror_path(&up.url());
+    run_git(&mirror, &["gc", "-q", "--prune=now"], &[]);
+    let packed = GitCache::new(up.dir("packed-cache"));
+    let before = packed.commands_run();
+    let from_git = packed.fetch_commit(&up.url(), &sha).await.unwrap();
+    assert!(
+        packed.commands_run() > before,
+        "a packed commit is read by git show"
+    );
+    assert_eq!(
+        from_loose.clone().with_branch("x"),
+        from_git.with_branch("x")
+    );
+    assert_eq!(from_loose.author_name, "Zo\u{eb} \u{2603} O'Neil");
+    assert_eq!(from_loose.author_date, "2024-01-01T04:30:00Z");
+    assert_eq!(from_loose.committer_date, "2024-02-28T22:00:00Z");
+    assert_eq!(
+        from_loose.message,
+        "Subject \u{e9}t\u{e9}\n\nBody line\n  indented"
+    );
+
+    // And the packed branch head is found through packed-refs.
+    let again = GitCache::new(up.dir("packed-cache"));
+    assert_eq!(again.fetch(&up.url(), "main").await.unwrap().id, sha);
 }
