@@ -1,0 +1,962 @@
+//! The evaluator: JSONata's sequence semantics over [`Val`], with a depth limit and a
+//! step budget so that untrusted expressions end with an error instead of hanging or
+//! overflowing the stack.
+
+use crate::ast::{BinOp, Node, Path};
+use crate::error::{Error, Result};
+use crate::value::{CONS, Env, Func, KEEP, OUTER, Obj, SEQ, Val};
+use crate::{Host, Limits};
+use std::rc::{Rc, Weak};
+
+pub type R = Result<Option<Val>>;
+
+pub struct Evaluator<'h> {
+    pub host: &'h mut dyn Host,
+    pub limits: Limits,
+    depth: usize,
+    steps: u64,
+    /// Every scope created, so that closure cycles (a function bound in the scope it
+    /// captures) can be broken when evaluation ends.
+    envs: Vec<Weak<Env>>,
+    pub now: Option<i64>,
+    /// The top scope (for `$eval`).
+    pub top: Option<Rc<Env>>,
+}
+
+impl Drop for Evaluator<'_> {
+    fn drop(&mut self) {
+        for e in &self.envs {
+            if let Some(e) = e.upgrade() {
+                e.vars.borrow_mut().clear();
+            }
+        }
+    }
+}
+
+/// Unwraps a sequence as JSONata does after every evaluation: empty → undefined,
+/// singleton → its item (unless kept).
+pub fn collapse(v: Option<Val>) -> Option<Val> {
+    match v {
+        Some(Val::Arr(a, f)) if f & SEQ != 0 => {
+            if a.is_empty() {
+                None
+            } else if a.len() == 1 && f & KEEP == 0 {
+                Some(a[0].clone())
+            } else {
+                Some(Val::Arr(a, f))
+            }
+        }
+        other => other,
+    }
+}
+
+/// JSONata's boolean cast.
+pub fn truthy(v: &Option<Val>) -> bool {
+    match v {
+        None => false,
+        Some(v) => truthy_val(v),
+    }
+}
+
+fn truthy_val(v: &Val) -> bool {
+    match v {
+        Val::Null => false,
+        Val::Bool(b) => *b,
+        Val::Num(n) => *n != 0.0,
+        Val::Str(s) => !s.is_empty(),
+        Val::Arr(a, _) => match a.len() {
+            0 => false,
+            1 => truthy_val(&a[0]),
+            _ => a.iter().any(truthy_val),
+        },
+        Val::Obj(o) => !o.is_empty(),
+        Val::Func(_) => false,
+    }
+}
+
+/// Deep equality (`=`).
+pub fn deep_equal(a: &Val, b: &Val) -> bool {
+    match (a, b) {
+        (Val::Null, Val::Null) => true,
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        (Val::Num(x), Val::Num(y)) => x == y,
+        (Val::Str(x), Val::Str(y)) => x == y,
+        (Val::Arr(x, _), Val::Arr(y, _)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+        }
+        (Val::Obj(x), Val::Obj(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+        }
+        _ => false,
+    }
+}
+
+/// `$append` semantics: undefined is neutral, non-arrays become singletons.
+pub fn append(a: Option<Val>, b: Option<Val>) -> Option<Val> {
+    match (a, b) {
+        (None, b) => b,
+        (a, None) => a,
+        (Some(a), Some(b)) => {
+            let mut out = match a {
+                Val::Arr(a, _) => a.as_ref().clone(),
+                v => vec![v],
+            };
+            match b {
+                Val::Arr(b, _) => out.extend(b.iter().cloned()),
+                v => out.push(v),
+            }
+            Some(Val::arr(out))
+        }
+    }
+}
+
+fn lookup(input: &Val, key: &str) -> Option<Val> {
+    match input {
+        Val::Arr(a, _) => {
+            let mut out = Vec::new();
+            for item in a.iter() {
+                match lookup(item, key) {
+                    Some(Val::Arr(x, _)) => out.extend(x.iter().cloned()),
+                    Some(v) => out.push(v),
+                    None => {}
+                }
+            }
+            Some(Val::seq(out))
+        }
+        Val::Obj(o) => o.get(key).cloned(),
+        _ => None,
+    }
+}
+
+fn flatten_into(v: &Val, out: &mut Vec<Val>) {
+    match v {
+        Val::Arr(a, _) => a.iter().for_each(|x| flatten_into(x, out)),
+        v => out.push(v.clone()),
+    }
+}
+
+fn descendants(v: &Val, out: &mut Vec<Val>) {
+    match v {
+        Val::Arr(a, _) => a.iter().for_each(|x| descendants(x, out)),
+        Val::Obj(o) => {
+            out.push(v.clone());
+            o.iter().for_each(|(_, x)| descendants(x, out));
+        }
+        v => out.push(v.clone()),
+    }
+}
+
+fn items_of(v: &Option<Val>) -> Vec<Val> {
+    match v {
+        None => vec![],
+        Some(Val::Arr(a, _)) => a.as_ref().clone(),
+        Some(v) => vec![v.clone()],
+    }
+}
+
+impl<'h> Evaluator<'h> {
+    pub fn new(host: &'h mut dyn Host, limits: Limits) -> Self {
+        Evaluator {
+            host,
+            limits,
+            depth: 0,
+            steps: 0,
+            envs: Vec::new(),
+            now: None,
+            top: None,
+        }
+    }
+
+    pub fn new_env(&mut self, parent: Option<&Rc<Env>>) -> Rc<Env> {
+        let e = match parent {
+            Some(p) => Env::child(p),
+            None => Rc::new(Env::default()),
+        };
+        self.envs.push(Rc::downgrade(&e));
+        e
+    }
+
+    /// Counts work against the budget (also used by functions that loop).
+    pub fn tick(&mut self, n: u64) -> Result<()> {
+        self.steps += n;
+        if self.steps > self.limits.max_steps {
+            return Err(Error::new(
+                "U1002",
+                format!(
+                    "The expression exceeded the evaluation budget of {} steps",
+                    self.limits.max_steps
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self) -> Result<()> {
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            self.depth -= 1;
+            return Err(Error::new(
+                "U1001",
+                "Stack overflow error: check for non-terminating recursive function. Consider rewriting as tail-recursive.",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn eval(&mut self, node: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        self.enter()?;
+        let r = self.tick(1).and_then(|_| self.eval_inner(node, input, env));
+        self.depth -= 1;
+        Ok(collapse(r?))
+    }
+
+    fn eval_inner(&mut self, node: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        Ok(match node {
+            Node::Num(n) => Some(Val::Num(*n)),
+            Node::Str(s) => Some(Val::Str(s.clone())),
+            Node::Bool(b) => Some(Val::Bool(*b)),
+            Node::Null => Some(Val::Null),
+            Node::Regex(r) => Some(Val::Func(Rc::new(Func::Regex(r.clone())))),
+            Node::Name(n) => input.as_ref().and_then(|i| lookup(i, n)),
+            Node::Var(name, pos) => self.variable(name, *pos, input, env)?,
+            Node::Wildcard => {
+                let mut out = Vec::new();
+                let target = match input {
+                    Some(Val::Arr(a, f)) if f & OUTER != 0 => a.first().cloned(),
+                    other => other.clone(),
+                };
+                match &target {
+                    Some(Val::Obj(o)) => {
+                        for (_, v) in o.iter() {
+                            match v {
+                                Val::Arr(..) => flatten_into(v, &mut out),
+                                v => out.push(v.clone()),
+                            }
+                        }
+                    }
+                    Some(Val::Arr(a, _)) => a.iter().for_each(|v| flatten_into(v, &mut out)),
+                    _ => {}
+                }
+                Some(Val::seq(out))
+            }
+            Node::Descendant => match input {
+                None => None,
+                Some(v) => {
+                    let mut out = Vec::new();
+                    descendants(v, &mut out);
+                    Some(Val::seq(out))
+                }
+            },
+            Node::Path(p) => self.path(p, input, env)?,
+            Node::Neg(e, pos) => match self.eval(e, input, env)? {
+                None => None,
+                Some(Val::Num(n)) => Some(Val::Num(-n)),
+                Some(_) => {
+                    return Err(Error::at(
+                        "D1002",
+                        *pos,
+                        "Cannot negate a non-numeric value",
+                    ));
+                }
+            },
+            Node::Binary(op, l, r, pos) => {
+                let a = self.eval(l, input, env)?;
+                let b = self.eval(r, input, env)?;
+                binary(*op, a, b).map_err(|e| e.or_at(*pos))?
+            }
+            Node::And(l, r) => {
+                let a = self.eval(l, input, env)?;
+                Some(Val::Bool(truthy(&a) && truthy(&self.eval(r, input, env)?)))
+            }
+            Node::Or(l, r) => {
+                let a = self.eval(l, input, env)?;
+                Some(Val::Bool(truthy(&a) || truthy(&self.eval(r, input, env)?)))
+            }
+            Node::Array(items, cons) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let v = self.eval(item, input, env)?;
+                    match (item, v) {
+                        (_, None) => {}
+                        (Node::Array(..), Some(v)) => out.push(v),
+                        (_, Some(Val::Arr(a, _))) => out.extend(a.iter().cloned()),
+                        (_, Some(v)) => out.push(v),
+                    }
+                }
+                Some(Val::Arr(Rc::new(out), if *cons { CONS } else { 0 }))
+            }
+            Node::Object(pairs, pos) => self.group(input.clone(), pairs, *pos, env)?,
+            Node::Filter(e, preds, keep) => {
+                let mut v = self.eval(e, input, env)?;
+                for p in preds {
+                    v = self.filter(p, v, env)?;
+                }
+                match v {
+                    Some(Val::Arr(a, f)) if *keep && f & SEQ != 0 => Some(Val::Arr(a, f | KEEP)),
+                    Some(Val::Arr(a, f)) if *keep && f & CONS != 0 => {
+                        Some(Val::Arr(Rc::new(vec![Val::Arr(a, f)]), SEQ | KEEP))
+                    }
+                    v => v,
+                }
+            }
+            Node::Group(e, pairs, pos) => {
+                let v = self.eval(e, input, env)?;
+                self.group(v, pairs, *pos, env)?
+            }
+            Node::Sort(_, pos) => {
+                return Err(Error::at(
+                    "S0201",
+                    *pos,
+                    "An order-by clause must follow a path step",
+                ));
+            }
+            Node::Cond(c, t, e) => {
+                let cv = self.eval(c, input, env)?;
+                if truthy(&cv) {
+                    self.eval(t, input, env)?
+                } else if let Some(e) = e {
+                    self.eval(e, input, env)?
+                } else {
+                    None
+                }
+            }
+            Node::Elvis(l, r) => {
+                let v = self.eval(l, input, env)?;
+                if truthy(&v) {
+                    v
+                } else {
+                    self.eval(r, input, env)?
+                }
+            }
+            Node::Coalesce(l, r) => match self.eval(l, input, env)? {
+                Some(v) => Some(v),
+                None => self.eval(r, input, env)?,
+            },
+            Node::Block(items) => {
+                let scope = self.new_env(Some(env));
+                let mut last = None;
+                for item in items {
+                    last = self.eval(item, input, &scope)?;
+                }
+                last
+            }
+            Node::Bind(name, e) => {
+                let v = self.eval(e, input, env)?;
+                env.bind(name, v.clone());
+                v
+            }
+            Node::Lambda(params, body) => Some(Val::Func(Rc::new(Func::Lambda {
+                params: params.as_ref().clone(),
+                body: body.clone(),
+                env: env.clone(),
+                input: input.clone(),
+            }))),
+            Node::Call(f, args, pos) => {
+                let func = self.eval(f, input, env)?;
+                self.call(f, func, args, None, input, env, *pos)?
+            }
+            Node::Placeholder => {
+                return Err(Error::new(
+                    "S0201",
+                    "A ? placeholder is only allowed as a function argument",
+                ));
+            }
+            Node::Apply(l, r, pos) => {
+                let lhs = self.eval(l, input, env)?;
+                if let Node::Call(f, args, cpos) = r.as_ref() {
+                    let func = self.eval(f, input, env)?;
+                    self.call(f, func, args, Some(lhs), input, env, *cpos)?
+                } else {
+                    let func = self.eval(r, input, env)?;
+                    let Some(func @ Val::Func(_)) = func else {
+                        return Err(Error::at(
+                            "T2006",
+                            *pos,
+                            "The right side of the function application operator ~> must be a function",
+                        ));
+                    };
+                    match lhs {
+                        Some(f @ Val::Func(_)) => {
+                            Some(Val::Func(Rc::new(Func::Chain(f, func))))
+                        }
+                        lhs => self.apply(&func, vec![lhs], input, *pos)?,
+                    }
+                }
+            }
+            Node::Range(l, r, pos) => {
+                let a = self.eval(l, input, env)?;
+                let b = self.eval(r, input, env)?;
+                let int = |v: &Option<Val>, code: &'static str, side: &str| -> Result<Option<f64>> {
+                    match v {
+                        None => Ok(None),
+                        Some(Val::Num(n)) if n.fract() == 0.0 => Ok(Some(*n)),
+                        Some(_) => Err(Error::at(
+                            code,
+                            *pos,
+                            format!("The {side} side of the range operator (..) must evaluate to an integer"),
+                        )),
+                    }
+                };
+                let a = int(&a, "T2003", "left")?;
+                let b = int(&b, "T2004", "right")?;
+                match (a, b) {
+                    (Some(a), Some(b)) if a <= b => {
+                        let size = b - a + 1.0;
+                        if size > 10_000_000.0 {
+                            return Err(Error::at(
+                                "D2014",
+                                *pos,
+                                format!("The size of the sequence allocated by the range operator (..) must not exceed 1e7. Attempted to allocate {size}."),
+                            ));
+                        }
+                        self.tick(size as u64)?;
+                        let mut out = Vec::with_capacity(size as usize);
+                        let mut x = a;
+                        while x <= b {
+                            out.push(Val::Num(x));
+                            x += 1.0;
+                        }
+                        Some(Val::arr(out))
+                    }
+                    _ => None,
+                }
+            }
+        })
+    }
+
+    fn variable(
+        &mut self,
+        name: &str,
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
+        if name.is_empty() {
+            return Ok(match input {
+                Some(Val::Arr(a, f)) if f & OUTER != 0 => a.first().cloned(),
+                other => other.clone(),
+            });
+        }
+        if let Some(v) = env.lookup(name) {
+            return Ok(v);
+        }
+        if crate::functions::exists(name) {
+            return Ok(Some(Val::Func(Rc::new(Func::Builtin(
+                crate::functions::canonical(name),
+            )))));
+        }
+        if self.host.has_function(name) {
+            return Ok(Some(Val::Func(Rc::new(Func::Extension(name.to_string())))));
+        }
+        if self.limits.strict_variables && name != "$" {
+            return Err(Error::at(
+                "T1007",
+                pos,
+                format!("The variable '${name}' is not defined"),
+            ));
+        }
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &mut self,
+        fnode: &Node,
+        func: Option<Val>,
+        args: &[Node],
+        first: Option<Option<Val>>,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+        pos: usize,
+    ) -> R {
+        let Some(func @ Val::Func(_)) = func else {
+            if let Node::Path(p) = fnode
+                && let [step] = p.steps.as_slice()
+                && let Node::Name(n) = &step.expr
+            {
+                return Err(Error::at(
+                    "T1005",
+                    pos,
+                    format!("Attempted to invoke a non-function. Did you mean ${n}?"),
+                ));
+            }
+            return Err(Error::at(
+                "T1006",
+                pos,
+                "Attempted to invoke a non-function",
+            ));
+        };
+        let mut vals: Vec<Option<Option<Val>>> = Vec::new();
+        if let Some(f) = first {
+            vals.push(Some(f));
+        }
+        let mut partial = false;
+        for a in args {
+            if matches!(a, Node::Placeholder) {
+                partial = true;
+                vals.push(None);
+            } else {
+                vals.push(Some(self.eval(a, input, env)?));
+            }
+        }
+        if partial {
+            if let Val::Func(f) = &func
+                && matches!(f.as_ref(), Func::Extension(_))
+            {
+                return Err(Error::at(
+                    "T1008",
+                    pos,
+                    "Attempted to partially apply a non-function",
+                ));
+            }
+            return Ok(Some(Val::Func(Rc::new(Func::Partial { func, args: vals }))));
+        }
+        let vals = vals.into_iter().map(|v| v.flatten()).collect();
+        self.apply(&func, vals, input, pos)
+    }
+
+    /// Calls a function value.
+    pub fn apply(&mut self, func: &Val, args: Vec<Option<Val>>, input: &Option<Val>, pos: usize) -> R {
+        let Val::Func(f) = func else {
+            return Err(Error::at("T1006", pos, "Attempted to invoke a non-function"));
+        };
+        self.enter()?;
+        let r = self.apply_inner(f, args, input, pos);
+        self.depth -= 1;
+        r.map(collapse)
+    }
+
+    fn apply_inner(&mut self, f: &Rc<Func>, args: Vec<Option<Val>>, input: &Option<Val>, pos: usize) -> R {
+        match f.as_ref() {
+            Func::Lambda {
+                params,
+                body,
+                env,
+                input: captured,
+            } => {
+                let scope = self.new_env(Some(env));
+                let mut args = args.into_iter();
+                for p in params {
+                    scope.bind(p, args.next().flatten());
+                }
+                self.eval(body, captured, &scope)
+            }
+            Func::Builtin(name) => {
+                crate::functions::call(self, name, args, input).map_err(|e| e.or_at(pos))
+            }
+            Func::Extension(name) => {
+                let json: Vec<Option<serde_json::Value>> = args
+                    .iter()
+                    .map(|a| a.as_ref().and_then(|v| v.to_json()))
+                    .collect();
+                let r = self.host.call(name, json).map_err(|e| e.or_at(pos))?;
+                Ok(r.map(|v| Val::from_json(&v)))
+            }
+            Func::Partial { func, args: bound } => {
+                let mut supplied = args.into_iter();
+                let full = bound
+                    .iter()
+                    .map(|b| match b {
+                        Some(v) => v.clone(),
+                        None => supplied.next().flatten(),
+                    })
+                    .collect();
+                self.apply(func, full, input, pos)
+            }
+            Func::Regex(re) => {
+                match args.into_iter().next().flatten() {
+                    None => Ok(None),
+                    Some(Val::Str(s)) => Ok(crate::functions::regex_first(re, &s)),
+                    Some(_) => Err(Error::at("T0410", pos, "Argument 1 of a regular expression must be a string")),
+                }
+            }
+            Func::Chain(a, b) => {
+                let r = self.apply(a, args, input, pos)?;
+                self.apply(b, vec![r], input, pos)
+            }
+        }
+    }
+
+    fn path(&mut self, p: &Path, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let first_is_var = matches!(p.steps.first().map(|s| &s.expr), Some(Node::Var(..)));
+        let mut seq: Vec<Option<Val>> = match input {
+            Some(Val::Arr(a, _)) if !first_is_var => a.iter().cloned().map(Some).collect(),
+            other => vec![other.clone()],
+        };
+        let mut result: Vec<Val> = Vec::new();
+        let mut flags = SEQ;
+        let n = p.steps.len();
+        for (i, step) in p.steps.iter().enumerate() {
+            let last = i + 1 == n;
+            if i == 0 && matches!(step.expr, Node::Array(_, true)) {
+                let ctx = Some(Val::seq(seq.iter().flatten().cloned().collect()));
+                match self.eval(&step.expr, &ctx, env)? {
+                    Some(Val::Arr(a, f)) => {
+                        result = a.as_ref().clone();
+                        flags = f;
+                    }
+                    Some(v) => {
+                        result = vec![v];
+                        flags = SEQ;
+                    }
+                    None => {
+                        result = vec![];
+                        flags = SEQ;
+                    }
+                }
+            } else if let Node::Sort(terms, pos) = &step.expr {
+                let items: Vec<Val> = seq.iter().flatten().cloned().collect();
+                let sorted = self.sort(items, terms, *pos, env)?;
+                let mut v = Some(Val::seq(sorted));
+                for stage in &step.stages {
+                    v = self.filter(stage, v, env)?;
+                }
+                result = items_of(&v);
+                flags = SEQ;
+            } else {
+                let mut results = Vec::new();
+                for item in &seq {
+                    let mut r = self.eval(&step.expr, item, env)?;
+                    for stage in &step.stages {
+                        r = self.filter(stage, r, env)?;
+                    }
+                    if let Some(v) = r {
+                        results.push(v);
+                    }
+                }
+                if last
+                    && results.len() == 1
+                    && matches!(&results[0], Val::Arr(_, f) if f & SEQ == 0)
+                {
+                    let Some(Val::Arr(a, f)) = results.pop() else {
+                        unreachable!("checked above")
+                    };
+                    result = a.as_ref().clone();
+                    flags = f;
+                } else {
+                    result = Vec::new();
+                    flags = SEQ;
+                    for r in results {
+                        match r {
+                            Val::Arr(a, f) if f & CONS == 0 => result.extend(a.iter().cloned()),
+                            v => result.push(v),
+                        }
+                    }
+                }
+            }
+            self.tick(result.len() as u64)?;
+            if result.is_empty() {
+                break;
+            }
+            seq = result.iter().cloned().map(Some).collect();
+        }
+        let mut out = Val::Arr(Rc::new(result), flags);
+        if p.keep_singleton {
+            if flags & CONS != 0 && flags & SEQ == 0 {
+                out = Val::Arr(Rc::new(vec![out]), SEQ);
+            }
+            out = match out {
+                Val::Arr(a, f) => Val::Arr(a, f | KEEP),
+                v => v,
+            };
+        }
+        if let Some((pairs, pos)) = &p.group {
+            return self.group(Some(out), pairs, *pos, env);
+        }
+        Ok(Some(out))
+    }
+
+    fn filter(&mut self, pred: &Node, input: Option<Val>, env: &Rc<Env>) -> R {
+        let Some(input) = input else {
+            return Ok(None);
+        };
+        let items: Vec<Val> = match &input {
+            Val::Arr(a, _) => a.as_ref().clone(),
+            v => vec![v.clone()],
+        };
+        if let Node::Num(n) = pred {
+            let mut idx = n.floor();
+            if idx < 0.0 {
+                idx += items.len() as f64;
+            }
+            let item = if idx >= 0.0 {
+                items.get(idx as usize).cloned()
+            } else {
+                None
+            };
+            return Ok(Some(match item {
+                Some(v @ Val::Arr(..)) => v,
+                Some(v) => Val::seq(vec![v]),
+                None => Val::seq(vec![]),
+            }));
+        }
+        let mut out = Vec::new();
+        let len = items.len() as f64;
+        for (i, item) in items.iter().enumerate() {
+            let r = self.eval(pred, &Some(item.clone()), env)?;
+            let nums: Option<Vec<f64>> = match &r {
+                Some(Val::Num(n)) => Some(vec![*n]),
+                Some(Val::Arr(a, _)) if !a.is_empty() && a.iter().all(|x| matches!(x, Val::Num(_))) => {
+                    Some(a.iter().filter_map(Val::as_num).collect())
+                }
+                _ => None,
+            };
+            match nums {
+                Some(ns) => {
+                    for n in ns {
+                        let mut k = n.floor();
+                        if k < 0.0 {
+                            k += len;
+                        }
+                        if k == i as f64 {
+                            out.push(item.clone());
+                        }
+                    }
+                }
+                None => {
+                    if truthy(&r) {
+                        out.push(item.clone());
+                    }
+                }
+            }
+        }
+        Ok(Some(Val::seq(out)))
+    }
+
+    fn group(&mut self, input: Option<Val>, pairs: &[(Node, Node)], pos: usize, env: &Rc<Env>) -> R {
+        let mut items: Vec<Option<Val>> = match input {
+            Some(Val::Arr(a, _)) => a.iter().cloned().map(Some).collect(),
+            other => vec![other],
+        };
+        if items.is_empty() {
+            items.push(None);
+        }
+        let mut groups: Vec<(Rc<str>, Option<Val>, usize)> = Vec::new();
+        let mut index: std::collections::HashMap<Rc<str>, usize> = Default::default();
+        for item in &items {
+            for (pi, (k, _)) in pairs.iter().enumerate() {
+                let key = match self.eval(k, item, env)? {
+                    None => continue,
+                    Some(Val::Str(s)) => s,
+                    Some(v) => {
+                        return Err(Error::at(
+                            "T1003",
+                            pos,
+                            format!(
+                                "Key in object structure must evaluate to a string; got: {}",
+                                crate::text::stringify(&v, false)
+                            ),
+                        ));
+                    }
+                };
+                match index.get(&key) {
+                    Some(&g) => {
+                        if groups[g].2 != pi {
+                            return Err(Error::at(
+                                "D1009",
+                                pos,
+                                format!("Multiple key definitions evaluate to same key: \"{key}\""),
+                            ));
+                        }
+                        let data = groups[g].1.take();
+                        groups[g].1 = append(data, item.clone());
+                    }
+                    None => {
+                        index.insert(key.clone(), groups.len());
+                        groups.push((key, item.clone(), pi));
+                    }
+                }
+            }
+        }
+        let mut obj = Obj::new();
+        for (key, data, pi) in groups {
+            if let Some(v) = self.eval(&pairs[pi].1, &data, env)? {
+                obj.insert(key, v);
+            }
+        }
+        Ok(Some(Val::Obj(Rc::new(obj))))
+    }
+
+    fn sort(&mut self, items: Vec<Val>, terms: &[(Node, bool)], pos: usize, env: &Rc<Env>) -> Result<Vec<Val>> {
+        let mut keyed: Vec<(Vec<Option<Val>>, Val)> = Vec::with_capacity(items.len());
+        for item in items {
+            let mut keys = Vec::with_capacity(terms.len());
+            for (t, _) in terms {
+                let k = self.eval(t, &Some(item.clone()), env)?;
+                match &k {
+                    None | Some(Val::Num(_)) | Some(Val::Str(_)) => {}
+                    Some(_) => {
+                        return Err(Error::at(
+                            "T2008",
+                            pos,
+                            "The expressions within an order-by clause must evaluate to numeric or string values",
+                        ));
+                    }
+                }
+                keys.push(k);
+            }
+            keyed.push((keys, item));
+        }
+        for ti in 0..terms.len() {
+            let mut kind = None;
+            for (keys, _) in &keyed {
+                let t = match &keys[ti] {
+                    Some(Val::Num(_)) => 1,
+                    Some(Val::Str(_)) => 2,
+                    _ => continue,
+                };
+                if *kind.get_or_insert(t) != t {
+                    return Err(Error::at(
+                        "T2007",
+                        pos,
+                        "Type mismatch within order-by clause. All values must be of the same type",
+                    ));
+                }
+            }
+        }
+        self.tick(keyed.len() as u64)?;
+        keyed.sort_by(|(a, _), (b, _)| {
+            use std::cmp::Ordering;
+            for (ti, (_, desc)) in terms.iter().enumerate() {
+                let o = match (&a[ti], &b[ti]) {
+                    (None, None) => Ordering::Equal,
+                    (None, _) => return Ordering::Greater,
+                    (_, None) => return Ordering::Less,
+                    (Some(Val::Num(x)), Some(Val::Num(y))) => {
+                        x.partial_cmp(y).unwrap_or(Ordering::Equal)
+                    }
+                    (Some(Val::Str(x)), Some(Val::Str(y))) => x.cmp(y),
+                    _ => Ordering::Equal,
+                };
+                let o = if *desc { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            Ordering::Equal
+        });
+        Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
+    use BinOp::*;
+    match op {
+        Add | Sub | Mul | Div | Mod => {
+            let x = match &a {
+                None => None,
+                Some(Val::Num(n)) => Some(*n),
+                Some(_) => {
+                    return Err(Error::new(
+                        "T2001",
+                        format!("The left side of the \"{}\" operator must evaluate to a number", op_str(op)),
+                    ));
+                }
+            };
+            let y = match &b {
+                None => None,
+                Some(Val::Num(n)) => Some(*n),
+                Some(_) => {
+                    return Err(Error::new(
+                        "T2002",
+                        format!("The right side of the \"{}\" operator must evaluate to a number", op_str(op)),
+                    ));
+                }
+            };
+            let (Some(x), Some(y)) = (x, y) else {
+                return Ok(None);
+            };
+            let r = match op {
+                Add => x + y,
+                Sub => x - y,
+                Mul => x * y,
+                Div => x / y,
+                _ => x % y,
+            };
+            if !r.is_finite() {
+                return Err(Error::new("D1001", format!("Number out of range: {r}")));
+            }
+            Ok(Some(Val::Num(r)))
+        }
+        Eq | Ne => {
+            let (Some(a), Some(b)) = (a, b) else {
+                return Ok(Some(Val::Bool(false)));
+            };
+            let eq = deep_equal(&a, &b);
+            Ok(Some(Val::Bool(if op == Eq { eq } else { !eq })))
+        }
+        Lt | Le | Gt | Ge => {
+            let comparable = |v: &Option<Val>| matches!(v, None | Some(Val::Num(_)) | Some(Val::Str(_)));
+            if !comparable(&a) || !comparable(&b) {
+                return Err(Error::new(
+                    "T2010",
+                    format!("The expressions either side of operator \"{}\" must evaluate to numeric or string values", op_str(op)),
+                ));
+            }
+            let (Some(a), Some(b)) = (a, b) else {
+                return Ok(None);
+            };
+            let ord = match (&a, &b) {
+                (Val::Num(x), Val::Num(y)) => x.partial_cmp(y),
+                (Val::Str(x), Val::Str(y)) => Some(x.cmp(y)),
+                _ => {
+                    return Err(Error::new(
+                        "T2009",
+                        format!("The values {} and {} either side of operator \"{}\" must be of the same data type",
+                            crate::text::stringify(&a, false), crate::text::stringify(&b, false), op_str(op)),
+                    ));
+                }
+            };
+            let Some(ord) = ord else {
+                return Ok(Some(Val::Bool(false)));
+            };
+            use std::cmp::Ordering::*;
+            Ok(Some(Val::Bool(match op {
+                Lt => ord == Less,
+                Le => ord != Greater,
+                Gt => ord == Greater,
+                _ => ord != Less,
+            })))
+        }
+        Concat => {
+            let s = |v: &Option<Val>| -> Result<String> {
+                Ok(match v {
+                    None => String::new(),
+                    Some(v) => crate::text::to_string(v)?,
+                })
+            };
+            Ok(Some(Val::string(s(&a)? + &s(&b)?)))
+        }
+        In => {
+            let (Some(a), Some(b)) = (a, b) else {
+                return Ok(Some(Val::Bool(false)));
+            };
+            let found = match &b {
+                Val::Arr(items, _) => items.iter().any(|x| deep_equal(x, &a)),
+                v => deep_equal(v, &a),
+            };
+            Ok(Some(Val::Bool(found)))
+        }
+    }
+}
+
+fn op_str(op: BinOp) -> &'static str {
+    use BinOp::*;
+    match op {
+        Add => "+",
+        Sub => "-",
+        Mul => "*",
+        Div => "/",
+        Mod => "%",
+        Eq => "=",
+        Ne => "!=",
+        Lt => "<",
+        Le => "<=",
+        Gt => ">",
+        Ge => ">=",
+        Concat => "&",
+        In => "in",
+    }
+}
