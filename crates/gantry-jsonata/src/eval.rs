@@ -365,7 +365,11 @@ impl<'h> Evaluator<'h> {
             }
             Node::Apply(l, r, pos) => {
                 let lhs = self.eval(l, input, env)?;
-                if let Node::Call(f, args, cpos) = r.as_ref() {
+                // A call on the right gets the left as its first argument, unless it is
+                // a partial application (then it is a function value to chain).
+                if let Node::Call(f, args, cpos) = r.as_ref()
+                    && !args.iter().any(|a| matches!(a, Node::Placeholder))
+                {
                     let func = self.eval(f, input, env)?;
                     self.call(f, func, args, Some(lhs), input, env, *cpos)?
                 } else {

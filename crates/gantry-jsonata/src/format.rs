@@ -40,26 +40,38 @@ pub fn format_number(n: f64, picture: &str, options: Option<&Obj>) -> Result<Str
     let Some(first) = first else {
         return Err(bad("no digit or # in the picture"));
     };
-    let mut last = chars.iter().rposition(|&c| active(c)).unwrap_or(first);
-    // An exponent separator followed by digits belongs to the mantissa part.
+    let mut k = first;
+    while k < chars.len() && active(chars[k]) {
+        k += 1;
+    }
+    let mantissa = &chars[first..k];
+    // An exponent separator followed by digits ends the mantissa (`0.00e0`).
     let mut exp_digits = 0;
-    if last + 1 < chars.len() && chars[last + 1] == exp_c {
-        let mut k = last + 2;
-        while k < chars.len() && chars[k].is_ascii_digit() {
-            k += 1;
+    let mut rest = k;
+    if k + 1 < chars.len() && chars[k] == exp_c && chars[k + 1].is_ascii_digit() {
+        let mut j = k + 1;
+        while j < chars.len() && chars[j].is_ascii_digit() {
+            j += 1;
         }
-        if k > last + 2 {
-            exp_digits = k - last - 2;
-            last = k - 1 - exp_digits - 1;
-            // `last` is now the end of the mantissa; the suffix starts after the exponent.
-            let prefix: String = chars[..first].iter().collect();
-            let suffix: String = chars[k..].iter().collect();
-            return finish(n, &chars[first..=last], &prefix, &suffix, exp_digits, explicit_neg, &Fmt { dec: &dec, grp: &grp, dec_c, grp_c, pct: &pct, pml: &pml, minus: &minus, exp_sep: &exp_sep });
-        }
+        exp_digits = j - k - 1;
+        rest = j;
     }
     let prefix: String = chars[..first].iter().collect();
-    let suffix: String = chars[last + 1..].iter().collect();
-    finish(n, &chars[first..=last], &prefix, &suffix, 0, explicit_neg, &Fmt { dec: &dec, grp: &grp, dec_c, grp_c, pct: &pct, pml: &pml, minus: &minus, exp_sep: &exp_sep })
+    let suffix: String = chars[rest..].iter().collect();
+    if suffix.chars().any(active) {
+        return Err(bad("active characters after the number part"));
+    }
+    let f = Fmt {
+        dec: &dec,
+        grp: &grp,
+        dec_c,
+        grp_c,
+        pct: &pct,
+        pml: &pml,
+        minus: &minus,
+        exp_sep: &exp_sep,
+    };
+    finish(n, mantissa, &prefix, &suffix, exp_digits, explicit_neg, &f)
 }
 
 struct Fmt<'a> {
