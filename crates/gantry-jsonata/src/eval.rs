@@ -21,6 +21,15 @@ pub struct Evaluator<'h> {
     pub now: Option<i64>,
     /// The top scope (for `$eval`).
     pub top: Option<Rc<Env>>,
+    /// Address of a local when evaluation began: the stack guard measures from it.
+    stack_base: usize,
+}
+
+/// The address of a local variable: where the stack is now.
+#[inline(never)]
+fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }
 
 impl Drop for Evaluator<'_> {
@@ -148,6 +157,27 @@ fn descendants(v: &Val, out: &mut Vec<Val>) {
     }
 }
 
+fn wildcard(input: &Option<Val>) -> Option<Val> {
+    let mut out = Vec::new();
+    let target = match input {
+        Some(Val::Arr(a, f)) if f & OUTER != 0 => a.first().cloned(),
+        other => other.clone(),
+    };
+    match &target {
+        Some(Val::Obj(o)) => {
+            for (_, v) in o.iter() {
+                match v {
+                    Val::Arr(..) => flatten_into(v, &mut out),
+                    v => out.push(v.clone()),
+                }
+            }
+        }
+        Some(Val::Arr(a, _)) => a.iter().for_each(|v| flatten_into(v, &mut out)),
+        _ => {}
+    }
+    Some(Val::seq(out))
+}
+
 fn items_of(v: &Option<Val>) -> Vec<Val> {
     match v {
         None => vec![],
@@ -166,6 +196,7 @@ impl<'h> Evaluator<'h> {
             envs: Vec::new(),
             now: None,
             top: None,
+            stack_base: stack_position(),
         }
     }
 
@@ -193,9 +224,35 @@ impl<'h> Evaluator<'h> {
         Ok(())
     }
 
+    /// Refuses values nested more deeply than the limit (deep values would make
+    /// serialisation and dropping recurse too far). Visiting counts against the budget.
+    pub fn check_nesting(&mut self, v: &Val) -> Result<()> {
+        let mut stack: Vec<(&Val, usize)> = vec![(v, 1)];
+        let mut visited = 0u64;
+        while let Some((v, d)) = stack.pop() {
+            visited += 1;
+            if d > self.limits.max_nesting {
+                return Err(Error::new(
+                    "U1003",
+                    format!("A value nests more than {} levels deep", self.limits.max_nesting),
+                ));
+            }
+            match v {
+                Val::Arr(a, _) => stack.extend(a.iter().filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_))).map(|x| (x, d + 1))),
+                Val::Obj(o) => stack.extend(o.iter().map(|(_, x)| x).filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_))).map(|x| (x, d + 1))),
+                _ => {}
+            }
+        }
+        self.tick(visited / 8)
+    }
+
     fn enter(&mut self) -> Result<()> {
         self.depth += 1;
-        if self.depth > self.limits.max_depth {
+        // Both a frame count and the stack actually used: frame sizes differ between
+        // optimised and unoptimised builds, and the caller's stack may be small.
+        if self.depth > self.limits.max_depth
+            || stack_position().abs_diff(self.stack_base) > self.limits.max_stack_bytes
+        {
             self.depth -= 1;
             return Err(Error::new(
                 "U1001",
@@ -212,221 +269,233 @@ impl<'h> Evaluator<'h> {
         Ok(collapse(r?))
     }
 
+    // Each arm with locals lives in its own function: in unoptimised builds a frame
+    // holds every arm's locals, and this function recurses through `eval`.
     fn eval_inner(&mut self, node: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
-        Ok(match node {
-            Node::Num(n) => Some(Val::Num(*n)),
-            Node::Str(s) => Some(Val::Str(s.clone())),
-            Node::Bool(b) => Some(Val::Bool(*b)),
-            Node::Null => Some(Val::Null),
-            Node::Regex(r) => Some(Val::Func(Rc::new(Func::Regex(r.clone())))),
-            Node::Name(n) => input.as_ref().and_then(|i| lookup(i, n)),
-            Node::Var(name, pos) => self.variable(name, *pos, input, env)?,
-            Node::Wildcard => {
+        match node {
+            Node::Num(n) => Ok(Some(Val::Num(*n))),
+            Node::Str(s) => Ok(Some(Val::Str(s.clone()))),
+            Node::Bool(b) => Ok(Some(Val::Bool(*b))),
+            Node::Null => Ok(Some(Val::Null)),
+            Node::Regex(r) => Ok(Some(Val::Func(Rc::new(Func::Regex(r.clone()))))),
+            Node::Name(n) => Ok(input.as_ref().and_then(|i| lookup(i, n))),
+            Node::Var(name, pos) => self.variable(name, *pos, input, env),
+            Node::Wildcard => Ok(wildcard(input)),
+            Node::Descendant => Ok(input.as_ref().map(|v| {
                 let mut out = Vec::new();
-                let target = match input {
-                    Some(Val::Arr(a, f)) if f & OUTER != 0 => a.first().cloned(),
-                    other => other.clone(),
-                };
-                match &target {
-                    Some(Val::Obj(o)) => {
-                        for (_, v) in o.iter() {
-                            match v {
-                                Val::Arr(..) => flatten_into(v, &mut out),
-                                v => out.push(v.clone()),
-                            }
-                        }
-                    }
-                    Some(Val::Arr(a, _)) => a.iter().for_each(|v| flatten_into(v, &mut out)),
-                    _ => {}
-                }
-                Some(Val::seq(out))
-            }
-            Node::Descendant => match input {
-                None => None,
-                Some(v) => {
-                    let mut out = Vec::new();
-                    descendants(v, &mut out);
-                    Some(Val::seq(out))
-                }
-            },
-            Node::Path(p) => self.path(p, input, env)?,
-            Node::Neg(e, pos) => match self.eval(e, input, env)? {
-                None => None,
-                Some(Val::Num(n)) => Some(Val::Num(-n)),
-                Some(_) => {
-                    return Err(Error::at(
-                        "D1002",
-                        *pos,
-                        "Cannot negate a non-numeric value",
-                    ));
-                }
-            },
-            Node::Binary(op, l, r, pos) => {
-                let a = self.eval(l, input, env)?;
-                let b = self.eval(r, input, env)?;
-                binary(*op, a, b).map_err(|e| e.or_at(*pos))?
-            }
-            Node::And(l, r) => {
-                let a = self.eval(l, input, env)?;
-                Some(Val::Bool(truthy(&a) && truthy(&self.eval(r, input, env)?)))
-            }
-            Node::Or(l, r) => {
-                let a = self.eval(l, input, env)?;
-                Some(Val::Bool(truthy(&a) || truthy(&self.eval(r, input, env)?)))
-            }
-            Node::Array(items, cons) => {
-                let mut out = Vec::new();
-                for item in items {
-                    let v = self.eval(item, input, env)?;
-                    match (item, v) {
-                        (_, None) => {}
-                        (Node::Array(..), Some(v)) => out.push(v),
-                        (_, Some(Val::Arr(a, _))) => out.extend(a.iter().cloned()),
-                        (_, Some(v)) => out.push(v),
-                    }
-                }
-                Some(Val::Arr(Rc::new(out), if *cons { CONS } else { 0 }))
-            }
-            Node::Object(pairs, pos) => self.group(input.clone(), pairs, *pos, env)?,
-            Node::Filter(e, preds, keep) => {
-                let mut v = self.eval(e, input, env)?;
-                for p in preds {
-                    v = self.filter(p, v, env)?;
-                }
-                match v {
-                    Some(Val::Arr(a, f)) if *keep && f & SEQ != 0 => Some(Val::Arr(a, f | KEEP)),
-                    Some(Val::Arr(a, f)) if *keep && f & CONS != 0 => {
-                        Some(Val::Arr(Rc::new(vec![Val::Arr(a, f)]), SEQ | KEEP))
-                    }
-                    v => v,
-                }
-            }
-            Node::Group(e, pairs, pos) => {
-                let v = self.eval(e, input, env)?;
-                self.group(v, pairs, *pos, env)?
-            }
-            Node::Sort(_, pos) => {
-                return Err(Error::at(
-                    "S0201",
-                    *pos,
-                    "An order-by clause must follow a path step",
-                ));
-            }
-            Node::Cond(c, t, e) => {
-                let cv = self.eval(c, input, env)?;
-                if truthy(&cv) {
-                    self.eval(t, input, env)?
-                } else if let Some(e) = e {
-                    self.eval(e, input, env)?
-                } else {
-                    None
-                }
-            }
-            Node::Elvis(l, r) => {
-                let v = self.eval(l, input, env)?;
-                if truthy(&v) {
-                    v
-                } else {
-                    self.eval(r, input, env)?
-                }
-            }
-            Node::Coalesce(l, r) => match self.eval(l, input, env)? {
-                Some(v) => Some(v),
-                None => self.eval(r, input, env)?,
-            },
-            Node::Block(items) => {
-                let scope = self.new_env(Some(env));
-                let mut last = None;
-                for item in items {
-                    last = self.eval(item, input, &scope)?;
-                }
-                last
-            }
-            Node::Bind(name, e) => {
-                let v = self.eval(e, input, env)?;
-                env.bind(name, v.clone());
-                v
-            }
-            Node::Lambda(params, body) => Some(Val::Func(Rc::new(Func::Lambda {
+                descendants(v, &mut out);
+                Val::seq(out)
+            })),
+            Node::Path(p) => self.path(p, input, env),
+            Node::Neg(e, pos) => self.eval_neg(e, *pos, input, env),
+            Node::Binary(op, l, r, pos) => self.eval_binary(*op, l, r, *pos, input, env),
+            Node::And(l, r) => self.eval_logic(true, l, r, input, env),
+            Node::Or(l, r) => self.eval_logic(false, l, r, input, env),
+            Node::Array(items, cons) => self.eval_array(items, *cons, input, env),
+            Node::Object(pairs, pos) => self.group(input.clone(), pairs, *pos, env),
+            Node::Filter(e, preds, keep) => self.eval_filter(e, preds, *keep, input, env),
+            Node::Group(e, pairs, pos) => self.eval_group(e, pairs, *pos, input, env),
+            Node::Sort(_, pos) => Err(Error::at(
+                "S0201",
+                *pos,
+                "An order-by clause must follow a path step",
+            )),
+            Node::Cond(c, t, e) => self.eval_cond(c, t, e.as_deref(), input, env),
+            Node::Elvis(l, r) => self.eval_default(true, l, r, input, env),
+            Node::Coalesce(l, r) => self.eval_default(false, l, r, input, env),
+            Node::Block(items) => self.eval_block(items, input, env),
+            Node::Bind(name, e) => self.eval_bind(name, e, input, env),
+            Node::Lambda(params, body) => Ok(Some(Val::Func(Rc::new(Func::Lambda {
                 params: params.as_ref().clone(),
                 body: body.clone(),
                 env: env.clone(),
                 input: input.clone(),
-            }))),
-            Node::Call(f, args, pos) => {
-                let func = self.eval(f, input, env)?;
-                self.call(f, func, args, None, input, env, *pos)?
-            }
-            Node::Placeholder => {
-                return Err(Error::new(
-                    "S0201",
-                    "A ? placeholder is only allowed as a function argument",
-                ));
-            }
-            Node::Apply(l, r, pos) => {
-                let lhs = self.eval(l, input, env)?;
-                // A call on the right gets the left as its first argument, unless it is
-                // a partial application (then it is a function value to chain).
-                if let Node::Call(f, args, cpos) = r.as_ref()
-                    && !args.iter().any(|a| matches!(a, Node::Placeholder))
-                {
-                    let func = self.eval(f, input, env)?;
-                    self.call(f, func, args, Some(lhs), input, env, *cpos)?
-                } else {
-                    let func = self.eval(r, input, env)?;
-                    let Some(func @ Val::Func(_)) = func else {
-                        return Err(Error::at(
-                            "T2006",
-                            *pos,
-                            "The right side of the function application operator ~> must be a function",
-                        ));
-                    };
-                    match lhs {
-                        Some(f @ Val::Func(_)) => {
-                            Some(Val::Func(Rc::new(Func::Chain(f, func))))
-                        }
-                        lhs => self.apply(&func, vec![lhs], input, *pos)?,
-                    }
+            })))),
+            Node::Call(f, args, pos) => self.eval_call(f, args, *pos, input, env),
+            Node::Placeholder => Err(Error::new(
+                "S0201",
+                "A ? placeholder is only allowed as a function argument",
+            )),
+            Node::Apply(l, r, pos) => self.eval_apply(l, r, *pos, input, env),
+            Node::Range(l, r, pos) => self.eval_range(l, r, *pos, input, env),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_neg(&mut self, e: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        match self.eval(e, input, env)? {
+            None => Ok(None),
+            Some(Val::Num(n)) => Ok(Some(Val::Num(-n))),
+            Some(_) => Err(Error::at("D1002", pos, "Cannot negate a non-numeric value")),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_binary(&mut self, op: BinOp, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let a = self.eval(l, input, env)?;
+        let b = self.eval(r, input, env)?;
+        binary(op, a, b).map_err(|e| e.or_at(pos))
+    }
+
+    #[inline(never)]
+    fn eval_logic(&mut self, and: bool, l: &Node, r: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let a = truthy(&self.eval(l, input, env)?);
+        // Short-circuit: the right side is not evaluated when the left decides.
+        let v = if and {
+            a && truthy(&self.eval(r, input, env)?)
+        } else {
+            a || truthy(&self.eval(r, input, env)?)
+        };
+        Ok(Some(Val::Bool(v)))
+    }
+
+    #[inline(never)]
+    fn eval_array(&mut self, items: &[Node], cons: bool, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let mut out = Vec::new();
+        for item in items {
+            let v = self.eval(item, input, env)?;
+            match (item, v) {
+                (_, None) => {}
+                (Node::Array(..), Some(v)) => {
+                    self.check_nesting(&v)?;
+                    out.push(v)
+                }
+                (_, Some(Val::Arr(a, _))) => out.extend(a.iter().cloned()),
+                (_, Some(v)) => {
+                    self.check_nesting(&v)?;
+                    out.push(v)
                 }
             }
-            Node::Range(l, r, pos) => {
-                let a = self.eval(l, input, env)?;
-                let b = self.eval(r, input, env)?;
-                let int = |v: &Option<Val>, code: &'static str, side: &str| -> Result<Option<f64>> {
-                    match v {
-                        None => Ok(None),
-                        Some(Val::Num(n)) if n.fract() == 0.0 => Ok(Some(*n)),
-                        Some(_) => Err(Error::at(
-                            code,
-                            *pos,
-                            format!("The {side} side of the range operator (..) must evaluate to an integer"),
-                        )),
-                    }
-                };
-                let a = int(&a, "T2003", "left")?;
-                let b = int(&b, "T2004", "right")?;
-                match (a, b) {
-                    (Some(a), Some(b)) if a <= b => {
-                        let size = b - a + 1.0;
-                        if size > 10_000_000.0 {
-                            return Err(Error::at(
-                                "D2014",
-                                *pos,
-                                format!("The size of the sequence allocated by the range operator (..) must not exceed 1e7. Attempted to allocate {size}."),
-                            ));
-                        }
-                        self.tick(size as u64)?;
-                        let mut out = Vec::with_capacity(size as usize);
-                        let mut x = a;
-                        while x <= b {
-                            out.push(Val::Num(x));
-                            x += 1.0;
-                        }
-                        Some(Val::arr(out))
-                    }
-                    _ => None,
-                }
+        }
+        Ok(Some(Val::Arr(Rc::new(out), if cons { CONS } else { 0 })))
+    }
+
+    #[inline(never)]
+    fn eval_filter(&mut self, e: &Node, preds: &[Node], keep: bool, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let mut v = self.eval(e, input, env)?;
+        for p in preds {
+            v = self.filter(p, v, env)?;
+        }
+        Ok(match v {
+            Some(Val::Arr(a, f)) if keep && f & SEQ != 0 => Some(Val::Arr(a, f | KEEP)),
+            Some(Val::Arr(a, f)) if keep && f & CONS != 0 => {
+                Some(Val::Arr(Rc::new(vec![Val::Arr(a, f)]), SEQ | KEEP))
             }
+            v => v,
+        })
+    }
+
+    #[inline(never)]
+    fn eval_group(&mut self, e: &Node, pairs: &[(Node, Node)], pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let v = self.eval(e, input, env)?;
+        self.group(v, pairs, pos, env)
+    }
+
+    #[inline(never)]
+    fn eval_cond(&mut self, c: &Node, t: &Node, e: Option<&Node>, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let cv = self.eval(c, input, env)?;
+        if truthy(&cv) {
+            self.eval(t, input, env)
+        } else if let Some(e) = e {
+            self.eval(e, input, env)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// `?:` (`elvis`: falls back when the left is falsy) and `??` (when undefined).
+    #[inline(never)]
+    fn eval_default(&mut self, elvis: bool, l: &Node, r: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let v = self.eval(l, input, env)?;
+        let keep = if elvis { truthy(&v) } else { v.is_some() };
+        if keep { Ok(v) } else { self.eval(r, input, env) }
+    }
+
+    #[inline(never)]
+    fn eval_block(&mut self, items: &[Node], input: &Option<Val>, env: &Rc<Env>) -> R {
+        let scope = self.new_env(Some(env));
+        let mut last = None;
+        for item in items {
+            last = self.eval(item, input, &scope)?;
+        }
+        Ok(last)
+    }
+
+    #[inline(never)]
+    fn eval_bind(&mut self, name: &str, e: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let v = self.eval(e, input, env)?;
+        env.bind(name, v.clone());
+        Ok(v)
+    }
+
+    #[inline(never)]
+    fn eval_call(&mut self, f: &Node, args: &[Node], pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let func = self.eval(f, input, env)?;
+        self.call(f, func, args, None, input, env, pos)
+    }
+
+    #[inline(never)]
+    fn eval_apply(&mut self, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let lhs = self.eval(l, input, env)?;
+        // A call on the right gets the left as its first argument, unless it is
+        // a partial application (then it is a function value to chain).
+        if let Node::Call(f, args, cpos) = r
+            && !args.iter().any(|a| matches!(a, Node::Placeholder))
+        {
+            let func = self.eval(f, input, env)?;
+            return self.call(f, func, args, Some(lhs), input, env, *cpos);
+        }
+        let func = self.eval(r, input, env)?;
+        let Some(func @ Val::Func(_)) = func else {
+            return Err(Error::at(
+                "T2006",
+                pos,
+                "The right side of the function application operator ~> must be a function",
+            ));
+        };
+        match lhs {
+            Some(f @ Val::Func(_)) => Ok(Some(Val::Func(Rc::new(Func::Chain(f, func))))),
+            lhs => self.apply(&func, vec![lhs], input, pos),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_range(&mut self, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let a = self.eval(l, input, env)?;
+        let b = self.eval(r, input, env)?;
+        let int = |v: &Option<Val>, code: &'static str, side: &str| -> Result<Option<f64>> {
+            match v {
+                None => Ok(None),
+                Some(Val::Num(n)) if n.fract() == 0.0 => Ok(Some(*n)),
+                Some(_) => Err(Error::at(
+                    code,
+                    pos,
+                    format!("The {side} side of the range operator (..) must evaluate to an integer"),
+                )),
+            }
+        };
+        let a = int(&a, "T2003", "left")?;
+        let b = int(&b, "T2004", "right")?;
+        Ok(match (a, b) {
+            (Some(a), Some(b)) if a <= b => {
+                let size = b - a + 1.0;
+                if size > 10_000_000.0 {
+                    return Err(Error::at(
+                        "D2014",
+                        pos,
+                        format!("The size of the sequence allocated by the range operator (..) must not exceed 1e7. Attempted to allocate {size}."),
+                    ));
+                }
+                self.tick(size as u64)?;
+                let mut out = Vec::with_capacity(size as usize);
+                let mut x = a;
+                while x <= b {
+                    out.push(Val::Num(x));
+                    x += 1.0;
+                }
+                Some(Val::arr(out))
+            }
+            _ => None,
         })
     }
 
@@ -777,6 +846,7 @@ impl<'h> Evaluator<'h> {
         let mut obj = Obj::new();
         for (key, data, pi) in groups {
             if let Some(v) = self.eval(&pairs[pi].1, &data, env)? {
+                self.check_nesting(&v)?;
                 obj.insert(key, v);
             }
         }

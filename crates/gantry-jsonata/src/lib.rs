@@ -90,6 +90,9 @@ pub struct Limits {
     pub max_steps: u64,
     /// How deeply constructed arrays and objects may nest.
     pub max_nesting: usize,
+    /// Stack bytes evaluation may use below where it started (a guard that holds
+    /// whatever the frame sizes of the build).
+    pub max_stack_bytes: usize,
     /// Whether an unbound `$name` is an error (`T1007`) rather than undefined.
     /// Step Functions wants this: reading an unassigned variable is an error.
     pub strict_variables: bool,
@@ -98,9 +101,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_depth: 400,
+            max_depth: 2000,
             max_steps: 2_000_000,
             max_nesting: 500,
+            max_stack_bytes: 1 << 20,
             strict_variables: false,
         }
     }

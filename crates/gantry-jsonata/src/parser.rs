@@ -8,6 +8,9 @@ use std::rc::Rc;
 
 /// Deeper nesting than this is refused so that parsing cannot overflow the stack.
 const MAX_NESTING: usize = 150;
+/// The deepest syntax tree accepted: operator chains (`a & b & c ...`) nest to the
+/// left without recursing in the parser, but evaluating and dropping them recurses.
+const MAX_TREE_DEPTH: usize = 1000;
 
 fn lbp(t: &Tok) -> u32 {
     match t {
@@ -46,6 +49,7 @@ struct Parser {
     toks: Vec<Token>,
     i: usize,
     depth: usize,
+    tree: usize,
 }
 
 /// Parses an expression.
@@ -55,6 +59,7 @@ pub fn parse(src: &str) -> Result<Node> {
         toks,
         i: 0,
         depth: 0,
+        tree: 0,
     };
     let n = p.expression(0)?;
     let t = p.peek();
@@ -109,13 +114,20 @@ impl Parser {
                 "The expression is nested too deeply",
             ));
         }
+        let tree = self.tree;
+        self.tree += 1;
         let t = self.next();
         let mut left = self.nud(t)?;
         while rbp < lbp(&self.peek().tok) {
             let t = self.next();
+            self.tree += 1;
+            if self.tree > MAX_TREE_DEPTH {
+                return Err(Error::at("U1001", t.pos, "The expression is nested too deeply"));
+            }
             left = self.led(t, left)?;
         }
         self.depth -= 1;
+        self.tree = tree;
         Ok(left)
     }
 

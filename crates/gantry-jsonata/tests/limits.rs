@@ -1,0 +1,114 @@
+//! Untrusted expressions end in an error, never a hang, panic or stack overflow.
+mod common;
+use common::*;
+use gantry_jsonata::{Expression, FixedHost, Limits};
+use proptest::prelude::*;
+use serde_json::{Map, json};
+
+fn run(src: &str) -> Result<Option<serde_json::Value>, gantry_jsonata::Error> {
+    let e = Expression::parse(src)?;
+    e.evaluate(Some(&shop()), &Map::new(), &mut FixedHost::new(NOW, 1), Limits::default())
+}
+
+/// Runs on a thread with a 2 MiB stack, the size of a Tokio worker's.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("spawn")
+        .join()
+        .expect("no panic or overflow")
+}
+
+#[test]
+fn infinite_recursion_is_a_depth_error() {
+    let e = on_small_stack(|| run("($f := function($n) { $f($n + 1) }; $f(0))")).unwrap_err();
+    assert_eq!(e.code, "U1001");
+    let e = on_small_stack(|| run("($f := function($n) { 1 + $f($n + 1) * 2 }; $f(0))")).unwrap_err();
+    assert_eq!(e.code, "U1001");
+}
+
+#[test]
+fn moderate_recursion_still_works() {
+    let r = on_small_stack(|| run("($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(60))"));
+    assert_eq!(r, Ok(Some(json!(60))));
+}
+
+#[test]
+fn long_loops_run_out_of_budget() {
+    let e = on_small_stack(|| run("$reduce([1..1000000], function($a, $v) { $a + $v })")).unwrap_err();
+    assert_eq!(e.code, "U1002");
+    let e = on_small_stack(|| {
+        run("$count([1..3000].($x := $; [1..3000].($x * $)))")
+    })
+    .unwrap_err();
+    assert_eq!(e.code, "U1002");
+}
+
+#[test]
+fn a_small_budget_is_enforced() {
+    let e = Expression::parse("$sum([1..100].($ * 2))").expect("parses");
+    let limits = Limits {
+        max_steps: 50,
+        ..Limits::default()
+    };
+    let r = e.evaluate(None, &Map::new(), &mut FixedHost::new(0, 0), limits);
+    assert_eq!(r.map_err(|e| e.code), Err("U1002"));
+    let r = e.evaluate(None, &Map::new(), &mut FixedHost::new(0, 0), Limits::default());
+    assert_eq!(r, Ok(Some(json!(10100))));
+}
+
+#[test]
+fn deeply_nested_source_is_refused() {
+    let src = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
+    let e = on_small_stack(move || run(&src)).unwrap_err();
+    assert_eq!(e.code, "U1001");
+    let src = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let e = on_small_stack(move || run(&src)).unwrap_err();
+    assert_eq!(e.code, "U1001");
+    let src = "1".to_string() + &" + 1".repeat(20000);
+    let e = on_small_stack(move || run(&src)).unwrap_err();
+    assert_eq!(e.code, "U1001");
+    // A long chain within the limit evaluates.
+    let src = "'' ".to_string() + &" & 'x'".repeat(300);
+    let r = on_small_stack(move || run(&src)).expect("evaluates");
+    assert_eq!(r, Some(json!("x".repeat(300))));
+    let src = "-".repeat(5000) + "1";
+    let e = on_small_stack(move || run(&src)).unwrap_err();
+    assert_eq!(e.code, "U1001");
+}
+
+#[test]
+fn deeply_nested_values_are_refused() {
+    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { [[$a]] }, [])")).unwrap_err();
+    assert!(e.code == "U1003" || e.code == "U1002", "{e}");
+    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { {'x': $a} }, {})")).unwrap_err();
+    assert!(e.code == "U1003" || e.code == "U1002", "{e}");
+}
+
+const PIECES: &[&str] = &[
+    "a", "b", ".", "[", "]", "{", "}", "(", ")", ",", ":", ";", "?", "??", "?:", "+", "-", "*",
+    "/", "%", "=", "!=", "<", ">", "<=", ">=", "&", "and", "or", "in", "..", ":=", "~>", "^",
+    "$", "$$", "$x", "$f", "1", "0", "-1", "2.5", "'s'", "\"t\"", "true", "null", "**",
+    "function", "λ", "$map", "$reduce", "$sort", "$string", "$sum", "$count", "$keys",
+    "$replace", "$split", "$match", "/x/", "/a*/", "`q`", "orders", "items", "price", "#",
+    "@", "|", "\\", "'", "\"", "$eval", "$formatNumber", "'#,##0.00'", "$fromMillis",
+    "'[Y]-[M]'", "$pad", "1e308", "$power", " ", "\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_token_soup_never_panics(ix in proptest::collection::vec(0..PIECES.len(), 0..40)) {
+        let src: String = ix.iter().map(|&i| PIECES[i]).collect::<Vec<_>>().join(" ");
+        let _ = run(&src);
+        let joined: String = ix.iter().map(|&i| PIECES[i]).collect();
+        let _ = run(&joined);
+    }
+
+    #[test]
+    fn random_strings_never_panic(src in "\\PC{0,60}") {
+        let _ = run(&src);
+    }
+}
