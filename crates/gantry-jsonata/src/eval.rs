@@ -332,9 +332,22 @@ impl<'h> Evaluator<'h> {
 
     #[inline(never)]
     fn eval_binary(&mut self, op: BinOp, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
-        let a = self.eval(l, input, env)?;
-        let b = self.eval(r, input, env)?;
-        binary(op, a, b).map_err(|e| e.or_at(pos))
+        // Operator chains (`a & b & c ...`) nest to the left; walk the left spine in a
+        // loop rather than recursing once per operator. The order of evaluation is
+        // unchanged: leftmost operand first, then each right operand in turn.
+        let mut spine = vec![(op, r, pos)];
+        let mut cur = l;
+        while let Node::Binary(op2, l2, r2, p2) = cur {
+            spine.push((*op2, r2, *p2));
+            cur = l2;
+        }
+        let mut acc = self.eval(cur, input, env)?;
+        for (op, r, pos) in spine.into_iter().rev() {
+            let b = self.eval(r, input, env)?;
+            self.tick(1)?;
+            acc = binary(op, acc, b).map_err(|e| e.or_at(pos))?;
+        }
+        Ok(acc)
     }
 
     #[inline(never)]
