@@ -441,9 +441,22 @@ impl<'h> Evaluator<'h> {
         Ok(v)
     }
 
+    /// The function being called: an unknown `$name` there is "not a function"
+    /// (`T1006`), even when unbound variables are errors.
+    fn eval_callee(&mut self, f: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+        if !matches!(f, Node::Var(..)) {
+            return self.eval(f, input, env);
+        }
+        let strict = self.limits.strict_variables;
+        self.limits.strict_variables = false;
+        let r = self.eval(f, input, env);
+        self.limits.strict_variables = strict;
+        r
+    }
+
     #[inline(never)]
     fn eval_call(&mut self, f: &Node, args: &[Node], pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
-        let func = self.eval(f, input, env)?;
+        let func = self.eval_callee(f, input, env)?;
         self.call(f, func, args, None, input, env, pos)
     }
 
@@ -455,7 +468,7 @@ impl<'h> Evaluator<'h> {
         if let Node::Call(f, args, cpos) = r
             && !args.iter().any(|a| matches!(a, Node::Placeholder))
         {
-            let func = self.eval(f, input, env)?;
+            let func = self.eval_callee(f, input, env)?;
             return self.call(f, func, args, Some(lhs), input, env, *cpos);
         }
         let func = self.eval(r, input, env)?;

@@ -17,6 +17,8 @@ pub struct Scope<'a> {
     pub context: &'a Context<'a>,
     /// Variables in scope.
     pub vars: &'a Map<String, Value>,
+    /// Time and randomness for JSONata's `$now`, `$random`...
+    pub ambient: jsonata::Ambient,
 }
 
 impl Scope<'_> {
@@ -53,12 +55,12 @@ impl Scope<'_> {
         result: Option<&Value>,
         error_output: Option<&Value>,
     ) -> Result<Value, Failure> {
-        jsonata::evaluate_template(template, &self.states_var(result, error_output))
+        jsonata::evaluate_template(template, &self.states_var(result, error_output), self.ambient)
     }
 
     /// Evaluates one JSONata expression (without `{% %}`).
     pub fn jsonata_expr(&self, expr: &str) -> Result<Value, Failure> {
-        jsonata::evaluate(expr, &self.states_var(None, None))
+        jsonata::evaluate(expr, &self.states_var(None, None), self.ambient)
     }
 }
 

@@ -57,6 +57,16 @@ impl Entropy for Core {
 }
 
 impl Core {
+    /// JSONata's time and random seed, read from the core's state without drawing
+    /// from it (so JSONata never shifts the IDs and tokens drawn later) and identical
+    /// on replay.
+    fn ambient(&self) -> crate::jsonata::Ambient {
+        crate::jsonata::Ambient {
+            now_millis: self.now,
+            seed: self.rng ^ self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        }
+    }
+
     fn id(&mut self, kind: &str) -> String {
         self.seq += 1;
         let r = self.next_u64();
@@ -485,6 +495,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
         input: &raw,
         context: &ctx,
         vars: &vars,
+        ambient: core.ambient(),
     };
     let effective = io::effective_input(st, &scope)?;
     match &st.kind {
@@ -676,6 +687,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 input: &raw,
                 context: &tctx,
                 vars: &vars,
+                ambient: core.ambient(),
             };
             let params = io::parameters(st, &tscope, &effective, st.parameters.as_ref(), core)?;
             let roots = Roots {
@@ -806,6 +818,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             input: &raw,
                             context: &ictx,
                             vars: &vars,
+                            ambient: core.ambient(),
                         }
                         .jsonata(sel, None, None)?,
                     },
@@ -987,6 +1000,7 @@ fn finish_work(
             input: &r.input,
             context: &ctx,
             vars: &vars,
+            ambient: core.ambient(),
         };
         let selected = io::select_result(st, &scope, raw_result, core)?;
         let assigned = io::assign(
@@ -1049,6 +1063,7 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
                 input: &r.input,
                 context: &ctx,
                 vars: &vars,
+                ambient: core.ambient(),
             };
             let assigned = io::assign(
                 st.query_language,
@@ -1211,6 +1226,7 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
                     input: &r.input,
                     context: &ctx,
                     vars: &vars,
+                    ambient: core.ambient(),
                 };
                 let assigned = io::assign(
                     st.query_language,

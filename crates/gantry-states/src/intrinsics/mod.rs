@@ -4,6 +4,7 @@ mod functions;
 mod parse;
 
 pub use functions::normalize_zero;
+pub(crate) use functions::call as call_function;
 pub use parse::{Expr, parse};
 
 use crate::error::Failure;
