@@ -541,13 +541,15 @@ impl<'h> Evaluator<'h> {
         if let Some(v) = env.lookup(name) {
             return Ok(v);
         }
+        // Host functions come first so that a host can replace a built-in (Step
+        // Functions' `$random` takes a seed) or withdraw one (it has no `$eval`).
+        if self.host.has_function(name) {
+            return Ok(Some(Val::Func(Rc::new(Func::Extension(name.to_string())))));
+        }
         if crate::functions::exists(name) {
             return Ok(Some(Val::Func(Rc::new(Func::Builtin(
                 crate::functions::canonical(name),
             )))));
-        }
-        if self.host.has_function(name) {
-            return Ok(Some(Val::Func(Rc::new(Func::Extension(name.to_string())))));
         }
         if self.limits.strict_variables && name != "$" {
             return Err(Error::at(

@@ -32,7 +32,8 @@ pub trait Host {
     fn now_millis(&mut self) -> i64;
     /// A uniformly random number in `[0, 1)`.
     fn random(&mut self) -> f64;
-    /// Whether the host provides `$name` (checked after the built-in functions).
+    /// Whether the host provides `$name`. Checked before the built-in functions, so a
+    /// host can replace or withdraw one.
     fn has_function(&self, _name: &str) -> bool {
         false
     }
