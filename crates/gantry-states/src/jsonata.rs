@@ -19,10 +19,14 @@ pub struct Ambient {
     pub seed: u64,
 }
 
-fn qerr(expr: &str, msg: impl std::fmt::Display) -> Failure {
+/// AWS's message shape: `The JSONata expression '<expr>' specified for the field
+/// 'Output/FunctionResult' threw an error during evaluation. T1006: ...`.
+fn qerr(field: &str, expr: &str, msg: impl std::fmt::Display) -> Failure {
     Failure::new(
         errors::QUERY_EVALUATION_ERROR,
-        format!("The JSONata expression '{expr}' threw an error during evaluation. {msg}"),
+        format!(
+            "The JSONata expression '{expr}' specified for the field '{field}' threw an error during evaluation. {msg}"
+        ),
     )
 }
 
@@ -145,27 +149,38 @@ impl Host for StatesHost {
     }
 }
 
-/// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and arrays recursively.
-pub fn evaluate_template(t: &Value, vars: &Map<String, Value>, amb: Ambient) -> Result<Value, Failure> {
+/// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and
+/// arrays recursively. `field` is the template's field (`Output`); nested values are
+/// named `Output/key/0` in errors.
+pub fn evaluate_template(
+    field: &str,
+    t: &Value,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
     match t {
         Value::String(s) => match s
             .trim()
             .strip_prefix("{%")
             .and_then(|x| x.strip_suffix("%}"))
         {
-            Some(e) => evaluate(e.trim(), vars, amb),
+            Some(e) => evaluate(field, e.trim(), vars, amb),
             None => Ok(t.clone()),
         },
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(k.clone(), evaluate_template(v, vars, amb)?);
+                out.insert(
+                    k.clone(),
+                    evaluate_template(&format!("{field}/{k}"), v, vars, amb)?,
+                );
             }
             Ok(Value::Object(out))
         }
         Value::Array(a) => a
             .iter()
-            .map(|v| evaluate_template(v, vars, amb))
+            .enumerate()
+            .map(|(i, v)| evaluate_template(&format!("{field}/{i}"), v, vars, amb))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -175,10 +190,15 @@ pub fn evaluate_template(t: &Value, vars: &Map<String, Value>, amb: Ambient) -> 
 /// Evaluates one expression with the given variables (`states` is `$states`).
 /// There is no context value: AWS does not allow `$`, `$$` or bare field names at
 /// the top level, so they evaluate to nothing. Undefined results become `null`.
-pub fn evaluate(expr: &str, vars: &Map<String, Value>, amb: Ambient) -> Result<Value, Failure> {
+pub fn evaluate(
+    field: &str,
+    expr: &str,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
     let parsed = Expression::parse(expr).map_err(|e| match e.position {
-        Some(p) => qerr(expr, format!("{e} (at offset {p})")),
-        None => qerr(expr, e),
+        Some(p) => qerr(field, expr, format!("{e} (at offset {p})")),
+        None => qerr(field, expr, e),
     })?;
     // Each expression gets its own random stream, derived from the state's seed and
     // the expression text, so that two fields of one state do not draw the same numbers.
@@ -197,6 +217,6 @@ pub fn evaluate(expr: &str, vars: &Map<String, Value>, amb: Ambient) -> Result<V
     };
     let v = parsed
         .evaluate(None, vars, &mut host, limits)
-        .map_err(|e| qerr(expr, e))?;
+        .map_err(|e| qerr(field, expr, e))?;
     Ok(v.unwrap_or(Value::Null))
 }

@@ -91,7 +91,7 @@ fn jsonata_errors_are_query_evaluation_errors_and_can_be_caught() {
     assert_eq!(out["Error"], "States.QueryEvaluationError");
     let cause = out["Cause"].as_str().expect("a cause");
     assert!(
-        cause.contains("The JSONata expression '$number($states.input.n)' threw an error during evaluation. D3030: Unable to cast value to a number"),
+        cause.contains("The JSONata expression '$number($states.input.n)' specified for the field 'Arguments/n' threw an error during evaluation. D3030: Unable to cast value to a number"),
         "{cause}"
     );
 }
@@ -111,6 +111,10 @@ fn fails_with(expr: &str, needle: &str) {
 #[test]
 fn errors_name_the_problem() {
     fails_with("$nope", "The variable '$nope' is not defined");
+    fails_with(
+        "$randomSeeded(1)",
+        "The JSONata expression '$randomSeeded(1)' specified for the field 'Output' threw an error during evaluation. T1006: Attempted to invoke a non-function",
+    );
     fails_with("$eval('1')", "T1006: Attempted to invoke a non-function");
     fails_with("$randomSeeded(1)", "T1006: Attempted to invoke a non-function");
     fails_with("1 +", "S0207: Unexpected end of expression (at offset 3)");
@@ -199,6 +203,22 @@ fn wait_seconds_and_fail_fields_take_expressions() {
         Outcome::Failed(gantry_states::Failure { error, cause }) => {
             assert_eq!(error, "Err.Timeout");
             assert_eq!(cause, "3 delays");
+        }
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn errors_name_the_nested_field() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Output": {"ok": 1, "list": [0, {"FunctionResult": "{% $randomSeeded(1) %}"}]}, "End": true}}});
+    match run(def, json!({}), |_, _| unreachable!()) {
+        Outcome::Failed(gantry_states::Failure { error, cause }) => {
+            assert_eq!(error, "States.QueryEvaluationError");
+            assert_eq!(
+                cause,
+                "The JSONata expression '$randomSeeded(1)' specified for the field 'Output/list/1/FunctionResult' threw an error during evaluation. T1006: Attempted to invoke a non-function"
+            );
         }
         other => panic!("expected failure, got {other:?}"),
     }

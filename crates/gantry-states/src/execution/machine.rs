@@ -535,7 +535,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             Ok(Step::End(out))
         }
         Kind::Fail { error, cause } => {
-            let eval = |d: &Option<Dynamic<String>>| -> Result<String, Failure> {
+            let eval = |d: &Option<Dynamic<String>>, field: &str| -> Result<String, Failure> {
                 Ok(match d {
                     None => String::new(),
                     Some(Dynamic::Static(s)) => s.clone(),
@@ -566,14 +566,14 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             .unwrap_or_else(|| v.to_string())
                     }
                     Some(Dynamic::Expr(e)) => {
-                        let v = scope.jsonata_expr(e)?;
+                        let v = scope.jsonata_expr(field, e)?;
                         v.as_str()
                             .map(String::from)
                             .unwrap_or_else(|| v.to_string())
                     }
                 })
             };
-            let f = Failure::new(eval(error)?, eval(cause)?);
+            let f = Failure::new(eval(error, "Error")?, eval(cause, "Cause")?);
             t.current = None;
             Ok(Step::Fail(f))
         }
@@ -583,7 +583,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 context: &ctx,
                 variables: &vars,
             };
-            let jsonata = |e: &str| scope.jsonata_expr(e);
+            let jsonata = |e: &str| scope.jsonata_expr("Condition", e);
             for c in choices {
                 if c.rule.evaluate(roots, &jsonata)? {
                     let assigned = io::assign(
@@ -654,7 +654,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                                 ))
                             })?,
                         Dynamic::Expr(e) => scope
-                            .jsonata_expr(e)?
+                            .jsonata_expr("Timestamp", e)?
                             .as_str()
                             .map(String::from)
                             .ok_or_else(|| {
@@ -707,7 +707,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 Some(c) if st.query_language == QueryLanguage::JsonPath => {
                     Some(crate::payload::evaluate(c, roots, core)?)
                 }
-                Some(c) => Some(tscope.jsonata(c, None, None)?),
+                Some(c) => Some(tscope.jsonata("Credentials", c, None, None)?),
                 None => None,
             };
             core.waiting.insert(token.clone(), path.to_vec());
@@ -768,7 +768,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
         }
         Kind::Map(m) => {
             let items = match (st.query_language, &m.items) {
-                (QueryLanguage::Jsonata, Some(it)) => scope.jsonata(it, None, None)?,
+                (QueryLanguage::Jsonata, Some(it)) => scope.jsonata("Items", it, None, None)?,
                 (QueryLanguage::Jsonata, None) => effective.clone(),
                 _ => path::read(
                     &m.items_path,
@@ -820,7 +820,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             vars: &vars,
                             ambient: core.ambient(),
                         }
-                        .jsonata(sel, None, None)?,
+                        .jsonata("ItemSelector", sel, None, None)?,
                     },
                 };
                 selected.push(v);
@@ -860,7 +860,7 @@ fn dyn_u64(
         Dynamic::Path(p) => {
             path::read(p, roots).map_err(|e| Failure::runtime(format!("{field}: {e}")))?
         }
-        Dynamic::Expr(e) => scope.jsonata_expr(e)?,
+        Dynamic::Expr(e) => scope.jsonata_expr(field.trim_end_matches("Path"), e)?,
     };
     v.as_u64().ok_or_else(|| {
         Failure::runtime(format!(
@@ -1075,7 +1075,7 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
             )?;
             let out = match st.query_language {
                 QueryLanguage::Jsonata => match &c.output {
-                    Some(o) => scope.jsonata(o, None, Some(&err_out))?,
+                    Some(o) => scope.jsonata("Output", o, None, Some(&err_out))?,
                     None => err_out.clone(),
                 },
                 QueryLanguage::JsonPath => match &c.result_path {
