@@ -7,11 +7,27 @@ use crate::value::Val;
 
 const DEFAULT_PICTURE: &str = "[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01].[f001][Z01:01t]";
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
 const DAYS: [&str; 7] = [
-    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
 ];
 
 /// Days since 1970-01-01 for a proleptic Gregorian date (Hinnant's algorithm).
@@ -42,7 +58,10 @@ pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
 fn sig(name: &str, i: usize) -> Error {
     Error::new(
         "T0410",
-        format!("Argument {} of function \"{name}\" does not match function signature", i + 1),
+        format!(
+            "Argument {} of function \"{name}\" does not match function signature",
+            i + 1
+        ),
     )
 }
 
@@ -224,7 +243,10 @@ fn parts(ms: i64, offset: i64) -> Parts {
 }
 
 fn bad_picture(p: &str) -> Error {
-    Error::new("D3135", format!("Invalid or unsupported date/time picture component: [{p}]"))
+    Error::new(
+        "D3135",
+        format!("Invalid or unsupported date/time picture component: [{p}]"),
+    )
 }
 
 fn name_case(name: &str, pres: &str) -> String {
@@ -239,8 +261,9 @@ fn name_case(name: &str, pres: &str) -> String {
 pub fn format(ms: i64, picture: &str, tz: Option<&str>) -> Result<String> {
     let offset = match tz {
         None => 0,
-        Some(t) => parse_offset(t)
-            .ok_or_else(|| Error::new("D3134", format!("Invalid timezone: {t}")))?,
+        Some(t) => {
+            parse_offset(t).ok_or_else(|| Error::new("D3134", format!("Invalid timezone: {t}")))?
+        }
     };
     let p = parts(ms, offset);
     let mut out = String::new();
@@ -259,7 +282,10 @@ pub fn format(ms: i64, picture: &str, tz: Option<&str>) -> Result<String> {
                 .position(|&x| x == ']')
                 .map(|k| i + k)
                 .ok_or_else(|| Error::new("D3135", "No closing bracket in date/time picture"))?;
-            let spec: String = chars[i + 1..end].iter().filter(|c| !c.is_whitespace()).collect();
+            let spec: String = chars[i + 1..end]
+                .iter()
+                .filter(|c| !c.is_whitespace())
+                .collect();
             out.push_str(&component(&p, &spec)?);
             i = end + 1;
             continue;
@@ -281,10 +307,17 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
         return Err(bad_picture(spec));
     };
     // Drop a width modifier (`,2-2`); presentation only.
-    let pres: String = cs.collect::<String>().split(',').next().unwrap_or("").to_string();
+    let pres: String = cs
+        .collect::<String>()
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let digits = |v: i64, default_width: usize| -> String {
         let width = if pres.chars().any(|c| c.is_ascii_digit()) {
-            pres.chars().filter(|c| c.is_ascii_digit() || *c == '#').count()
+            pres.chars()
+                .filter(|c| c.is_ascii_digit() || *c == '#')
+                .count()
         } else {
             default_width
         };
@@ -307,7 +340,11 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
         'd' => digits(p.doy, 1),
         'F' if pres.starts_with('N') || pres.starts_with('n') || pres.is_empty() => {
             let name = DAYS[p.dow as usize];
-            if pres.is_empty() { name.to_lowercase() } else { name_case(name, &pres) }
+            if pres.is_empty() {
+                name.to_lowercase()
+            } else {
+                name_case(name, &pres)
+            }
         }
         'F' => digits(p.dow + 1, 1),
         'H' => digits(p.h, 1),
@@ -317,7 +354,11 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
         }
         'P' => {
             let s = if p.h < 12 { "am" } else { "pm" };
-            if pres.starts_with('N') { s.to_uppercase() } else { s.to_string() }
+            if pres.starts_with('N') {
+                s.to_uppercase()
+            } else {
+                s.to_string()
+            }
         }
         'm' => digits(p.mi, 2),
         's' => digits(p.s, 2),
@@ -344,7 +385,11 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
             } else {
                 format!("{sign}{h:02}{m:02}")
             };
-            if letter == 'z' { format!("GMT{body}") } else { body }
+            if letter == 'z' {
+                format!("GMT{body}")
+            } else {
+                body
+            }
         }
         _ => return Err(bad_picture(spec)),
     })
@@ -352,7 +397,12 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
 
 /// `$toMillis` with a picture: numeric components (and month names) only.
 fn parse_picture(s: &str, picture: &str) -> Result<i64> {
-    let bad = || Error::new("D3110", format!("The timestamp \"{s}\" does not match the picture \"{picture}\""));
+    let bad = || {
+        Error::new(
+            "D3110",
+            format!("The timestamp \"{s}\" does not match the picture \"{picture}\""),
+        )
+    };
     let mut pattern = String::from("^");
     let mut fields: Vec<char> = Vec::new();
     let chars: Vec<char> = picture.chars().collect();
@@ -368,7 +418,9 @@ fn parse_picture(s: &str, picture: &str) -> Result<i64> {
             let letter = spec.chars().next().ok_or_else(|| bad_picture(&spec))?;
             let pres = &spec[letter.len_utf8()..];
             match letter {
-                'M' if pres.starts_with('N') || pres.starts_with('n') => pattern.push_str("([A-Za-z]+)"),
+                'M' if pres.starts_with('N') || pres.starts_with('n') => {
+                    pattern.push_str("([A-Za-z]+)")
+                }
                 'Y' | 'M' | 'D' | 'd' | 'H' | 'h' | 'm' | 's' | 'f' => pattern.push_str("([0-9]+)"),
                 'Z' => pattern.push_str("(Z|[+-][0-9]{2}:?[0-9]{2})"),
                 'P' => pattern.push_str("([AaPp][Mm])"),
@@ -387,7 +439,8 @@ fn parse_picture(s: &str, picture: &str) -> Result<i64> {
     pattern.push('$');
     let re = regex::Regex::new(&pattern).map_err(|_| bad())?;
     let caps = re.captures(s).ok_or_else(bad)?;
-    let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut ms, mut off) = (1970, 1, 1, 0, 0, 0, 0, 0);
+    let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut ms, mut off) =
+        (1970, 1, 1, 0, 0, 0, 0, 0);
     let mut pm = None;
     let mut doy = None;
     for (k, letter) in fields.iter().enumerate() {
@@ -417,7 +470,13 @@ fn parse_picture(s: &str, picture: &str) -> Result<i64> {
                 let f3: String = t.chars().chain("000".chars()).take(3).collect();
                 ms = f3.parse().map_err(|_| bad())?;
             }
-            'Z' => off = if t == "Z" { 0 } else { parse_offset(t).ok_or_else(bad)? },
+            'Z' => {
+                off = if t == "Z" {
+                    0
+                } else {
+                    parse_offset(t).ok_or_else(bad)?
+                }
+            }
             'P' => pm = Some(t.to_lowercase() == "pm"),
             _ => {}
         }

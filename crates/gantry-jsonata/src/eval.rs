@@ -234,12 +234,24 @@ impl<'h> Evaluator<'h> {
             if d > self.limits.max_nesting {
                 return Err(Error::new(
                     "U1003",
-                    format!("A value nests more than {} levels deep", self.limits.max_nesting),
+                    format!(
+                        "A value nests more than {} levels deep",
+                        self.limits.max_nesting
+                    ),
                 ));
             }
             match v {
-                Val::Arr(a, _) => stack.extend(a.iter().filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_))).map(|x| (x, d + 1))),
-                Val::Obj(o) => stack.extend(o.iter().map(|(_, x)| x).filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_))).map(|x| (x, d + 1))),
+                Val::Arr(a, _) => stack.extend(
+                    a.iter()
+                        .filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_)))
+                        .map(|x| (x, d + 1)),
+                ),
+                Val::Obj(o) => stack.extend(
+                    o.iter()
+                        .map(|(_, x)| x)
+                        .filter(|x| matches!(x, Val::Arr(..) | Val::Obj(_)))
+                        .map(|x| (x, d + 1)),
+                ),
                 _ => {}
             }
         }
@@ -331,7 +343,15 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_binary(&mut self, op: BinOp, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_binary(
+        &mut self,
+        op: BinOp,
+        l: &Node,
+        r: &Node,
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         // Operator chains (`a & b & c ...`) nest to the left; walk the left spine in a
         // loop rather than recursing once per operator. The order of evaluation is
         // unchanged: leftmost operand first, then each right operand in turn.
@@ -351,7 +371,14 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_logic(&mut self, and: bool, l: &Node, r: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_logic(
+        &mut self,
+        and: bool,
+        l: &Node,
+        r: &Node,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let a = truthy(&self.eval(l, input, env)?);
         // Short-circuit: the right side is not evaluated when the left decides.
         let v = if and {
@@ -384,7 +411,14 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_filter(&mut self, e: &Node, preds: &[Node], keep: bool, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_filter(
+        &mut self,
+        e: &Node,
+        preds: &[Node],
+        keep: bool,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let mut v = self.eval(e, input, env)?;
         for p in preds {
             v = self.filter(p, v, env)?;
@@ -399,13 +433,27 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_group(&mut self, e: &Node, pairs: &[(Node, Node)], pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_group(
+        &mut self,
+        e: &Node,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let v = self.eval(e, input, env)?;
         self.group(v, pairs, pos, env)
     }
 
     #[inline(never)]
-    fn eval_cond(&mut self, c: &Node, t: &Node, e: Option<&Node>, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_cond(
+        &mut self,
+        c: &Node,
+        t: &Node,
+        e: Option<&Node>,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let cv = self.eval(c, input, env)?;
         if truthy(&cv) {
             self.eval(t, input, env)
@@ -418,10 +466,21 @@ impl<'h> Evaluator<'h> {
 
     /// `?:` (`elvis`: falls back when the left is falsy) and `??` (when undefined).
     #[inline(never)]
-    fn eval_default(&mut self, elvis: bool, l: &Node, r: &Node, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_default(
+        &mut self,
+        elvis: bool,
+        l: &Node,
+        r: &Node,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let v = self.eval(l, input, env)?;
         let keep = if elvis { truthy(&v) } else { v.is_some() };
-        if keep { Ok(v) } else { self.eval(r, input, env) }
+        if keep {
+            Ok(v)
+        } else {
+            self.eval(r, input, env)
+        }
     }
 
     #[inline(never)]
@@ -455,13 +514,27 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_call(&mut self, f: &Node, args: &[Node], pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_call(
+        &mut self,
+        f: &Node,
+        args: &[Node],
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let func = self.eval_callee(f, input, env)?;
         self.call(f, func, args, None, input, env, pos)
     }
 
     #[inline(never)]
-    fn eval_apply(&mut self, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_apply(
+        &mut self,
+        l: &Node,
+        r: &Node,
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let lhs = self.eval(l, input, env)?;
         // A call on the right gets the left as its first argument, unless it is
         // a partial application (then it is a function value to chain).
@@ -486,7 +559,14 @@ impl<'h> Evaluator<'h> {
     }
 
     #[inline(never)]
-    fn eval_range(&mut self, l: &Node, r: &Node, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
+    fn eval_range(
+        &mut self,
+        l: &Node,
+        r: &Node,
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> R {
         let a = self.eval(l, input, env)?;
         let b = self.eval(r, input, env)?;
         let int = |v: &Option<Val>, code: &'static str, side: &str| -> Result<Option<f64>> {
@@ -496,7 +576,9 @@ impl<'h> Evaluator<'h> {
                 Some(_) => Err(Error::at(
                     code,
                     pos,
-                    format!("The {side} side of the range operator (..) must evaluate to an integer"),
+                    format!(
+                        "The {side} side of the range operator (..) must evaluate to an integer"
+                    ),
                 )),
             }
         };
@@ -509,7 +591,9 @@ impl<'h> Evaluator<'h> {
                     return Err(Error::at(
                         "D2014",
                         pos,
-                        format!("The size of the sequence allocated by the range operator (..) must not exceed 1e7. Attempted to allocate {size}."),
+                        format!(
+                            "The size of the sequence allocated by the range operator (..) must not exceed 1e7. Attempted to allocate {size}."
+                        ),
                     ));
                 }
                 self.tick(size as u64)?;
@@ -525,13 +609,7 @@ impl<'h> Evaluator<'h> {
         })
     }
 
-    fn variable(
-        &mut self,
-        name: &str,
-        pos: usize,
-        input: &Option<Val>,
-        env: &Rc<Env>,
-    ) -> R {
+    fn variable(&mut self, name: &str, pos: usize, input: &Option<Val>, env: &Rc<Env>) -> R {
         if name.is_empty() {
             return Ok(match input {
                 Some(Val::Arr(a, f)) if f & OUTER != 0 => a.first().cloned(),
@@ -619,9 +697,19 @@ impl<'h> Evaluator<'h> {
     }
 
     /// Calls a function value.
-    pub fn apply(&mut self, func: &Val, args: Vec<Option<Val>>, input: &Option<Val>, pos: usize) -> R {
+    pub fn apply(
+        &mut self,
+        func: &Val,
+        args: Vec<Option<Val>>,
+        input: &Option<Val>,
+        pos: usize,
+    ) -> R {
         let Val::Func(f) = func else {
-            return Err(Error::at("T1006", pos, "Attempted to invoke a non-function"));
+            return Err(Error::at(
+                "T1006",
+                pos,
+                "Attempted to invoke a non-function",
+            ));
         };
         self.enter()?;
         let r = self.apply_inner(f, args, input, pos);
@@ -629,7 +717,13 @@ impl<'h> Evaluator<'h> {
         r.map(collapse)
     }
 
-    fn apply_inner(&mut self, f: &Rc<Func>, args: Vec<Option<Val>>, input: &Option<Val>, pos: usize) -> R {
+    fn apply_inner(
+        &mut self,
+        f: &Rc<Func>,
+        args: Vec<Option<Val>>,
+        input: &Option<Val>,
+        pos: usize,
+    ) -> R {
         match f.as_ref() {
             Func::Lambda {
                 params,
@@ -666,13 +760,15 @@ impl<'h> Evaluator<'h> {
                     .collect();
                 self.apply(func, full, input, pos)
             }
-            Func::Regex(re) => {
-                match args.into_iter().next().flatten() {
-                    None => Ok(None),
-                    Some(Val::Str(s)) => Ok(crate::functions::regex_first(re, &s)),
-                    Some(_) => Err(Error::at("T0410", pos, "Argument 1 of a regular expression must be a string")),
-                }
-            }
+            Func::Regex(re) => match args.into_iter().next().flatten() {
+                None => Ok(None),
+                Some(Val::Str(s)) => Ok(crate::functions::regex_first(re, &s)),
+                Some(_) => Err(Error::at(
+                    "T0410",
+                    pos,
+                    "Argument 1 of a regular expression must be a string",
+                )),
+            },
             Func::Chain(a, b) => {
                 let r = self.apply(a, args, input, pos)?;
                 self.apply(b, vec![r], input, pos)
@@ -799,7 +895,9 @@ impl<'h> Evaluator<'h> {
             let r = self.eval(pred, &Some(item.clone()), env)?;
             let nums: Option<Vec<f64>> = match &r {
                 Some(Val::Num(n)) => Some(vec![*n]),
-                Some(Val::Arr(a, _)) if !a.is_empty() && a.iter().all(|x| matches!(x, Val::Num(_))) => {
+                Some(Val::Arr(a, _))
+                    if !a.is_empty() && a.iter().all(|x| matches!(x, Val::Num(_))) =>
+                {
                     Some(a.iter().filter_map(Val::as_num).collect())
                 }
                 _ => None,
@@ -826,7 +924,13 @@ impl<'h> Evaluator<'h> {
         Ok(Some(Val::seq(out)))
     }
 
-    fn group(&mut self, input: Option<Val>, pairs: &[(Node, Node)], pos: usize, env: &Rc<Env>) -> R {
+    fn group(
+        &mut self,
+        input: Option<Val>,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        env: &Rc<Env>,
+    ) -> R {
         let mut items: Vec<Option<Val>> = match input {
             Some(Val::Arr(a, _)) => a.iter().cloned().map(Some).collect(),
             other => vec![other],
@@ -881,7 +985,13 @@ impl<'h> Evaluator<'h> {
         Ok(Some(Val::Obj(Rc::new(obj))))
     }
 
-    fn sort(&mut self, items: Vec<Val>, terms: &[(Node, bool)], pos: usize, env: &Rc<Env>) -> Result<Vec<Val>> {
+    fn sort(
+        &mut self,
+        items: Vec<Val>,
+        terms: &[(Node, bool)],
+        pos: usize,
+        env: &Rc<Env>,
+    ) -> Result<Vec<Val>> {
         let mut keyed: Vec<(Vec<Option<Val>>, Val)> = Vec::with_capacity(items.len());
         for item in items {
             let mut keys = Vec::with_capacity(terms.len());
@@ -953,7 +1063,10 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
                 Some(_) => {
                     return Err(Error::new(
                         "T2001",
-                        format!("The left side of the \"{}\" operator must evaluate to a number", op_str(op)),
+                        format!(
+                            "The left side of the \"{}\" operator must evaluate to a number",
+                            op_str(op)
+                        ),
                     ));
                 }
             };
@@ -963,7 +1076,10 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
                 Some(_) => {
                     return Err(Error::new(
                         "T2002",
-                        format!("The right side of the \"{}\" operator must evaluate to a number", op_str(op)),
+                        format!(
+                            "The right side of the \"{}\" operator must evaluate to a number",
+                            op_str(op)
+                        ),
                     ));
                 }
             };
@@ -990,11 +1106,15 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
             Ok(Some(Val::Bool(if op == Eq { eq } else { !eq })))
         }
         Lt | Le | Gt | Ge => {
-            let comparable = |v: &Option<Val>| matches!(v, None | Some(Val::Num(_)) | Some(Val::Str(_)));
+            let comparable =
+                |v: &Option<Val>| matches!(v, None | Some(Val::Num(_)) | Some(Val::Str(_)));
             if !comparable(&a) || !comparable(&b) {
                 return Err(Error::new(
                     "T2010",
-                    format!("The expressions either side of operator \"{}\" must evaluate to numeric or string values", op_str(op)),
+                    format!(
+                        "The expressions either side of operator \"{}\" must evaluate to numeric or string values",
+                        op_str(op)
+                    ),
                 ));
             }
             let (Some(a), Some(b)) = (a, b) else {
@@ -1006,8 +1126,12 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
                 _ => {
                     return Err(Error::new(
                         "T2009",
-                        format!("The values {} and {} either side of operator \"{}\" must be of the same data type",
-                            crate::text::stringify(&a, false), crate::text::stringify(&b, false), op_str(op)),
+                        format!(
+                            "The values {} and {} either side of operator \"{}\" must be of the same data type",
+                            crate::text::stringify(&a, false),
+                            crate::text::stringify(&b, false),
+                            op_str(op)
+                        ),
                     ));
                 }
             };

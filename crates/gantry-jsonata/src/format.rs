@@ -23,7 +23,12 @@ pub fn format_number(n: f64, picture: &str, options: Option<&Obj>) -> Result<Str
     let dec_c = dec.chars().next().unwrap_or('.');
     let grp_c = grp.chars().next().unwrap_or(',');
     let exp_c = exp_sep.chars().next().unwrap_or('e');
-    let bad = |m: &str| Error::new("D3080", format!("Invalid picture string for $formatNumber: {m}"));
+    let bad = |m: &str| {
+        Error::new(
+            "D3080",
+            format!("Invalid picture string for $formatNumber: {m}"),
+        )
+    };
 
     let subs: Vec<&str> = picture.split(';').collect();
     if subs.len() > 2 {
@@ -94,7 +99,12 @@ fn finish(
     explicit_neg: bool,
     f: &Fmt<'_>,
 ) -> Result<String> {
-    let bad = |m: &str| Error::new("D3080", format!("Invalid picture string for $formatNumber: {m}"));
+    let bad = |m: &str| {
+        Error::new(
+            "D3080",
+            format!("Invalid picture string for $formatNumber: {m}"),
+        )
+    };
     let dpos = mantissa.iter().position(|&c| c == f.dec_c);
     if mantissa.iter().filter(|&&c| c == f.dec_c).count() > 1 {
         return Err(bad("more than one decimal separator"));
@@ -116,7 +126,10 @@ fn finish(
             count += 1;
         }
     }
-    let regular = groups.first().copied().filter(|&g| g > 0 && groups.iter().enumerate().all(|(i, &x)| x == g * (i + 1)));
+    let regular = groups
+        .first()
+        .copied()
+        .filter(|&g| g > 0 && groups.iter().enumerate().all(|(i, &x)| x == g * (i + 1)));
 
     let mut v = n.abs();
     let all = format!("{prefix}{suffix}");
@@ -152,7 +165,7 @@ fn finish(
         let from_right = digits.len() - i;
         if i > 0 {
             let sep = match regular {
-                Some(g) => from_right % g == 0,
+                Some(g) => from_right.is_multiple_of(g),
                 None => groups.contains(&from_right),
             };
             if sep {
@@ -202,8 +215,25 @@ pub fn format_base(n: f64, radix: u32) -> String {
 }
 
 const ONES: [&str; 20] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
     "nineteen",
 ];
 const TENS: [&str; 10] = [
@@ -222,11 +252,19 @@ fn words(n: u64) -> String {
     }
     if n < 100 {
         let t = TENS[(n / 10) as usize];
-        return if n % 10 == 0 { t.into() } else { format!("{t}-{}", ONES[(n % 10) as usize]) };
+        return if n.is_multiple_of(10) {
+            t.into()
+        } else {
+            format!("{t}-{}", ONES[(n % 10) as usize])
+        };
     }
     if n < 1000 {
         let h = format!("{} hundred", ONES[(n / 100) as usize]);
-        return if n % 100 == 0 { h } else { format!("{h} and {}", words(n % 100)) };
+        return if n.is_multiple_of(100) {
+            h
+        } else {
+            format!("{h} and {}", words(n % 100))
+        };
     }
     for (scale, name) in SCALES {
         if n >= scale {
@@ -245,8 +283,19 @@ fn words(n: u64) -> String {
 }
 
 const ROMAN: [(u64, &str); 13] = [
-    (1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"),
-    (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"),
+    (1000, "m"),
+    (900, "cm"),
+    (500, "d"),
+    (400, "cd"),
+    (100, "c"),
+    (90, "xc"),
+    (50, "l"),
+    (40, "xl"),
+    (10, "x"),
+    (9, "ix"),
+    (5, "v"),
+    (4, "iv"),
+    (1, "i"),
 ];
 
 fn letters(mut n: u64) -> String {
@@ -264,7 +313,10 @@ pub fn format_integer(n: f64, picture: &str) -> Result<String> {
     let neg = n < 0.0;
     let v = n.abs().floor();
     if v > 1e15 {
-        return Err(Error::new("D3130", "The number is too large for $formatInteger"));
+        return Err(Error::new(
+            "D3130",
+            "The number is too large for $formatInteger",
+        ));
     }
     let u = v as u64;
     let sign = if neg { "-" } else { "" };
@@ -291,21 +343,31 @@ pub fn format_integer(n: f64, picture: &str) -> Result<String> {
                     x -= val;
                 }
             }
-            if picture == "I" { out.to_uppercase() } else { out }
+            if picture == "I" {
+                out.to_uppercase()
+            } else {
+                out
+            }
         }
         "a" => letters(u),
         "A" => letters(u).to_uppercase(),
-        p if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit() || c == '#' || c == ',') => {
+        p if !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_digit() || c == '#' || c == ',') =>
+        {
             let min = p.chars().filter(|c| c.is_ascii_digit()).count();
             let mut digits = format!("{u:0min$}");
             // Regular grouping from the picture's last separator.
             if let Some(pos) = p.rfind(',') {
-                let g = p[pos + 1..].chars().filter(|c| c.is_ascii_digit() || *c == '#').count();
+                let g = p[pos + 1..]
+                    .chars()
+                    .filter(|c| c.is_ascii_digit() || *c == '#')
+                    .count();
                 if g > 0 {
                     let cs: Vec<char> = digits.chars().collect();
                     let mut out = String::new();
                     for (i, c) in cs.iter().enumerate() {
-                        if i > 0 && (cs.len() - i) % g == 0 {
+                        if i > 0 && (cs.len() - i).is_multiple_of(g) {
                             out.push(',');
                         }
                         out.push(*c);
@@ -327,11 +389,21 @@ pub fn format_integer(n: f64, picture: &str) -> Result<String> {
 
 /// `$parseInteger(string, picture)` for the pictures `$formatInteger` writes (not words).
 pub fn parse_integer(s: &str, picture: &str) -> Result<f64> {
-    let bad = || Error::new("D3137", format!("Unable to parse \"{s}\" with picture \"{picture}\""));
+    let bad = || {
+        Error::new(
+            "D3137",
+            format!("Unable to parse \"{s}\" with picture \"{picture}\""),
+        )
+    };
     match picture {
         "i" | "I" => {
             let t = s.to_lowercase();
-            let val = |c: char| ROMAN.iter().find(|(_, r)| r.len() == 1 && r.starts_with(c)).map(|(v, _)| *v);
+            let val = |c: char| {
+                ROMAN
+                    .iter()
+                    .find(|(_, r)| r.len() == 1 && r.starts_with(c))
+                    .map(|(v, _)| *v)
+            };
             let cs: Vec<u64> = t.chars().map(val).collect::<Option<_>>().ok_or_else(bad)?;
             let mut total = 0i64;
             for i in 0..cs.len() {
@@ -353,7 +425,10 @@ pub fn parse_integer(s: &str, picture: &str) -> Result<f64> {
             }
             Ok(total)
         }
-        p if p.chars().all(|c| c.is_ascii_digit() || c == '#' || c == ',') => {
+        p if p
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '#' || c == ',') =>
+        {
             let (neg, body) = match s.strip_prefix('-') {
                 Some(b) => (true, b),
                 None => (false, s),

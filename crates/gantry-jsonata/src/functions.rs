@@ -195,12 +195,20 @@ pub fn round_half_even(x: f64, precision: i32) -> f64 {
         let e: i32 = e.parse().unwrap_or(0);
         format!("{m}e{}", e + by).parse().unwrap_or(v)
     };
-    let v = if precision != 0 { shift(x, precision) } else { x };
+    let v = if precision != 0 {
+        shift(x, precision)
+    } else {
+        x
+    };
     let mut r = (v + 0.5).floor();
     if (r - v).abs() == 0.5 && r.rem_euclid(2.0) == 1.0 {
         r -= 1.0;
     }
-    let r = if precision != 0 { shift(r, -precision) } else { r };
+    let r = if precision != 0 {
+        shift(r, -precision)
+    } else {
+        r
+    };
     if r == 0.0 { 0.0 } else { r }
 }
 
@@ -213,10 +221,7 @@ fn match_obj(s: &str, c: &regex::Captures<'_>) -> Val {
     let m = c.get(0).map(|m| (m.as_str(), m.start())).unwrap_or(("", 0));
     let mut o = Obj::new();
     o.insert(Rc::from("match"), Val::str(m.0));
-    o.insert(
-        Rc::from("index"),
-        Val::Num(s[..m.1].chars().count() as f64),
-    );
+    o.insert(Rc::from("index"), Val::Num(s[..m.1].chars().count() as f64));
     let groups = (1..c.len())
         .map(|i| Val::str(c.get(i).map(|g| g.as_str()).unwrap_or("")))
         .collect();
@@ -280,7 +285,12 @@ fn is_array_of_strings(v: &[Val]) -> bool {
 }
 
 /// Calls built-in `name`.
-pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val>>, input: &Option<Val>) -> R {
+pub fn call(
+    ev: &mut Evaluator<'_>,
+    name: &'static str,
+    mut args: Vec<Option<Val>>,
+    input: &Option<Val>,
+) -> R {
     if let Some((_, _, ctx)) = entry(name)
         && args.len() < *ctx
     {
@@ -411,7 +421,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Ok(Some(Val::arr(parts)))
         }
         "join" => {
-            let Some(items) = a.arr(0) else { return Ok(None) };
+            let Some(items) = a.arr(0) else {
+                return Ok(None);
+            };
             if !is_array_of_strings(&items) {
                 return Err(Error::new(
                     "T0412",
@@ -437,11 +449,20 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
         }
         "replace" => replace(ev, &mut a, input),
         "eval" => {
-            let Some(src) = a.str(0)? else { return Ok(None) };
+            let Some(src) = a.str(0)? else {
+                return Ok(None);
+            };
             let expr = crate::parser::parse(&src).map_err(|e| {
-                Error::new("D3120", format!("Syntax error in expression passed to function eval: {e}"))
+                Error::new(
+                    "D3120",
+                    format!("Syntax error in expression passed to function eval: {e}"),
+                )
             })?;
-            let ctx = if a.v.len() > 1 { a.take(1) } else { input.clone() };
+            let ctx = if a.v.len() > 1 {
+                a.take(1)
+            } else {
+                input.clone()
+            };
             let env = match &ev.top {
                 Some(t) => t.clone(),
                 None => ev.new_env(None),
@@ -483,10 +504,15 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             if !(2.0..=36.0).contains(&radix) {
                 return Err(Error::new(
                     "D3100",
-                    format!("The radix of the formatBase function must be between 2 and 36. It was given {radix}"),
+                    format!(
+                        "The radix of the formatBase function must be between 2 and 36. It was given {radix}"
+                    ),
                 ));
             }
-            s(crate::format::format_base(round_half_even(n, 0), radix as u32))
+            s(crate::format::format_base(
+                round_half_even(n, 0),
+                radix as u32,
+            ))
         }
         "formatInteger" => {
             let Some(n) = a.num(0)? else { return Ok(None) };
@@ -505,11 +531,17 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Some(Val::Bool(b)) => Ok(Some(Val::Num(if *b { 1.0 } else { 0.0 }))),
             Some(Val::Str(x)) => match to_number(x) {
                 Some(n) => num(n),
-                None => Err(Error::new("D3030", format!("Unable to cast value to a number: \"{x}\""))),
+                None => Err(Error::new(
+                    "D3030",
+                    format!("Unable to cast value to a number: \"{x}\""),
+                )),
             },
             Some(v) => Err(Error::new(
                 "D3030",
-                format!("Unable to cast value to a number: {}", text::stringify(v, false)),
+                format!(
+                    "Unable to cast value to a number: {}",
+                    text::stringify(v, false)
+                ),
             )),
         },
         "abs" => Ok(a.num(0)?.map(|n| Val::Num(n.abs()))),
@@ -527,7 +559,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             if !r.is_finite() {
                 return Err(Error::new(
                     "D3061",
-                    format!("The power function has resulted in a value that cannot be represented as a JSON number: base={b}, exponent={e}"),
+                    format!(
+                        "The power function has resulted in a value that cannot be represented as a JSON number: base={b}, exponent={e}"
+                    ),
                 ));
             }
             num(r)
@@ -581,7 +615,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Val::arr(v)
         })),
         "shuffle" => {
-            let Some(mut v) = a.arr(0) else { return Ok(None) };
+            let Some(mut v) = a.arr(0) else {
+                return Ok(None);
+            };
             for i in (1..v.len()).rev() {
                 let j = (ev.host.random() * (i + 1) as f64) as usize;
                 v.swap(i, j.min(i));
@@ -603,7 +639,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Some(v) => Ok(Some(v.clone())),
         },
         "zip" => {
-            let lists: Vec<Vec<Val>> = (0..a.v.len()).map(|i| a.arr(i).unwrap_or_default()).collect();
+            let lists: Vec<Vec<Val>> = (0..a.v.len())
+                .map(|i| a.arr(i).unwrap_or_default())
+                .collect();
             let n = lists.iter().map(Vec::len).min().unwrap_or(0);
             Ok(Some(Val::arr(
                 (0..n)
@@ -614,7 +652,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
         // --- objects
         "keys" => match a.get(0) {
             None => Ok(None),
-            Some(Val::Obj(o)) => Ok(Some(Val::seq(o.keys().map(|k| Val::Str(k.clone())).collect()))),
+            Some(Val::Obj(o)) => Ok(Some(Val::seq(
+                o.keys().map(|k| Val::Str(k.clone())).collect(),
+            ))),
             Some(Val::Arr(items, _)) => {
                 let mut seen = Obj::new();
                 for x in items.iter() {
@@ -624,7 +664,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
                         }
                     }
                 }
-                Ok(Some(Val::seq(seen.keys().map(|k| Val::Str(k.clone())).collect())))
+                Ok(Some(Val::seq(
+                    seen.keys().map(|k| Val::Str(k.clone())).collect(),
+                )))
             }
             Some(_) => Ok(None),
         },
@@ -637,7 +679,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Some(v) => Ok(Some(spread(v))),
         },
         "merge" => {
-            let Some(items) = a.arr(0) else { return Ok(None) };
+            let Some(items) = a.arr(0) else {
+                return Ok(None);
+            };
             let mut out = Obj::new();
             for x in items {
                 match x {
@@ -661,7 +705,14 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             let f = a.func(1)?;
             let mut out = Vec::new();
             for (k, v) in o.iter() {
-                let args = hof_args(&f, vec![Some(v.clone()), Some(Val::Str(k.clone())), Some(Val::Obj(o.clone()))]);
+                let args = hof_args(
+                    &f,
+                    vec![
+                        Some(v.clone()),
+                        Some(Val::Str(k.clone())),
+                        Some(Val::Obj(o.clone())),
+                    ],
+                );
                 if let Some(r) = ev.apply(&f, args, input, 0)? {
                     out.push(r);
                 }
@@ -673,12 +724,23 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             let f = a.func(1)?;
             let mut out = Obj::new();
             for (k, v) in o.iter() {
-                let args = hof_args(&f, vec![Some(v.clone()), Some(Val::Str(k.clone())), Some(Val::Obj(o.clone()))]);
+                let args = hof_args(
+                    &f,
+                    vec![
+                        Some(v.clone()),
+                        Some(Val::Str(k.clone())),
+                        Some(Val::Obj(o.clone())),
+                    ],
+                );
                 if truthy(&ev.apply(&f, args, input, 0)?) {
                     out.insert(k.clone(), v.clone());
                 }
             }
-            Ok(if out.is_empty() { None } else { Some(Val::Obj(Rc::new(out))) })
+            Ok(if out.is_empty() {
+                None
+            } else {
+                Some(Val::Obj(Rc::new(out)))
+            })
         }
         "type" => Ok(a.get(0).map(|v| Val::str(v.type_name()))),
         "error" => {
@@ -707,12 +769,21 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
         }
         // --- higher-order
         "map" | "filter" | "single" => {
-            let Some(items) = a.arr(0) else { return Ok(None) };
+            let Some(items) = a.arr(0) else {
+                return Ok(None);
+            };
             let f = a.func(1)?;
             let whole = Val::arr(items.clone());
             let mut out = Vec::new();
             for (i, x) in items.iter().enumerate() {
-                let args = hof_args(&f, vec![Some(x.clone()), Some(Val::Num(i as f64)), Some(whole.clone())]);
+                let args = hof_args(
+                    &f,
+                    vec![
+                        Some(x.clone()),
+                        Some(Val::Num(i as f64)),
+                        Some(whole.clone()),
+                    ],
+                );
                 let r = ev.apply(&f, args, input, 0)?;
                 match name {
                     "map" => {
@@ -743,7 +814,9 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
             Ok(Some(Val::seq(out)))
         }
         "reduce" => {
-            let Some(items) = a.arr(0) else { return Ok(None) };
+            let Some(items) = a.arr(0) else {
+                return Ok(None);
+            };
             let f = a.func(1)?;
             if let Val::Func(func) = &f
                 && func.arity() < 2
@@ -760,7 +833,10 @@ pub fn call(ev: &mut Evaluator<'_>, name: &'static str, mut args: Vec<Option<Val
                 None => it.next().map(|(_, v)| v),
             };
             for (i, x) in it {
-                let args = hof_args(&f, vec![acc, Some(x), Some(Val::Num(i as f64)), Some(whole.clone())]);
+                let args = hof_args(
+                    &f,
+                    vec![acc, Some(x), Some(Val::Num(i as f64)), Some(whole.clone())],
+                );
                 acc = ev.apply(&f, args, input, 0)?;
             }
             Ok(acc)
@@ -861,14 +937,20 @@ fn to_number(x: &str) -> Option<f64> {
         return t.parse::<f64>().ok().filter(|n| n.is_finite());
     }
     let radix = |p: &str, r: u32| -> Option<f64> {
-        let rest = t.strip_prefix(p).or_else(|| t.strip_prefix(&p.to_uppercase()))?;
+        let rest = t
+            .strip_prefix(p)
+            .or_else(|| t.strip_prefix(&p.to_uppercase()))?;
         u64::from_str_radix(rest, r).ok().map(|n| n as f64)
     };
-    radix("0x", 16).or_else(|| radix("0o", 8)).or_else(|| radix("0b", 2))
+    radix("0x", 16)
+        .or_else(|| radix("0o", 8))
+        .or_else(|| radix("0b", 2))
 }
 
 fn sort(ev: &mut Evaluator<'_>, a: &Args<'_>, input: &Option<Val>) -> R {
-    let Some(items) = a.arr(0) else { return Ok(None) };
+    let Some(items) = a.arr(0) else {
+        return Ok(None);
+    };
     if items.len() <= 1 {
         return Ok(Some(Val::arr(items)));
     }
@@ -905,7 +987,12 @@ fn sort(ev: &mut Evaluator<'_>, a: &Args<'_>, input: &Option<Val>) -> R {
     }
 }
 
-fn merge_sort(ev: &mut Evaluator<'_>, f: &Val, v: &mut Vec<Val>, input: &Option<Val>) -> Result<()> {
+fn merge_sort(
+    ev: &mut Evaluator<'_>,
+    f: &Val,
+    v: &mut Vec<Val>,
+    input: &Option<Val>,
+) -> Result<()> {
     if v.len() <= 1 {
         return Ok(());
     }
@@ -917,7 +1004,12 @@ fn merge_sort(ev: &mut Evaluator<'_>, f: &Val, v: &mut Vec<Val>, input: &Option<
     let (mut i, mut j) = (0, 0);
     while i < left.len() && j < right.len() {
         // The comparator says whether the left item belongs after the right one.
-        let swap = ev.apply(f, vec![Some(left[i].clone()), Some(right[j].clone())], input, 0)?;
+        let swap = ev.apply(
+            f,
+            vec![Some(left[i].clone()), Some(right[j].clone())],
+            input,
+            0,
+        )?;
         if truthy(&swap) {
             v.push(right[j].clone());
             j += 1;
@@ -988,8 +1080,14 @@ fn replace(ev: &mut Evaluator<'_>, a: &mut Args<'_>, input: &Option<Val>) -> R {
             Val::Str(r) => out.push_str(&substitute(r, &groups)),
             f => {
                 let mut o = Obj::new();
-                o.insert(Rc::from("match"), Val::str(groups[0].as_deref().unwrap_or("")));
-                o.insert(Rc::from("index"), Val::Num(x[..start].chars().count() as f64));
+                o.insert(
+                    Rc::from("match"),
+                    Val::str(groups[0].as_deref().unwrap_or("")),
+                );
+                o.insert(
+                    Rc::from("index"),
+                    Val::Num(x[..start].chars().count() as f64),
+                );
                 o.insert(
                     Rc::from("groups"),
                     Val::arr(
@@ -1036,7 +1134,11 @@ fn substitute(r: &str, groups: &[Option<String>]) -> String {
             if j > i + 1 {
                 let mut k = j;
                 while k > i + 1 {
-                    let n: usize = chars[i + 1..k].iter().collect::<String>().parse().unwrap_or(usize::MAX);
+                    let n: usize = chars[i + 1..k]
+                        .iter()
+                        .collect::<String>()
+                        .parse()
+                        .unwrap_or(usize::MAX);
                     if n < groups.len() {
                         out.push_str(groups[n].as_deref().unwrap_or(""));
                         out.extend(&chars[k..j]);
@@ -1063,7 +1165,11 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
         for k in 0..4 {
             if k <= chunk.len() {
@@ -1112,7 +1218,19 @@ fn percent_encode(s: &str, keep: &str) -> String {
 }
 
 fn percent_decode(s: &str, reserved: &str) -> Result<String> {
-    let bad = || Error::new("D3140", format!("Malformed URL passed to ${}: {s}", if reserved.is_empty() { "decodeUrlComponent" } else { "decodeUrl" }));
+    let bad = || {
+        Error::new(
+            "D3140",
+            format!(
+                "Malformed URL passed to ${}: {s}",
+                if reserved.is_empty() {
+                    "decodeUrlComponent"
+                } else {
+                    "decodeUrl"
+                }
+            ),
+        )
+    };
     let b = s.as_bytes();
     let mut out: Vec<u8> = Vec::new();
     let mut i = 0;

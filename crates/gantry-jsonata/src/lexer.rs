@@ -131,7 +131,11 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                 }
             }
             if pat.is_empty() {
-                return Err(Error::at("S0301", pos, "Empty regular expressions are not allowed"));
+                return Err(Error::at(
+                    "S0301",
+                    pos,
+                    "Empty regular expressions are not allowed",
+                ));
             }
             j += 1;
             let mut flags = String::new();
@@ -153,13 +157,19 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
         if let Some(n) = at(i + 1) {
             let two: String = [c, n].iter().collect();
             if let Some(op) = OPS2.iter().find(|o| **o == two) {
-                out.push(Token { tok: Tok::Op(op), pos });
+                out.push(Token {
+                    tok: Tok::Op(op),
+                    pos,
+                });
                 i += 2;
                 continue;
             }
         }
         if let Some(op) = op1(c) {
-            out.push(Token { tok: Tok::Op(op), pos });
+            out.push(Token {
+                tok: Tok::Op(op),
+                pos,
+            });
             i += 1;
             continue;
         }
@@ -237,7 +247,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                     }
                 }
             }
-            out.push(Token { tok: Tok::Str(s), pos });
+            out.push(Token {
+                tok: Tok::Str(s),
+                pos,
+            });
             i = j + 1;
             continue;
         }
@@ -260,7 +273,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                     }
                 }
             }
-            out.push(Token { tok: Tok::Name(s), pos });
+            out.push(Token {
+                tok: Tok::Name(s),
+                pos,
+            });
             i = j + 1;
             continue;
         }
@@ -292,9 +308,16 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
                 .parse()
                 .map_err(|_| Error::at("S0102", pos, format!("Number out of range: {text}")))?;
             if !n.is_finite() {
-                return Err(Error::at("S0102", pos, format!("Number out of range: {text}")));
+                return Err(Error::at(
+                    "S0102",
+                    pos,
+                    format!("Number out of range: {text}"),
+                ));
             }
-            out.push(Token { tok: Tok::Num(n), pos });
+            out.push(Token {
+                tok: Tok::Num(n),
+                pos,
+            });
             i = j;
             continue;
         }
@@ -335,7 +358,11 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>> {
             }
         }
         if name.is_empty() {
-            return Err(Error::at("S0204", pos, format!("Unknown operator: \"{c}\"")));
+            return Err(Error::at(
+                "S0204",
+                pos,
+                format!("Unknown operator: \"{c}\""),
+            ));
         }
         let tok = match name.as_str() {
             "and" => Tok::Op("and"),

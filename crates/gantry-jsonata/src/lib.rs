@@ -39,7 +39,10 @@ pub trait Host {
     }
     /// Calls a host function; `None` arguments are undefined.
     fn call(&mut self, name: &str, _args: Vec<Option<Value>>) -> Result<Option<Value>> {
-        Err(Error::new("T1006", format!("Attempted to invoke a non-function: ${name}")))
+        Err(Error::new(
+            "T1006",
+            format!("Attempted to invoke a non-function: ${name}"),
+        ))
     }
 }
 
@@ -148,10 +151,9 @@ impl Expression {
         env.bind("$", raw.clone());
         // The top-level input array is wrapped so that paths treat it as one item.
         let input = match raw {
-            Some(a @ value::Val::Arr(..)) => Some(value::Val::Arr(
-                Rc::new(vec![a]),
-                value::SEQ | value::OUTER,
-            )),
+            Some(a @ value::Val::Arr(..)) => {
+                Some(value::Val::Arr(Rc::new(vec![a]), value::SEQ | value::OUTER))
+            }
             other => other,
         };
         ev.top = Some(env.clone());

@@ -122,7 +122,11 @@ impl Parser {
             let t = self.next();
             self.tree += 1;
             if self.tree > MAX_TREE_DEPTH {
-                return Err(Error::at("U1001", t.pos, "The expression is nested too deeply"));
+                return Err(Error::at(
+                    "U1001",
+                    t.pos,
+                    "The expression is nested too deeply",
+                ));
             }
             left = self.led(t, left)?;
         }

@@ -141,24 +141,6 @@ impl Val {
     pub fn seq(v: Vec<Val>) -> Val {
         Val::Arr(Rc::new(v), SEQ)
     }
-    pub fn is_array(&self) -> bool {
-        matches!(self, Val::Arr(..))
-    }
-    pub fn flags(&self) -> u8 {
-        match self {
-            Val::Arr(_, f) => *f,
-            _ => 0,
-        }
-    }
-    pub fn is_seq(&self) -> bool {
-        self.flags() & SEQ != 0
-    }
-    pub fn with_flags(self, flags: u8) -> Val {
-        match self {
-            Val::Arr(a, _) => Val::Arr(a, flags),
-            v => v,
-        }
-    }
     pub fn as_num(&self) -> Option<f64> {
         match self {
             Val::Num(n) => Some(*n),
@@ -170,9 +152,6 @@ impl Val {
             Val::Str(s) => Some(s),
             _ => None,
         }
-    }
-    pub fn is_func(&self) -> bool {
-        matches!(self, Val::Func(_))
     }
     /// JSONata's type name (`$type`).
     pub fn type_name(&self) -> &'static str {
@@ -214,11 +193,7 @@ impl Val {
             Val::Bool(b) => J::Bool(*b),
             Val::Num(n) => num_to_json(*n),
             Val::Str(s) => J::String(s.to_string()),
-            Val::Arr(a, _) => J::Array(
-                a.iter()
-                    .map(|v| v.to_json().unwrap_or(J::Null))
-                    .collect(),
-            ),
+            Val::Arr(a, _) => J::Array(a.iter().map(|v| v.to_json().unwrap_or(J::Null)).collect()),
             Val::Obj(o) => {
                 let mut m = serde_json::Map::new();
                 for (k, v) in o.iter() {

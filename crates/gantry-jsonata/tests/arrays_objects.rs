@@ -36,7 +36,10 @@ fn append_reverse_distinct_zip() {
     eq("$append([1], missing)", json!([1]));
     eq("$append(missing, 'x')", json!("x"));
     eq("$reverse([1, 2, 3])", json!([3, 2, 1]));
-    eq("$distinct([1, 2, 1, 'a', 'a', [1], [1]])", json!([1, 2, "a", [1]]));
+    eq(
+        "$distinct([1, 2, 1, 'a', 'a', [1], [1]])",
+        json!([1, 2, "a", [1]]),
+    );
     eq("$distinct(5)", json!(5));
     eq("$zip([1, 2, 3], ['a', 'b'])", json!([[1, "a"], [2, "b"]]));
     eq("$zip([1, 2])", json!([[1], [2]]));
@@ -75,17 +78,32 @@ fn keys_lookup_spread_merge() {
     undef("$lookup({'a': 1}, 'b')", &none());
     eq("$lookup([{'a': 1}, {'a': 2}], 'a')", json!([1, 2]));
     eq("$spread({'a': 1, 'b': 2})", json!([{"a": 1}, {"b": 2}]));
-    eq("$spread([{'a': 1}, {'b': 2, 'c': 3}])", json!([{"a": 1}, {"b": 2}, {"c": 3}]));
-    eq("$merge([{'a': 1, 'b': 1}, {'b': 2}])", json!({"a": 1, "b": 2}));
+    eq(
+        "$spread([{'a': 1}, {'b': 2, 'c': 3}])",
+        json!([{"a": 1}, {"b": 2}, {"c": 3}]),
+    );
+    eq(
+        "$merge([{'a': 1, 'b': 1}, {'b': 2}])",
+        json!({"a": 1, "b": 2}),
+    );
     eq("$merge({'a': 1})", json!({"a": 1}));
     err("$merge([{'a': 1}, 2])", &none(), "T0412");
 }
 
 #[test]
 fn each_and_sift() {
-    eq("$each({'a': 1, 'b': 2}, function($v, $k) { $k & '=' & $v })", json!(["a=1", "b=2"]));
-    eq("$sift({'a': 1, 'b': 2, 'c': 3}, function($v) { $v > 1 })", json!({"b": 2, "c": 3}));
-    eq("$sift({'a': 1, 'bb': 2}, function($v, $k) { $length($k) = 2 })", json!({"bb": 2}));
+    eq(
+        "$each({'a': 1, 'b': 2}, function($v, $k) { $k & '=' & $v })",
+        json!(["a=1", "b=2"]),
+    );
+    eq(
+        "$sift({'a': 1, 'b': 2, 'c': 3}, function($v) { $v > 1 })",
+        json!({"b": 2, "c": 3}),
+    );
+    eq(
+        "$sift({'a': 1, 'bb': 2}, function($v, $k) { $length($k) = 2 })",
+        json!({"bb": 2}),
+    );
     undef("$sift({'a': 1}, function($v) { false })", &none());
 }
 
@@ -112,21 +130,50 @@ fn types_errors_assertions() {
 fn higher_order_functions() {
     eq("$map([1, 2, 3], function($v) { $v * 2 })", json!([2, 4, 6]));
     eq("$map([1, 2, 3], function($v, $i) { $i })", json!([0, 1, 2]));
-    eq("$map([1, 2], function($v, $i, $a) { $count($a) })", json!([2, 2]));
+    eq(
+        "$map([1, 2], function($v, $i, $a) { $count($a) })",
+        json!([2, 2]),
+    );
     eq("$map(['a', 'b'], $uppercase)", json!(["A", "B"]));
     // $map returns a sequence: one result unwraps.
     eq("$map([1], function($v) { $v })", json!(1));
     eq("$map(5, function($v) { $v + 1 })", json!(6));
-    eq("$map([1, 2], function($v) { $v = 1 ? missing : $v })", json!(2));
-    eq("$filter([1, 2, 3, 4], function($v) { $v % 2 = 0 })", json!([2, 4]));
-    eq("$filter([1, 2, 3], function($v, $i) { $i > 0 })", json!([2, 3]));
+    eq(
+        "$map([1, 2], function($v) { $v = 1 ? missing : $v })",
+        json!(2),
+    );
+    eq(
+        "$filter([1, 2, 3, 4], function($v) { $v % 2 = 0 })",
+        json!([2, 4]),
+    );
+    eq(
+        "$filter([1, 2, 3], function($v, $i) { $i > 0 })",
+        json!([2, 3]),
+    );
     undef("$filter([1, 2], function($v) { $v > 5 })", &none());
     eq("$single([1, 2, 3], function($v) { $v = 2 })", json!(2));
-    err("$single([1, 2, 3], function($v) { $v > 1 })", &none(), "D3138");
-    err("$single([1, 2, 3], function($v) { $v > 5 })", &none(), "D3139");
-    eq("$reduce([1, 2, 3, 4], function($acc, $v) { $acc + $v })", json!(10));
-    eq("$reduce([1, 2, 3], function($acc, $v) { $acc + $v }, 10)", json!(16));
-    eq("$reduce(['a', 'b'], function($acc, $v, $i) { $acc & $i & $v }, '')", json!("0a1b"));
+    err(
+        "$single([1, 2, 3], function($v) { $v > 1 })",
+        &none(),
+        "D3138",
+    );
+    err(
+        "$single([1, 2, 3], function($v) { $v > 5 })",
+        &none(),
+        "D3139",
+    );
+    eq(
+        "$reduce([1, 2, 3, 4], function($acc, $v) { $acc + $v })",
+        json!(10),
+    );
+    eq(
+        "$reduce([1, 2, 3], function($acc, $v) { $acc + $v }, 10)",
+        json!(16),
+    );
+    eq(
+        "$reduce(['a', 'b'], function($acc, $v, $i) { $acc & $i & $v }, '')",
+        json!("0a1b"),
+    );
     undef("$reduce([], function($a, $b) { $a + $b })", &none());
     err("$reduce([1, 2], function($a) { $a })", &none(), "D3050");
     err("$map([1], 5)", &none(), "T0410");

@@ -63,5 +63,9 @@ fn runtime_errors_carry_a_position() {
 #[test]
 fn keys_must_be_strings() {
     err("{1: 'a'}", &none(), "T1003");
-    err("[{'k': 'a', 'v': 1}, {'k': 'a', 'v': 2}]{k: v, k & '': v}", &none(), "D1009");
+    err(
+        "[{'k': 'a', 'v': 1}, {'k': 'a', 'v': 2}]{k: v, k & '': v}",
+        &none(),
+        "D1009",
+    );
 }

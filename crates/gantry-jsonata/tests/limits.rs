@@ -7,7 +7,12 @@ use serde_json::{Map, json};
 
 fn run(src: &str) -> Result<Option<serde_json::Value>, gantry_jsonata::Error> {
     let e = Expression::parse(src)?;
-    e.evaluate(Some(&shop()), &Map::new(), &mut FixedHost::new(NOW, 1), Limits::default())
+    e.evaluate(
+        Some(&shop()),
+        &Map::new(),
+        &mut FixedHost::new(NOW, 1),
+        Limits::default(),
+    )
 }
 
 /// Runs on a thread with a 2 MiB stack, the size of a Tokio worker's.
@@ -24,7 +29,8 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 fn infinite_recursion_is_a_depth_error() {
     let e = on_small_stack(|| run("($f := function($n) { $f($n + 1) }; $f(0))")).unwrap_err();
     assert_eq!(e.code, "U1001");
-    let e = on_small_stack(|| run("($f := function($n) { 1 + $f($n + 1) * 2 }; $f(0))")).unwrap_err();
+    let e =
+        on_small_stack(|| run("($f := function($n) { 1 + $f($n + 1) * 2 }; $f(0))")).unwrap_err();
     assert_eq!(e.code, "U1001");
 }
 
@@ -36,12 +42,10 @@ fn moderate_recursion_still_works() {
 
 #[test]
 fn long_loops_run_out_of_budget() {
-    let e = on_small_stack(|| run("$reduce([1..1000000], function($a, $v) { $a + $v })")).unwrap_err();
+    let e =
+        on_small_stack(|| run("$reduce([1..1000000], function($a, $v) { $a + $v })")).unwrap_err();
     assert_eq!(e.code, "U1002");
-    let e = on_small_stack(|| {
-        run("$count([1..3000].($x := $; [1..3000].($x * $)))")
-    })
-    .unwrap_err();
+    let e = on_small_stack(|| run("$count([1..3000].($x := $; [1..3000].($x * $)))")).unwrap_err();
     assert_eq!(e.code, "U1002");
 }
 
@@ -54,7 +58,12 @@ fn a_small_budget_is_enforced() {
     };
     let r = e.evaluate(None, &Map::new(), &mut FixedHost::new(0, 0), limits);
     assert_eq!(r.map_err(|e| e.code), Err("U1002"));
-    let r = e.evaluate(None, &Map::new(), &mut FixedHost::new(0, 0), Limits::default());
+    let r = e.evaluate(
+        None,
+        &Map::new(),
+        &mut FixedHost::new(0, 0),
+        Limits::default(),
+    );
     assert_eq!(r, Ok(Some(json!(10100))));
 }
 
@@ -80,20 +89,96 @@ fn deeply_nested_source_is_refused() {
 
 #[test]
 fn deeply_nested_values_are_refused() {
-    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { [[$a]] }, [])")).unwrap_err();
+    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { [[$a]] }, [])"))
+        .unwrap_err();
     assert!(e.code == "U1003" || e.code == "U1002", "{e}");
-    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { {'x': $a} }, {})")).unwrap_err();
+    let e = on_small_stack(|| run("$reduce([1..100000], function($a, $v) { {'x': $a} }, {})"))
+        .unwrap_err();
     assert!(e.code == "U1003" || e.code == "U1002", "{e}");
 }
 
 const PIECES: &[&str] = &[
-    "a", "b", ".", "[", "]", "{", "}", "(", ")", ",", ":", ";", "?", "??", "?:", "+", "-", "*",
-    "/", "%", "=", "!=", "<", ">", "<=", ">=", "&", "and", "or", "in", "..", ":=", "~>", "^",
-    "$", "$$", "$x", "$f", "1", "0", "-1", "2.5", "'s'", "\"t\"", "true", "null", "**",
-    "function", "λ", "$map", "$reduce", "$sort", "$string", "$sum", "$count", "$keys",
-    "$replace", "$split", "$match", "/x/", "/a*/", "`q`", "orders", "items", "price", "#",
-    "@", "|", "\\", "'", "\"", "$eval", "$formatNumber", "'#,##0.00'", "$fromMillis",
-    "'[Y]-[M]'", "$pad", "1e308", "$power", " ", "\n",
+    "a",
+    "b",
+    ".",
+    "[",
+    "]",
+    "{",
+    "}",
+    "(",
+    ")",
+    ",",
+    ":",
+    ";",
+    "?",
+    "??",
+    "?:",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "=",
+    "!=",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "&",
+    "and",
+    "or",
+    "in",
+    "..",
+    ":=",
+    "~>",
+    "^",
+    "$",
+    "$$",
+    "$x",
+    "$f",
+    "1",
+    "0",
+    "-1",
+    "2.5",
+    "'s'",
+    "\"t\"",
+    "true",
+    "null",
+    "**",
+    "function",
+    "λ",
+    "$map",
+    "$reduce",
+    "$sort",
+    "$string",
+    "$sum",
+    "$count",
+    "$keys",
+    "$replace",
+    "$split",
+    "$match",
+    "/x/",
+    "/a*/",
+    "`q`",
+    "orders",
+    "items",
+    "price",
+    "#",
+    "@",
+    "|",
+    "\\",
+    "'",
+    "\"",
+    "$eval",
+    "$formatNumber",
+    "'#,##0.00'",
+    "$fromMillis",
+    "'[Y]-[M]'",
+    "$pad",
+    "1e308",
+    "$power",
+    " ",
+    "\n",
 ];
 
 proptest! {

@@ -78,7 +78,10 @@ fn format_number_pictures() {
     eq("$formatNumber(-3.14159, '0.00')", json!("-3.14"));
     eq("$formatNumber(1234.5, '$#,##0.00')", json!("$1,234.50"));
     eq("$formatNumber(0.25, '#.###')", json!(".25"));
-    eq("$formatNumber(1234567.891, '#,##0.0##')", json!("1,234,567.891"));
+    eq(
+        "$formatNumber(1234567.891, '#,##0.0##')",
+        json!("1,234,567.891"),
+    );
     eq("$formatNumber(-5, '0;(0)')", json!("(5)"));
     eq("$formatNumber(1234.5, '0.0e0')", json!("1.2e3"));
     eq(
@@ -100,7 +103,10 @@ fn format_base_and_integers() {
     eq("$formatInteger(1234567, '#,##0')", json!("1,234,567"));
     eq("$formatInteger(1999, 'I')", json!("MCMXCIX"));
     eq("$formatInteger(28, 'a')", json!("ab"));
-    eq("$formatInteger(123, 'w')", json!("one hundred and twenty-three"));
+    eq(
+        "$formatInteger(123, 'w')",
+        json!("one hundred and twenty-three"),
+    );
     eq("$formatInteger(21, 'W')", json!("TWENTY-ONE"));
     eq("$parseInteger('MCMXCIX', 'I')", json!(1999));
     eq("$parseInteger('1,234', '#,##0')", json!(1234));

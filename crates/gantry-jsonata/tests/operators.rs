@@ -59,7 +59,10 @@ fn string_concatenation() {
     eq("'a' & 'b'", json!("ab"));
     eq("'n=' & 5", json!("n=5"));
     eq("'x' & missing & 'y'", json!("xy"));
-    eq("'v:' & [1, 'a', {'k': true}]", json!("v:[1,\"a\",{\"k\":true}]"));
+    eq(
+        "'v:' & [1, 'a', {'k': true}]",
+        json!("v:[1,\"a\",{\"k\":true}]"),
+    );
     eq("1 & 2", json!("12"));
     eq("'' & (0.1 + 0.2)", json!("0.3"));
     eq("'big ' & 1e21", json!("big 1e+21"));
@@ -106,7 +109,10 @@ fn blocks_and_variables() {
     eq("($x := 1; ($x := 2); $x)", json!(1));
     undef("()", &none());
     eq("($a := $b := 4; $a + $b)", json!(8));
-    assert_eq!(with_vars("$v.n * 2", json!({"v": {"n": 21}})), Some(json!(42)));
+    assert_eq!(
+        with_vars("$v.n * 2", json!({"v": {"n": 21}})),
+        Some(json!(42))
+    );
     undef("$nope", &none());
     err("1 := 2", &none(), "S0212");
 }
@@ -115,7 +121,10 @@ fn blocks_and_variables() {
 fn lambdas_closures_and_recursion() {
     eq("function($x) { $x * 2 }(21)", json!(42));
     eq("($double := function($x) { $x * 2 }; $double(4))", json!(8));
-    eq("($add := function($a) { function($b) { $a + $b } }; $add(3)(4))", json!(7));
+    eq(
+        "($add := function($a) { function($b) { $a + $b } }; $add(3)(4))",
+        json!(7),
+    );
     eq(
         "($fact := function($n) { $n <= 1 ? 1 : $n * $fact($n - 1) }; $fact(10))",
         json!(3628800),
@@ -126,13 +135,22 @@ fn lambdas_closures_and_recursion() {
     );
     eq("function($a, $b) { $exists($b) }(1)", json!(false));
     eq("function($x)<n:n> { $x + 1 }(1)", json!(2));
-    shop_eq("($total := function($o) { $sum($o.items.(price * qty)) }; orders.$total($))", json!([7.25, 14, 2]));
+    shop_eq(
+        "($total := function($o) { $sum($o.items.(price * qty)) }; orders.$total($))",
+        json!([7.25, 14, 2]),
+    );
 }
 
 #[test]
 fn partial_application() {
-    eq("($first := $substring(?, 0, 1); $first('hello'))", json!("h"));
-    eq("($add := function($a, $b) { $a + $b }; $inc := $add(1, ?); $inc(41))", json!(42));
+    eq(
+        "($first := $substring(?, 0, 1); $first('hello'))",
+        json!("h"),
+    );
+    eq(
+        "($add := function($a, $b) { $a + $b }; $inc := $add(1, ?); $inc(41))",
+        json!(42),
+    );
     err("($f := 1; $f(?))", &none(), "T1006");
 }
 
@@ -142,8 +160,14 @@ fn function_chaining() {
     eq("'  a  b ' ~> $trim ~> $uppercase", json!("A B"));
     eq("[3, 1, 2] ~> $sort ~> $reverse", json!([3, 2, 1]));
     eq("'a,b' ~> $split(',')", json!(["a", "b"]));
-    eq("($f := $uppercase ~> $substring(?, 0, 2); $f('hello'))", json!("HE"));
-    eq("[1, 2, 3] ~> $map(function($v) { $v * 10 }) ~> $sum", json!(60));
+    eq(
+        "($f := $uppercase ~> $substring(?, 0, 2); $f('hello'))",
+        json!("HE"),
+    );
+    eq(
+        "[1, 2, 3] ~> $map(function($v) { $v * 10 }) ~> $sum",
+        json!(60),
+    );
     err("1 ~> 2", &none(), "T2006");
 }
 

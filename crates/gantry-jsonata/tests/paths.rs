@@ -17,7 +17,10 @@ fn simple_fields_and_missing_fields() {
 fn mapping_over_arrays_flattens() {
     shop_eq("orders.id", json!(["o1", "o2", "o3"]));
     shop_eq("orders.items.sku", json!(["A", "B", "C", "A"]));
-    shop_eq("orders.items.tags", json!(["fruit", "red", "bakery", "dairy", "fruit", "red"]));
+    shop_eq(
+        "orders.items.tags",
+        json!(["fruit", "red", "bakery", "dairy", "fruit", "red"]),
+    );
     // A nested array in the data is flattened one level per step.
     shop_eq("nested.list", json!([[1, 2], [3]]));
     shop_eq("nested.list.$", json!([1, 2, 3]));
@@ -68,14 +71,20 @@ fn wildcards_and_descendants() {
     shop_eq("nested.**.c", json!(1));
     shop_eq("$count(orders.**.sku)", json!(4));
     // Keys come in the input document's order (serde_json sorts them).
-    shop_eq("orders[0].items[0].*", json!(["Apple", 0.5, 10, "A", "fruit", "red"]));
+    shop_eq(
+        "orders[0].items[0].*",
+        json!(["Apple", 0.5, 10, "A", "fruit", "red"]),
+    );
 }
 
 #[test]
 fn context_root_and_variables() {
     shop_eq("$.shop", json!("Corner"));
     shop_eq("orders[0].$$.shop", json!("Corner"));
-    shop_eq("(orders.items.{'o': $$.shop, 's': sku})[0]", json!({"o": "Corner", "s": "A"}));
+    shop_eq(
+        "(orders.items.{'o': $$.shop, 's': sku})[0]",
+        json!({"o": "Corner", "s": "A"}),
+    );
     // A predicate on the last step applies to each step result, not to the whole sequence.
     shop_eq("$count(orders.items.{'s': sku}[0])", json!(4));
     assert_eq!(ev("$", &json!(5)), Some(json!(5)));
@@ -86,7 +95,10 @@ fn context_root_and_variables() {
 
 #[test]
 fn array_constructors_in_paths_do_not_flatten() {
-    shop_eq("orders.[id, customer]", json!([["o1", "ann"], ["o2", "bob"], ["o3", "ann"]]));
+    shop_eq(
+        "orders.[id, customer]",
+        json!([["o1", "ann"], ["o2", "bob"], ["o3", "ann"]]),
+    );
     shop_eq("orders.items.[sku]", json!([["A"], ["B"], ["C"], ["A"]]));
     shop_eq("[orders.id]", json!(["o1", "o2", "o3"]));
     shop_eq("[orders[0].id]", json!(["o1"]));
@@ -110,7 +122,10 @@ fn object_constructors_and_group_by() {
         json!({"Apple": [10, 4], "Bread": 1, "Cheese": 2}),
     );
     shop_eq("{'n': $count(orders)}", json!({"n": 3}));
-    shop_eq("(orders.{'id': id, 'n': $count(items)})[1]", json!({"id": "o2", "n": 1}));
+    shop_eq(
+        "(orders.{'id': id, 'n': $count(items)})[1]",
+        json!({"id": "o2", "n": 1}),
+    );
     // Undefined values drop the key.
     shop_eq("{'a': missing, 'b': 1}", json!({"b": 1}));
     eq("{}", json!({}));
@@ -135,7 +150,13 @@ fn string_literal_steps_are_names() {
 #[test]
 fn functions_as_steps_map_over_items() {
     shop_eq("orders.$count(items)", json!([2, 1, 1]));
-    shop_eq("orders.items.$uppercase(name)", json!(["APPLE", "BREAD", "CHEESE", "APPLE"]));
-    shop_eq("orders.items.name.$uppercase()", json!(["APPLE", "BREAD", "CHEESE", "APPLE"]));
+    shop_eq(
+        "orders.items.$uppercase(name)",
+        json!(["APPLE", "BREAD", "CHEESE", "APPLE"]),
+    );
+    shop_eq(
+        "orders.items.name.$uppercase()",
+        json!(["APPLE", "BREAD", "CHEESE", "APPLE"]),
+    );
     shop_eq("orders.items.(price * qty)", json!([5, 2.25, 14, 2]));
 }

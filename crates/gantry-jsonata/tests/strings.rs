@@ -13,7 +13,10 @@ fn string_casts() {
     eq("$string(null)", json!("null"));
     eq("$string([1, 'two'])", json!("[1,\"two\"]"));
     eq("$string({'a': 1})", json!("{\"a\":1}"));
-    eq("$string({'a': [1]}, true)", json!("{\n  \"a\": [\n    1\n  ]\n}"));
+    eq(
+        "$string({'a': [1]}, true)",
+        json!("{\n  \"a\": [\n    1\n  ]\n}"),
+    );
     eq("$string('x')", json!("x"));
     eq("$string(function() {1})", json!(""));
     eq("$string(1e300 * 10)", json!("1e+301"));
@@ -74,14 +77,23 @@ fn match_and_replace() {
         "$match('ab12cd345', /[0-9]+/)",
         json!([{"match": "12", "index": 2, "groups": []}, {"match": "345", "index": 6, "groups": []}]),
     );
-    eq("$match('key=val', /(\\w+)=(\\w+)/).groups", json!(["key", "val"]));
+    eq(
+        "$match('key=val', /(\\w+)=(\\w+)/).groups",
+        json!(["key", "val"]),
+    );
     eq("$match('aaa', /a/, 2).index", json!([0, 1]));
     undef("$match('xyz', /[0-9]/)", &none());
     err("$match('abc', /x*/)", &none(), "D1004");
     eq("$replace('John Smith', 'John', 'Mr')", json!("Mr Smith"));
     eq("$replace('aaa', 'a', 'b', 2)", json!("bba"));
-    eq("$replace('John Smith', /(\\w+)\\s(\\w+)/, '$2, $1')", json!("Smith, John"));
-    eq("$replace('price: 10', /(\\d+)/, '$$$1')", json!("price: $10"));
+    eq(
+        "$replace('John Smith', /(\\w+)\\s(\\w+)/, '$2, $1')",
+        json!("Smith, John"),
+    );
+    eq(
+        "$replace('price: 10', /(\\d+)/, '$$$1')",
+        json!("price: $10"),
+    );
     eq("$replace('abc', /b/, '$9')", json!("ac"));
     eq(
         "$replace('temps 10C 20C', /(\\d+)C/, function($m) { $string($number($m.groups[0]) * 9 / 5 + 32) & 'F' })",
@@ -93,13 +105,31 @@ fn match_and_replace() {
 
 #[test]
 fn encodings() {
-    eq("$base64encode('myuser:mypass')", json!("bXl1c2VyOm15cGFzcw=="));
-    eq("$base64decode('bXl1c2VyOm15cGFzcw==')", json!("myuser:mypass"));
+    eq(
+        "$base64encode('myuser:mypass')",
+        json!("bXl1c2VyOm15cGFzcw=="),
+    );
+    eq(
+        "$base64decode('bXl1c2VyOm15cGFzcw==')",
+        json!("myuser:mypass"),
+    );
     eq("$base64decode($base64encode('héllo ✓'))", json!("héllo ✓"));
-    eq("$encodeUrlComponent('?x=test & ü')", json!("%3Fx%3Dtest%20%26%20%C3%BC"));
-    eq("$encodeUrl('https://x.org/a b?q=ü')", json!("https://x.org/a%20b?q=%C3%BC"));
-    eq("$decodeUrlComponent('%3Fx%3Dtest%20%C3%BC')", json!("?x=test ü"));
-    eq("$decodeUrl('https://x.org/a%20b?q=%3D')", json!("https://x.org/a b?q=%3D"));
+    eq(
+        "$encodeUrlComponent('?x=test & ü')",
+        json!("%3Fx%3Dtest%20%26%20%C3%BC"),
+    );
+    eq(
+        "$encodeUrl('https://x.org/a b?q=ü')",
+        json!("https://x.org/a%20b?q=%C3%BC"),
+    );
+    eq(
+        "$decodeUrlComponent('%3Fx%3Dtest%20%C3%BC')",
+        json!("?x=test ü"),
+    );
+    eq(
+        "$decodeUrl('https://x.org/a%20b?q=%3D')",
+        json!("https://x.org/a b?q=%3D"),
+    );
     err("$decodeUrlComponent('%E0%A4%A')", &none(), "D3140");
 }
 

@@ -31,7 +31,15 @@ fn qerr(field: &str, expr: &str, msg: impl std::fmt::Display) -> Failure {
 }
 
 /// The functions Step Functions adds to JSONata.
-const EXTRA: &[&str] = &["partition", "range", "hash", "random", "uuid", "parse", "eval"];
+const EXTRA: &[&str] = &[
+    "partition",
+    "range",
+    "hash",
+    "random",
+    "uuid",
+    "parse",
+    "eval",
+];
 
 struct StatesHost {
     now: i64,
@@ -68,24 +76,40 @@ impl Host for StatesHost {
     fn has_function(&self, name: &str) -> bool {
         EXTRA.contains(&name)
     }
-    fn call(&mut self, name: &str, args: Vec<Option<Value>>) -> gantry_jsonata::Result<Option<Value>> {
+    fn call(
+        &mut self,
+        name: &str,
+        args: Vec<Option<Value>>,
+    ) -> gantry_jsonata::Result<Option<Value>> {
         use gantry_jsonata::Error;
         let from_failure = |f: Failure| Error::new("D3137", f.cause.clone());
         match name {
             "partition" => {
                 let Some(Value::Array(a)) = args.first().cloned().flatten() else {
-                    return Err(Error::new("T0410", "Argument 1 of function \"partition\" must be an array"));
+                    return Err(Error::new(
+                        "T0410",
+                        "Argument 1 of function \"partition\" must be an array",
+                    ));
                 };
                 let n = int_arg(name, &args, 1)?;
                 if n <= 0 {
-                    return Err(Error::new("D3137", "The $partition chunk size must be positive"));
+                    return Err(Error::new(
+                        "D3137",
+                        "The $partition chunk size must be positive",
+                    ));
                 }
                 Ok(Some(Value::Array(
-                    a.chunks(n as usize).map(|c| Value::Array(c.to_vec())).collect(),
+                    a.chunks(n as usize)
+                        .map(|c| Value::Array(c.to_vec()))
+                        .collect(),
                 )))
             }
             "range" => {
-                let (s, e, st) = (int_arg(name, &args, 0)?, int_arg(name, &args, 1)?, int_arg(name, &args, 2)?);
+                let (s, e, st) = (
+                    int_arg(name, &args, 0)?,
+                    int_arg(name, &args, 1)?,
+                    int_arg(name, &args, 2)?,
+                );
                 if st == 0 {
                     return Err(Error::new("D3137", "The $range step cannot be 0"));
                 }
@@ -94,7 +118,10 @@ impl Host for StatesHost {
                 while (st > 0 && x <= e) || (st < 0 && x >= e) {
                     out.push(Value::from(x));
                     if out.len() > 1000 {
-                        return Err(Error::new("D3137", "The $range result has more than 1000 items"));
+                        return Err(Error::new(
+                            "D3137",
+                            "The $range result has more than 1000 items",
+                        ));
                     }
                     x = match x.checked_add(st) {
                         Some(x) => x,
@@ -102,11 +129,18 @@ impl Host for StatesHost {
                     };
                 }
                 // JSONata sequences of one item collapse to the item.
-                Ok(Some(if out.len() == 1 { out.remove(0) } else { Value::Array(out) }))
+                Ok(Some(if out.len() == 1 {
+                    out.remove(0)
+                } else {
+                    Value::Array(out)
+                }))
             }
             "parse" => {
                 let Some(Value::String(s)) = args.first().cloned().flatten() else {
-                    return Err(Error::new("T0410", "Argument 1 of function \"parse\" must be a string"));
+                    return Err(Error::new(
+                        "T0410",
+                        "Argument 1 of function \"parse\" must be a string",
+                    ));
                 };
                 serde_json::from_str(&s)
                     .map(|v| Some(intrinsics::normalize_zero(v)))
@@ -139,9 +173,11 @@ impl Host for StatesHost {
                         gantry_jsonata::splitmix(&mut state)
                     }
                 };
-                Ok(Some(serde_json::Number::from_f64(gantry_jsonata::unit_f64(bits))
-                    .map(Value::Number)
-                    .unwrap_or(Value::from(0))))
+                Ok(Some(
+                    serde_json::Number::from_f64(gantry_jsonata::unit_f64(bits))
+                        .map(Value::Number)
+                        .unwrap_or(Value::from(0)),
+                ))
             }
             // Step Functions does not offer `$eval`.
             _ => Err(Error::new("T1006", "Attempted to invoke a non-function")),

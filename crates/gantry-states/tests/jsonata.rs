@@ -4,7 +4,11 @@
 use gantry_states::{Outcome, TaskError, run_local};
 use serde_json::{Value, json};
 
-fn run(def: Value, input: Value, h: impl FnMut(&str, &Value) -> Result<Value, TaskError>) -> Outcome {
+fn run(
+    def: Value,
+    input: Value,
+    h: impl FnMut(&str, &Value) -> Result<Value, TaskError>,
+) -> Outcome {
     run_local(&def, input, h).expect("valid definition").outcome
 }
 
@@ -85,7 +89,11 @@ fn jsonata_errors_are_query_evaluation_errors_and_can_be_caught() {
                          "Output": "{% $states.errorOutput %}"}],
               "End": true},
         "Caught": {"Type": "Pass", "End": true}}});
-    let out = ok(def.clone(), json!({"n": "12"}), |_, input| Ok(input.clone()));
+    let out = ok(
+        def.clone(),
+        json!({"n": "12"}),
+        |_, input| Ok(input.clone()),
+    );
     assert_eq!(out, json!({"n": 12}));
     let out = ok(def, json!({"n": "twelve"}), |_, _| panic!("not called"));
     assert_eq!(out["Error"], "States.QueryEvaluationError");
@@ -116,7 +124,10 @@ fn errors_name_the_problem() {
         "The JSONata expression '$randomSeeded(1)' specified for the field 'Output' threw an error during evaluation. T1006: Attempted to invoke a non-function",
     );
     fails_with("$eval('1')", "T1006: Attempted to invoke a non-function");
-    fails_with("$randomSeeded(1)", "T1006: Attempted to invoke a non-function");
+    fails_with(
+        "$randomSeeded(1)",
+        "T1006: Attempted to invoke a non-function",
+    );
     fails_with("1 +", "S0207: Unexpected end of expression (at offset 3)");
     fails_with("($f := function($n) { $f($n + 1) }; $f(0))", "U1001");
     fails_with("$error('stop here')", "D3137: stop here");
@@ -199,7 +210,11 @@ fn wait_seconds_and_fail_fields_take_expressions() {
         "F": {"Type": "Fail",
               "Error": "{% 'Err.' & $states.input.kind %}",
               "Cause": "{% $string($count($states.input.delays)) & ' delays' %}"}}});
-    match run(def, json!({"delays": [1, 5, 2], "kind": "Timeout"}), |_, _| unreachable!()) {
+    match run(
+        def,
+        json!({"delays": [1, 5, 2], "kind": "Timeout"}),
+        |_, _| unreachable!(),
+    ) {
         Outcome::Failed(gantry_states::Failure { error, cause }) => {
             assert_eq!(error, "Err.Timeout");
             assert_eq!(cause, "3 delays");

@@ -27,7 +27,11 @@ pub fn shop() -> Value {
     })
 }
 
-fn run(expr: &str, input: Option<&Value>, vars: &Map<String, Value>) -> Result<Option<Value>, gantry_jsonata::Error> {
+fn run(
+    expr: &str,
+    input: Option<&Value>,
+    vars: &Map<String, Value>,
+) -> Result<Option<Value>, gantry_jsonata::Error> {
     let e = Expression::parse(expr)?;
     let mut host = FixedHost::new(NOW, 42);
     e.evaluate(input, vars, &mut host, Limits::default())
@@ -71,7 +75,9 @@ pub fn err(expr: &str, input: &Value, code: &str) -> gantry_jsonata::Error {
 }
 
 pub fn with_vars(expr: &str, vars: Value) -> Option<Value> {
-    let Value::Object(m) = vars else { panic!("vars must be an object") };
+    let Value::Object(m) = vars else {
+        panic!("vars must be an object")
+    };
     run(expr, None, &m).unwrap_or_else(|e| panic!("{expr}: {e}"))
 }
 

@@ -3,8 +3,8 @@
 mod functions;
 mod parse;
 
-pub use functions::normalize_zero;
 pub(crate) use functions::call as call_function;
+pub use functions::normalize_zero;
 pub use parse::{Expr, parse};
 
 use crate::error::Failure;
