@@ -74,5 +74,29 @@ pub struct Path {
 /// One step: an expression evaluated per item, then its predicates.
 pub struct Step {
     pub expr: Node,
-    pub stages: Vec<Node>,
+    pub stages: Vec<Stage>,
+    /// `@$name`: bind each result to `$name` and keep the previous context.
+    pub focus: Option<String>,
+    /// `#$name`: bind each result's position to `$name`.
+    pub index: Option<String>,
+    /// From this step on the path carries variable bindings (a tuple stream).
+    pub tuple: bool,
+}
+
+impl Step {
+    pub fn new(expr: Node) -> Step {
+        Step {
+            expr,
+            stages: Vec::new(),
+            focus: None,
+            index: None,
+            tuple: false,
+        }
+    }
+}
+
+/// What follows a step: a predicate, or a `#$name` after predicates.
+pub enum Stage {
+    Filter(Node),
+    Index(String),
 }

@@ -2,7 +2,7 @@
 //! step budget so that untrusted expressions end with an error instead of hanging or
 //! overflowing the stack.
 
-use crate::ast::{BinOp, Node, Path};
+use crate::ast::{BinOp, Node, Path, Stage, Step};
 use crate::error::{Error, Result};
 use crate::value::{CONS, Env, Func, KEEP, OUTER, Obj, SEQ, Val};
 use crate::{Host, Limits};
@@ -176,6 +176,74 @@ fn wildcard(input: &Option<Val>) -> Option<Val> {
         _ => {}
     }
     Some(Val::seq(out))
+}
+
+/// An item of a path with the variables bound on the way to it.
+#[derive(Clone)]
+struct Tuple {
+    at: Val,
+    binds: Vec<(String, Val)>,
+}
+
+impl Tuple {
+    fn bind(&mut self, name: &str, v: Val) {
+        match self.binds.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = v,
+            None => self.binds.push((name.to_string(), v)),
+        }
+    }
+    fn get(&self, name: &str) -> Option<Val> {
+        self.binds
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Whether a predicate result keeps the item at `index` of `len`: numbers (or arrays
+/// of numbers) select positions, counting from the end when negative; anything else
+/// is cast to a boolean.
+fn predicate_keeps(r: &Option<Val>, index: usize, len: f64) -> bool {
+    let nums: Option<Vec<f64>> = match r {
+        Some(Val::Num(n)) => Some(vec![*n]),
+        Some(Val::Arr(a, _)) if !a.is_empty() && a.iter().all(|x| matches!(x, Val::Num(_))) => {
+            Some(a.iter().filter_map(Val::as_num).collect())
+        }
+        _ => None,
+    };
+    match nums {
+        Some(ns) => ns.into_iter().any(|n| {
+            let mut k = n.floor();
+            if k < 0.0 {
+                k += len;
+            }
+            k == index as f64
+        }),
+        None => truthy(r),
+    }
+}
+
+fn group_key(v: Option<Val>, pos: usize) -> Result<Option<Rc<str>>> {
+    match v {
+        None => Ok(None),
+        Some(Val::Str(s)) => Ok(Some(s)),
+        Some(v) => Err(Error::at(
+            "T1003",
+            pos,
+            format!(
+                "Key in object structure must evaluate to a string; got: {}",
+                crate::text::stringify(&v, false)
+            ),
+        )),
+    }
+}
+
+fn duplicate_key(key: &str, pos: usize) -> Error {
+    Error::at(
+        "D1009",
+        pos,
+        format!("Multiple key definitions evaluate to same key: \"{key}\""),
+    )
 }
 
 fn items_of(v: &Option<Val>) -> Vec<Val> {
@@ -785,8 +853,20 @@ impl<'h> Evaluator<'h> {
         let mut result: Vec<Val> = Vec::new();
         let mut flags = SEQ;
         let n = p.steps.len();
+        // Once a step binds variables (`@$v`, `#$i`), the path carries tuples: each
+        // item with the bindings made on the way to it.
+        let mut tuples: Option<Vec<Tuple>> = None;
         for (i, step) in p.steps.iter().enumerate() {
             let last = i + 1 == n;
+            if step.tuple || tuples.is_some() {
+                let ts = self.tuple_step(step, &seq, tuples.take(), env)?;
+                let empty = ts.is_empty();
+                tuples = Some(ts);
+                if empty {
+                    break;
+                }
+                continue;
+            }
             if i == 0 && matches!(step.expr, Node::Array(_, true)) {
                 let ctx = Some(Val::seq(seq.iter().flatten().cloned().collect()));
                 match self.eval(&step.expr, &ctx, env)? {
@@ -804,11 +884,17 @@ impl<'h> Evaluator<'h> {
                     }
                 }
             } else if let Node::Sort(terms, pos) = &step.expr {
-                let items: Vec<Val> = seq.iter().flatten().cloned().collect();
-                let sorted = self.sort(items, terms, *pos, env)?;
+                let items: Vec<(Val, Rc<Env>, Val)> = seq
+                    .iter()
+                    .flatten()
+                    .map(|v| (v.clone(), env.clone(), v.clone()))
+                    .collect();
+                let sorted = self.sort(items, terms, *pos)?;
                 let mut v = Some(Val::seq(sorted));
                 for stage in &step.stages {
-                    v = self.filter(stage, v, env)?;
+                    if let Stage::Filter(pred) = stage {
+                        v = self.filter(pred, v, env)?;
+                    }
                 }
                 result = items_of(&v);
                 flags = SEQ;
@@ -817,7 +903,9 @@ impl<'h> Evaluator<'h> {
                 for item in &seq {
                     let mut r = self.eval(&step.expr, item, env)?;
                     for stage in &step.stages {
-                        r = self.filter(stage, r, env)?;
+                        if let Stage::Filter(pred) = stage {
+                            r = self.filter(pred, r, env)?;
+                        }
                     }
                     if let Some(v) = r {
                         results.push(v);
@@ -849,6 +937,13 @@ impl<'h> Evaluator<'h> {
             }
             seq = result.iter().cloned().map(Some).collect();
         }
+        if let Some(ts) = tuples {
+            if let Some((pairs, pos)) = &p.group {
+                return self.group_tuples(ts, pairs, *pos, env);
+            }
+            result = ts.into_iter().map(|t| t.at).collect();
+            flags = SEQ;
+        }
         let mut out = Val::Arr(Rc::new(result), flags);
         if p.keep_singleton {
             if flags & CONS != 0 && flags & SEQ == 0 {
@@ -863,6 +958,191 @@ impl<'h> Evaluator<'h> {
             return self.group(Some(out), pairs, *pos, env);
         }
         Ok(Some(out))
+    }
+
+    /// A scope with a tuple's bindings.
+    fn tuple_env(&mut self, env: &Rc<Env>, t: &Tuple) -> Rc<Env> {
+        let e = self.new_env(Some(env));
+        for (k, v) in &t.binds {
+            e.bind(k, Some(v.clone()));
+        }
+        e
+    }
+
+    /// One step of a path that carries bindings (JSONata's tuple stream).
+    fn tuple_step(
+        &mut self,
+        step: &Step,
+        seq: &[Option<Val>],
+        tuples: Option<Vec<Tuple>>,
+        env: &Rc<Env>,
+    ) -> Result<Vec<Tuple>> {
+        if let Node::Sort(terms, pos) = &step.expr {
+            let out = match tuples {
+                Some(ts) => {
+                    let mut items = Vec::with_capacity(ts.len());
+                    for t in ts {
+                        let e = self.tuple_env(env, &t);
+                        items.push((t.at.clone(), e, t));
+                    }
+                    self.sort(items, terms, *pos)?
+                }
+                None => {
+                    let items = seq
+                        .iter()
+                        .flatten()
+                        .map(|v| (v.clone(), env.clone(), v.clone()))
+                        .collect();
+                    let sorted = self.sort(items, terms, *pos)?;
+                    sorted
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let mut t = Tuple {
+                                at: v,
+                                binds: Vec::new(),
+                            };
+                            if let Some(ix) = &step.index {
+                                t.bind(ix, Val::Num(i as f64));
+                            }
+                            t
+                        })
+                        .collect()
+                }
+            };
+            return self.tuple_stages(&step.stages, out, env);
+        }
+        let tuples = tuples.unwrap_or_else(|| {
+            seq.iter()
+                .flatten()
+                .map(|v| Tuple {
+                    at: v.clone(),
+                    binds: Vec::new(),
+                })
+                .collect()
+        });
+        let mut out = Vec::new();
+        for t in &tuples {
+            let e = self.tuple_env(env, t);
+            let Some(res) = self.eval(&step.expr, &Some(t.at.clone()), &e)? else {
+                continue;
+            };
+            let items = match res {
+                Val::Arr(a, _) => a.as_ref().clone(),
+                v => vec![v],
+            };
+            for (bb, item) in items.into_iter().enumerate() {
+                let mut nt = t.clone();
+                match &step.focus {
+                    // `@$v`: the item is bound and the context stays where it was.
+                    Some(f) => nt.bind(f, item),
+                    None => nt.at = item,
+                }
+                if let Some(ix) = &step.index {
+                    nt.bind(ix, Val::Num(bb as f64));
+                }
+                out.push(nt);
+            }
+        }
+        self.tick(out.len() as u64)?;
+        self.tuple_stages(&step.stages, out, env)
+    }
+
+    fn tuple_stages(
+        &mut self,
+        stages: &[Stage],
+        mut tuples: Vec<Tuple>,
+        env: &Rc<Env>,
+    ) -> Result<Vec<Tuple>> {
+        for stage in stages {
+            match stage {
+                Stage::Index(name) => {
+                    for (i, t) in tuples.iter_mut().enumerate() {
+                        t.bind(name, Val::Num(i as f64));
+                    }
+                }
+                Stage::Filter(Node::Num(n)) => {
+                    let mut idx = n.floor();
+                    if idx < 0.0 {
+                        idx += tuples.len() as f64;
+                    }
+                    tuples = if idx >= 0.0 && (idx as usize) < tuples.len() {
+                        vec![tuples.swap_remove(idx as usize)]
+                    } else {
+                        Vec::new()
+                    };
+                }
+                Stage::Filter(pred) => {
+                    let len = tuples.len() as f64;
+                    let mut kept = Vec::new();
+                    for (i, t) in tuples.into_iter().enumerate() {
+                        let e = self.tuple_env(env, &t);
+                        let r = self.eval(pred, &Some(t.at.clone()), &e)?;
+                        if predicate_keeps(&r, i, len) {
+                            kept.push(t);
+                        }
+                    }
+                    tuples = kept;
+                }
+            }
+        }
+        Ok(tuples)
+    }
+
+    /// Group-by over a tuple stream: keys see each tuple's bindings; values see the
+    /// group's bindings merged (a variable bound in several tuples becomes an array).
+    fn group_tuples(
+        &mut self,
+        tuples: Vec<Tuple>,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        env: &Rc<Env>,
+    ) -> R {
+        if tuples.is_empty() {
+            return self.group(None, pairs, pos, env);
+        }
+        let mut groups: Vec<(Rc<str>, Vec<Tuple>, usize)> = Vec::new();
+        let mut index: std::collections::HashMap<Rc<str>, usize> = Default::default();
+        for t in &tuples {
+            let e = self.tuple_env(env, t);
+            for (pi, (k, _)) in pairs.iter().enumerate() {
+                let Some(key) = group_key(self.eval(k, &Some(t.at.clone()), &e)?, pos)? else {
+                    continue;
+                };
+                match index.get(&key) {
+                    Some(&g) => {
+                        if groups[g].2 != pi {
+                            return Err(duplicate_key(&key, pos));
+                        }
+                        groups[g].1.push(t.clone());
+                    }
+                    None => {
+                        index.insert(key.clone(), groups.len());
+                        groups.push((key, vec![t.clone()], pi));
+                    }
+                }
+            }
+        }
+        let mut obj = Obj::new();
+        for (key, members, pi) in groups {
+            let mut merged = members[0].clone();
+            let mut at = Some(merged.at.clone());
+            for m in &members[1..] {
+                at = append(at, Some(m.at.clone()));
+                for (k, v) in &m.binds {
+                    let prev = merged.get(k);
+                    if let Some(joined) = append(prev, Some(v.clone())) {
+                        merged.bind(k, joined);
+                    }
+                }
+            }
+            let e = self.tuple_env(env, &merged);
+            if let Some(v) = self.eval(&pairs[pi].1, &at, &e)? {
+                self.check_nesting(&v)?;
+                obj.insert(key, v);
+            }
+        }
+        Ok(Some(Val::Obj(Rc::new(obj))))
     }
 
     fn filter(&mut self, pred: &Node, input: Option<Val>, env: &Rc<Env>) -> R {
@@ -985,18 +1265,20 @@ impl<'h> Evaluator<'h> {
         Ok(Some(Val::Obj(Rc::new(obj))))
     }
 
-    fn sort(
+    /// Sorts items by the order-by terms, each evaluated with the item's context and
+    /// scope; returns the payloads in order (stable).
+    fn sort<T>(
         &mut self,
-        items: Vec<Val>,
+        items: Vec<(Val, Rc<Env>, T)>,
         terms: &[(Node, bool)],
         pos: usize,
-        env: &Rc<Env>,
-    ) -> Result<Vec<Val>> {
-        let mut keyed: Vec<(Vec<Option<Val>>, Val)> = Vec::with_capacity(items.len());
-        for item in items {
+    ) -> Result<Vec<T>> {
+        let mut keyed: Vec<(Vec<Option<Val>>, T)> = Vec::with_capacity(items.len());
+        for (ctx, env, item) in items {
             let mut keys = Vec::with_capacity(terms.len());
+            let ctx = Some(ctx);
             for (t, _) in terms {
-                let k = self.eval(t, &Some(item.clone()), env)?;
+                let k = self.eval(t, &ctx, &env)?;
                 match &k {
                     None | Some(Val::Num(_)) | Some(Val::Str(_)) => {}
                     Some(_) => {

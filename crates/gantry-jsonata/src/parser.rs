@@ -1,7 +1,7 @@
 //! A Pratt parser (JSONata's binding powers) that also does JSONata's AST
 //! post-processing: dotted expressions become paths, predicates attach to steps.
 
-use crate::ast::{BinOp, Node, Path, Step};
+use crate::ast::{BinOp, Node, Path, Stage, Step};
 use crate::error::{Error, Result};
 use crate::lexer::{Tok, Token, tokenize};
 use std::rc::Rc;
@@ -252,19 +252,13 @@ impl Parser {
                 Node::Lambda(Rc::new(params), Rc::new(body))
             }
             Tok::Name(n) => Node::Path(Box::new(Path {
-                steps: vec![Step {
-                    expr: Node::Name(Rc::from(n)),
-                    stages: vec![],
-                }],
+                steps: vec![Step::new(Node::Name(Rc::from(n)))],
                 keep_singleton: false,
                 group: None,
             })),
             Tok::Op(o) => match o {
                 "and" | "or" | "in" => Node::Path(Box::new(Path {
-                    steps: vec![Step {
-                        expr: Node::Name(Rc::from(o)),
-                        stages: vec![],
-                    }],
+                    steps: vec![Step::new(Node::Name(Rc::from(o)))],
                     keep_singleton: false,
                     group: None,
                 })),
@@ -429,20 +423,58 @@ impl Parser {
                     Ok((p.expression(0)?, desc))
                 })?;
                 let mut path = into_path(left);
-                path.steps.push(Step {
-                    expr: Node::Sort(terms, pos),
-                    stages: vec![],
-                });
+                path.steps.push(Step::new(Node::Sort(terms, pos)));
                 Node::Path(Box::new(path))
             }
             "@" | "#" => {
-                return Err(Error::at(
-                    "S0201",
-                    pos,
-                    format!(
-                        "Syntax error: \"{op}\" (the focus and index binding operators are not supported by Gantry)"
-                    ),
-                ));
+                let t = self.next();
+                let Tok::Var(name) = t.tok else {
+                    return Err(Error::at(
+                        "S0214",
+                        t.pos,
+                        format!("The right side of {op} must be a variable name (start with $)"),
+                    ));
+                };
+                // As in JSONata, predicates on a non-path left side become the step's stages.
+                let left = match left {
+                    Node::Filter(e, preds, keep) if !preds.is_empty() => {
+                        let mut step = Step::new(*e);
+                        step.stages = preds.into_iter().map(Stage::Filter).collect();
+                        Node::Path(Box::new(Path {
+                            steps: vec![step],
+                            keep_singleton: keep,
+                            group: None,
+                        }))
+                    }
+                    other => other,
+                };
+                let mut path = into_path(left);
+                let Some(step) = path.steps.last_mut() else {
+                    return Err(Error::at("S0201", pos, "Syntax error: empty path"));
+                };
+                if op == "@" {
+                    if !step.stages.is_empty() {
+                        return Err(Error::at(
+                            "S0215",
+                            pos,
+                            "A context variable binding must precede any predicates on a step",
+                        ));
+                    }
+                    if matches!(step.expr, Node::Sort(..)) {
+                        return Err(Error::at(
+                            "S0216",
+                            pos,
+                            "A context variable binding must precede the 'order-by' clause on a step",
+                        ));
+                    }
+                    step.focus = Some(name);
+                } else if step.stages.is_empty() {
+                    step.index = Some(name);
+                } else {
+                    step.stages.push(Stage::Index(name));
+                }
+                step.tuple = true;
+                Node::Path(Box::new(path))
             }
             _ => {
                 return Err(Error::at(
@@ -464,10 +496,7 @@ fn into_path(n: Node) -> Path {
                 e => (e, false),
             };
             Path {
-                steps: vec![Step {
-                    expr,
-                    stages: vec![],
-                }],
+                steps: vec![Step::new(expr)],
                 keep_singleton: keep,
                 group: None,
             }
@@ -497,7 +526,7 @@ fn add_predicate(left: Node, pred: Node, pos: usize) -> Result<Node> {
                 ));
             }
             if let Some(last) = p.steps.last_mut() {
-                last.stages.push(pred);
+                last.stages.push(Stage::Filter(pred));
             }
             Node::Path(p)
         }
@@ -534,7 +563,9 @@ fn make_path(left: Node, right: Node, pos: usize) -> Result<Node> {
                 e => (e, vec![], false),
             };
             path.keep_singleton |= keep;
-            path.steps.push(Step { expr, stages });
+            let mut step = Step::new(expr);
+            step.stages = stages.into_iter().map(Stage::Filter).collect();
+            path.steps.push(step);
         }
     }
     for s in path.steps.iter_mut() {
