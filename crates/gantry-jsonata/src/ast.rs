@@ -45,6 +45,16 @@ pub enum Node {
     /// `a ~> f`
     Apply(Box<Node>, Box<Node>, usize),
     Range(Box<Node>, Box<Node>, usize),
+    /// `| pattern | update [, delete] |`: a function that copies its argument with
+    /// the objects matched by `pattern` updated.
+    Transform(Rc<Transform>),
+}
+
+pub struct Transform {
+    pub pattern: Node,
+    pub update: Node,
+    pub delete: Option<Node>,
+    pub pos: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

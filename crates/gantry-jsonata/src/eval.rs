@@ -178,6 +178,35 @@ fn wildcard(input: &Option<Val>) -> Option<Val> {
     Some(Val::seq(out))
 }
 
+type Edit = (*const Obj, Vec<(Rc<str>, Val)>, Vec<String>);
+
+/// Copies `v` with the edits applied to the objects they name (children first, so an
+/// edited object's own edits see its edited children).
+fn rebuild(v: &Val, edits: &[Edit]) -> Val {
+    match v {
+        Val::Arr(a, f) => Val::Arr(Rc::new(a.iter().map(|x| rebuild(x, edits)).collect()), *f),
+        Val::Obj(o) => {
+            let mut out = Obj::new();
+            for (k, x) in o.iter() {
+                out.insert(k.clone(), rebuild(x, edits));
+            }
+            let me = Rc::as_ptr(o);
+            for (ptr, set, del) in edits {
+                if *ptr == me {
+                    for (k, x) in set {
+                        out.insert(k.clone(), x.clone());
+                    }
+                    for k in del {
+                        out.remove(k);
+                    }
+                }
+            }
+            Val::Obj(Rc::new(out))
+        }
+        v => v.clone(),
+    }
+}
+
 /// An item of a path with the variables bound on the way to it.
 #[derive(Clone)]
 struct Tuple {
@@ -398,6 +427,10 @@ impl<'h> Evaluator<'h> {
             )),
             Node::Apply(l, r, pos) => self.eval_apply(l, r, *pos, input, env),
             Node::Range(l, r, pos) => self.eval_range(l, r, *pos, input, env),
+            Node::Transform(t) => Ok(Some(Val::Func(Rc::new(Func::Transform(
+                t.clone(),
+                env.clone(),
+            ))))),
         }
     }
 
@@ -841,6 +874,10 @@ impl<'h> Evaluator<'h> {
                 let r = self.apply(a, args, input, pos)?;
                 self.apply(b, vec![r], input, pos)
             }
+            Func::Transform(t, env) => {
+                let arg = args.into_iter().next().flatten();
+                self.transform(t, arg, env)
+            }
         }
     }
 
@@ -958,6 +995,58 @@ impl<'h> Evaluator<'h> {
             return self.group(Some(out), pairs, *pos, env);
         }
         Ok(Some(out))
+    }
+
+    /// Applies a transform: the objects the pattern matches in `obj` get the update
+    /// merged in and the deletions removed; everything else is shared unchanged.
+    fn transform(&mut self, t: &crate::ast::Transform, obj: Option<Val>, env: &Rc<Env>) -> R {
+        let Some(obj) = obj else { return Ok(None) };
+        let matches = self.eval(&t.pattern, &Some(obj.clone()), env)?;
+        let matches = match matches {
+            None => return Ok(Some(obj)),
+            Some(Val::Arr(a, _)) => a.as_ref().clone(),
+            Some(v) => vec![v],
+        };
+        // Matched objects are recognised by identity (values are shared, not copied).
+        let mut edits: Vec<(*const Obj, Vec<(Rc<str>, Val)>, Vec<String>)> = Vec::new();
+        for m in matches {
+            let Val::Obj(o) = &m else { continue };
+            let mut set = Vec::new();
+            match self.eval(&t.update, &Some(m.clone()), env)? {
+                None => {}
+                Some(Val::Obj(u)) => set.extend(u.iter().map(|(k, v)| (k.clone(), v.clone()))),
+                Some(_) => {
+                    return Err(Error::at(
+                        "T2011",
+                        t.pos,
+                        "The insert/update clause of the transform expression must evaluate to an object",
+                    ));
+                }
+            }
+            let mut del = Vec::new();
+            if let Some(d) = &t.delete {
+                match self.eval(d, &Some(m.clone()), env)? {
+                    None => {}
+                    Some(Val::Str(s)) => del.push(s.to_string()),
+                    Some(Val::Arr(a, _)) if a.iter().all(|x| matches!(x, Val::Str(_))) => {
+                        del.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
+                    }
+                    Some(_) => {
+                        return Err(Error::at(
+                            "T2012",
+                            t.pos,
+                            "The delete clause of the transform expression must evaluate to a string or array of strings",
+                        ));
+                    }
+                }
+            }
+            edits.push((Rc::as_ptr(o), set, del));
+        }
+        if edits.is_empty() {
+            return Ok(Some(obj));
+        }
+        self.tick(edits.len() as u64)?;
+        Ok(Some(rebuild(&obj, &edits)))
     }
 
     /// A scope with a tuple's bindings.

@@ -7,8 +7,7 @@
 //! recursion depth and an evaluation step budget end in an error, never a panic or a
 //! stack overflow.
 //!
-//! Not supported (parse errors): the parent operator `%`, the focus and index
-//! binding operators `@` and `#`, and the transform operator `|...|`.
+//! Not supported (a parse error, `S0201`): the parent operator `%`.
 
 mod ast;
 mod datetime;

@@ -291,12 +291,30 @@ impl Parser {
                 }
                 "[" => Node::Array(self.list("]", |p| p.expression(0))?, false),
                 "{" => Node::Object(self.pairs()?, pos),
-                "%" | "|" => {
+                "|" => {
+                    let pattern = self.expression(0)?;
+                    self.expect("|")?;
+                    let update = self.expression(0)?;
+                    let delete = if self.is_op(",") {
+                        self.next();
+                        Some(self.expression(0)?)
+                    } else {
+                        None
+                    };
+                    self.expect("|")?;
+                    Node::Transform(Rc::new(crate::ast::Transform {
+                        pattern,
+                        update,
+                        delete,
+                        pos,
+                    }))
+                }
+                "%" => {
                     return Err(Error::at(
                         "S0201",
                         pos,
                         format!(
-                            "Syntax error: \"{o}\" (parent/transform operators are not supported by Gantry)"
+                            "Syntax error: \"{o}\" (the parent operator is not supported by Gantry)"
                         ),
                     ));
                 }

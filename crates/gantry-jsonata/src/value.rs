@@ -38,6 +38,16 @@ impl Obj {
     pub fn new() -> Obj {
         Obj::default()
     }
+    pub fn remove(&mut self, k: &str) {
+        if let Some(i) = self.index.remove(k) {
+            self.entries.remove(i);
+            for slot in self.index.values_mut() {
+                if *slot > i {
+                    *slot -= 1;
+                }
+            }
+        }
+    }
     pub fn get(&self, k: &str) -> Option<&Val> {
         self.index.get(k).map(|&i| &self.entries[i].1)
     }
@@ -83,6 +93,8 @@ pub enum Func {
     Regex(Rc<regex::Regex>),
     /// `f ~> g`: apply `f` then `g`.
     Chain(Val, Val),
+    /// A transform expression (`|pattern|update, delete|`) and its scope.
+    Transform(Rc<crate::ast::Transform>, Rc<Env>),
 }
 
 impl Func {
@@ -98,6 +110,7 @@ impl Func {
                 Val::Func(f) => f.arity(),
                 _ => 1,
             },
+            Func::Transform(..) => 1,
         }
     }
 }

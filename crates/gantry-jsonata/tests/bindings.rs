@@ -34,12 +34,18 @@ fn index_binding_counts_positions() {
     );
     // After a predicate, positions count the items that passed it.
     assert_eq!(
-        ev("library.books[isbn != '1']#$i.{'n': $i, 't': title}", &library()),
+        ev(
+            "library.books[isbn != '1']#$i.{'n': $i, 't': title}",
+            &library()
+        ),
         Some(json!([{"n": 0, "t": "B"}, {"n": 1, "t": "C"}]))
     );
     // Sorting keeps each item's binding.
     assert_eq!(
-        ev("library.books#$i^(>title).{'i': $i, 't': title}", &library()),
+        ev(
+            "library.books#$i^(>title).{'i': $i, 't': title}",
+            &library()
+        ),
         Some(json!([{"i": 2, "t": "C"}, {"i": 1, "t": "B"}, {"i": 0, "t": "A"}]))
     );
     // Each step's positions are within its own input item.
@@ -55,7 +61,10 @@ fn index_binding_counts_positions() {
 #[test]
 fn group_by_sees_bindings() {
     assert_eq!(
-        ev("library.loans@$l.books@$b[$l.isbn=$b.isbn]{$l.who: $b.title}", &library()),
+        ev(
+            "library.loans@$l.books@$b[$l.isbn=$b.isbn]{$l.who: $b.title}",
+            &library()
+        ),
         Some(json!({"ann": "A", "bob": "B"}))
     );
     // Within a group, a variable bound in several tuples is an array.

@@ -46,7 +46,6 @@ fn unexpected_tokens() {
 fn unsupported_operators_are_named() {
     let m = parse_err("%.a", "S0201", 0);
     assert!(m.contains("not supported"), "{m}");
-    parse_err("| a | {} |", "S0201", 0);
 }
 
 #[test]
