@@ -121,6 +121,23 @@ pub fn append(a: Option<Val>, b: Option<Val>) -> Option<Val> {
     }
 }
 
+/// `$append` over many values at once: undefined members are skipped, one member is
+/// returned as it is, arrays are spliced in.
+pub fn append_all(members: Vec<Option<Val>>) -> Option<Val> {
+    let mut defined: Vec<Val> = members.into_iter().flatten().collect();
+    if defined.len() <= 1 {
+        return defined.pop();
+    }
+    let mut out = Vec::new();
+    for v in defined {
+        match v {
+            Val::Arr(a, _) => out.extend(a.iter().cloned()),
+            v => out.push(v),
+        }
+    }
+    Some(Val::arr(out))
+}
+
 fn lookup(input: &Val, key: &str) -> Option<Val> {
     match input {
         Val::Arr(a, _) => {
@@ -1214,15 +1231,23 @@ impl<'h> Evaluator<'h> {
         }
         let mut obj = Obj::new();
         for (key, members, pi) in groups {
-            let mut merged = members[0].clone();
-            let mut at = Some(merged.at.clone());
-            for m in &members[1..] {
-                at = append(at, Some(m.at.clone()));
-                for (k, v) in &m.binds {
-                    let prev = merged.get(k);
-                    if let Some(joined) = append(prev, Some(v.clone())) {
-                        merged.bind(k, joined);
+            let at = append_all(members.iter().map(|m| Some(m.at.clone())).collect());
+            let mut names: Vec<&str> = Vec::new();
+            for m in &members {
+                for (k, _) in &m.binds {
+                    if !names.contains(&k.as_str()) {
+                        names.push(k);
                     }
+                }
+            }
+            let mut merged = Tuple {
+                at: Val::Null,
+                binds: Vec::new(),
+            };
+            for name in names {
+                let joined = append_all(members.iter().map(|m| m.get(name)).collect());
+                if let Some(v) = joined {
+                    merged.bind(name, v);
                 }
             }
             let e = self.tuple_env(env, &merged);
@@ -1307,7 +1332,9 @@ impl<'h> Evaluator<'h> {
         if items.is_empty() {
             items.push(None);
         }
-        let mut groups: Vec<(Rc<str>, Option<Val>, usize)> = Vec::new();
+        // Members are collected and joined once per group (appending one by one would
+        // copy the growing array every time).
+        let mut groups: Vec<(Rc<str>, Vec<Option<Val>>, usize)> = Vec::new();
         let mut index: std::collections::HashMap<Rc<str>, usize> = Default::default();
         for item in &items {
             for (pi, (k, _)) in pairs.iter().enumerate() {
@@ -1334,18 +1361,18 @@ impl<'h> Evaluator<'h> {
                                 format!("Multiple key definitions evaluate to same key: \"{key}\""),
                             ));
                         }
-                        let data = groups[g].1.take();
-                        groups[g].1 = append(data, item.clone());
+                        groups[g].1.push(item.clone());
                     }
                     None => {
                         index.insert(key.clone(), groups.len());
-                        groups.push((key, item.clone(), pi));
+                        groups.push((key, vec![item.clone()], pi));
                     }
                 }
             }
         }
         let mut obj = Obj::new();
-        for (key, data, pi) in groups {
+        for (key, members, pi) in groups {
+            let data = append_all(members);
             if let Some(v) = self.eval(&pairs[pi].1, &data, env)? {
                 self.check_nesting(&v)?;
                 obj.insert(key, v);

@@ -10,7 +10,7 @@ use std::rc::Rc;
 /// fewer arguments than the threshold, the context value becomes the first argument
 /// (JSONata's `-` in signatures).
 const TABLE: &[(&str, usize, usize)] = &[
-    ("string", 2, 1),
+    ("string", 1, 1),
     ("length", 1, 1),
     ("substring", 3, 2),
     ("substringBefore", 2, 2),

@@ -135,6 +135,8 @@ fn higher_order_functions() {
         json!([2, 2]),
     );
     eq("$map(['a', 'b'], $uppercase)", json!(["A", "B"]));
+    // Built-ins receive as many arguments as JavaScript declares: $string gets one.
+    eq("$map([1, {'a': 2}], $string)", json!(["1", "{\"a\":2}"]));
     // $map returns a sequence: one result unwraps.
     eq("$map([1], function($v) { $v })", json!(1));
     eq("$map(5, function($v) { $v + 1 })", json!(6));
