@@ -1025,7 +1025,7 @@ impl<'h> Evaluator<'h> {
             Some(v) => vec![v],
         };
         // Matched objects are recognised by identity (values are shared, not copied).
-        let mut edits: Vec<(*const Obj, Vec<(Rc<str>, Val)>, Vec<String>)> = Vec::new();
+        let mut edits: Vec<Edit> = Vec::new();
         for m in matches {
             let Val::Obj(o) = &m else { continue };
             let mut set = Vec::new();
