@@ -224,6 +224,12 @@ fn rebuild(v: &Val, edits: &[Edit]) -> Val {
     }
 }
 
+/// The outcome of a lambda body: a value, or a tail call still to make.
+enum Tail {
+    Done(Option<Val>),
+    Call(Rc<Func>, Vec<Option<Val>>),
+}
+
 /// An item of a path with the variables bound on the way to it.
 #[derive(Clone)]
 struct Tuple {
@@ -835,6 +841,111 @@ impl<'h> Evaluator<'h> {
         r.map(collapse)
     }
 
+    #[inline(never)]
+    fn apply_lambda(
+        &mut self,
+        f: &Rc<Func>,
+        args: Vec<Option<Val>>,
+        input: &Option<Val>,
+        pos: usize,
+    ) -> R {
+        // Tail calls from a lambda's body to a lambda run in this loop instead of
+        // nesting (JSONata optimises tail calls too), so tail recursion is
+        // bounded by the step budget rather than the stack.
+        let mut f = f.clone();
+        let mut args = args;
+        loop {
+            let Func::Lambda {
+                params,
+                body,
+                env,
+                input: captured,
+            } = f.as_ref()
+            else {
+                return self.apply_inner(&f, args, input, pos);
+            };
+            let scope = self.new_env(Some(env));
+            let mut supplied = args.into_iter();
+            for p in params {
+                scope.bind(p, supplied.next().flatten());
+            }
+            match self.eval_tail(body, captured, &scope)? {
+                Tail::Done(v) => return Ok(v),
+                Tail::Call(next, next_args) => {
+                    f = next;
+                    args = next_args;
+                }
+            }
+        }
+    }
+
+    /// Evaluates a lambda body, stopping at a call to a lambda in tail position
+    /// (through conditionals and the last expression of blocks) and returning it.
+    fn eval_tail(&mut self, node: &Node, input: &Option<Val>, env: &Rc<Env>) -> Result<Tail> {
+        match node {
+            Node::Cond(c, t, e) => self.tail_cond(c, t, e.as_deref(), input, env),
+            Node::Block(items) if !items.is_empty() => self.tail_block(items, input, env),
+            Node::Call(f, args, pos) if !args.iter().any(|a| matches!(a, Node::Placeholder)) => {
+                self.tail_call(f, args, *pos, input, env)
+            }
+            other => Ok(Tail::Done(self.eval(other, input, env)?)),
+        }
+    }
+
+    #[inline(never)]
+    fn tail_cond(
+        &mut self,
+        c: &Node,
+        t: &Node,
+        e: Option<&Node>,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> Result<Tail> {
+        let cv = self.eval(c, input, env)?;
+        if truthy(&cv) {
+            self.eval_tail(t, input, env)
+        } else if let Some(e) = e {
+            self.eval_tail(e, input, env)
+        } else {
+            Ok(Tail::Done(None))
+        }
+    }
+
+    #[inline(never)]
+    fn tail_block(&mut self, items: &[Node], input: &Option<Val>, env: &Rc<Env>) -> Result<Tail> {
+        let scope = self.new_env(Some(env));
+        let Some((last, init)) = items.split_last() else {
+            return Ok(Tail::Done(None));
+        };
+        for item in init {
+            self.eval(item, input, &scope)?;
+        }
+        self.eval_tail(last, input, &scope)
+    }
+
+    #[inline(never)]
+    fn tail_call(
+        &mut self,
+        f: &Node,
+        args: &[Node],
+        pos: usize,
+        input: &Option<Val>,
+        env: &Rc<Env>,
+    ) -> Result<Tail> {
+        let func = self.eval_callee(f, input, env)?;
+        if let Some(Val::Func(func)) = &func
+            && matches!(func.as_ref(), Func::Lambda { .. })
+        {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                vals.push(self.eval(a, input, env)?);
+            }
+            self.tick(1)?;
+            return Ok(Tail::Call(func.clone(), vals));
+        }
+        Ok(Tail::Done(self.call(f, func, args, None, input, env, pos)?))
+    }
+
     fn apply_inner(
         &mut self,
         f: &Rc<Func>,
@@ -843,19 +954,7 @@ impl<'h> Evaluator<'h> {
         pos: usize,
     ) -> R {
         match f.as_ref() {
-            Func::Lambda {
-                params,
-                body,
-                env,
-                input: captured,
-            } => {
-                let scope = self.new_env(Some(env));
-                let mut args = args.into_iter();
-                for p in params {
-                    scope.bind(p, args.next().flatten());
-                }
-                self.eval(body, captured, &scope)
-            }
+            Func::Lambda { .. } => self.apply_lambda(f, args, input, pos),
             Func::Builtin(name) => {
                 crate::functions::call(self, name, args, input).map_err(|e| e.or_at(pos))
             }

@@ -27,8 +27,6 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 #[test]
 fn infinite_recursion_is_a_depth_error() {
-    let e = on_small_stack(|| run("($f := function($n) { $f($n + 1) }; $f(0))")).unwrap_err();
-    assert_eq!(e.code, "U1001");
     let e =
         on_small_stack(|| run("($f := function($n) { 1 + $f($n + 1) * 2 }; $f(0))")).unwrap_err();
     assert_eq!(e.code, "U1001");
@@ -38,6 +36,22 @@ fn infinite_recursion_is_a_depth_error() {
 fn moderate_recursion_still_works() {
     let r = on_small_stack(|| run("($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(60))"));
     assert_eq!(r, Ok(Some(json!(60))));
+}
+
+#[test]
+fn tail_recursion_is_not_limited_by_the_stack() {
+    let r = on_small_stack(|| {
+        run("($loop := function($n, $acc) { $n = 0 ? $acc : $loop($n - 1, $acc + $n) }; $loop(20000, 0))")
+    });
+    assert_eq!(r, Ok(Some(json!(200010000))));
+    // Through a block and a conditional without an else.
+    let r = on_small_stack(|| {
+        run("($f := function($n) { ($m := $n - 1; $m > 0 ? $f($m) : 'done') }; $f(5000))")
+    });
+    assert_eq!(r, Ok(Some(json!("done"))));
+    // An endless tail loop ends with the budget.
+    let e = on_small_stack(|| run("($f := function($n) { $f($n + 1) }; $f(0))")).unwrap_err();
+    assert_eq!(e.code, "U1002");
 }
 
 #[test]
