@@ -445,7 +445,13 @@ fn parse_picture(s: &str, picture: &str) -> Result<i64> {
     let mut doy = None;
     for (k, letter) in fields.iter().enumerate() {
         let t = caps.get(k + 1).map(|m| m.as_str()).unwrap_or("");
-        let n = || t.parse::<i64>().map_err(|_| bad());
+        // Bounded so that the date arithmetic below cannot overflow.
+        let n = || {
+            t.parse::<i64>()
+                .ok()
+                .filter(|v| v.abs() <= 1_000_000)
+                .ok_or_else(bad)
+        };
         match letter {
             'Y' => y = n()?,
             'M' => {

@@ -964,7 +964,11 @@ impl<'h> Evaluator<'h> {
                     .map(|a| a.as_ref().and_then(|v| v.to_json()))
                     .collect();
                 let r = self.host.call(name, json).map_err(|e| e.or_at(pos))?;
-                Ok(r.map(|v| Val::from_json(&v)))
+                let r = r.map(|v| Val::from_json(&v));
+                if let Some(v) = &r {
+                    self.check_nesting(v)?;
+                }
+                Ok(r)
             }
             Func::Partial { func, args: bound } => {
                 let mut supplied = args.into_iter();

@@ -257,8 +257,9 @@ fn matches<'s>(name: &str, re: &regex::Regex, s: &'s str) -> Result<Vec<regex::C
 fn substring(s: &str, start: f64, len: Option<f64>) -> String {
     let chars: Vec<char> = s.chars().collect();
     let n = chars.len() as i64;
+    // Saturating: the numbers come from the expression and may be huge.
     let mut start = start.trunc() as i64;
-    if n + start < 0 {
+    if n.saturating_add(start) < 0 {
         start = 0;
     }
     let from = if start < 0 { n + start } else { start }.clamp(0, n);
@@ -266,10 +267,11 @@ fn substring(s: &str, start: f64, len: Option<f64>) -> String {
         None => n,
         Some(l) if l <= 0.0 => return String::new(),
         Some(l) => {
+            let l = l.trunc() as i64;
             let end = if start >= 0 {
-                start + l.trunc() as i64
+                start.saturating_add(l)
             } else {
-                n + start + l.trunc() as i64
+                (n + start).saturating_add(l)
             };
             end.clamp(0, n)
         }
@@ -643,11 +645,14 @@ pub fn call(
                 .map(|i| a.arr(i).unwrap_or_default())
                 .collect();
             let n = lists.iter().map(Vec::len).min().unwrap_or(0);
-            Ok(Some(Val::arr(
+            let out = Val::arr(
                 (0..n)
                     .map(|i| Val::arr(lists.iter().map(|l| l[i].clone()).collect()))
                     .collect(),
-            )))
+            );
+            // Zipping nests one level deeper each time.
+            ev.check_nesting(&out)?;
+            Ok(Some(out))
         }
         // --- objects
         "keys" => match a.get(0) {

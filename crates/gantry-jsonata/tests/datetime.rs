@@ -86,6 +86,12 @@ fn to_millis_with_a_picture() {
         json!(1510067520000i64),
     );
     err("$toMillis('2017', '[D01]/[M01]/[Y0001]')", &none(), "D3110");
+    err("$toMillis('999999999999999999', '[Y]')", &none(), "D3110");
+    err(
+        "$toMillis('2017-01-01 999999999999', '[Y]-[M]-[D] [H]')",
+        &none(),
+        "D3110",
+    );
 }
 
 #[test]

@@ -41,7 +41,9 @@ fn moderate_recursion_still_works() {
 #[test]
 fn tail_recursion_is_not_limited_by_the_stack() {
     let r = on_small_stack(|| {
-        run("($loop := function($n, $acc) { $n = 0 ? $acc : $loop($n - 1, $acc + $n) }; $loop(20000, 0))")
+        run(
+            "($loop := function($n, $acc) { $n = 0 ? $acc : $loop($n - 1, $acc + $n) }; $loop(20000, 0))",
+        )
     });
     assert_eq!(r, Ok(Some(json!(200010000))));
     // Through a block and a conditional without an else.

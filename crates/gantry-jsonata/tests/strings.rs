@@ -36,6 +36,9 @@ fn length_and_substrings() {
     eq("$substring('Hello', 2, 0)", json!(""));
     eq("$substring('Hello', -10, 2)", json!("He"));
     eq("$substring('Hello', 10)", json!(""));
+    eq("$substring('Hello', 1e300, 1e300)", json!(""));
+    eq("$substring('Hello', 1, 1e300)", json!("ello"));
+    eq("$substring('Hello', -1e300, 1e300)", json!("Hello"));
     eq("$substringBefore('Hello World', ' ')", json!("Hello"));
     eq("$substringBefore('Hello', 'x')", json!("Hello"));
     eq("$substringAfter('Hello World', 'o')", json!(" World"));

@@ -185,10 +185,49 @@ impl Host for StatesHost {
     }
 }
 
+/// How deeply a JSONata result may nest: values are written to the journal as JSON and
+/// must parse again (serde_json refuses more than 128 levels), inside event envelopes.
+const MAX_RESULT_DEPTH: usize = 100;
+
+fn depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(m) => stack.extend(m.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn check_depth(field: &str, v: Value) -> Result<Value, Failure> {
+    if depth(&v) > MAX_RESULT_DEPTH {
+        return Err(Failure::new(
+            errors::QUERY_EVALUATION_ERROR,
+            format!(
+                "The value of the field '{field}' nests more than {MAX_RESULT_DEPTH} levels deep"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
 /// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and
 /// arrays recursively. `field` is the template's field (`Output`); nested values are
 /// named `Output/key/0` in errors.
 pub fn evaluate_template(
+    field: &str,
+    t: &Value,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
+    check_depth(field, template(field, t, vars, amb)?)
+}
+
+fn template(
     field: &str,
     t: &Value,
     vars: &Map<String, Value>,
@@ -200,23 +239,20 @@ pub fn evaluate_template(
             .strip_prefix("{%")
             .and_then(|x| x.strip_suffix("%}"))
         {
-            Some(e) => evaluate(field, e.trim(), vars, amb),
+            Some(e) => expression(field, e.trim(), vars, amb),
             None => Ok(t.clone()),
         },
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(
-                    k.clone(),
-                    evaluate_template(&format!("{field}/{k}"), v, vars, amb)?,
-                );
+                out.insert(k.clone(), template(&format!("{field}/{k}"), v, vars, amb)?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(a) => a
             .iter()
             .enumerate()
-            .map(|(i, v)| evaluate_template(&format!("{field}/{i}"), v, vars, amb))
+            .map(|(i, v)| template(&format!("{field}/{i}"), v, vars, amb))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -227,6 +263,15 @@ pub fn evaluate_template(
 /// There is no context value: AWS does not allow `$`, `$$` or bare field names at
 /// the top level, so they evaluate to nothing. Undefined results become `null`.
 pub fn evaluate(
+    field: &str,
+    expr: &str,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
+    check_depth(field, expression(field, expr, vars, amb)?)
+}
+
+fn expression(
     field: &str,
     expr: &str,
     vars: &Map<String, Value>,
@@ -249,6 +294,7 @@ pub fn evaluate(
     let limits = Limits {
         // Reading a variable that was never assigned is an error in Step Functions.
         strict_variables: true,
+        max_nesting: MAX_RESULT_DEPTH,
         ..Limits::default()
     };
     let v = parsed

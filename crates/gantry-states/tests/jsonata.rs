@@ -129,10 +129,20 @@ fn errors_name_the_problem() {
         "T1006: Attempted to invoke a non-function",
     );
     fails_with("1 +", "S0207: Unexpected end of expression (at offset 3)");
-    fails_with("($f := function($n) { $f($n + 1) }; $f(0))", "U1001");
+    fails_with("($f := function($n) { 1 + $f($n + 1) }; $f(0))", "U1001");
+    fails_with("($f := function($n) { $f($n + 1) }; $f(0))", "U1002");
     fails_with("$error('stop here')", "D3137: stop here");
     fails_with("$partition([1], 0)", "chunk size must be positive");
     fails_with("$hash('x', 'SHA-3')", "D3137");
+    // Results must stay shallow enough to be written to the journal and read back.
+    fails_with(
+        "$reduce([1..200], function($a, $v) { [[$a]] }, [])",
+        "U1003: A value nests more than 100 levels deep",
+    );
+    fails_with(
+        "$reduce([1..200], function($a, $v) { $zip($a) }, [1])",
+        "U1003",
+    );
 }
 
 #[test]
