@@ -543,7 +543,15 @@ impl<'h> Evaluator<'h> {
         input: &Option<Val>,
         env: &Rc<Env>,
     ) -> R {
-        let mut v = self.eval(e, input, env)?;
+        // With `[]`, a singleton sequence must be seen before it collapses.
+        let mut v = if keep {
+            self.enter()?;
+            let r = self.tick(1).and_then(|_| self.eval_inner(e, input, env));
+            self.depth -= 1;
+            r?
+        } else {
+            self.eval(e, input, env)?
+        };
         for p in preds {
             v = self.filter(p, v, env)?;
         }
@@ -836,9 +844,11 @@ impl<'h> Evaluator<'h> {
             ));
         };
         self.enter()?;
+        // Not collapsed here: as in JSONata, a sequence from a function collapses where
+        // the call is evaluated (so `$f(x)[]` can keep it), not inside `$map` & co.
         let r = self.apply_inner(f, args, input, pos);
         self.depth -= 1;
-        r.map(collapse)
+        r
     }
 
     #[inline(never)]
@@ -943,7 +953,9 @@ impl<'h> Evaluator<'h> {
             self.tick(1)?;
             return Ok(Tail::Call(func.clone(), vals));
         }
-        Ok(Tail::Done(self.call(f, func, args, None, input, env, pos)?))
+        Ok(Tail::Done(collapse(
+            self.call(f, func, args, None, input, env, pos)?,
+        )))
     }
 
     fn apply_inner(

@@ -135,6 +135,11 @@ fn higher_order_functions() {
         json!([2, 2]),
     );
     eq("$map(['a', 'b'], $uppercase)", json!(["A", "B"]));
+    // A function's sequence result is one item of $map's result.
+    eq(
+        "$map([{'a': 1}, {'b': 2, 'c': 3}], $keys)",
+        json!([["a"], ["b", "c"]]),
+    );
     // Built-ins receive as many arguments as JavaScript declares: $string gets one.
     eq("$map([1, {'a': 2}], $string)", json!(["1", "{\"a\":2}"]));
     // $map returns a sequence: one result unwraps.

@@ -213,3 +213,99 @@ proptest! {
         let _ = run(&src);
     }
 }
+
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        (-1e6f64..1e6).prop_map(Value::from),
+        "[a-c]{0,3}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map("[a-c]", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+const ON_DATA: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    "a.b",
+    "**",
+    "*",
+    "a[0]",
+    "a[-1]",
+    "a[b]",
+    "$",
+    "$$",
+    "a^(b)",
+    "a{b: c}",
+    "$count(a)",
+    "$sum(a)",
+    "$keys($)",
+    "$string($)",
+    "$sort(a)",
+    "$reverse(a)",
+    "a.b.c",
+    "$distinct(**)",
+    "$map(a, function($v) { $v })",
+    "$spread($)",
+    "$merge(a)",
+    "$each($, function($v, $k) { $k })",
+    "a#$i[$i > 0]",
+    "a@$x.b",
+    "$ ~> |a|{'z': 1}|",
+    "$max(a)",
+    "$average(**)",
+    "$lookup($, 'a')",
+    "$join(a)",
+    "$append(a, b)",
+    "a = b",
+    "a < b",
+    "a + b",
+    "a & b",
+    "a in b",
+    "[a, b]",
+    "{'k': a}",
+    "$type(a)",
+    "$boolean(a)",
+    "$number(a)",
+    "$zip(a, b)",
+    "$filter(a, function($v) { $v })",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, .. ProptestConfig::default() })]
+
+    #[test]
+    fn expressions_on_random_data_never_panic(
+        input in json_value(),
+        ix in proptest::collection::vec(0..ON_DATA.len(), 1..4),
+        ops in proptest::collection::vec(0..4usize, 3),
+    ) {
+        let joins = [".", " & ", " ~> $string() & ", ")["];
+        let mut src = String::from(ON_DATA[ix[0]]);
+        for (k, &i) in ix.iter().enumerate().skip(1) {
+            src.push_str(joins[ops[k % 3]]);
+            src.push_str(ON_DATA[i]);
+        }
+        if let Ok(e) = Expression::parse(&src) {
+            let _ = e.evaluate(Some(&input), &Map::new(), &mut FixedHost::new(NOW, 3), Limits::default());
+        }
+    }
+
+    /// Integer arithmetic follows the usual precedence and left associativity.
+    #[test]
+    fn arithmetic_matches_rust(a in -1000i64..1000, b in -1000i64..1000, c in 1i64..100, d in -1000i64..1000) {
+        let src = format!("{a} + {b} * {c} - {d} % {c} - ({a} - {b}) * 2");
+        let expected = a + b * c - d % c - (a - b) * 2;
+        let got = gantry_jsonata::evaluate(&src, None, &Map::new(), &mut FixedHost::new(0, 0));
+        prop_assert_eq!(got, Ok(Some(json!(expected))));
+    }
+}
