@@ -16,6 +16,8 @@ pub enum Node {
     Var(String, usize),
     Wildcard,
     Descendant,
+    /// `%`: the parent of the context item.
+    Parent(usize),
     Path(Box<Path>),
     Neg(Box<Node>, usize),
     Binary(BinOp, Box<Node>, Box<Node>, usize),

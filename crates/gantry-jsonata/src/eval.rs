@@ -23,6 +23,33 @@ pub struct Evaluator<'h> {
     pub top: Option<Rc<Env>>,
     /// Address of a local when evaluation began: the stack guard measures from it.
     stack_base: usize,
+    /// Whether paths record where each item came from (the expression uses `%`).
+    pub track_parents: bool,
+    /// Where the current context item came from, for `%`.
+    ancestry: Chain,
+}
+
+/// An item and the item it was reached from (for the parent operator `%`).
+pub struct Anc {
+    item: Val,
+    parent: Chain,
+}
+
+type Chain = Option<Rc<Anc>>;
+
+fn link(item: &Val, parent: &Chain) -> Chain {
+    Some(Rc::new(Anc {
+        item: item.clone(),
+        parent: parent.clone(),
+    }))
+}
+
+/// One input item's result in a tracked path step.
+enum StepOut {
+    /// A value reached from the item with this chain.
+    Raw(Val, Chain),
+    /// Items whose chains are already known.
+    Flat(Vec<(Val, Chain)>),
 }
 
 /// The address of a local variable: where the stack is now.
@@ -317,6 +344,8 @@ impl<'h> Evaluator<'h> {
             now: None,
             top: None,
             stack_base: stack_position(),
+            track_parents: false,
+            ancestry: None,
         }
     }
 
@@ -419,6 +448,14 @@ impl<'h> Evaluator<'h> {
                 Val::seq(out)
             })),
             Node::Path(p) => self.path(p, input, env),
+            Node::Parent(pos) => match self.ancestry.as_ref().and_then(|a| a.parent.as_ref()) {
+                Some(parent) => Ok(Some(parent.item.clone())),
+                None => Err(Error::at(
+                    "S0217",
+                    *pos,
+                    "The object representing the 'parent' cannot be derived from this expression",
+                )),
+            },
             Node::Neg(e, pos) => self.eval_neg(e, *pos, input, env),
             Node::Binary(op, l, r, pos) => self.eval_binary(*op, l, r, *pos, input, env),
             Node::And(l, r) => self.eval_logic(true, l, r, input, env),
@@ -864,26 +901,41 @@ impl<'h> Evaluator<'h> {
         // bounded by the step budget rather than the stack.
         let mut f = f.clone();
         let mut args = args;
+        // A lambda's body does not know where its context came from.
+        let saved = self.ancestry.take();
+        let r = self.apply_lambda_loop(&mut f, &mut args, input, pos);
+        self.ancestry = saved;
+        r
+    }
+
+    fn apply_lambda_loop(
+        &mut self,
+        f: &mut Rc<Func>,
+        args: &mut Vec<Option<Val>>,
+        input: &Option<Val>,
+        pos: usize,
+    ) -> R {
         loop {
+            let current = f.clone();
             let Func::Lambda {
                 params,
                 body,
                 env,
                 input: captured,
-            } = f.as_ref()
+            } = current.as_ref()
             else {
-                return self.apply_inner(&f, args, input, pos);
+                return self.apply_inner(&current, std::mem::take(args), input, pos);
             };
             let scope = self.new_env(Some(env));
-            let mut supplied = args.into_iter();
+            let mut supplied = std::mem::take(args).into_iter();
             for p in params {
                 scope.bind(p, supplied.next().flatten());
             }
             match self.eval_tail(body, captured, &scope)? {
                 Tail::Done(v) => return Ok(v),
                 Tail::Call(next, next_args) => {
-                    f = next;
-                    args = next_args;
+                    *f = next;
+                    *args = next_args;
                 }
             }
         }
@@ -1014,6 +1066,167 @@ impl<'h> Evaluator<'h> {
     }
 
     fn path(&mut self, p: &Path, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let saved = self.ancestry.clone();
+        let r = if self.track_parents && !p.steps.iter().any(|s| s.tuple) {
+            self.path_tracked(p, input, env)
+        } else {
+            // Bindings paths do not record parents: `%` there is an error, not a guess.
+            if self.track_parents {
+                self.ancestry = None;
+            }
+            self.path_plain(p, input, env)
+        };
+        self.ancestry = saved;
+        r
+    }
+
+    /// A path that records, for each item, the item it was reached from (`%`).
+    fn path_tracked(&mut self, p: &Path, input: &Option<Val>, env: &Rc<Env>) -> R {
+        let first_is_var = matches!(p.steps.first().map(|s| &s.expr), Some(Node::Var(..)));
+        let outer = self.ancestry.clone();
+        let mut seq: Vec<(Option<Val>, Chain)> = match input {
+            Some(Val::Arr(a, _)) if !first_is_var => {
+                // The items of an array context share the array's parent.
+                let up = outer.as_ref().and_then(|c| c.parent.clone());
+                a.iter().map(|v| (Some(v.clone()), link(v, &up))).collect()
+            }
+            other => vec![(other.clone(), outer.clone())],
+        };
+        let mut result: Vec<(Val, Chain)> = Vec::new();
+        let mut flags = SEQ;
+        let n = p.steps.len();
+        for (i, step) in p.steps.iter().enumerate() {
+            let last = i + 1 == n;
+            if i == 0 && matches!(step.expr, Node::Array(_, true)) {
+                self.ancestry = None;
+                let ctx = Some(Val::seq(
+                    seq.iter().filter_map(|(v, _)| v.clone()).collect(),
+                ));
+                let (vals, f) = match self.eval(&step.expr, &ctx, env)? {
+                    Some(Val::Arr(a, f)) => (a.as_ref().clone(), f),
+                    Some(v) => (vec![v], SEQ),
+                    None => (vec![], SEQ),
+                };
+                result = vals.iter().map(|v| (v.clone(), link(v, &None))).collect();
+                flags = f;
+            } else if let Node::Sort(terms, pos) = &step.expr {
+                let items = seq
+                    .iter()
+                    .filter_map(|(v, c)| {
+                        v.clone()
+                            .map(|v| (v.clone(), env.clone(), c.clone(), (v, c.clone())))
+                    })
+                    .collect();
+                let mut sorted = self.sort(items, terms, *pos)?;
+                for stage in &step.stages {
+                    if let Stage::Filter(pred) = stage {
+                        sorted = self.filter_tracked(pred, sorted, env)?;
+                    }
+                }
+                result = sorted;
+                flags = SEQ;
+            } else {
+                let mut outs = Vec::new();
+                for (item, ci) in &seq {
+                    self.ancestry = ci.clone();
+                    let Some(r) = self.eval(&step.expr, item, env)? else {
+                        continue;
+                    };
+                    if matches!(step.expr, Node::Parent(_)) {
+                        // The parent keeps its own chain.
+                        let up = ci.as_ref().and_then(|c| c.parent.clone());
+                        outs.push(StepOut::Flat(vec![(r, up)]));
+                    } else if !step.stages.is_empty() {
+                        let mut els: Vec<(Val, Chain)> = match &r {
+                            Val::Arr(a, _) => a.iter().map(|e| (e.clone(), link(e, ci))).collect(),
+                            v => vec![(v.clone(), link(v, ci))],
+                        };
+                        for stage in &step.stages {
+                            if let Stage::Filter(pred) = stage {
+                                els = self.filter_tracked(pred, els, env)?;
+                            }
+                        }
+                        outs.push(StepOut::Flat(els));
+                    } else {
+                        outs.push(StepOut::Raw(r, ci.clone()));
+                    }
+                }
+                let single_array = last
+                    && outs.len() == 1
+                    && matches!(&outs[0], StepOut::Raw(Val::Arr(_, f), _) if f & SEQ == 0);
+                result = Vec::new();
+                flags = SEQ;
+                for o in outs {
+                    match o {
+                        StepOut::Raw(Val::Arr(a, f), ci) if single_array => {
+                            result.extend(a.iter().map(|e| (e.clone(), link(e, &ci))));
+                            flags = f;
+                        }
+                        StepOut::Flat(items) => result.extend(items),
+                        StepOut::Raw(Val::Arr(a, f), ci) if f & CONS == 0 => {
+                            result.extend(a.iter().map(|e| (e.clone(), link(e, &ci))))
+                        }
+                        StepOut::Raw(v, ci) => {
+                            let chain = link(&v, &ci);
+                            result.push((v, chain));
+                        }
+                    }
+                }
+            }
+            self.tick(result.len() as u64)?;
+            if result.is_empty() {
+                break;
+            }
+            seq = result
+                .iter()
+                .map(|(v, c)| (Some(v.clone()), c.clone()))
+                .collect();
+        }
+        // Group-by sees the whole sequence, whose items have different parents.
+        self.ancestry = None;
+        let values: Vec<Val> = result.into_iter().map(|(v, _)| v).collect();
+        self.finish_path(p, values, flags, env)
+    }
+
+    /// Predicates over items whose chains are known.
+    fn filter_tracked(
+        &mut self,
+        pred: &Node,
+        items: Vec<(Val, Chain)>,
+        env: &Rc<Env>,
+    ) -> Result<Vec<(Val, Chain)>> {
+        if let Node::Num(n) = pred {
+            let mut idx = n.floor();
+            if idx < 0.0 {
+                idx += items.len() as f64;
+            }
+            let picked = if idx >= 0.0 {
+                items.into_iter().nth(idx as usize)
+            } else {
+                None
+            };
+            return Ok(match picked {
+                Some((Val::Arr(a, _), c)) => {
+                    let up = c.as_ref().and_then(|c| c.parent.clone());
+                    a.iter().map(|e| (e.clone(), link(e, &up))).collect()
+                }
+                Some(x) => vec![x],
+                None => vec![],
+            });
+        }
+        let len = items.len() as f64;
+        let mut kept = Vec::new();
+        for (i, (v, c)) in items.into_iter().enumerate() {
+            self.ancestry = c.clone();
+            let r = self.eval(pred, &Some(v.clone()), env)?;
+            if predicate_keeps(&r, i, len) {
+                kept.push((v, c));
+            }
+        }
+        Ok(kept)
+    }
+
+    fn path_plain(&mut self, p: &Path, input: &Option<Val>, env: &Rc<Env>) -> R {
         let first_is_var = matches!(p.steps.first().map(|s| &s.expr), Some(Node::Var(..)));
         let mut seq: Vec<Option<Val>> = match input {
             Some(Val::Arr(a, _)) if !first_is_var => a.iter().cloned().map(Some).collect(),
@@ -1053,10 +1266,10 @@ impl<'h> Evaluator<'h> {
                     }
                 }
             } else if let Node::Sort(terms, pos) = &step.expr {
-                let items: Vec<(Val, Rc<Env>, Val)> = seq
+                let items: Vec<(Val, Rc<Env>, Chain, Val)> = seq
                     .iter()
                     .flatten()
-                    .map(|v| (v.clone(), env.clone(), v.clone()))
+                    .map(|v| (v.clone(), env.clone(), None, v.clone()))
                     .collect();
                 let sorted = self.sort(items, terms, *pos)?;
                 let mut v = Some(Val::seq(sorted));
@@ -1113,6 +1326,11 @@ impl<'h> Evaluator<'h> {
             result = ts.into_iter().map(|t| t.at).collect();
             flags = SEQ;
         }
+        self.finish_path(p, result, flags, env)
+    }
+
+    /// `[]` (keep singletons) and group-by on a path's result.
+    fn finish_path(&mut self, p: &Path, result: Vec<Val>, flags: u8, env: &Rc<Env>) -> R {
         let mut out = Val::Arr(Rc::new(result), flags);
         if p.keep_singleton {
             if flags & CONS != 0 && flags & SEQ == 0 {
@@ -1204,7 +1422,7 @@ impl<'h> Evaluator<'h> {
                     let mut items = Vec::with_capacity(ts.len());
                     for t in ts {
                         let e = self.tuple_env(env, &t);
-                        items.push((t.at.clone(), e, t));
+                        items.push((t.at.clone(), e, None, t));
                     }
                     self.sort(items, terms, *pos)?
                 }
@@ -1212,7 +1430,7 @@ impl<'h> Evaluator<'h> {
                     let items = seq
                         .iter()
                         .flatten()
-                        .map(|v| (v.clone(), env.clone(), v.clone()))
+                        .map(|v| (v.clone(), env.clone(), None, v.clone()))
                         .collect();
                     let sorted = self.sort(items, terms, *pos)?;
                     sorted
@@ -1375,6 +1593,14 @@ impl<'h> Evaluator<'h> {
     }
 
     fn filter(&mut self, pred: &Node, input: Option<Val>, env: &Rc<Env>) -> R {
+        // The items' origins are unknown here: `%` in the predicate is an error.
+        let saved = self.ancestry.take();
+        let r = self.filter_plain(pred, input, env);
+        self.ancestry = saved;
+        r
+    }
+
+    fn filter_plain(&mut self, pred: &Node, input: Option<Val>, env: &Rc<Env>) -> R {
         let Some(input) = input else {
             return Ok(None);
         };
@@ -1447,6 +1673,23 @@ impl<'h> Evaluator<'h> {
         if items.is_empty() {
             items.push(None);
         }
+        // Several items have different parents: `%` is only known for a single one.
+        let saved = self.ancestry.clone();
+        if items.len() > 1 {
+            self.ancestry = None;
+        }
+        let r = self.group_items(items, pairs, pos, env);
+        self.ancestry = saved;
+        r
+    }
+
+    fn group_items(
+        &mut self,
+        items: Vec<Option<Val>>,
+        pairs: &[(Node, Node)],
+        pos: usize,
+        env: &Rc<Env>,
+    ) -> R {
         // Members are collected and joined once per group (appending one by one would
         // copy the growing array every time).
         let mut groups: Vec<(Rc<str>, Vec<Option<Val>>, usize)> = Vec::new();
@@ -1500,14 +1743,15 @@ impl<'h> Evaluator<'h> {
     /// scope; returns the payloads in order (stable).
     fn sort<T>(
         &mut self,
-        items: Vec<(Val, Rc<Env>, T)>,
+        items: Vec<(Val, Rc<Env>, Chain, T)>,
         terms: &[(Node, bool)],
         pos: usize,
     ) -> Result<Vec<T>> {
         let mut keyed: Vec<(Vec<Option<Val>>, T)> = Vec::with_capacity(items.len());
-        for (ctx, env, item) in items {
+        for (ctx, env, chain, item) in items {
             let mut keys = Vec::with_capacity(terms.len());
             let ctx = Some(ctx);
+            self.ancestry = chain;
             for (t, _) in terms {
                 let k = self.eval(t, &ctx, &env)?;
                 match &k {

@@ -454,7 +454,7 @@ pub fn call(
             let Some(src) = a.str(0)? else {
                 return Ok(None);
             };
-            let expr = crate::parser::parse(&src).map_err(|e| {
+            let (expr, uses_parent) = crate::parser::parse(&src).map_err(|e| {
                 Error::new(
                     "D3120",
                     format!("Syntax error in expression passed to function eval: {e}"),
@@ -469,7 +469,11 @@ pub fn call(
                 Some(t) => t.clone(),
                 None => ev.new_env(None),
             };
-            ev.eval(&expr, &ctx, &env)
+            let track = ev.track_parents;
+            ev.track_parents |= uses_parent;
+            let r = ev.eval(&expr, &ctx, &env);
+            ev.track_parents = track;
+            r
         }
         "base64encode" => Ok(a.str(0)?.map(|x| Val::string(base64_encode(x.as_bytes())))),
         "base64decode" => match a.str(0)? {

@@ -7,7 +7,7 @@
 //! recursion depth and an evaluation step budget end in an error, never a panic or a
 //! stack overflow.
 //!
-//! Not supported (a parse error, `S0201`): the parent operator `%`.
+//! The parent operator `%` is supported within paths (not across `@`/`#` bindings).
 
 mod ast;
 mod datetime;
@@ -116,6 +116,7 @@ impl Default for Limits {
 /// A parsed expression.
 pub struct Expression {
     ast: ast::Node,
+    uses_parent: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -127,9 +128,8 @@ impl std::fmt::Debug for Expression {
 impl Expression {
     /// Parses `src`; errors carry JSONata's `S0xxx` codes and the offset.
     pub fn parse(src: &str) -> Result<Expression> {
-        Ok(Expression {
-            ast: parser::parse(src)?,
-        })
+        let (ast, uses_parent) = parser::parse(src)?;
+        Ok(Expression { ast, uses_parent })
     }
 
     /// Evaluates against `input` (`None`: no input) with variables bound as `$name`.
@@ -142,6 +142,7 @@ impl Expression {
         limits: Limits,
     ) -> Result<Option<Value>> {
         let mut ev = eval::Evaluator::new(host, limits);
+        ev.track_parents = self.uses_parent;
         let env = ev.new_env(None);
         for (k, v) in bindings {
             env.bind(k, Some(value::Val::from_json(v)));

@@ -50,16 +50,19 @@ struct Parser {
     i: usize,
     depth: usize,
     tree: usize,
+    uses_parent: bool,
 }
 
-/// Parses an expression.
-pub fn parse(src: &str) -> Result<Node> {
+/// Parses an expression; also says whether it uses the parent operator `%` (then
+/// paths must track where each item came from).
+pub fn parse(src: &str) -> Result<(Node, bool)> {
     let toks = tokenize(src)?;
     let mut p = Parser {
         toks,
         i: 0,
         depth: 0,
         tree: 0,
+        uses_parent: false,
     };
     let n = p.expression(0)?;
     let t = p.peek();
@@ -70,7 +73,7 @@ pub fn parse(src: &str) -> Result<Node> {
             format!("Syntax error: unexpected {}", describe(&t.tok)),
         ));
     }
-    Ok(n)
+    Ok((n, p.uses_parent))
 }
 
 impl Parser {
@@ -310,13 +313,8 @@ impl Parser {
                     }))
                 }
                 "%" => {
-                    return Err(Error::at(
-                        "S0201",
-                        pos,
-                        format!(
-                            "Syntax error: \"{o}\" (the parent operator is not supported by Gantry)"
-                        ),
-                    ));
+                    self.uses_parent = true;
+                    Node::Parent(pos)
                 }
                 _ => {
                     return Err(Error::at(

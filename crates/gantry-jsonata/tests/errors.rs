@@ -43,12 +43,6 @@ fn unexpected_tokens() {
 }
 
 #[test]
-fn unsupported_operators_are_named() {
-    let m = parse_err("%.a", "S0201", 0);
-    assert!(m.contains("not supported"), "{m}");
-}
-
-#[test]
 fn runtime_errors_carry_a_position() {
     let e = err("1 + 'x'", &none(), "T2002");
     assert_eq!(e.position, Some(2));
