@@ -13,6 +13,9 @@ pub type R = Result<Option<Val>>;
 pub struct Evaluator<'h> {
     pub host: &'h mut dyn Host,
     pub limits: Limits,
+    /// The caller's variables, converted when first read (they may be large and most
+    /// expressions read few of them).
+    pub globals: Option<&'h serde_json::Map<String, serde_json::Value>>,
     depth: usize,
     steps: u64,
     /// Every scope created, so that closure cycles (a function bound in the scope it
@@ -338,6 +341,7 @@ impl<'h> Evaluator<'h> {
         Evaluator {
             host,
             limits,
+            globals: None,
             depth: 0,
             steps: 0,
             envs: Vec::new(),
@@ -787,6 +791,13 @@ impl<'h> Evaluator<'h> {
         }
         if let Some(v) = env.lookup(name) {
             return Ok(v);
+        }
+        if let Some(v) = self.globals.and_then(|g| g.get(name)) {
+            let v = Val::from_json(v);
+            if let Some(top) = &self.top {
+                top.bind(name, Some(v.clone()));
+            }
+            return Ok(Some(v));
         }
         // Host functions come first so that a host can replace a built-in (Step
         // Functions' `$random` takes a seed) or withdraw one (it has no `$eval`).

@@ -143,10 +143,8 @@ impl Expression {
     ) -> Result<Option<Value>> {
         let mut ev = eval::Evaluator::new(host, limits);
         ev.track_parents = self.uses_parent;
+        ev.globals = Some(bindings);
         let env = ev.new_env(None);
-        for (k, v) in bindings {
-            env.bind(k, Some(value::Val::from_json(v)));
-        }
         let raw = input.map(value::Val::from_json);
         env.bind("$", raw.clone());
         // The top-level input array is wrapped so that paths treat it as one item.
