@@ -40,7 +40,11 @@ pub enum Node {
     Coalesce(Box<Node>, Box<Node>),
     Block(Vec<Node>),
     Bind(String, Box<Node>),
-    Lambda(Rc<Vec<String>>, Rc<Node>),
+    Lambda(
+        Rc<Vec<String>>,
+        Rc<Node>,
+        Option<Rc<crate::signature::Signature>>,
+    ),
     Call(Box<Node>, Vec<Node>, usize),
     /// `?` in an argument list (partial application).
     Placeholder,

@@ -478,11 +478,12 @@ impl<'h> Evaluator<'h> {
             Node::Coalesce(l, r) => self.eval_default(false, l, r, input, env),
             Node::Block(items) => self.eval_block(items, input, env),
             Node::Bind(name, e) => self.eval_bind(name, e, input, env),
-            Node::Lambda(params, body) => Ok(Some(Val::Func(Rc::new(Func::Lambda {
+            Node::Lambda(params, body, signature) => Ok(Some(Val::Func(Rc::new(Func::Lambda {
                 params: params.as_ref().clone(),
                 body: body.clone(),
                 env: env.clone(),
                 input: input.clone(),
+                signature: signature.clone(),
             })))),
             Node::Call(f, args, pos) => self.eval_call(f, args, *pos, input, env),
             Node::Placeholder => Err(Error::new(
@@ -933,12 +934,19 @@ impl<'h> Evaluator<'h> {
                 body,
                 env,
                 input: captured,
+                signature,
             } = current.as_ref()
             else {
                 return self.apply_inner(&current, std::mem::take(args), input, pos);
             };
+            let mut given = std::mem::take(args);
+            if let Some(sig) = signature {
+                given = sig
+                    .validate(given, input, "function")
+                    .map_err(|e| e.or_at(pos))?;
+            }
             let scope = self.new_env(Some(env));
-            let mut supplied = std::mem::take(args).into_iter();
+            let mut supplied = given.into_iter();
             for p in params {
                 scope.bind(p, supplied.next().flatten());
             }

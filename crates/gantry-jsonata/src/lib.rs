@@ -17,6 +17,7 @@ mod format;
 mod functions;
 mod lexer;
 mod parser;
+mod signature;
 mod text;
 mod value;
 

@@ -46,6 +46,7 @@ fn describe(t: &Tok) -> String {
 }
 
 struct Parser {
+    src: String,
     toks: Vec<Token>,
     i: usize,
     depth: usize,
@@ -58,6 +59,7 @@ struct Parser {
 pub fn parse(src: &str) -> Result<(Node, bool)> {
     let toks = tokenize(src)?;
     let mut p = Parser {
+        src: src.to_string(),
         toks,
         i: 0,
         depth: 0,
@@ -221,8 +223,11 @@ impl Parser {
                         )),
                     }
                 })?;
-                // A signature `<...>` is accepted and not enforced.
+                // A signature `<...>`: read from the source text, as its symbols do not
+                // lex as JSONata.
+                let mut sig = None;
                 if self.is_op("<") {
+                    let open = self.peek().pos;
                     let mut depth = 0;
                     loop {
                         let t = self.next();
@@ -231,6 +236,10 @@ impl Parser {
                             Tok::Op(">") => {
                                 depth -= 1;
                                 if depth == 0 {
+                                    let text = self.src.get(open + 1..t.pos).unwrap_or("");
+                                    sig = Some(Rc::new(crate::signature::Signature::parse(
+                                        text, open,
+                                    )?));
                                     break;
                                 }
                             }
@@ -252,7 +261,7 @@ impl Parser {
                     self.expression(0)?
                 };
                 self.expect("}")?;
-                Node::Lambda(Rc::new(params), Rc::new(body))
+                Node::Lambda(Rc::new(params), Rc::new(body), sig)
             }
             Tok::Name(n) => Node::Path(Box::new(Path {
                 steps: vec![Step::new(Node::Name(Rc::from(n)))],

@@ -81,6 +81,7 @@ pub enum Func {
         body: Rc<Node>,
         env: Rc<Env>,
         input: Option<Val>,
+        signature: Option<Rc<crate::signature::Signature>>,
     },
     Builtin(&'static str),
     /// A host-provided function (e.g. Step Functions' `$hash`).

@@ -194,3 +194,40 @@ fn regex_literals() {
     eq("($x := 8; $x / 2)", json!(4));
     eq("(8) / 2 / 2", json!(2));
 }
+
+#[test]
+fn lambda_signatures_are_checked() {
+    eq("function($x)<n:n> { $x + 1 }(1)", json!(2));
+    err("function($x)<n:n> { $x + 1 }('a')", &none(), "T0410");
+    err(
+        "function($x)<(ns):s> { $string($x) }(true)",
+        &none(),
+        "T0410",
+    );
+    eq("function($x)<(ns):s> { $string($x) }(2)", json!("2"));
+    undef("function($x)<n:n> { $x }(missing)", &none());
+    // A single value where an array is expected becomes an array.
+    eq("function($a)<a:a> { $a }(5)", json!([5]));
+    eq("function($a)<a<n>:n> { $sum($a) }([1, 2])", json!(3));
+    err(
+        "function($a)<a<n>:n> { $sum($a) }([1, 'x'])",
+        &none(),
+        "T0412",
+    );
+    // Optional parameters and functions.
+    eq(
+        "function($s, $n)<sn?:s> { $s & $string($n) }('a')",
+        json!("a"),
+    );
+    eq(
+        "function($f)<f:n> { $f(2) }(function($v) { $v * 3 })",
+        json!(6),
+    );
+    err("function($s)<s:s> { $s }('a', 'b')", &none(), "T0410");
+    // `-`: a missing argument is the context value.
+    eq(
+        "['a', 'b'].function($s)<s-:s> { $uppercase($s) }()",
+        json!(["A", "B"]),
+    );
+    err("function($x)<q:n> { 1 }", &none(), "S0402");
+}
