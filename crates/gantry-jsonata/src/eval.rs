@@ -21,6 +21,9 @@ pub struct Evaluator<'h> {
     /// Every scope created, so that closure cycles (a function bound in the scope it
     /// captures) can be broken when evaluation ends.
     envs: Vec<Weak<Env>>,
+    /// When to drop the dead entries of `envs` (a dead `Weak` still holds its
+    /// allocation, and long loops create many scopes).
+    prune_at: usize,
     pub now: Option<i64>,
     /// The top scope (for `$eval`).
     pub top: Option<Rc<Env>>,
@@ -345,6 +348,7 @@ impl<'h> Evaluator<'h> {
             depth: 0,
             steps: 0,
             envs: Vec::new(),
+            prune_at: 1024,
             now: None,
             top: None,
             stack_base: stack_position(),
@@ -358,6 +362,10 @@ impl<'h> Evaluator<'h> {
             Some(p) => Env::child(p),
             None => Rc::new(Env::default()),
         };
+        if self.envs.len() >= self.prune_at {
+            self.envs.retain(|w| w.strong_count() > 0);
+            self.prune_at = (self.envs.len() * 2).max(1024);
+        }
         self.envs.push(Rc::downgrade(&e));
         e
     }
