@@ -1,8 +1,9 @@
 //! Step Functions state machines in JSONata mode, using real JSONata features:
 //! `$map`, lambdas, `~>`, group-by, predicates, conditionals, AWS's extra functions.
 
-use gantry_states::{Outcome, TaskError, run_local};
+use gantry_states::{Execution, Outcome, TaskError, parse_definition, run_local};
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 fn run(
     def: Value,
@@ -191,6 +192,31 @@ fn random_values_are_the_same_on_every_run_of_the_same_journal() {
     let a = ok(def.clone(), json!({}), |_, _| unreachable!());
     let b = ok(def, json!({}), |_, _| unreachable!());
     assert_eq!(a, b);
+}
+
+#[test]
+fn replaying_the_journal_rebuilds_jsonata_random_and_time_values() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "P", "States": {
+        "P": {"Type": "Pass",
+              "Assign": {"id": "{% $uuid() %}", "r": "{% $random() %}"},
+              "Next": "T"},
+        "T": {"Type": "Task", "Resource": "r",
+              "Arguments": {"id": "{% $id %}", "at": "{% $now() %}", "pick": "{% $shuffle([1..5]) %}"},
+              "Next": "W"},
+        "W": {"Type": "Wait", "Seconds": 5, "Next": "D"},
+        "D": {"Type": "Pass", "Output": "{% {'id': $id, 'r': $r, 'task': $states.input, 'later': $millis()} %}", "End": true}}});
+    let run = run_local(&def, json!({}), |_, input| Ok(input.clone())).expect("valid");
+    let Outcome::Succeeded { output } = &run.outcome else {
+        panic!("expected success, got {:?}", run.outcome);
+    };
+    // The Wait moved the virtual clock by 5 s.
+    assert_eq!(output["later"], json!(1_704_067_205_000i64));
+    assert_eq!(output["task"]["at"], json!("2024-01-01T00:00:00.000Z"));
+    assert_eq!(output["id"], output["task"]["id"]);
+    let sm = Arc::new(parse_definition(&def).expect("valid"));
+    let (replayed, _) = Execution::replay(sm, &run.journal);
+    assert_eq!(replayed.outcome(), Some(&run.outcome));
+    assert_eq!(replayed.history(), run.execution.history());
 }
 
 #[test]
