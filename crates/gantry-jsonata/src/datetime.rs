@@ -306,45 +306,55 @@ fn component(p: &Parts, spec: &str) -> Result<String> {
     let Some(letter) = cs.next() else {
         return Err(bad_picture(spec));
     };
-    // Drop a width modifier (`,2-2`); presentation only.
-    let pres: String = cs
-        .collect::<String>()
-        .split(',')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    // `pres[,min[-max]]`: the width modifier pads numbers to `min` and cuts names
+    // (and two-digit years) to `max`.
+    let rest: String = cs.collect();
+    let (pres, width) = match rest.split_once(',') {
+        Some((p, w)) => (p.to_string(), w.to_string()),
+        None => (rest, String::new()),
+    };
+    let (min_w, max_w) = {
+        let (a, b) = width.split_once('-').unwrap_or((width.as_str(), ""));
+        (a.parse::<usize>().ok(), b.parse::<usize>().ok())
+    };
     let digits = |v: i64, default_width: usize| -> String {
-        let width = if pres.chars().any(|c| c.is_ascii_digit()) {
-            pres.chars()
-                .filter(|c| c.is_ascii_digit() || *c == '#')
-                .count()
+        // Mandatory digits set the minimum width; `#` marks optional ones.
+        let mandatory = pres.chars().filter(|c| c.is_ascii_digit()).count();
+        let width = if mandatory > 0 {
+            mandatory
         } else {
-            default_width
+            min_w.unwrap_or(default_width)
         };
-        format!("{:0width$}", v, width = width)
+        format!("{:0width$}", v, width = width.min(64))
+    };
+    let cut = |name: String| -> String {
+        match max_w {
+            Some(m) => name.chars().take(m).collect(),
+            None => name,
+        }
     };
     Ok(match letter {
         'Y' => {
             let w = pres.chars().filter(|c| c.is_ascii_digit()).count();
-            if w == 2 {
+            if w == 2 || max_w == Some(2) {
                 format!("{:02}", p.y.rem_euclid(100))
             } else {
                 digits(p.y, 1)
             }
         }
         'M' if pres.starts_with('N') || pres.starts_with('n') => {
-            name_case(MONTHS[(p.mo - 1) as usize], &pres)
+            cut(name_case(MONTHS[(p.mo - 1) as usize], &pres))
         }
         'M' => digits(p.mo, 1),
         'D' => digits(p.d, 1),
         'd' => digits(p.doy, 1),
         'F' if pres.starts_with('N') || pres.starts_with('n') || pres.is_empty() => {
             let name = DAYS[p.dow as usize];
-            if pres.is_empty() {
+            cut(if pres.is_empty() {
                 name.to_lowercase()
             } else {
                 name_case(name, &pres)
-            }
+            })
         }
         'F' => digits(p.dow + 1, 1),
         'H' => digits(p.h, 1),

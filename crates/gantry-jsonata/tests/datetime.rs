@@ -34,7 +34,15 @@ fn from_millis_iso_and_pictures() {
     );
     eq(
         "$fromMillis(1510067557121, '[FNn], [D01] [MN,*-3]')",
-        json!("Tuesday, 07 NOVEMBER"),
+        json!("Tuesday, 07 NOV"),
+    );
+    eq(
+        "$fromMillis(1510067557121, '[FNn,3-3] [D,2] [Y,*-2]')",
+        json!("Tue 07 17"),
+    );
+    eq(
+        "$fromMillis(1510067557121, '[M01]/[D01]/[Y0001] [h#1]:[m01][P]')",
+        json!("11/07/2017 3:12pm"),
     );
     eq(
         "$fromMillis(1510067557121, '[h]:[m01] [P]')",
