@@ -220,6 +220,30 @@ fn replaying_the_journal_rebuilds_jsonata_random_and_time_values() {
 }
 
 #[test]
+fn uuids_differ_between_states_and_map_iterations() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "A", "States": {
+        "A": {"Type": "Pass", "Assign": {"a": "{% $uuid() %}"}, "Next": "B"},
+        "B": {"Type": "Pass", "Assign": {"b": "{% $uuid() %}"}, "Next": "M"},
+        "M": {"Type": "Map", "Items": "{% [1, 2, 3] %}",
+              "ItemProcessor": {"StartAt": "I", "States": {
+                  "I": {"Type": "Pass", "Output": "{% $uuid() %}", "End": true}}},
+              "Output": "{% $append([$a, $b], $states.result) %}",
+              "End": true}}});
+    let out = ok(def, json!({}), |_, _| unreachable!());
+    let ids: Vec<&str> = out
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(ids.len(), 5, "{out}");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{out}");
+}
+
+#[test]
 fn assign_swaps_with_state_entry_values_and_conditions_use_jsonata() {
     let def = json!({"QueryLanguage": "JSONata", "StartAt": "Init", "States": {
         "Init": {"Type": "Pass", "Assign": {"x": 1, "y": 2, "log": []}, "Next": "Swap"},

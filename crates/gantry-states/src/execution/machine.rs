@@ -59,11 +59,18 @@ impl Entropy for Core {
 impl Core {
     /// JSONata's time and random seed, read from the core's state without drawing
     /// from it (so JSONata never shifts the IDs and tokens drawn later) and identical
-    /// on replay.
-    fn ambient(&self) -> crate::jsonata::Ambient {
+    /// on replay. The history length and the thread's path (branch, iteration) make
+    /// the seed differ between states and between Map iterations.
+    fn ambient(&self, path: &[usize]) -> crate::jsonata::Ambient {
+        let mut seed = self.rng
+            ^ self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (self.history.len() as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        for &p in path {
+            seed = (seed ^ p as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        }
         crate::jsonata::Ambient {
             now_millis: self.now,
-            seed: self.rng ^ self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            seed,
         }
     }
 
@@ -495,7 +502,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
         input: &raw,
         context: &ctx,
         vars: &vars,
-        ambient: core.ambient(),
+        ambient: core.ambient(path),
     };
     let effective = io::effective_input(st, &scope)?;
     match &st.kind {
@@ -687,7 +694,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 input: &raw,
                 context: &tctx,
                 vars: &vars,
-                ambient: core.ambient(),
+                ambient: core.ambient(path),
             };
             let params = io::parameters(st, &tscope, &effective, st.parameters.as_ref(), core)?;
             let roots = Roots {
@@ -818,7 +825,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             input: &raw,
                             context: &ictx,
                             vars: &vars,
-                            ambient: core.ambient(),
+                            ambient: core.ambient(path),
                         }
                         .jsonata("ItemSelector", sel, None, None)?,
                     },
@@ -1000,7 +1007,7 @@ fn finish_work(
             input: &r.input,
             context: &ctx,
             vars: &vars,
-            ambient: core.ambient(),
+            ambient: core.ambient(path),
         };
         let selected = io::select_result(st, &scope, raw_result, core)?;
         let assigned = io::assign(
@@ -1063,7 +1070,7 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
                 input: &r.input,
                 context: &ctx,
                 vars: &vars,
-                ambient: core.ambient(),
+                ambient: core.ambient(path),
             };
             let assigned = io::assign(
                 st.query_language,
@@ -1226,7 +1233,7 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
                     input: &r.input,
                     context: &ctx,
                     vars: &vars,
-                    ambient: core.ambient(),
+                    ambient: core.ambient(path),
                 };
                 let assigned = io::assign(
                     st.query_language,
