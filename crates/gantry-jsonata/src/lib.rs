@@ -8,6 +8,25 @@
 //! stack overflow.
 //!
 //! The parent operator `%` is supported within paths (not across `@`/`#` bindings).
+//!
+//! ```
+//! use gantry_jsonata::{Expression, FixedHost, Limits};
+//! use serde_json::{json, Map};
+//!
+//! let input = json!({"orders": [
+//!     {"customer": "ann", "total": 5},
+//!     {"customer": "bob", "total": 7},
+//!     {"customer": "ann", "total": 3}
+//! ]});
+//! let expr = Expression::parse("orders{customer: $sum(total)}").unwrap();
+//! let mut host = FixedHost::new(0, 42);
+//! let out = expr.evaluate(Some(&input), &Map::new(), &mut host, Limits::default());
+//! assert_eq!(out, Ok(Some(json!({"ann": 8, "bob": 7}))));
+//!
+//! // Errors carry JSONata's code and the offset.
+//! let err = Expression::parse("orders[0").unwrap_err();
+//! assert_eq!((err.code, err.position), ("S0203", Some(8)));
+//! ```
 
 mod ast;
 mod datetime;
