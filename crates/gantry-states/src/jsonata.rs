@@ -30,7 +30,8 @@ fn qerr(field: &str, expr: &str, msg: impl std::fmt::Display) -> Failure {
     )
 }
 
-/// The functions Step Functions adds to JSONata.
+/// The functions Step Functions adds to JSONata, and `$eval`, which it withdraws (the
+/// host's functions take precedence over the built-in ones).
 const EXTRA: &[&str] = &[
     "partition",
     "range",
