@@ -9,8 +9,10 @@ pub fn js_number(n: f64) -> String {
     if n == 0.0 {
         return "0".into();
     }
-    if n.fract() == 0.0 && n.abs() < 1e21 {
-        return format!("{}", n as i128);
+    // Whole numbers print exactly while they are exact; above 2^53 JavaScript prints
+    // the shortest digits followed by zeros, which the general path below does.
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        return format!("{}", n as i64);
     }
     // `{:e}` gives the shortest round-trip digits, like JavaScript.
     let s = format!("{:e}", n);
