@@ -20,6 +20,7 @@ fn string_casts() {
     eq("$string('x')", json!("x"));
     eq("$string(function() {1})", json!(""));
     eq("$string(1e300 * 10)", json!("1e+301"));
+    eq("$string($power(2, 60))", json!("1152921504606850000"));
     undef("$string(missing)", &none());
     assert_eq!(ev("$string()", &json!(12)), Some(json!("12")));
 }
