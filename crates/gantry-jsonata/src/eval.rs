@@ -232,13 +232,17 @@ type Edit = (*const Obj, Vec<(Rc<str>, Val)>, Vec<String>);
 
 /// Copies `v` with the edits applied to the objects they name (children first, so an
 /// edited object's own edits see its edited children).
-fn rebuild(v: &Val, edits: &[Edit]) -> Val {
+fn rebuild(v: &Val, edits: &[Edit], visited: &mut u64) -> Val {
+    *visited += 1;
     match v {
-        Val::Arr(a, f) => Val::Arr(Rc::new(a.iter().map(|x| rebuild(x, edits)).collect()), *f),
+        Val::Arr(a, f) => Val::Arr(
+            Rc::new(a.iter().map(|x| rebuild(x, edits, visited)).collect()),
+            *f,
+        ),
         Val::Obj(o) => {
             let mut out = Obj::new();
             for (k, x) in o.iter() {
-                out.insert(k.clone(), rebuild(x, edits));
+                out.insert(k.clone(), rebuild(x, edits, visited));
             }
             let me = Rc::as_ptr(o);
             for (ptr, set, del) in edits {
@@ -538,7 +542,8 @@ impl<'h> Evaluator<'h> {
         let mut acc = self.eval(cur, input, env)?;
         for (op, r, pos) in spine.into_iter().rev() {
             let b = self.eval(r, input, env)?;
-            self.tick(1)?;
+            // Concatenation copies both strings; `=` and `in` walk arrays and objects.
+            self.tick(1 + operand_work(&acc) + operand_work(&b))?;
             acc = binary(op, acc, b).map_err(|e| e.or_at(pos))?;
         }
         Ok(acc)
@@ -581,6 +586,8 @@ impl<'h> Evaluator<'h> {
                 }
             }
         }
+        // Building copies the items (flattened arrays included).
+        self.tick(out.len() as u64 / 4)?;
         Ok(Some(Val::Arr(Rc::new(out), if cons { CONS } else { 0 })))
     }
 
@@ -1422,8 +1429,10 @@ impl<'h> Evaluator<'h> {
         if edits.is_empty() {
             return Ok(Some(obj));
         }
-        self.tick(edits.len() as u64)?;
-        Ok(Some(rebuild(&obj, &edits)))
+        let mut visited = 0u64;
+        let out = rebuild(&obj, &edits, &mut visited);
+        self.tick(edits.len() as u64 + visited / 4)?;
+        Ok(Some(out))
     }
 
     /// A scope with a tuple's bindings.
@@ -1631,11 +1640,16 @@ impl<'h> Evaluator<'h> {
         let Some(input) = input else {
             return Ok(None);
         };
-        let items: Vec<Val> = match &input {
-            Val::Arr(a, _) => a.as_ref().clone(),
-            v => vec![v.clone()],
-        };
         if let Node::Num(n) = pred {
+            // An index picks one item without copying the array.
+            let single;
+            let items: &[Val] = match &input {
+                Val::Arr(a, _) => a.as_slice(),
+                v => {
+                    single = [v.clone()];
+                    &single
+                }
+            };
             let mut idx = n.floor();
             if idx < 0.0 {
                 idx += items.len() as f64;
@@ -1651,6 +1665,10 @@ impl<'h> Evaluator<'h> {
                 None => Val::seq(vec![]),
             }));
         }
+        let items: Vec<Val> = match &input {
+            Val::Arr(a, _) => a.as_ref().clone(),
+            v => vec![v.clone()],
+        };
         let mut out = Vec::new();
         let len = items.len() as f64;
         for (i, item) in items.iter().enumerate() {
@@ -1834,6 +1852,15 @@ impl<'h> Evaluator<'h> {
             Ordering::Equal
         });
         Ok(keyed.into_iter().map(|(_, v)| v).collect())
+    }
+}
+
+fn operand_work(v: &Option<Val>) -> u64 {
+    match v {
+        Some(Val::Str(s)) => s.len() as u64 / 64,
+        Some(Val::Arr(a, _)) => a.len() as u64 / 4,
+        Some(Val::Obj(o)) => o.len() as u64 / 4,
+        _ => 0,
     }
 }
 

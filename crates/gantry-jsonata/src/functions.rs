@@ -302,6 +302,9 @@ pub fn call(
         };
         args.insert(0, ctx_val);
     }
+    // Built-ins work in time proportional to their arguments' size; charging for it
+    // keeps a loop over an O(n) function within the step budget.
+    ev.tick(args.iter().map(|a| work(a.as_ref())).sum())?;
     let mut a = Args { name, v: args };
     match name {
         // --- strings
@@ -613,7 +616,12 @@ pub fn call(
         "append" => {
             let x = a.take(0);
             let y = a.take(1);
-            Ok(append(x, y))
+            let r = append(x, y);
+            if let Some(Val::Arr(items, _)) = &r {
+                // Appending copies: repeated appends in a loop are quadratic.
+                ev.tick(items.len() as u64 / 4)?;
+            }
+            Ok(r)
         }
         "sort" => sort(ev, &a, input),
         "reverse" => Ok(a.arr(0).map(|mut v| {
@@ -636,6 +644,8 @@ pub fn call(
                 let mut out: Vec<Val> = Vec::new();
                 ev.tick(items.len() as u64)?;
                 for x in items.iter() {
+                    // Quadratic: every comparison counts.
+                    ev.tick(out.len() as u64)?;
                     if !out.iter().any(|y| deep_equal(x, y)) {
                         out.push(x.clone());
                     }
@@ -853,6 +863,16 @@ pub fn call(
         // --- dates
         "now" | "millis" | "fromMillis" | "toMillis" => crate::datetime::call(ev, name, &a.v),
         _ => Err(Error::new("T1006", "Attempted to invoke a non-function")),
+    }
+}
+
+/// A rough measure of the work a built-in does on a value (its top-level size).
+fn work(v: Option<&Val>) -> u64 {
+    match v {
+        Some(Val::Str(s)) => s.len() as u64 / 256,
+        Some(Val::Arr(a, _)) => a.len() as u64 / 16,
+        Some(Val::Obj(o)) => o.len() as u64 / 16,
+        _ => 0,
     }
 }
 

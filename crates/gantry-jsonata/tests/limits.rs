@@ -309,3 +309,23 @@ proptest! {
         prop_assert_eq!(got, Ok(Some(json!(expected))));
     }
 }
+
+#[test]
+fn quadratic_loops_over_builtins_run_out_of_budget() {
+    // Each of these does little per step but copies a growing value each time.
+    for src in [
+        "$reduce([1..200000], function($a, $v) { $a & 'xxxxxxxxxxxxxxxx' }, '')",
+        "$reduce([1..200000], function($a, $v) { $append($a, $v) }, [])",
+        "$count($distinct([1..100000]))",
+        "($big := [1..100000]; $count([1..200000].$count($big)))",
+        "($s := $pad('', 100000, 'x'); $count([1..100000].$length($s)))",
+    ] {
+        let e = on_small_stack(move || run(src)).unwrap_err();
+        assert_eq!(e.code, "U1002", "{src}");
+    }
+    // Linear work of the same size is fine.
+    let r = on_small_stack(|| run("$count($distinct([1..1000]))"));
+    assert_eq!(r, Ok(Some(json!(1000))));
+    let r = on_small_stack(|| run("$length($join([1..20000].$string(), ','))"));
+    assert_eq!(r, Ok(Some(json!(108893))));
+}
