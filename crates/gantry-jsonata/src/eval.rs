@@ -116,20 +116,27 @@ fn truthy_val(v: &Val) -> bool {
     }
 }
 
-/// Deep equality (`=`).
-pub fn deep_equal(a: &Val, b: &Val) -> bool {
+/// Deep equality that counts the values it compares (charged to the step budget).
+pub fn deep_equal_counted(a: &Val, b: &Val, n: &mut u64) -> bool {
+    *n += 1;
     match (a, b) {
         (Val::Null, Val::Null) => true,
         (Val::Bool(x), Val::Bool(y)) => x == y,
         (Val::Num(x), Val::Num(y)) => x == y,
-        (Val::Str(x), Val::Str(y)) => x == y,
+        (Val::Str(x), Val::Str(y)) => {
+            *n += x.len().min(y.len()) as u64 / 16;
+            x == y
+        }
         (Val::Arr(x, _), Val::Arr(y, _)) => {
-            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(p, q)| deep_equal_counted(p, q, n))
         }
         (Val::Obj(x), Val::Obj(y)) => {
             x.len() == y.len()
                 && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal_counted(v, w, n)))
         }
         _ => false,
     }
@@ -544,7 +551,9 @@ impl<'h> Evaluator<'h> {
             let b = self.eval(r, input, env)?;
             // Concatenation copies both strings; `=` and `in` walk arrays and objects.
             self.tick(1 + operand_work(&acc) + operand_work(&b))?;
-            acc = binary(op, acc, b).map_err(|e| e.or_at(pos))?;
+            let mut cost = 0;
+            acc = binary(op, acc, b, &mut cost).map_err(|e| e.or_at(pos))?;
+            self.tick(cost / 4)?;
         }
         Ok(acc)
     }
@@ -1857,14 +1866,15 @@ impl<'h> Evaluator<'h> {
 
 fn operand_work(v: &Option<Val>) -> u64 {
     match v {
-        Some(Val::Str(s)) => s.len() as u64 / 64,
+        Some(Val::Str(s)) => s.len() as u64 / 16,
         Some(Val::Arr(a, _)) => a.len() as u64 / 4,
         Some(Val::Obj(o)) => o.len() as u64 / 4,
         _ => 0,
     }
 }
 
-fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
+/// Applies a binary operator; `cost` collects the comparisons made by `=` and `in`.
+fn binary(op: BinOp, a: Option<Val>, b: Option<Val>, cost: &mut u64) -> R {
     use BinOp::*;
     match op {
         Add | Sub | Mul | Div | Mod => {
@@ -1913,7 +1923,7 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
             let (Some(a), Some(b)) = (a, b) else {
                 return Ok(Some(Val::Bool(false)));
             };
-            let eq = deep_equal(&a, &b);
+            let eq = deep_equal_counted(&a, &b, cost);
             Ok(Some(Val::Bool(if op == Eq { eq } else { !eq })))
         }
         Lt | Le | Gt | Ge => {
@@ -1971,8 +1981,8 @@ fn binary(op: BinOp, a: Option<Val>, b: Option<Val>) -> R {
                 return Ok(Some(Val::Bool(false)));
             };
             let found = match &b {
-                Val::Arr(items, _) => items.iter().any(|x| deep_equal(x, &a)),
-                v => deep_equal(v, &a),
+                Val::Arr(items, _) => items.iter().any(|x| deep_equal_counted(x, &a, cost)),
+                v => deep_equal_counted(v, &a, cost),
             };
             Ok(Some(Val::Bool(found)))
         }

@@ -1,7 +1,7 @@
 //! JSONata's function library.
 
 use crate::error::{Error, Result};
-use crate::eval::{Evaluator, R, append, collapse, deep_equal, truthy};
+use crate::eval::{Evaluator, R, append, collapse, deep_equal_counted, truthy};
 use crate::text;
 use crate::value::{Func, Obj, Val};
 use std::rc::Rc;
@@ -302,9 +302,20 @@ pub fn call(
         };
         args.insert(0, ctx_val);
     }
-    // Built-ins work in time proportional to their arguments' size; charging for it
-    // keeps a loop over an O(n) function within the step budget.
+    // Built-ins work in time proportional to their arguments' and results' size;
+    // charging for it keeps a loop over an O(n) function within the step budget.
     ev.tick(args.iter().map(|a| work(a.as_ref())).sum())?;
+    let r = builtin(ev, name, args, input)?;
+    ev.tick(work(r.as_ref()))?;
+    Ok(r)
+}
+
+fn builtin(
+    ev: &mut Evaluator<'_>,
+    name: &'static str,
+    args: Vec<Option<Val>>,
+    input: &Option<Val>,
+) -> R {
     let mut a = Args { name, v: args };
     match name {
         // --- strings
@@ -645,10 +656,11 @@ pub fn call(
                 ev.tick(items.len() as u64)?;
                 for x in items.iter() {
                     // Quadratic: every comparison counts.
-                    ev.tick(out.len() as u64)?;
-                    if !out.iter().any(|y| deep_equal(x, y)) {
+                    let mut cost = 0;
+                    if !out.iter().any(|y| deep_equal_counted(x, y, &mut cost)) {
                         out.push(x.clone());
                     }
+                    ev.tick(cost)?;
                 }
                 Ok(Some(Val::seq(out)))
             }
@@ -869,9 +881,9 @@ pub fn call(
 /// A rough measure of the work a built-in does on a value (its top-level size).
 fn work(v: Option<&Val>) -> u64 {
     match v {
-        Some(Val::Str(s)) => s.len() as u64 / 256,
-        Some(Val::Arr(a, _)) => a.len() as u64 / 16,
-        Some(Val::Obj(o)) => o.len() as u64 / 16,
+        Some(Val::Str(s)) => s.len() as u64 / 16,
+        Some(Val::Arr(a, _)) => a.len() as u64 / 4,
+        Some(Val::Obj(o)) => o.len() as u64 / 4,
         _ => 0,
     }
 }

@@ -319,6 +319,8 @@ fn quadratic_loops_over_builtins_run_out_of_budget() {
         "$count($distinct([1..100000]))",
         "($big := [1..100000]; $count([1..200000].$count($big)))",
         "($s := $pad('', 100000, 'x'); $count([1..100000].$length($s)))",
+        "($big := {'a': [1..100000]}; $count([1..100000][$big = $big]))",
+        "($big := {'a': [1..10000]}; $count([1..100000].$string($big)))",
     ] {
         let e = on_small_stack(move || run(src)).unwrap_err();
         assert_eq!(e.code, "U1002", "{src}");
