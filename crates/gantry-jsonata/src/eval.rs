@@ -1066,6 +1066,9 @@ impl<'h> Evaluator<'h> {
                 crate::functions::call(self, name, args, input).map_err(|e| e.or_at(pos))
             }
             Func::Extension(name) => {
+                // Converting to and from JSON is proportional to the sizes.
+                let cost: u64 = args.iter().map(operand_work).sum();
+                self.tick(cost)?;
                 let json: Vec<Option<serde_json::Value>> = args
                     .iter()
                     .map(|a| a.as_ref().and_then(|v| v.to_json()))
@@ -1074,6 +1077,7 @@ impl<'h> Evaluator<'h> {
                 let r = r.map(|v| Val::from_json(&v));
                 if let Some(v) = &r {
                     self.check_nesting(v)?;
+                    self.tick(operand_work(&r))?;
                 }
                 Ok(r)
             }
