@@ -596,7 +596,7 @@ impl<'h> Evaluator<'h> {
             }
         }
         // Building copies the items (flattened arrays included).
-        self.tick(out.len() as u64 / 4)?;
+        self.tick(out.len() as u64)?;
         Ok(Some(Val::Arr(Rc::new(out), if cons { CONS } else { 0 })))
     }
 
