@@ -298,3 +298,39 @@ fn errors_name_the_nested_field() {
         other => panic!("expected failure, got {other:?}"),
     }
 }
+
+#[test]
+fn map_item_selector_sees_the_item_and_its_index() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+        "M": {"Type": "Map",
+              "Items": "{% $states.input.words[$length($) > 1] %}",
+              "ItemSelector": {
+                  "word": "{% $uppercase($states.context.Map.Item.Value) %}",
+                  "n": "{% $states.context.Map.Item.Index + 1 %}"
+              },
+              "ItemProcessor": {"StartAt": "P", "States": {
+                  "P": {"Type": "Pass", "Output": "{% $states.input.n & '. ' & $states.input.word %}", "End": true}}},
+              "Output": "{% $join($states.result, '; ') %}",
+              "End": true}}});
+    let out = ok(
+        def,
+        json!({"words": ["ab", "c", "de"]}),
+        |_, _| unreachable!(),
+    );
+    assert_eq!(out, json!("1. AB; 2. DE"));
+}
+
+#[test]
+fn map_item_selector_can_be_one_expression() {
+    let def = json!({"QueryLanguage": "JSONata", "StartAt": "M", "States": {
+        "M": {"Type": "Map",
+              "Items": "{% [3, 4] %}",
+              "ItemSelector": "{% {'v': $states.context.Map.Item.Value * 10, 'outer': $states.input.k} %}",
+              "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}},
+              "End": true}}});
+    let out = ok(def, json!({"k": "x"}), |_, _| unreachable!());
+    assert_eq!(
+        out,
+        json!([{"v": 30, "outer": "x"}, {"v": 40, "outer": "x"}])
+    );
+}
