@@ -176,7 +176,8 @@ fn finish(
     }
     let mut out = String::new();
     out.push_str(prefix);
-    if n < 0.0 && !explicit_neg && (v != 0.0) {
+    // The sign is decided before rounding, as in XPath: -0.004 with 0.00 is -0.00.
+    if n < 0.0 && !explicit_neg {
         out.push_str(f.minus);
     }
     out.push_str(&grouped);

@@ -76,6 +76,7 @@ fn format_number_pictures() {
     eq("$formatNumber(0.5, '0%')", json!("50%"));
     eq("$formatNumber(3, '000')", json!("003"));
     eq("$formatNumber(-3.14159, '0.00')", json!("-3.14"));
+    eq("$formatNumber(-0.004, '0.00')", json!("-0.00"));
     eq("$formatNumber(1234.5, '$#,##0.00')", json!("$1,234.50"));
     eq("$formatNumber(0.25, '#.###')", json!(".25"));
     eq(
