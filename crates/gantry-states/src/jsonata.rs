@@ -1,39 +1,259 @@
-//! A deliberately small JSONata subset for `{% ... %}` expressions: variable paths
-//! (`$states.input.a.b[0]`, `$x.y`), literals, and calls to a few functions
-//! (`$partition`, `$range`, `$parse`, `$string`, `$count`, `$uppercase`, `$lowercase`).
-//! Anything else fails with `States.QueryEvaluationError`; see docs/states.md.
+//! `{% ... %}` expressions in JSONata states, evaluated by `gantry-jsonata` (JSONata
+//! 2.0) with `$states` and the Assign variables bound, plus the functions Step
+//! Functions adds (`$partition`, `$range`, `$hash`, `$random(seed)`, `$uuid`, `$parse`).
+//! `$eval` is not available, as in AWS (use `$parse`). Errors become
+//! `States.QueryEvaluationError`.
 
 use crate::error::{Failure, errors};
+use crate::intrinsics::{self, Entropy};
+use gantry_jsonata::{Expression, Host, Limits};
 use serde_json::{Map, Value};
 
-fn qerr(expr: &str, msg: impl std::fmt::Display) -> Failure {
+/// What JSONata's clock and randomness come from: the execution's virtual time and a
+/// seed drawn from its state, so that a replay evaluates to the same values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ambient {
+    /// Milliseconds since the epoch for `$now()` / `$millis()`.
+    pub now_millis: i64,
+    /// Seeds `$random()`, `$shuffle` and `$uuid()`.
+    pub seed: u64,
+}
+
+/// AWS's message shape: `The JSONata expression '<expr>' specified for the field
+/// 'Output/FunctionResult' threw an error during evaluation. T1006: ...`.
+fn qerr(field: &str, expr: &str, msg: impl std::fmt::Display) -> Failure {
     Failure::new(
         errors::QUERY_EVALUATION_ERROR,
-        format!("The JSONata expression '{expr}' threw an error during evaluation. {msg}"),
+        format!(
+            "The JSONata expression '{expr}' specified for the field '{field}' threw an error during evaluation. {msg}"
+        ),
     )
 }
 
-/// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and arrays recursively.
-pub fn evaluate_template(t: &Value, vars: &Map<String, Value>) -> Result<Value, Failure> {
+/// The functions Step Functions adds to JSONata, and `$eval`, which it withdraws (the
+/// host's functions take precedence over the built-in ones).
+const EXTRA: &[&str] = &[
+    "partition",
+    "range",
+    "hash",
+    "random",
+    "uuid",
+    "parse",
+    "eval",
+];
+
+struct StatesHost {
+    now: i64,
+    rng: u64,
+}
+
+impl Entropy for StatesHost {
+    fn next_u64(&mut self) -> u64 {
+        gantry_jsonata::splitmix(&mut self.rng)
+    }
+}
+
+fn int_arg(name: &str, args: &[Option<Value>], i: usize) -> gantry_jsonata::Result<i64> {
+    args.get(i)
+        .and_then(|a| a.as_ref())
+        .and_then(Value::as_f64)
+        .filter(|f| f.is_finite())
+        .map(|f| f as i64)
+        .ok_or_else(|| {
+            gantry_jsonata::Error::new(
+                "T0410",
+                format!("Argument {} of function \"{name}\" must be a number", i + 1),
+            )
+        })
+}
+
+impl Host for StatesHost {
+    fn now_millis(&mut self) -> i64 {
+        self.now
+    }
+    fn random(&mut self) -> f64 {
+        gantry_jsonata::unit_f64(self.next_u64())
+    }
+    fn has_function(&self, name: &str) -> bool {
+        EXTRA.contains(&name)
+    }
+    fn call(
+        &mut self,
+        name: &str,
+        args: Vec<Option<Value>>,
+    ) -> gantry_jsonata::Result<Option<Value>> {
+        use gantry_jsonata::Error;
+        let from_failure = |f: Failure| Error::new("D3137", f.cause.clone());
+        match name {
+            "partition" => {
+                let Some(Value::Array(a)) = args.first().cloned().flatten() else {
+                    return Err(Error::new(
+                        "T0410",
+                        "Argument 1 of function \"partition\" must be an array",
+                    ));
+                };
+                let n = int_arg(name, &args, 1)?;
+                if n <= 0 {
+                    return Err(Error::new(
+                        "D3137",
+                        "The $partition chunk size must be positive",
+                    ));
+                }
+                Ok(Some(Value::Array(
+                    a.chunks(n as usize)
+                        .map(|c| Value::Array(c.to_vec()))
+                        .collect(),
+                )))
+            }
+            "range" => {
+                let (s, e, st) = (
+                    int_arg(name, &args, 0)?,
+                    int_arg(name, &args, 1)?,
+                    int_arg(name, &args, 2)?,
+                );
+                if st == 0 {
+                    return Err(Error::new("D3137", "The $range step cannot be 0"));
+                }
+                let mut out = Vec::new();
+                let mut x = s;
+                while (st > 0 && x <= e) || (st < 0 && x >= e) {
+                    out.push(Value::from(x));
+                    if out.len() > 1000 {
+                        return Err(Error::new(
+                            "D3137",
+                            "The $range result has more than 1000 items",
+                        ));
+                    }
+                    x = match x.checked_add(st) {
+                        Some(x) => x,
+                        None => break,
+                    };
+                }
+                // JSONata sequences of one item collapse to the item.
+                Ok(Some(if out.len() == 1 {
+                    out.remove(0)
+                } else {
+                    Value::Array(out)
+                }))
+            }
+            "parse" => {
+                let Some(Value::String(s)) = args.first().cloned().flatten() else {
+                    return Err(Error::new(
+                        "T0410",
+                        "Argument 1 of function \"parse\" must be a string",
+                    ));
+                };
+                serde_json::from_str(&s)
+                    .map(|v| Some(intrinsics::normalize_zero(v)))
+                    .map_err(|e| Error::new("D3137", format!("$parse: {e}")))
+            }
+            "hash" => {
+                let data = args.first().cloned().flatten().unwrap_or(Value::Null);
+                let alg = args.get(1).cloned().flatten().unwrap_or(Value::Null);
+                intrinsics::call_function("States.Hash", vec![data, alg], self)
+                    .map(Some)
+                    .map_err(from_failure)
+            }
+            "uuid" => intrinsics::call_function("States.UUID", vec![], self)
+                .map(Some)
+                .map_err(from_failure),
+            "random" => {
+                // AWS's `$random` takes an optional seed: the same seed, the same number.
+                let bits = match args.first().cloned().flatten() {
+                    None => self.next_u64(),
+                    Some(seed) => {
+                        let mut state = match seed.as_f64() {
+                            Some(f) => f.to_bits(),
+                            None => {
+                                return Err(Error::new(
+                                    "T0410",
+                                    "Argument 1 of function \"random\" must be a number",
+                                ));
+                            }
+                        };
+                        gantry_jsonata::splitmix(&mut state)
+                    }
+                };
+                Ok(Some(
+                    serde_json::Number::from_f64(gantry_jsonata::unit_f64(bits))
+                        .map(Value::Number)
+                        .unwrap_or(Value::from(0)),
+                ))
+            }
+            // Step Functions does not offer `$eval`.
+            _ => Err(Error::new("T1006", "Attempted to invoke a non-function")),
+        }
+    }
+}
+
+/// How deeply a JSONata result may nest: values are written to the journal as JSON and
+/// must parse again (serde_json refuses more than 128 levels), inside event envelopes.
+const MAX_RESULT_DEPTH: usize = 100;
+
+fn depth(v: &Value) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 1)];
+    while let Some((v, d)) = stack.pop() {
+        max = max.max(d);
+        match v {
+            Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            Value::Object(m) => stack.extend(m.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn check_depth(field: &str, v: Value) -> Result<Value, Failure> {
+    if depth(&v) > MAX_RESULT_DEPTH {
+        return Err(Failure::new(
+            errors::QUERY_EVALUATION_ERROR,
+            format!(
+                "The value of the field '{field}' nests more than {MAX_RESULT_DEPTH} levels deep"
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+/// Evaluates a template: strings of the form `{% expr %}` are evaluated, objects and
+/// arrays recursively. `field` is the template's field (`Output`); nested values are
+/// named `Output/key/0` in errors.
+pub fn evaluate_template(
+    field: &str,
+    t: &Value,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
+    check_depth(field, template(field, t, vars, amb)?)
+}
+
+fn template(
+    field: &str,
+    t: &Value,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
     match t {
         Value::String(s) => match s
             .trim()
             .strip_prefix("{%")
             .and_then(|x| x.strip_suffix("%}"))
         {
-            Some(e) => evaluate(e.trim(), vars),
+            Some(e) => expression(field, e.trim(), vars, amb),
             None => Ok(t.clone()),
         },
         Value::Object(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(k.clone(), evaluate_template(v, vars)?);
+                out.insert(k.clone(), template(&format!("{field}/{k}"), v, vars, amb)?);
             }
             Ok(Value::Object(out))
         }
         Value::Array(a) => a
             .iter()
-            .map(|v| evaluate_template(v, vars))
+            .enumerate()
+            .map(|(i, v)| template(&format!("{field}/{i}"), v, vars, amb))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -41,249 +261,45 @@ pub fn evaluate_template(t: &Value, vars: &Map<String, Value>) -> Result<Value, 
 }
 
 /// Evaluates one expression with the given variables (`states` is `$states`).
-pub fn evaluate(expr: &str, vars: &Map<String, Value>) -> Result<Value, Failure> {
-    let mut p = P {
-        s: expr.as_bytes(),
-        src: expr,
-        i: 0,
-        vars,
+/// There is no context value: AWS does not allow `$`, `$$` or bare field names at
+/// the top level, so they evaluate to nothing. Undefined results become `null`.
+pub fn evaluate(
+    field: &str,
+    expr: &str,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
+    check_depth(field, expression(field, expr, vars, amb)?)
+}
+
+fn expression(
+    field: &str,
+    expr: &str,
+    vars: &Map<String, Value>,
+    amb: Ambient,
+) -> Result<Value, Failure> {
+    let parsed = Expression::parse(expr).map_err(|e| match e.position {
+        Some(p) => qerr(field, expr, format!("{e} (at offset {p})")),
+        None => qerr(field, expr, e),
+    })?;
+    // Each expression gets its own random stream, derived from the state's seed and
+    // the expression text, so that two fields of one state do not draw the same numbers.
+    let mut seed = amb.seed;
+    for b in expr.bytes() {
+        seed = (seed ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    let mut host = StatesHost {
+        now: amb.now_millis,
+        rng: seed,
     };
-    let v = p.expr()?;
-    p.ws();
-    if p.i != p.s.len() {
-        return Err(qerr(
-            expr,
-            format!(
-                "unsupported syntax at offset {} (Gantry implements a JSONata subset)",
-                p.i
-            ),
-        ));
-    }
+    let limits = Limits {
+        // Reading a variable that was never assigned is an error in Step Functions.
+        strict_variables: true,
+        max_nesting: MAX_RESULT_DEPTH,
+        ..Limits::default()
+    };
+    let v = parsed
+        .evaluate(None, vars, &mut host, limits)
+        .map_err(|e| qerr(field, expr, e))?;
     Ok(v.unwrap_or(Value::Null))
-}
-
-struct P<'a> {
-    s: &'a [u8],
-    src: &'a str,
-    i: usize,
-    vars: &'a Map<String, Value>,
-}
-
-impl P<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-    fn err(&self, msg: impl std::fmt::Display) -> Failure {
-        qerr(self.src, msg)
-    }
-    fn ident(&mut self) -> String {
-        let start = self.i;
-        while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
-        {
-            self.i += 1;
-        }
-        self.src[start..self.i].to_string()
-    }
-
-    // Returns None for "undefined".
-    fn expr(&mut self) -> Result<Option<Value>, Failure> {
-        self.ws();
-        match self.s.get(self.i).copied() {
-            Some(b'$') => {
-                self.i += 1;
-                let name = self.ident();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'(') {
-                    self.i += 1;
-                    let mut args = Vec::new();
-                    loop {
-                        self.ws();
-                        if self.s.get(self.i) == Some(&b')') {
-                            self.i += 1;
-                            break;
-                        }
-                        args.push(self.expr()?);
-                        self.ws();
-                        match self.s.get(self.i) {
-                            Some(b',') => self.i += 1,
-                            Some(b')') => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return Err(self.err("expected ',' or ')'")),
-                        }
-                    }
-                    return self.call(&name, args).map(Some);
-                }
-                let mut cur = self.vars.get(&name).cloned();
-                if cur.is_none() && name != "states" {
-                    return Err(Failure::new(
-                        errors::QUERY_EVALUATION_ERROR,
-                        format!("The variable '${name}' is not defined"),
-                    ));
-                }
-                loop {
-                    match self.s.get(self.i) {
-                        Some(b'.') => {
-                            self.i += 1;
-                            let key = self.ident();
-                            cur = match cur {
-                                Some(Value::Object(m)) => m.get(&key).cloned(),
-                                Some(Value::Array(a)) => {
-                                    let v: Vec<Value> =
-                                        a.iter().filter_map(|x| x.get(&key).cloned()).collect();
-                                    if v.is_empty() {
-                                        None
-                                    } else {
-                                        Some(Value::Array(v))
-                                    }
-                                }
-                                _ => None,
-                            };
-                        }
-                        Some(b'[') => {
-                            self.i += 1;
-                            let idx = self.expr()?;
-                            self.ws();
-                            if self.s.get(self.i) != Some(&b']') {
-                                return Err(self.err("expected ']'"));
-                            }
-                            self.i += 1;
-                            let n = idx
-                                .and_then(|v| v.as_i64())
-                                .ok_or_else(|| self.err("only numeric indices are supported"))?;
-                            cur = match cur {
-                                Some(Value::Array(a)) => {
-                                    let k = if n < 0 { a.len() as i64 + n } else { n };
-                                    usize::try_from(k).ok().and_then(|k| a.get(k).cloned())
-                                }
-                                Some(v) if n == 0 || n == -1 => Some(v),
-                                _ => None,
-                            };
-                        }
-                        _ => break,
-                    }
-                }
-                Ok(cur)
-            }
-            Some(b'"') | Some(b'\'') => {
-                let q = self.s[self.i];
-                let start = self.i;
-                self.i += 1;
-                while self.i < self.s.len() && self.s[self.i] != q {
-                    if self.s[self.i] == b'\\' {
-                        self.i += 1;
-                    }
-                    self.i += 1;
-                }
-                self.i += 1;
-                let raw = self
-                    .src
-                    .get(start + 1..self.i - 1)
-                    .ok_or_else(|| self.err("unterminated string"))?;
-                Ok(Some(Value::String(
-                    raw.replace("\\\"", "\"").replace("\\'", "'"),
-                )))
-            }
-            Some(c) if c.is_ascii_digit() || c == b'-' => {
-                let start = self.i;
-                self.i += 1;
-                while self.i < self.s.len()
-                    && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.')
-                {
-                    self.i += 1;
-                }
-                serde_json::from_str(&self.src[start..self.i])
-                    .map(Some)
-                    .map_err(|_| self.err("bad number"))
-            }
-            _ => {
-                let word = self.ident();
-                match word.as_str() {
-                    "true" => Ok(Some(Value::Bool(true))),
-                    "false" => Ok(Some(Value::Bool(false))),
-                    "null" => Ok(Some(Value::Null)),
-                    _ => Err(self.err(format!(
-                        "unsupported syntax at offset {} (Gantry implements a JSONata subset)",
-                        self.i
-                    ))),
-                }
-            }
-        }
-    }
-
-    fn call(&self, name: &str, args: Vec<Option<Value>>) -> Result<Value, Failure> {
-        let arg = |i: usize| args.get(i).cloned().flatten().unwrap_or(Value::Null);
-        let int = |i: usize| {
-            arg(i)
-                .as_f64()
-                .map(|f| f as i64)
-                .ok_or_else(|| self.err(format!("argument {} of ${name} must be a number", i + 1)))
-        };
-        match name {
-            "partition" => {
-                let Value::Array(a) = arg(0) else {
-                    return Err(self.err("$partition expects an array"));
-                };
-                let n = int(1)?;
-                if n <= 0 {
-                    return Err(self.err("$partition size must be positive"));
-                }
-                Ok(Value::Array(
-                    a.chunks(n as usize)
-                        .map(|c| Value::Array(c.to_vec()))
-                        .collect(),
-                ))
-            }
-            "range" => {
-                let (s, e, st) = (int(0)?, int(1)?, int(2)?);
-                if st == 0 {
-                    return Err(self.err("$range step cannot be 0"));
-                }
-                let mut out = Vec::new();
-                let mut x = s;
-                while (st > 0 && x <= e) || (st < 0 && x >= e) {
-                    out.push(Value::from(x));
-                    if out.len() > 1000 {
-                        return Err(self.err("$range result has more than 1000 items"));
-                    }
-                    x += st;
-                }
-                // JSONata sequences of one item collapse to the item.
-                Ok(if out.len() == 1 {
-                    out.remove(0)
-                } else {
-                    Value::Array(out)
-                })
-            }
-            "parse" => {
-                let s = arg(0);
-                let s = s
-                    .as_str()
-                    .ok_or_else(|| self.err("$parse expects a string"))?;
-                serde_json::from_str(s)
-                    .map(crate::intrinsics::normalize_zero)
-                    .map_err(|e| self.err(format!("$parse: {e}")))
-            }
-            "string" => Ok(Value::String(match arg(0) {
-                Value::String(s) => s,
-                v => v.to_string(),
-            })),
-            "count" => Ok(Value::from(match arg(0) {
-                Value::Array(a) => a.len(),
-                Value::Null => 0,
-                _ => 1,
-            })),
-            "uppercase" => Ok(Value::String(
-                arg(0).as_str().unwrap_or_default().to_uppercase(),
-            )),
-            "lowercase" => Ok(Value::String(
-                arg(0).as_str().unwrap_or_default().to_lowercase(),
-            )),
-            _ => Err(self.err("T1006: Attempted to invoke a non-function")),
-        }
-    }
 }

@@ -11,7 +11,7 @@ execution in memory with a closure answering tasks and a virtual clock for timer
 
 Supported: every state type, the JSONPath I/O chain with `.$` keys and the context
 object, every Choice operator, Retry/Catch, timeouts and heartbeats, the `States.*`
-errors, every intrinsic function, `Assign` variables, and a JSONata subset.
+errors, every intrinsic function, `Assign` variables, and JSONata 2.0 (`gantry-jsonata`).
 See `docs/states.md` for the details and the differences from AWS.
 
 # Example

@@ -54,7 +54,7 @@ const JSONPATH_ONLY: &[&str] = &[
     "ResultSelector",
     "ResultPath",
     "ItemsPath",
-    "ItemSelector",
+    // `ItemSelector` is not here: JSONata Map states use it too (with `{% %}` values).
     "SecondsPath",
     "TimestampPath",
     "TimeoutSecondsPath",

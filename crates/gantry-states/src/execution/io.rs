@@ -17,6 +17,8 @@ pub struct Scope<'a> {
     pub context: &'a Context<'a>,
     /// Variables in scope.
     pub vars: &'a Map<String, Value>,
+    /// Time and randomness for JSONata's `$now`, `$random`...
+    pub ambient: jsonata::Ambient,
 }
 
 impl Scope<'_> {
@@ -47,18 +49,25 @@ impl Scope<'_> {
     }
 
     /// Evaluates a JSONata template (strings `{% ... %}` are expressions).
+    /// `field` names the field in errors (`Output`, `Arguments`...).
     pub fn jsonata(
         &self,
+        field: &str,
         template: &Value,
         result: Option<&Value>,
         error_output: Option<&Value>,
     ) -> Result<Value, Failure> {
-        jsonata::evaluate_template(template, &self.states_var(result, error_output))
+        jsonata::evaluate_template(
+            field,
+            template,
+            &self.states_var(result, error_output),
+            self.ambient,
+        )
     }
 
     /// Evaluates one JSONata expression (without `{% %}`).
-    pub fn jsonata_expr(&self, expr: &str) -> Result<Value, Failure> {
-        jsonata::evaluate(expr, &self.states_var(None, None))
+    pub fn jsonata_expr(&self, field: &str, expr: &str) -> Result<Value, Failure> {
+        jsonata::evaluate(field, expr, &self.states_var(None, None), self.ambient)
     }
 }
 
@@ -97,7 +106,7 @@ pub fn parameters(
     };
     match st.query_language {
         QueryLanguage::JsonPath => payload::evaluate(t, scope.roots(effective), rng),
-        QueryLanguage::Jsonata => scope.jsonata(t, None, None),
+        QueryLanguage::Jsonata => scope.jsonata("Arguments", t, None, None),
     }
 }
 
@@ -125,7 +134,7 @@ pub fn output(
     if st.query_language == QueryLanguage::Jsonata {
         let out_t = output_override.or(st.output.as_ref());
         return match out_t {
-            Some(t) => scope.jsonata(t, result.as_ref(), None),
+            Some(t) => scope.jsonata("Output", t, result.as_ref(), None),
             None => Ok(result.unwrap_or_else(|| scope.input.clone())),
         };
     }
@@ -172,7 +181,7 @@ pub fn assign(
             let base = error_output.or(result).unwrap_or(scope.input);
             payload::evaluate(t, scope.roots(base), rng)?
         }
-        QueryLanguage::Jsonata => scope.jsonata(t, result, error_output)?,
+        QueryLanguage::Jsonata => scope.jsonata("Assign", t, result, error_output)?,
     };
     match v {
         Value::Object(m) => Ok(Some(m)),

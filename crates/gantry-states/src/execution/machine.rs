@@ -57,6 +57,23 @@ impl Entropy for Core {
 }
 
 impl Core {
+    /// JSONata's time and random seed, read from the core's state without drawing
+    /// from it (so JSONata never shifts the IDs and tokens drawn later) and identical
+    /// on replay. The history length and the thread's path (branch, iteration) make
+    /// the seed differ between states and between Map iterations.
+    fn ambient(&self, path: &[usize]) -> crate::jsonata::Ambient {
+        let mut seed = self.rng
+            ^ self.seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (self.history.len() as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+        for &p in path {
+            seed = (seed ^ p as u64).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        crate::jsonata::Ambient {
+            now_millis: self.now,
+            seed,
+        }
+    }
+
     fn id(&mut self, kind: &str) -> String {
         self.seq += 1;
         let r = self.next_u64();
@@ -485,6 +502,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
         input: &raw,
         context: &ctx,
         vars: &vars,
+        ambient: core.ambient(path),
     };
     let effective = io::effective_input(st, &scope)?;
     match &st.kind {
@@ -524,7 +542,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
             Ok(Step::End(out))
         }
         Kind::Fail { error, cause } => {
-            let eval = |d: &Option<Dynamic<String>>| -> Result<String, Failure> {
+            let eval = |d: &Option<Dynamic<String>>, field: &str| -> Result<String, Failure> {
                 Ok(match d {
                     None => String::new(),
                     Some(Dynamic::Static(s)) => s.clone(),
@@ -555,14 +573,14 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             .unwrap_or_else(|| v.to_string())
                     }
                     Some(Dynamic::Expr(e)) => {
-                        let v = scope.jsonata_expr(e)?;
+                        let v = scope.jsonata_expr(field, e)?;
                         v.as_str()
                             .map(String::from)
                             .unwrap_or_else(|| v.to_string())
                     }
                 })
             };
-            let f = Failure::new(eval(error)?, eval(cause)?);
+            let f = Failure::new(eval(error, "Error")?, eval(cause, "Cause")?);
             t.current = None;
             Ok(Step::Fail(f))
         }
@@ -572,7 +590,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 context: &ctx,
                 variables: &vars,
             };
-            let jsonata = |e: &str| scope.jsonata_expr(e);
+            let jsonata = |e: &str| scope.jsonata_expr("Condition", e);
             for c in choices {
                 if c.rule.evaluate(roots, &jsonata)? {
                     let assigned = io::assign(
@@ -643,7 +661,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                                 ))
                             })?,
                         Dynamic::Expr(e) => scope
-                            .jsonata_expr(e)?
+                            .jsonata_expr("Timestamp", e)?
                             .as_str()
                             .map(String::from)
                             .ok_or_else(|| {
@@ -676,6 +694,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 input: &raw,
                 context: &tctx,
                 vars: &vars,
+                ambient: core.ambient(path),
             };
             let params = io::parameters(st, &tscope, &effective, st.parameters.as_ref(), core)?;
             let roots = Roots {
@@ -695,7 +714,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                 Some(c) if st.query_language == QueryLanguage::JsonPath => {
                     Some(crate::payload::evaluate(c, roots, core)?)
                 }
-                Some(c) => Some(tscope.jsonata(c, None, None)?),
+                Some(c) => Some(tscope.jsonata("Credentials", c, None, None)?),
                 None => None,
             };
             core.waiting.insert(token.clone(), path.to_vec());
@@ -756,7 +775,7 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
         }
         Kind::Map(m) => {
             let items = match (st.query_language, &m.items) {
-                (QueryLanguage::Jsonata, Some(it)) => scope.jsonata(it, None, None)?,
+                (QueryLanguage::Jsonata, Some(it)) => scope.jsonata("Items", it, None, None)?,
                 (QueryLanguage::Jsonata, None) => effective.clone(),
                 _ => path::read(
                     &m.items_path,
@@ -806,8 +825,9 @@ fn run_inner(t: &mut Thread, path: &[usize], st: &State, core: &mut Core) -> Res
                             input: &raw,
                             context: &ictx,
                             vars: &vars,
+                            ambient: core.ambient(path),
                         }
-                        .jsonata(sel, None, None)?,
+                        .jsonata("ItemSelector", sel, None, None)?,
                     },
                 };
                 selected.push(v);
@@ -847,7 +867,7 @@ fn dyn_u64(
         Dynamic::Path(p) => {
             path::read(p, roots).map_err(|e| Failure::runtime(format!("{field}: {e}")))?
         }
-        Dynamic::Expr(e) => scope.jsonata_expr(e)?,
+        Dynamic::Expr(e) => scope.jsonata_expr(field.trim_end_matches("Path"), e)?,
     };
     v.as_u64().ok_or_else(|| {
         Failure::runtime(format!(
@@ -987,6 +1007,7 @@ fn finish_work(
             input: &r.input,
             context: &ctx,
             vars: &vars,
+            ambient: core.ambient(path),
         };
         let selected = io::select_result(st, &scope, raw_result, core)?;
         let assigned = io::assign(
@@ -1049,6 +1070,7 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
                 input: &r.input,
                 context: &ctx,
                 vars: &vars,
+                ambient: core.ambient(path),
             };
             let assigned = io::assign(
                 st.query_language,
@@ -1060,7 +1082,7 @@ fn handle_failure(t: &mut Thread, path: &[usize], st: &State, f: Failure, core: 
             )?;
             let out = match st.query_language {
                 QueryLanguage::Jsonata => match &c.output {
-                    Some(o) => scope.jsonata(o, None, Some(&err_out))?,
+                    Some(o) => scope.jsonata("Output", o, None, Some(&err_out))?,
                     None => err_out.clone(),
                 },
                 QueryLanguage::JsonPath => match &c.result_path {
@@ -1211,6 +1233,7 @@ fn deliver(t: &mut Thread, path: &[usize], depth: usize, key: &str, ev: &Event, 
                     input: &r.input,
                     context: &ctx,
                     vars: &vars,
+                    ambient: core.ambient(path),
                 };
                 let assigned = io::assign(
                     st.query_language,

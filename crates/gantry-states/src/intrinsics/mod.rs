@@ -3,6 +3,7 @@
 mod functions;
 mod parse;
 
+pub(crate) use functions::call as call_function;
 pub use functions::normalize_zero;
 pub use parse::{Expr, parse};
 
