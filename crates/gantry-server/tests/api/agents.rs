@@ -51,6 +51,7 @@ fn registration(labels: &[&str]) -> Register {
         executor: "host".into(),
         hostname: "manual".into(),
         version: "test".into(),
+        kinds: Vec::new(),
     }
 }
 
@@ -180,7 +181,7 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
         .expect("an offer");
     assert_eq!(offer.kind, "codebuild");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
-    assert_eq!(lease.payload.build_id, id);
+    assert_eq!(lease.payload.describe(), id);
     assert_eq!(lease.epoch, 1);
     server.call("StopBuild", &json!({ "id": id })).await;
     // StopBuild answers before the build's task has flagged the job.
@@ -330,6 +331,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
         error: None,
         error_phase: None,
         artifacts_sha256: None,
+        command: None,
     };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),
