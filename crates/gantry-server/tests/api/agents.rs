@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::harness::{Db, GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
 
-async fn token(server: &TestServer) -> (String, String) {
+pub async fn token(server: &TestServer) -> (String, String) {
     let out = server
         .rest_ok("POST", "/agent-tokens", Some(&json!({"name": "t"})), 201)
         .await;
@@ -24,7 +24,7 @@ async fn token(server: &TestServer) -> (String, String) {
 }
 
 /// A real agent in a task; send on the returned sender to drain it.
-fn spawn_agent(
+pub fn spawn_agent(
     server: &TestServer,
     token: &str,
     labels: &[&str],
@@ -83,7 +83,7 @@ async fn start(server: &TestServer, project: Value) -> String {
     out["build"]["id"].as_str().expect("id").to_owned()
 }
 
-async fn stop_agent(
+pub async fn stop_agent(
     drain: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), gantry_agent::AgentError>>,
 ) {
