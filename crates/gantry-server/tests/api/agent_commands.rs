@@ -179,6 +179,24 @@ async fn a_failing_command_is_caught_and_bad_parameters_fail_clearly() {
             .contains("Commands must be a list"),
         "{done}"
     );
+    // JSONata's Arguments work as Parameters do.
+    let jsonata = machine(
+        &server,
+        "jsonata",
+        json!({"QueryLanguage": "JSONata", "StartAt": "Run", "States": {
+            "Run": {"Type": "Task", "Resource": "arn:aws:states:::gantry:agent:runCommand",
+                    "Arguments": {"Command": "echo $W",
+                                  "Env": {"W": "{% $states.input.word %}"}},
+                    "End": true}}}),
+    )
+    .await;
+    let done = wait_done(
+        &server,
+        &start(&server, &jsonata, json!({"word": "jsonata"})).await,
+    )
+    .await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(output(&done)["Stdout"], "jsonata\n");
     // A time limit that runs out fails the task with States.Timeout.
     let slow = machine(
         &server,
@@ -308,6 +326,19 @@ async fn a_command_jobs_log_lines_are_stored_and_its_result_ends_the_task() {
         "{:?}",
         registered.labels
     );
+    // An agent that predates command jobs (no kinds) has the same labels.
+    let old = client
+        .register(&Register {
+            labels: vec!["manual".into()],
+            capacity: 1,
+            executor: "host".into(),
+            hostname: "old".into(),
+            version: "old".into(),
+            kinds: Vec::new(),
+        })
+        .await
+        .expect("register");
+    assert!(!old.labels.contains(&"kind:command".to_owned()));
     let m = machine(
         &server,
         "manual",
@@ -318,6 +349,11 @@ async fn a_command_jobs_log_lines_are_stored_and_its_result_ends_the_task() {
     )
     .await;
     let arn = start(&server, &m, json!({})).await;
+    // It is not offered the job (its poll is held, answered by nothing).
+    match tokio::time::timeout(Duration::from_millis(500), client.poll(&old.agent_id)).await {
+        Err(_) | Ok(Ok(None)) => {}
+        Ok(other) => panic!("an agent without the command kind got {other:?}"),
+    }
     let offer = client
         .poll(&registered.agent_id)
         .await
