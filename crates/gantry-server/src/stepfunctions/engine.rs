@@ -682,11 +682,26 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Stops what a cancelled task started, when it recorded it: a build.
+    /// Stops what a cancelled task started, when it recorded it: a build,
+    /// or an agent's command job (which the task's own cancellation also
+    /// cancels; this covers a task that was not running in this process).
     async fn stop_started_work(self: Arc<Self>, hash: String) {
         let Ok(token) = self.store.task_token(&hash).await else {
             return;
         };
+        if let Some(job) = token
+            .handle
+            .as_deref()
+            .filter(|h| resources::is_command_job(h))
+        {
+            match self.store.cancel_job(job).await {
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(%job, error = %e, "cancelling the command job of a cancelled task failed")
+                }
+            }
+            return;
+        }
         if let (Some(build), Some(app)) = (token.handle, self.app())
             && build != resources::DELIVERED
         {

@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 use super::engine::Engine;
 
 mod command;
-pub(crate) use command::run_agent_command;
+pub(crate) use command::{is_command_job, run_agent_command};
 
 /// The HTTP client tasks use.
 pub(crate) type HttpClient = reqwest::Client;

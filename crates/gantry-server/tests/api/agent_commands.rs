@@ -179,6 +179,23 @@ async fn a_failing_command_is_caught_and_bad_parameters_fail_clearly() {
             .contains("Commands must be a list"),
         "{done}"
     );
+    // What the agent cannot even start fails with Gantry.AgentError.
+    let nowhere = machine(
+        &server,
+        "nowhere",
+        one_task(json!({"Command": "true", "WorkingDirectory": "/nonexistent/gantry-test"})),
+    )
+    .await;
+    let done = wait_done(&server, &start(&server, &nowhere, json!({})).await).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error"], "Gantry.AgentError", "{done}");
+    assert!(
+        done["cause"]
+            .as_str()
+            .expect("cause")
+            .contains("/nonexistent/gantry-test"),
+        "{done}"
+    );
     // JSONata's Arguments work as Parameters do.
     let jsonata = machine(
         &server,

@@ -190,11 +190,19 @@ pub(crate) fn command_request(
     })
 }
 
+/// The prefix of command jobs' ids (task handles are told apart by it).
+const JOB_PREFIX: &str = "job-cmd-";
+
 /// The job a task's attempt runs: named after its token, so the same
 /// attempt always means the same job.
 fn job_id(task: &Task) -> String {
     let hash = task.token_hash.get(..32).unwrap_or(&task.token_hash);
-    format!("job-cmd-{hash}")
+    format!("{JOB_PREFIX}{hash}")
+}
+
+/// Whether a task's handle names a command job.
+pub(crate) fn is_command_job(handle: &str) -> bool {
+    handle.starts_with(JOB_PREFIX)
 }
 
 /// Cancels the job when the task is dropped before its end, unless the
