@@ -24,9 +24,10 @@ use super::{Engine, Task, remember_handle};
 const DEFAULT_TIMEOUT_SECONDS: u64 = 3600;
 /// The longest time limit accepted (a year).
 const MAX_TIMEOUT_SECONDS: u64 = 365 * 24 * 3600;
-/// How often the job is read when no end was announced in this process
-/// (an end recorded by another server, a lease the reaper failed).
-const LOOK_EVERY: Duration = Duration::from_millis(250);
+/// How often the job is read without a wake-up. An end recorded in this
+/// process (a result, the reaper failing the job) wakes the task at once;
+/// this catches an end recorded by another server on the same database.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How much of each output stream a failure's cause carries (a cause is
 /// for people and Catch; the whole tails are in the success output).
 const CAUSE_TAIL: usize = 4096;
