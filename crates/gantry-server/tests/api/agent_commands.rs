@@ -453,3 +453,52 @@ async fn a_command_jobs_log_lines_are_stored_and_its_result_ends_the_task() {
     assert_eq!(lines, ["a", "b"]);
     server.stop().await;
 }
+
+/// An agent that takes the command and stops answering loses its lease;
+/// the job goes back to the queue, and after its last attempt the task
+/// fails with Gantry.AgentLost (which a Retry can name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_whose_agents_keep_vanishing_fails_with_agent_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.lease_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client
+        .register(&Register {
+            labels: Vec::new(),
+            capacity: 1,
+            executor: "host".into(),
+            hostname: "vanishing".into(),
+            version: "test".into(),
+            kinds: vec!["command".into()],
+        })
+        .await
+        .expect("register");
+    let m = machine(&server, "lost", one_task(json!({"Command": "true"}))).await;
+    let arn = start(&server, &m, json!({})).await;
+    // Three leases (the job's attempts), none renewed: each runs out and
+    // the job is offered again, until the last.
+    for attempt in 1..=3 {
+        let offer = client
+            .poll(&agent.agent_id)
+            .await
+            .expect("poll")
+            .unwrap_or_else(|| panic!("attempt {attempt} is offered"));
+        let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+        assert_eq!(lease.epoch, attempt);
+    }
+    let done = wait_done(&server, &arn).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error"], "Gantry.AgentLost", "{done}");
+    assert!(
+        done["cause"]
+            .as_str()
+            .expect("cause")
+            .contains("attempt 3 of 3"),
+        "{done}"
+    );
+    server.stop().await;
+}
