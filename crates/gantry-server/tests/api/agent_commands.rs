@@ -231,7 +231,7 @@ async fn a_failing_command_is_caught_and_bad_parameters_fail_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_an_execution_kills_its_command_on_the_agent() {
+async fn stopping_an_execution_or_timing_out_its_state_kills_its_command_on_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start_with(&dir.path().join("data"), |c| {
         // Heartbeats (which carry the stop) go at a third of this.
@@ -267,6 +267,43 @@ async fn stopping_an_execution_kills_its_command_on_the_agent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(gone, "the command {pid} still runs after StopExecution");
+
+    // The state's TimeoutSeconds (shorter than the command's own limit)
+    // times the task out and cancels its job the same way.
+    let pid_file = dir.path().join("pid2");
+    let m = machine(
+        &server,
+        "state-timeout",
+        json!({"StartAt": "Run", "States": {
+            "Run": {"Type": "Task", "Resource": "arn:aws:states:::gantry:agent:runCommand",
+                    "TimeoutSeconds": 1,
+                    "Parameters": {"Command": format!("echo $$ > {}.tmp && mv {0}.tmp {0}; sleep 600", pid_file.display()),
+                                   "TimeoutSeconds": 600},
+                    "End": true}}}),
+    )
+    .await;
+    let arn = start(&server, &m, json!({})).await;
+    wait_for_file(&pid_file).await;
+    let pid = std::fs::read_to_string(&pid_file).expect("pid");
+    let pid = pid.trim();
+    let done = wait_done(&server, &arn).await;
+    assert_eq!(done["error"], "States.Timeout", "{done}");
+    let mut gone = false;
+    for _ in 0..1200 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => gone = true,
+            Ok(stat) if stat.contains(") Z ") => gone = true,
+            Ok(_) => {}
+        }
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        gone,
+        "the command {pid} still runs after its state timed out"
+    );
     stop_agent(drain, agent).await;
     server.stop().await;
 }
