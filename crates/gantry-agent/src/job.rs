@@ -1,4 +1,5 @@
-//! One leased job on the agent: fetch the source, run the buildspec, ship
+//! One leased job on the agent: fetch the source, run the buildspec (or,
+//! for a `command` job, its shell commands: see [`crate::command`]), ship
 //! its log in numbered chunks, upload its artifacts by hash, send the
 //! result — all under the lease, renewed by a heartbeat task that also
 //! carries a stop request back, and that stops the build if the lease is
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::Backoff;
 use crate::client::{Client, ClientError};
-use crate::protocol::{JobResult, Lease, LogChunk, LogItem};
+use crate::protocol::{BuildPayload, JobResult, Lease, LogChunk, LogItem, Payload};
 
 /// What every job of an agent shares.
 pub(crate) struct Context {
@@ -45,7 +46,7 @@ impl Observer for ChannelObserver {
 pub(crate) async fn run(cx: &Context, lease: Lease) {
     let job_id = lease.job_id.clone();
     let epoch = lease.epoch;
-    tracing::info!(job = %job_id, build = %lease.payload.build_id, epoch, "job leased");
+    tracing::info!(job = %job_id, work = %lease.payload.describe(), epoch, "job leased");
     let lost = Arc::new(AtomicBool::new(false));
     let (stop, signal) = StopHandle::new();
     let stop = Arc::new(stop);
@@ -79,24 +80,45 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
             return;
         }
     };
-    let outcome = execute(cx, &lease, work.path(), signal, log_tx).await;
-    let last_seq = shipper.await.unwrap_or(0);
-    let result = match outcome {
-        Ok((build, artifacts)) => {
-            let artifacts_sha256 = match artifacts {
-                Some(path) => upload(cx, &path, &lost).await,
-                None => None,
-            };
-            JobResult {
-                epoch,
-                last_seq,
-                build: Some(build),
-                error: None,
-                error_phase: None,
-                artifacts_sha256,
+    let result = match &lease.payload {
+        Payload::Build(build) => {
+            let outcome = execute(cx, &lease, build, work.path(), signal, log_tx).await;
+            let last_seq = shipper.await.unwrap_or(0);
+            match outcome {
+                Ok((build, artifacts)) => {
+                    let artifacts_sha256 = match artifacts {
+                        Some(path) => upload(cx, &path, &lost).await,
+                        None => None,
+                    };
+                    JobResult {
+                        epoch,
+                        last_seq,
+                        build: Some(build),
+                        error: None,
+                        error_phase: None,
+                        artifacts_sha256,
+                        command: None,
+                    }
+                }
+                Err((phase, message)) => failure(epoch, last_seq, phase, message),
             }
         }
-        Err((phase, message)) => failure(epoch, last_seq, phase, message),
+        Payload::Command(command) => {
+            let outcome = crate::command::run(command, work.path(), signal, log_tx).await;
+            let last_seq = shipper.await.unwrap_or(0);
+            match outcome {
+                Ok(outcome) => JobResult {
+                    epoch,
+                    last_seq,
+                    build: None,
+                    error: None,
+                    error_phase: None,
+                    artifacts_sha256: None,
+                    command: Some(outcome),
+                },
+                Err(message) => failure(epoch, last_seq, "PROVISIONING", message),
+            }
+        }
     };
     send_result(cx, &job_id, &result, &lost).await;
     heartbeat.abort();
@@ -111,6 +133,7 @@ fn failure(epoch: i64, last_seq: u64, phase: &str, message: String) -> JobResult
         error: Some(message),
         error_phase: Some(phase.into()),
         artifacts_sha256: None,
+        command: None,
     }
 }
 
@@ -119,11 +142,11 @@ fn failure(epoch: i64, last_seq: u64, phase: &str, message: String) -> JobResult
 async fn execute(
     cx: &Context,
     lease: &Lease,
+    p: &BuildPayload,
     work: &Path,
     signal: gantry_build::StopSignal,
     log: mpsc::UnboundedSender<LogItem>,
 ) -> Result<(serde_json::Value, Option<PathBuf>), (&'static str, String)> {
-    let p = &lease.payload;
     let src = work.join("src");
     let objects = ArtifactStore::local(work.join("objects"))
         .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))?;

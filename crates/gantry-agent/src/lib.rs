@@ -29,6 +29,7 @@ and [`Client`] sends them.
 #![deny(missing_docs)]
 
 pub mod client;
+mod command;
 mod job;
 pub mod protocol;
 
@@ -124,6 +125,13 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         executor: config.executor.clone(),
         hostname: config.hostname.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        // Commands run on this machine itself, so only a host-executor
+        // agent takes them (a sandbox or docker agent promises isolation).
+        kinds: if config.executor == "host" {
+            vec![protocol::COMMAND_KIND.into()]
+        } else {
+            Vec::new()
+        },
     };
     let mut backoff = Backoff::new();
     let registered = loop {

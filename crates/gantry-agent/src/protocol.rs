@@ -29,6 +29,20 @@ pub struct Register {
     /// Its version.
     #[serde(default)]
     pub version: String,
+    /// The job kinds it runs besides `codebuild` (which every agent runs):
+    /// `command`. The server adds a `kind:<kind>` label for each, and a job
+    /// of that kind asks for the label, so an agent that predates a kind is
+    /// never offered its jobs.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+}
+
+/// The job kind of a Step Functions `gantry:agent:runCommand` task.
+pub const COMMAND_KIND: &str = "command";
+
+/// The label an agent gets for each extra job kind it runs.
+pub fn kind_label(kind: &str) -> String {
+    format!("kind:{kind}")
 }
 
 /// The answer to [`Register`].
@@ -51,7 +65,7 @@ pub struct Offer {
     pub job_id: String,
     /// Proof of the offer, for [`Ack`].
     pub nonce: String,
-    /// What kind of job (`codebuild`).
+    /// What kind of job (`codebuild`, `command`).
     pub kind: String,
 }
 
@@ -76,8 +90,84 @@ pub struct Lease {
     /// How long the lease lasts without a heartbeat.
     pub expires_in_ms: u64,
     /// What to run.
-    pub payload: BuildPayload,
+    pub payload: Payload,
 }
+
+/// What a lease runs. On the wire it is the payload's object itself (a
+/// build's is what it always was), told apart by its fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Payload {
+    /// A CodeBuild build (`codebuild` jobs).
+    Build(BuildPayload),
+    /// Shell commands (`command` jobs).
+    Command(CommandPayload),
+}
+
+impl Payload {
+    /// What the lease runs, for logs: the build's id or the command job's
+    /// execution.
+    pub fn describe(&self) -> &str {
+        match self {
+            Payload::Build(b) => &b.build_id,
+            Payload::Command(c) => &c.execution_arn,
+        }
+    }
+}
+
+/// Shell commands an agent runs for a Step Functions task, each with
+/// `sh -c`, in order, stopping at the first that fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandPayload {
+    /// The commands.
+    pub commands: Vec<String>,
+    /// Environment variables added to the agent's own.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Where they run: relative to a fresh directory of the job's (the
+    /// default), or an absolute path on the agent.
+    #[serde(default)]
+    pub working_directory: Option<String>,
+    /// How long all of them may take together before they are killed.
+    pub timeout_seconds: u64,
+    /// The Step Functions execution the task belongs to (for logs).
+    #[serde(default)]
+    pub execution_arn: String,
+}
+
+/// How a command job ended, sent in [`JobResult::command`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    /// The exit code of the last command run (the first that failed, or the
+    /// last of all); -1 when it was killed by a signal.
+    pub exit_code: i32,
+    /// Which command (from 1) that was.
+    pub command_index: usize,
+    /// How many commands there were.
+    pub command_count: usize,
+    /// The tail of standard output (all commands together).
+    pub stdout: String,
+    /// The tail of standard error.
+    pub stderr: String,
+    /// The time limit ran out (the command was killed).
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Someone stopped it (the command was killed).
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+impl CommandOutcome {
+    /// Whether every command ran and exited 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == 0 && !self.timed_out && !self.stopped
+    }
+}
+
+/// How much of each output stream a command job keeps for its result:
+/// the last 64 KiB (two of them stay within Step Functions' 256 KiB
+/// payload limit with room for the rest of the state's data).
+pub const COMMAND_OUTPUT_TAIL: usize = 64 * 1024;
 
 /// A CodeBuild build, as an agent runs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -255,6 +345,10 @@ pub struct JobResult {
     pub error_phase: Option<String>,
     /// The sha256 (hex) of an uploaded zip of the build's artifacts.
     pub artifacts_sha256: Option<String>,
+    /// A command job's end (`None` for builds, and when the commands could
+    /// not be started: then `error` says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandOutcome>,
 }
 
 /// An error body: `{"message": ...}`.
@@ -292,5 +386,24 @@ mod tests {
         }
         let bad = LogItem::PhaseStarted("LUNCH".into()).to_event();
         assert!(bad.expect_err("unknown").contains("LUNCH"));
+    }
+
+    #[test]
+    fn payloads_are_told_apart_by_their_fields_and_builds_look_as_before() {
+        let build = serde_json::json!({
+            "build_id": "p:1", "project": "p", "build_number": 1, "initiator": "me",
+            "buildspec": "version: 0.2", "env": [], "image": "gantry:host",
+            "timeout_minutes": 5, "wants_artifacts": false, "source": null});
+        let parsed: Payload = serde_json::from_value(build.clone()).expect("build");
+        assert!(matches!(&parsed, Payload::Build(b) if b.build_id == "p:1"));
+        assert_eq!(serde_json::to_value(&parsed).expect("json"), build);
+        let command = serde_json::json!({"commands": ["echo hi"], "timeout_seconds": 5});
+        let parsed: Payload = serde_json::from_value(command).expect("command");
+        assert!(matches!(&parsed, Payload::Command(c) if c.commands == ["echo hi"]));
+        // A registration from an agent that predates job kinds has none.
+        let old: Register =
+            serde_json::from_value(serde_json::json!({"capacity": 1, "executor": "host"}))
+                .expect("register");
+        assert!(old.kinds.is_empty());
     }
 }

@@ -65,7 +65,7 @@ pub struct AgentRecord {
 pub struct NewAgentJob {
     /// Its id.
     pub id: String,
-    /// What it is (`codebuild`).
+    /// What it is (`codebuild`, `command`).
     pub kind: String,
     /// The labels an agent must have (all of them) to take it.
     pub labels: Vec<String>,
@@ -106,6 +106,9 @@ pub struct AgentJobRecord {
     pub cancel_requested: bool,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// What its agent reported at its end, for jobs whose waiter reads it
+    /// from the store (a `command` job's exit code and output tails).
+    pub result: Option<serde_json::Value>,
 }
 
 /// A lease that ran out, and what became of its job.
@@ -191,13 +194,25 @@ pub trait AgentStore: Send + Sync + 'static {
         status: &str,
         error: Option<&str>,
     ) -> Result<AgentJobRecord, StoreError>;
+    /// [`AgentStore::finish_agent_job`], keeping what the agent reported
+    /// (read back as [`AgentJobRecord::result`]). `Conflict` when fenced.
+    async fn finish_agent_job_with_result(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+        result: &serde_json::Value,
+    ) -> Result<AgentJobRecord, StoreError>;
     /// Cancels a job: a QUEUED one fails now; a LEASED one is marked so
     /// its agent hears of it. Returns the job as it is now.
     async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
     /// Fails a job whatever its state (its build ended without it).
     async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError>;
-    /// Fails every QUEUED or LEASED job (their builds were interrupted by a
-    /// restart); returns how many.
+    /// Fails every QUEUED or LEASED job of kind `codebuild` (their builds
+    /// were interrupted by a restart); returns how many. Jobs of other kinds
+    /// (`command`) are followed again by whoever waits for them after the
+    /// restart, so they stay as they are.
     async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError>;
     /// Every LEASED job whose lease ran out by `now_ms` goes back to
     /// QUEUED, or FAILED when it used all its attempts.

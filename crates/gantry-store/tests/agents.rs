@@ -234,6 +234,54 @@ async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B)
     assert_eq!(store.get_agent_job("q2").await.expect("q2").status, FAILED);
 }
 
+/// A `command` job keeps what its agent reported (its waiter reads it from
+/// the store, across a restart), only under the lease's epoch, and a
+/// restart's abandoning of build jobs leaves it alone.
+async fn command_jobs_keep_their_result_and_outlive_a_restart<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let mut command = job("cmd", 2);
+    command.kind = "command".into();
+    store.enqueue_job(&command).await.expect("enqueue");
+    store.enqueue_job(&job("build", 2)).await.expect("enqueue");
+    assert_eq!(store.get_agent_job("cmd").await.expect("cmd").result, None);
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("cmd", "n", now, now + 1000)
+            .await
+            .expect("offer")
+    );
+    let leased = store
+        .ack_job("cmd", "n", "a", "x", now + 60_000)
+        .await
+        .expect("ack");
+    // The restart fails the build's job only.
+    assert_eq!(
+        store.abandon_open_jobs("restart").await.expect("abandon"),
+        1
+    );
+    assert_eq!(
+        store.get_agent_job("build").await.expect("b").status,
+        FAILED
+    );
+    assert_eq!(store.get_agent_job("cmd").await.expect("c").status, LEASED);
+    let report = serde_json::json!({"exit_code": 3, "stdout": "out", "stderr": "err"});
+    let stale = store
+        .finish_agent_job_with_result("cmd", leased.lease_epoch - 1, FAILED, None, &report)
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(store.get_agent_job("cmd").await.expect("c").result, None);
+    let done = store
+        .finish_agent_job_with_result("cmd", leased.lease_epoch, FAILED, Some("exit 3"), &report)
+        .await
+        .expect("finish");
+    assert_eq!(done.status, FAILED);
+    assert_eq!(done.result.as_ref(), Some(&report));
+    let read = store.get_agent_job("cmd").await.expect("c");
+    assert_eq!(read.result, Some(report));
+    assert_eq!(read.error.as_deref(), Some("exit 3"));
+}
+
 #[test]
 fn labels_parse_and_match_as_supersets() {
     assert_eq!(parse_labels(" linux,docker, ,linux"), ["docker", "linux"]);
@@ -377,4 +425,5 @@ both_stores!(
     cancelling_fails_a_queued_job_and_flags_a_leased_one,
     racing_servers_offer_and_lease_each_job_once,
     racing_reapers_expire_each_lease_once,
+    command_jobs_keep_their_result_and_outlive_a_restart,
 );

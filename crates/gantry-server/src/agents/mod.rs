@@ -1,6 +1,8 @@
 //! Remote agents: the server's half of the agent protocol (`/agent/v1`),
 //! agent tokens (`/api/v1/agent-tokens`), and the in-process hub that ties
-//! a queued job to the build waiting for it.
+//! a queued job to the build waiting for it. `command` jobs (Step Functions'
+//! `gantry:agent:runCommand`) need no waiter in memory: their log lines and
+//! end go to the store, where their task reads them, across a restart too.
 //!
 //! The job queue itself is durable (`AgentStore`); what lives only in
 //! memory is what a restart would lose anyway — the waiting long polls and
@@ -80,6 +82,14 @@ pub(crate) struct AgentHub {
     /// Bumped when a job becomes offerable; long polls wait on it.
     queued: watch::Sender<u64>,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
+    /// Log positions of `command` jobs: nothing waits for those in memory
+    /// (their lines go to the store, their end is read from it), so a
+    /// restart loses only these, and the first chunk after it re-creates
+    /// them.
+    command_cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cursor>>>>,
+    /// Bumped when a `command` job ends, so the task waiting for it reads
+    /// it at once rather than at its next look.
+    command_ends: watch::Sender<u64>,
     /// Agents by id (which token they belong to), read on every request.
     agents: Mutex<HashMap<String, AgentRecord>>,
     /// Source trees handed to agents, content-addressed.
@@ -101,6 +111,8 @@ impl AgentHub {
         Ok(AgentHub {
             queued: watch::Sender::new(0),
             live: Mutex::new(HashMap::new()),
+            command_cursors: Mutex::new(HashMap::new()),
+            command_ends: watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
             objects,
             uploads: root.join("uploads"),
@@ -135,6 +147,31 @@ impl AgentHub {
         if let Some(live) = self.live(job_id) {
             let _ = live.ends.send(ending);
         }
+    }
+
+    /// The log position of a `command` job, made on first use.
+    pub fn command_cursor(&self, job_id: &str) -> Arc<tokio::sync::Mutex<Cursor>> {
+        locked(&self.command_cursors)
+            .entry(job_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The log position of a `command` job, if this process has one.
+    pub fn known_command_cursor(&self, job_id: &str) -> Option<Arc<tokio::sync::Mutex<Cursor>>> {
+        locked(&self.command_cursors).get(job_id).cloned()
+    }
+
+    /// A `command` job ended (or its waiter gave up on it): its cursor goes,
+    /// and waiters look at the store.
+    pub fn command_ended(&self, job_id: &str) {
+        locked(&self.command_cursors).remove(job_id);
+        self.command_ends.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever a `command` job ends.
+    pub fn command_end_changes(&self) -> watch::Receiver<u64> {
+        self.command_ends.subscribe()
     }
 
     pub fn remember_agent(&self, agent: AgentRecord) {
@@ -196,6 +233,11 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
                         .unwrap_or_else(|| "the lease ran out".into()),
                 )
             };
+            if lease.job.kind == gantry_agent::protocol::COMMAND_KIND
+                && lease.job.status != job_status::QUEUED
+            {
+                hub.command_ended(&lease.job.id);
+            }
             hub.tell(&lease.job.id, ending);
         }
         if requeued {

@@ -167,6 +167,11 @@ async fn register<S: Store>(
     }
     let mut labels = parse_labels(&reg.labels.join(","));
     labels.push(format!("executor:{}", reg.executor));
+    // Kinds this server does not know are ignored: a newer agent still
+    // takes the jobs it is offered.
+    if reg.kinds.iter().any(|k| k == wire::COMMAND_KIND) {
+        labels.push(wire::kind_label(wire::COMMAND_KIND));
+    }
     labels.sort();
     labels.dedup();
     let agent = AgentRecord {
@@ -261,7 +266,7 @@ async fn ack<S: Store>(
         .store
         .ack_job(&job_id, &ack.nonce, &agent.id, &lease_id, expires)
         .await?;
-    let payload: wire::BuildPayload = serde_json::from_value(job.payload.clone()).map_err(|e| {
+    let payload: wire::Payload = serde_json::from_value(job.payload.clone()).map_err(|e| {
         AgentError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("job {job_id}'s payload is unreadable: {e}"),
@@ -321,12 +326,9 @@ async fn logs<S: Store>(
         .enumerate()
         .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let live = hub(&state).live(&job_id).ok_or_else(|| {
-        AgentError(
-            StatusCode::CONFLICT,
-            format!("job {job_id}'s build no longer waits for it"),
-        )
-    })?;
+    let Some(live) = hub(&state).live(&job_id) else {
+        return command_logs(&state, &token, &job_id, &chunk).await;
+    };
     let mut cursor = live.cursor.lock().await;
     fenced_job(&state, &token, &job_id, chunk.epoch).await?;
     if cursor.epoch != chunk.epoch {
@@ -418,13 +420,10 @@ async fn result<S: Store>(
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(state.store.as_ref(), &headers).await?;
     let result: JobResult = parse(&body, "result")?;
-    fenced_job(&state, &token, &job_id, result.epoch).await?;
-    let live = hub(&state).live(&job_id).ok_or_else(|| {
-        AgentError(
-            StatusCode::CONFLICT,
-            format!("job {job_id}'s build no longer waits for it"),
-        )
-    })?;
+    let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
+    let Some(live) = hub(&state).live(&job_id) else {
+        return command_result(&state, &job, result).await;
+    };
     {
         let cursor = live.cursor.lock().await;
         let acked = if cursor.epoch == result.epoch {
@@ -480,5 +479,129 @@ async fn result<S: Store>(
     }
     finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
+    Ok(json(&serde_json::json!({ "accepted": true })))
+}
+
+/// A job no build of this process waits for, and that is not a `command`
+/// job (whose waiter reads the store): its build has ended.
+fn nobody_waits(job_id: &str) -> AgentError {
+    AgentError(
+        StatusCode::CONFLICT,
+        format!("job {job_id}'s build no longer waits for it"),
+    )
+}
+
+/// A `command` job's log chunk: its lines go to the store under the job's
+/// id, in order and once, like a build's.
+async fn command_logs<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    job_id: &str,
+    chunk: &LogChunk,
+) -> Result<Response, AgentError> {
+    let job = fenced_job(state, token, job_id, chunk.epoch).await?;
+    if job.kind != wire::COMMAND_KIND {
+        return Err(nobody_waits(job_id));
+    }
+    let cursor = hub(state).command_cursor(job_id);
+    let mut cursor = cursor.lock().await;
+    if cursor.epoch != chunk.epoch {
+        // A new lease, or the first chunk this process sees of one (after
+        // a restart). The agent sends its oldest unacknowledged chunk first,
+        // so every chunk before this one is stored (this one may be too:
+        // at worst its lines repeat once).
+        *cursor = super::Cursor {
+            epoch: chunk.epoch,
+            acked: chunk.seq.saturating_sub(1),
+        };
+    }
+    if chunk.seq == cursor.acked + 1 {
+        let lines: Vec<String> = chunk
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                wire::LogItem::Line(line) => Some(line.clone()),
+                _ => None,
+            })
+            .collect();
+        if !lines.is_empty() {
+            state.store.append_log_lines(job_id, &lines).await?;
+        }
+        cursor.acked = chunk.seq;
+    }
+    Ok(json(&LogAck {
+        acked: cursor.acked,
+    }))
+}
+
+/// The last `max` bytes of `text`, from a whole character (an agent's
+/// report is trusted no further than its size).
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+/// A `command` job's end, fenced, kept in the store for its task: what the
+/// commands did, or (`{"agent_error": ...}`) why the agent could not run
+/// them.
+async fn command_result<S: Store>(
+    state: &AppState<S>,
+    job: &AgentJobRecord,
+    result: JobResult,
+) -> Result<Response, AgentError> {
+    if job.kind != wire::COMMAND_KIND {
+        return Err(nobody_waits(&job.id));
+    }
+    if let Some(cursor) = hub(state).known_command_cursor(&job.id) {
+        let cursor = cursor.lock().await;
+        let acked = if cursor.epoch == result.epoch {
+            cursor.acked
+        } else {
+            0
+        };
+        if acked < result.last_seq {
+            return Err(AgentError(
+                StatusCode::CONFLICT,
+                format!(
+                    "log chunks {}..={} are missing; send them before the result",
+                    acked + 1,
+                    result.last_seq
+                ),
+            ));
+        }
+    }
+    let (status, error, report) = match result.command {
+        Some(mut outcome) => {
+            outcome.stdout = tail(&outcome.stdout, wire::COMMAND_OUTPUT_TAIL);
+            outcome.stderr = tail(&outcome.stderr, wire::COMMAND_OUTPUT_TAIL);
+            let status = if outcome.succeeded() {
+                job_status::SUCCEEDED
+            } else {
+                job_status::FAILED
+            };
+            let report = serde_json::to_value(&outcome)
+                .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            (status, None, report)
+        }
+        None => {
+            let why = tail(
+                result
+                    .error
+                    .as_deref()
+                    .unwrap_or("the agent could not run the commands"),
+                4096,
+            );
+            let report = serde_json::json!({ "agent_error": why });
+            (job_status::FAILED, Some(why), report)
+        }
+    };
+    state
+        .store
+        .finish_agent_job_with_result(&job.id, result.epoch, status, error.as_deref(), &report)
+        .await?;
+    hub(state).command_ended(&job.id);
     Ok(json(&serde_json::json!({ "accepted": true })))
 }

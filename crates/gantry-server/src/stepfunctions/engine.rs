@@ -332,6 +332,13 @@ impl<S: Store> Engine<S> {
         *self.shutdown.borrow()
     }
 
+    /// Whether the engine is shutting down, readable later (a task that is
+    /// dropped tells a shutdown, after which its work goes on and is
+    /// followed after the restart, from a cancellation, which ends it).
+    pub(crate) fn shutdown_flag(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
     /// Stops every timer and task (running executions stay RUNNING in the store and
     /// resume on the next start) and refuses further events.
     pub(crate) fn shutdown(&self) {
@@ -599,6 +606,7 @@ impl<S: Store> Engine<S> {
                     token,
                     resource,
                     input,
+                    timeout_seconds,
                     ..
                 } => {
                     let hash = token_hash(&token);
@@ -613,6 +621,7 @@ impl<S: Store> Engine<S> {
                         token_hash: hash,
                         resource,
                         input,
+                        timeout_seconds,
                         handle: None,
                     };
                     tokio::spawn(self.clone().run_task(task, rx));
@@ -673,11 +682,26 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Stops what a cancelled task started, when it recorded it: a build.
+    /// Stops what a cancelled task started, when it recorded it: a build,
+    /// or an agent's command job (which the task's own cancellation also
+    /// cancels; this covers a task that was not running in this process).
     async fn stop_started_work(self: Arc<Self>, hash: String) {
         let Ok(token) = self.store.task_token(&hash).await else {
             return;
         };
+        if let Some(job) = token
+            .handle
+            .as_deref()
+            .filter(|h| resources::is_command_job(h))
+        {
+            match self.store.cancel_job(job).await {
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(%job, error = %e, "cancelling the command job of a cancelled task failed")
+                }
+            }
+            return;
+        }
         if let (Some(build), Some(app)) = (token.handle, self.app())
             && build != resources::DELIVERED
         {
@@ -795,7 +819,7 @@ impl<S: Store> Engine<S> {
         let machine = gantry_states::parse_definition(&definition).map_err(StoreError::other)?;
         let journal = self.store.journal(&x.arn).await?;
         let mut exec = self.new_execution(Arc::new(machine));
-        let mut scheduled: HashMap<String, (String, Value)> = HashMap::new();
+        let mut scheduled: HashMap<String, (String, Value, Option<u64>)> = HashMap::new();
         let mut attempts: HashMap<String, u64> = HashMap::new();
         for entry in journal {
             let pending: Vec<String> = exec.pending().map(str::to_owned).collect();
@@ -807,10 +831,11 @@ impl<S: Store> Engine<S> {
                         state,
                         resource,
                         input,
+                        timeout_seconds,
                         ..
                     } => {
                         *attempts.entry(state).or_insert(0) += 1;
-                        scheduled.insert(token, (resource, input));
+                        scheduled.insert(token, (resource, input, timeout_seconds));
                     }
                     Action::CancelTask { token } => {
                         scheduled.remove(&token);
@@ -826,7 +851,7 @@ impl<S: Store> Engine<S> {
         scheduled.retain(|token, _| waiting.contains(token));
         let timers = self.store.timers(&x.arn).await?;
         let mut handles = Vec::new();
-        for (token, (resource, input)) in scheduled {
+        for (token, (resource, input, timeout_seconds)) in scheduled {
             let hash = token_hash(&token);
             let handle = self
                 .store
@@ -840,6 +865,7 @@ impl<S: Store> Engine<S> {
                 token_hash: hash,
                 resource,
                 input,
+                timeout_seconds,
                 handle,
             });
         }

@@ -10,7 +10,9 @@
 //! - `arn:aws:states:::codepipeline:startPipelineExecution` (and its `aws-sdk:`
 //!   spelling), with `.sync`: an execution through the server's own
 //!   StartPipelineExecution; `.sync` completes when the execution ends.
-//! - A hook not wired yet: [`run_agent_command`] (agents come later).
+//! - `arn:aws:states:::gantry:agent:runCommand` (and `.sync`, the same):
+//!   shell commands on a remote agent with the labels asked for, queued as a
+//!   `command` job; the task ends when they do (see [`run_agent_command`]).
 //!
 //! Parameters and results use the AWS SDK integrations' PascalCase member names.
 
@@ -21,6 +23,9 @@ use gantry_store::{Store, StoreError};
 use serde_json::{Map, Value, json};
 
 use super::engine::Engine;
+
+mod command;
+pub(crate) use command::{is_command_job, run_agent_command};
 
 /// The HTTP client tasks use.
 pub(crate) type HttpClient = reqwest::Client;
@@ -42,6 +47,8 @@ pub(crate) struct Task {
     pub token_hash: String,
     pub resource: String,
     pub input: Value,
+    /// The Task state's `TimeoutSeconds`.
+    pub timeout_seconds: Option<u64>,
     /// What an earlier run of this task started (a build id), after a restart.
     pub handle: Option<String>,
 }
@@ -85,12 +92,12 @@ pub(crate) async fn run<S: Store>(
         | "arn:aws:states:::aws-sdk:codepipeline:startPipelineExecution" => {
             start_pipeline(engine, task, mode).await
         }
-        "arn:aws:states:::gantry:agent:runCommand" => run_agent_command(task).await,
+        "arn:aws:states:::gantry:agent:runCommand" => run_agent_command(engine, task).await,
         _ if mode == Mode::Callback => return None,
         other => Err(TaskError::new(
             "Gantry.UnsupportedResource",
             format!(
-                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], codepipeline:startPipelineExecution[.sync], or any resource with .waitForTaskToken)"
+                "'{other}' is not a Task resource this server provides (http:invoke, codebuild:startBuild[.sync], codepipeline:startPipelineExecution[.sync], gantry:agent:runCommand[.sync], or any resource with .waitForTaskToken)"
             ),
         )),
     };
@@ -214,17 +221,6 @@ async fn remember_handle<S: Store>(engine: &Engine<S>, task: &Task, handle: &str
             tracing::warn!(execution = %task.execution_arn, %handle, error = %e, "could not record what a task started")
         }
     }
-}
-
-/// Hook for agents: run a command on an agent with labels. Not wired yet.
-async fn run_agent_command(task: &Task) -> Result<Value, TaskError> {
-    Err(TaskError::new(
-        "Gantry.NotImplemented",
-        format!(
-            "{} is not wired to agents on this server yet",
-            task.resource
-        ),
-    ))
 }
 
 /// An error and its sources, so a TLS failure says why ("invalid peer

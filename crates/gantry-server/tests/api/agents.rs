@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use super::harness::{Db, GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
 
-async fn token(server: &TestServer) -> (String, String) {
+pub async fn token(server: &TestServer) -> (String, String) {
     let out = server
         .rest_ok("POST", "/agent-tokens", Some(&json!({"name": "t"})), 201)
         .await;
@@ -24,7 +24,7 @@ async fn token(server: &TestServer) -> (String, String) {
 }
 
 /// A real agent in a task; send on the returned sender to drain it.
-fn spawn_agent(
+pub fn spawn_agent(
     server: &TestServer,
     token: &str,
     labels: &[&str],
@@ -51,6 +51,7 @@ fn registration(labels: &[&str]) -> Register {
         executor: "host".into(),
         hostname: "manual".into(),
         version: "test".into(),
+        kinds: Vec::new(),
     }
 }
 
@@ -82,7 +83,7 @@ async fn start(server: &TestServer, project: Value) -> String {
     out["build"]["id"].as_str().expect("id").to_owned()
 }
 
-async fn stop_agent(
+pub async fn stop_agent(
     drain: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), gantry_agent::AgentError>>,
 ) {
@@ -180,7 +181,7 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
         .expect("an offer");
     assert_eq!(offer.kind, "codebuild");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
-    assert_eq!(lease.payload.build_id, id);
+    assert_eq!(lease.payload.describe(), id);
     assert_eq!(lease.epoch, 1);
     server.call("StopBuild", &json!({ "id": id })).await;
     // StopBuild answers before the build's task has flagged the job.
@@ -330,6 +331,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
         error: None,
         error_phase: None,
         artifacts_sha256: None,
+        command: None,
     };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),

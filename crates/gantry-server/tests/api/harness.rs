@@ -148,13 +148,24 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with the configuration adjusted first.
     pub async fn start_with(data_dir: &Path, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        TestServer::start_at(addr, data_dir, adjust).await
+    }
+
+    /// Like [`TestServer::start_with`], listening on `addr` (a restarted
+    /// server where its agents look for it).
+    pub async fn start_at(
+        addr: SocketAddr,
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let mut config = Config::new(data_dir);
         config.admin_key = Some((AKID.into(), SECRET.into()));
         config.max_concurrent_builds = 4;
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .expect("bind 127.0.0.1:0");
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(gantry_server::launch_with_tcp_listener(

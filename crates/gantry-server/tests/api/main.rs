@@ -2,6 +2,7 @@
 //! small Rust client that signs with `gantry-aws` (always), and by boto3
 //! and the AWS CLI (when `GANTRY_TEST_PYTHON` names a python3 with them).
 
+mod agent_commands;
 mod agents;
 mod aws_clients;
 mod chat_approvals;

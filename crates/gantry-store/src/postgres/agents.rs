@@ -20,7 +20,7 @@ use crate::agents::{
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
-     lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error";
+     lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error, result_json";
 
 const TOKEN_COLUMNS: &str = "id, name, created_ms, last_used_ms, revoked_ms";
 
@@ -53,10 +53,46 @@ fn job_row(r: &PgRow) -> Result<AgentJobRecord, StoreError> {
         max_attempts: u32::try_from(max_attempts).unwrap_or(1),
         cancel_requested: cancel != 0,
         error: r.try_get("error").map_err(db_error)?,
+        result: r
+            .try_get::<Option<String>, _>("result_json")
+            .map_err(db_error)?
+            .map(|text| parse_json(&text))
+            .transpose()?,
     })
 }
 
 impl PgStore {
+    /// Ends the lease of `epoch` with a final status (and the agent's
+    /// report, when kept).
+    async fn finish_job(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+        result: Option<String>,
+    ) -> Result<AgentJobRecord, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET status = $1, error = $2, result_json = $3, update_ms = $4
+             WHERE id = $5 AND status = $6 AND lease_epoch = $7
+             RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(status)
+        .bind(error)
+        .bind(result)
+        .bind(now_ms())
+        .bind(id)
+        .bind(LEASED)
+        .bind(epoch)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        match row {
+            Some(row) => job_row(&row),
+            None => Err(self.job_or_fenced(id, epoch).await),
+        }
+    }
+
     /// The refusal for a fenced change: why, from the job as it is now.
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {
         match AgentStore::get_agent_job(self, id).await {
@@ -354,24 +390,19 @@ impl AgentStore for PgStore {
         status: &str,
         error: Option<&str>,
     ) -> Result<AgentJobRecord, StoreError> {
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = $1, error = $2, update_ms = $3
-             WHERE id = $4 AND status = $5 AND lease_epoch = $6
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(status)
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .bind(LEASED)
-        .bind(epoch)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        match row {
-            Some(row) => job_row(&row),
-            None => Err(self.job_or_fenced(id, epoch).await),
-        }
+        self.finish_job(id, epoch, status, error, None).await
+    }
+
+    async fn finish_agent_job_with_result(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+        result: &serde_json::Value,
+    ) -> Result<AgentJobRecord, StoreError> {
+        self.finish_job(id, epoch, status, error, Some(result.to_string()))
+            .await
     }
 
     async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
@@ -419,7 +450,8 @@ impl AgentStore for PgStore {
 
     async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = $1, error = $2, update_ms = $3 WHERE status IN ($4, $5)",
+            "UPDATE jobs SET status = $1, error = $2, update_ms = $3
+             WHERE status IN ($4, $5) AND kind = 'codebuild'",
         )
         .bind(FAILED)
         .bind(error)

@@ -15,7 +15,7 @@ use crate::agents::{
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
-     lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error";
+     lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error, result_json";
 
 fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
     Ok(AgentTokenRecord {
@@ -46,10 +46,45 @@ fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
         max_attempts: u32::try_from(max_attempts).unwrap_or(1),
         cancel_requested: cancel != 0,
         error: r.try_get("error").map_err(db_error)?,
+        result: r
+            .try_get::<Option<String>, _>("result_json")
+            .map_err(db_error)?
+            .map(|text| parse_json(&text))
+            .transpose()?,
     })
 }
 
 impl SqliteStore {
+    /// Ends the lease of `epoch` with a final status (and the agent's
+    /// report, when kept).
+    async fn finish_job(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+        result: Option<String>,
+    ) -> Result<AgentJobRecord, StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = ?, error = ?, result_json = ?, update_ms = ?
+             WHERE id = ? AND status = ? AND lease_epoch = ?",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(result)
+        .bind(now_ms())
+        .bind(id)
+        .bind(LEASED)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(self.job_or_fenced(id, epoch).await);
+        }
+        AgentStore::get_agent_job(self, id).await
+    }
+
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {
         match AgentStore::get_agent_job(self, id).await {
             Ok(job) => fenced(&job, epoch),
@@ -338,23 +373,19 @@ impl AgentStore for SqliteStore {
         status: &str,
         error: Option<&str>,
     ) -> Result<AgentJobRecord, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, update_ms = ?
-             WHERE id = ? AND status = ? AND lease_epoch = ?",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(now_ms())
-        .bind(id)
-        .bind(LEASED)
-        .bind(epoch)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(self.job_or_fenced(id, epoch).await);
-        }
-        AgentStore::get_agent_job(self, id).await
+        self.finish_job(id, epoch, status, error, None).await
+    }
+
+    async fn finish_agent_job_with_result(
+        &self,
+        id: &str,
+        epoch: i64,
+        status: &str,
+        error: Option<&str>,
+        result: &serde_json::Value,
+    ) -> Result<AgentJobRecord, StoreError> {
+        self.finish_job(id, epoch, status, error, Some(result.to_string()))
+            .await
     }
 
     async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
@@ -401,7 +432,8 @@ impl AgentStore for SqliteStore {
 
     async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, update_ms = ? WHERE status IN (?, ?)",
+            "UPDATE jobs SET status = ?, error = ?, update_ms = ?
+             WHERE status IN (?, ?) AND kind = 'codebuild'",
         )
         .bind(FAILED)
         .bind(error)
