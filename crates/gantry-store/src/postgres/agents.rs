@@ -286,7 +286,8 @@ impl AgentStore for PgStore {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $1, lease_id = $2, lease_epoch = lease_epoch + 1,
                     agent_id = $3, lease_expires_ms = $4, attempts = attempts + 1,
-                    offer_nonce = NULL, offer_expires_ms = 0, update_ms = $5
+                    offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
+                    update_ms = $5
              WHERE id = $6 AND status = $7 AND offer_nonce = $8
              RETURNING {JOB_COLUMNS}"
         ))

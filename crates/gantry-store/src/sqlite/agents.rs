@@ -274,7 +274,8 @@ impl AgentStore for SqliteStore {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
-                    offer_nonce = NULL, offer_expires_ms = 0, update_ms = ?
+                    offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
+                    update_ms = ?
              WHERE id = ? AND status = ? AND offer_nonce = ?",
         )
         .bind(LEASED)
