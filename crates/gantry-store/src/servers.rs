@@ -129,7 +129,7 @@ pub trait ServerStore: Send + Sync + 'static {
 }
 
 /// This host's name, for the servers table.
-pub(crate) fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

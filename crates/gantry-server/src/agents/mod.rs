@@ -56,23 +56,19 @@ pub(crate) enum Ending {
     Result(Box<gantry_agent::protocol::JobResult>),
 }
 
-/// Per-lease log position: chunks are stored in order, once.
-#[derive(Debug, Default)]
-pub(crate) struct Cursor {
-    pub epoch: i64,
-    pub acked: u64,
-}
-
 /// A job whose build waits in this process.
 pub(crate) struct LiveJob {
     /// The build's log writer (the same one the local agent feeds).
     pub log: mpsc::UnboundedSender<Msg>,
     /// To the build's task.
     pub ends: mpsc::UnboundedSender<Ending>,
-    /// Serialises a job's log chunks.
-    pub cursor: tokio::sync::Mutex<Cursor>,
-    /// Where the build's artifacts go (as the local agent's do).
-    pub artifacts_dir: PathBuf,
+    /// Serialises a job's log chunks on this server (the position itself
+    /// is the `jobs` row's, shared by every server).
+    pub serial: tokio::sync::Mutex<()>,
+    /// True when the build does not wait here: its agent talks to this
+    /// server while another one owns the build, and this entry only writes
+    /// the log ([`remote::live_or_relay`]).
+    pub relay: bool,
 }
 
 /// The in-process side of the queue.
@@ -124,6 +120,22 @@ impl AgentHub {
 
     pub fn detach(&self, job_id: &str) {
         locked(&self.live).remove(job_id);
+    }
+
+    /// Drops the job's relay, if it has one here (its result is in).
+    pub fn drop_relay(&self, job_id: &str) {
+        let mut live = locked(&self.live);
+        if live.get(job_id).is_some_and(|l| l.relay) {
+            live.remove(job_id);
+        }
+    }
+
+    /// Adds `relay` unless the job already has an entry; returns the entry.
+    pub fn attach_relay(&self, job_id: &str, relay: Arc<LiveJob>) -> Arc<LiveJob> {
+        locked(&self.live)
+            .entry(job_id.to_owned())
+            .or_insert(relay)
+            .clone()
     }
 
     pub fn live(&self, job_id: &str) -> Option<Arc<LiveJob>> {

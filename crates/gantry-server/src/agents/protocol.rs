@@ -321,21 +321,17 @@ async fn logs<S: Store>(
         .enumerate()
         .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let live = hub(&state).live(&job_id).ok_or_else(|| {
-        AgentError(
-            StatusCode::CONFLICT,
-            format!("job {job_id}'s build no longer waits for it"),
-        )
-    })?;
-    let mut cursor = live.cursor.lock().await;
+    // Any server takes the chunk: the build's own writer when it waits
+    // here, else a relay to the build in the store. The cursor is the
+    // `jobs` row's, so the agent may switch servers between chunks.
+    let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
+    let live = super::remote::live_or_relay(&state.runner, &job)
+        .await
+        .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
+    let _one_at_a_time = live.serial.lock().await;
     fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    if cursor.epoch != chunk.epoch {
-        *cursor = super::Cursor {
-            epoch: chunk.epoch,
-            acked: 0,
-        };
-    }
-    if chunk.seq == cursor.acked + 1 {
+    let mut acked = state.store.job_log_acked(&job_id, chunk.epoch).await?;
+    if chunk.seq == acked + 1 {
         for event in events {
             let msg = match event {
                 gantry_build::BuildEvent::Line(line) => Msg::Line(line),
@@ -351,11 +347,12 @@ async fn logs<S: Store>(
                 format!("job {job_id}'s build has ended"),
             ));
         }
-        cursor.acked = chunk.seq;
+        acked = state
+            .store
+            .advance_job_log(&job_id, chunk.epoch, chunk.seq)
+            .await?;
     }
-    Ok(json(&LogAck {
-        acked: cursor.acked,
-    }))
+    Ok(json(&LogAck { acked }))
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -418,20 +415,17 @@ async fn result<S: Store>(
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(state.store.as_ref(), &headers).await?;
     let result: JobResult = parse(&body, "result")?;
-    fenced_job(&state, &token, &job_id, result.epoch).await?;
-    let live = hub(&state).live(&job_id).ok_or_else(|| {
-        AgentError(
-            StatusCode::CONFLICT,
-            format!("job {job_id}'s build no longer waits for it"),
-        )
-    })?;
+    let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
+    // Any server takes the result: it is kept in the `jobs` row, and the
+    // build's owner (here or elsewhere) finishes the build from it.
+    let artifacts_dir = job
+        .payload
+        .get("build_id")
+        .and_then(|b| b.as_str())
+        .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b))
+        .ok_or_else(|| AgentError(StatusCode::CONFLICT, format!("job {job_id} names no build")))?;
     {
-        let cursor = live.cursor.lock().await;
-        let acked = if cursor.epoch == result.epoch {
-            cursor.acked
-        } else {
-            0
-        };
+        let acked = state.store.job_log_acked(&job_id, result.epoch).await?;
         if acked < result.last_seq {
             return Err(AgentError(
                 StatusCode::CONFLICT,
@@ -445,9 +439,7 @@ async fn result<S: Store>(
     }
     // Unpacked beside the build's artifact directory and moved into place
     // only once the fenced finish succeeded: a stale lease never writes there.
-    let incoming = live
-        .artifacts_dir
-        .with_extension(format!("incoming-{}", result.epoch));
+    let incoming = artifacts_dir.with_extension(format!("incoming-{}", result.epoch));
     if let Some(sha) = &result.artifacts_sha256 {
         uploads::unpack_into(hub(&state), sha, &incoming)
             .await
@@ -464,14 +456,25 @@ async fn result<S: Store>(
     } else {
         job_status::FAILED
     };
-    let finished = state
+    let kept = serde_json::to_value(&result)
+        .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let finished = match state
         .store
-        .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
-        .await;
+        .record_job_result(&job_id, result.epoch, &kept)
+        .await
+    {
+        Ok(()) => {
+            state
+                .store
+                .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
     if result.artifacts_sha256.is_some() {
         if finished.is_ok() {
-            let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;
-            if let Err(e) = tokio::fs::rename(&incoming, &live.artifacts_dir).await {
+            let _ = tokio::fs::remove_dir_all(&artifacts_dir).await;
+            if let Err(e) = tokio::fs::rename(&incoming, &artifacts_dir).await {
                 tracing::error!(job = %job_id, error = %e, "moving the artifacts into place failed");
             }
         } else {
@@ -480,5 +483,6 @@ async fn result<S: Store>(
     }
     finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
+    hub(&state).drop_relay(&job_id);
     Ok(json(&serde_json::json!({ "accepted": true })))
 }
