@@ -332,7 +332,9 @@ impl<S: Store> Server<S> {
         let engine = self.state.engine.clone();
         let pipelines = self.state.pipelines.clone();
         let resuming = self.state.clone();
+        let store = self.state.store.clone();
         let ownership = self.ownership.clone();
+        let me = self.ownership.clone();
         let owning = tokio::spawn(async move {
             match recovery::take_over_pipelines(&resuming, &ownership).await {
                 Ok(0) => {}
@@ -370,9 +372,7 @@ impl<S: Store> Server<S> {
             .await
             .map_err(ServerError::Serve);
         let _ = halt.send(true);
-        // No more takeovers by a server that is stopping; its own row goes
-        // stale and its unfinished work (remote agents' builds, executions)
-        // is taken over by another server or by its next start.
+        // No more takeovers by a server that is stopping.
         drop(owning);
         poller.abort();
         reaper.abort();
@@ -380,6 +380,11 @@ impl<S: Store> Server<S> {
         engine.shutdown();
         runner.shutdown().await;
         events.shutdown().await;
+        // Its work is now nobody's: other servers (or this one's next
+        // start) take it over at once rather than once the row is stale.
+        if let Err(e) = store.remove_server(&me.id).await {
+            tracing::warn!(error = %e, "removing this server's row failed; its work is taken over once its heartbeat is stale");
+        }
         // Last: a replica takes the lease over at its next renewal.
         leadership.stop().await;
         served

@@ -91,6 +91,9 @@ pub trait ServerStore: Send + Sync + 'static {
     /// Renews a server's heartbeat; false when its row is gone (it was
     /// declared dead), in which case it is added again.
     async fn beat_server(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Removes a server's row: it stopped, and its unfinished work may be
+    /// taken over at once rather than once its heartbeat is stale.
+    async fn remove_server(&self, id: &str) -> Result<(), StoreError>;
     /// Removes every server row but `id`'s: a server that knows it is the
     /// only one (SQLite) declares its previous lives dead. Returns how many.
     async fn remove_other_servers(&self, id: &str) -> Result<u64, StoreError>;

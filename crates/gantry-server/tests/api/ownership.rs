@@ -1,7 +1,8 @@
 //! Servers own their in-flight work (docs/postgres.md, "Ownership"): a
 //! remote agent's build survives its server's restart and may report to
 //! any server; a server starting leaves another live server's work alone;
-//! a dead server's execution is resumed by exactly one other server.
+//! a stopped server's execution is resumed by exactly one other server; a
+//! server whose heartbeat goes stale loses its work to a live one.
 //! The agents here are driven by hand through the protocol client, so the
 //! test decides which server each message goes to.
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 use gantry_agent::Client;
 use gantry_agent::protocol::{JobResult, LogChunk, LogItem, Register};
 use gantry_server::LeaderElection;
-use gantry_store::{AgentStore, OwnedWork, PgStore, ServerStore};
+use gantry_store::{AgentStore, BuildStore, OwnedWork, PgStore, ServerStore};
 use serde_json::{Value, json};
 
 use super::harness::{Db, GOOD_BUILDSPEC, TestServer, inline_project};
@@ -348,11 +349,13 @@ async fn a_server_start_leaves_another_live_servers_build_and_execution_alone_on
 }
 
 on_postgres!(
-    a_stale_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on_postgres,
-    a_stale_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on
+    a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on_postgres,
+    a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on
 );
 
-async fn a_stale_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on(db: Db) {
+async fn a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on(
+    db: Db,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (counter, url) = Counter::start().await;
@@ -366,7 +369,7 @@ async fn a_stale_servers_running_execution_is_resumed_by_one_other_server_exactl
         .await
         .expect("owner")
         .expect("owned");
-    // A stops while the execution waits; its heartbeat goes stale.
+    // A stops while the execution waits (its row goes with it).
     a.stop().await;
     let done = wait_execution(&b, &arn).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
@@ -389,4 +392,62 @@ async fn a_stale_servers_running_execution_is_resumed_by_one_other_server_exactl
     assert!(live.contains(&owner), "{owner} in {live:?}");
     c.stop().await;
     b.stop().await;
+}
+
+on_postgres!(
+    a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on_postgres,
+    a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on
+);
+
+/// A server (`ghost`, never started: only its row and its build exist) whose
+/// heartbeat stops: while it is fresh its build is left alone; once stale,
+/// the live server takes the build over and, as it ran on the ghost's
+/// embedded agent, fails it as interrupted.
+async fn a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let live = start_remote(&db, &data).await;
+    live.call("CreateProject", &inline_project("ghostly", GOOD_BUILDSPEC))
+        .await;
+    let ghost = pg_store(&db, &data).await;
+    ghost.set_server_id("ghost");
+    // Its last heartbeat is fresh for a few seconds (ttl 1 s, plus 3 s).
+    ghost
+        .register_server("ghost", "nowhere", gantry_store::now_ms() + 3_000)
+        .await
+        .expect("register");
+    let id = "ghostly:00000000-0000-0000-0000-000000000001".to_string();
+    ghost
+        .create_build(
+            &gantry_store::NewBuild {
+                id: id.clone(),
+                project: "ghostly".into(),
+                status: "IN_PROGRESS".into(),
+                current_phase: "BUILD".into(),
+                build: json!({"phases": [{"phaseType": "BUILD", "startTime": 1}]}),
+                overrides: json!({}),
+                start_ms: 1,
+            },
+            "system",
+        )
+        .await
+        .expect("build");
+    assert_eq!(
+        build_state(&live, &id).await["buildStatus"],
+        "IN_PROGRESS",
+        "left alone while its owner's heartbeat is fresh"
+    );
+    let build = live.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "FAILED", "{build}");
+    let contexts = build.to_string();
+    assert!(contexts.contains("SERVER_RESTARTED"), "{build}");
+    assert_ne!(
+        ghost
+            .owner_of(OwnedWork::Builds, &id)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some("ghost")
+    );
+    live.stop().await;
 }

@@ -56,6 +56,15 @@ impl ServerStore for PgStore {
         Ok(false)
     }
 
+    async fn remove_server(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn remove_other_servers(&self, id: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM servers WHERE id <> $1")
             .bind(id)
