@@ -201,7 +201,7 @@ async fn fail_interrupted_build<S: Store>(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     let message = format!(
-        "The Gantry server running this build stopped while the build was in phase {}; the build was marked FAILED when a server took its work over.",
+        "The Gantry server running this build stopped while the build was in phase {}; the build was marked FAILED when the server restarted (or another server sharing its database took its work over).",
         record.current_phase
     );
     let mut build = record.build.clone();
