@@ -55,7 +55,7 @@ pub(crate) async fn execute<S: Store>(
 ) -> Option<BuildUpdate> {
     let job_id = format!("job-{}", job.uuid);
     if reattached {
-        return Some(wait(runner, job, signal, tx, submitted, job_id).await?);
+        return wait(runner, job, signal, tx, submitted, job_id).await;
     }
     let update = prepare_and_queue(runner, job, tx, submitted.clone(), &job_id).await;
     match update {
@@ -344,6 +344,9 @@ async fn wait<S: Store>(
     }
 }
 
+/// The phases up to the end of QUEUED, given its contexts and end time.
+type QueuedSoFar<'a> = &'a dyn Fn(&[(String, String)], i64) -> Vec<Value>;
+
 /// The build's end when its job failed for good.
 fn failed(
     job: &BuildJob,
@@ -351,7 +354,7 @@ fn failed(
     stopping: bool,
     leased_at: Option<i64>,
     contexts: &[(String, String)],
-    queued_so_far: &dyn Fn(&[(String, String)], i64) -> Vec<Value>,
+    queued_so_far: QueuedSoFar<'_>,
     log: &dyn Fn(String),
 ) -> BuildUpdate {
     let status = if stopping { "STOPPED" } else { "FAILED" };
