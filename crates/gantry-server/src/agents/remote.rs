@@ -321,7 +321,11 @@ async fn wait<S: Store>(
                     // Acknowledged through another server.
                     attempts_seen = row.attempts;
                     leased_at.get_or_insert_with(now_ms);
-                    let agent = row.agent_id.clone().unwrap_or_default();
+                    let id = row.agent_id.clone().unwrap_or_default();
+                    let agent = match hub.agent(runner.store.as_ref(), &id).await {
+                        Ok(a) => format!("{} ({})", a.id, a.hostname),
+                        Err(_) => id,
+                    };
                     log(format!("[Container] Agent {agent} took the build (attempt {})", row.attempts));
                 }
                 if row.status != job_status::SUCCEEDED && row.status != job_status::FAILED {

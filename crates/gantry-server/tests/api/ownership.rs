@@ -451,3 +451,89 @@ async fn a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on(db: Db)
     );
     live.stop().await;
 }
+
+on_postgres!(
+    a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on_postgres,
+    a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on
+);
+
+/// Two servers on one database; A runs a pipeline whose Build action is
+/// queued for a remote agent when A stops. B takes over both the pipeline
+/// execution (its action resumes, following the build) and the build (it
+/// waits for the job again); an agent reaching only B runs the build, and
+/// the pipeline goes on to succeed on B.
+async fn a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on(
+    db: Db,
+) {
+    use super::codepipeline::ok;
+    use super::pipeline_runs::{create_projects, declaration, repo_with, start as start_run};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let url = repo_with(dir.path(), &[("version.txt", "7.1")], "seven");
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let token = token(&a).await;
+    let mut decl = declaration("handed", &url, "");
+    let stages = decl["stages"].as_array_mut().expect("stages");
+    stages.remove(2); // no approval
+    stages[1]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .truncate(1);
+    let build = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+    let deploy = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED\"\n";
+    create_projects(&a, "handed", &[("build", build), ("deploy", deploy)]).await;
+    ok(&a, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let id = start_run(&a, "handed").await;
+    // The Build action's build is queued (no agent yet) when A stops.
+    for _ in 0..600 {
+        let listed = a
+            .call(
+                "ListBuildsForProject",
+                &json!({ "projectName": "handed-build" }),
+            )
+            .await;
+        if listed["ids"].as_array().is_some_and(|ids| !ids.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+
+    let mut config = gantry_agent::AgentConfig::new(&b.url(), &token, dir.path().join("w"));
+    config.hostname = "only-b".into();
+    let (drain, rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(gantry_agent::run(config, async move {
+        let _ = rx.await;
+    }));
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        let e = ok(
+            &b,
+            "GetPipelineExecution",
+            &json!({ "pipelineName": "handed", "pipelineExecutionId": id }),
+        )
+        .await;
+        status = e["pipelineExecution"]["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Succeeded");
+    for project in ["handed-build", "handed-deploy"] {
+        let listed = b
+            .call("ListBuildsForProject", &json!({ "projectName": project }))
+            .await;
+        let ids = listed["ids"].as_array().expect("ids");
+        assert_eq!(ids.len(), 1, "{project} built once: {listed}");
+        let build_id = ids[0].as_str().expect("id");
+        let build = build_state(&b, build_id).await;
+        assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+        let log = log_text(&b, build_id).await;
+        assert!(log.contains("only-b"), "{project} ran on the agent: {log}");
+    }
+    let _ = drain.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), agent).await;
+    b.stop().await;
+}
