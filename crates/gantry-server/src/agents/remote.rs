@@ -317,8 +317,9 @@ async fn wait<S: Store>(
                         continue;
                     }
                 };
-                if row.status == job_status::LEASED && row.attempts > attempts_seen {
-                    // Acknowledged through another server.
+                if row.status != job_status::QUEUED && row.attempts > attempts_seen && row.agent_id.is_some() {
+                    // Acknowledged through another server (or before this
+                    // server took the build over).
                     attempts_seen = row.attempts;
                     leased_at.get_or_insert_with(now_ms);
                     let id = row.agent_id.clone().unwrap_or_default();
