@@ -208,7 +208,12 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
                         .unwrap_or_else(|| "the lease ran out".into()),
                 )
             };
+            let over = matches!(ending, Ending::Failed(_));
             hub.tell(&lease.job.id, ending);
+            if over {
+                // No result will come: a relay for its log is done.
+                hub.drop_relay(&lease.job.id);
+            }
         }
         if requeued {
             hub.job_ready();
