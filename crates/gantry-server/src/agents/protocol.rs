@@ -418,12 +418,12 @@ async fn result<S: Store>(
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
     // Any server takes the result: it is kept in the `jobs` row, and the
     // build's owner (here or elsewhere) finishes the build from it.
+    // The build's artifact directory (a job without a build has none).
     let artifacts_dir = job
         .payload
         .get("build_id")
         .and_then(|b| b.as_str())
-        .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b))
-        .ok_or_else(|| AgentError(StatusCode::CONFLICT, format!("job {job_id} names no build")))?;
+        .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
     {
         let acked = state.store.job_log_acked(&job_id, result.epoch).await?;
         if acked < result.last_seq {
@@ -439,12 +439,22 @@ async fn result<S: Store>(
     }
     // Unpacked beside the build's artifact directory and moved into place
     // only once the fenced finish succeeded: a stale lease never writes there.
-    let incoming = artifacts_dir.with_extension(format!("incoming-{}", result.epoch));
-    if let Some(sha) = &result.artifacts_sha256 {
-        uploads::unpack_into(hub(&state), sha, &incoming)
-            .await
-            .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
-    }
+    let artifacts = match (&result.artifacts_sha256, artifacts_dir) {
+        (Some(sha), Some(dir)) => {
+            let incoming = dir.with_extension(format!("incoming-{}", result.epoch));
+            uploads::unpack_into(hub(&state), sha, &incoming)
+                .await
+                .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
+            Some((incoming, dir))
+        }
+        (Some(_), None) => {
+            return Err(AgentError(
+                StatusCode::CONFLICT,
+                format!("job {job_id} has no build to keep artifacts for"),
+            ));
+        }
+        (None, _) => None,
+    };
     let ok = result
         .build
         .as_ref()
@@ -471,7 +481,7 @@ async fn result<S: Store>(
         }
         Err(e) => Err(e),
     };
-    if result.artifacts_sha256.is_some() {
+    if let Some((incoming, artifacts_dir)) = artifacts {
         if finished.is_ok() {
             let _ = tokio::fs::remove_dir_all(&artifacts_dir).await;
             if let Err(e) = tokio::fs::rename(&incoming, &artifacts_dir).await {
