@@ -122,6 +122,7 @@ pub struct Server<S: Store> {
     state: router::AppState<S>,
     admin_key: Option<AdminKey>,
     recovered: Vec<String>,
+    ownership: Arc<recovery::Ownership>,
 }
 
 impl Server<SqliteStore> {
@@ -268,8 +269,10 @@ impl<S: Store> Server<S> {
         } else {
             None
         };
-        let recovered = recovery::fail_interrupted_builds(store.as_ref()).await?;
-        recovery::fail_orphaned_jobs(store.as_ref()).await?;
+        // This server's identity: what it creates is owned by it. Alone on
+        // its database (no election), its previous lives are dead.
+        let ownership = Arc::new(recovery::Ownership::new(config.leader_election.as_ref()));
+        recovery::register(store.as_ref(), &ownership, config.leader_election.is_none()).await?;
         let token_key =
             stepfunctions::load_or_create_token_key(&config.data_dir).map_err(|source| {
                 ServerError::DataDir {
@@ -278,9 +281,12 @@ impl<S: Store> Server<S> {
                 }
             })?;
         let state = router::AppState::new(store, config, token_key).map_err(ServerError::Config)?;
-        // Step Functions executions that were running when the server stopped go on
-        // from their journals.
-        let resumed = state.engine.resume_all().await?;
+        // Work of dead servers (this one's previous life included): builds
+        // on the embedded agent are failed, remote agents' builds waited for
+        // again, Step Functions executions go on from their journals.
+        // Another live server's work is left alone.
+        let recovered = recovery::take_over_builds(&state, &ownership).await?;
+        let resumed = recovery::take_over_executions(&state, &ownership).await?;
         if !resumed.is_empty() {
             tracing::info!(
                 count = resumed.len(),
@@ -291,6 +297,7 @@ impl<S: Store> Server<S> {
             state,
             admin_key,
             recovered,
+            ownership,
         })
     }
 
@@ -300,7 +307,8 @@ impl<S: Store> Server<S> {
         self.admin_key.as_ref()
     }
 
-    /// The builds found IN_PROGRESS at start and marked FAILED.
+    /// The builds on the embedded agent found IN_PROGRESS at start, owned by
+    /// a dead server (this one's previous life), and marked FAILED.
     pub fn recovered_builds(&self) -> &[String] {
         &self.recovered
     }
@@ -324,13 +332,19 @@ impl<S: Store> Server<S> {
         let engine = self.state.engine.clone();
         let pipelines = self.state.pipelines.clone();
         let resuming = self.state.clone();
-        tokio::spawn(async move {
-            match resuming.pipelines.resume(&resuming).await {
+        let store = self.state.store.clone();
+        let ownership = self.ownership.clone();
+        let me = self.ownership.clone();
+        let owning = tokio::spawn(async move {
+            match recovery::take_over_pipelines(&resuming, &ownership).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(actions = n, "resumed pipeline actions"),
                 Err(e) => tracing::error!(error = %e, "resuming pipeline executions failed"),
             }
+            // Then the heartbeat, and the takeover of servers that die.
+            recovery::keep_owning(resuming, ownership).await;
         });
+        let owning = AbortOnDrop(owning);
         let polling_state = self.state.clone();
         let (halt, halted) = tokio::sync::watch::channel(false);
         let poller = tokio::spawn(leader::while_leader(
@@ -358,15 +372,32 @@ impl<S: Store> Server<S> {
             .await
             .map_err(ServerError::Serve);
         let _ = halt.send(true);
+        // No more takeovers by a server that is stopping.
+        drop(owning);
         poller.abort();
         reaper.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;
         events.shutdown().await;
+        // Its work is now nobody's: other servers (or this one's next
+        // start) take it over at once rather than once the row is stale.
+        if let Err(e) = store.remove_server(&me.id).await {
+            tracing::warn!(error = %e, "removing this server's row failed; its work is taken over once its heartbeat is stale");
+        }
         // Last: a replica takes the lease over at its next renewal.
         leadership.stop().await;
         served
+    }
+}
+
+/// Aborts a task when dropped: the server's background work ends with the
+/// server's future even when that future is cancelled rather than finished.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -147,11 +147,37 @@ impl<S: Store> BuildRunner<S> {
 
     /// Starts a build's task. The build is already in the store.
     pub fn submit(self: &Arc<Self>, job: BuildJob) {
+        self.spawn(job, false);
+    }
+
+    /// Waits again for a remote agent's build whose job is already queued
+    /// or leased: this server took the build over from a server that died
+    /// (or from its own previous life), so it finishes the build when the
+    /// job ends.
+    pub fn reattach(self: &Arc<Self>, job: BuildJob) {
+        self.spawn(job, true);
+    }
+
+    fn spawn(self: &Arc<Self>, job: BuildJob, reattached: bool) {
         let (handle, signal) = StopHandle::new();
         locked(&self.running).insert(job.record.id.clone(), handle);
         let mut tasks = locked(&self.tasks);
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(run_job(self.clone(), job, signal));
+        tasks.spawn(run_job(self.clone(), job, signal, reattached));
+    }
+
+    /// A log writer for a build this server does not wait for: a remote
+    /// agent sends its log here while another server owns the build.
+    pub fn log_writer(&self, record: BuildRecord) -> mpsc::UnboundedSender<Msg> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(progress_writer(
+            self.store.clone(),
+            record,
+            rx,
+            self.events.clone(),
+            self.log_written.clone(),
+        ));
+        tx
     }
 
     /// Resolves when the build `id` has recorded its end. Register before
@@ -195,12 +221,19 @@ impl<S: Store> BuildRunner<S> {
     }
 }
 
-async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: StopSignal) {
+async fn run_job<S: Store>(
+    runner: Arc<BuildRunner<S>>,
+    job: BuildJob,
+    signal: StopSignal,
+    reattached: bool,
+) {
     let id = job.record.id.clone();
     let events = &runner.events;
-    events
-        .build_state_change(&job.record, "IN_PROGRESS", &job.record.build)
-        .await;
+    if !reattached {
+        events
+            .build_state_change(&job.record, "IN_PROGRESS", &job.record.build)
+            .await;
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(progress_writer(
         runner.store.clone(),
@@ -209,7 +242,18 @@ async fn run_job<S: Store>(runner: Arc<BuildRunner<S>>, job: BuildJob, signal: S
         events.clone(),
         runner.log_written.clone(),
     ));
-    let mut update = execute(&runner, &job, signal, &tx).await;
+    let Some(mut update) = execute(&runner, &job, signal, &tx, reattached).await else {
+        // The build goes on without this server (a remote agent runs it;
+        // the server is shutting down): its next owner finishes it.
+        let (ack, done) = oneshot::channel();
+        if tx.send(Msg::Flush(ack)).is_ok() {
+            let _ = done.await;
+        }
+        drop(tx);
+        writer.abort();
+        locked(&runner.running).remove(&id);
+        return;
+    };
     if update.status == "STOPPED"
         && runner
             .shutting_down
@@ -308,14 +352,28 @@ pub(crate) fn ended_early(
 async fn execute<S: Store>(
     runner: &BuildRunner<S>,
     job: &BuildJob,
-    mut signal: StopSignal,
+    signal: StopSignal,
     tx: &mpsc::UnboundedSender<Msg>,
-) -> BuildUpdate {
+    reattached: bool,
+) -> Option<BuildUpdate> {
     let start = job.record.start_ms;
     let submitted = phase_json("SUBMITTED", Some("SUCCEEDED"), start, Some(start), &[]);
-    if crate::agents::remote::wanted(runner.config.local_agent, job) {
-        return crate::agents::remote::execute(runner, job, signal, tx, submitted).await;
+    if reattached || crate::agents::remote::wanted(runner.config.local_agent, job) {
+        return crate::agents::remote::execute(runner, job, signal, tx, submitted, reattached)
+            .await;
     }
+    Some(execute_locally(runner, job, signal, tx, submitted).await)
+}
+
+/// A build on the embedded agent, in this process.
+async fn execute_locally<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &BuildJob,
+    mut signal: StopSignal,
+    tx: &mpsc::UnboundedSender<Msg>,
+    submitted: Value,
+) -> BuildUpdate {
+    let start = job.record.start_ms;
     let permit = tokio::select! {
         biased;
         _ = signal.stopped() => None,

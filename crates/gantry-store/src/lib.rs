@@ -44,6 +44,7 @@ mod leader;
 mod model;
 mod pipelines;
 mod postgres;
+mod servers;
 mod sqlite;
 pub mod testing;
 mod workflows;
@@ -68,6 +69,7 @@ pub use pipelines::{
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
 pub use postgres::PgStore;
+pub use servers::{OwnedWork, ServerRecord, ServerStore, TakenOver, hostname};
 pub use sqlite::SqliteStore;
 pub use workflows::*;
 
@@ -108,6 +110,7 @@ pub trait Store:
     + LeaderStore
     + CustomActionStore
     + AgentStore
+    + ServerStore
 {
 }
 
@@ -120,6 +123,7 @@ impl<T> Store for T where
         + LeaderStore
         + CustomActionStore
         + AgentStore
+        + ServerStore
 {
 }
 

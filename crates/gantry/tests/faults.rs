@@ -326,22 +326,32 @@ fn pg_server(
     name: &str,
     shared: &std::path::Path,
 ) -> (cluster::Container, String) {
+    pg_server_with(net, name, shared, &[], &[])
+}
+
+/// Like [`pg_server`], with more `docker run` options and server flags.
+fn pg_server_with(
+    net: &cluster::Network,
+    name: &str,
+    shared: &std::path::Path,
+    options: &[&str],
+    flags: &[&str],
+) -> (cluster::Container, String) {
     let mount = format!("{}:/data/gantry", shared.display());
     let url = cluster::postgres_url("db");
-    let server = net.gantry_with(
-        name,
-        &admin_env(),
-        &["-v", &mount],
-        &[
-            "server",
-            "--listen",
-            "0.0.0.0:8080",
-            "--data-dir",
-            "/data/gantry",
-            "--database",
-            &url,
-        ],
-    );
+    let mut docker_options = vec!["-v", mount.as_str()];
+    docker_options.extend_from_slice(options);
+    let mut args = vec![
+        "server",
+        "--listen",
+        "0.0.0.0:8080",
+        "--data-dir",
+        "/data/gantry",
+        "--database",
+        &url,
+    ];
+    args.extend_from_slice(flags);
+    let server = net.gantry_with(name, &admin_env(), &docker_options, &args);
     let addr = format!("{}:8080", server.ip());
     server.wait_until(Duration::from_secs(60), "the server answers", || {
         support::call(&addr, KEY, support::CODEBUILD, "ListProjects", &json!({})).is_some()
@@ -463,6 +473,56 @@ fn when_the_leading_server_dies_the_other_delivers_every_accepted_event_once() {
     let mut expected: Vec<String> = (0..10).map(|n| json!({"n": n}).to_string()).collect();
     expected.sort();
     assert_eq!(inputs, expected);
+}
+
+/// Two servers on one PostgreSQL behind one name (`cluster`, which the
+/// network's DNS answers with both); an agent reaches them through it. The
+/// server that queued a build is killed while the agent runs it: the agent
+/// goes on against the survivor, which takes the dead server's build over
+/// (its heartbeat went stale), and the build finishes SUCCEEDED, run once,
+/// with its whole log.
+#[test]
+fn when_the_server_that_queued_a_remote_build_dies_the_other_finishes_it() {
+    if !cluster::available() {
+        return;
+    }
+    let net = cluster::Network::create("ownerdies");
+    let _db = net.postgres("db");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let alias = ["--network-alias", "cluster"];
+    let flags = ["--no-local-agent"];
+    let (queuer, queuer_addr) = pg_server_with(&net, "server-a", shared.path(), &alias, &flags);
+    let (survivor, addr) = pg_server_with(&net, "server-b", shared.path(), &alias, &flags);
+    let token = agent_token(&addr);
+    slow_project(&addr, "outlives", 8);
+    let _agent = net.gantry(
+        "agent-1",
+        &[("GANTRY_AGENT_TOKEN", token.as_str())],
+        &[
+            "agent",
+            "--server",
+            "http://cluster:8080",
+            "--executor",
+            "host",
+            "--work-dir",
+            "/data/agent",
+        ],
+    );
+    let id = start_build(&queuer_addr, "outlives");
+    survivor.wait_until(Duration::from_secs(60), "the agent runs the build", || {
+        count(&log_of(&addr, &id), "attempt-start") == 1
+    });
+    queuer.kill();
+
+    let done = wait_final(&survivor, &addr, &id);
+    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done:#}");
+    let log = log_of(&addr, &id);
+    assert_eq!(count(&log, "attempt-start"), 1, "run once: {log}");
+    assert_eq!(count(&log, "attempt-done"), 1, "{log}");
+    assert!(
+        !done.to_string().contains("SERVER_RESTARTED"),
+        "not failed as interrupted: {done:#}"
+    );
 }
 
 /// PostgreSQL killed and restarted while builds are being started: a

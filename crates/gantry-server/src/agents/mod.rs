@@ -58,23 +58,19 @@ pub(crate) enum Ending {
     Result(Box<gantry_agent::protocol::JobResult>),
 }
 
-/// Per-lease log position: chunks are stored in order, once.
-#[derive(Debug, Default)]
-pub(crate) struct Cursor {
-    pub epoch: i64,
-    pub acked: u64,
-}
-
 /// A job whose build waits in this process.
 pub(crate) struct LiveJob {
     /// The build's log writer (the same one the local agent feeds).
     pub log: mpsc::UnboundedSender<Msg>,
     /// To the build's task.
     pub ends: mpsc::UnboundedSender<Ending>,
-    /// Serialises a job's log chunks.
-    pub cursor: tokio::sync::Mutex<Cursor>,
-    /// Where the build's artifacts go (as the local agent's do).
-    pub artifacts_dir: PathBuf,
+    /// Serialises a job's log chunks on this server (the position itself
+    /// is the `jobs` row's, shared by every server).
+    pub serial: tokio::sync::Mutex<()>,
+    /// True when the build does not wait here: its agent talks to this
+    /// server while another one owns the build, and this entry only writes
+    /// the log ([`remote::live_or_relay`]).
+    pub relay: bool,
 }
 
 /// The in-process side of the queue.
@@ -82,11 +78,10 @@ pub(crate) struct AgentHub {
     /// Bumped when a job becomes offerable; long polls wait on it.
     queued: watch::Sender<u64>,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
-    /// Log positions of `command` jobs: nothing waits for those in memory
-    /// (their lines go to the store, their end is read from it), so a
-    /// restart loses only these, and the first chunk after it re-creates
-    /// them.
-    command_cursors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Cursor>>>>,
+    /// Serialises each `command` job's log chunks on this server (their
+    /// position is the `jobs` row's, as for builds; nothing waits for such
+    /// a job in memory: its lines go to the store, its end is read from it).
+    command_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Bumped when a `command` job ends, so the task waiting for it reads
     /// it at once rather than at its next look.
     command_ends: watch::Sender<u64>,
@@ -111,7 +106,7 @@ impl AgentHub {
         Ok(AgentHub {
             queued: watch::Sender::new(0),
             live: Mutex::new(HashMap::new()),
-            command_cursors: Mutex::new(HashMap::new()),
+            command_locks: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
             objects,
@@ -138,6 +133,22 @@ impl AgentHub {
         locked(&self.live).remove(job_id);
     }
 
+    /// Drops the job's relay, if it has one here (its result is in).
+    pub fn drop_relay(&self, job_id: &str) {
+        let mut live = locked(&self.live);
+        if live.get(job_id).is_some_and(|l| l.relay) {
+            live.remove(job_id);
+        }
+    }
+
+    /// Adds `relay` unless the job already has an entry; returns the entry.
+    pub fn attach_relay(&self, job_id: &str, relay: Arc<LiveJob>) -> Arc<LiveJob> {
+        locked(&self.live)
+            .entry(job_id.to_owned())
+            .or_insert(relay)
+            .clone()
+    }
+
     pub fn live(&self, job_id: &str) -> Option<Arc<LiveJob>> {
         locked(&self.live).get(job_id).cloned()
     }
@@ -149,23 +160,18 @@ impl AgentHub {
         }
     }
 
-    /// The log position of a `command` job, made on first use.
-    pub fn command_cursor(&self, job_id: &str) -> Arc<tokio::sync::Mutex<Cursor>> {
-        locked(&self.command_cursors)
+    /// The lock that serialises a `command` job's log chunks here.
+    pub fn command_lock(&self, job_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        locked(&self.command_locks)
             .entry(job_id.to_owned())
             .or_default()
             .clone()
     }
 
-    /// The log position of a `command` job, if this process has one.
-    pub fn known_command_cursor(&self, job_id: &str) -> Option<Arc<tokio::sync::Mutex<Cursor>>> {
-        locked(&self.command_cursors).get(job_id).cloned()
-    }
-
-    /// A `command` job ended (or its waiter gave up on it): its cursor goes,
+    /// A `command` job ended (or its waiter gave up on it): its lock goes,
     /// and waiters look at the store.
     pub fn command_ended(&self, job_id: &str) {
-        locked(&self.command_cursors).remove(job_id);
+        locked(&self.command_locks).remove(job_id);
         self.command_ends.send_modify(|n| *n = n.wrapping_add(1));
     }
 
@@ -238,7 +244,12 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
             {
                 hub.command_ended(&lease.job.id);
             }
+            let over = matches!(ending, Ending::Failed(_));
             hub.tell(&lease.job.id, ending);
+            if over {
+                // No result will come: a relay for its log is done.
+                hub.drop_relay(&lease.job.id);
+            }
         }
         if requeued {
             hub.job_ready();

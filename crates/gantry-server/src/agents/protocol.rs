@@ -326,18 +326,20 @@ async fn logs<S: Store>(
         .enumerate()
         .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let Some(live) = hub(&state).live(&job_id) else {
+    // Any server takes the chunk: the build's own writer when it waits
+    // here, else a relay to the build in the store. The cursor is the
+    // `jobs` row's, so the agent may switch servers between chunks.
+    let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
+    if job.kind == wire::COMMAND_KIND {
         return command_logs(&state, &token, &job_id, &chunk).await;
-    };
-    let mut cursor = live.cursor.lock().await;
-    fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    if cursor.epoch != chunk.epoch {
-        *cursor = super::Cursor {
-            epoch: chunk.epoch,
-            acked: 0,
-        };
     }
-    if chunk.seq == cursor.acked + 1 {
+    let live = super::remote::live_or_relay(&state.runner, &job)
+        .await
+        .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
+    let _one_at_a_time = live.serial.lock().await;
+    fenced_job(&state, &token, &job_id, chunk.epoch).await?;
+    let mut acked = state.store.job_log_acked(&job_id, chunk.epoch).await?;
+    if chunk.seq == acked + 1 {
         for event in events {
             let msg = match event {
                 gantry_build::BuildEvent::Line(line) => Msg::Line(line),
@@ -353,11 +355,12 @@ async fn logs<S: Store>(
                 format!("job {job_id}'s build has ended"),
             ));
         }
-        cursor.acked = chunk.seq;
+        acked = state
+            .store
+            .advance_job_log(&job_id, chunk.epoch, chunk.seq)
+            .await?;
     }
-    Ok(json(&LogAck {
-        acked: cursor.acked,
-    }))
+    Ok(json(&LogAck { acked }))
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -421,16 +424,19 @@ async fn result<S: Store>(
     let token = tokens::bearer(state.store.as_ref(), &headers).await?;
     let result: JobResult = parse(&body, "result")?;
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
-    let Some(live) = hub(&state).live(&job_id) else {
+    if job.kind == wire::COMMAND_KIND {
         return command_result(&state, &job, result).await;
-    };
+    }
+    // Any server takes the result: it is kept in the `jobs` row, and the
+    // build's owner (here or elsewhere) finishes the build from it.
+    // The build's artifact directory (a job without a build has none).
+    let artifacts_dir = job
+        .payload
+        .get("build_id")
+        .and_then(|b| b.as_str())
+        .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
     {
-        let cursor = live.cursor.lock().await;
-        let acked = if cursor.epoch == result.epoch {
-            cursor.acked
-        } else {
-            0
-        };
+        let acked = state.store.job_log_acked(&job_id, result.epoch).await?;
         if acked < result.last_seq {
             return Err(AgentError(
                 StatusCode::CONFLICT,
@@ -444,14 +450,22 @@ async fn result<S: Store>(
     }
     // Unpacked beside the build's artifact directory and moved into place
     // only once the fenced finish succeeded: a stale lease never writes there.
-    let incoming = live
-        .artifacts_dir
-        .with_extension(format!("incoming-{}", result.epoch));
-    if let Some(sha) = &result.artifacts_sha256 {
-        uploads::unpack_into(hub(&state), sha, &incoming)
-            .await
-            .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
-    }
+    let artifacts = match (&result.artifacts_sha256, artifacts_dir) {
+        (Some(sha), Some(dir)) => {
+            let incoming = dir.with_extension(format!("incoming-{}", result.epoch));
+            uploads::unpack_into(hub(&state), sha, &incoming)
+                .await
+                .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
+            Some((incoming, dir))
+        }
+        (Some(_), None) => {
+            return Err(AgentError(
+                StatusCode::CONFLICT,
+                format!("job {job_id} has no build to keep artifacts for"),
+            ));
+        }
+        (None, _) => None,
+    };
     let ok = result
         .build
         .as_ref()
@@ -463,14 +477,25 @@ async fn result<S: Store>(
     } else {
         job_status::FAILED
     };
-    let finished = state
+    let kept = serde_json::to_value(&result)
+        .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let finished = match state
         .store
-        .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
-        .await;
-    if result.artifacts_sha256.is_some() {
+        .record_job_result(&job_id, result.epoch, &kept)
+        .await
+    {
+        Ok(()) => {
+            state
+                .store
+                .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Some((incoming, artifacts_dir)) = artifacts {
         if finished.is_ok() {
-            let _ = tokio::fs::remove_dir_all(&live.artifacts_dir).await;
-            if let Err(e) = tokio::fs::rename(&incoming, &live.artifacts_dir).await {
+            let _ = tokio::fs::remove_dir_all(&artifacts_dir).await;
+            if let Err(e) = tokio::fs::rename(&incoming, &artifacts_dir).await {
                 tracing::error!(job = %job_id, error = %e, "moving the artifacts into place failed");
             }
         } else {
@@ -479,16 +504,8 @@ async fn result<S: Store>(
     }
     finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
+    hub(&state).drop_relay(&job_id);
     Ok(json(&serde_json::json!({ "accepted": true })))
-}
-
-/// A job no build of this process waits for, and that is not a `command`
-/// job (whose waiter reads the store): its build has ended.
-fn nobody_waits(job_id: &str) -> AgentError {
-    AgentError(
-        StatusCode::CONFLICT,
-        format!("job {job_id}'s build no longer waits for it"),
-    )
 }
 
 /// A `command` job's log chunk: its lines go to the store under the job's
@@ -499,23 +516,12 @@ async fn command_logs<S: Store>(
     job_id: &str,
     chunk: &LogChunk,
 ) -> Result<Response, AgentError> {
-    let job = fenced_job(state, token, job_id, chunk.epoch).await?;
-    if job.kind != wire::COMMAND_KIND {
-        return Err(nobody_waits(job_id));
-    }
-    let cursor = hub(state).command_cursor(job_id);
-    let mut cursor = cursor.lock().await;
-    if cursor.epoch != chunk.epoch {
-        // A new lease, or the first chunk this process sees of one (after
-        // a restart). The agent sends its oldest unacknowledged chunk first,
-        // so every chunk before this one is stored (this one may be too:
-        // at worst its lines repeat once).
-        *cursor = super::Cursor {
-            epoch: chunk.epoch,
-            acked: chunk.seq.saturating_sub(1),
-        };
-    }
-    if chunk.seq == cursor.acked + 1 {
+    let lock = hub(state).command_lock(job_id);
+    let _one_at_a_time = lock.lock().await;
+    // Checked again under the lock: the lease may have moved meanwhile.
+    fenced_job(state, token, job_id, chunk.epoch).await?;
+    let mut acked = state.store.job_log_acked(job_id, chunk.epoch).await?;
+    if chunk.seq == acked + 1 {
         let lines: Vec<String> = chunk
             .items
             .iter()
@@ -527,11 +533,12 @@ async fn command_logs<S: Store>(
         if !lines.is_empty() {
             state.store.append_log_lines(job_id, &lines).await?;
         }
-        cursor.acked = chunk.seq;
+        acked = state
+            .store
+            .advance_job_log(job_id, chunk.epoch, chunk.seq)
+            .await?;
     }
-    Ok(json(&LogAck {
-        acked: cursor.acked,
-    }))
+    Ok(json(&LogAck { acked }))
 }
 
 /// The last `max` bytes of `text`, from a whole character (an agent's
@@ -552,16 +559,8 @@ async fn command_result<S: Store>(
     job: &AgentJobRecord,
     result: JobResult,
 ) -> Result<Response, AgentError> {
-    if job.kind != wire::COMMAND_KIND {
-        return Err(nobody_waits(&job.id));
-    }
-    if let Some(cursor) = hub(state).known_command_cursor(&job.id) {
-        let cursor = cursor.lock().await;
-        let acked = if cursor.epoch == result.epoch {
-            cursor.acked
-        } else {
-            0
-        };
+    {
+        let acked = state.store.job_log_acked(&job.id, result.epoch).await?;
         if acked < result.last_seq {
             return Err(AgentError(
                 StatusCode::CONFLICT,

@@ -4,14 +4,17 @@
 //! the local agent uses), a stop, a lost lease, or the result.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gantry_agent::protocol::{BuildPayload, JobResult};
 use gantry_build::StopSignal;
-use gantry_store::{BuildUpdate, NewAgentJob, Store, job_status, now_ms};
+use gantry_store::{
+    AgentJobRecord, BuildRecord, BuildUpdate, NewAgentJob, Store, job_status, now_ms,
+};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::{Cursor, Ending, LiveJob, MAX_ATTEMPTS};
+use super::{Ending, LiveJob, MAX_ATTEMPTS};
 use crate::worker::{
     BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, finished_value, phase_json,
 };
@@ -45,10 +48,31 @@ impl Drop for Attached<'_> {
 pub(crate) async fn execute<S: Store>(
     runner: &BuildRunner<S>,
     job: &BuildJob,
-    mut signal: StopSignal,
+    signal: StopSignal,
     tx: &mpsc::UnboundedSender<Msg>,
     submitted: Value,
-) -> BuildUpdate {
+    reattached: bool,
+) -> Option<BuildUpdate> {
+    let job_id = format!("job-{}", job.uuid);
+    if reattached {
+        return wait(runner, job, signal, tx, submitted, job_id).await;
+    }
+    let update = prepare_and_queue(runner, job, tx, submitted.clone(), &job_id).await;
+    match update {
+        Err(ended) => Some(ended),
+        Ok(()) => wait(runner, job, signal, tx, submitted, job_id).await,
+    }
+}
+
+/// Packs the source where agents fetch it and queues the job; `Err` is
+/// the build's end when that fails.
+async fn prepare_and_queue<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &BuildJob,
+    tx: &mpsc::UnboundedSender<Msg>,
+    submitted: Value,
+    job_id: &str,
+) -> Result<(), BuildUpdate> {
     let start = job.record.start_ms;
     let log = |line: String| {
         let _ = tx.send(Msg::Line(line));
@@ -74,14 +98,14 @@ pub(crate) async fn execute<S: Store>(
         Ok(w) => w,
         Err(e) => {
             let message = format!("creating the build's work directory: {e}");
-            return ended_early(
+            return Err(ended_early(
                 job,
                 queued_so_far(&[], now_ms()),
                 "FAILED",
                 "DOWNLOAD_SOURCE",
                 now_ms(),
                 ("CLIENT_ERROR", &message),
-            );
+            ));
         }
     };
     let src = work.path().join("src");
@@ -106,27 +130,32 @@ pub(crate) async fn execute<S: Store>(
         )
     };
     if let Err(message) = prepared {
-        return fail_source("CLIENT_ERROR", &message);
+        return Err(fail_source("CLIENT_ERROR", &message));
     }
     let buildspec = match &job.buildspec {
         BuildspecRef::Inline(text) => text.clone(),
         BuildspecRef::File(path) => match crate::worker::read_in(&src, path) {
             Ok(text) => text,
-            Err(message) => return fail_source("YAML_FILE_ERROR", &message),
+            Err(message) => return Err(fail_source("YAML_FILE_ERROR", &message)),
         },
     };
     if let Err(diags) = gantry_spec::buildspec::parse(&buildspec) {
         let message: Vec<String> = diags.iter().map(|d| d.render("buildspec")).collect();
-        return fail_source(
+        return Err(fail_source(
             "YAML_FILE_ERROR",
             &format!("Invalid buildspec: {}", message.join("; ")),
-        );
+        ));
     }
     let hub = &runner.hub;
     let source_ref = if src.is_dir() {
         match hub.objects.put_dir(&src).await {
             Ok(r) => Some(r.to_string()),
-            Err(e) => return fail_source("CLIENT_ERROR", &format!("packing the source: {e}")),
+            Err(e) => {
+                return Err(fail_source(
+                    "CLIENT_ERROR",
+                    &format!("packing the source: {e}"),
+                ));
+            }
         }
     } else {
         None
@@ -145,25 +174,9 @@ pub(crate) async fn execute<S: Store>(
         wants_artifacts: job.wants_artifacts,
         source: source_ref,
     };
-    let job_id = format!("job-{}", job.uuid);
     let labels = job_labels(job);
-    let (ends_tx, mut ends) = mpsc::unbounded_channel();
-    hub.attach(
-        &job_id,
-        Arc::new(LiveJob {
-            log: tx.clone(),
-            ends: ends_tx,
-            cursor: tokio::sync::Mutex::new(Cursor::default()),
-            artifacts_dir: runner
-                .config
-                .data_dir
-                .join(files::ARTIFACTS)
-                .join(&job.uuid),
-        }),
-    );
-    let _attached = Attached(hub, job_id.clone());
     let new = NewAgentJob {
-        id: job_id.clone(),
+        id: job_id.to_owned(),
         kind: "codebuild".into(),
         labels: labels.clone(),
         payload: serde_json::to_value(&payload).unwrap_or(Value::Null),
@@ -172,36 +185,92 @@ pub(crate) async fn execute<S: Store>(
     if let Err(e) = runner.store.enqueue_job(&new).await {
         let message = format!("queueing the build for an agent: {e}");
         log(format!("[Container] {message}"));
-        return ended_early(
+        return Err(ended_early(
             job,
             vec![submitted.clone()],
             "FAILED",
             "QUEUED",
             start,
             ("CLIENT_ERROR", &message),
-        );
+        ));
     }
     log(format!(
         "[Container] Waiting for an agent with labels {}",
         labels.join(",")
     ));
+    Ok(())
+}
+
+/// Where the build's artifacts go on this server (as the local agent's do).
+pub(crate) fn artifacts_dir(data_dir: &std::path::Path, build_id: &str) -> std::path::PathBuf {
+    let uuid = build_id.split_once(':').map_or(build_id, |(_, u)| u);
+    data_dir.join(files::ARTIFACTS).join(uuid)
+}
+
+/// Waits for the job's end and makes the build's from it. The job's end
+/// comes from this server's hub when its agent talks to this server, and
+/// from the `jobs` row otherwise (checked a few times per lease timeout):
+/// any server may take the agent's result, and any server's reaper may
+/// fail the job. `None` when the server shuts down: the job stays open, the
+/// build IN_PROGRESS, and the server that takes the build over next
+/// (another one, or this one's next start) waits for it again.
+async fn wait<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &BuildJob,
+    mut signal: StopSignal,
+    tx: &mpsc::UnboundedSender<Msg>,
+    submitted: Value,
+    job_id: String,
+) -> Option<BuildUpdate> {
+    let start = job.record.start_ms;
+    let log = |line: String| {
+        let _ = tx.send(Msg::Line(line));
+    };
+    let queued_so_far = |contexts: &[(String, String)], end: i64| {
+        let ctx: Vec<(&str, &str)> = contexts
+            .iter()
+            .map(|(c, m)| (c.as_str(), m.as_str()))
+            .collect();
+        vec![
+            submitted.clone(),
+            phase_json("QUEUED", Some("SUCCEEDED"), start, Some(end), &ctx),
+        ]
+    };
+    let hub = &runner.hub;
+    let dir = artifacts_dir(&runner.config.data_dir, &job.record.id);
+    let (ends_tx, mut ends) = mpsc::unbounded_channel();
+    hub.attach(
+        &job_id,
+        Arc::new(LiveJob {
+            log: tx.clone(),
+            ends: ends_tx,
+            serial: tokio::sync::Mutex::new(()),
+            relay: false,
+        }),
+    );
+    let _attached = Attached(hub, job_id.clone());
     hub.job_ready();
 
     let mut contexts: Vec<(String, String)> = Vec::new();
     let mut leased_at = None;
+    let mut attempts_seen = 0;
     let mut stopping = false;
     let mut closed = runner.closed();
+    let every = (hub.lease_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut check = tokio::time::interval(every);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let finish = |result: &JobResult, contexts: &[(String, String)], leased_at: Option<i64>| {
+        let end = leased_at.unwrap_or_else(now_ms);
+        let mut update = from_result(job, queued_so_far(contexts, end), end, result);
+        server_locations(&mut update.build, &dir);
+        update
+    };
     loop {
         tokio::select! {
             biased;
-            // The server shuts down: the job is given up (its agent is
-            // fenced off) rather than waited for.
-            _ = until_true(&mut closed) => {
-                let _ = runner.store.abandon_job(&job_id, "the server shut down").await;
-                return ended_early(job, queued_so_far(&contexts, now_ms()), "STOPPED",
-                    "PROVISIONING", now_ms(),
-                    ("BUILD_STOPPED", "The build was stopped."));
-            }
+            // The server shuts down: the agent goes on with the build, and
+            // whoever owns the build next finishes it.
+            _ = until_true(&mut closed) => return None,
             _ = signal.stopped(), if !stopping => {
                 stopping = true;
                 match runner.store.cancel_job(&job_id).await {
@@ -209,14 +278,15 @@ pub(crate) async fn execute<S: Store>(
                         log("[Container] Stop requested; telling the agent".into());
                     }
                     _ => {
-                        return ended_early(job, vec![submitted.clone()], "STOPPED", "QUEUED", start,
-                            ("BUILD_STOPPED", "The build was stopped while it was queued."));
+                        return Some(ended_early(job, vec![submitted.clone()], "STOPPED", "QUEUED", start,
+                            ("BUILD_STOPPED", "The build was stopped while it was queued.")));
                     }
                 }
             }
             ending = ends.recv() => match ending {
                 Some(Ending::Leased { agent, attempt, at_ms }) => {
                     leased_at = Some(at_ms);
+                    attempts_seen = attempts_seen.max(attempt);
                     log(format!("[Container] Agent {agent} took the build (attempt {attempt})"));
                 }
                 Some(Ending::Requeued { agent, attempt, max }) => {
@@ -227,27 +297,83 @@ pub(crate) async fn execute<S: Store>(
                     contexts.push(("AGENT_LEASE_EXPIRED".into(), message));
                 }
                 Some(Ending::Failed(why)) => {
-                    let status = if stopping { "STOPPED" } else { "FAILED" };
-                    let message = format!("The build's agent job failed: {why}");
-                    log(format!("[Container] {message}"));
-                    let end = leased_at.unwrap_or_else(now_ms);
-                    return ended_early(job, queued_so_far(&contexts, end), status,
-                        "PROVISIONING", end, ("CLIENT_ERROR", &message));
+                    return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
                 }
-                Some(Ending::Result(result)) => {
-                    let end = leased_at.unwrap_or_else(now_ms);
-                    let mut update = from_result(job, queued_so_far(&contexts, end), end, &result);
-                    let dir = runner.config.data_dir.join(files::ARTIFACTS).join(&job.uuid);
-                    server_locations(&mut update.build, &dir);
-                    return update;
-                }
+                Some(Ending::Result(result)) => return Some(finish(&result, &contexts, leased_at)),
                 None => {
-                    return ended_early(job, queued_so_far(&contexts, now_ms()), "FAILED",
-                        "PROVISIONING", now_ms(), ("CLIENT_ERROR", "the agent hub went away"));
+                    return Some(ended_early(job, queued_so_far(&contexts, now_ms()), "FAILED",
+                        "PROVISIONING", now_ms(), ("CLIENT_ERROR", "the agent hub went away")));
+                }
+            },
+            _ = check.tick() => {
+                let row = match runner.store.get_agent_job(&job_id).await {
+                    Ok(row) => row,
+                    Err(gantry_store::StoreError::NotFound) => {
+                        return Some(failed(job, "its job is gone", stopping, leased_at, &contexts,
+                            &queued_so_far, &log));
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %job_id, error = %e, "reading an agent job failed");
+                        continue;
+                    }
+                };
+                if row.status != job_status::QUEUED && row.attempts > attempts_seen && row.agent_id.is_some() {
+                    // Acknowledged through another server (or before this
+                    // server took the build over).
+                    attempts_seen = row.attempts;
+                    leased_at.get_or_insert_with(now_ms);
+                    let id = row.agent_id.clone().unwrap_or_default();
+                    let agent = match hub.agent(runner.store.as_ref(), &id).await {
+                        Ok(a) => format!("{} ({})", a.id, a.hostname),
+                        Err(_) => id,
+                    };
+                    log(format!("[Container] Agent {agent} took the build (attempt {})", row.attempts));
+                }
+                if row.status != job_status::SUCCEEDED && row.status != job_status::FAILED {
+                    continue;
+                }
+                let kept = runner.store.job_result(&job_id).await.ok().flatten();
+                match kept.map(serde_json::from_value::<JobResult>) {
+                    Some(Ok(result)) => return Some(finish(&result, &contexts, leased_at)),
+                    Some(Err(e)) => {
+                        let why = format!("its agent's result is unreadable: {e}");
+                        return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
+                    }
+                    None => {
+                        let why = row.error.unwrap_or_else(|| "the job ended without a result".into());
+                        return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
+                    }
                 }
             }
         }
     }
+}
+
+/// The phases up to the end of QUEUED, given its contexts and end time.
+type QueuedSoFar<'a> = &'a dyn Fn(&[(String, String)], i64) -> Vec<Value>;
+
+/// The build's end when its job failed for good.
+fn failed(
+    job: &BuildJob,
+    why: &str,
+    stopping: bool,
+    leased_at: Option<i64>,
+    contexts: &[(String, String)],
+    queued_so_far: QueuedSoFar<'_>,
+    log: &dyn Fn(String),
+) -> BuildUpdate {
+    let status = if stopping { "STOPPED" } else { "FAILED" };
+    let message = format!("The build's agent job failed: {why}");
+    log(format!("[Container] {message}"));
+    let end = leased_at.unwrap_or_else(now_ms);
+    ended_early(
+        job,
+        queued_so_far(contexts, end),
+        status,
+        "PROVISIONING",
+        end,
+        ("CLIENT_ERROR", &message),
+    )
 }
 
 /// The agent sends artifact locations relative to the build's artifact
@@ -316,5 +442,71 @@ fn from_result(job: &BuildJob, before: Vec<Value>, leased_at: i64, r: &JobResult
                 ("CLIENT_ERROR", &message),
             )
         }
+    }
+}
+
+/// The job's entry in this server's hub: the waiting build's when it waits
+/// here, else a relay that writes the agent's log to the build in the
+/// store (the build's owner, elsewhere, finishes it from the `jobs` row).
+/// `Err` when the build has ended.
+pub(crate) async fn live_or_relay<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &AgentJobRecord,
+) -> Result<Arc<LiveJob>, String> {
+    if let Some(live) = runner.hub.live(&job.id) {
+        return Ok(live);
+    }
+    let build_id = job
+        .payload
+        .get("build_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("job {} names no build", job.id))?;
+    let record = runner
+        .store
+        .get_builds(&[build_id.to_owned()])
+        .await
+        .map_err(|e| format!("reading build {build_id}: {e}"))?
+        .into_iter()
+        .next()
+        .filter(|b| b.status == "IN_PROGRESS")
+        .ok_or_else(|| format!("job {}'s build no longer waits for it", job.id))?;
+    let (ends, _) = mpsc::unbounded_channel();
+    let relay = Arc::new(LiveJob {
+        log: runner.log_writer(record),
+        ends,
+        serial: tokio::sync::Mutex::new(()),
+        relay: true,
+    });
+    Ok(runner.hub.attach_relay(&job.id, relay))
+}
+
+/// A build taken over from a dead server, to wait for its agent's job
+/// again ([`BuildRunner::reattach`]): only the record matters, as the job
+/// (source, buildspec, environment) is already queued or leased.
+pub(crate) fn reattached_job(record: BuildRecord) -> BuildJob {
+    let uuid = record
+        .id
+        .split_once(':')
+        .map_or(record.id.as_str(), |(_, u)| u)
+        .to_owned();
+    let initiator = record
+        .build
+        .get("initiator")
+        .and_then(Value::as_str)
+        .unwrap_or("system")
+        .to_owned();
+    BuildJob {
+        uuid,
+        buildspec: BuildspecRef::Inline(String::new()),
+        source: crate::codebuild::SourceKind::None,
+        source_version: None,
+        env: Vec::new(),
+        image: String::new(),
+        timeout_minutes: 0,
+        initiator,
+        wants_artifacts: false,
+        prepared_source: None,
+        agent_labels: Vec::new(),
+        record,
     }
 }

@@ -6,8 +6,9 @@
 //! runtime, apply, write what changed in one transaction, then start or
 //! abandon actions. When the write fails the in-memory runtime is dropped
 //! (it is ahead of the database) and reloaded on the next use, so the
-//! database stays the only truth. On start, [`PipelineHost::resume`] loads
-//! every pipeline with running executions and runs their in-progress
+//! database stays the only truth. [`PipelineHost::resume`] loads the
+//! pipelines whose executions this server took over (its own previous
+//! life's at start, a dead server's later) and runs their in-progress
 //! actions again, each provider making that safe (see `providers.rs`).
 
 mod custom;
@@ -23,7 +24,7 @@ use gantry_pipeline::{
     ActionJob, Effect, EngineError, Execution, Input, PipelineRuntime, RuntimeMeta,
 };
 use gantry_store::{
-    ActionExecutionRecord, ExecutionChanges, PipelineExecutionRecord, Store, StoreError,
+    ActionExecutionRecord, ExecutionChanges, PipelineExecutionRecord, Store, StoreError, TakenOver,
     TransitionType, now_ms,
 };
 use tokio::sync::Mutex;
@@ -195,23 +196,37 @@ impl PipelineHost {
         Ok(())
     }
 
-    /// On start: every pipeline with running executions is loaded, waiting
-    /// executions that can enter a stage do, and in-progress actions run
-    /// again.
+    /// Resumes the pipeline executions this server took over (at its start,
+    /// from its previous life, or later from a server whose heartbeat went
+    /// stale; see `recovery.rs`): each of their pipelines is loaded afresh
+    /// from the store, their in-progress actions run again, and waiting
+    /// executions that can enter a stage do. Executions another live server
+    /// owns are not touched: their actions run there. Returns how many
+    /// actions were started again.
     pub async fn resume<S: Store>(
         self: &Arc<Self>,
         state: &AppState<S>,
+        taken: &[TakenOver],
     ) -> Result<usize, HostError> {
-        let pipelines = state.store.pipelines_with_active_executions().await?;
+        let mut pipelines: Vec<&str> = taken.iter().map(|t| t.group.as_str()).collect();
+        pipelines.sort_unstable();
+        pipelines.dedup();
         let mut resumed = 0;
         for pipeline in pipelines {
-            let rt = self.runtime(state.store.as_ref(), &pipeline).await?;
+            // A runtime cached here may be behind what the dead owner wrote.
+            self.runtimes.lock().await.remove(pipeline);
+            let rt = self.runtime(state.store.as_ref(), pipeline).await?;
             let jobs = rt.lock().await.in_progress_actions();
-            resumed += jobs.len();
             for job in jobs {
-                self.spawn_action(state, job);
+                let ours = taken
+                    .iter()
+                    .any(|t| t.group == pipeline && t.id == job.execution_id);
+                if ours {
+                    resumed += 1;
+                    self.spawn_action(state, job);
+                }
             }
-            self.apply(state, &pipeline, Input::Wake, "system", "")
+            self.apply(state, pipeline, Input::Wake, "system", "")
                 .await?;
         }
         Ok(resumed)

@@ -319,8 +319,10 @@ async fn codebuild<S: Store>(
         let record = match existing {
             Some(record) if record.status != "IN_PROGRESS" => record,
             Some(_) => {
-                let _ = ended.await;
-                match read_build(state, &build_id).await {
+                // The build may run on another server (its owner, when
+                // this server took the pipeline over but another took the
+                // build): its end is then seen in the store.
+                match until_ended(state, &build_id, ended).await {
                     Ok(r) => r,
                     Err(e) => return failed(job, "JobFailed", e),
                 }
@@ -440,6 +442,33 @@ async fn start_pipeline_build<S: Store>(
             format!("starting a build of {project}: {}", e.error.message),
         )
     })
+}
+
+/// The build once it has ended: told by this server's runner when it runs
+/// here, else seen in the store (checked every second).
+async fn until_ended<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    mut ended: tokio::sync::oneshot::Receiver<()>,
+) -> Result<BuildRecord, String> {
+    let mut waiting = true;
+    loop {
+        tokio::select! {
+            told = &mut ended, if waiting => {
+                if told.is_ok() {
+                    return read_build(state, id).await;
+                }
+                // Nobody here will tell (the runner let the build go).
+                waiting = false;
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                let record = read_build(state, id).await?;
+                if record.status != "IN_PROGRESS" {
+                    return Ok(record);
+                }
+            }
+        }
+    }
 }
 
 async fn read_build<S: Store>(state: &AppState<S>, id: &str) -> Result<BuildRecord, String> {

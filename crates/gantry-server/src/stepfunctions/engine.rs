@@ -788,11 +788,24 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Resumes every RUNNING execution from its journal (server start).
-    pub(crate) async fn resume_all(self: &Arc<Self>) -> Result<Vec<String>, StoreError> {
+    /// Resumes the RUNNING executions among `arns` from their journals: those
+    /// this server took over (its previous life's at start, a dead server's
+    /// later; see `recovery.rs`). Another live server's are never resumed
+    /// here, so no execution is driven twice.
+    pub(crate) async fn resume_taken(
+        self: &Arc<Self>,
+        arns: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
         let running = self.store.list_executions(None, Some("RUNNING")).await?;
         let mut resumed = Vec::new();
-        for x in running {
+        for x in running.into_iter().filter(|x| arns.contains(&x.arn)) {
+            // Live here already (an event reloaded it): not twice.
+            if lock(&self.live).contains_key(&x.arn) {
+                continue;
+            }
             match self.resume(&x).await {
                 Ok(()) => resumed.push(x.arn),
                 Err(e) => {

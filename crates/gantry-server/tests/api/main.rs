@@ -12,6 +12,7 @@ mod custom_actions;
 mod custom_actions_clients;
 mod events;
 mod harness;
+mod ownership;
 mod pipeline_runs;
 mod rest;
 mod rest_logs;

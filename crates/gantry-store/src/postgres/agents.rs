@@ -63,7 +63,8 @@ fn job_row(r: &PgRow) -> Result<AgentJobRecord, StoreError> {
 
 impl PgStore {
     /// Ends the lease of `epoch` with a final status (and the agent's
-    /// report, when kept).
+    /// report, when given; without one, a report already recorded by
+    /// `record_job_result` stays).
     async fn finish_job(
         &self,
         id: &str,
@@ -73,7 +74,7 @@ impl PgStore {
         result: Option<String>,
     ) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = $1, error = $2, result_json = $3, update_ms = $4
+            "UPDATE jobs SET status = $1, error = $2, result_json = COALESCE($3, result_json), update_ms = $4
              WHERE id = $5 AND status = $6 AND lease_epoch = $7
              RETURNING {JOB_COLUMNS}"
         ))
@@ -322,7 +323,8 @@ impl AgentStore for PgStore {
         let row = sqlx::query(&format!(
             "UPDATE jobs SET status = $1, lease_id = $2, lease_epoch = lease_epoch + 1,
                     agent_id = $3, lease_expires_ms = $4, attempts = attempts + 1,
-                    offer_nonce = NULL, offer_expires_ms = 0, update_ms = $5
+                    offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
+                    update_ms = $5
              WHERE id = $6 AND status = $7 AND offer_nonce = $8
              RETURNING {JOB_COLUMNS}"
         ))

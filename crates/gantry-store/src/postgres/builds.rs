@@ -29,6 +29,7 @@ fn record(row: &PgRow) -> Result<BuildRecord, StoreError> {
 pub(crate) async fn create(
     pool: &PgPool,
     build: &NewBuild,
+    owner: Option<&str>,
     actor: &str,
 ) -> Result<BuildRecord, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
@@ -60,6 +61,13 @@ pub(crate) async fn create(
         .await
         .map_err(db_error)?;
     let created = record(&row)?;
+    // The server that creates the build waits for it (gantry-store's servers.rs).
+    sqlx::query("UPDATE builds SET owner = $1 WHERE id = $2")
+        .bind(owner)
+        .bind(&build.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     audit::record(
         &mut tx,
         actor,

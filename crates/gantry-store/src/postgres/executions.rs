@@ -5,6 +5,7 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{PgStore, audit, db_error, parse_json};
+use crate::ServerStore as _;
 use crate::{
     ActionExecutionRecord, ApprovalRecord, ExecutionChanges, ExecutionStore,
     PipelineExecutionRecord, StoreError, now_ms,
@@ -77,8 +78,8 @@ impl ExecutionStore for PgStore {
         }
         for e in &changes.executions {
             sqlx::query(
-                "INSERT INTO pipeline_executions (id, pipeline, seq, status, active, start_ms, update_ms, body_json)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO pipeline_executions (id, pipeline, seq, status, active, start_ms, update_ms, body_json, owner)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (id) DO UPDATE SET status = excluded.status, active = excluded.active,
                    update_ms = excluded.update_ms, body_json = excluded.body_json",
             )
@@ -90,6 +91,9 @@ impl ExecutionStore for PgStore {
             .bind(e.start_ms)
             .bind(e.update_ms)
             .bind(e.body.to_string())
+            // The server that starts an execution owns it; an update keeps
+            // the owner (a takeover changes it, gantry-store's servers.rs).
+            .bind(self.server_id())
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

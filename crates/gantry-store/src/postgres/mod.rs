@@ -19,6 +19,7 @@ mod keys;
 mod leader;
 mod pipelines;
 mod projects;
+mod servers;
 mod workflows;
 
 use std::str::FromStr;
@@ -35,6 +36,8 @@ use crate::{
 
 pub(crate) use crate::sqlite::{db_error, parse_json};
 
+use crate::ServerStore as _;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The shared store: a PostgreSQL database.
@@ -42,6 +45,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     pool: PgPool,
     key: MasterKey,
+    /// The server this store works for ([`crate::ServerStore::set_server_id`]),
+    /// stamped as the owner of the builds and executions it creates.
+    pub(crate) server: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl PgStore {
@@ -61,7 +67,11 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Other(format!("connecting to PostgreSQL: {e}").into()))?;
         MIGRATOR.run(&pool).await.map_err(StoreError::other)?;
-        Ok(PgStore { pool, key })
+        Ok(PgStore {
+            pool,
+            key,
+            server: Default::default(),
+        })
     }
 
     /// Checks that `url` is a PostgreSQL URL sqlx can connect with, without
@@ -137,7 +147,7 @@ impl BuildStore for PgStore {
     }
 
     async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError> {
-        builds::create(&self.pool, build, actor).await
+        builds::create(&self.pool, build, self.server_id().as_deref(), actor).await
     }
 
     async fn update_build(

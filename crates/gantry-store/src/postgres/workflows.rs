@@ -5,6 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::{PgStore, audit, db_error, parse_json};
+use crate::ServerStore as _;
 use crate::{
     ExecutionRecord, HistoryRecord, JournalAppend, JournalEntry, NewExecution, NewStateMachine,
     StateMachineRecord, StateMachineUpdate, StoreError, TaskTokenRecord, WorkflowStore,
@@ -318,6 +319,13 @@ impl WorkflowStore for PgStore {
             .bind(&x.role_arn)
             .bind(&x.input)
             .bind(x.start_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        // The server that starts the execution drives it.
+        sqlx::query("UPDATE sfn_executions SET owner = $1 WHERE arn = $2")
+            .bind(self.server_id())
+            .bind(&x.arn)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

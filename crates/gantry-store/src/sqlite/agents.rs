@@ -56,7 +56,8 @@ fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
 
 impl SqliteStore {
     /// Ends the lease of `epoch` with a final status (and the agent's
-    /// report, when kept).
+    /// report, when given; without one, a report already recorded by
+    /// `record_job_result` stays).
     async fn finish_job(
         &self,
         id: &str,
@@ -66,7 +67,7 @@ impl SqliteStore {
         result: Option<String>,
     ) -> Result<AgentJobRecord, StoreError> {
         let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, result_json = ?, update_ms = ?
+            "UPDATE jobs SET status = ?, error = ?, result_json = COALESCE(?, result_json), update_ms = ?
              WHERE id = ? AND status = ? AND lease_epoch = ?",
         )
         .bind(status)
@@ -309,7 +310,8 @@ impl AgentStore for SqliteStore {
         let done = sqlx::query(
             "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
-                    offer_nonce = NULL, offer_expires_ms = 0, update_ms = ?
+                    offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
+                    update_ms = ?
              WHERE id = ? AND status = ? AND offer_nonce = ?",
         )
         .bind(LEASED)

@@ -17,6 +17,7 @@ mod keys;
 mod leader;
 mod pipelines;
 mod projects;
+mod servers;
 mod workflows;
 
 use std::path::Path;
@@ -32,6 +33,8 @@ use crate::{
     NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
 };
 
+use crate::ServerStore as _;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The embedded store: a SQLite database file.
@@ -39,6 +42,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     key: MasterKey,
+    /// The server this store works for ([`crate::ServerStore::set_server_id`]),
+    /// stamped as the owner of the builds and executions it creates.
+    pub(crate) server: std::sync::Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl SqliteStore {
@@ -65,7 +71,11 @@ impl SqliteStore {
             .await
             .map_err(StoreError::other)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::other)?;
-        Ok(SqliteStore { pool, key })
+        Ok(SqliteStore {
+            pool,
+            key,
+            server: Default::default(),
+        })
     }
 
     /// Closes every connection; pending writes are already committed.
@@ -149,7 +159,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError> {
-        builds::create(&self.pool, build, actor).await
+        builds::create(&self.pool, build, self.server_id().as_deref(), actor).await
     }
 
     async fn update_build(

@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, audit, db_error, parse_json};
+use crate::ServerStore as _;
 use crate::{
     ExecutionRecord, HistoryRecord, JournalAppend, JournalEntry, NewExecution, NewStateMachine,
     StateMachineRecord, StateMachineUpdate, StoreError, TaskTokenRecord, WorkflowStore,
@@ -317,6 +318,13 @@ impl WorkflowStore for SqliteStore {
             .bind(&x.role_arn)
             .bind(&x.input)
             .bind(x.start_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        // The server that starts the execution drives it.
+        sqlx::query("UPDATE sfn_executions SET owner = ? WHERE arn = ?")
+            .bind(self.server_id())
+            .bind(&x.arn)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

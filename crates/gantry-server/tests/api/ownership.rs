@@ -1,0 +1,541 @@
+//! Servers own their in-flight work (docs/postgres.md, "Ownership"): a
+//! remote agent's build survives its server's restart and may report to
+//! any server; a server starting leaves another live server's work alone;
+//! a stopped server's execution is resumed by exactly one other server; a
+//! server whose heartbeat goes stale loses its work to a live one.
+//! The agents here are driven by hand through the protocol client, so the
+//! test decides which server each message goes to.
+
+use std::time::Duration;
+
+use gantry_agent::Client;
+use gantry_agent::protocol::{JobResult, LogChunk, LogItem, Register};
+use gantry_server::LeaderElection;
+use gantry_store::{AgentStore, BuildStore, OwnedWork, PgStore, ServerStore};
+use serde_json::{Value, json};
+
+use super::harness::{Db, GOOD_BUILDSPEC, TestServer, inline_project};
+use super::stepfunctions::{Counter, sfn};
+
+/// `on_postgres!(test, body)`: several servers share a PostgreSQL database
+/// only; the test skips (with a note) without `GANTRY_TEST_POSTGRES_URL`.
+macro_rules! on_postgres {
+    ($name:ident, $on:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(db) = Db::postgres(stringify!($name)).await else {
+                return;
+            };
+            $on(db.clone()).await;
+            db.finish().await;
+        }
+    };
+}
+
+/// Short heartbeats, so a stopped server is stale within a second.
+fn quick(c: &mut gantry_server::Config) {
+    c.leader_election = Some(LeaderElection {
+        ttl: Duration::from_millis(1000),
+        renew_every: Duration::from_millis(250),
+    });
+}
+
+async fn start_remote(db: &Db, data: &std::path::Path) -> TestServer {
+    TestServer::start_with(data, |c| {
+        db.apply(c);
+        if matches!(db, Db::Postgres(_)) {
+            quick(c);
+        }
+        c.local_agent = false;
+    })
+    .await
+}
+
+async fn token(server: &TestServer) -> String {
+    let out = server
+        .rest_ok("POST", "/agent-tokens", Some(&json!({"name": "t"})), 201)
+        .await;
+    out["token"].as_str().expect("token").to_owned()
+}
+
+fn registration() -> Register {
+    Register {
+        labels: vec![],
+        capacity: 1,
+        executor: "host".into(),
+        hostname: "by-hand".into(),
+        version: "test".into(),
+        kinds: Vec::new(),
+    }
+}
+
+async fn start_build(server: &TestServer, name: &str) -> String {
+    server
+        .call("CreateProject", &inline_project(name, GOOD_BUILDSPEC))
+        .await;
+    let out = server
+        .call("StartBuild", &json!({ "projectName": name }))
+        .await;
+    out["build"]["id"].as_str().expect("id").to_owned()
+}
+
+async fn build_state(server: &TestServer, id: &str) -> Value {
+    let out = server.call("BatchGetBuilds", &json!({ "ids": [id] })).await;
+    out["builds"][0].clone()
+}
+
+async fn log_text(server: &TestServer, id: &str) -> String {
+    let (status, bytes) = server
+        .rest_raw(
+            Some(super::harness::SECRET),
+            "gantry",
+            "GET",
+            &format!("/builds/{id}/logs"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn chunk(epoch: i64, seq: u64, line: &str) -> LogChunk {
+    LogChunk {
+        epoch,
+        seq,
+        items: vec![LogItem::Line(line.into())],
+    }
+}
+
+fn succeeded(epoch: i64, last_seq: u64) -> JobResult {
+    JobResult {
+        epoch,
+        last_seq,
+        build: Some(json!({
+            "buildStatus": "SUCCEEDED",
+            "currentPhase": "COMPLETED",
+            "phases": [
+                {"phaseType": "BUILD", "phaseStatus": "SUCCEEDED"},
+                {"phaseType": "COMPLETED"}
+            ],
+            "exportedEnvironmentVariables": [{"name": "GREETING", "value": "from-the-agent"}]
+        })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+    }
+}
+
+async fn pg_store(db: &Db, data: &std::path::Path) -> PgStore {
+    let Db::Postgres(db) = db else {
+        panic!("a PostgreSQL test");
+    };
+    let key = gantry_store::MasterKey::load_or_create(&data.join("secret.key")).expect("key");
+    PgStore::connect(&db.url, key).await.expect("store")
+}
+
+crate::on_both_stores!(
+    a_remote_agents_build_survives_a_restart_of_its_server_and_finishes_with_the_agents_result,
+    a_remote_agents_build_survives_a_restart_of_its_server_and_finishes_with_the_agents_result_on,
+    a_remote_agents_build_survives_a_restart_of_its_server_and_finishes_with_the_agents_result_on_postgres
+);
+
+async fn a_remote_agents_build_survives_a_restart_of_its_server_and_finishes_with_the_agents_result_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = start_remote(&db, &data).await;
+    let token = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration()).await.expect("register");
+    let id = start_build(&server, "survivor").await;
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let job = &lease.job_id;
+    let acked = client
+        .logs(job, &chunk(lease.epoch, 1, "before-the-restart"))
+        .await
+        .expect("chunk 1");
+    assert_eq!(acked.acked, 1);
+    server.stop().await;
+
+    // The agent goes on; the server comes back (a new process, a new id).
+    let server = start_remote(&db, &data).await;
+    assert_eq!(
+        build_state(&server, &id).await["buildStatus"],
+        "IN_PROGRESS"
+    );
+    let client = Client::new(&server.url(), &token).expect("client");
+    let acked = client
+        .logs(job, &chunk(lease.epoch, 2, "after-the-restart"))
+        .await
+        .expect("chunk 2");
+    assert_eq!(acked.acked, 2, "the log position outlived the restart");
+    client
+        .result(job, &succeeded(lease.epoch, 2))
+        .await
+        .expect("result");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    assert_eq!(
+        build["exportedEnvironmentVariables"],
+        json!([{"name": "GREETING", "value": "from-the-agent"}])
+    );
+    let log = log_text(&server, &id).await;
+    assert!(log.contains("before-the-restart"), "{log}");
+    assert!(log.contains("after-the-restart"), "{log}");
+    server.stop().await;
+}
+
+on_postgres!(two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_result_and_the_build_finishes_on_postgres, two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_result_and_the_build_finishes_on);
+
+async fn two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_result_and_the_build_finishes_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let token = token(&a).await;
+    let id = start_build(&a, "elsewhere").await;
+    let owner = store
+        .owner_of(OwnedWork::Builds, &id)
+        .await
+        .expect("owner")
+        .expect("the build has an owner");
+    // The agent talks to B only.
+    let client = Client::new(&b.url(), &token).expect("client");
+    let agent = client.register(&registration()).await.expect("register");
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    for (seq, line) in [(1, "line-one"), (2, "line-two")] {
+        let acked = client
+            .logs(&lease.job_id, &chunk(lease.epoch, seq, line))
+            .await
+            .expect("chunk");
+        assert_eq!(acked.acked, seq);
+    }
+    client
+        .result(&lease.job_id, &succeeded(lease.epoch, 2))
+        .await
+        .expect("result");
+    let build = a.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&a, &id).await;
+    assert!(
+        log.contains("line-one") && log.contains("line-two"),
+        "{log}"
+    );
+    assert_eq!(
+        store.owner_of(OwnedWork::Builds, &id).await.expect("owner"),
+        Some(owner),
+        "A stayed the owner: it was alive"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+/// A machine that waits `seconds`, then calls `{url}/item/{key}/once`.
+fn wait_then_call(seconds: u64) -> String {
+    json!({
+        "StartAt": "Pause",
+        "States": {
+            "Pause": {"Type": "Wait", "Seconds": seconds, "Next": "Call"},
+            "Call": {
+                "Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint.$": "States.Format('{}/item/{}/once', $.url, $.key)",
+                               "Method": "POST", "RequestBody": {"k.$": "$.key"}},
+                "End": true
+            }
+        }
+    })
+    .to_string()
+}
+
+async fn start_execution(server: &TestServer, url: &str, key: &str, seconds: u64) -> String {
+    let (status, machine) = sfn(
+        server,
+        "CreateStateMachine",
+        &json!({"name": format!("m-{key}"), "definition": wait_then_call(seconds),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{machine}");
+    let (status, out) = sfn(
+        server,
+        "StartExecution",
+        &json!({"stateMachineArn": machine["stateMachineArn"], "name": key,
+                "input": json!({"url": url, "key": key}).to_string()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    out["executionArn"].as_str().expect("arn").to_owned()
+}
+
+async fn wait_execution(server: &TestServer, arn: &str) -> Value {
+    for _ in 0..600 {
+        let (_, d) = sfn(server, "DescribeExecution", &json!({"executionArn": arn})).await;
+        if d["status"] != "RUNNING" {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{arn} did not finish in 30 s");
+}
+
+async fn count_events(server: &TestServer, arn: &str, kind: &str) -> usize {
+    let (_, history) = sfn(server, "GetExecutionHistory", &json!({"executionArn": arn})).await;
+    history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["type"] == kind)
+        .count()
+}
+
+on_postgres!(
+    a_server_start_leaves_another_live_servers_build_and_execution_alone_on_postgres,
+    a_server_start_leaves_another_live_servers_build_and_execution_alone_on
+);
+
+async fn a_server_start_leaves_another_live_servers_build_and_execution_alone_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let id = start_build(&a, "untouched").await;
+    let arn = start_execution(&a, &url, "live", 2).await;
+    let a_id = store
+        .owner_of(OwnedWork::Builds, &id)
+        .await
+        .expect("owner")
+        .expect("owned");
+    // B starts, and sweeps for dead servers' work several times over.
+    let b = start_remote(&db, &data).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let build = build_state(&b, &id).await;
+    assert_eq!(build["buildStatus"], "IN_PROGRESS", "{build}");
+    let job = store
+        .get_agent_job(&format!("job-{}", id.split_once(':').expect("id").1))
+        .await
+        .expect("job");
+    assert_eq!(job.status, "QUEUED", "the job was not abandoned: {job:?}");
+    for (work, key) in [
+        (OwnedWork::Builds, id.as_str()),
+        (OwnedWork::StateMachineExecutions, arn.as_str()),
+    ] {
+        assert_eq!(
+            store.owner_of(work, key).await.expect("owner").as_deref(),
+            Some(a_id.as_str())
+        );
+    }
+    // A drives its execution to the end, once.
+    let done = wait_execution(&b, &arn).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(counter.count("/item/live/"), 1);
+    assert_eq!(count_events(&b, &arn, "WaitStateExited").await, 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+on_postgres!(
+    a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on_postgres,
+    a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on
+);
+
+async fn a_stopped_servers_running_execution_is_resumed_by_one_other_server_exactly_once_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let c = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let arn = start_execution(&a, &url, "orphan", 2).await;
+    let a_id = store
+        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        .await
+        .expect("owner")
+        .expect("owned");
+    // A stops while the execution waits (its row goes with it).
+    a.stop().await;
+    let done = wait_execution(&b, &arn).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(counter.count("/item/orphan/"), 1, "the task ran once");
+    assert_eq!(count_events(&c, &arn, "WaitStateExited").await, 1);
+    assert_eq!(count_events(&c, &arn, "ExecutionSucceeded").await, 1);
+    let owner = store
+        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        .await
+        .expect("owner")
+        .expect("owned");
+    assert_ne!(owner, a_id, "taken over");
+    let live: Vec<String> = store
+        .servers()
+        .await
+        .expect("servers")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert!(live.contains(&owner), "{owner} in {live:?}");
+    c.stop().await;
+    b.stop().await;
+}
+
+on_postgres!(
+    a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on_postgres,
+    a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on
+);
+
+/// A server (`ghost`, never started: only its row and its build exist) whose
+/// heartbeat stops: while it is fresh its build is left alone; once stale,
+/// the live server takes the build over and, as it ran on the ghost's
+/// embedded agent, fails it as interrupted.
+async fn a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let live = start_remote(&db, &data).await;
+    live.call("CreateProject", &inline_project("ghostly", GOOD_BUILDSPEC))
+        .await;
+    let ghost = pg_store(&db, &data).await;
+    ghost.set_server_id("ghost");
+    // Its last heartbeat is fresh for a few seconds (ttl 1 s, plus 3 s).
+    ghost
+        .register_server("ghost", "nowhere", gantry_store::now_ms() + 3_000)
+        .await
+        .expect("register");
+    let id = "ghostly:00000000-0000-0000-0000-000000000001".to_string();
+    ghost
+        .create_build(
+            &gantry_store::NewBuild {
+                id: id.clone(),
+                project: "ghostly".into(),
+                status: "IN_PROGRESS".into(),
+                current_phase: "BUILD".into(),
+                build: json!({"phases": [{"phaseType": "BUILD", "startTime": 1}]}),
+                overrides: json!({}),
+                start_ms: 1,
+            },
+            "system",
+        )
+        .await
+        .expect("build");
+    assert_eq!(
+        build_state(&live, &id).await["buildStatus"],
+        "IN_PROGRESS",
+        "left alone while its owner's heartbeat is fresh"
+    );
+    let build = live.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "FAILED", "{build}");
+    let contexts = build.to_string();
+    assert!(contexts.contains("SERVER_RESTARTED"), "{build}");
+    assert_ne!(
+        ghost
+            .owner_of(OwnedWork::Builds, &id)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some("ghost")
+    );
+    live.stop().await;
+}
+
+on_postgres!(
+    a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on_postgres,
+    a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on
+);
+
+/// Two servers on one database; A runs a pipeline whose Build action is
+/// queued for a remote agent when A stops. B takes over both the pipeline
+/// execution (its action resumes, following the build) and the build (it
+/// waits for the job again); an agent reaching only B runs the build, and
+/// the pipeline goes on to succeed on B.
+async fn a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_other_server_on(
+    db: Db,
+) {
+    use super::codepipeline::ok;
+    use super::pipeline_runs::{create_projects, declaration, repo_with, start as start_run};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let url = repo_with(dir.path(), &[("version.txt", "7.1")], "seven");
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let token = token(&a).await;
+    let mut decl = declaration("handed", &url, "");
+    let stages = decl["stages"].as_array_mut().expect("stages");
+    stages.remove(2); // no approval
+    stages[1]["actions"]
+        .as_array_mut()
+        .expect("actions")
+        .truncate(1);
+    let build = "version: 0.2\nenv:\n  exported-variables: [VERSION]\nphases:\n  build:\n    commands:\n      - export VERSION=$(cat version.txt)\n      - echo \"app $VERSION\" > app.txt\nartifacts:\n  files: [app.txt]\n";
+    let deploy = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q \"app $EXPECTED\" app.txt\n      - echo \"deploying $EXPECTED\"\n";
+    create_projects(&a, "handed", &[("build", build), ("deploy", deploy)]).await;
+    ok(&a, "CreatePipeline", &json!({ "pipeline": decl })).await;
+    let id = start_run(&a, "handed").await;
+    // The Build action's build is queued (no agent yet) when A stops.
+    for _ in 0..600 {
+        let listed = a
+            .call(
+                "ListBuildsForProject",
+                &json!({ "projectName": "handed-build" }),
+            )
+            .await;
+        if listed["ids"].as_array().is_some_and(|ids| !ids.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+
+    let mut config = gantry_agent::AgentConfig::new(&b.url(), &token, dir.path().join("w"));
+    config.hostname = "only-b".into();
+    let (drain, rx) = tokio::sync::oneshot::channel::<()>();
+    let agent = tokio::spawn(gantry_agent::run(config, async move {
+        let _ = rx.await;
+    }));
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        let e = ok(
+            &b,
+            "GetPipelineExecution",
+            &json!({ "pipelineName": "handed", "pipelineExecutionId": id }),
+        )
+        .await;
+        status = e["pipelineExecution"]["status"].clone();
+        if status != "InProgress" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "Succeeded");
+    for project in ["handed-build", "handed-deploy"] {
+        let listed = b
+            .call("ListBuildsForProject", &json!({ "projectName": project }))
+            .await;
+        let ids = listed["ids"].as_array().expect("ids");
+        assert_eq!(ids.len(), 1, "{project} built once: {listed}");
+        let build_id = ids[0].as_str().expect("id");
+        let build = build_state(&b, build_id).await;
+        assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+        let log = log_text(&b, build_id).await;
+        assert!(log.contains("only-b"), "{project} ran on the agent: {log}");
+    }
+    let _ = drain.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(60), agent).await;
+    b.stop().await;
+}

@@ -1,0 +1,213 @@
+//! [`ServerStore`] on SQLite.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{SqliteStore, db_error, parse_json};
+use crate::agents::job_status::LEASED;
+use crate::{OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
+
+#[async_trait]
+impl ServerStore for SqliteStore {
+    fn set_server_id(&self, id: &str) {
+        *self.server.write().unwrap_or_else(|e| e.into_inner()) = Some(id.to_owned());
+    }
+
+    fn server_id(&self) -> Option<String> {
+        self.server
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn register_server(
+        &self,
+        id: &str,
+        hostname: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO servers (id, hostname, started_ms, heartbeat_ms) VALUES (?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET heartbeat_ms = excluded.heartbeat_ms",
+        )
+        .bind(id)
+        .bind(hostname)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn beat_server(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE servers SET heartbeat_ms = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let host = crate::servers::hostname();
+        self.register_server(id, &host, now_ms).await?;
+        Ok(false)
+    }
+
+    async fn remove_server(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM servers WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn remove_other_servers(&self, id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM servers WHERE id <> ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, hostname, started_ms, heartbeat_ms FROM servers ORDER BY started_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ServerRecord {
+                    id: r.try_get("id").map_err(db_error)?,
+                    hostname: r.try_get("hostname").map_err(db_error)?,
+                    started_ms: r.try_get("started_ms").map_err(db_error)?,
+                    heartbeat_ms: r.try_get("heartbeat_ms").map_err(db_error)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn take_over(
+        &self,
+        work: OwnedWork,
+        me: &str,
+        stale_before_ms: i64,
+    ) -> Result<Vec<TakenOver>, StoreError> {
+        let (table, key, group, unfinished) = work.sql();
+        let candidates = sqlx::query(&format!(
+            "SELECT {key} AS id, {group} AS grp, owner FROM {table}
+             WHERE {unfinished} AND (owner IS NULL OR (owner <> ?1
+               AND owner NOT IN (SELECT id FROM servers WHERE heartbeat_ms >= ?2)))"
+        ))
+        .bind(me)
+        .bind(stale_before_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut taken = Vec::new();
+        for row in candidates {
+            let id: String = row.try_get("id").map_err(db_error)?;
+            let previous: Option<String> = row.try_get("owner").map_err(db_error)?;
+            // The compare-and-swap on the previous owner: a server that
+            // took the row meanwhile changed it, and this one misses.
+            let done = sqlx::query(&format!(
+                "UPDATE {table} SET owner = ? WHERE {key} = ? AND {unfinished} AND owner IS ?"
+            ))
+            .bind(me)
+            .bind(&id)
+            .bind(&previous)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+            if done.rows_affected() == 1 {
+                taken.push(TakenOver {
+                    id,
+                    group: row.try_get("grp").map_err(db_error)?,
+                    previous_owner: previous,
+                });
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn owner_of(&self, work: OwnedWork, id: &str) -> Result<Option<String>, StoreError> {
+        let (table, key, _, _) = work.sql();
+        let row = sqlx::query(&format!("SELECT owner FROM {table} WHERE {key} = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        row.try_get("owner").map_err(db_error)
+    }
+
+    async fn job_log_acked(&self, id: &str, epoch: i64) -> Result<u64, StoreError> {
+        let acked: Option<i64> =
+            sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
+                .bind(id)
+                .bind(epoch)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn advance_job_log(&self, id: &str, epoch: i64, seq: u64) -> Result<u64, StoreError> {
+        let seq = i64::try_from(seq).map_err(StoreError::other)?;
+        sqlx::query(
+            "UPDATE jobs SET log_acked = ?, update_ms = ?
+             WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1",
+        )
+        .bind(seq)
+        .bind(now_ms())
+        .bind(id)
+        .bind(epoch)
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        self.job_log_acked(id, epoch).await
+    }
+
+    async fn record_job_result(
+        &self,
+        id: &str,
+        epoch: i64,
+        result: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET result_json = ?, update_ms = ?
+             WHERE id = ? AND status = ? AND lease_epoch = ?",
+        )
+        .bind(result.to_string())
+        .bind(now_ms())
+        .bind(id)
+        .bind(LEASED)
+        .bind(epoch)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "job {id} is no longer leased under epoch {epoch}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn job_result(&self, id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        let text: Option<Option<String>> =
+            sqlx::query_scalar("SELECT result_json FROM jobs WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        let text = text.ok_or(StoreError::NotFound)?;
+        text.as_deref().map(parse_json).transpose()
+    }
+}

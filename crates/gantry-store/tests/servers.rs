@@ -1,0 +1,332 @@
+//! Server identity and ownership, on both stores: builds and executions a
+//! server's store creates are owned by that server; work is taken over only
+//! from a server whose heartbeat is stale (or whose row is gone); of
+//! several stores racing to take work over, each row goes to exactly one;
+//! an agent job's log cursor and result are fenced by its lease.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use gantry_store::{
+    AgentStore, BuildStore, BuildUpdate, HistoryRecord, JournalAppend, NewAgentJob, NewBuild,
+    NewExecution, NewProject, OwnedWork, ServerStore, StoreError, WorkflowStore, now_ms,
+};
+use serde_json::json;
+
+#[macro_use]
+mod common;
+use common::Backend;
+
+async fn project(store: &impl BuildStore) {
+    store
+        .create_project(
+            &NewProject {
+                name: "p".into(),
+                project: json!({"name": "p"}),
+            },
+            "admin",
+        )
+        .await
+        .expect("project");
+}
+
+async fn build(store: &impl BuildStore, n: usize) -> String {
+    let id = format!("p:{n:08}");
+    store
+        .create_build(
+            &NewBuild {
+                id: id.clone(),
+                project: "p".into(),
+                status: "IN_PROGRESS".into(),
+                current_phase: "SUBMITTED".into(),
+                build: json!({}),
+                overrides: json!({}),
+                start_ms: 1,
+            },
+            "admin",
+        )
+        .await
+        .expect("build");
+    id
+}
+
+fn execution(arn: &str) -> (NewExecution, JournalAppend) {
+    (
+        NewExecution {
+            arn: arn.into(),
+            name: arn.into(),
+            machine_arn: "arn:sm:m".into(),
+            definition: "{}".into(),
+            revision: 1,
+            role_arn: "role".into(),
+            input: "{}".into(),
+            start_ms: 10,
+        },
+        JournalAppend {
+            execution_arn: arn.into(),
+            seq: 1,
+            at_ms: 10,
+            event: json!({"type": "Start"}),
+            history: vec![HistoryRecord {
+                id: 1,
+                at_ms: 10,
+                event_type: "ExecutionStarted".into(),
+                previous_id: None,
+                details: json!({}),
+            }],
+            timers_started: vec![],
+            timers_removed: vec![],
+            tokens_opened: vec![],
+            tokens_closed: vec![],
+            completion: None,
+            actor: "system".into(),
+            audit_action: None,
+        },
+    )
+}
+
+async fn work_is_owned_by_its_creator_and_taken_over_only_from_a_stale_owner<B: Backend>(b: &B) {
+    let a = b.open().await;
+    a.set_server_id("server-a");
+    a.register_server("server-a", "host-a", 10_000)
+        .await
+        .expect("register a");
+    a.register_server("server-b", "host-b", 10_000)
+        .await
+        .expect("register b");
+    project(&a).await;
+    let running = build(&a, 1).await;
+    let finished = build(&a, 2).await;
+    a.update_build(
+        &finished,
+        &BuildUpdate {
+            status: "SUCCEEDED".into(),
+            current_phase: "COMPLETED".into(),
+            build: json!({}),
+            end_ms: Some(2),
+        },
+        "system",
+    )
+    .await
+    .expect("finish");
+    let (x, first) = execution("arn:x:a");
+    a.create_execution(&x, &first, "admin")
+        .await
+        .expect("execution");
+    assert_eq!(
+        a.owner_of(OwnedWork::Builds, &running)
+            .await
+            .expect("owner"),
+        Some("server-a".into())
+    );
+    assert_eq!(
+        a.owner_of(OwnedWork::StateMachineExecutions, "arn:x:a")
+            .await
+            .expect("owner"),
+        Some("server-a".into())
+    );
+    // A's heartbeat (10 000) is not older than the staleness bound: B takes nothing.
+    for work in [OwnedWork::Builds, OwnedWork::StateMachineExecutions] {
+        assert!(
+            a.take_over(work, "server-b", 10_000)
+                .await
+                .expect("sweep")
+                .is_empty()
+        );
+    }
+    // B keeps beating, A does not: A is stale, and B takes its unfinished work.
+    assert!(a.beat_server("server-b", 40_000).await.expect("beat"));
+    let taken = a
+        .take_over(OwnedWork::Builds, "server-b", 30_000)
+        .await
+        .expect("sweep");
+    assert_eq!(taken.len(), 1, "only the running build: {taken:?}");
+    assert_eq!(taken[0].id, running);
+    assert_eq!(taken[0].group, "p");
+    assert_eq!(taken[0].previous_owner.as_deref(), Some("server-a"));
+    assert_eq!(
+        a.owner_of(OwnedWork::Builds, &running)
+            .await
+            .expect("owner"),
+        Some("server-b".into())
+    );
+    assert_eq!(
+        a.owner_of(OwnedWork::Builds, &finished)
+            .await
+            .expect("owner"),
+        Some("server-a".into()),
+        "finished work keeps its owner"
+    );
+    // B does not take from itself; A, now live again, does not take from live B.
+    assert!(
+        a.take_over(OwnedWork::Builds, "server-b", 30_000)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert!(a.beat_server("server-a", 40_000).await.expect("beat"));
+    assert!(
+        a.take_over(OwnedWork::Builds, "server-a", 30_000)
+            .await
+            .expect("a")
+            .is_empty()
+    );
+    // A server that declares the others dead (a single SQLite server at its
+    // start) takes their work at once, however fresh their heartbeats.
+    assert_eq!(a.remove_other_servers("server-c").await.expect("remove"), 2);
+    a.register_server("server-c", "host-c", 40_000)
+        .await
+        .expect("register c");
+    let execs = a
+        .take_over(OwnedWork::StateMachineExecutions, "server-c", 0)
+        .await
+        .expect("sweep");
+    assert_eq!(execs.len(), 1);
+    assert_eq!(execs[0].group, "arn:sm:m");
+    assert_eq!(
+        a.servers()
+            .await
+            .expect("servers")
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect::<Vec<_>>(),
+        ["server-c"]
+    );
+    // A beat from a server whose row was removed says so, and adds it back.
+    assert!(!a.beat_server("server-a", 41_000).await.expect("beat"));
+    assert_eq!(a.servers().await.expect("servers").len(), 2);
+    // A server that stops removes its row: its work is free at once (as is
+    // the build of B, whose row went above).
+    let again = build(&a, 3).await;
+    a.remove_server("server-a").await.expect("remove");
+    let mut taken: Vec<String> = a
+        .take_over(OwnedWork::Builds, "server-c", 0)
+        .await
+        .expect("sweep")
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    taken.sort();
+    assert_eq!(taken, [running.clone(), again]);
+}
+
+async fn of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one<B: Backend>(b: &B) {
+    let creator = b.open().await;
+    creator.set_server_id("dead");
+    project(&creator).await;
+    let mut all = HashSet::new();
+    for n in 0..40 {
+        all.insert(build(&creator, n).await);
+    }
+    // Two stores of their own (two connection pools, as two servers have).
+    let one = Arc::new(b.open().await);
+    let two = Arc::new(b.open().await);
+    let now = now_ms();
+    one.register_server("one", "h", now).await.expect("one");
+    two.register_server("two", "h", now).await.expect("two");
+    let sweep = |store: Arc<B::Store>, me: &'static str| {
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..5 {
+                let taken = store
+                    .take_over(OwnedWork::Builds, me, now - 60_000)
+                    .await
+                    .expect("sweep");
+                mine.extend(taken.into_iter().map(|t| t.id));
+            }
+            mine
+        })
+    };
+    let (a, b2) = tokio::join!(sweep(one.clone(), "one"), sweep(two.clone(), "two"));
+    let (a, b2) = (a.expect("join"), b2.expect("join"));
+    let a_set: HashSet<_> = a.iter().cloned().collect();
+    let b_set: HashSet<_> = b2.iter().cloned().collect();
+    assert_eq!(
+        a.len() + b2.len(),
+        all.len(),
+        "each row taken once: {a:?} {b2:?}"
+    );
+    assert!(a_set.is_disjoint(&b_set));
+    assert_eq!(&a_set | &b_set, all);
+    for id in &all {
+        let owner = one.owner_of(OwnedWork::Builds, id).await.expect("owner");
+        let expected = if a_set.contains(id) { "one" } else { "two" };
+        assert_eq!(owner.as_deref(), Some(expected), "{id}");
+    }
+}
+
+async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B) {
+    let store = b.open().await;
+    store
+        .enqueue_job(&NewAgentJob {
+            id: "j".into(),
+            kind: "codebuild".into(),
+            labels: vec![],
+            payload: json!({}),
+            max_attempts: 3,
+        })
+        .await
+        .expect("enqueue");
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("j", "n1", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    let first = store
+        .ack_job("j", "n1", "a1", "l1", now - 1)
+        .await
+        .expect("ack");
+    let e = first.lease_epoch;
+    assert_eq!(store.job_log_acked("j", e).await.expect("acked"), 0);
+    assert_eq!(store.advance_job_log("j", e, 1).await.expect("1"), 1);
+    assert_eq!(store.advance_job_log("j", e, 1).await.expect("1 again"), 1);
+    assert_eq!(store.advance_job_log("j", e, 3).await.expect("gap"), 1);
+    assert_eq!(store.advance_job_log("j", e, 2).await.expect("2"), 2);
+    assert_eq!(
+        store.advance_job_log("j", e + 1, 1).await.expect("other"),
+        0
+    );
+    assert_eq!(store.job_result("j").await.expect("none"), None);
+    let result = json!({"epoch": e, "build": {"buildStatus": "SUCCEEDED"}});
+    assert!(matches!(
+        store.record_job_result("j", e + 1, &result).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .record_job_result("j", e, &result)
+        .await
+        .expect("record");
+    assert_eq!(store.job_result("j").await.expect("result"), Some(result));
+    // The lease runs out; the next lease starts with no cursor and no result.
+    store.expire_leases(now).await.expect("expire");
+    assert!(
+        store
+            .offer_job("j", "n2", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    let second = store
+        .ack_job("j", "n2", "a2", "l2", now + 60_000)
+        .await
+        .expect("ack");
+    assert_eq!(
+        store
+            .job_log_acked("j", second.lease_epoch)
+            .await
+            .expect("acked"),
+        0
+    );
+    assert_eq!(store.job_result("j").await.expect("cleared"), None);
+    assert!(matches!(
+        store.job_result("missing").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+both_stores!(
+    work_is_owned_by_its_creator_and_taken_over_only_from_a_stale_owner,
+    of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one,
+    a_jobs_log_cursor_and_result_are_fenced_by_its_lease,
+);
