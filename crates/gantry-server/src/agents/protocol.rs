@@ -413,6 +413,27 @@ async fn source<S: Store>(
         .into_response())
 }
 
+/// A result is taken only after every log chunk up to its `last_seq`
+/// (the lease's, in the `jobs` row).
+async fn logs_complete<S: Store>(
+    state: &AppState<S>,
+    job_id: &str,
+    result: &JobResult,
+) -> Result<(), AgentError> {
+    let acked = state.store.job_log_acked(job_id, result.epoch).await?;
+    if acked < result.last_seq {
+        return Err(AgentError(
+            StatusCode::CONFLICT,
+            format!(
+                "log chunks {}..={} are missing; send them before the result",
+                acked + 1,
+                result.last_seq
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The build's end, fenced: stored only when the lease is still this one
 /// and every log chunk up to `last_seq` is in.
 async fn result<S: Store>(
@@ -435,19 +456,7 @@ async fn result<S: Store>(
         .get("build_id")
         .and_then(|b| b.as_str())
         .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
-    {
-        let acked = state.store.job_log_acked(&job_id, result.epoch).await?;
-        if acked < result.last_seq {
-            return Err(AgentError(
-                StatusCode::CONFLICT,
-                format!(
-                    "log chunks {}..={} are missing; send them before the result",
-                    acked + 1,
-                    result.last_seq
-                ),
-            ));
-        }
-    }
+    logs_complete(&state, &job_id, &result).await?;
     // Unpacked beside the build's artifact directory and moved into place
     // only once the fenced finish succeeded: a stale lease never writes there.
     let artifacts = match (&result.artifacts_sha256, artifacts_dir) {
@@ -559,19 +568,7 @@ async fn command_result<S: Store>(
     job: &AgentJobRecord,
     result: JobResult,
 ) -> Result<Response, AgentError> {
-    {
-        let acked = state.store.job_log_acked(&job.id, result.epoch).await?;
-        if acked < result.last_seq {
-            return Err(AgentError(
-                StatusCode::CONFLICT,
-                format!(
-                    "log chunks {}..={} are missing; send them before the result",
-                    acked + 1,
-                    result.last_seq
-                ),
-            ));
-        }
-    }
+    logs_complete(state, &job.id, &result).await?;
     let (status, error, report) = match result.command {
         Some(mut outcome) => {
             outcome.stdout = tail(&outcome.stdout, wire::COMMAND_OUTPUT_TAIL);
