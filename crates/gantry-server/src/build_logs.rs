@@ -146,6 +146,9 @@ pub(crate) async fn read_text(
     start: u64,
     max: u64,
 ) -> Result<String, StoreError> {
+    // At least one whole character (UTF-8 takes up to 4 bytes), so a read
+    // always moves on.
+    let max = max.max(4);
     let bytes = read_range(objects, archive, start..start.saturating_add(max)).await?;
     let valid = match std::str::from_utf8(&bytes) {
         Ok(_) => bytes.len(),
@@ -187,4 +190,128 @@ pub(crate) async fn lines_after(
         .skip(usize::try_from(after).unwrap_or(usize::MAX))
         .map(str::to_owned)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_store::{BuildStore, BuildUpdate, NewBuild, NewProject};
+    use serde_json::json;
+
+    async fn ended_build(dir: &std::path::Path) -> gantry_store::SqliteStore {
+        let key = gantry_store::MasterKey::load_or_create(&dir.join("k")).expect("key");
+        let store = gantry_store::SqliteStore::open(&dir.join("db"), key)
+            .await
+            .expect("store");
+        let project = NewProject {
+            name: "web".into(),
+            project: json!({"name": "web"}),
+        };
+        store
+            .create_project(&project, "test")
+            .await
+            .expect("project");
+        let build = NewBuild {
+            id: "web:1".into(),
+            project: "web".into(),
+            status: "IN_PROGRESS".into(),
+            current_phase: "BUILD".into(),
+            build: json!({}),
+            overrides: json!({}),
+            start_ms: 1,
+        };
+        store.create_build(&build, "test").await.expect("build");
+        let end = BuildUpdate {
+            status: "FAILED".into(),
+            current_phase: "COMPLETED".into(),
+            build: json!({}),
+            end_ms: Some(2),
+        };
+        store
+            .update_build("web:1", &end, "system")
+            .await
+            .expect("end");
+        store
+    }
+
+    /// Lines that arrive after the move (a late upload) are appended to the
+    /// object by the next move, never replace it; line numbers carry on.
+    #[tokio::test]
+    async fn late_lines_are_appended_to_the_object_and_numbered_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        assert_eq!(
+            archive(&store, &objects, "web:1").await.expect("empty"),
+            None
+        );
+
+        store
+            .append_log_lines("web:1", &["one".into(), "two".into()])
+            .await
+            .expect("append");
+        let first = archive(&store, &objects, "web:1")
+            .await
+            .expect("archive")
+            .expect("moved");
+        assert_eq!((first.size_bytes, first.line_count), (8, 2));
+        // Nothing new: the same record, nothing written.
+        assert_eq!(
+            archive(&store, &objects, "web:1").await.expect("again"),
+            Some(first.clone())
+        );
+
+        store
+            .append_log_lines("web:1", &["three".into()])
+            .await
+            .expect("late");
+        assert_eq!(sweep(&store, &objects).await, 1);
+        let second = store.log_archive("web:1").await.expect("q").expect("moved");
+        assert_eq!((second.size_bytes, second.line_count), (14, 3));
+        assert_eq!(
+            objects.get_named(&second.object_key).await.expect("get"),
+            "one\ntwo\nthree\n".as_bytes()
+        );
+        assert!(store.log_lines("web:1", 0, 10).await.expect("q").is_empty());
+
+        assert_eq!(
+            lines_after(&objects, &second, 0).await.expect("all"),
+            ["one", "two", "three"]
+        );
+        assert_eq!(
+            lines_after(&objects, &second, 2).await.expect("rest"),
+            ["three"]
+        );
+        assert!(
+            lines_after(&objects, &second, 3)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+    }
+
+    /// The object holds what a reader of the lines would get; a text cut
+    /// by the range's end inside a character ends before it.
+    #[tokio::test]
+    async fn ranged_text_stops_at_a_character_boundary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        store
+            .append_log_lines("web:1", &["abcé".into()])
+            .await
+            .expect("append");
+        let a = archive(&store, &objects, "web:1")
+            .await
+            .expect("a")
+            .expect("moved");
+        assert_eq!(a.size_bytes, 6);
+        assert_eq!(read_text(&objects, &a, 0, 4).await.expect("cut"), "abc");
+        assert_eq!(read_text(&objects, &a, 3, 1).await.expect("é"), "é\n");
+        assert_eq!(
+            read_text(&objects, &a, 0, 100).await.expect("all"),
+            "abcé\n"
+        );
+        assert_eq!(read_text(&objects, &a, 6, 100).await.expect("end"), "");
+    }
 }

@@ -143,9 +143,8 @@ impl Cursor {
         })
     }
 
-    /// The text after the cursor, up to [`BATCH`] lines; `None` when no
-    /// new line was written.
-    /// From an archived log, at most about `max_bytes`.
+    /// The text after the cursor, up to [`BATCH`] lines (from an archived
+    /// log, about `max_bytes`); `None` when no new line was written.
     async fn next_chunk<S: Store>(
         &mut self,
         store: &S,

@@ -299,9 +299,11 @@ pub(crate) async fn with_unarchived_logs(
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     sqlx::query_scalar(
+        // Driven from the lines, which after the moves hold only running
+        // builds' logs, not from every build ever run.
         "SELECT b.id FROM builds b
-         WHERE b.status <> 'IN_PROGRESS'
-           AND EXISTS (SELECT 1 FROM build_log_lines l WHERE l.build_id = b.id)
+         WHERE b.id IN (SELECT DISTINCT build_id FROM build_log_lines)
+           AND b.status <> 'IN_PROGRESS'
          ORDER BY b.start_ms, b.id LIMIT ?",
     )
     .bind(i64::from(limit))
