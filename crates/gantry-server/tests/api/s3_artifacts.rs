@@ -15,7 +15,7 @@ use crate::pipeline_runs::{
 };
 
 #[path = "../../../gantry-artifacts/tests/support/moto.rs"]
-mod moto;
+pub(crate) mod moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {

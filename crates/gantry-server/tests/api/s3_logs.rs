@@ -12,9 +12,7 @@ use serde_json::json;
 use crate::harness::*;
 use crate::on_both_stores;
 use crate::rest_logs::{log_and_end, parse_sse, sse};
-
-#[path = "../../../gantry-artifacts/tests/support/moto.rs"]
-mod moto;
+use crate::s3_artifacts::moto;
 
 const LINES: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - for i in $(seq 1 1500); do echo \"line $i é\"; done\n";
 
