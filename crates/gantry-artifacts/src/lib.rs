@@ -58,6 +58,7 @@ mod digest;
 mod error;
 mod location;
 mod manifest;
+mod named;
 mod store;
 mod walk;
 

@@ -37,6 +37,7 @@ mod agents;
 mod artifact_s3;
 mod auth;
 mod bootstrap;
+mod build_logs;
 mod chat;
 mod codebuild;
 mod codepipeline;

@@ -450,7 +450,9 @@ impl LocalRun {
                     message: e.to_string(),
                 })?;
             let Some(last) = lines.last().map(|l| l.seq) else {
-                return Ok(());
+                return self
+                    .read_archived_log(watch, stage, action, build, out)
+                    .await;
             };
             watch.logs.insert(build.to_owned(), last);
             let full = lines.len() as u32 == LOG_BATCH;
@@ -463,6 +465,44 @@ impl LocalRun {
                 return Ok(());
             }
         }
+    }
+
+    /// The lines of a finished build's log that moved to the artifact
+    /// store after line `watch.logs[build]` (the same numbering).
+    async fn read_archived_log(
+        &self,
+        watch: &mut Watch,
+        stage: &str,
+        action: &str,
+        build: &str,
+        out: &mut Vec<Progress>,
+    ) -> Result<(), LocalError> {
+        let log_error = |e: gantry_store::StoreError| LocalError::Log {
+            build: build.into(),
+            message: e.to_string(),
+        };
+        let Some(archive) = self
+            .state
+            .store
+            .log_archive(build)
+            .await
+            .map_err(log_error)?
+        else {
+            return Ok(());
+        };
+        let after = watch.logs.get(build).copied().unwrap_or(0);
+        let lines = crate::build_logs::lines_after(&self.state.runner.objects, &archive, after)
+            .await
+            .map_err(log_error)?;
+        watch
+            .logs
+            .insert(build.to_owned(), after.max(archive.line_count));
+        out.extend(lines.into_iter().map(|line| Progress::Log {
+            stage: stage.into(),
+            action: action.into(),
+            line,
+        }));
+        Ok(())
     }
 
     /// Answers a manual approval through PutApprovalResult.

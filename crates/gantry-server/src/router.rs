@@ -83,17 +83,16 @@ impl<S: Store> AppState<S> {
             &config.data_dir,
             config.lease_timeout,
         )?);
+        let artifacts = open_artifact_store(&config)?;
         let runner = Arc::new(BuildRunner::new(
             store.clone(),
             config.clone(),
             events.clone(),
             hub,
+            artifacts.clone(),
         ));
-        let providers = ProviderContext::new(
-            &config.data_dir,
-            open_artifact_store(&config)?,
-            config.approval_timeout,
-        )?;
+        let providers =
+            ProviderContext::new(&config.data_dir, artifacts.clone(), config.approval_timeout)?;
         let engine = Arc::new(stepfunctions::Engine::new(
             store.clone(),
             config.clone(),
@@ -112,6 +111,7 @@ impl<S: Store> AppState<S> {
             chat: Arc::default(),
         };
         state.engine.attach(state.clone());
+        spawn_log_sweeper(state.store.clone(), artifacts);
         state
             .events
             .set_invoker(Arc::new(crate::eventbridge::ServerInvoker {
@@ -119,6 +119,34 @@ impl<S: Store> AppState<S> {
             }));
         Ok(state)
     }
+}
+
+/// Moves finished logs left in the database to the artifact store: now
+/// (what a crash or another server's recovery left) and every
+/// [`SWEEP_EVERY`](crate::build_logs::SWEEP_EVERY). Outside a Tokio runtime
+/// (no server running) there is nothing to do.
+fn spawn_log_sweeper<S: Store>(store: Arc<S>, artifacts: gantry_artifacts::ArtifactStore) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    // Holds only a weak reference, so the task ends with the server.
+    let store = Arc::downgrade(&store);
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(crate::build_logs::SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            let moved = crate::build_logs::sweep(store.as_ref(), &artifacts).await;
+            if moved > 0 {
+                tracing::info!(
+                    builds = moved,
+                    "moved finished build logs to the artifact store"
+                );
+            }
+        }
+    });
 }
 
 pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {

@@ -104,6 +104,8 @@ pub(crate) struct BuildRunner<S: Store> {
     log_written: Arc<watch::Sender<u64>>,
     /// Remote agents' jobs and long polls.
     pub hub: Arc<crate::agents::AgentHub>,
+    /// The artifact store, where finished logs go (see `build_logs`).
+    pub(crate) objects: gantry_artifacts::ArtifactStore,
 }
 
 /// The phase context of a build the server's shutdown stopped.
@@ -119,9 +121,11 @@ impl<S: Store> BuildRunner<S> {
         config: Arc<Config>,
         events: Arc<EventBus<S>>,
         hub: Arc<crate::agents::AgentHub>,
+        objects: gantry_artifacts::ArtifactStore,
     ) -> BuildRunner<S> {
         BuildRunner {
             hub,
+            objects,
             slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
             store,
             config,
@@ -269,6 +273,12 @@ async fn run_job<S: Store>(
     writer.abort();
     if let Err(e) = runner.store.update_build(&id, &update, "system").await {
         tracing::error!(build = %id, error = %e, "recording the end of a build failed");
+    } else if let Err(e) =
+        crate::build_logs::archive(runner.store.as_ref(), &runner.objects, &id).await
+    {
+        // The lines stay in the database, where readers find them; the
+        // sweep moves them later.
+        tracing::warn!(build = %id, error = %e, "moving a finished log to the artifact store failed");
     }
     runner.log_written.send_modify(|n| *n = n.wrapping_add(1));
     events

@@ -214,6 +214,18 @@ pub trait BuildStore: Send + Sync + 'static {
     /// begins. A reader resumes by reading lines after `after_seq` and
     /// skipping `offset - line_start` bytes of the first.
     async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError>;
+    /// Records that a build's log was stored as the object `archive` names
+    /// and deletes its lines numbered up to `through_seq`, in one
+    /// transaction: call it only once the object is safely written. A second
+    /// call replaces the record (a log archived again, with lines that came
+    /// late, in a bigger object).
+    async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError>;
+    /// Where the build's log was archived, if it was.
+    async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError>;
+    /// Up to `limit` builds that have ended (any status but `IN_PROGRESS`)
+    /// and still have log lines in the database: logs whose move to the
+    /// artifact store has not finished.
+    async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError>;
 
     // Audit.
 

@@ -147,6 +147,22 @@ pub struct LogSeek {
     pub line_start: u64,
 }
 
+/// Where a finished build's log is kept: an object in the artifact store,
+/// holding the log text (every line followed by `\n`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogArchive {
+    /// The build.
+    pub build_id: String,
+    /// The object's key in the artifact store.
+    pub object_key: String,
+    /// The object's length in bytes: the length of the log text.
+    pub size_bytes: u64,
+    /// How many lines the text holds.
+    pub line_count: u64,
+    /// When it was written, epoch milliseconds.
+    pub archived_ms: i64,
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

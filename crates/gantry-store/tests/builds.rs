@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildStore, BuildUpdate, MasterKey, NewAccessKey, NewBuild, NewProject, ProjectSort, SortOrder,
-    StoreError,
+    BuildStore, BuildUpdate, LogArchive, MasterKey, NewAccessKey, NewBuild, NewProject,
+    ProjectSort, SortOrder, StoreError,
 };
 use serde_json::json;
 
@@ -397,7 +397,107 @@ async fn log_lines_from_concurrent_writers_are_numbered_once<B: Backend>(b: &B) 
     }
 }
 
+async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b: &B) {
+    let store = b.open().await;
+    store
+        .create_project(&project("web", ""), "admin")
+        .await
+        .expect("project");
+    store
+        .create_build(&build("web:1", "web"), "admin")
+        .await
+        .expect("build");
+    store
+        .append_log_lines("web:1", &["one".into(), "two".into()])
+        .await
+        .expect("append");
+    // Still running: not a candidate for the sweep.
+    assert!(
+        store
+            .builds_with_unarchived_logs(10)
+            .await
+            .expect("q")
+            .is_empty()
+    );
+    let done = BuildUpdate {
+        status: "SUCCEEDED".into(),
+        current_phase: "COMPLETED".into(),
+        build: json!({}),
+        end_ms: Some(2000),
+    };
+    store
+        .update_build("web:1", &done, "system")
+        .await
+        .expect("update");
+    assert_eq!(
+        store.builds_with_unarchived_logs(10).await.expect("q"),
+        ["web:1"]
+    );
+    assert_eq!(store.log_archive("web:1").await.expect("q"), None);
+
+    let archive = LogArchive {
+        build_id: "web:1".into(),
+        object_key: "logs/builds/web:1.log".into(),
+        size_bytes: 8,
+        line_count: 2,
+        archived_ms: 3000,
+    };
+    store.archive_log(&archive, 2).await.expect("archive");
+    assert_eq!(
+        store.log_archive("web:1").await.expect("q"),
+        Some(archive.clone())
+    );
+    assert!(
+        store
+            .log_lines("web:1", 0, 10)
+            .await
+            .expect("lines")
+            .is_empty()
+    );
+    assert!(
+        store
+            .builds_with_unarchived_logs(10)
+            .await
+            .expect("q")
+            .is_empty()
+    );
+
+    // A line that came late stays until it is archived in its turn, and
+    // only lines up to `through_seq` are deleted.
+    store
+        .append_log_lines("web:1", &["late".into()])
+        .await
+        .expect("append");
+    assert_eq!(
+        store.builds_with_unarchived_logs(10).await.expect("q"),
+        ["web:1"]
+    );
+    let again = LogArchive {
+        size_bytes: 13,
+        line_count: 3,
+        ..archive
+    };
+    store.archive_log(&again, 0).await.expect("archive");
+    assert_eq!(
+        store.log_archive("web:1").await.expect("q"),
+        Some(again.clone())
+    );
+    assert_eq!(
+        store.log_lines("web:1", 0, 10).await.expect("lines").len(),
+        1
+    );
+    store.archive_log(&again, u64::MAX).await.expect("archive");
+    assert!(
+        store
+            .log_lines("web:1", 0, 10)
+            .await
+            .expect("lines")
+            .is_empty()
+    );
+}
+
 both_stores!(
+    archiving_a_log_records_the_pointer_and_deletes_the_lines,
     access_keys_are_encrypted_and_come_back,
     projects_crud_and_listing,
     builds_numbers_updates_and_logs,

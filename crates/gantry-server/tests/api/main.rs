@@ -18,4 +18,5 @@ mod rest;
 mod rest_logs;
 mod rust_client;
 mod s3_artifacts;
+mod s3_logs;
 mod stepfunctions;

@@ -14,14 +14,14 @@ use crate::harness::*;
 
 /// One parsed SSE event.
 #[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
+pub(crate) struct SseEvent {
     event: String,
     id: Option<String>,
     data: String,
 }
 
 /// Parses an event stream (as the SSE spec reads it; `:` lines are comments).
-fn parse_sse(text: &str) -> Vec<SseEvent> {
+pub(crate) fn parse_sse(text: &str) -> Vec<SseEvent> {
     let mut out = Vec::new();
     for block in text.split("\n\n") {
         let mut event = SseEvent {
@@ -54,7 +54,7 @@ fn parse_sse(text: &str) -> Vec<SseEvent> {
 }
 
 /// The text of the `log` events, and the `end` event's data.
-fn log_and_end(events: &[SseEvent]) -> (String, Option<Value>) {
+pub(crate) fn log_and_end(events: &[SseEvent]) -> (String, Option<Value>) {
     let mut text = String::new();
     let mut end = None;
     for e in events {
@@ -88,7 +88,7 @@ async fn finished_build(server: &TestServer, project: &str, buildspec: &str) -> 
     id
 }
 
-async fn sse(server: &TestServer, path: &str, extra: &[(&str, &str)]) -> (u16, String) {
+pub(crate) async fn sse(server: &TestServer, path: &str, extra: &[(&str, &str)]) -> (u16, String) {
     let mut headers = vec![("Accept", "text/event-stream")];
     headers.extend_from_slice(extra);
     let (status, body) = server

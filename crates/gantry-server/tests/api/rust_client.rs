@@ -122,16 +122,19 @@ async fn projects_builds_and_logs_on(db: Db) {
     );
     server.stop().await;
 
-    // The log lines are in the store, in order.
+    // The finished log moved from the database to the artifact store
+    // (the default one, under the data directory), lines in order.
     let store = db.open_build_store(dir.path()).await;
-    let lines: Vec<String> = store
-        .log_lines(&id, 0, 1000)
+    assert!(store.log_lines(&id, 0, 1000).await.expect("log").is_empty());
+    let archive = store
+        .log_archive(&id)
         .await
-        .expect("log")
-        .into_iter()
-        .map(|l| l.text)
-        .collect();
-    assert!(lines.iter().any(|l| l == "hello rust from p"), "{lines:#?}");
+        .expect("archive")
+        .expect("the log was moved");
+    let text = std::fs::read_to_string(dir.path().join("artifact-store").join(&archive.object_key))
+        .expect("the log object");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.contains(&"hello rust from p"), "{lines:#?}");
     let audit = store.audit_log(100).await.expect("audit");
     assert!(
         audit

@@ -15,7 +15,7 @@ use crate::pipeline_runs::{
 };
 
 #[path = "../../../gantry-artifacts/tests/support/moto.rs"]
-mod moto;
+pub(crate) mod moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {
@@ -63,9 +63,15 @@ async fn pipeline_artifacts_are_kept_in_an_s3_bucket() {
     let keys = moto.keys(&python, "gantry-ci");
     // version.txt, the source manifest, app.txt and the build's manifest.
     assert!(keys.len() >= 4, "{keys:?}");
+    // Beside them, the finished logs of the three builds.
     assert!(
-        keys.iter()
-            .all(|k| k.starts_with("pipelines/blobs/sha256/")),
+        keys.iter().all(|k| k.starts_with("pipelines/blobs/sha256/")
+            || (k.starts_with("pipelines/logs/builds/s3app-") && k.ends_with(".log"))),
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("/logs/builds/")).count(),
+        3,
         "{keys:?}"
     );
     assert!(!data.join("artifact-store").exists());

@@ -4,7 +4,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use super::{audit, db_error, parse_json};
-use crate::{BuildRecord, BuildUpdate, LogLine, LogSeek, NewBuild, SortOrder, StoreError};
+use crate::{
+    BuildRecord, BuildUpdate, LogArchive, LogLine, LogSeek, NewBuild, SortOrder, StoreError,
+};
 
 const COLUMNS: &str =
     "id, project, number, status, current_phase, build_json, overrides_json, start_ms, end_ms";
@@ -249,4 +251,78 @@ pub(crate) async fn log_seek(
         after_seq: seq as u64,
         line_start: end as u64,
     })
+}
+
+pub(crate) async fn archive_log(
+    pool: &PgPool,
+    archive: &LogArchive,
+    through_seq: u64,
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    sqlx::query(
+        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key,
+             size_bytes = excluded.size_bytes, line_count = excluded.line_count,
+             archived_ms = excluded.archived_ms",
+    )
+    .bind(&archive.build_id)
+    .bind(&archive.object_key)
+    .bind(i64::try_from(archive.size_bytes).unwrap_or(i64::MAX))
+    .bind(i64::try_from(archive.line_count).unwrap_or(i64::MAX))
+    .bind(archive.archived_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    sqlx::query("DELETE FROM build_log_lines WHERE build_id = $1 AND seq <= $2")
+        .bind(&archive.build_id)
+        .bind(i64::try_from(through_seq).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
+}
+
+pub(crate) async fn log_archive(
+    pool: &PgPool,
+    build_id: &str,
+) -> Result<Option<LogArchive>, StoreError> {
+    let row = sqlx::query(
+        "SELECT object_key, size_bytes, line_count, archived_ms
+         FROM build_log_archives WHERE build_id = $1",
+    )
+    .bind(build_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(db_error)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let size: i64 = row.try_get("size_bytes").map_err(db_error)?;
+    let lines: i64 = row.try_get("line_count").map_err(db_error)?;
+    Ok(Some(LogArchive {
+        build_id: build_id.to_owned(),
+        object_key: row.try_get("object_key").map_err(db_error)?,
+        size_bytes: u64::try_from(size).unwrap_or(0),
+        line_count: u64::try_from(lines).unwrap_or(0),
+        archived_ms: row.try_get("archived_ms").map_err(db_error)?,
+    }))
+}
+
+pub(crate) async fn with_unarchived_logs(
+    pool: &PgPool,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        // Driven from the lines, which after the moves hold only running
+        // builds' logs, not from every build ever run.
+        "SELECT b.id FROM builds b
+         WHERE b.id IN (SELECT DISTINCT build_id FROM build_log_lines)
+           AND b.status <> 'IN_PROGRESS'
+         ORDER BY b.start_ms, b.id LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)
 }

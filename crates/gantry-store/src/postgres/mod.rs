@@ -30,8 +30,8 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogLine, LogSeek, MasterKey, NewAccessKey,
-    NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogSeek, MasterKey,
+    NewAccessKey, NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
 };
 
 pub(crate) use crate::sqlite::{db_error, parse_json};
@@ -198,6 +198,18 @@ impl BuildStore for PgStore {
 
     async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError> {
         builds::log_seek(&self.pool, build_id, offset).await
+    }
+
+    async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError> {
+        builds::archive_log(&self.pool, archive, through_seq).await
+    }
+
+    async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError> {
+        builds::log_archive(&self.pool, build_id).await
+    }
+
+    async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        builds::with_unarchived_logs(&self.pool, limit).await
     }
 
     async fn record_audit(

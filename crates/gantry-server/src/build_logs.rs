@@ -1,0 +1,317 @@
+//! Finished build logs in the artifact store.
+//!
+//! While a build runs its log is rows in the database (`build_log_lines`),
+//! appended in batches and read by line number. When it ends, [`archive`]
+//! writes the whole text (every line followed by `\n`, the same text the
+//! REST API serves) as one object, `logs/builds/<build-id>.log`, then
+//! records the object and deletes the rows in one transaction. The order
+//! matters: a crash after the object is written leaves the rows (readers
+//! use them; the object is written again later), never neither. [`sweep`]
+//! finishes moves that a crash, a failed write or a build ended by another
+//! path (start-up recovery) left undone; every server runs it at start and
+//! then every [`SWEEP_EVERY`].
+//!
+//! Because the object lives in the artifact store (a local directory by
+//! default, any S3-compatible store with `--artifact-store s3://...`), every
+//! server sharing the database and the store can read every finished log.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gantry_artifacts::ArtifactStore;
+use gantry_store::{LogArchive, Store, StoreError, now_ms};
+
+/// How often each server looks for logs left in the database.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// Lines read from the database at a time while archiving.
+const READ_BATCH: u32 = 5000;
+
+/// Builds archived per sweep query.
+const SWEEP_BATCH: u32 = 100;
+
+/// The object key of a build's finished log.
+pub(crate) fn object_key(build_id: &str) -> String {
+    format!("logs/builds/{build_id}.log")
+}
+
+fn store_error(e: gantry_artifacts::Error) -> StoreError {
+    StoreError::other(e)
+}
+
+/// Moves a finished build's log lines to the artifact store; returns where
+/// the log now is (`None` when it has no lines and was never archived).
+///
+/// Safe to repeat and to run on two servers at once: both write the same
+/// object, and rows are deleted only up to the last line each one read.
+/// Lines that arrive after a build was archived are appended to the
+/// object by the next call.
+pub(crate) async fn archive<S: Store + ?Sized>(
+    store: &S,
+    objects: &ArtifactStore,
+    build_id: &str,
+) -> Result<Option<LogArchive>, StoreError> {
+    let previous = store.log_archive(build_id).await?;
+    let (mut text, mut count) = match &previous {
+        Some(a) => (
+            objects
+                .get_named(&a.object_key)
+                .await
+                .map_err(store_error)?
+                .to_vec(),
+            a.line_count,
+        ),
+        None => (Vec::new(), 0),
+    };
+    let mut last_seq = 0;
+    loop {
+        let lines = store.log_lines(build_id, last_seq, READ_BATCH).await?;
+        let Some(last) = lines.last() else {
+            break;
+        };
+        last_seq = last.seq;
+        for line in &lines {
+            text.extend_from_slice(line.text.as_bytes());
+            text.push(b'\n');
+        }
+        count += lines.len() as u64;
+    }
+    if last_seq == 0 {
+        return Ok(previous);
+    }
+    let key = object_key(build_id);
+    let archive = LogArchive {
+        build_id: build_id.to_owned(),
+        object_key: key.clone(),
+        size_bytes: text.len() as u64,
+        line_count: count,
+        archived_ms: now_ms(),
+    };
+    objects.put_named(&key, text).await.map_err(store_error)?;
+    // Only now, with the object whole in the store, do the rows go.
+    store.archive_log(&archive, last_seq).await?;
+    Ok(Some(archive))
+}
+
+/// Archives every ended build whose log is still in the database; returns
+/// how many were archived.
+pub(crate) async fn sweep<S: Store + ?Sized>(store: &S, objects: &ArtifactStore) -> usize {
+    let mut done = 0;
+    loop {
+        let ids = match store.builds_with_unarchived_logs(SWEEP_BATCH).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "looking for build logs to archive failed");
+                return done;
+            }
+        };
+        let mut moved = 0;
+        for id in &ids {
+            match archive(store, objects, id).await {
+                Ok(_) => moved += 1,
+                Err(e) => {
+                    tracing::warn!(build = %id, error = %e, "archiving a build's log failed; the next sweep retries")
+                }
+            }
+        }
+        done += moved;
+        // A short batch was the last; a batch that moved nothing would come
+        // back the same.
+        if ids.len() < SWEEP_BATCH as usize || moved == 0 {
+            return done;
+        }
+    }
+}
+
+/// Bytes `range` of an archived log.
+pub(crate) async fn read_range(
+    objects: &ArtifactStore,
+    archive: &LogArchive,
+    range: Range<u64>,
+) -> Result<Bytes, StoreError> {
+    let end = range.end.min(archive.size_bytes);
+    let range = range.start.min(end)..end;
+    objects
+        .get_named_range(&archive.object_key, range)
+        .await
+        .map_err(store_error)
+}
+
+/// The archived log's text from byte `start`, at most about `max` bytes,
+/// ending on a character boundary; `start` must be on one.
+pub(crate) async fn read_text(
+    objects: &ArtifactStore,
+    archive: &LogArchive,
+    start: u64,
+    max: u64,
+) -> Result<String, StoreError> {
+    // At least one whole character (UTF-8 takes up to 4 bytes), so a read
+    // always moves on.
+    let max = max.max(4);
+    let bytes = read_range(objects, archive, start..start.saturating_add(max)).await?;
+    let valid = match std::str::from_utf8(&bytes) {
+        Ok(_) => bytes.len(),
+        // A character cut by the range's end is read by the next call.
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+        Err(e) => {
+            return Err(StoreError::Other(
+                format!(
+                    "the archived log {} is not UTF-8 at byte {}: {e}",
+                    archive.object_key,
+                    start + e.valid_up_to() as u64
+                )
+                .into(),
+            ));
+        }
+    };
+    let text = std::str::from_utf8(bytes.get(..valid).unwrap_or_default())
+        .map_err(|e| StoreError::Other(e.to_string().into()))?;
+    Ok(text.to_owned())
+}
+
+/// The archived log's lines after line `after` (numbered from 1, as in the
+/// database).
+pub(crate) async fn lines_after(
+    objects: &ArtifactStore,
+    archive: &LogArchive,
+    after: u64,
+) -> Result<Vec<String>, StoreError> {
+    if after >= archive.line_count {
+        return Ok(Vec::new());
+    }
+    let bytes = objects
+        .get_named(&archive.object_key)
+        .await
+        .map_err(store_error)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .split_terminator('\n')
+        .skip(usize::try_from(after).unwrap_or(usize::MAX))
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_store::{BuildStore, BuildUpdate, NewBuild, NewProject};
+    use serde_json::json;
+
+    async fn ended_build(dir: &std::path::Path) -> gantry_store::SqliteStore {
+        let key = gantry_store::MasterKey::load_or_create(&dir.join("k")).expect("key");
+        let store = gantry_store::SqliteStore::open(&dir.join("db"), key)
+            .await
+            .expect("store");
+        let project = NewProject {
+            name: "web".into(),
+            project: json!({"name": "web"}),
+        };
+        store
+            .create_project(&project, "test")
+            .await
+            .expect("project");
+        let build = NewBuild {
+            id: "web:1".into(),
+            project: "web".into(),
+            status: "IN_PROGRESS".into(),
+            current_phase: "BUILD".into(),
+            build: json!({}),
+            overrides: json!({}),
+            start_ms: 1,
+        };
+        store.create_build(&build, "test").await.expect("build");
+        let end = BuildUpdate {
+            status: "FAILED".into(),
+            current_phase: "COMPLETED".into(),
+            build: json!({}),
+            end_ms: Some(2),
+        };
+        store
+            .update_build("web:1", &end, "system")
+            .await
+            .expect("end");
+        store
+    }
+
+    /// Lines that arrive after the move (a late upload) are appended to the
+    /// object by the next move, never replace it; line numbers carry on.
+    #[tokio::test]
+    async fn late_lines_are_appended_to_the_object_and_numbered_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        assert_eq!(
+            archive(&store, &objects, "web:1").await.expect("empty"),
+            None
+        );
+
+        store
+            .append_log_lines("web:1", &["one".into(), "two".into()])
+            .await
+            .expect("append");
+        let first = archive(&store, &objects, "web:1")
+            .await
+            .expect("archive")
+            .expect("moved");
+        assert_eq!((first.size_bytes, first.line_count), (8, 2));
+        // Nothing new: the same record, nothing written.
+        assert_eq!(
+            archive(&store, &objects, "web:1").await.expect("again"),
+            Some(first.clone())
+        );
+
+        store
+            .append_log_lines("web:1", &["three".into()])
+            .await
+            .expect("late");
+        assert_eq!(sweep(&store, &objects).await, 1);
+        let second = store.log_archive("web:1").await.expect("q").expect("moved");
+        assert_eq!((second.size_bytes, second.line_count), (14, 3));
+        assert_eq!(
+            objects.get_named(&second.object_key).await.expect("get"),
+            "one\ntwo\nthree\n".as_bytes()
+        );
+        assert!(store.log_lines("web:1", 0, 10).await.expect("q").is_empty());
+
+        assert_eq!(
+            lines_after(&objects, &second, 0).await.expect("all"),
+            ["one", "two", "three"]
+        );
+        assert_eq!(
+            lines_after(&objects, &second, 2).await.expect("rest"),
+            ["three"]
+        );
+        assert!(
+            lines_after(&objects, &second, 3)
+                .await
+                .expect("none")
+                .is_empty()
+        );
+    }
+
+    /// The object holds what a reader of the lines would get; a text cut
+    /// by the range's end inside a character ends before it.
+    #[tokio::test]
+    async fn ranged_text_stops_at_a_character_boundary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        store
+            .append_log_lines("web:1", &["abcé".into()])
+            .await
+            .expect("append");
+        let a = archive(&store, &objects, "web:1")
+            .await
+            .expect("a")
+            .expect("moved");
+        assert_eq!(a.size_bytes, 6);
+        assert_eq!(read_text(&objects, &a, 0, 4).await.expect("cut"), "abc");
+        assert_eq!(read_text(&objects, &a, 3, 1).await.expect("é"), "é\n");
+        assert_eq!(
+            read_text(&objects, &a, 0, 100).await.expect("all"),
+            "abcé\n"
+        );
+        assert_eq!(read_text(&objects, &a, 6, 100).await.expect("end"), "");
+    }
+}
