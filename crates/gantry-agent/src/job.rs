@@ -42,8 +42,35 @@ impl Observer for ChannelObserver {
     }
 }
 
-/// Runs one job to its end (or until its lease is lost).
-pub(crate) async fn run(cx: &Context, lease: Lease) {
+/// The work directory of job slot `slot`, emptied of whatever the slot's
+/// previous job left. Reusing one directory per slot (rather than a fresh
+/// temporary tree per job) saves creating and deleting its inodes on every
+/// job, which dominated the cost of short builds; a slot runs one job at a
+/// time, so nothing else writes there meanwhile.
+pub(crate) fn prepare_slot(work_dir: &Path, slot: usize) -> std::io::Result<PathBuf> {
+    let dir = work_dir.join(format!("slot-{slot}"));
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                // Not followed: a symlink the last job left is removed
+                // itself, never what it points at.
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&dir)?,
+        Err(e) => return Err(e),
+    }
+    Ok(dir)
+}
+
+/// Runs one job to its end (or until its lease is lost), in the work
+/// directory of slot `slot`.
+pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
     let job_id = lease.job_id.clone();
     let epoch = lease.epoch;
     tracing::info!(job = %job_id, work = %lease.payload.describe(), epoch, "job leased");
@@ -66,10 +93,7 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
         log_rx,
         lost.clone(),
     ));
-    let work = match tempfile::Builder::new()
-        .prefix("job-")
-        .tempdir_in(&cx.work_dir)
-    {
+    let work = match prepare_slot(&cx.work_dir, slot) {
         Ok(w) => w,
         Err(e) => {
             drop(log_tx);
@@ -82,7 +106,7 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
     };
     let result = match &lease.payload {
         Payload::Build(build) => {
-            let outcome = execute(cx, &lease, build, work.path(), signal, log_tx).await;
+            let outcome = execute(cx, &lease, build, &work, signal, log_tx).await;
             let last_seq = shipper.await.unwrap_or(0);
             match outcome {
                 Ok((build, artifacts)) => {
@@ -104,7 +128,7 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
             }
         }
         Payload::Command(command) => {
-            let outcome = crate::command::run(command, work.path(), signal, log_tx).await;
+            let outcome = crate::command::run(command, &work, signal, log_tx).await;
             let last_seq = shipper.await.unwrap_or(0);
             match outcome {
                 Ok(outcome) => JobResult {
@@ -122,6 +146,11 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
     };
     send_result(cx, &job_id, &result, &lost).await;
     heartbeat.abort();
+    // Emptied now so a finished job's tree does not sit on disk until the
+    // slot's next job (which empties it again, should this fail).
+    if let Err(e) = prepare_slot(&cx.work_dir, slot) {
+        tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
+    }
     tracing::info!(job = %job_id, "job done");
 }
 
@@ -148,9 +177,14 @@ async fn execute(
     log: mpsc::UnboundedSender<LogItem>,
 ) -> Result<(serde_json::Value, Option<PathBuf>), (&'static str, String)> {
     let src = work.join("src");
-    let objects = ArtifactStore::local(work.join("objects"))
-        .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))?;
+    // Made only when there is a tree to unpack or pack: a build without
+    // source or artifacts creates no object store at all.
+    let objects = || {
+        ArtifactStore::local(work.join("objects"))
+            .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))
+    };
     if p.source.is_some() {
+        let objects = objects()?;
         let bytes = fetch_source(&cx.client, &lease.job_id, lease.epoch).await?;
         let mut file =
             tempfile::tempfile().map_err(|e| ("DOWNLOAD_SOURCE", format!("temp file: {e}")))?;
@@ -208,6 +242,7 @@ async fn execute(
         .map_err(|e| ("FINALIZING", format!("encoding the result: {e}")))?;
     relative_locations(&mut value, &artifacts_dir);
     let zip = if p.wants_artifacts && artifacts_dir.is_dir() {
+        let objects = objects()?;
         let reference = objects
             .put_dir(&artifacts_dir)
             .await
@@ -472,5 +507,34 @@ async fn send_result(cx: &Context, job_id: &str, result: &JobResult, lost: &Atom
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_made_then_emptied_without_following_links_out_of_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("keep"), "k").expect("write");
+        let slot = prepare_slot(root.path(), 2).expect("slot");
+        assert_eq!(slot, root.path().join("slot-2"));
+        assert!(slot.is_dir());
+        std::fs::create_dir_all(slot.join("src/deep/er")).expect("mkdir");
+        std::fs::write(slot.join("src/deep/er/f"), "x").expect("write");
+        std::fs::write(slot.join("artifacts.zip"), "z").expect("write");
+        std::os::unix::fs::symlink(outside.path(), slot.join("link")).expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), slot.join("src/link")).expect("symlink");
+        let again = prepare_slot(root.path(), 2).expect("slot");
+        assert_eq!(again, slot);
+        assert_eq!(std::fs::read_dir(&slot).expect("read").count(), 0);
+        assert!(
+            outside.path().join("keep").exists(),
+            "what a link pointed at is left alone"
+        );
+        // Another slot is another directory.
+        assert_ne!(prepare_slot(root.path(), 3).expect("slot"), slot);
     }
 }

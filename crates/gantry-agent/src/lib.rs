@@ -36,6 +36,7 @@ pub mod protocol;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use client::{Client, ClientError};
@@ -111,6 +112,35 @@ impl Backoff {
     }
 }
 
+/// A job slot's number, given back to the free list when dropped (also
+/// when its job's task panics), so two running jobs never share a slot's
+/// work directory.
+struct Slot(usize, Arc<std::sync::Mutex<Vec<usize>>>);
+
+impl Slot {
+    fn take(free: &Arc<std::sync::Mutex<Vec<usize>>>) -> Slot {
+        let mut list = free.lock().unwrap_or_else(|e| e.into_inner());
+        // The semaphore's permit is held, so the list is never empty; were
+        // it ever, a number no other job holds is still made.
+        let n = list
+            .pop()
+            .unwrap_or_else(|| SPARE_SLOTS.fetch_add(1, Ordering::Relaxed));
+        Slot(n, free.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.1
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.0);
+    }
+}
+
+/// Slot numbers beyond any concurrency, for [`Slot::take`]'s fallback.
+static SPARE_SLOTS: AtomicUsize = AtomicUsize::new(1 << 20);
+
 /// Runs the agent until `drain` completes; then takes no more jobs,
 /// waits for the running ones to end, and returns `Ok`.
 pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result<(), AgentError> {
@@ -155,6 +185,11 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         lease_ms: registered.lease_timeout_ms,
     });
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1) as usize));
+    // Which slot numbers (and so work directories) are free: a job takes
+    // one with its permit and gives it back when it ends.
+    let free: Arc<std::sync::Mutex<Vec<usize>>> = Arc::new(std::sync::Mutex::new(
+        (0..config.concurrency.max(1) as usize).rev().collect(),
+    ));
     let mut jobs = JoinSet::new();
     let mut outcome = Ok(());
     backoff.reset();
@@ -175,8 +210,11 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                 match client.ack(&registered.agent_id, &offer).await {
                     Ok(lease) => {
                         let context = context.clone();
+                        let slot = Slot::take(&free);
                         jobs.spawn(async move {
-                            job::run(&context, lease).await;
+                            job::run(&context, slot.0, lease).await;
+                            // The slot is free again before the permit is.
+                            drop(slot);
                             drop(permit);
                         });
                     }

@@ -144,7 +144,7 @@ async fn register<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let reg: Register = parse(&body, "register")?;
     if !matches!(reg.executor.as_str(), "host" | "sandbox" | "docker") {
         return Err(bad(format!(
@@ -225,13 +225,13 @@ async fn poll<S: Store>(
     Path(agent_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let agent = owned_agent(&state, &token, &agent_id).await?;
     let deadline = tokio::time::Instant::now() + wire::POLL_HOLD;
     let mut closing = state.closing.subscribe();
-    let mut changes = hub(&state).queue_changes();
+    let waiting = hub(&state).wait_for_job(&agent.labels);
     loop {
-        changes.borrow_and_update();
+        waiting.join();
         if let Some(offer) = try_offer(&state, &agent).await? {
             return Ok(json(&offer));
         }
@@ -243,7 +243,7 @@ async fn poll<S: Store>(
         // OFFER_TTL cap lets a waiting poller pick such a job up.
         let wait = (deadline - now).min(OFFER_TTL);
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = waiting.woken() => {}
             _ = closing.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
@@ -256,7 +256,7 @@ async fn ack<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let ack: Ack = parse(&body, "ack")?;
     let agent = owned_agent(&state, &token, &ack.agent_id).await?;
     let hub = hub(&state);
@@ -295,7 +295,7 @@ async fn heartbeat<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let beat: Heartbeat = parse(&body, "heartbeat")?;
     fenced_job(&state, &token, &job_id, beat.epoch).await?;
     let hub = hub(&state);
@@ -318,7 +318,7 @@ async fn logs<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let chunk: LogChunk = parse(&body, "log chunk")?;
     let events = chunk
         .items
@@ -367,7 +367,7 @@ async fn source<S: Store>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let epoch: i64 = crate::rest::query_param(&uri, "epoch")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| bad("the epoch query parameter (an integer) is required"))?;
@@ -418,7 +418,7 @@ async fn result<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let result: JobResult = parse(&body, "result")?;
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
     let Some(live) = hub(&state).live(&job_id) else {
