@@ -62,6 +62,10 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// The host name it reports.
     pub hostname: String,
+    /// Once registered, drop this process's mapped pages of its own
+    /// executable's code (see [`release_code_pages`]). For the `gantry
+    /// agent` process; off by default (a library caller's code is its own).
+    pub release_code_after_start: bool,
 }
 
 impl AgentConfig {
@@ -77,6 +81,7 @@ impl AgentConfig {
             hostname: std::fs::read_to_string("/etc/hostname")
                 .map(|h| h.trim().to_owned())
                 .unwrap_or_else(|_| "unknown".into()),
+            release_code_after_start: false,
         }
     }
 }
@@ -141,6 +146,61 @@ impl Drop for Slot {
 /// Slot numbers beyond any concurrency, for [`Slot::take`]'s fallback.
 static SPARE_SLOTS: AtomicUsize = AtomicUsize::new(1 << 20);
 
+/// Drops this process's page-table entries for its executable's code
+/// (`r-xp` mappings of `/proc/self/exe`) with `madvise(MADV_DONTNEED)`;
+/// returns how many bytes of mappings were covered.
+///
+/// Why: the `gantry` binary is one large executable, and start-up (argument
+/// parsing of every subcommand, TLS and runtime set-up) faults in megabytes
+/// of code an idle agent never runs again; they count in its RSS for good.
+/// Dropped, the code the agent does run faults back in from the page cache
+/// on its next use (a minor fault; nothing is read from disk while the file
+/// stays cached). Only code is touched: it is mapped read-only and private
+/// and never written, so dropping its entries loses nothing; data,
+/// relocated read-only data (RELRO) and the heap are left alone. The pages
+/// stay in the page cache, shared with every other process of the binary,
+/// so this lowers the process's RSS and PSS, not the memory the machine
+/// holds for the file.
+pub fn release_code_pages() -> std::io::Result<u64> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut released = 0u64;
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or("");
+        if perms != "r-xp" || path != exe {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        if end <= start {
+            continue;
+        }
+        // SAFETY: the range is a whole mapping of this process's own,
+        // read-only, private, file-backed code; MADV_DONTNEED on it only
+        // drops page-table entries, which refault from the same file.
+        let rc =
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        released += (end - start) as u64;
+    }
+    Ok(released)
+}
+
 /// Runs the agent until `drain` completes; then takes no more jobs,
 /// waits for the running ones to end, and returns `Ok`.
 pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result<(), AgentError> {
@@ -179,6 +239,12 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         }
     };
     tracing::info!(agent = %registered.agent_id, labels = ?registered.labels, "registered");
+    if config.release_code_after_start {
+        match release_code_pages() {
+            Ok(bytes) => tracing::debug!(bytes, "start-up code pages released"),
+            Err(e) => tracing::debug!(error = %e, "start-up code pages not released"),
+        }
+    }
     let context = Arc::new(job::Context {
         client: client.clone(),
         work_dir: config.work_dir.clone(),
@@ -243,4 +309,17 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
     tracing::info!(running = jobs.len(), "draining: finishing running jobs");
     while jobs.join_next().await.is_some() {}
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn releasing_code_pages_covers_the_executables_code_and_it_still_runs() {
+        let released = super::release_code_pages().expect("madvise");
+        assert!(released > 0, "the test binary has code mapped");
+        // Code keeps running after its pages were dropped: they refault.
+        let v: Vec<u64> = (0..1000).map(|i| i * 2).collect();
+        assert_eq!(v.iter().sum::<u64>(), 999_000);
+        assert!(super::release_code_pages().is_ok(), "and again");
+    }
 }
