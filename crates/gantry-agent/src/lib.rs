@@ -249,6 +249,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         client: client.clone(),
         work_dir: config.work_dir.clone(),
         lease_ms: registered.lease_timeout_ms,
+        result_log: registered.result_log,
     });
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1) as usize));
     // Which slot numbers (and so work directories) are free: a job takes

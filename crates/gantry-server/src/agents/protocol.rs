@@ -192,6 +192,7 @@ async fn register<S: Store>(
         agent_id,
         labels,
         lease_timeout_ms: hub(&state).lease_ms(),
+        result_log: true,
     }))
 }
 
@@ -320,17 +321,37 @@ async fn logs<S: Store>(
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(&state, &headers).await?;
     let chunk: LogChunk = parse(&body, "log chunk")?;
-    let events = chunk
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = chunk_events(&chunk)?;
     let Some(live) = hub(&state).live(&job_id) else {
         return command_logs(&state, &token, &job_id, &chunk).await;
     };
     let mut cursor = live.cursor.lock().await;
     fenced_job(&state, &token, &job_id, chunk.epoch).await?;
+    store_chunk(&live, &mut cursor, &job_id, &chunk, events).await?;
+    Ok(json(&LogAck {
+        acked: cursor.acked,
+    }))
+}
+
+/// A chunk's items as build events (400 naming a bad one).
+fn chunk_events(chunk: &LogChunk) -> Result<Vec<gantry_build::BuildEvent>, AgentError> {
+    chunk
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
+        .collect()
+}
+
+/// Feeds a fenced chunk of a build's log to its writer when it is the
+/// next one (a resent one is ignored), and returns once it is stored.
+async fn store_chunk(
+    live: &super::LiveJob,
+    cursor: &mut super::Cursor,
+    job_id: &str,
+    chunk: &LogChunk,
+    events: Vec<gantry_build::BuildEvent>,
+) -> Result<(), AgentError> {
     if cursor.epoch != chunk.epoch {
         *cursor = super::Cursor {
             epoch: chunk.epoch,
@@ -355,9 +376,7 @@ async fn logs<S: Store>(
         }
         cursor.acked = chunk.seq;
     }
-    Ok(json(&LogAck {
-        acked: cursor.acked,
-    }))
+    Ok(())
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -420,12 +439,26 @@ async fn result<S: Store>(
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(&state, &headers).await?;
     let result: JobResult = parse(&body, "result")?;
+    // The last log chunk may come inside the result; it is that lease's.
+    let tail = match &result.log {
+        Some(chunk) if chunk.epoch != result.epoch => {
+            return Err(bad("the result's log chunk is of another lease"));
+        }
+        Some(chunk) => Some((chunk, chunk_events(chunk)?)),
+        None => None,
+    };
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
     let Some(live) = hub(&state).live(&job_id) else {
+        if let Some((chunk, _)) = tail {
+            command_chunk(&state, &job, chunk).await?;
+        }
         return command_result(&state, &job, result).await;
     };
     {
-        let cursor = live.cursor.lock().await;
+        let mut cursor = live.cursor.lock().await;
+        if let Some((chunk, events)) = tail {
+            store_chunk(&live, &mut cursor, &job_id, chunk, events).await?;
+        }
         let acked = if cursor.epoch == result.epoch {
             cursor.acked
         } else {
@@ -500,6 +533,18 @@ async fn command_logs<S: Store>(
     chunk: &LogChunk,
 ) -> Result<Response, AgentError> {
     let job = fenced_job(state, token, job_id, chunk.epoch).await?;
+    let acked = command_chunk(state, &job, chunk).await?;
+    Ok(json(&LogAck { acked }))
+}
+
+/// Stores a fenced chunk of a `command` job's log when it is the next one;
+/// the highest chunk stored with all before it.
+async fn command_chunk<S: Store>(
+    state: &AppState<S>,
+    job: &AgentJobRecord,
+    chunk: &LogChunk,
+) -> Result<u64, AgentError> {
+    let job_id = job.id.as_str();
     if job.kind != wire::COMMAND_KIND {
         return Err(nobody_waits(job_id));
     }
@@ -529,9 +574,7 @@ async fn command_logs<S: Store>(
         }
         cursor.acked = chunk.seq;
     }
-    Ok(json(&LogAck {
-        acked: cursor.acked,
-    }))
+    Ok(cursor.acked)
 }
 
 /// The last `max` bytes of `text`, from a whole character (an agent's

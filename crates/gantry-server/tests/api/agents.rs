@@ -255,6 +255,59 @@ async fn a_build_without_source_ships_none_and_a_reused_work_dir_shows_nothing_o
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_short_builds_log_may_come_inside_its_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    assert!(agent.result_log, "this server takes the log in the result");
+    let id = start(&server, inline_project("tail", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let tail = |epoch| LogChunk {
+        epoch,
+        seq: 1,
+        items: vec![
+            LogItem::Line("only in the result".into()),
+            LogItem::Line("and this".into()),
+        ],
+    };
+    let mut result = JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(tail(lease.epoch + 1)),
+    };
+    let refused = client.result(&lease.job_id, &result).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused(400, _))),
+        "a chunk of another lease is refused: {refused:?}"
+    );
+    result.log = Some(tail(lease.epoch));
+    client
+        .result(&lease.job_id, &result)
+        .await
+        .expect("the result with its log is taken");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&server, &id).await;
+    assert!(
+        log.contains("only in the result\nand this"),
+        "the chunk in the result is stored, in order: {log}"
+    );
+    server.stop().await;
+}
+
 crate::on_both_stores!(
     of_two_acknowledgements_of_one_offer_only_one_wins,
     of_two_acknowledgements_of_one_offer_only_one_wins_on,
@@ -386,6 +439,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
         error_phase: None,
         artifacts_sha256: None,
         command: None,
+        log: None,
     };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),
