@@ -62,8 +62,9 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// The host name it reports.
     pub hostname: String,
-    /// Once registered, drop this process's mapped pages of its own
-    /// executable's code (see [`release_code_pages`]). For the `gantry
+    /// Once registered, and whenever it has been without a job for half a
+    /// second after running some, drop this process's mapped pages of its
+    /// own executable's code (see [`release_code_pages`]). For the `gantry
     /// agent` process; off by default (a library caller's code is its own).
     pub release_code_after_start: bool,
 }
@@ -142,6 +143,10 @@ impl Drop for Slot {
             .push(self.0);
     }
 }
+
+/// How long an agent is without a job before it releases its code pages
+/// again (see [`AgentConfig::release_code_after_start`]).
+const IDLE_RELEASE: Duration = Duration::from_millis(500);
 
 /// Slot numbers beyond any concurrency, for [`Slot::take`]'s fallback.
 static SPARE_SLOTS: AtomicUsize = AtomicUsize::new(1 << 20);
@@ -251,7 +256,9 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         lease_ms: registered.lease_timeout_ms,
         result_log: registered.result_log,
     });
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1) as usize));
+    let capacity = config.concurrency.max(1) as usize;
+    let slots = Arc::new(Semaphore::new(capacity));
+    let mut ran_jobs = false;
     // Which slot numbers (and so work directories) are free: a job takes
     // one with its permit and gives it back when it ends.
     let free: Arc<std::sync::Mutex<Vec<usize>>> = Arc::new(std::sync::Mutex::new(
@@ -266,9 +273,28 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
             _ = &mut drain => break 'taking,
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'taking },
         };
-        let offer = tokio::select! {
-            _ = &mut drain => break 'taking,
-            o = client.poll(&registered.agent_id) => o,
+        // Idle (no job running besides this poll's free slot) after jobs
+        // ran: the code they ran need not stay mapped either. Only after
+        // IDLE_RELEASE without a job, so a busy agent never pays the faults
+        // of bringing it back.
+        let idle = slots.available_permits() + 1 >= capacity;
+        let release = tokio::time::sleep(IDLE_RELEASE);
+        tokio::pin!(release);
+        let mut armed = config.release_code_after_start && ran_jobs && idle;
+        let poll = client.poll(&registered.agent_id);
+        tokio::pin!(poll);
+        let offer = loop {
+            tokio::select! {
+                _ = &mut drain => break 'taking,
+                o = &mut poll => break o,
+                _ = &mut release, if armed => {
+                    armed = false;
+                    ran_jobs = false;
+                    if let Err(e) = release_code_pages() {
+                        tracing::debug!(error = %e, "idle code pages not released");
+                    }
+                }
+            }
         };
         match offer {
             Ok(None) => backoff.reset(),
@@ -276,6 +302,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                 backoff.reset();
                 match client.ack(&registered.agent_id, &offer).await {
                     Ok(lease) => {
+                        ran_jobs = true;
                         let context = context.clone();
                         let slot = Slot::take(&free);
                         jobs.spawn(async move {
