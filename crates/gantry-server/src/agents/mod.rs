@@ -135,7 +135,9 @@ impl Drop for Waiting<'_> {
         // Woken for a job while busy with another look and leaving (with
         // some offer): the wake-up is passed on, or that job would wait for
         // the periodic re-check.
-        if let Some(labels) = locked(&self.wake.pending).take() {
+        // (The guard goes first: job_ready_for takes the waiters' lock.)
+        let pending = locked(&self.wake.pending).take();
+        if let Some(labels) = pending {
             self.hub.job_ready_for(&labels);
         }
     }
