@@ -143,6 +143,18 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A job claimed for one offer attempt ([`AgentHub::claim_offer`]).
+pub(crate) struct OfferClaim<'a> {
+    hub: &'a AgentHub,
+    job_id: String,
+}
+
+impl Drop for OfferClaim<'_> {
+    fn drop(&mut self) {
+        locked(&self.hub.offering).remove(&self.job_id);
+    }
+}
+
 /// A cached token check.
 struct CachedToken {
     record: AgentTokenRecord,
@@ -157,6 +169,10 @@ pub(crate) struct AgentHub {
     /// cost database work per job in proportion to the agents.
     waiters: Mutex<Vec<Waiter>>,
     next_waiter: std::sync::atomic::AtomicU64,
+    /// Jobs a poll of this process is offering right now: the others skip
+    /// them rather than all racing for the oldest job with a conditional
+    /// `UPDATE` that all but one lose.
+    offering: Mutex<std::collections::HashSet<String>>,
     /// Live tokens by hash, believed for [`TOKEN_CACHE_TTL`].
     tokens: Mutex<HashMap<String, CachedToken>>,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
@@ -190,6 +206,7 @@ impl AgentHub {
             waiters: Mutex::new(Vec::new()),
             next_waiter: std::sync::atomic::AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
+            offering: Mutex::new(std::collections::HashSet::new()),
             live: Mutex::new(HashMap::new()),
             command_cursors: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
@@ -220,6 +237,19 @@ impl AgentHub {
             *locked(&w.wake.pending) = Some(labels.to_vec());
             w.wake.notify.notify_one();
         }
+    }
+
+    /// Claims `job_id` for one offer attempt of this process, unless another
+    /// poll here holds it; the claim ends when the guard is dropped. Only a
+    /// courtesy between polls of one process: the offer itself is still the
+    /// database's conditional update.
+    pub fn claim_offer(&self, job_id: &str) -> Option<OfferClaim<'_>> {
+        locked(&self.offering)
+            .insert(job_id.to_owned())
+            .then(|| OfferClaim {
+                hub: self,
+                job_id: job_id.to_owned(),
+            })
     }
 
     /// A long poll of an agent with `labels`, among the waiters from now on.
@@ -453,6 +483,17 @@ mod tests {
         drop(busy);
         assert!(woken(&next), "passed on");
         assert_eq!(hub.waiting(), 0);
+    }
+
+    #[test]
+    fn a_job_is_claimed_by_one_offer_attempt_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let claim = hub.claim_offer("job-1").expect("free");
+        assert!(hub.claim_offer("job-1").is_none(), "held by another poll");
+        assert!(hub.claim_offer("job-2").is_some(), "other jobs are free");
+        drop(claim);
+        assert!(hub.claim_offer("job-1").is_some(), "free again");
     }
 
     #[test]

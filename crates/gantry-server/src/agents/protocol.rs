@@ -207,6 +207,11 @@ async fn try_offer<S: Store>(
         if !labels_match(&agent.labels, &job.labels) {
             continue;
         }
+        // Another poll here is trying this one: the next job, rather than
+        // an update sure to lose.
+        let Some(_claim) = hub(state).claim_offer(&job.id) else {
+            continue;
+        };
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         if state.store.offer_job(&job.id, &nonce, now, until).await? {
             return Ok(Some(Offer {
