@@ -27,10 +27,17 @@ pub(crate) struct Context {
     pub client: Client,
     pub work_dir: PathBuf,
     pub lease_ms: u64,
+    /// The server takes the last log chunk inside the result.
+    pub result_log: bool,
 }
 
 /// The most items in one log chunk.
 const CHUNK_ITEMS: usize = 500;
+/// How long the first log items are held before they are sent: a job
+/// that ends meanwhile sends its whole log inside its result (one request
+/// and one database commit less per chunk), and a longer one shows its
+/// first lines this much later.
+const FIRST_FLUSH: Duration = Duration::from_millis(200);
 /// Upload piece size.
 const UPLOAD_PIECE: usize = 1024 * 1024;
 
@@ -42,8 +49,35 @@ impl Observer for ChannelObserver {
     }
 }
 
-/// Runs one job to its end (or until its lease is lost).
-pub(crate) async fn run(cx: &Context, lease: Lease) {
+/// The work directory of job slot `slot`, emptied of whatever the slot's
+/// previous job left. Reusing one directory per slot (rather than a fresh
+/// temporary tree per job) saves creating and deleting its inodes on every
+/// job, which dominated the cost of short builds; a slot runs one job at a
+/// time, so nothing else writes there meanwhile.
+pub(crate) fn prepare_slot(work_dir: &Path, slot: usize) -> std::io::Result<PathBuf> {
+    let dir = work_dir.join(format!("slot-{slot}"));
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry?;
+                // Not followed: a symlink the last job left is removed
+                // itself, never what it points at.
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(&dir)?,
+        Err(e) => return Err(e),
+    }
+    Ok(dir)
+}
+
+/// Runs one job to its end (or until its lease is lost), in the work
+/// directory of slot `slot`.
+pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
     let job_id = lease.job_id.clone();
     let epoch = lease.epoch;
     tracing::info!(job = %job_id, work = %lease.payload.describe(), epoch, "job leased");
@@ -65,16 +99,15 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
         epoch,
         log_rx,
         lost.clone(),
+        cx.result_log,
     ));
-    let work = match tempfile::Builder::new()
-        .prefix("job-")
-        .tempdir_in(&cx.work_dir)
-    {
+    let work = match prepare_slot(&cx.work_dir, slot) {
         Ok(w) => w,
         Err(e) => {
             drop(log_tx);
-            let last_seq = shipper.await.unwrap_or(0);
-            let result = failure(epoch, last_seq, "PROVISIONING", format!("work dir: {e}"));
+            let (last_seq, tail) = shipper.await.unwrap_or((0, None));
+            let mut result = failure(epoch, last_seq, "PROVISIONING", format!("work dir: {e}"));
+            result.log = tail;
             send_result(cx, &job_id, &result, &lost).await;
             heartbeat.abort();
             return;
@@ -82,8 +115,8 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
     };
     let result = match &lease.payload {
         Payload::Build(build) => {
-            let outcome = execute(cx, &lease, build, work.path(), signal, log_tx).await;
-            let last_seq = shipper.await.unwrap_or(0);
+            let outcome = execute(cx, &lease, build, &work, signal, log_tx).await;
+            let (last_seq, tail) = shipper.await.unwrap_or((0, None));
             match outcome {
                 Ok((build, artifacts)) => {
                     let artifacts_sha256 = match artifacts {
@@ -98,14 +131,18 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
                         error_phase: None,
                         artifacts_sha256,
                         command: None,
+                        log: tail,
                     }
                 }
-                Err((phase, message)) => failure(epoch, last_seq, phase, message),
+                Err((phase, message)) => JobResult {
+                    log: tail,
+                    ..failure(epoch, last_seq, phase, message)
+                },
             }
         }
         Payload::Command(command) => {
-            let outcome = crate::command::run(command, work.path(), signal, log_tx).await;
-            let last_seq = shipper.await.unwrap_or(0);
+            let outcome = crate::command::run(command, &work, signal, log_tx).await;
+            let (last_seq, tail) = shipper.await.unwrap_or((0, None));
             match outcome {
                 Ok(outcome) => JobResult {
                     epoch,
@@ -115,13 +152,22 @@ pub(crate) async fn run(cx: &Context, lease: Lease) {
                     error_phase: None,
                     artifacts_sha256: None,
                     command: Some(outcome),
+                    log: tail,
                 },
-                Err(message) => failure(epoch, last_seq, "PROVISIONING", message),
+                Err(message) => JobResult {
+                    log: tail,
+                    ..failure(epoch, last_seq, "PROVISIONING", message)
+                },
             }
         }
     };
     send_result(cx, &job_id, &result, &lost).await;
     heartbeat.abort();
+    // Emptied now so a finished job's tree does not sit on disk until the
+    // slot's next job (which empties it again, should this fail).
+    if let Err(e) = prepare_slot(&cx.work_dir, slot) {
+        tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
+    }
     tracing::info!(job = %job_id, "job done");
 }
 
@@ -134,6 +180,7 @@ fn failure(epoch: i64, last_seq: u64, phase: &str, message: String) -> JobResult
         error_phase: Some(phase.into()),
         artifacts_sha256: None,
         command: None,
+        log: None,
     }
 }
 
@@ -148,9 +195,14 @@ async fn execute(
     log: mpsc::UnboundedSender<LogItem>,
 ) -> Result<(serde_json::Value, Option<PathBuf>), (&'static str, String)> {
     let src = work.join("src");
-    let objects = ArtifactStore::local(work.join("objects"))
-        .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))?;
+    // Made only when there is a tree to unpack or pack: a build without
+    // source or artifacts creates no object store at all.
+    let objects = || {
+        ArtifactStore::local(work.join("objects"))
+            .map_err(|e| ("PROVISIONING", format!("local artifact store: {e}")))
+    };
     if p.source.is_some() {
+        let objects = objects()?;
         let bytes = fetch_source(&cx.client, &lease.job_id, lease.epoch).await?;
         let mut file =
             tempfile::tempfile().map_err(|e| ("DOWNLOAD_SOURCE", format!("temp file: {e}")))?;
@@ -208,6 +260,7 @@ async fn execute(
         .map_err(|e| ("FINALIZING", format!("encoding the result: {e}")))?;
     relative_locations(&mut value, &artifacts_dir);
     let zip = if p.wants_artifacts && artifacts_dir.is_dir() {
+        let objects = objects()?;
         let reference = objects
             .put_dir(&artifacts_dir)
             .await
@@ -297,19 +350,59 @@ async fn heartbeats(
     }
 }
 
+/// Holds the first items for up to [`FIRST_FLUSH`]: all of them, in one
+/// chunk numbered 1, when the log ended meanwhile (`true`), else those that
+/// came by then (`false`, to be sent as usual).
+async fn first_items(rx: &mut mpsc::UnboundedReceiver<LogItem>) -> (Vec<LogItem>, bool) {
+    let mut items = Vec::new();
+    match rx.recv().await {
+        Some(first) => items.push(first),
+        None => return (items, true),
+    }
+    let deadline = tokio::time::Instant::now() + FIRST_FLUSH;
+    while items.len() < CHUNK_ITEMS {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(i) => items.push(i),
+                None => return (items, true),
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    (items, false)
+}
+
 /// Sends log items in numbered chunks, in order, keeping every chunk until
 /// the server acknowledges it (resent after a failure, with backoff).
-/// Returns the last chunk number sent.
+/// Returns the last chunk number, and — when `in_result` and the log ended
+/// within [`FIRST_FLUSH`] — the one chunk not sent, to go with the result.
 async fn ship_logs(
     client: Client,
     job_id: String,
     epoch: i64,
     mut rx: mpsc::UnboundedReceiver<LogItem>,
     lost: Arc<AtomicBool>,
-) -> u64 {
+    in_result: bool,
+) -> (u64, Option<LogChunk>) {
     let mut pending: VecDeque<LogChunk> = VecDeque::new();
     let mut seq = 0u64;
     let mut open = true;
+    if in_result {
+        let (items, ended) = first_items(&mut rx).await;
+        if items.is_empty() {
+            return (0, None);
+        }
+        let chunk = LogChunk {
+            epoch,
+            seq: 1,
+            items,
+        };
+        if ended {
+            return (1, Some(chunk));
+        }
+        seq = 1;
+        pending.push_back(chunk);
+    }
     let mut backoff = Backoff::new();
     loop {
         if open && pending.is_empty() {
@@ -349,10 +442,10 @@ async fn ship_logs(
             if open {
                 continue;
             }
-            return seq;
+            return (seq, None);
         };
         if lost.load(Ordering::SeqCst) {
-            return seq;
+            return (seq, None);
         }
         match client.logs(&job_id, chunk).await {
             Ok(ack) => {
@@ -370,7 +463,7 @@ async fn ship_logs(
             Err(e) => {
                 tracing::warn!(job = %job_id, error = %e, "the server refused the log; the lease is lost");
                 lost.store(true, Ordering::SeqCst);
-                return seq;
+                return (seq, None);
             }
         }
     }
@@ -472,5 +565,57 @@ async fn send_result(cx: &Context, job_id: &str, result: &JobResult, lost: &Atom
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_log_that_ends_quickly_is_held_whole_and_a_longer_one_is_sent() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for i in 0..3 {
+            tx.send(LogItem::Line(format!("l{i}"))).expect("send");
+        }
+        drop(tx);
+        let (items, ended) = first_items(&mut rx).await;
+        assert!(ended, "the log ended: it goes with the result");
+        assert_eq!(items.len(), 3);
+        // Still open after the hold: what came so far is sent as usual.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(LogItem::Line("first".into())).expect("send");
+        let (items, ended) = first_items(&mut rx).await;
+        assert!(!ended);
+        assert_eq!(items.len(), 1);
+        drop(tx);
+        // An empty log: nothing to send at all.
+        let (tx, mut rx) = mpsc::unbounded_channel::<LogItem>();
+        drop(tx);
+        assert_eq!(first_items(&mut rx).await, (Vec::new(), true));
+    }
+
+    #[test]
+    fn a_slot_is_made_then_emptied_without_following_links_out_of_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::fs::write(outside.path().join("keep"), "k").expect("write");
+        let slot = prepare_slot(root.path(), 2).expect("slot");
+        assert_eq!(slot, root.path().join("slot-2"));
+        assert!(slot.is_dir());
+        std::fs::create_dir_all(slot.join("src/deep/er")).expect("mkdir");
+        std::fs::write(slot.join("src/deep/er/f"), "x").expect("write");
+        std::fs::write(slot.join("artifacts.zip"), "z").expect("write");
+        std::os::unix::fs::symlink(outside.path(), slot.join("link")).expect("symlink");
+        std::os::unix::fs::symlink(outside.path(), slot.join("src/link")).expect("symlink");
+        let again = prepare_slot(root.path(), 2).expect("slot");
+        assert_eq!(again, slot);
+        assert_eq!(std::fs::read_dir(&slot).expect("read").count(), 0);
+        assert!(
+            outside.path().join("keep").exists(),
+            "what a link pointed at is left alone"
+        );
+        // Another slot is another directory.
+        assert_ne!(prepare_slot(root.path(), 3).expect("slot"), slot);
     }
 }

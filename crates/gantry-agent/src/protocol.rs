@@ -55,6 +55,10 @@ pub struct Registered {
     pub labels: Vec<String>,
     /// The server's lease timeout; heartbeats go at a third of it.
     pub lease_timeout_ms: u64,
+    /// The server takes a job's last log chunk inside its result
+    /// ([`JobResult::log`]); an older server, which leaves this out, does not.
+    #[serde(default)]
+    pub result_log: bool,
 }
 
 /// `POST /agent/v1/agents/{agent_id}/poll`'s 200 answer: a job offered
@@ -349,6 +353,12 @@ pub struct JobResult {
     /// not be started: then `error` says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandOutcome>,
+    /// The job's last log chunk (numbered `last_seq`), sent with the
+    /// result instead of on its own: a short job's whole log then costs no
+    /// request (and no database commit) of its own. Only to a server that
+    /// said [`Registered::result_log`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogChunk>,
 }
 
 /// An error body: `{"message": ...}`.

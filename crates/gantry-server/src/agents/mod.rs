@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gantry_artifacts::ArtifactStore;
-use gantry_store::{AgentRecord, Store, job_status, now_ms};
-use tokio::sync::{mpsc, watch};
+use gantry_store::{AgentRecord, AgentTokenRecord, Store, job_status, labels_match, now_ms};
+use tokio::sync::{Notify, mpsc, watch};
 
 use crate::worker::Msg;
 
@@ -33,6 +33,11 @@ pub(crate) const LABELS_TAG: &str = "gantry:agent-labels";
 /// How long an offer waits for its acknowledgement before another poller
 /// may get the job.
 pub(crate) const OFFER_TTL: Duration = Duration::from_secs(5);
+
+/// How long a token found live is believed without asking the store again:
+/// a revocation made through another server takes effect within this (one
+/// made through this server, at once).
+pub(crate) const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// How many leases a build's job gets before it fails.
 pub(crate) const MAX_ATTEMPTS: u32 = 3;
@@ -73,10 +78,99 @@ pub(crate) struct LiveJob {
     pub relay: bool,
 }
 
+/// A long poll waiting for a job, with the labels of its agent.
+struct Waiter {
+    id: u64,
+    labels: Vec<String>,
+    wake: Arc<Wake>,
+}
+
+/// How a waiting long poll is woken.
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    /// The labels of the job it was woken for, until it takes the wake-up.
+    pending: Mutex<Option<Vec<String>>>,
+}
+
+/// A long poll's place among the waiters; leaves it when dropped.
+pub(crate) struct Waiting<'a> {
+    hub: &'a AgentHub,
+    id: u64,
+    labels: Vec<String>,
+    wake: Arc<Wake>,
+}
+
+impl Waiting<'_> {
+    /// (Re)joins the waiters, at the end, unless still among them. Called
+    /// before each look at the queue, so a job queued during the look
+    /// wakes this poll rather than nobody.
+    pub fn join(&self) {
+        let mut waiters = locked(&self.hub.waiters);
+        if !waiters.iter().any(|w| w.id == self.id) {
+            waiters.push(Waiter {
+                id: self.id,
+                labels: self.labels.clone(),
+                wake: self.wake.clone(),
+            });
+        }
+    }
+
+    /// Resolves once a job this poll's agent can take was queued (or
+    /// [`AgentHub::job_ready`] was called) since the poll last took a
+    /// wake-up. One that came while the poll was busy is kept, not lost.
+    pub async fn woken(&self) {
+        self.wake.notify.notified().await;
+        locked(&self.wake.pending).take();
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        locked(&self.hub.waiters).retain(|w| w.id != self.id);
+        // Woken for a job while busy with another look and leaving (with
+        // some offer): the wake-up is passed on, or that job would wait for
+        // the periodic re-check.
+        // (The guard goes first: job_ready_for takes the waiters' lock.)
+        let pending = locked(&self.wake.pending).take();
+        if let Some(labels) = pending {
+            self.hub.job_ready_for(&labels);
+        }
+    }
+}
+
+/// A job claimed for one offer attempt ([`AgentHub::claim_offer`]).
+pub(crate) struct OfferClaim<'a> {
+    hub: &'a AgentHub,
+    job_id: String,
+}
+
+impl Drop for OfferClaim<'_> {
+    fn drop(&mut self) {
+        locked(&self.hub.offering).remove(&self.job_id);
+    }
+}
+
+/// A cached token check.
+struct CachedToken {
+    record: AgentTokenRecord,
+    at: std::time::Instant,
+}
+
 /// The in-process side of the queue.
 pub(crate) struct AgentHub {
-    /// Bumped when a job becomes offerable; long polls wait on it.
-    queued: watch::Sender<u64>,
+    /// Long polls waiting for a job, oldest first. A queued job wakes the
+    /// oldest one whose labels match, not all of them: every woken poll
+    /// reads the queue and tries a conditional offer, so waking all would
+    /// cost database work per job in proportion to the agents.
+    waiters: Mutex<Vec<Waiter>>,
+    next_waiter: std::sync::atomic::AtomicU64,
+    /// Jobs a poll of this process is offering right now: the others skip
+    /// them rather than all racing for the oldest job with a conditional
+    /// `UPDATE` that all but one lose.
+    offering: Mutex<std::collections::HashSet<String>>,
+    /// Live tokens by hash, believed for [`TOKEN_CACHE_TTL`].
+    tokens: Mutex<HashMap<String, CachedToken>>,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
     /// Serialises each `command` job's log chunks on this server (their
     /// position is the `jobs` row's, as for builds; nothing waits for such
@@ -104,7 +198,10 @@ impl AgentHub {
         let objects = ArtifactStore::local(root.join("objects"))
             .map_err(|e| format!("opening {}: {e}", root.join("objects").display()))?;
         Ok(AgentHub {
-            queued: watch::Sender::new(0),
+            waiters: Mutex::new(Vec::new()),
+            next_waiter: std::sync::atomic::AtomicU64::new(0),
+            tokens: Mutex::new(HashMap::new()),
+            offering: Mutex::new(std::collections::HashSet::new()),
             live: Mutex::new(HashMap::new()),
             command_locks: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
@@ -115,14 +212,94 @@ impl AgentHub {
         })
     }
 
-    /// Wakes every long poll: a job can be offered.
+    /// Wakes every waiting long poll: jobs whose labels are not known here
+    /// may be offerable (e.g. a `command` job).
     pub fn job_ready(&self) {
-        self.queued.send_modify(|n| *n = n.wrapping_add(1));
+        for w in locked(&self.waiters).drain(..) {
+            w.wake.notify.notify_one();
+        }
     }
 
-    /// Changes whenever [`AgentHub::job_ready`] is called.
-    pub fn queue_changes(&self) -> watch::Receiver<u64> {
-        self.queued.subscribe()
+    /// A job needing `labels` can be offered: wakes the longest-waiting
+    /// long poll whose agent has them, and only that one. The others keep
+    /// sleeping; should the woken one not take the job (another poll got
+    /// it first), the job is taken anyway, and a job nobody here was
+    /// woken for is still found by the polls' periodic re-check.
+    pub fn job_ready_for(&self, labels: &[String]) {
+        let mut waiters = locked(&self.waiters);
+        if let Some(i) = waiters.iter().position(|w| labels_match(&w.labels, labels)) {
+            let w = waiters.remove(i);
+            *locked(&w.wake.pending) = Some(labels.to_vec());
+            w.wake.notify.notify_one();
+        }
+    }
+
+    /// Claims `job_id` for one offer attempt of this process, unless another
+    /// poll here holds it; the claim ends when the guard is dropped. Only a
+    /// courtesy between polls of one process: the offer itself is still the
+    /// database's conditional update.
+    pub fn claim_offer(&self, job_id: &str) -> Option<OfferClaim<'_>> {
+        locked(&self.offering)
+            .insert(job_id.to_owned())
+            .then(|| OfferClaim {
+                hub: self,
+                job_id: job_id.to_owned(),
+            })
+    }
+
+    /// A long poll of an agent with `labels`, among the waiters from now on.
+    pub fn wait_for_job(&self, labels: &[String]) -> Waiting<'_> {
+        let waiting = Waiting {
+            hub: self,
+            id: self
+                .next_waiter
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            labels: labels.to_vec(),
+            wake: Arc::new(Wake::default()),
+        };
+        waiting.join();
+        waiting
+    }
+
+    /// How many long polls wait here.
+    #[cfg(test)]
+    pub fn waiting(&self) -> usize {
+        locked(&self.waiters).len()
+    }
+
+    /// The live token with this hash, when checked less than
+    /// [`TOKEN_CACHE_TTL`] ago.
+    pub fn cached_token(&self, hash: &str) -> Option<AgentTokenRecord> {
+        let mut tokens = locked(&self.tokens);
+        match tokens.get(hash) {
+            Some(c) if c.at.elapsed() < TOKEN_CACHE_TTL => Some(c.record.clone()),
+            Some(_) => {
+                tokens.remove(hash);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a token the store found live.
+    pub fn cache_token(&self, hash: &str, record: AgentTokenRecord) {
+        let mut tokens = locked(&self.tokens);
+        // Bounded: expired entries go whenever the map has grown.
+        if tokens.len() >= 1024 {
+            tokens.retain(|_, c| c.at.elapsed() < TOKEN_CACHE_TTL);
+        }
+        tokens.insert(
+            hash.to_owned(),
+            CachedToken {
+                record,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// Forgets a revoked token at once.
+    pub fn forget_token(&self, token_id: &str) {
+        locked(&self.tokens).retain(|_, c| c.record.id != token_id);
     }
 
     pub fn attach(&self, job_id: &str, live: Arc<LiveJob>) {
@@ -219,13 +396,12 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
                 continue;
             }
         };
-        let mut requeued = false;
         for lease in expired {
             let agent = lease.agent_id.unwrap_or_default();
             tracing::warn!(job = %lease.job.id, agent = %agent, status = %lease.job.status,
                 "an agent's lease ran out");
             let ending = if lease.job.status == job_status::QUEUED {
-                requeued = true;
+                hub.job_ready_for(&lease.job.labels);
                 Ending::Requeued {
                     agent,
                     attempt: lease.job.attempts,
@@ -251,8 +427,116 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
                 hub.drop_relay(&lease.job.id);
             }
         }
-        if requeued {
-            hub.job_ready();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    fn labels(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn woken(w: &Waiting<'_>) -> bool {
+        w.woken().now_or_never().is_some()
+    }
+
+    #[test]
+    fn a_queued_job_wakes_one_poller_whose_labels_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let docker = hub.wait_for_job(&labels(&["executor:docker"]));
+        let first = hub.wait_for_job(&labels(&["executor:host", "linux"]));
+        let second = hub.wait_for_job(&labels(&["executor:host"]));
+        assert_eq!(hub.waiting(), 3);
+        hub.job_ready_for(&labels(&["executor:host"]));
+        assert!(woken(&first), "the longest-waiting matching poll is woken");
+        assert!(!woken(&second), "the other matching poll sleeps on");
+        assert!(
+            !woken(&docker),
+            "a poll whose labels do not match sleeps on"
+        );
+        assert_eq!(hub.waiting(), 2);
+        hub.job_ready_for(&labels(&["executor:host", "linux"]));
+        assert!(
+            !woken(&second),
+            "a poll without every label the job needs is not woken"
+        );
+        hub.job_ready_for(&labels(&["executor:host"]));
+        assert!(woken(&second));
+        assert!(!woken(&docker));
+        // A woken poll that looks again rejoins at the end.
+        first.join();
+        second.join();
+        assert_eq!(hub.waiting(), 3);
+        hub.job_ready();
+        assert!(woken(&docker) && woken(&first) && woken(&second));
+        assert_eq!(hub.waiting(), 0);
+    }
+
+    #[test]
+    fn a_wake_up_taken_while_busy_is_kept_or_passed_on_when_the_poll_leaves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let host = labels(&["executor:host"]);
+        let busy = hub.wait_for_job(&host);
+        // Woken while not waiting (looking at the queue): kept for its wait.
+        hub.job_ready_for(&host);
+        busy.join();
+        assert!(woken(&busy), "the wake-up is kept");
+        let next = hub.wait_for_job(&host);
+        // Woken again while busy, and leaving with another job's offer:
+        // the wake-up goes to the next poll rather than being lost.
+        hub.job_ready_for(&host);
+        assert!(!woken(&next));
+        drop(busy);
+        assert!(woken(&next), "passed on");
+        assert_eq!(hub.waiting(), 0);
+    }
+
+    #[test]
+    fn a_job_is_claimed_by_one_offer_attempt_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let claim = hub.claim_offer("job-1").expect("free");
+        assert!(hub.claim_offer("job-1").is_none(), "held by another poll");
+        assert!(hub.claim_offer("job-2").is_some(), "other jobs are free");
+        drop(claim);
+        assert!(hub.claim_offer("job-1").is_some(), "free again");
+    }
+
+    #[test]
+    fn tokens_are_believed_briefly_and_forgotten_on_revocation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let record = AgentTokenRecord {
+            id: "atok-1".into(),
+            name: "t".into(),
+            created_ms: 0,
+            last_used_ms: None,
+            revoked_ms: None,
+        };
+        hub.cache_token("h1", record.clone());
+        hub.cache_token(
+            "h2",
+            AgentTokenRecord {
+                id: "atok-2".into(),
+                ..record.clone()
+            },
+        );
+        assert_eq!(hub.cached_token("h1").expect("cached").id, "atok-1");
+        hub.forget_token("atok-1");
+        assert!(hub.cached_token("h1").is_none(), "revoked here: at once");
+        assert!(hub.cached_token("h2").is_some());
+        // Older than the TTL: asked again (a revocation elsewhere shows).
+        if let Some(c) = locked(&hub.tokens).get_mut("h2") {
+            c.at = std::time::Instant::now()
+                .checked_sub(TOKEN_CACHE_TTL)
+                .expect("instant");
         }
+        assert!(hub.cached_token("h2").is_none());
+        assert!(hub.cached_token("unknown").is_none());
     }
 }

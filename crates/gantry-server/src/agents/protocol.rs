@@ -144,7 +144,7 @@ async fn register<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let reg: Register = parse(&body, "register")?;
     if !matches!(reg.executor.as_str(), "host" | "sandbox" | "docker") {
         return Err(bad(format!(
@@ -192,6 +192,7 @@ async fn register<S: Store>(
         agent_id,
         labels,
         lease_timeout_ms: hub(&state).lease_ms(),
+        result_log: true,
     }))
 }
 
@@ -206,6 +207,11 @@ async fn try_offer<S: Store>(
         if !labels_match(&agent.labels, &job.labels) {
             continue;
         }
+        // Another poll here is trying this one: the next job, rather than
+        // an update sure to lose.
+        let Some(_claim) = hub(state).claim_offer(&job.id) else {
+            continue;
+        };
         let nonce = uuid::Uuid::new_v4().simple().to_string();
         if state.store.offer_job(&job.id, &nonce, now, until).await? {
             return Ok(Some(Offer {
@@ -225,13 +231,13 @@ async fn poll<S: Store>(
     Path(agent_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let agent = owned_agent(&state, &token, &agent_id).await?;
     let deadline = tokio::time::Instant::now() + wire::POLL_HOLD;
     let mut closing = state.closing.subscribe();
-    let mut changes = hub(&state).queue_changes();
+    let waiting = hub(&state).wait_for_job(&agent.labels);
     loop {
-        changes.borrow_and_update();
+        waiting.join();
         if let Some(offer) = try_offer(&state, &agent).await? {
             return Ok(json(&offer));
         }
@@ -243,7 +249,7 @@ async fn poll<S: Store>(
         // OFFER_TTL cap lets a waiting poller pick such a job up.
         let wait = (deadline - now).min(OFFER_TTL);
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = waiting.woken() => {}
             _ = closing.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
@@ -256,7 +262,7 @@ async fn ack<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let ack: Ack = parse(&body, "ack")?;
     let agent = owned_agent(&state, &token, &ack.agent_id).await?;
     let hub = hub(&state);
@@ -295,7 +301,7 @@ async fn heartbeat<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let beat: Heartbeat = parse(&body, "heartbeat")?;
     fenced_job(&state, &token, &job_id, beat.epoch).await?;
     let hub = hub(&state);
@@ -318,27 +324,48 @@ async fn logs<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let chunk: LogChunk = parse(&body, "log chunk")?;
-    let events = chunk
-        .items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = chunk_events(&chunk)?;
     // Any server takes the chunk: the build's own writer when it waits
     // here, else a relay to the build in the store. The cursor is the
     // `jobs` row's, so the agent may switch servers between chunks.
     let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
     if job.kind == wire::COMMAND_KIND {
-        return command_logs(&state, &token, &job_id, &chunk).await;
+        let acked = command_chunk(&state, &token, &job_id, &chunk).await?;
+        return Ok(json(&LogAck { acked }));
     }
-    let live = super::remote::live_or_relay(&state.runner, &job)
+    let acked = build_chunk(&state, &token, &job, &chunk, events).await?;
+    Ok(json(&LogAck { acked }))
+}
+
+/// A chunk's items as build events (400 naming a bad one).
+fn chunk_events(chunk: &LogChunk) -> Result<Vec<gantry_build::BuildEvent>, AgentError> {
+    chunk
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.to_event().map_err(|e| bad(format!("items[{i}]: {e}"))))
+        .collect()
+}
+
+/// Feeds a fenced chunk of a build's log to its writer when it is the
+/// next one (a resent one is ignored), and returns, once it is stored, the
+/// highest chunk stored with all before it.
+async fn build_chunk<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    job: &AgentJobRecord,
+    chunk: &LogChunk,
+    events: Vec<gantry_build::BuildEvent>,
+) -> Result<u64, AgentError> {
+    let job_id = job.id.as_str();
+    let live = super::remote::live_or_relay(&state.runner, job)
         .await
         .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
     let _one_at_a_time = live.serial.lock().await;
-    fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    let mut acked = state.store.job_log_acked(&job_id, chunk.epoch).await?;
+    fenced_job(state, token, job_id, chunk.epoch).await?;
+    let mut acked = state.store.job_log_acked(job_id, chunk.epoch).await?;
     if chunk.seq == acked + 1 {
         for event in events {
             let msg = match event {
@@ -357,10 +384,10 @@ async fn logs<S: Store>(
         }
         acked = state
             .store
-            .advance_job_log(&job_id, chunk.epoch, chunk.seq)
+            .advance_job_log(job_id, chunk.epoch, chunk.seq)
             .await?;
     }
-    Ok(json(&LogAck { acked }))
+    Ok(acked)
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -370,7 +397,7 @@ async fn source<S: Store>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let epoch: i64 = crate::rest::query_param(&uri, "epoch")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| bad("the epoch query parameter (an integer) is required"))?;
@@ -442,11 +469,25 @@ async fn result<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    let token = tokens::bearer(state.store.as_ref(), &headers).await?;
+    let token = tokens::bearer(&state, &headers).await?;
     let result: JobResult = parse(&body, "result")?;
+    // The last log chunk may come inside the result; it is that lease's.
+    let tail = match &result.log {
+        Some(chunk) if chunk.epoch != result.epoch => {
+            return Err(bad("the result's log chunk is of another lease"));
+        }
+        Some(chunk) => Some((chunk, chunk_events(chunk)?)),
+        None => None,
+    };
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
     if job.kind == wire::COMMAND_KIND {
+        if let Some((chunk, _)) = tail {
+            command_chunk(&state, &token, &job_id, chunk).await?;
+        }
         return command_result(&state, &job, result).await;
+    }
+    if let Some((chunk, events)) = tail {
+        build_chunk(&state, &token, &job, chunk, events).await?;
     }
     // Any server takes the result: it is kept in the `jobs` row, and the
     // build's owner (here or elsewhere) finishes the build from it.
@@ -518,13 +559,14 @@ async fn result<S: Store>(
 }
 
 /// A `command` job's log chunk: its lines go to the store under the job's
-/// id, in order and once, like a build's.
-async fn command_logs<S: Store>(
+/// id, in order and once, like a build's; the highest chunk stored with all
+/// before it.
+async fn command_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
     job_id: &str,
     chunk: &LogChunk,
-) -> Result<Response, AgentError> {
+) -> Result<u64, AgentError> {
     let lock = hub(state).command_lock(job_id);
     let _one_at_a_time = lock.lock().await;
     // Checked again under the lock: the lease may have moved meanwhile.
@@ -547,7 +589,7 @@ async fn command_logs<S: Store>(
             .advance_job_log(job_id, chunk.epoch, chunk.seq)
             .await?;
     }
-    Ok(json(&LogAck { acked }))
+    Ok(acked)
 }
 
 /// The last `max` bytes of `text`, from a whole character (an agent's

@@ -88,35 +88,21 @@ async fn prepare_and_queue<S: Store>(
         ]
     };
 
-    // The source, packed where agents fetch it.
-    let work_root = runner.config.data_dir.join(files::WORK);
-    let work = match std::fs::create_dir_all(&work_root).and_then(|()| {
-        tempfile::Builder::new()
-            .prefix(&job.uuid)
-            .tempdir_in(&work_root)
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            let message = format!("creating the build's work directory: {e}");
-            return Err(ended_early(
-                job,
-                queued_so_far(&[], now_ms()),
-                "FAILED",
-                "DOWNLOAD_SOURCE",
-                now_ms(),
-                ("CLIENT_ERROR", &message),
-            ));
+    // A build without a source (NO_SOURCE, inline buildspec) ships none:
+    // the agent starts from an empty directory, and nothing is made, packed
+    // or stored here for it.
+    let no_source =
+        matches!(job.source, crate::codebuild::SourceKind::None) && job.prepared_source.is_none();
+    let prepared = if no_source {
+        match &job.buildspec {
+            BuildspecRef::Inline(text) => Ok((text.clone(), None)),
+            BuildspecRef::File(path) => Err((
+                "YAML_FILE_ERROR",
+                format!("the buildspec file {path} cannot be in a build without a source"),
+            )),
         }
-    };
-    let src = work.path().join("src");
-    let prepared = match &job.prepared_source {
-        Some(dir) => std::fs::rename(dir, &src).map_err(|e| {
-            format!(
-                "moving the pipeline's input artifact {} into place: {e}",
-                dir.display()
-            )
-        }),
-        None => source::prepare(&job.source, job.source_version.as_deref(), &src, &log).await,
+    } else {
+        pack_source(runner, job, &log).await
     };
     let fail_source = |code: &str, message: &str| {
         log(format!("[Container] {message}"));
@@ -129,15 +115,9 @@ async fn prepare_and_queue<S: Store>(
             (code, message),
         )
     };
-    if let Err(message) = prepared {
-        return Err(fail_source("CLIENT_ERROR", &message));
-    }
-    let buildspec = match &job.buildspec {
-        BuildspecRef::Inline(text) => text.clone(),
-        BuildspecRef::File(path) => match crate::worker::read_in(&src, path) {
-            Ok(text) => text,
-            Err(message) => return Err(fail_source("YAML_FILE_ERROR", &message)),
-        },
+    let (buildspec, source_ref) = match prepared {
+        Ok(p) => p,
+        Err((code, message)) => return Err(fail_source(code, &message)),
     };
     if let Err(diags) = gantry_spec::buildspec::parse(&buildspec) {
         let message: Vec<String> = diags.iter().map(|d| d.render("buildspec")).collect();
@@ -146,21 +126,6 @@ async fn prepare_and_queue<S: Store>(
             &format!("Invalid buildspec: {}", message.join("; ")),
         ));
     }
-    let hub = &runner.hub;
-    let source_ref = if src.is_dir() {
-        match hub.objects.put_dir(&src).await {
-            Ok(r) => Some(r.to_string()),
-            Err(e) => {
-                return Err(fail_source(
-                    "CLIENT_ERROR",
-                    &format!("packing the source: {e}"),
-                ));
-            }
-        }
-    } else {
-        None
-    };
-    drop(work);
 
     let payload = BuildPayload {
         build_id: job.record.id.clone(),
@@ -249,7 +214,8 @@ async fn wait<S: Store>(
         }),
     );
     let _attached = Attached(hub, job_id.clone());
-    hub.job_ready();
+    // Wakes one waiting poll whose agent has the labels.
+    hub.job_ready_for(&job_labels(job));
 
     let mut contexts: Vec<(String, String)> = Vec::new();
     let mut leased_at = None;
@@ -347,6 +313,58 @@ async fn wait<S: Store>(
             }
         }
     }
+}
+
+/// The job's source, prepared in a scratch directory and packed where
+/// agents fetch it: the buildspec's text and the packed tree's reference.
+/// An error is its error code and message.
+async fn pack_source<S: Store>(
+    runner: &BuildRunner<S>,
+    job: &BuildJob,
+    log: &(dyn Fn(String) + Send + Sync),
+) -> Result<(String, Option<String>), (&'static str, String)> {
+    let work_root = runner.config.data_dir.join(files::WORK);
+    let work = std::fs::create_dir_all(&work_root)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(&job.uuid)
+                .tempdir_in(&work_root)
+        })
+        .map_err(|e| {
+            (
+                "CLIENT_ERROR",
+                format!("creating the build's work directory: {e}"),
+            )
+        })?;
+    let src = work.path().join("src");
+    match &job.prepared_source {
+        Some(dir) => std::fs::rename(dir, &src).map_err(|e| {
+            format!(
+                "moving the pipeline's input artifact {} into place: {e}",
+                dir.display()
+            )
+        }),
+        None => source::prepare(&job.source, job.source_version.as_deref(), &src, log).await,
+    }
+    .map_err(|m| ("CLIENT_ERROR", m))?;
+    let buildspec = match &job.buildspec {
+        BuildspecRef::Inline(text) => text.clone(),
+        BuildspecRef::File(path) => {
+            crate::worker::read_in(&src, path).map_err(|m| ("YAML_FILE_ERROR", m))?
+        }
+    };
+    let source_ref = if src.is_dir() {
+        let r = runner
+            .hub
+            .objects
+            .put_dir(&src)
+            .await
+            .map_err(|e| ("CLIENT_ERROR", format!("packing the source: {e}")))?;
+        Some(r.to_string())
+    } else {
+        None
+    };
+    Ok((buildspec, source_ref))
 }
 
 /// The phases up to the end of QUEUED, given its contexts and end time.

@@ -98,7 +98,12 @@ pub(crate) async fn revoke<S: Store>(
     RestPath(id): RestPath<String>,
 ) -> Result<Response, RestError> {
     match state.store.revoke_agent_token(&id, &caller.0).await {
-        Ok(()) => Ok(ok(&json!({ "id": id, "revoked": true }))),
+        Ok(()) => {
+            // At once here; other servers believe their cache for at most
+            // TOKEN_CACHE_TTL more.
+            state.runner.hub.forget_token(&id);
+            Ok(ok(&json!({ "id": id, "revoked": true })))
+        }
         Err(StoreError::NotFound) => Err(RestError::not_found(format!(
             "Agent token {id} does not exist or is already revoked"
         ))),
@@ -108,7 +113,7 @@ pub(crate) async fn revoke<S: Store>(
 
 /// The live token a request's `Authorization: Bearer` header carries.
 pub(crate) async fn bearer<S: Store>(
-    store: &S,
+    state: &AppState<S>,
     headers: &HeaderMap,
 ) -> Result<AgentTokenRecord, (StatusCode, String)> {
     let unauthorized = |m: &str| (StatusCode::UNAUTHORIZED, m.to_owned());
@@ -122,9 +127,19 @@ pub(crate) async fn bearer<S: Store>(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <agent token>`"))?;
     // Looked up by hash: the comparison the database makes is on a digest
-    // the caller cannot steer byte by byte.
-    match store.use_agent_token(&hash(token)).await {
-        Ok(Some(t)) => Ok(t),
+    // the caller cannot steer byte by byte. A token found live is believed
+    // for TOKEN_CACHE_TTL (every agent request carries it; asking the store
+    // each time was a read, and a write for `last_used`, per request).
+    let digest = hash(token);
+    let hub = &state.runner.hub;
+    if let Some(t) = hub.cached_token(&digest) {
+        return Ok(t);
+    }
+    match state.store.use_agent_token(&digest).await {
+        Ok(Some(t)) => {
+            hub.cache_token(&digest, t.clone());
+            Ok(t)
+        }
         Ok(None) => Err(unauthorized("the agent token is unknown or revoked")),
         Err(e) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -76,7 +76,7 @@ pub(super) async fn head<S: Store>(
     Path(sha256): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
-    tokens::bearer(state.store.as_ref(), &headers).await?;
+    tokens::bearer(&state, &headers).await?;
     let sha256 = checked(&sha256)?;
     Ok(answer(&state_of(&state.runner.hub, sha256).await))
 }
@@ -88,7 +88,7 @@ pub(super) async fn put<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
-    tokens::bearer(state.store.as_ref(), &headers).await?;
+    tokens::bearer(&state, &headers).await?;
     let sha256 = checked(&sha256)?;
     let number = |name: &str| -> Result<u64, AgentError> {
         crate::rest::query_param(&uri, name)

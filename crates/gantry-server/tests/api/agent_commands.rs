@@ -469,6 +469,7 @@ async fn a_command_jobs_log_lines_are_stored_and_its_result_ends_the_task() {
             timed_out: false,
             stopped: false,
         }),
+        log: None,
     };
     assert!(client.result(&lease.job_id, &result).await.is_err());
     result.last_seq = 2;

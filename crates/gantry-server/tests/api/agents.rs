@@ -201,6 +201,113 @@ async fn a_waiting_long_poll_is_answered_when_a_job_is_queued() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_build_without_source_ships_none_and_a_reused_work_dir_shows_nothing_of_the_last_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = TestServer::start_with(&data, |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    // By hand: the lease of a NO_SOURCE build carries no source, and the
+    // server made no tree for it.
+    let client = Client::new(&server.url(), &token).expect("client");
+    let manual = client.register(&registration(&[])).await.expect("register");
+    start(&server, inline_project("bare", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&manual.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&manual.agent_id, &offer).await.expect("ack");
+    match &lease.payload {
+        gantry_agent::protocol::Payload::Build(b) => {
+            assert!(b.source.is_none(), "{:?}", b.source)
+        }
+        other => panic!("a build payload, not {other:?}"),
+    }
+    let work = data.join("work");
+    let made = std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(made, 0, "no work tree made on the server");
+    // A real agent with one slot runs two builds in the same directory:
+    // the second sees nothing the first left, in its source directory or
+    // beside it, and no object store was made for builds without source.
+    let agent_work = dir.path().join("agent");
+    let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &agent_work);
+    let litter = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo x > left-behind\n      - mkdir -p ../beside && echo y > ../beside/file\n      - ln -s ../beside ../link\n";
+    let first = start(&server, inline_project("litter", litter)).await;
+    let build = server.wait_build(&first).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let clean = "version: 0.2\nphases:\n  build:\n    commands:\n      - test ! -e left-behind\n      - test -z \"$(ls -A)\"\n      - test \"$(ls -A ..)\" = src\n";
+    let second = start(&server, inline_project("clean", clean)).await;
+    let build = server.wait_build(&second).await;
+    assert_eq!(
+        build["buildStatus"],
+        "SUCCEEDED",
+        "{build}\n{}",
+        log_text(&server, &second).await
+    );
+    stop_agent(drain, agent).await;
+    let slots: Vec<String> = std::fs::read_dir(&agent_work)
+        .expect("agent work dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(slots, vec!["slot-0".to_owned()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_short_builds_log_may_come_inside_its_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    assert!(agent.result_log, "this server takes the log in the result");
+    let id = start(&server, inline_project("tail", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let tail = |epoch| LogChunk {
+        epoch,
+        seq: 1,
+        items: vec![
+            LogItem::Line("only in the result".into()),
+            LogItem::Line("and this".into()),
+        ],
+    };
+    let mut result = JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(tail(lease.epoch + 1)),
+    };
+    let refused = client.result(&lease.job_id, &result).await;
+    assert!(
+        matches!(refused, Err(ClientError::Refused(400, _))),
+        "a chunk of another lease is refused: {refused:?}"
+    );
+    result.log = Some(tail(lease.epoch));
+    client
+        .result(&lease.job_id, &result)
+        .await
+        .expect("the result with its log is taken");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = log_text(&server, &id).await;
+    assert!(
+        log.contains("only in the result\nand this"),
+        "the chunk in the result is stored, in order: {log}"
+    );
+    server.stop().await;
+}
+
 crate::on_both_stores!(
     of_two_acknowledgements_of_one_offer_only_one_wins,
     of_two_acknowledgements_of_one_offer_only_one_wins_on,
@@ -332,6 +439,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
         error_phase: None,
         artifacts_sha256: None,
         command: None,
+        log: None,
     };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),

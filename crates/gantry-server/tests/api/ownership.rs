@@ -124,6 +124,7 @@ fn succeeded(epoch: i64, last_seq: u64) -> JobResult {
         error_phase: None,
         artifacts_sha256: None,
         command: None,
+        log: None,
     }
 }
 

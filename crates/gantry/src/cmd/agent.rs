@@ -50,6 +50,9 @@ pub fn run(args: AgentArgs) -> ExitCode {
     config.labels = gantry_agent_labels(&args.labels);
     config.concurrency = args.concurrency;
     config.executor = args.executor;
+    // This process is only the agent from here on: the code start-up ran
+    // (argument parsing for every subcommand, set-up) need not stay mapped.
+    config.release_code_after_start = true;
     let drain = async {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

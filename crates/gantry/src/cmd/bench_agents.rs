@@ -200,6 +200,19 @@ struct Figures {
     remote_dispatch: (f64, f64),
     jobs_per_second: Vec<(usize, f64)>,
     idle_rss_mib: f64,
+    /// Proportional set size: shared pages (the executable's) divided by
+    /// the processes mapping them, the fairer per-process figure.
+    idle_pss_mib: f64,
+}
+
+/// A process's PSS in KiB (0 when unreadable).
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, String> {
@@ -230,6 +243,7 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
         // Idle: registered, holding its long poll, nothing running.
         std::thread::sleep(Duration::from_secs(1));
         let idle_rss_mib = rss_kib(one.0[0].id()) as f64 / 1024.0;
+        let idle_pss_mib = pss_kib(one.0[0].id()) as f64 / 1024.0;
         let trivial = unique("trivial");
         codebuild(addr, "CreateProject", project(&trivial, None))?;
         let mut jobs_per_second = vec![(1, throughput(addr, &trivial, runs)?)];
@@ -246,6 +260,7 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
             remote_dispatch: remote,
             jobs_per_second,
             idle_rss_mib,
+            idle_pss_mib,
         })
     })();
     server.stop()?;
@@ -346,6 +361,14 @@ pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), 
             .map(|(_, f)| format!("{:.1}", f.idle_rss_mib))
             .collect(),
         "< 15 MiB",
+    );
+    row(
+        "idle agent PSS (MiB)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.1}", f.idle_pss_mib))
+            .collect(),
+        "",
     );
     for (name, f) in &results {
         println!(
