@@ -599,7 +599,11 @@ pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) 
     }
 }
 
-/// Writes log lines in batches and phase changes as they come.
+/// Most messages one write of the progress writer takes in.
+const MAX_BATCH: usize = 1000;
+
+/// Writes log lines and phase changes as they come, what arrived together
+/// in one write each.
 async fn progress_writer<S: Store>(
     store: Arc<S>,
     record: BuildRecord,
@@ -609,35 +613,56 @@ async fn progress_writer<S: Store>(
 ) {
     let mut build = record.build.clone();
     let mut lines: Vec<String> = Vec::new();
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            Msg::Line(line) => lines.push(line),
-            Msg::Event(event) => {
-                flush(store.as_ref(), &record.id, &mut lines, &written).await;
-                if let Some(current) = apply(&mut build, &event) {
-                    let update = BuildUpdate {
-                        status: "IN_PROGRESS".into(),
-                        current_phase: current,
-                        build: build.clone(),
-                        end_ms: None,
-                    };
-                    if let Err(e) = store.update_build(&record.id, &update, "system").await {
-                        tracing::error!(build = %record.id, error = %e, "recording a phase failed");
-                    }
-                    if let BuildEvent::PhaseFinished { phase, .. } = &event
-                        && let Some(entry) = ended_phase(&build, phase.as_str())
-                    {
-                        events.build_phase_change(&record, &build, &entry).await;
-                    }
-                }
-            }
-            Msg::Flush(ack) => {
-                flush(store.as_ref(), &record.id, &mut lines, &written).await;
-                let _ = ack.send(());
+    // Whatever has arrived is written together: its lines in one commit,
+    // the phases it moved through in one more. A build's log and phases
+    // come one at a time while it runs, so this changes nothing for a long
+    // build; a short one (or an agent's chunk with a whole build in it)
+    // costs two commits instead of two per phase.
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
             }
         }
-        if lines.len() >= 500 || rx.is_empty() {
-            flush(store.as_ref(), &record.id, &mut lines, &written).await;
+        let mut current = None;
+        let mut ended = Vec::new();
+        let mut acks = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Line(line) => lines.push(line),
+                Msg::Event(event) => {
+                    if let Some(phase) = apply(&mut build, &event) {
+                        current = Some(phase);
+                        if let BuildEvent::PhaseFinished { phase, .. } = &event
+                            && let Some(entry) = ended_phase(&build, phase.as_str())
+                        {
+                            ended.push((entry, build.clone()));
+                        }
+                    }
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
+        }
+        flush(store.as_ref(), &record.id, &mut lines, &written).await;
+        if let Some(current) = current {
+            let update = BuildUpdate {
+                status: "IN_PROGRESS".into(),
+                current_phase: current,
+                build: build.clone(),
+                end_ms: None,
+            };
+            if let Err(e) = store.update_build(&record.id, &update, "system").await {
+                tracing::error!(build = %record.id, error = %e, "recording a phase failed");
+            }
+        }
+        // Told in order, each with the build as it was when its phase ended.
+        for (entry, then) in ended {
+            events.build_phase_change(&record, &then, &entry).await;
+        }
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
     flush(store.as_ref(), &record.id, &mut lines, &written).await;
