@@ -131,7 +131,7 @@ impl AgentStore for SqliteStore {
             "SELECT id, name, created_ms, last_used_ms, revoked_ms FROM agent_tokens
              ORDER BY created_ms, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter().map(token_row).collect()
@@ -210,7 +210,7 @@ impl AgentStore for SqliteStore {
              FROM agents WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NotFound)?;
@@ -251,7 +251,7 @@ impl AgentStore for SqliteStore {
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {
         let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
@@ -270,7 +270,7 @@ impl AgentStore for SqliteStore {
         .bind(QUEUED)
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter().map(job_row).collect()

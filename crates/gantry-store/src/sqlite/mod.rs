@@ -40,7 +40,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// The embedded store: a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// The one connection that writes (and reads inside its transactions).
     pool: SqlitePool,
+    /// Read-only connections for lookups that write nothing: in WAL mode
+    /// they read the last commit while the writer works, instead of
+    /// queueing behind its fsync.
+    readers: SqlitePool,
     key: MasterKey,
     /// The server this store works for ([`crate::ServerStore::set_server_id`]),
     /// stamped as the owner of the builds and executions it creates.
@@ -59,20 +64,29 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let reader_options = options.clone().read_only(true).create_if_missing(false);
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
         // woken when the lock frees. Queued on the pool, callers are served
         // the moment the connection is back; with many agents and builds at
-        // once this doubled throughput. Reads are microseconds.
+        // once this doubled throughput. Lookups that write nothing use the
+        // read-only `readers`.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
             .await
             .map_err(StoreError::other)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::other)?;
+        // Opened after the migrations: the schema and the WAL files exist.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(reader_options)
+            .await
+            .map_err(StoreError::other)?;
         Ok(SqliteStore {
             pool,
+            readers,
             key,
             server: Default::default(),
         })
@@ -80,6 +94,7 @@ impl SqliteStore {
 
     /// Closes every connection; pending writes are already committed.
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 }
@@ -107,11 +122,11 @@ impl BuildStore for SqliteStore {
     }
 
     async fn access_key_secret(&self, access_key_id: &str) -> Result<String, StoreError> {
-        keys::secret(&self.pool, &self.key, access_key_id).await
+        keys::secret(&self.readers, &self.key, access_key_id).await
     }
 
     async fn count_access_keys(&self) -> Result<u64, StoreError> {
-        keys::count(&self.pool).await
+        keys::count(&self.readers).await
     }
 
     async fn create_project(
@@ -131,13 +146,13 @@ impl BuildStore for SqliteStore {
     }
 
     async fn get_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
-        projects::get(&self.pool, name).await
+        projects::get(&self.readers, name).await
     }
 
     async fn get_projects(&self, names: &[String]) -> Result<Vec<ProjectRecord>, StoreError> {
         let mut found = Vec::with_capacity(names.len());
         for name in names {
-            match projects::get(&self.pool, name).await {
+            match projects::get(&self.readers, name).await {
                 Ok(p) => found.push(p),
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
@@ -155,7 +170,7 @@ impl BuildStore for SqliteStore {
         sort: ProjectSort,
         order: SortOrder,
     ) -> Result<Vec<String>, StoreError> {
-        projects::list(&self.pool, sort, order).await
+        projects::list(&self.readers, sort, order).await
     }
 
     async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError> {
@@ -174,7 +189,7 @@ impl BuildStore for SqliteStore {
     async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
-            match builds::get(&self.pool, id).await {
+            match builds::get(&self.readers, id).await {
                 Ok(b) => found.push(b),
                 Err(StoreError::NotFound) => {}
                 Err(e) => return Err(e),
@@ -188,11 +203,11 @@ impl BuildStore for SqliteStore {
         project: &str,
         order: SortOrder,
     ) -> Result<Vec<String>, StoreError> {
-        builds::list_for_project(&self.pool, project, order).await
+        builds::list_for_project(&self.readers, project, order).await
     }
 
     async fn builds_with_status(&self, status: &str) -> Result<Vec<BuildRecord>, StoreError> {
-        builds::with_status(&self.pool, status).await
+        builds::with_status(&self.readers, status).await
     }
 
     async fn append_log_lines(&self, build_id: &str, lines: &[String]) -> Result<u64, StoreError> {
@@ -205,11 +220,11 @@ impl BuildStore for SqliteStore {
         after: u64,
         limit: u32,
     ) -> Result<Vec<LogLine>, StoreError> {
-        builds::log_lines(&self.pool, build_id, after, limit).await
+        builds::log_lines(&self.readers, build_id, after, limit).await
     }
 
     async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError> {
-        builds::log_seek(&self.pool, build_id, offset).await
+        builds::log_seek(&self.readers, build_id, offset).await
     }
 
     async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError> {
@@ -217,7 +232,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError> {
-        builds::log_archive(&self.pool, build_id).await
+        builds::log_archive(&self.readers, build_id).await
     }
 
     async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
@@ -236,6 +251,6 @@ impl BuildStore for SqliteStore {
     }
 
     async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        audit::newest(&self.pool, limit).await
+        audit::newest(&self.readers, limit).await
     }
 }

@@ -269,7 +269,7 @@ impl WorkflowStore for SqliteStore {
         let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines WHERE arn = ?");
         let row = sqlx::query(&sql)
             .bind(arn)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
@@ -292,7 +292,7 @@ impl WorkflowStore for SqliteStore {
     async fn list_state_machines(&self) -> Result<Vec<StateMachineRecord>, StoreError> {
         let sql = format!("SELECT {MACHINE_COLUMNS} FROM sfn_state_machines ORDER BY name");
         let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(db_error)?;
         rows.iter().map(machine).collect()
@@ -357,7 +357,7 @@ impl WorkflowStore for SqliteStore {
         let sql = format!("SELECT {EXECUTION_COLUMNS} FROM sfn_executions WHERE arn = ?");
         let row = sqlx::query(&sql)
             .bind(arn)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
@@ -379,7 +379,7 @@ impl WorkflowStore for SqliteStore {
             .bind(machine_arn)
             .bind(status)
             .bind(status)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.readers)
             .await
             .map_err(db_error)?;
         rows.iter().map(execution).collect()
@@ -390,7 +390,7 @@ impl WorkflowStore for SqliteStore {
             "SELECT seq, at_ms, event_json FROM sfn_journal WHERE execution_arn = ? ORDER BY seq",
         )
         .bind(execution_arn)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -412,7 +412,7 @@ impl WorkflowStore for SqliteStore {
              WHERE execution_arn = ? ORDER BY id",
         )
         .bind(execution_arn)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -436,7 +436,7 @@ impl WorkflowStore for SqliteStore {
             "SELECT timer_id, fire_ms FROM sfn_timers WHERE execution_arn = ? ORDER BY fire_ms, timer_id",
         )
         .bind(execution_arn)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -455,7 +455,7 @@ impl WorkflowStore for SqliteStore {
              FROM sfn_task_tokens WHERE token_hash = ?",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.readers)
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NotFound)?;
