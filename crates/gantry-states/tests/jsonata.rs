@@ -129,7 +129,8 @@ fn errors_name_the_problem() {
         "$randomSeeded(1)",
         "T1006: Attempted to invoke a non-function",
     );
-    fails_with("1 +", "S0207: Unexpected end of expression (at offset 3)");
+    // A syntax error never gets this far: the definition is refused
+    // (definitions_with_jsonata_that_does_not_parse_are_refused_with_its_location).
     fails_with("($f := function($n) { 1 + $f($n + 1) }; $f(0))", "U1001");
     fails_with("($f := function($n) { $f($n + 1) }; $f(0))", "U1002");
     fails_with("$error('stop here')", "D3137: stop here");
@@ -333,4 +334,45 @@ fn map_item_selector_can_be_one_expression() {
         out,
         json!([{"v": 30, "outer": "x"}, {"v": 40, "outer": "x"}])
     );
+}
+
+#[test]
+fn definitions_with_jsonata_that_does_not_parse_are_refused_with_its_location() {
+    let def = json!({
+        "QueryLanguage": "JSONata",
+        "StartAt": "P",
+        "States": {
+            "P": {
+                "Type": "Pass",
+                "Output": {"ok": "{% $states.input.a %}", "list": ["x", "{% $sum([1, 2 %}"]},
+                "Next": "M"
+            },
+            "M": {
+                "Type": "Map",
+                "Items": "{% [1, 2, 3] %}",
+                "ItemProcessor": {
+                    "StartAt": "Inner",
+                    "States": {"Inner": {"Type": "Pass", "Output": "{% $states.input + %}", "End": true}}
+                },
+                "End": true
+            }
+        }
+    });
+    let errors = parse_definition(&def).expect_err("two bad expressions");
+    let text = errors.to_string();
+    assert!(text.contains("States.P.Output.list[1]"), "{text}");
+    assert!(text.contains("invalid JSONata expression"), "{text}");
+    assert!(text.contains("Inner.Output"), "{text}");
+    // Each once: the Map's nested machine is checked with its own states.
+    assert_eq!(
+        text.matches("invalid JSONata expression").count(),
+        2,
+        "{text}"
+    );
+    // The same machine with the expressions fixed is accepted.
+    let mut fixed = def.clone();
+    fixed["States"]["P"]["Output"]["list"][1] = json!("{% $sum([1, 2]) %}");
+    fixed["States"]["M"]["ItemProcessor"]["States"]["Inner"]["Output"] =
+        json!("{% $states.input + 1 %}");
+    parse_definition(&fixed).expect("valid once fixed");
 }

@@ -164,7 +164,34 @@ fn is_jsonata_expr(v: &Value) -> Option<&str> {
     s.strip_prefix("{%")?.strip_suffix("%}").map(str::trim)
 }
 
+/// Fields whose value holds states of their own (checked one by one).
+const NESTED_STATES: &[&str] = &["Branches", "ItemProcessor", "Iterator"];
+
 impl Parser {
+    /// Reports each `{% %}` expression in `v` that JSONata cannot parse.
+    fn check_jsonata(&mut self, v: &Value, loc: &str) {
+        match v {
+            Value::String(_) => {
+                if let Some(expr) = is_jsonata_expr(v)
+                    && let Err(e) = gantry_jsonata::Expression::parse(expr)
+                {
+                    self.err(loc, format!("invalid JSONata expression: {e}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.check_jsonata(item, &format!("{loc}[{i}]"));
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    self.check_jsonata(item, &join(loc, k));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn err(&mut self, loc: impl Into<String>, msg: impl Into<String>) {
         self.errors.push(DefinitionError {
             location: loc.into(),
@@ -367,6 +394,15 @@ impl Parser {
                 self.err(join(loc, k), "field is not allowed in a JSONata state");
             } else if ql == QueryLanguage::JsonPath && JSONATA_ONLY.contains(&k.as_str()) {
                 self.err(join(loc, k), "field is only allowed in a JSONata state");
+            }
+        }
+        if ql == QueryLanguage::Jsonata {
+            // Every `{% %}` of the state must parse, as CreateStateMachine
+            // checks; nested state machines are checked as their states are.
+            for (k, v) in obj {
+                if !NESTED_STATES.contains(&k.as_str()) {
+                    self.check_jsonata(v, &join(loc, k));
+                }
             }
         }
         // Next / End.
