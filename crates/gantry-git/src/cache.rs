@@ -366,7 +366,7 @@ impl GitCache {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let n = counts.entry(mirror.to_owned()).or_insert(0);
             *n += 1;
-            *n % FETCHES_PER_MAINTENANCE == 0
+            n.is_multiple_of(FETCHES_PER_MAINTENANCE)
         };
         if !due {
             return;

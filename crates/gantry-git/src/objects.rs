@@ -51,23 +51,31 @@ pub(crate) fn has_object(git_dir: &Path, id: &str) -> Option<bool> {
         if path.extension().and_then(|e| e.to_str()) != Some("idx") {
             continue;
         }
-        let index = std::fs::read(&path).ok()?;
-        if index_contains(&index, &raw)? {
+        // Read piecewise: a big repository's index is tens of megabytes,
+        // and a lookup needs its fan-out table and a few ids.
+        let file = std::fs::File::open(&path).ok()?;
+        let read_at = |at: usize, buf: &mut [u8]| {
+            std::os::unix::fs::FileExt::read_exact_at(&file, buf, u64::try_from(at).ok()?).ok()
+        };
+        if index_contains(read_at, &raw)? {
             return Some(true);
         }
     }
     Some(false)
 }
 
-/// Looks `id` up in a version-2 pack index; `None` when the file is not one.
-fn index_contains(index: &[u8], id: &[u8]) -> Option<bool> {
-    const MAGIC: &[u8] = b"\xfftOc";
-    if index.get(..4)? != MAGIC || index.get(4..8)? != [0, 0, 0, 2] {
+/// Looks `id` up in a version-2 pack index read through `read_at` (fills
+/// the buffer from an offset, `None` past the end); `None` when the file is
+/// not such an index.
+fn index_contains(read_at: impl Fn(usize, &mut [u8]) -> Option<()>, id: &[u8]) -> Option<bool> {
+    let mut header = [0u8; 8 + 256 * 4];
+    read_at(0, &mut header)?;
+    if header[..4] != *b"\xfftOc" || header[4..8] != [0, 0, 0, 2] {
         return None;
     }
     let fanout = |i: usize| -> Option<usize> {
         let at = 8 + i * 4;
-        let bytes: [u8; 4] = index.get(at..at + 4)?.try_into().ok()?;
+        let bytes: [u8; 4] = header.get(at..at + 4)?.try_into().ok()?;
         usize::try_from(u32::from_be_bytes(bytes)).ok()
     };
     let total = fanout(255)?;
@@ -80,14 +88,12 @@ fn index_contains(index: &[u8], id: &[u8]) -> Option<bool> {
         return None;
     }
     let width = id.len();
-    let names = 8 + 256 * 4;
-    if index.len() < names + total * width {
-        return None;
-    }
+    let names = header.len();
+    let mut name = vec![0u8; width];
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let at = names + mid * width;
-        match index[at..at + width].cmp(id) {
+        read_at(names + mid * width, &mut name)?;
+        match name.as_slice().cmp(id) {
             std::cmp::Ordering::Equal => return Some(true),
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
@@ -279,12 +285,19 @@ Subject line\n\nBody\n\n";
         for id in &sorted {
             index.extend(id);
         }
+        let reader = |bytes: &[u8]| {
+            let bytes = bytes.to_vec();
+            move |at: usize, buf: &mut [u8]| {
+                buf.copy_from_slice(bytes.get(at..at + buf.len())?);
+                Some(())
+            }
+        };
         for id in &ids {
-            assert_eq!(index_contains(&index, id), Some(true));
+            assert_eq!(index_contains(reader(&index), id), Some(true));
         }
-        assert_eq!(index_contains(&index, &[0x10; 20]), Some(false));
-        assert_eq!(index_contains(&index, &[0x80; 20]), Some(false));
-        assert_eq!(index_contains(b"not an index", &[0; 20]), None);
-        assert_eq!(index_contains(&index[..100], &[0xff; 20]), None);
+        assert_eq!(index_contains(reader(&index), &[0x10; 20]), Some(false));
+        assert_eq!(index_contains(reader(&index), &[0x80; 20]), Some(false));
+        assert_eq!(index_contains(reader(b"not an index"), &[0; 20]), None);
+        assert_eq!(index_contains(reader(&index[..100]), &[0xff; 20]), None);
     }
 }
