@@ -667,11 +667,13 @@ async fn a_burst_of_fetches_of_one_branch_costs_two_fetches_and_never_misses_a_p
     for f in burst {
         assert_eq!(f.await.unwrap().unwrap().id, first);
     }
-    // One `git fetch` per round (the head is read without git), at most
-    // two rounds: the first, and one that started after every other call
-    // was made.
+    // One `git fetch` per round (the head is read without git). Two rounds
+    // when every task asks before the first fetch ends: the first, and one
+    // that started after every other call was made; a task the runtime
+    // starts late can ask after the second began and need a third. Without
+    // coalescing it would be 20.
     let used = cache.commands_run() - before;
-    assert!(used <= 2, "20 fetches ran {used} git commands");
+    assert!(used <= 3, "20 fetches ran {used} git commands");
     // A push after a fetch is seen by the next fetch: a call is never
     // answered by a fetch that started before it was made.
     let second = up.commit("main", &[("f", Some("2"))], "two");
