@@ -242,6 +242,8 @@ async fn execute(
     options.env = p.env.clone();
     options.timeout = Duration::from_secs(p.timeout_minutes * 60);
     options.project_name = p.project.clone();
+    options.build_id = Some(p.build_id.clone());
+    options.build_arn = p.build_arn.clone();
     options.build_number = p.build_number;
     options.initiator = p.initiator.clone();
     let artifacts_dir = work.join("artifacts");

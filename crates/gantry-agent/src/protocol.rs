@@ -178,6 +178,10 @@ pub const COMMAND_OUTPUT_TAIL: usize = 64 * 1024;
 pub struct BuildPayload {
     /// `project:uuid`.
     pub build_id: String,
+    /// The build's ARN, as the server's API reports it (absent from older
+    /// servers: the build then gets a local one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_arn: Option<String>,
     /// The project.
     pub project: String,
     /// The build number.

@@ -104,7 +104,10 @@ pub async fn run_batch(
         .as_ref()
         .ok_or_else(|| BuildError::Invalid("the buildspec has no `batch` section".into()))?;
     let start_time = epoch_seconds();
-    let id = format!("{}:{}", options.project_name, random_uuid());
+    let id = options
+        .build_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", options.project_name, random_uuid()));
     let download = PhaseClock::start();
     let plan = plan(spec, &batch.kind, &options.source_dir)?;
     let downloaded = download.finish(
@@ -170,6 +173,9 @@ pub async fn run_batch(
             let mut task_options = options.clone();
             task_options.source_dir = source;
             task_options.batch_identifier = Some(task.identifier.clone());
+            // Each task is a build of its own, with its own id.
+            task_options.build_id = None;
+            task_options.build_arn = None;
             task_options.env = task
                 .variables
                 .iter()

@@ -32,6 +32,13 @@ pub struct BuildOptions {
     pub timeout: Duration,
     /// The project name (in `CODEBUILD_BUILD_ID` and the report group names).
     pub project_name: String,
+    /// `CODEBUILD_BUILD_ID`, when whoever started the build already named
+    /// it (the server's `project:uuid`, so the build sees the id the API
+    /// reports); `None`: `<project>:<a new uuid>`.
+    pub build_id: Option<String>,
+    /// `CODEBUILD_BUILD_ARN`, likewise (the server's region and account);
+    /// `None`: `arn:aws:codebuild:local:000000000000:build/<the id>`.
+    pub build_arn: Option<String>,
     /// `CODEBUILD_BUILD_NUMBER`.
     pub build_number: u64,
     /// `CODEBUILD_INITIATOR`.
@@ -58,6 +65,8 @@ impl BuildOptions {
             artifacts_dir: None,
             timeout: Duration::from_secs(60 * 60),
             project_name: "local".into(),
+            build_id: None,
+            build_arn: None,
             build_number: 1,
             initiator: "gantry-cli".into(),
             default_shell: ShellKind::Sh,

@@ -502,6 +502,12 @@ async fn execute_locally<S: Store>(
     options.env = job.env.clone();
     options.timeout = Duration::from_secs(job.timeout_minutes * 60);
     options.project_name = job.record.project.clone();
+    options.build_id = Some(job.record.id.clone());
+    options.build_arn = Some(crate::codebuild::arn(
+        &runner.config,
+        "build",
+        &job.record.id,
+    ));
     options.build_number = job.record.number;
     options.initiator = job.initiator.clone();
     if job.wants_artifacts {

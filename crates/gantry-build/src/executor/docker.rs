@@ -80,8 +80,8 @@ impl Executor for DockerExecutor {
                 "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".into(),
             ]),
             working_dir: Some(src.clone()),
-            env: Some(vec![format!("CODEBUILD_BUILD_ID={}", config.build_id)]),
-            labels: Some([("gantry.build-id".to_string(), config.build_id.clone())].into()),
+            env: Some(vec![format!("{}={}", super::RUN_ID_VAR, config.run_id)]),
+            labels: Some([("gantry.build-run".to_string(), config.run_id.clone())].into()),
             host_config: Some(HostConfig {
                 binds: Some(vec![
                     format!("{src}:{src}:rw"),

@@ -85,7 +85,7 @@ impl Environment for HostEnvironment {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        process::kill_build(&groups, &self.config.build_id, KILL_GRACE).await;
+        process::kill_build(&groups, &self.config.run_id, KILL_GRACE).await;
     }
 
     async fn close(&self) {}

@@ -85,10 +85,16 @@ pub struct EnvironmentConfig {
     pub network: bool,
     /// Whether the docker executor may pull an image it does not have.
     pub pull: bool,
-    /// `CODEBUILD_BUILD_ID`: every process of the build carries it in its
-    /// environment, which is how the host executor finds strays to kill.
-    pub build_id: String,
+    /// A fresh id of this run of the build: every process of the build
+    /// carries it in its environment as [`RUN_ID_VAR`], which is how the
+    /// executors find strays to kill.
+    pub run_id: String,
 }
+
+/// The variable every process of a build carries its run's id in (set
+/// after the buildspec's and the caller's variables, so neither can hide
+/// a process from the stop).
+pub const RUN_ID_VAR: &str = "GANTRY_BUILD_RUN";
 
 /// The shell a phase script runs with (`env.shell`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

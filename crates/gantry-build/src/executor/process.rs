@@ -111,12 +111,12 @@ pub fn signal_group(pgid: i32, signal: libc::c_int) {
     }
 }
 
-/// Every process whose environment holds `CODEBUILD_BUILD_ID=<build_id>`,
+/// Every process whose environment holds `GANTRY_BUILD_RUN=<run_id>`,
 /// which every process of a build inherits unless it rewrote its
 /// environment. This finds processes that escaped the phase's process group
 /// (`setsid`, double forks) and were reparented away from us.
-pub fn processes_of_build(build_id: &str) -> Vec<i32> {
-    let needle = format!("CODEBUILD_BUILD_ID={build_id}");
+pub fn processes_of_build(run_id: &str) -> Vec<i32> {
+    let needle = format!("{}={run_id}", super::RUN_ID_VAR);
     let me = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -135,7 +135,7 @@ pub fn processes_of_build(build_id: &str) -> Vec<i32> {
 /// Kills every process of the build: the known process groups first, then
 /// whatever still carries the build's id, until none is left (bounded, so a
 /// process that keeps forking cannot hold us forever).
-pub async fn kill_build(groups: &[i32], build_id: &str, grace: Duration) {
+pub async fn kill_build(groups: &[i32], run_id: &str, grace: Duration) {
     for &pgid in groups {
         signal_group(pgid, libc::SIGTERM);
     }
@@ -149,7 +149,7 @@ pub async fn kill_build(groups: &[i32], build_id: &str, grace: Duration) {
         signal_group(pgid, libc::SIGKILL);
     }
     for _ in 0..50 {
-        let strays = processes_of_build(build_id);
+        let strays = processes_of_build(run_id);
         if strays.is_empty() {
             return;
         }

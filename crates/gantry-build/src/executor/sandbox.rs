@@ -159,7 +159,7 @@ async fn spawn_sandbox(
     command.args(bwrap_args(config)).arg(shell).arg(driver);
     command
         .env_clear()
-        .env("CODEBUILD_BUILD_ID", &config.build_id)
+        .env(super::RUN_ID_VAR, &config.run_id)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::piped())
@@ -371,7 +371,7 @@ impl Environment for SandboxEnvironment {
         )
         .await;
         // Belt and braces: anything that still carries the build's id.
-        process::kill_build(&[], &self.config.build_id, std::time::Duration::ZERO).await;
+        process::kill_build(&[], &self.config.run_id, std::time::Duration::ZERO).await;
     }
 
     async fn close(&self) {

@@ -98,6 +98,7 @@ pub(crate) fn compose(
     base: &[(String, String)],
     source_dir: &Path,
     build_id: &str,
+    run_id: &str,
     start_time: f64,
     git: &GitInfo,
 ) -> Vec<(String, String)> {
@@ -116,9 +117,7 @@ pub(crate) fn compose(
         ("CODEBUILD_BUILD_ID", Some(build_id.to_string())),
         (
             "CODEBUILD_BUILD_ARN",
-            Some(format!(
-                "arn:aws:codebuild:local:000000000000:build/{build_id}"
-            )),
+            Some(super::build_arn(options, build_id)),
         ),
         (
             "CODEBUILD_BUILD_NUMBER",
@@ -176,6 +175,7 @@ pub(crate) fn compose(
     for (name, value) in options.env.iter().chain(&options.secret_env) {
         env.set(name, value.clone());
     }
+    env.set(crate::executor::RUN_ID_VAR, run_id.to_string());
     env.0
 }
 

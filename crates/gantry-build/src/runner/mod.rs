@@ -106,7 +106,14 @@ pub async fn run_build(
         context: format!("source directory {}", options.source_dir.display()),
         source: e,
     })?;
-    let build_id = format!("{}:{}", options.project_name, random_uuid());
+    let build_id = options
+        .build_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", options.project_name, random_uuid()));
+    // Not the build id: two runs of one build (a job an agent lost and
+    // another took) may run on one host, and stopping one must not kill
+    // the other's processes.
+    let run_id = random_uuid();
 
     let mut phases = vec![
         instant_phase(PhaseType::Submitted, start_time),
@@ -140,7 +147,7 @@ pub async fn run_build(
         image: options.image.clone(),
         network: options.network,
         pull: options.pull,
-        build_id: build_id.clone(),
+        run_id: run_id.clone(),
     };
     observer.on_event(
         task.as_deref(),
@@ -219,6 +226,7 @@ pub async fn run_build(
         &environment.base_env(),
         &source_dir,
         &build_id,
+        &run_id,
         start_time,
         &git,
     );
@@ -437,7 +445,7 @@ fn finished(
         .map(|p| p.phase_type)
         .unwrap_or(PhaseType::Submitted);
     BuildResult {
-        arn: format!("arn:aws:codebuild:local:000000000000:build/{id}"),
+        arn: build_arn(options, &id),
         id,
         build_number: options.build_number,
         project_name: options.project_name.clone(),
@@ -551,6 +559,14 @@ pub(crate) fn epoch_seconds() -> f64 {
 }
 
 /// A random (version 4) UUID from the kernel's generator.
+/// The build's ARN: the caller's, or a local one.
+pub(crate) fn build_arn(options: &BuildOptions, id: &str) -> String {
+    options
+        .build_arn
+        .clone()
+        .unwrap_or_else(|| format!("arn:aws:codebuild:local:000000000000:build/{id}"))
+}
+
 pub(crate) fn random_uuid() -> String {
     let mut bytes = [0u8; 16];
     // SAFETY: the buffer is 16 writable bytes.

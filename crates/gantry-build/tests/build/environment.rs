@@ -87,6 +87,38 @@ on_every_executor!(codebuild_variables_are_set, async |h: Harness| {
 });
 
 on_every_executor!(
+    a_build_named_by_its_caller_sees_that_id,
+    async |h: Harness| {
+        // The server names its builds (`project:uuid`): the build must see the
+        // id the API reports, not one of the runner's own.
+        let mut options = h.options();
+        options.project_name = "proj".into();
+        options.build_id = Some("proj:8d0c3a4e-4a3b-4f61-9d0e-2b7f5c1e9a77".into());
+        let run = h
+        .run_with(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"id=$CODEBUILD_BUILD_ID\"\n      - echo \"arn=$CODEBUILD_BUILD_ARN\"\n",
+            options,
+        )
+        .await;
+        let out = run.output();
+        assert_eq!(run.result.id, "proj:8d0c3a4e-4a3b-4f61-9d0e-2b7f5c1e9a77");
+        assert!(
+            out.contains(&format!("id={}", run.result.id)),
+            "{}",
+            run.log()
+        );
+        assert!(
+            out.contains(&format!(
+                "arn=arn:aws:codebuild:local:000000000000:build/{}",
+                run.result.id
+            )),
+            "{}",
+            run.log()
+        );
+    }
+);
+
+on_every_executor!(
     resolved_source_version_is_the_git_commit,
     async |h: Harness| {
         let git = |args: &[&str]| {

@@ -106,3 +106,67 @@ on_every_executor!(
         assert_no_sleepers(m).await;
     }
 );
+
+on_every_executor!(
+    stopping_one_run_of_a_build_spares_another_run_of_it,
+    async |h: Harness| {
+        // Two runs of one build (same CODEBUILD_BUILD_ID), as when an agent
+        // lost a job's lease and another agent on the same host took it.
+        // Stopping the first must not kill the second's processes, even
+        // those that left its process group.
+        let (m_first, m_second) = (marker(), marker());
+        let second_h = Harness::new(h.kind);
+        let mut options = h.options();
+        options.build_id = Some("proj:one-build".into());
+        // A caller's variable of the marker's name must not hide the first
+        // run's strays from its stop.
+        options.env = vec![("GANTRY_BUILD_RUN".into(), "not-the-run".into())];
+        let mut second_options = second_h.options();
+        second_options.build_id = options.build_id.clone();
+        let first_stopped = second_h.path().join("first-stopped");
+        let second_yaml = format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - setsid sleep {m_second} &\n      - echo second-started\n      - i=0; while [ ! -e first-stopped ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\n      - pgrep -f \"sleep {m_second}\" >/dev/null || ps | grep -v grep | grep -q \"sleep {m_second}\"\n"
+        );
+        let second_started = Arc::new(tokio::sync::Notify::new());
+        let second_collector = Arc::new(Collector::default());
+        let notify = second_started.clone();
+        *second_collector.1.lock().unwrap() = Some(Box::new(move |line: &str| {
+            if line == "second-started" {
+                notify.notify_one();
+            }
+        }));
+        let second = second_h.run_observed(
+            &second_yaml,
+            second_options,
+            second_collector,
+            gantry_build::StopSignal::never(),
+        );
+        let first = async {
+            second_started.notified().await;
+            let (handle, signal) = StopHandle::new();
+            let collector = Arc::new(Collector::default());
+            let stopper = handle.clone();
+            *collector.1.lock().unwrap() = Some(Box::new(move |line: &str| {
+                if line == "started" {
+                    stopper.stop(StopReason::Requested);
+                }
+            }));
+            let run = h
+                .run_observed(&leaky_commands(m_first), options, collector, signal)
+                .await;
+            assert_no_sleepers(m_first).await;
+            std::fs::write(&first_stopped, "").expect("marker file");
+            drop(handle);
+            run
+        };
+        let (second, first) = tokio::join!(second, first);
+        assert_eq!(first.status(), PhaseStatus::Stopped, "{}", first.log());
+        assert_eq!(
+            second.status(),
+            PhaseStatus::Succeeded,
+            "the second run's process was killed with the first:\n{}",
+            second.log()
+        );
+        assert_no_sleepers(m_second).await;
+    }
+);

@@ -129,6 +129,11 @@ async fn prepare_and_queue<S: Store>(
 
     let payload = BuildPayload {
         build_id: job.record.id.clone(),
+        build_arn: Some(crate::codebuild::arn(
+            &runner.config,
+            "build",
+            &job.record.id,
+        )),
         project: job.record.project.clone(),
         build_number: job.record.number,
         initiator: job.initiator.clone(),

@@ -111,7 +111,7 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
     let (token, _) = token(&server).await;
     let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &dir.path().join("work"));
     let spec = format!(
-        "{GOOD_BUILDSPEC}      - mkdir -p out && echo built > out/result.txt\nartifacts:\n  files:\n    - out/result.txt\n"
+        "{GOOD_BUILDSPEC}      - mkdir -p out && echo built > out/result.txt\n      - echo \"id=$CODEBUILD_BUILD_ID arn=$CODEBUILD_BUILD_ARN\"\nartifacts:\n  files:\n    - out/result.txt\n"
     );
     let mut project = inline_project("remote", &spec);
     project["artifacts"] = json!({ "type": "S3", "location": "bucket" });
@@ -134,6 +134,13 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
     let log = log_text(&server, &id).await;
     assert!(log.contains("hello agent from p"), "{log}");
     assert!(log.contains("box-1"), "the log names the agent: {log}");
+    assert!(
+        log.contains(&format!(
+            "id={id} arn={}",
+            build["arn"].as_str().expect("arn")
+        )),
+        "the build sees the id and ARN the API reports: {log}"
+    );
     let uuid = id.split_once(':').expect("id").1;
     let artifact = dir
         .path()
@@ -784,4 +791,18 @@ async fn a_pipelines_codebuild_actions_run_on_a_remote_agent() {
     }
     stop_agent(drain, agent).await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn a_build_on_the_embedded_agent_sees_the_id_and_arn_the_api_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"id=$CODEBUILD_BUILD_ID arn=$CODEBUILD_BUILD_ARN\"\n";
+    let id = start(&server, inline_project("local-ids", spec)).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let arn = build["arn"].as_str().expect("arn");
+    assert!(arn.ends_with(&format!(":build/{id}")), "{arn}");
+    let log = log_text(&server, &id).await;
+    assert!(log.contains(&format!("id={id} arn={arn}")), "{log}");
 }
