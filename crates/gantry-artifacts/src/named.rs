@@ -192,7 +192,10 @@ impl ArtifactStore {
             let owned = owned.clone();
             async move {
                 let mut buf = vec![0u8; 1 << 20];
-                let n = file.read(&mut buf).await.map_err(|e| Error::io(&owned, e))?;
+                let n = match file.read(&mut buf).await {
+                    Ok(n) => n,
+                    Err(e) => return Err(Error::io(&owned, e)),
+                };
                 if n == 0 {
                     return Ok(None);
                 }

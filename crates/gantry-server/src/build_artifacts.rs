@@ -38,15 +38,16 @@ fn entries(build: &mut Value) -> Vec<&mut Value> {
     out
 }
 
-/// Where an entry's files are: its location is the directory itself (the
-/// embedded agent's absolute path) or relative to it (a remote agent's);
-/// anything that would leave `dir` is no location.
+/// Where an entry's files are: its location is a path under `dir` (the
+/// embedded agent's, as the server's data directory was given, absolute or
+/// not) or relative to it (a remote agent's); anything that would leave
+/// `dir` is no location.
 fn resolve(dir: &Path, location: &str) -> Option<PathBuf> {
     let path = Path::new(location);
-    let relative = if path.is_absolute() {
-        path.strip_prefix(dir).ok()?
-    } else {
-        path
+    let relative = match path.strip_prefix(dir) {
+        Ok(relative) => relative,
+        Err(_) if path.is_absolute() => return None,
+        Err(_) => path,
     };
     relative
         .components()
@@ -232,6 +233,21 @@ mod tests {
             .expect("message");
         assert!(message.contains("primary artifact"), "{message}");
         assert!(u.build["artifacts"].get("location").is_none());
+    }
+
+    #[test]
+    fn locations_resolve_inside_the_directory_only() {
+        let dir = Path::new("gantry-data/artifacts/u");
+        assert_eq!(resolve(dir, "gantry-data/artifacts/u"), Some(dir.join("")));
+        assert_eq!(resolve(dir, "gantry-data/artifacts/u/docs"), Some(dir.join("docs")));
+        assert_eq!(resolve(dir, ""), Some(dir.join("")));
+        assert_eq!(resolve(dir, "docs"), Some(dir.join("docs")));
+        assert_eq!(resolve(dir, "/etc"), None);
+        assert_eq!(resolve(dir, "../x"), None);
+        assert_eq!(resolve(dir, "docs/../../x"), None);
+        let abs = Path::new("/var/lib/gantry/artifacts/u");
+        assert_eq!(resolve(abs, "/var/lib/gantry/artifacts/u/docs"), Some(abs.join("docs")));
+        assert_eq!(resolve(abs, "/var/lib/gantry/artifacts/v"), None);
     }
 
     #[test]
