@@ -364,13 +364,22 @@ mod tests {
     async fn parts_concatenate_in_order() {
         let tmp = tempfile::tempdir().expect("tmp");
         let store = ArtifactStore::local(tmp.path()).expect("store");
-        store.put_named("up/p1", b"one ".to_vec()).await.expect("put");
-        store.put_named("up/p2", b"two".to_vec()).await.expect("put");
+        store
+            .put_named("up/p1", b"one ".to_vec())
+            .await
+            .expect("put");
+        store
+            .put_named("up/p2", b"two".to_vec())
+            .await
+            .expect("put");
         let parts = ["up/p1".to_owned(), "up/p2".to_owned()];
         assert_eq!(store.concat_named("obj", &parts).await.expect("concat"), 7);
         assert_eq!(&store.get_named("obj").await.expect("get")[..], b"one two");
         let missing = ["up/p1".to_owned(), "up/p3".to_owned()];
-        let err = store.concat_named("obj", &missing).await.expect_err("missing");
+        let err = store
+            .concat_named("obj", &missing)
+            .await
+            .expect_err("missing");
         assert!(err.to_string().contains("up/p3"), "{err}");
         assert_eq!(&store.get_named("obj").await.expect("get")[..], b"one two");
     }

@@ -378,8 +378,7 @@ pub(crate) async fn serve<S: Store>(
                 (&Method::PUT, None) => put_output(store, &method, &key, &headers, &body).await,
                 (&Method::PUT, Some(id)) => {
                     let part = query_value(&uri, "partNumber").unwrap_or_default();
-                    multipart::upload_part(store, &method, &key, &id, &part, &headers, &body)
-                        .await
+                    multipart::upload_part(store, &method, &key, &id, &part, &headers, &body).await
                 }
                 (&Method::POST, None) if query_value(&uri, "uploads").is_some() => {
                     multipart::create(store, &method, &key).await
@@ -460,7 +459,8 @@ async fn get_input<S: Store>(
     match range.map(|r| byte_range(r, size)) {
         None | Some(Ok(None)) => match store.get_named_stream(&name).await {
             Ok(Some((len, chunks))) => {
-                let mut response = (StatusCode::OK, headers, Body::from_stream(chunks)).into_response();
+                let mut response =
+                    (StatusCode::OK, headers, Body::from_stream(chunks)).into_response();
                 response
                     .headers_mut()
                     .insert(header::CONTENT_LENGTH, len.into());

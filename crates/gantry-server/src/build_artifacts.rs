@@ -82,7 +82,10 @@ pub(crate) async fn keep(
         let label = entry
             .get("artifactIdentifier")
             .and_then(Value::as_str)
-            .map_or_else(|| "the primary artifact".to_owned(), |id| format!("artifact {id}"));
+            .map_or_else(
+                || "the primary artifact".to_owned(),
+                |id| format!("artifact {id}"),
+            );
         let reference = objects
             .put_dir(&tree)
             .await
@@ -119,7 +122,9 @@ pub(crate) async fn keep_or_fail(objects: &ArtifactStore, update: &mut BuildUpda
     match tokio::fs::remove_dir_all(dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "removing a build's artifact directory failed"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a build's artifact directory failed")
+        }
     }
 }
 
@@ -239,14 +244,20 @@ mod tests {
     fn locations_resolve_inside_the_directory_only() {
         let dir = Path::new("gantry-data/artifacts/u");
         assert_eq!(resolve(dir, "gantry-data/artifacts/u"), Some(dir.join("")));
-        assert_eq!(resolve(dir, "gantry-data/artifacts/u/docs"), Some(dir.join("docs")));
+        assert_eq!(
+            resolve(dir, "gantry-data/artifacts/u/docs"),
+            Some(dir.join("docs"))
+        );
         assert_eq!(resolve(dir, ""), Some(dir.join("")));
         assert_eq!(resolve(dir, "docs"), Some(dir.join("docs")));
         assert_eq!(resolve(dir, "/etc"), None);
         assert_eq!(resolve(dir, "../x"), None);
         assert_eq!(resolve(dir, "docs/../../x"), None);
         let abs = Path::new("/var/lib/gantry/artifacts/u");
-        assert_eq!(resolve(abs, "/var/lib/gantry/artifacts/u/docs"), Some(abs.join("docs")));
+        assert_eq!(
+            resolve(abs, "/var/lib/gantry/artifacts/u/docs"),
+            Some(abs.join("docs"))
+        );
         assert_eq!(resolve(abs, "/var/lib/gantry/artifacts/v"), None);
     }
 

@@ -67,7 +67,10 @@ pub(super) async fn artifacts<S: Store>(
     // comes last), then streamed from it.
     let dir = &state.config.data_dir;
     let file = tempfile::tempfile_in(dir).map_err(|e| {
-        RestError::internal(format!("creating a temporary file in {}: {e}", dir.display()))
+        RestError::internal(format!(
+            "creating a temporary file in {}: {e}",
+            dir.display()
+        ))
     })?;
     let mut file = state
         .pipelines
@@ -80,20 +83,24 @@ pub(super) async fn artifacts<S: Store>(
         .and_then(|_| file.metadata())
         .map_err(|e| RestError::internal(format!("reading the zip: {e}")))?
         .len();
-    let chunks = futures_util::stream::try_unfold(tokio::fs::File::from_std(file), |mut f| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 1 << 20];
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            return Ok::<_, std::io::Error>(None);
-        }
-        buf.truncate(n);
-        Ok(Some((axum::body::Bytes::from(buf), f)))
-    });
+    let chunks =
+        futures_util::stream::try_unfold(tokio::fs::File::from_std(file), |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 1 << 20];
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(None);
+            }
+            buf.truncate(n);
+            Ok(Some((axum::body::Bytes::from(buf), f)))
+        });
     let name = wanted.unwrap_or_else(|| "artifacts".to_owned());
     let disposition = format!(
         "attachment; filename=\"{}.zip\"",
-        name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "_")
+        name.replace(
+            |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+            "_"
+        )
     );
     let mut response = (
         StatusCode::OK,

@@ -138,8 +138,8 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
     // location is their reference there, and nothing stays on the disk.
     let location = build["artifacts"]["location"].as_str().expect("location");
     let reference: gantry_artifacts::ArtifactRef = location.parse().expect("a reference");
-    let objects =
-        gantry_artifacts::ArtifactStore::local(dir.path().join("data/artifact-store")).expect("store");
+    let objects = gantry_artifacts::ArtifactStore::local(dir.path().join("data/artifact-store"))
+        .expect("store");
     let out = dir.path().join("materialized");
     objects.materialize(&reference, &out).await.expect("stored");
     assert_eq!(

@@ -165,7 +165,10 @@ fn xml_value(body: &[u8], tag: &str) -> String {
 
 /// The job object's name in the store, under the servers' prefix.
 fn job_object(key: &str) -> String {
-    format!("shared/job-objects/{}", gantry_aws::sha256_hex(key.as_bytes()))
+    format!(
+        "shared/job-objects/{}",
+        gantry_aws::sha256_hex(key.as_bytes())
+    )
 }
 
 const VERIFY: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - grep -q 'checked across servers' report.txt\n";
@@ -214,7 +217,11 @@ async fn a_job_worker_reads_and_writes_through_either_server() {
     // The input zip is written through A, into the store...
     let (status, zip_a) = s3(a, creds, "GET", &input, &[], b"").await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&zip_a));
-    assert!(pair.keys().contains(&job_object(&input)), "{:?}", pair.keys());
+    assert!(
+        pair.keys().contains(&job_object(&input)),
+        "{:?}",
+        pair.keys()
+    );
     // ...and read through B, whole and by ranges, the same bytes.
     let (status, zip_b) = s3(b, creds, "GET", &input, &[], b"").await;
     assert_eq!(status, 200);
@@ -248,7 +255,13 @@ async fn a_job_worker_reads_and_writes_through_either_server() {
     for (n, (server, bytes)) in [(a, first), (b, second)].into_iter().enumerate() {
         let target = format!("{output}?partNumber={}&uploadId={upload}", n + 1);
         let (status, body) = s3(server, creds, "PUT", &target, &[], bytes).await;
-        assert_eq!(status, 200, "part {}: {}", n + 1, String::from_utf8_lossy(&body));
+        assert_eq!(
+            status,
+            200,
+            "part {}: {}",
+            n + 1,
+            String::from_utf8_lossy(&body)
+        );
     }
     let complete = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber></Part></CompleteMultipartUpload>";
     let (status, body) = s3(
@@ -262,7 +275,10 @@ async fn a_job_worker_reads_and_writes_through_either_server() {
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert!(
-        !pair.keys().iter().any(|k| k.contains("job-objects-uploads/")),
+        !pair
+            .keys()
+            .iter()
+            .any(|k| k.contains("job-objects-uploads/")),
         "the parts are gone once completed: {:?}",
         pair.keys()
     );
@@ -284,7 +300,10 @@ async fn a_job_worker_reads_and_writes_through_either_server() {
     );
     for data in [&pair.data_a, &pair.data_b] {
         assert!(!data.join("job-objects").exists());
-        assert!(!data.join("artifact-store").exists(), "nothing on local disk");
+        assert!(
+            !data.join("artifact-store").exists(),
+            "nothing on local disk"
+        );
     }
     pair.stop().await;
 }
@@ -319,7 +338,10 @@ async fn a_build_run_by_one_server_has_its_artifacts_served_by_the_other() {
         .expect("location")
         .parse()
         .expect("the location is an artifact reference");
-    assert_eq!(build["secondaryArtifacts"][0]["artifactIdentifier"], "manual");
+    assert_eq!(
+        build["secondaryArtifacts"][0]["artifactIdentifier"],
+        "manual"
+    );
     let manual: ArtifactRef = build["secondaryArtifacts"][0]["location"]
         .as_str()
         .expect("location")
@@ -354,8 +376,11 @@ async fn a_build_run_by_one_server_has_its_artifacts_served_by_the_other() {
     let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
     assert_eq!(reader.len(), 1, "the secondary artifact only");
     text.clear();
-    std::io::Read::read_to_string(&mut reader.by_name("index.txt").expect("index.txt"), &mut text)
-        .expect("read");
+    std::io::Read::read_to_string(
+        &mut reader.by_name("index.txt").expect("index.txt"),
+        &mut text,
+    )
+    .expect("read");
     assert_eq!(text, "manual\n");
     let (status, _) = b
         .rest_raw(
@@ -390,8 +415,7 @@ async fn a_build_run_by_one_server_has_its_artifacts_served_by_the_other() {
 fn entry(zip: Vec<u8>, name: &str) -> String {
     let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut reader.by_name(name).expect(name), &mut text)
-        .expect("read");
+    std::io::Read::read_to_string(&mut reader.by_name(name).expect(name), &mut text).expect("read");
     text
 }
 
