@@ -29,9 +29,13 @@ fn entries(build: &mut Value) -> Vec<&mut Value> {
         return out;
     };
     for (name, value) in map.iter_mut() {
-        match (name.as_str(), value) {
-            ("artifacts", v @ Value::Object(_)) => out.push(v),
-            ("secondaryArtifacts", Value::Array(list)) => out.extend(list.iter_mut()),
+        match name.as_str() {
+            "artifacts" if value.is_object() => out.push(value),
+            "secondaryArtifacts" => {
+                if let Some(list) = value.as_array_mut() {
+                    out.extend(list.iter_mut());
+                }
+            }
             _ => {}
         }
     }
