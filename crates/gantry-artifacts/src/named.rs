@@ -188,7 +188,7 @@ impl ArtifactStore {
             .await
             .map_err(|e| Error::io(path, e))?;
         let owned = path.to_path_buf();
-        let chunks = futures_util::stream::try_unfold(file, move |mut file| {
+        let chunks: NamedStream = futures_util::stream::try_unfold(file, move |mut file| {
             let owned = owned.clone();
             async move {
                 let mut buf = vec![0u8; 1 << 20];
@@ -202,7 +202,8 @@ impl ArtifactStore {
                 buf.truncate(n);
                 Ok(Some((Bytes::from(buf), file)))
             }
-        });
+        })
+        .boxed();
         self.put_named_stream(key, chunks).await
     }
 
@@ -212,7 +213,10 @@ impl ArtifactStore {
     /// is `NotFound`, and leaves `key` as it was.
     pub async fn concat_named(&self, key: &str, parts: &[String]) -> Result<u64> {
         let store = self.clone();
-        let chunks = futures_util::stream::iter(parts.to_vec())
+        // Boxed here, where its types are concrete: callers' futures then
+        // hold a plain `Send` stream (an unboxed one trips the compiler's
+        // higher-ranked `Send` check in axum handlers).
+        let chunks: NamedStream = futures_util::stream::iter(parts.to_vec())
             .then(move |part| {
                 let store = store.clone();
                 async move {
@@ -228,7 +232,8 @@ impl ArtifactStore {
                     }
                 }
             })
-            .try_flatten();
+            .try_flatten()
+            .boxed();
         self.put_named_stream(key, chunks).await
     }
 

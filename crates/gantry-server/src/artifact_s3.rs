@@ -109,7 +109,7 @@ fn object_name(key: &str) -> String {
 }
 
 /// The artifact store, where the objects live (the pipelines' one).
-fn objects<S: Store>(state: &AppState<S>) -> &ArtifactStore {
+fn job_store<S: Store>(state: &AppState<S>) -> &ArtifactStore {
     &state.pipelines.providers.artifacts
 }
 
@@ -133,7 +133,7 @@ pub(crate) async fn collect_outputs<S: Store>(
             Ok(None) => continue,
             Err(e) => return Err(format!("reading output artifact {name}: {e}")),
         };
-        let reference = objects(state)
+        let reference = job_store(state)
             .put_zip(file)
             .await
             .map_err(|e| format!("output artifact {name} (s3://{BUCKET}/{key}): {e}"))?;
@@ -149,7 +149,7 @@ async fn download<S: Store>(
     name: &str,
 ) -> Result<Option<std::fs::File>, String> {
     use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-    let Some((_, mut chunks)) = objects(state)
+    let Some((_, mut chunks)) = job_store(state)
         .get_named_stream(name)
         .await
         .map_err(|e| e.to_string())?
@@ -372,7 +372,7 @@ pub(crate) async fn serve<S: Store>(
             if !allowed {
                 return denied(&method, &key, "These credentials may not write this object");
             }
-            let store = objects(&state);
+            let store = job_store(&state);
             let upload = query_value(&uri, "uploadId");
             match (&method, upload) {
                 (&Method::PUT, None) => put_output(store, &method, &key, &headers, &body).await,
@@ -427,7 +427,7 @@ async fn get_input<S: Store>(
             key,
         )
     };
-    let store = objects(state);
+    let store = job_store(state);
     let name = object_name(key);
     let len = match store.named_size(&name).await {
         Ok(Some(len)) => len,
@@ -552,7 +552,7 @@ async fn write_input_zip<S: Store>(
     let tmp = tempfile::NamedTempFile::new_in(dir)
         .map_err(|e| format!("creating a temporary file in {}: {e}", dir.display()))?;
     let file = tmp.reopen().map_err(|e| e.to_string())?;
-    let store = objects(state);
+    let store = job_store(state);
     store.write_zip(&r, file).await.map_err(|e| e.to_string())?;
     store
         .put_named_file(name, tmp.path())
