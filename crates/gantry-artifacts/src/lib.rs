@@ -66,4 +66,5 @@ pub use digest::{ArtifactRef, Digest};
 pub use error::{Error, Result};
 pub use location::{S3Settings, StoreLocation};
 pub use manifest::{Entry, EntryKind, MANIFEST_FORMAT, Manifest};
+pub use named::NamedStream;
 pub use store::{ArtifactStore, Limits, StoreStats};

@@ -9,20 +9,26 @@
 //! the artifact store (CodePipeline's format: a zip of the artifact's
 //! files); an uploaded output zip becomes the action's output artifact
 //! when the job succeeds. See docs/custom-actions.md.
+//!
+//! The objects themselves (input zips, uploads, multipart parts) are named
+//! objects of the server's artifact store, not files of its data
+//! directory: with a shared store (`--artifact-store s3://...`) a worker
+//! may reach any server sharing the database and the store, and an upload
+//! through one is read by another.
 
 mod multipart;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::SystemTime;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use gantry_artifacts::ArtifactRef;
+use futures_util::TryStreamExt;
+use gantry_artifacts::{ArtifactRef, ArtifactStore};
 use gantry_aws::{RequestParts, SecretKey, Verifier, VerifyOptions};
 use gantry_store::{JobCredentials, JobRecord, Store, StoreError, now_ms};
 use serde_json::{Value, json};
@@ -93,12 +99,18 @@ pub(crate) async fn issue_credentials<S: Store>(
     }))
 }
 
-/// Where an object's bytes live: named by the key's hash, so no key can
-/// name a path outside the directory.
-fn object_path(data_dir: &std::path::Path, key: &str) -> PathBuf {
-    data_dir
-        .join(crate::files::JOB_OBJECTS)
-        .join(sha256_hex(key.as_bytes()))
+/// Where job objects live in the artifact store.
+const OBJECTS_PREFIX: &str = "job-objects";
+
+/// The artifact store's name of an object: the key's hash, so any key
+/// (whatever its characters) is one valid name under the prefix.
+fn object_name(key: &str) -> String {
+    format!("{OBJECTS_PREFIX}/{}", sha256_hex(key.as_bytes()))
+}
+
+/// The artifact store, where the objects live (the pipelines' one).
+fn job_store<S: Store>(state: &AppState<S>) -> &ArtifactStore {
+    &state.pipelines.providers.artifacts
 }
 
 /// The job's uploaded output zips, stored as artifacts: name → reference.
@@ -114,16 +126,14 @@ pub(crate) async fn collect_outputs<S: Store>(
     };
     for (name, key) in outputs {
         let Some(key) = key.as_str() else { continue };
-        let path = object_path(&state.config.data_dir, key);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+        // A zip is read from its end, so the upload is copied to a local
+        // temporary file first (streamed, never whole in memory).
+        let file = match download(state, &object_name(key)).await {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
             Err(e) => return Err(format!("reading output artifact {name}: {e}")),
         };
-        let reference = state
-            .pipelines
-            .providers
-            .artifacts
+        let reference = job_store(state)
             .put_zip(file)
             .await
             .map_err(|e| format!("output artifact {name} (s3://{BUCKET}/{key}): {e}"))?;
@@ -132,10 +142,40 @@ pub(crate) async fn collect_outputs<S: Store>(
     Ok(out)
 }
 
+/// The named object `name` in an unnamed temporary file of the data
+/// directory, positioned at its start; `None` when there is no such object.
+async fn download<S: Store>(
+    state: &AppState<S>,
+    name: &str,
+) -> Result<Option<std::fs::File>, String> {
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+    let Some((_, mut chunks)) = job_store(state)
+        .get_named_stream(name)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let dir = &state.config.data_dir;
+    let file = tempfile::tempfile_in(dir)
+        .map_err(|e| format!("creating a temporary file in {}: {e}", dir.display()))?;
+    let mut file = tokio::fs::File::from_std(file);
+    while let Some(chunk) = chunks.try_next().await.map_err(|e| e.to_string())? {
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| format!("writing a temporary file: {e}"))?;
+    }
+    file.rewind()
+        .await
+        .map_err(|e| format!("rewinding a temporary file: {e}"))?;
+    Ok(Some(file.into_std().await))
+}
+
 /// Deletes the objects of an attempt's jobs once the action has its final
 /// result: its input zips (rebuilt if read again) and its uploads (stored
-/// as artifacts by then). Best effort: a file left behind wastes space only.
-pub(crate) fn remove_objects(data_dir: &std::path::Path, objects: &Value) {
+/// as artifacts by then). Best effort: an object left behind wastes space
+/// only.
+pub(crate) async fn remove_objects(store: &ArtifactStore, objects: &Value) {
     let inputs = objects["inputs"]
         .as_object()
         .into_iter()
@@ -146,10 +186,7 @@ pub(crate) fn remove_objects(data_dir: &std::path::Path, objects: &Value) {
         .flat_map(|m| m.values())
         .filter_map(Value::as_str);
     for key in inputs.map(String::as_str).chain(outputs) {
-        let path = object_path(data_dir, key);
-        if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
+        if let Err(e) = store.delete_named(&object_name(key)).await {
             tracing::warn!(key, error = %e, "removing a job object failed");
         }
     }
@@ -335,19 +372,21 @@ pub(crate) async fn serve<S: Store>(
             if !allowed {
                 return denied(&method, &key, "These credentials may not write this object");
             }
-            let dir = &state.config.data_dir;
+            let store = job_store(&state);
             let upload = query_value(&uri, "uploadId");
             match (&method, upload) {
-                (&Method::PUT, None) => put_output(&state, &method, &key, &headers, &body).await,
+                (&Method::PUT, None) => put_output(store, &method, &key, &headers, &body).await,
                 (&Method::PUT, Some(id)) => {
                     let part = query_value(&uri, "partNumber").unwrap_or_default();
-                    multipart::upload_part(dir, &method, &key, &id, &part, &headers, &body)
+                    multipart::upload_part(store, &method, &key, &id, &part, &headers, &body).await
                 }
                 (&Method::POST, None) if query_value(&uri, "uploads").is_some() => {
-                    multipart::create(dir, &method, &key)
+                    multipart::create(store, &method, &key).await
                 }
-                (&Method::POST, Some(id)) => multipart::complete(dir, &method, &key, &id, &body),
-                (&Method::DELETE, Some(id)) => multipart::abort(dir, &method, &key, &id),
+                (&Method::POST, Some(id)) => {
+                    multipart::complete(store, &method, &key, &id, &body).await
+                }
+                (&Method::DELETE, Some(id)) => multipart::abort(store, &method, &key, &id).await,
                 _ => s3_error(
                     &method,
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -378,50 +417,67 @@ async fn get_input<S: Store>(
     reference: &str,
     range: Option<&str>,
 ) -> Response {
-    let path = object_path(&state.config.data_dir, key);
-    if !path.is_file()
-        && let Err(e) = write_input_zip(state, &path, reference).await
-    {
-        tracing::error!(key, error = %e, "writing an input zip failed");
-        return s3_error(
+    let internal = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(key, error = %e, "{what} failed");
+        s3_error(
             method,
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",
             "The artifact could not be read",
             key,
-        );
-    }
-    let data = match tokio::fs::read(&path).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(key, error = %e, "reading an input zip failed");
-            return s3_error(
-                method,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "The artifact could not be read",
-                key,
-            );
-        }
+        )
     };
+    let store = job_store(state);
+    let name = object_name(key);
+    let len = match store.named_size(&name).await {
+        Ok(Some(len)) => len,
+        Ok(None) => match write_input_zip(state, &name, reference).await {
+            Ok(len) => len,
+            Err(e) => return internal("writing an input zip", &e),
+        },
+        Err(e) => return internal("reading an input zip", &e),
+    };
+    // The zip of one artifact is always the same bytes (write_zip is
+    // deterministic), whichever server wrote it: its tag follows from the
+    // reference, with no need to read the object.
     let headers = [
         (header::CONTENT_TYPE, "application/zip".to_owned()),
-        (header::ETAG, etag(&data)),
+        (header::ETAG, etag(reference.as_bytes())),
         (header::ACCEPT_RANGES, "bytes".to_owned()),
     ];
     if *method == Method::HEAD {
         let mut response = (StatusCode::OK, headers).into_response();
         response
             .headers_mut()
-            .insert(header::CONTENT_LENGTH, data.len().into());
+            .insert(header::CONTENT_LENGTH, len.into());
         return response;
     }
+    let Ok(size) = usize::try_from(len) else {
+        return internal("reading an input zip", &"the object is too large");
+    };
     // Ranged GETs: s3transfer downloads large objects in parts.
-    match range.map(|r| byte_range(r, data.len())) {
-        None | Some(Ok(None)) => (StatusCode::OK, headers, data).into_response(),
+    match range.map(|r| byte_range(r, size)) {
+        None | Some(Ok(None)) => match store.get_named_stream(&name).await {
+            Ok(Some((len, chunks))) => {
+                let mut response =
+                    (StatusCode::OK, headers, Body::from_stream(chunks)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, len.into());
+                response
+            }
+            Ok(None) => internal("reading an input zip", &"the object is gone"),
+            Err(e) => internal("reading an input zip", &e),
+        },
         Some(Ok(Some((start, end)))) => {
-            let content_range = format!("bytes {start}-{end}/{}", data.len());
-            let part = data[start..=end].to_vec();
+            let part = match store
+                .get_named_range(&name, start as u64..end as u64 + 1)
+                .await
+            {
+                Ok(part) => part,
+                Err(e) => return internal("reading an input zip", &e),
+            };
+            let content_range = format!("bytes {start}-{end}/{len}");
             (
                 StatusCode::PARTIAL_CONTENT,
                 headers,
@@ -481,33 +537,31 @@ fn byte_range(spec: &str, len: usize) -> Result<Option<(usize, usize)>, ()> {
     Ok(Some((start, end)))
 }
 
-/// Zips the artifact into `path` (through a temporary file, so a reader
-/// never sees half a zip).
+/// Zips the artifact into the named object `name` (through a temporary
+/// file, then one atomic write, so a reader never sees half a zip);
+/// returns its size. Two servers writing it at once write the same bytes.
 async fn write_input_zip<S: Store>(
     state: &AppState<S>,
-    path: &std::path::Path,
+    name: &str,
     reference: &str,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let r: ArtifactRef = reference
         .parse()
         .map_err(|_| format!("bad artifact reference {reference}"))?;
-    let dir = path.parent().ok_or("no parent directory")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
-    let (file, tmp_path) = tmp.into_parts();
-    state
-        .pipelines
-        .providers
-        .artifacts
-        .write_zip(&r, file)
+    let dir = &state.config.data_dir;
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| format!("creating a temporary file in {}: {e}", dir.display()))?;
+    let file = tmp.reopen().map_err(|e| e.to_string())?;
+    let store = job_store(state);
+    store.write_zip(&r, file).await.map_err(|e| e.to_string())?;
+    store
+        .put_named_file(name, tmp.path())
         .await
-        .map_err(|e| e.to_string())?;
-    tmp_path.persist(path).map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
-async fn put_output<S: Store>(
-    state: &AppState<S>,
+async fn put_output(
+    store: &ArtifactStore,
     method: &Method,
     key: &str,
     headers: &HeaderMap,
@@ -517,8 +571,8 @@ async fn put_output<S: Store>(
         Ok(d) => d,
         Err(response) => return *response,
     };
-    let path = object_path(&state.config.data_dir, key);
-    if let Err(e) = store_file(&path, &data) {
+    let tag = etag(&data);
+    if let Err(e) = store.put_named(&object_name(key), data).await {
         tracing::error!(key, error = %e, "storing an uploaded object failed");
         return s3_error(
             method,
@@ -528,19 +582,7 @@ async fn put_output<S: Store>(
             key,
         );
     }
-    (StatusCode::OK, [(header::ETAG, etag(&data))]).into_response()
-}
-
-/// Writes `data` at `path` through a temporary file beside it.
-fn store_file(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| std::io::Error::other("no parent"))?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, data)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    (StatusCode::OK, [(header::ETAG, tag)]).into_response()
 }
 
 /// The bytes an upload carries: `aws-chunked` decoded, its length and
@@ -695,10 +737,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_never_leave_the_objects_directory() {
-        let p = object_path(std::path::Path::new("/d"), "../../etc/passwd");
-        assert!(p.starts_with("/d/job-objects"));
-        assert_eq!(p.components().count(), 4);
+    fn keys_are_one_name_under_the_prefix() {
+        let name = object_name("../../etc/passwd");
+        let hash = name.strip_prefix("job-objects/").expect("prefix");
+        assert_eq!(hash.len(), 64);
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
     }
 
     #[test]

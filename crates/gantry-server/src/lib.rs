@@ -37,6 +37,7 @@ mod agents;
 mod artifact_s3;
 mod auth;
 mod bootstrap;
+mod build_artifacts;
 mod build_logs;
 mod chat;
 mod codebuild;
@@ -79,15 +80,15 @@ pub mod files {
     pub const SECRET_KEY: &str = "secret.key";
     /// Per-build working directories (sources), removed after each build.
     pub const WORK: &str = "work";
-    /// Build artifacts, one directory per build.
+    /// Build artifacts while a build writes them (or an agent's arrive),
+    /// one directory per build, until they are moved to the artifact store.
     pub const ARTIFACTS: &str = "artifacts";
-    /// Pipeline artifacts: content-addressed, compressed blobs.
+    /// The default artifact store: pipeline and build artifacts
+    /// (content-addressed, compressed blobs), finished build logs and
+    /// custom-action job objects.
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
-    /// The objects custom-action job workers read and write through the
-    /// artifact S3 endpoint (input zips, uploaded output zips).
-    pub const JOB_OBJECTS: &str = "job-objects";
     /// Remote agents' source trees and resumable uploads.
     pub const AGENTS: &str = "agents";
 }

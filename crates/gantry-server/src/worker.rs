@@ -521,7 +521,14 @@ async fn execute_locally<S: Store>(
     }
     let observer: Arc<dyn Observer> = Arc::new(ChannelObserver(tx.clone()));
     match gantry_build::run_build(&spec, &options, observer, signal).await {
-        Ok(result) => finished(job, before, &result),
+        Ok(result) => {
+            let mut update = finished(job, before, &result);
+            // Into the artifact store, where any server finds them.
+            if let Some(dir) = &options.artifacts_dir {
+                crate::build_artifacts::keep_or_fail(&runner.objects, &mut update, dir).await;
+            }
+            update
+        }
         Err(e) => {
             let message = e.to_string();
             log(format!("[Container] {message}"));

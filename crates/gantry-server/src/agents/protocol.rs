@@ -498,15 +498,23 @@ async fn result<S: Store>(
         .and_then(|b| b.as_str())
         .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
     logs_complete(&state, &job_id, &result).await?;
-    // Unpacked beside the build's artifact directory and moved into place
-    // only once the fenced finish succeeded: a stale lease never writes there.
-    let artifacts = match (&result.artifacts_sha256, artifacts_dir) {
+    let mut result = result;
+    // Unpacked beside the build's artifact directory, then stored in the
+    // artifact store and the result's locations made references before the
+    // result is recorded, so the build's owner (any server) reads them. A
+    // stale lease stores only blobs nobody refers to.
+    match (&result.artifacts_sha256, artifacts_dir) {
         (Some(sha), Some(dir)) => {
             let incoming = dir.with_extension(format!("incoming-{}", result.epoch));
-            uploads::unpack_into(hub(&state), sha, &incoming)
-                .await
-                .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
-            Some((incoming, dir))
+            let unpacked = uploads::unpack_into(hub(&state), sha, &incoming).await;
+            let kept = match (unpacked, result.build.as_mut()) {
+                (Ok(()), Some(build)) => {
+                    crate::build_artifacts::keep(&state.runner.objects, build, &incoming).await
+                }
+                (other, _) => other,
+            };
+            let _ = tokio::fs::remove_dir_all(&incoming).await;
+            kept.map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
         }
         (Some(_), None) => {
             return Err(AgentError(
@@ -514,8 +522,8 @@ async fn result<S: Store>(
                 format!("job {job_id} has no build to keep artifacts for"),
             ));
         }
-        (None, _) => None,
-    };
+        (None, _) => {}
+    }
     let ok = result
         .build
         .as_ref()
@@ -542,16 +550,6 @@ async fn result<S: Store>(
         }
         Err(e) => Err(e),
     };
-    if let Some((incoming, artifacts_dir)) = artifacts {
-        if finished.is_ok() {
-            let _ = tokio::fs::remove_dir_all(&artifacts_dir).await;
-            if let Err(e) = tokio::fs::rename(&incoming, &artifacts_dir).await {
-                tracing::error!(job = %job_id, error = %e, "moving the artifacts into place failed");
-            }
-        } else {
-            let _ = tokio::fs::remove_dir_all(&incoming).await;
-        }
-    }
     finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
     hub(&state).drop_relay(&job_id);

@@ -171,7 +171,9 @@ async fn prepare_and_queue<S: Store>(
     Ok(())
 }
 
-/// Where the build's artifacts go on this server (as the local agent's do).
+/// Where the build's artifacts are unpacked on this server, on their way to
+/// the artifact store (as the local agent's are written; see
+/// `build_artifacts`).
 pub(crate) fn artifacts_dir(data_dir: &std::path::Path, build_id: &str) -> std::path::PathBuf {
     let uuid = build_id.split_once(':').map_or(build_id, |(_, u)| u);
     data_dir.join(files::ARTIFACTS).join(uuid)
@@ -207,7 +209,6 @@ async fn wait<S: Store>(
         ]
     };
     let hub = &runner.hub;
-    let dir = artifacts_dir(&runner.config.data_dir, &job.record.id);
     let (ends_tx, mut ends) = mpsc::unbounded_channel();
     hub.attach(
         &job_id,
@@ -233,7 +234,10 @@ async fn wait<S: Store>(
     let finish = |result: &JobResult, contexts: &[(String, String)], leased_at: Option<i64>| {
         let end = leased_at.unwrap_or_else(now_ms);
         let mut update = from_result(job, queued_so_far(contexts, end), end, result);
-        server_locations(&mut update.build, &dir);
+        // The server that took the result stored the artifacts and made
+        // their locations references; any other location is a path on an
+        // agent's disk.
+        crate::build_artifacts::keep_references(&mut update.build);
         update
     };
     loop {
@@ -397,39 +401,6 @@ fn failed(
         end,
         ("CLIENT_ERROR", &message),
     )
-}
-
-/// The agent sends artifact locations relative to the build's artifact
-/// directory; they become paths under this server's (as a local build's
-/// are). One that tries to leave the directory is dropped.
-fn server_locations(build: &mut Value, dir: &std::path::Path) {
-    let rewrite = |entry: &mut Value| {
-        let Some(relative) = entry.get("location").and_then(Value::as_str) else {
-            return;
-        };
-        let safe = std::path::Path::new(relative)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if safe {
-            let path = if relative.is_empty() {
-                dir.to_path_buf()
-            } else {
-                dir.join(relative)
-            };
-            entry["location"] = Value::String(path.to_string_lossy().into_owned());
-        } else if let Some(map) = entry.as_object_mut() {
-            map.remove("location");
-        }
-    };
-    if let Some(primary) = build.get_mut("artifacts") {
-        rewrite(primary);
-    }
-    if let Some(list) = build
-        .get_mut("secondaryArtifacts")
-        .and_then(Value::as_array_mut)
-    {
-        list.iter_mut().for_each(rewrite);
-    }
 }
 
 /// Resolves once the flag is true (or its sender is gone).

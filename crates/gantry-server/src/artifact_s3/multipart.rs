@@ -2,33 +2,41 @@
 //! UploadPart, CompleteMultipartUpload, AbortMultipartUpload): what
 //! s3transfer's `upload_file` uses above its multipart threshold.
 //!
-//! An upload is a directory `job-objects/uploads/<uploadId>/` holding the
-//! object key it is for and its parts; completing it concatenates the
-//! parts named in the request into the object.
-
-use std::path::{Path, PathBuf};
+//! An upload is named objects of the artifact store under
+//! `job-objects-uploads/<uploadId>/`: `key`, the object key it is for, and
+//! its parts `part-<n>`. So every server sharing the store knows every
+//! upload, and a worker may send its parts to any of them. Completing it
+//! streams the parts named in the request, in order, into the object.
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gantry_artifacts::ArtifactStore;
 
-use super::{decode_body, etag, object_path, s3_error, store_file};
+use super::{decode_body, etag, object_name, s3_error};
 use crate::pipeline_host::BUCKET;
 
 /// Parts per upload (S3's limit).
 const MAX_PARTS: u32 = 10_000;
 
-fn uploads_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(crate::files::JOB_OBJECTS).join("uploads")
+/// Where uploads live in the artifact store.
+const UPLOADS_PREFIX: &str = "job-objects-uploads";
+
+fn upload_prefix(id: &str) -> String {
+    format!("{UPLOADS_PREFIX}/{id}")
 }
 
-/// The upload's directory when `id` is one this server handed out for
-/// `key`; the error is S3's `NoSuchUpload`.
-fn upload_dir(
-    data_dir: &Path,
+fn part_name(prefix: &str, n: u32) -> String {
+    format!("{prefix}/part-{n}")
+}
+
+/// The upload's prefix when `id` is one a server handed out for `key`; the
+/// error is S3's `NoSuchUpload` (or `InternalError` when the store fails).
+async fn upload_dir(
+    store: &ArtifactStore,
     method: &Method,
     key: &str,
     id: &str,
-) -> Result<PathBuf, Box<Response>> {
+) -> Result<String, Box<Response>> {
     let no_such = || {
         s3_error(
             method,
@@ -38,14 +46,21 @@ fn upload_dir(
             key,
         )
     };
-    // A UUID's shape only: the id becomes a path component.
+    // A UUID's shape only: the id becomes part of an object name.
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Box::new(no_such()));
     }
-    let dir = uploads_dir(data_dir).join(id);
-    match std::fs::read_to_string(dir.join("key")) {
-        Ok(k) if k == key => Ok(dir),
-        _ => Err(Box::new(no_such())),
+    let prefix = upload_prefix(id);
+    let name = format!("{prefix}/key");
+    match store.named_size(&name).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Err(Box::new(no_such())),
+        Err(e) => return Err(Box::new(internal(method, key, "reading an upload", &e))),
+    }
+    match store.get_named(&name).await {
+        Ok(k) if k == key.as_bytes() => Ok(prefix),
+        Ok(_) => Err(Box::new(no_such())),
+        Err(e) => Err(Box::new(internal(method, key, "reading an upload", &e))),
     }
 }
 
@@ -59,7 +74,7 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn internal(method: &Method, key: &str, what: &str, e: std::io::Error) -> Response {
+fn internal(method: &Method, key: &str, what: &str, e: &dyn std::fmt::Display) -> Response {
     tracing::error!(key, error = %e, "{what} failed");
     s3_error(
         method,
@@ -71,13 +86,11 @@ fn internal(method: &Method, key: &str, what: &str, e: std::io::Error) -> Respon
 }
 
 /// `POST /<bucket>/<key>?uploads`.
-pub(super) fn create(data_dir: &Path, method: &Method, key: &str) -> Response {
+pub(super) async fn create(store: &ArtifactStore, method: &Method, key: &str) -> Response {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let dir = uploads_dir(data_dir).join(&id);
-    if let Err(e) =
-        std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join("key"), key))
-    {
-        return internal(method, key, "starting a multipart upload", e);
+    let name = format!("{}/key", upload_prefix(&id));
+    if let Err(e) = store.put_named(&name, key.as_bytes().to_vec()).await {
+        return internal(method, key, "starting a multipart upload", &e);
     }
     xml(
         StatusCode::OK,
@@ -89,8 +102,8 @@ pub(super) fn create(data_dir: &Path, method: &Method, key: &str) -> Response {
 }
 
 /// `PUT /<bucket>/<key>?partNumber=N&uploadId=ID`.
-pub(super) fn upload_part(
-    data_dir: &Path,
+pub(super) async fn upload_part(
+    store: &ArtifactStore,
     method: &Method,
     key: &str,
     id: &str,
@@ -98,7 +111,7 @@ pub(super) fn upload_part(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    let dir = match upload_dir(data_dir, method, key, id) {
+    let prefix = match upload_dir(store, method, key, id).await {
         Ok(d) => d,
         Err(r) => return *r,
     };
@@ -119,10 +132,11 @@ pub(super) fn upload_part(
         Ok(d) => d,
         Err(r) => return *r,
     };
-    if let Err(e) = store_file(&dir.join(format!("part-{n}")), &data) {
-        return internal(method, key, "storing an upload part", e);
+    let tag = etag(&data);
+    if let Err(e) = store.put_named(&part_name(&prefix, n), data).await {
+        return internal(method, key, "storing an upload part", &e);
     }
-    (StatusCode::OK, [(header::ETAG, etag(&data))]).into_response()
+    (StatusCode::OK, [(header::ETAG, tag)]).into_response()
 }
 
 /// The part numbers a CompleteMultipartUpload body lists, in order.
@@ -140,14 +154,14 @@ fn listed_parts(body: &str) -> Option<Vec<u32>> {
 
 /// `POST /<bucket>/<key>?uploadId=ID`: the listed parts, in ascending
 /// order, become the object.
-pub(super) fn complete(
-    data_dir: &Path,
+pub(super) async fn complete(
+    store: &ArtifactStore,
     method: &Method,
     key: &str,
     id: &str,
     body: &[u8],
 ) -> Response {
-    let dir = match upload_dir(data_dir, method, key, id) {
+    let prefix = match upload_dir(store, method, key, id).await {
         Ok(d) => d,
         Err(r) => return *r,
     };
@@ -168,37 +182,48 @@ pub(super) fn complete(
             "The list of parts was not in ascending order.",
         );
     }
-    let mut data = Vec::new();
+    let mut names = Vec::with_capacity(parts.len());
     for n in &parts {
-        match std::fs::read(dir.join(format!("part-{n}"))) {
-            Ok(bytes) => data.extend_from_slice(&bytes),
-            Err(_) => {
-                return bad("InvalidPart", &format!("Part {n} was not uploaded."));
-            }
+        let name = part_name(&prefix, *n);
+        match store.named_size(&name).await {
+            Ok(Some(_)) => names.push(name),
+            Ok(None) => return bad("InvalidPart", &format!("Part {n} was not uploaded.")),
+            Err(e) => return internal(method, key, "reading an upload part", &e),
         }
     }
-    if let Err(e) = store_file(&object_path(data_dir, key), &data) {
-        return internal(method, key, "completing a multipart upload", e);
+    // Streamed part after part: the object is never whole in memory.
+    if let Err(e) = store.concat_named(&object_name(key), &names).await {
+        return internal(method, key, "completing a multipart upload", &e);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = store.delete_named_prefix(&prefix).await {
+        tracing::warn!(key, error = %e, "removing a completed upload's parts failed");
+    }
+    // Like S3's, a multipart object's tag is not a digest of its bytes
+    // (that would mean reading them again): it names the upload and its
+    // part count.
+    let tag = format!(
+        "\"{}-{}\"",
+        &super::sha256_hex(id.as_bytes())[..32],
+        parts.len()
+    );
     xml(
         StatusCode::OK,
         format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CompleteMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Location>/{BUCKET}/{k}</Location><Bucket>{BUCKET}</Bucket><Key>{k}</Key><ETag>{}</ETag></CompleteMultipartUploadResult>",
-            escape(&etag(&data)),
+            escape(&tag),
             k = escape(key)
         ),
     )
 }
 
 /// `DELETE /<bucket>/<key>?uploadId=ID`.
-pub(super) fn abort(data_dir: &Path, method: &Method, key: &str, id: &str) -> Response {
-    let dir = match upload_dir(data_dir, method, key, id) {
+pub(super) async fn abort(store: &ArtifactStore, method: &Method, key: &str, id: &str) -> Response {
+    let prefix = match upload_dir(store, method, key, id).await {
         Ok(d) => d,
         Err(r) => return *r,
     };
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        return internal(method, key, "aborting a multipart upload", e);
+    if let Err(e) = store.delete_named_prefix(&prefix).await {
+        return internal(method, key, "aborting a multipart upload", &e);
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -216,14 +241,15 @@ mod tests {
         assert_eq!(listed_parts("<a/>"), Some(vec![]));
     }
 
-    #[test]
-    fn upload_ids_must_be_ours_and_for_the_key() {
+    #[tokio::test]
+    async fn upload_ids_must_be_ours_and_for_the_key() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = ArtifactStore::local(dir.path()).expect("store");
         let put = Method::PUT;
-        assert!(upload_dir(dir.path(), &put, "k", "../../etc").is_err());
-        let created = create(dir.path(), &Method::POST, "k");
+        assert!(upload_dir(&store, &put, "k", "../../etc").await.is_err());
+        let created = create(&store, &Method::POST, "k").await;
         assert_eq!(created.status(), StatusCode::OK);
-        let id = std::fs::read_dir(uploads_dir(dir.path()))
+        let id = std::fs::read_dir(dir.path().join(UPLOADS_PREFIX))
             .expect("uploads")
             .next()
             .expect("one")
@@ -231,7 +257,9 @@ mod tests {
             .file_name()
             .into_string()
             .expect("utf-8");
-        assert!(upload_dir(dir.path(), &put, "k", &id).is_ok());
-        assert!(upload_dir(dir.path(), &put, "other", &id).is_err());
+        assert!(upload_dir(&store, &put, "k", &id).await.is_ok());
+        assert!(upload_dir(&store, &put, "other", &id).await.is_err());
+        let unknown = "0".repeat(32);
+        assert!(upload_dir(&store, &put, "k", &unknown).await.is_err());
     }
 }

@@ -482,7 +482,8 @@ async fn apply<S: Store>(
         .pipelines
         .apply(state, &job.job.pipeline, input, actor, "job.result")
         .await;
-    crate::artifact_s3::remove_objects(&state.config.data_dir, &job.job.objects);
+    crate::artifact_s3::remove_objects(&state.pipelines.providers.artifacts, &job.job.objects)
+        .await;
     state
         .pipelines
         .providers

@@ -170,7 +170,11 @@ pub(super) async fn run<S: Store>(
             if let Ok(jobs) = store.jobs_for_attempt(&job.action_execution_id).await
                 && let Some(last) = jobs.last()
             {
-                crate::artifact_s3::remove_objects(&state.config.data_dir, &last.job.objects);
+                crate::artifact_s3::remove_objects(
+                    &state.pipelines.providers.artifacts,
+                    &last.job.objects,
+                )
+                .await;
             }
             Some(Input::ActionFailed {
                 execution_id: job.execution_id.clone(),

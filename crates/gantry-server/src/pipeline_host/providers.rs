@@ -346,7 +346,7 @@ async fn codebuild<S: Store>(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.action_execution_id);
-        return build_result(cx, state, job, &uuid, &record).await;
+        return build_result(job, &record);
     }
     failed(
         job,
@@ -478,13 +478,7 @@ async fn read_build<S: Store>(state: &AppState<S>, id: &str) -> Result<BuildReco
     }
 }
 
-async fn build_result<S: Store>(
-    cx: &ProviderContext,
-    state: &AppState<S>,
-    job: &ActionJob,
-    uuid: &str,
-    record: &BuildRecord,
-) -> Option<Input> {
+fn build_result(job: &ActionJob, record: &BuildRecord) -> Option<Input> {
     let external = Some(record.id.clone());
     if record.status != "SUCCEEDED" {
         let reason = record.build["phases"]
@@ -511,29 +505,26 @@ async fn build_result<S: Store>(
         });
     }
     // One output artifact takes the build's primary artifact; several take
-    // the secondary artifacts whose identifiers are their names.
-    let dir = state.config.data_dir.join(files::ARTIFACTS).join(uuid);
+    // the secondary artifacts whose identifiers are their names. The build
+    // stored them in the artifact store (see `build_artifacts`), whichever
+    // server ran it: its locations are their references.
     let mut outputs = BTreeMap::new();
     for name in &job.output_artifacts {
-        let tree = if job.output_artifacts.len() == 1 {
-            dir.clone()
+        let entry = if job.output_artifacts.len() == 1 {
+            Some(&record.build["artifacts"])
         } else {
-            dir.join(name)
+            record.build["secondaryArtifacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["artifactIdentifier"].as_str() == Some(name.as_str()))
         };
-        if !tree.is_dir() {
-            continue; // the engine fails the action, naming the artifact
-        }
-        match put_dir(&cx.artifacts, &tree).await {
-            Ok(r) => {
-                outputs.insert(name.clone(), r.to_string());
-            }
-            Err(e) => {
-                return failed(
-                    job,
-                    "JobFailed",
-                    format!("storing output artifact {name}: {e}"),
-                );
-            }
+        let reference = entry
+            .and_then(|a| a["location"].as_str())
+            .and_then(|l| l.parse::<ArtifactRef>().ok());
+        // None: the engine fails the action, naming the artifact.
+        if let Some(reference) = reference {
+            outputs.insert(name.clone(), reference.to_string());
         }
     }
     let variables = record.build["exportedEnvironmentVariables"]

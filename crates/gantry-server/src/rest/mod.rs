@@ -122,6 +122,7 @@ pub(crate) fn endpoints<S: Store>() -> Vec<Endpoint<S>> {
         ),
         Endpoint::new(Get, "/builds/{id}", builds::show::<S>),
         Endpoint::new(Get, "/builds/{id}/logs", logs::get::<S>),
+        Endpoint::new(Get, "/builds/{id}/artifacts", builds::artifacts::<S>),
         Endpoint::new(Get, "/agent-tokens", crate::agents::tokens::list::<S>),
         Endpoint::new(Post, "/agent-tokens", crate::agents::tokens::create::<S>),
         Endpoint::new(

@@ -273,6 +273,29 @@ fn build() -> Value {
             errors: &["InvalidInput", "NotFound"],
         },
     );
+    add(
+        "/builds/{id}/artifacts",
+        "get",
+        "buildArtifacts",
+        Op {
+            summary: "The build's primary artifact, or with ?artifact= the secondary artifact with that identifier, as a zip (from the artifact store; any server sharing it serves it).",
+            params: vec![
+                path_param("id", "The build id."),
+                query_param(
+                    "artifact",
+                    "A secondary artifact's identifier; without it, the primary artifact.",
+                    "string",
+                ),
+            ],
+            body: None,
+            success: (
+                200,
+                "The artifact's files as a zip.",
+                json!({ "application/zip": { "schema": { "type": "string", "format": "binary" } } }),
+            ),
+            errors: &["NotFound"],
+        },
+    );
     let token = json!({
         "type": "object", "required": ["id", "name", "created", "revoked"],
         "properties": {

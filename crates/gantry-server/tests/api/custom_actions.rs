@@ -16,11 +16,11 @@ use crate::pipeline_runs::{repo_with, start, wait_status};
 const TYPE_ID: &str =
     r#"{"category": "Build", "owner": "Custom", "provider": "Tester", "version": "1"}"#;
 
-fn type_id() -> Value {
+pub(crate) fn type_id() -> Value {
     serde_json::from_str(TYPE_ID).expect("json")
 }
 
-fn tester_type() -> Value {
+pub(crate) fn tester_type() -> Value {
     json!({
         "category": "Build", "provider": "Tester", "version": "1",
         "settings": {"entityUrlTemplate": "https://ci.example.com/{Config:Target}"},
@@ -34,7 +34,7 @@ fn tester_type() -> Value {
     })
 }
 
-fn pipeline(name: &str, url: &str, custom: Value) -> Value {
+pub(crate) fn pipeline(name: &str, url: &str, custom: Value) -> Value {
     let mut action = json!({
         "name": "Check",
         "actionTypeId": type_id(),
@@ -72,7 +72,7 @@ async fn fails(server: &TestServer, op: &str, input: &Value, code: &str) -> Stri
 }
 
 /// Polls until a job of the tester type (Target blue) is handed out.
-async fn poll_job(server: &TestServer) -> Value {
+pub(crate) async fn poll_job(server: &TestServer) -> Value {
     for _ in 0..1200 {
         let out = ok(
             server,
@@ -137,7 +137,7 @@ async fn s3(
     (status, String::from_utf8_lossy(&out).into_owned())
 }
 
-fn key(artifacts: &Value, i: usize) -> String {
+pub(crate) fn key(artifacts: &Value, i: usize) -> String {
     artifacts[i]["location"]["s3Location"]["objectKey"]
         .as_str()
         .expect("key")
@@ -145,7 +145,7 @@ fn key(artifacts: &Value, i: usize) -> String {
 }
 
 /// A zip holding `report.txt`.
-fn report_zip(text: &str) -> Vec<u8> {
+pub(crate) fn report_zip(text: &str) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     let mut zip = zip::ZipWriter::new(&mut buf);
     zip.start_file("report.txt", zip::write::SimpleFileOptions::default())
@@ -605,8 +605,9 @@ async fn a_worker_polls_acknowledges_continues_and_succeeds_on(db: Db) {
         check["output"]["outputArtifacts"],
         json!([{"name": "Report"}])
     );
-    // The job's objects are gone once the action has its result.
-    let left: Vec<_> = std::fs::read_dir(server.data_dir.join("job-objects"))
+    // The job's objects (in the artifact store) are gone once the action
+    // has its result.
+    let left: Vec<_> = std::fs::read_dir(server.data_dir.join("artifact-store/job-objects"))
         .expect("objects dir")
         .collect();
     assert!(left.is_empty(), "{left:?}");

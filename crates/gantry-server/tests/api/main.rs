@@ -19,4 +19,5 @@ mod rest_logs;
 mod rust_client;
 mod s3_artifacts;
 mod s3_logs;
+mod shared_artifacts;
 mod stepfunctions;

@@ -124,7 +124,7 @@ on_both_stores!(
 );
 
 /// Points `config` at moto's bucket `gantry-ci`, prefix `shared`.
-fn s3_store(config: &mut gantry_server::Config, endpoint: &str) {
+pub(crate) fn s3_store(config: &mut gantry_server::Config, endpoint: &str) {
     config.artifact_store =
         Some(gantry_server::StoreLocation::parse("s3://gantry-ci/shared").expect("url"));
     config.s3 = gantry_server::S3Settings {
