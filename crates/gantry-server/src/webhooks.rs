@@ -209,9 +209,7 @@ async fn handle<S: Store>(
     }
     let is_git = action.action_type_id.owner.value == ActionOwner::Aws
         && action.action_type_id.provider.value == "Git";
-    if is_git
-        && let (Some(commit), Some(url)) = (&revision, action.config("RepositoryUrl"))
-    {
+    if is_git && let (Some(commit), Some(url)) = (&revision, action.config("RepositoryUrl")) {
         prefetch(state, &url.value, commit);
     }
     let revisions = revision

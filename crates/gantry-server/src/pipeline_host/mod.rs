@@ -115,9 +115,7 @@ impl PipelineHost {
         Box::pin(async move {
             let step = match &input {
                 Input::Start { .. } => "engine.save_start",
-                Input::ActionSucceeded { .. } | Input::ActionFailed { .. } => {
-                    "engine.save_result"
-                }
+                Input::ActionSucceeded { .. } | Input::ActionFailed { .. } => "engine.save_result",
                 _ => "engine.save_other",
             };
             let rt = self.runtime(state.store.as_ref(), pipeline).await?;

@@ -212,7 +212,10 @@ pub(super) fn abandon<S: Store>(state: &AppState<S>, action_execution_id: &str) 
                         &state,
                         &record,
                         "STOPPED",
-                        ("BUILD_STOPPED", "The build was stopped while it was queued."),
+                        (
+                            "BUILD_STOPPED",
+                            "The build was stopped while it was queued.",
+                        ),
                     )
                     .await;
                 }
@@ -408,7 +411,10 @@ pub(super) async fn plan_first_build<S: Store>(
     let is_codebuild = matches!(job.category.as_str(), "Build" | "Test")
         && job.owner == "AWS"
         && job.provider == "CodeBuild";
-    let project = job.configuration.get("ProjectName").filter(|_| is_codebuild)?;
+    let project = job
+        .configuration
+        .get("ProjectName")
+        .filter(|_| is_codebuild)?;
     let uuid = build_uuid(&format!("{}/0", job.action_execution_id));
     plan_pipeline_build(&state.pipelines.providers, state, job, project, &uuid)
         .await
@@ -600,7 +606,11 @@ async fn end_in_queue<S: Store>(
         build,
         end_ms: Some(now),
     };
-    if let Err(e) = state.store.update_build(&record.id, &update, "system").await {
+    if let Err(e) = state
+        .store
+        .update_build(&record.id, &update, "system")
+        .await
+    {
         tracing::error!(build = %record.id, error = %e, "recording the end of a build failed");
     }
 }

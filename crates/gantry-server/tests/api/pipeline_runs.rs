@@ -1579,9 +1579,15 @@ async fn a_build_sees_exactly_the_commits_tree_and_a_retry_the_stored_one() {
             }]}
         ]
     });
-    ok(&server, "CreatePipeline", &json!({ "pipeline": declaration })).await;
+    ok(
+        &server,
+        "CreatePipeline",
+        &json!({ "pipeline": declaration }),
+    )
+    .await;
     let listed = |n: u32| std::fs::read_to_string(listing.join(n.to_string())).expect("listing");
-    let first_tree = "./a.txt - one\n./link -> sub/b.txt\n./run.sh x echo run\n./sub/\n./sub/b.txt - two\n";
+    let first_tree =
+        "./a.txt - one\n./link -> sub/b.txt\n./run.sh x echo run\n./sub/\n./sub/b.txt - two\n";
 
     // The first build gets the tree the source action checked out: exactly
     // the commit's files. It dirties them and fails.
@@ -1604,9 +1610,16 @@ async fn a_build_sees_exactly_the_commits_tree_and_a_retry_the_stored_one() {
     // The next commit's build sees that commit's tree, nothing of the last.
     std::fs::remove_file(work.join("sub/b.txt")).expect("rm");
     std::fs::remove_file(work.join("link")).expect("rm link");
-    repo_with(dir.path(), &[("a.txt", "three"), ("c.txt", "four")], "second");
+    repo_with(
+        dir.path(),
+        &[("a.txt", "three"), ("c.txt", "four")],
+        "second",
+    );
     let id = start(&server, "tree").await;
     wait_status(&server, "tree", &id, &["Succeeded"]).await;
-    assert_eq!(listed(3), "./a.txt - three\n./c.txt - four\n./run.sh x echo run\n");
+    assert_eq!(
+        listed(3),
+        "./a.txt - three\n./c.txt - four\n./run.sh x echo run\n"
+    );
     server.stop().await;
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{builds, SqliteStore, audit, db_error, parse_json};
+use super::{SqliteStore, audit, builds, db_error, parse_json};
 use crate::ServerStore as _;
 use crate::{
     ActionExecutionRecord, ApprovalRecord, BuildRecord, ExecutionChanges, ExecutionStore,

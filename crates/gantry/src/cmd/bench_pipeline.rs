@@ -159,7 +159,10 @@ fn wait_execution(addr: SocketAddr, pipeline: &str, id: &str) -> Result<(), Stri
 pub(crate) fn bench_pipeline(runs: usize, steps: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let steps = match steps {
-        true => Some(super::bench_steps::Steps::install().ok_or("a tracing subscriber is installed already")?),
+        true => Some(
+            super::bench_steps::Steps::install()
+                .ok_or("a tracing subscriber is installed already")?,
+        ),
         false => None,
     };
     measure(dir.path(), runs, steps)
