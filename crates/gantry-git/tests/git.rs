@@ -764,14 +764,14 @@ async fn commits_read_without_git_equal_what_git_show_reads() {
 fn objects_written_last(trace: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(trace).ok()?;
     text.lines()
+        .rev()
         .filter(|l| {
             l.contains("\"category\":\"pack-objects\"") && l.contains("\"key\":\"written\"")
         })
-        .filter_map(|l| {
+        .find_map(|l| {
             let value = l.split("\"value\":\"").nth(1)?;
             value.split('"').next()?.parse().ok()
         })
-        .last()
 }
 
 #[tokio::test]

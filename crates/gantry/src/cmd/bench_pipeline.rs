@@ -158,12 +158,11 @@ fn wait_execution(addr: SocketAddr, pipeline: &str, id: &str) -> Result<(), Stri
 /// thread plays the client with blocking sockets.
 pub(crate) fn bench_pipeline(runs: usize, steps: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let steps = match steps {
-        true => Some(
-            super::bench_steps::Steps::install()
-                .ok_or("a tracing subscriber is installed already")?,
-        ),
-        false => None,
+    let steps = if steps {
+        let installed = super::bench_steps::Steps::install();
+        Some(installed.ok_or("a tracing subscriber is installed already")?)
+    } else {
+        None
     };
     measure(dir.path(), runs, steps)
 }
