@@ -758,3 +758,54 @@ async fn commits_read_without_git_equal_what_git_show_reads() {
     let again = GitCache::new(up.dir("packed-cache"));
     assert_eq!(again.fetch(&up.url(), "main").await.unwrap().id, sha);
 }
+
+/// How many objects the last pack a `pack-objects` wrote held, from a
+/// git trace2 event file.
+fn objects_written_last(trace: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(trace).ok()?;
+    text.lines()
+        .rev()
+        .filter(|l| {
+            l.contains("\"category\":\"pack-objects\"") && l.contains("\"key\":\"written\"")
+        })
+        .find_map(|l| {
+            let value = l.split("\"value\":\"").nth(1)?;
+            value.split('"').next()?.parse().ok()
+        })
+}
+
+#[tokio::test]
+async fn a_webhook_commit_is_sent_alone_not_with_all_history_since_the_branch_head() {
+    let up = Upstream::new();
+    up.commit("main", &[("f", Some("0"))], "zero");
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("trace.json");
+    let wrapper = tmp.path().join("git");
+    // git with trace2 events on: its children (upload-pack, pack-objects)
+    // inherit the variable and report what they sent.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nGIT_TRACE2_EVENT={} exec git \"$@\"\n",
+            trace.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache = GitCache::new(tmp.path().join("cache")).with_git_program(&wrapper);
+    // The mirror's branch head stays at the first commit: only webhooks'
+    // commit ids are fetched after it.
+    cache.fetch(&up.url(), "main").await.unwrap();
+    for n in 1..=10 {
+        let id = up.commit("main", &[("f", Some(&n.to_string()))], "push");
+        std::fs::write(&trace, "").unwrap();
+        assert_eq!(cache.fetch_commit(&up.url(), &id).await.unwrap().id, id);
+    }
+    // The last push's commit, tree and blob; not the 30 objects since the
+    // branch head.
+    let written = objects_written_last(&trace).expect("a pack-objects trace");
+    assert!(
+        written <= 3,
+        "the fetch of one new commit sent {written} objects"
+    );
+}

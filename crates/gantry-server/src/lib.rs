@@ -56,6 +56,7 @@ mod rest;
 mod router;
 mod source;
 mod stepfunctions;
+pub mod timing;
 mod webhooks;
 mod worker;
 

@@ -14,12 +14,14 @@
 //! never lost.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use gantry_pipeline::Trigger;
+use gantry_spec::pipeline::ActionOwner;
 use gantry_store::Store;
 use gantry_triggers::codepipeline::{WebhookAuthenticationType, WebhookDefinition};
 use gantry_triggers::{GitEvent, Headers, Provider, event, filter};
@@ -28,6 +30,7 @@ use serde_json::json;
 use crate::codepipeline;
 use crate::error::json_reply;
 use crate::router::AppState;
+use crate::timing;
 
 /// Replaces a push's file list, which a host may cut short, with `git
 /// diff` of its commits; left as it is when the repository cannot be read.
@@ -46,6 +49,20 @@ pub(crate) async fn fill_changed_files<S: Store>(
     {
         git_event.set_changed_files(files);
     }
+}
+
+/// Starts fetching a delivery's commit into the mirror while the start is
+/// stored and the source action spawned: the action's own fetch of it
+/// then waits for this one (fetches of a URL are serialised) and finds the
+/// commit there. Only the mirror changes, which is read-only for
+/// everything else and safe to fill early; a failure here is the action's
+/// to report when its own fetch fails too.
+fn prefetch<S: Store>(state: &AppState<S>, url: &str, commit: &str) {
+    let git = state.pipelines.providers.git.clone();
+    let (url, commit) = (url.to_owned(), commit.to_owned());
+    tokio::spawn(async move {
+        let _ = git.fetch_commit(&url, &commit).await;
+    });
 }
 
 pub(crate) async fn deliver<S: Store>(
@@ -74,6 +91,7 @@ async fn handle<S: Store>(
     header_map: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, String> {
+    let received = Instant::now();
     let store = state.store.as_ref();
     let Some(found) = codepipeline::webhook_for_url(store, url_id)
         .await
@@ -189,6 +207,11 @@ async fn handle<S: Store>(
             }
         }
     }
+    let is_git = action.action_type_id.owner.value == ActionOwner::Aws
+        && action.action_type_id.provider.value == "Git";
+    if is_git && let (Some(commit), Some(url)) = (&revision, action.config("RepositoryUrl")) {
+        prefetch(state, &url.value, commit);
+    }
     let revisions = revision
         .into_iter()
         .map(|r| (definition.target_action.clone(), r))
@@ -198,6 +221,8 @@ async fn handle<S: Store>(
         trigger_detail: found.webhook.name.clone(),
     };
     let actor = format!("webhook/{}", found.webhook.name);
+    let checks = received.elapsed();
+    let checked = Instant::now();
     let id = match codepipeline::executions::start_execution(
         state,
         &pipeline_name,
@@ -216,12 +241,16 @@ async fn handle<S: Store>(
             ));
         }
     };
+    timing::took(&id, "webhook.checks", checks);
+    timing::step(&id, "webhook.start", checked);
+    let recorded = Instant::now();
     if let Err(e) = store
         .record_webhook_trigger(&found.webhook.name, gantry_store::now_ms(), &actor)
         .await
     {
         tracing::warn!(webhook = %found.webhook.name, error = %e, "recording the webhook's trigger time failed");
     }
+    timing::step(&id, "webhook.record", recorded);
     Ok(json_reply(
         StatusCode::OK,
         json!({ "started": true, "pipelineExecutionId": id }),

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use crate::StoreError;
+use crate::{BuildRecord, NewBuild, StoreError};
 
 /// An execution as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,19 +89,25 @@ pub struct ExecutionChanges {
     pub executions: Vec<PipelineExecutionRecord>,
     /// The action attempts that changed.
     pub actions: Vec<ActionExecutionRecord>,
+    /// Builds created with this step, each with the actor recorded for
+    /// it: a build action's first build, stored with the step that starts
+    /// the action so the two cost one commit. Owned by this server, like
+    /// [`BuildStore::create_build`](crate::BuildStore::create_build)'s.
+    pub builds: Vec<(NewBuild, String)>,
 }
 
 /// Pipeline executions, action attempts, runtime meta rows and approvals.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync + 'static {
     /// Writes one engine step's changes (upserts) and an audit row naming
-    /// `what` when it is not empty, in one transaction.
+    /// `what` when it is not empty, in one transaction. Gives the builds
+    /// created ([`ExecutionChanges::builds`]), in order.
     async fn save_execution_changes(
         &self,
         changes: &ExecutionChanges,
         actor: &str,
         what: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Vec<BuildRecord>, StoreError>;
     /// A pipeline's meta row and its active executions.
     async fn load_runtime(
         &self,

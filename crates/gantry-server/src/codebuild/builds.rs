@@ -48,15 +48,6 @@ pub(crate) struct StartInput {
     pub image_override: Option<String>,
 }
 
-/// What a pipeline action gives the build it starts.
-pub(crate) struct PipelineSource {
-    /// The build's uuid, derived from the action attempt so that a restart
-    /// finds the build instead of starting another.
-    pub uuid: String,
-    /// The primary input artifact, materialized; moved into place.
-    pub dir: std::path::PathBuf,
-}
-
 fn merged_env(project_env: Option<&Value>, overrides: Option<&Value>) -> Vec<Value> {
     let mut vars: Vec<Value> = project_env
         .and_then(Value::as_array)
@@ -75,18 +66,61 @@ pub(crate) async fn start<S: Store>(
     actor: &str,
     input: StartInput,
 ) -> Result<Value, ApiError> {
-    let record = start_build(state, actor, input, None).await?;
+    let record = start_build(state, actor, input).await?;
     Ok(json!({ "build": render_build(&state.config, &record) }))
 }
 
-/// Records a build and hands it to the runner; `pipeline` when a pipeline
-/// action starts it.
+/// A build checked and decided but not stored yet: the row to create, and
+/// what the runner needs once it exists.
+pub(crate) struct PreparedBuild {
+    /// The row to create.
+    pub new: NewBuild,
+    uuid: String,
+    buildspec: BuildspecRef,
+    source: SourceKind,
+    source_version: Option<String>,
+    env: Vec<(String, String)>,
+    image: String,
+    timeout_minutes: u64,
+    initiator: String,
+    wants_artifacts: bool,
+    agent_labels: Vec<String>,
+}
+
+/// Records a build and hands it to the runner. (A pipeline action's build
+/// is prepared, stored and submitted by the pipeline host, see
+/// `pipeline_host/providers.rs`.)
 pub(crate) async fn start_build<S: Store>(
     state: &AppState<S>,
     actor: &str,
     input: StartInput,
-    pipeline: Option<PipelineSource>,
 ) -> Result<BuildRecord, ApiError> {
+    let prepared = prepare_build(state, actor, input, None).await?;
+    // The row is committed before the answer: a 200 means the build exists.
+    let record = match state.store.create_build(&prepared.new, actor).await {
+        Ok(r) => r,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::not_found(format!(
+                "Project cannot be found: {}",
+                arn(&state.config, "project", &prepared.new.project)
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    submit_build(state, prepared, record.clone(), None);
+    Ok(record)
+}
+
+/// Checks a StartBuild request against its project and decides the build,
+/// without storing it. `pipeline_uuid` when a pipeline action starts it:
+/// derived from the action's attempt, so that a restart finds the build
+/// instead of starting another.
+pub(crate) async fn prepare_build<S: Store>(
+    state: &AppState<S>,
+    actor: &str,
+    input: StartInput,
+    pipeline_uuid: Option<String>,
+) -> Result<PreparedBuild, ApiError> {
     let name = strip_arn(&input.project_name, "project").to_owned();
     if name.is_empty() {
         return Err(ApiError::invalid_input("projectName is required"));
@@ -110,7 +144,7 @@ pub(crate) async fn start_build<S: Store>(
         source_json["buildspec"] = json!(spec);
     }
     let source = ProjectSource::from_json(&source_json).map_err(ApiError::invalid_input)?;
-    if source.kind == SourceKind::Pipeline && pipeline.is_none() {
+    if source.kind == SourceKind::Pipeline && pipeline_uuid.is_none() {
         return Err(ApiError::invalid_input(
             "the builds of a project whose source type is CODEPIPELINE are started by its pipeline",
         ));
@@ -164,10 +198,12 @@ pub(crate) async fn start_build<S: Store>(
                 .map(str::to_owned)
         });
 
-    let uuid = match &pipeline {
-        Some(p) => p.uuid.clone(),
-        None => uuid::Uuid::new_v4().to_string(),
-    };
+    let wants_artifacts = pipeline_uuid.is_some()
+        || project
+            .pointer("/artifacts/type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "NO_ARTIFACTS");
+    let uuid = pipeline_uuid.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let id = format!("{name}:{uuid}");
     let now = now_ms();
     let mut build = Map::new();
@@ -210,27 +246,11 @@ pub(crate) async fn start_build<S: Store>(
         }),
         start_ms: now,
     };
-    // The row is committed before the answer: a 200 means the build exists.
-    let record = match state.store.create_build(&new, actor).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => {
-            return Err(ApiError::not_found(format!(
-                "Project cannot be found: {}",
-                arn(&state.config, "project", &name)
-            )));
-        }
-        Err(e) => return Err(e.into()),
-    };
     let image = environment
         .get("image")
         .and_then(Value::as_str)
         .unwrap_or("gantry:host")
         .to_owned();
-    let wants_artifacts = pipeline.is_some()
-        || project
-            .pointer("/artifacts/type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t != "NO_ARTIFACTS");
     let env_pairs = env
         .iter()
         .filter_map(|v| {
@@ -240,8 +260,8 @@ pub(crate) async fn start_build<S: Store>(
             ))
         })
         .collect();
-    state.runner.submit(BuildJob {
-        record: record.clone(),
+    Ok(PreparedBuild {
+        new,
         uuid,
         buildspec,
         source: source.kind,
@@ -251,10 +271,32 @@ pub(crate) async fn start_build<S: Store>(
         timeout_minutes: timeout,
         initiator: actor.to_owned(),
         wants_artifacts,
-        prepared_source: pipeline.map(|p| p.dir),
         agent_labels: agent_labels(&project),
+    })
+}
+
+/// Hands a prepared build, now stored as `record`, to the runner;
+/// `source_dir` holds a pipeline action's primary input, moved into place.
+pub(crate) fn submit_build<S: Store>(
+    state: &AppState<S>,
+    prepared: PreparedBuild,
+    record: BuildRecord,
+    source_dir: Option<std::path::PathBuf>,
+) {
+    state.runner.submit(BuildJob {
+        record,
+        uuid: prepared.uuid,
+        buildspec: prepared.buildspec,
+        source: prepared.source,
+        source_version: prepared.source_version,
+        env: prepared.env,
+        image: prepared.image,
+        timeout_minutes: prepared.timeout_minutes,
+        initiator: prepared.initiator,
+        wants_artifacts: prepared.wants_artifacts,
+        prepared_source: source_dir,
+        agent_labels: prepared.agent_labels,
     });
-    Ok(record)
 }
 
 /// The labels the project's `gantry:agent-labels` tag names (`linux,docker`).

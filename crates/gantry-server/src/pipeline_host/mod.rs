@@ -11,6 +11,7 @@
 //! life's at start, a dead server's later) and runs their in-progress
 //! actions again, each provider making that safe (see `providers.rs`).
 
+mod checkouts;
 mod custom;
 mod providers;
 mod step_functions;
@@ -112,23 +113,68 @@ impl PipelineHost {
         // inside futures that `apply` itself spawns, and the compiler cannot
         // prove such recursive futures `Send` on its own.
         Box::pin(async move {
+            let step = match &input {
+                Input::Start { .. } => "engine.save_start",
+                Input::ActionSucceeded { .. } | Input::ActionFailed { .. } => "engine.save_result",
+                _ => "engine.save_other",
+            };
             let rt = self.runtime(state.store.as_ref(), pipeline).await?;
             let mut guard = rt.lock().await;
             let effects = guard.apply(input, now_ms())?;
-            let changes = changes(&mut guard);
-            if let Err(e) = state
+            let mut changes = changes(&mut guard);
+            // A build action's first build is stored with the step that
+            // starts the action: one commit, not two, before it runs.
+            let mut plans = Vec::new();
+            for effect in &effects {
+                if let Effect::StartAction(job) = effect
+                    && let Some(plan) = providers::plan_first_build(state, job).await
+                {
+                    changes.builds.push(plan.new_build());
+                    plans.push((job.action_execution_id.clone(), plan));
+                }
+            }
+            let saving = std::time::Instant::now();
+            let mut saved = state
                 .store
                 .save_execution_changes(&changes, actor, what)
-                .await
-            {
-                drop(guard);
-                self.runtimes.lock().await.remove(pipeline);
-                return Err(e.into());
+                .await;
+            if saved.is_err() && !plans.is_empty() {
+                // The step must not fail for a build its action can start
+                // (or explain) itself: stored without it, the action
+                // starts it the usual way.
+                changes.builds.clear();
+                for (_, plan) in plans.drain(..) {
+                    plan.discard();
+                }
+                saved = state
+                    .store
+                    .save_execution_changes(&changes, actor, what)
+                    .await;
+            }
+            let created = match saved {
+                Ok(created) => created,
+                Err(e) => {
+                    drop(guard);
+                    self.runtimes.lock().await.remove(pipeline);
+                    return Err(e.into());
+                }
+            };
+            let mut precreated: HashMap<String, providers::Precreated> = plans
+                .into_iter()
+                .zip(created)
+                .map(|((attempt, plan), record)| {
+                    let build = providers::Precreated::new(&self.providers, &attempt, plan, record);
+                    (attempt, build)
+                })
+                .collect();
+            let saved = saving.elapsed();
+            for e in &changes.executions {
+                crate::timing::took(&e.id, step, saved);
             }
             let events = state_change_events(&guard, &effects, &state.config);
             guard.evict_ended();
             drop(guard);
-            self.perform(state, &effects);
+            self.perform(state, &effects, &mut precreated);
             if !events.is_empty() {
                 // Published off the engine's path, in order: an event is
                 // output, and a slow bus must not slow the pipeline.
@@ -223,7 +269,7 @@ impl PipelineHost {
                     .any(|t| t.group == pipeline && t.id == job.execution_id);
                 if ours {
                     resumed += 1;
-                    self.spawn_action(state, job);
+                    self.spawn_action(state, job, None);
                 }
             }
             self.apply(state, pipeline, Input::Wake, "system", "")
@@ -240,10 +286,18 @@ impl PipelineHost {
         }
     }
 
-    fn perform<S: Store>(self: &Arc<Self>, state: &AppState<S>, effects: &[Effect]) {
+    fn perform<S: Store>(
+        self: &Arc<Self>,
+        state: &AppState<S>,
+        effects: &[Effect],
+        precreated: &mut HashMap<String, providers::Precreated>,
+    ) {
         for effect in effects {
             match effect {
-                Effect::StartAction(job) => self.spawn_action(state, (**job).clone()),
+                Effect::StartAction(job) => {
+                    let build = precreated.remove(&job.action_execution_id);
+                    self.spawn_action(state, (**job).clone(), build);
+                }
                 Effect::AbandonAction {
                     action_execution_id,
                     ..
@@ -258,14 +312,19 @@ impl PipelineHost {
         }
     }
 
-    fn spawn_action<S: Store>(self: &Arc<Self>, state: &AppState<S>, job: ActionJob) {
+    fn spawn_action<S: Store>(
+        self: &Arc<Self>,
+        state: &AppState<S>,
+        job: ActionJob,
+        precreated: Option<providers::Precreated>,
+    ) {
         let host = self.clone();
         let state = state.clone();
         let id = job.action_execution_id.clone();
         let task = tokio::spawn(async move {
             let pipeline = job.pipeline.clone();
             let attempt = job.action_execution_id.clone();
-            let outcome = providers::run(&host, &state, &job).await;
+            let outcome = providers::run(&host, &state, &job, precreated).await;
             if let Some(input) = outcome {
                 match host.apply(&state, &pipeline, input, "system", "").await {
                     Ok(_) | Err(HostError::Engine(EngineError::StaleResult(_))) => {}

@@ -1518,3 +1518,108 @@ async fn repository_webhooks_are_off_without_a_secret() {
     );
     server.stop().await;
 }
+
+/// Lists the source as the build sees it (every path: directories with a
+/// `/`, symlinks with their target, files with their executable bit and
+/// content) into `$LISTING/<build number>`, then dirties the source, then
+/// fails unless `$MARKER` exists.
+const LIST: &str = r#"version: 0.2
+phases:
+  build:
+    commands:
+      - |
+        find . -mindepth 1 | LC_ALL=C sort | while read -r p; do
+          if [ -L "$p" ]; then echo "$p -> $(readlink "$p")";
+          elif [ -d "$p" ]; then echo "$p/";
+          elif [ -x "$p" ]; then echo "$p x $(cat "$p")";
+          else echo "$p - $(cat "$p")"; fi
+        done > "$LISTING/$CODEBUILD_BUILD_NUMBER"
+      - echo dirt > a.txt && echo dirt > dirt.txt
+      - test -f "$MARKER"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_sees_exactly_the_commits_tree_and_a_retry_the_stored_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("sub")).expect("work");
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("a.txt"), "one").expect("a");
+    std::fs::write(work.join("sub/b.txt"), "two").expect("b");
+    std::fs::write(work.join("run.sh"), "echo run").expect("run");
+    std::os::unix::fs::symlink("sub/b.txt", work.join("link")).expect("link");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(work.join("run.sh"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let url = repo_with(dir.path(), &[], "first");
+    let (listing, marker) = (dir.path().join("listing"), dir.path().join("marker"));
+    std::fs::create_dir_all(&listing).expect("listing dir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    create_projects(&server, "tree", &[("list", LIST)]).await;
+    let env = json!([
+        { "name": "LISTING", "value": listing.to_str().expect("path"), "type": "PLAINTEXT" },
+        { "name": "MARKER", "value": marker.to_str().expect("path"), "type": "PLAINTEXT" },
+    ]);
+    let declaration = json!({
+        "name": "tree",
+        "roleArn": "arn:aws:iam::000000000000:role/gantry",
+        "artifactStore": { "type": "S3", "location": "gantry" },
+        "stages": [
+            { "name": "Source", "actions": [{
+                "name": "Checkout",
+                "actionTypeId": { "category": "Source", "owner": "AWS", "provider": "Git", "version": "1" },
+                "configuration": { "RepositoryUrl": url, "BranchName": "main" },
+                "outputArtifacts": [{ "name": "Src" }]
+            }]},
+            { "name": "Build", "actions": [{
+                "name": "List",
+                "actionTypeId": { "category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1" },
+                "configuration": { "ProjectName": "tree-list", "EnvironmentVariables": env.to_string() },
+                "inputArtifacts": [{ "name": "Src" }]
+            }]}
+        ]
+    });
+    ok(
+        &server,
+        "CreatePipeline",
+        &json!({ "pipeline": declaration }),
+    )
+    .await;
+    let listed = |n: u32| std::fs::read_to_string(listing.join(n.to_string())).expect("listing");
+    let first_tree =
+        "./a.txt - one\n./link -> sub/b.txt\n./run.sh x echo run\n./sub/\n./sub/b.txt - two\n";
+
+    // The first build gets the tree the source action checked out: exactly
+    // the commit's files. It dirties them and fails.
+    let id = start(&server, "tree").await;
+    let e = wait_status(&server, "tree", &id, &["Failed", "Succeeded"]).await;
+    assert_eq!(e["status"], "Failed", "{e}");
+    assert_eq!(listed(1), first_tree);
+
+    // A retry of the stage gets the stored artifact, not the dirtied tree.
+    std::fs::write(&marker, "ok").expect("marker");
+    ok(
+        &server,
+        "RetryStageExecution",
+        &json!({ "pipelineName": "tree", "stageName": "Build", "pipelineExecutionId": id, "retryMode": "FAILED_ACTIONS" }),
+    )
+    .await;
+    wait_status(&server, "tree", &id, &["Succeeded"]).await;
+    assert_eq!(listed(2), first_tree);
+
+    // The next commit's build sees that commit's tree, nothing of the last.
+    std::fs::remove_file(work.join("sub/b.txt")).expect("rm");
+    std::fs::remove_file(work.join("link")).expect("rm link");
+    repo_with(
+        dir.path(),
+        &[("a.txt", "three"), ("c.txt", "four")],
+        "second",
+    );
+    let id = start(&server, "tree").await;
+    wait_status(&server, "tree", &id, &["Succeeded"]).await;
+    assert_eq!(
+        listed(3),
+        "./a.txt - three\n./c.txt - four\n./run.sh x echo run\n"
+    );
+    server.stop().await;
+}

@@ -35,6 +35,19 @@ pub(crate) async fn create(
     actor: &str,
 ) -> Result<BuildRecord, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
+    let created = create_in(&mut tx, build, owner, actor).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(created)
+}
+
+/// [`create`] inside the caller's transaction (an engine step's, which
+/// creates a build action's first build with the step).
+pub(crate) async fn create_in(
+    tx: &mut sqlx::SqliteConnection,
+    build: &NewBuild,
+    owner: Option<&str>,
+    actor: &str,
+) -> Result<BuildRecord, StoreError> {
     // The counter's UPDATE is the transaction's first statement: it takes
     // SQLite's write lock, so concurrent creates are serialised and each
     // sees the previous one's number.
@@ -71,14 +84,13 @@ pub(crate) async fn create(
         .await
         .map_err(db_error)?;
     audit::record(
-        &mut tx,
+        tx,
         actor,
         "build.start",
         &build.id,
         &format!("number {number}"),
     )
     .await?;
-    tx.commit().await.map_err(db_error)?;
     Ok(created)
 }
 

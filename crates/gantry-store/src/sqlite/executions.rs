@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::{SqliteStore, audit, db_error, parse_json};
+use super::{SqliteStore, audit, builds, db_error, parse_json};
 use crate::ServerStore as _;
 use crate::{
-    ActionExecutionRecord, ApprovalRecord, ExecutionChanges, ExecutionStore,
+    ActionExecutionRecord, ApprovalRecord, BuildRecord, ExecutionChanges, ExecutionStore,
     PipelineExecutionRecord, StoreError, now_ms,
 };
 
@@ -63,7 +63,7 @@ impl ExecutionStore for SqliteStore {
         changes: &ExecutionChanges,
         actor: &str,
         what: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<BuildRecord>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         if let Some(meta) = &changes.meta {
             sqlx::query(
@@ -122,7 +122,13 @@ impl ExecutionStore for SqliteStore {
         if !what.is_empty() {
             audit::record(&mut tx, actor, what, &changes.pipeline, "").await?;
         }
-        tx.commit().await.map_err(db_error)
+        let owner = self.server_id();
+        let mut created = Vec::with_capacity(changes.builds.len());
+        for (build, build_actor) in &changes.builds {
+            created.push(builds::create_in(&mut tx, build, owner.as_deref(), build_actor).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(created)
     }
 
     async fn load_runtime(

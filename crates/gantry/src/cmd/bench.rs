@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// (default `GANTRY_BENCH_POSTGRES_URL`).
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// `pipeline`: also print the median time of each step between a
+    /// webhook and the build's start (the server's timing events).
+    #[arg(long)]
+    steps: bool,
 }
 
 pub fn run(args: BenchArgs) -> ExitCode {
@@ -48,7 +52,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         };
     }
     if args.what == "pipeline" {
-        return match super::bench_pipeline::bench_pipeline(args.runs.max(2)) {
+        return match super::bench_pipeline::bench_pipeline(args.runs.max(2), args.steps) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gantry bench: {e}");

@@ -156,12 +156,22 @@ fn wait_execution(addr: SocketAddr, pipeline: &str, id: &str) -> Result<(), Stri
 
 /// Runs every measurement; the server gets a runtime of its own, and this
 /// thread plays the client with blocking sockets.
-pub(crate) fn bench_pipeline(runs: usize) -> Result<(), String> {
+pub(crate) fn bench_pipeline(runs: usize, steps: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    measure(dir.path(), runs)
+    let steps = if steps {
+        let installed = super::bench_steps::Steps::install();
+        Some(installed.ok_or("a tracing subscriber is installed already")?)
+    } else {
+        None
+    };
+    measure(dir.path(), runs, steps)
 }
 
-fn measure(root: &Path, runs: usize) -> Result<(), String> {
+fn measure(
+    root: &Path,
+    runs: usize,
+    steps: Option<super::bench_steps::Steps>,
+) -> Result<(), String> {
     println!("gantry bench pipeline — {runs} runs per figure");
     println!();
     let work = root.join("work");
@@ -274,6 +284,9 @@ fn measure(root: &Path, runs: usize) -> Result<(), String> {
         hook_ms.push((ran - sent) as f64 / 1e6);
         wait_execution(addr, "bench", id)?;
     }
+    // Only the webhooks' steps: StartBuild and the throughput runs report
+    // steps of their own.
+    let hook_steps = steps.as_ref().map(|s| s.take());
     let mut direct_ms = Vec::new();
     for i in 0..runs {
         let run = format!("direct-{i}");
@@ -314,6 +327,9 @@ fn measure(root: &Path, runs: usize) -> Result<(), String> {
         hook_median / direct_median.max(0.001)
     );
     println!("  first {quarter} webhooks median {early:.1} ms, last {quarter} median {late:.1} ms");
+    if let Some(steps) = hook_steps {
+        super::bench_steps::print(steps);
+    }
     println!(
         "  target: median under 20 ms   {}",
         if hook_median < 20.0 { "met" } else { "NOT met" }

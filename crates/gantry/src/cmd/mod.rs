@@ -8,6 +8,7 @@ mod bench_agents;
 mod bench_pipeline;
 mod bench_server;
 mod bench_states;
+mod bench_steps;
 pub mod build;
 pub mod client;
 pub mod events;
