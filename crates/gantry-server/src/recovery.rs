@@ -190,7 +190,9 @@ pub(crate) async fn keep_owning<S: Store>(state: AppState<S>, me: Arc<Ownership>
             Ok(lost) if !lost.is_empty() => tracing::warn!(executions = ?lost,
                 "another server took these Step Functions executions over; no longer driving them here"),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "checking which executions this server still owns failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "checking which executions this server still owns failed")
+            }
         }
         let kept = i64::try_from(INBOX_KEPT.as_millis()).unwrap_or(i64::MAX);
         if let Err(e) = state.store.prune_inbox(now_ms().saturating_sub(kept)).await {

@@ -431,7 +431,10 @@ async fn a_server_whose_work_was_taken_over_cannot_write_to_it<B: Backend>(b: &B
             .status,
         "RUNNING"
     );
-    let stored = a.get_builds(std::slice::from_ref(&id)).await.expect("build");
+    let stored = a
+        .get_builds(std::slice::from_ref(&id))
+        .await
+        .expect("build");
     assert_eq!(stored[0].status, "IN_PROGRESS", "A did not end B's build");
 
     // The new owner goes on.
@@ -507,7 +510,9 @@ async fn the_inbox_records_events_for_the_owner_and_settles_each_once<B: Backend
         .await
         .expect("heartbeats repeat");
     assert!(matches!(
-        other.post_to_inbox(&inbox_entry("arn:x:none", None, 5)).await,
+        other
+            .post_to_inbox(&inbox_entry("arn:x:none", None, 5))
+            .await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(
@@ -539,10 +544,7 @@ async fn the_inbox_records_events_for_the_owner_and_settles_each_once<B: Backend
         InboxOutcome::Applied
     );
     // Refused by the owner only (B's refusal changes nothing).
-    other
-        .refuse_inbox_entry(beat, 200)
-        .await
-        .expect("no-op");
+    other.refuse_inbox_entry(beat, 200).await.expect("no-op");
     assert_eq!(
         other.inbox_outcome(beat).await.expect("outcome"),
         InboxOutcome::Pending

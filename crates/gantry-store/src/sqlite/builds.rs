@@ -108,11 +108,12 @@ pub(crate) async fn update(
     .await
     .map_err(db_error)?;
     if done.rows_affected() == 0 {
-        let owner: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM builds WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM builds WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
         return Err(match owner {
             None => StoreError::NotFound,
             Some(owner) => StoreError::Conflict(format!(

@@ -6,12 +6,12 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::ServerStore as _;
+use crate::workflows::{INBOX_APPLIED, INBOX_REFUSED};
 use crate::{
     ExecutionRecord, HistoryRecord, InboxEntry, InboxOutcome, JournalAppend, JournalEntry,
     NewExecution, NewInboxEntry, NewStateMachine, StateMachineRecord, StateMachineUpdate,
     StoreError, TaskTokenRecord, WorkflowStore,
 };
-use crate::workflows::{INBOX_APPLIED, INBOX_REFUSED};
 
 const MACHINE_COLUMNS: &str = "arn, name, definition, role_arn, machine_type, revision, revision_id, status, created_ms, updated_ms";
 const EXECUTION_COLUMNS: &str = "arn, name, machine_arn, definition, revision, role_arn, status, input, output, error, cause, start_ms, stop_ms";
