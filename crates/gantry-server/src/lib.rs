@@ -348,6 +348,13 @@ impl<S: Store> Server<S> {
             recovery::keep_owning(resuming, ownership).await;
         });
         let owning = AbortOnDrop(owning);
+        // Callbacks and stops other servers received for this server's
+        // executions (only a database shared with other servers has any).
+        let inbox = self
+            .state
+            .engine
+            .shared()
+            .then(|| AbortOnDrop(tokio::spawn(engine.clone().watch_inbox())));
         let polling_state = self.state.clone();
         let (halt, halted) = tokio::sync::watch::channel(false);
         let poller = tokio::spawn(leader::while_leader(
@@ -377,6 +384,7 @@ impl<S: Store> Server<S> {
         let _ = halt.send(true);
         // No more takeovers by a server that is stopping.
         drop(owning);
+        drop(inbox);
         poller.abort();
         reaper.abort();
         pipelines.abort_actions();

@@ -131,8 +131,18 @@ pub(crate) async fn take_over_executions<S: Store>(
         .take_over(OwnedWork::StateMachineExecutions, &me.id, me.stale_before())
         .await?;
     let arns: Vec<String> = taken.into_iter().map(|t| t.id).collect();
-    state.engine.resume_taken(&arns).await
+    let resumed = state.engine.resume_taken(&arns).await?;
+    if !resumed.is_empty() {
+        // Callbacks and stops other servers recorded while the owner was dead
+        // (or this server down) are applied now, not a round later.
+        state.engine.read_inbox().await?;
+    }
+    Ok(resumed)
 }
+
+/// How long settled inbox entries are kept (a relaying server reads its
+/// entry's outcome for a few seconds).
+const INBOX_KEPT: Duration = Duration::from_secs(60);
 
 /// Takes over dead servers' pipeline executions and resumes them; returns
 /// how many actions were started again.
@@ -171,6 +181,22 @@ pub(crate) async fn keep_owning<S: Store>(state: AppState<S>, me: Arc<Ownership>
                 tracing::warn!(error = %e, "renewing this server's heartbeat failed");
                 continue;
             }
+        }
+        // Work taken from this server while it was paused or cut off (its
+        // row went stale or was removed): it stops driving it. The store
+        // refuses its late journal entries anyway; this stops the timers and
+        // the work in memory too.
+        match state.engine.release_lost().await {
+            Ok(lost) if !lost.is_empty() => tracing::warn!(executions = ?lost,
+                "another server took these Step Functions executions over; no longer driving them here"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "checking which executions this server still owns failed")
+            }
+        }
+        let kept = i64::try_from(INBOX_KEPT.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = state.store.prune_inbox(now_ms().saturating_sub(kept)).await {
+            tracing::warn!(error = %e, "pruning the Step Functions inbox failed");
         }
         match take_over_builds(&state, &me).await {
             Ok(failed) if !failed.is_empty() => {

@@ -179,6 +179,8 @@ pub trait BuildStore: Send + Sync + 'static {
     /// not exist, `Conflict` when the id is taken.
     async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError>;
     /// Changes a build's state (status, current phase, JSON, end time).
+    /// `Conflict` when the store's server ([`ServerStore::set_server_id`])
+    /// is not the build's owner: another server took it over.
     async fn update_build(
         &self,
         id: &str,

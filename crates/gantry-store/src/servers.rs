@@ -110,6 +110,10 @@ pub trait ServerStore: Send + Sync + 'static {
         me: &str,
         stale_before_ms: i64,
     ) -> Result<Vec<TakenOver>, StoreError>;
+    /// The keys of the unfinished `work` owned by `me`: a server compares
+    /// them with what it drives to notice work taken from it while it was
+    /// paused or cut off.
+    async fn owned(&self, work: OwnedWork, me: &str) -> Result<Vec<String>, StoreError>;
     /// The owner of one row of `work` (`NotFound` when there is no such row).
     async fn owner_of(&self, work: OwnedWork, id: &str) -> Result<Option<String>, StoreError>;
 

@@ -207,6 +207,9 @@ pub struct JournalAppend {
     pub actor: String,
     /// When set, an audit row `(actor, action, execution)` is written too.
     pub audit_action: Option<String>,
+    /// The inbox entry this entry applies, if it came from the inbox: it is
+    /// marked `APPLIED` in the same transaction, so it is applied once.
+    pub inbox_id: Option<i64>,
 }
 
 /// One stored journal entry.
@@ -220,7 +223,69 @@ pub struct JournalEntry {
     pub event: Value,
 }
 
+/// An event for an execution, received by a server that does not hold the
+/// execution: recorded for its owner to apply (see
+/// [`WorkflowStore::post_to_inbox`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewInboxEntry {
+    /// The execution.
+    pub execution_arn: String,
+    /// SendTaskSuccess/Failure's token hash: one such entry per token.
+    /// `None` (heartbeats, stops) may repeat.
+    pub dedup: Option<String>,
+    /// The event as the journal stores it (a token by its hash only).
+    pub event: Value,
+    /// Who sent it.
+    pub actor: String,
+    /// The audit action to write when it is applied.
+    pub audit_action: Option<String>,
+    /// When it was received.
+    pub created_ms: i64,
+}
+
+/// A recorded event not applied yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    /// Its id, to settle it.
+    pub id: i64,
+    /// The execution.
+    pub execution_arn: String,
+    /// The event as the journal stores it.
+    pub event: Value,
+    /// Who sent it.
+    pub actor: String,
+    /// The audit action to write when it is applied.
+    pub audit_action: Option<String>,
+}
+
+/// What became of an inbox entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboxOutcome {
+    /// Not applied yet, and its execution is still running.
+    Pending,
+    /// Applied: its journal entry is written.
+    Applied,
+    /// Not applied: the task or the execution had ended when the owner got
+    /// to it (or the execution ended with the entry still pending).
+    Refused,
+}
+
+/// What the inbox calls an entry's outcome in its `outcome` column.
+pub(crate) const INBOX_APPLIED: &str = "APPLIED";
+/// The column's value for a refused entry.
+pub(crate) const INBOX_REFUSED: &str = "REFUSED";
+
 /// Step Functions state machines, their executions and journals.
+///
+/// **Owners and the inbox.** A store told its server's id
+/// ([`ServerStore::set_server_id`](crate::ServerStore::set_server_id))
+/// appends journal entries only to executions that server owns: an entry
+/// for an execution another server took over is refused with `Conflict`,
+/// so a server that was paused (or cut off from the database) past its
+/// heartbeat's time to live cannot advance, end or duplicate a step of
+/// work that is no longer its own. Events that reach a server not holding
+/// the execution go to the execution's **inbox**, which its owner reads
+/// ([`WorkflowStore::inbox_for_owner`]) and applies.
 ///
 /// Methods that change something take the `actor` and write the audit log in
 /// the same transaction, as [`BuildStore`](crate::BuildStore) does.
@@ -284,4 +349,20 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn task_token(&self, token_hash: &str) -> Result<TaskTokenRecord, StoreError>;
     /// Records what a task started (e.g. a build id). `NotFound` for an unknown hash.
     async fn set_task_handle(&self, token_hash: &str, handle: &str) -> Result<(), StoreError>;
+
+    /// Records an event for a RUNNING execution's owner; returns the entry's id.
+    /// `NotFound` when the execution is not running, `Conflict` when an entry
+    /// with the same `dedup` was recorded before (the callback was sent twice).
+    async fn post_to_inbox(&self, entry: &NewInboxEntry) -> Result<i64, StoreError>;
+    /// The entries not applied yet of the RUNNING executions `owner` owns,
+    /// oldest first.
+    async fn inbox_for_owner(&self, owner: &str) -> Result<Vec<InboxEntry>, StoreError>;
+    /// Marks an entry refused, unless it was settled already or its
+    /// execution is no longer this store's server's (its new owner decides).
+    async fn refuse_inbox_entry(&self, id: i64, at_ms: i64) -> Result<(), StoreError>;
+    /// What became of an entry (`NotFound` once pruned).
+    async fn inbox_outcome(&self, id: i64) -> Result<InboxOutcome, StoreError>;
+    /// Deletes the entries settled before `before_ms`, and those left pending
+    /// by executions that ended and were received before it.
+    async fn prune_inbox(&self, before_ms: i64) -> Result<u64, StoreError>;
 }

@@ -2,14 +2,17 @@
 //! server's store creates are owned by that server; work is taken over only
 //! from a server whose heartbeat is stale (or whose row is gone); of
 //! several stores racing to take work over, each row goes to exactly one;
-//! an agent job's log cursor and result are fenced by its lease.
+//! an agent job's log cursor and result are fenced by its lease; a server
+//! whose work was taken over cannot write to it any more; events relayed
+//! through the Step Functions inbox are recorded once and settled once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use gantry_store::{
-    AgentStore, BuildStore, BuildUpdate, HistoryRecord, JournalAppend, NewAgentJob, NewBuild,
-    NewExecution, NewProject, OwnedWork, ServerStore, StoreError, WorkflowStore, now_ms,
+    AgentStore, BuildStore, BuildUpdate, ExecutionCompletion, HistoryRecord, InboxOutcome,
+    JournalAppend, NewAgentJob, NewBuild, NewExecution, NewInboxEntry, NewProject, OwnedWork,
+    ServerStore, StoreError, WorkflowStore, now_ms,
 };
 use serde_json::json;
 
@@ -81,6 +84,7 @@ fn execution(arn: &str) -> (NewExecution, JournalAppend) {
             completion: None,
             actor: "system".into(),
             audit_action: None,
+            inbox_id: None,
         },
     )
 }
@@ -325,7 +329,265 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
     ));
 }
 
+/// Journal entry `seq` of `arn` (its history event numbered `seq`).
+fn next_entry(arn: &str, seq: u64) -> JournalAppend {
+    let (_, mut e) = execution(arn);
+    e.seq = seq;
+    e.at_ms = 10 + seq as i64;
+    e.event = json!({"type": "TimerFired", "n": seq});
+    e.history[0].id = seq;
+    e.history[0].event_type = "WaitStateExited".into();
+    e.history[0].previous_id = Some(seq - 1);
+    e
+}
+
+fn ended(mut e: JournalAppend) -> JournalAppend {
+    e.completion = Some(ExecutionCompletion {
+        status: "SUCCEEDED".into(),
+        output: Some("{}".into()),
+        error: None,
+        cause: None,
+        stop_ms: e.at_ms,
+    });
+    e
+}
+
+fn build_end(status: &str) -> BuildUpdate {
+    BuildUpdate {
+        status: status.into(),
+        current_phase: "COMPLETED".into(),
+        build: json!({"by": status}),
+        end_ms: Some(5),
+    }
+}
+
+/// A (paused past its heartbeat's time to live) loses its build and its
+/// execution to B; A's late journal entries (one by one or in a group
+/// commit), its execution end and its build end are refused, B's go in.
+async fn a_server_whose_work_was_taken_over_cannot_write_to_it<B: Backend>(b: &B) {
+    let a = b.open().await;
+    a.set_server_id("server-a");
+    a.register_server("server-a", "host-a", 10_000)
+        .await
+        .expect("register a");
+    project(&a).await;
+    let id = build(&a, 1).await;
+    let (x, first) = execution("arn:x:fenced");
+    a.create_execution(&x, &first, "admin")
+        .await
+        .expect("execution");
+    a.append_journal(&next_entry("arn:x:fenced", 2))
+        .await
+        .expect("the owner appends");
+    assert_eq!(
+        a.owned(OwnedWork::StateMachineExecutions, "server-a")
+            .await
+            .expect("owned"),
+        ["arn:x:fenced"]
+    );
+
+    let other = b.open().await;
+    other.set_server_id("server-b");
+    other
+        .register_server("server-b", "host-b", 40_000)
+        .await
+        .expect("register b");
+    for work in [OwnedWork::Builds, OwnedWork::StateMachineExecutions] {
+        assert_eq!(
+            other
+                .take_over(work, "server-b", 30_000)
+                .await
+                .expect("take over")
+                .len(),
+            1
+        );
+    }
+    assert!(
+        a.owned(OwnedWork::StateMachineExecutions, "server-a")
+            .await
+            .expect("owned")
+            .is_empty(),
+        "A can tell it lost the execution"
+    );
+
+    // A wakes up and writes what it was about to.
+    let late = a.append_journal(&next_entry("arn:x:fenced", 3)).await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    let batch = a
+        .append_journals(&[ended(next_entry("arn:x:fenced", 3))])
+        .await
+        .expect("the batch commits");
+    assert!(
+        matches!(batch[..], [Err(StoreError::Conflict(_))]),
+        "{batch:?}"
+    );
+    let late = a.update_build(&id, &build_end("SUCCEEDED"), "system").await;
+    assert!(matches!(late, Err(StoreError::Conflict(_))), "{late:?}");
+    assert_eq!(a.journal("arn:x:fenced").await.expect("journal").len(), 2);
+    assert_eq!(
+        a.get_execution("arn:x:fenced")
+            .await
+            .expect("execution")
+            .status,
+        "RUNNING"
+    );
+    let stored = a
+        .get_builds(std::slice::from_ref(&id))
+        .await
+        .expect("build");
+    assert_eq!(stored[0].status, "IN_PROGRESS", "A did not end B's build");
+
+    // The new owner goes on.
+    other
+        .append_journal(&ended(next_entry("arn:x:fenced", 3)))
+        .await
+        .expect("the new owner appends");
+    other
+        .update_build(&id, &build_end("FAILED"), "system")
+        .await
+        .expect("the new owner ends the build");
+    assert_eq!(
+        a.get_execution("arn:x:fenced")
+            .await
+            .expect("execution")
+            .status,
+        "SUCCEEDED"
+    );
+    // A store without a server id (a tool, `gantry local`) is not fenced.
+    let tool = b.open().await;
+    tool.update_build(&id, &build_end("STOPPED"), "admin")
+        .await
+        .expect("no owner to check");
+    // An unknown build is still NotFound, not Conflict.
+    assert!(matches!(
+        a.update_build("p:nope", &build_end("FAILED"), "system")
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn inbox_entry(arn: &str, dedup: Option<&str>, n: u64) -> NewInboxEntry {
+    NewInboxEntry {
+        execution_arn: arn.into(),
+        dedup: dedup.map(str::to_owned),
+        event: json!({"type": "TaskHeartbeat", "token_sha256": "h", "n": n}),
+        actor: "AKID".into(),
+        audit_action: Some("task.success".into()),
+        created_ms: 100,
+    }
+}
+
+/// Any server records events for an execution it does not hold; its owner
+/// (only) reads them, in order; SendTaskSuccess/Failure of a token is
+/// recorded once; an entry is applied with its journal entry, once, or
+/// refused by its owner only; an entry left pending when the execution ended
+/// counts as refused; settled entries are pruned.
+async fn the_inbox_records_events_for_the_owner_and_settles_each_once<B: Backend>(b: &B) {
+    let a = b.open().await;
+    a.set_server_id("server-a");
+    let (x, first) = execution("arn:x:inbox");
+    a.create_execution(&x, &first, "admin")
+        .await
+        .expect("execution");
+    let other = b.open().await;
+    other.set_server_id("server-b");
+    let arn = "arn:x:inbox";
+
+    let success = other
+        .post_to_inbox(&inbox_entry(arn, Some("token-1"), 1))
+        .await
+        .expect("recorded");
+    let twice = other
+        .post_to_inbox(&inbox_entry(arn, Some("token-1"), 2))
+        .await;
+    assert!(matches!(twice, Err(StoreError::Conflict(_))), "{twice:?}");
+    let beat = other
+        .post_to_inbox(&inbox_entry(arn, None, 3))
+        .await
+        .expect("heartbeat");
+    let again = other
+        .post_to_inbox(&inbox_entry(arn, None, 4))
+        .await
+        .expect("heartbeats repeat");
+    assert!(matches!(
+        other
+            .post_to_inbox(&inbox_entry("arn:x:none", None, 5))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        other.inbox_outcome(success).await.expect("outcome"),
+        InboxOutcome::Pending
+    );
+    assert!(
+        other
+            .inbox_for_owner("server-b")
+            .await
+            .expect("b's")
+            .is_empty()
+    );
+    let mine = a.inbox_for_owner("server-a").await.expect("a's");
+    assert_eq!(
+        mine.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [success, beat, again]
+    );
+    assert_eq!(mine[0].event["n"], 1);
+    assert_eq!(mine[0].actor, "AKID");
+    assert_eq!(mine[0].audit_action.as_deref(), Some("task.success"));
+
+    // Applied with the journal entry it caused.
+    let mut applying = next_entry(arn, 2);
+    applying.inbox_id = Some(success);
+    a.append_journal(&applying).await.expect("append");
+    assert_eq!(
+        other.inbox_outcome(success).await.expect("outcome"),
+        InboxOutcome::Applied
+    );
+    // Refused by the owner only (B's refusal changes nothing).
+    other.refuse_inbox_entry(beat, 200).await.expect("no-op");
+    assert_eq!(
+        other.inbox_outcome(beat).await.expect("outcome"),
+        InboxOutcome::Pending
+    );
+    a.refuse_inbox_entry(beat, 200).await.expect("refuse");
+    assert_eq!(
+        other.inbox_outcome(beat).await.expect("outcome"),
+        InboxOutcome::Refused
+    );
+    assert_eq!(
+        a.inbox_for_owner("server-a")
+            .await
+            .expect("a's")
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>(),
+        [again]
+    );
+    // The execution ends with `again` unapplied: it was not applied.
+    a.append_journal(&ended(next_entry(arn, 3)))
+        .await
+        .expect("end");
+    assert_eq!(
+        other.inbox_outcome(again).await.expect("outcome"),
+        InboxOutcome::Refused
+    );
+    assert!(a.inbox_for_owner("server-a").await.expect("a's").is_empty());
+    assert!(matches!(
+        other.post_to_inbox(&inbox_entry(arn, None, 6)).await,
+        Err(StoreError::NotFound)
+    ));
+    // Kept a while for the relaying server to read, then pruned.
+    assert_eq!(a.prune_inbox(5).await.expect("prune"), 0);
+    assert_eq!(a.prune_inbox(now_ms()).await.expect("prune"), 3);
+    assert!(matches!(
+        other.inbox_outcome(success).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
 both_stores!(
+    a_server_whose_work_was_taken_over_cannot_write_to_it,
+    the_inbox_records_events_for_the_owner_and_settles_each_once,
     work_is_owned_by_its_creator_and_taken_over_only_from_a_stale_owner,
     of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one,
     a_jobs_log_cursor_and_result_are_fenced_by_its_lease,

@@ -43,6 +43,7 @@ fn entry(seq: u64) -> JournalAppend {
         completion: None,
         actor: "system".into(),
         audit_action: None,
+        inbox_id: None,
     }
 }
 

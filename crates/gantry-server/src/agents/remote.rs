@@ -229,6 +229,7 @@ async fn wait<S: Store>(
     let mut stopping = false;
     let mut closed = runner.closed();
     let every = (hub.lease_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut owner_checked = tokio::time::Instant::now();
     let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let finish = |result: &JobResult, contexts: &[(String, String)], leased_at: Option<i64>| {
@@ -281,6 +282,11 @@ async fn wait<S: Store>(
                 }
             },
             _ = check.tick() => {
+                if lost_to_another_server(runner, &job.record.id, &mut owner_checked).await {
+                    tracing::warn!(build = %job.record.id,
+                        "another server took this build over; no longer waiting for it here");
+                    return None;
+                }
                 let row = match runner.store.get_agent_job(&job_id).await {
                     Ok(row) => row,
                     Err(gantry_store::StoreError::NotFound) => {
@@ -321,6 +327,36 @@ async fn wait<S: Store>(
                 }
             }
         }
+    }
+}
+
+/// How often a server waiting for a remote agent's build checks it still owns it.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
+
+/// Whether another server now owns the build (it took it over while this one
+/// was paused past its heartbeat's time to live, or cut off from the
+/// database): this server then stops waiting for it, and the new owner
+/// finishes it (the store would refuse this server's update anyway). Asked
+/// at most every [`OWNER_CHECK`]; a store error counts as still owned.
+async fn lost_to_another_server<S: Store>(
+    runner: &BuildRunner<S>,
+    build: &str,
+    checked: &mut tokio::time::Instant,
+) -> bool {
+    if checked.elapsed() < OWNER_CHECK {
+        return false;
+    }
+    *checked = tokio::time::Instant::now();
+    let Some(me) = runner.store.server_id() else {
+        return false;
+    };
+    match runner
+        .store
+        .owner_of(gantry_store::OwnedWork::Builds, build)
+        .await
+    {
+        Ok(Some(owner)) => owner != me,
+        Ok(None) | Err(_) => false,
     }
 }
 

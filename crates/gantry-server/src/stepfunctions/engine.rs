@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use gantry_states::{Action, Event, Execution, ExecutionInfo, Outcome, StateMachine};
 use gantry_store::{
-    ExecutionCompletion, ExecutionRecord, HistoryRecord, JournalAppend, NewExecution, NewTaskToken,
-    Store, StoreError, now_ms,
+    ExecutionCompletion, ExecutionRecord, HistoryRecord, InboxEntry, InboxOutcome, JournalAppend,
+    NewExecution, NewInboxEntry, NewTaskToken, OwnedWork, Store, StoreError, now_ms,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -38,6 +38,18 @@ pub(crate) const TOKEN_KEY_FILE: &str = "task-token.key";
 
 /// Most journal entries one group commit writes.
 const MAX_BATCH: usize = 512;
+
+/// How often a server sharing its database reads the inbox of the executions it
+/// owns (events other servers received for them): the delay a callback or a stop
+/// sent through another server adds.
+pub(crate) const INBOX_EVERY: Duration = Duration::from_millis(200);
+
+/// How long a server that relayed an event to another server's execution waits
+/// to learn whether the owner applied it, before answering that it is recorded.
+const RELAY_WAIT: Duration = Duration::from_secs(3);
+
+/// How often the relaying server looks at the relayed event's outcome.
+const RELAY_POLL: Duration = Duration::from_millis(40);
 
 /// A journal entry waiting for the group commit, and who waits for its result.
 type Commit = (JournalAppend, oneshot::Sender<Result<(), StoreError>>);
@@ -132,6 +144,19 @@ pub(crate) enum DeliverError {
     NotWaiting,
     /// The journal could not be written; the execution was reloaded from the store.
     Store(StoreError),
+}
+
+/// What became of an event relayed to the execution's owner through the store.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Relayed {
+    /// The owner applied it.
+    Applied,
+    /// Too late: the task or the execution had ended (or the same callback was
+    /// relayed before).
+    Refused,
+    /// Recorded, not applied yet (the owner may be dead): the owner, or the
+    /// server that takes its work over, applies it.
+    Recorded,
 }
 
 /// Why an execution could not start.
@@ -432,6 +457,7 @@ impl<S: Store> Engine<S> {
             completion: done,
             actor: actor.to_owned(),
             audit_action,
+            inbox_id: None,
         }
     }
 
@@ -554,6 +580,21 @@ impl<S: Store> Engine<S> {
         audit: Option<&str>,
         expect: Option<&str>,
     ) -> Result<(), DeliverError> {
+        self.deliver_from(arn, event, actor, audit, expect, None)
+            .await
+    }
+
+    /// [`Engine::deliver`], for an event recorded in the inbox as `inbox` (then
+    /// marked applied with its journal entry).
+    async fn deliver_from(
+        self: &Arc<Self>,
+        arn: &str,
+        event: Event,
+        actor: &str,
+        audit: Option<&str>,
+        expect: Option<&str>,
+        inbox: Option<i64>,
+    ) -> Result<(), DeliverError> {
         let Some(live) = lock(&self.live).get(arn).cloned() else {
             return Err(DeliverError::NotRunning);
         };
@@ -568,10 +609,19 @@ impl<S: Store> Engine<S> {
         }
         let history_from = l.exec.history().len();
         let actions = l.exec.step(event.clone());
-        let entry = self.entry(&mut l, &event, &actions, history_from, actor, audit);
+        let mut entry = self.entry(&mut l, &event, &actions, history_from, actor, audit);
+        entry.inbox_id = inbox;
         if l.durable
             && let Err(e) = self.commit(entry).await
         {
+            // Refused because another server took the execution over while this
+            // one was paused or cut off: it is no longer this server's to drive.
+            if !self.still_owned(arn).await {
+                tracing::warn!(execution = %arn, error = %e,
+                    "another server took this execution over; no longer driving it here");
+                self.release(&mut l);
+                return Err(DeliverError::NotRunning);
+            }
             // The execution in memory is now ahead of its journal: drop it and rebuild
             // it from the store, as a restart would.
             tracing::error!(execution = %arn, error = %e, "journal append failed; reloading the execution");
@@ -769,6 +819,226 @@ impl<S: Store> Engine<S> {
             Err(DeliverError::Store(e)) => {
                 tracing::error!(execution = %arn, error = %e, "task result not journalled");
             }
+        }
+    }
+
+    /// Whether this server still owns `arn` (always, for a server without an id).
+    /// A store error counts as owned: the caller then reloads the execution from
+    /// the store, whose append refuses it again if it is not.
+    async fn still_owned(&self, arn: &str) -> bool {
+        let Some(me) = self.store.server_id() else {
+            return true;
+        };
+        match self
+            .store
+            .owner_of(OwnedWork::StateMachineExecutions, arn)
+            .await
+        {
+            Ok(owner) => owner.as_deref() == Some(me.as_str()),
+            Err(StoreError::NotFound) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Stops driving an execution another server now owns: its timers are
+    /// cancelled, and it leaves memory so nothing more is journalled for it here.
+    /// Its running tasks are not cancelled (cancelling would cancel, say, the
+    /// agent job the new owner follows): they run to their end, and their result
+    /// finds the execution gone from here and is dropped.
+    fn release(&self, l: &mut Live) {
+        lock(&self.live).remove(&l.arn);
+        l.timers.clear();
+        let tasks: Vec<oneshot::Sender<()>> = l.tasks.drain().map(|(_, tx)| tx).collect();
+        l.waiters.clear();
+        if !tasks.is_empty() {
+            tokio::spawn(async move {
+                for mut tx in tasks {
+                    tx.closed().await;
+                }
+            });
+        }
+    }
+
+    /// Whether the execution is held (driven) by this server.
+    pub(crate) fn is_live(&self, arn: &str) -> bool {
+        lock(&self.live).contains_key(arn)
+    }
+
+    /// Whether other servers may share the database (and so own executions this
+    /// server does not hold): events for those go through the inbox.
+    pub(crate) fn shared(&self) -> bool {
+        self.config.leader_election.is_some() && self.store.server_id().is_some()
+    }
+
+    /// Drops from memory the durable executions this server no longer owns in
+    /// the store: taken over by another server while this one was paused longer
+    /// than the heartbeat's time to live, or cut off from the database. Returns
+    /// their ARNs.
+    pub(crate) async fn release_lost(&self) -> Result<Vec<String>, StoreError> {
+        let Some(me) = self.store.server_id() else {
+            return Ok(Vec::new());
+        };
+        // Listed before the store is asked: an execution started or resumed
+        // meanwhile is owned by this server in the store before it is live here.
+        let held: Vec<(String, Arc<Mutex<Live>>)> = lock(&self.live)
+            .iter()
+            .map(|(arn, l)| (arn.clone(), l.clone()))
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let owned: HashSet<String> = self
+            .store
+            .owned(OwnedWork::StateMachineExecutions, &me)
+            .await?
+            .into_iter()
+            .collect();
+        let mut lost = Vec::new();
+        for (arn, live) in held {
+            if owned.contains(&arn) {
+                continue;
+            }
+            let mut l = live.lock().await;
+            // In-memory (express) executions are no one else's; an execution
+            // that just ended leaves memory by itself.
+            if !l.durable || l.exec.outcome().is_some() || !self.is_live(&arn) {
+                continue;
+            }
+            // Asked again under the lock: it may have ended in the store since.
+            if self.still_owned(&arn).await {
+                continue;
+            }
+            self.release(&mut l);
+            lost.push(arn);
+        }
+        Ok(lost)
+    }
+
+    /// Applies the events other servers recorded for the executions this server
+    /// owns (see [`Engine::relay`]); returns how many were applied.
+    pub(crate) async fn read_inbox(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let Some(me) = self.store.server_id() else {
+            return Ok(0);
+        };
+        let mut applied = 0;
+        for entry in self.store.inbox_for_owner(&me).await? {
+            if self.apply_inbox_entry(entry).await? {
+                applied += 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Reads the inbox every [`INBOX_EVERY`] until the engine shuts down.
+    pub(crate) async fn watch_inbox(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(INBOX_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.is_shut_down() {
+            ticks.tick().await;
+            if let Err(e) = self.read_inbox().await {
+                tracing::warn!(error = %e, "reading the Step Functions inbox failed");
+            }
+        }
+    }
+
+    async fn apply_inbox_entry(self: &Arc<Self>, entry: InboxEntry) -> Result<bool, StoreError> {
+        let arn = entry.execution_arn.clone();
+        let Some(live) = lock(&self.live).get(&arn).cloned() else {
+            // Owned but not in memory yet (being resumed): the next round.
+            return Ok(false);
+        };
+        // The token is recorded by its hash: matched back against the tokens the
+        // execution waits for, as a journal entry is on replay.
+        let event = {
+            let l = live.lock().await;
+            let pending: Vec<String> = l.exec.pending().map(str::to_owned).collect();
+            journal_event(entry.event.clone(), &pending)
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(execution = %arn, inbox = entry.id, error = %e,
+                    "an inbox entry does not hold an event; refusing it");
+                self.store.refuse_inbox_entry(entry.id, now_ms()).await?;
+                return Ok(false);
+            }
+        };
+        let expect = event_token(&event).map(str::to_owned);
+        let done = self
+            .deliver_from(
+                &arn,
+                event,
+                &entry.actor,
+                entry.audit_action.as_deref(),
+                expect.as_deref(),
+                Some(entry.id),
+            )
+            .await;
+        match done {
+            Ok(()) => Ok(true),
+            Err(DeliverError::NotWaiting) => {
+                self.store.refuse_inbox_entry(entry.id, now_ms()).await?;
+                Ok(false)
+            }
+            // Ended here (refused), or shutting down / taken over (left to the
+            // server that drives the execution next).
+            Err(DeliverError::NotRunning) => {
+                if !self.is_shut_down() && self.still_owned(&arn).await {
+                    self.store.refuse_inbox_entry(entry.id, now_ms()).await?;
+                }
+                Ok(false)
+            }
+            Err(DeliverError::Store(e)) => {
+                tracing::warn!(execution = %arn, inbox = entry.id, error = %e,
+                    "applying an inbox entry failed; trying again at the next round");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Records `event` for the owner of `arn`, an execution this server does not
+    /// hold, and waits up to [`RELAY_WAIT`] for the owner to apply it.
+    /// SendTaskSuccess/Failure are recorded once per token, so the same callback
+    /// sent through two servers is applied once.
+    pub(crate) async fn relay(
+        &self,
+        arn: &str,
+        event: &Event,
+        actor: &str,
+        audit: Option<&str>,
+    ) -> Result<Relayed, StoreError> {
+        let dedup = match event {
+            Event::TaskSucceeded { token, .. } | Event::TaskFailed { token, .. } => {
+                Some(token_hash(token))
+            }
+            _ => None,
+        };
+        let entry = NewInboxEntry {
+            execution_arn: arn.to_owned(),
+            dedup,
+            event: journal_json(event),
+            actor: actor.to_owned(),
+            audit_action: audit.map(str::to_owned),
+            created_ms: now_ms(),
+        };
+        let id = match self.store.post_to_inbox(&entry).await {
+            Ok(id) => id,
+            // Not running any more, or this token's callback was recorded before.
+            Err(StoreError::NotFound | StoreError::Conflict(_)) => return Ok(Relayed::Refused),
+            Err(e) => return Err(e),
+        };
+        let deadline = tokio::time::Instant::now() + RELAY_WAIT;
+        loop {
+            match self.store.inbox_outcome(id).await {
+                Ok(InboxOutcome::Applied) => return Ok(Relayed::Applied),
+                Ok(InboxOutcome::Refused) => return Ok(Relayed::Refused),
+                Ok(InboxOutcome::Pending) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Relayed::Recorded);
+            }
+            tokio::time::sleep(RELAY_POLL).await;
         }
     }
 

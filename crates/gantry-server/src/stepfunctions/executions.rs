@@ -11,7 +11,7 @@ use gantry_store::{ExecutionRecord, NewExecution, StateMachineRecord, Store, Sto
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::engine::{DeliverError, StartError};
+use super::engine::{DeliverError, Relayed, StartError};
 use super::machines::not_found;
 use super::{
     check_execution_arn, check_name, execution_arn, history as render, machine_name_of, page,
@@ -243,12 +243,20 @@ pub(crate) async fn stop<S: Store>(
             cause: input.cause,
             at: now_ms(),
         };
+        let audit = Some("execution.stop");
         match state
             .engine
-            .deliver(arn, event, actor, Some("execution.stop"), None)
+            .deliver(arn, event.clone(), actor, audit, None)
             .await
         {
-            Ok(()) | Err(DeliverError::NotRunning | DeliverError::NotWaiting) => {}
+            Ok(()) | Err(DeliverError::NotWaiting) => {}
+            // Driven by another server sharing the database: its owner applies
+            // the stop (this waits a little for it; if the owner is dead, the
+            // server taking its work over applies it).
+            Err(DeliverError::NotRunning) if relayable(state, arn) => {
+                state.engine.relay(arn, &event, actor, audit).await?;
+            }
+            Err(DeliverError::NotRunning) => {}
             Err(DeliverError::Store(e)) => return Err(e.into()),
         }
     }
@@ -434,13 +442,29 @@ async fn callback<S: Store>(
     }
     match state
         .engine
-        .deliver(&arn, event, actor, audit, Some(token))
+        .deliver(&arn, event.clone(), actor, audit, Some(token))
         .await
     {
         Ok(()) => Ok(json!({})),
+        // Driven by another server sharing the database: relayed to its owner
+        // through the store. Answered as AWS would once the owner applied it; if
+        // the owner does not within a few seconds (it died: the server taking
+        // its work over applies it), it is accepted as recorded.
+        Err(DeliverError::NotRunning) if relayable(state, &arn) => {
+            match state.engine.relay(&arn, &event, actor, audit).await? {
+                Relayed::Applied | Relayed::Recorded => Ok(json!({})),
+                Relayed::Refused => Err(timed_out()),
+            }
+        }
         Err(DeliverError::NotRunning | DeliverError::NotWaiting) => Err(timed_out()),
         Err(DeliverError::Store(e)) => Err(e.into()),
     }
+}
+
+/// Whether an event for `arn` that this server could not apply goes to the
+/// execution's owner: the database is shared and this server does not hold it.
+fn relayable<S: Store>(state: &AppState<S>, arn: &str) -> bool {
+    state.engine.shared() && !state.engine.is_live(arn)
 }
 
 #[derive(Deserialize)]

@@ -540,3 +540,301 @@ async fn a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_oth
     let _ = tokio::time::timeout(Duration::from_secs(60), agent).await;
     b.stop().await;
 }
+
+/// A machine whose one task sends its token to `{url}/callback/{key}` and
+/// waits for SendTaskSuccess/Failure; its output is the callback's.
+fn callback_machine() -> String {
+    json!({
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task", "Resource": "arn:aws:states:::http:invoke.waitForTaskToken",
+                "Parameters": {"ApiEndpoint.$": "States.Format('{}/callback/{}', $.url, $.key)",
+                               "Method": "POST", "RequestBody": {"token.$": "$$.Task.Token"}},
+                "End": true
+            }
+        }
+    })
+    .to_string()
+}
+
+async fn start_callback(server: &TestServer, url: &str, key: &str) -> String {
+    let (status, machine) = sfn(
+        server,
+        "CreateStateMachine",
+        &json!({"name": format!("cb-{key}"), "definition": callback_machine(),
+                "roleArn": "arn:aws:iam::000000000000:role/sfn"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{machine}");
+    let (status, out) = sfn(
+        server,
+        "StartExecution",
+        &json!({"stateMachineArn": machine["stateMachineArn"], "name": key,
+                "input": json!({"url": url, "key": key}).to_string()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    out["executionArn"].as_str().expect("arn").to_owned()
+}
+
+async fn succeed(server: &TestServer, token: &str, via: &str) -> (u16, Value) {
+    sfn(
+        server,
+        "SendTaskSuccess",
+        &json!({"taskToken": token, "output": json!({"via": via}).to_string()}),
+    )
+    .await
+}
+
+fn error_type(out: &Value) -> &str {
+    out["__type"]
+        .as_str()
+        .unwrap_or_default()
+        .rsplit('#')
+        .next()
+        .unwrap_or_default()
+}
+
+on_postgres!(
+    a_callback_sent_to_a_server_that_does_not_hold_the_execution_reaches_its_owner_once_on_postgres,
+    a_callback_sent_to_a_server_that_does_not_hold_the_execution_reaches_its_owner_once_on
+);
+
+/// Executions started on A, callbacks sent to B: B relays them to A through
+/// the store. The first completes the task (B answers once A applied it); the
+/// same callback again, through either server, is TaskTimedOut. The same
+/// callback sent to both servers at once is applied once: one caller gets
+/// `{}`, the other TaskTimedOut. A heartbeat through B reaches A too.
+async fn a_callback_sent_to_a_server_that_does_not_hold_the_execution_reaches_its_owner_once_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+
+    let arn = start_callback(&a, &url, "relayed").await;
+    let token = counter.wait_token("relayed").await;
+    let a_id = store
+        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        .await
+        .expect("owner")
+        .expect("owned");
+    let (status, out) = sfn(&b, "SendTaskHeartbeat", &json!({"taskToken": token})).await;
+    assert_eq!(status, 200, "a heartbeat through B: {out}");
+    let (status, out) = succeed(&b, &token, "b").await;
+    assert_eq!(status, 200, "{out}");
+    // B answered once A applied it: the execution is over already.
+    let (_, d) = sfn(&b, "DescribeExecution", &json!({"executionArn": arn})).await;
+    assert_eq!(d["status"], "SUCCEEDED", "{d}");
+    assert_eq!(d["output"], json!({"via": "b"}).to_string());
+    for server in [&a, &b] {
+        let (status, out) = succeed(server, &token, "late").await;
+        assert_eq!(status, 400, "{out}");
+        assert_eq!(error_type(&out), "TaskTimedOut", "{out}");
+    }
+    assert_eq!(count_events(&a, &arn, "TaskSucceeded").await, 1);
+    assert_eq!(count_events(&a, &arn, "ExecutionSucceeded").await, 1);
+    assert_eq!(
+        store
+            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+            .await
+            .expect("owner"),
+        Some(a_id),
+        "A drove its execution throughout"
+    );
+
+    // The same callback to both servers at once.
+    let arn = start_callback(&a, &url, "twice").await;
+    let token = counter.wait_token("twice").await;
+    let (to_a, to_b) = tokio::join!(succeed(&a, &token, "a"), succeed(&b, &token, "b"));
+    let answers = [&to_a, &to_b];
+    let accepted: Vec<&str> = answers
+        .iter()
+        .zip(["a", "b"])
+        .filter(|((status, _), _)| *status == 200)
+        .map(|(_, via)| via)
+        .collect();
+    assert_eq!(accepted.len(), 1, "exactly one accepted: {to_a:?} {to_b:?}");
+    for (status, out) in answers {
+        if *status != 200 {
+            assert_eq!(error_type(out), "TaskTimedOut", "{out}");
+        }
+    }
+    let done = wait_execution(&b, &arn).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({"via": accepted[0]}).to_string(),
+        "the accepted callback is the one applied"
+    );
+    assert_eq!(count_events(&b, &arn, "TaskSucceeded").await, 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+on_postgres!(
+    stop_execution_through_another_server_aborts_the_owners_execution_on_postgres,
+    stop_execution_through_another_server_aborts_the_owners_execution_on
+);
+
+/// StopExecution sent to B for an execution A drives: A applies it (B waits
+/// for it), so it is ABORTED with B's error and cause when B answers; the
+/// task's token is then refused; a second stop changes nothing.
+async fn stop_execution_through_another_server_aborts_the_owners_execution_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let arn = start_callback(&a, &url, "stopped").await;
+    let token = counter.wait_token("stopped").await;
+    let (status, out) = sfn(
+        &b,
+        "StopExecution",
+        &json!({"executionArn": arn, "error": "Halt", "cause": "through b"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{out}");
+    assert!(out["stopDate"].is_number(), "{out}");
+    let (_, d) = sfn(&b, "DescribeExecution", &json!({"executionArn": arn})).await;
+    assert_eq!(d["status"], "ABORTED", "{d}");
+    assert_eq!(d["error"], "Halt");
+    assert_eq!(d["cause"], "through b");
+    assert_eq!(d["stopDate"], out["stopDate"], "the date the stop returned");
+    let (status, out) = succeed(&a, &token, "late").await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(error_type(&out), "TaskTimedOut");
+    let (status, again) = sfn(&b, "StopExecution", &json!({"executionArn": arn})).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["stopDate"], d["stopDate"]);
+    assert_eq!(count_events(&a, &arn, "ExecutionAborted").await, 1);
+    b.stop().await;
+    a.stop().await;
+}
+
+on_postgres!(
+    a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_that_takes_over_on_postgres,
+    a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_that_takes_over_on
+);
+
+/// A dies while its execution waits for a callback (simulated: A stops, and
+/// its row is put back with a heartbeat fresh for a few more seconds, as a
+/// killed server's row stays until stale). B receives the callback while A
+/// still counts as alive: B records it and answers (A does not apply it).
+/// Once A's heartbeat is stale, B takes the execution over and applies the
+/// recorded callback.
+async fn a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_that_takes_over_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let arn = start_callback(&a, &url, "orphaned").await;
+    let token = counter.wait_token("orphaned").await;
+    let a_id = store
+        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        .await
+        .expect("owner")
+        .expect("owned");
+    a.stop().await;
+    // The row of a server that died: fresh for 8 s more (plus the 1 s ttl).
+    store
+        .register_server(&a_id, "dead", gantry_store::now_ms() + 8_000)
+        .await
+        .expect("row");
+    let b = start_remote(&db, &data).await;
+    let (status, out) = succeed(&b, &token, "while-dead").await;
+    assert_eq!(status, 200, "recorded: {out}");
+    assert_eq!(
+        store
+            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some(a_id.as_str()),
+        "recorded while A still owned it"
+    );
+    let (_, d) = sfn(&b, "DescribeExecution", &json!({"executionArn": arn})).await;
+    assert_eq!(d["status"], "RUNNING", "nobody applied it yet: {d}");
+    // Sent twice: the second is refused (one callback per token is recorded).
+    let (status, out) = succeed(&b, &token, "again").await;
+    assert_eq!(status, 400, "{out}");
+    assert_eq!(error_type(&out), "TaskTimedOut");
+
+    let done = wait_execution(&b, &arn).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"], json!({"via": "while-dead"}).to_string());
+    assert_eq!(count_events(&b, &arn, "TaskSucceeded").await, 1);
+    assert_ne!(
+        store
+            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+            .await
+            .expect("owner")
+            .as_deref(),
+        Some(a_id.as_str()),
+        "taken over"
+    );
+    assert_eq!(counter.count("/callback/orphaned"), 1, "not sent again");
+    b.stop().await;
+}
+
+on_postgres!(
+    a_paused_server_stops_driving_an_execution_another_server_took_over_on_postgres,
+    a_paused_server_stops_driving_an_execution_another_server_took_over_on
+);
+
+/// A server whose row disappears while it runs (as when it pauses past its
+/// heartbeat's time to live, or is cut off from the database) loses its
+/// execution, waiting in a Wait state, to B. A, still running, notices and
+/// stops driving it: when the Wait ends only B journals it and makes the
+/// call, once.
+async fn a_paused_server_stops_driving_an_execution_another_server_took_over_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (counter, url) = Counter::start().await;
+    let a = start_remote(&db, &data).await;
+    let b = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let arn = start_execution(&a, &url, "paused", 4).await;
+    let a_id = store
+        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        .await
+        .expect("owner")
+        .expect("owned");
+    // A's row goes (A puts it back at each heartbeat) until B's sweep finds
+    // it gone and takes the execution.
+    let mut owner = Some(a_id.clone());
+    for _ in 0..500 {
+        store.remove_server(&a_id).await.expect("remove");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        owner = store
+            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+            .await
+            .expect("owner");
+        if owner.as_deref() != Some(a_id.as_str()) {
+            break;
+        }
+    }
+    let b_id = owner.expect("owned");
+    assert_ne!(b_id, a_id, "B took the execution over");
+    let done = wait_execution(&a, &arn).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(counter.count("/item/paused/"), 1, "the call was made once");
+    assert_eq!(count_events(&a, &arn, "WaitStateExited").await, 1);
+    assert_eq!(count_events(&a, &arn, "ExecutionSucceeded").await, 1);
+    assert_eq!(
+        store
+            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+            .await
+            .expect("owner"),
+        Some(b_id)
+    );
+    b.stop().await;
+    a.stop().await;
+}

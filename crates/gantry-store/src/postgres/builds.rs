@@ -94,26 +94,45 @@ pub(crate) async fn create_in(
     Ok(created)
 }
 
+/// Fenced on the owner: with `me` set, a build another server took over (while
+/// `me` was paused or cut off from the database) is not changed by `me`
+/// (`Conflict`), so a late write cannot end it twice or undo its new owner's.
 pub(crate) async fn update(
     pool: &PgPool,
     id: &str,
     update: &BuildUpdate,
+    me: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query(
-        "UPDATE builds SET status = $1, current_phase = $2, build_json = $3, end_ms = $4 WHERE id = $5",
+        "UPDATE builds SET status = $1, current_phase = $2, build_json = $3, end_ms = $4
+         WHERE id = $5 AND ($6 IS NULL OR owner IS NULL OR owner = $7)",
     )
     .bind(&update.status)
     .bind(&update.current_phase)
     .bind(update.build.to_string())
     .bind(update.end_ms)
     .bind(id)
+    .bind(me)
+    .bind(me)
     .execute(&mut *tx)
     .await
     .map_err(db_error)?;
     if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM builds WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        return Err(match owner {
+            None => StoreError::NotFound,
+            Some(owner) => StoreError::Conflict(format!(
+                "build {id} is owned by server {}, not by this one: it was taken over",
+                owner.as_deref().unwrap_or("(none)")
+            )),
+        });
     }
     let detail = format!("{} {}", update.status, update.current_phase);
     audit::record(&mut tx, actor, "build.update", id, &detail).await?;

@@ -156,7 +156,8 @@ impl BuildStore for PgStore {
         update: &BuildUpdate,
         actor: &str,
     ) -> Result<(), StoreError> {
-        builds::update(&self.pool, id, update, actor).await
+        let me = self.server_id();
+        builds::update(&self.pool, id, update, me.as_deref(), actor).await
     }
 
     async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {

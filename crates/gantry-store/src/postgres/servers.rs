@@ -137,6 +137,17 @@ impl ServerStore for PgStore {
         Ok(taken)
     }
 
+    async fn owned(&self, work: OwnedWork, me: &str) -> Result<Vec<String>, StoreError> {
+        let (table, key, _, unfinished) = work.sql();
+        sqlx::query_scalar(&format!(
+            "SELECT {key} FROM {table} WHERE {unfinished} AND owner = $1"
+        ))
+        .bind(me)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)
+    }
+
     async fn owner_of(&self, work: OwnedWork, id: &str) -> Result<Option<String>, StoreError> {
         let (table, key, _, _) = work.sql();
         let row = sqlx::query(&format!("SELECT owner FROM {table} WHERE {key} = $1"))

@@ -6,9 +6,11 @@ use sqlx::{Row, SqliteConnection};
 
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::ServerStore as _;
+use crate::workflows::{INBOX_APPLIED, INBOX_REFUSED};
 use crate::{
-    ExecutionRecord, HistoryRecord, JournalAppend, JournalEntry, NewExecution, NewStateMachine,
-    StateMachineRecord, StateMachineUpdate, StoreError, TaskTokenRecord, WorkflowStore,
+    ExecutionRecord, HistoryRecord, InboxEntry, InboxOutcome, JournalAppend, JournalEntry,
+    NewExecution, NewInboxEntry, NewStateMachine, StateMachineRecord, StateMachineUpdate,
+    StoreError, TaskTokenRecord, WorkflowStore,
 };
 
 const MACHINE_COLUMNS: &str = "arn, name, definition, role_arn, machine_type, revision, revision_id, status, created_ms, updated_ms";
@@ -50,19 +52,48 @@ fn execution(row: &SqliteRow) -> Result<ExecutionRecord, StoreError> {
 }
 
 /// A no-op write: refuses an entry for an execution that does not exist or has ended
-/// (and, as a transaction's first statement, takes the write lock).
-async fn check_running(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(), StoreError> {
+/// (`NotFound`), or that another server than `me` owns (`Conflict`: it was taken
+/// over while `me` was paused or cut off, and `me`'s late entry must not advance
+/// it). As the entry's first statement it also locks the execution's row until
+/// commit, so appends to one execution are serialised across connections and
+/// servers, and a takeover waits for an append in progress.
+async fn check_running(
+    conn: &mut SqliteConnection,
+    e: &JournalAppend,
+    me: Option<&str>,
+) -> Result<(), StoreError> {
     let running = sqlx::query(
-        "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING'",
+        "UPDATE sfn_executions SET status = status WHERE arn = ? AND status = 'RUNNING' AND (? IS NULL OR owner = ?)",
     )
     .bind(&e.execution_arn)
+    .bind(me)
+    .bind(me)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    if running.rows_affected() == 0 {
+    if running.rows_affected() == 1 {
+        return Ok(());
+    }
+    // Refused: tell an ended execution from one taken over, for the caller.
+    let row = sqlx::query("SELECT status, owner FROM sfn_executions WHERE arn = ?")
+        .bind(&e.execution_arn)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let Some(row) = row else {
+        return Err(StoreError::NotFound);
+    };
+    let status: String = row.try_get("status").map_err(db_error)?;
+    if status != "RUNNING" {
         return Err(StoreError::NotFound);
     }
-    Ok(())
+    let owner: Option<String> = row.try_get("owner").map_err(db_error)?;
+    Err(StoreError::Conflict(format!(
+        "execution {} is owned by server {}, not by this one ({}): it was taken over",
+        e.execution_arn,
+        owner.as_deref().unwrap_or("(none)"),
+        me.unwrap_or("(none)")
+    )))
 }
 
 /// One entry of a batch, inside a savepoint: a refused entry (the inner result)
@@ -70,12 +101,13 @@ async fn check_running(conn: &mut SqliteConnection, e: &JournalAppend) -> Result
 async fn write_in_savepoint(
     conn: &mut SqliteConnection,
     entry: &JournalAppend,
+    me: Option<&str>,
 ) -> Result<Result<(), StoreError>, StoreError> {
     sqlx::query("SAVEPOINT journal_entry")
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-    let written = match check_running(conn, entry).await {
+    let written = match check_running(conn, entry, me).await {
         Ok(()) => write_entry(conn, entry).await,
         Err(e) => Err(e),
     };
@@ -184,6 +216,18 @@ async fn write_entry(conn: &mut SqliteConnection, e: &JournalAppend) -> Result<(
             "UPDATE sfn_task_tokens SET status = 'CLOSED' WHERE execution_arn = ? AND status = 'PENDING'",
         )
         .bind(&e.execution_arn)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    if let Some(id) = e.inbox_id {
+        // Applied with the entry it caused: never twice, even across a crash.
+        sqlx::query(
+            "UPDATE sfn_inbox SET outcome = ?, done_ms = ? WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(INBOX_APPLIED)
+        .bind(e.at_ms)
+        .bind(id)
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
@@ -335,7 +379,7 @@ impl WorkflowStore for SqliteStore {
 
     async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        check_running(&mut tx, entry).await?;
+        check_running(&mut tx, entry, self.server_id().as_deref()).await?;
         write_entry(&mut tx, entry).await?;
         tx.commit().await.map_err(db_error)
     }
@@ -346,8 +390,9 @@ impl WorkflowStore for SqliteStore {
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let mut results = Vec::with_capacity(entries.len());
+        let me = self.server_id();
         for entry in entries {
-            results.push(write_in_savepoint(&mut tx, entry).await?);
+            results.push(write_in_savepoint(&mut tx, entry, me.as_deref()).await?);
         }
         tx.commit().await.map_err(db_error)?;
         Ok(results)
@@ -481,5 +526,97 @@ impl WorkflowStore for SqliteStore {
             return Err(StoreError::NotFound);
         }
         Ok(())
+    }
+
+    async fn post_to_inbox(&self, entry: &NewInboxEntry) -> Result<i64, StoreError> {
+        // Recorded only while the execution runs: a callback for an ended one
+        // is refused at once rather than left for nobody.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sfn_inbox (execution_arn, dedup, event_json, actor, audit_action, created_ms) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM sfn_executions WHERE arn = ? AND status = 'RUNNING') RETURNING id",
+        )
+        .bind(&entry.execution_arn)
+        .bind(&entry.dedup)
+        .bind(entry.event.to_string())
+        .bind(&entry.actor)
+        .bind(&entry.audit_action)
+        .bind(entry.created_ms)
+        .bind(&entry.execution_arn)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        id.ok_or(StoreError::NotFound)
+    }
+
+    async fn inbox_for_owner(&self, owner: &str) -> Result<Vec<InboxEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT i.id, i.execution_arn, i.event_json, i.actor, i.audit_action FROM sfn_inbox i JOIN sfn_executions x ON x.arn = i.execution_arn WHERE i.outcome IS NULL AND x.status = 'RUNNING' AND x.owner = ? ORDER BY i.id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                let event: String = r.try_get("event_json").map_err(db_error)?;
+                Ok(InboxEntry {
+                    id: r.try_get("id").map_err(db_error)?,
+                    execution_arn: r.try_get("execution_arn").map_err(db_error)?,
+                    event: parse_json(&event)?,
+                    actor: r.try_get("actor").map_err(db_error)?,
+                    audit_action: r.try_get("audit_action").map_err(db_error)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn refuse_inbox_entry(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
+        // Fenced as journal appends are: a server whose execution was taken
+        // over does not settle what the new owner may still apply.
+        let me = self.server_id();
+        sqlx::query(
+            "UPDATE sfn_inbox SET outcome = ?, done_ms = ? WHERE id = ? AND outcome IS NULL AND (? IS NULL OR execution_arn IN (SELECT arn FROM sfn_executions WHERE owner = ?))",
+        )
+        .bind(INBOX_REFUSED)
+        .bind(at_ms)
+        .bind(id)
+        .bind(me.as_deref())
+        .bind(me.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn inbox_outcome(&self, id: i64) -> Result<InboxOutcome, StoreError> {
+        let row = sqlx::query(
+            "SELECT i.outcome, x.status FROM sfn_inbox i LEFT JOIN sfn_executions x ON x.arn = i.execution_arn WHERE i.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
+        let outcome: Option<String> = row.try_get("outcome").map_err(db_error)?;
+        let status: Option<String> = row.try_get("status").map_err(db_error)?;
+        // An entry applied is marked in the transaction that ended the
+        // execution, so one still unmarked once the execution ended was not.
+        Ok(match outcome.as_deref() {
+            Some(INBOX_APPLIED) => InboxOutcome::Applied,
+            Some(_) => InboxOutcome::Refused,
+            None if status.as_deref() == Some("RUNNING") => InboxOutcome::Pending,
+            None => InboxOutcome::Refused,
+        })
+    }
+
+    async fn prune_inbox(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM sfn_inbox WHERE (outcome IS NOT NULL AND done_ms < ?) OR (outcome IS NULL AND created_ms < ? AND NOT EXISTS (SELECT 1 FROM sfn_executions x WHERE x.arn = sfn_inbox.execution_arn AND x.status = 'RUNNING'))",
+        )
+        .bind(before_ms)
+        .bind(before_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 }
