@@ -26,6 +26,7 @@ impl Executor for HostExecutor {
         Ok(Box::new(HostEnvironment {
             config: config.clone(),
             groups: Mutex::new(Vec::new()),
+            started: process::PidMark::now(),
         }))
     }
 }
@@ -34,6 +35,9 @@ struct HostEnvironment {
     config: EnvironmentConfig,
     /// Process groups of the phase shells started so far.
     groups: Mutex<Vec<i32>>,
+    /// The PID counter before the first shell: the sweep for strays reads
+    /// only processes created since.
+    started: Option<process::PidMark>,
 }
 
 /// How long processes get between SIGTERM and SIGKILL when a build is stopped.
@@ -85,7 +89,7 @@ impl Environment for HostEnvironment {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        process::kill_build(&groups, &self.config.run_id, KILL_GRACE).await;
+        process::kill_build(&groups, &self.config.run_id, KILL_GRACE, self.started).await;
     }
 
     async fn close(&self) {}

@@ -111,19 +111,95 @@ pub fn signal_group(pgid: i32, signal: libc::c_int) {
     }
 }
 
+/// Where the kernel's PID counter stood when a build's environment
+/// started, so the sweep for the build's strays can skip the processes
+/// that are older than the build (the agents, the server, everything else
+/// on the machine), which cannot be the build's. Reading every process's
+/// environment was a large part of the CPU a short build cost on a busy
+/// machine (`gantry bench agents`: 50 agent processes, each sweeping all
+/// the others after every build).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidMark {
+    /// The PID last handed out (`/proc/sys/kernel/ns_last_pid`).
+    last_pid: i32,
+    /// Tasks created since boot (`processes` in `/proc/stat`).
+    forks: u64,
+}
+
+impl PidMark {
+    /// The counter now; `None` when it cannot be read or `/proc` is not
+    /// this process's PID namespace (then every sweep reads everything).
+    pub fn now() -> Option<PidMark> {
+        // `ns_last_pid` is the reader's namespace; the PIDs under `/proc`
+        // are the mount's. They agree when `/proc/self` is our PID.
+        let me = std::fs::read_link("/proc/self").ok()?;
+        if me.to_str()?.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+        Some(PidMark {
+            last_pid: read_number("/proc/sys/kernel/ns_last_pid")?,
+            forks: forks_since_boot()?,
+        })
+    }
+
+    /// The lowest PID a process created since the mark can have, if the
+    /// counter has surely not wrapped around since: `None` means any PID.
+    ///
+    /// PIDs are handed out upwards from the last one and wrap to 300 at
+    /// `pid_max`. Every PID handed out is one task created, so fewer tasks
+    /// than half the PID space since the mark, and a counter not below the
+    /// mark, mean no wrap (a wrap that came all the way round would need
+    /// the other half of the space to be occupied by live tasks). A task
+    /// created with a chosen PID (`clone3` `set_tid`, which needs
+    /// `CAP_CHECKPOINT_RESTORE`) is not covered; its process group still is.
+    fn lowest_new_pid(&self, now: PidMark, pid_max: i32) -> Option<i32> {
+        let created = now.forks.checked_sub(self.forks)?;
+        let half = u64::try_from(pid_max.saturating_sub(300) / 2).ok()?;
+        (now.last_pid >= self.last_pid && created < half).then_some(self.last_pid + 1)
+    }
+}
+
+fn read_number<T: std::str::FromStr>(path: &str) -> Option<T> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn forks_since_boot() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("processes "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The lowest PID the sweep must look at: 0 (all) unless `mark` says
+/// more.
+fn sweep_from(mark: Option<PidMark>) -> i32 {
+    let Some(mark) = mark else { return 0 };
+    let now = PidMark::now();
+    let pid_max = read_number::<i32>("/proc/sys/kernel/pid_max");
+    match (now, pid_max) {
+        (Some(now), Some(pid_max)) => mark.lowest_new_pid(now, pid_max).unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// Every process whose environment holds `GANTRY_BUILD_RUN=<run_id>`,
 /// which every process of a build inherits unless it rewrote its
 /// environment. This finds processes that escaped the phase's process group
-/// (`setsid`, double forks) and were reparented away from us.
-pub fn processes_of_build(run_id: &str) -> Vec<i32> {
+/// (`setsid`, double forks) and were reparented away from us. With a
+/// `mark` taken before the build started anything, only processes created
+/// since are read.
+pub fn processes_of_build(run_id: &str, mark: Option<PidMark>) -> Vec<i32> {
     let needle = format!("{}={run_id}", super::RUN_ID_VAR);
     let me = std::process::id() as i32;
+    let from = sweep_from(mark);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
+        .filter(|&pid| pid != me && pid >= from)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
@@ -133,9 +209,10 @@ pub fn processes_of_build(run_id: &str) -> Vec<i32> {
 }
 
 /// Kills every process of the build: the known process groups first, then
-/// whatever still carries the build's id, until none is left (bounded, so a
-/// process that keeps forking cannot hold us forever).
-pub async fn kill_build(groups: &[i32], run_id: &str, grace: Duration) {
+/// whatever still carries the run's id (created since `mark`, when
+/// given), until none is left (bounded, so a process that keeps forking
+/// cannot hold us forever).
+pub async fn kill_build(groups: &[i32], run_id: &str, grace: Duration, mark: Option<PidMark>) {
     for &pgid in groups {
         signal_group(pgid, libc::SIGTERM);
     }
@@ -149,7 +226,7 @@ pub async fn kill_build(groups: &[i32], run_id: &str, grace: Duration) {
         signal_group(pgid, libc::SIGKILL);
     }
     for _ in 0..50 {
-        let strays = processes_of_build(run_id);
+        let strays = processes_of_build(run_id, mark);
         if strays.is_empty() {
             return;
         }
@@ -186,4 +263,61 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(last_pid: i32, forks: u64) -> PidMark {
+        PidMark { last_pid, forks }
+    }
+
+    #[test]
+    fn a_sweep_skips_older_pids_only_while_the_counter_cannot_have_wrapped() {
+        let start = mark(1000, 50_000);
+        // Counted up, few tasks created: anything new is above the mark.
+        assert_eq!(start.lowest_new_pid(mark(1200, 50_150), 32768), Some(1001));
+        // The counter is below the mark: it wrapped, so read everything.
+        assert_eq!(start.lowest_new_pid(mark(400, 50_150), 32768), None);
+        // Above the mark again, but enough tasks were created to have gone
+        // all the way round.
+        assert_eq!(start.lowest_new_pid(mark(1200, 70_000), 32768), None);
+        // A fork counter that went backwards is not believed.
+        assert_eq!(start.lowest_new_pid(mark(1200, 10), 32768), None);
+    }
+
+    fn child_with_id(id: &str) -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .env(crate::executor::RUN_ID_VAR, id)
+            .spawn()
+            .expect("sleep")
+    }
+
+    #[test]
+    fn the_sweep_finds_a_process_created_after_the_mark_and_skips_older_ones() {
+        let id = format!("sweep-test:{}", std::process::id());
+        let older = child_with_id(&id);
+        let Some(started) = PidMark::now() else {
+            // /proc is another PID namespace's: sweeps read everything.
+            let mut older = older;
+            let _ = older.kill();
+            let _ = older.wait();
+            return;
+        };
+        let newer = child_with_id(&id);
+        let (older_pid, newer_pid) = (older.id() as i32, newer.id() as i32);
+        let marked = processes_of_build(&id, Some(started));
+        let mut all = processes_of_build(&id, None);
+        for mut child in [older, newer] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        all.sort();
+        let mut both = vec![older_pid, newer_pid];
+        both.sort();
+        assert_eq!(all, both);
+        assert_eq!(marked, vec![newer_pid]);
+    }
 }

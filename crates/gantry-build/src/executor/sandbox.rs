@@ -371,7 +371,7 @@ impl Environment for SandboxEnvironment {
         )
         .await;
         // Belt and braces: anything that still carries the build's id.
-        process::kill_build(&[], &self.config.run_id, std::time::Duration::ZERO).await;
+        process::kill_build(&[], &self.config.run_id, std::time::Duration::ZERO, None).await;
     }
 
     async fn close(&self) {

@@ -537,19 +537,19 @@ async fn result<S: Store>(
     };
     let kept = serde_json::to_value(&result)
         .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let finished = match state
+    // The result and the job's end in one fenced update: one commit (and
+    // one fsync) per build rather than two, and no moment where the row
+    // holds a result but the job is still leased.
+    let finished = state
         .store
-        .record_job_result(&job_id, result.epoch, &kept)
-        .await
-    {
-        Ok(()) => {
-            state
-                .store
-                .finish_agent_job(&job_id, result.epoch, status, result.error.as_deref())
-                .await
-        }
-        Err(e) => Err(e),
-    };
+        .finish_agent_job_with_result(
+            &job_id,
+            result.epoch,
+            status,
+            result.error.as_deref(),
+            &kept,
+        )
+        .await;
     finished?;
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
     hub(&state).drop_relay(&job_id);

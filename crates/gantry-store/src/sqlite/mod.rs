@@ -72,8 +72,15 @@ impl SqliteStore {
         // the moment the connection is back; with many agents and builds at
         // once this doubled throughput. Lookups that write nothing use the
         // read-only `readers`.
+        //
+        // No test before each acquire: for a file on this machine the ping
+        // (a round trip to the connection's worker thread, and a wake-up
+        // each way) finds nothing a statement would not, and it cost as
+        // much CPU as the fsyncs (`gantry bench agents`). sqlx still
+        // checks a connection when it is handed back.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(StoreError::other)?;
@@ -81,6 +88,7 @@ impl SqliteStore {
         // Opened after the migrations: the schema and the WAL files exist.
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(reader_options)
             .await
             .map_err(StoreError::other)?;
