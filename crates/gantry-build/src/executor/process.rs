@@ -288,11 +288,23 @@ mod tests {
     }
 
     fn child_with_id(id: &str) -> std::process::Child {
-        std::process::Command::new("sleep")
+        let child = std::process::Command::new("sleep")
             .arg("30")
             .env(crate::executor::RUN_ID_VAR, id)
             .spawn()
-            .expect("sleep")
+            .expect("sleep");
+        // spawn returns once exec closed the close-on-exec pipe, which is
+        // before the new image's environment is laid out: until then
+        // /proc/PID/environ reads empty.
+        let needle = format!("{}={id}", crate::executor::RUN_ID_VAR);
+        for _ in 0..200 {
+            let env = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+            if env.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child
     }
 
     #[test]
