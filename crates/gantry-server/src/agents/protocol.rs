@@ -331,12 +331,34 @@ async fn logs<S: Store>(
     // here, else a relay to the build in the store. The cursor is the
     // `jobs` row's, so the agent may switch servers between chunks.
     let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    if job.kind == wire::COMMAND_KIND {
-        let acked = command_chunk(&state, &token, &job_id, &chunk).await?;
-        return Ok(json(&LogAck { acked }));
-    }
-    let acked = build_chunk(&state, &token, &job, &chunk, events).await?;
+    let acked = store_chunk(&state, &token, &job, &chunk, events).await?;
     Ok(json(&LogAck { acked }))
+}
+
+/// Stores a chunk (a command's or a build's) in a task of its own, which
+/// the request's end cannot cancel: its lines and the job's log cursor
+/// are two writes, and a request dropped between them (the agent's
+/// connection cut while it waits for the answer) would leave the lines
+/// stored but the chunk unacknowledged, so the agent's resend would store
+/// them again.
+async fn store_chunk<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    job: &AgentJobRecord,
+    chunk: &LogChunk,
+    events: Vec<gantry_build::BuildEvent>,
+) -> Result<u64, AgentError> {
+    let what = format!("storing log chunk {} of job {}", chunk.seq, job.id);
+    let (state, token, job, chunk) = (state.clone(), token.clone(), job.clone(), chunk.clone());
+    tokio::spawn(async move {
+        if job.kind == wire::COMMAND_KIND {
+            command_chunk(&state, &token, &job.id, &chunk).await
+        } else {
+            build_chunk(&state, &token, &job, &chunk, events).await
+        }
+    })
+    .await
+    .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, format!("{what}: {e}")))?
 }
 
 /// A chunk's items as build events (400 naming a bad one).
@@ -480,14 +502,11 @@ async fn result<S: Store>(
         None => None,
     };
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
-    if job.kind == wire::COMMAND_KIND {
-        if let Some((chunk, _)) = tail {
-            command_chunk(&state, &token, &job_id, chunk).await?;
-        }
-        return command_result(&state, &job, result).await;
-    }
     if let Some((chunk, events)) = tail {
-        build_chunk(&state, &token, &job, chunk, events).await?;
+        store_chunk(&state, &token, &job, chunk, events).await?;
+    }
+    if job.kind == wire::COMMAND_KIND {
+        return command_result(&state, &job, result).await;
     }
     // Any server takes the result: it is kept in the `jobs` row, and the
     // build's owner (here or elsewhere) finishes the build from it.
