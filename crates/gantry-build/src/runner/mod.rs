@@ -558,7 +558,6 @@ pub(crate) fn epoch_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A random (version 4) UUID from the kernel's generator.
 /// The build's ARN: the caller's, or a local one.
 pub(crate) fn build_arn(options: &BuildOptions, id: &str) -> String {
     options
@@ -567,6 +566,7 @@ pub(crate) fn build_arn(options: &BuildOptions, id: &str) -> String {
         .unwrap_or_else(|| format!("arn:aws:codebuild:local:000000000000:build/{id}"))
 }
 
+/// A random (version 4) UUID from the kernel's generator.
 pub(crate) fn random_uuid() -> String {
     let mut bytes = [0u8; 16];
     // SAFETY: the buffer is 16 writable bytes.
