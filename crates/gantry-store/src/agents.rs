@@ -209,11 +209,6 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn cancel_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
     /// Fails a job whatever its state (its build ended without it).
     async fn abandon_job(&self, id: &str, error: &str) -> Result<(), StoreError>;
-    /// Fails every QUEUED or LEASED job of kind `codebuild` (their builds
-    /// were interrupted by a restart); returns how many. Jobs of other kinds
-    /// (`command`) are followed again by whoever waits for them after the
-    /// restart, so they stay as they are.
-    async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError>;
     /// Every LEASED job whose lease ran out by `now_ms` goes back to
     /// QUEUED, or FAILED when it used all its attempts.
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError>;

@@ -221,28 +221,19 @@ async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B)
     let leased = store.cancel_job("l").await.expect("cancel");
     assert_eq!(leased.status, LEASED);
     assert!(leased.cancel_requested);
-    // A restart abandons what is still open, and nothing else.
-    store.enqueue_job(&job("q2", 1)).await.expect("enqueue");
-    assert_eq!(
-        store.abandon_open_jobs("restart").await.expect("abandon"),
-        2
-    );
     assert_eq!(
         store.get_agent_job("q").await.expect("q").error.as_deref(),
         Some("cancelled")
     );
-    assert_eq!(store.get_agent_job("q2").await.expect("q2").status, FAILED);
 }
 
 /// A `command` job keeps what its agent reported (its waiter reads it from
-/// the store, across a restart), only under the lease's epoch, and a
-/// restart's abandoning of build jobs leaves it alone.
+/// the store, across a restart), and only under the lease's epoch.
 async fn command_jobs_keep_their_result_and_outlive_a_restart<B: Backend>(b: &B) {
     let store = b.open().await;
     let mut command = job("cmd", 2);
     command.kind = "command".into();
     store.enqueue_job(&command).await.expect("enqueue");
-    store.enqueue_job(&job("build", 2)).await.expect("enqueue");
     assert_eq!(store.get_agent_job("cmd").await.expect("cmd").result, None);
     let now = now_ms();
     assert!(
@@ -255,15 +246,6 @@ async fn command_jobs_keep_their_result_and_outlive_a_restart<B: Backend>(b: &B)
         .ack_job("cmd", "n", "a", "x", now + 60_000)
         .await
         .expect("ack");
-    // The restart fails the build's job only.
-    assert_eq!(
-        store.abandon_open_jobs("restart").await.expect("abandon"),
-        1
-    );
-    assert_eq!(
-        store.get_agent_job("build").await.expect("b").status,
-        FAILED
-    );
     assert_eq!(store.get_agent_job("cmd").await.expect("c").status, LEASED);
     let report = serde_json::json!({"exit_code": 3, "stdout": "out", "stderr": "err"});
     let stale = store

@@ -450,22 +450,6 @@ impl AgentStore for PgStore {
         Ok(())
     }
 
-    async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = $1, error = $2, update_ms = $3
-             WHERE status IN ($4, $5) AND kind = 'codebuild'",
-        )
-        .bind(FAILED)
-        .bind(error)
-        .bind(now_ms())
-        .bind(QUEUED)
-        .bind(LEASED)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected())
-    }
-
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND lease_expires_ms <= $2"

@@ -432,22 +432,6 @@ impl AgentStore for SqliteStore {
         Ok(())
     }
 
-    async fn abandon_open_jobs(&self, error: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = ?, error = ?, update_ms = ?
-             WHERE status IN (?, ?) AND kind = 'codebuild'",
-        )
-        .bind(FAILED)
-        .bind(error)
-        .bind(now_ms())
-        .bind(QUEUED)
-        .bind(LEASED)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected())
-    }
-
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? AND lease_expires_ms <= ?"
