@@ -70,6 +70,53 @@ pub struct GitCache {
     commits: Arc<Mutex<HashMap<String, Commit>>>,
     /// Fetches per mirror, for [`FETCHES_PER_MAINTENANCE`].
     fetch_counts: Arc<Mutex<HashMap<PathBuf, u64>>>,
+    /// Whether a commit of a repository on this machine is read where it
+    /// is instead of being fetched (see [`local_repository`]).
+    read_in_place: bool,
+}
+
+/// Where a commit's objects are for the git commands that read it: the
+/// mirror, plus the object directory of a repository on this machine when
+/// the commit was found there rather than in the mirror.
+#[derive(Debug, Clone)]
+struct Objects {
+    mirror: PathBuf,
+    /// The local repository's git directory (its `objects` is borrowed).
+    borrowed: Option<PathBuf>,
+}
+
+impl Objects {
+    fn in_mirror(mirror: PathBuf) -> Self {
+        Objects {
+            mirror,
+            borrowed: None,
+        }
+    }
+
+    /// `git --git-dir=<mirror> <rest>`, seeing the borrowed objects too.
+    fn command<'a>(&self, rest: impl IntoIterator<Item = &'a str>) -> Invocation {
+        self.lend(Invocation::new(git_dir_args(&self.mirror, rest)))
+    }
+
+    /// `invocation` with the borrowed objects added as alternates for this
+    /// one process (`GIT_ALTERNATE_OBJECT_DIRECTORIES`): the mirror itself
+    /// is left as it is.
+    fn lend(&self, invocation: Invocation) -> Invocation {
+        match &self.borrowed {
+            Some(git_dir) => {
+                invocation.env("GIT_ALTERNATE_OBJECT_DIRECTORIES", git_dir.join("objects"))
+            }
+            None => invocation,
+        }
+    }
+
+    /// Where both of two commits of one repository can be read.
+    fn with(self, other: Objects) -> Objects {
+        Objects {
+            borrowed: self.borrowed.or(other.borrowed),
+            ..self
+        }
+    }
 }
 
 impl GitCache {
@@ -88,7 +135,16 @@ impl GitCache {
             fetched: Arc::default(),
             commits: Arc::default(),
             fetch_counts: Arc::default(),
+            read_in_place: true,
         }
+    }
+
+    /// The same cache fetching commits of repositories on this machine as
+    /// it would a remote's (by default it reads them in place; see
+    /// docs/git-source.md). For tests of the fetch itself.
+    pub fn fetching_local_repositories(mut self) -> Self {
+        self.read_in_place = false;
+        self
     }
 
     /// The same cache with another per-command timeout.
@@ -225,11 +281,12 @@ impl GitCache {
                     .await?
             }
         };
+        let mirror = Objects::in_mirror(mirror);
         let commit = self.read_commit(&mirror, &id).await?.with_branch(branch);
         self.known
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert((mirror, id));
+            .insert((mirror.mirror, id));
         Ok(commit)
     }
 
@@ -241,16 +298,32 @@ impl GitCache {
     pub async fn fetch_commit(&self, url: &str, commit_id: &str) -> Result<Commit> {
         check_url(url)?;
         let id = check_commit_id(commit_id)?;
-        let mirror = self.ensure_commit(url, &id).await?;
-        self.read_commit(&mirror, &id).await
+        let objects = self.ensure_commit(url, &id).await?;
+        self.read_commit(&objects, &id).await
     }
 
-    async fn ensure_commit(&self, url: &str, id: &str) -> Result<PathBuf> {
+    /// Makes sure the commit can be read: it is in the mirror, or in the
+    /// local repository `url` names (read in place), or it is fetched.
+    async fn ensure_commit(&self, url: &str, id: &str) -> Result<Objects> {
         let lock = self.lock_for(url);
         let _guard = lock.lock().await;
         let mirror = self.ensure_mirror(url).await?;
         if self.has_commit(&mirror, id).await? {
-            return Ok(mirror);
+            return Ok(Objects::in_mirror(mirror));
+        }
+        // A repository on this machine is read where it is, as `git clone`
+        // of a local path borrows its objects instead of fetching them: a
+        // fetch is six processes (`fetch`, `sh`, `upload-pack`,
+        // `pack-objects`, `unpack-objects`, `rev-list`), most of the time
+        // between a webhook and its build's first command.
+        if self.read_in_place
+            && let Some(git_dir) = local_repository(url)
+            && objects::has_object(&git_dir, id) == Some(true)
+        {
+            return Ok(Objects {
+                mirror,
+                borrowed: Some(git_dir),
+            });
         }
         let by_id = self
             .git
@@ -263,14 +336,14 @@ impl GitCache {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .insert((mirror.clone(), id.to_owned()));
-            return Ok(mirror);
+            return Ok(Objects::in_mirror(mirror));
         }
         // The server may refuse fetches by id: every branch, then look.
         self.git
             .run(fetch_invocation(&mirror, url).arg("+refs/heads/*:refs/heads/*"))
             .await?;
         if self.has_commit(&mirror, id).await? {
-            Ok(mirror)
+            Ok(Objects::in_mirror(mirror))
         } else {
             Err(Error::CommitNotFound {
                 url: redact_url(url),
@@ -337,7 +410,7 @@ impl GitCache {
         })
     }
 
-    async fn read_commit(&self, mirror: &Path, id: &str) -> Result<Commit> {
+    async fn read_commit(&self, objects: &Objects, id: &str) -> Result<Commit> {
         if let Some(commit) = self
             .commits
             .lock()
@@ -346,9 +419,10 @@ impl GitCache {
         {
             return Ok(commit.clone());
         }
-        let commit = match objects::read_loose_commit(mirror, id) {
+        let git_dir = objects.borrowed.as_ref().unwrap_or(&objects.mirror);
+        let commit = match objects::read_loose_commit(git_dir, id) {
             Some(commit) => commit,
-            None => self.show_commit(mirror, id).await?,
+            None => self.show_commit(objects, id).await?,
         };
         let mut commits = self
             .commits
@@ -389,22 +463,20 @@ impl GitCache {
     }
 
     /// Reads a commit with `git show -s`.
-    async fn show_commit(&self, mirror: &Path, id: &str) -> Result<Commit> {
+    async fn show_commit(&self, objects: &Objects, id: &str) -> Result<Commit> {
         let out = self
             .git
             .run(
-                Invocation::new(git_dir_args(
-                    mirror,
-                    [
+                objects
+                    .command([
                         "show",
                         "-s",
                         "--no-show-signature",
                         DATE_FORMAT,
                         COMMIT_FORMAT,
                         id,
-                    ],
-                ))
-                .env("TZ", "UTC"),
+                    ])
+                    .env("TZ", "UTC"),
             )
             .await?;
         parse_commit(&out).ok_or_else(|| Error::UnexpectedOutput {
@@ -449,7 +521,7 @@ impl GitCache {
             check_branch(branch)?;
         }
         let dest = dest.as_ref();
-        let mirror = self.ensure_commit(url, &id).await?;
+        let objects = self.ensure_commit(url, &id).await?;
         prepare_destination(dest).await?;
         let scratch = tempfile::Builder::new()
             .prefix("gantry-checkout-")
@@ -459,7 +531,7 @@ impl GitCache {
         // One process: read the tree into the throw-away index and write
         // its files (`-u`), with the same attribute handling as a checkout.
         let mut args = git_dir_args(
-            &mirror,
+            &objects.mirror,
             ["-c", "core.autocrlf=false", "-c", "core.symlinks=true"],
         );
         args.push("--work-tree".into());
@@ -471,10 +543,10 @@ impl GitCache {
             id.as_str().into(),
         ]);
         self.git
-            .run(Invocation::new(args).env("GIT_INDEX_FILE", &index))
+            .run(objects.lend(Invocation::new(args).env("GIT_INDEX_FILE", &index)))
             .await?;
         if options.git_dir {
-            self.write_git_dir(&mirror, &id, dest, options.branch.as_deref())
+            self.write_git_dir(&objects, &id, dest, options.branch.as_deref())
                 .await?;
         }
         Ok(())
@@ -482,7 +554,7 @@ impl GitCache {
 
     async fn write_git_dir(
         &self,
-        mirror: &Path,
+        objects: &Objects,
         id: &str,
         dest: &Path,
         branch: Option<&str>,
@@ -497,11 +569,14 @@ impl GitCache {
             ]))
             .await?;
         let alternates = git_dir.join("objects/info/alternates");
-        let mirror_objects =
-            std::path::absolute(mirror.join("objects")).map_err(|e| Error::io(mirror, e))?;
-        let mut line = mirror_objects.into_os_string().into_encoded_bytes();
-        line.push(b'\n');
-        tokio::fs::write(&alternates, line)
+        let mut lines = Vec::new();
+        for source in std::iter::once(&objects.mirror).chain(&objects.borrowed) {
+            let source_objects =
+                std::path::absolute(source.join("objects")).map_err(|e| Error::io(source, e))?;
+            lines.extend(source_objects.into_os_string().into_encoded_bytes());
+            lines.push(b'\n');
+        }
+        tokio::fs::write(&alternates, lines)
             .await
             .map_err(|e| Error::io(&alternates, e))?;
         match branch {
@@ -557,32 +632,26 @@ impl GitCache {
     pub async fn changed_files(&self, url: &str, from: &str, to: &str) -> Result<Vec<String>> {
         check_url(url)?;
         let to = check_commit_id(to)?;
-        let mirror = self.ensure_commit(url, &to).await?;
+        let objects = self.ensure_commit(url, &to).await?;
         let out = if is_zero_id(from) {
             self.git
-                .run(Invocation::new(git_dir_args(
-                    &mirror,
-                    ["ls-tree", "-r", "-z", "--name-only", "--full-tree", &to],
-                )))
+                .run(objects.command(["ls-tree", "-r", "-z", "--name-only", "--full-tree", &to]))
                 .await?
         } else {
             let from = check_commit_id(from)?;
-            self.ensure_commit(url, &from).await?;
+            let objects = objects.with(self.ensure_commit(url, &from).await?);
             self.git
-                .run(Invocation::new(git_dir_args(
-                    &mirror,
-                    [
-                        "diff",
-                        "--name-only",
-                        "-z",
-                        "--no-renames",
-                        "--no-ext-diff",
-                        "--no-textconv",
-                        &from,
-                        &to,
-                        "--",
-                    ],
-                )))
+                .run(objects.command([
+                    "diff",
+                    "--name-only",
+                    "-z",
+                    "--no-renames",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                    &from,
+                    &to,
+                    "--",
+                ]))
                 .await?
         };
         Ok(out
@@ -638,6 +707,26 @@ fn fetch_invocation(mirror: &Path, url: &str) -> Invocation {
         ],
     ))
     .arg_url(url)
+}
+
+/// The git directory of the repository `url` names when it is on this
+/// machine (`file:///path` or `/path`, bare or with a `.git` directory),
+/// for reading its commits in place.
+///
+/// `None` for anything else, and for a path git would read differently or
+/// that `GIT_ALTERNATE_OBJECT_DIRECTORIES` cannot carry as it is: `%`
+/// escapes (git decodes them in `file://` URLs), `:` (the variable's
+/// separator), a leading `"` (its quoting), `.git` files (worktrees,
+/// submodules). Those are fetched, as before.
+fn local_repository(url: &str) -> Option<PathBuf> {
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    if !path.starts_with('/') || path.contains(['%', ':', '"', '\n']) {
+        return None;
+    }
+    let path = Path::new(path);
+    [path.to_owned(), path.join(".git")]
+        .into_iter()
+        .find(|git_dir| git_dir.join("objects").is_dir() && git_dir.join("HEAD").is_file())
 }
 
 /// `--git-dir=<mirror>` followed by `rest`.

@@ -684,7 +684,8 @@ async fn a_burst_of_fetches_of_one_branch_costs_two_fetches_and_never_misses_a_p
 async fn a_webhook_commit_and_a_branch_head_each_cost_one_git_process() {
     let up = Upstream::new();
     up.commit("main", &[("f", Some("1"))], "one");
-    let cache = up.cache();
+    // As a remote repository would be: a local one is read in place.
+    let cache = up.cache().fetching_local_repositories();
     cache.fetch(&up.url(), "main").await.unwrap();
 
     // A new commit named by id: no `cat-file` to learn it is missing (the
@@ -792,7 +793,9 @@ async fn a_webhook_commit_is_sent_alone_not_with_all_history_since_the_branch_he
     )
     .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cache = GitCache::new(tmp.path().join("cache")).with_git_program(&wrapper);
+    let cache = GitCache::new(tmp.path().join("cache"))
+        .with_git_program(&wrapper)
+        .fetching_local_repositories();
     // The mirror's branch head stays at the first commit: only webhooks'
     // commit ids are fetched after it.
     cache.fetch(&up.url(), "main").await.unwrap();
@@ -807,5 +810,127 @@ async fn a_webhook_commit_is_sent_alone_not_with_all_history_since_the_branch_he
     assert!(
         written <= 3,
         "the fetch of one new commit sent {written} objects"
+    );
+}
+
+/// Whether the bare repository at `git_dir` holds object `id` itself.
+fn holds_object(git_dir: &Path, id: &str) -> bool {
+    Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(["cat-file", "-e", id])
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[tokio::test]
+async fn a_local_repositorys_commits_are_read_in_place_not_fetched() {
+    let up = Upstream::new();
+    let first = up.commit("main", &[("f", Some("1")), ("keep", Some("k"))], "one");
+    let cache = up.cache();
+    cache.fetch(&up.url(), "main").await.unwrap();
+    let mirror = cache.mirror_path(&up.url());
+
+    // A webhook's new commit: read from the repository's own loose object,
+    // no git process at all, and the mirror is left as it was.
+    let pushed = up.commit("main", &[("f", Some("2"))], "two");
+    let before = cache.commands_run();
+    let commit = cache.fetch_commit(&up.url(), &pushed).await.unwrap();
+    assert_eq!(
+        (commit.id.as_str(), commit.message.as_str()),
+        (pushed.as_str(), "two")
+    );
+    assert_eq!(commit.author_name, "Ada Lovelace");
+    assert_eq!(cache.commands_run(), before, "nothing fetched");
+    assert!(!holds_object(&mirror, &pushed), "the mirror is untouched");
+
+    // Its checkout is the one `read-tree`, reading the borrowed objects.
+    let before = cache.commands_run();
+    let dest = up.dir("checkout");
+    cache.checkout(&up.url(), &pushed, &dest).await.unwrap();
+    assert_eq!(cache.commands_run() - before, 1, "only the checkout");
+    assert_eq!(std::fs::read_to_string(dest.join("f")).unwrap(), "2");
+    assert_eq!(std::fs::read_to_string(dest.join("keep")).unwrap(), "k");
+    assert!(!dest.join(".git").exists());
+
+    // A path filter's diff between a commit in the mirror and one read in place.
+    assert_eq!(
+        cache
+            .changed_files(&up.url(), &first, &pushed)
+            .await
+            .unwrap(),
+        ["f"]
+    );
+
+    // Packed in the repository (a git host's `gc`): found through its pack
+    // index, read by `git show` with the objects borrowed.
+    let packed = up.commit_dated(
+        "main",
+        &[("g", Some("3"))],
+        "three",
+        "2023-12-31T23:30:00-05:00",
+    );
+    run_git(&up.bare, &["gc", "-q", "--prune=now"], &[]);
+    assert!(
+        !up.bare
+            .join("objects")
+            .join(&packed[..2])
+            .join(&packed[2..])
+            .exists()
+    );
+    let commit = cache.fetch_commit(&up.url(), &packed).await.unwrap();
+    assert_eq!(commit.message, "three");
+    assert_eq!(commit.author_date, "2024-01-01T04:30:00Z");
+    assert!(!holds_object(&mirror, &packed));
+
+    // A checkout with history owns its objects: it outlives the repository.
+    let full = up.dir("full");
+    cache
+        .checkout_with(
+            &up.url(),
+            &packed,
+            &full,
+            &CheckoutOptions {
+                git_dir: true,
+                branch: Some("main".into()),
+            },
+        )
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&up.bare).unwrap();
+    assert!(!full.join(".git/objects/info/alternates").exists());
+    assert_eq!(run_git(&full, &["rev-parse", "HEAD"], &[]), packed);
+    assert_eq!(
+        run_git(&full, &["log", "--format=%s"], &[]),
+        "three\ntwo\none"
+    );
+    assert_eq!(run_git(&full, &["status", "--porcelain"], &[]), "");
+}
+
+#[tokio::test]
+async fn a_work_tree_by_plain_path_is_read_in_place_and_a_missing_commit_still_fetches() {
+    let up = Upstream::new();
+    up.commit("main", &[("f", Some("1"))], "one");
+    // The pushing work tree itself, named by its path: its `.git` is read.
+    let url = up.work.to_str().unwrap().to_owned();
+    let cache = up.cache();
+    let local = run_git(&up.work, &["rev-parse", "HEAD"], &[]);
+    let before = cache.commands_run();
+    let commit = cache.fetch_commit(&url, &local).await.unwrap();
+    assert_eq!(commit.message, "one");
+    // Only the mirror's `git init`.
+    assert_eq!(cache.commands_run() - before, 1);
+
+    // A commit the repository does not have is looked for the usual way
+    // (fetch by id, then every branch) and reported missing.
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let before = cache.commands_run();
+    let err = cache.fetch_commit(&url, missing).await.unwrap_err();
+    assert!(matches!(err, Error::CommitNotFound { .. }), "{err}");
+    assert!(
+        cache.commands_run() - before >= 2,
+        "fetched by id, then branches"
     );
 }
