@@ -257,6 +257,19 @@ impl GitCache {
     async fn fetch_locked(&self, url: &str, branch: &str) -> Result<Commit> {
         let mirror = {
             let mirror = self.ensure_mirror(url).await?;
+            // A repository on this machine: its branch and the commit are
+            // read where they are (see `ensure_commit`), no fetch.
+            if self.read_in_place
+                && let Some(git_dir) = local_repository(url)
+                && let Some(id) = objects::read_branch(&git_dir, branch)
+                && objects::has_object(&git_dir, &id) == Some(true)
+            {
+                let objects = Objects {
+                    mirror,
+                    borrowed: Some(git_dir),
+                };
+                return Ok(self.read_commit(&objects, &id).await?.with_branch(branch));
+            }
             let refspec = format!("+refs/heads/{branch}:refs/heads/{branch}");
             let finished = self
                 .git

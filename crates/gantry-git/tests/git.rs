@@ -653,7 +653,8 @@ async fn a_command_past_its_timeout_is_killed_with_its_children() {
 async fn a_burst_of_fetches_of_one_branch_costs_two_fetches_and_never_misses_a_push() {
     let up = Upstream::new();
     let first = up.commit("main", &[("f", Some("1"))], "one");
-    let cache = up.cache();
+    // As a remote repository would be: a local one is read in place.
+    let cache = up.cache().fetching_local_repositories();
     // Warm: the mirror exists.
     assert_eq!(cache.fetch(&up.url(), "main").await.unwrap().id, first);
     let before = cache.commands_run();
@@ -726,17 +727,18 @@ async fn commits_read_without_git_equal_what_git_show_reads() {
             ("GIT_COMMITTER_DATE", "2024-02-29T12:00:00+14:00"),
         ],
     );
-    let loose = up.cache();
+    // Both read their own mirrors, as for a remote repository.
+    let loose = up.cache().fetching_local_repositories();
     let from_loose = loose.fetch(&up.url(), "main").await.unwrap();
     assert_eq!(from_loose.id, sha);
 
     // A second cache whose mirror holds the commit packed (and its ref in
     // packed-refs): the commit is read by `git show`.
-    let packed = GitCache::new(up.dir("packed-cache"));
+    let packed = GitCache::new(up.dir("packed-cache")).fetching_local_repositories();
     packed.fetch(&up.url(), "main").await.unwrap();
     let mirror = packed.mirror_path(&up.url());
     run_git(&mirror, &["gc", "-q", "--prune=now"], &[]);
-    let packed = GitCache::new(up.dir("packed-cache"));
+    let packed = GitCache::new(up.dir("packed-cache")).fetching_local_repositories();
     let before = packed.commands_run();
     let from_git = packed.fetch_commit(&up.url(), &sha).await.unwrap();
     assert!(
@@ -756,7 +758,7 @@ async fn commits_read_without_git_equal_what_git_show_reads() {
     );
 
     // And the packed branch head is found through packed-refs.
-    let again = GitCache::new(up.dir("packed-cache"));
+    let again = GitCache::new(up.dir("packed-cache")).fetching_local_repositories();
     assert_eq!(again.fetch(&up.url(), "main").await.unwrap().id, sha);
 }
 
@@ -846,6 +848,20 @@ async fn a_local_repositorys_commits_are_read_in_place_not_fetched() {
     assert_eq!(cache.commands_run(), before, "nothing fetched");
     assert!(!holds_object(&mirror, &pushed), "the mirror is untouched");
 
+    // A branch is read there too: its ref and its commit, no git process.
+    let head = up.commit("main", &[("f", Some("2b"))], "two and a bit");
+    let before = cache.commands_run();
+    let commit = cache.fetch(&up.url(), "main").await.unwrap();
+    assert_eq!(
+        (commit.id.as_str(), commit.branch.as_deref()),
+        (head.as_str(), Some("main"))
+    );
+    assert_eq!(cache.commands_run(), before, "nothing fetched");
+    assert!(!holds_object(&mirror, &head));
+    // A branch the repository lacks is still told apart.
+    let err = cache.fetch(&up.url(), "nope").await.unwrap_err();
+    assert!(matches!(err, Error::BranchNotFound { .. }), "{err}");
+
     // Its checkout is the one `read-tree`, reading the borrowed objects.
     let before = cache.commands_run();
     let dest = up.dir("checkout");
@@ -904,7 +920,7 @@ async fn a_local_repositorys_commits_are_read_in_place_not_fetched() {
     assert_eq!(run_git(&full, &["rev-parse", "HEAD"], &[]), packed);
     assert_eq!(
         run_git(&full, &["log", "--format=%s"], &[]),
-        "three\ntwo\none"
+        "three\ntwo and a bit\ntwo\none"
     );
     assert_eq!(run_git(&full, &["status", "--porcelain"], &[]), "");
 }
