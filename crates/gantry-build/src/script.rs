@@ -3,17 +3,24 @@
 //! A phase runs as ONE shell process executing a generated script, so 1,000
 //! commands cost 1,000 `eval`s, not 1,000 process starts. The script:
 //!
-//! 1. sources the phase's environment (`export NAME='value'` lines) — the
-//!    process itself starts with an empty environment, so what the build sees
-//!    is exactly what the runner composed;
+//! 1. exports the phase's environment (`export NAME='value'` lines at its
+//!    top) — the process itself starts with an empty environment, so what
+//!    the build sees is exactly what the runner composed;
 //! 2. sends its output into the build's log FIFO (every executor, Docker
 //!    included, can see the control directory at the same path);
 //! 3. `eval`s each command in turn and appends `c <index> <status>` to the
-//!    status file; after the first failure the remaining commands are skipped,
-//!    then every `finally` command runs (`f <index> <status>`) until one fails;
-//! 4. on exit — normal, `exit` in a command, or `set -e` — dumps the exported
-//!    environment (`/proc/self/environ` of a `cat`, NUL-separated, so any value
-//!    survives) and the working directory, which the next phase starts from.
+//!    record file; after the first failure the remaining commands are
+//!    skipped, then every `finally` command runs (`f <index> <status>`) until
+//!    one fails;
+//! 4. on exit — normal, `exit` in a command, or `set -e` — appends to the
+//!    record a NUL, the working directory and a NUL, then the exported
+//!    environment (`/proc/self/environ` of a `cat`, NUL-separated, so any
+//!    value survives), which the next phase starts from.
+//!
+//! Two files per phase (the script and its record), not five: on the file
+//! systems these run on, creating an inode right after many were deleted
+//! is most of what a file costs, and a trivial build is mostly its files
+//! and processes (docs/benchmarks.md).
 //!
 //! Version 0.1 buildspecs run each command in a subshell instead, so a `cd`
 //! or `export` does not reach the next command.
@@ -41,11 +48,12 @@ pub(crate) struct CommandStatus {
 /// The files of one phase attempt inside the control directory.
 #[derive(Debug, Clone)]
 pub(crate) struct PhaseFiles {
+    /// The script, its environment's exports at the top (mode 0600: they
+    /// may hold secrets).
     pub script: PathBuf,
-    pub env_in: PathBuf,
-    pub status: PathBuf,
-    pub env_out: PathBuf,
-    pub cwd_out: PathBuf,
+    /// What the script leaves: status lines, then at exit the directory
+    /// and the environment ([`parse_record`]).
+    pub record: PathBuf,
 }
 
 impl PhaseFiles {
@@ -53,22 +61,13 @@ impl PhaseFiles {
     pub fn new(control_dir: &Path, id: &str) -> PhaseFiles {
         PhaseFiles {
             script: control_dir.join(format!("{id}.sh")),
-            env_in: control_dir.join(format!("{id}.env")),
-            status: control_dir.join(format!("{id}.status")),
-            env_out: control_dir.join(format!("{id}.env.out")),
-            cwd_out: control_dir.join(format!("{id}.cwd.out")),
+            record: control_dir.join(format!("{id}.out")),
         }
     }
 
     /// Every file, for creating and cleaning them up.
-    pub fn all(&self) -> [&Path; 5] {
-        [
-            &self.script,
-            &self.env_in,
-            &self.status,
-            &self.env_out,
-            &self.cwd_out,
-        ]
+    pub fn all(&self) -> [&Path; 2] {
+        [&self.script, &self.record]
     }
 }
 
@@ -107,25 +106,22 @@ fn quote_path(path: &Path) -> String {
     quote(&path.to_string_lossy())
 }
 
-/// Renders the phase script.
-pub(crate) fn render(plan: &ScriptPlan<'_>) -> String {
-    let status = quote_path(&plan.files.status);
+/// Renders the phase script: `env` (from [`render_env`]) at its top.
+pub(crate) fn render(plan: &ScriptPlan<'_>, env: &str) -> String {
+    let record = quote_path(&plan.files.record);
     let mut s = String::with_capacity(
-        256 + plan
-            .commands
-            .iter()
-            .map(|c| 2 * c.len() + 160)
-            .sum::<usize>(),
+        256 + env.len()
+            + plan
+                .commands
+                .iter()
+                .map(|c| 2 * c.len() + 160)
+                .sum::<usize>(),
     );
-    s.push_str(&format!(
-        ". {} || exit 121\n",
-        quote_path(&plan.files.env_in)
-    ));
+    s.push_str(env);
     s.push_str(&format!("exec >{} 2>&1\n", quote_path(plan.log_fifo)));
+    // The directory first (a builtin, always written), then the environment.
     s.push_str(&format!(
-        "__gantry_dump() {{ command -p cat /proc/self/environ >{} 2>/dev/null; printf '%s' \"$PWD\" >{}; }}\n",
-        quote_path(&plan.files.env_out),
-        quote_path(&plan.files.cwd_out),
+        "__gantry_dump() {{ printf '\\0%s\\0' \"$PWD\" >>{record}; command -p cat /proc/self/environ >>{record} 2>/dev/null; }}\n",
     ));
     s.push_str("trap __gantry_dump EXIT\n");
     s.push_str(&format!(
@@ -157,7 +153,7 @@ pub(crate) fn render(plan: &ScriptPlan<'_>) -> String {
             };
             s.push_str(&format!(
                 "if [ $__gantry_failed = 0 ]; then {announce}{run}\n\
-                 __gantry_rc=$?; printf '{tag} {index} %s\\n' $__gantry_rc >>{status}; \
+                 __gantry_rc=$?; printf '{tag} {index} %s\\n' $__gantry_rc >>{record}; \
                  [ $__gantry_rc = 0 ] || __gantry_failed=1; fi\n"
             ));
         }
@@ -203,8 +199,42 @@ pub(crate) fn parse_environ(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Parses the status file: one `c|f <index> <code>` line per command that finished.
-pub(crate) fn parse_status(text: &str) -> Vec<CommandStatus> {
+/// What a phase's record file held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub statuses: Vec<CommandStatus>,
+    /// The directory at exit; `None` when the shell never got to its exit
+    /// trap (killed) or wrote an empty one.
+    pub cwd: Option<String>,
+    /// The exported environment at exit; empty as for `cwd`, or when its
+    /// `cat` failed.
+    pub environ: Vec<(String, String)>,
+}
+
+/// Parses a record: status lines, then (from the exit trap) NUL, the
+/// directory, NUL, and the NUL-separated environment.
+pub(crate) fn parse_record(bytes: &[u8]) -> Record {
+    let (statuses, dump) = match bytes.iter().position(|&b| b == 0) {
+        Some(at) => (&bytes[..at], Some(&bytes[at + 1..])),
+        None => (bytes, None),
+    };
+    let mut record = Record {
+        statuses: parse_status(&String::from_utf8_lossy(statuses)),
+        ..Record::default()
+    };
+    if let Some(dump) = dump {
+        let (cwd, environ) = match dump.iter().position(|&b| b == 0) {
+            Some(at) => (&dump[..at], &dump[at + 1..]),
+            None => (dump, &[][..]),
+        };
+        record.cwd = (!cwd.is_empty()).then(|| String::from_utf8_lossy(cwd).into_owned());
+        record.environ = parse_environ(environ);
+    }
+    record
+}
+
+/// Parses status lines: one `c|f <index> <code>` line per command that finished.
+fn parse_status(text: &str) -> Vec<CommandStatus> {
     text.lines()
         .filter_map(|line| {
             let mut parts = line.split_whitespace();
@@ -252,6 +282,28 @@ mod tests {
                 code: 2
             }
         );
+    }
+
+    #[test]
+    fn a_record_splits_into_statuses_directory_and_environment() {
+        let r = parse_record(b"c 0 0\nc 1 3\n\0/src/sub dir\0A=1\0PWD=/x\0B=x=y\0");
+        assert_eq!(r.statuses.len(), 2);
+        assert_eq!(r.statuses[1].code, 3);
+        assert_eq!(r.cwd.as_deref(), Some("/src/sub dir"));
+        assert_eq!(
+            r.environ,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        // Killed before its exit trap: statuses only, nothing to carry on.
+        let r = parse_record(b"c 0 0\n");
+        assert_eq!((r.statuses.len(), r.cwd, r.environ.len()), (1, None, 0));
+        // The trap ran but `cat` could not: the directory still carries.
+        let r = parse_record(b"\0/w\0");
+        assert_eq!(
+            (r.statuses.len(), r.cwd.as_deref(), r.environ.len()),
+            (0, Some("/w"), 0)
+        );
+        assert_eq!(parse_record(b""), Record::default());
     }
 
     #[test]

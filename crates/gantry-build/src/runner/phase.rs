@@ -294,7 +294,7 @@ async fn run_script(
         .resolve_owner(user)
         .await
         .map_err(|e| Attempt::Fault(e.into()))?;
-    write_files(&files, &script::render(&plan), &env_text, owner).map_err(|e| {
+    write_files(&files, &script::render(&plan, &env_text), owner).map_err(|e| {
         Attempt::Fault(PhaseContext {
             status_code: "FAULT".into(),
             message: e.to_string(),
@@ -318,44 +318,31 @@ async fn run_script(
         }
     };
     let exit_code = exit.map_err(|e| Attempt::Fault(e.into()))?;
-    let statuses =
-        script::parse_status(&std::fs::read_to_string(&files.status).unwrap_or_default());
+    let record = script::parse_record(&std::fs::read(&files.record).unwrap_or_default());
     if !isolate {
-        let dumped = std::fs::read(&files.env_out).unwrap_or_default();
-        if !dumped.is_empty() {
-            state.env = script::parse_environ(&dumped);
+        if !record.environ.is_empty() {
+            state.env = record.environ;
         }
-    }
-    let cwd = std::fs::read_to_string(&files.cwd_out).unwrap_or_default();
-    if !isolate && !cwd.is_empty() {
-        state.cwd = PathBuf::from(cwd);
+        if let Some(cwd) = record.cwd {
+            state.cwd = PathBuf::from(cwd);
+        }
     }
     for file in files.all() {
         let _ = std::fs::remove_file(file);
     }
     Ok(ScriptRun {
-        statuses,
+        statuses: record.statuses,
         exit_code,
     })
 }
 
-/// Writes a script's files: private to the user who runs it (the
-/// environment file may hold secrets).
-fn write_files(
-    files: &PhaseFiles,
-    script: &str,
-    env: &str,
-    owner: Option<(u32, u32)>,
-) -> std::io::Result<()> {
+/// Writes a script and its empty record: private to the user who runs it
+/// (the script's exports may hold secrets).
+fn write_files(files: &PhaseFiles, script: &str, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let contents: [(&std::path::Path, &[u8]); 5] = [
-        (&files.script, script.as_bytes()),
-        (&files.env_in, env.as_bytes()),
-        (&files.status, b""),
-        (&files.env_out, b""),
-        (&files.cwd_out, b""),
-    ];
+    let contents: [(&std::path::Path, &[u8]); 2] =
+        [(&files.script, script.as_bytes()), (&files.record, b"")];
     for (path, bytes) in contents {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
