@@ -22,6 +22,10 @@ impl Executor for HostExecutor {
         "host"
     }
 
+    fn control_dir_parent(&self) -> std::path::PathBuf {
+        super::runtime_dir()
+    }
+
     async fn start(&self, config: &EnvironmentConfig) -> Result<Box<dyn Environment>, ExecError> {
         Ok(Box::new(HostEnvironment {
             config: config.clone(),

@@ -43,6 +43,10 @@ impl Executor for SandboxExecutor {
         "sandbox"
     }
 
+    fn control_dir_parent(&self) -> std::path::PathBuf {
+        super::runtime_dir()
+    }
+
     async fn start(&self, config: &EnvironmentConfig) -> Result<Box<dyn Environment>, ExecError> {
         let bwrap = process::which("bwrap").ok_or_else(|| {
             unavailable(

@@ -122,9 +122,10 @@ pub async fn run_build(
 
     // PROVISIONING: the control directory, the log, the executor's environment.
     let provisioning = PhaseClock::start();
+    let executor = options.executor.build();
     let control = tempfile::Builder::new()
         .prefix("gantry-build-")
-        .tempdir()
+        .tempdir_in(executor.control_dir_parent())
         .map_err(|e| BuildError::Io {
             context: "creating the build's control directory".into(),
             source: e,
@@ -153,7 +154,6 @@ pub async fn run_build(
         task.as_deref(),
         &BuildEvent::PhaseStarted(PhaseType::Provisioning),
     );
-    let executor = options.executor.build();
     let environment = match executor.start(&env_config).await {
         Ok(environment) => environment,
         Err(error) => {
