@@ -85,6 +85,9 @@ pub(crate) struct ScriptPlan<'a> {
     pub isolate_commands: bool,
     /// Print `[Container] Running command ...` before each command.
     pub announce: bool,
+    /// Record the directory and environment at exit (for whatever runs
+    /// next); without it the script records statuses only.
+    pub dump: bool,
 }
 
 /// Quotes `text` for a POSIX shell.
@@ -119,11 +122,13 @@ pub(crate) fn render(plan: &ScriptPlan<'_>, env: &str) -> String {
     );
     s.push_str(env);
     s.push_str(&format!("exec >{} 2>&1\n", quote_path(plan.log_fifo)));
-    // The directory first (a builtin, always written), then the environment.
-    s.push_str(&format!(
-        "__gantry_dump() {{ printf '\\0%s\\0' \"$PWD\" >>{record}; command -p cat /proc/self/environ >>{record} 2>/dev/null; }}\n",
-    ));
-    s.push_str("trap __gantry_dump EXIT\n");
+    if plan.dump {
+        // The directory first (a builtin, always written), then the environment.
+        s.push_str(&format!(
+            "__gantry_dump() {{ printf '\\0%s\\0' \"$PWD\" >>{record}; command -p cat /proc/self/environ >>{record} 2>/dev/null; }}\n",
+        ));
+        s.push_str("trap __gantry_dump EXIT\n");
+    }
     s.push_str(&format!(
         "cd {} 2>/dev/null || cd {}\n",
         quote_path(plan.cwd),
@@ -282,6 +287,29 @@ mod tests {
                 code: 2
             }
         );
+    }
+
+    #[test]
+    fn only_a_script_whose_state_is_wanted_dumps_it() {
+        let files = PhaseFiles::new(Path::new("/c"), "p0");
+        let commands = ["true".to_string()];
+        let plan = |dump| ScriptPlan {
+            files: &files,
+            log_fifo: Path::new("/c/log.fifo"),
+            cwd: Path::new("/src"),
+            fallback_cwd: Path::new("/src"),
+            commands: &commands,
+            finally: &[],
+            isolate_commands: false,
+            announce: false,
+            dump,
+        };
+        let with = render(&plan(true), "export A='1'\n");
+        assert!(with.starts_with("export A='1'\n"));
+        assert!(with.contains("trap __gantry_dump EXIT") && with.contains("/proc/self/environ"));
+        let without = render(&plan(false), "");
+        assert!(!without.contains("trap") && !without.contains("environ"));
+        assert!(without.contains("printf 'c 0 %s\\n' $__gantry_rc >>'/c/p0.out'"));
     }
 
     #[test]

@@ -373,12 +373,14 @@ async fn run_phases(
     ];
     let mut failed = false;
     let mut ran_build = false;
-    for (phase_type, phase) in order {
+    let read_after_phases = state_read_after_phases(ctx.spec);
+    for (index, (phase_type, phase)) in order.into_iter().enumerate() {
         ran_build |= phase_type == PhaseType::Build;
         let clock = PhaseClock::start();
         ctx.emit(BuildEvent::PhaseStarted(phase_type));
+        let keep_state = read_after_phases || order[index + 1..].iter().any(|(_, p)| p.is_some());
         let result = match phase {
-            Some(phase) => phase::run(ctx, phase_type, phase, state, !failed).await,
+            Some(phase) => phase::run(ctx, phase_type, phase, state, !failed, keep_state).await,
             None => phase::PhaseResult {
                 status: PhaseStatus::Succeeded,
                 context: None,
@@ -414,6 +416,18 @@ async fn run_phases(
         },
         ran_build,
     )
+}
+
+/// Whether anything after the last phase reads the shell's final state:
+/// exported variables, or an artifact `name` (evaluated in the final
+/// environment).
+fn state_read_after_phases(spec: &Buildspec) -> bool {
+    let named = |a: &gantry_spec::buildspec::Artifacts| a.name.is_some();
+    !spec.env.exported_variables.is_empty()
+        || spec
+            .artifacts
+            .as_ref()
+            .is_some_and(|a| named(a) || a.secondary.iter().any(|s| named(&s.artifacts)))
 }
 
 fn exported_variables(spec: &Buildspec, state: &ShellState) -> Vec<ExportedVariable> {
@@ -608,5 +622,28 @@ impl From<ExecError> for PhaseContext {
             status_code: status_code.into(),
             message: error.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_read_after_phases;
+
+    fn read_after(yaml: &str) -> bool {
+        let text = format!("version: 0.2\nphases:\n  build:\n    commands:\n      - true\n{yaml}");
+        state_read_after_phases(&gantry_spec::buildspec::parse(&text).expect("buildspec"))
+    }
+
+    #[test]
+    fn the_final_state_is_wanted_by_exported_variables_and_artifact_names_only() {
+        assert!(!read_after(""));
+        assert!(!read_after("artifacts:\n  files:\n    - '**/*'\n"));
+        assert!(read_after("env:\n  exported-variables:\n    - X\n"));
+        assert!(read_after(
+            "artifacts:\n  files:\n    - a\n  name: $(date +%F)\n"
+        ));
+        assert!(read_after(
+            "artifacts:\n  files:\n    - a\n  secondary-artifacts:\n    two:\n      files:\n        - b\n      name: n-$X\n"
+        ));
     }
 }

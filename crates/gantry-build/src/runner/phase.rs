@@ -51,13 +51,17 @@ enum Attempt {
 }
 
 /// Runs `phase`, retrying as its `on-failure` allows. `succeeding` is the
-/// value of `CODEBUILD_BUILD_SUCCEEDING` for it.
+/// value of `CODEBUILD_BUILD_SUCCEEDING` for it. `keep_state`: something
+/// after this phase reads the environment and directory it leaves (a later
+/// phase, exported variables, an artifact's `name`); when nothing does,
+/// its shell skips dumping them (a `cat` process fewer per build).
 pub(crate) async fn run(
     ctx: &BuildContext<'_>,
     phase_type: PhaseType,
     phase: &Phase,
     state: &mut ShellState,
     succeeding: bool,
+    keep_state: bool,
 ) -> PhaseResult {
     let name = phase_type.as_str();
     ctx.say(&format!("[Container] Entering phase {name}")).await;
@@ -90,6 +94,7 @@ pub(crate) async fn run(
             &finally,
             &mut attempt_state,
             user.as_deref(),
+            keep_state,
         )
         .await;
         *state = attempt_state;
@@ -175,8 +180,12 @@ async fn run_lists(
     finally: &[String],
     state: &mut ShellState,
     user: Option<&str>,
+    keep_state: bool,
 ) -> Attempt {
-    let first = match run_script(ctx, commands, finally, state, user, true).await {
+    // A shell that dies inside `commands` leaves `finally` to a second
+    // script started from the state it dumped.
+    let dump = keep_state || !finally.is_empty();
+    let first = match run_script(ctx, commands, finally, state, user, true, dump).await {
         Ok(run) => run,
         Err(attempt) => return attempt,
     };
@@ -185,7 +194,7 @@ async fn run_lists(
     let finally_run = if shell_died_in_commands && !finally.is_empty() {
         // `exit` or `set -e` ended the shell inside `commands`: `finally`
         // still runs, in a new shell from the state the old one left.
-        match run_script(ctx, &[], finally, state, user, true).await {
+        match run_script(ctx, &[], finally, state, user, true, keep_state).await {
             Ok(run) => run,
             Err(attempt) => return attempt,
         }
@@ -263,6 +272,7 @@ async fn run_script(
     state: &mut ShellState,
     user: Option<&str>,
     announce: bool,
+    dump: bool,
 ) -> Result<ScriptRun, Attempt> {
     let id = format!(
         "p{}",
@@ -280,6 +290,7 @@ async fn run_script(
         finally,
         isolate_commands: isolate,
         announce,
+        dump,
     };
     let (env_text, skipped) = script::render_env(&state.env);
     if !skipped.is_empty() {
@@ -382,6 +393,7 @@ pub(crate) async fn evaluate(
         &[],
         &mut scratch,
         None,
+        false,
         false,
     )
     .await
