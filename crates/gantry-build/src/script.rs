@@ -15,7 +15,8 @@
 //! 4. on exit — normal, `exit` in a command, or `set -e` — appends to the
 //!    record a NUL, the working directory and a NUL, then the exported
 //!    environment (`/proc/self/environ` of a `cat`, NUL-separated, so any
-//!    value survives), which the next phase starts from.
+//!    value survives), which the next phase starts from — only when
+//!    something reads them ([`ScriptPlan::dump`]): the `cat` is a process.
 //!
 //! Two files per phase (the script and its record), not five: on the file
 //! systems these run on, creating an inode right after many were deleted
