@@ -520,7 +520,28 @@ async fn execute_locally<S: Store>(
         );
     }
     let observer: Arc<dyn Observer> = Arc::new(ChannelObserver(tx.clone()));
-    match gantry_build::run_build(&spec, &options, observer, signal).await {
+    let build = gantry_build::run_build(&spec, &options, observer, signal);
+    tokio::pin!(build);
+    // A server paused past its heartbeat's time to live (or cut off from
+    // the database) loses its builds to another server, which fails those
+    // of this embedded agent as interrupted: their processes must not go on
+    // running here. (The store refuses this server's late update anyway.)
+    let mut checked = tokio::time::Instant::now();
+    let mut stopping = false;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut build => break outcome,
+            () = tokio::time::sleep(crate::agents::remote::OWNER_CHECK), if !stopping => {
+                if crate::agents::remote::lost_to_another_server(runner, &job.record.id, &mut checked).await {
+                    tracing::warn!(build = %job.record.id,
+                        "another server took this build over; stopping its processes here");
+                    runner.stop(&job.record.id);
+                    stopping = true;
+                }
+            }
+        }
+    };
+    match outcome {
         Ok(result) => {
             let mut update = finished(job, before, &result);
             // Into the artifact store, where any server finds them.

@@ -330,15 +330,16 @@ async fn wait<S: Store>(
     }
 }
 
-/// How often a server waiting for a remote agent's build checks it still owns it.
-const OWNER_CHECK: Duration = Duration::from_secs(1);
+/// How often a server checks it still owns a build it waits for (a remote
+/// agent's) or runs (its embedded agent's).
+pub(crate) const OWNER_CHECK: Duration = Duration::from_secs(1);
 
 /// Whether another server now owns the build (it took it over while this one
 /// was paused past its heartbeat's time to live, or cut off from the
 /// database): this server then stops waiting for it, and the new owner
 /// finishes it (the store would refuse this server's update anyway). Asked
 /// at most every [`OWNER_CHECK`]; a store error counts as still owned.
-async fn lost_to_another_server<S: Store>(
+pub(crate) async fn lost_to_another_server<S: Store>(
     runner: &BuildRunner<S>,
     build: &str,
     checked: &mut tokio::time::Instant,

@@ -838,3 +838,89 @@ async fn a_paused_server_stops_driving_an_execution_another_server_took_over_on(
     b.stop().await;
     a.stop().await;
 }
+
+on_postgres!(
+    a_paused_servers_embedded_build_is_killed_once_another_server_took_it_over_on_postgres,
+    a_paused_servers_embedded_build_is_killed_once_another_server_took_it_over_on
+);
+
+/// A runs a build on its embedded agent (a long `sleep`) when its row goes,
+/// as when it pauses past its heartbeat's time to live. B takes the build
+/// over and fails it as interrupted; A, still running, notices it lost the
+/// build and kills its processes, and its late end changes nothing.
+async fn a_paused_servers_embedded_build_is_killed_once_another_server_took_it_over_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let pid_file = dir.path().join("sleep.pid");
+    let a = TestServer::start_with(&data, |c| {
+        db.apply(c);
+        quick(c);
+    })
+    .await;
+    let b = start_remote(&db, &data).await;
+    let store = pg_store(&db, &data).await;
+    let buildspec = format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 120 & echo $! > {}; wait\n",
+        pid_file.display()
+    );
+    a.call("CreateProject", &inline_project("sleepy", &buildspec))
+        .await;
+    let out = a
+        .call("StartBuild", &json!({ "projectName": "sleepy" }))
+        .await;
+    let id = out["build"]["id"].as_str().expect("id").to_owned();
+    let mut pid = None;
+    for _ in 0..500 {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            pid = Some(p);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = pid.expect("the build's sleep started");
+    let running = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(running(pid));
+    let a_id = store
+        .owner_of(OwnedWork::Builds, &id)
+        .await
+        .expect("owner")
+        .expect("owned");
+    // A's row goes (A puts it back at each heartbeat) until B's sweep finds
+    // it gone and takes the build.
+    let mut owner = Some(a_id.clone());
+    for _ in 0..500 {
+        store.remove_server(&a_id).await.expect("remove");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        owner = store.owner_of(OwnedWork::Builds, &id).await.expect("owner");
+        if owner.as_deref() != Some(a_id.as_str()) {
+            break;
+        }
+    }
+    assert_ne!(
+        owner.as_deref(),
+        Some(a_id.as_str()),
+        "B took the build over"
+    );
+    let build = b.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "FAILED", "{build}");
+    assert!(build.to_string().contains("SERVER_RESTARTED"), "{build}");
+    // A kills the process within its next owner checks (one a second).
+    let mut gone = false;
+    for _ in 0..200 {
+        if !running(pid) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the paused server's build process {pid} still runs");
+    // Its late end (STOPPED) was refused: the build stays as B recorded it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = build_state(&b, &id).await;
+    assert_eq!(after["buildStatus"], "FAILED", "{after}");
+    b.stop().await;
+    a.stop().await;
+}
