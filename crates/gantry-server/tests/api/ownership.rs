@@ -128,6 +128,27 @@ fn succeeded(epoch: i64, last_seq: u64) -> JobResult {
     }
 }
 
+/// Who owns `key` of `work` in the shared store.
+async fn owner_of(store: &PgStore, work: OwnedWork, key: &str) -> Option<String> {
+    store.owner_of(work, key).await.expect("owner")
+}
+
+/// Removes server `from`'s row again and again (it puts it back at each
+/// heartbeat, as a paused server does when it wakes) until another
+/// server's sweep finds it gone and takes `key` over; the owner then.
+async fn take_over_from(store: &PgStore, work: OwnedWork, key: &str, from: &str) -> Option<String> {
+    let mut now = Some(from.to_owned());
+    for _ in 0..500 {
+        store.remove_server(from).await.expect("remove");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        now = owner_of(store, work, key).await;
+        if now.as_deref() != Some(from) {
+            break;
+        }
+    }
+    now
+}
+
 async fn pg_store(db: &Db, data: &std::path::Path) -> PgStore {
     let Db::Postgres(db) = db else {
         panic!("a PostgreSQL test");
@@ -206,10 +227,8 @@ async fn two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_resul
     let store = pg_store(&db, &data).await;
     let token = token(&a).await;
     let id = start_build(&a, "elsewhere").await;
-    let owner = store
-        .owner_of(OwnedWork::Builds, &id)
+    let owner = owner_of(&store, OwnedWork::Builds, &id)
         .await
-        .expect("owner")
         .expect("the build has an owner");
     // The agent talks to B only.
     let client = Client::new(&b.url(), &token).expect("client");
@@ -239,7 +258,7 @@ async fn two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_resul
         "{log}"
     );
     assert_eq!(
-        store.owner_of(OwnedWork::Builds, &id).await.expect("owner"),
+        owner_of(&store, OwnedWork::Builds, &id).await,
         Some(owner),
         "A stayed the owner: it was alive"
     );
@@ -318,10 +337,8 @@ async fn a_server_start_leaves_another_live_servers_build_and_execution_alone_on
     let store = pg_store(&db, &data).await;
     let id = start_build(&a, "untouched").await;
     let arn = start_execution(&a, &url, "live", 2).await;
-    let a_id = store
-        .owner_of(OwnedWork::Builds, &id)
+    let a_id = owner_of(&store, OwnedWork::Builds, &id)
         .await
-        .expect("owner")
         .expect("owned");
     // B starts, and sweeps for dead servers' work several times over.
     let b = start_remote(&db, &data).await;
@@ -338,7 +355,7 @@ async fn a_server_start_leaves_another_live_servers_build_and_execution_alone_on
         (OwnedWork::StateMachineExecutions, arn.as_str()),
     ] {
         assert_eq!(
-            store.owner_of(work, key).await.expect("owner").as_deref(),
+            owner_of(&store, work, key).await.as_deref(),
             Some(a_id.as_str())
         );
     }
@@ -367,10 +384,8 @@ async fn a_stopped_servers_running_execution_is_resumed_by_one_other_server_exac
     let c = start_remote(&db, &data).await;
     let store = pg_store(&db, &data).await;
     let arn = start_execution(&a, &url, "orphan", 2).await;
-    let a_id = store
-        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+    let a_id = owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
         .await
-        .expect("owner")
         .expect("owned");
     // A stops while the execution waits (its row goes with it).
     a.stop().await;
@@ -379,10 +394,8 @@ async fn a_stopped_servers_running_execution_is_resumed_by_one_other_server_exac
     assert_eq!(counter.count("/item/orphan/"), 1, "the task ran once");
     assert_eq!(count_events(&c, &arn, "WaitStateExited").await, 1);
     assert_eq!(count_events(&c, &arn, "ExecutionSucceeded").await, 1);
-    let owner = store
-        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+    let owner = owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
         .await
-        .expect("owner")
         .expect("owned");
     assert_ne!(owner, a_id, "taken over");
     let live: Vec<String> = store
@@ -445,11 +458,7 @@ async fn a_build_of_a_server_whose_heartbeat_goes_stale_is_taken_over_on(db: Db)
     let contexts = build.to_string();
     assert!(contexts.contains("SERVER_RESTARTED"), "{build}");
     assert_ne!(
-        ghost
-            .owner_of(OwnedWork::Builds, &id)
-            .await
-            .expect("owner")
-            .as_deref(),
+        owner_of(&ghost, OwnedWork::Builds, &id).await.as_deref(),
         Some("ghost")
     );
     live.stop().await;
@@ -618,10 +627,8 @@ async fn a_callback_sent_to_a_server_that_does_not_hold_the_execution_reaches_it
 
     let arn = start_callback(&a, &url, "relayed").await;
     let token = counter.wait_token("relayed").await;
-    let a_id = store
-        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+    let a_id = owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
         .await
-        .expect("owner")
         .expect("owned");
     let (status, out) = sfn(&b, "SendTaskHeartbeat", &json!({"taskToken": token})).await;
     assert_eq!(status, 200, "a heartbeat through B: {out}");
@@ -639,10 +646,7 @@ async fn a_callback_sent_to_a_server_that_does_not_hold_the_execution_reaches_it
     assert_eq!(count_events(&a, &arn, "TaskSucceeded").await, 1);
     assert_eq!(count_events(&a, &arn, "ExecutionSucceeded").await, 1);
     assert_eq!(
-        store
-            .owner_of(OwnedWork::StateMachineExecutions, &arn)
-            .await
-            .expect("owner"),
+        owner_of(&store, OwnedWork::StateMachineExecutions, &arn).await,
         Some(a_id),
         "A drove its execution throughout"
     );
@@ -737,10 +741,8 @@ async fn a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_th
     let store = pg_store(&db, &data).await;
     let arn = start_callback(&a, &url, "orphaned").await;
     let token = counter.wait_token("orphaned").await;
-    let a_id = store
-        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+    let a_id = owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
         .await
-        .expect("owner")
         .expect("owned");
     a.stop().await;
     // The row of a server that died: fresh for 8 s more (plus the 1 s ttl).
@@ -752,10 +754,8 @@ async fn a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_th
     let (status, out) = succeed(&b, &token, "while-dead").await;
     assert_eq!(status, 200, "recorded: {out}");
     assert_eq!(
-        store
-            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
             .await
-            .expect("owner")
             .as_deref(),
         Some(a_id.as_str()),
         "recorded while A still owned it"
@@ -772,10 +772,8 @@ async fn a_callback_recorded_while_the_owner_is_dead_is_applied_by_the_server_th
     assert_eq!(done["output"], json!({"via": "while-dead"}).to_string());
     assert_eq!(count_events(&b, &arn, "TaskSucceeded").await, 1);
     assert_ne!(
-        store
-            .owner_of(OwnedWork::StateMachineExecutions, &arn)
+        owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
             .await
-            .expect("owner")
             .as_deref(),
         Some(a_id.as_str()),
         "taken over"
@@ -802,26 +800,12 @@ async fn a_paused_server_stops_driving_an_execution_another_server_took_over_on(
     let b = start_remote(&db, &data).await;
     let store = pg_store(&db, &data).await;
     let arn = start_execution(&a, &url, "paused", 4).await;
-    let a_id = store
-        .owner_of(OwnedWork::StateMachineExecutions, &arn)
+    let a_id = owner_of(&store, OwnedWork::StateMachineExecutions, &arn)
         .await
-        .expect("owner")
         .expect("owned");
-    // A's row goes (A puts it back at each heartbeat) until B's sweep finds
-    // it gone and takes the execution.
-    let mut owner = Some(a_id.clone());
-    for _ in 0..500 {
-        store.remove_server(&a_id).await.expect("remove");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        owner = store
-            .owner_of(OwnedWork::StateMachineExecutions, &arn)
-            .await
-            .expect("owner");
-        if owner.as_deref() != Some(a_id.as_str()) {
-            break;
-        }
-    }
-    let b_id = owner.expect("owned");
+    let b_id = take_over_from(&store, OwnedWork::StateMachineExecutions, &arn, &a_id)
+        .await
+        .expect("owned");
     assert_ne!(b_id, a_id, "B took the execution over");
     let done = wait_execution(&a, &arn).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
@@ -829,10 +813,7 @@ async fn a_paused_server_stops_driving_an_execution_another_server_took_over_on(
     assert_eq!(count_events(&a, &arn, "WaitStateExited").await, 1);
     assert_eq!(count_events(&a, &arn, "ExecutionSucceeded").await, 1);
     assert_eq!(
-        store
-            .owner_of(OwnedWork::StateMachineExecutions, &arn)
-            .await
-            .expect("owner"),
+        owner_of(&store, OwnedWork::StateMachineExecutions, &arn).await,
         Some(b_id)
     );
     b.stop().await;
@@ -883,22 +864,10 @@ async fn a_paused_servers_embedded_build_is_killed_once_another_server_took_it_o
     let pid = pid.expect("the build's sleep started");
     let running = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     assert!(running(pid));
-    let a_id = store
-        .owner_of(OwnedWork::Builds, &id)
+    let a_id = owner_of(&store, OwnedWork::Builds, &id)
         .await
-        .expect("owner")
         .expect("owned");
-    // A's row goes (A puts it back at each heartbeat) until B's sweep finds
-    // it gone and takes the build.
-    let mut owner = Some(a_id.clone());
-    for _ in 0..500 {
-        store.remove_server(&a_id).await.expect("remove");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        owner = store.owner_of(OwnedWork::Builds, &id).await.expect("owner");
-        if owner.as_deref() != Some(a_id.as_str()) {
-            break;
-        }
-    }
+    let owner = take_over_from(&store, OwnedWork::Builds, &id, &a_id).await;
     assert_ne!(
         owner.as_deref(),
         Some(a_id.as_str()),
