@@ -236,14 +236,7 @@ async fn a_job_worker_reads_and_writes_through_either_server() {
         ranged.extend_from_slice(&part);
     }
     assert_eq!(ranged, zip_a);
-    let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip_b)).expect("a zip");
-    let mut version = String::new();
-    std::io::Read::read_to_string(
-        &mut reader.by_name("version.txt").expect("version.txt"),
-        &mut version,
-    )
-    .expect("read");
-    assert_eq!(version, "4.5.6");
+    assert_eq!(entry(&zip_b, "version.txt"), "4.5.6");
 
     // The output: a multipart upload started through B, its parts sent
     // to both servers, completed through B.
@@ -350,51 +343,18 @@ async fn a_build_run_by_one_server_has_its_artifacts_served_by_the_other() {
 
     // B serves both as zips, from the store.
     let path = format!("/builds/{id}/artifacts");
-    let (status, zip) = b
-        .rest_raw(Some(SECRET), "gantry", "GET", &path, None, &[])
-        .await;
+    let (status, zip) = get(b, &path).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&zip));
-    let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut reader.by_name("out/result.txt").expect("out/result.txt"),
-        &mut text,
-    )
-    .expect("read");
-    assert_eq!(text, "built\n");
-    let (status, zip) = b
-        .rest_raw(
-            Some(SECRET),
-            "gantry",
-            "GET",
-            &format!("{path}?artifact=manual"),
-            None,
-            &[],
-        )
-        .await;
+    assert_eq!(entry(&zip, "out/result.txt"), "built\n");
+    let (status, zip) = get(b, &format!("{path}?artifact=manual")).await;
     assert_eq!(status, 200);
-    let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
-    assert!(
-        reader.by_name("out/result.txt").is_err(),
+    assert_eq!(
+        try_entry(&zip, "out/result.txt"),
+        None,
         "the secondary artifact only"
     );
-    text.clear();
-    std::io::Read::read_to_string(
-        &mut reader.by_name("docs/index.txt").expect("docs/index.txt"),
-        &mut text,
-    )
-    .expect("read");
-    assert_eq!(text, "manual\n");
-    let (status, _) = b
-        .rest_raw(
-            Some(SECRET),
-            "gantry",
-            "GET",
-            &format!("{path}?artifact=nope"),
-            None,
-            &[],
-        )
-        .await;
+    assert_eq!(entry(&zip, "docs/index.txt"), "manual\n");
+    let (status, _) = get(b, &format!("{path}?artifact=nope")).await;
     assert_eq!(status, 404);
 
     // The references name trees of the shared store, whoever opens it.
@@ -414,12 +374,25 @@ async fn a_build_run_by_one_server_has_its_artifacts_served_by_the_other() {
     pair.stop().await;
 }
 
+/// A GET of the REST API as the admin: (status, body).
+async fn get(server: &TestServer, path: &str) -> (u16, Vec<u8>) {
+    server
+        .rest_raw(Some(SECRET), "gantry", "GET", path, None, &[])
+        .await
+}
+
 /// The zip's `name` entry as text.
-fn entry(zip: Vec<u8>, name: &str) -> String {
+fn entry(zip: &[u8], name: &str) -> String {
+    try_entry(zip, name).unwrap_or_else(|| panic!("no {name} in the zip"))
+}
+
+/// The zip's `name` entry as text, `None` when the zip has no such entry.
+fn try_entry(zip: &[u8], name: &str) -> Option<String> {
     let mut reader = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+    let mut file = reader.by_name(name).ok()?;
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut reader.by_name(name).expect(name), &mut text).expect("read");
-    text
+    std::io::Read::read_to_string(&mut file, &mut text).expect("read");
+    Some(text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,26 +423,22 @@ async fn a_builds_artifacts_go_to_the_local_artifact_store_and_download_as_zips(
     assert!(store.contains(&primary).await.expect("contains"));
     let uuid = ids[0].split_once(':').expect("id").1;
     assert!(!data.join("artifacts").join(uuid).exists(), "no copy stays");
-    let get = |path: String| {
-        let server = &server;
-        async move {
-            server
-                .rest_raw(Some(SECRET), "gantry", "GET", &path, None, &[])
-                .await
-        }
-    };
-    let (status, zip) = get(format!("/builds/{}/artifacts", ids[0])).await;
+    let (status, zip) = get(&server, &format!("/builds/{}/artifacts", ids[0])).await;
     assert_eq!(status, 200);
-    assert_eq!(entry(zip, "out/result.txt"), "built\n");
-    let (status, zip) = get(format!("/builds/{}/artifacts?artifact=manual", ids[0])).await;
+    assert_eq!(entry(&zip, "out/result.txt"), "built\n");
+    let (status, zip) = get(
+        &server,
+        &format!("/builds/{}/artifacts?artifact=manual", ids[0]),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!(entry(zip, "docs/index.txt"), "manual\n");
+    assert_eq!(entry(&zip, "docs/index.txt"), "manual\n");
     // A build without artifacts, and one that does not exist, have none.
     let build = server.wait_build(&ids[1]).await;
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-    let (status, body) = get(format!("/builds/{}/artifacts", ids[1])).await;
+    let (status, body) = get(&server, &format!("/builds/{}/artifacts", ids[1])).await;
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
-    let (status, _) = get("/builds/none:0000/artifacts".to_owned()).await;
+    let (status, _) = get(&server, "/builds/none:0000/artifacts").await;
     assert_eq!(status, 404);
     server.stop().await;
 }
