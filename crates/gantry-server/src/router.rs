@@ -171,7 +171,41 @@ pub(crate) fn router<S: Store>(state: AppState<S>) -> Router {
         )
         .merge(rest::router(state.clone()))
         .merge(crate::agents::protocol::router::<S>())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            answer_once_durable::<S>,
+        ))
         .with_state(state)
+}
+
+/// Holds every answer until what the request changed, and whatever it
+/// read, is on disk: the SQLite store commits without waiting for its own
+/// flush and makes commits durable in groups (gantry-store
+/// `sqlite/durability.rs`), so a 200 still means "survives a power cut".
+/// A failed flush turns the answer into a 500: the change may not be
+/// durable.
+async fn answer_once_durable<S: Store>(
+    State(state): State<AppState<S>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    match state.store.durable().await {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a change could not be made durable; answering 500");
+            let body = serde_json::json!({
+                "__type": "InternalFailure",
+                "message": format!("the change may not be stored durably: {e}"),
+            });
+            (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The AWS JSON 1.1 endpoint: authenticate, then dispatch on `X-Amz-Target`.

@@ -149,6 +149,12 @@ impl<S: Store> BuildRunner<S> {
         self.log_written.subscribe()
     }
 
+    /// Tells live log readers that a build's log grew, for lines stored
+    /// without the build's writer (an agent's log chunk).
+    pub(crate) fn log_grew(&self) {
+        self.log_written.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Starts a build's task. The build is already in the store.
     pub fn submit(self: &Arc<Self>, job: BuildJob) {
         self.spawn(job, false);

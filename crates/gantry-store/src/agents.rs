@@ -75,6 +75,17 @@ pub struct NewAgentJob {
     pub max_attempts: u32,
 }
 
+/// A queued job as a poll chooses among them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OfferableJob {
+    /// The job's id.
+    pub id: String,
+    /// `codebuild` or `command`.
+    pub kind: String,
+    /// The labels an agent needs to run it.
+    pub labels: Vec<String>,
+}
+
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentJobRecord {
@@ -150,12 +161,14 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError>;
     /// One job.
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
-    /// QUEUED jobs not currently offered to anyone, oldest first.
+    /// QUEUED jobs not currently offered to anyone, oldest first: only
+    /// what choosing one takes (a poll reads up to `limit` of them each
+    /// time it looks, so the payloads stay in the database).
     async fn offerable_jobs(
         &self,
         now_ms: i64,
         limit: u32,
-    ) -> Result<Vec<AgentJobRecord>, StoreError>;
+    ) -> Result<Vec<OfferableJob>, StoreError>;
     /// Offers a QUEUED, unoffered job under `nonce` until `until_ms`;
     /// false when someone else got it first.
     async fn offer_job(

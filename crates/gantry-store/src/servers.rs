@@ -81,6 +81,13 @@ pub trait ServerStore: Send + Sync + 'static {
     /// The id given to [`ServerStore::set_server_id`], if any.
     fn server_id(&self) -> Option<String>;
 
+    /// Returns once everything committed before the call is on disk. The
+    /// server calls it before answering any request. A store whose commits
+    /// are durable when they return (PostgreSQL) has nothing to wait for.
+    async fn durable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Adds (or refreshes) a server's row, heartbeat `now_ms`.
     async fn register_server(
         &self,
@@ -120,9 +127,21 @@ pub trait ServerStore: Send + Sync + 'static {
     /// The last log chunk stored under lease `epoch` of agent job `id`
     /// (0 under another lease).
     async fn job_log_acked(&self, id: &str, epoch: i64) -> Result<u64, StoreError>;
-    /// Records that chunk `seq` of lease `epoch` is stored, when the one
-    /// before it was the last; returns the last chunk stored afterwards.
-    async fn advance_job_log(&self, id: &str, epoch: i64, seq: u64) -> Result<u64, StoreError>;
+    /// Chunk `seq` of lease `epoch` of agent job `job_id`, in one
+    /// transaction: appends `lines` to the log named `log_id` (the build's,
+    /// or the job's own for a command job) and records the chunk as stored,
+    /// when the one before it was the last; otherwise stores nothing.
+    /// Returns the last chunk stored afterwards. Both or neither: a crash
+    /// between the two used to leave the lines stored and the chunk
+    /// unacknowledged, and the agent's resend stored them again.
+    async fn store_log_chunk(
+        &self,
+        log_id: &str,
+        lines: &[String],
+        job_id: &str,
+        epoch: i64,
+        seq: u64,
+    ) -> Result<u64, StoreError>;
     /// Keeps the result an agent sent under lease `epoch` (fenced: `Conflict`
     /// when the job is no longer leased under it). A new lease clears it.
     async fn record_job_result(

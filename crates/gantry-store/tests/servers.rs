@@ -284,12 +284,39 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
         .expect("ack");
     let e = first.lease_epoch;
     assert_eq!(store.job_log_acked("j", e).await.expect("acked"), 0);
-    assert_eq!(store.advance_job_log("j", e, 1).await.expect("1"), 1);
-    assert_eq!(store.advance_job_log("j", e, 1).await.expect("1 again"), 1);
-    assert_eq!(store.advance_job_log("j", e, 3).await.expect("gap"), 1);
-    assert_eq!(store.advance_job_log("j", e, 2).await.expect("2"), 2);
     assert_eq!(
-        store.advance_job_log("j", e + 1, 1).await.expect("other"),
+        store
+            .store_log_chunk("log", &[], "j", e, 1)
+            .await
+            .expect("1"),
+        1
+    );
+    assert_eq!(
+        store
+            .store_log_chunk("log", &[], "j", e, 1)
+            .await
+            .expect("1 again"),
+        1
+    );
+    assert_eq!(
+        store
+            .store_log_chunk("log", &[], "j", e, 3)
+            .await
+            .expect("gap"),
+        1
+    );
+    assert_eq!(
+        store
+            .store_log_chunk("log", &[], "j", e, 2)
+            .await
+            .expect("2"),
+        2
+    );
+    assert_eq!(
+        store
+            .store_log_chunk("log", &[], "j", e + 1, 1)
+            .await
+            .expect("other"),
         0
     );
     assert_eq!(store.job_result("j").await.expect("none"), None);
@@ -327,6 +354,96 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
         store.job_result("missing").await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// A log chunk's lines and its cursor are stored together or not at all:
+/// a chunk out of order, resent or of a stale lease stores no line.
+async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
+    let store = b.open().await;
+    store
+        .enqueue_job(&NewAgentJob {
+            id: "j".into(),
+            kind: "codebuild".into(),
+            labels: vec![],
+            payload: json!({}),
+            max_attempts: 3,
+        })
+        .await
+        .expect("enqueue");
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("j", "n1", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    let e = store
+        .ack_job("j", "n1", "a1", "l1", now + 60_000)
+        .await
+        .expect("ack")
+        .lease_epoch;
+    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let acked = store
+        .store_log_chunk("log-1", &lines(&["a", "b", "c"]), "j", e, 1)
+        .await
+        .expect("chunk 1");
+    assert_eq!(acked, 1);
+    // Resent, after a gap, or of another lease: nothing stored.
+    for (seq, epoch) in [(1, e), (3, e), (2, e + 1)] {
+        let acked = store
+            .store_log_chunk("log-1", &lines(&["dup"]), "j", epoch, seq)
+            .await
+            .expect("refused chunk");
+        assert_eq!(
+            acked,
+            if epoch == e { 1 } else { 0 },
+            "seq {seq} epoch {epoch}"
+        );
+    }
+    // A long chunk spans several INSERT statements and stays numbered.
+    let many: Vec<String> = (0..700).map(|i| format!("line {i}")).collect();
+    assert_eq!(
+        store
+            .store_log_chunk("log-1", &many, "j", e, 2)
+            .await
+            .expect("chunk 2"),
+        2
+    );
+    // An empty chunk moves the cursor too.
+    assert_eq!(
+        store
+            .store_log_chunk("log-1", &[], "j", e, 3)
+            .await
+            .expect("chunk 3"),
+        3
+    );
+    let got: Vec<(u64, String)> = store
+        .log_lines("log-1", 0, 1000)
+        .await
+        .expect("lines")
+        .into_iter()
+        .map(|l| (l.seq, l.text))
+        .collect();
+    assert_eq!(got.len(), 703);
+    assert_eq!(
+        got[..3],
+        [(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, (seq, _))| *seq == i as u64 + 1)
+    );
+    assert_eq!(got[702].1, "line 699");
+    assert!(!got.iter().any(|(_, l)| l == "dup"));
+    // Appending goes on from the last line.
+    assert_eq!(
+        store
+            .append_log_lines("log-1", &lines(&["x", "y"]))
+            .await
+            .expect("append"),
+        705
+    );
 }
 
 /// Journal entry `seq` of `arn` (its history event numbered `seq`).
@@ -591,4 +708,5 @@ both_stores!(
     work_is_owned_by_its_creator_and_taken_over_only_from_a_stale_owner,
     of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one,
     a_jobs_log_cursor_and_result_are_fenced_by_its_lease,
+    a_log_chunk_and_its_cursor_are_one_write,
 );

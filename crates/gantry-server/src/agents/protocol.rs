@@ -336,11 +336,10 @@ async fn logs<S: Store>(
 }
 
 /// Stores a chunk (a command's or a build's) in a task of its own, which
-/// the request's end cannot cancel: its lines and the job's log cursor
-/// are two writes, and a request dropped between them (the agent's
-/// connection cut while it waits for the answer) would leave the lines
-/// stored but the chunk unacknowledged, so the agent's resend would store
-/// them again.
+/// the request's end cannot cancel: its lines and the job's log cursor are
+/// one transaction, but a build's chunk also has its writer flushed before
+/// and its phase changes after, which a dropped request (the agent's
+/// connection cut while it waits for the answer) should not cut short.
 async fn store_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
@@ -389,25 +388,50 @@ async fn build_chunk<S: Store>(
     fenced_job(state, token, job_id, chunk.epoch).await?;
     let mut acked = state.store.job_log_acked(job_id, chunk.epoch).await?;
     if chunk.seq == acked + 1 {
-        for event in events {
-            let msg = match event {
-                gantry_build::BuildEvent::Line(line) => Msg::Line(line),
-                other => Msg::Event(other),
-            };
-            let _ = live.log.send(msg);
-        }
-        // Acknowledged only once the writer has stored it.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if live.log.send(Msg::Flush(tx)).is_err() || rx.await.is_err() {
-            return Err(AgentError(
+        let flushed = |live: &super::LiveJob| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let sent = live.log.send(Msg::Flush(tx)).is_ok();
+            async move { sent && rx.await.is_ok() }
+        };
+        let ended = || {
+            AgentError(
                 StatusCode::CONFLICT,
                 format!("job {job_id}'s build has ended"),
-            ));
+            )
+        };
+        // What the build's writer holds goes first (the server's own lines,
+        // "Agent ... took the build"), so the log keeps the order of events.
+        if !flushed(&live).await {
+            return Err(ended());
         }
+        let mut lines = Vec::new();
+        let mut others = Vec::new();
+        for event in events {
+            match event {
+                gantry_build::BuildEvent::Line(line) => lines.push(line),
+                other => others.push(other),
+            }
+        }
+        // The chunk's lines and its acknowledgement in one transaction: a
+        // crash cannot store the one without the other.
+        let build_id = super::remote::build_of(job).ok_or_else(|| {
+            AgentError(StatusCode::CONFLICT, format!("job {job_id} has no build"))
+        })?;
         acked = state
             .store
-            .advance_job_log(job_id, chunk.epoch, chunk.seq)
+            .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
             .await?;
+        state.runner.log_grew();
+        // Phase changes go through the writer, which records the build's
+        // progress and tells EventBridge; they are progress only (the
+        // result carries every phase), so a crash before they are written
+        // loses nothing the build's end does not restore.
+        for event in others {
+            let _ = live.log.send(Msg::Event(event));
+        }
+        if !flushed(&live).await {
+            return Err(ended());
+        }
     }
     Ok(acked)
 }
@@ -598,12 +622,9 @@ async fn command_chunk<S: Store>(
                 _ => None,
             })
             .collect();
-        if !lines.is_empty() {
-            state.store.append_log_lines(job_id, &lines).await?;
-        }
         acked = state
             .store
-            .advance_job_log(job_id, chunk.epoch, chunk.seq)
+            .store_log_chunk(job_id, &lines, job_id, chunk.epoch, chunk.seq)
             .await?;
     }
     Ok(acked)

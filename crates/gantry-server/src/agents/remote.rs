@@ -476,6 +476,14 @@ fn from_result(job: &BuildJob, before: Vec<Value>, leased_at: i64, r: &JobResult
     }
 }
 
+/// The build a `codebuild` job runs (its payload's `build_id`).
+pub(crate) fn build_of(job: &AgentJobRecord) -> Option<String> {
+    job.payload
+        .get("build_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 /// The job's entry in this server's hub: the waiting build's when it waits
 /// here, else a relay that writes the agent's log to the build in the
 /// store (the build's owner, elsewhere, finishes it from the `jobs` row).
@@ -487,14 +495,10 @@ pub(crate) async fn live_or_relay<S: Store>(
     if let Some(live) = runner.hub.live(&job.id) {
         return Ok(live);
     }
-    let build_id = job
-        .payload
-        .get("build_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| format!("job {} names no build", job.id))?;
+    let build_id = build_of(job).ok_or_else(|| format!("job {} names no build", job.id))?;
     let record = runner
         .store
-        .get_builds(&[build_id.to_owned()])
+        .get_builds(std::slice::from_ref(&build_id))
         .await
         .map_err(|e| format!("reading build {build_id}: {e}"))?
         .into_iter()

@@ -56,7 +56,7 @@ type Commit = (JournalAppend, oneshot::Sender<Result<(), StoreError>>);
 
 /// Group commit: every entry waiting when a transaction starts goes into it (each in
 /// its own savepoint), so executions running side by side share one disk sync. Each
-/// waiter acts only after the commit that holds its entry.
+/// waiter acts only after the commit that holds its entry is on disk.
 async fn journal_writer<S: Store>(store: Arc<S>, mut rx: mpsc::UnboundedReceiver<Commit>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -67,7 +67,13 @@ async fn journal_writer<S: Store>(store: Arc<S>, mut rx: mpsc::UnboundedReceiver
             }
         }
         let (entries, replies): (Vec<JournalAppend>, Vec<_>) = batch.into_iter().unzip();
-        match store.append_journals(&entries).await {
+        // On disk before anyone acts on it: the SQLite store's commits are
+        // flushed in groups of their own (gantry-store `sqlite/durability.rs`).
+        let written = match store.append_journals(&entries).await {
+            Ok(results) => store.durable().await.map(|()| results),
+            Err(e) => Err(e),
+        };
+        match written {
             Ok(results) => {
                 for (result, reply) in results.into_iter().zip(replies) {
                     let _ = reply.send(result);

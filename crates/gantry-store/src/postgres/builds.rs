@@ -185,51 +185,66 @@ pub(crate) async fn append_log(
     lines: &[String],
 ) -> Result<u64, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
+    let last = append_log_in(&mut tx, build_id, lines).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(last)
+}
+
+/// Lines one INSERT statement carries after the first (three values each).
+const LINES_PER_INSERT: usize = 300;
+
+/// [`append_log`] inside the caller's transaction. The lines after the
+/// first go in multi-row INSERTs: one statement per line was one round
+/// trip to the database each, a dozen or more per short build.
+pub(crate) async fn append_log_in(
+    conn: &mut sqlx::PgConnection,
+    build_id: &str,
+    lines: &[String],
+) -> Result<u64, StoreError> {
     // Lines are numbered from the highest written, which two writers to one
     // build (e.g. two servers) could both read: a transaction-scoped
     // advisory lock on the build id serialises them until commit.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(build_id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-    let mut last: i64 = 0;
-    for (i, line) in lines.iter().enumerate() {
-        let seq: i64 = if i == 0 {
-            sqlx::query_scalar(
-                "INSERT INTO build_log_lines (build_id, seq, line)
-                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
-                 RETURNING seq",
-            )
-            .bind(build_id)
-            .bind(build_id)
-            .bind(line)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_error)?
-        } else {
-            sqlx::query("INSERT INTO build_log_lines (build_id, seq, line) VALUES ($1, $2, $3)")
-                .bind(build_id)
-                .bind(last + 1)
-                .bind(line)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            last + 1
-        };
-        last = seq;
-    }
-    if lines.is_empty() {
-        last = sqlx::query_scalar(
+    let Some((first, rest)) = lines.split_first() else {
+        let last: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1",
         )
         .bind(build_id)
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db_error)?;
+        return Ok(u64::try_from(last).unwrap_or(0));
+    };
+    // The first line is numbered after the highest, the rest follow it.
+    let first_seq: i64 = sqlx::query_scalar(
+        "INSERT INTO build_log_lines (build_id, seq, line)
+                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
+                 RETURNING seq",
+    )
+    .bind(build_id)
+    .bind(build_id)
+    .bind(first)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut next = first_seq + 1;
+    for group in rest.chunks(LINES_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "INSERT INTO build_log_lines (build_id, seq, line) ",
+        );
+        insert.push_values(group, |mut row, line| {
+            row.push_bind(build_id)
+                .push_bind(next)
+                .push_bind(line.as_str());
+            next += 1;
+        });
+        insert.build().execute(&mut *conn).await.map_err(db_error)?;
     }
-    tx.commit().await.map_err(db_error)?;
-    Ok(last as u64)
+    Ok(u64::try_from(next - 1).unwrap_or(0))
 }
 
 pub(crate) async fn log_lines(

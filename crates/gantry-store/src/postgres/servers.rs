@@ -170,20 +170,43 @@ impl ServerStore for PgStore {
         Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
     }
 
-    async fn advance_job_log(&self, id: &str, epoch: i64, seq: u64) -> Result<u64, StoreError> {
+    async fn store_log_chunk(
+        &self,
+        log_id: &str,
+        lines: &[String],
+        job_id: &str,
+        epoch: i64,
+        seq: u64,
+    ) -> Result<u64, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        // The cursor first: it is the write that decides, and (SQLite) it
+        // takes the write lock before anything is read.
+        let advanced = sqlx::query(
             "UPDATE jobs SET log_acked = $1, update_ms = $2
              WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1",
         )
         .bind(seq)
         .bind(now_ms())
-        .bind(id)
+        .bind(job_id)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
-        .map_err(db_error)?;
-        self.job_log_acked(id, epoch).await
+        .map_err(db_error)?
+        .rows_affected()
+            == 1;
+        if advanced {
+            super::builds::append_log_in(&mut tx, log_id, lines).await?;
+        }
+        let acked: Option<i64> =
+            sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
+                .bind(job_id)
+                .bind(epoch)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
     }
 
     async fn record_job_result(

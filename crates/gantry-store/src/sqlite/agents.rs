@@ -9,8 +9,8 @@ use sqlx::sqlite::SqliteRow;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
-    AgentJobRecord, LAST_USED_GRANULARITY_MS, NewAgentJob, after_expiry, fenced, labels,
-    labels_json,
+    AgentJobRecord, LAST_USED_GRANULARITY_MS, NewAgentJob, OfferableJob, after_expiry, fenced,
+    labels, labels_json,
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
@@ -262,18 +262,26 @@ impl AgentStore for SqliteStore {
         &self,
         now_ms: i64,
         limit: u32,
-    ) -> Result<Vec<AgentJobRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE status = ? AND offer_expires_ms <= ?
-             ORDER BY created_ms, id LIMIT ?"
-        ))
+    ) -> Result<Vec<OfferableJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kind, labels_json FROM jobs WHERE status = ? AND offer_expires_ms <= ?
+             ORDER BY created_ms, id LIMIT ?",
+        )
         .bind(QUEUED)
         .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await
         .map_err(db_error)?;
-        rows.iter().map(job_row).collect()
+        rows.iter()
+            .map(|r| {
+                Ok(OfferableJob {
+                    id: r.try_get("id").map_err(db_error)?,
+                    kind: r.try_get("kind").map_err(db_error)?,
+                    labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
+                })
+            })
+            .collect()
     }
 
     async fn offer_job(

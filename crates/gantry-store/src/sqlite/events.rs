@@ -98,7 +98,7 @@ impl EventStore for SqliteStore {
     async fn bus_exists(&self, bus: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_buses WHERE name = ?")
             .bind(bus)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.readers)
             .await
             .map_err(db_error)?;
         Ok(n > 0)

@@ -4,13 +4,17 @@
 //! SQLite allows one writer at a time; every transaction here that writes
 //! starts with its write, so it takes the write lock before it reads and two
 //! transactions never deadlock on a lock upgrade (they wait, up to the busy
-//! timeout). `synchronous = FULL`: a change is on disk before the call
-//! returns, so what the server answered 200 for survives a power cut too.
+//! timeout). Commits are made durable by a group commit
+//! ([`durability`]): `synchronous = NORMAL`, and one thread flushing the
+//! WAL for every commit written before it began; the server waits for that
+//! flush ([`crate::ServerStore::durable`]) before it answers a request, so
+//! what it answered 200 for survives a power cut too.
 
 mod agents;
 mod audit;
 mod builds;
 mod custom_actions;
+mod durability;
 mod events;
 mod executions;
 mod keys;
@@ -50,6 +54,8 @@ pub struct SqliteStore {
     /// The server this store works for ([`crate::ServerStore::set_server_id`]),
     /// stamped as the owner of the builds and executions it creates.
     pub(crate) server: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Flushes the WAL: the group commit.
+    pub(crate) wal: std::sync::Arc<durability::WalSync>,
 }
 
 impl SqliteStore {
@@ -61,7 +67,8 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            // Durable through `wal` instead (see the module comment).
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
         let reader_options = options.clone().read_only(true).create_if_missing(false);
@@ -78,9 +85,27 @@ impl SqliteStore {
         // each way) finds nothing a statement would not, and it cost as
         // much CPU as the fsyncs (`gantry bench agents`). sqlx still
         // checks a connection when it is handed back.
+        //
+        // Every return of the write connection may follow a commit: the
+        // flush thread is told so, and flushes whether or not anyone waits
+        // (a weak reference, so the pool does not keep the thread alive
+        // after the last store is dropped).
+        let wal = std::sync::Arc::new(durability::WalSync::start(path)?);
+        let dirty = std::sync::Arc::downgrade(&wal);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            // The write connection stays open: idle or old, closing it
+            // would checkpoint and delete the WAL under the flush thread for
+            // nothing.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .after_release(move |_, _| {
+                if let Some(wal) = dirty.upgrade() {
+                    wal.mark_dirty();
+                }
+                Box::pin(async { Ok(true) })
+            })
             .connect_with(options)
             .await
             .map_err(StoreError::other)?;
@@ -97,6 +122,7 @@ impl SqliteStore {
             readers,
             key,
             server: Default::default(),
+            wal,
         })
     }
 

@@ -1,0 +1,256 @@
+//! Group commit for the SQLite store: commits are written with
+//! `synchronous = NORMAL` (to the WAL, no fsync of their own), and one
+//! thread makes them durable with an `fdatasync` of the WAL file that
+//! covers every commit written before it began.
+//!
+//! Why: with `synchronous = FULL` every commit waited for its own fsync
+//! while holding the store's one write connection, so commits were
+//! serialised behind each other's flushes. Here the flush happens outside
+//! the write connection, and one flush covers all the commits that
+//! arrived while the previous one ran.
+//!
+//! What still holds (docs/server.md, "Durability"):
+//! - [`WalSync::durable`] returns only after a flush that *began after it
+//!   was called* has completed: everything committed before the call is on
+//!   disk. The server calls it before every HTTP response, so what a client
+//!   was answered (a 200, or state it read) survives a power cut, as with
+//!   `FULL`.
+//! - A commit is flushed soon even when no response waits for it: every
+//!   return of the write connection marks the WAL dirty and wakes the
+//!   thread.
+//! - A kill of the process loses nothing either way: written WAL frames are
+//!   in the operating system's cache. Checkpoints still sync the WAL before
+//!   copying it and the database after (`NORMAL` keeps that), and SQLite
+//!   still syncs the WAL header when it restarts the WAL.
+//!
+//! The one thing weaker than `FULL`: between a commit and the next flush
+//! (one `fdatasync`, about 0.1 ms here) a change is visible to the server's
+//! own tasks before it is durable; a power cut in that window loses it,
+//! and the state after restart is the database as of an earlier moment,
+//! never a torn one (the WAL is replayed up to its last whole commit).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::StoreError;
+
+/// The flush thread's bookkeeping.
+#[derive(Debug, Default)]
+struct Rounds {
+    /// The highest round a caller of `durable` waits for.
+    wanted: u64,
+    /// The last round begun.
+    started: u64,
+    /// A commit may have been written since the last round began.
+    dirty: bool,
+    /// Every handle is gone: finish what is wanted, then end.
+    stopping: bool,
+}
+
+/// The outcome of the last finished round.
+#[derive(Debug, Clone, Default)]
+struct Finished {
+    round: u64,
+    error: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    wal: PathBuf,
+    rounds: Mutex<Rounds>,
+    wake: Condvar,
+    finished: watch::Sender<Finished>,
+}
+
+impl Shared {
+    fn rounds(&self) -> MutexGuard<'_, Rounds> {
+        self.rounds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The flush thread of one database; it ends when the last clone of the
+/// store that owns it is dropped.
+#[derive(Debug)]
+pub(crate) struct WalSync {
+    shared: Arc<Shared>,
+}
+
+impl WalSync {
+    /// Starts the flush thread for the database file `database`.
+    pub(crate) fn start(database: &Path) -> Result<WalSync, StoreError> {
+        let mut wal = database.as_os_str().to_owned();
+        wal.push("-wal");
+        let shared = Arc::new(Shared {
+            wal: PathBuf::from(wal),
+            rounds: Mutex::new(Rounds::default()),
+            wake: Condvar::new(),
+            finished: watch::Sender::new(Finished::default()),
+        });
+        let thread = shared.clone();
+        std::thread::Builder::new()
+            .name("gantry-wal-sync".into())
+            .spawn(move || flush_loop(&thread))
+            .map_err(|e| StoreError::Other(format!("starting the WAL flush thread: {e}").into()))?;
+        Ok(WalSync { shared })
+    }
+
+    /// A commit may have been written: flush soon, whether or not anyone
+    /// waits.
+    pub(crate) fn mark_dirty(&self) {
+        let mut rounds = self.shared.rounds();
+        if !rounds.dirty {
+            rounds.dirty = true;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Returns once everything committed before this call is on disk.
+    pub(crate) async fn durable(&self) -> Result<(), StoreError> {
+        let mut finished = self.shared.finished.subscribe();
+        let target = {
+            let mut rounds = self.shared.rounds();
+            // A round already running may have begun before the caller's
+            // last commit was written: only the next one is sure to cover it.
+            let target = rounds.started + 1;
+            if rounds.wanted < target {
+                rounds.wanted = target;
+                self.shared.wake.notify_one();
+            }
+            target
+        };
+        let done = finished
+            .wait_for(|f| f.round >= target)
+            .await
+            .map_err(|_| StoreError::Other("the WAL flush thread has stopped".into()))?;
+        match &done.error {
+            Some(e) => Err(StoreError::Other(
+                format!("flushing {} to disk: {e}", self.shared.wal.display()).into(),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for WalSync {
+    fn drop(&mut self) {
+        self.shared.rounds().stopping = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn flush_loop(shared: &Shared) {
+    loop {
+        let round = {
+            let mut rounds = shared.rounds();
+            while rounds.wanted <= rounds.started && !rounds.dirty && !rounds.stopping {
+                rounds = shared.wake.wait(rounds).unwrap_or_else(|e| e.into_inner());
+            }
+            if rounds.stopping && rounds.wanted <= rounds.started && !rounds.dirty {
+                return;
+            }
+            rounds.dirty = false;
+            rounds.started += 1;
+            rounds.started
+        };
+        let error = flush(&shared.wal).err().map(|e| e.to_string());
+        if let Some(e) = &error {
+            // Reported to every caller waiting on this round too; logged
+            // so that a flush nobody waited for is not silent.
+            tracing::error!(wal = %shared.wal.display(), error = %e, "flushing the WAL to disk failed");
+        }
+        shared.finished.send_replace(Finished { round, error });
+    }
+}
+
+/// `fdatasync` of the WAL. Opened each time: SQLite deletes the file when
+/// its last connection closes (after checkpointing everything into the
+/// database, and syncing it) and makes a new one on the next write, so a
+/// descriptor kept open could name a deleted file. A missing WAL holds no
+/// commit that is not already in the synced database.
+fn flush(wal: &Path) -> std::io::Result<()> {
+    match std::fs::File::open(wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn durable_waits_for_a_round_that_began_after_the_call() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("x.db");
+        std::fs::write(dir.path().join("x.db-wal"), b"frames").expect("wal");
+        let sync = WalSync::start(&db).expect("start");
+        sync.durable().await.expect("first");
+        let before = sync.shared.finished.borrow().round;
+        sync.durable().await.expect("second");
+        assert!(sync.shared.finished.borrow().round > before);
+    }
+
+    #[tokio::test]
+    async fn a_missing_wal_is_nothing_to_flush() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = WalSync::start(&dir.path().join("none.db")).expect("start");
+        sync.durable().await.expect("durable");
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_is_reported_to_its_waiters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A WAL path whose parent is a file: opening it fails with
+        // something other than NotFound.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").expect("file");
+        let sync = WalSync::start(&blocker.join("x.db")).expect("start");
+        let err = sync.durable().await.expect_err("must fail");
+        assert!(err.to_string().contains("flushing"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn dirty_marks_are_flushed_without_a_waiter() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sync = WalSync::start(&dir.path().join("x.db")).expect("start");
+        let mut finished = sync.shared.finished.subscribe();
+        sync.mark_dirty();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            finished.wait_for(|f| f.round >= 1),
+        )
+        .await
+        .expect("a round within 10 s")
+        .expect("thread alive");
+    }
+
+    #[tokio::test]
+    async fn a_stores_commit_is_flushed_without_anyone_waiting_and_durable_covers_it() {
+        use crate::{BuildStore, MasterKey};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::from_bytes(&[7u8; 32]).expect("key");
+        let store = crate::SqliteStore::open(&dir.path().join("g.db"), key)
+            .await
+            .expect("open");
+        let mut finished = store.wal.shared.finished.subscribe();
+        let before = finished.borrow().round;
+        store
+            .record_audit("tester", "test.write", "target", "detail")
+            .await
+            .expect("write");
+        // The write connection's return marked the WAL dirty: a round
+        // runs with nobody waiting.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            finished.wait_for(|f| f.round > before),
+        )
+        .await
+        .expect("a flush within 10 s")
+        .expect("thread alive");
+        crate::ServerStore::durable(&store).await.expect("durable");
+        assert!(store.wal.shared.finished.borrow().round > before + 1);
+    }
+}
