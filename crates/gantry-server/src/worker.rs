@@ -532,13 +532,13 @@ async fn execute_locally<S: Store>(
     // the database) loses its builds to another server, which fails those
     // of this embedded agent as interrupted: their processes must not go on
     // running here. (The store refuses this server's late update anyway.)
-    let mut checked = tokio::time::Instant::now();
+    let running_since = tokio::time::Instant::now();
     let mut stopping = false;
     let outcome = loop {
         tokio::select! {
             outcome = &mut build => break outcome,
             () = tokio::time::sleep(crate::agents::remote::OWNER_CHECK), if !stopping => {
-                if crate::agents::remote::lost_to_another_server(runner, &job.record.id, &mut checked).await {
+                if crate::agents::remote::lost_to_another_server(runner, &job.record.id, running_since).await {
                     tracing::warn!(build = %job.record.id,
                         "another server took this build over; stopping its processes here");
                     runner.stop(&job.record.id);

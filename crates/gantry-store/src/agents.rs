@@ -75,6 +75,21 @@ pub struct NewAgentJob {
     pub max_attempts: u32,
 }
 
+/// Where a job stands, without its payload or result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobState {
+    /// The job's id.
+    pub id: String,
+    /// See [`job_status`].
+    pub status: String,
+    /// Leases taken so far.
+    pub attempts: u32,
+    /// The agent of the current (or last) lease.
+    pub agent_id: Option<String>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
 /// A queued job as a poll chooses among them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OfferableJob {
@@ -161,6 +176,10 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError>;
     /// One job.
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
+    /// The states of the jobs among `ids` that exist, in no order: what a
+    /// server checks every second for all the builds it waits for, in one
+    /// read rather than one per build.
+    async fn job_states(&self, ids: &[String]) -> Result<Vec<JobState>, StoreError>;
     /// QUEUED jobs not currently offered to anyone, oldest first: only
     /// what choosing one takes (a poll reads up to `limit` of them each
     /// time it looks, so the payloads stay in the database).

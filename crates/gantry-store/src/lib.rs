@@ -50,7 +50,7 @@ pub mod testing;
 mod workflows;
 
 pub use agents::{
-    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, NewAgentJob,
+    AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobState, NewAgentJob,
     OfferableJob, job_status, labels_match, parse_labels,
 };
 pub use crypto::{CryptoError, MasterKey};

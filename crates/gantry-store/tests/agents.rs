@@ -399,6 +399,53 @@ async fn racing_reapers_expire_each_lease_once<B: Backend>(b: &B) {
     assert!(expired.iter().all(|e| e.agent_id.as_deref() == Some("a")));
 }
 
+/// The states of many jobs in one read: those that exist, with where they
+/// stand; unknown ids are left out; more ids than one statement takes.
+async fn job_states_are_read_for_many_jobs_at_once<B: Backend>(b: &B) {
+    let store = b.open().await;
+    for i in 0..3 {
+        store
+            .enqueue_job(&job(&format!("j{i}"), 3))
+            .await
+            .expect("enqueue");
+    }
+    let now = now_ms();
+    assert!(
+        store
+            .offer_job("j1", "n", now, now + 5000)
+            .await
+            .expect("offer")
+    );
+    store
+        .ack_job("j1", "n", "agent-7", "lease", now + 30_000)
+        .await
+        .expect("ack");
+    let mut ids: Vec<String> = (0..1200).map(|i| format!("missing-{i}")).collect();
+    ids.extend(["j0", "j1", "j2"].map(String::from));
+    let mut states = store.job_states(&ids).await.expect("states");
+    states.sort_by(|a, b| a.id.cmp(&b.id));
+    let seen: Vec<(&str, &str, u32, Option<&str>)> = states
+        .iter()
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.status.as_str(),
+                s.attempts,
+                s.agent_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("j0", QUEUED, 0, None),
+            ("j1", LEASED, 1, Some("agent-7")),
+            ("j2", QUEUED, 0, None)
+        ]
+    );
+    assert!(store.job_states(&[]).await.expect("none").is_empty());
+}
+
 both_stores!(
     of_two_claimants_exactly_one_wins_the_offer_and_the_ack,
     a_stale_epoch_is_fenced_off_renewals_and_results,
@@ -408,4 +455,5 @@ both_stores!(
     racing_servers_offer_and_lease_each_job_once,
     racing_reapers_expire_each_lease_once,
     command_jobs_keep_their_result_and_outlive_a_restart,
+    job_states_are_read_for_many_jobs_at_once,
 );

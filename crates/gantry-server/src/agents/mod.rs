@@ -11,6 +11,7 @@
 //! into a lease whose epoch fences every later message, and returned to the
 //! queue by the [`reaper`] when its lease runs out. See docs/agents.md.
 
+pub(crate) mod checks;
 pub(crate) mod protocol;
 pub(crate) mod remote;
 pub(crate) mod tokens;
@@ -186,6 +187,8 @@ pub(crate) struct AgentHub {
     /// Resumable uploads, named by their sha256.
     pub uploads: PathBuf,
     pub lease_timeout: Duration,
+    /// What waiting builds check each second, read for all at once.
+    pub checks: checks::WaitChecks,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,6 +212,7 @@ impl AgentHub {
             objects,
             uploads: root.join("uploads"),
             lease_timeout,
+            checks: checks::WaitChecks::default(),
         })
     }
 
@@ -324,6 +328,16 @@ impl AgentHub {
             .entry(job_id.to_owned())
             .or_insert(relay)
             .clone()
+    }
+
+    /// The jobs whose builds wait here (relays excluded: their builds wait
+    /// on another server).
+    pub fn waiting_jobs(&self) -> Vec<String> {
+        locked(&self.live)
+            .iter()
+            .filter(|(_, l)| !l.relay)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     pub fn live(&self, job_id: &str) -> Option<Arc<LiveJob>> {

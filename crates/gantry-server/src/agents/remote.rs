@@ -14,6 +14,7 @@ use gantry_store::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::checks::JobCheck;
 use super::{Ending, LiveJob, MAX_ATTEMPTS};
 use crate::worker::{
     BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, finished_value, phase_json,
@@ -229,7 +230,7 @@ async fn wait<S: Store>(
     let mut stopping = false;
     let mut closed = runner.closed();
     let every = (hub.lease_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut owner_checked = tokio::time::Instant::now();
+    let waiting_since = tokio::time::Instant::now();
     let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let finish = |result: &JobResult, contexts: &[(String, String)], leased_at: Option<i64>| {
@@ -282,21 +283,18 @@ async fn wait<S: Store>(
                 }
             },
             _ = check.tick() => {
-                if lost_to_another_server(runner, &job.record.id, &mut owner_checked).await {
+                if lost_to_another_server(runner, &job.record.id, waiting_since).await {
                     tracing::warn!(build = %job.record.id,
                         "another server took this build over; no longer waiting for it here");
                     return None;
                 }
-                let row = match runner.store.get_agent_job(&job_id).await {
-                    Ok(row) => row,
-                    Err(gantry_store::StoreError::NotFound) => {
+                let row = match hub.checks.job(runner.store.as_ref(), || hub.waiting_jobs(), &job_id).await {
+                    JobCheck::Row(row) => row,
+                    JobCheck::Gone => {
                         return Some(failed(job, "its job is gone", stopping, leased_at, &contexts,
                             &queued_so_far, &log));
                     }
-                    Err(e) => {
-                        tracing::warn!(job = %job_id, error = %e, "reading an agent job failed");
-                        continue;
-                    }
+                    JobCheck::Unknown => continue,
                 };
                 if row.status != job_status::QUEUED && row.attempts > attempts_seen && row.agent_id.is_some() {
                     // Acknowledged through another server (or before this
@@ -332,33 +330,24 @@ async fn wait<S: Store>(
 
 /// How often a server checks it still owns a build it waits for (a remote
 /// agent's) or runs (its embedded agent's).
-pub(crate) const OWNER_CHECK: Duration = Duration::from_secs(1);
+pub(crate) const OWNER_CHECK: Duration = super::checks::EVERY;
 
 /// Whether another server now owns the build (it took it over while this one
 /// was paused past its heartbeat's time to live, or cut off from the
 /// database): this server then stops waiting for it, and the new owner
-/// finishes it (the store would refuse this server's update anyway). Asked
-/// at most every [`OWNER_CHECK`]; a store error counts as still owned.
+/// finishes it (the store would refuse this server's update anyway). `since`
+/// is when this server began waiting for (or running) it. Read from the
+/// server's shared snapshot ([`super::checks`]), at most [`OWNER_CHECK`]
+/// old; a store error counts as still owned.
 pub(crate) async fn lost_to_another_server<S: Store>(
     runner: &BuildRunner<S>,
     build: &str,
-    checked: &mut tokio::time::Instant,
+    since: tokio::time::Instant,
 ) -> bool {
-    if checked.elapsed() < OWNER_CHECK {
-        return false;
-    }
-    *checked = tokio::time::Instant::now();
-    let Some(me) = runner.store.server_id() else {
-        return false;
-    };
-    match runner
-        .store
-        .owner_of(gantry_store::OwnedWork::Builds, build)
+    let hub = &runner.hub;
+    hub.checks
+        .lost(runner.store.as_ref(), || hub.waiting_jobs(), build, since)
         .await
-    {
-        Ok(Some(owner)) => owner != me,
-        Ok(None) | Err(_) => false,
-    }
 }
 
 /// The job's source, prepared in a scratch directory and packed where

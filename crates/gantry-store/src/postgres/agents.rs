@@ -14,8 +14,8 @@ use sqlx::postgres::PgRow;
 use super::{PgStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
-    AgentJobRecord, LAST_USED_GRANULARITY_MS, NewAgentJob, OfferableJob, after_expiry, fenced,
-    labels, labels_json,
+    AgentJobRecord, JobState, LAST_USED_GRANULARITY_MS, NewAgentJob, OfferableJob, after_expiry,
+    fenced, labels, labels_json,
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
@@ -268,6 +268,38 @@ impl AgentStore for PgStore {
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
         job_row(&row)
+    }
+
+    async fn job_states(&self, ids: &[String]) -> Result<Vec<JobState>, StoreError> {
+        let mut states = Vec::with_capacity(ids.len());
+        // A few hundred ids per statement, well within either database's
+        // limit on bound values.
+        for group in ids.chunks(500) {
+            let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "SELECT id, status, attempts, agent_id, error FROM jobs WHERE id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in group {
+                list.push_bind(id.as_str());
+            }
+            query.push(")");
+            let rows = query
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            for r in &rows {
+                let attempts: i64 = r.try_get("attempts").map_err(db_error)?;
+                states.push(JobState {
+                    id: r.try_get("id").map_err(db_error)?,
+                    status: r.try_get("status").map_err(db_error)?,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    agent_id: r.try_get("agent_id").map_err(db_error)?,
+                    error: r.try_get("error").map_err(db_error)?,
+                });
+            }
+        }
+        Ok(states)
     }
 
     async fn offerable_jobs(

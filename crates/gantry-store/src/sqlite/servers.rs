@@ -145,7 +145,7 @@ impl ServerStore for SqliteStore {
             "SELECT {key} FROM {table} WHERE {unfinished} AND owner = ?"
         ))
         .bind(me)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(db_error)
     }
@@ -154,7 +154,7 @@ impl ServerStore for SqliteStore {
         let (table, key, _, _) = work.sql();
         let row = sqlx::query(&format!("SELECT owner FROM {table} WHERE {key} = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.readers)
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
@@ -166,7 +166,7 @@ impl ServerStore for SqliteStore {
             sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
                 .bind(id)
                 .bind(epoch)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await
                 .map_err(db_error)?;
         Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
@@ -242,7 +242,7 @@ impl ServerStore for SqliteStore {
         let text: Option<Option<String>> =
             sqlx::query_scalar("SELECT result_json FROM jobs WHERE id = ?")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.readers)
                 .await
                 .map_err(db_error)?;
         let text = text.ok_or(StoreError::NotFound)?;
