@@ -642,6 +642,13 @@ pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) 
 /// Most messages one write of the progress writer takes in.
 const MAX_BATCH: usize = 1000;
 
+/// How long the progress writer waits for more after the first message of
+/// a batch, unless someone waits for the write (a flush). A remote build's
+/// own lines ("Waiting for an agent", "Agent ... took the build") come
+/// milliseconds apart and each was a commit of its own; lingering joins
+/// them with what follows. Live logs show lines this much later at most.
+const LINGER: Duration = Duration::from_millis(20);
+
 /// Writes log lines and phase changes as they come, what arrived together
 /// in one write each.
 async fn progress_writer<S: Store>(
@@ -659,11 +666,24 @@ async fn progress_writer<S: Store>(
     // build; a short one (or an agent's chunk with a whole build in it)
     // costs two commits instead of two per phase.
     while let Some(first) = rx.recv().await {
+        let mut flushing = matches!(first, Msg::Flush(_));
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(msg) => batch.push(msg),
-                Err(_) => break,
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH && !flushing {
+            let more = match rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => tokio::time::timeout_at(until, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+            };
+            match more {
+                Some(msg) => {
+                    flushing = matches!(msg, Msg::Flush(_));
+                    batch.push(msg);
+                }
+                None => break,
             }
         }
         let mut current = None;

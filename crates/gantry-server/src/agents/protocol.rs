@@ -487,13 +487,18 @@ async fn source<S: Store>(
 }
 
 /// A result is taken only after every log chunk up to its `last_seq`
-/// (the lease's, in the `jobs` row).
+/// (the lease's, in the `jobs` row). `acked` is the cursor as the result's
+/// own chunk just left it, when it carried one.
 async fn logs_complete<S: Store>(
     state: &AppState<S>,
     job_id: &str,
     result: &JobResult,
+    acked: Option<u64>,
 ) -> Result<(), AgentError> {
-    let acked = state.store.job_log_acked(job_id, result.epoch).await?;
+    let acked = match acked {
+        Some(acked) => acked,
+        None => state.store.job_log_acked(job_id, result.epoch).await?,
+    };
     if acked < result.last_seq {
         return Err(AgentError(
             StatusCode::CONFLICT,
@@ -526,9 +531,10 @@ async fn result<S: Store>(
         None => None,
     };
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
-    if let Some((chunk, events)) = tail {
-        store_chunk(&state, &token, &job, chunk, events).await?;
-    }
+    let acked = match tail {
+        Some((chunk, events)) => Some(store_chunk(&state, &token, &job, chunk, events).await?),
+        None => None,
+    };
     if job.kind == wire::COMMAND_KIND {
         return command_result(&state, &job, result).await;
     }
@@ -540,7 +546,7 @@ async fn result<S: Store>(
         .get("build_id")
         .and_then(|b| b.as_str())
         .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
-    logs_complete(&state, &job_id, &result).await?;
+    logs_complete(&state, &job_id, &result, acked).await?;
     let mut result = result;
     // Unpacked beside the build's artifact directory, then stored in the
     // artifact store and the result's locations made references before the
@@ -648,7 +654,7 @@ async fn command_result<S: Store>(
     job: &AgentJobRecord,
     result: JobResult,
 ) -> Result<Response, AgentError> {
-    logs_complete(state, &job.id, &result).await?;
+    logs_complete(state, &job.id, &result, None).await?;
     let (status, error, report) = match result.command {
         Some(mut outcome) => {
             outcome.stdout = tail(&outcome.stdout, wire::COMMAND_OUTPUT_TAIL);
