@@ -58,6 +58,16 @@ impl OwnedWork {
     }
 }
 
+/// What [`ServerStore::store_log_chunk`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkStored {
+    /// The last chunk stored under the lease afterwards (0 under another).
+    pub acked: u64,
+    /// Whether this chunk was stored now (false: resent, out of order, or
+    /// of a lease that is over).
+    pub stored: bool,
+}
+
 /// A row taken over: its key (build id, execution ARN, pipeline execution
 /// id), its group (project, state machine, pipeline) and the owner it was
 /// taken from (`None`: it had none).
@@ -130,10 +140,10 @@ pub trait ServerStore: Send + Sync + 'static {
     /// Chunk `seq` of lease `epoch` of agent job `job_id`, in one
     /// transaction: appends `lines` to the log named `log_id` (the build's,
     /// or the job's own for a command job) and records the chunk as stored,
-    /// when the one before it was the last; otherwise stores nothing.
-    /// Returns the last chunk stored afterwards. Both or neither: a crash
-    /// between the two used to leave the lines stored and the chunk
-    /// unacknowledged, and the agent's resend stored them again.
+    /// when the job is LEASED under `epoch` and the chunk before it was the
+    /// last; otherwise stores nothing. Both or neither: a crash between the
+    /// two used to leave the lines stored and the chunk unacknowledged, and
+    /// the agent's resend stored them again.
     async fn store_log_chunk(
         &self,
         log_id: &str,
@@ -141,7 +151,7 @@ pub trait ServerStore: Send + Sync + 'static {
         job_id: &str,
         epoch: i64,
         seq: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<ChunkStored, StoreError>;
     /// Keeps the result an agent sent under lease `epoch` (fenced: `Conflict`
     /// when the job is no longer leased under it). A new lease clears it.
     async fn record_job_result(

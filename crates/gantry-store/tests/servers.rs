@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use gantry_store::{
-    AgentStore, BuildStore, BuildUpdate, ExecutionCompletion, HistoryRecord, InboxOutcome,
-    JournalAppend, NewAgentJob, NewBuild, NewExecution, NewInboxEntry, NewProject, OwnedWork,
-    ServerStore, StoreError, WorkflowStore, now_ms,
+    AgentStore, BuildStore, BuildUpdate, ChunkStored, ExecutionCompletion, HistoryRecord,
+    InboxOutcome, JournalAppend, NewAgentJob, NewBuild, NewExecution, NewInboxEntry, NewProject,
+    OwnedWork, ServerStore, StoreError, WorkflowStore, now_ms,
 };
 use serde_json::json;
 
@@ -289,35 +289,50 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
             .store_log_chunk("log", &[], "j", e, 1)
             .await
             .expect("1"),
-        1
+        ChunkStored {
+            acked: 1,
+            stored: true
+        }
     );
     assert_eq!(
         store
             .store_log_chunk("log", &[], "j", e, 1)
             .await
             .expect("1 again"),
-        1
+        ChunkStored {
+            acked: 1,
+            stored: false
+        }
     );
     assert_eq!(
         store
             .store_log_chunk("log", &[], "j", e, 3)
             .await
             .expect("gap"),
-        1
+        ChunkStored {
+            acked: 1,
+            stored: false
+        }
     );
     assert_eq!(
         store
             .store_log_chunk("log", &[], "j", e, 2)
             .await
             .expect("2"),
-        2
+        ChunkStored {
+            acked: 2,
+            stored: true
+        }
     );
     assert_eq!(
         store
             .store_log_chunk("log", &[], "j", e + 1, 1)
             .await
             .expect("other"),
-        0
+        ChunkStored {
+            acked: 0,
+            stored: false
+        }
     );
     assert_eq!(store.job_result("j").await.expect("none"), None);
     let result = json!({"epoch": e, "build": {"buildStatus": "SUCCEEDED"}});
@@ -332,6 +347,15 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
     assert_eq!(store.job_result("j").await.expect("result"), Some(result));
     // The lease runs out; the next lease starts with no cursor and no result.
     store.expire_leases(now).await.expect("expire");
+    // Queued again under the same epoch until the next lease: the old
+    // lease's next chunk is refused all the same.
+    assert!(
+        !store
+            .store_log_chunk("log", &["late".into()], "j", e, 3)
+            .await
+            .expect("late chunk")
+            .stored
+    );
     assert!(
         store
             .offer_job("j", "n2", now, now + 5000)
@@ -387,18 +411,24 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
         .store_log_chunk("log-1", &lines(&["a", "b", "c"]), "j", e, 1)
         .await
         .expect("chunk 1");
-    assert_eq!(acked, 1);
+    assert_eq!(
+        acked,
+        ChunkStored {
+            acked: 1,
+            stored: true
+        }
+    );
     // Resent, after a gap, or of another lease: nothing stored.
     for (seq, epoch) in [(1, e), (3, e), (2, e + 1)] {
         let acked = store
             .store_log_chunk("log-1", &lines(&["dup"]), "j", epoch, seq)
             .await
             .expect("refused chunk");
-        assert_eq!(
-            acked,
-            if epoch == e { 1 } else { 0 },
-            "seq {seq} epoch {epoch}"
-        );
+        let expected = ChunkStored {
+            acked: if epoch == e { 1 } else { 0 },
+            stored: false,
+        };
+        assert_eq!(acked, expected, "seq {seq} epoch {epoch}");
     }
     // A long chunk spans several INSERT statements and stays numbered.
     let many: Vec<String> = (0..700).map(|i| format!("line {i}")).collect();
@@ -407,7 +437,10 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
             .store_log_chunk("log-1", &many, "j", e, 2)
             .await
             .expect("chunk 2"),
-        2
+        ChunkStored {
+            acked: 2,
+            stored: true
+        }
     );
     // An empty chunk moves the cursor too.
     assert_eq!(
@@ -415,7 +448,10 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
             .store_log_chunk("log-1", &[], "j", e, 3)
             .await
             .expect("chunk 3"),
-        3
+        ChunkStored {
+            acked: 3,
+            stored: true
+        }
     );
     let got: Vec<(u64, String)> = store
         .log_lines("log-1", 0, 1000)

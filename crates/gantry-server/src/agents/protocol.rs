@@ -385,55 +385,58 @@ async fn build_chunk<S: Store>(
         .await
         .map_err(|e| AgentError(StatusCode::CONFLICT, e))?;
     let _one_at_a_time = live.serial.lock().await;
-    fenced_job(state, token, job_id, chunk.epoch).await?;
-    let mut acked = state.store.job_log_acked(job_id, chunk.epoch).await?;
-    if chunk.seq == acked + 1 {
-        let flushed = |live: &super::LiveJob| {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let sent = live.log.send(Msg::Flush(tx)).is_ok();
-            async move { sent && rx.await.is_ok() }
-        };
-        let ended = || {
-            AgentError(
-                StatusCode::CONFLICT,
-                format!("job {job_id}'s build has ended"),
-            )
-        };
-        // What the build's writer holds goes first (the server's own lines,
-        // "Agent ... took the build"), so the log keeps the order of events.
-        if !flushed(&live).await {
-            return Err(ended());
-        }
-        let mut lines = Vec::new();
-        let mut others = Vec::new();
-        for event in events {
-            match event {
-                gantry_build::BuildEvent::Line(line) => lines.push(line),
-                other => others.push(other),
-            }
-        }
-        // The chunk's lines and its acknowledgement in one transaction: a
-        // crash cannot store the one without the other.
-        let build_id = super::remote::build_of(job).ok_or_else(|| {
-            AgentError(StatusCode::CONFLICT, format!("job {job_id} has no build"))
-        })?;
-        acked = state
-            .store
-            .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
-            .await?;
-        state.runner.log_grew();
-        // Phase changes go through the writer, which records the build's
-        // progress and tells EventBridge; they are progress only (the
-        // result carries every phase), so a crash before they are written
-        // loses nothing the build's end does not restore.
-        for event in others {
-            let _ = live.log.send(Msg::Event(event));
-        }
-        if !flushed(&live).await {
-            return Err(ended());
+    let flushed = |live: &super::LiveJob| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = live.log.send(Msg::Flush(tx)).is_ok();
+        async move { sent && rx.await.is_ok() }
+    };
+    let ended = || {
+        AgentError(
+            StatusCode::CONFLICT,
+            format!("job {job_id}'s build has ended"),
+        )
+    };
+    // What the build's writer holds goes first (the server's own lines,
+    // "Agent ... took the build"), so the log keeps the order of events.
+    if !flushed(&live).await {
+        return Err(ended());
+    }
+    let mut lines = Vec::new();
+    let mut others = Vec::new();
+    for event in events {
+        match event {
+            gantry_build::BuildEvent::Line(line) => lines.push(line),
+            other => others.push(other),
         }
     }
-    Ok(acked)
+    // The chunk's lines and its acknowledgement in one transaction, fenced
+    // by the lease (LEASED under this epoch) and the order (the chunk
+    // before is the last stored): a crash cannot store the one without the
+    // other, and a resend stores nothing.
+    let build_id = super::remote::build_of(job)
+        .ok_or_else(|| AgentError(StatusCode::CONFLICT, format!("job {job_id} has no build")))?;
+    let outcome = state
+        .store
+        .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
+        .await?;
+    if !outcome.stored {
+        // Resent or early, or the lease is over: the lease decides which
+        // answer (a stale one is a 409).
+        fenced_job(state, token, job_id, chunk.epoch).await?;
+        return Ok(outcome.acked);
+    }
+    state.runner.log_grew();
+    // Phase changes go through the writer, which records the build's
+    // progress and tells EventBridge; they are progress only (the result
+    // carries every phase), so a crash before they are written loses
+    // nothing the build's end does not restore.
+    for event in others {
+        let _ = live.log.send(Msg::Event(event));
+    }
+    if !flushed(&live).await {
+        return Err(ended());
+    }
+    Ok(outcome.acked)
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -631,7 +634,8 @@ async fn command_chunk<S: Store>(
         acked = state
             .store
             .store_log_chunk(job_id, &lines, job_id, chunk.epoch, chunk.seq)
-            .await?;
+            .await?
+            .acked;
     }
     Ok(acked)
 }

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::{PgStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
-use crate::{OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
+use crate::{ChunkStored, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
 
 #[async_trait]
 impl ServerStore for PgStore {
@@ -177,19 +177,20 @@ impl ServerStore for PgStore {
         job_id: &str,
         epoch: i64,
         seq: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<ChunkStored, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         // The cursor first: it is the write that decides, and (SQLite) it
         // takes the write lock before anything is read.
         let advanced = sqlx::query(
             "UPDATE jobs SET log_acked = $1, update_ms = $2
-             WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1",
+             WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5",
         )
         .bind(seq)
         .bind(now_ms())
         .bind(job_id)
         .bind(epoch)
+        .bind(LEASED)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?
@@ -206,7 +207,10 @@ impl ServerStore for PgStore {
                 .await
                 .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
+        Ok(ChunkStored {
+            acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
+            stored: advanced,
+        })
     }
 
     async fn record_job_result(

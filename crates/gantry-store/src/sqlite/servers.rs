@@ -5,7 +5,7 @@ use sqlx::Row;
 
 use super::{SqliteStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
-use crate::{OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
+use crate::{ChunkStored, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
 
 #[async_trait]
 impl ServerStore for SqliteStore {
@@ -179,20 +179,21 @@ impl ServerStore for SqliteStore {
         job_id: &str,
         epoch: i64,
         seq: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<ChunkStored, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         // The cursor first: it is the write that decides, and (SQLite) it
         // takes the write lock before anything is read.
         let advanced = sqlx::query(
             "UPDATE jobs SET log_acked = ?, update_ms = ?
-             WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1",
+             WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1 AND status = ?",
         )
         .bind(seq)
         .bind(now_ms())
         .bind(job_id)
         .bind(epoch)
         .bind(seq)
+        .bind(LEASED)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?
@@ -209,7 +210,10 @@ impl ServerStore for SqliteStore {
                 .await
                 .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(u64::try_from(acked.unwrap_or(0)).unwrap_or(0))
+        Ok(ChunkStored {
+            acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
+            stored: advanced,
+        })
     }
 
     async fn record_job_result(
