@@ -222,8 +222,8 @@ pub(crate) async fn append_log_in(
     // The first line is numbered after the highest, the rest follow it.
     let first_seq: i64 = sqlx::query_scalar(
         "INSERT INTO build_log_lines (build_id, seq, line)
-                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
-                 RETURNING seq",
+         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
+         RETURNING seq",
     )
     .bind(build_id)
     .bind(build_id)

@@ -180,8 +180,9 @@ impl ServerStore for PgStore {
     ) -> Result<ChunkStored, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // The cursor first: it is the write that decides, and (SQLite) it
-        // takes the write lock before anything is read.
+        // The cursor first: it is the write that decides, and it locks the
+        // job's row until commit, so two servers storing the same chunk
+        // cannot both append its lines.
         let advanced = sqlx::query(
             "UPDATE jobs SET log_acked = $1, update_ms = $2
              WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5",

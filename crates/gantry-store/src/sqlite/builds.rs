@@ -215,8 +215,8 @@ pub(crate) async fn append_log_in(
     // it numbers its line after the highest, the rest follow it.
     let first_seq: i64 = sqlx::query_scalar(
         "INSERT INTO build_log_lines (build_id, seq, line)
-                 VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = ?), ?)
-                 RETURNING seq",
+         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = ?), ?)
+         RETURNING seq",
     )
     .bind(build_id)
     .bind(build_id)

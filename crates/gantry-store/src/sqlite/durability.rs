@@ -15,6 +15,9 @@
 //!   disk. The server calls it before every HTTP response, so what a client
 //!   was answered (a 200, or state it read) survives a power cut, as with
 //!   `FULL`.
+//! - A failed flush fails every later `durable` too, until a restart:
+//!   after one, Linux may report a later flush of the file as a success
+//!   although the pages it could not write are gone.
 //! - A commit is flushed soon even when no response waits for it: every
 //!   return of the write connection marks the WAL dirty and wakes the
 //!   thread.
@@ -154,12 +157,22 @@ fn flush_loop(shared: &Shared) {
             rounds.started += 1;
             rounds.started
         };
-        let error = flush(&shared.wal).err().map(|e| e.to_string());
-        if let Some(e) = &error {
-            // Reported to every caller waiting on this round too; logged
-            // so that a flush nobody waited for is not silent.
-            tracing::error!(wal = %shared.wal.display(), error = %e, "flushing the WAL to disk failed");
-        }
+        let error = match flush(&shared.wal) {
+            Ok(()) => None,
+            Err(e) => {
+                // Reported to every caller waiting on this round too; logged
+                // so that a flush nobody waited for is not silent.
+                tracing::error!(wal = %shared.wal.display(), error = %e,
+                    "flushing the WAL to disk failed; no answer is durable until restart");
+                Some(e.to_string())
+            }
+        };
+        // A failed flush stays failed: after one, Linux may report a later
+        // flush of the same file as a success although the pages it could
+        // not write are gone. So, as PostgreSQL stops on a failed fsync,
+        // every later answer is a 500 until a restart replays the WAL from
+        // disk.
+        let error = error.or_else(|| shared.finished.borrow().error.clone());
         shared.finished.send_replace(Finished { round, error });
     }
 }
@@ -210,6 +223,9 @@ mod tests {
         let sync = WalSync::start(&blocker.join("x.db")).expect("start");
         let err = sync.durable().await.expect_err("must fail");
         assert!(err.to_string().contains("flushing"), "{err}");
+        // And stays failed.
+        let again = sync.durable().await.expect_err("still failed");
+        assert!(again.to_string().contains("flushing"), "{again}");
     }
 
     #[tokio::test]
