@@ -393,3 +393,39 @@ async fn servers_started_together_on_a_new_postgres_database_both_start() {
         db.finish().await;
     }
 }
+
+/// Every answer waits for the SQLite group commit's flush of the WAL: when
+/// that flush fails, the answer is a 500 (the change may not be on disk),
+/// and so is every answer after it, until a restart. The flush is made to
+/// fail by putting a symbolic link that loops where the WAL file is named
+/// (SQLite keeps writing the file it has open).
+#[tokio::test]
+async fn an_answer_whose_changes_could_not_be_flushed_is_a_500() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(dir.path()).await;
+    server
+        .call("CreateProject", &inline_project("web", GOOD_BUILDSPEC))
+        .await;
+    let wal = dir.path().join("gantry.db-wal");
+    assert!(wal.exists(), "the WAL is where the store keeps it");
+    std::fs::rename(&wal, dir.path().join("moved-wal")).expect("move the WAL");
+    std::os::unix::fs::symlink("gantry.db-wal", &wal).expect("a looping link");
+    let (status, out) = server
+        .call_as(
+            SECRET,
+            "CreateProject",
+            &inline_project("api", GOOD_BUILDSPEC),
+        )
+        .await;
+    assert_eq!(status, 500, "{out}");
+    assert_eq!(out["__type"], "InternalFailure", "{out}");
+    assert!(
+        out["message"].as_str().unwrap_or("").contains("durably"),
+        "{out}"
+    );
+    // Even once the file is back, and for a request that changes nothing.
+    std::fs::remove_file(&wal).expect("remove the link");
+    std::fs::rename(dir.path().join("moved-wal"), &wal).expect("restore");
+    let (status, out) = server.call_as(SECRET, "ListProjects", &json!({})).await;
+    assert_eq!(status, 500, "{out}");
+}
