@@ -131,13 +131,10 @@ pub(crate) async fn take_over_executions<S: Store>(
         .take_over(OwnedWork::StateMachineExecutions, &me.id, me.stale_before())
         .await?;
     let arns: Vec<String> = taken.into_iter().map(|t| t.id).collect();
-    let resumed = state.engine.resume_taken(&arns).await?;
-    if !resumed.is_empty() {
-        // Callbacks and stops other servers recorded while the owner was dead
-        // (or this server down) are applied now, not a round later.
-        state.engine.read_inbox().await?;
-    }
-    Ok(resumed)
+    // Callbacks and stops other servers recorded while the owner was dead
+    // (or this server down) are applied there, before the tasks still
+    // waited for run again.
+    state.engine.resume_taken(&arns).await
 }
 
 /// How long settled inbox entries are kept (a relaying server reads its

@@ -1077,19 +1077,47 @@ impl<S: Store> Engine<S> {
         }
         let running = self.store.list_executions(None, Some("RUNNING")).await?;
         let mut resumed = Vec::new();
+        let mut tasks = Vec::new();
         for x in running.into_iter().filter(|x| arns.contains(&x.arn)) {
             // Live here already (an event reloaded it): not twice.
             if lock(&self.live).contains_key(&x.arn) {
                 continue;
             }
-            match self.resume(&x).await {
+            match self.resume_inner(&x, Some(&mut tasks)).await {
                 Ok(()) => resumed.push(x.arn),
                 Err(e) => {
                     tracing::error!(execution = %x.arn, error = %e, "could not resume the execution")
                 }
             }
         }
-        Ok(resumed)
+        // Callbacks and stops other servers recorded while the owner was
+        // dead are applied before the tasks still waited for run again: a
+        // task whose callback is already recorded must not be sent twice.
+        let inbox = match resumed.is_empty() {
+            true => Ok(0),
+            false => self.read_inbox().await,
+        };
+        // Started even when the inbox could not be read: its entries are
+        // applied at the next round, and a task must not be left waiting.
+        for (task, cancel) in tasks {
+            self.start_unless_settled(task, cancel);
+        }
+        inbox.map(|_| resumed)
+    }
+
+    /// Runs a resumed task, unless its execution stopped waiting for it
+    /// meanwhile (an inbox entry settled it, which drops its cancel sender).
+    fn start_unless_settled(
+        self: &Arc<Self>,
+        task: resources::Task,
+        mut cancel: oneshot::Receiver<()>,
+    ) {
+        if matches!(
+            cancel.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ) {
+            tokio::spawn(self.clone().run_task(task, cancel));
+        }
     }
 
     /// Replays one execution's journal and picks up its timers and pending tasks.
@@ -1100,10 +1128,16 @@ impl<S: Store> Engine<S> {
         x: &'a ExecutionRecord,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>
     {
-        Box::pin(self.resume_inner(x))
+        Box::pin(self.resume_inner(x, None))
     }
 
-    async fn resume_inner(self: &Arc<Self>, x: &ExecutionRecord) -> Result<(), StoreError> {
+    /// [`Engine::resume`]; with `defer`, the tasks still waited for are
+    /// handed back (with their cancel receivers) instead of started.
+    async fn resume_inner(
+        self: &Arc<Self>,
+        x: &ExecutionRecord,
+        defer: Option<&mut Vec<(resources::Task, oneshot::Receiver<()>)>>,
+    ) -> Result<(), StoreError> {
         let definition: Value = serde_json::from_str(&x.definition).map_err(StoreError::other)?;
         let machine = gantry_states::parse_definition(&definition).map_err(StoreError::other)?;
         let journal = self.store.journal(&x.arn).await?;
@@ -1177,10 +1211,16 @@ impl<S: Store> Engine<S> {
             l.timers.insert(id.clone(), tx);
             tokio::spawn(self.clone().timer(x.arn.clone(), id, at, rx));
         }
+        let mut defer = defer;
         for task in handles {
             let (tx, rx) = oneshot::channel();
             l.tasks.insert(task.token.clone(), tx);
-            tokio::spawn(self.clone().run_task(task, rx));
+            match defer.as_deref_mut() {
+                Some(later) => later.push((task, rx)),
+                None => {
+                    tokio::spawn(self.clone().run_task(task, rx));
+                }
+            }
         }
         Ok(())
     }
