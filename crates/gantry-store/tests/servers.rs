@@ -259,8 +259,9 @@ async fn of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one<B: Backe
     }
 }
 
-async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B) {
-    let store = b.open().await;
+/// Job `j`, queued, offered under nonce `n1` and leased to agent `a1`
+/// until `expires_in_ms` from now; returns (now, the lease's epoch).
+async fn leased_job<S: AgentStore>(store: &S, expires_in_ms: i64) -> (i64, i64) {
     store
         .enqueue_job(&NewAgentJob {
             id: "j".into(),
@@ -278,11 +279,17 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
             .await
             .expect("offer")
     );
-    let first = store
-        .ack_job("j", "n1", "a1", "l1", now - 1)
+    let leased = store
+        .ack_job("j", "n1", "a1", "l1", now + expires_in_ms)
         .await
         .expect("ack");
-    let e = first.lease_epoch;
+    (now, leased.lease_epoch)
+}
+
+async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B) {
+    let store = b.open().await;
+    // A lease that has already run out, for the expiry below.
+    let (now, e) = leased_job(&store, -1).await;
     assert_eq!(store.job_log_acked("j", e).await.expect("acked"), 0);
     assert_eq!(
         store
@@ -384,28 +391,7 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
 /// a chunk out of order, resent or of a stale lease stores no line.
 async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
     let store = b.open().await;
-    store
-        .enqueue_job(&NewAgentJob {
-            id: "j".into(),
-            kind: "codebuild".into(),
-            labels: vec![],
-            payload: json!({}),
-            max_attempts: 3,
-        })
-        .await
-        .expect("enqueue");
-    let now = now_ms();
-    assert!(
-        store
-            .offer_job("j", "n1", now, now + 5000)
-            .await
-            .expect("offer")
-    );
-    let e = store
-        .ack_job("j", "n1", "a1", "l1", now + 60_000)
-        .await
-        .expect("ack")
-        .lease_epoch;
+    let (_, e) = leased_job(&store, 60_000).await;
     let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let acked = store
         .store_log_chunk("log-1", &lines(&["a", "b", "c"]), "j", e, 1)
