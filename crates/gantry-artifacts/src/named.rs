@@ -6,15 +6,17 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStoreExt, PutPayload};
+use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{ArtifactStore, Error, Result};
+use crate::{ArtifactStore, Digest, Error, Result};
 
 /// Keys under this prefix belong to the content-addressed store.
 const RESERVED: &str = "blobs/";
@@ -212,11 +214,32 @@ impl ArtifactStore {
     /// returns the size. A missing part is a [`Error::Store`] whose source
     /// is `NotFound`, and leaves `key` as it was.
     pub async fn concat_named(&self, key: &str, parts: &[String]) -> Result<u64> {
+        self.put_named_stream(key, self.parts_stream(parts)).await
+    }
+
+    /// [`concat_named`](Self::concat_named), also returning the SHA-256 of
+    /// the bytes it wrote, hashed on the way rather than read back.
+    pub async fn concat_named_digest(&self, key: &str, parts: &[String]) -> Result<(u64, Digest)> {
+        let hasher = Arc::new(Mutex::new(Sha256::new()));
+        let feed = hasher.clone();
+        let chunks: NamedStream = self
+            .parts_stream(parts)
+            .inspect_ok(move |bytes| {
+                feed.lock().unwrap_or_else(|e| e.into_inner()).update(bytes);
+            })
+            .boxed();
+        let size = self.put_named_stream(key, chunks).await?;
+        let hasher = std::mem::take(&mut *hasher.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok((size, Digest::from_hasher(hasher)))
+    }
+
+    /// The objects `parts`, one after the other, as one stream.
+    fn parts_stream(&self, parts: &[String]) -> NamedStream {
         let store = self.clone();
         // Boxed here, where its types are concrete: callers' futures then
         // hold a plain `Send` stream (an unboxed one trips the compiler's
         // higher-ranked `Send` check in axum handlers).
-        let chunks: NamedStream = futures_util::stream::iter(parts.to_vec())
+        futures_util::stream::iter(parts.to_vec())
             .then(move |part| {
                 let store = store.clone();
                 async move {
@@ -233,8 +256,28 @@ impl ArtifactStore {
                 }
             })
             .try_flatten()
-            .boxed();
-        self.put_named_stream(key, chunks).await
+            .boxed()
+    }
+
+    /// The objects whose keys start with `prefix` followed by `/`, as
+    /// (key, size), sorted by key; none is an empty list.
+    pub async fn list_named(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let path = key_path(prefix)?;
+        let listed: Vec<_> =
+            self.objects
+                .list(Some(&path))
+                .try_collect()
+                .await
+                .map_err(|source| Error::Store {
+                    key: prefix.to_owned(),
+                    source,
+                })?;
+        let mut named: Vec<(String, u64)> = listed
+            .into_iter()
+            .map(|meta| (meta.location.to_string(), meta.size))
+            .collect();
+        named.sort();
+        Ok(named)
     }
 
     /// Deletes every object whose key starts with `prefix` followed by
@@ -296,6 +339,21 @@ mod tests {
             .await
             .expect("again");
         assert!(store.get_named("logs/builds/web:1.log").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn objects_under_a_prefix_are_listed_in_key_order_with_their_sizes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = ArtifactStore::local(tmp.path()).expect("store");
+        assert!(store.list_named("up/a").await.expect("list").is_empty());
+        for (key, bytes) in [("up/a/2", &b"xy"[..]), ("up/a/1", b"x"), ("up/ab", b"z")] {
+            store.put_named(key, bytes.to_vec()).await.expect("put");
+        }
+        assert_eq!(
+            store.list_named("up/a").await.expect("list"),
+            vec![("up/a/1".to_owned(), 1), ("up/a/2".to_owned(), 2)],
+            "only keys under the prefix as a folder, not `up/ab`"
+        );
     }
 
     #[tokio::test]

@@ -85,13 +85,12 @@ pub mod files {
     /// one directory per build, until they are moved to the artifact store.
     pub const ARTIFACTS: &str = "artifacts";
     /// The default artifact store: pipeline and build artifacts
-    /// (content-addressed, compressed blobs), finished build logs and
-    /// custom-action job objects.
+    /// (content-addressed, compressed blobs), finished build logs,
+    /// custom-action job objects, and remote agents' source trees and
+    /// resumable uploads.
     pub const ARTIFACT_STORE: &str = "artifact-store";
     /// Bare mirrors of the repositories Git source actions fetch.
     pub const GIT_MIRRORS: &str = "git";
-    /// Remote agents' source trees and resumable uploads.
-    pub const AGENTS: &str = "agents";
 }
 
 /// Why the server could not start or stopped with an error.

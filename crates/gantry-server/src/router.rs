@@ -79,10 +79,7 @@ impl<S: Store> AppState<S> {
             config.clone(),
             crate::outbound::client(&config, config.events.http_timeout)?,
         ));
-        let hub = Arc::new(crate::agents::AgentHub::new(
-            &config.data_dir,
-            config.lease_timeout,
-        )?);
+        let hub = Arc::new(crate::agents::AgentHub::new(config.lease_timeout));
         let artifacts = open_artifact_store(&config)?;
         let runner = Arc::new(BuildRunner::new(
             store.clone(),

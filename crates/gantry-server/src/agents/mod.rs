@@ -18,11 +18,9 @@ pub(crate) mod tokens;
 mod uploads;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use gantry_artifacts::ArtifactStore;
 use gantry_store::{AgentRecord, AgentTokenRecord, Store, job_status, labels_match, now_ms};
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -182,10 +180,6 @@ pub(crate) struct AgentHub {
     command_ends: watch::Sender<u64>,
     /// Agents by id (which token they belong to), read on every request.
     agents: Mutex<HashMap<String, AgentRecord>>,
-    /// Source trees handed to agents, content-addressed.
-    pub objects: ArtifactStore,
-    /// Resumable uploads, named by their sha256.
-    pub uploads: PathBuf,
     pub lease_timeout: Duration,
     /// What waiting builds check each second, read for all at once.
     pub checks: checks::WaitChecks,
@@ -196,11 +190,8 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AgentHub {
-    pub fn new(data_dir: &std::path::Path, lease_timeout: Duration) -> Result<AgentHub, String> {
-        let root = data_dir.join(crate::files::AGENTS);
-        let objects = ArtifactStore::local(root.join("objects"))
-            .map_err(|e| format!("opening {}: {e}", root.join("objects").display()))?;
-        Ok(AgentHub {
+    pub fn new(lease_timeout: Duration) -> AgentHub {
+        AgentHub {
             waiters: Mutex::new(Vec::new()),
             next_waiter: std::sync::atomic::AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
@@ -209,11 +200,9 @@ impl AgentHub {
             command_locks: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
-            objects,
-            uploads: root.join("uploads"),
             lease_timeout,
             checks: checks::WaitChecks::default(),
-        })
+        }
     }
 
     /// Wakes every waiting long poll: jobs whose labels are not known here
@@ -459,8 +448,7 @@ mod tests {
 
     #[test]
     fn a_queued_job_wakes_one_poller_whose_labels_match() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let hub = AgentHub::new(Duration::from_secs(30));
         let docker = hub.wait_for_job(&labels(&["executor:docker"]));
         let first = hub.wait_for_job(&labels(&["executor:host", "linux"]));
         let second = hub.wait_for_job(&labels(&["executor:host"]));
@@ -492,8 +480,7 @@ mod tests {
 
     #[test]
     fn a_wake_up_taken_while_busy_is_kept_or_passed_on_when_the_poll_leaves() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let hub = AgentHub::new(Duration::from_secs(30));
         let host = labels(&["executor:host"]);
         let busy = hub.wait_for_job(&host);
         // Woken while not waiting (looking at the queue): kept for its wait.
@@ -512,8 +499,7 @@ mod tests {
 
     #[test]
     fn a_job_is_claimed_by_one_offer_attempt_at_a_time() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let hub = AgentHub::new(Duration::from_secs(30));
         let claim = hub.claim_offer("job-1").expect("free");
         assert!(hub.claim_offer("job-1").is_none(), "held by another poll");
         assert!(hub.claim_offer("job-2").is_some(), "other jobs are free");
@@ -523,8 +509,7 @@ mod tests {
 
     #[test]
     fn tokens_are_believed_briefly_and_forgotten_on_revocation() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let hub = AgentHub::new(dir.path(), Duration::from_secs(30)).expect("hub");
+        let hub = AgentHub::new(Duration::from_secs(30));
         let record = AgentTokenRecord {
             id: "atok-1".into(),
             name: "t".into(),

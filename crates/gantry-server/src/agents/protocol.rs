@@ -461,7 +461,8 @@ async fn source<S: Store>(
         .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")))?;
     let file = tempfile::tempfile()
         .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut file = hub(&state)
+    let mut file = state
+        .runner
         .objects
         .write_zip(&reference, file)
         .await
@@ -558,7 +559,7 @@ async fn result<S: Store>(
     match (&result.artifacts_sha256, artifacts_dir) {
         (Some(sha), Some(dir)) => {
             let incoming = dir.with_extension(format!("incoming-{}", result.epoch));
-            let unpacked = uploads::unpack_into(hub(&state), sha, &incoming).await;
+            let unpacked = uploads::unpack_into(&state.runner.objects, sha, &incoming).await;
             let kept = match (unpacked, result.build.as_mut()) {
                 (Ok(()), Some(build)) => {
                     crate::build_artifacts::keep(&state.runner.objects, build, &incoming).await
@@ -603,6 +604,11 @@ async fn result<S: Store>(
         )
         .await;
     finished?;
+    // Kept until now, so a result retried after a failure above still
+    // finds its upload.
+    if let Some(sha) = &result.artifacts_sha256 {
+        uploads::forget(&state.runner.objects, sha).await;
+    }
     hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
     hub(&state).drop_relay(&job_id);
     Ok(json(&serde_json::json!({ "accepted": true })))

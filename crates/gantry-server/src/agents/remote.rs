@@ -389,8 +389,9 @@ async fn pack_source<S: Store>(
         }
     };
     let source_ref = if src.is_dir() {
+        // In the artifact store, shared by every server given the same
+        // one: the agent may fetch the tree from any of them.
         let r = runner
-            .hub
             .objects
             .put_dir(&src)
             .await

@@ -1,24 +1,39 @@
 //! Resumable uploads named by their content hash: `HEAD` says how many
-//! bytes the server holds (header `upload-offset`), `PUT ?offset=N&total=T`
-//! appends the next bytes, and the upload is kept only once its bytes hash
-//! to its name. A dropped connection resumes from the offset, not from 0.
-
-use std::path::{Path as FsPath, PathBuf};
+//! bytes the servers hold (header `upload-offset`), `PUT ?offset=N&total=T`
+//! adds the next bytes, and the upload is kept only once its bytes hash to
+//! its name. A dropped connection resumes from the offset, not from 0.
+//!
+//! The pieces live in the artifact store, not on this server's disk, so
+//! with a shared store (`--artifact-store s3://...`) an agent behind a load
+//! balancer may send each piece, and then its result, to any server:
+//!
+//! - `agent-uploads/<sha256>.parts/<offset, 20 digits>`: one object a
+//!   piece, named by where it starts (so a piece sent twice, to two
+//!   servers, is one object);
+//! - `agent-uploads/<sha256>.zip`: the whole upload, once its last piece
+//!   came and the pieces hashed to the name; then the pieces go.
+//!
+//! The whole upload is removed when the result naming it has been taken.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use futures_util::StreamExt;
 use gantry_agent::protocol::{UPLOAD_OFFSET, UploadState};
+use gantry_artifacts::ArtifactStore;
 use gantry_store::Store;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::protocol::AgentError;
-use super::{AgentHub, tokens};
+use super::tokens;
 use crate::router::AppState;
 
-/// The name, checked: 64 lowercase hex digits (it becomes a file name).
+/// Where uploads live in the artifact store.
+const PREFIX: &str = "agent-uploads";
+
+/// The name, checked: 64 lowercase hex digits (it becomes part of a key).
 fn checked(sha256: &str) -> Result<&str, AgentError> {
     if sha256.len() == 64
         && sha256
@@ -34,29 +49,76 @@ fn checked(sha256: &str) -> Result<&str, AgentError> {
     }
 }
 
-fn paths(hub: &AgentHub, sha256: &str) -> (PathBuf, PathBuf) {
-    (
-        hub.uploads.join(sha256),
-        hub.uploads.join(format!("{sha256}.part")),
-    )
+fn whole_key(sha256: &str) -> String {
+    format!("{PREFIX}/{sha256}.zip")
 }
 
-async fn len(path: &FsPath) -> Option<u64> {
-    tokio::fs::metadata(path).await.ok().map(|m| m.len())
+fn parts_prefix(sha256: &str) -> String {
+    format!("{PREFIX}/{sha256}.parts")
 }
 
-async fn state_of(hub: &AgentHub, sha256: &str) -> UploadState {
-    let (done, part) = paths(hub, sha256);
-    match len(&done).await {
-        Some(n) => UploadState {
-            offset: n,
-            complete: true,
-        },
-        None => UploadState {
-            offset: len(&part).await.unwrap_or(0),
-            complete: false,
-        },
+/// Zero-padded, so the store's key order is the pieces' order.
+fn part_key(sha256: &str, offset: u64) -> String {
+    format!("{}/{offset:020}", parts_prefix(sha256))
+}
+
+fn internal(e: impl std::fmt::Display) -> AgentError {
+    AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// The pieces that follow one another from offset 0, in order, and where
+/// they end. A piece that does not start where the run so far ends (left
+/// by a client that changed its piece size mid-way) is passed over; the
+/// run stops at the first gap. The hash check at the end catches anything
+/// else.
+fn contiguous(sha256: &str, listed: Vec<(String, u64)>) -> (Vec<String>, u64) {
+    let prefix = format!("{}/", parts_prefix(sha256));
+    let mut run = Vec::new();
+    let mut end = 0u64;
+    for (key, size) in listed {
+        let Some(start) = key
+            .strip_prefix(&prefix)
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if start > end {
+            break;
+        }
+        if start == end && size > 0 {
+            end += size;
+            run.push(key);
+        }
     }
+    (run, end)
+}
+
+/// What the store holds of upload `sha256`, and the pieces that make it.
+async fn state_of(
+    objects: &ArtifactStore,
+    sha256: &str,
+) -> Result<(UploadState, Vec<String>), AgentError> {
+    if let Some(size) = objects
+        .named_size(&whole_key(sha256))
+        .await
+        .map_err(internal)?
+    {
+        let done = UploadState {
+            offset: size,
+            complete: true,
+        };
+        return Ok((done, Vec::new()));
+    }
+    let listed = objects
+        .list_named(&parts_prefix(sha256))
+        .await
+        .map_err(internal)?;
+    let (pieces, offset) = contiguous(sha256, listed);
+    let partial = UploadState {
+        offset,
+        complete: false,
+    };
+    Ok((partial, pieces))
 }
 
 fn answer(state: &UploadState) -> Response {
@@ -67,10 +129,6 @@ fn answer(state: &UploadState) -> Response {
     response
 }
 
-fn internal(e: impl std::fmt::Display) -> AgentError {
-    AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-}
-
 pub(super) async fn head<S: Store>(
     State(state): State<AppState<S>>,
     Path(sha256): Path<String>,
@@ -78,7 +136,8 @@ pub(super) async fn head<S: Store>(
 ) -> Result<Response, AgentError> {
     tokens::bearer(&state, &headers).await?;
     let sha256 = checked(&sha256)?;
-    Ok(answer(&state_of(&state.runner.hub, sha256).await))
+    let (now, _) = state_of(&state.runner.objects, sha256).await?;
+    Ok(answer(&now))
 }
 
 pub(super) async fn put<S: Store>(
@@ -101,11 +160,8 @@ pub(super) async fn put<S: Store>(
             })
     };
     let (offset, total) = (number("offset")?, number("total")?);
-    let hub = &state.runner.hub;
-    tokio::fs::create_dir_all(&hub.uploads)
-        .await
-        .map_err(internal)?;
-    let now = state_of(hub, sha256).await;
+    let objects = &state.runner.objects;
+    let (now, _) = state_of(objects, sha256).await?;
     if now.complete {
         return Ok(answer(&now));
     }
@@ -125,49 +181,103 @@ pub(super) async fn put<S: Store>(
             format!("{end} bytes would pass the declared total of {total}"),
         ));
     }
-    let (done, part) = paths(hub, sha256);
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&part)
-        .await
-        .map_err(internal)?;
-    file.write_all(&body).await.map_err(internal)?;
-    file.flush().await.map_err(internal)?;
-    drop(file);
+    if body.is_empty() && end < total {
+        return Err(AgentError(
+            StatusCode::BAD_REQUEST,
+            format!("an empty piece at offset {offset} of {total} bytes adds nothing"),
+        ));
+    }
+    if !body.is_empty() {
+        objects
+            .put_named(&part_key(sha256, offset), body)
+            .await
+            .map_err(internal)?;
+    }
     if end < total {
         return Ok(answer(&UploadState {
             offset: end,
             complete: false,
         }));
     }
-    let bytes = tokio::fs::read(&part).await.map_err(internal)?;
-    let actual: String = Sha256::digest(&bytes)
+    // The last piece: read the run of pieces back (another server may hold
+    // none of them in memory), hashing as they are joined into the whole.
+    let (_, pieces) = state_of(objects, sha256).await?;
+    let joined = join_verified(objects, sha256, &pieces).await;
+    // The pieces go whatever the outcome: joined, or not worth keeping.
+    if let Err(e) = objects.delete_named_prefix(&parts_prefix(sha256)).await {
+        tracing::warn!(upload = %sha256, error = %e, "removing an upload's pieces failed");
+    }
+    match joined? {
+        Some(actual) => {
+            let _ = objects.delete_named(&whole_key(sha256)).await;
+            Err(AgentError(
+                StatusCode::BAD_REQUEST,
+                format!("the uploaded bytes hash to {actual}, not {sha256}; upload again from 0"),
+            ))
+        }
+        None => Ok(answer(&UploadState {
+            offset: end,
+            complete: true,
+        })),
+    }
+}
+
+/// Joins `pieces` into the whole upload, hashing the bytes on the way;
+/// `Some(actual hash)` when they do not hash to `sha256` (the whole object
+/// is then the caller's to remove).
+async fn join_verified(
+    objects: &ArtifactStore,
+    sha256: &str,
+    pieces: &[String],
+) -> Result<Option<String>, AgentError> {
+    let (_, digest) = objects
+        .concat_named_digest(&whole_key(sha256), pieces)
+        .await
+        .map_err(internal)?;
+    let actual = digest.to_hex();
+    Ok((actual != sha256).then_some(actual))
+}
+
+/// Unpacks the verified zip upload `sha256` into `dest` (replacing it),
+/// from the artifact store, whichever server received its pieces. The
+/// bytes are hashed again on the way: the store is trusted to keep them,
+/// not to name them.
+pub(super) async fn unpack_into(
+    objects: &ArtifactStore,
+    sha256: &str,
+    dest: &std::path::Path,
+) -> Result<(), String> {
+    let sha256 = checked(sha256).map_err(|e| e.1)?;
+    let Some((_, mut chunks)) = objects
+        .get_named_stream(&whole_key(sha256))
+        .await
+        .map_err(|e| format!("reading the artifacts upload {sha256}: {e}"))?
+    else {
+        return Err(format!("the artifacts upload {sha256} is not complete"));
+    };
+    let spool = tempfile::tempfile().map_err(|e| format!("a temporary file: {e}"))?;
+    let mut file = tokio::fs::File::from_std(spool);
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| format!("reading the artifacts upload {sha256}: {e}"))?;
+        hasher.update(&chunk);
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| format!("spooling the artifacts upload: {e}"))?;
+    }
+    let actual: String = hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     if actual != sha256 {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(AgentError(
-            StatusCode::BAD_REQUEST,
-            format!("the uploaded bytes hash to {actual}, not {sha256}; upload again from 0"),
+        return Err(format!(
+            "the stored artifacts upload hashes to {actual}, not {sha256}"
         ));
     }
-    tokio::fs::rename(&part, &done).await.map_err(internal)?;
-    Ok(answer(&UploadState {
-        offset: end,
-        complete: true,
-    }))
-}
-
-/// Unpacks the verified zip upload `sha256` into `dest` (replacing it).
-pub(super) async fn unpack_into(hub: &AgentHub, sha256: &str, dest: &FsPath) -> Result<(), String> {
-    let sha256 = checked(sha256).map_err(|e| e.1)?;
-    let (done, _) = paths(hub, sha256);
-    let file = std::fs::File::open(&done)
-        .map_err(|e| format!("the artifacts upload {sha256} is not complete: {e}"))?;
-    let reference = hub
-        .objects
+    let mut file = file.into_std().await;
+    std::io::Seek::rewind(&mut file).map_err(|e| format!("rewinding the upload: {e}"))?;
+    let reference = objects
         .put_zip(file)
         .await
         .map_err(|e| format!("reading the artifacts zip: {e}"))?;
@@ -176,10 +286,51 @@ pub(super) async fn unpack_into(hub: &AgentHub, sha256: &str, dest: &FsPath) -> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("clearing {}: {e}", dest.display())),
     }
-    hub.objects
+    objects
         .materialize(&reference, dest)
         .await
         .map_err(|e| format!("unpacking the artifacts: {e}"))?;
-    let _ = tokio::fs::remove_file(&done).await;
     Ok(())
+}
+
+/// Removes the whole upload `sha256` once the result naming it is taken.
+pub(super) async fn forget(objects: &ArtifactStore, sha256: &str) {
+    if checked(sha256).is_err() {
+        return;
+    }
+    if let Err(e) = objects.delete_named(&whole_key(sha256)).await {
+        tracing::warn!(upload = %sha256, error = %e, "removing a taken upload failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn piece(start: u64, size: u64) -> (String, u64) {
+        (part_key(SHA, start), size)
+    }
+
+    #[test]
+    fn the_offset_is_where_the_run_of_pieces_from_zero_ends() {
+        assert_eq!(contiguous(SHA, vec![]), (vec![], 0));
+        let (run, end) = contiguous(SHA, vec![piece(0, 10), piece(10, 5)]);
+        assert_eq!((run.len(), end), (2, 15));
+        // A gap ends the run: what lies beyond it is not counted.
+        let (run, end) = contiguous(SHA, vec![piece(0, 10), piece(20, 5)]);
+        assert_eq!((run, end), (vec![part_key(SHA, 0)], 10));
+        // A piece inside the run (another piece size) is passed over.
+        let (run, end) = contiguous(SHA, vec![piece(0, 10), piece(4, 10), piece(10, 1)]);
+        assert_eq!((run, end), (vec![part_key(SHA, 0), part_key(SHA, 10)], 11));
+        // Nothing from 0: nothing held.
+        assert_eq!(contiguous(SHA, vec![piece(5, 5)]).1, 0);
+    }
+
+    #[test]
+    fn pieces_are_named_so_that_key_order_is_offset_order() {
+        assert!(part_key(SHA, 9) < part_key(SHA, 10));
+        assert!(part_key(SHA, 10_000_000) < part_key(SHA, 100_000_000));
+    }
 }

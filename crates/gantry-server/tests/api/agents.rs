@@ -44,7 +44,7 @@ pub fn spawn_agent(
     (tx, task)
 }
 
-fn registration(labels: &[&str]) -> Register {
+pub(crate) fn registration(labels: &[&str]) -> Register {
     Register {
         labels: labels.iter().map(|l| l.to_string()).collect(),
         capacity: 1,

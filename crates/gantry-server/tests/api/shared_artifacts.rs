@@ -46,6 +46,15 @@ struct Pair {
 
 impl Pair {
     async fn start(test: &str, dir: &Path) -> Option<Pair> {
+        Pair::start_with(test, dir, |_| {}).await
+    }
+
+    /// [`Pair::start`], with `configure` applied to both servers' settings.
+    async fn start_with(
+        test: &str,
+        dir: &Path,
+        configure: fn(&mut gantry_server::Config),
+    ) -> Option<Pair> {
         let python = moto::python()?;
         let db = Db::postgres(test).await?;
         let moto = moto::Moto::start(&python);
@@ -58,6 +67,7 @@ impl Pair {
                     db.apply(c);
                     s3_store(c, &endpoint);
                     elected(c);
+                    configure(c);
                 })
                 .await
             }
@@ -441,4 +451,169 @@ async fn a_builds_artifacts_go_to_the_local_artifact_store_and_download_as_zips(
     let (status, _) = get(&server, "/builds/none:0000/artifacts").await;
     assert_eq!(status, 404);
     server.stop().await;
+}
+
+/// The zip an agent uploads for a build whose primary artifact is the
+/// directory `primary` (as the agent makes it: a tree of the artifact
+/// directories, zipped by the artifact store).
+async fn artifacts_zip(dir: &Path) -> Vec<u8> {
+    let tree = dir.join("artifacts-tree");
+    std::fs::create_dir_all(tree.join("primary/out")).expect("mkdir");
+    std::fs::write(tree.join("primary/out/result.txt"), "built remotely\n").expect("write");
+    let objects = ArtifactStore::local(dir.join("agent-objects")).expect("store");
+    let reference = objects.put_dir(&tree).await.expect("put");
+    let file = objects
+        .write_zip(&reference, tempfile::tempfile().expect("tmp"))
+        .await
+        .expect("zip");
+    let mut file = file;
+    let mut bytes = Vec::new();
+    std::io::Seek::rewind(&mut file).expect("rewind");
+    std::io::Read::read_to_end(&mut file, &mut bytes).expect("read");
+    bytes
+}
+
+/// Two servers with no agent of their own behind one name, as behind a
+/// load balancer: an agent's requests for one build land on either. The
+/// source tree the queuing server packed is fetched through the other; the
+/// artifacts upload is begun on one and finished on the other; the result
+/// goes to the first, which holds none of the upload's pieces. The build
+/// ends with its artifacts stored, and the upload leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_agent_may_send_each_request_to_either_server() {
+    use gantry_agent::Client;
+    use gantry_agent::protocol::{JobResult, LogChunk, LogItem, Payload};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(pair) = Pair::start_with(
+        "a_remote_agent_may_send_each_request_to_either_server",
+        dir.path(),
+        |c| c.local_agent = false,
+    )
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (&pair.a, &pair.b);
+    let url = repo_with(dir.path(), &[("version.txt", "7.8.9")], "the commit");
+    let mut project = inline_project("remote", GOOD_BUILDSPEC);
+    project["source"] = json!({ "type": "GITHUB", "location": url, "buildspec": GOOD_BUILDSPEC });
+    project["artifacts"] = json!({ "type": "S3", "location": "bucket" });
+    a.call("CreateProject", &project).await;
+    let (token, _) = crate::agents::token(a).await;
+    let to_a = Client::new(&a.url(), &token).expect("client");
+    let to_b = Client::new(&b.url(), &token).expect("client");
+    let agent = to_b
+        .register(&crate::agents::registration(&[]))
+        .await
+        .expect("register through B");
+    let started = a
+        .call("StartBuild", &json!({ "projectName": "remote" }))
+        .await;
+    let id = started["build"]["id"].as_str().expect("id").to_owned();
+
+    // Offered by A, which queued it; acknowledged through B.
+    let offer = to_a
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("an offer");
+    let lease = to_b.ack(&agent.agent_id, &offer).await.expect("ack");
+    match &lease.payload {
+        Payload::Build(build) => assert!(build.source.is_some(), "the build ships its source"),
+        other => panic!("a build payload, not {other:?}"),
+    }
+    // The tree A packed, fetched through B.
+    let source = to_b
+        .source(&lease.job_id, lease.epoch)
+        .await
+        .expect("the source through the other server");
+    assert_eq!(entry(&source, "version.txt"), "7.8.9");
+
+    to_b.logs(
+        &lease.job_id,
+        &LogChunk {
+            epoch: lease.epoch,
+            seq: 1,
+            items: vec![LogItem::Line("ran on the agent".into())],
+        },
+    )
+    .await
+    .expect("a log chunk through B");
+
+    // The upload: begun on A, resumed on B from the offset B reports.
+    let zip = artifacts_zip(dir.path()).await;
+    let sha = gantry_aws::sha256_hex(&zip);
+    let total = zip.len() as u64;
+    let first = to_a
+        .upload(&sha, 0, total, zip[..100].to_vec())
+        .await
+        .expect("the first piece through A");
+    assert!(!first.complete);
+    assert_eq!(
+        to_b.upload_state(&sha).await.expect("head").offset,
+        100,
+        "B sees what A received"
+    );
+    let done = to_b
+        .upload(&sha, 100, total, zip[100..].to_vec())
+        .await
+        .expect("the rest through B");
+    assert!(done.complete, "{done:?}");
+    assert_eq!(to_a.upload_state(&sha).await.expect("head").offset, total);
+
+    // The result through A, which received only the first piece.
+    let result = JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({
+            "buildStatus": "SUCCEEDED",
+            "phases": [],
+            "artifacts": { "location": "primary" }
+        })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: Some(sha.clone()),
+        command: None,
+        log: None,
+    };
+    to_a.result(&lease.job_id, &result)
+        .await
+        .expect("the result through A");
+
+    let build = b.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let reference: ArtifactRef = build["artifacts"]["location"]
+        .as_str()
+        .expect("location")
+        .parse()
+        .expect("a reference");
+    let out = dir.path().join("materialized");
+    pair.store()
+        .materialize(&reference, &out)
+        .await
+        .expect("stored");
+    assert_eq!(
+        std::fs::read_to_string(out.join("out/result.txt")).expect("read"),
+        "built remotely\n"
+    );
+    let (status, log) = get(a, &format!("/builds/{id}/logs")).await;
+    assert_eq!(status, 200);
+    assert!(
+        String::from_utf8_lossy(&log).contains("ran on the agent"),
+        "{}",
+        String::from_utf8_lossy(&log)
+    );
+    let keys = pair.keys();
+    assert!(
+        !keys.iter().any(|k| k.contains("agent-uploads/")),
+        "the upload is removed once its result is taken: {keys:?}"
+    );
+    for data in [&pair.data_a, &pair.data_b] {
+        assert!(
+            !data.join("agents").exists(),
+            "no source tree or upload on a server's disk"
+        );
+    }
+    pair.stop().await;
 }
