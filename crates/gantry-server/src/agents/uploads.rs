@@ -201,13 +201,16 @@ pub(super) async fn put<S: Store>(
     }
     // The last piece: read the run of pieces back (another server may hold
     // none of them in memory), hashing as they are joined into the whole.
+    // Should the join fail (the store, or a piece another server's join of
+    // the same upload just removed), the pieces stay and the agent asks
+    // again.
     let (_, pieces) = state_of(objects, sha256).await?;
-    let joined = join_verified(objects, sha256, &pieces).await;
-    // The pieces go whatever the outcome: joined, or not worth keeping.
+    let mismatch = join_verified(objects, sha256, &pieces).await?;
+    // Joined, or not worth keeping: the pieces go.
     if let Err(e) = objects.delete_named_prefix(&parts_prefix(sha256)).await {
         tracing::warn!(upload = %sha256, error = %e, "removing an upload's pieces failed");
     }
-    match joined? {
+    match mismatch {
         Some(actual) => {
             let _ = objects.delete_named(&whole_key(sha256)).await;
             Err(AgentError(
@@ -277,7 +280,17 @@ pub(super) async fn unpack_into(
     }
     let mut file = file.into_std().await;
     std::io::Seek::rewind(&mut file).map_err(|e| format!("rewinding the upload: {e}"))?;
-    let reference = objects
+    // Unzipped through a throwaway local store beside `dest`: the shared
+    // store gets only the artifacts' trees, which the caller puts there.
+    let parent = dest.parent().unwrap_or(std::path::Path::new("."));
+    tokio::fs::create_dir_all(parent)
+        .await
+        .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let scratch = tempfile::tempdir_in(parent)
+        .map_err(|e| format!("a scratch directory in {}: {e}", parent.display()))?;
+    let unzipper = ArtifactStore::local(scratch.path())
+        .map_err(|e| format!("a scratch store in {}: {e}", scratch.path().display()))?;
+    let reference = unzipper
         .put_zip(file)
         .await
         .map_err(|e| format!("reading the artifacts zip: {e}"))?;
@@ -286,7 +299,7 @@ pub(super) async fn unpack_into(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("clearing {}: {e}", dest.display())),
     }
-    objects
+    unzipper
         .materialize(&reference, dest)
         .await
         .map_err(|e| format!("unpacking the artifacts: {e}"))?;
