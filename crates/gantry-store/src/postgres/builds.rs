@@ -60,8 +60,11 @@ pub(crate) async fn create_in(
     .await
     .map_err(db_error)?
     .ok_or(StoreError::NotFound)?;
+    // The server that creates the build waits for it, so it is the owner
+    // from the start (gantry-store's servers.rs).
     let sql = format!(
-        "INSERT INTO builds ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL) RETURNING {COLUMNS}"
+        "INSERT INTO builds ({COLUMNS}, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
+         RETURNING {COLUMNS}"
     );
     let row = sqlx::query(&sql)
         .bind(&build.id)
@@ -72,17 +75,11 @@ pub(crate) async fn create_in(
         .bind(build.build.to_string())
         .bind(build.overrides.to_string())
         .bind(build.start_ms)
+        .bind(owner)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
     let created = record(&row)?;
-    // The server that creates the build waits for it (gantry-store's servers.rs).
-    sqlx::query("UPDATE builds SET owner = $1 WHERE id = $2")
-        .bind(owner)
-        .bind(&build.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
     audit::record(
         tx,
         actor,

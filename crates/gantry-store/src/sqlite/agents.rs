@@ -77,7 +77,7 @@ impl SqliteStore {
         .bind(id)
         .bind(LEASED)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         if done.rows_affected() == 0 {
@@ -104,7 +104,7 @@ impl AgentStore for SqliteStore {
         actor: &str,
     ) -> Result<AgentTokenRecord, StoreError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         sqlx::query(
             "INSERT INTO agent_tokens (id, name, token_sha256, created_ms) VALUES (?, ?, ?, ?)",
         )
@@ -138,7 +138,7 @@ impl AgentStore for SqliteStore {
     }
 
     async fn revoke_agent_token(&self, id: &str, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE agent_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
         )
@@ -163,7 +163,7 @@ impl AgentStore for SqliteStore {
              WHERE token_sha256 = ? AND revoked_ms IS NULL",
         )
         .bind(token_sha256)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
@@ -176,7 +176,7 @@ impl AgentStore for SqliteStore {
             sqlx::query("UPDATE agent_tokens SET last_used_ms = ? WHERE id = ?")
                 .bind(now)
                 .bind(&record.id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db_error)?;
         }
@@ -197,7 +197,7 @@ impl AgentStore for SqliteStore {
         .bind(&agent.hostname)
         .bind(&agent.version)
         .bind(agent.registered_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -242,7 +242,7 @@ impl AgentStore for SqliteStore {
         .bind(i64::from(job.max_attempts.max(1)))
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         AgentStore::get_agent_job(self, &job.id).await
@@ -333,7 +333,7 @@ impl AgentStore for SqliteStore {
         .bind(id)
         .bind(QUEUED)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected() == 1)
@@ -347,13 +347,16 @@ impl AgentStore for SqliteStore {
         lease_id: &str,
         lease_expires_ms: i64,
     ) -> Result<AgentJobRecord, StoreError> {
-        let done = sqlx::query(
+        // One statement: the winning acknowledgement gets the leased row
+        // back from the UPDATE itself.
+        let row = sqlx::query(&format!(
             "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
                     offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
                     update_ms = ?
-             WHERE id = ? AND status = ? AND offer_nonce = ?",
-        )
+             WHERE id = ? AND status = ? AND offer_nonce = ?
+             RETURNING {JOB_COLUMNS}"
+        ))
         .bind(LEASED)
         .bind(lease_id)
         .bind(agent_id)
@@ -362,18 +365,20 @@ impl AgentStore for SqliteStore {
         .bind(id)
         .bind(QUEUED)
         .bind(nonce)
-        .execute(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
-        let job = AgentStore::get_agent_job(self, id).await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "the offer of job {id} is no longer open (the job is {}, or another \
-                 acknowledgement won)",
-                job.status
-            )));
+        match row {
+            Some(row) => job_row(&row),
+            None => {
+                let job = AgentStore::get_agent_job(self, id).await?;
+                Err(StoreError::Conflict(format!(
+                    "the offer of job {id} is no longer open (the job is {}, or another \
+                     acknowledgement won)",
+                    job.status
+                )))
+            }
         }
-        Ok(job)
     }
 
     async fn renew_lease(
@@ -391,7 +396,7 @@ impl AgentStore for SqliteStore {
         .bind(id)
         .bind(LEASED)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         if done.rows_affected() == 0 {
@@ -440,7 +445,7 @@ impl AgentStore for SqliteStore {
         .bind(now)
         .bind(id)
         .bind(QUEUED)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         sqlx::query(
@@ -449,7 +454,7 @@ impl AgentStore for SqliteStore {
         .bind(now)
         .bind(id)
         .bind(LEASED)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         AgentStore::get_agent_job(self, id).await
@@ -466,7 +471,7 @@ impl AgentStore for SqliteStore {
         .bind(id)
         .bind(QUEUED)
         .bind(LEASED)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -478,7 +483,7 @@ impl AgentStore for SqliteStore {
         ))
         .bind(LEASED)
         .bind(now_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         let mut expired = Vec::new();
@@ -498,7 +503,7 @@ impl AgentStore for SqliteStore {
             .bind(LEASED)
             .bind(job.lease_epoch)
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
             if done.rows_affected() == 1 {

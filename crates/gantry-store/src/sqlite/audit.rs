@@ -1,7 +1,8 @@
 //! The audit log: one row per change, written in the change's transaction.
 
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection};
 
+use super::connections::Connections;
 use super::db_error;
 use crate::{AuditEntry, StoreError, now_ms};
 
@@ -27,7 +28,7 @@ pub(crate) async fn record(
     Ok(())
 }
 
-pub(crate) async fn newest(pool: &SqlitePool, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+pub(crate) async fn newest(pool: &Connections, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = sqlx::query(
         "SELECT at_ms, actor, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?",
     )

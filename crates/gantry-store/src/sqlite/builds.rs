@@ -1,8 +1,9 @@
 //! Builds, their numbers and their log lines.
 
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
+use super::connections::Connections;
 use super::{audit, db_error, parse_json};
 use crate::{
     BuildRecord, BuildUpdate, LogArchive, LogLine, LogSeek, NewBuild, SortOrder, StoreError,
@@ -29,7 +30,7 @@ fn record(row: &SqliteRow) -> Result<BuildRecord, StoreError> {
 }
 
 pub(crate) async fn create(
-    pool: &SqlitePool,
+    pool: &Connections,
     build: &NewBuild,
     owner: Option<&str>,
     actor: &str,
@@ -60,8 +61,11 @@ pub(crate) async fn create_in(
     .await
     .map_err(db_error)?
     .ok_or(StoreError::NotFound)?;
+    // The server that creates the build waits for it, so it is the owner
+    // from the start (gantry-store's servers.rs).
     let sql = format!(
-        "INSERT INTO builds ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) RETURNING {COLUMNS}"
+        "INSERT INTO builds ({COLUMNS}, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
+         RETURNING {COLUMNS}"
     );
     let row = sqlx::query(&sql)
         .bind(&build.id)
@@ -72,17 +76,11 @@ pub(crate) async fn create_in(
         .bind(build.build.to_string())
         .bind(build.overrides.to_string())
         .bind(build.start_ms)
+        .bind(owner)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;
     let created = record(&row)?;
-    // The server that creates the build waits for it (gantry-store's servers.rs).
-    sqlx::query("UPDATE builds SET owner = ? WHERE id = ?")
-        .bind(owner)
-        .bind(&build.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
     audit::record(
         tx,
         actor,
@@ -98,7 +96,7 @@ pub(crate) async fn create_in(
 /// `me` was paused or cut off from the database) is not changed by `me`
 /// (`Conflict`), so a late write cannot end it twice or undo its new owner's.
 pub(crate) async fn update(
-    pool: &SqlitePool,
+    pool: &Connections,
     id: &str,
     update: &BuildUpdate,
     me: Option<&str>,
@@ -139,7 +137,7 @@ pub(crate) async fn update(
     tx.commit().await.map_err(db_error)
 }
 
-pub(crate) async fn get(pool: &SqlitePool, id: &str) -> Result<BuildRecord, StoreError> {
+pub(crate) async fn get(pool: &Connections, id: &str) -> Result<BuildRecord, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = ?");
     let row = sqlx::query(&sql)
         .bind(id)
@@ -151,7 +149,7 @@ pub(crate) async fn get(pool: &SqlitePool, id: &str) -> Result<BuildRecord, Stor
 }
 
 pub(crate) async fn list_for_project(
-    pool: &SqlitePool,
+    pool: &Connections,
     project: &str,
     order: SortOrder,
 ) -> Result<Vec<String>, StoreError> {
@@ -167,7 +165,7 @@ pub(crate) async fn list_for_project(
 }
 
 pub(crate) async fn with_status(
-    pool: &SqlitePool,
+    pool: &Connections,
     status: &str,
 ) -> Result<Vec<BuildRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM builds WHERE status = ? ORDER BY start_ms, id");
@@ -180,7 +178,7 @@ pub(crate) async fn with_status(
 }
 
 pub(crate) async fn append_log(
-    pool: &SqlitePool,
+    pool: &Connections,
     build_id: &str,
     lines: &[String],
 ) -> Result<u64, StoreError> {
@@ -241,7 +239,7 @@ pub(crate) async fn append_log_in(
 }
 
 pub(crate) async fn log_lines(
-    pool: &SqlitePool,
+    pool: &Connections,
     build_id: &str,
     after: u64,
     limit: u32,
@@ -269,7 +267,7 @@ pub(crate) async fn log_lines(
 /// The line ends are summed in SQL (a window over the build's lines), so
 /// seeking sends two integers back, not the log.
 pub(crate) async fn log_seek(
-    pool: &SqlitePool,
+    pool: &Connections,
     build_id: &str,
     offset: u64,
 ) -> Result<LogSeek, StoreError> {
@@ -293,7 +291,7 @@ pub(crate) async fn log_seek(
 }
 
 pub(crate) async fn archive_log(
-    pool: &SqlitePool,
+    pool: &Connections,
     archive: &LogArchive,
     through_seq: u64,
 ) -> Result<(), StoreError> {
@@ -323,7 +321,7 @@ pub(crate) async fn archive_log(
 }
 
 pub(crate) async fn log_archive(
-    pool: &SqlitePool,
+    pool: &Connections,
     build_id: &str,
 ) -> Result<Option<LogArchive>, StoreError> {
     let row = sqlx::query(
@@ -349,7 +347,7 @@ pub(crate) async fn log_archive(
 }
 
 pub(crate) async fn with_unarchived_logs(
-    pool: &SqlitePool,
+    pool: &Connections,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     sqlx::query_scalar(

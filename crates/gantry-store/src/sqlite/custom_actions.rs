@@ -105,7 +105,7 @@ impl CustomActionStore for SqliteStore {
         max_live: u32,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         sqlx::query(
             "INSERT INTO custom_action_types (category, provider, version, definition_json, deleted, created_ms)
              VALUES (?, ?, ?, ?, 0, ?)",
@@ -138,7 +138,7 @@ impl CustomActionStore for SqliteStore {
             "SELECT category, provider, version, definition_json, deleted, created_ms
              FROM custom_action_types ORDER BY category, provider, version",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter().map(action_type).collect()
@@ -157,7 +157,7 @@ impl CustomActionStore for SqliteStore {
         .bind(category)
         .bind(provider)
         .bind(version)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)?;
         action_type(&row)
@@ -170,7 +170,7 @@ impl CustomActionStore for SqliteStore {
         version: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE custom_action_types SET deleted = 1
              WHERE category = ? AND provider = ? AND version = ? AND deleted = 0",
@@ -190,12 +190,12 @@ impl CustomActionStore for SqliteStore {
     }
 
     async fn create_job(&self, j: &NewJob) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.writer.acquire().await.map_err(db_error)?;
         insert_job(&mut conn, j).await
     }
 
     async fn get_job(&self, id: &str) -> Result<JobRecord, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.writer.acquire().await.map_err(db_error)?;
         job_by_id(&mut conn, id).await?.ok_or(StoreError::NotFound)
     }
 
@@ -208,7 +208,7 @@ impl CustomActionStore for SqliteStore {
              ORDER BY created_ms, id"
         ))
         .bind(action_execution_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter().map(job).collect()
@@ -226,7 +226,7 @@ impl CustomActionStore for SqliteStore {
         if nonces.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let now = now_ms();
         let mut out = Vec::new();
         for nonce in nonces {
@@ -264,7 +264,7 @@ impl CustomActionStore for SqliteStore {
     }
 
     async fn acknowledge_job(&self, id: &str, nonce: &str) -> Result<JobRecord, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE pipeline_jobs SET status = 'InProgress', update_ms = ?
              WHERE id = ? AND nonce = ? AND status = 'Dispatched'",
@@ -292,7 +292,7 @@ impl CustomActionStore for SqliteStore {
         outcome: &JobOutcome,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE pipeline_jobs SET status = ?, result_json = ?, update_ms = ?
              WHERE id = ? AND status IN ('Dispatched', 'InProgress')",
@@ -330,7 +330,7 @@ impl CustomActionStore for SqliteStore {
         .bind(status)
         .bind(now_ms())
         .bind(action_execution_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -338,7 +338,7 @@ impl CustomActionStore for SqliteStore {
 
     async fn put_job_credentials(&self, c: &JobCredentials) -> Result<(), StoreError> {
         let (nonce, cipher) = self.key.seal(&c.access_key_id, c.secret.as_bytes());
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         sqlx::query("DELETE FROM job_credentials WHERE expires_ms < ?")
             .bind(now_ms())
             .execute(&mut *tx)
@@ -367,7 +367,7 @@ impl CustomActionStore for SqliteStore {
              FROM job_credentials WHERE access_key_id = ?",
         )
         .bind(access_key_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)?;
         let nonce: Vec<u8> = row.try_get("secret_nonce").map_err(db_error)?;

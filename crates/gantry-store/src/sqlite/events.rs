@@ -105,7 +105,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn put_rule(&self, new: &NewRule, actor: &str) -> Result<RuleRecord, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         // The write comes first so the transaction holds the write lock
         // before it reads (see the module comment in sqlite/mod.rs).
         let anchor = new.schedule.as_ref().map(|_| new.now_ms);
@@ -155,7 +155,7 @@ impl EventStore for SqliteStore {
         let row = sqlx::query(&sql)
             .bind(bus)
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(db_error)?
             .ok_or(StoreError::NotFound)?;
@@ -172,7 +172,7 @@ impl EventStore for SqliteStore {
             .bind(bus)
             .bind(prefix)
             .bind(prefix)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(db_error)?;
         rows.iter().map(rule).collect()
@@ -181,14 +181,14 @@ impl EventStore for SqliteStore {
     async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
         let sql = format!("SELECT {RULE_COLUMNS} FROM event_rules ORDER BY bus, name");
         let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(db_error)?;
         rows.iter().map(rule).collect()
     }
 
     async fn delete_rule(&self, bus: &str, name: &str, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let deleted = sqlx::query(
             "DELETE FROM event_rules WHERE bus = ? AND name = ?
              AND NOT EXISTS (SELECT 1 FROM event_targets WHERE bus = ? AND rule = ?)",
@@ -233,7 +233,7 @@ impl EventStore for SqliteStore {
         state: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let n = sqlx::query("UPDATE event_rules SET state = ? WHERE bus = ? AND name = ?")
             .bind(state)
             .bind(bus)
@@ -263,7 +263,7 @@ impl EventStore for SqliteStore {
         targets: &[TargetRecord],
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         for t in targets {
             sqlx::query(
                 "INSERT INTO event_targets (bus, rule, id, arn, target_json)
@@ -312,7 +312,7 @@ impl EventStore for SqliteStore {
         ids: &[String],
         actor: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let mut removed = Vec::new();
         for id in ids {
             let n = sqlx::query("DELETE FROM event_targets WHERE bus = ? AND rule = ? AND id = ?")
@@ -349,7 +349,7 @@ impl EventStore for SqliteStore {
         )
         .bind(bus)
         .bind(rule_name)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter().map(target).collect()
@@ -359,7 +359,7 @@ impl EventStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT bus, rule, id, arn, target_json FROM event_targets ORDER BY bus, rule, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         let mut out: Vec<RuleTargets> = Vec::new();
@@ -387,7 +387,7 @@ impl EventStore for SqliteStore {
         if deliveries.is_empty() && audit_row.is_none() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         insert_deliveries(&mut tx, deliveries).await?;
         if let Some((actor, detail)) = audit_row {
             audit::record(&mut tx, actor, "events.put", "events", detail).await?;
@@ -403,7 +403,7 @@ impl EventStore for SqliteStore {
         fired_ms: i64,
         deliveries: &[NewDelivery],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let n = sqlx::query(
             "UPDATE event_rules SET last_fire_ms = ?
              WHERE bus = ? AND name = ? AND last_fire_ms IS ?",
@@ -437,7 +437,7 @@ impl EventStore for SqliteStore {
         let rows = sqlx::query(&sql)
             .bind(now)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(db_error)?;
         rows.iter().map(delivery).collect()
@@ -447,7 +447,7 @@ impl EventStore for SqliteStore {
         let sql = format!("SELECT {DELIVERY_COLUMNS} FROM event_outbox ORDER BY id DESC LIMIT ?");
         let rows = sqlx::query(&sql)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(db_error)?;
         rows.iter().map(delivery).collect()
@@ -460,7 +460,7 @@ impl EventStore for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -480,7 +480,7 @@ impl EventStore for SqliteStore {
         .bind(next_attempt_ms)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -493,7 +493,7 @@ impl EventStore for SqliteStore {
         reason: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let sql = format!(
             "UPDATE event_outbox SET status = 'DEAD', attempts = ?, last_error = ?, finished_ms = ?
              WHERE id = ? AND status = 'PENDING' RETURNING {DELIVERY_COLUMNS}"
@@ -538,7 +538,7 @@ impl EventStore for SqliteStore {
              FROM event_dead_letters ORDER BY id DESC LIMIT ?",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -569,7 +569,7 @@ impl EventStore for SqliteStore {
         let secret = connection.secret.to_string();
         let (nonce, cipher) = self.key.seal(&connection.name, secret.as_bytes());
         let now = now_ms();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         sqlx::query(
             "INSERT INTO event_connections (name, connection_json, secret_nonce, secret_cipher, created_ms)
              VALUES (?, ?, ?, ?, ?)",
@@ -603,7 +603,7 @@ impl EventStore for SqliteStore {
             "SELECT name, connection_json, created_ms FROM event_connections WHERE name = ?",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NotFound)?;
@@ -619,7 +619,7 @@ impl EventStore for SqliteStore {
         let row =
             sqlx::query("SELECT secret_nonce, secret_cipher FROM event_connections WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_error)?
                 .ok_or(StoreError::NotFound)?;
@@ -633,7 +633,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn delete_connection(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let n = sqlx::query(
             "DELETE FROM event_connections WHERE name = ?
              AND NOT EXISTS (SELECT 1 FROM event_api_destinations WHERE connection = ?)",
@@ -666,7 +666,7 @@ impl EventStore for SqliteStore {
         d: &ApiDestinationRecord,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let n = sqlx::query(
             "INSERT INTO event_api_destinations (name, connection, destination_json, created_ms)
              SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM event_connections WHERE name = ?)",
@@ -700,7 +700,7 @@ impl EventStore for SqliteStore {
              FROM event_api_destinations WHERE name = ?",
         )
         .bind(name)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NotFound)?;
@@ -714,7 +714,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn delete_api_destination(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let n = sqlx::query("DELETE FROM event_api_destinations WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)

@@ -64,7 +64,7 @@ impl ExecutionStore for SqliteStore {
         actor: &str,
         what: &str,
     ) -> Result<Vec<BuildRecord>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         if let Some(meta) = &changes.meta {
             sqlx::query(
                 "INSERT INTO pipeline_runtimes (pipeline, meta_json) VALUES (?, ?)
@@ -137,7 +137,7 @@ impl ExecutionStore for SqliteStore {
     ) -> Result<(Option<serde_json::Value>, Vec<PipelineExecutionRecord>), StoreError> {
         let meta = sqlx::query("SELECT meta_json FROM pipeline_runtimes WHERE pipeline = ?")
             .bind(pipeline)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(db_error)?
             .map(|r| parse_json(r.get("meta_json")))
@@ -146,7 +146,7 @@ impl ExecutionStore for SqliteStore {
             "SELECT {EXECUTION_COLUMNS} FROM pipeline_executions WHERE pipeline = ? AND active = 1 ORDER BY seq"
         ))
         .bind(pipeline)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         let executions = rows.iter().map(execution).collect::<Result<_, _>>()?;
@@ -157,7 +157,7 @@ impl ExecutionStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT DISTINCT pipeline FROM pipeline_executions WHERE active = 1 ORDER BY pipeline",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(rows.iter().map(|r| r.get("pipeline")).collect())
@@ -173,7 +173,7 @@ impl ExecutionStore for SqliteStore {
         ))
         .bind(pipeline)
         .bind(id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)?;
         execution(&row)
@@ -189,7 +189,7 @@ impl ExecutionStore for SqliteStore {
         ))
         .bind(pipeline)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter().map(execution).collect()
@@ -210,7 +210,7 @@ impl ExecutionStore for SqliteStore {
         .bind(execution_id)
         .bind(execution_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter().map(action).collect()
@@ -228,7 +228,7 @@ impl ExecutionStore for SqliteStore {
         .bind(&a.action)
         .bind(&a.action_execution_id)
         .bind(a.expires_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -243,7 +243,7 @@ impl ExecutionStore for SqliteStore {
              FROM approvals WHERE action_execution_id = ?",
         )
         .bind(action_execution_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(approval(&row))
@@ -255,7 +255,7 @@ impl ExecutionStore for SqliteStore {
         result: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query(
             "UPDATE approvals SET result = ?, answered_by = ?, answered_ms = ?
              WHERE token = ? AND result IS NULL",

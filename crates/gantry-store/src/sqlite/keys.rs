@@ -1,12 +1,13 @@
 //! Access keys, their secrets encrypted with the [`MasterKey`].
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
+use super::connections::Connections;
 use super::{audit, db_error};
 use crate::{MasterKey, NewAccessKey, StoreError, now_ms};
 
 pub(crate) async fn create(
-    pool: &SqlitePool,
+    pool: &Connections,
     master: &MasterKey,
     key: &NewAccessKey,
     actor: &str,
@@ -38,7 +39,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn secret(
-    pool: &SqlitePool,
+    pool: &Connections,
     master: &MasterKey,
     access_key_id: &str,
 ) -> Result<String, StoreError> {
@@ -57,7 +58,7 @@ pub(crate) async fn secret(
     String::from_utf8(plain).map_err(StoreError::other)
 }
 
-pub(crate) async fn count(pool: &SqlitePool) -> Result<u64, StoreError> {
+pub(crate) async fn count(pool: &Connections) -> Result<u64, StoreError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM access_keys")
         .fetch_one(pool)
         .await

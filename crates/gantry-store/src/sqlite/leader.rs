@@ -42,7 +42,7 @@ impl LeaderStore for SqliteStore {
         .bind(holder)
         .bind(now_ms.saturating_add(ttl_ms))
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
         row.as_ref().map(lease).transpose()
@@ -53,7 +53,7 @@ impl LeaderStore for SqliteStore {
         sqlx::query("UPDATE leadership SET expires_ms = 0 WHERE name = ? AND holder = ?")
             .bind(name)
             .bind(holder)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -63,7 +63,7 @@ impl LeaderStore for SqliteStore {
         let row =
             sqlx::query("SELECT name, holder, term, expires_ms FROM leadership WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_error)?;
         row.as_ref().map(lease).transpose()

@@ -13,6 +13,7 @@
 mod agents;
 mod audit;
 mod builds;
+mod connections;
 mod custom_actions;
 mod durability;
 mod events;
@@ -29,8 +30,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Connection as _;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
     AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogSeek, MasterKey,
@@ -41,15 +42,18 @@ use crate::ServerStore as _;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Read-only connections: lookups beside the writer, each its own thread.
+const READERS: usize = 4;
+
 /// The embedded store: a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// The one connection that writes (and reads inside its transactions).
-    pool: SqlitePool,
+    writer: connections::Connections,
     /// Read-only connections for lookups that write nothing: in WAL mode
     /// they read the last commit while the writer works, instead of
     /// queueing behind its fsync.
-    readers: SqlitePool,
+    readers: connections::Connections,
     key: MasterKey,
     /// The server this store works for ([`crate::ServerStore::set_server_id`]),
     /// stamped as the owner of the builds and executions it creates.
@@ -75,50 +79,41 @@ impl SqliteStore {
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
-        // woken when the lock frees. Queued on the pool, callers are served
-        // the moment the connection is back; with many agents and builds at
-        // once this doubled throughput. Lookups that write nothing use the
-        // read-only `readers`.
+        // woken when the lock frees. Taken in turns ([`writer`]), callers
+        // are served the moment the connection is back; with many agents
+        // and builds at once this doubled throughput. Lookups that write
+        // nothing use the read-only `readers`.
         //
-        // No test before each acquire: for a file on this machine the ping
-        // (a round trip to the connection's worker thread, and a wake-up
-        // each way) finds nothing a statement would not, and it cost as
-        // much CPU as the fsyncs (`gantry bench agents`). sqlx still
-        // checks a connection when it is handed back.
-        //
-        // Every return of the write connection may follow a commit: the
+        // Every hand-back of the write connection may follow a commit: the
         // flush thread is told so, and flushes whether or not anyone waits
-        // (a weak reference, so the pool does not keep the thread alive
-        // after the last store is dropped).
+        // (a weak reference, so the connection does not keep the thread
+        // alive after the last store is dropped).
         let wal = std::sync::Arc::new(durability::WalSync::start(path)?);
-        let dirty = std::sync::Arc::downgrade(&wal);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            // The write connection stays open: idle or old, closing it
-            // would checkpoint and delete the WAL under the flush thread for
-            // nothing.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .after_release(move |_, _| {
-                if let Some(wal) = dirty.upgrade() {
-                    wal.mark_dirty();
-                }
-                Box::pin(async { Ok(true) })
-            })
-            .connect_with(options)
+        let conn = sqlx::SqliteConnection::connect_with(&options)
             .await
             .map_err(StoreError::other)?;
-        MIGRATOR.run(&pool).await.map_err(StoreError::other)?;
+        let writer = connections::Connections::new(vec![conn], std::sync::Arc::downgrade(&wal));
+        {
+            // `run_direct`: `run` on a connection trips the compiler's
+            // higher-ranked `Send` check wherever a server is spawned.
+            let mut conn = writer.acquire().await.map_err(StoreError::other)?;
+            MIGRATOR
+                .run_direct(&mut *conn)
+                .await
+                .map_err(StoreError::other)?;
+        }
         // Opened after the migrations: the schema and the WAL files exist.
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(reader_options)
-            .await
-            .map_err(StoreError::other)?;
+        let mut read_only = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            read_only.push(
+                sqlx::SqliteConnection::connect_with(&reader_options)
+                    .await
+                    .map_err(StoreError::other)?,
+            );
+        }
+        let readers = connections::Connections::new(read_only, std::sync::Weak::new());
         Ok(SqliteStore {
-            pool,
+            writer,
             readers,
             key,
             server: Default::default(),
@@ -129,7 +124,7 @@ impl SqliteStore {
     /// Closes every connection; pending writes are already committed.
     pub async fn close(&self) {
         self.readers.close().await;
-        self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -152,7 +147,7 @@ pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, StoreError> {
 #[async_trait]
 impl BuildStore for SqliteStore {
     async fn create_access_key(&self, key: &NewAccessKey, actor: &str) -> Result<(), StoreError> {
-        keys::create(&self.pool, &self.key, key, actor).await
+        keys::create(&self.writer, &self.key, key, actor).await
     }
 
     async fn access_key_secret(&self, access_key_id: &str) -> Result<String, StoreError> {
@@ -168,7 +163,7 @@ impl BuildStore for SqliteStore {
         project: &NewProject,
         actor: &str,
     ) -> Result<ProjectRecord, StoreError> {
-        projects::create(&self.pool, project, actor).await
+        projects::create(&self.writer, project, actor).await
     }
 
     async fn update_project(
@@ -176,7 +171,7 @@ impl BuildStore for SqliteStore {
         project: &NewProject,
         actor: &str,
     ) -> Result<ProjectRecord, StoreError> {
-        projects::update(&self.pool, project, actor).await
+        projects::update(&self.writer, project, actor).await
     }
 
     async fn get_project(&self, name: &str) -> Result<ProjectRecord, StoreError> {
@@ -196,7 +191,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn delete_project(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        projects::delete(&self.pool, name, actor).await
+        projects::delete(&self.writer, name, actor).await
     }
 
     async fn list_projects(
@@ -208,7 +203,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn create_build(&self, build: &NewBuild, actor: &str) -> Result<BuildRecord, StoreError> {
-        builds::create(&self.pool, build, self.server_id().as_deref(), actor).await
+        builds::create(&self.writer, build, self.server_id().as_deref(), actor).await
     }
 
     async fn update_build(
@@ -218,7 +213,7 @@ impl BuildStore for SqliteStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         let me = self.server_id();
-        builds::update(&self.pool, id, update, me.as_deref(), actor).await
+        builds::update(&self.writer, id, update, me.as_deref(), actor).await
     }
 
     async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {
@@ -246,7 +241,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn append_log_lines(&self, build_id: &str, lines: &[String]) -> Result<u64, StoreError> {
-        builds::append_log(&self.pool, build_id, lines).await
+        builds::append_log(&self.writer, build_id, lines).await
     }
 
     async fn log_lines(
@@ -263,7 +258,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError> {
-        builds::archive_log(&self.pool, archive, through_seq).await
+        builds::archive_log(&self.writer, archive, through_seq).await
     }
 
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError> {
@@ -271,7 +266,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
-        builds::with_unarchived_logs(&self.pool, limit).await
+        builds::with_unarchived_logs(&self.writer, limit).await
     }
 
     async fn record_audit(
@@ -281,7 +276,7 @@ impl BuildStore for SqliteStore {
         target: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.writer.acquire().await.map_err(db_error)?;
         audit::record(&mut conn, actor, action, target, detail).await
     }
 

@@ -2,9 +2,10 @@
 //! stage transitions, webhooks with their secret encrypted.
 
 use async_trait::async_trait;
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
+use super::connections::Connections;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::{
     DisabledTransition, MasterKey, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
@@ -45,7 +46,7 @@ fn pipeline_record(row: &SqliteRow) -> Result<PipelineRecord, StoreError> {
 }
 
 async fn create_pipeline(
-    pool: &SqlitePool,
+    pool: &Connections,
     pipeline: &NewPipeline,
     actor: &str,
 ) -> Result<PipelineRecord, StoreError> {
@@ -114,7 +115,7 @@ async fn insert_version(
 }
 
 async fn update_pipeline(
-    pool: &SqlitePool,
+    pool: &Connections,
     pipeline: &NewPipeline,
     expected_version: u32,
     actor: &str,
@@ -195,7 +196,7 @@ async fn update_pipeline(
 }
 
 async fn get_pipeline(
-    pool: &SqlitePool,
+    pool: &Connections,
     name: &str,
     version: Option<u32>,
 ) -> Result<PipelineRecord, StoreError> {
@@ -210,7 +211,7 @@ async fn get_pipeline(
     pipeline_record(&row)
 }
 
-async fn delete_pipeline(pool: &SqlitePool, name: &str, actor: &str) -> Result<(), StoreError> {
+async fn delete_pipeline(pool: &Connections, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     // Versions and transitions go with it (ON DELETE CASCADE).
     let done = sqlx::query("DELETE FROM pipelines WHERE name = ?")
@@ -225,7 +226,7 @@ async fn delete_pipeline(pool: &SqlitePool, name: &str, actor: &str) -> Result<(
     tx.commit().await.map_err(db_error)
 }
 
-async fn list_pipelines(pool: &SqlitePool) -> Result<Vec<PipelineSummaryRecord>, StoreError> {
+async fn list_pipelines(pool: &Connections) -> Result<Vec<PipelineSummaryRecord>, StoreError> {
     let rows = sqlx::query(
         "SELECT p.name, p.version, v.pipeline_type, v.execution_mode, p.created_ms,
                 v.created_ms AS updated_ms
@@ -251,7 +252,7 @@ async fn list_pipelines(pool: &SqlitePool) -> Result<Vec<PipelineSummaryRecord>,
 }
 
 async fn disable_transition(
-    pool: &SqlitePool,
+    pool: &Connections,
     t: &DisabledTransition,
     actor: &str,
 ) -> Result<(), StoreError> {
@@ -291,7 +292,7 @@ async fn disable_transition(
 }
 
 async fn enable_transition(
-    pool: &SqlitePool,
+    pool: &Connections,
     pipeline: &str,
     stage: &str,
     transition_type: TransitionType,
@@ -327,7 +328,7 @@ async fn enable_transition(
 }
 
 async fn disabled_transitions(
-    pool: &SqlitePool,
+    pool: &Connections,
     pipeline: &str,
 ) -> Result<Vec<DisabledTransition>, StoreError> {
     let rows = sqlx::query(
@@ -406,7 +407,7 @@ fn open_secret(
 }
 
 async fn put_webhook(
-    pool: &SqlitePool,
+    pool: &Connections,
     key: &MasterKey,
     webhook: &NewWebhook,
     actor: &str,
@@ -460,7 +461,7 @@ async fn put_webhook(
 }
 
 async fn webhook_row(
-    pool: &SqlitePool,
+    pool: &Connections,
     column: &str,
     value: &str,
 ) -> Result<(WebhookRecord, Option<Sealed>), StoreError> {
@@ -475,7 +476,7 @@ async fn webhook_row(
     webhook_record(&row)
 }
 
-async fn list_webhooks(pool: &SqlitePool) -> Result<Vec<WebhookRecord>, StoreError> {
+async fn list_webhooks(pool: &Connections) -> Result<Vec<WebhookRecord>, StoreError> {
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY name");
     let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(db_error)?;
     rows.iter()
@@ -483,7 +484,7 @@ async fn list_webhooks(pool: &SqlitePool) -> Result<Vec<WebhookRecord>, StoreErr
         .collect()
 }
 
-async fn delete_webhook(pool: &SqlitePool, name: &str, actor: &str) -> Result<bool, StoreError> {
+async fn delete_webhook(pool: &Connections, name: &str, actor: &str) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM webhooks WHERE name = ?")
         .bind(name)
@@ -501,7 +502,7 @@ async fn delete_webhook(pool: &SqlitePool, name: &str, actor: &str) -> Result<bo
 /// Runs `UPDATE webhooks SET <assignment> WHERE name = ?` with one bound
 /// value, audited; `NotFound` when there is no such webhook.
 async fn update_webhook_column(
-    pool: &SqlitePool,
+    pool: &Connections,
     name: &str,
     assignment: &str,
     value: i64,
@@ -532,7 +533,7 @@ impl PipelineStore for SqliteStore {
         pipeline: &NewPipeline,
         actor: &str,
     ) -> Result<PipelineRecord, StoreError> {
-        create_pipeline(&self.pool, pipeline, actor).await
+        create_pipeline(&self.writer, pipeline, actor).await
     }
 
     async fn update_pipeline(
@@ -541,7 +542,7 @@ impl PipelineStore for SqliteStore {
         expected_version: u32,
         actor: &str,
     ) -> Result<PipelineRecord, StoreError> {
-        update_pipeline(&self.pool, pipeline, expected_version, actor).await
+        update_pipeline(&self.writer, pipeline, expected_version, actor).await
     }
 
     async fn get_pipeline(
@@ -549,15 +550,15 @@ impl PipelineStore for SqliteStore {
         name: &str,
         version: Option<u32>,
     ) -> Result<PipelineRecord, StoreError> {
-        get_pipeline(&self.pool, name, version).await
+        get_pipeline(&self.writer, name, version).await
     }
 
     async fn delete_pipeline(&self, name: &str, actor: &str) -> Result<(), StoreError> {
-        delete_pipeline(&self.pool, name, actor).await
+        delete_pipeline(&self.writer, name, actor).await
     }
 
     async fn list_pipelines(&self) -> Result<Vec<PipelineSummaryRecord>, StoreError> {
-        list_pipelines(&self.pool).await
+        list_pipelines(&self.writer).await
     }
 
     async fn disable_transition(
@@ -565,7 +566,7 @@ impl PipelineStore for SqliteStore {
         transition: &DisabledTransition,
         actor: &str,
     ) -> Result<(), StoreError> {
-        disable_transition(&self.pool, transition, actor).await
+        disable_transition(&self.writer, transition, actor).await
     }
 
     async fn enable_transition(
@@ -575,14 +576,14 @@ impl PipelineStore for SqliteStore {
         transition_type: TransitionType,
         actor: &str,
     ) -> Result<(), StoreError> {
-        enable_transition(&self.pool, pipeline, stage, transition_type, actor).await
+        enable_transition(&self.writer, pipeline, stage, transition_type, actor).await
     }
 
     async fn disabled_transitions(
         &self,
         pipeline: &str,
     ) -> Result<Vec<DisabledTransition>, StoreError> {
-        disabled_transitions(&self.pool, pipeline).await
+        disabled_transitions(&self.writer, pipeline).await
     }
 
     async fn put_webhook(
@@ -590,30 +591,32 @@ impl PipelineStore for SqliteStore {
         webhook: &NewWebhook,
         actor: &str,
     ) -> Result<WebhookRecord, StoreError> {
-        put_webhook(&self.pool, &self.key, webhook, actor).await
+        put_webhook(&self.writer, &self.key, webhook, actor).await
     }
 
     async fn get_webhook(&self, name: &str) -> Result<WebhookRecord, StoreError> {
-        webhook_row(&self.pool, "name", name).await.map(|(w, _)| w)
+        webhook_row(&self.writer, "name", name)
+            .await
+            .map(|(w, _)| w)
     }
 
     async fn webhook_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let (_, sealed) = webhook_row(&self.pool, "name", name).await?;
+        let (_, sealed) = webhook_row(&self.writer, "name", name).await?;
         open_secret(&self.key, name, sealed)
     }
 
     async fn webhook_by_url_id(&self, url_id: &str) -> Result<WebhookWithSecret, StoreError> {
-        let (webhook, sealed) = webhook_row(&self.pool, "url_id", url_id).await?;
+        let (webhook, sealed) = webhook_row(&self.writer, "url_id", url_id).await?;
         let secret = open_secret(&self.key, &webhook.name, sealed)?;
         Ok(WebhookWithSecret { webhook, secret })
     }
 
     async fn list_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        list_webhooks(&self.pool).await
+        list_webhooks(&self.writer).await
     }
 
     async fn delete_webhook(&self, name: &str, actor: &str) -> Result<bool, StoreError> {
-        delete_webhook(&self.pool, name, actor).await
+        delete_webhook(&self.writer, name, actor).await
     }
 
     async fn record_webhook_trigger(
@@ -623,7 +626,7 @@ impl PipelineStore for SqliteStore {
         actor: &str,
     ) -> Result<(), StoreError> {
         update_webhook_column(
-            &self.pool,
+            &self.writer,
             name,
             "last_triggered_ms = ?",
             at_ms,
@@ -646,7 +649,7 @@ impl PipelineStore for SqliteStore {
             ("webhook.deregister", "deregistered from third party")
         };
         update_webhook_column(
-            &self.pool,
+            &self.writer,
             name,
             "registered = ?",
             i64::from(registered),
@@ -661,7 +664,7 @@ impl PipelineStore for SqliteStore {
         let row: Option<(String,)> =
             sqlx::query_as("SELECT value_json FROM server_state WHERE name = ?")
                 .bind(name)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await
                 .map_err(db_error)?;
         row.map(|(text,)| parse_json(&text)).transpose()
@@ -679,7 +682,7 @@ impl PipelineStore for SqliteStore {
         .bind(name)
         .bind(value.to_string())
         .bind(crate::now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())

@@ -1,8 +1,9 @@
 //! CodeBuild projects: the JSON, its times and the build counter.
 
+use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
+use super::connections::Connections;
 use super::{audit, db_error, parse_json};
 use crate::{NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError, now_ms};
 
@@ -17,7 +18,7 @@ fn record(row: &SqliteRow) -> Result<ProjectRecord, StoreError> {
 }
 
 pub(crate) async fn create(
-    pool: &SqlitePool,
+    pool: &Connections,
     project: &NewProject,
     actor: &str,
 ) -> Result<ProjectRecord, StoreError> {
@@ -50,7 +51,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn update(
-    pool: &SqlitePool,
+    pool: &Connections,
     project: &NewProject,
     actor: &str,
 ) -> Result<ProjectRecord, StoreError> {
@@ -72,7 +73,7 @@ pub(crate) async fn update(
     Ok(updated)
 }
 
-pub(crate) async fn get(pool: &SqlitePool, name: &str) -> Result<ProjectRecord, StoreError> {
+pub(crate) async fn get(pool: &Connections, name: &str) -> Result<ProjectRecord, StoreError> {
     let row = sqlx::query(
         "SELECT name, project_json, created_ms, modified_ms FROM projects WHERE name = ?",
     )
@@ -84,7 +85,7 @@ pub(crate) async fn get(pool: &SqlitePool, name: &str) -> Result<ProjectRecord, 
     record(&row)
 }
 
-pub(crate) async fn delete(pool: &SqlitePool, name: &str, actor: &str) -> Result<(), StoreError> {
+pub(crate) async fn delete(pool: &Connections, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM projects WHERE name = ?")
         .bind(name)
@@ -99,7 +100,7 @@ pub(crate) async fn delete(pool: &SqlitePool, name: &str, actor: &str) -> Result
 }
 
 pub(crate) async fn list(
-    pool: &SqlitePool,
+    pool: &Connections,
     sort: ProjectSort,
     order: SortOrder,
 ) -> Result<Vec<String>, StoreError> {

@@ -38,7 +38,7 @@ impl ServerStore for SqliteStore {
         .bind(hostname)
         .bind(now_ms)
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -48,7 +48,7 @@ impl ServerStore for SqliteStore {
         let done = sqlx::query("UPDATE servers SET heartbeat_ms = ? WHERE id = ?")
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
         if done.rows_affected() == 1 {
@@ -62,7 +62,7 @@ impl ServerStore for SqliteStore {
     async fn remove_server(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM servers WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -71,7 +71,7 @@ impl ServerStore for SqliteStore {
     async fn remove_other_servers(&self, id: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM servers WHERE id <> ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -81,7 +81,7 @@ impl ServerStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, hostname, started_ms, heartbeat_ms FROM servers ORDER BY started_ms, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -110,7 +110,7 @@ impl ServerStore for SqliteStore {
         ))
         .bind(me)
         .bind(stale_before_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         let mut taken = Vec::new();
@@ -125,7 +125,7 @@ impl ServerStore for SqliteStore {
             .bind(me)
             .bind(&id)
             .bind(&previous)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
             if done.rows_affected() == 1 {
@@ -181,7 +181,7 @@ impl ServerStore for SqliteStore {
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         // The cursor first: it is the write that decides, and (SQLite) it
         // takes the write lock before anything is read.
         let advanced = sqlx::query(
@@ -231,7 +231,7 @@ impl ServerStore for SqliteStore {
         .bind(id)
         .bind(LEASED)
         .bind(epoch)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         if done.rows_affected() == 0 {

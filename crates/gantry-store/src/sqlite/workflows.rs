@@ -250,7 +250,7 @@ impl WorkflowStore for SqliteStore {
         m: &NewStateMachine,
         actor: &str,
     ) -> Result<StateMachineRecord, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let sql = format!(
             "INSERT INTO sfn_state_machines ({MACHINE_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, 'ACTIVE', ?, ?)
              RETURNING {MACHINE_COLUMNS}"
@@ -286,7 +286,7 @@ impl WorkflowStore for SqliteStore {
         u: &StateMachineUpdate,
         actor: &str,
     ) -> Result<StateMachineRecord, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let sql = format!(
             "UPDATE sfn_state_machines SET definition = COALESCE(?, definition),
                  role_arn = COALESCE(?, role_arn), revision = revision + 1, revision_id = ?, updated_ms = ?
@@ -321,7 +321,7 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn delete_state_machine(&self, arn: &str, actor: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let done = sqlx::query("DELETE FROM sfn_state_machines WHERE arn = ?")
             .bind(arn)
             .execute(&mut *tx)
@@ -348,7 +348,7 @@ impl WorkflowStore for SqliteStore {
         first: &JournalAppend,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let sql = format!(
             "INSERT INTO sfn_executions ({EXECUTION_COLUMNS})
              VALUES (?, ?, ?, ?, ?, ?, 'RUNNING', ?, NULL, NULL, NULL, ?, NULL)"
@@ -378,7 +378,7 @@ impl WorkflowStore for SqliteStore {
     }
 
     async fn append_journal(&self, entry: &JournalAppend) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         check_running(&mut tx, entry, self.server_id().as_deref()).await?;
         write_entry(&mut tx, entry).await?;
         tx.commit().await.map_err(db_error)
@@ -388,7 +388,7 @@ impl WorkflowStore for SqliteStore {
         &self,
         entries: &[JournalAppend],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.writer.begin().await.map_err(db_error)?;
         let mut results = Vec::with_capacity(entries.len());
         let me = self.server_id();
         for entry in entries {
@@ -519,7 +519,7 @@ impl WorkflowStore for SqliteStore {
         let done = sqlx::query("UPDATE sfn_task_tokens SET handle = ? WHERE token_hash = ?")
             .bind(handle)
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_error)?;
         if done.rows_affected() == 0 {
@@ -541,7 +541,7 @@ impl WorkflowStore for SqliteStore {
         .bind(&entry.audit_action)
         .bind(entry.created_ms)
         .bind(&entry.execution_arn)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
         id.ok_or(StoreError::NotFound)
@@ -552,7 +552,7 @@ impl WorkflowStore for SqliteStore {
             "SELECT i.id, i.execution_arn, i.event_json, i.actor, i.audit_action FROM sfn_inbox i JOIN sfn_executions x ON x.arn = i.execution_arn WHERE i.outcome IS NULL AND x.status = 'RUNNING' AND x.owner = ? ORDER BY i.id",
         )
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(db_error)?;
         rows.iter()
@@ -581,7 +581,7 @@ impl WorkflowStore for SqliteStore {
         .bind(id)
         .bind(me.as_deref())
         .bind(me.as_deref())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -592,7 +592,7 @@ impl WorkflowStore for SqliteStore {
             "SELECT i.outcome, x.status FROM sfn_inbox i LEFT JOIN sfn_executions x ON x.arn = i.execution_arn WHERE i.id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?
         .ok_or(StoreError::NotFound)?;
@@ -614,7 +614,7 @@ impl WorkflowStore for SqliteStore {
         )
         .bind(before_ms)
         .bind(before_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected())
