@@ -79,7 +79,7 @@ impl SqliteStore {
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
-        // woken when the lock frees. Taken in turns ([`writer`]), callers
+        // woken when the lock frees. Taken in turns ([`connections`]), callers
         // are served the moment the connection is back; with many agents
         // and builds at once this doubled throughput. Lookups that write
         // nothing use the read-only `readers`.
