@@ -107,6 +107,13 @@ impl Connections {
         })
     }
 
+    /// Whether nobody holds any of the connections. A hand-back is
+    /// complete (its WAL mark made, [`Held`]'s drop) before its permit
+    /// shows here.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.permits.available_permits() == self.count as usize
+    }
+
     /// Begins a transaction (`BEGIN`, deferred, as sqlx's `begin` does).
     pub(crate) async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
         // Open before `BEGIN` is sent: should this future be dropped while

@@ -15,6 +15,9 @@
 //!   disk. The server calls it before every HTTP response, so what a client
 //!   was answered (a 200, or state it read) survives a power cut, as with
 //!   `FULL`.
+//! - A request that wrote nothing skips the wait when nothing can be
+//!   pending ([`WalSync::clean`] with the write connection free: the
+//!   store's `durable`), so a read on a quiet server costs no flush.
 //! - A failed flush fails every later `durable` too, until a restart:
 //!   after one, Linux may report a later flush of the file as a success
 //!   although the pages it could not write are gone.
@@ -107,6 +110,20 @@ impl WalSync {
             rounds.dirty = true;
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Whether every commit marked so far is on disk: a round began after
+    /// the last mark, has finished, and no round ever failed. Then
+    /// [`durable`](Self::durable) has nothing to wait for, provided no
+    /// commit can have been written without its mark yet (the caller
+    /// checks that the write connection is not held).
+    pub(crate) fn clean(&self) -> bool {
+        let rounds = self.shared.rounds();
+        let finished = self.shared.finished.borrow();
+        !rounds.dirty
+            && finished.round == rounds.started
+            && rounds.wanted <= finished.round
+            && finished.error.is_none()
     }
 
     /// Returns once everything committed before this call is on disk.
@@ -229,6 +246,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn clean_only_once_every_mark_is_flushed_and_never_after_a_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("x.db-wal"), b"frames").expect("wal");
+        let sync = WalSync::start(&dir.path().join("x.db")).expect("start");
+        assert!(sync.clean(), "nothing marked yet");
+        // Marked, not yet flushed: held so the thread cannot start a round.
+        {
+            let mut rounds = sync.shared.rounds();
+            rounds.dirty = true;
+            assert!(!rounds.stopping);
+        }
+        assert!(!sync.clean());
+        sync.durable().await.expect("flushed");
+        assert!(sync.clean());
+
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"").expect("file");
+        let failing = WalSync::start(&blocker.join("y.db")).expect("start");
+        failing.mark_dirty();
+        assert!(failing.durable().await.is_err());
+        assert!(!failing.clean(), "a failed flush is never clean");
+    }
+
+    #[tokio::test]
     async fn dirty_marks_are_flushed_without_a_waiter() {
         let dir = tempfile::tempdir().expect("tempdir");
         let sync = WalSync::start(&dir.path().join("x.db")).expect("start");
@@ -241,6 +282,34 @@ mod tests {
         .await
         .expect("a round within 10 s")
         .expect("thread alive");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_wrote_nothing_waits_for_no_flush_unless_the_writer_is_busy() {
+        use crate::{BuildStore, MasterKey, ServerStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = MasterKey::from_bytes(&[7u8; 32]).expect("key");
+        let store = crate::SqliteStore::open(&dir.path().join("g.db"), key)
+            .await
+            .expect("open");
+        store
+            .record_audit("tester", "test.write", "target", "detail")
+            .await
+            .expect("write");
+        store.durable().await.expect("the write is flushed");
+        let round = || store.wal.shared.finished.borrow().round;
+        let flushed = round();
+        // Nothing written since: no round is run for it.
+        store.durable().await.expect("durable");
+        store.audit_log(10).await.expect("a read");
+        store.durable().await.expect("durable");
+        assert_eq!(round(), flushed, "no flush for requests that wrote nothing");
+        // While the writer is held a commit may be written and not yet
+        // marked: a round that begins after the call is waited for.
+        let held = store.writer.acquire().await.expect("writer");
+        store.durable().await.expect("durable");
+        assert!(round() > flushed, "a flush while the writer is busy");
+        drop(held);
     }
 
     #[tokio::test]
@@ -266,7 +335,11 @@ mod tests {
         .await
         .expect("a flush within 10 s")
         .expect("thread alive");
+        // That round began after the commit was marked: it covers it, and
+        // `durable` has nothing more to wait for.
+        let flushed = store.wal.shared.finished.borrow().round;
         crate::ServerStore::durable(&store).await.expect("durable");
-        assert!(store.wal.shared.finished.borrow().round > before + 1);
+        assert!(store.wal.clean());
+        assert_eq!(store.wal.shared.finished.borrow().round, flushed);
     }
 }
