@@ -79,10 +79,10 @@ impl SqliteStore {
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
-        // woken when the lock frees. Taken in turns ([`connections`]), callers
-        // are served the moment the connection is back; with many agents
-        // and builds at once this doubled throughput. Lookups that write
-        // nothing use the read-only `readers`.
+        // woken when the lock frees. Taken in turns ([`connections`]),
+        // callers are served the moment the connection is back; with many
+        // agents and builds at once this doubled throughput. Lookups that
+        // write nothing use the read-only `readers`.
         //
         // Every hand-back of the write connection may follow a commit: the
         // flush thread is told so, and flushes whether or not anyone waits
