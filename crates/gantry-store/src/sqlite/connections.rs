@@ -334,6 +334,58 @@ mod tests {
         assert_eq!(count(&writer).await, 2);
     }
 
+    /// A statement SQLite takes a while over: a recursive count.
+    const SLOW_INSERT: &str = "INSERT INTO t WITH RECURSIVE n(i) AS \
+        (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT max(i) FROM n";
+
+    #[tokio::test]
+    async fn a_transaction_dropped_mid_statement_leaves_nothing_and_the_next_caller_goes_on() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = Connections::new(vec![open(&path, Duration::from_secs(5)).await], Weak::new());
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&writer)
+            .await
+            .expect("create");
+        // A request cancelled while its transaction's statement runs (the
+        // client went away): the future is dropped mid-flight.
+        let cancelled = tokio::time::timeout(Duration::from_millis(5), async {
+            let mut tx = writer.begin().await.expect("begin");
+            sqlx::query(SLOW_INSERT)
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            tx.commit().await.expect("commit");
+        })
+        .await;
+        assert!(cancelled.is_err(), "the statement outlived the timeout");
+        // The next caller's transaction runs after the abandoned one is
+        // rolled back, and commits on its own.
+        let mut tx = writer.begin().await.expect("begin after the drop");
+        sqlx::query("INSERT INTO t VALUES (7)")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&writer)
+            .await
+            .expect("read");
+        assert_eq!(rows, vec![7], "nothing of the abandoned transaction");
+        // And a statement dropped outside any transaction leaves no
+        // transaction behind.
+        let _ = tokio::time::timeout(
+            Duration::from_millis(5),
+            sqlx::query(SLOW_INSERT).execute(&writer),
+        )
+        .await;
+        let mut other = open(&path, Duration::from_secs(10)).await;
+        sqlx::query("INSERT INTO t VALUES (8)")
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free once the statement ends");
+    }
+
     #[tokio::test]
     async fn callers_take_the_connection_in_turns_and_a_closed_one_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
