@@ -204,7 +204,11 @@ pub(super) async fn put<S: Store>(
     // Should the join fail (the store, or a piece another server's join of
     // the same upload just removed), the pieces stay and the agent asks
     // again.
-    let (_, pieces) = state_of(objects, sha256).await?;
+    let (held, pieces) = state_of(objects, sha256).await?;
+    if held.complete {
+        // Another server joined it meanwhile (the same piece sent twice).
+        return Ok(answer(&held));
+    }
     let mismatch = join_verified(objects, sha256, &pieces).await?;
     // Joined, or not worth keeping: the pieces go.
     if let Err(e) = objects.delete_named_prefix(&parts_prefix(sha256)).await {
