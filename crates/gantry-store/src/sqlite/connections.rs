@@ -92,19 +92,21 @@ impl Connections {
             .map_err(|_| closed())?;
         let conn = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         // A permit with no free connection: the set was closed meanwhile.
-        let mut conn = conn.ok_or_else(closed)?;
-        // A transaction still open here was abandoned in a way `WriteTx`'s
-        // drop did not see (none is expected): end it before anyone builds
-        // on it.
-        if SqliteTransactionManager::get_transaction_depth(&conn) > 0 {
-            SqliteTransactionManager::rollback(&mut conn).await?;
-        }
-        Ok(Held {
+        let conn = conn.ok_or_else(closed)?;
+        // Held from here, so every way out hands the connection back.
+        let mut held = Held {
             conn: Some(conn),
             free: self.free.clone(),
             wal: self.wal.clone(),
             _permit: permit,
-        })
+        };
+        // A transaction still open here was abandoned in a way `WriteTx`'s
+        // drop did not see (none is expected): end it before anyone builds
+        // on it.
+        if SqliteTransactionManager::get_transaction_depth(&held) > 0 {
+            SqliteTransactionManager::rollback(&mut held).await?;
+        }
+        Ok(held)
     }
 
     /// Whether nobody holds any of the connections. A hand-back is
