@@ -294,6 +294,16 @@ mod tests {
             .expect("connect")
     }
 
+    /// One write connection to `path`, with an empty table `t (x)`.
+    async fn writer_with_table(path: &std::path::Path) -> Connections {
+        let writer = Connections::new(vec![open(path, Duration::from_secs(5)).await], Weak::new());
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&writer)
+            .await
+            .expect("create");
+        writer
+    }
+
     async fn count(writer: &Connections) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(writer)
@@ -305,11 +315,7 @@ mod tests {
     async fn a_dropped_transaction_is_rolled_back_at_once_and_a_committed_one_stays() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
-        let writer = Connections::new(vec![open(&path, Duration::from_secs(5)).await], Weak::new());
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&writer)
-            .await
-            .expect("create");
+        let writer = writer_with_table(&path).await;
 
         let mut tx = writer.begin().await.expect("begin");
         sqlx::query("INSERT INTO t VALUES (1)")
@@ -344,11 +350,7 @@ mod tests {
     async fn a_transaction_dropped_mid_statement_leaves_nothing_and_the_next_caller_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
-        let writer = Connections::new(vec![open(&path, Duration::from_secs(5)).await], Weak::new());
-        sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(&writer)
-            .await
-            .expect("create");
+        let writer = writer_with_table(&path).await;
         // A request cancelled while its transaction's statement runs (the
         // client went away): the future is dropped mid-flight.
         let cancelled = tokio::time::timeout(Duration::from_millis(5), async {
