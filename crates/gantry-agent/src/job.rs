@@ -355,7 +355,10 @@ async fn heartbeats(
     stop: Arc<StopHandle>,
     lost: Arc<AtomicBool>,
 ) {
-    let mut interval = tokio::time::interval(every);
+    // The first renewal one period after the acknowledgement, which set
+    // the lease's expiry itself: renewing at once cost every job a request
+    // and a database write, and most trivial jobs end before the period.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

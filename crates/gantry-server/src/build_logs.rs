@@ -76,6 +76,11 @@ pub(crate) async fn archive<S: Store + ?Sized>(
             text.push(b'\n');
         }
         count += lines.len() as u64;
+        // A short batch is the last: asking again would read nothing (the
+        // build has ended, so no line is added meanwhile).
+        if lines.len() < READ_BATCH as usize {
+            break;
+        }
     }
     if last_seq == 0 {
         return Ok(previous);

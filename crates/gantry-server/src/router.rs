@@ -32,6 +32,8 @@ pub(crate) struct AppState<S: Store> {
     pub config: Arc<Config>,
     pub runner: Arc<BuildRunner<S>>,
     pub verifier: Arc<Verifier>,
+    /// Access keys' secrets, remembered for signature checks.
+    pub keys: Arc<crate::auth::SecretCache>,
     pub pipelines: Arc<PipelineHost>,
     pub events: Arc<EventBus<S>>,
     pub engine: Arc<stepfunctions::Engine<S>>,
@@ -49,6 +51,7 @@ impl<S: Store> Clone for AppState<S> {
             config: self.config.clone(),
             runner: self.runner.clone(),
             verifier: self.verifier.clone(),
+            keys: self.keys.clone(),
             pipelines: self.pipelines.clone(),
             events: self.events.clone(),
             engine: self.engine.clone(),
@@ -101,6 +104,7 @@ impl<S: Store> AppState<S> {
             config,
             runner,
             verifier: Arc::new(Verifier::new(VerifyOptions::json_protocol())),
+            keys: Arc::default(),
             pipelines: Arc::new(PipelineHost::new(providers)),
             events,
             engine,
@@ -229,6 +233,7 @@ async fn handle<S: Store>(
 ) -> Result<(Service, serde_json::Value), ApiError> {
     let caller = auth::authenticate(
         state.store.as_ref(),
+        &state.keys,
         &state.verifier,
         "POST",
         uri,

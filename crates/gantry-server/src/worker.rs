@@ -16,7 +16,7 @@ use std::time::Duration;
 use gantry_build::{
     BuildEvent, BuildOptions, BuildResult, Observer, StopHandle, StopReason, StopSignal,
 };
-use gantry_store::{BuildRecord, BuildUpdate, Store, now_ms};
+use gantry_store::{BuildRecord, BuildUpdate, Store, StoreError, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -277,10 +277,9 @@ async fn run_job<S: Store>(
     }
     drop(tx);
     writer.abort();
-    if let Err(e) = runner.store.update_build(&id, &update, "system").await {
-        tracing::error!(build = %id, error = %e, "recording the end of a build failed");
-    } else if let Err(e) =
-        crate::build_logs::archive(runner.store.as_ref(), &runner.objects, &id).await
+    if record_end(&runner, &id, &update).await
+        && let Err(e) =
+            crate::build_logs::archive(runner.store.as_ref(), &runner.objects, &id).await
     {
         // The lines stay in the database, where readers find them; the
         // sweep moves them later.
@@ -293,6 +292,41 @@ async fn run_job<S: Store>(
     locked(&runner.running).remove(&id);
     for waiter in locked(&runner.waiters).remove(&id).unwrap_or_default() {
         let _ = waiter.send(());
+    }
+}
+
+/// The first wait before recording a build's end again, and the longest.
+const END_RETRY_FIRST: Duration = Duration::from_millis(50);
+const END_RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// Records the build's end; `false` when it was not recorded. A failing
+/// store (a database restarting, a dropped connection) is tried again, with
+/// backoff, for as long as the server runs: an end not recorded would leave
+/// the build IN_PROGRESS until a server next starts. The update sets the
+/// same values each time, so a try that committed but whose answer was
+/// lost is harmless to repeat. A conflict (another server took the build
+/// over) or a missing build is final; so is the server shutting down (the
+/// build's next owner ends it).
+async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildUpdate) -> bool {
+    let mut closed = runner.closed();
+    let mut wait = END_RETRY_FIRST;
+    loop {
+        let e = match runner.store.update_build(id, update, "system").await {
+            Ok(()) => return true,
+            Err(e) => e,
+        };
+        let final_error = matches!(e, StoreError::Conflict(_) | StoreError::NotFound);
+        if final_error || *closed.borrow() {
+            tracing::error!(build = %id, error = %e, "recording the end of a build failed");
+            return false;
+        }
+        tracing::warn!(build = %id, error = %e, retry_in = ?wait,
+            "recording the end of a build failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = closed.changed() => {}
+        }
+        wait = (wait * 2).min(END_RETRY_MAX);
     }
 }
 

@@ -218,6 +218,7 @@ async fn authenticate<S: Store>(
     let method = parts.method.as_str().to_owned();
     let caller = match crate::auth::authenticate(
         state.store.as_ref(),
+        &state.keys,
         &verifier,
         &method,
         &parts.uri,

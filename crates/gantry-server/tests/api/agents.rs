@@ -55,21 +55,6 @@ pub(crate) fn registration(labels: &[&str]) -> Register {
     }
 }
 
-async fn log_text(server: &TestServer, id: &str) -> String {
-    let (status, bytes) = server
-        .rest_raw(
-            Some(super::harness::SECRET),
-            "gantry",
-            "GET",
-            &format!("/builds/{id}/logs"),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 async fn start(server: &TestServer, project: Value) -> String {
     let name = project["name"].as_str().expect("name").to_owned();
     server.call("CreateProject", &project).await;
@@ -131,7 +116,7 @@ async fn without_the_local_agent_a_build_runs_on_a_remote_agent_like_a_local_one
         build["exportedEnvironmentVariables"],
         json!([{ "name": "GREETING", "value": "hi-agent" }])
     );
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     assert!(log.contains("hello agent from p"), "{log}");
     assert!(log.contains("box-1"), "the log names the agent: {log}");
     assert!(
@@ -251,7 +236,7 @@ async fn a_build_without_source_ships_none_and_a_reused_work_dir_shows_nothing_o
         build["buildStatus"],
         "SUCCEEDED",
         "{build}\n{}",
-        log_text(&server, &second).await
+        server.log_text(&second).await
     );
     stop_agent(drain, agent).await;
     let slots: Vec<String> = std::fs::read_dir(&agent_work)
@@ -308,7 +293,7 @@ async fn a_short_builds_log_may_come_inside_its_result() {
         .expect("the result with its log is taken");
     let build = server.wait_build(&id).await;
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     assert!(
         log.contains("only in the result\nand this"),
         "the chunk in the result is stored, in order: {log}"
@@ -459,7 +444,7 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
             "{refused:?}"
         );
     }
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     let order: Vec<usize> = ["first-1", "first-2", "first-3", "box-2", "hello agent"]
         .iter()
         .map(|needle| {
@@ -551,13 +536,13 @@ async fn a_project_asking_for_labels_goes_to_an_agent_that_has_them_all() {
     let id = start(&server, project).await;
     let build = server.wait_build(&id).await;
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     assert!(log.contains("gpu-box"), "{log}");
     assert!(!log.contains("plain-box"), "{log}");
     // A project without labels still runs locally.
     let local = start(&server, inline_project("unlabelled", GOOD_BUILDSPEC)).await;
     server.wait_build(&local).await;
-    assert!(!log_text(&server, &local).await.contains("took the build"));
+    assert!(!server.log_text(&local).await.contains("took the build"));
     stop_agent(d1, plain).await;
     stop_agent(d2, gpu).await;
     server.stop().await;
@@ -576,7 +561,7 @@ async fn stop_build_stops_the_build_on_its_agent() {
     let id = start(&server, inline_project("slow", SLOW_BUILDSPEC)).await;
     // Wait until it runs (the agent logged its first command).
     for _ in 0..300 {
-        if log_text(&server, &id).await.contains("sleeping") {
+        if server.log_text(&id).await.contains("sleeping") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -711,14 +696,14 @@ async fn logs_written_while_the_server_is_unreachable_arrive_in_order_once_it_is
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo before-cut\n      - sleep 1\n      - echo during-cut-1\n      - echo during-cut-2\n      - sleep 2\n      - echo after-cut\n";
     let id = start(&server, inline_project("outage", spec)).await;
     for _ in 0..600 {
-        if log_text(&server, &id).await.contains("before-cut") {
+        if server.log_text(&id).await.contains("before-cut") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     proxy.set_down(true);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let during = log_text(&server, &id).await;
+    let during = server.log_text(&id).await;
     assert!(
         !during.contains("during-cut-1"),
         "the outage held the lines back: {during}"
@@ -726,7 +711,7 @@ async fn logs_written_while_the_server_is_unreachable_arrive_in_order_once_it_is
     proxy.set_down(false);
     let build = server.wait_build(&id).await;
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     let positions: Vec<usize> = ["before-cut", "during-cut-1", "during-cut-2", "after-cut"]
         .iter()
         .map(|l| {
@@ -784,7 +769,7 @@ async fn a_pipelines_codebuild_actions_run_on_a_remote_agent() {
             .call("ListBuildsForProject", &json!({ "projectName": project }))
             .await;
         let build_id = listed["ids"][0].as_str().expect("a build").to_owned();
-        let log = log_text(&server, &build_id).await;
+        let log = server.log_text(&build_id).await;
         assert!(
             log.contains("pipe-box"),
             "{project} ran on the agent: {log}"
@@ -804,6 +789,6 @@ async fn a_build_on_the_embedded_agent_sees_the_id_and_arn_the_api_reports() {
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
     let arn = build["arn"].as_str().expect("arn");
     assert!(arn.ends_with(&format!(":build/{id}")), "{arn}");
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     assert!(log.contains(&format!("id={id} arn={arn}")), "{log}");
 }

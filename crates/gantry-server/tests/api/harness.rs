@@ -387,6 +387,23 @@ impl TestServer {
         out
     }
 
+    /// The build's whole log, through the REST API.
+    #[allow(dead_code)]
+    pub async fn log_text(&self, id: &str) -> String {
+        let (status, bytes) = self
+            .rest_raw(
+                Some(SECRET),
+                "gantry",
+                "GET",
+                &format!("/builds/{id}/logs"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// Polls BatchGetBuilds until the build is no longer IN_PROGRESS.
     pub async fn wait_build(&self, id: &str) -> Value {
         for _ in 0..1200 {

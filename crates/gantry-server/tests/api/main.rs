@@ -5,6 +5,7 @@
 mod agent_commands;
 mod agents;
 mod aws_clients;
+mod build_ends;
 mod chat_approvals;
 mod codepipeline;
 mod codepipeline_clients;

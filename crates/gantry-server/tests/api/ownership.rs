@@ -84,21 +84,6 @@ async fn build_state(server: &TestServer, id: &str) -> Value {
     out["builds"][0].clone()
 }
 
-async fn log_text(server: &TestServer, id: &str) -> String {
-    let (status, bytes) = server
-        .rest_raw(
-            Some(super::harness::SECRET),
-            "gantry",
-            "GET",
-            &format!("/builds/{id}/logs"),
-            None,
-            &[],
-        )
-        .await;
-    assert_eq!(status, 200);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 fn chunk(epoch: i64, seq: u64, line: &str) -> LogChunk {
     LogChunk {
         epoch,
@@ -209,7 +194,7 @@ async fn a_remote_agents_build_survives_a_restart_of_its_server_and_finishes_wit
         build["exportedEnvironmentVariables"],
         json!([{"name": "GREETING", "value": "from-the-agent"}])
     );
-    let log = log_text(&server, &id).await;
+    let log = server.log_text(&id).await;
     assert!(log.contains("before-the-restart"), "{log}");
     assert!(log.contains("after-the-restart"), "{log}");
     server.stop().await;
@@ -252,7 +237,7 @@ async fn two_servers_the_one_that_did_not_queue_the_build_takes_the_agents_resul
         .expect("result");
     let build = a.wait_build(&id).await;
     assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-    let log = log_text(&a, &id).await;
+    let log = a.log_text(&id).await;
     assert!(
         log.contains("line-one") && log.contains("line-two"),
         "{log}"
@@ -542,7 +527,7 @@ async fn a_stopped_servers_pipeline_and_its_remote_build_are_finished_by_the_oth
         let build_id = ids[0].as_str().expect("id");
         let build = build_state(&b, build_id).await;
         assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
-        let log = log_text(&b, build_id).await;
+        let log = b.log_text(build_id).await;
         assert!(log.contains("only-b"), "{project} ran on the agent: {log}");
     }
     let _ = drain.send(());
