@@ -355,6 +355,10 @@ fn mark_shutdown(build: &mut Value) {
 pub(crate) enum Msg {
     Line(String),
     Event(BuildEvent),
+    /// A phase event from the build's last message (an agent's result):
+    /// told to EventBridge like any other, but not written as progress —
+    /// the build's end, written next, carries every phase.
+    FinalEvent(BuildEvent),
     Flush(oneshot::Sender<()>),
 }
 
@@ -724,19 +728,30 @@ async fn progress_writer<S: Store>(
         let mut ended = Vec::new();
         let mut acks = Vec::new();
         for msg in batch {
-            match msg {
-                Msg::Line(line) => lines.push(line),
-                Msg::Event(event) => {
-                    if let Some(phase) = apply(&mut build, &event) {
-                        current = Some(phase);
-                        if let BuildEvent::PhaseFinished { phase, .. } = &event
-                            && let Some(entry) = ended_phase(&build, phase.as_str())
-                        {
-                            ended.push((entry, build.clone()));
-                        }
-                    }
+            let (event, progress) = match msg {
+                Msg::Line(line) => {
+                    lines.push(line);
+                    continue;
                 }
-                Msg::Flush(ack) => acks.push(ack),
+                Msg::Flush(ack) => {
+                    acks.push(ack);
+                    continue;
+                }
+                Msg::Event(event) => (event, true),
+                Msg::FinalEvent(event) => (event, false),
+            };
+            if let Some(phase) = apply(&mut build, &event) {
+                if progress {
+                    current = Some(phase);
+                }
+                // The build as it was is kept for the phase's event only
+                // when anyone listens for events.
+                if let BuildEvent::PhaseFinished { phase, .. } = &event
+                    && events.listens_on("default")
+                    && let Some(entry) = ended_phase(&build, phase.as_str())
+                {
+                    ended.push((entry, build.clone()));
+                }
             }
         }
         flush(store.as_ref(), &record.id, &mut lines, &written).await;

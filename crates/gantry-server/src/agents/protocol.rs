@@ -331,7 +331,7 @@ async fn logs<S: Store>(
     // here, else a relay to the build in the store. The cursor is the
     // `jobs` row's, so the agent may switch servers between chunks.
     let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    let acked = store_chunk(&state, &token, &job, &chunk, events).await?;
+    let acked = store_chunk(&state, &token, &job, &chunk, events, false).await?;
     Ok(json(&LogAck { acked }))
 }
 
@@ -340,12 +340,14 @@ async fn logs<S: Store>(
 /// one transaction, but a build's chunk also has its writer flushed before
 /// and its phase changes after, which a dropped request (the agent's
 /// connection cut while it waits for the answer) should not cut short.
+/// `in_result`: the chunk came inside the job's result.
 async fn store_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
     job: &AgentJobRecord,
     chunk: &LogChunk,
     events: Vec<gantry_build::BuildEvent>,
+    in_result: bool,
 ) -> Result<u64, AgentError> {
     let what = format!("storing log chunk {} of job {}", chunk.seq, job.id);
     let (state, token, job, chunk) = (state.clone(), token.clone(), job.clone(), chunk.clone());
@@ -353,7 +355,7 @@ async fn store_chunk<S: Store>(
         if job.kind == wire::COMMAND_KIND {
             command_chunk(&state, &token, &job.id, &chunk).await
         } else {
-            build_chunk(&state, &token, &job, &chunk, events).await
+            build_chunk(&state, &token, &job, &chunk, events, in_result).await
         }
     })
     .await
@@ -379,6 +381,7 @@ async fn build_chunk<S: Store>(
     job: &AgentJobRecord,
     chunk: &LogChunk,
     events: Vec<gantry_build::BuildEvent>,
+    in_result: bool,
 ) -> Result<u64, AgentError> {
     let job_id = job.id.as_str();
     let live = super::remote::live_or_relay(&state.runner, job)
@@ -429,9 +432,16 @@ async fn build_chunk<S: Store>(
     // Phase changes go through the writer, which records the build's
     // progress and tells EventBridge; they are progress only (the result
     // carries every phase), so a crash before they are written loses
-    // nothing the build's end does not restore.
+    // nothing the build's end does not restore. A chunk that came with the
+    // result is not written as progress at all: the end, written next,
+    // supersedes it (one transaction fewer per build).
     for event in others {
-        let _ = live.log.send(Msg::Event(event));
+        let msg = if in_result {
+            Msg::FinalEvent(event)
+        } else {
+            Msg::Event(event)
+        };
+        let _ = live.log.send(msg);
     }
     if !flushed(&live).await {
         return Err(ended());
@@ -536,7 +546,9 @@ async fn result<S: Store>(
     };
     let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
     let acked = match tail {
-        Some((chunk, events)) => Some(store_chunk(&state, &token, &job, chunk, events).await?),
+        Some((chunk, events)) => {
+            Some(store_chunk(&state, &token, &job, chunk, events, true).await?)
+        }
         None => None,
     };
     if job.kind == wire::COMMAND_KIND {

@@ -173,6 +173,13 @@ impl<S: Store> EventBus<S> {
         self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether an event put on `bus` now could reach anyone: an enabled
+    /// rule with targets is on that bus (as the index last read them; the
+    /// same snapshot decides the deliveries).
+    pub fn listens_on(&self, bus: &str) -> bool {
+        self.index().rules.iter().any(|r| r.bus == bus)
+    }
+
     /// Rebuilds the index from the store. Reloads are serialised so an older
     /// snapshot never replaces a newer one.
     pub async fn reload(&self) -> Result<(), StoreError> {
@@ -287,6 +294,9 @@ impl<S: Store> EventBus<S> {
         resources: Vec<String>,
         detail: Value,
     ) {
+        if !self.listens_on("default") {
+            return;
+        }
         let entry = PutEventsEntry {
             source: Some(source.to_owned()),
             detail_type: Some(detail_type.to_owned()),

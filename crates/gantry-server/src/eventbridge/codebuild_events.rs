@@ -43,6 +43,10 @@ impl<S: Store> EventBus<S> {
         status: &str,
         build: &Value,
     ) {
+        // Shaping the event copies most of the build; a dozen a build.
+        if !self.listens_on("default") {
+            return;
+        }
         let build_arn = arn(&self.config, "build", &record.id);
         let complete = status != "IN_PROGRESS";
         let detail = json!({
@@ -71,6 +75,9 @@ impl<S: Store> EventBus<S> {
         build: &Value,
         phase: &Value,
     ) {
+        if !self.listens_on("default") {
+            return;
+        }
         let build_arn = arn(&self.config, "build", &record.id);
         let field = |name: &str| phase.get(name).cloned().unwrap_or(Value::Null);
         let contexts = phase

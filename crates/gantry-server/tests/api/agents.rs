@@ -11,7 +11,9 @@ use gantry_agent::{AgentConfig, Client, ClientError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::harness::{Db, GOOD_BUILDSPEC, SLOW_BUILDSPEC, TestServer, inline_project};
+use super::harness::{
+    Db, EVENTS, GOOD_BUILDSPEC, SECRET, SLOW_BUILDSPEC, TestServer, inline_project,
+};
 
 pub async fn token(server: &TestServer) -> (String, String) {
     let out = server
@@ -298,6 +300,86 @@ async fn a_short_builds_log_may_come_inside_its_result() {
         log.contains("only in the result\nand this"),
         "the chunk in the result is stored, in order: {log}"
     );
+    server.stop().await;
+}
+
+/// A remote build's phases reach EventBridge rules however its log came
+/// (a short build's comes inside its result, whose phases are then not
+/// written as progress: the build's end, written next, has them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_builds_phase_and_state_events_reach_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (seen, url) = super::events::Receiver::start().await;
+    let pattern = r#"{"source": ["gantry.codebuild"], "detail-type": ["CodeBuild Build Phase Change", "CodeBuild Build State Change"]}"#;
+    let (status, out) = server
+        .aws(
+            EVENTS,
+            SECRET,
+            "PutRule",
+            &json!({ "Name": "builds", "EventPattern": pattern }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let (status, out) = server
+        .aws(
+            EVENTS,
+            SECRET,
+            "PutTargets",
+            &json!({ "Rule": "builds", "Targets": [{ "Id": "all", "Arn": url }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{out}");
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "evented", &dir.path().join("work"));
+    let id = start(&server, inline_project("evented", GOOD_BUILDSPEC)).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let phase_types: Vec<&str> = build["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phaseType"].as_str())
+        .collect();
+    assert!(phase_types.contains(&"BUILD"), "{phase_types:?}");
+
+    let events = |seen: &super::events::Receiver| -> Vec<Value> {
+        seen.seen()
+            .iter()
+            .map(|r| serde_json::from_str::<Value>(&r.body).expect("json"))
+            .filter(|e| {
+                e["detail"]["build-id"]
+                    .as_str()
+                    .is_some_and(|b| b.ends_with(&id))
+            })
+            .collect()
+    };
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got = events(&seen);
+        let build_phase = got
+            .iter()
+            .any(|e| e["detail"]["completed-phase"] == "BUILD");
+        let done = got
+            .iter()
+            .any(|e| e["detail"]["build-status"] == "SUCCEEDED");
+        if build_phase && done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let build_phase = got
+        .iter()
+        .find(|e| e["detail"]["completed-phase"] == "BUILD")
+        .unwrap_or_else(|| panic!("no BUILD phase change: {got:#?}"));
+    assert_eq!(build_phase["detail"]["completed-phase-status"], "SUCCEEDED");
+    assert!(
+        got.iter()
+            .any(|e| e["detail"]["build-status"] == "SUCCEEDED"),
+        "no SUCCEEDED state change: {got:#?}"
+    );
+    let _ = drain.send(());
+    agent.await.expect("agent task").expect("agent");
     server.stop().await;
 }
 

@@ -197,16 +197,16 @@ impl EventsServer {
 
 /// What the receiver saw of one request.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     uri: String,
     headers: HeaderMap,
-    body: String,
+    pub body: String,
 }
 
 /// A local HTTP endpoint that records requests and answers with the
 /// statuses queued for it (200 when the queue is empty).
 #[derive(Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     seen: Mutex<Vec<Received>>,
     statuses: Mutex<VecDeque<u16>>,
     always: Mutex<Option<u16>>,
@@ -215,7 +215,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> (Arc<Receiver>, String) {
+    pub(crate) async fn start() -> (Arc<Receiver>, String) {
         let receiver = Arc::new(Receiver::default());
         let app = axum::Router::new()
             .fallback(record)
@@ -230,7 +230,7 @@ impl Receiver {
         (receiver, format!("http://{addr}"))
     }
 
-    fn seen(&self) -> Vec<Received> {
+    pub(crate) fn seen(&self) -> Vec<Received> {
         self.seen.lock().expect("lock").clone()
     }
 
