@@ -203,26 +203,43 @@ async fn try_offer<S: Store>(
 ) -> Result<Option<Offer>, AgentError> {
     let now = now_ms();
     let until = now + i64::try_from(OFFER_TTL.as_millis()).unwrap_or(5000);
-    for job in state.store.offerable_jobs(now, 100).await? {
-        if !labels_match(&agent.labels, &job.labels) {
-            continue;
+    // The oldest few first: nearly always one of them fits and is free, and
+    // reading a hundred rows (labels parsed and all) for every offer cost
+    // more than the offer when a thousand builds were queued. The wider
+    // look is for the agent that fits none of them (or finds them all
+    // claimed by other polls).
+    for limit in OFFER_PAGES {
+        let jobs = state.store.offerable_jobs(now, limit).await?;
+        let fewer = jobs.len() < limit as usize;
+        for job in jobs {
+            if !labels_match(&agent.labels, &job.labels) {
+                continue;
+            }
+            // Another poll here is trying this one: the next job, rather
+            // than an update sure to lose.
+            let Some(_claim) = hub(state).claim_offer(&job.id) else {
+                continue;
+            };
+            let nonce = uuid::Uuid::new_v4().simple().to_string();
+            if state.store.offer_job(&job.id, &nonce, now, until).await? {
+                return Ok(Some(Offer {
+                    job_id: job.id,
+                    nonce,
+                    kind: job.kind,
+                }));
+            }
         }
-        // Another poll here is trying this one: the next job, rather than
-        // an update sure to lose.
-        let Some(_claim) = hub(state).claim_offer(&job.id) else {
-            continue;
-        };
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        if state.store.offer_job(&job.id, &nonce, now, until).await? {
-            return Ok(Some(Offer {
-                job_id: job.id,
-                nonce,
-                kind: job.kind,
-            }));
+        if fewer {
+            // That was every offerable job.
+            break;
         }
     }
     Ok(None)
 }
+
+/// How many of the oldest offerable jobs an offer looks at: a first look,
+/// then a wider one.
+const OFFER_PAGES: [u32; 2] = [16, 100];
 
 /// Held until a matching job is offerable (200 with the offer) or
 /// [`wire::POLL_HOLD`] passes (204). Woken by the hub, not by a timer.

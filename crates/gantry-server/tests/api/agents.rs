@@ -378,8 +378,54 @@ async fn a_remote_builds_phase_and_state_events_reach_rules() {
             .any(|e| e["detail"]["build-status"] == "SUCCEEDED"),
         "no SUCCEEDED state change: {got:#?}"
     );
-    let _ = drain.send(());
-    agent.await.expect("agent task").expect("agent");
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
+/// An agent is offered a job it fits from behind many queued jobs it does
+/// not fit (an offer looks at the oldest few jobs first, then wider).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_offered_a_job_it_fits_from_behind_many_it_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.local_agent = false;
+        c.max_concurrent_builds = 64;
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let mut gpu = inline_project("gpu-only", GOOD_BUILDSPEC);
+    gpu["tags"] = json!([{ "key": "gantry:agent-labels", "value": "gpu" }]);
+    let first = start(&server, gpu).await;
+    let mut unfit = vec![first];
+    for _ in 1..24 {
+        let out = server
+            .call("StartBuild", &json!({ "projectName": "gpu-only" }))
+            .await;
+        unfit.push(out["build"]["id"].as_str().expect("id").to_owned());
+    }
+    // Every one of them queued before the job that fits.
+    for id in &unfit {
+        let mut queued = false;
+        for _ in 0..400 {
+            if server.log_text(id).await.contains("Waiting for an agent") {
+                queued = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(queued, "build {id} was not queued");
+    }
+    let fits = start(&server, inline_project("anywhere", GOOD_BUILDSPEC)).await;
+
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("an offer");
+    let uuid = fits.split_once(':').expect("project:uuid").1;
+    assert_eq!(offer.job_id, format!("job-{uuid}"), "offered {offer:?}");
     server.stop().await;
 }
 
