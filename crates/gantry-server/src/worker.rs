@@ -186,6 +186,7 @@ impl<S: Store> BuildRunner<S> {
             rx,
             self.events.clone(),
             self.log_written.clone(),
+            self.closed(),
         ));
         tx
     }
@@ -251,6 +252,7 @@ async fn run_job<S: Store>(
         rx,
         events.clone(),
         runner.log_written.clone(),
+        runner.closed(),
     ));
     let Some(mut update) = execute(&runner, &job, signal, &tx, reattached).await else {
         // The build goes on without this server (a remote agent runs it;
@@ -324,7 +326,11 @@ async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildU
             "recording the end of a build failed; trying again");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = closed.changed() => {}
+            // A closed channel (the runner is gone) counts as shutting down.
+            changed = closed.changed() => if changed.is_err() {
+                tracing::error!(build = %id, "recording the end of a build failed; the server is gone");
+                return false;
+            }
         }
         wait = (wait * 2).min(END_RETRY_MAX);
     }
@@ -695,6 +701,7 @@ async fn progress_writer<S: Store>(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     events: Arc<EventBus<S>>,
     written: Arc<watch::Sender<u64>>,
+    mut closed: watch::Receiver<bool>,
 ) {
     let mut build = record.build.clone();
     let mut lines: Vec<String> = Vec::new();
@@ -754,7 +761,14 @@ async fn progress_writer<S: Store>(
                 }
             }
         }
-        flush(store.as_ref(), &record.id, &mut lines, &written).await;
+        flush(
+            store.as_ref(),
+            &record.id,
+            &mut lines,
+            &written,
+            &mut closed,
+        )
+        .await;
         if let Some(current) = current {
             let update = BuildUpdate {
                 status: "IN_PROGRESS".into(),
@@ -774,20 +788,58 @@ async fn progress_writer<S: Store>(
             let _ = ack.send(());
         }
     }
-    flush(store.as_ref(), &record.id, &mut lines, &written).await;
+    flush(
+        store.as_ref(),
+        &record.id,
+        &mut lines,
+        &written,
+        &mut closed,
+    )
+    .await;
 }
 
+/// How long a batch of log lines the store refuses is tried again before it
+/// is dropped: longer than a database restart, short enough that a batch
+/// the store can never take (a bug) holds its build's end up only so long.
+const LINES_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Appends the lines, trying again (with backoff) while the store refuses
+/// them, for up to [`LINES_RETRY_FOR`] and while the server runs: before,
+/// one failed write (a PostgreSQL restart) lost the batch. The build's end
+/// waits for this (it flushes first), so its log is whole when it ends.
 async fn flush<S: Store>(
     store: &S,
     id: &str,
     lines: &mut Vec<String>,
     written: &watch::Sender<u64>,
+    closed: &mut watch::Receiver<bool>,
 ) {
     if lines.is_empty() {
         return;
     }
-    if let Err(e) = store.append_log_lines(id, lines).await {
-        tracing::error!(build = %id, error = %e, "appending log lines failed");
+    let started = tokio::time::Instant::now();
+    let mut wait = END_RETRY_FIRST;
+    loop {
+        let e = match store.append_log_lines(id, lines).await {
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        if *closed.borrow() || started.elapsed() >= LINES_RETRY_FOR {
+            tracing::error!(build = %id, error = %e, lines = lines.len(),
+                "appending log lines failed; they are dropped");
+            break;
+        }
+        tracing::warn!(build = %id, error = %e, retry_in = ?wait,
+            "appending log lines failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = closed.changed() => if changed.is_err() {
+                tracing::error!(build = %id, lines = lines.len(),
+                    "appending log lines failed; the server is gone, they are dropped");
+                break;
+            }
+        }
+        wait = (wait * 2).min(END_RETRY_MAX);
     }
     lines.clear();
     written.send_modify(|n| *n = n.wrapping_add(1));
@@ -865,11 +917,13 @@ mod tests {
             .expect("store");
         let written = watch::Sender::new(0u64);
         let mut reader = written.subscribe();
+        let open = watch::Sender::new(false);
+        let mut closed = open.subscribe();
         let mut none = Vec::new();
-        flush(&store, "p:1", &mut none, &written).await;
+        flush(&store, "p:1", &mut none, &written, &mut closed).await;
         assert!(!reader.has_changed().expect("open"), "nothing was written");
         let mut lines = vec!["one".to_owned(), "two".to_owned()];
-        flush(&store, "p:1", &mut lines, &written).await;
+        flush(&store, "p:1", &mut lines, &written, &mut closed).await;
         assert!(reader.has_changed().expect("open"));
         assert!(lines.is_empty());
         reader.borrow_and_update();

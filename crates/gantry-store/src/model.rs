@@ -178,6 +178,18 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// A log line as both stores keep it: a NUL character becomes U+FFFD.
+/// PostgreSQL's text cannot hold NUL, and refused the whole batch of lines
+/// a build that printed one was in; SQLite does the same so that a log
+/// reads the same on either store.
+pub(crate) fn storable_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.contains('\0') {
+        std::borrow::Cow::Owned(line.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(line)
+    }
+}
+
 /// Now, in epoch milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

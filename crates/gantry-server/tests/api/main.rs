@@ -5,7 +5,6 @@
 mod agent_commands;
 mod agents;
 mod aws_clients;
-mod build_ends;
 mod chat_approvals;
 mod codepipeline;
 mod codepipeline_clients;
@@ -22,3 +21,4 @@ mod s3_artifacts;
 mod s3_logs;
 mod shared_artifacts;
 mod stepfunctions;
+mod store_faults;

@@ -224,7 +224,7 @@ pub(crate) async fn append_log_in(
     )
     .bind(build_id)
     .bind(build_id)
-    .bind(first)
+    .bind(crate::model::storable_line(first))
     .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
@@ -236,7 +236,7 @@ pub(crate) async fn append_log_in(
         insert.push_values(group, |mut row, line| {
             row.push_bind(build_id)
                 .push_bind(next)
-                .push_bind(line.as_str());
+                .push_bind(crate::model::storable_line(line));
             next += 1;
         });
         insert.build().execute(&mut *conn).await.map_err(db_error)?;
