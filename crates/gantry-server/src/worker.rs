@@ -297,9 +297,10 @@ async fn run_job<S: Store>(
     }
 }
 
-/// The first wait before recording a build's end again, and the longest.
-const END_RETRY_FIRST: Duration = Duration::from_millis(50);
-const END_RETRY_MAX: Duration = Duration::from_secs(2);
+/// The first wait before a write the store refused is tried again, and the
+/// longest (a build's end, its log lines, its job for an agent).
+pub(crate) const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+pub(crate) const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Records the build's end; `false` when it was not recorded. A failing
 /// store (a database restarting, a dropped connection) is tried again, with
@@ -311,7 +312,7 @@ const END_RETRY_MAX: Duration = Duration::from_secs(2);
 /// build's next owner ends it).
 async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildUpdate) -> bool {
     let mut closed = runner.closed();
-    let mut wait = END_RETRY_FIRST;
+    let mut wait = STORE_RETRY_FIRST;
     loop {
         let e = match runner.store.update_build(id, update, "system").await {
             Ok(()) => return true,
@@ -332,7 +333,7 @@ async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildU
                 return false;
             }
         }
-        wait = (wait * 2).min(END_RETRY_MAX);
+        wait = (wait * 2).min(STORE_RETRY_MAX);
     }
 }
 
@@ -798,13 +799,14 @@ async fn progress_writer<S: Store>(
     .await;
 }
 
-/// How long a batch of log lines the store refuses is tried again before it
-/// is dropped: longer than a database restart, short enough that a batch
-/// the store can never take (a bug) holds its build's end up only so long.
-const LINES_RETRY_FOR: Duration = Duration::from_secs(120);
+/// How long a build's log lines, or its job for an agent, are tried again
+/// while the store refuses them before giving up: longer than a database
+/// restart, short enough that a write the store can never take (a bug)
+/// holds its build up only so long.
+pub(crate) const STORE_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Appends the lines, trying again (with backoff) while the store refuses
-/// them, for up to [`LINES_RETRY_FOR`] and while the server runs: before,
+/// them, for up to [`STORE_RETRY_FOR`] and while the server runs: before,
 /// one failed write (a PostgreSQL restart) lost the batch. The build's end
 /// waits for this (it flushes first), so its log is whole when it ends.
 async fn flush<S: Store>(
@@ -818,13 +820,13 @@ async fn flush<S: Store>(
         return;
     }
     let started = tokio::time::Instant::now();
-    let mut wait = END_RETRY_FIRST;
+    let mut wait = STORE_RETRY_FIRST;
     loop {
         let e = match store.append_log_lines(id, lines).await {
             Ok(_) => break,
             Err(e) => e,
         };
-        if *closed.borrow() || started.elapsed() >= LINES_RETRY_FOR {
+        if *closed.borrow() || started.elapsed() >= STORE_RETRY_FOR {
             tracing::error!(build = %id, error = %e, lines = lines.len(),
                 "appending log lines failed; they are dropped");
             break;
@@ -839,7 +841,7 @@ async fn flush<S: Store>(
                 break;
             }
         }
-        wait = (wait * 2).min(END_RETRY_MAX);
+        wait = (wait * 2).min(STORE_RETRY_MAX);
     }
     lines.clear();
     written.send_modify(|n| *n = n.wrapping_add(1));

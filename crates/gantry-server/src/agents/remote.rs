@@ -153,7 +153,7 @@ async fn prepare_and_queue<S: Store>(
         payload: serde_json::to_value(&payload).unwrap_or(Value::Null),
         max_attempts: MAX_ATTEMPTS,
     };
-    if let Err(e) = runner.store.enqueue_job(&new).await {
+    if let Err(e) = enqueue(runner, &new).await {
         let message = format!("queueing the build for an agent: {e}");
         log(format!("[Container] {message}"));
         return Err(ended_early(
@@ -170,6 +170,43 @@ async fn prepare_and_queue<S: Store>(
         labels.join(",")
     ));
     Ok(())
+}
+
+/// Queues the job, trying again (with backoff) while the store refuses it,
+/// for up to [`STORE_RETRY_FOR`](crate::worker::STORE_RETRY_FOR) and while
+/// the server runs: before, a build accepted just as the database
+/// restarted failed for it. A try that committed but whose answer was lost
+/// shows on the next as a conflict on the job's id: the job is queued.
+async fn enqueue<S: Store>(
+    runner: &BuildRunner<S>,
+    new: &NewAgentJob,
+) -> Result<(), gantry_store::StoreError> {
+    use crate::worker::{STORE_RETRY_FIRST, STORE_RETRY_FOR, STORE_RETRY_MAX};
+    let started = tokio::time::Instant::now();
+    let mut wait = STORE_RETRY_FIRST;
+    let mut closed = runner.closed();
+    let mut tried = false;
+    loop {
+        let e = match runner.store.enqueue_job(new).await {
+            Ok(_) => return Ok(()),
+            Err(gantry_store::StoreError::Conflict(_)) if tried => return Ok(()),
+            Err(e) => e,
+        };
+        let given_up = *closed.borrow() || started.elapsed() >= STORE_RETRY_FOR;
+        if given_up || matches!(e, gantry_store::StoreError::Conflict(_)) {
+            return Err(e);
+        }
+        tracing::warn!(job = %new.id, error = %e, retry_in = ?wait,
+            "queueing a job failed; trying again");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            changed = closed.changed() => if changed.is_err() {
+                return Err(e);
+            }
+        }
+        tried = true;
+        wait = (wait * 2).min(STORE_RETRY_MAX);
+    }
 }
 
 /// Where the build's artifacts are unpacked on this server, on their way to

@@ -1,7 +1,8 @@
 //! What a build leaves in the store is kept whole when the store refuses
-//! it for a while (a database restarting, a connection dropped): its log
-//! lines and its end are written once the store is back, and a line the
-//! database could not hold (a NUL) does not cost the lines around it.
+//! it for a while (a database restarting, a connection dropped): its job
+//! for an agent, its log lines and its end are written once the store is
+//! back, and a line the database could not hold (a NUL) does not cost the
+//! lines around it.
 
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ enum Refused {
     BuildEnds,
     /// Every log line.
     LogLines,
+    /// Every job queued for an agent.
+    Jobs,
 }
 
 impl Refusal {
@@ -48,6 +51,14 @@ impl Refusal {
                 "CREATE FUNCTION refusal() RETURNS trigger LANGUAGE plpgsql AS $$
                  BEGIN RAISE EXCEPTION 'injected: refused'; END $$;
                  CREATE TRIGGER refusal BEFORE INSERT ON build_log_lines
+                 FOR EACH ROW EXECUTE FUNCTION refusal();",
+            ),
+            Refused::Jobs => (
+                "CREATE TRIGGER refusal BEFORE INSERT ON jobs
+                 BEGIN SELECT RAISE(ABORT, 'injected: refused'); END",
+                "CREATE FUNCTION refusal() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN RAISE EXCEPTION 'injected: refused'; END $$;
+                 CREATE TRIGGER refusal BEFORE INSERT ON jobs
                  FOR EACH ROW EXECUTE FUNCTION refusal();",
             ),
         };
@@ -235,5 +246,56 @@ async fn a_nul_in_a_log_line_becomes_a_replacement_character_and_costs_no_line_o
     for line in ["before-it", "after-it"] {
         assert_eq!(log.lines().filter(|l| *l == line).count(), 1, "{log}");
     }
+    server.stop().await;
+}
+
+on_both_stores!(
+    a_build_whose_job_the_store_refused_for_a_while_runs_on_an_agent_once_it_accepts,
+    a_build_whose_job_the_store_refused_for_a_while_runs_on_an_agent_once_it_accepts_on,
+    a_build_whose_job_the_store_refused_for_a_while_runs_on_an_agent_once_it_accepts_on_postgres
+);
+
+async fn a_build_whose_job_the_store_refused_for_a_while_runs_on_an_agent_once_it_accepts_on(
+    db: Db,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = TestServer::start_with(&data, |c| {
+        db.apply(c);
+        c.local_agent = false;
+    })
+    .await;
+    let (token, _) = super::agents::token(&server).await;
+    let (drain, agent) =
+        super::agents::spawn_agent(&server, &token, &[], "patient", &dir.path().join("work"));
+    server
+        .call(
+            "CreateProject",
+            &inline_project(
+                "refused-job",
+                "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ran-once\n",
+            ),
+        )
+        .await;
+    let refusal = Refusal::install(&db, &data, Refused::Jobs).await;
+    let out = server
+        .call("StartBuild", &json!({ "projectName": "refused-job" }))
+        .await;
+    let id = out["build"]["id"].as_str().expect("build id").to_owned();
+    // The build's task tries to queue its job at once; a second on, it is
+    // still trying (before, the build had failed).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let now = server
+        .call("BatchGetBuilds", &json!({ "ids": [&id] }))
+        .await;
+    assert_eq!(now["builds"][0]["buildStatus"], "IN_PROGRESS", "{now}");
+
+    refusal.remove().await;
+    let done = server.wait_build(&id).await;
+    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done}");
+    let log = server.log_text(&id).await;
+    assert_eq!(log.lines().filter(|l| *l == "ran-once").count(), 1, "{log}");
+    assert!(log.contains("patient"), "run by the agent: {log}");
+    super::agents::stop_agent(drain, agent).await;
     server.stop().await;
 }
