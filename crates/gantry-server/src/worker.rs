@@ -299,41 +299,75 @@ async fn run_job<S: Store>(
 
 /// The first wait before a write the store refused is tried again, and the
 /// longest (a build's end, its log lines, its job for an agent).
-pub(crate) const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
-pub(crate) const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(50);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Records the build's end; `false` when it was not recorded. A failing
-/// store (a database restarting, a dropped connection) is tried again, with
-/// backoff, for as long as the server runs: an end not recorded would leave
-/// the build IN_PROGRESS until a server next starts. The update sets the
-/// same values each time, so a try that committed but whose answer was
-/// lost is harmless to repeat. A conflict (another server took the build
-/// over) or a missing build is final; so is the server shutting down (the
-/// build's next owner ends it).
-async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildUpdate) -> bool {
-    let mut closed = runner.closed();
+/// How long a build's log lines, or its job for an agent, are tried again
+/// while the store refuses them before giving up: longer than a database
+/// restart, short enough that a write the store can never take (a bug)
+/// holds its build up only so long.
+pub(crate) const STORE_RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Runs `write` (given the number of tries before it) until it succeeds,
+/// trying again with backoff while the store refuses it (a database
+/// restarting, a dropped connection): for up to `limit` (`None`: for as
+/// long as the server runs). A conflict or a missing row is final (trying
+/// again cannot change it), and so is the server shutting down (`closed`
+/// true, or its sender gone). The last error is returned.
+pub(crate) async fn retry_store<T, Fut>(
+    closed: &mut watch::Receiver<bool>,
+    limit: Option<Duration>,
+    what: &str,
+    mut write: impl FnMut(u32) -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let started = tokio::time::Instant::now();
     let mut wait = STORE_RETRY_FIRST;
+    let mut tries = 0;
     loop {
-        let e = match runner.store.update_build(id, update, "system").await {
-            Ok(()) => return true,
+        let e = match write(tries).await {
+            Ok(done) => return Ok(done),
             Err(e) => e,
         };
         let final_error = matches!(e, StoreError::Conflict(_) | StoreError::NotFound);
-        if final_error || *closed.borrow() {
-            tracing::error!(build = %id, error = %e, "recording the end of a build failed");
-            return false;
+        let too_long = limit.is_some_and(|limit| started.elapsed() >= limit);
+        if final_error || too_long || *closed.borrow() {
+            return Err(e);
         }
-        tracing::warn!(build = %id, error = %e, retry_in = ?wait,
-            "recording the end of a build failed; trying again");
+        tracing::warn!(error = %e, retry_in = ?wait, "{what} failed; trying again");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            // A closed channel (the runner is gone) counts as shutting down.
             changed = closed.changed() => if changed.is_err() {
-                tracing::error!(build = %id, "recording the end of a build failed; the server is gone");
-                return false;
+                return Err(e);
             }
         }
+        tries += 1;
         wait = (wait * 2).min(STORE_RETRY_MAX);
+    }
+}
+
+/// Records the build's end; `false` when it was not recorded. A refusing
+/// store is tried again for as long as the server runs: an end not
+/// recorded would leave the build IN_PROGRESS until a server next starts.
+/// The update sets the same values each time, so a try that committed but
+/// whose answer was lost is harmless to repeat. A conflict (another server
+/// took the build over) or a missing build is final; so is the server
+/// shutting down (the build's next owner ends it).
+async fn record_end<S: Store>(runner: &BuildRunner<S>, id: &str, update: &BuildUpdate) -> bool {
+    let what = format!("recording the end of build {id}");
+    let store = runner.store.as_ref();
+    let written = retry_store(&mut runner.closed(), None, &what, |_| {
+        store.update_build(id, update, "system")
+    })
+    .await;
+    match written {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(build = %id, error = %e, "recording the end of a build failed");
+            false
+        }
     }
 }
 
@@ -799,12 +833,6 @@ async fn progress_writer<S: Store>(
     .await;
 }
 
-/// How long a build's log lines, or its job for an agent, are tried again
-/// while the store refuses them before giving up: longer than a database
-/// restart, short enough that a write the store can never take (a bug)
-/// holds its build up only so long.
-pub(crate) const STORE_RETRY_FOR: Duration = Duration::from_secs(120);
-
 /// Appends the lines, trying again (with backoff) while the store refuses
 /// them, for up to [`STORE_RETRY_FOR`] and while the server runs: before,
 /// one failed write (a PostgreSQL restart) lost the batch. The build's end
@@ -819,29 +847,15 @@ async fn flush<S: Store>(
     if lines.is_empty() {
         return;
     }
-    let started = tokio::time::Instant::now();
-    let mut wait = STORE_RETRY_FIRST;
-    loop {
-        let e = match store.append_log_lines(id, lines).await {
-            Ok(_) => break,
-            Err(e) => e,
-        };
-        if *closed.borrow() || started.elapsed() >= STORE_RETRY_FOR {
-            tracing::error!(build = %id, error = %e, lines = lines.len(),
-                "appending log lines failed; they are dropped");
-            break;
-        }
-        tracing::warn!(build = %id, error = %e, retry_in = ?wait,
-            "appending log lines failed; trying again");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            changed = closed.changed() => if changed.is_err() {
-                tracing::error!(build = %id, lines = lines.len(),
-                    "appending log lines failed; the server is gone, they are dropped");
-                break;
-            }
-        }
-        wait = (wait * 2).min(STORE_RETRY_MAX);
+    let what = format!("appending log lines of build {id}");
+    let batch: &[String] = lines;
+    let appended = retry_store(closed, Some(STORE_RETRY_FOR), &what, |_| {
+        store.append_log_lines(id, batch)
+    })
+    .await;
+    if let Err(e) = appended {
+        tracing::error!(build = %id, error = %e, lines = lines.len(),
+            "appending log lines failed; they are dropped");
     }
     lines.clear();
     written.send_modify(|n| *n = n.wrapping_add(1));

@@ -181,32 +181,23 @@ async fn enqueue<S: Store>(
     runner: &BuildRunner<S>,
     new: &NewAgentJob,
 ) -> Result<(), gantry_store::StoreError> {
-    use crate::worker::{STORE_RETRY_FIRST, STORE_RETRY_FOR, STORE_RETRY_MAX};
-    let started = tokio::time::Instant::now();
-    let mut wait = STORE_RETRY_FIRST;
-    let mut closed = runner.closed();
-    let mut tried = false;
-    loop {
-        let e = match runner.store.enqueue_job(new).await {
-            Ok(_) => return Ok(()),
-            Err(gantry_store::StoreError::Conflict(_)) if tried => return Ok(()),
-            Err(e) => e,
-        };
-        let given_up = *closed.borrow() || started.elapsed() >= STORE_RETRY_FOR;
-        if given_up || matches!(e, gantry_store::StoreError::Conflict(_)) {
-            return Err(e);
-        }
-        tracing::warn!(job = %new.id, error = %e, retry_in = ?wait,
-            "queueing a job failed; trying again");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            changed = closed.changed() => if changed.is_err() {
-                return Err(e);
+    use crate::worker::{STORE_RETRY_FOR, retry_store};
+    let what = format!("queueing job {}", new.id);
+    let store = runner.store.as_ref();
+    retry_store(
+        &mut runner.closed(),
+        Some(STORE_RETRY_FOR),
+        &what,
+        |tries| async move {
+            match store.enqueue_job(new).await {
+                Ok(_) => Ok(()),
+                // An earlier try committed though its answer was lost.
+                Err(gantry_store::StoreError::Conflict(_)) if tries > 0 => Ok(()),
+                Err(e) => Err(e),
             }
-        }
-        tried = true;
-        wait = (wait * 2).min(STORE_RETRY_MAX);
-    }
+        },
+    )
+    .await
 }
 
 /// Where the build's artifacts are unpacked on this server, on their way to

@@ -106,6 +106,27 @@ impl Refusal {
     }
 }
 
+/// Waits `wait`, then asserts the build has not ended (the store refuses
+/// what it needs to end).
+async fn still_in_progress_after(server: &TestServer, id: &str, wait: Duration) {
+    tokio::time::sleep(wait).await;
+    let now = server.call("BatchGetBuilds", &json!({ "ids": [id] })).await;
+    assert_eq!(
+        now["builds"][0]["buildStatus"], "IN_PROGRESS",
+        "the store refused it, yet: {now}"
+    );
+}
+
+/// Waits for the build to end; asserts it SUCCEEDED and its log has the
+/// line `ran-once` once (the command's own line names it too); the log.
+async fn ends_with_its_output_once(server: &TestServer, id: &str) -> String {
+    let done = server.wait_build(id).await;
+    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done}");
+    let log = server.log_text(id).await;
+    assert_eq!(log.lines().filter(|l| *l == "ran-once").count(), 1, "{log}");
+    log
+}
+
 on_both_stores!(
     a_build_end_the_store_refused_for_a_while_is_recorded_once_it_accepts,
     a_build_end_the_store_refused_for_a_while_is_recorded_once_it_accepts_on,
@@ -150,21 +171,9 @@ async fn a_build_end_the_store_refused_for_a_while_is_recorded_once_it_accepts_o
         server.log_text(&id).await
     );
     // A few tries are refused meanwhile.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let now = server
-        .call("BatchGetBuilds", &json!({ "ids": [&id] }))
-        .await;
-    assert_eq!(
-        now["builds"][0]["buildStatus"], "IN_PROGRESS",
-        "the store refused every end, yet: {now}"
-    );
-
+    still_in_progress_after(&server, &id, Duration::from_millis(500)).await;
     refusal.remove().await;
-    let done = server.wait_build(&id).await;
-    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done}");
-    let log = server.log_text(&id).await;
-    // Its output once (the command's own line names it too).
-    assert_eq!(log.lines().filter(|l| *l == "ran-once").count(), 1, "{log}");
+    ends_with_its_output_once(&server, &id).await;
     server.stop().await;
 }
 
@@ -203,20 +212,9 @@ async fn log_lines_the_store_refused_for_a_while_are_all_kept_before_the_build_e
     }
     assert!(ran, "build {id} did not run");
     // Its end waits for its lines, which the store refuses.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let now = server
-        .call("BatchGetBuilds", &json!({ "ids": [&id] }))
-        .await;
-    assert_eq!(
-        now["builds"][0]["buildStatus"], "IN_PROGRESS",
-        "the store refused every line, yet: {now}"
-    );
-
+    still_in_progress_after(&server, &id, Duration::from_millis(500)).await;
     refusal.remove().await;
-    let done = server.wait_build(&id).await;
-    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done}");
-    let log = server.log_text(&id).await;
-    assert_eq!(log.lines().filter(|l| *l == "ran-once").count(), 1, "{log}");
+    let log = ends_with_its_output_once(&server, &id).await;
     assert!(log.contains("[Container] Build SUCCEEDED"), "{log}");
     server.stop().await;
 }
@@ -284,17 +282,9 @@ async fn a_build_whose_job_the_store_refused_for_a_while_runs_on_an_agent_once_i
     let id = out["build"]["id"].as_str().expect("build id").to_owned();
     // The build's task tries to queue its job at once; a second on, it is
     // still trying (before, the build had failed).
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let now = server
-        .call("BatchGetBuilds", &json!({ "ids": [&id] }))
-        .await;
-    assert_eq!(now["builds"][0]["buildStatus"], "IN_PROGRESS", "{now}");
-
+    still_in_progress_after(&server, &id, Duration::from_millis(1000)).await;
     refusal.remove().await;
-    let done = server.wait_build(&id).await;
-    assert_eq!(done["buildStatus"], "SUCCEEDED", "{done}");
-    let log = server.log_text(&id).await;
-    assert_eq!(log.lines().filter(|l| *l == "ran-once").count(), 1, "{log}");
+    let log = ends_with_its_output_once(&server, &id).await;
     assert!(log.contains("patient"), "run by the agent: {log}");
     super::agents::stop_agent(drain, agent).await;
     server.stop().await;
