@@ -106,6 +106,8 @@ pub(crate) struct BuildRunner<S: Store> {
     pub hub: Arc<crate::agents::AgentHub>,
     /// The artifact store, where finished logs go (see `build_logs`).
     pub(crate) objects: gantry_artifacts::ArtifactStore,
+    /// Moves ended builds' logs there, in batches.
+    archiver: crate::build_logs::Archiver,
 }
 
 /// The phase context of a build the server's shutdown stopped.
@@ -125,6 +127,7 @@ impl<S: Store> BuildRunner<S> {
     ) -> BuildRunner<S> {
         BuildRunner {
             hub,
+            archiver: crate::build_logs::Archiver::start(store.clone(), objects.clone()),
             objects,
             slots: Arc::new(Semaphore::new(config.max_concurrent_builds.max(1))),
             store,
@@ -229,6 +232,9 @@ impl<S: Store> BuildRunner<S> {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("builds did not stop in time; they are marked FAILED on the next start");
         }
+        // The ended builds' logs still queued; what does not move in time
+        // stays in the database for the next start's sweep.
+        self.archiver.finish(SHUTDOWN_GRACE).await;
     }
 }
 
@@ -279,13 +285,8 @@ async fn run_job<S: Store>(
     }
     drop(tx);
     writer.abort();
-    if record_end(&runner, &id, &update).await
-        && let Err(e) =
-            crate::build_logs::archive(runner.store.as_ref(), &runner.objects, &id).await
-    {
-        // The lines stay in the database, where readers find them; the
-        // sweep moves them later.
-        tracing::warn!(build = %id, error = %e, "moving a finished log to the artifact store failed");
+    if record_end(&runner, &id, &update).await {
+        runner.archiver.ended(&id);
     }
     runner.log_written.send_modify(|n| *n = n.wrapping_add(1));
     events

@@ -216,12 +216,13 @@ pub trait BuildStore: Send + Sync + 'static {
     /// begins. A reader resumes by reading lines after `after_seq` and
     /// skipping `offset - line_start` bytes of the first.
     async fn log_seek(&self, build_id: &str, offset: u64) -> Result<LogSeek, StoreError>;
-    /// Records that a build's log was stored as the object `archive` names
-    /// and deletes its lines numbered up to `through_seq`, in one
-    /// transaction: call it only once the object is safely written. A second
-    /// call replaces the record (a log archived again, with lines that came
+    /// Records that each build's log was stored as the object its
+    /// `archive` names and deletes its lines numbered up to `through_seq`,
+    /// every move in one transaction (many builds' moves cost one commit):
+    /// call it only once the objects are safely written. A second move of a
+    /// log replaces the record (a log archived again, with lines that came
     /// late, in a bigger object).
-    async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError>;
+    async fn archive_logs(&self, moves: &[LogMove]) -> Result<(), StoreError>;
     /// Where the build's log was archived, if it was.
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError>;
     /// Up to `limit` builds that have ended (any status but `IN_PROGRESS`)

@@ -163,6 +163,17 @@ pub struct LogArchive {
     pub archived_ms: i64,
 }
 
+/// A finished log's move out of the database, as
+/// [`crate::BuildStore::archive_logs`] records it: the object now holding
+/// the log, and the last line it holds (the lines up to it go).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogMove {
+    /// Where the log is now.
+    pub archive: LogArchive,
+    /// The last line number the object holds.
+    pub through_seq: u64,
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gantry_store::{
-    BuildStore, BuildUpdate, LogArchive, MasterKey, NewAccessKey, NewBuild, NewProject,
+    BuildStore, BuildUpdate, LogArchive, LogMove, MasterKey, NewAccessKey, NewBuild, NewProject,
     ProjectSort, SortOrder, StoreError,
 };
 use serde_json::json;
@@ -442,7 +442,16 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
         line_count: 2,
         archived_ms: 3000,
     };
-    store.archive_log(&archive, 2).await.expect("archive");
+    let moved = |archive: &LogArchive, through_seq| {
+        [LogMove {
+            archive: archive.clone(),
+            through_seq,
+        }]
+    };
+    store
+        .archive_logs(&moved(&archive, 2))
+        .await
+        .expect("archive");
     assert_eq!(
         store.log_archive("web:1").await.expect("q"),
         Some(archive.clone())
@@ -477,7 +486,10 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
         line_count: 3,
         ..archive
     };
-    store.archive_log(&again, 0).await.expect("archive");
+    store
+        .archive_logs(&moved(&again, 0))
+        .await
+        .expect("archive");
     assert_eq!(
         store.log_archive("web:1").await.expect("q"),
         Some(again.clone())
@@ -486,7 +498,10 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
         store.log_lines("web:1", 0, 10).await.expect("lines").len(),
         1
     );
-    store.archive_log(&again, u64::MAX).await.expect("archive");
+    store
+        .archive_logs(&moved(&again, u64::MAX))
+        .await
+        .expect("archive");
     assert!(
         store
             .log_lines("web:1", 0, 10)
@@ -496,8 +511,87 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
     );
 }
 
+/// Several builds' logs move in one call (one transaction): each gets its
+/// pointer and loses its lines, a build not in the call keeps both, and a
+/// build named twice keeps its later move.
+async fn many_logs_move_in_one_call<B: Backend>(b: &B) {
+    let store = b.open().await;
+    store
+        .create_project(&project("web", ""), "admin")
+        .await
+        .expect("project");
+    let done = BuildUpdate {
+        status: "SUCCEEDED".into(),
+        current_phase: "COMPLETED".into(),
+        build: json!({}),
+        end_ms: Some(2000),
+    };
+    for id in ["web:1", "web:2", "web:3"] {
+        store
+            .create_build(&build(id, "web"), "admin")
+            .await
+            .expect("build");
+        store
+            .append_log_lines(id, &[format!("line of {id}")])
+            .await
+            .expect("append");
+        store.update_build(id, &done, "system").await.expect("end");
+    }
+    let moves: Vec<LogMove> = ["web:1", "web:3"]
+        .into_iter()
+        .map(|id| LogMove {
+            archive: LogArchive {
+                build_id: id.into(),
+                object_key: format!("logs/builds/{id}.log"),
+                size_bytes: 12,
+                line_count: 1,
+                archived_ms: 3000,
+            },
+            through_seq: 1,
+        })
+        .collect();
+    // The same build twice in one call: the later move is the one kept.
+    let mut twice = moves.clone();
+    twice.insert(
+        0,
+        LogMove {
+            archive: LogArchive {
+                archived_ms: 2500,
+                ..moves[0].archive.clone()
+            },
+            through_seq: 1,
+        },
+    );
+    store.archive_logs(&twice).await.expect("archive");
+    for m in &moves {
+        assert_eq!(
+            store.log_archive(&m.archive.build_id).await.expect("q"),
+            Some(m.archive.clone())
+        );
+        assert!(
+            store
+                .log_lines(&m.archive.build_id, 0, 10)
+                .await
+                .expect("lines")
+                .is_empty()
+        );
+    }
+    assert_eq!(store.log_archive("web:2").await.expect("q"), None);
+    assert_eq!(
+        store.log_lines("web:2", 0, 10).await.expect("lines").len(),
+        1
+    );
+    assert_eq!(
+        store.builds_with_unarchived_logs(10).await.expect("q"),
+        ["web:2"]
+    );
+    // Nothing to move is no transaction at all, and no error.
+    store.archive_logs(&[]).await.expect("nothing");
+}
+
 both_stores!(
     archiving_a_log_records_the_pointer_and_deletes_the_lines,
+    many_logs_move_in_one_call,
     access_keys_are_encrypted_and_come_back,
     projects_crud_and_listing,
     builds_numbers_updates_and_logs,

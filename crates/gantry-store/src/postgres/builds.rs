@@ -5,7 +5,8 @@ use sqlx::{PgPool, Row};
 
 use super::{audit, db_error, parse_json};
 use crate::{
-    BuildRecord, BuildUpdate, LogArchive, LogLine, LogSeek, NewBuild, SortOrder, StoreError,
+    BuildRecord, BuildUpdate, LogArchive, LogLine, LogMove, LogSeek, NewBuild, SortOrder,
+    StoreError,
 };
 
 const COLUMNS: &str =
@@ -296,33 +297,53 @@ pub(crate) async fn log_seek(
     })
 }
 
-pub(crate) async fn archive_log(
-    pool: &PgPool,
-    archive: &LogArchive,
-    through_seq: u64,
-) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    sqlx::query(
-        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key,
+pub(crate) async fn archive_logs(pool: &PgPool, moves: &[LogMove]) -> Result<(), StoreError> {
+    // The last move of a build wins: one row may not be upserted twice in
+    // one statement.
+    let mut last: Vec<&LogMove> = Vec::with_capacity(moves.len());
+    for m in moves.iter().rev() {
+        if !last
+            .iter()
+            .any(|l| l.archive.build_id == m.archive.build_id)
+        {
+            last.push(m);
+        }
+    }
+    if last.is_empty() {
+        return Ok(());
+    }
+    // Two statements whatever the number of builds (a few hundred bound
+    // values at most): every statement is a round trip to the database.
+    let mut records = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms) ",
+    );
+    records.push_values(&last, |mut row, m| {
+        row.push_bind(&m.archive.build_id)
+            .push_bind(&m.archive.object_key)
+            .push_bind(i64::try_from(m.archive.size_bytes).unwrap_or(i64::MAX))
+            .push_bind(i64::try_from(m.archive.line_count).unwrap_or(i64::MAX))
+            .push_bind(m.archive.archived_ms);
+    });
+    records.push(
+        " ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key,
              size_bytes = excluded.size_bytes, line_count = excluded.line_count,
              archived_ms = excluded.archived_ms",
-    )
-    .bind(&archive.build_id)
-    .bind(&archive.object_key)
-    .bind(i64::try_from(archive.size_bytes).unwrap_or(i64::MAX))
-    .bind(i64::try_from(archive.line_count).unwrap_or(i64::MAX))
-    .bind(archive.archived_ms)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    sqlx::query("DELETE FROM build_log_lines WHERE build_id = $1 AND seq <= $2")
-        .bind(&archive.build_id)
-        .bind(i64::try_from(through_seq).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    );
+    let mut lines = sqlx::QueryBuilder::<sqlx::Postgres>::new("DELETE FROM build_log_lines WHERE ");
+    for (i, m) in last.iter().enumerate() {
+        if i > 0 {
+            lines.push(" OR ");
+        }
+        lines
+            .push("(build_id = ")
+            .push_bind(&m.archive.build_id)
+            .push(" AND seq <= ")
+            .push_bind(i64::try_from(m.through_seq).unwrap_or(i64::MAX))
+            .push(")");
+    }
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    records.build().execute(&mut *tx).await.map_err(db_error)?;
+    lines.build().execute(&mut *tx).await.map_err(db_error)?;
     tx.commit().await.map_err(db_error)
 }
 

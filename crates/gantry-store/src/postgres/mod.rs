@@ -30,8 +30,9 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogSeek, MasterKey,
-    NewAccessKey, NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogMove, LogSeek,
+    MasterKey, NewAccessKey, NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder,
+    StoreError,
 };
 
 pub(crate) use crate::sqlite::{db_error, parse_json};
@@ -201,8 +202,8 @@ impl BuildStore for PgStore {
         builds::log_seek(&self.pool, build_id, offset).await
     }
 
-    async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError> {
-        builds::archive_log(&self.pool, archive, through_seq).await
+    async fn archive_logs(&self, moves: &[LogMove]) -> Result<(), StoreError> {
+        builds::archive_logs(&self.pool, moves).await
     }
 
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError> {

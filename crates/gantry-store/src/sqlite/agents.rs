@@ -229,11 +229,13 @@ impl AgentStore for SqliteStore {
 
     async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
-        sqlx::query(
+        // The row comes back from the INSERT itself: no second read.
+        let row = sqlx::query(&format!(
             "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
                                created_ms, update_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             RETURNING {JOB_COLUMNS}"
+        ))
         .bind(&job.id)
         .bind(&job.kind)
         .bind(labels_json(&job.labels))
@@ -242,10 +244,10 @@ impl AgentStore for SqliteStore {
         .bind(i64::from(job.max_attempts.max(1)))
         .bind(now)
         .bind(now)
-        .execute(&self.writer)
+        .fetch_one(&self.writer)
         .await
         .map_err(db_error)?;
-        AgentStore::get_agent_job(self, &job.id).await
+        job_row(&row)
     }
 
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {

@@ -34,8 +34,9 @@ use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
 use crate::{
-    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogSeek, MasterKey,
-    NewAccessKey, NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError,
+    AuditEntry, BuildRecord, BuildStore, BuildUpdate, LogArchive, LogLine, LogMove, LogSeek,
+    MasterKey, NewAccessKey, NewBuild, NewProject, ProjectRecord, ProjectSort, SortOrder,
+    StoreError,
 };
 
 use crate::ServerStore as _;
@@ -257,8 +258,8 @@ impl BuildStore for SqliteStore {
         builds::log_seek(&self.readers, build_id, offset).await
     }
 
-    async fn archive_log(&self, archive: &LogArchive, through_seq: u64) -> Result<(), StoreError> {
-        builds::archive_log(&self.writer, archive, through_seq).await
+    async fn archive_logs(&self, moves: &[LogMove]) -> Result<(), StoreError> {
+        builds::archive_logs(&self.writer, moves).await
     }
 
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError> {
