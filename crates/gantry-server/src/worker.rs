@@ -402,6 +402,16 @@ pub(crate) enum Msg {
     /// the build's end, written next, carries every phase.
     FinalEvent(BuildEvent),
     Flush(oneshot::Sender<()>),
+    /// Like a flush, but the lines waiting to be written are handed to the
+    /// sender, who writes them first in a transaction of its own (an
+    /// agent's log chunk: the server's lines "Waiting for an agent", "Agent
+    /// ... took the build" and the chunk's in one commit, not two). When
+    /// the writer also has progress to record, it writes everything itself
+    /// as a flush does and hands over nothing.
+    Take(oneshot::Sender<Vec<String>>),
+    /// Lines handed out by `Take` whose write failed: they are written
+    /// before any line that came since.
+    Restore(Vec<String>),
 }
 
 struct ChannelObserver(mpsc::UnboundedSender<Msg>);
@@ -747,7 +757,7 @@ async fn progress_writer<S: Store>(
     // build; a short one (or an agent's chunk with a whole build in it)
     // costs two commits instead of two per phase.
     while let Some(first) = rx.recv().await {
-        let mut flushing = matches!(first, Msg::Flush(_));
+        let mut flushing = matches!(first, Msg::Flush(_) | Msg::Take(_));
         let mut batch = vec![first];
         let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH && !flushing {
@@ -761,7 +771,7 @@ async fn progress_writer<S: Store>(
             };
             match more {
                 Some(msg) => {
-                    flushing = matches!(msg, Msg::Flush(_));
+                    flushing = matches!(msg, Msg::Flush(_) | Msg::Take(_));
                     batch.push(msg);
                 }
                 None => break,
@@ -770,6 +780,7 @@ async fn progress_writer<S: Store>(
         let mut current = None;
         let mut ended = Vec::new();
         let mut acks = Vec::new();
+        let mut takers = Vec::new();
         for msg in batch {
             let (event, progress) = match msg {
                 Msg::Line(line) => {
@@ -778,6 +789,14 @@ async fn progress_writer<S: Store>(
                 }
                 Msg::Flush(ack) => {
                     acks.push(ack);
+                    continue;
+                }
+                Msg::Take(taker) => {
+                    takers.push(taker);
+                    continue;
+                }
+                Msg::Restore(back) => {
+                    lines.splice(0..0, back);
                     continue;
                 }
                 Msg::Event(event) => (event, true),
@@ -794,6 +813,17 @@ async fn progress_writer<S: Store>(
                     && let Some(entry) = ended_phase(&build, phase.as_str())
                 {
                     ended.push((entry, build.clone()));
+                }
+            }
+        }
+        // A taker ends the batch, so the lines are all that came before it.
+        // With progress to record they are written here, and the taker is
+        // answered (with nothing) only once they are, like a flush.
+        if current.is_none() {
+            for taker in std::mem::take(&mut takers) {
+                if let Err(back) = taker.send(std::mem::take(&mut lines)) {
+                    // Nobody to write them: they are written here after all.
+                    lines.splice(0..0, back);
                 }
             }
         }
@@ -822,6 +852,9 @@ async fn progress_writer<S: Store>(
         }
         for ack in acks {
             let _ = ack.send(());
+        }
+        for taker in takers {
+            let _ = taker.send(Vec::new());
         }
     }
     flush(
@@ -946,5 +979,82 @@ mod tests {
         reader.borrow_and_update();
         let stored = store.log_lines("p:1", 0, 10).await.expect("lines");
         assert_eq!(stored.len(), 2, "the lines are stored before the wake");
+    }
+
+    /// `Take` hands over the lines that came before it and writes none of
+    /// them; lines given back with `Restore` are written before the ones
+    /// that came since; with progress to record, the writer writes
+    /// everything itself and hands over nothing.
+    #[tokio::test]
+    async fn taken_lines_are_handed_over_once_and_restored_ones_keep_their_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = gantry_store::MasterKey::load_or_create(&dir.path().join("k")).expect("key");
+        let store = Arc::new(
+            gantry_store::SqliteStore::open(&dir.path().join("db"), key)
+                .await
+                .expect("store"),
+        );
+        let record = BuildRecord {
+            id: "p:1".into(),
+            project: "p".into(),
+            number: 1,
+            status: "IN_PROGRESS".into(),
+            current_phase: "QUEUED".into(),
+            build: json!({ "phases": [] }),
+            overrides: json!({}),
+            start_ms: 1,
+            end_ms: None,
+        };
+        let config = Arc::new(Config::new(dir.path()));
+        let events = Arc::new(EventBus::new(store.clone(), config, reqwest::Client::new()));
+        let open = watch::Sender::new(false);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(progress_writer(
+            store.clone(),
+            record,
+            rx,
+            events,
+            Arc::new(watch::Sender::new(0)),
+            open.subscribe(),
+        ));
+        let take = || async {
+            let (taker, taken) = oneshot::channel();
+            tx.send(Msg::Take(taker)).expect("writer");
+            taken.await.expect("an answer")
+        };
+        let stored = || async {
+            store
+                .log_lines("p:1", 0, 100)
+                .await
+                .expect("lines")
+                .into_iter()
+                .map(|l| l.text)
+                .collect::<Vec<_>>()
+        };
+
+        tx.send(Msg::Line("waiting".into())).expect("writer");
+        tx.send(Msg::Line("took".into())).expect("writer");
+        assert_eq!(take().await, ["waiting", "took"]);
+        assert!(stored().await.is_empty(), "taken lines are not written");
+
+        // The taker's write failed: back they go, ahead of a later line.
+        tx.send(Msg::Line("later".into())).expect("writer");
+        tx.send(Msg::Restore(vec!["waiting".into(), "took".into()]))
+            .expect("writer");
+        let (ack, flushed) = oneshot::channel();
+        tx.send(Msg::Flush(ack)).expect("writer");
+        flushed.await.expect("flushed");
+        assert_eq!(stored().await, ["waiting", "took", "later"]);
+
+        // Progress to record: the writer writes the lines itself.
+        tx.send(Msg::Line("entering".into())).expect("writer");
+        tx.send(Msg::Event(BuildEvent::PhaseStarted(
+            gantry_build::PhaseType::Build,
+        )))
+        .expect("writer");
+        assert!(take().await.is_empty());
+        assert_eq!(stored().await, ["waiting", "took", "later", "entering"]);
+        drop(tx);
+        writer.await.expect("the writer ends");
     }
 }

@@ -417,11 +417,16 @@ async fn build_chunk<S: Store>(
         )
     };
     // What the build's writer holds goes first (the server's own lines,
-    // "Agent ... took the build"), so the log keeps the order of events.
-    if !flushed(&live).await {
+    // "Agent ... took the build"), so the log keeps the order of events:
+    // handed over, to be written in the chunk's own transaction.
+    let (taker, taken) = tokio::sync::oneshot::channel();
+    if live.log.send(Msg::Take(taker)).is_err() {
         return Err(ended());
     }
-    let mut lines = Vec::new();
+    let Ok(mut lines) = taken.await else {
+        return Err(ended());
+    };
+    let servers_lines = lines.len();
     let mut others = Vec::new();
     for event in events {
         match event {
@@ -429,17 +434,38 @@ async fn build_chunk<S: Store>(
             other => others.push(other),
         }
     }
+    // Lines taken from the writer but not stored go back to it, ahead of
+    // any that came since.
+    let give_back = |lines: &mut Vec<String>| {
+        if servers_lines > 0 {
+            let back: Vec<String> = lines.drain(..servers_lines).collect();
+            let _ = live.log.send(Msg::Restore(back));
+        }
+    };
     // The chunk's lines and its acknowledgement in one transaction, fenced
     // by the lease (LEASED under this epoch) and the order (the chunk
     // before is the last stored): a crash cannot store the one without the
     // other, and a resend stores nothing.
-    let build_id = super::remote::build_of(job)
-        .ok_or_else(|| AgentError(StatusCode::CONFLICT, format!("job {job_id} has no build")))?;
-    let outcome = state
+    let Some(build_id) = super::remote::build_of(job) else {
+        give_back(&mut lines);
+        return Err(AgentError(
+            StatusCode::CONFLICT,
+            format!("job {job_id} has no build"),
+        ));
+    };
+    let outcome = match state
         .store
         .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
-        .await?;
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            give_back(&mut lines);
+            return Err(e.into());
+        }
+    };
     if !outcome.stored {
+        give_back(&mut lines);
         // Resent or early, or the lease is over: the lease decides which
         // answer (a stale one is a 409).
         fenced_job(state, token, job_id, chunk.epoch).await?;
