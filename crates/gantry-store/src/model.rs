@@ -174,6 +174,22 @@ pub struct LogMove {
     pub through_seq: u64,
 }
 
+/// Each build's last move among `moves` (the order among builds is not
+/// kept): both stores upsert them in one statement, where a row may not be
+/// written twice.
+pub(crate) fn last_move_per_build(moves: &[LogMove]) -> Vec<&LogMove> {
+    let mut last: Vec<&LogMove> = Vec::with_capacity(moves.len());
+    for m in moves.iter().rev() {
+        if !last
+            .iter()
+            .any(|l| l.archive.build_id == m.archive.build_id)
+        {
+            last.push(m);
+        }
+    }
+    last
+}
+
 /// One entry of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {

@@ -298,17 +298,7 @@ pub(crate) async fn log_seek(
 }
 
 pub(crate) async fn archive_logs(pool: &PgPool, moves: &[LogMove]) -> Result<(), StoreError> {
-    // The last move of a build wins: one row may not be upserted twice in
-    // one statement.
-    let mut last: Vec<&LogMove> = Vec::with_capacity(moves.len());
-    for m in moves.iter().rev() {
-        if !last
-            .iter()
-            .any(|l| l.archive.build_id == m.archive.build_id)
-        {
-            last.push(m);
-        }
-    }
+    let last = crate::model::last_move_per_build(moves);
     if last.is_empty() {
         return Ok(());
     }
