@@ -209,6 +209,25 @@ async fn builds_numbers_updates_and_logs<B: Backend>(b: &B) {
     let running = store.builds_with_status("IN_PROGRESS").await.expect("q");
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].id, "web:2");
+    // Every change is audited, and only changes: the refused create (a
+    // duplicate id) and the update of an unknown build left no entry, and
+    // the refused create did not use up a number.
+    let audit = store.audit_log(10).await.expect("audit");
+    let entries: Vec<_> = audit
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("build.update", "web:1", "SUCCEEDED COMPLETED"),
+            ("build.start", "web:2", "number 2"),
+            ("build.start", "web:1", "number 1"),
+            ("project.create", "web", ""),
+        ]
+    );
+    assert_eq!(audit[0].actor, "system");
+    assert_eq!(audit[1].actor, "a");
 
     assert_eq!(
         store

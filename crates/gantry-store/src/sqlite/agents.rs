@@ -66,10 +66,12 @@ impl SqliteStore {
         error: Option<&str>,
         result: Option<String>,
     ) -> Result<AgentJobRecord, StoreError> {
-        let done = sqlx::query(
+        // The ended row comes back from the UPDATE itself (no second read).
+        let row = sqlx::query(&format!(
             "UPDATE jobs SET status = ?, error = ?, result_json = COALESCE(?, result_json), update_ms = ?
-             WHERE id = ? AND status = ? AND lease_epoch = ?",
-        )
+             WHERE id = ? AND status = ? AND lease_epoch = ?
+             RETURNING {JOB_COLUMNS}"
+        ))
         .bind(status)
         .bind(error)
         .bind(result)
@@ -77,13 +79,13 @@ impl SqliteStore {
         .bind(id)
         .bind(LEASED)
         .bind(epoch)
-        .execute(&self.writer)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(self.job_or_fenced(id, epoch).await);
+        match row {
+            Some(row) => job_row(&row),
+            None => Err(self.job_or_fenced(id, epoch).await),
         }
-        AgentStore::get_agent_job(self, id).await
     }
 
     async fn job_or_fenced(&self, id: &str, epoch: i64) -> StoreError {

@@ -3,8 +3,9 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::connections::Connections;
+use super::connections::{Batch, Connections};
 use super::{audit, db_error, parse_json};
+use crate::now_ms;
 use crate::{
     BuildRecord, BuildUpdate, LogArchive, LogLine, LogMove, LogSeek, NewBuild, SortOrder,
     StoreError,
@@ -36,10 +37,42 @@ pub(crate) async fn create(
     owner: Option<&str>,
     actor: &str,
 ) -> Result<BuildRecord, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let created = create_in(&mut tx, build, owner, actor).await?;
-    tx.commit().await.map_err(db_error)?;
-    Ok(created)
+    // One batch (one round trip, see `Batch`): the counter's UPDATE first,
+    // as in `create_in`; the INSERT and the audit entry read the number it
+    // gave, and find no project row (so insert nothing) when there is none.
+    let mut batch = Batch::new();
+    batch
+        .push("UPDATE projects SET build_counter = build_counter + 1 WHERE name = ?")
+        .bind(build.project.clone());
+    batch
+        .push(&format!(
+            "INSERT INTO builds ({COLUMNS}, owner) \
+             SELECT ?, name, build_counter, ?, ?, ?, ?, ?, NULL, ? FROM projects WHERE name = ? \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(build.id.clone())
+        .bind(build.status.clone())
+        .bind(build.current_phase.clone())
+        .bind(build.build.to_string())
+        .bind(build.overrides.to_string())
+        .bind(build.start_ms)
+        .bind(owner.map(str::to_owned))
+        .bind(build.project.clone());
+    batch
+        .push(
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail) \
+             SELECT ?, ?, 'build.start', ?, 'number ' || build_counter FROM projects WHERE name = ?",
+        )
+        .bind(now_ms())
+        .bind(actor.to_owned())
+        .bind(build.id.clone())
+        .bind(build.project.clone());
+    let steps = pool.run(batch).await.map_err(db_error)?;
+    let row = steps
+        .get(1)
+        .and_then(|step| step.rows.first())
+        .ok_or(StoreError::NotFound)?;
+    record(row)
 }
 
 /// [`create`] inside the caller's transaction (an engine step's, which
@@ -103,39 +136,47 @@ pub(crate) async fn update(
     me: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let done = sqlx::query(
-        "UPDATE builds SET status = ?, current_phase = ?, build_json = ?, end_ms = ?
-         WHERE id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)",
-    )
-    .bind(&update.status)
-    .bind(&update.current_phase)
-    .bind(update.build.to_string())
-    .bind(update.end_ms)
-    .bind(id)
-    .bind(me)
-    .bind(me)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
-    if done.rows_affected() == 0 {
-        let owner: Option<Option<String>> =
-            sqlx::query_scalar("SELECT owner FROM builds WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        return Err(match owner {
-            None => StoreError::NotFound,
-            Some(owner) => StoreError::Conflict(format!(
-                "build {id} is owned by server {}, not by this one: it was taken over",
-                owner.as_deref().unwrap_or("(none)")
-            )),
-        });
+    // One batch: the audit entry is written only when the UPDATE changed
+    // the row (`changes()` is the count of the statement before).
+    let mut batch = Batch::new();
+    batch
+        .push(
+            "UPDATE builds SET status = ?, current_phase = ?, build_json = ?, end_ms = ? \
+             WHERE id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)",
+        )
+        .bind(update.status.clone())
+        .bind(update.current_phase.clone())
+        .bind(update.build.to_string())
+        .bind(update.end_ms)
+        .bind(id.to_owned())
+        .bind(me.map(str::to_owned))
+        .bind(me.map(str::to_owned));
+    batch
+        .push(
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail) \
+             SELECT ?, ?, 'build.update', ?, ? WHERE changes() > 0",
+        )
+        .bind(now_ms())
+        .bind(actor.to_owned())
+        .bind(id.to_owned())
+        .bind(format!("{} {}", update.status, update.current_phase));
+    let steps = pool.run(batch).await.map_err(db_error)?;
+    if steps.first().is_some_and(|step| step.changes > 0) {
+        return Ok(());
     }
-    let detail = format!("{} {}", update.status, update.current_phase);
-    audit::record(&mut tx, actor, "build.update", id, &detail).await?;
-    tx.commit().await.map_err(db_error)
+    // Nothing changed: say why (read after the fact, as nothing was written).
+    let owner: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM builds WHERE id = ?")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    Err(match owner {
+        None => StoreError::NotFound,
+        Some(owner) => StoreError::Conflict(format!(
+            "build {id} is owned by server {}, not by this one: it was taken over",
+            owner.as_deref().unwrap_or("(none)")
+        )),
+    })
 }
 
 pub(crate) async fn get(pool: &Connections, id: &str) -> Result<BuildRecord, StoreError> {
@@ -183,61 +224,59 @@ pub(crate) async fn append_log(
     build_id: &str,
     lines: &[String],
 ) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let last = append_log_in(&mut tx, build_id, lines).await?;
-    tx.commit().await.map_err(db_error)?;
-    Ok(last)
+    let mut batch = Batch::new();
+    push_log_lines(&mut batch, build_id, lines, false);
+    batch
+        .push("SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?")
+        .bind(build_id.to_owned());
+    let steps = pool.run(batch).await.map_err(db_error)?;
+    let last: i64 = steps
+        .last()
+        .and_then(|step| step.rows.first())
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(db_error)?
+        .unwrap_or(0);
+    Ok(u64::try_from(last).unwrap_or(0))
 }
 
-/// Lines one INSERT statement carries after the first (three values each).
-const LINES_PER_INSERT: usize = 300;
-
-/// [`append_log`] inside the caller's transaction. The lines after the
-/// first go in multi-row INSERTs: one statement per line was one round
-/// trip to the database each, a dozen or more per short build.
-pub(crate) async fn append_log_in(
-    conn: &mut sqlx::SqliteConnection,
+/// Appends `lines` to `build_id`'s log in `batch`, numbered after its
+/// highest line, at most [`LINES_PER_INSERT`] a statement. With
+/// `if_changed`, nothing is appended unless the statement pushed just
+/// before changed a row: each INSERT runs only when the statement before it
+/// changed something (`changes()`), so the first one decides for all.
+pub(crate) fn push_log_lines(
+    batch: &mut Batch,
     build_id: &str,
     lines: &[String],
-) -> Result<u64, StoreError> {
-    let Some((first, rest)) = lines.split_first() else {
-        let last: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?",
-        )
-        .bind(build_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        return Ok(u64::try_from(last).unwrap_or(0));
-    };
-    // The first INSERT takes the write lock before the sequence is read;
-    // it numbers its line after the highest, the rest follow it.
-    let first_seq: i64 = sqlx::query_scalar(
-        "INSERT INTO build_log_lines (build_id, seq, line)
-         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = ?), ?)
-         RETURNING seq",
-    )
-    .bind(build_id)
-    .bind(build_id)
-    .bind(crate::model::storable_line(first))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    let mut next = first_seq + 1;
-    for group in rest.chunks(LINES_PER_INSERT) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO build_log_lines (build_id, seq, line) ",
+    if_changed: bool,
+) {
+    for group in lines.chunks(LINES_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO build_log_lines (build_id, seq, line) \
+             SELECT ?, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?) + column1, column2 \
+             FROM (VALUES ",
         );
-        insert.push_values(group, |mut row, line| {
-            row.push_bind(build_id)
-                .push_bind(next)
-                .push_bind(crate::model::storable_line(line));
-            next += 1;
-        });
-        insert.build().execute(&mut *conn).await.map_err(db_error)?;
+        for n in 1..=group.len() {
+            if n > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("({n}, ?)"));
+        }
+        sql.push(')');
+        if if_changed {
+            sql.push_str(" WHERE changes() > 0");
+        }
+        batch.push(&sql).one_off();
+        batch.bind(build_id.to_owned()).bind(build_id.to_owned());
+        for line in group {
+            batch.bind(crate::model::storable_line(line).into_owned());
+        }
     }
-    Ok(u64::try_from(next - 1).unwrap_or(0))
 }
+
+/// Lines one INSERT statement carries (a bound value each).
+const LINES_PER_INSERT: usize = 300;
 
 pub(crate) async fn log_lines(
     pool: &Connections,

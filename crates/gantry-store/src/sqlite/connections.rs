@@ -26,10 +26,12 @@ use std::sync::{Arc, Mutex, Weak};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::sqlite::{
-    SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTransactionManager, SqliteTypeInfo,
+    SqliteArguments, SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTransactionManager,
+    SqliteTypeInfo,
 };
 use sqlx::{
-    Connection, Describe, Either, Execute, Executor, Sqlite, SqliteConnection, TransactionManager,
+    Arguments as _, Connection, Describe, Either, Execute, Executor, Sqlite, SqliteConnection,
+    TransactionManager,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -38,8 +40,9 @@ use super::durability::WalSync;
 /// Connections taken in turns; cheap to clone (clones share them).
 #[derive(Debug, Clone)]
 pub(crate) struct Connections {
-    /// The connections nobody holds.
-    free: Arc<Mutex<Vec<SqliteConnection>>>,
+    /// The connections nobody holds, each with whether a batch on it was
+    /// abandoned midway (its transaction may still be open: [`Batch`]).
+    free: Arc<Mutex<Vec<(SqliteConnection, bool)>>>,
     /// One permit a connection: a holder of a permit finds one free.
     permits: Arc<Semaphore>,
     /// How many there are (to take them all back when closing).
@@ -52,7 +55,10 @@ pub(crate) struct Connections {
 #[derive(Debug)]
 pub(crate) struct Held {
     conn: Option<SqliteConnection>,
-    free: Arc<Mutex<Vec<SqliteConnection>>>,
+    /// A batch was sent and has not been seen to its end: whoever takes
+    /// the connection next rolls back first.
+    stranded: bool,
+    free: Arc<Mutex<Vec<(SqliteConnection, bool)>>>,
     wal: Weak<WalSync>,
     /// Dropped after the connection is back in `free`.
     _permit: OwnedSemaphorePermit,
@@ -76,7 +82,7 @@ impl Connections {
         let count = u32::try_from(conns.len()).unwrap_or(u32::MAX);
         Connections {
             permits: Arc::new(Semaphore::new(conns.len())),
-            free: Arc::new(Mutex::new(conns)),
+            free: Arc::new(Mutex::new(conns.into_iter().map(|c| (c, false)).collect())),
             count,
             wal,
         }
@@ -92,10 +98,11 @@ impl Connections {
             .map_err(|_| closed())?;
         let conn = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
         // A permit with no free connection: the set was closed meanwhile.
-        let conn = conn.ok_or_else(closed)?;
+        let (conn, stranded) = conn.ok_or_else(closed)?;
         // Held from here, so every way out hands the connection back.
         let mut held = Held {
             conn: Some(conn),
+            stranded,
             free: self.free.clone(),
             wal: self.wal.clone(),
             _permit: permit,
@@ -105,6 +112,11 @@ impl Connections {
         // on it.
         if SqliteTransactionManager::get_transaction_depth(&held) > 0 {
             SqliteTransactionManager::rollback(&mut held).await?;
+        }
+        if held.stranded {
+            // A batch's own `BEGIN` that sqlx does not count: see `Batch`.
+            rollback_raw(&mut held).await?;
+            held.stranded = false;
         }
         Ok(held)
     }
@@ -137,10 +149,178 @@ impl Connections {
         };
         self.permits.close();
         let conns = std::mem::take(&mut *self.free.lock().unwrap_or_else(|e| e.into_inner()));
-        for conn in conns {
+        for (conn, _) in conns {
             let _ = conn.close().await;
         }
         drop(all);
+    }
+}
+
+/// Statements sent to SQLite as one string and run in one transaction
+/// (`BEGIN IMMEDIATE; …; COMMIT`) in a single round trip to the write
+/// connection's worker thread ([`Connections::run`]).
+///
+/// Why: sqlx runs every statement, and `BEGIN` and `COMMIT` too, as a
+/// round trip of its own to the connection's thread (a wake-up each way),
+/// so a transaction of three statements was five, and the store's one write
+/// connection was held meanwhile (`gantry bench agents`, docs/benchmarks.md).
+/// A batch is one, whatever its length.
+///
+/// What it asks of the caller: a statement cannot depend on what Rust code
+/// decides after an earlier one, so such a dependency is said in SQL
+/// (`changes()`, a subquery). Each statement's changed-row count and
+/// returned rows come back ([`Step`]).
+///
+/// The transaction's safety: sqlx does not see the batch's `BEGIN` (its
+/// transaction depth stays 0), so the batch runs in a task of its own that
+/// sees it to its end — a caller that goes away does not cut it off between
+/// `BEGIN` and `COMMIT` — and rolls back when a statement fails. Should the
+/// task itself be stopped midway (the runtime shutting down), the connection
+/// goes back marked, and whoever takes it next rolls back first.
+///
+/// It relies on sqlx's SQLite driver running every statement of a query
+/// string, with the arguments bound in order across them (sqlx 0.8;
+/// upstream calls that deprecated, launchbadge/sqlx#3108): the tests below
+/// fail should an upgrade take it away.
+pub(crate) struct Batch {
+    sql: String,
+    args: SqliteArguments<'static>,
+    statements: usize,
+    persistent: bool,
+    bind_error: Option<String>,
+}
+
+/// What one statement of a [`Batch`] did.
+pub(crate) struct Step {
+    /// Rows it inserted, changed or deleted.
+    pub(crate) changes: u64,
+    /// Rows it returned (a `SELECT`, or `RETURNING`).
+    pub(crate) rows: Vec<SqliteRow>,
+}
+
+impl Batch {
+    pub(crate) fn new() -> Batch {
+        Batch {
+            sql: String::new(),
+            args: SqliteArguments::default(),
+            statements: 0,
+            persistent: true,
+            bind_error: None,
+        }
+    }
+
+    /// Appends one statement (without its `;`); its `?`s take the values
+    /// bound next, in order.
+    pub(crate) fn push(&mut self, statement: &str) -> &mut Batch {
+        self.sql.push_str(statement);
+        self.sql.push_str(";\n");
+        self.statements += 1;
+        self
+    }
+
+    /// Binds the next `?`.
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Batch
+    where
+        T: sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + 'static,
+    {
+        if let Err(e) = self.args.add(value)
+            && self.bind_error.is_none()
+        {
+            self.bind_error = Some(e.to_string());
+        }
+        self
+    }
+
+    /// Not kept in the connection's statement cache: for a batch whose
+    /// text varies with its input (a number of rows), which would push the
+    /// fixed statements out of the cache.
+    pub(crate) fn one_off(&mut self) -> &mut Batch {
+        self.persistent = false;
+        self
+    }
+}
+
+/// Rolls back a transaction sqlx does not know of; none being open is fine.
+/// (Boxed for the reason given at [`run_steps`].)
+fn rollback_raw(conn: &mut SqliteConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        match Executor::execute(conn, "ROLLBACK").await {
+            Err(sqlx::Error::Database(e)) if e.message().contains("no transaction is active") => {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    })
+}
+
+impl Connections {
+    /// Runs `batch` in one transaction, in one round trip; on an error
+    /// nothing of it stays. See [`Batch`].
+    pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<Step>, sqlx::Error> {
+        if let Some(e) = batch.bind_error {
+            return Err(sqlx::Error::Encode(e.into()));
+        }
+        let mut held = self.acquire().await?;
+        let task = tokio::spawn(async move {
+            let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT;", batch.sql);
+            held.mark_stranded(true);
+            let outcome = run_steps(&mut held, sql, batch.args, batch.persistent).await;
+            let ended = match &outcome {
+                Ok(_) => Ok(()),
+                Err(_) => rollback_raw(&mut held).await,
+            };
+            // Marked until the transaction is seen to be over either way.
+            held.mark_stranded(ended.is_err());
+            let mut steps = outcome?;
+            // The `BEGIN` and the `COMMIT` are not the caller's.
+            if steps.len() != batch.statements + 2 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "a batch of {} statements gave {} results",
+                    batch.statements,
+                    steps.len().saturating_sub(2)
+                )));
+            }
+            steps.pop();
+            steps.remove(0);
+            Ok(steps)
+        });
+        task.await
+            .map_err(|e| sqlx::Error::Protocol(format!("a store batch's task failed: {e}")))?
+    }
+}
+
+/// Boxed with its lifetime spelled out: as a plain `async fn` the
+/// compiler cannot show the spawned task `Send` for every lifetime of the
+/// connection's `Executor`.
+fn run_steps<'c>(
+    conn: &'c mut SqliteConnection,
+    sql: String,
+    args: SqliteArguments<'static>,
+    persistent: bool,
+) -> BoxFuture<'c, Result<Vec<Step>, sqlx::Error>> {
+    Box::pin(async move {
+        let query = sqlx::query_with(&sql, args).persistent(persistent);
+        let mut results = Executor::fetch_many(&mut *conn, query);
+        let mut steps = Vec::new();
+        let mut rows = Vec::new();
+        while let Some(item) = results.try_next().await? {
+            match item {
+                Either::Right(row) => rows.push(row),
+                Either::Left(done) => steps.push(Step {
+                    changes: done.rows_affected(),
+                    rows: std::mem::take(&mut rows),
+                }),
+            }
+        }
+        Ok(steps)
+    })
+}
+
+impl Held {
+    /// Whether a batch sent on the connection has yet to be seen to its
+    /// end (read when the connection is handed back).
+    fn mark_stranded(&mut self, stranded: bool) {
+        self.stranded = stranded;
     }
 }
 
@@ -170,7 +350,7 @@ impl Drop for Held {
             self.free
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(conn);
+                .push((conn, self.stranded));
         }
     }
 }
@@ -388,6 +568,131 @@ mod tests {
             .execute(&mut other)
             .await
             .expect("the write lock is free once the statement ends");
+    }
+
+    #[tokio::test]
+    async fn a_batch_runs_in_order_with_its_arguments_and_gives_each_statement_its_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = writer_with_table(&dir.path().join("w.db")).await;
+        let mut batch = Batch::new();
+        batch
+            .push("INSERT INTO t VALUES (?), (?), (?)")
+            .bind(1_i64)
+            .bind(2_i64)
+            .bind(3_i64);
+        batch
+            .push("UPDATE t SET x = x * ? WHERE x >= ?")
+            .bind(10_i64)
+            .bind(2_i64);
+        // Sees what the statements before it did, and only runs when the
+        // one just before changed a row.
+        batch
+            .push("INSERT INTO t SELECT ? WHERE changes() > 0")
+            .bind(7_i64);
+        batch
+            .push("INSERT INTO t SELECT ? WHERE changes() = 5")
+            .bind(99_i64);
+        batch.push("SELECT x FROM t ORDER BY x");
+        let steps = writer.run(batch).await.expect("batch");
+        let changes: Vec<u64> = steps.iter().map(|s| s.changes).collect();
+        assert_eq!(changes[..4], [3, 2, 1, 0]);
+        let rows: Vec<i64> = steps[4].rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        assert_eq!(rows, [1, 7, 20, 30]);
+        assert_eq!(count(&writer).await, 4);
+    }
+
+    #[tokio::test]
+    async fn a_failing_batch_leaves_nothing_and_no_transaction_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
+            .execute(&writer)
+            .await
+            .expect("index");
+        let mut batch = Batch::new();
+        batch.push("INSERT INTO t VALUES (?)").bind(1_i64);
+        batch.push("INSERT INTO t VALUES (?)").bind(1_i64);
+        batch.push("INSERT INTO t VALUES (?)").bind(2_i64);
+        let err = writer
+            .run(batch)
+            .await
+            .err()
+            .expect("the second insert fails");
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        assert_eq!(count(&writer).await, 0, "the first insert is undone too");
+        // The write lock is free at once, for another connection as well.
+        let mut other = open(&path, Duration::from_secs(2)).await;
+        sqlx::query("INSERT INTO t VALUES (5)")
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free");
+        // And the writer goes on outside any transaction.
+        let mut batch = Batch::new();
+        batch.push("INSERT INTO t VALUES (?)").bind(6_i64);
+        writer.run(batch).await.expect("next batch");
+        assert_eq!(count(&writer).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_caller_goes_away_still_ends_its_transaction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        let mut batch = Batch::new();
+        batch.push(SLOW_INSERT);
+        batch.push("INSERT INTO t VALUES (?)").bind(9_i64);
+        let cancelled = tokio::time::timeout(Duration::from_millis(5), writer.run(batch)).await;
+        assert!(cancelled.is_err(), "the batch outlived the timeout");
+        // The batch ends on its own (committed whole): the next taker
+        // waits for it and finds both rows, and no transaction is left.
+        assert_eq!(count(&writer).await, 2);
+        let mut other = open(&path, Duration::from_secs(2)).await;
+        sqlx::query("INSERT INTO t VALUES (5)")
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free");
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_off_midway_is_rolled_back_by_whoever_takes_the_connection_next() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        // The batch's own task dies with its runtime while SQLite runs the
+        // first statement: its COMMIT never comes, and sqlx does not know a
+        // transaction is open.
+        let cut = writer.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut batch = Batch::new();
+                batch.push(SLOW_INSERT);
+                batch.push("INSERT INTO t VALUES (?)").bind(9_i64);
+                let run = tokio::time::timeout(Duration::from_millis(20), cut.run(batch)).await;
+                assert!(run.is_err(), "the batch outlived the timeout");
+            });
+            drop(runtime);
+        })
+        .join()
+        .expect("the cut-off batch's thread");
+        // The next taker rolls it back before anything of its own.
+        let mut batch = Batch::new();
+        batch.push("INSERT INTO t VALUES (?)").bind(1_i64);
+        writer.run(batch).await.expect("next batch");
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t")
+            .fetch_all(&writer)
+            .await
+            .expect("read");
+        assert_eq!(rows, [1], "nothing of the cut-off batch");
+        let mut other = open(&path, Duration::from_secs(2)).await;
+        sqlx::query("INSERT INTO t VALUES (5)")
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free");
     }
 
     #[tokio::test]

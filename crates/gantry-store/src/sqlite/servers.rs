@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
+use super::connections::Batch;
 use super::{SqliteStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
 use crate::{ChunkStored, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
@@ -188,35 +189,34 @@ impl ServerStore for SqliteStore {
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
         let seq = i64::try_from(seq).map_err(StoreError::other)?;
-        let mut tx = self.writer.begin().await.map_err(db_error)?;
-        // The cursor first: it is the write that decides, and (SQLite) it
-        // takes the write lock before anything is read.
-        let advanced = sqlx::query(
-            "UPDATE jobs SET log_acked = ?, update_ms = ?
-             WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1 AND status = ?",
-        )
-        .bind(seq)
-        .bind(now_ms())
-        .bind(job_id)
-        .bind(epoch)
-        .bind(seq)
-        .bind(LEASED)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected()
-            == 1;
-        if advanced {
-            super::builds::append_log_in(&mut tx, log_id, lines).await?;
-        }
-        let acked: Option<i64> =
-            sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
-                .bind(job_id)
-                .bind(epoch)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        // One batch (one round trip, see `Batch`). The cursor first: it is
+        // the write that decides (the lines follow only when it moved), and
+        // it takes the write lock before anything is read.
+        let mut batch = Batch::new();
+        batch
+            .push(
+                "UPDATE jobs SET log_acked = ?, update_ms = ? \
+                 WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1 AND status = ?",
+            )
+            .bind(seq)
+            .bind(now_ms())
+            .bind(job_id.to_owned())
+            .bind(epoch)
+            .bind(seq)
+            .bind(LEASED);
+        super::builds::push_log_lines(&mut batch, log_id, lines, true);
+        batch
+            .push("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
+            .bind(job_id.to_owned())
+            .bind(epoch);
+        let steps = self.writer.run(batch).await.map_err(db_error)?;
+        let advanced = steps.first().is_some_and(|step| step.changes == 1);
+        let acked: Option<i64> = steps
+            .last()
+            .and_then(|step| step.rows.first())
+            .map(|row| row.try_get(0))
+            .transpose()
+            .map_err(db_error)?;
         Ok(ChunkStored {
             acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
             stored: advanced,
