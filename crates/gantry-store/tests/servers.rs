@@ -416,7 +416,7 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
         };
         assert_eq!(acked, expected, "seq {seq} epoch {epoch}");
     }
-    // A long chunk spans several INSERT statements and stays numbered.
+    // A long chunk stays numbered, in its order.
     let many: Vec<String> = (0..700).map(|i| format!("line {i}")).collect();
     assert_eq!(
         store
@@ -456,7 +456,12 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
             .enumerate()
             .all(|(i, (seq, _))| *seq == i as u64 + 1)
     );
-    assert_eq!(got[702].1, "line 699");
+    assert!(
+        got[3..]
+            .iter()
+            .enumerate()
+            .all(|(i, (_, text))| *text == format!("line {i}"))
+    );
     assert!(!got.iter().any(|(_, l)| l == "dup"));
     // Appending goes on from the last line.
     assert_eq!(

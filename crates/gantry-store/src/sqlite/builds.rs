@@ -241,42 +241,45 @@ pub(crate) async fn append_log(
 }
 
 /// Appends `lines` to `build_id`'s log in `batch`, numbered after its
-/// highest line, at most [`LINES_PER_INSERT`] a statement. With
-/// `if_changed`, nothing is appended unless the statement pushed just
-/// before changed a row: each INSERT runs only when the statement before it
-/// changed something (`changes()`), so the first one decides for all.
+/// highest line, in one statement whose text does not depend on how many
+/// lines there are (they go as one JSON array, read back by `json_each`),
+/// so SQLite prepares it once per connection rather than once per chunk
+/// size. With `if_changed`, nothing is appended unless the statement pushed
+/// just before changed a row (`changes()`).
 pub(crate) fn push_log_lines(
     batch: &mut Batch,
     build_id: &str,
     lines: &[String],
     if_changed: bool,
 ) {
-    for group in lines.chunks(LINES_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO build_log_lines (build_id, seq, line) \
-             SELECT ?, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?) + column1, column2 \
-             FROM (VALUES ",
-        );
-        for n in 1..=group.len() {
-            if n > 1 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("({n}, ?)"));
-        }
-        sql.push(')');
-        if if_changed {
-            sql.push_str(" WHERE changes() > 0");
-        }
-        batch.push(&sql).one_off();
-        batch.bind(build_id.to_owned()).bind(build_id.to_owned());
-        for line in group {
-            batch.bind(crate::model::storable_line(line).into_owned());
-        }
+    if lines.is_empty() {
+        return;
     }
+    let storable: Vec<_> = lines
+        .iter()
+        .map(|l| crate::model::storable_line(l))
+        .collect();
+    // Serialising strings cannot fail; should it, an empty array appends
+    // nothing rather than a wrong log.
+    let array = serde_json::to_string(&storable).unwrap_or_else(|_| "[]".into());
+    batch
+        .push(if if_changed {
+            APPEND_LINES_IF_CHANGED
+        } else {
+            APPEND_LINES
+        })
+        .bind(build_id.to_owned())
+        .bind(build_id.to_owned())
+        .bind(array);
 }
 
-/// Lines one INSERT statement carries (a bound value each).
-const LINES_PER_INSERT: usize = 300;
+/// `json_each` numbers an array's items from 0 (`key`), in order.
+const APPEND_LINES: &str = "INSERT INTO build_log_lines (build_id, seq, line) \
+     SELECT ?, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?) + key + 1, value \
+     FROM json_each(?)";
+const APPEND_LINES_IF_CHANGED: &str = "INSERT INTO build_log_lines (build_id, seq, line) \
+     SELECT ?, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = ?) + key + 1, value \
+     FROM json_each(?) WHERE changes() > 0";
 
 pub(crate) async fn log_lines(
     pool: &Connections,

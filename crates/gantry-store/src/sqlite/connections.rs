@@ -186,7 +186,6 @@ pub(crate) struct Batch {
     sql: String,
     args: SqliteArguments<'static>,
     statements: usize,
-    persistent: bool,
     bind_error: Option<String>,
 }
 
@@ -204,7 +203,6 @@ impl Batch {
             sql: String::new(),
             args: SqliteArguments::default(),
             statements: 0,
-            persistent: true,
             bind_error: None,
         }
     }
@@ -228,14 +226,6 @@ impl Batch {
         {
             self.bind_error = Some(e.to_string());
         }
-        self
-    }
-
-    /// Not kept in the connection's statement cache: for a batch whose
-    /// text varies with its input (a number of rows), which would push the
-    /// fixed statements out of the cache.
-    pub(crate) fn one_off(&mut self) -> &mut Batch {
-        self.persistent = false;
         self
     }
 }
@@ -264,7 +254,7 @@ impl Connections {
         let task = tokio::spawn(async move {
             let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT;", batch.sql);
             held.mark_stranded(true);
-            let outcome = run_steps(&mut held, sql, batch.args, batch.persistent).await;
+            let outcome = run_steps(&mut held, sql, batch.args).await;
             let ended = match &outcome {
                 Ok(_) => Ok(()),
                 Err(_) => rollback_raw(&mut held).await,
@@ -296,10 +286,9 @@ fn run_steps<'c>(
     conn: &'c mut SqliteConnection,
     sql: String,
     args: SqliteArguments<'static>,
-    persistent: bool,
 ) -> BoxFuture<'c, Result<Vec<Step>, sqlx::Error>> {
     Box::pin(async move {
-        let query = sqlx::query_with(&sql, args).persistent(persistent);
+        let query = sqlx::query_with(&sql, args);
         let mut results = Executor::fetch_many(&mut *conn, query);
         let mut steps = Vec::new();
         let mut rows = Vec::new();
