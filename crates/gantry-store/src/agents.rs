@@ -99,6 +99,10 @@ pub struct OfferableJob {
     pub kind: String,
     /// The labels an agent needs to run it.
     pub labels: Vec<String>,
+    /// Leases granted so far: an offer names it, and is acknowledged only
+    /// while the job is still QUEUED at that count (so an offer made
+    /// before a lease that ran out cannot take the job's next attempt).
+    pub attempts: u32,
 }
 
 /// A job as stored.
@@ -114,8 +118,6 @@ pub struct AgentJobRecord {
     pub payload: serde_json::Value,
     /// One of [`job_status`].
     pub status: String,
-    /// The current offer's nonce, if offered.
-    pub offer_nonce: Option<String>,
     /// The current (or last) lease's id.
     pub lease_id: Option<String>,
     /// The fencing token: 0 before the first lease, +1 per lease.
@@ -180,30 +182,19 @@ pub trait AgentStore: Send + Sync + 'static {
     /// server checks every second for all the builds it waits for, in one
     /// read rather than one per build.
     async fn job_states(&self, ids: &[String]) -> Result<Vec<JobState>, StoreError>;
-    /// QUEUED jobs not currently offered to anyone, oldest first: only
-    /// what choosing one takes (a poll reads up to `limit` of them each
-    /// time it looks, so the payloads stay in the database).
-    async fn offerable_jobs(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<OfferableJob>, StoreError>;
-    /// Offers a QUEUED, unoffered job under `nonce` until `until_ms`;
-    /// false when someone else got it first.
-    async fn offer_job(
-        &self,
-        id: &str,
-        nonce: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool, StoreError>;
-    /// Acknowledges an offer: the job becomes LEASED to `agent_id` with a
-    /// new epoch. `Conflict` when the nonce is not the job's current
-    /// offer or the job is not QUEUED (another acknowledgement won).
+    /// QUEUED jobs, oldest first, at most `limit`: only what choosing one
+    /// takes (a poll reads them each time it looks, so the payloads stay
+    /// in the database). Offers are not stored: the server signs them
+    /// (gantry-server's `agents::offers`) and keeps its own in memory.
+    async fn offerable_jobs(&self, limit: u32) -> Result<Vec<OfferableJob>, StoreError>;
+    /// Acknowledges an offer of the job's attempt `attempts + 1`: the job
+    /// becomes LEASED to `agent_id` with a new epoch. `Conflict` when the
+    /// job is not QUEUED with `attempts` leases behind it (another
+    /// acknowledgement won, or the job moved on).
     async fn ack_job(
         &self,
         id: &str,
-        nonce: &str,
+        attempts: u32,
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,

@@ -313,4 +313,14 @@ pub trait PipelineStore: Send + Sync + 'static {
         name: &str,
         value: &serde_json::Value,
     ) -> Result<(), StoreError>;
+
+    /// The document under `name`; when there is none, `value` is stored and
+    /// returned. Of servers racing to store one, every one gets the same
+    /// document back (the first stored), which is what a value they must
+    /// share (a key) needs.
+    async fn server_state_or_insert(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StoreError>;
 }

@@ -1,5 +1,5 @@
-//! The agent store on both backends: tokens by hash, the job queue's
-//! offers, acknowledgements, fencing epochs, expiry and cancellation, and
+//! The agent store on both backends: tokens by hash, the job queue,
+//! acknowledgements, fencing epochs, expiry and cancellation, and
 //! (for PostgreSQL's sake) several servers racing for the same jobs.
 
 use std::sync::Arc;
@@ -23,37 +23,20 @@ fn job(id: &str, max_attempts: u32) -> NewAgentJob {
     }
 }
 
-async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: &B) {
+async fn of_two_acknowledgements_of_one_attempt_exactly_one_wins<B: Backend>(b: &B) {
     let store = b.open().await;
     store.enqueue_job(&job("j1", 3)).await.expect("enqueue");
+    store.enqueue_job(&job("j2", 3)).await.expect("enqueue");
     let now = now_ms();
-    let (a, b) = tokio::join!(
-        store.offer_job("j1", "nonce-a", now, now + 5000),
-        store.offer_job("j1", "nonce-b", now, now + 5000),
-    );
-    assert_eq!(
-        [a.expect("a"), b.expect("b")]
-            .iter()
-            .filter(|w| **w)
-            .count(),
-        1
-    );
-    assert!(
-        store
-            .offerable_jobs(now, 10)
-            .await
-            .expect("list")
-            .is_empty()
-    );
-    let nonce = store
-        .get_agent_job("j1")
-        .await
-        .expect("job")
-        .offer_nonce
-        .expect("offered");
+    // The queue as a poll sees it: oldest first, with each job's attempts
+    // so far (what its offer names).
+    let queued = store.offerable_jobs(10).await.expect("list");
+    let seen: Vec<(&str, u32)> = queued.iter().map(|j| (j.id.as_str(), j.attempts)).collect();
+    assert_eq!(seen, [("j1", 0), ("j2", 0)]);
+    assert_eq!(queued[0].labels, ["linux"]);
     let (x, y) = tokio::join!(
-        store.ack_job("j1", &nonce, "agent-1", "lease-1", now + 30_000),
-        store.ack_job("j1", &nonce, "agent-2", "lease-2", now + 30_000),
+        store.ack_job("j1", 0, "agent-1", "lease-1", now + 30_000),
+        store.ack_job("j1", 0, "agent-2", "lease-2", now + 30_000),
     );
     let wins = [&x, &y].iter().filter(|r| r.is_ok()).count();
     assert_eq!(wins, 1, "{x:?} {y:?}");
@@ -66,17 +49,21 @@ async fn of_two_claimants_exactly_one_wins_the_offer_and_the_ack<B: Backend>(b: 
     assert_eq!(leased.status, LEASED);
     assert_eq!(leased.lease_epoch, 1);
     assert_eq!(leased.attempts, 1);
-    // A wrong nonce never acknowledges.
-    store.enqueue_job(&job("j2", 3)).await.expect("enqueue");
-    assert!(
-        store
-            .offer_job("j2", "right", now, now + 5000)
-            .await
-            .expect("offer")
+    // A leased job is no longer offerable.
+    let queued = store.offerable_jobs(10).await.expect("list");
+    assert_eq!(
+        queued.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["j2"]
     );
+    // An acknowledgement of another attempt never takes the job.
     assert!(matches!(
-        store.ack_job("j2", "wrong", "agent-1", "l", now + 1).await,
+        store.ack_job("j2", 1, "agent-1", "l", now + 1).await,
         Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_agent_job("j2").await.expect("j2").status, QUEUED);
+    assert!(matches!(
+        store.ack_job("missing", 0, "agent-1", "l", now + 1).await,
+        Err(StoreError::NotFound)
     ));
 }
 
@@ -84,14 +71,8 @@ async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
     let store = b.open().await;
     store.enqueue_job(&job("j", 3)).await.expect("enqueue");
     let now = now_ms();
-    assert!(
-        store
-            .offer_job("j", "n1", now, now + 5000)
-            .await
-            .expect("offer")
-    );
     let first = store
-        .ack_job("j", "n1", "a1", "l1", now - 1)
+        .ack_job("j", 0, "a1", "l1", now - 1)
         .await
         .expect("ack");
     // The lease ran out: back to the queue, attempt 1 used.
@@ -99,14 +80,8 @@ async fn a_stale_epoch_is_fenced_off_renewals_and_results<B: Backend>(b: &B) {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].job.status, QUEUED);
     assert_eq!(expired[0].agent_id.as_deref(), Some("a1"));
-    assert!(
-        store
-            .offer_job("j", "n2", now, now + 5000)
-            .await
-            .expect("offer")
-    );
     let second = store
-        .ack_job("j", "n2", "a2", "l2", now + 60_000)
+        .ack_job("j", 1, "a2", "l2", now + 60_000)
         .await
         .expect("ack");
     assert_eq!(second.lease_epoch, first.lease_epoch + 1);
@@ -144,15 +119,8 @@ async fn expiry_requeues_until_max_attempts_then_fails<B: Backend>(b: &B) {
     store.enqueue_job(&job("j", 2)).await.expect("enqueue");
     let now = now_ms();
     for attempt in 1..=2 {
-        let nonce = format!("n{attempt}");
-        assert!(
-            store
-                .offer_job("j", &nonce, now, now + 1)
-                .await
-                .expect("offer")
-        );
         store
-            .ack_job("j", &nonce, "a", "l", now - 1)
+            .ack_job("j", attempt - 1, "a", "l", now - 1)
             .await
             .expect("ack");
         // A live lease is not touched.
@@ -208,14 +176,8 @@ async fn cancelling_fails_a_queued_job_and_flags_a_leased_one<B: Backend>(b: &B)
     assert_eq!(store.cancel_job("q").await.expect("cancel").status, FAILED);
     store.enqueue_job(&job("l", 1)).await.expect("enqueue");
     let now = now_ms();
-    assert!(
-        store
-            .offer_job("l", "n", now, now + 1000)
-            .await
-            .expect("offer")
-    );
     store
-        .ack_job("l", "n", "a", "x", now + 60_000)
+        .ack_job("l", 0, "a", "x", now + 60_000)
         .await
         .expect("ack");
     let leased = store.cancel_job("l").await.expect("cancel");
@@ -236,14 +198,8 @@ async fn command_jobs_keep_their_result_and_outlive_a_restart<B: Backend>(b: &B)
     store.enqueue_job(&command).await.expect("enqueue");
     assert_eq!(store.get_agent_job("cmd").await.expect("cmd").result, None);
     let now = now_ms();
-    assert!(
-        store
-            .offer_job("cmd", "n", now, now + 1000)
-            .await
-            .expect("offer")
-    );
     let leased = store
-        .ack_job("cmd", "n", "a", "x", now + 60_000)
+        .ack_job("cmd", 0, "a", "x", now + 60_000)
         .await
         .expect("ack");
     assert_eq!(store.get_agent_job("cmd").await.expect("c").status, LEASED);
@@ -277,9 +233,9 @@ fn labels_parse_and_match_as_supersets() {
 }
 
 /// Several servers (here: two stores on one database, eight tasks) race to
-/// offer and then to acknowledge every job: each job is offered once and
-/// leased once, to the acknowledgement that won.
-async fn racing_servers_offer_and_lease_each_job_once<B: Backend>(b: &B) {
+/// acknowledge every job's first attempt (each as if offered it): each job
+/// is leased once, to the acknowledgement that won.
+async fn racing_servers_lease_each_job_once<B: Backend>(b: &B) {
     let servers = [Arc::new(b.open().await), Arc::new(b.open().await)];
     const JOBS: usize = 12;
     const RACERS: usize = 8;
@@ -289,44 +245,16 @@ async fn racing_servers_offer_and_lease_each_job_once<B: Backend>(b: &B) {
             .expect("enqueue");
     }
     let now = now_ms();
-    let mut tasks = Vec::new();
-    for racer in 0..RACERS {
-        let store = servers[racer % 2].clone();
-        tasks.push(tokio::spawn(async move {
-            let mut won = Vec::new();
-            for i in 0..JOBS {
-                let id = format!("j{i:02}");
-                let nonce = format!("n{racer}-{i}");
-                if AgentStore::offer_job(&*store, &id, &nonce, now, now + 60_000)
-                    .await
-                    .expect("offer")
-                {
-                    won.push((id, nonce));
-                }
-            }
-            won
-        }));
-    }
-    let mut offers = Vec::new();
-    for t in tasks {
-        offers.extend(t.await.expect("join"));
-    }
-    offers.sort();
-    let ids: Vec<&str> = offers.iter().map(|(id, _)| id.as_str()).collect();
     let want: Vec<String> = (0..JOBS).map(|i| format!("j{i:02}")).collect();
-    assert_eq!(ids, want, "each job offered exactly once");
-    // Every racer acknowledges every offer with its nonce (as if the
-    // offer had leaked): one acknowledgement per job wins.
-    let offers = Arc::new(offers);
     let mut tasks = Vec::new();
     for racer in 0..RACERS {
         let store = servers[racer % 2].clone();
-        let offers = offers.clone();
+        let ids = want.clone();
         tasks.push(tokio::spawn(async move {
             let mut won = Vec::new();
-            for (id, nonce) in offers.iter() {
+            for id in &ids {
                 let agent = format!("agent-{racer}");
-                match AgentStore::ack_job(&*store, id, nonce, &agent, "lease", now + 60_000).await {
+                match AgentStore::ack_job(&*store, id, 0, &agent, "lease", now + 60_000).await {
                     Ok(job) => won.push((job.id, agent)),
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => panic!("ack {id}: {e}"),
@@ -367,16 +295,7 @@ async fn racing_reapers_expire_each_lease_once<B: Backend>(b: &B) {
         let id = format!("j{i:02}");
         let store = &*servers[0];
         store.enqueue_job(&job(&id, 3)).await.expect("enqueue");
-        assert!(
-            store
-                .offer_job(&id, "n", now, now + 1)
-                .await
-                .expect("offer")
-        );
-        store
-            .ack_job(&id, "n", "a", "l", now - 1)
-            .await
-            .expect("ack");
+        store.ack_job(&id, 0, "a", "l", now - 1).await.expect("ack");
     }
     let mut tasks = Vec::new();
     for reaper in 0..6 {
@@ -410,14 +329,8 @@ async fn job_states_are_read_for_many_jobs_at_once<B: Backend>(b: &B) {
             .expect("enqueue");
     }
     let now = now_ms();
-    assert!(
-        store
-            .offer_job("j1", "n", now, now + 5000)
-            .await
-            .expect("offer")
-    );
     store
-        .ack_job("j1", "n", "agent-7", "lease", now + 30_000)
+        .ack_job("j1", 0, "agent-7", "lease", now + 30_000)
         .await
         .expect("ack");
     let mut ids: Vec<String> = (0..1200).map(|i| format!("missing-{i}")).collect();
@@ -447,12 +360,12 @@ async fn job_states_are_read_for_many_jobs_at_once<B: Backend>(b: &B) {
 }
 
 both_stores!(
-    of_two_claimants_exactly_one_wins_the_offer_and_the_ack,
+    of_two_acknowledgements_of_one_attempt_exactly_one_wins,
     a_stale_epoch_is_fenced_off_renewals_and_results,
     expiry_requeues_until_max_attempts_then_fails,
     tokens_are_found_by_hash_until_revoked_and_audited,
     cancelling_fails_a_queued_job_and_flags_a_leased_one,
-    racing_servers_offer_and_lease_each_job_once,
+    racing_servers_lease_each_job_once,
     racing_reapers_expire_each_lease_once,
     command_jobs_keep_their_result_and_outlive_a_restart,
     job_states_are_read_for_many_jobs_at_once,

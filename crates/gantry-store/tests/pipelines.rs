@@ -365,7 +365,52 @@ async fn a_webhook_secret_does_not_open_under_another_key_file<B: Backend>(b: &B
     ));
 }
 
+/// A document servers must share (a key): the first stored is the one
+/// every server gets, whoever raced to store it, and `put` still replaces.
+async fn a_shared_server_document_is_stored_once_and_read_by_all<B: Backend>(b: &B) {
+    let servers = [Arc::new(b.open().await), Arc::new(b.open().await)];
+    assert_eq!(servers[0].server_state("k").await.expect("read"), None);
+    let mut racers = Vec::new();
+    for i in 0..6 {
+        let store = servers[i % 2].clone();
+        racers.push(tokio::spawn(async move {
+            store
+                .server_state_or_insert("k", &json!({ "v": i }))
+                .await
+                .expect("insert or read")
+        }));
+    }
+    let mut got = Vec::new();
+    for r in racers {
+        got.push(r.await.expect("join"));
+    }
+    assert!(got.iter().all(|v| *v == got[0]), "{got:?}");
+    assert_eq!(
+        servers[1].server_state("k").await.expect("read"),
+        Some(got[0].clone())
+    );
+    assert_eq!(
+        servers[1]
+            .server_state_or_insert("k", &json!("other"))
+            .await
+            .expect("read"),
+        got[0]
+    );
+    servers[0]
+        .put_server_state("k", &json!("replaced"))
+        .await
+        .expect("put");
+    assert_eq!(
+        servers[1]
+            .server_state_or_insert("k", &json!("other"))
+            .await
+            .expect("read"),
+        json!("replaced")
+    );
+}
+
 both_stores!(
+    a_shared_server_document_is_stored_once_and_read_by_all,
     pipelines_keep_every_version_and_update_optimistically,
     concurrent_updates_from_one_version_have_one_winner,
     transitions_are_rows_while_disabled,

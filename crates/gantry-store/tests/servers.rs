@@ -259,7 +259,7 @@ async fn of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one<B: Backe
     }
 }
 
-/// Job `j`, queued, offered under nonce `n1` and leased to agent `a1`
+/// Job `j`, queued and leased (its first attempt) to agent `a1`
 /// until `expires_in_ms` from now; returns (now, the lease's epoch).
 async fn leased_job<S: AgentStore>(store: &S, expires_in_ms: i64) -> (i64, i64) {
     store
@@ -273,14 +273,8 @@ async fn leased_job<S: AgentStore>(store: &S, expires_in_ms: i64) -> (i64, i64) 
         .await
         .expect("enqueue");
     let now = now_ms();
-    assert!(
-        store
-            .offer_job("j", "n1", now, now + 5000)
-            .await
-            .expect("offer")
-    );
     let leased = store
-        .ack_job("j", "n1", "a1", "l1", now + expires_in_ms)
+        .ack_job("j", 0, "a1", "l1", now + expires_in_ms)
         .await
         .expect("ack");
     (now, leased.lease_epoch)
@@ -363,14 +357,8 @@ async fn a_jobs_log_cursor_and_result_are_fenced_by_its_lease<B: Backend>(b: &B)
             .expect("late chunk")
             .stored
     );
-    assert!(
-        store
-            .offer_job("j", "n2", now, now + 5000)
-            .await
-            .expect("offer")
-    );
     let second = store
-        .ack_job("j", "n2", "a2", "l2", now + 60_000)
+        .ack_job("j", 1, "a2", "l2", now + 60_000)
         .await
         .expect("ack");
     assert_eq!(

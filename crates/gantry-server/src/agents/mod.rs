@@ -12,6 +12,7 @@
 //! queue by the [`reaper`] when its lease runs out. See docs/agents.md.
 
 pub(crate) mod checks;
+pub(crate) mod offers;
 pub(crate) mod protocol;
 pub(crate) mod remote;
 pub(crate) mod tokens;
@@ -21,7 +22,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use gantry_store::{AgentRecord, AgentTokenRecord, Store, job_status, labels_match, now_ms};
+use gantry_store::{
+    AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match, now_ms,
+};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::worker::Msg;
@@ -138,17 +141,8 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A job claimed for one offer attempt ([`AgentHub::claim_offer`]).
-pub(crate) struct OfferClaim<'a> {
-    hub: &'a AgentHub,
-    job_id: String,
-}
-
-impl Drop for OfferClaim<'_> {
-    fn drop(&mut self) {
-        locked(&self.hub.offering).remove(&self.job_id);
-    }
-}
+/// Offers remembered before lapsed ones are dropped.
+const OFFERS_KEPT: usize = 1024;
 
 /// A cached token check.
 struct CachedToken {
@@ -164,10 +158,12 @@ pub(crate) struct AgentHub {
     /// cost database work per job in proportion to the agents.
     waiters: Mutex<Vec<Waiter>>,
     next_waiter: std::sync::atomic::AtomicU64,
-    /// Jobs a poll of this process is offering right now: the others skip
-    /// them rather than all racing for the oldest job with a conditional
-    /// `UPDATE` that all but one lose.
-    offering: Mutex<std::collections::HashSet<String>>,
+    /// Jobs this server has offered, with when each offer lapses (epoch
+    /// ms): other polls here skip them rather than offer them again to an
+    /// agent whose acknowledgement could only lose ([`offers`]).
+    offered: Mutex<HashMap<String, i64>>,
+    /// The key offers are signed with, read from the store on first use.
+    offer_key: tokio::sync::OnceCell<offers::OfferKey>,
     /// Live tokens by hash, believed for [`TOKEN_CACHE_TTL`].
     tokens: Mutex<HashMap<String, CachedToken>>,
     live: Mutex<HashMap<String, Arc<LiveJob>>>,
@@ -195,7 +191,8 @@ impl AgentHub {
             waiters: Mutex::new(Vec::new()),
             next_waiter: std::sync::atomic::AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
-            offering: Mutex::new(std::collections::HashSet::new()),
+            offered: Mutex::new(HashMap::new()),
+            offer_key: tokio::sync::OnceCell::new(),
             live: Mutex::new(HashMap::new()),
             command_locks: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
@@ -227,17 +224,41 @@ impl AgentHub {
         }
     }
 
-    /// Claims `job_id` for one offer attempt of this process, unless another
-    /// poll here holds it; the claim ends when the guard is dropped. Only a
-    /// courtesy between polls of one process: the offer itself is still the
-    /// database's conditional update.
-    pub fn claim_offer(&self, job_id: &str) -> Option<OfferClaim<'_>> {
-        locked(&self.offering)
-            .insert(job_id.to_owned())
-            .then(|| OfferClaim {
-                hub: self,
-                job_id: job_id.to_owned(),
+    /// Claims `job_id` for an offer lasting until `until_ms`, unless this
+    /// server has an offer of it out that has not lapsed at `now_ms`.
+    pub fn claim_offer(&self, job_id: &str, now_ms: i64, until_ms: i64) -> bool {
+        let mut offered = locked(&self.offered);
+        // Offers nobody acknowledged (the agent went away) are dropped
+        // here, now and then, rather than by a timer.
+        if offered.len() >= OFFERS_KEPT {
+            offered.retain(|_, until| *until >= now_ms);
+        }
+        match offered.get(job_id) {
+            Some(until) if *until >= now_ms => false,
+            _ => {
+                offered.insert(job_id.to_owned(), until_ms);
+                true
+            }
+        }
+    }
+
+    /// The job was acknowledged (or its offer refused): its offer here is over.
+    pub fn offer_ended(&self, job_id: &str) {
+        locked(&self.offered).remove(job_id);
+    }
+
+    /// The key offers are signed with: the one in the store, stored there
+    /// first by whichever server needed it first ([`offers`]).
+    pub async fn offer_key<S: Store>(&self, store: &S) -> Result<&offers::OfferKey, StoreError> {
+        self.offer_key
+            .get_or_try_init(|| async {
+                let fresh = offers::new_key_document().map_err(|e| StoreError::Other(e.into()))?;
+                let stored = store
+                    .server_state_or_insert(offers::KEY_DOCUMENT, &fresh)
+                    .await?;
+                offers::key_from_document(&stored).map_err(|e| StoreError::Other(e.into()))
             })
+            .await
     }
 
     /// A long poll of an agent with `labels`, among the waiters from now on.
@@ -498,13 +519,34 @@ mod tests {
     }
 
     #[test]
-    fn a_job_is_claimed_by_one_offer_attempt_at_a_time() {
+    fn a_job_is_offered_once_until_its_offer_lapses_or_ends() {
         let hub = AgentHub::new(Duration::from_secs(30));
-        let claim = hub.claim_offer("job-1").expect("free");
-        assert!(hub.claim_offer("job-1").is_none(), "held by another poll");
-        assert!(hub.claim_offer("job-2").is_some(), "other jobs are free");
-        drop(claim);
-        assert!(hub.claim_offer("job-1").is_some(), "free again");
+        assert!(hub.claim_offer("job-1", 1000, 6000), "free");
+        assert!(
+            !hub.claim_offer("job-1", 1001, 6001),
+            "offered to another poll"
+        );
+        assert!(hub.claim_offer("job-2", 1001, 6001), "other jobs are free");
+        assert!(
+            !hub.claim_offer("job-1", 6000, 11_000),
+            "still out at its last moment"
+        );
+        assert!(
+            hub.claim_offer("job-1", 6001, 11_001),
+            "lapsed: offered again"
+        );
+        hub.offer_ended("job-1");
+        assert!(
+            hub.claim_offer("job-1", 6002, 11_002),
+            "acknowledged: free again"
+        );
+        // Lapsed offers are dropped once many are kept; live ones stay.
+        for i in 0..OFFERS_KEPT {
+            assert!(hub.claim_offer(&format!("old-{i}"), 7000, 7001));
+        }
+        assert!(hub.claim_offer("new", 8000, 13_000));
+        assert!(locked(&hub.offered).len() < 10, "lapsed ones dropped");
+        assert!(!hub.claim_offer("new", 8001, 13_001), "the live one kept");
     }
 
     #[test]

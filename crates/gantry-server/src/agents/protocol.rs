@@ -22,7 +22,7 @@ use gantry_store::{
 };
 use serde::de::DeserializeOwned;
 
-use super::{AgentHub, Ending, OFFER_TTL, tokens, uploads};
+use super::{AgentHub, Ending, OFFER_TTL, offers, tokens, uploads};
 use crate::router::AppState;
 use crate::worker::Msg;
 
@@ -196,38 +196,37 @@ async fn register<S: Store>(
     }))
 }
 
-/// Offers the oldest matching job to `agent`, if any.
+/// Offers the oldest matching job to `agent`, if any: a signed nonce, no
+/// write ([`super::offers`]).
 async fn try_offer<S: Store>(
     state: &AppState<S>,
     agent: &AgentRecord,
 ) -> Result<Option<Offer>, AgentError> {
     let now = now_ms();
     let until = now + i64::try_from(OFFER_TTL.as_millis()).unwrap_or(5000);
+    let key = hub(state).offer_key(state.store.as_ref()).await?;
     // The oldest few first: nearly always one of them fits and is free, and
     // reading a hundred rows (labels parsed and all) for every offer cost
     // more than the offer when a thousand builds were queued. The wider
     // look is for the agent that fits none of them (or finds them all
-    // claimed by other polls).
+    // offered to other polls).
     for limit in OFFER_PAGES {
-        let jobs = state.store.offerable_jobs(now, limit).await?;
+        let jobs = state.store.offerable_jobs(limit).await?;
         let fewer = jobs.len() < limit as usize;
         for job in jobs {
             if !labels_match(&agent.labels, &job.labels) {
                 continue;
             }
-            // Another poll here is trying this one: the next job, rather
-            // than an update sure to lose.
-            let Some(_claim) = hub(state).claim_offer(&job.id) else {
+            // Offered to another poll here and not lapsed: the next job,
+            // rather than an offer whose acknowledgement could only lose.
+            if !hub(state).claim_offer(&job.id, now, until) {
                 continue;
-            };
-            let nonce = uuid::Uuid::new_v4().simple().to_string();
-            if state.store.offer_job(&job.id, &nonce, now, until).await? {
-                return Ok(Some(Offer {
-                    job_id: job.id,
-                    nonce,
-                    kind: job.kind,
-                }));
             }
+            return Ok(Some(Offer {
+                nonce: key.nonce(&job.id, job.attempts, &agent.id, until),
+                job_id: job.id,
+                kind: job.kind,
+            }));
         }
         if fewer {
             // That was every offerable job.
@@ -283,12 +282,35 @@ async fn ack<S: Store>(
     let ack: Ack = parse(&body, "ack")?;
     let agent = owned_agent(&state, &token, &ack.agent_id).await?;
     let hub = hub(&state);
+    let attempts = hub
+        .offer_key(state.store.as_ref())
+        .await?
+        .check(&ack.nonce, &job_id, &agent.id, now_ms())
+        .map_err(|refused| {
+            AgentError(
+                StatusCode::CONFLICT,
+                match refused {
+                    offers::Refused::Forged => {
+                        format!(
+                            "the nonce is not an offer of job {job_id} to agent {}",
+                            agent.id
+                        )
+                    }
+                    offers::Refused::Lapsed => {
+                        format!("the offer of job {job_id} lapsed; poll again")
+                    }
+                },
+            )
+        })?;
     let lease_id = format!("lease-{}", uuid::Uuid::new_v4().simple());
     let expires = now_ms() + i64::try_from(hub.lease_ms()).unwrap_or(i64::MAX / 2);
-    let job = state
+    let leased = state
         .store
-        .ack_job(&job_id, &ack.nonce, &agent.id, &lease_id, expires)
-        .await?;
+        .ack_job(&job_id, attempts, &agent.id, &lease_id, expires)
+        .await;
+    // Taken, by this acknowledgement or another: no more offers of it here.
+    hub.offer_ended(&job_id);
+    let job = leased?;
     let payload: wire::Payload = serde_json::from_value(job.payload.clone()).map_err(|e| {
         AgentError(
             StatusCode::INTERNAL_SERVER_ERROR,

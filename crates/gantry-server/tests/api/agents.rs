@@ -463,6 +463,59 @@ async fn of_two_acknowledgements_of_one_offer_only_one_wins_on(db: Db) {
     server.stop().await;
 }
 
+/// Offers are signed with a key kept in the database, not stored: an
+/// offer one server made is acknowledged on another sharing the database
+/// (an agent behind a load balancer), though the two share no file but
+/// `secret.key`; and an offer is its agent's alone.
+#[tokio::test]
+async fn an_offer_made_on_one_server_is_acknowledged_on_another_by_its_agent_only() {
+    let Some(db) = Db::postgres("offer_across_servers").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let configure = |db: &Db| {
+        let db = db.clone();
+        move |c: &mut gantry_server::Config| {
+            db.apply(c);
+            c.local_agent = false;
+        }
+    };
+    let a = TestServer::start_with(&data_a, configure(&db)).await;
+    std::fs::create_dir_all(&data_b).expect("mkdir");
+    std::fs::copy(data_a.join("secret.key"), data_b.join("secret.key")).expect("key");
+    let b = TestServer::start_with(&data_b, configure(&db)).await;
+    let (token, _) = token(&a).await;
+    let on_a = Client::new(&a.url(), &token).expect("client");
+    let on_b = Client::new(&b.url(), &token).expect("client");
+    let x = on_a.register(&registration(&[])).await.expect("register");
+    let y = on_a.register(&registration(&[])).await.expect("register");
+
+    start(&a, inline_project("across", GOOD_BUILDSPEC)).await;
+    let offer = on_a.poll(&x.agent_id).await.expect("poll").expect("offer");
+    // Another agent cannot take what was offered to this one, on either
+    // server; the job stays queued for it.
+    for client in [&on_a, &on_b] {
+        let refused = client.ack(&y.agent_id, &offer).await;
+        assert!(
+            matches!(refused, Err(ClientError::Conflict(_))),
+            "{refused:?}"
+        );
+    }
+    let lease = on_b
+        .ack(&x.agent_id, &offer)
+        .await
+        .expect("acknowledged on b");
+    assert_eq!(lease.job_id, offer.job_id);
+    assert_eq!(lease.epoch, 1);
+    // Once taken, the same offer takes nothing more.
+    let again = on_a.ack(&x.agent_id, &offer).await;
+    assert!(matches!(again, Err(ClientError::Conflict(_))), "{again:?}");
+    b.stop().await;
+    a.stop().await;
+    db.finish().await;
+}
+
 crate::on_both_stores!(
     an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off,
     an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on,

@@ -19,7 +19,7 @@ use crate::agents::{
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
-const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
+const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, lease_id, \
      lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error, result_json";
 
 const TOKEN_COLUMNS: &str = "id, name, created_ms, last_used_ms, revoked_ms";
@@ -44,7 +44,6 @@ fn job_row(r: &PgRow) -> Result<AgentJobRecord, StoreError> {
         labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
         payload: parse_json(&r.try_get::<String, _>("payload_json").map_err(db_error)?)?,
         status: r.try_get("status").map_err(db_error)?,
-        offer_nonce: r.try_get("offer_nonce").map_err(db_error)?,
         lease_id: r.try_get("lease_id").map_err(db_error)?,
         lease_epoch: r.try_get("lease_epoch").map_err(db_error)?,
         agent_id: r.try_get("agent_id").map_err(db_error)?,
@@ -302,17 +301,12 @@ impl AgentStore for PgStore {
         Ok(states)
     }
 
-    async fn offerable_jobs(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<OfferableJob>, StoreError> {
+    async fn offerable_jobs(&self, limit: u32) -> Result<Vec<OfferableJob>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, kind, labels_json FROM jobs WHERE status = $1 AND offer_expires_ms <= $2
-             ORDER BY created_ms, id LIMIT $3",
+            "SELECT id, kind, labels_json, attempts FROM jobs WHERE status = $1
+             ORDER BY created_ms, id LIMIT $2",
         )
         .bind(QUEUED)
-        .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -323,39 +317,17 @@ impl AgentStore for PgStore {
                     id: r.try_get("id").map_err(db_error)?,
                     kind: r.try_get("kind").map_err(db_error)?,
                     labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(db_error)?)
+                        .unwrap_or(0),
                 })
             })
             .collect()
     }
 
-    async fn offer_job(
-        &self,
-        id: &str,
-        nonce: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        // A racing offer re-checks offer_expires_ms after the winner's
-        // commit, sees the winner's later expiry, and changes nothing.
-        let done = sqlx::query(
-            "UPDATE jobs SET offer_nonce = $1, offer_expires_ms = $2, update_ms = $3
-             WHERE id = $4 AND status = $5 AND offer_expires_ms <= $3",
-        )
-        .bind(nonce)
-        .bind(until_ms)
-        .bind(now_ms)
-        .bind(id)
-        .bind(QUEUED)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn ack_job(
         &self,
         id: &str,
-        nonce: &str,
+        attempts: u32,
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
@@ -365,7 +337,7 @@ impl AgentStore for PgStore {
                     agent_id = $3, lease_expires_ms = $4, attempts = attempts + 1,
                     offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
                     update_ms = $5
-             WHERE id = $6 AND status = $7 AND offer_nonce = $8
+             WHERE id = $6 AND status = $7 AND attempts = $8
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(LEASED)
@@ -375,7 +347,7 @@ impl AgentStore for PgStore {
         .bind(now_ms())
         .bind(id)
         .bind(QUEUED)
-        .bind(nonce)
+        .bind(i64::from(attempts))
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error)?;

@@ -14,7 +14,7 @@ use crate::agents::{
 };
 use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
 
-const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, offer_nonce, lease_id, \
+const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, lease_id, \
      lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error, result_json";
 
 fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
@@ -37,7 +37,6 @@ fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
         labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
         payload: parse_json(&r.try_get::<String, _>("payload_json").map_err(db_error)?)?,
         status: r.try_get("status").map_err(db_error)?,
-        offer_nonce: r.try_get("offer_nonce").map_err(db_error)?,
         lease_id: r.try_get("lease_id").map_err(db_error)?,
         lease_epoch: r.try_get("lease_epoch").map_err(db_error)?,
         agent_id: r.try_get("agent_id").map_err(db_error)?,
@@ -294,17 +293,12 @@ impl AgentStore for SqliteStore {
         Ok(states)
     }
 
-    async fn offerable_jobs(
-        &self,
-        now_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<OfferableJob>, StoreError> {
+    async fn offerable_jobs(&self, limit: u32) -> Result<Vec<OfferableJob>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, kind, labels_json FROM jobs WHERE status = ? AND offer_expires_ms <= ?
+            "SELECT id, kind, labels_json, attempts FROM jobs WHERE status = ?
              ORDER BY created_ms, id LIMIT ?",
         )
         .bind(QUEUED)
-        .bind(now_ms)
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await
@@ -315,38 +309,17 @@ impl AgentStore for SqliteStore {
                     id: r.try_get("id").map_err(db_error)?,
                     kind: r.try_get("kind").map_err(db_error)?,
                     labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
+                    attempts: u32::try_from(r.try_get::<i64, _>("attempts").map_err(db_error)?)
+                        .unwrap_or(0),
                 })
             })
             .collect()
     }
 
-    async fn offer_job(
-        &self,
-        id: &str,
-        nonce: &str,
-        now_ms: i64,
-        until_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET offer_nonce = ?, offer_expires_ms = ?, update_ms = ?
-             WHERE id = ? AND status = ? AND offer_expires_ms <= ?",
-        )
-        .bind(nonce)
-        .bind(until_ms)
-        .bind(now_ms)
-        .bind(id)
-        .bind(QUEUED)
-        .bind(now_ms)
-        .execute(&self.writer)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn ack_job(
         &self,
         id: &str,
-        nonce: &str,
+        attempts: u32,
         agent_id: &str,
         lease_id: &str,
         lease_expires_ms: i64,
@@ -358,7 +331,7 @@ impl AgentStore for SqliteStore {
                     agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
                     offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
                     update_ms = ?
-             WHERE id = ? AND status = ? AND offer_nonce = ?
+             WHERE id = ? AND status = ? AND attempts = ?
              RETURNING {JOB_COLUMNS}"
         ))
         .bind(LEASED)
@@ -368,7 +341,7 @@ impl AgentStore for SqliteStore {
         .bind(now_ms())
         .bind(id)
         .bind(QUEUED)
-        .bind(nonce)
+        .bind(i64::from(attempts))
         .fetch_optional(&self.writer)
         .await
         .map_err(db_error)?;

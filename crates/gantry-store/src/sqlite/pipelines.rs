@@ -687,4 +687,26 @@ impl PipelineStore for SqliteStore {
         .map_err(db_error)?;
         Ok(())
     }
+
+    async fn server_state_or_insert(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, StoreError> {
+        sqlx::query("INSERT INTO server_state (name, value_json, update_ms) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value.to_string())
+            .bind(crate::now_ms())
+            .execute(&self.writer)
+            .await
+            .map_err(db_error)?;
+        // Read where the insert was made: the stored one, whoever won.
+        let (text,): (String,) =
+            sqlx::query_as("SELECT value_json FROM server_state WHERE name = ?")
+                .bind(name)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(db_error)?;
+        parse_json(&text)
+    }
 }

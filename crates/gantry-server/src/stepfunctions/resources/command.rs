@@ -458,7 +458,6 @@ mod tests {
             labels: vec![],
             payload: Value::Null,
             status: job_status::FAILED.into(),
-            offer_nonce: None,
             lease_id: None,
             lease_epoch: 1,
             agent_id: None,
