@@ -396,6 +396,12 @@ fn mark_shutdown(build: &mut Value) {
 
 pub(crate) enum Msg {
     Line(String),
+    /// A line nobody needs to read at once (a remote build's "Waiting for
+    /// an agent", "Agent ... took the build"): it waits up to
+    /// [`ASIDE_LINGER`] for something to be written with — most often the
+    /// agent's first log chunk, which takes it ([`Msg::Take`]) — instead
+    /// of costing a commit of its own.
+    Aside(String),
     Event(BuildEvent),
     /// A phase event from the build's last message (an agent's result):
     /// told to EventBridge like any other, but not written as progress —
@@ -733,11 +739,15 @@ pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) 
 const MAX_BATCH: usize = 1000;
 
 /// How long the progress writer waits for more after the first message of
-/// a batch, unless someone waits for the write (a flush). A remote build's
-/// own lines ("Waiting for an agent", "Agent ... took the build") come
-/// milliseconds apart and each was a commit of its own; lingering joins
-/// them with what follows. Live logs show lines this much later at most.
+/// a batch, unless someone waits for the write (a flush): lines that come
+/// milliseconds apart share a commit. Live logs show lines this much later
+/// at most (lines aside, [`ASIDE_LINGER`]).
 const LINGER: Duration = Duration::from_millis(20);
+
+/// How long a [`Msg::Aside`] line may wait for company: a remote build's
+/// agent nearly always sends its log within this, and a build queued
+/// longer shows it this late at most.
+const ASIDE_LINGER: Duration = Duration::from_secs(1);
 
 /// Writes log lines and phase changes as they come, what arrived together
 /// in one write each.
@@ -758,8 +768,9 @@ async fn progress_writer<S: Store>(
     // costs two commits instead of two per phase.
     while let Some(first) = rx.recv().await {
         let mut flushing = matches!(first, Msg::Flush(_) | Msg::Take(_));
+        let aside = matches!(first, Msg::Aside(_));
+        let mut until = tokio::time::Instant::now() + if aside { ASIDE_LINGER } else { LINGER };
         let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + LINGER;
         while batch.len() < MAX_BATCH && !flushing {
             let more = match rx.try_recv() {
                 Ok(msg) => Some(msg),
@@ -772,6 +783,10 @@ async fn progress_writer<S: Store>(
             match more {
                 Some(msg) => {
                     flushing = matches!(msg, Msg::Flush(_) | Msg::Take(_));
+                    if !matches!(msg, Msg::Aside(_)) {
+                        // Anything else is shown as promptly as ever.
+                        until = until.min(tokio::time::Instant::now() + LINGER);
+                    }
                     batch.push(msg);
                 }
                 None => break,
@@ -783,7 +798,7 @@ async fn progress_writer<S: Store>(
         let mut takers = Vec::new();
         for msg in batch {
             let (event, progress) = match msg {
-                Msg::Line(line) => {
+                Msg::Line(line) | Msg::Aside(line) => {
                     lines.push(line);
                     continue;
                 }
@@ -1054,6 +1069,21 @@ mod tests {
         .expect("writer");
         assert!(take().await.is_empty());
         assert_eq!(stored().await, ["waiting", "took", "later", "entering"]);
+
+        // Lines aside wait for company well past the usual linger, and go
+        // with the next taker; a line that is not aside ends the wait.
+        tx.send(Msg::Aside("queued".into())).expect("writer");
+        tokio::time::sleep(LINGER * 5).await;
+        assert_eq!(stored().await.len(), 4, "not written alone yet");
+        assert_eq!(take().await, ["queued"]);
+        tx.send(Msg::Aside("queued again".into())).expect("writer");
+        tx.send(Msg::Line("shown soon".into())).expect("writer");
+        tokio::time::sleep(LINGER * 10).await;
+        assert_eq!(stored().await[4..], ["queued again", "shown soon"]);
+        // Alone, one is written once its wait is over.
+        tx.send(Msg::Aside("nobody came".into())).expect("writer");
+        tokio::time::sleep(ASIDE_LINGER + LINGER * 10).await;
+        assert_eq!(stored().await[6..], ["nobody came"]);
         drop(tx);
         writer.await.expect("the writer ends");
     }

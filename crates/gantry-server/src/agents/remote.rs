@@ -165,10 +165,12 @@ async fn prepare_and_queue<S: Store>(
             ("CLIENT_ERROR", &message),
         ));
     }
-    log(format!(
+    // Aside: the agent's first log chunk nearly always comes before anyone
+    // needs it, and writes it in its own commit.
+    let _ = tx.send(Msg::Aside(format!(
         "[Container] Waiting for an agent with labels {}",
         labels.join(",")
-    ));
+    )));
     Ok(())
 }
 
@@ -292,7 +294,9 @@ async fn wait<S: Store>(
                 Some(Ending::Leased { agent, attempt, at_ms }) => {
                     leased_at = Some(at_ms);
                     attempts_seen = attempts_seen.max(attempt);
-                    log(format!("[Container] Agent {agent} took the build (attempt {attempt})"));
+                    let _ = tx.send(Msg::Aside(format!(
+                        "[Container] Agent {agent} took the build (attempt {attempt})"
+                    )));
                 }
                 Some(Ending::Requeued { agent, attempt, max }) => {
                     let message = format!(
@@ -334,7 +338,10 @@ async fn wait<S: Store>(
                         Ok(a) => format!("{} ({})", a.id, a.hostname),
                         Err(_) => id,
                     };
-                    log(format!("[Container] Agent {agent} took the build (attempt {})", row.attempts));
+                    let _ = tx.send(Msg::Aside(format!(
+                        "[Container] Agent {agent} took the build (attempt {})",
+                        row.attempts
+                    )));
                 }
                 if row.status != job_status::SUCCEEDED && row.status != job_status::FAILED {
                     continue;
