@@ -210,7 +210,11 @@ async fn try_offer<S: Store>(
     // more than the offer when a thousand builds were queued. The wider
     // look is for the agent that fits none of them (or finds them all
     // offered to other polls).
-    for limit in OFFER_PAGES {
+    // Jobs offered to other polls here are among those read (offers are
+    // not stored), so each look reads that many more.
+    let out = u32::try_from(hub(state).offers_out()).unwrap_or(u32::MAX);
+    for page in OFFER_PAGES {
+        let limit = page.saturating_add(out);
         let jobs = state.store.offerable_jobs(limit).await?;
         let fewer = jobs.len() < limit as usize;
         for job in jobs {
@@ -236,8 +240,8 @@ async fn try_offer<S: Store>(
     Ok(None)
 }
 
-/// How many of the oldest offerable jobs an offer looks at: a first look,
-/// then a wider one.
+/// How many of the oldest offerable jobs an offer looks at, besides those
+/// offered to other polls: a first look, then a wider one.
 const OFFER_PAGES: [u32; 2] = [16, 100];
 
 /// Held until a matching job is offerable (200 with the offer) or

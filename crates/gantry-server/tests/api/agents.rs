@@ -429,6 +429,41 @@ async fn an_agent_is_offered_a_job_it_fits_from_behind_many_it_does_not() {
     server.stop().await;
 }
 
+/// Offers are not stored, so the queue a poll reads still holds the jobs
+/// offered to other polls: more offers out than a poll's widest look must
+/// not hide the jobs behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_behind_more_offers_than_one_look_are_still_offered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    const OUT: usize = 110;
+    start(&server, inline_project("many", GOOD_BUILDSPEC)).await;
+    for _ in 0..OUT {
+        server
+            .call("StartBuild", &json!({ "projectName": "many" }))
+            .await;
+    }
+    let mut offered = std::collections::HashSet::new();
+    for _ in 0..=OUT {
+        let agent = client.register(&registration(&[])).await.expect("register");
+        // A poll with a job for it answers at once; one that found none
+        // would hold for its whole long poll.
+        let offer = tokio::time::timeout(Duration::from_secs(10), client.poll(&agent.agent_id))
+            .await
+            .expect("answered at once")
+            .expect("poll")
+            .expect("an offer");
+        assert!(
+            offered.insert(offer.job_id.clone()),
+            "offered twice: {offer:?}"
+        );
+    }
+    assert_eq!(offered.len(), OUT + 1);
+    server.stop().await;
+}
+
 crate::on_both_stores!(
     of_two_acknowledgements_of_one_offer_only_one_wins,
     of_two_acknowledgements_of_one_offer_only_one_wins_on,
