@@ -119,6 +119,10 @@ impl OfferKey {
     }
 }
 
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
@@ -133,8 +137,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 pub(crate) fn new_key_document() -> Result<serde_json::Value, String> {
     let mut key = [0u8; 32];
     getrandom::getrandom(&mut key).map_err(|e| format!("no randomness for a key: {e}"))?;
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(serde_json::json!({ "key": hex }))
+    Ok(serde_json::json!({ "key": encode_hex(&key) }))
 }
 
 /// The key in a stored document.

@@ -698,13 +698,8 @@ impl PipelineStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
-        // Read where the insert was made: the stored one, whoever won.
-        let (text,): (String,) =
-            sqlx::query_as("SELECT value_json FROM server_state WHERE name = $1")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_error)?;
-        parse_json(&text)
+        // Read back: the stored one, whoever won (never none: rows here
+        // are only replaced, and deleted by nobody).
+        self.server_state(name).await?.ok_or(StoreError::NotFound)
     }
 }

@@ -473,6 +473,17 @@ mod tests {
         writer
     }
 
+    /// Another connection to the file (another process, say) writes
+    /// `x` within `within`: nothing holds SQLite's write lock.
+    async fn another_connection_writes(path: &std::path::Path, x: i64, within: Duration) {
+        let mut other = open(path, within).await;
+        sqlx::query("INSERT INTO t VALUES (?)")
+            .bind(x)
+            .execute(&mut other)
+            .await
+            .expect("the write lock is free");
+    }
+
     async fn count(writer: &Connections) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(writer)
@@ -495,11 +506,7 @@ mod tests {
         // Another connection to the file (another server process, say)
         // gets the write lock within a short wait: the dropped transaction
         // no longer holds it, though the writer has not been used since.
-        let mut other = open(&path, Duration::from_secs(2)).await;
-        sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(&mut other)
-            .await
-            .expect("the write lock is free");
+        another_connection_writes(&path, 2, Duration::from_secs(2)).await;
         assert_eq!(count(&writer).await, 1, "only the other connection's row");
 
         let mut tx = writer.begin().await.expect("begin");
@@ -552,11 +559,7 @@ mod tests {
             sqlx::query(SLOW_INSERT).execute(&writer),
         )
         .await;
-        let mut other = open(&path, Duration::from_secs(10)).await;
-        sqlx::query("INSERT INTO t VALUES (8)")
-            .execute(&mut other)
-            .await
-            .expect("the write lock is free once the statement ends");
+        another_connection_writes(&path, 8, Duration::from_secs(10)).await;
     }
 
     #[tokio::test]
@@ -611,11 +614,7 @@ mod tests {
         assert!(err.to_string().contains("UNIQUE"), "{err}");
         assert_eq!(count(&writer).await, 0, "the first insert is undone too");
         // The write lock is free at once, for another connection as well.
-        let mut other = open(&path, Duration::from_secs(2)).await;
-        sqlx::query("INSERT INTO t VALUES (5)")
-            .execute(&mut other)
-            .await
-            .expect("the write lock is free");
+        another_connection_writes(&path, 5, Duration::from_secs(2)).await;
         // And the writer goes on outside any transaction.
         let mut batch = Batch::new();
         batch.push("INSERT INTO t VALUES (?)").bind(6_i64);
@@ -636,11 +635,7 @@ mod tests {
         // The batch ends on its own (committed whole): the next taker
         // waits for it and finds both rows, and no transaction is left.
         assert_eq!(count(&writer).await, 2);
-        let mut other = open(&path, Duration::from_secs(2)).await;
-        sqlx::query("INSERT INTO t VALUES (5)")
-            .execute(&mut other)
-            .await
-            .expect("the write lock is free");
+        another_connection_writes(&path, 5, Duration::from_secs(2)).await;
     }
 
     #[tokio::test]
@@ -677,11 +672,7 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(rows, [1], "nothing of the cut-off batch");
-        let mut other = open(&path, Duration::from_secs(2)).await;
-        sqlx::query("INSERT INTO t VALUES (5)")
-            .execute(&mut other)
-            .await
-            .expect("the write lock is free");
+        another_connection_writes(&path, 5, Duration::from_secs(2)).await;
     }
 
     #[tokio::test]

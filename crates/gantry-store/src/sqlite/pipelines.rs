@@ -700,13 +700,8 @@ impl PipelineStore for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(db_error)?;
-        // Read where the insert was made: the stored one, whoever won.
-        let (text,): (String,) =
-            sqlx::query_as("SELECT value_json FROM server_state WHERE name = ?")
-                .bind(name)
-                .fetch_one(&self.writer)
-                .await
-                .map_err(db_error)?;
-        parse_json(&text)
+        // Read back: the stored one, whoever won (never none: rows here
+        // are only replaced, and deleted by nobody).
+        self.server_state(name).await?.ok_or(StoreError::NotFound)
     }
 }
