@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::protocol::{
     Ack, ErrorBody, Heartbeat, HeartbeatReply, JobResult, Lease, LogAck, LogChunk, Offer, PREFIX,
-    Register, Registered, UploadState,
+    Register, Registered, ResultAccepted, UploadState,
 };
 
 /// Why a request failed.
@@ -168,10 +168,25 @@ impl Client {
 
     /// Sends the result.
     pub async fn result(&self, job_id: &str, result: &JobResult) -> Result<(), ClientError> {
-        let _: serde_json::Value = self
+        let _: ResultAccepted = self
             .post_one(&format!("/jobs/{job_id}/result"), result)
             .await?;
         Ok(())
+    }
+
+    /// Sends the result and asks, in the same request, for the next job
+    /// offered to `agent_id` (only to a server that said
+    /// [`Registered::next_offer`]); `None` when none is ready.
+    pub async fn result_then_offer(
+        &self,
+        job_id: &str,
+        result: &JobResult,
+        agent_id: &str,
+    ) -> Result<Option<Offer>, ClientError> {
+        let accepted: ResultAccepted = self
+            .post_one(&format!("/jobs/{job_id}/result?next={agent_id}"), result)
+            .await?;
+        Ok(accepted.offer)
     }
 
     /// The job's source tree as zip bytes.

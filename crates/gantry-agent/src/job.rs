@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::Backoff;
 use crate::client::{Client, ClientError};
-use crate::protocol::{BuildPayload, JobResult, Lease, LogChunk, LogItem, Payload};
+use crate::protocol::{BuildPayload, JobResult, Lease, LogChunk, LogItem, Offer, Payload};
 
 /// What every job of an agent shares.
 pub(crate) struct Context {
@@ -29,6 +29,12 @@ pub(crate) struct Context {
     pub lease_ms: u64,
     /// The server takes the last log chunk inside the result.
     pub result_log: bool,
+    /// This agent's id, for the next offer asked for with a result.
+    pub agent_id: String,
+    /// The server answers a result with the next offer, when asked.
+    pub next_offer: bool,
+    /// The agent drains: a result asks for no next job.
+    pub draining: AtomicBool,
 }
 
 /// The most items in one log chunk.
@@ -99,8 +105,9 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Runs one job to its end (or until its lease is lost), in the work
-/// directory of slot `slot`.
-pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
+/// directory of slot `slot`. Returns the next job offered to this agent
+/// with the result's answer, if any: the slot's to take.
+pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Offer> {
     let job_id = lease.job_id.clone();
     let epoch = lease.epoch;
     tracing::info!(job = %job_id, work = %lease.payload.describe(), epoch, "job leased");
@@ -131,9 +138,9 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
             let (last_seq, tail) = shipper.await.unwrap_or((0, None));
             let mut result = failure(epoch, last_seq, "PROVISIONING", format!("work dir: {e}"));
             result.log = tail;
-            send_result(cx, &job_id, &result, &lost).await;
+            let next = send_result(cx, &job_id, &result, &lost).await;
             heartbeat.abort();
-            return;
+            return next;
         }
     };
     let result = match &lease.payload {
@@ -184,7 +191,7 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
             }
         }
     };
-    send_result(cx, &job_id, &result, &lost).await;
+    let next = send_result(cx, &job_id, &result, &lost).await;
     heartbeat.abort();
     // Emptied now so a finished job's tree does not sit on disk until the
     // slot's next job (which empties it again, should this fail).
@@ -192,6 +199,7 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) {
         tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
     }
     tracing::info!(job = %job_id, "job done");
+    next
 }
 
 fn failure(epoch: i64, last_seq: u64, phase: &str, message: String) -> JobResult {
@@ -575,22 +583,36 @@ fn read_piece(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn send_result(cx: &Context, job_id: &str, result: &JobResult, lost: &AtomicBool) {
+/// Sends the result until the server takes or refuses it; the answer may
+/// carry the next job offered to this agent (asked for unless draining).
+async fn send_result(
+    cx: &Context,
+    job_id: &str,
+    result: &JobResult,
+    lost: &AtomicBool,
+) -> Option<Offer> {
     let mut backoff = Backoff::new();
     loop {
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(job = %job_id, "the lease was lost; the result is not sent");
-            return;
+            return None;
         }
-        match cx.client.result(job_id, result).await {
-            Ok(()) => return,
+        let sent = if cx.next_offer && !cx.draining.load(Ordering::SeqCst) {
+            cx.client
+                .result_then_offer(job_id, result, &cx.agent_id)
+                .await
+        } else {
+            cx.client.result(job_id, result).await.map(|()| None)
+        };
+        match sent {
+            Ok(next) => return next,
             Err(ClientError::Transient(e)) => {
                 tracing::warn!(job = %job_id, error = %e, "sending the result failed; retrying");
                 tokio::time::sleep(backoff.next()).await;
             }
             Err(e) => {
                 tracing::warn!(job = %job_id, error = %e, "the server refused the result");
-                return;
+                return None;
             }
         }
     }

@@ -36,7 +36,7 @@ pub mod protocol;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use client::{Client, ClientError};
@@ -255,6 +255,9 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         work_dir: config.work_dir.clone(),
         lease_ms: registered.lease_timeout_ms,
         result_log: registered.result_log,
+        agent_id: registered.agent_id.clone(),
+        next_offer: registered.next_offer,
+        draining: AtomicBool::new(false),
     });
     let capacity = config.concurrency.max(1) as usize;
     let slots = Arc::new(Semaphore::new(capacity));
@@ -306,7 +309,23 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                         let context = context.clone();
                         let slot = Slot::take(&free);
                         jobs.spawn(async move {
-                            job::run(&context, slot.0, lease).await;
+                            let mut lease = lease;
+                            // A result's answer may offer the next job:
+                            // this slot takes it without a poll.
+                            while let Some(next) = job::run(&context, slot.0, lease).await {
+                                if context.draining.load(Ordering::SeqCst) {
+                                    break;
+                                }
+                                match context.client.ack(&context.agent_id, &next).await {
+                                    Ok(taken) => lease = taken,
+                                    // Taken by another agent, lapsed, or the
+                                    // token revoked (the next poll says so).
+                                    Err(e) => {
+                                        tracing::debug!(job = %next.job_id, error = %e, "ack refused");
+                                        break;
+                                    }
+                                }
+                            }
                             // The slot is free again before the permit is.
                             drop(slot);
                             drop(permit);
@@ -334,6 +353,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
             }
         }
     }
+    context.draining.store(true, Ordering::SeqCst);
     tracing::info!(running = jobs.len(), "draining: finishing running jobs");
     while jobs.join_next().await.is_some() {}
     outcome

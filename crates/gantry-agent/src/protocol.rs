@@ -59,6 +59,12 @@ pub struct Registered {
     /// ([`JobResult::log`]); an older server, which leaves this out, does not.
     #[serde(default)]
     pub result_log: bool,
+    /// The server answers a result sent with `?next=<agent id>` with the
+    /// next job offered to that agent, when one is ready
+    /// ([`ResultAccepted::offer`]); an older server, which leaves this
+    /// out, does not.
+    #[serde(default)]
+    pub next_offer: bool,
 }
 
 /// `POST /agent/v1/agents/{agent_id}/poll`'s 200 answer: a job offered
@@ -363,6 +369,20 @@ pub struct JobResult {
     /// said [`Registered::result_log`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogChunk>,
+}
+
+/// `POST /agent/v1/jobs/{job_id}/result`'s answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultAccepted {
+    /// Always `true`: a refused result is an error status.
+    pub accepted: bool,
+    /// With `?next=<agent id>`: a job offered to that agent, as a poll
+    /// would have answered at once, to acknowledge with its nonce. The
+    /// slot the result frees takes its next job without a poll of its
+    /// own (one request fewer per job while jobs are waiting). `None`
+    /// when no job is ready for it: the agent polls as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
 }
 
 /// An error body: `{"message": ...}`.

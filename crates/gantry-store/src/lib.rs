@@ -69,7 +69,9 @@ pub use pipelines::{
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
 pub use postgres::PgStore;
-pub use servers::{ChunkStored, OwnedWork, ServerRecord, ServerStore, TakenOver, hostname};
+pub use servers::{
+    ChunkAndEnd, ChunkStored, JobEnd, OwnedWork, ServerRecord, ServerStore, TakenOver, hostname,
+};
 pub use sqlite::SqliteStore;
 pub use workflows::*;
 

@@ -68,6 +68,30 @@ pub struct ChunkStored {
     pub stored: bool,
 }
 
+/// A job's end, stored with its last log chunk by
+/// [`ServerStore::store_last_chunk_and_finish`].
+#[derive(Debug, Clone, Copy)]
+pub struct JobEnd<'a> {
+    /// `SUCCEEDED` or `FAILED`.
+    pub status: &'a str,
+    /// Why it failed, if it did.
+    pub error: Option<&'a str>,
+    /// What the agent reported, kept in the row.
+    pub result: &'a serde_json::Value,
+    /// The job ends only when every chunk up to this one is stored.
+    pub last_seq: u64,
+}
+
+/// What [`ServerStore::store_last_chunk_and_finish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkAndEnd {
+    /// The chunk, as [`ServerStore::store_log_chunk`] reports it.
+    pub chunk: ChunkStored,
+    /// Whether the job ended now (false: the lease is over, or a chunk
+    /// up to `last_seq` is missing).
+    pub ended: bool,
+}
+
 /// A row taken over: its key (build id, execution ARN, pipeline execution
 /// id), its group (project, state machine, pipeline) and the owner it was
 /// taken from (`None`: it had none).
@@ -152,6 +176,22 @@ pub trait ServerStore: Send + Sync + 'static {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError>;
+    /// [`store_log_chunk`](Self::store_log_chunk), then the job's end
+    /// (its status, error and result, as
+    /// `AgentStore::finish_agent_job_with_result` writes them) when it is
+    /// still LEASED under `epoch` and every chunk up to `end.last_seq` is
+    /// stored, all in one transaction: a job whose last chunk came inside
+    /// its result costs one commit, not two. The chunk is stored (or not)
+    /// whether or not the job ends.
+    async fn store_last_chunk_and_finish(
+        &self,
+        log_id: &str,
+        lines: &[String],
+        job_id: &str,
+        epoch: i64,
+        seq: u64,
+        end: &JobEnd<'_>,
+    ) -> Result<ChunkAndEnd, StoreError>;
     /// Keeps the result an agent sent under lease `epoch` (fenced: `Conflict`
     /// when the job is no longer leased under it). A new lease clears it.
     async fn record_job_result(

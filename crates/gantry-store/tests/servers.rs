@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use gantry_store::{
-    AgentStore, BuildStore, BuildUpdate, ChunkStored, ExecutionCompletion, HistoryRecord,
-    InboxOutcome, JournalAppend, NewAgentJob, NewBuild, NewExecution, NewInboxEntry, NewProject,
-    OwnedWork, ServerStore, StoreError, WorkflowStore, now_ms,
+    AgentStore, BuildStore, BuildUpdate, ChunkAndEnd, ChunkStored, ExecutionCompletion,
+    HistoryRecord, InboxOutcome, JobEnd, JournalAppend, NewAgentJob, NewBuild, NewExecution,
+    NewInboxEntry, NewProject, OwnedWork, ServerStore, StoreError, WorkflowStore, now_ms,
 };
 use serde_json::json;
 
@@ -461,6 +461,93 @@ async fn a_log_chunk_and_its_cursor_are_one_write<B: Backend>(b: &B) {
     );
 }
 
+/// A job's last chunk and its end in one write: the end only when the
+/// lease is still the job's and every chunk up to `last_seq` is stored
+/// (the one written with it included); the chunk is stored either way.
+async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let (_, e) = leased_job(&store, 60_000).await;
+    let result = json!({"epoch": e, "build": {"buildStatus": "SUCCEEDED"}});
+    let end = |last_seq| JobEnd {
+        status: "SUCCEEDED",
+        error: None,
+        result: &result,
+        last_seq,
+    };
+    // Chunk 2 with a result claiming 2 chunks, chunk 1 missing: neither.
+    let early = store
+        .store_last_chunk_and_finish("log-1", &["two".into()], "j", e, 2, &end(2))
+        .await
+        .expect("early");
+    assert_eq!(
+        early,
+        ChunkAndEnd {
+            chunk: ChunkStored {
+                acked: 0,
+                stored: false
+            },
+            ended: false
+        }
+    );
+    // Chunk 1 with a result claiming 2: the chunk is stored, the job goes on.
+    let short = store
+        .store_last_chunk_and_finish("log-1", &["one".into()], "j", e, 1, &end(2))
+        .await
+        .expect("short");
+    assert_eq!(
+        short,
+        ChunkAndEnd {
+            chunk: ChunkStored {
+                acked: 1,
+                stored: true
+            },
+            ended: false
+        }
+    );
+    assert_eq!(store.job_result("j").await.expect("none yet"), None);
+    // Of another lease: nothing.
+    let stale = store
+        .store_last_chunk_and_finish("log-1", &["x".into()], "j", e + 1, 2, &end(2))
+        .await
+        .expect("stale");
+    assert!(!stale.ended && !stale.chunk.stored, "{stale:?}");
+    // The real last chunk: stored, and the job ends with its result.
+    let done = store
+        .store_last_chunk_and_finish("log-1", &["two".into()], "j", e, 2, &end(2))
+        .await
+        .expect("done");
+    assert_eq!(
+        done,
+        ChunkAndEnd {
+            chunk: ChunkStored {
+                acked: 2,
+                stored: true
+            },
+            ended: true
+        }
+    );
+    let job = store.get_agent_job("j").await.expect("job");
+    assert_eq!(job.status, "SUCCEEDED");
+    assert_eq!(
+        store.job_result("j").await.expect("kept"),
+        Some(result.clone())
+    );
+    // Resent (its answer lost): the job has ended, nothing more is stored.
+    let again = store
+        .store_last_chunk_and_finish("log-1", &["two".into()], "j", e, 2, &end(2))
+        .await
+        .expect("again");
+    assert!(!again.ended && !again.chunk.stored, "{again:?}");
+    let got: Vec<String> = store
+        .log_lines("log-1", 0, 100)
+        .await
+        .expect("lines")
+        .into_iter()
+        .map(|l| l.text)
+        .collect();
+    assert_eq!(got, ["one", "two"]);
+}
+
 /// Journal entry `seq` of `arn` (its history event numbered `seq`).
 fn next_entry(arn: &str, seq: u64) -> JournalAppend {
     let (_, mut e) = execution(arn);
@@ -724,4 +811,5 @@ both_stores!(
     of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one,
     a_jobs_log_cursor_and_result_are_fenced_by_its_lease,
     a_log_chunk_and_its_cursor_are_one_write,
+    a_last_chunk_and_the_jobs_end_are_one_write,
 );

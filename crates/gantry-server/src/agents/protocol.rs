@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use gantry_agent::protocol::{
     self as wire, Ack, ErrorBody, Heartbeat, HeartbeatReply, JobResult, Lease, LogAck, LogChunk,
-    Offer, Register, Registered,
+    Offer, Register, Registered, ResultAccepted,
 };
 use gantry_store::{
     AgentJobRecord, AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match,
@@ -193,6 +193,7 @@ async fn register<S: Store>(
         labels,
         lease_timeout_ms: hub(&state).lease_ms(),
         result_log: true,
+        next_offer: true,
     }))
 }
 
@@ -374,8 +375,18 @@ async fn logs<S: Store>(
     // here, else a relay to the build in the store. The cursor is the
     // `jobs` row's, so the agent may switch servers between chunks.
     let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    let acked = store_chunk(&state, &token, &job, &chunk, events, false).await?;
+    let (acked, _) = store_chunk(&state, &token, &job, chunk, events, None).await?;
     Ok(json(&LogAck { acked }))
+}
+
+/// How a build's job ends, written with its last log chunk when that
+/// came inside the result.
+struct JobOutcome {
+    status: &'static str,
+    error: Option<String>,
+    /// The result as kept in the job's row.
+    kept: serde_json::Value,
+    last_seq: u64,
 }
 
 /// Stores a chunk (a command's or a build's) in a task of its own, which
@@ -383,22 +394,24 @@ async fn logs<S: Store>(
 /// one transaction, but a build's chunk also has its writer flushed before
 /// and its phase changes after, which a dropped request (the agent's
 /// connection cut while it waits for the answer) should not cut short.
-/// `in_result`: the chunk came inside the job's result.
+/// `end`: the chunk came inside a build's result, and the job ends in the
+/// chunk's transaction (`Some(ended)` in the answer says whether it did).
 async fn store_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
     job: &AgentJobRecord,
-    chunk: &LogChunk,
+    chunk: LogChunk,
     events: Vec<gantry_build::BuildEvent>,
-    in_result: bool,
-) -> Result<u64, AgentError> {
+    end: Option<JobOutcome>,
+) -> Result<(u64, Option<bool>), AgentError> {
     let what = format!("storing log chunk {} of job {}", chunk.seq, job.id);
-    let (state, token, job, chunk) = (state.clone(), token.clone(), job.clone(), chunk.clone());
+    let (state, token, job) = (state.clone(), token.clone(), job.clone());
     tokio::spawn(async move {
         if job.kind == wire::COMMAND_KIND {
-            command_chunk(&state, &token, &job.id, &chunk).await
+            let acked = command_chunk(&state, &token, &job.id, &chunk).await?;
+            Ok((acked, None))
         } else {
-            build_chunk(&state, &token, &job, &chunk, events, in_result).await
+            build_chunk(&state, &token, &job, &chunk, events, end).await
         }
     })
     .await
@@ -417,15 +430,16 @@ fn chunk_events(chunk: &LogChunk) -> Result<Vec<gantry_build::BuildEvent>, Agent
 
 /// Feeds a fenced chunk of a build's log to its writer when it is the
 /// next one (a resent one is ignored), and returns, once it is stored, the
-/// highest chunk stored with all before it.
+/// highest chunk stored with all before it; with `end`, also whether the
+/// job ended in the same transaction.
 async fn build_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
     job: &AgentJobRecord,
     chunk: &LogChunk,
     events: Vec<gantry_build::BuildEvent>,
-    in_result: bool,
-) -> Result<u64, AgentError> {
+    end: Option<JobOutcome>,
+) -> Result<(u64, Option<bool>), AgentError> {
     let job_id = job.id.as_str();
     let live = super::remote::live_or_relay(&state.runner, job)
         .await
@@ -436,7 +450,7 @@ async fn build_chunk<S: Store>(
         let sent = live.log.send(Msg::Flush(tx)).is_ok();
         async move { sent && rx.await.is_ok() }
     };
-    let ended = || {
+    let ended_error = || {
         AgentError(
             StatusCode::CONFLICT,
             format!("job {job_id}'s build has ended"),
@@ -447,10 +461,10 @@ async fn build_chunk<S: Store>(
     // handed over, to be written in the chunk's own transaction.
     let (taker, taken) = tokio::sync::oneshot::channel();
     if live.log.send(Msg::Take(taker)).is_err() {
-        return Err(ended());
+        return Err(ended_error());
     }
     let Ok(mut lines) = taken.await else {
-        return Err(ended());
+        return Err(ended_error());
     };
     let servers_lines = lines.len();
     let mut others = Vec::new();
@@ -479,12 +493,35 @@ async fn build_chunk<S: Store>(
             format!("job {job_id} has no build"),
         ));
     };
-    let outcome = match state
-        .store
-        .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
-        .await
-    {
-        Ok(outcome) => outcome,
+    let stored = match &end {
+        None => state
+            .store
+            .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
+            .await
+            .map(|chunk| (chunk, None)),
+        Some(end) => {
+            let job_end = gantry_store::JobEnd {
+                status: end.status,
+                error: end.error.as_deref(),
+                result: &end.kept,
+                last_seq: end.last_seq,
+            };
+            state
+                .store
+                .store_last_chunk_and_finish(
+                    &build_id,
+                    &lines,
+                    job_id,
+                    chunk.epoch,
+                    chunk.seq,
+                    &job_end,
+                )
+                .await
+                .map(|done| (done.chunk, Some(done.ended)))
+        }
+    };
+    let (outcome, ended) = match stored {
+        Ok(stored) => stored,
         Err(e) => {
             give_back(&mut lines);
             return Err(e.into());
@@ -493,9 +530,12 @@ async fn build_chunk<S: Store>(
     if !outcome.stored {
         give_back(&mut lines);
         // Resent or early, or the lease is over: the lease decides which
-        // answer (a stale one is a 409).
-        fenced_job(state, token, job_id, chunk.epoch).await?;
-        return Ok(outcome.acked);
+        // answer (a stale one is a 409). A job that just ended is no
+        // longer leased, and rightly so.
+        if ended != Some(true) {
+            fenced_job(state, token, job_id, chunk.epoch).await?;
+        }
+        return Ok((outcome.acked, ended));
     }
     state.runner.log_grew();
     // Phase changes go through the writer, which records the build's
@@ -505,17 +545,17 @@ async fn build_chunk<S: Store>(
     // result is not written as progress at all: the end, written next,
     // supersedes it (one transaction fewer per build).
     for event in others {
-        let msg = if in_result {
+        let msg = if end.is_some() {
             Msg::FinalEvent(event)
         } else {
             Msg::Event(event)
         };
         let _ = live.log.send(msg);
     }
-    if !flushed(&live).await {
-        return Err(ended());
+    if !flushed(&live).await && ended.is_none() {
+        return Err(ended_error());
     }
-    Ok(outcome.acked)
+    Ok((outcome.acked, ended))
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -595,33 +635,74 @@ async fn logs_complete<S: Store>(
     Ok(())
 }
 
-/// The build's end, fenced: stored only when the lease is still this one
-/// and every log chunk up to `last_seq` is in.
+/// The job's end, fenced: stored only when the lease is still this one
+/// and every log chunk up to `last_seq` is in. With `?next=<agent id>`,
+/// the answer also offers that agent (the token's) the next job ready for
+/// it, as a poll would have at once: the agent's freed slot takes it
+/// without a poll request of its own.
 async fn result<S: Store>(
     State(state): State<AppState<S>>,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(&state, &headers).await?;
     let result: JobResult = parse(&body, "result")?;
+    let next_for = crate::rest::query_param(&uri, "next");
+    take_result(&state, &token, &job_id, result).await?;
+    let offer = match next_for {
+        Some(agent_id) => next_offer(&state, &token, &agent_id).await,
+        None => None,
+    };
+    Ok(json(&ResultAccepted {
+        accepted: true,
+        offer,
+    }))
+}
+
+/// The next job for `agent_id` after a result: `None` when none is ready
+/// or the agent is not the token's. The result is taken whatever happens
+/// here, so a failure only costs the agent a poll.
+async fn next_offer<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    agent_id: &str,
+) -> Option<Offer> {
+    let agent = owned_agent(state, token, agent_id).await.ok()?;
+    match try_offer(state, &agent).await {
+        Ok(offer) => offer,
+        Err(AgentError(status, message)) => {
+            tracing::debug!(agent = %agent_id, %status, %message, "no offer with the result");
+            None
+        }
+    }
+}
+
+async fn take_result<S: Store>(
+    state: &AppState<S>,
+    token: &AgentTokenRecord,
+    job_id: &str,
+    mut result: JobResult,
+) -> Result<(), AgentError> {
     // The last log chunk may come inside the result; it is that lease's.
-    let tail = match &result.log {
+    // (Not kept in the job's row with the rest: it is in the log.)
+    let tail = match result.log.take() {
         Some(chunk) if chunk.epoch != result.epoch => {
             return Err(bad("the result's log chunk is of another lease"));
         }
-        Some(chunk) => Some((chunk, chunk_events(chunk)?)),
-        None => None,
-    };
-    let job = fenced_job(&state, &token, &job_id, result.epoch).await?;
-    let acked = match tail {
-        Some((chunk, events)) => {
-            Some(store_chunk(&state, &token, &job, chunk, events, true).await?)
+        Some(chunk) => {
+            let events = chunk_events(&chunk)?;
+            Some((chunk, events))
         }
         None => None,
     };
+    let job = fenced_job(state, token, job_id, result.epoch).await?;
     if job.kind == wire::COMMAND_KIND {
-        return command_result(&state, &job, result).await;
+        if let Some((chunk, events)) = tail {
+            store_chunk(state, token, &job, chunk, events, None).await?;
+        }
+        return command_result(state, &job, result).await;
     }
     // Any server takes the result: it is kept in the `jobs` row, and the
     // build's owner (here or elsewhere) finishes the build from it.
@@ -631,8 +712,11 @@ async fn result<S: Store>(
         .get("build_id")
         .and_then(|b| b.as_str())
         .map(|b| super::remote::artifacts_dir(&state.config.data_dir, b));
-    logs_complete(&state, &job_id, &result, acked).await?;
-    let mut result = result;
+    // Without a chunk of its own the log must be whole already; with one,
+    // the store checks it as it writes the chunk and the end together.
+    if tail.is_none() {
+        logs_complete(state, job_id, &result, None).await?;
+    }
     // Unpacked beside the build's artifact directory, then stored in the
     // artifact store and the result's locations made references before the
     // result is recorded, so the build's owner (any server) reads them. A
@@ -671,28 +755,51 @@ async fn result<S: Store>(
     };
     let kept = serde_json::to_value(&result)
         .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    // The result and the job's end in one fenced update: one commit (and
-    // one fsync) per build rather than two, and no moment where the row
-    // holds a result but the job is still leased.
-    let finished = state
-        .store
-        .finish_agent_job_with_result(
-            &job_id,
-            result.epoch,
-            status,
-            result.error.as_deref(),
-            &kept,
-        )
-        .await;
-    finished?;
+    // The result and the job's end in one fenced update, and with the
+    // last log chunk when it came along: one commit (and one fsync) per
+    // build, and no moment where the row holds a result but the job is
+    // still leased.
+    match tail {
+        Some((chunk, events)) => {
+            let end = JobOutcome {
+                status,
+                error: result.error.clone(),
+                kept,
+                last_seq: result.last_seq,
+            };
+            let (acked, ended) = store_chunk(state, token, &job, chunk, events, Some(end)).await?;
+            if ended != Some(true) {
+                // A chunk before this one is missing, or the lease moved on
+                // meanwhile (a 409 either way, saying which).
+                logs_complete(state, job_id, &result, Some(acked)).await?;
+                fenced_job(state, token, job_id, result.epoch).await?;
+                return Err(AgentError(
+                    StatusCode::CONFLICT,
+                    format!("job {job_id} did not end; send the result again"),
+                ));
+            }
+        }
+        None => {
+            state
+                .store
+                .finish_agent_job_with_result(
+                    job_id,
+                    result.epoch,
+                    status,
+                    result.error.as_deref(),
+                    &kept,
+                )
+                .await?;
+        }
+    }
     // Kept until now, so a result retried after a failure above still
     // finds its upload.
     if let Some(sha) = &result.artifacts_sha256 {
         uploads::forget(&state.runner.objects, sha).await;
     }
-    hub(&state).tell(&job_id, Ending::Result(Box::new(result)));
-    hub(&state).drop_relay(&job_id);
-    Ok(json(&serde_json::json!({ "accepted": true })))
+    hub(state).tell(job_id, Ending::Result(Box::new(result)));
+    hub(state).drop_relay(job_id);
+    Ok(())
 }
 
 /// A `command` job's log chunk: its lines go to the store under the job's
@@ -744,7 +851,7 @@ async fn command_result<S: Store>(
     state: &AppState<S>,
     job: &AgentJobRecord,
     result: JobResult,
-) -> Result<Response, AgentError> {
+) -> Result<(), AgentError> {
     logs_complete(state, &job.id, &result, None).await?;
     let (status, error, report) = match result.command {
         Some(mut outcome) => {
@@ -776,5 +883,5 @@ async fn command_result<S: Store>(
         .finish_agent_job_with_result(&job.id, result.epoch, status, error.as_deref(), &report)
         .await?;
     hub(state).command_ended(&job.id);
-    Ok(json(&serde_json::json!({ "accepted": true })))
+    Ok(())
 }

@@ -303,6 +303,92 @@ async fn a_short_builds_log_may_come_inside_its_result() {
     server.stop().await;
 }
 
+/// A result sent with `?next=<agent id>` is answered with the next job
+/// offered to that agent (the poll its freed slot would make, saved), only
+/// when one is ready, and only to the token's own agent.
+#[tokio::test]
+async fn a_result_may_bring_the_agents_next_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (other_token, _) = self::token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let other = Client::new(&server.url(), &other_token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let stranger = other.register(&registration(&[])).await.expect("register");
+    assert!(
+        agent.next_offer,
+        "this server offers the next job with a result"
+    );
+    let first = start(&server, inline_project("next", GOOD_BUILDSPEC)).await;
+    let second_build = server
+        .call("StartBuild", &json!({ "projectName": "next" }))
+        .await;
+    let second = second_build["build"]["id"].as_str().expect("id").to_owned();
+    let done = |lease: &gantry_agent::protocol::Lease| JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(LogChunk {
+            epoch: lease.epoch,
+            seq: 1,
+            items: vec![LogItem::Line(format!("ran {}", lease.job_id))],
+        }),
+    };
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let next = client
+        .result_then_offer(&lease.job_id, &done(&lease), &agent.agent_id)
+        .await
+        .expect("the result is taken")
+        .expect("and the next job offered with it");
+    assert_ne!(next.job_id, lease.job_id);
+    let second_lease = client.ack(&agent.agent_id, &next).await.expect("ack");
+    // A third build is ready, but the agent named is another token's: the
+    // result is taken, and no job is offered to it.
+    let third = server
+        .call("StartBuild", &json!({ "projectName": "next" }))
+        .await;
+    let third = third["build"]["id"].as_str().expect("id").to_owned();
+    let none = client
+        .result_then_offer(
+            &second_lease.job_id,
+            &done(&second_lease),
+            &stranger.agent_id,
+        )
+        .await
+        .expect("the result is taken");
+    assert!(none.is_none(), "offered to another token's agent: {none:?}");
+    for id in [&first, &second] {
+        let build = server.wait_build(id).await;
+        assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    }
+    // The third job is still there for a poll; once it is done, nothing is
+    // left to offer with its result.
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("the third job is offered");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let last = client
+        .result_then_offer(&lease.job_id, &done(&lease), &agent.agent_id)
+        .await
+        .expect("the result is taken");
+    assert!(last.is_none(), "nothing is queued: {last:?}");
+    let build = server.wait_build(&third).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    server.stop().await;
+}
+
 /// A remote build's phases reach EventBridge rules however its log came
 /// (a short build's comes inside its result, whose phases are then not
 /// written as progress: the build's end, written next, has them all).

@@ -6,7 +6,10 @@ use sqlx::Row;
 
 use super::{PgStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
-use crate::{ChunkStored, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
+use crate::{
+    ChunkAndEnd, ChunkStored, JobEnd, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver,
+    now_ms,
+};
 
 #[async_trait]
 impl ServerStore for PgStore {
@@ -178,40 +181,45 @@ impl ServerStore for PgStore {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
-        let seq = i64::try_from(seq).map_err(StoreError::other)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        // The cursor first: it is the write that decides, and it locks the
-        // job's row until commit, so two servers storing the same chunk
-        // cannot both append its lines.
-        let advanced = sqlx::query(
-            "UPDATE jobs SET log_acked = $1, update_ms = $2
-             WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5",
+        let chunk = store_chunk_in(&mut tx, log_id, lines, job_id, epoch, seq).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(chunk)
+    }
+
+    async fn store_last_chunk_and_finish(
+        &self,
+        log_id: &str,
+        lines: &[String],
+        job_id: &str,
+        epoch: i64,
+        seq: u64,
+        end: &JobEnd<'_>,
+    ) -> Result<ChunkAndEnd, StoreError> {
+        let last_seq = i64::try_from(end.last_seq).map_err(StoreError::other)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let chunk = store_chunk_in(&mut tx, log_id, lines, job_id, epoch, seq).await?;
+        // Gated by the lease and by the cursor as the chunk just left it
+        // (the row is locked by this transaction since the cursor's update).
+        let ended = sqlx::query(
+            "UPDATE jobs SET status = $1, error = $2, result_json = $3, update_ms = $4
+             WHERE id = $5 AND status = $6 AND lease_epoch = $7 AND log_acked >= $8",
         )
-        .bind(seq)
+        .bind(end.status)
+        .bind(end.error)
+        .bind(end.result.to_string())
         .bind(now_ms())
         .bind(job_id)
-        .bind(epoch)
         .bind(LEASED)
+        .bind(epoch)
+        .bind(last_seq)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?
         .rows_affected()
             == 1;
-        if advanced {
-            super::builds::append_log_in(&mut tx, log_id, lines).await?;
-        }
-        let acked: Option<i64> =
-            sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
-                .bind(job_id)
-                .bind(epoch)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(ChunkStored {
-            acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
-            stored: advanced,
-        })
+        Ok(ChunkAndEnd { chunk, ended })
     }
 
     async fn record_job_result(
@@ -250,4 +258,47 @@ impl ServerStore for PgStore {
         let text = text.ok_or(StoreError::NotFound)?;
         text.as_deref().map(parse_json).transpose()
     }
+}
+
+/// Chunk `seq` of lease `epoch` in `tx` (see `ServerStore::store_log_chunk`).
+async fn store_chunk_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    log_id: &str,
+    lines: &[String],
+    job_id: &str,
+    epoch: i64,
+    seq: u64,
+) -> Result<ChunkStored, StoreError> {
+    let seq = i64::try_from(seq).map_err(StoreError::other)?;
+    // The cursor first: it is the write that decides, and it locks the
+    // job's row until commit, so two servers storing the same chunk
+    // cannot both append its lines.
+    let advanced = sqlx::query(
+        "UPDATE jobs SET log_acked = $1, update_ms = $2
+         WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5",
+    )
+    .bind(seq)
+    .bind(now_ms())
+    .bind(job_id)
+    .bind(epoch)
+    .bind(LEASED)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_error)?
+    .rows_affected()
+        == 1;
+    if advanced {
+        super::builds::append_log_in(tx, log_id, lines).await?;
+    }
+    let acked: Option<i64> =
+        sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
+            .bind(job_id)
+            .bind(epoch)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_error)?;
+    Ok(ChunkStored {
+        acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
+        stored: advanced,
+    })
 }

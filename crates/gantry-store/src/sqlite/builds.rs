@@ -339,38 +339,33 @@ pub(crate) async fn archive_logs(pool: &Connections, moves: &[LogMove]) -> Resul
         return Ok(());
     }
     // Two statements whatever the number of builds (a few hundred bound
-    // values at most): every statement is a round trip to the database.
-    let mut records = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms) ",
-    );
-    records.push_values(&last, |mut row, m| {
-        row.push_bind(&m.archive.build_id)
-            .push_bind(&m.archive.object_key)
-            .push_bind(i64::try_from(m.archive.size_bytes).unwrap_or(i64::MAX))
-            .push_bind(i64::try_from(m.archive.line_count).unwrap_or(i64::MAX))
-            .push_bind(m.archive.archived_ms);
-    });
-    records.push(
-        " ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key,
-             size_bytes = excluded.size_bytes, line_count = excluded.line_count,
-             archived_ms = excluded.archived_ms",
-    );
-    let mut lines = sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM build_log_lines WHERE ");
-    for (i, m) in last.iter().enumerate() {
-        if i > 0 {
-            lines.push(" OR ");
-        }
-        lines
-            .push("(build_id = ")
-            .push_bind(&m.archive.build_id)
-            .push(" AND seq <= ")
-            .push_bind(i64::try_from(m.through_seq).unwrap_or(i64::MAX))
-            .push(")");
+    // values at most), sent as one batch: one round trip to the database.
+    let rows = vec!["(?, ?, ?, ?, ?)"; last.len()].join(", ");
+    let mut batch = Batch::new();
+    batch.push(&format!(
+        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms) \
+         VALUES {rows} \
+         ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key, \
+         size_bytes = excluded.size_bytes, line_count = excluded.line_count, \
+         archived_ms = excluded.archived_ms"
+    ));
+    for m in &last {
+        batch
+            .bind(m.archive.build_id.clone())
+            .bind(m.archive.object_key.clone())
+            .bind(i64::try_from(m.archive.size_bytes).unwrap_or(i64::MAX))
+            .bind(i64::try_from(m.archive.line_count).unwrap_or(i64::MAX))
+            .bind(m.archive.archived_ms);
     }
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    records.build().execute(&mut *tx).await.map_err(db_error)?;
-    lines.build().execute(&mut *tx).await.map_err(db_error)?;
-    tx.commit().await.map_err(db_error)
+    let which = vec!["(build_id = ? AND seq <= ?)"; last.len()].join(" OR ");
+    batch.push(&format!("DELETE FROM build_log_lines WHERE {which}"));
+    for m in &last {
+        batch
+            .bind(m.archive.build_id.clone())
+            .bind(i64::try_from(m.through_seq).unwrap_or(i64::MAX));
+    }
+    pool.run(batch).await.map_err(db_error)?;
+    Ok(())
 }
 
 pub(crate) async fn log_archive(

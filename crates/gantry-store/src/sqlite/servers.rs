@@ -3,10 +3,13 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::connections::Batch;
+use super::connections::{Batch, Step};
 use super::{SqliteStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
-use crate::{ChunkStored, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver, now_ms};
+use crate::{
+    ChunkAndEnd, ChunkStored, JobEnd, OwnedWork, ServerRecord, ServerStore, StoreError, TakenOver,
+    now_ms,
+};
 
 #[async_trait]
 impl ServerStore for SqliteStore {
@@ -188,38 +191,48 @@ impl ServerStore for SqliteStore {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
-        let seq = i64::try_from(seq).map_err(StoreError::other)?;
-        // One batch (one round trip, see `Batch`). The cursor first: it is
-        // the write that decides (the lines follow only when it moved), and
-        // it takes the write lock before anything is read.
-        let mut batch = Batch::new();
+        let mut batch = chunk_batch(log_id, lines, job_id, epoch, seq)?;
+        push_log_acked(&mut batch, job_id, epoch);
+        let steps = self.writer.run(batch).await.map_err(db_error)?;
+        chunk_stored(&steps)
+    }
+
+    async fn store_last_chunk_and_finish(
+        &self,
+        log_id: &str,
+        lines: &[String],
+        job_id: &str,
+        epoch: i64,
+        seq: u64,
+        end: &JobEnd<'_>,
+    ) -> Result<ChunkAndEnd, StoreError> {
+        let last_seq = i64::try_from(end.last_seq).map_err(StoreError::other)?;
+        let mut batch = chunk_batch(log_id, lines, job_id, epoch, seq)?;
+        // The end is gated in SQL by the lease and the cursor as the
+        // chunk just left it: no read between the two.
         batch
             .push(
-                "UPDATE jobs SET log_acked = ?, update_ms = ? \
-                 WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1 AND status = ?",
+                "UPDATE jobs SET status = ?, error = ?, result_json = ?, update_ms = ? \
+                 WHERE id = ? AND status = ? AND lease_epoch = ? AND log_acked >= ?",
             )
-            .bind(seq)
+            .bind(end.status.to_owned())
+            .bind(end.error.map(str::to_owned))
+            .bind(end.result.to_string())
             .bind(now_ms())
             .bind(job_id.to_owned())
+            .bind(LEASED)
             .bind(epoch)
-            .bind(seq)
-            .bind(LEASED);
-        super::builds::push_log_lines(&mut batch, log_id, lines, true);
-        batch
-            .push("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
-            .bind(job_id.to_owned())
-            .bind(epoch);
+            .bind(last_seq);
+        push_log_acked(&mut batch, job_id, epoch);
         let steps = self.writer.run(batch).await.map_err(db_error)?;
-        let advanced = steps.first().is_some_and(|step| step.changes == 1);
-        let acked: Option<i64> = steps
-            .last()
-            .and_then(|step| step.rows.first())
-            .map(|row| row.try_get(0))
-            .transpose()
-            .map_err(db_error)?;
-        Ok(ChunkStored {
-            acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
-            stored: advanced,
+        let ended = steps
+            .len()
+            .checked_sub(2)
+            .and_then(|i| steps.get(i))
+            .is_some_and(|step| step.changes == 1);
+        Ok(ChunkAndEnd {
+            chunk: chunk_stored(&steps)?,
+            ended,
         })
     }
 
@@ -259,4 +272,56 @@ impl ServerStore for SqliteStore {
         let text = text.ok_or(StoreError::NotFound)?;
         text.as_deref().map(parse_json).transpose()
     }
+}
+
+/// A batch storing chunk `seq` of lease `epoch` (one round trip, see
+/// `Batch`): the cursor first, since it is the write that decides (the
+/// lines follow only when it moved) and it takes the write lock before
+/// anything is read.
+fn chunk_batch(
+    log_id: &str,
+    lines: &[String],
+    job_id: &str,
+    epoch: i64,
+    seq: u64,
+) -> Result<Batch, StoreError> {
+    let seq = i64::try_from(seq).map_err(StoreError::other)?;
+    let mut batch = Batch::new();
+    batch
+        .push(
+            "UPDATE jobs SET log_acked = ?, update_ms = ? \
+             WHERE id = ? AND lease_epoch = ? AND log_acked = ? - 1 AND status = ?",
+        )
+        .bind(seq)
+        .bind(now_ms())
+        .bind(job_id.to_owned())
+        .bind(epoch)
+        .bind(seq)
+        .bind(LEASED);
+    super::builds::push_log_lines(&mut batch, log_id, lines, true);
+    Ok(batch)
+}
+
+/// The cursor's read, last in a chunk's batch.
+fn push_log_acked(batch: &mut Batch, job_id: &str, epoch: i64) {
+    batch
+        .push("SELECT log_acked FROM jobs WHERE id = ? AND lease_epoch = ?")
+        .bind(job_id.to_owned())
+        .bind(epoch);
+}
+
+/// What a chunk's batch did: its first step moved the cursor, its last
+/// read it.
+fn chunk_stored(steps: &[Step]) -> Result<ChunkStored, StoreError> {
+    let advanced = steps.first().is_some_and(|step| step.changes == 1);
+    let acked: Option<i64> = steps
+        .last()
+        .and_then(|step| step.rows.first())
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(db_error)?;
+    Ok(ChunkStored {
+        acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
+        stored: advanced,
+    })
 }
