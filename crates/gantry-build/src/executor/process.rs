@@ -172,40 +172,60 @@ fn forks_since_boot() -> Option<u64> {
         .ok()
 }
 
-/// The lowest PID the sweep must look at: 0 (all) unless `mark` says
-/// more.
-fn sweep_from(mark: Option<PidMark>) -> i32 {
-    let Some(mark) = mark else { return 0 };
-    let now = PidMark::now();
-    let pid_max = read_number::<i32>("/proc/sys/kernel/pid_max");
-    match (now, pid_max) {
-        (Some(now), Some(pid_max)) => mark.lowest_new_pid(now, pid_max).unwrap_or(0),
-        _ => 0,
-    }
+/// The PIDs handed out since `mark`, as (lowest, highest so far), when
+/// the counter surely has not wrapped round since; `None`: any PID.
+fn pids_since(mark: Option<PidMark>) -> Option<(i32, i32)> {
+    let mark = mark?;
+    let now = PidMark::now()?;
+    let pid_max = read_number::<i32>("/proc/sys/kernel/pid_max")?;
+    let lowest = mark.lowest_new_pid(now, pid_max)?;
+    Some((lowest, now.last_pid))
 }
+
+/// Up to this many PIDs handed out since the mark are looked up one by
+/// one; more, and `/proc` is listed instead. Listing `/proc` reads every
+/// process on the machine (with 50 agents and their builds, several
+/// hundred entries, a tenth of an agent's CPU per short build), while a
+/// short build on a busy machine sees a few dozen new PIDs, most of them
+/// gone again (a failed lookup is cheap).
+const LOOK_UP_AT_MOST: i32 = 512;
 
 /// Every process whose environment holds `GANTRY_BUILD_RUN=<run_id>`,
 /// which every process of a build inherits unless it rewrote its
 /// environment. This finds processes that escaped the phase's process group
 /// (`setsid`, double forks) and were reparented away from us. With a
 /// `mark` taken before the build started anything, only processes created
-/// since are read.
+/// since are read. (A thread's id may be among them: killing it kills its
+/// process, as its process's id would.)
 pub fn processes_of_build(run_id: &str, mark: Option<PidMark>) -> Vec<i32> {
+    sweep(run_id, pids_since(mark), LOOK_UP_AT_MOST)
+}
+
+fn sweep(run_id: &str, since: Option<(i32, i32)>, look_up_at_most: i32) -> Vec<i32> {
     let needle = format!("{}={run_id}", super::RUN_ID_VAR);
     let me = std::process::id() as i32;
-    let from = sweep_from(mark);
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me && pid >= from)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
+    let carries_the_run = |pid: &i32| {
+        *pid != me
+            && std::fs::read(format!("/proc/{pid}/environ"))
                 .map(|env| env.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
                 .unwrap_or(false)
-        })
-        .collect()
+    };
+    match since {
+        Some((from, to)) if to.saturating_sub(from) < look_up_at_most => {
+            (from..=to).filter(carries_the_run).collect()
+        }
+        since => {
+            let from = since.map_or(0, |(from, _)| from);
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                return Vec::new();
+            };
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|&pid| pid >= from)
+                .filter(carries_the_run)
+                .collect()
+        }
+    }
 }
 
 /// Kills every process of the build: the known process groups first, then
@@ -321,6 +341,9 @@ mod tests {
         let newer = child_with_id(&id);
         let (older_pid, newer_pid) = (older.id() as i32, newer.id() as i32);
         let marked = processes_of_build(&id, Some(started));
+        // The same window read from a listing of /proc rather than one
+        // lookup per PID.
+        let listed = sweep(&id, pids_since(Some(started)), 0);
         let mut all = processes_of_build(&id, None);
         for mut child in [older, newer] {
             let _ = child.kill();
@@ -331,5 +354,6 @@ mod tests {
         both.sort();
         assert_eq!(all, both);
         assert_eq!(marked, vec![newer_pid]);
+        assert_eq!(listed, vec![newer_pid]);
     }
 }
