@@ -126,7 +126,7 @@ pub(crate) fn aws(
 }
 
 /// A signed AWS JSON call with the service's content type (Step Functions
-/// speaks JSON 1.0) that must succeed.
+/// speaks JSON 1.0) that must succeed, on a connection of its own.
 pub(crate) fn aws_json(
     addr: SocketAddr,
     service: &str,
@@ -135,6 +135,20 @@ pub(crate) fn aws_json(
     operation: &str,
     input: &Value,
 ) -> Result<Value, String> {
+    let (headers, body) = signed(addr, service, prefix, content_type, operation, input)?;
+    let (status, out) = http(addr, "/", &headers, &body)?;
+    answer(operation, status, &out)
+}
+
+/// The headers and body of a signed AWS JSON call.
+fn signed(
+    addr: SocketAddr,
+    service: &str,
+    prefix: &str,
+    content_type: &str,
+    operation: &str,
+    input: &Value,
+) -> Result<(Vec<(String, String)>, Vec<u8>), String> {
     let body = serde_json::to_vec(input).map_err(|e| e.to_string())?;
     let host = addr.to_string();
     let target = format!("{prefix}.{operation}");
@@ -158,10 +172,137 @@ pub(crate) fn aws_json(
     for (n, v) in signed.pairs() {
         headers.push((n.to_owned(), v.to_owned()));
     }
-    let (status, out) = http(addr, "/", &headers, &body)?;
-    let value: Value = serde_json::from_slice(&out).unwrap_or(Value::Null);
+    Ok((headers, body))
+}
+
+fn answer(operation: &str, status: u16, out: &[u8]) -> Result<Value, String> {
+    let value: Value = serde_json::from_slice(out).unwrap_or(Value::Null);
     if status != 200 {
         return Err(format!("{operation}: {status} {value}"));
     }
     Ok(value)
+}
+
+/// A client's connection to the server kept open from one call to the
+/// next, as the AWS SDKs keep theirs: a connection per call would have
+/// the server accept, set up and tear down one for every call, which no
+/// SDK client makes it do.
+pub(crate) struct Connection {
+    addr: SocketAddr,
+    stream: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl Connection {
+    pub fn new(addr: SocketAddr) -> Connection {
+        Connection { addr, stream: None }
+    }
+
+    /// A signed AWS JSON 1.1 call that must succeed.
+    pub fn aws(
+        &mut self,
+        service: &str,
+        prefix: &str,
+        operation: &str,
+        input: &Value,
+    ) -> Result<Value, String> {
+        let (headers, body) = signed(
+            self.addr,
+            service,
+            prefix,
+            "application/x-amz-json-1.1",
+            operation,
+            input,
+        )?;
+        let sent = self.post("/", &headers, &body);
+        if sent.is_err() {
+            // Whatever the connection was in the middle of, it is not
+            // reused.
+            self.stream = None;
+        }
+        let (status, out) = sent?;
+        answer(operation, status, &out)
+    }
+
+    fn post(
+        &mut self,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), String> {
+        use std::io::BufRead;
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => {
+                let stream = TcpStream::connect(self.addr).map_err(|e| e.to_string())?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                self.stream.insert(std::io::BufReader::new(stream))
+            }
+        };
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (n, v) in headers {
+            request.push_str(&format!("{n}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut whole = request.into_bytes();
+        whole.extend_from_slice(body);
+        stream
+            .get_mut()
+            .write_all(&whole)
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        stream.read_line(&mut line).map_err(|e| e.to_string())?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status in {line:?}"))?;
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        loop {
+            line.clear();
+            stream.read_line(&mut line).map_err(|e| e.to_string())?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let Some((name, value)) = header.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "connection" => close = value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                stream.read_line(&mut line).map_err(|e| e.to_string())?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|e| format!("bad chunk size {line:?}: {e}"))?;
+                let mut chunk = vec![0; size + 2];
+                stream.read_exact(&mut chunk).map_err(|e| e.to_string())?;
+                if size == 0 {
+                    break;
+                }
+                out.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(length) = length {
+            out.resize(length, 0);
+            stream.read_exact(&mut out).map_err(|e| e.to_string())?;
+        } else {
+            stream.read_to_end(&mut out).map_err(|e| e.to_string())?;
+            close = true;
+        }
+        if close {
+            self.stream = None;
+        }
+        Ok((status, out))
+    }
 }
