@@ -9,15 +9,15 @@
 //!   (it writes `date +%s%N`), one build at a time, with one idle agent
 //!   holding its long poll. The embedded local agent's figure for the same
 //!   build is the baseline printed beside it.
-//! Clients keep their connection open from one call to the next, as the
-//! AWS SDKs do.
-//!
 //! - Throughput: `--runs` trivial builds started at once by 8 clients, run
 //!   by 1, 10 and 50 agents; builds finished per second, end to end (each
 //!   is recorded, leased, run, logged and finished in the database). Beside
 //!   it, the StartBuild rate of one client alone, with no agent: one client
 //!   starting the builds would cap the figure there.
 //! - The RSS of an idle `gantry agent`.
+//!
+//! Clients keep their connection open from one call to the next, as the
+//! AWS SDKs do.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

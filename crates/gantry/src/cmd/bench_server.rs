@@ -140,6 +140,9 @@ pub(crate) fn aws_json(
     answer(operation, status, &out)
 }
 
+/// Request headers, as (name, value).
+type Headers = Vec<(String, String)>;
+
 /// The headers and body of a signed AWS JSON call.
 fn signed(
     addr: SocketAddr,
@@ -148,7 +151,7 @@ fn signed(
     content_type: &str,
     operation: &str,
     input: &Value,
-) -> Result<(Vec<(String, String)>, Vec<u8>), String> {
+) -> Result<(Headers, Vec<u8>), String> {
     let body = serde_json::to_vec(input).map_err(|e| e.to_string())?;
     let host = addr.to_string();
     let target = format!("{prefix}.{operation}");
