@@ -163,7 +163,7 @@ pub(crate) async fn sweep<S: Store + ?Sized>(store: &S, objects: &ArtifactStore)
 /// one transaction. Under load that is one commit for many builds where
 /// each build's move used to be a commit of its own (a tenth of the write
 /// connection's time in `gantry bench agents`); a build ending alone is
-/// moved at once.
+/// moved [`ARCHIVE_LINGER`] after it ends.
 ///
 /// What is queued here and not yet moved when the server stops stays in
 /// the database, where readers find it; the sweep at the next start moves
@@ -182,6 +182,12 @@ enum Archive {
 /// Builds' logs moved per transaction, at most.
 const ARCHIVE_BATCH: usize = 100;
 
+/// How long the first build of a batch waits for others to end: under
+/// load a batch then holds several builds (one commit, and one flush, for
+/// all of them) where each build used to be a batch of its own. Readers
+/// find the lines in the database meanwhile.
+const ARCHIVE_LINGER: Duration = Duration::from_millis(20);
+
 impl Archiver {
     /// Starts the mover on the current runtime. Outside one (no server
     /// runs) nothing is moved here; the sweep at a server's start moves it.
@@ -198,6 +204,7 @@ impl Archiver {
                 };
                 let mut ids = Vec::new();
                 let mut next = Some(first);
+                let until = tokio::time::Instant::now() + ARCHIVE_LINGER;
                 while let Some(request) = next.take() {
                     match request {
                         Archive::Ended(id) => ids.push(id),
@@ -207,7 +214,10 @@ impl Archiver {
                         }
                     }
                     if ids.len() < ARCHIVE_BATCH {
-                        next = requests.try_recv().ok();
+                        next = tokio::time::timeout_at(until, requests.recv())
+                            .await
+                            .ok()
+                            .flatten();
                     }
                 }
                 if ids.is_empty() {
