@@ -679,6 +679,8 @@ async fn next_offer<S: Store>(
     }
 }
 
+/// Takes a job's result (a build's or a command's), fenced by its lease;
+/// the build's owner is told, here or through the `jobs` row.
 async fn take_result<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
