@@ -378,6 +378,11 @@ mod tests {
         let store = crate::SqliteStore::open(&dir.path().join("g.db"), key)
             .await
             .expect("open");
+        // Opening wrote (migrations): flushed first, so that the round
+        // awaited below is one that began after the write's mark (with the
+        // linger, the opening's round may otherwise begin while the write
+        // is under way and not cover it).
+        crate::ServerStore::durable(&store).await.expect("open flushed");
         let mut finished = store.wal.shared.finished.subscribe();
         let before = finished.borrow().round;
         store
