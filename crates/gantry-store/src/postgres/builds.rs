@@ -188,12 +188,10 @@ pub(crate) async fn append_log(
     Ok(last)
 }
 
-/// Lines one INSERT statement carries after the first (three values each).
-const LINES_PER_INSERT: usize = 300;
-
-/// [`append_log`] inside the caller's transaction. The lines after the
-/// first go in multi-row INSERTs: one statement per line was one round
-/// trip to the database each, a dozen or more per short build.
+/// [`append_log`] inside the caller's transaction: the lock, then every
+/// line in one INSERT (the lines go as one array, numbered by `unnest ...
+/// WITH ORDINALITY` after the highest written): two round trips to the
+/// database whatever the number of lines.
 pub(crate) async fn append_log_in(
     conn: &mut sqlx::PgConnection,
     build_id: &str,
@@ -201,13 +199,16 @@ pub(crate) async fn append_log_in(
 ) -> Result<u64, StoreError> {
     // Lines are numbered from the highest written, which two writers to one
     // build (e.g. two servers) could both read: a transaction-scoped
-    // advisory lock on the build id serialises them until commit.
+    // advisory lock on the build id serialises them until commit. (Taken
+    // in a statement of its own: the INSERT's snapshot, under READ
+    // COMMITTED, is then taken after the lock, and sees the lines of the
+    // writer that held it.)
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(build_id)
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-    let Some((first, rest)) = lines.split_first() else {
+    if lines.is_empty() {
         let last: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1",
         )
@@ -216,33 +217,26 @@ pub(crate) async fn append_log_in(
         .await
         .map_err(db_error)?;
         return Ok(u64::try_from(last).unwrap_or(0));
-    };
-    // The first line is numbered after the highest, the rest follow it.
-    let first_seq: i64 = sqlx::query_scalar(
-        "INSERT INTO build_log_lines (build_id, seq, line)
-         VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM build_log_lines WHERE build_id = $2), $3)
-         RETURNING seq",
+    }
+    let storable: Vec<String> = lines
+        .iter()
+        .map(|l| crate::model::storable_line(l).into_owned())
+        .collect();
+    let last: Option<i64> = sqlx::query_scalar(
+        "WITH added AS (
+             INSERT INTO build_log_lines (build_id, seq, line)
+             SELECT $1, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1) + l.n, l.line
+             FROM unnest($2::text[]) WITH ORDINALITY AS l(line, n)
+             RETURNING seq
+         )
+         SELECT MAX(seq) FROM added",
     )
     .bind(build_id)
-    .bind(build_id)
-    .bind(crate::model::storable_line(first))
+    .bind(&storable)
     .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
-    let mut next = first_seq + 1;
-    for group in rest.chunks(LINES_PER_INSERT) {
-        let mut insert = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-            "INSERT INTO build_log_lines (build_id, seq, line) ",
-        );
-        insert.push_values(group, |mut row, line| {
-            row.push_bind(build_id)
-                .push_bind(next)
-                .push_bind(crate::model::storable_line(line));
-            next += 1;
-        });
-        insert.build().execute(&mut *conn).await.map_err(db_error)?;
-    }
-    Ok(u64::try_from(next - 1).unwrap_or(0))
+    Ok(u64::try_from(last.unwrap_or(0)).unwrap_or(0))
 }
 
 pub(crate) async fn log_lines(

@@ -272,31 +272,35 @@ async fn store_chunk_in(
     let seq = i64::try_from(seq).map_err(StoreError::other)?;
     // The cursor first: it is the write that decides, and it locks the
     // job's row until commit, so two servers storing the same chunk
-    // cannot both append its lines.
-    let advanced = sqlx::query(
+    // cannot both append its lines. When it moved, it is the answer too.
+    let moved: Option<i64> = sqlx::query_scalar(
         "UPDATE jobs SET log_acked = $1, update_ms = $2
-         WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5",
+         WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5
+         RETURNING log_acked",
     )
     .bind(seq)
     .bind(now_ms())
     .bind(job_id)
     .bind(epoch)
     .bind(LEASED)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await
-    .map_err(db_error)?
-    .rows_affected()
-        == 1;
-    if advanced {
-        super::builds::append_log_in(tx, log_id, lines).await?;
-    }
-    let acked: Option<i64> =
-        sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
+    .map_err(db_error)?;
+    let advanced = moved.is_some();
+    let acked = match moved {
+        Some(acked) => {
+            if !lines.is_empty() {
+                super::builds::append_log_in(tx, log_id, lines).await?;
+            }
+            Some(acked)
+        }
+        None => sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
             .bind(job_id)
             .bind(epoch)
             .fetch_optional(&mut **tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?,
+    };
     Ok(ChunkStored {
         acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
         stored: advanced,

@@ -382,7 +382,9 @@ mod tests {
         // awaited below is one that began after the write's mark (with the
         // linger, the opening's round may otherwise begin while the write
         // is under way and not cover it).
-        crate::ServerStore::durable(&store).await.expect("open flushed");
+        crate::ServerStore::durable(&store)
+            .await
+            .expect("open flushed");
         let mut finished = store.wal.shared.finished.subscribe();
         let before = finished.borrow().round;
         store
