@@ -548,6 +548,88 @@ async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
     assert_eq!(got, ["one", "two"]);
 }
 
+/// A result resent after its answer was lost, whose last chunk was stored
+/// the first time: the chunk is not stored again, and the job ends (every
+/// chunk is in). Lines the server writes to the same log between chunks
+/// are numbered in order with the chunks'.
+async fn a_resent_last_chunk_ends_the_job_once_every_chunk_is_in<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (_, e) = leased_job(&store, 60_000).await;
+    let result = json!({"epoch": e});
+    let end = JobEnd {
+        status: "FAILED",
+        error: Some("exit status 1"),
+        result: &result,
+        last_seq: 2,
+    };
+    let first = store
+        .store_log_chunk("log-1", &lines(&["a", "b"]), "j", e, 1)
+        .await
+        .expect("1");
+    assert!(first.stored, "{first:?}");
+    assert_eq!(
+        store
+            .append_log_lines("log-1", &lines(&["server"]))
+            .await
+            .expect("server's line"),
+        3
+    );
+    let second = store
+        .store_log_chunk("log-1", &lines(&["c"]), "j", e, 2)
+        .await
+        .expect("2");
+    assert_eq!(
+        second,
+        ChunkStored {
+            acked: 2,
+            stored: true
+        }
+    );
+    let resent = store
+        .store_last_chunk_and_finish("log-1", &lines(&["c"]), "j", e, 2, &end)
+        .await
+        .expect("resent");
+    assert_eq!(
+        resent,
+        ChunkAndEnd {
+            chunk: ChunkStored {
+                acked: 2,
+                stored: false
+            },
+            ended: true
+        }
+    );
+    let job = store.get_agent_job("j").await.expect("job");
+    assert_eq!(
+        (job.status.as_str(), job.error.as_deref()),
+        ("FAILED", Some("exit status 1"))
+    );
+    assert_eq!(store.job_result("j").await.expect("kept"), Some(result.clone()));
+    // Once more: the job has ended, so nothing changes.
+    let again = store
+        .store_last_chunk_and_finish("log-1", &lines(&["c"]), "j", e, 2, &end)
+        .await
+        .expect("again");
+    assert!(!again.ended && !again.chunk.stored, "{again:?}");
+    let got: Vec<(u64, String)> = store
+        .log_lines("log-1", 0, 100)
+        .await
+        .expect("lines")
+        .into_iter()
+        .map(|l| (l.seq, l.text))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "a".to_owned()),
+            (2, "b".to_owned()),
+            (3, "server".to_owned()),
+            (4, "c".to_owned())
+        ]
+    );
+}
+
 /// Journal entry `seq` of `arn` (its history event numbered `seq`).
 fn next_entry(arn: &str, seq: u64) -> JournalAppend {
     let (_, mut e) = execution(arn);
@@ -812,4 +894,5 @@ both_stores!(
     a_jobs_log_cursor_and_result_are_fenced_by_its_lease,
     a_log_chunk_and_its_cursor_are_one_write,
     a_last_chunk_and_the_jobs_end_are_one_write,
+    a_resent_last_chunk_ends_the_job_once_every_chunk_is_in,
 );

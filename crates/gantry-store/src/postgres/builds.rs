@@ -3,10 +3,10 @@
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
-use super::{audit, db_error, parse_json};
+use super::{db_error, parse_json};
 use crate::{
     BuildRecord, BuildUpdate, LogArchive, LogLine, LogMove, LogSeek, NewBuild, SortOrder,
-    StoreError,
+    StoreError, now_ms,
 };
 
 const COLUMNS: &str =
@@ -35,66 +35,67 @@ pub(crate) async fn create(
     owner: Option<&str>,
     actor: &str,
 ) -> Result<BuildRecord, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let created = create_in(&mut tx, build, owner, actor).await?;
-    tx.commit().await.map_err(db_error)?;
-    Ok(created)
+    // One statement is its own transaction: no BEGIN and COMMIT round trips.
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    create_in(&mut conn, build, owner, actor).await
 }
 
 /// [`create`] inside the caller's transaction (an engine step's, which
 /// creates a build action's first build with the step).
+///
+/// One statement, so one round trip: the number, the build and its audit
+/// entry are data-modifying CTEs, which commit or fail together. The
+/// counter's UPDATE locks the project's row until commit: a concurrent
+/// create (from this server or another) waits for it and then increments
+/// the committed value, so no two builds share a number. An unknown
+/// project leaves the counter's CTE empty, so nothing is written and no
+/// row comes back.
 pub(crate) async fn create_in(
-    tx: &mut sqlx::PgConnection,
+    conn: &mut sqlx::PgConnection,
     build: &NewBuild,
     owner: Option<&str>,
     actor: &str,
 ) -> Result<BuildRecord, StoreError> {
-    // The counter's UPDATE locks the project's row until commit: a
-    // concurrent create (from this server or another) waits for it and then
-    // increments the committed value, so no two builds share a number.
-    let number: i64 = sqlx::query_scalar(
-        "UPDATE projects SET build_counter = build_counter + 1 WHERE name = $1
-         RETURNING build_counter",
-    )
-    .bind(&build.project)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db_error)?
-    .ok_or(StoreError::NotFound)?;
     // The server that creates the build waits for it, so it is the owner
     // from the start (gantry-store's servers.rs).
     let sql = format!(
-        "INSERT INTO builds ({COLUMNS}, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
-         RETURNING {COLUMNS}"
+        "WITH counter AS (
+             UPDATE projects SET build_counter = build_counter + 1 WHERE name = $2
+             RETURNING build_counter
+         ), created AS (
+             INSERT INTO builds ({COLUMNS}, owner)
+             SELECT $1, $2, build_counter, $3, $4, $5, $6, $7, NULL, $8 FROM counter
+             RETURNING {COLUMNS}
+         ), audited AS (
+             INSERT INTO audit_log (at_ms, actor, action, target, detail)
+             SELECT $9, $10, 'build.start', id, 'number ' || number FROM created
+         )
+         SELECT {COLUMNS} FROM created"
     );
     let row = sqlx::query(&sql)
         .bind(&build.id)
         .bind(&build.project)
-        .bind(number)
         .bind(&build.status)
         .bind(&build.current_phase)
         .bind(build.build.to_string())
         .bind(build.overrides.to_string())
         .bind(build.start_ms)
         .bind(owner)
-        .fetch_one(&mut *tx)
+        .bind(now_ms())
+        .bind(actor)
+        .fetch_optional(&mut *conn)
         .await
-        .map_err(db_error)?;
-    let created = record(&row)?;
-    audit::record(
-        tx,
-        actor,
-        "build.start",
-        &build.id,
-        &format!("number {number}"),
-    )
-    .await?;
-    Ok(created)
+        .map_err(db_error)?
+        .ok_or(StoreError::NotFound)?;
+    record(&row)
 }
 
 /// Fenced on the owner: with `me` set, a build another server took over (while
 /// `me` was paused or cut off from the database) is not changed by `me`
 /// (`Conflict`), so a late write cannot end it twice or undo its new owner's.
+///
+/// The change and its audit entry are one statement (one round trip, its
+/// own transaction); only a refused change costs a second, to say why.
 pub(crate) async fn update(
     pool: &PgPool,
     id: &str,
@@ -102,10 +103,17 @@ pub(crate) async fn update(
     me: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let done = sqlx::query(
-        "UPDATE builds SET status = $1, current_phase = $2, build_json = $3, end_ms = $4
-         WHERE id = $5 AND ($6 IS NULL OR owner IS NULL OR owner = $7)",
+    let detail = format!("{} {}", update.status, update.current_phase);
+    let changed: i64 = sqlx::query_scalar(
+        "WITH changed AS (
+             UPDATE builds SET status = $1, current_phase = $2, build_json = $3, end_ms = $4
+             WHERE id = $5 AND ($6::text IS NULL OR owner IS NULL OR owner = $6)
+             RETURNING id
+         ), audited AS (
+             INSERT INTO audit_log (at_ms, actor, action, target, detail)
+             SELECT $7, $8, 'build.update', id, $9 FROM changed
+         )
+         SELECT COUNT(*) FROM changed",
     )
     .bind(&update.status)
     .bind(&update.current_phase)
@@ -113,15 +121,17 @@ pub(crate) async fn update(
     .bind(update.end_ms)
     .bind(id)
     .bind(me)
-    .bind(me)
-    .execute(&mut *tx)
+    .bind(now_ms())
+    .bind(actor)
+    .bind(&detail)
+    .fetch_one(pool)
     .await
     .map_err(db_error)?;
-    if done.rows_affected() == 0 {
+    if changed == 0 {
         let owner: Option<Option<String>> =
             sqlx::query_scalar("SELECT owner FROM builds WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(pool)
                 .await
                 .map_err(db_error)?;
         return Err(match owner {
@@ -132,9 +142,7 @@ pub(crate) async fn update(
             )),
         });
     }
-    let detail = format!("{} {}", update.status, update.current_phase);
-    audit::record(&mut tx, actor, "build.update", id, &detail).await?;
-    tx.commit().await.map_err(db_error)
+    Ok(())
 }
 
 pub(crate) async fn get(pool: &PgPool, id: &str) -> Result<BuildRecord, StoreError> {
@@ -177,66 +185,64 @@ pub(crate) async fn with_status(
     rows.iter().map(record).collect()
 }
 
+/// Appends `lines` to `build_id`'s log and answers the last line's number.
+///
+/// One statement, so one round trip and its own transaction: the log's
+/// head row (`build_log_heads`) moves on by the number of lines, and the
+/// lines go in one INSERT from an array, numbered from where the head was.
+/// The head's upsert locks its row and sees the newest committed head, so
+/// two writers to one log (e.g. two servers) get disjoint numbers.
 pub(crate) async fn append_log(
     pool: &PgPool,
     build_id: &str,
     lines: &[String],
 ) -> Result<u64, StoreError> {
-    let mut tx = pool.begin().await.map_err(db_error)?;
-    let last = append_log_in(&mut tx, build_id, lines).await?;
-    tx.commit().await.map_err(db_error)?;
-    Ok(last)
+    if lines.is_empty() {
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM build_log_heads WHERE build_id = $1")
+                .bind(build_id)
+                .fetch_optional(pool)
+                .await
+                .map_err(db_error)?;
+        return Ok(u64::try_from(last.unwrap_or(0)).unwrap_or(0));
+    }
+    let sql = format!(
+        "WITH head AS (
+             INSERT INTO build_log_heads AS h (build_id, last_seq)
+             VALUES ($1, cardinality($2::text[]))
+             {MOVE_HEAD}
+         ), {INSERT_LINES}
+         SELECT last_seq FROM head"
+    );
+    let last: i64 = sqlx::query_scalar(&sql)
+        .bind(build_id)
+        .bind(storable(lines))
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(u64::try_from(last).unwrap_or(0))
 }
 
-/// [`append_log`] inside the caller's transaction: the lock, then every
-/// line in one INSERT (the lines go as one array, numbered by `unnest ...
-/// WITH ORDINALITY` after the highest written): two round trips to the
-/// database whatever the number of lines.
-pub(crate) async fn append_log_in(
-    conn: &mut sqlx::PgConnection,
-    build_id: &str,
-    lines: &[String],
-) -> Result<u64, StoreError> {
-    // Lines are numbered from the highest written, which two writers to one
-    // build (e.g. two servers) could both read: a transaction-scoped
-    // advisory lock on the build id serialises them until commit. (Taken
-    // in a statement of its own: the INSERT's snapshot, under READ
-    // COMMITTED, is then taken after the lock, and sees the lines of the
-    // writer that held it.)
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(build_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    if lines.is_empty() {
-        let last: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1",
-        )
-        .bind(build_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        return Ok(u64::try_from(last).unwrap_or(0));
-    }
-    let storable: Vec<String> = lines
+/// The end of the `head` CTE of a statement that appends log lines (`$1`
+/// the log, `$2` the lines as `text[]`): an existing head moves on by the
+/// number of lines. Its `RETURNING` is the new last line's number.
+pub(crate) const MOVE_HEAD: &str = "ON CONFLICT (build_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
+             RETURNING last_seq";
+
+/// The CTE that inserts the lines (`$2`) after the `head` CTE moved the
+/// head: numbered from the old head, in the array's order.
+pub(crate) const INSERT_LINES: &str = "added AS (
+             INSERT INTO build_log_lines (build_id, seq, line)
+             SELECT $1, head.last_seq - cardinality($2::text[]) + l.n, l.line
+             FROM head, unnest($2::text[]) WITH ORDINALITY AS l(line, n)
+         )";
+
+/// The lines as they are stored (see [`crate::model::storable_line`]).
+pub(crate) fn storable(lines: &[String]) -> Vec<String> {
+    lines
         .iter()
         .map(|l| crate::model::storable_line(l).into_owned())
-        .collect();
-    let last: Option<i64> = sqlx::query_scalar(
-        "WITH added AS (
-             INSERT INTO build_log_lines (build_id, seq, line)
-             SELECT $1, (SELECT COALESCE(MAX(seq), 0) FROM build_log_lines WHERE build_id = $1) + l.n, l.line
-             FROM unnest($2::text[]) WITH ORDINALITY AS l(line, n)
-             RETURNING seq
-         )
-         SELECT MAX(seq) FROM added",
-    )
-    .bind(build_id)
-    .bind(&storable)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(u64::try_from(last.unwrap_or(0)).unwrap_or(0))
+        .collect()
 }
 
 pub(crate) async fn log_lines(

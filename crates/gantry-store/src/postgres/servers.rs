@@ -181,10 +181,8 @@ impl ServerStore for PgStore {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let chunk = store_chunk_in(&mut tx, log_id, lines, job_id, epoch, seq).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(chunk)
+        let stored = store_chunk(&self.pool, log_id, lines, job_id, epoch, seq, None).await?;
+        Ok(stored.chunk)
     }
 
     async fn store_last_chunk_and_finish(
@@ -196,30 +194,7 @@ impl ServerStore for PgStore {
         seq: u64,
         end: &JobEnd<'_>,
     ) -> Result<ChunkAndEnd, StoreError> {
-        let last_seq = i64::try_from(end.last_seq).map_err(StoreError::other)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let chunk = store_chunk_in(&mut tx, log_id, lines, job_id, epoch, seq).await?;
-        // Gated by the lease and by the cursor as the chunk just left it
-        // (the row is locked by this transaction since the cursor's update).
-        let ended = sqlx::query(
-            "UPDATE jobs SET status = $1, error = $2, result_json = $3, update_ms = $4
-             WHERE id = $5 AND status = $6 AND lease_epoch = $7 AND log_acked >= $8",
-        )
-        .bind(end.status)
-        .bind(end.error)
-        .bind(end.result.to_string())
-        .bind(now_ms())
-        .bind(job_id)
-        .bind(LEASED)
-        .bind(epoch)
-        .bind(last_seq)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?
-        .rows_affected()
-            == 1;
-        tx.commit().await.map_err(db_error)?;
-        Ok(ChunkAndEnd { chunk, ended })
+        store_chunk(&self.pool, log_id, lines, job_id, epoch, seq, Some(end)).await
     }
 
     async fn record_job_result(
@@ -260,49 +235,84 @@ impl ServerStore for PgStore {
     }
 }
 
-/// Chunk `seq` of lease `epoch` in `tx` (see `ServerStore::store_log_chunk`).
-async fn store_chunk_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+/// Chunk `seq` of lease `epoch`, and with `end` the job's end (see
+/// `ServerStore::store_log_chunk` and `store_last_chunk_and_finish`).
+///
+/// One statement, so one round trip and its own transaction. The cursor's
+/// UPDATE decides: it locks the job's row until commit, so of two servers
+/// storing the same chunk only one moves it, and only that one's `head`
+/// and `added` CTEs (which read from it) append the lines.
+///
+/// The end goes with the cursor's move when the chunk completes the log
+/// (`$5 >= $11`), or, when the chunk was stored before (a result resent
+/// after a lost answer), by `ended_anyway` once every chunk is in. The two
+/// UPDATEs of the job's row are never both applied: their conditions on
+/// `log_acked` exclude each other for any version of the row, and a
+/// statement skips a row its own other part already changed.
+///
+/// Without a move, the cursor is as the statement's snapshot saw it.
+async fn store_chunk(
+    pool: &sqlx::PgPool,
     log_id: &str,
     lines: &[String],
     job_id: &str,
     epoch: i64,
     seq: u64,
-) -> Result<ChunkStored, StoreError> {
+    end: Option<&JobEnd<'_>>,
+) -> Result<ChunkAndEnd, StoreError> {
+    use super::builds::{INSERT_LINES, MOVE_HEAD, storable};
     let seq = i64::try_from(seq).map_err(StoreError::other)?;
-    // The cursor first: it is the write that decides, and it locks the
-    // job's row until commit, so two servers storing the same chunk
-    // cannot both append its lines. When it moved, it is the answer too.
-    let moved: Option<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET log_acked = $1, update_ms = $2
-         WHERE id = $3 AND lease_epoch = $4 AND log_acked = $1 - 1 AND status = $5
-         RETURNING log_acked",
-    )
-    .bind(seq)
-    .bind(now_ms())
-    .bind(job_id)
-    .bind(epoch)
-    .bind(LEASED)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_error)?;
-    let advanced = moved.is_some();
-    let acked = match moved {
-        Some(acked) => {
-            if !lines.is_empty() {
-                super::builds::append_log_in(tx, log_id, lines).await?;
-            }
-            Some(acked)
-        }
-        None => sqlx::query_scalar("SELECT log_acked FROM jobs WHERE id = $1 AND lease_epoch = $2")
-            .bind(job_id)
-            .bind(epoch)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_error)?,
+    // Without an end, `$11` (the last chunk) is past any cursor, so the
+    // job's columns stay as they are and `ended_anyway` matches nothing.
+    let last_seq = match end {
+        Some(end) => i64::try_from(end.last_seq).map_err(StoreError::other)?,
+        None => i64::MAX,
     };
-    Ok(ChunkStored {
-        acked: u64::try_from(acked.unwrap_or(0)).unwrap_or(0),
-        stored: advanced,
+    let sql = format!(
+        "WITH moved AS (
+             UPDATE jobs SET log_acked = $5, update_ms = $6,
+                 status = CASE WHEN $5 >= $11 THEN $8 ELSE status END,
+                 error = CASE WHEN $5 >= $11 THEN $9 ELSE error END,
+                 result_json = CASE WHEN $5 >= $11 THEN $10 ELSE result_json END
+             WHERE id = $3 AND lease_epoch = $4 AND log_acked = $5 - 1 AND status = $7
+             RETURNING log_acked, status <> $7 AS ended
+         ), ended_anyway AS (
+             UPDATE jobs SET status = $8, error = $9, result_json = $10, update_ms = $6
+             WHERE id = $3 AND lease_epoch = $4 AND log_acked <> $5 - 1 AND status = $7
+               AND log_acked >= $11
+             RETURNING id
+         ), head AS (
+             INSERT INTO build_log_heads AS h (build_id, last_seq)
+             SELECT $1, cardinality($2::text[]) FROM moved WHERE cardinality($2::text[]) > 0
+             {MOVE_HEAD}
+         ), {INSERT_LINES}
+         SELECT (SELECT log_acked FROM moved) AS moved_to,
+                (SELECT log_acked FROM jobs WHERE id = $3 AND lease_epoch = $4) AS acked,
+                COALESCE((SELECT ended FROM moved), false)
+                    OR EXISTS (SELECT 1 FROM ended_anyway) AS ended"
+    );
+    let row = sqlx::query(&sql)
+        .bind(log_id)
+        .bind(storable(lines))
+        .bind(job_id)
+        .bind(epoch)
+        .bind(seq)
+        .bind(now_ms())
+        .bind(LEASED)
+        .bind(end.map(|e| e.status))
+        .bind(end.and_then(|e| e.error))
+        .bind(end.map(|e| e.result.to_string()))
+        .bind(last_seq)
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    let moved_to: Option<i64> = row.try_get("moved_to").map_err(db_error)?;
+    let acked: Option<i64> = row.try_get("acked").map_err(db_error)?;
+    Ok(ChunkAndEnd {
+        chunk: ChunkStored {
+            acked: u64::try_from(moved_to.or(acked).unwrap_or(0)).unwrap_or(0),
+            stored: moved_to.is_some(),
+        },
+        ended: row.try_get("ended").map_err(db_error)?,
     })
 }
