@@ -205,6 +205,33 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// `found` (rows read by their keys in one query, in any order) in the
+/// order of `keys`: a key asked for twice gets its row twice, a key not
+/// found gets nothing, as a lookup per key would answer.
+pub(crate) fn in_order_of<T: Clone>(
+    keys: &[String],
+    found: Vec<T>,
+    key: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let mut by_key: std::collections::HashMap<String, T> = found
+        .into_iter()
+        .map(|row| (key(&row).to_owned(), row))
+        .collect();
+    let mut ordered: Vec<T> = Vec::with_capacity(keys.len());
+    for k in keys {
+        match by_key.remove(k.as_str()) {
+            Some(row) => ordered.push(row),
+            // Asked for before (and found then), or not found at all.
+            None => {
+                if let Some(row) = ordered.iter().find(|r| key(r) == k.as_str()) {
+                    ordered.push(row.clone());
+                }
+            }
+        }
+    }
+    ordered
+}
+
 /// A log line as both stores keep it: a NUL character becomes U+FFFD.
 /// PostgreSQL's text cannot hold NUL, and refused the whole batch of lines
 /// a build that printed one was in; SQLite does the same so that a log

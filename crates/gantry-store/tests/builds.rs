@@ -199,6 +199,14 @@ async fn builds_numbers_updates_and_logs<B: Backend>(b: &B) {
     assert_eq!(got[0].status, "SUCCEEDED");
     assert_eq!(got[0].end_ms, Some(2000));
     assert_eq!(got[0].build["phases"][0]["phaseType"], "BUILD");
+    // In the order asked for, one query or not: a build asked for twice
+    // comes twice, an unknown one not at all.
+    let asked: Vec<String> = ["web:2", "web:9", "web:1", "web:2"]
+        .map(String::from)
+        .into();
+    let got = store.get_builds(&asked).await.expect("get many");
+    let ids: Vec<_> = got.iter().map(|b| b.id.as_str()).collect();
+    assert_eq!(ids, ["web:2", "web:1", "web:2"]);
     assert_eq!(
         store
             .list_builds_for_project("web", SortOrder::Descending)

@@ -605,7 +605,10 @@ async fn a_resent_last_chunk_ends_the_job_once_every_chunk_is_in<B: Backend>(b: 
         (job.status.as_str(), job.error.as_deref()),
         ("FAILED", Some("exit status 1"))
     );
-    assert_eq!(store.job_result("j").await.expect("kept"), Some(result.clone()));
+    assert_eq!(
+        store.job_result("j").await.expect("kept"),
+        Some(result.clone())
+    );
     // Once more: the job has ended, so nothing changes.
     let again = store
         .store_last_chunk_and_finish("log-1", &lines(&["c"]), "j", e, 2, &end)

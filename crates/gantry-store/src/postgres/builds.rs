@@ -145,15 +145,19 @@ pub(crate) async fn update(
     Ok(())
 }
 
-pub(crate) async fn get(pool: &PgPool, id: &str) -> Result<BuildRecord, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = $1");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
+/// The builds among `ids`, in their order: one query.
+pub(crate) async fn get_many(
+    pool: &PgPool,
+    ids: &[String],
+) -> Result<Vec<BuildRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = ANY($1)");
+    let rows = sqlx::query(&sql)
+        .bind(ids)
+        .fetch_all(pool)
         .await
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)?;
-    record(&row)
+        .map_err(db_error)?;
+    let found = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::model::in_order_of(ids, found, |b| &b.id))
 }
 
 pub(crate) async fn list_for_project(
@@ -226,7 +230,8 @@ pub(crate) async fn append_log(
 /// The end of the `head` CTE of a statement that appends log lines (`$1`
 /// the log, `$2` the lines as `text[]`): an existing head moves on by the
 /// number of lines. Its `RETURNING` is the new last line's number.
-pub(crate) const MOVE_HEAD: &str = "ON CONFLICT (build_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
+pub(crate) const MOVE_HEAD: &str =
+    "ON CONFLICT (build_id) DO UPDATE SET last_seq = h.last_seq + excluded.last_seq
              RETURNING last_seq";
 
 /// The CTE that inserts the lines (`$2`) after the `head` CTE moved the

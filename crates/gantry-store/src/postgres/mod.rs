@@ -124,15 +124,7 @@ impl BuildStore for PgStore {
     }
 
     async fn get_projects(&self, names: &[String]) -> Result<Vec<ProjectRecord>, StoreError> {
-        let mut found = Vec::with_capacity(names.len());
-        for name in names {
-            match projects::get(&self.pool, name).await {
-                Ok(p) => found.push(p),
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(found)
+        projects::get_many(&self.pool, names).await
     }
 
     async fn delete_project(&self, name: &str, actor: &str) -> Result<(), StoreError> {
@@ -162,15 +154,7 @@ impl BuildStore for PgStore {
     }
 
     async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            match builds::get(&self.pool, id).await {
-                Ok(b) => found.push(b),
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(found)
+        builds::get_many(&self.pool, ids).await
     }
 
     async fn list_builds_for_project(

@@ -84,6 +84,22 @@ pub(crate) async fn get(pool: &PgPool, name: &str) -> Result<ProjectRecord, Stor
     record(&row)
 }
 
+/// The projects among `names`, in their order: one query.
+pub(crate) async fn get_many(
+    pool: &PgPool,
+    names: &[String],
+) -> Result<Vec<ProjectRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT name, project_json, created_ms, modified_ms FROM projects WHERE name = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    let found = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::model::in_order_of(names, found, |p| &p.name))
+}
+
 pub(crate) async fn delete(pool: &PgPool, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM projects WHERE name = $1")

@@ -179,15 +179,22 @@ pub(crate) async fn update(
     })
 }
 
-pub(crate) async fn get(pool: &Connections, id: &str) -> Result<BuildRecord, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = ?");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
+/// The builds among `ids`, in their order: one query (the ids go as one
+/// JSON array, so the statement's text, and its cached plan, is the same
+/// for any number of them).
+pub(crate) async fn get_many(
+    pool: &Connections,
+    ids: &[String],
+) -> Result<Vec<BuildRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM builds WHERE id IN (SELECT value FROM json_each(?))");
+    let ids_json = serde_json::to_string(ids).map_err(StoreError::other)?;
+    let rows = sqlx::query(&sql)
+        .bind(ids_json)
+        .fetch_all(pool)
         .await
-        .map_err(db_error)?
-        .ok_or(StoreError::NotFound)?;
-    record(&row)
+        .map_err(db_error)?;
+    let found = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::model::in_order_of(ids, found, |b| &b.id))
 }
 
 pub(crate) async fn list_for_project(

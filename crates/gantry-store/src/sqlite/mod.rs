@@ -180,15 +180,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn get_projects(&self, names: &[String]) -> Result<Vec<ProjectRecord>, StoreError> {
-        let mut found = Vec::with_capacity(names.len());
-        for name in names {
-            match projects::get(&self.readers, name).await {
-                Ok(p) => found.push(p),
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(found)
+        projects::get_many(&self.readers, names).await
     }
 
     async fn delete_project(&self, name: &str, actor: &str) -> Result<(), StoreError> {
@@ -218,15 +210,7 @@ impl BuildStore for SqliteStore {
     }
 
     async fn get_builds(&self, ids: &[String]) -> Result<Vec<BuildRecord>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            match builds::get(&self.readers, id).await {
-                Ok(b) => found.push(b),
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(found)
+        builds::get_many(&self.readers, ids).await
     }
 
     async fn list_builds_for_project(

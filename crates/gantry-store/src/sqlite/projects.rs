@@ -85,6 +85,25 @@ pub(crate) async fn get(pool: &Connections, name: &str) -> Result<ProjectRecord,
     record(&row)
 }
 
+/// The projects among `names`, in their order: one query (see
+/// `builds::get_many`).
+pub(crate) async fn get_many(
+    pool: &Connections,
+    names: &[String],
+) -> Result<Vec<ProjectRecord>, StoreError> {
+    let names_json = serde_json::to_string(names).map_err(StoreError::other)?;
+    let rows = sqlx::query(
+        "SELECT name, project_json, created_ms, modified_ms FROM projects
+         WHERE name IN (SELECT value FROM json_each(?))",
+    )
+    .bind(names_json)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    let found = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::model::in_order_of(names, found, |p| &p.name))
+}
+
 pub(crate) async fn delete(pool: &Connections, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM projects WHERE name = ?")
