@@ -16,13 +16,14 @@
 //! default, any S3-compatible store with `--artifact-store s3://...`), every
 //! server sharing the database and the store can read every finished log.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gantry_artifacts::ArtifactStore;
-use gantry_store::{LogArchive, LogMove, Store, StoreError, now_ms};
+use gantry_store::{LogArchive, LogLine, LogMove, Store, StoreError, now_ms};
 use tokio::sync::{mpsc, oneshot};
 
 /// How often each server looks for logs left in the database.
@@ -43,9 +44,65 @@ fn store_error(e: gantry_artifacts::Error) -> StoreError {
     StoreError::other(e)
 }
 
+/// What the batch's two reads found of one build's log: its earlier
+/// archive, its first lines, and whether those are all of them.
+struct FirstRead {
+    previous: Option<LogArchive>,
+    lines: Vec<LogLine>,
+    whole: bool,
+}
+
+/// Reads, for every build of `ids`, its earlier archive and its first
+/// lines: two queries for the batch, where a build at a time was two
+/// queries per build. A build whose lines the batch's read cut short (or
+/// did not reach) reads the rest on its own in [`write_object`].
+async fn first_reads<S: Store + ?Sized>(
+    store: &S,
+    ids: &[String],
+) -> Result<HashMap<String, FirstRead>, StoreError> {
+    let mut reads: HashMap<String, FirstRead> = ids
+        .iter()
+        .map(|id| {
+            let read = FirstRead {
+                previous: None,
+                lines: Vec::new(),
+                whole: true,
+            };
+            (id.clone(), read)
+        })
+        .collect();
+    for archive in store.log_archives(ids).await? {
+        if let Some(read) = reads.get_mut(&archive.build_id) {
+            read.previous = Some(archive);
+        }
+    }
+    let lines = store.first_log_lines(ids, READ_BATCH).await?;
+    let cut_at = match lines.last() {
+        Some((last, _)) if lines.len() >= READ_BATCH as usize => Some(last.clone()),
+        _ => None,
+    };
+    for (id, line) in lines {
+        if let Some(read) = reads.get_mut(&id) {
+            read.lines.push(line);
+        }
+    }
+    // Lines come grouped by build (in the database's collation, which
+    // need not be Rust's order): the last build read may go on, and a
+    // build with no line read may not have been reached.
+    if let Some(cut) = cut_at {
+        for (id, read) in reads.iter_mut() {
+            if *id == cut || read.lines.is_empty() {
+                read.whole = false;
+            }
+        }
+    }
+    Ok(reads)
+}
+
 /// Writes a finished build's log lines to the artifact store and returns
 /// the move to record (`None` when no line is in the database). The rows
-/// stay until [`BuildStore::archive_logs`] records the move.
+/// stay until [`BuildStore::archive_logs`] records the move. `first` is
+/// what the batch read of it ([`first_reads`]).
 ///
 /// Safe to repeat and to run on two servers at once: both write the same
 /// object, and rows are deleted only up to the last line each one read.
@@ -55,9 +112,9 @@ async fn write_object<S: Store + ?Sized>(
     store: &S,
     objects: &ArtifactStore,
     build_id: &str,
+    first: FirstRead,
 ) -> Result<Option<LogMove>, StoreError> {
-    let previous = store.log_archive(build_id).await?;
-    let (mut text, mut count) = match &previous {
+    let (mut text, mut count) = match &first.previous {
         Some(a) => (
             objects
                 .get_named(&a.object_key)
@@ -69,22 +126,24 @@ async fn write_object<S: Store + ?Sized>(
         None => (Vec::new(), 0),
     };
     let mut last_seq = 0;
+    let mut lines = first.lines;
+    let mut whole = first.whole;
     loop {
-        let lines = store.log_lines(build_id, last_seq, READ_BATCH).await?;
-        let Some(last) = lines.last() else {
-            break;
-        };
-        last_seq = last.seq;
-        for line in &lines {
-            text.extend_from_slice(line.text.as_bytes());
-            text.push(b'\n');
+        if let Some(last) = lines.last() {
+            last_seq = last.seq;
+            for line in &lines {
+                text.extend_from_slice(line.text.as_bytes());
+                text.push(b'\n');
+            }
+            count += lines.len() as u64;
         }
-        count += lines.len() as u64;
         // A short batch is the last: asking again would read nothing (the
         // build has ended, so no line is added meanwhile).
-        if lines.len() < READ_BATCH as usize {
+        if whole {
             break;
         }
+        lines = store.log_lines(build_id, last_seq, READ_BATCH).await?;
+        whole = lines.len() < READ_BATCH as usize;
     }
     if last_seq == 0 {
         return Ok(None);
@@ -114,8 +173,19 @@ pub(crate) async fn archive_all<S: Store + ?Sized>(
     objects: &ArtifactStore,
     ids: &[String],
 ) -> Result<usize, StoreError> {
-    let written =
-        futures_util::future::join_all(ids.iter().map(|id| write_object(store, objects, id))).await;
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    let mut reads = first_reads(store, &ids).await?;
+    let written = futures_util::future::join_all(ids.iter().map(|id| {
+        let first = reads.remove(id).unwrap_or(FirstRead {
+            previous: None,
+            lines: Vec::new(),
+            whole: false,
+        });
+        write_object(store, objects, id, first)
+    }))
+    .await;
     let mut moves = Vec::with_capacity(ids.len());
     for (id, outcome) in ids.iter().zip(written) {
         match outcome {
@@ -416,6 +486,49 @@ mod tests {
         // Finished: a later end is left to the sweep, not lost with an error.
         archiver.ended("web:1");
         archiver.finish(Duration::from_secs(1)).await;
+    }
+
+    /// A batch's first read of lines stops at [`READ_BATCH`] lines in all:
+    /// the build it cut short, and those it did not reach, read the rest
+    /// on their own, so every object holds its whole log.
+    #[tokio::test]
+    async fn logs_longer_than_the_batchs_read_are_moved_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        let sizes = [("web:1", 3000), ("web:2", 2), ("web:3", 4500), ("web:4", 0)];
+        for (id, _) in &sizes[1..] {
+            let build = NewBuild {
+                id: (*id).to_owned(),
+                project: "web".into(),
+                status: "SUCCEEDED".into(),
+                current_phase: "COMPLETED".into(),
+                build: json!({}),
+                overrides: json!({}),
+                start_ms: 1,
+            };
+            store.create_build(&build, "test").await.expect("build");
+        }
+        for (id, n) in sizes {
+            let lines: Vec<String> = (1..=n).map(|i| format!("{id} line {i}")).collect();
+            store.append_log_lines(id, &lines).await.expect("append");
+        }
+        let ids: Vec<String> = sizes.iter().rev().map(|(id, _)| (*id).to_owned()).collect();
+        assert_eq!(
+            archive_all(&store, &objects, &ids).await.expect("archive"),
+            3
+        );
+        for (id, n) in sizes {
+            let Some(moved) = store.log_archive(id).await.expect("q") else {
+                assert_eq!(n, 0, "{id} was not moved");
+                continue;
+            };
+            assert_eq!(moved.line_count, n, "{id}");
+            let text = lines_after(&objects, &moved, 0).await.expect("object");
+            let expected: Vec<String> = (1..=n).map(|i| format!("{id} line {i}")).collect();
+            assert_eq!(text, expected, "{id}");
+            assert!(store.log_lines(id, 0, 10).await.expect("q").is_empty());
+        }
     }
 
     /// Lines that arrive after the move (a late upload) are appended to the

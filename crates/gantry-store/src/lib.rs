@@ -227,6 +227,18 @@ pub trait BuildStore: Send + Sync + 'static {
     async fn archive_logs(&self, moves: &[LogMove]) -> Result<(), StoreError>;
     /// Where the build's log was archived, if it was.
     async fn log_archive(&self, build_id: &str) -> Result<Option<LogArchive>, StoreError>;
+    /// [`BuildStore::log_archive`] of each of `build_ids`, in one query: the
+    /// records of those that were archived, in any order.
+    async fn log_archives(&self, build_ids: &[String]) -> Result<Vec<LogArchive>, StoreError>;
+    /// The first lines of the logs of `build_ids`, in one query: at most
+    /// `limit` in all, ordered by build id and then by line number, each
+    /// with its build's id. When `limit` lines come back, the last build's
+    /// log may go on, and the logs of builds after it (by id) were not read.
+    async fn first_log_lines(
+        &self,
+        build_ids: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, LogLine)>, StoreError>;
     /// Up to `limit` builds that have ended (any status but `IN_PROGRESS`)
     /// and still have log lines in the database: logs whose move to the
     /// artifact store has not finished.

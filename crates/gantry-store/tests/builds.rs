@@ -614,6 +614,58 @@ async fn many_logs_move_in_one_call<B: Backend>(b: &B) {
     );
     // Nothing to move is no transaction at all, and no error.
     store.archive_logs(&[]).await.expect("nothing");
+
+    // Read for many builds at once, as the archiver does: the records of
+    // those archived (and only theirs), and the first lines of each log
+    // by build and line number, up to a limit in all.
+    let all: Vec<String> = ["web:3", "web:9", "web:2", "web:1"]
+        .map(String::from)
+        .into();
+    let mut archived: Vec<LogArchive> = store.log_archives(&all).await.expect("archives");
+    archived.sort_by(|a, b| a.build_id.cmp(&b.build_id));
+    assert_eq!(
+        archived,
+        [moves[0].archive.clone(), moves[1].archive.clone()]
+    );
+    store
+        .append_log_lines("web:1", &["late 1".into(), "late 2".into()])
+        .await
+        .expect("late");
+    // (Compared without line numbers: after a move, SQLite numbers on from
+    // the lines left, PostgreSQL from the last line ever written.)
+    let first = |limit| {
+        let store = &store;
+        let all = &all;
+        async move {
+            let lines = store
+                .first_log_lines(all, limit)
+                .await
+                .expect("first lines");
+            assert!(
+                lines
+                    .windows(2)
+                    .all(|w| w[0].0 != w[1].0 || w[0].1.seq < w[1].1.seq),
+                "{lines:?}"
+            );
+            lines
+                .into_iter()
+                .map(|(id, l)| (id, l.text))
+                .collect::<Vec<_>>()
+        }
+    };
+    let line = |id: &str, text: &str| (id.to_owned(), text.to_owned());
+    assert_eq!(
+        first(10).await,
+        [
+            line("web:1", "late 1"),
+            line("web:1", "late 2"),
+            line("web:2", "line of web:2"),
+        ]
+    );
+    assert_eq!(
+        first(2).await,
+        [line("web:1", "late 1"), line("web:1", "late 2")]
+    );
 }
 
 both_stores!(

@@ -194,6 +194,18 @@ impl BuildStore for PgStore {
         builds::log_archive(&self.pool, build_id).await
     }
 
+    async fn log_archives(&self, build_ids: &[String]) -> Result<Vec<LogArchive>, StoreError> {
+        builds::log_archives(&self.pool, build_ids).await
+    }
+
+    async fn first_log_lines(
+        &self,
+        build_ids: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, LogLine)>, StoreError> {
+        builds::first_log_lines(&self.pool, build_ids, limit).await
+    }
+
     async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         builds::with_unarchived_logs(&self.pool, limit).await
     }

@@ -375,30 +375,68 @@ pub(crate) async fn archive_logs(pool: &Connections, moves: &[LogMove]) -> Resul
     Ok(())
 }
 
-pub(crate) async fn log_archive(
-    pool: &Connections,
-    build_id: &str,
-) -> Result<Option<LogArchive>, StoreError> {
-    let row = sqlx::query(
-        "SELECT object_key, size_bytes, line_count, archived_ms
-         FROM build_log_archives WHERE build_id = ?",
-    )
-    .bind(build_id)
-    .fetch_optional(pool)
-    .await
-    .map_err(db_error)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
+/// A `build_log_archives` row (with its `build_id`).
+fn archive_record(row: &SqliteRow) -> Result<LogArchive, StoreError> {
     let size: i64 = row.try_get("size_bytes").map_err(db_error)?;
     let lines: i64 = row.try_get("line_count").map_err(db_error)?;
-    Ok(Some(LogArchive {
-        build_id: build_id.to_owned(),
+    Ok(LogArchive {
+        build_id: row.try_get("build_id").map_err(db_error)?,
         object_key: row.try_get("object_key").map_err(db_error)?,
         size_bytes: u64::try_from(size).unwrap_or(0),
         line_count: u64::try_from(lines).unwrap_or(0),
         archived_ms: row.try_get("archived_ms").map_err(db_error)?,
-    }))
+    })
+}
+
+pub(crate) async fn log_archive(
+    pool: &Connections,
+    build_id: &str,
+) -> Result<Option<LogArchive>, StoreError> {
+    let mut found = log_archives(pool, std::slice::from_ref(&build_id.to_owned())).await?;
+    Ok(found.pop())
+}
+
+pub(crate) async fn log_archives(
+    pool: &Connections,
+    build_ids: &[String],
+) -> Result<Vec<LogArchive>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT build_id, object_key, size_bytes, line_count, archived_ms
+         FROM build_log_archives WHERE build_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(serde_json::to_string(build_ids).map_err(StoreError::other)?)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    rows.iter().map(archive_record).collect()
+}
+
+pub(crate) async fn first_log_lines(
+    pool: &Connections,
+    build_ids: &[String],
+    limit: u32,
+) -> Result<Vec<(String, LogLine)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT build_id, seq, line FROM build_log_lines WHERE build_id IN (SELECT value FROM json_each(?))
+         ORDER BY build_id, seq LIMIT ?",
+    )
+    .bind(serde_json::to_string(build_ids).map_err(StoreError::other)?)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = r.try_get("seq").map_err(db_error)?;
+            Ok((
+                r.try_get("build_id").map_err(db_error)?,
+                LogLine {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    text: r.try_get("line").map_err(db_error)?,
+                },
+            ))
+        })
+        .collect()
 }
 
 pub(crate) async fn with_unarchived_logs(

@@ -250,6 +250,18 @@ impl BuildStore for SqliteStore {
         builds::log_archive(&self.readers, build_id).await
     }
 
+    async fn log_archives(&self, build_ids: &[String]) -> Result<Vec<LogArchive>, StoreError> {
+        builds::log_archives(&self.readers, build_ids).await
+    }
+
+    async fn first_log_lines(
+        &self,
+        build_ids: &[String],
+        limit: u32,
+    ) -> Result<Vec<(String, LogLine)>, StoreError> {
+        builds::first_log_lines(&self.readers, build_ids, limit).await
+    }
+
     async fn builds_with_unarchived_logs(&self, limit: u32) -> Result<Vec<String>, StoreError> {
         builds::with_unarchived_logs(&self.writer, limit).await
     }
