@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gantry_store::{
-    AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match, now_ms,
+    AgentJobRecord, AgentRecord, AgentTokenRecord, OfferableJob, Store, StoreError, job_status,
+    labels_match, now_ms,
 };
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -91,8 +92,8 @@ struct Waiter {
 #[derive(Default)]
 struct Wake {
     notify: Notify,
-    /// The labels of the job it was woken for, until it takes the wake-up.
-    pending: Mutex<Option<Vec<String>>>,
+    /// The job it was woken for, until it takes the wake-up.
+    pending: Mutex<Option<OfferableJob>>,
 }
 
 /// A long poll's place among the waiters; leaves it when dropped.
@@ -120,10 +121,11 @@ impl Waiting<'_> {
 
     /// Resolves once a job this poll's agent can take was queued (or
     /// [`AgentHub::job_ready`] was called) since the poll last took a
-    /// wake-up. One that came while the poll was busy is kept, not lost.
-    pub async fn woken(&self) {
+    /// wake-up, with that job when it was one ([`AgentHub::job_ready_for`]).
+    /// One that came while the poll was busy is kept, not lost.
+    pub async fn woken(&self) -> Option<OfferableJob> {
         self.wake.notify.notified().await;
-        locked(&self.wake.pending).take();
+        locked(&self.wake.pending).take()
     }
 }
 
@@ -135,14 +137,18 @@ impl Drop for Waiting<'_> {
         // the periodic re-check.
         // (The guard goes first: job_ready_for takes the waiters' lock.)
         let pending = locked(&self.wake.pending).take();
-        if let Some(labels) = pending {
-            self.hub.job_ready_for(&labels);
+        if let Some(job) = pending {
+            self.hub.job_ready_for(&job);
         }
     }
 }
 
 /// Offers remembered before lapsed ones are dropped.
 const OFFERS_KEPT: usize = 1024;
+
+/// Leases remembered ([`AgentHub::remember_lease`]) before all are
+/// forgotten: far more than the jobs a server's agents run at once.
+const LEASES_KEPT: usize = 4096;
 
 /// A cached token check.
 struct CachedToken {
@@ -176,6 +182,11 @@ pub(crate) struct AgentHub {
     command_ends: watch::Sender<u64>,
     /// Agents by id (which token they belong to), read on every request.
     agents: Mutex<HashMap<String, AgentRecord>>,
+    /// Jobs acknowledged here, as their lease began, by job id: what a
+    /// lease does not change (the job's kind and payload, the agent and
+    /// the epoch) is read from here when the agent's result comes, rather
+    /// than from the store ([`AgentHub::leased_here`]).
+    leased: Mutex<HashMap<String, AgentJobRecord>>,
     pub lease_timeout: Duration,
     /// What waiting builds check each second, read for all at once.
     pub checks: checks::WaitChecks,
@@ -197,6 +208,7 @@ impl AgentHub {
             command_locks: Mutex::new(HashMap::new()),
             command_ends: watch::Sender::new(0),
             agents: Mutex::new(HashMap::new()),
+            leased: Mutex::new(HashMap::new()),
             lease_timeout,
             checks: checks::WaitChecks::default(),
         }
@@ -210,16 +222,20 @@ impl AgentHub {
         }
     }
 
-    /// A job needing `labels` can be offered: wakes the longest-waiting
-    /// long poll whose agent has them, and only that one. The others keep
-    /// sleeping; should the woken one not take the job (another poll got
-    /// it first), the job is taken anyway, and a job nobody here was
-    /// woken for is still found by the polls' periodic re-check.
-    pub fn job_ready_for(&self, labels: &[String]) {
+    /// `job` can be offered: wakes the longest-waiting long poll whose
+    /// agent has its labels, and only that one, handing it the job (so it
+    /// offers it without reading the queue). The others keep sleeping;
+    /// should the woken one not take the job (another poll got it first),
+    /// the job is taken anyway, and a job nobody here was woken for is
+    /// still found by the polls' periodic re-check.
+    pub fn job_ready_for(&self, job: &OfferableJob) {
         let mut waiters = locked(&self.waiters);
-        if let Some(i) = waiters.iter().position(|w| labels_match(&w.labels, labels)) {
+        if let Some(i) = waiters
+            .iter()
+            .position(|w| labels_match(&w.labels, &job.labels))
+        {
             let w = waiters.remove(i);
-            *locked(&w.wake.pending) = Some(labels.to_vec());
+            *locked(&w.wake.pending) = Some(job.clone());
             w.wake.notify.notify_one();
         }
     }
@@ -250,6 +266,33 @@ impl AgentHub {
     /// The job was acknowledged (or its offer refused): its offer here is over.
     pub fn offer_ended(&self, job_id: &str) {
         locked(&self.offered).remove(job_id);
+    }
+
+    /// Remembers `job` as its lease began here (its acknowledgement's row).
+    pub fn remember_lease(&self, job: &AgentJobRecord) {
+        let mut leased = locked(&self.leased);
+        // A cache: entries of leases that ended elsewhere (expired, their
+        // result taken by another server) would otherwise stay.
+        if leased.len() >= LEASES_KEPT {
+            leased.clear();
+        }
+        leased.insert(job.id.clone(), job.clone());
+    }
+
+    /// Job `job_id` as lease `epoch` began, when it was acknowledged
+    /// here. Only what a lease does not change is current (kind, payload,
+    /// agent, epoch): whether the lease still holds is for the store to
+    /// say, in the write it fences.
+    pub fn leased_here(&self, job_id: &str, epoch: i64) -> Option<AgentJobRecord> {
+        locked(&self.leased)
+            .get(job_id)
+            .filter(|job| job.lease_epoch == epoch)
+            .cloned()
+    }
+
+    /// Forgets the lease of `job_id` taken here (its result is in).
+    pub fn forget_lease(&self, job_id: &str) {
+        locked(&self.leased).remove(job_id);
     }
 
     /// The key offers are signed with: the one in the store, stored there
@@ -426,11 +469,20 @@ pub(crate) async fn reaper<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
             }
         };
         for lease in expired {
+            // (Its entry among the leases begun here stays: the lease
+            // may as well have run out through another server's reaper,
+            // so a late result is refused by the store's fenced write,
+            // whichever server expired it.)
             let agent = lease.agent_id.unwrap_or_default();
             tracing::warn!(job = %lease.job.id, agent = %agent, status = %lease.job.status,
                 "an agent's lease ran out");
             let ending = if lease.job.status == job_status::QUEUED {
-                hub.job_ready_for(&lease.job.labels);
+                hub.job_ready_for(&OfferableJob {
+                    id: lease.job.id.clone(),
+                    kind: lease.job.kind.clone(),
+                    labels: lease.job.labels.clone(),
+                    attempts: lease.job.attempts,
+                });
                 Ending::Requeued {
                     agent,
                     attempt: lease.job.attempts,
@@ -468,6 +520,16 @@ mod tests {
         l.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A queued job needing `l`.
+    fn ready(l: &[&str]) -> OfferableJob {
+        OfferableJob {
+            id: format!("job-{}", l.join("-")),
+            kind: "codebuild".into(),
+            labels: labels(l),
+            attempts: 0,
+        }
+    }
+
     fn woken(w: &Waiting<'_>) -> bool {
         w.woken().now_or_never().is_some()
     }
@@ -479,20 +541,24 @@ mod tests {
         let first = hub.wait_for_job(&labels(&["executor:host", "linux"]));
         let second = hub.wait_for_job(&labels(&["executor:host"]));
         assert_eq!(hub.waiting(), 3);
-        hub.job_ready_for(&labels(&["executor:host"]));
-        assert!(woken(&first), "the longest-waiting matching poll is woken");
+        hub.job_ready_for(&ready(&["executor:host"]));
+        assert_eq!(
+            first.woken().now_or_never(),
+            Some(Some(ready(&["executor:host"]))),
+            "the longest-waiting matching poll is woken, and handed the job"
+        );
         assert!(!woken(&second), "the other matching poll sleeps on");
         assert!(
             !woken(&docker),
             "a poll whose labels do not match sleeps on"
         );
         assert_eq!(hub.waiting(), 2);
-        hub.job_ready_for(&labels(&["executor:host", "linux"]));
+        hub.job_ready_for(&ready(&["executor:host", "linux"]));
         assert!(
             !woken(&second),
             "a poll without every label the job needs is not woken"
         );
-        hub.job_ready_for(&labels(&["executor:host"]));
+        hub.job_ready_for(&ready(&["executor:host"]));
         assert!(woken(&second));
         assert!(!woken(&docker));
         // A woken poll that looks again rejoins at the end.
@@ -500,7 +566,12 @@ mod tests {
         second.join();
         assert_eq!(hub.waiting(), 3);
         hub.job_ready();
-        assert!(woken(&docker) && woken(&first) && woken(&second));
+        assert_eq!(
+            docker.woken().now_or_never(),
+            Some(None),
+            "woken for any job: handed none"
+        );
+        assert!(woken(&first) && woken(&second));
         assert_eq!(hub.waiting(), 0);
     }
 
@@ -510,16 +581,20 @@ mod tests {
         let host = labels(&["executor:host"]);
         let busy = hub.wait_for_job(&host);
         // Woken while not waiting (looking at the queue): kept for its wait.
-        hub.job_ready_for(&host);
+        hub.job_ready_for(&ready(&["executor:host"]));
         busy.join();
         assert!(woken(&busy), "the wake-up is kept");
         let next = hub.wait_for_job(&host);
         // Woken again while busy, and leaving with another job's offer:
         // the wake-up goes to the next poll rather than being lost.
-        hub.job_ready_for(&host);
+        hub.job_ready_for(&ready(&["executor:host"]));
         assert!(!woken(&next));
         drop(busy);
-        assert!(woken(&next), "passed on");
+        assert_eq!(
+            next.woken().now_or_never(),
+            Some(Some(ready(&["executor:host"]))),
+            "passed on, with the job"
+        );
         assert_eq!(hub.waiting(), 0);
     }
 

@@ -17,8 +17,8 @@ use gantry_agent::protocol::{
     Offer, Register, Registered, ResultAccepted,
 };
 use gantry_store::{
-    AgentJobRecord, AgentRecord, AgentTokenRecord, Store, StoreError, job_status, labels_match,
-    now_ms, parse_labels,
+    AgentJobRecord, AgentRecord, AgentTokenRecord, OfferableJob, Store, StoreError, job_status,
+    labels_match, now_ms, parse_labels,
 };
 use serde::de::DeserializeOwned;
 
@@ -197,15 +197,31 @@ async fn register<S: Store>(
     }))
 }
 
-/// Offers the oldest matching job to `agent`, if any: a signed nonce, no
-/// write ([`super::offers`]).
+/// Offers `woken_for` (the job a poll was woken for, handed over by the
+/// hub) to `agent` when it still can be here, without reading the queue;
+/// else the oldest matching job, if any: a signed nonce, no write
+/// ([`super::offers`]). A job handed over may meanwhile have been taken
+/// through another server: its acknowledgement then loses, as any stale
+/// offer's does, and the agent polls again.
 async fn try_offer<S: Store>(
     state: &AppState<S>,
     agent: &AgentRecord,
+    woken_for: Option<OfferableJob>,
 ) -> Result<Option<Offer>, AgentError> {
     let now = now_ms();
     let until = now + i64::try_from(OFFER_TTL.as_millis()).unwrap_or(5000);
     let key = hub(state).offer_key(state.store.as_ref()).await?;
+    let offer = |job: OfferableJob| Offer {
+        nonce: key.nonce(&job.id, job.attempts, &agent.id, until),
+        job_id: job.id,
+        kind: job.kind,
+    };
+    if let Some(job) = woken_for
+        && labels_match(&agent.labels, &job.labels)
+        && hub(state).claim_offer(&job.id, now, until)
+    {
+        return Ok(Some(offer(job)));
+    }
     // The oldest few first: nearly always one of them fits and is free, and
     // reading a hundred rows (labels parsed and all) for every offer cost
     // more than the offer when a thousand builds were queued. The wider
@@ -227,11 +243,7 @@ async fn try_offer<S: Store>(
             if !hub(state).claim_offer(&job.id, now, until) {
                 continue;
             }
-            return Ok(Some(Offer {
-                nonce: key.nonce(&job.id, job.attempts, &agent.id, until),
-                job_id: job.id,
-                kind: job.kind,
-            }));
+            return Ok(Some(offer(job)));
         }
         if fewer {
             // That was every offerable job.
@@ -257,9 +269,10 @@ async fn poll<S: Store>(
     let deadline = tokio::time::Instant::now() + wire::POLL_HOLD;
     let mut closing = state.closing.subscribe();
     let waiting = hub(&state).wait_for_job(&agent.labels);
+    let mut woken_for = None;
     loop {
         waiting.join();
-        if let Some(offer) = try_offer(&state, &agent).await? {
+        if let Some(offer) = try_offer(&state, &agent, woken_for.take()).await? {
             return Ok(json(&offer));
         }
         let now = tokio::time::Instant::now();
@@ -270,7 +283,7 @@ async fn poll<S: Store>(
         // OFFER_TTL cap lets a waiting poller pick such a job up.
         let wait = (deadline - now).min(OFFER_TTL);
         tokio::select! {
-            _ = waiting.woken() => {}
+            job = waiting.woken() => woken_for = job,
             _ = closing.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
@@ -316,6 +329,7 @@ async fn ack<S: Store>(
     // Taken, by this acknowledgement or another: no more offers of it here.
     hub.offer_ended(&job_id);
     let job = leased?;
+    hub.remember_lease(&job);
     let payload: wire::Payload = serde_json::from_value(job.payload.clone()).map_err(|e| {
         AgentError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -670,7 +684,7 @@ async fn next_offer<S: Store>(
     agent_id: &str,
 ) -> Option<Offer> {
     let agent = owned_agent(state, token, agent_id).await.ok()?;
-    match try_offer(state, &agent).await {
+    match try_offer(state, &agent, None).await {
         Ok(offer) => offer,
         Err(AgentError(status, message)) => {
             tracing::debug!(agent = %agent_id, %status, %message, "no offer with the result");
@@ -699,7 +713,16 @@ async fn take_result<S: Store>(
         }
         None => None,
     };
-    let job = fenced_job(state, token, job_id, result.epoch).await?;
+    // The job as its lease began, from memory when it began here (one read
+    // fewer per build): the writes below are fenced by the lease in the
+    // store, and one that is refused says why from the store.
+    let job = match hub(state).leased_here(job_id, result.epoch) {
+        Some(job) => {
+            owned_agent(state, token, job.agent_id.as_deref().unwrap_or("")).await?;
+            job
+        }
+        None => fenced_job(state, token, job_id, result.epoch).await?,
+    };
     if job.kind == wire::COMMAND_KIND {
         if let Some((chunk, events)) = tail {
             store_chunk(state, token, &job, chunk, events, None).await?;
@@ -801,6 +824,7 @@ async fn take_result<S: Store>(
     }
     hub(state).tell(job_id, Ending::Result(Box::new(result)));
     hub(state).drop_relay(job_id);
+    hub(state).forget_lease(job_id);
     Ok(())
 }
 
@@ -884,6 +908,7 @@ async fn command_result<S: Store>(
         .store
         .finish_agent_job_with_result(&job.id, result.epoch, status, error.as_deref(), &report)
         .await?;
+    hub(state).forget_lease(&job.id);
     hub(state).command_ended(&job.id);
     Ok(())
 }

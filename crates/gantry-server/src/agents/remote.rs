@@ -252,7 +252,12 @@ async fn wait<S: Store>(
     );
     let _attached = Attached(hub, job_id.clone());
     // Wakes one waiting poll whose agent has the labels.
-    hub.job_ready_for(&job_labels(job));
+    hub.job_ready_for(&gantry_store::OfferableJob {
+        id: job_id.clone(),
+        kind: "codebuild".into(),
+        labels: job_labels(job),
+        attempts: 0,
+    });
 
     let mut contexts: Vec<(String, String)> = Vec::new();
     let mut leased_at = None;

@@ -736,10 +736,18 @@ async fn an_expired_lease_goes_to_a_second_agent_and_the_first_is_fenced_off_on(
         command: None,
         log: None,
     };
+    // (The lease began on this server, which remembers it: the refusal
+    // comes from the store's fenced writes, with or without a last chunk.)
+    let late_with_log = JobResult {
+        last_seq: 4,
+        log: Some(chunk(4, "late")),
+        ..late.clone()
+    };
     for refused in [
         client.heartbeat(job, lease.epoch).await.map(|_| ()),
         client.logs(job, &chunk(4, "late")).await.map(|_| ()),
         client.result(job, &late).await,
+        client.result(job, &late_with_log).await,
     ] {
         assert!(
             matches!(refused, Err(ClientError::Conflict(_))),
