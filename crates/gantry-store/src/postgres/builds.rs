@@ -265,15 +265,7 @@ pub(crate) async fn log_lines(
     .fetch_all(pool)
     .await
     .map_err(db_error)?;
-    rows.iter()
-        .map(|r| {
-            let seq: i64 = r.try_get("seq").map_err(db_error)?;
-            Ok(LogLine {
-                seq: seq as u64,
-                text: r.try_get("line").map_err(db_error)?,
-            })
-        })
-        .collect()
+    rows.iter().map(log_line).collect()
 }
 
 /// The line ends are summed in SQL (a window over the build's lines), so
@@ -342,6 +334,15 @@ pub(crate) async fn archive_logs(pool: &PgPool, moves: &[LogMove]) -> Result<(),
     tx.commit().await.map_err(db_error)
 }
 
+/// A `build_log_lines` row's `seq` and `line`.
+fn log_line(row: &PgRow) -> Result<LogLine, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(db_error)?;
+    Ok(LogLine {
+        seq: u64::try_from(seq).unwrap_or(0),
+        text: row.try_get("line").map_err(db_error)?,
+    })
+}
+
 /// A `build_log_archives` row (with its `build_id`).
 fn archive_record(row: &PgRow) -> Result<LogArchive, StoreError> {
     let size: i64 = row.try_get("size_bytes").map_err(db_error)?;
@@ -393,16 +394,7 @@ pub(crate) async fn first_log_lines(
     .await
     .map_err(db_error)?;
     rows.iter()
-        .map(|r| {
-            let seq: i64 = r.try_get("seq").map_err(db_error)?;
-            Ok((
-                r.try_get("build_id").map_err(db_error)?,
-                LogLine {
-                    seq: u64::try_from(seq).unwrap_or(0),
-                    text: r.try_get("line").map_err(db_error)?,
-                },
-            ))
-        })
+        .map(|r| Ok((r.try_get("build_id").map_err(db_error)?, log_line(r)?)))
         .collect()
 }
 
