@@ -14,6 +14,7 @@
 pub(crate) mod checks;
 pub(crate) mod offers;
 pub(crate) mod protocol;
+pub(crate) mod queue;
 pub(crate) mod remote;
 pub(crate) mod tokens;
 mod uploads;
@@ -135,10 +136,11 @@ impl Drop for Waiting<'_> {
         // Woken for a job while busy with another look and leaving (with
         // some offer): the wake-up is passed on, or that job would wait for
         // the periodic re-check.
-        // (The guard goes first: job_ready_for takes the waiters' lock.)
+        // (The guard goes first: wake_for takes the waiters' lock.)
+        // (Not noted as queued again: it may have been taken meanwhile.)
         let pending = locked(&self.wake.pending).take();
         if let Some(job) = pending {
-            self.hub.job_ready_for(&job);
+            self.hub.wake_for(&job);
         }
     }
 }
@@ -168,6 +170,9 @@ pub(crate) struct AgentHub {
     /// ms): other polls here skip them rather than offer them again to an
     /// agent whose acknowledgement could only lose ([`offers`]).
     offered: Mutex<HashMap<String, i64>>,
+    /// The jobs this server knows to be queued, so an offer seldom reads
+    /// the store's queue ([`queue`]).
+    queue: Mutex<queue::OfferQueue>,
     /// The key offers are signed with, read from the store on first use.
     offer_key: tokio::sync::OnceCell<offers::OfferKey>,
     /// Live tokens by hash, believed for [`TOKEN_CACHE_TTL`].
@@ -203,6 +208,7 @@ impl AgentHub {
             next_waiter: std::sync::atomic::AtomicU64::new(0),
             tokens: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
+            queue: Mutex::new(queue::OfferQueue::default()),
             offer_key: tokio::sync::OnceCell::new(),
             live: Mutex::new(HashMap::new()),
             command_locks: Mutex::new(HashMap::new()),
@@ -215,8 +221,10 @@ impl AgentHub {
     }
 
     /// Wakes every waiting long poll: jobs whose labels are not known here
-    /// may be offerable (e.g. a `command` job).
+    /// may be offerable (e.g. a `command` job), and the next offer reads
+    /// the store's queue to find them.
     pub fn job_ready(&self) {
+        locked(&self.queue).rescan();
         for w in locked(&self.waiters).drain(..) {
             w.wake.notify.notify_one();
         }
@@ -227,8 +235,16 @@ impl AgentHub {
     /// offers it without reading the queue). The others keep sleeping;
     /// should the woken one not take the job (another poll got it first),
     /// the job is taken anyway, and a job nobody here was woken for is
-    /// still found by the polls' periodic re-check.
+    /// still found by the polls' periodic re-check. The job is among those
+    /// known queued here from now on, until acknowledged.
     pub fn job_ready_for(&self, job: &OfferableJob) {
+        locked(&self.queue).queued(job);
+        self.wake_for(job);
+    }
+
+    /// Wakes the longest-waiting long poll whose agent has `job`'s labels,
+    /// handing it the job.
+    fn wake_for(&self, job: &OfferableJob) {
         let mut waiters = locked(&self.waiters);
         if let Some(i) = waiters
             .iter()
@@ -263,9 +279,29 @@ impl AgentHub {
         locked(&self.offered).len()
     }
 
-    /// The job was acknowledged (or its offer refused): its offer here is over.
+    /// The job was acknowledged (or its offer refused): its offer here is
+    /// over, and it is no longer known queued here (when the acknowledgement
+    /// was refused, it was taken by another, or is no longer queued).
     pub fn offer_ended(&self, job_id: &str) {
         locked(&self.offered).remove(job_id);
+        locked(&self.queue).gone(job_id);
+    }
+
+    /// What an offer to an agent with `labels` should do next: offer a job
+    /// known queued here (claimed for it until `until_ms`), read the
+    /// store's queue, or offer nothing ([`queue`]).
+    pub fn next_offer(&self, labels: &[String], now_ms: i64, until_ms: i64) -> queue::Next {
+        // (The queue's lock, then the offers': claim_offer takes only the
+        // latter, and nothing takes them the other way round.)
+        locked(&self.queue).next(labels, std::time::Instant::now(), |job| {
+            self.claim_offer(&job.id, now_ms, until_ms)
+        })
+    }
+
+    /// A read of the store's queue returned `page`, `full` when as many
+    /// rows as asked for.
+    pub fn queue_scanned(&self, page: &[OfferableJob], full: bool) {
+        locked(&self.queue).scanned(page, full);
     }
 
     /// Remembers `job` as its lease began here (its acknowledgement's row).
@@ -368,8 +404,11 @@ impl AgentHub {
         locked(&self.live).insert(job_id.to_owned(), live);
     }
 
+    /// The job's build no longer waits here (it ended, or was lost to
+    /// another server): the job is no longer known queued here either.
     pub fn detach(&self, job_id: &str) {
         locked(&self.live).remove(job_id);
+        locked(&self.queue).gone(job_id);
     }
 
     /// Drops the job's relay, if it has one here (its result is in).

@@ -22,6 +22,7 @@ use gantry_store::{
 };
 use serde::de::DeserializeOwned;
 
+use super::queue::Next;
 use super::{AgentHub, Ending, OFFER_TTL, offers, tokens, uploads};
 use crate::router::AppState;
 use crate::worker::Msg;
@@ -199,8 +200,11 @@ async fn register<S: Store>(
 
 /// Offers `woken_for` (the job a poll was woken for, handed over by the
 /// hub) to `agent` when it still can be here, without reading the queue;
-/// else the oldest matching job, if any: a signed nonce, no write
-/// ([`super::offers`]). A job handed over may meanwhile have been taken
+/// else the oldest matching job this server knows queued, if any, or (when
+/// the hub says so: now and then, and while the store holds jobs this
+/// server did not queue) the oldest matching job in the store's queue
+/// ([`super::queue`]). An offer is a signed nonce, no write
+/// ([`super::offers`]). A job offered may meanwhile have been taken
 /// through another server: its acknowledgement then loses, as any stale
 /// offer's does, and the agent polls again.
 async fn try_offer<S: Store>(
@@ -222,6 +226,11 @@ async fn try_offer<S: Store>(
     {
         return Ok(Some(offer(job)));
     }
+    match hub(state).next_offer(&agent.labels, now, until) {
+        Next::Offer(job) => return Ok(Some(offer(job))),
+        Next::Nothing => return Ok(None),
+        Next::Scan => {}
+    }
     // The oldest few first: nearly always one of them fits and is free, and
     // reading a hundred rows (labels parsed and all) for every offer cost
     // more than the offer when a thousand builds were queued. The wider
@@ -233,7 +242,8 @@ async fn try_offer<S: Store>(
     for page in OFFER_PAGES {
         let limit = page.saturating_add(out);
         let jobs = state.store.offerable_jobs(limit).await?;
-        let fewer = jobs.len() < limit as usize;
+        let full = jobs.len() >= limit as usize;
+        hub(state).queue_scanned(&jobs, full);
         for job in jobs {
             if !labels_match(&agent.labels, &job.labels) {
                 continue;
@@ -245,7 +255,7 @@ async fn try_offer<S: Store>(
             }
             return Ok(Some(offer(job)));
         }
-        if fewer {
+        if !full {
             // That was every offerable job.
             break;
         }

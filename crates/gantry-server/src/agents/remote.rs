@@ -56,12 +56,12 @@ pub(crate) async fn execute<S: Store>(
 ) -> Option<BuildUpdate> {
     let job_id = format!("job-{}", job.uuid);
     if reattached {
-        return wait(runner, job, signal, tx, submitted, job_id).await;
+        return wait(runner, job, signal, tx, submitted, job_id, Queued::Before).await;
     }
     let update = prepare_and_queue(runner, job, tx, submitted.clone(), &job_id).await;
     match update {
         Err(ended) => Some(ended),
-        Ok(()) => wait(runner, job, signal, tx, submitted, job_id).await,
+        Ok(()) => wait(runner, job, signal, tx, submitted, job_id, Queued::Now).await,
     }
 }
 
@@ -210,6 +210,14 @@ pub(crate) fn artifacts_dir(data_dir: &std::path::Path, build_id: &str) -> std::
     data_dir.join(files::ARTIFACTS).join(uuid)
 }
 
+/// Whether a build's job was queued just now, by this server, or before
+/// (by this server before a restart, or by another).
+#[derive(Clone, Copy)]
+enum Queued {
+    Now,
+    Before,
+}
+
 /// Waits for the job's end and makes the build's from it. The job's end
 /// comes from this server's hub when its agent talks to this server, and
 /// from the `jobs` row otherwise (checked a few times per lease timeout):
@@ -224,6 +232,7 @@ async fn wait<S: Store>(
     tx: &mpsc::UnboundedSender<Msg>,
     submitted: Value,
     job_id: String,
+    queued: Queued,
 ) -> Option<BuildUpdate> {
     let start = job.record.start_ms;
     let log = |line: String| {
@@ -251,13 +260,18 @@ async fn wait<S: Store>(
         }),
     );
     let _attached = Attached(hub, job_id.clone());
-    // Wakes one waiting poll whose agent has the labels.
-    hub.job_ready_for(&gantry_store::OfferableJob {
-        id: job_id.clone(),
-        kind: "codebuild".into(),
-        labels: job_labels(job),
-        attempts: 0,
-    });
+    match queued {
+        // Wakes one waiting poll whose agent has the labels.
+        Queued::Now => hub.job_ready_for(&gantry_store::OfferableJob {
+            id: job_id.clone(),
+            kind: "codebuild".into(),
+            labels: job_labels(job),
+            attempts: 0,
+        }),
+        // Its state is not known here (queued again, leased, ended): the
+        // polls look in the store.
+        Queued::Before => hub.job_ready(),
+    }
 
     let mut contexts: Vec<(String, String)> = Vec::new();
     let mut leased_at = None;
