@@ -367,6 +367,11 @@ impl<S: Store> Server<S> {
             self.state.store.clone(),
             self.state.runner.hub.clone(),
         ));
+        // Jobs other servers sharing the database queue wake polls here.
+        let queue_news = tokio::spawn(agents::follow_queue(
+            self.state.store.clone(),
+            self.state.runner.hub.clone(),
+        ));
         // Graceful shutdown waits for open connections; live log streams
         // end when they see this (clients resume from their offset).
         let closing = self.state.closing.clone();
@@ -386,6 +391,7 @@ impl<S: Store> Server<S> {
         drop(inbox);
         poller.abort();
         reaper.abort();
+        queue_news.abort();
         pipelines.abort_actions();
         engine.shutdown();
         runner.shutdown().await;

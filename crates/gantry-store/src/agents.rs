@@ -90,6 +90,23 @@ pub struct JobState {
     pub error: Option<String>,
 }
 
+/// News from the store's queue, of jobs queued through other servers
+/// sharing the store ([`AgentStore::queue_feed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueNews {
+    /// A job was queued (or queued again) through another server.
+    Queued {
+        /// The labels it needs, unless too long to tell.
+        labels: Option<Vec<String>>,
+    },
+    /// News may have been lost (the feed's connection dropped): look at
+    /// the queue.
+    Missed,
+}
+
+/// A subscription to [`QueueNews`]; it ends when the store closes.
+pub type QueueFeed = tokio::sync::mpsc::Receiver<QueueNews>;
+
 /// A queued job as a poll chooses among them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OfferableJob {
@@ -235,6 +252,13 @@ pub trait AgentStore: Send + Sync + 'static {
     /// Every LEASED job whose lease ran out by `now_ms` goes back to
     /// QUEUED, or FAILED when it used all its attempts.
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError>;
+    /// News of the jobs other servers sharing this store queue, as they
+    /// queue them, so this server's waiting polls need not wait for their
+    /// periodic look. `None` when no other server can share the store
+    /// (SQLite): every job is then queued through this one.
+    async fn queue_feed(&self) -> Result<Option<QueueFeed>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Whether an agent with `have` labels may take a job needing `need`.

@@ -51,7 +51,7 @@ mod workflows;
 
 pub use agents::{
     AgentJobRecord, AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, JobState, NewAgentJob,
-    OfferableJob, job_status, labels_match, parse_labels,
+    OfferableJob, QueueFeed, QueueNews, job_status, labels_match, parse_labels,
 };
 pub use crypto::{CryptoError, MasterKey};
 pub use custom_actions::{

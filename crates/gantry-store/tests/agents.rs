@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use gantry_store::job_status::{FAILED, LEASED, QUEUED, SUCCEEDED};
 use gantry_store::{
-    AgentStore, BuildStore, NewAgentJob, StoreError, labels_match, now_ms, parse_labels,
+    AgentStore, BuildStore, NewAgentJob, QueueNews, ServerStore, StoreError, labels_match, now_ms,
+    parse_labels,
 };
 
 #[macro_use]
@@ -359,7 +360,82 @@ async fn job_states_are_read_for_many_jobs_at_once<B: Backend>(b: &B) {
     assert!(store.job_states(&[]).await.expect("none").is_empty());
 }
 
+/// The next news on `feed`, waiting for it (a notification comes once
+/// its statement commits, on a connection of its own).
+async fn next_news(feed: &mut gantry_store::QueueFeed) -> QueueNews {
+    tokio::time::timeout(std::time::Duration::from_secs(30), feed.recv())
+        .await
+        .expect("news within 30 s")
+        .expect("the feed is open")
+}
+
+async fn a_job_queued_through_one_server_is_news_to_the_others<B: Backend>(b: &B) {
+    let here = b.open().await;
+    let there = b.open().await;
+    here.set_server_id("server-here");
+    there.set_server_id("server-there");
+    let Some(mut feed) = here.queue_feed().await.expect("feed") else {
+        // Nothing else can share a SQLite store: no feed to follow.
+        assert!(!B::SHARED, "a shared store has news of others' jobs");
+        return;
+    };
+    // This server's own jobs are not news to it; the other's are, with
+    // their labels.
+    here.enqueue_job(&job("mine", 3)).await.expect("enqueue");
+    let mut theirs = job("theirs", 1);
+    theirs.labels = vec!["docker".into(), "linux".into()];
+    there.enqueue_job(&theirs).await.expect("enqueue");
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued {
+            labels: Some(vec!["docker".into(), "linux".into()])
+        }
+    );
+    // Labels too long to tell: news all the same, without them.
+    let mut long = job("long", 1);
+    long.labels = (0..60).map(|i| format!("{i:0>90}")).collect();
+    there.enqueue_job(&long).await.expect("enqueue");
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued { labels: None }
+    );
+    // Queued again by the other server's reaper: news again.
+    let now = now_ms();
+    there
+        .ack_job("mine", 0, "agent-1", "lease", now - 1)
+        .await
+        .expect("ack");
+    let expired = there.expire_leases(now).await.expect("expire");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued {
+            labels: Some(vec!["linux".into()])
+        }
+    );
+    // And nothing else: not the other server's job it failed for good, nor
+    // this server's own jobs.
+    here.enqueue_job(&job("mine-too", 1))
+        .await
+        .expect("enqueue");
+    there
+        .ack_job("theirs", 0, "agent-1", "lease", now - 1)
+        .await
+        .expect("ack");
+    assert_eq!(there.expire_leases(now).await.expect("expire").len(), 1);
+    there.enqueue_job(&job("last", 1)).await.expect("enqueue");
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued {
+            labels: Some(vec!["linux".into()])
+        },
+        "the next news is the last job's"
+    );
+    assert!(feed.try_recv().is_err(), "no more news");
+}
+
 both_stores!(
+    a_job_queued_through_one_server_is_news_to_the_others,
     of_two_acknowledgements_of_one_attempt_exactly_one_wins,
     a_stale_epoch_is_fenced_off_renewals_and_results,
     expiry_requeues_until_max_attempts_then_fails,

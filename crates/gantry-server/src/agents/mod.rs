@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gantry_store::{
-    AgentJobRecord, AgentRecord, AgentTokenRecord, OfferableJob, Store, StoreError, job_status,
-    labels_match, now_ms,
+    AgentJobRecord, AgentRecord, AgentTokenRecord, OfferableJob, QueueNews, Store, StoreError,
+    job_status, labels_match, now_ms,
 };
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -253,6 +253,17 @@ impl AgentHub {
             let w = waiters.remove(i);
             *locked(&w.wake.pending) = Some(job.clone());
             w.wake.notify.notify_one();
+        }
+    }
+
+    /// A job needing `labels` was queued through another server: the
+    /// longest-waiting poll here whose agent has them is woken, and looks
+    /// in the store (as does any offer here that finds nothing in memory).
+    pub fn queued_elsewhere(&self, labels: &[String]) {
+        locked(&self.queue).queued_elsewhere();
+        let mut waiters = locked(&self.waiters);
+        if let Some(i) = waiters.iter().position(|w| labels_match(&w.labels, labels)) {
+            waiters.remove(i).wake.notify.notify_one();
         }
     }
 
@@ -491,6 +502,34 @@ impl AgentHub {
     }
 }
 
+/// Follows the store's news of jobs queued through other servers, for as
+/// long as the server runs, waking a poll here for each (only a store
+/// shared by several servers has such news).
+pub(crate) async fn follow_queue<S: Store>(store: Arc<S>, hub: Arc<AgentHub>) {
+    loop {
+        let mut feed = match store.queue_feed().await {
+            Ok(Some(feed)) => feed,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for jobs other servers queue failed; trying again in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(news) = feed.recv().await {
+            match news {
+                QueueNews::Queued {
+                    labels: Some(labels),
+                } => hub.queued_elsewhere(&labels),
+                // Labels not told, or news lost: every poll looks.
+                QueueNews::Queued { labels: None } | QueueNews::Missed => hub.job_ready(),
+            }
+        }
+        // The store closed: the server is stopping.
+        return;
+    }
+}
+
 /// Returns expired leases to the queue (or fails their jobs) for as long
 /// as the server runs, checking a few times per lease timeout so a job
 /// is back within the timeout plus a fraction of it.
@@ -635,6 +674,33 @@ mod tests {
             "passed on, with the job"
         );
         assert_eq!(hub.waiting(), 0);
+    }
+
+    #[test]
+    fn a_job_queued_elsewhere_wakes_one_matching_poll_to_look_in_the_store() {
+        let hub = AgentHub::new(Duration::from_secs(30));
+        let t0 = std::time::Instant::now();
+        // The first look reads the store; it held nothing.
+        assert_eq!(
+            locked(&hub.queue).next(&labels(&["executor:host"]), t0, |_| true),
+            queue::Next::Scan
+        );
+        hub.queue_scanned(&[], false);
+        let docker = hub.wait_for_job(&labels(&["executor:docker"]));
+        let first = hub.wait_for_job(&labels(&["executor:host"]));
+        let second = hub.wait_for_job(&labels(&["executor:host"]));
+        hub.queued_elsewhere(&labels(&["executor:host"]));
+        assert_eq!(
+            first.woken().now_or_never(),
+            Some(None),
+            "the longest-waiting matching poll, with no job in hand"
+        );
+        assert!(!woken(&second) && !woken(&docker));
+        // Its look finds nothing in memory, and reads the store.
+        assert_eq!(
+            locked(&hub.queue).next(&labels(&["executor:host"]), t0, |_| true),
+            queue::Next::Scan
+        );
     }
 
     #[test]

@@ -108,6 +108,12 @@ impl OfferQueue {
         self.last_scan = None;
     }
 
+    /// A job was queued through another server: the store's queue holds
+    /// one not known here, to be read for when nothing here fits.
+    pub fn queued_elsewhere(&mut self) {
+        self.unknown_seen = true;
+    }
+
     /// What an offer to an agent with `labels` should do at `now`. `claim`
     /// claims a job for the offer (false when another poll here has it);
     /// a job returned is claimed. A [`Next::Scan`] counts as a read begun,
@@ -193,6 +199,14 @@ mod tests {
             queue.next(&host(), soon, |j| j.id == "docker"),
             Next::Nothing
         );
+        // Gone and queued again: one entry, at the back, not the old one.
+        queue.gone("b");
+        queue.queued(&job("b", &["executor:host"], 1));
+        assert_eq!(offered(queue.next(&host(), soon, |_| true)), "a");
+        assert_eq!(offered(queue.next(&host(), soon, |j| j.id != "a")), "b");
+        queue.gone("b");
+        assert_eq!(queue.next(&host(), soon, |j| j.id != "a"), Next::Nothing);
+        queue.queued(&job("b", &["executor:host"], 0));
         // An acknowledged job leaves; one queued again takes its new count.
         queue.gone("a");
         queue.queued(&job("b", &["executor:host"], 1));
@@ -235,6 +249,12 @@ mod tests {
         queue.scanned(&[], false);
         // Told of a job it cannot know (a command job): read at once.
         queue.rescan();
+        assert_eq!(queue.next(&host(), soon, |_| false), Next::Scan);
+        queue.scanned(&[], false);
+        // Told of a job queued through another server: read when nothing
+        // here fits, not before.
+        queue.queued_elsewhere();
+        assert_eq!(offered(queue.next(&host(), soon, |_| true)), "mine");
         assert_eq!(queue.next(&host(), soon, |_| false), Next::Scan);
     }
 

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgListener, PgRow};
 
 use super::{PgStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
@@ -17,10 +17,48 @@ use crate::agents::{
     AgentJobRecord, JobState, LAST_USED_GRANULARITY_MS, NewAgentJob, OfferableJob, after_expiry,
     fenced, labels, labels_json,
 };
-use crate::{AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, StoreError, now_ms};
+use crate::{
+    AgentRecord, AgentStore, AgentTokenRecord, ExpiredLease, QueueFeed, QueueNews, StoreError,
+    now_ms,
+};
 
 const JOB_COLUMNS: &str = "id, kind, labels_json, payload_json, status, lease_id, \
      lease_epoch, agent_id, lease_expires_ms, attempts, max_attempts, cancel_requested, error, result_json";
+
+/// The channel a job queued is told on ([`AgentStore::queue_feed`]).
+const QUEUE_CHANNEL: &str = "gantry_job_queued";
+
+/// Labels longer than this (as JSON) are not told: a notification's
+/// payload must stay under 8000 bytes, and a server told of a job without
+/// its labels looks at the queue anyway.
+const MAX_TOLD_LABELS: usize = 4000;
+
+/// The SQL that tells the job `j` (a row of `jobs`) was queued, on the
+/// channel in placeholder `channel`, by the server in placeholder `server`
+/// (so that server ignores its own news).
+fn notify_queued(channel: &str, server: &str) -> String {
+    format!(
+        "pg_notify({channel}, json_build_object('server', {server}::text, 'labels', \
+         CASE WHEN length(j.labels_json) <= {MAX_TOLD_LABELS} THEN j.labels_json END)::text)"
+    )
+}
+
+/// A notification on [`QUEUE_CHANNEL`] as this server reads it: `None` when
+/// it is its own (or unreadable: then it is news, without labels).
+fn news_of(payload: &str, me: Option<&str>) -> Option<QueueNews> {
+    let Ok(told) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return Some(QueueNews::Queued { labels: None });
+    };
+    let from = told.get("server").and_then(|s| s.as_str());
+    if from.is_some() && from == me {
+        return None;
+    }
+    let labels = told
+        .get("labels")
+        .and_then(|l| l.as_str())
+        .and_then(|l| labels(l).ok());
+    Some(QueueNews::Queued { labels })
+}
 
 const TOKEN_COLUMNS: &str = "id, name, created_ms, last_used_ms, revoked_ms";
 
@@ -240,11 +278,16 @@ impl AgentStore for PgStore {
 
     async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
+        // Told to the other servers' polls in the same statement (sent at
+        // its commit): see `queue_feed`.
         let row = sqlx::query(&format!(
-            "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
-                               created_ms, update_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-             RETURNING {JOB_COLUMNS}"
+            "WITH j AS (
+                 INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
+                                   created_ms, update_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 RETURNING {JOB_COLUMNS})
+             SELECT j.*, {} FROM j",
+            notify_queued("$8", "$9")
         ))
         .bind(&job.id)
         .bind(&job.kind)
@@ -253,6 +296,8 @@ impl AgentStore for PgStore {
         .bind(QUEUED)
         .bind(i64::from(job.max_attempts.max(1)))
         .bind(now)
+        .bind(QUEUE_CHANNEL)
+        .bind(crate::ServerStore::server_id(self))
         .fetch_one(&self.pool)
         .await
         .map_err(db_error)?;
@@ -462,6 +507,44 @@ impl AgentStore for PgStore {
         Ok(())
     }
 
+    async fn queue_feed(&self) -> Result<Option<QueueFeed>, StoreError> {
+        // A connection of its own, held for as long as the store is open
+        // (the pool was sized with one more for it).
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db_error)?;
+        listener.listen(QUEUE_CHANNEL).await.map_err(db_error)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let server = self.server.clone();
+        tokio::spawn(async move {
+            loop {
+                let news = match listener.try_recv().await {
+                    Ok(Some(told)) => {
+                        let me = server.read().unwrap_or_else(|e| e.into_inner()).clone();
+                        match news_of(told.payload(), me.as_deref()) {
+                            Some(news) => news,
+                            None => continue,
+                        }
+                    }
+                    // The connection dropped; the next call connects again.
+                    // What was told meanwhile is lost.
+                    Ok(None) => QueueNews::Missed,
+                    Err(sqlx::Error::PoolClosed) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for jobs queued by other servers; trying again in a second");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        QueueNews::Missed
+                    }
+                };
+                if tx.send(news).await.is_err() {
+                    // Nobody reads the news any more.
+                    return;
+                }
+            }
+        });
+        Ok(Some(rx))
+    }
+
     async fn expire_leases(&self, now_ms: i64) -> Result<Vec<ExpiredLease>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE status = $1 AND lease_expires_ms <= $2"
@@ -493,6 +576,21 @@ impl AgentStore for PgStore {
             .await
             .map_err(db_error)?;
             if let Some(row) = row {
+                let requeued = job_row(&row)?;
+                if requeued.status == QUEUED {
+                    // Rare (a lease ran out): a statement of its own.
+                    let notify = format!(
+                        "SELECT {} FROM jobs j WHERE j.id = $1",
+                        notify_queued("$2", "$3")
+                    );
+                    sqlx::query(&notify)
+                        .bind(&requeued.id)
+                        .bind(QUEUE_CHANNEL)
+                        .bind(crate::ServerStore::server_id(self))
+                        .execute(&self.pool)
+                        .await
+                        .map_err(db_error)?;
+                }
                 expired.push(ExpiredLease {
                     job: job_row(&row)?,
                     agent_id: job.agent_id,

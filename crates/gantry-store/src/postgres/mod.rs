@@ -61,8 +61,10 @@ impl PgStore {
     pub async fn connect(url: &str, key: MasterKey) -> Result<PgStore, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("bad PostgreSQL URL: {e}").into()))?;
+        // Eight for statements, and one the queue's listener holds
+        // (`AgentStore::queue_feed`).
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(9)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await

@@ -16,6 +16,9 @@ pub trait Backend {
     /// The store type this backend opens.
     type Store: Store + Clone;
 
+    /// Whether several servers can share the store (PostgreSQL).
+    const SHARED: bool;
+
     /// The test's key file (created on first use).
     fn key_path(&self) -> PathBuf;
 
@@ -51,6 +54,7 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     type Store = SqliteStore;
+    const SHARED: bool = false;
 
     fn key_path(&self) -> PathBuf {
         self.dir.path().join("secret.key")
@@ -101,6 +105,7 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     type Store = PgStore;
+    const SHARED: bool = true;
 
     fn key_path(&self) -> PathBuf {
         self.dir.path().join("secret.key")
