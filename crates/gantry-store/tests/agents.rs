@@ -434,8 +434,59 @@ async fn a_job_queued_through_one_server_is_news_to_the_others<B: Backend>(b: &B
     assert!(feed.try_recv().is_err(), "no more news");
 }
 
+async fn a_server_alone_tells_nobody_of_its_jobs<B: Backend>(b: &B) {
+    let here = b.open().await;
+    let there = b.open().await;
+    here.set_server_id("server-here");
+    there.set_server_id("server-there");
+    let Some(mut feed) = here.queue_feed().await.expect("feed") else {
+        assert!(!B::SHARED, "a shared store has news of others' jobs");
+        return;
+    };
+    // The other server's heartbeat finds no other server's row: it sends
+    // no news (a NOTIFY serialises commits).
+    there
+        .register_server("server-there", "host", now_ms())
+        .await
+        .expect("register");
+    assert!(
+        there
+            .beat_server("server-there", now_ms())
+            .await
+            .expect("beat")
+    );
+    there.enqueue_job(&job("quiet", 1)).await.expect("enqueue");
+    // Once this server has a row, the other's next heartbeat sees it.
+    here.register_server("server-here", "host", now_ms())
+        .await
+        .expect("register");
+    there
+        .beat_server("server-there", now_ms())
+        .await
+        .expect("beat");
+    there.enqueue_job(&job("told", 1)).await.expect("enqueue");
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued {
+            labels: Some(vec!["linux".into()])
+        },
+        "news of the job queued once another server was seen, and only of it"
+    );
+    // (Had the first job been told too, this would be the second news.)
+    let mut second = job("told-again", 1);
+    second.labels = vec!["second".into()];
+    there.enqueue_job(&second).await.expect("enqueue");
+    assert_eq!(
+        next_news(&mut feed).await,
+        QueueNews::Queued {
+            labels: Some(vec!["second".into()])
+        }
+    );
+}
+
 both_stores!(
     a_job_queued_through_one_server_is_news_to_the_others,
+    a_server_alone_tells_nobody_of_its_jobs,
     of_two_acknowledgements_of_one_attempt_exactly_one_wins,
     a_stale_epoch_is_fenced_off_renewals_and_results,
     expiry_requeues_until_max_attempts_then_fails,

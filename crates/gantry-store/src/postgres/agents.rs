@@ -43,6 +43,13 @@ fn notify_queued(channel: &str, server: &str) -> String {
     )
 }
 
+impl PgStore {
+    /// Whether a job queued is told to other servers ([`PgStore::others`]).
+    fn tells_others(&self) -> bool {
+        self.others.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A notification on [`QUEUE_CHANNEL`] as this server reads it: `None` when
 /// it is its own (or unreadable: then it is news, without labels).
 fn news_of(payload: &str, me: Option<&str>) -> Option<QueueNews> {
@@ -278,29 +285,36 @@ impl AgentStore for PgStore {
 
     async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
-        // Told to the other servers' polls in the same statement (sent at
-        // its commit): see `queue_feed`.
-        let row = sqlx::query(&format!(
+        // Told to the other servers' polls, if any, in the same statement
+        // (sent at its commit): see `queue_feed`.
+        let tells = self.tells_others();
+        let tell = if tells {
+            format!(", {}", notify_queued("$8", "$9"))
+        } else {
+            String::new()
+        };
+        let sql = format!(
             "WITH j AS (
                  INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
                                    created_ms, update_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
                  RETURNING {JOB_COLUMNS})
-             SELECT j.*, {} FROM j",
-            notify_queued("$8", "$9")
-        ))
-        .bind(&job.id)
-        .bind(&job.kind)
-        .bind(labels_json(&job.labels))
-        .bind(job.payload.to_string())
-        .bind(QUEUED)
-        .bind(i64::from(job.max_attempts.max(1)))
-        .bind(now)
-        .bind(QUEUE_CHANNEL)
-        .bind(crate::ServerStore::server_id(self))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_error)?;
+             SELECT j.*{tell} FROM j"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(&job.id)
+            .bind(&job.kind)
+            .bind(labels_json(&job.labels))
+            .bind(job.payload.to_string())
+            .bind(QUEUED)
+            .bind(i64::from(job.max_attempts.max(1)))
+            .bind(now);
+        if tells {
+            query = query
+                .bind(QUEUE_CHANNEL)
+                .bind(crate::ServerStore::server_id(self));
+        }
+        let row = query.fetch_one(&self.pool).await.map_err(db_error)?;
         job_row(&row)
     }
 
@@ -577,7 +591,7 @@ impl AgentStore for PgStore {
             .map_err(db_error)?;
             if let Some(row) = row {
                 let requeued = job_row(&row)?;
-                if requeued.status == QUEUED {
+                if requeued.status == QUEUED && self.tells_others() {
                     // Rare (a lease ran out): a statement of its own.
                     let notify = format!(
                         "SELECT {} FROM jobs j WHERE j.id = $1",

@@ -49,6 +49,12 @@ pub struct PgStore {
     /// The server this store works for ([`crate::ServerStore::set_server_id`]),
     /// stamped as the owner of the builds and executions it creates.
     pub(crate) server: std::sync::Arc<std::sync::RwLock<Option<String>>>,
+    /// Whether other servers may share the database, as its server's last
+    /// heartbeat found (true until then): only then is a job queued told
+    /// to them (`AgentStore::queue_feed`). A `NOTIFY` serialises the
+    /// commits of every transaction that sends one, fsync included, so a
+    /// server alone sends none.
+    pub(crate) others: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PgStore {
@@ -74,6 +80,7 @@ impl PgStore {
             pool,
             key,
             server: Default::default(),
+            others: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
         })
     }
 

@@ -45,13 +45,22 @@ impl ServerStore for PgStore {
     }
 
     async fn beat_server(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE servers SET heartbeat_ms = $1 WHERE id = $2")
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db_error)?;
-        if done.rows_affected() == 1 {
+        // With whether any other server has a row (a dead one's too, until
+        // it is taken over: news it misses costs nothing).
+        let row = sqlx::query(
+            "WITH beat AS (UPDATE servers SET heartbeat_ms = $1 WHERE id = $2 RETURNING id)
+             SELECT (SELECT count(*) FROM beat) AS beat,
+                    EXISTS (SELECT 1 FROM servers WHERE id <> $2) AS others",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let others: bool = row.try_get("others").map_err(db_error)?;
+        self.others
+            .store(others, std::sync::atomic::Ordering::Relaxed);
+        if row.try_get::<i64, _>("beat").map_err(db_error)? == 1 {
             return Ok(true);
         }
         let host = crate::servers::hostname();
