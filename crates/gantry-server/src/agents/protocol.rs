@@ -260,7 +260,13 @@ async fn try_offer<S: Store>(
             break;
         }
     }
-    Ok(None)
+    // The pages read may all be jobs on offer here or for other agents,
+    // with one this agent can run further back: one this server queued,
+    // then, if any.
+    match hub(state).next_offer(&agent.labels, now, until) {
+        Next::Offer(job) => Ok(Some(offer(job))),
+        Next::Scan | Next::Nothing => Ok(None),
+    }
 }
 
 /// How many of the oldest offerable jobs an offer looks at, besides those
