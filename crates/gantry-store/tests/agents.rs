@@ -369,14 +369,25 @@ async fn next_news(feed: &mut gantry_store::QueueFeed) -> QueueNews {
         .expect("the feed is open")
 }
 
-async fn a_job_queued_through_one_server_is_news_to_the_others<B: Backend>(b: &B) {
+/// Two servers' stores on one database ("here" and "there"), and here's
+/// feed of news: `None` for a store nothing else can share (SQLite), which
+/// has no feed to follow.
+async fn two_servers<B: Backend>(b: &B) -> Option<(B::Store, B::Store, gantry_store::QueueFeed)> {
     let here = b.open().await;
     let there = b.open().await;
     here.set_server_id("server-here");
     there.set_server_id("server-there");
-    let Some(mut feed) = here.queue_feed().await.expect("feed") else {
-        // Nothing else can share a SQLite store: no feed to follow.
-        assert!(!B::SHARED, "a shared store has news of others' jobs");
+    let feed = here.queue_feed().await.expect("feed");
+    assert_eq!(
+        feed.is_some(),
+        B::SHARED,
+        "a shared store, and only one, has news"
+    );
+    Some((here, there, feed?))
+}
+
+async fn a_job_queued_through_one_server_is_news_to_the_others<B: Backend>(b: &B) {
+    let Some((here, there, mut feed)) = two_servers(b).await else {
         return;
     };
     // This server's own jobs are not news to it; the other's are, with
@@ -435,12 +446,7 @@ async fn a_job_queued_through_one_server_is_news_to_the_others<B: Backend>(b: &B
 }
 
 async fn a_server_alone_tells_nobody_of_its_jobs<B: Backend>(b: &B) {
-    let here = b.open().await;
-    let there = b.open().await;
-    here.set_server_id("server-here");
-    there.set_server_id("server-there");
-    let Some(mut feed) = here.queue_feed().await.expect("feed") else {
-        assert!(!B::SHARED, "a shared store has news of others' jobs");
+    let Some((here, there, mut feed)) = two_servers(b).await else {
         return;
     };
     // The other server's heartbeat finds no other server's row: it sends
