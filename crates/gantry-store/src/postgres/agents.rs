@@ -597,16 +597,20 @@ impl AgentStore for PgStore {
                         "SELECT {} FROM jobs j WHERE j.id = $1",
                         notify_queued("$2", "$3")
                     );
-                    sqlx::query(&notify)
+                    // The job is queued either way: news lost only delays
+                    // it to the other servers' next look.
+                    if let Err(e) = sqlx::query(&notify)
                         .bind(&requeued.id)
                         .bind(QUEUE_CHANNEL)
                         .bind(crate::ServerStore::server_id(self))
                         .execute(&self.pool)
                         .await
-                        .map_err(db_error)?;
+                    {
+                        tracing::warn!(job = %requeued.id, error = %e, "telling other servers of a job queued again failed");
+                    }
                 }
                 expired.push(ExpiredLease {
-                    job: job_row(&row)?,
+                    job: requeued,
                     agent_id: job.agent_id,
                 });
             }

@@ -45,8 +45,8 @@ impl ServerStore for PgStore {
     }
 
     async fn beat_server(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        // With whether any other server has a row (a dead one's too, until
-        // it is taken over: news it misses costs nothing).
+        // With whether any other server has a row (a dead one's too, while
+        // its row remains: news nobody reads costs little).
         let row = sqlx::query(
             "WITH beat AS (UPDATE servers SET heartbeat_ms = $1 WHERE id = $2 RETURNING id)
              SELECT (SELECT count(*) FROM beat) AS beat,
