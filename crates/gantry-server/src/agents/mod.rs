@@ -245,13 +245,18 @@ impl AgentHub {
     /// Wakes the longest-waiting long poll whose agent has `job`'s labels,
     /// handing it the job.
     fn wake_for(&self, job: &OfferableJob) {
+        self.wake_one(&job.labels, Some(job));
+    }
+
+    /// Wakes the longest-waiting long poll whose agent has `labels`,
+    /// handing it `job` when there is one to hand.
+    fn wake_one(&self, labels: &[String], job: Option<&OfferableJob>) {
         let mut waiters = locked(&self.waiters);
-        if let Some(i) = waiters
-            .iter()
-            .position(|w| labels_match(&w.labels, &job.labels))
-        {
+        if let Some(i) = waiters.iter().position(|w| labels_match(&w.labels, labels)) {
             let w = waiters.remove(i);
-            *locked(&w.wake.pending) = Some(job.clone());
+            if let Some(job) = job {
+                *locked(&w.wake.pending) = Some(job.clone());
+            }
             w.wake.notify.notify_one();
         }
     }
@@ -261,10 +266,7 @@ impl AgentHub {
     /// in the store (as does any offer here that finds nothing in memory).
     pub fn queued_elsewhere(&self, labels: &[String]) {
         locked(&self.queue).queued_elsewhere();
-        let mut waiters = locked(&self.waiters);
-        if let Some(i) = waiters.iter().position(|w| labels_match(&w.labels, labels)) {
-            waiters.remove(i).wake.notify.notify_one();
-        }
+        self.wake_one(labels, None);
     }
 
     /// Claims `job_id` for an offer lasting until `until_ms`, unless this
