@@ -68,7 +68,7 @@ pub use pipelines::{
     DisabledTransition, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
     PipelineSummaryRecord, TransitionType, WebhookRecord, WebhookWithSecret,
 };
-pub use postgres::PgStore;
+pub use postgres::{PING_WHEN_IDLE_FOR, PgStore};
 pub use servers::{
     ChunkAndEnd, ChunkStored, JobEnd, OwnedWork, ServerRecord, ServerStore, TakenOver, hostname,
 };
