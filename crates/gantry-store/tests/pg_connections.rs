@@ -10,7 +10,8 @@ use gantry_store::{BuildStore, PING_WHEN_IDLE_FOR, StoreError};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
-#[macro_use]
+// Only the PostgreSQL backend: this is about PostgreSQL's pool.
+#[allow(unused_macros)]
 mod common;
 use common::{Backend, PgBackend};
 
