@@ -206,6 +206,12 @@ impl<S: Store> BuildRunner<S> {
         rx
     }
 
+    /// Whether the server is shutting down (a stopped build's end then
+    /// says so: [`mark_shutdown`]).
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Asks a build to stop; false when it is not running here.
     pub fn stop(&self, id: &str) -> bool {
         match locked(&self.running).get(id) {
@@ -260,7 +266,11 @@ async fn run_job<S: Store>(
         runner.log_written.clone(),
         runner.closed(),
     ));
-    let Some(mut update) = execute(&runner, &job, signal, &tx, reattached).await else {
+    let Some(BuildEnd {
+        mut update,
+        recorded,
+    }) = execute(&runner, &job, signal, &tx, reattached).await
+    else {
         // The build goes on without this server (a remote agent runs it;
         // the server is shutting down): its next owner finishes it.
         let (ack, done) = oneshot::channel();
@@ -272,11 +282,8 @@ async fn run_job<S: Store>(
         locked(&runner.running).remove(&id);
         return;
     };
-    if update.status == "STOPPED"
-        && runner
-            .shutting_down
-            .load(std::sync::atomic::Ordering::SeqCst)
-    {
+    // (An end recorded already was written while the server still ran.)
+    if !recorded && update.status == "STOPPED" && runner.shutting_down() {
         mark_shutdown(&mut update.build);
     }
     let (ack, done) = oneshot::channel();
@@ -285,7 +292,7 @@ async fn run_job<S: Store>(
     }
     drop(tx);
     writer.abort();
-    if record_end(&runner, &id, &update).await {
+    if recorded || record_end(&runner, &id, &update).await {
         runner.archiver.ended(&id);
     }
     runner.log_written.send_modify(|n| *n = n.wrapping_add(1));
@@ -396,8 +403,8 @@ fn mark_shutdown(build: &mut Value) {
 
 pub(crate) enum Msg {
     Line(String),
-    /// A line nobody needs to read at once (a remote build's "Waiting for
-    /// an agent", "Agent ... took the build"): it waits up to
+    /// A line nobody needs to read at once (a remote build's "Agent ...
+    /// took the build"): it waits up to
     /// [`ASIDE_LINGER`] for something to be written with — most often the
     /// agent's first log chunk, which takes it ([`Msg::Take`]) — instead
     /// of costing a commit of its own.
@@ -410,8 +417,9 @@ pub(crate) enum Msg {
     Flush(oneshot::Sender<()>),
     /// Like a flush, but the lines waiting to be written are handed to the
     /// sender, who writes them first in a transaction of its own (an
-    /// agent's log chunk: the server's lines "Waiting for an agent", "Agent
-    /// ... took the build" and the chunk's in one commit, not two). When
+    /// agent's log chunk: the server's line "Agent ... took the build" and
+    /// the chunk's in one commit, not two; a job queued for an agent: the
+    /// source's lines and "Waiting for an agent" with the job). When
     /// the writer also has progress to record, it writes everything itself
     /// as a flush does and hands over nothing.
     Take(oneshot::Sender<Vec<String>>),
@@ -436,6 +444,18 @@ impl Observer for ChannelObserver {
 /// then `phase` with its context, then COMPLETED.
 pub(crate) fn ended_early(
     job: &BuildJob,
+    phases: Vec<Value>,
+    status: &str,
+    phase: &str,
+    phase_start: i64,
+    context: (&str, &str),
+) -> BuildUpdate {
+    ended_early_for(&job.record, phases, status, phase, phase_start, context)
+}
+
+/// [`ended_early`], given the build's record only.
+pub(crate) fn ended_early_for(
+    record: &BuildRecord,
     mut phases: Vec<Value>,
     status: &str,
     phase: &str,
@@ -451,7 +471,7 @@ pub(crate) fn ended_early(
         &[context],
     ));
     phases.push(phase_json("COMPLETED", None, now, None, &[]));
-    let mut build = job.record.build.clone();
+    let mut build = record.build.clone();
     build["phases"] = json!(phases);
     BuildUpdate {
         status: status.into(),
@@ -467,14 +487,37 @@ async fn execute<S: Store>(
     signal: StopSignal,
     tx: &mpsc::UnboundedSender<Msg>,
     reattached: bool,
-) -> Option<BuildUpdate> {
+) -> Option<BuildEnd> {
     let start = job.record.start_ms;
     let submitted = phase_json("SUBMITTED", Some("SUCCEEDED"), start, Some(start), &[]);
     if reattached || crate::agents::remote::wanted(runner.config.local_agent, job) {
         return crate::agents::remote::execute(runner, job, signal, tx, submitted, reattached)
             .await;
     }
-    Some(execute_locally(runner, job, signal, tx, submitted).await)
+    Some(
+        execute_locally(runner, job, signal, tx, submitted)
+            .await
+            .into(),
+    )
+}
+
+/// How a build's task ended: the build's final state, and whether it is in
+/// the store already.
+pub(crate) struct BuildEnd {
+    pub update: BuildUpdate,
+    /// True when the server that took the agent's result wrote the end in
+    /// the transaction that ended the agent's job; the task still flushes
+    /// the log and tells whoever waits.
+    pub recorded: bool,
+}
+
+impl From<BuildUpdate> for BuildEnd {
+    fn from(update: BuildUpdate) -> BuildEnd {
+        BuildEnd {
+            update,
+            recorded: false,
+        }
+    }
 }
 
 /// A build on the embedded agent, in this process.
@@ -686,12 +729,16 @@ pub(crate) fn read_in(src: &Path, path: &str) -> Result<String, String> {
 /// then the runner's phases from PROVISIONING on.
 fn finished(job: &BuildJob, before: Vec<Value>, result: &BuildResult) -> BuildUpdate {
     let value = serde_json::to_value(result).unwrap_or_else(|_| json!({}));
-    finished_value(job, before, &value)
+    finished_value(&job.record, before, &value)
 }
 
 /// [`finished`] from the result's JSON (a remote agent sends it so); a
 /// status or phase that is not CodeBuild's counts as FAILED / COMPLETED.
-pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) -> BuildUpdate {
+pub(crate) fn finished_value(
+    record: &BuildRecord,
+    before: Vec<Value>,
+    value: &Value,
+) -> BuildUpdate {
     let status = value
         .get("buildStatus")
         .and_then(Value::as_str)
@@ -702,7 +749,7 @@ pub(crate) fn finished_value(job: &BuildJob, before: Vec<Value>, value: &Value) 
         .and_then(Value::as_str)
         .filter(|p| gantry_agent::protocol::phase_type(p).is_ok())
         .unwrap_or("COMPLETED");
-    let mut build = job.record.build.clone();
+    let mut build = record.build.clone();
     let mut phases = before;
     if let Some(list) = value.get("phases").and_then(Value::as_array) {
         phases.extend(
@@ -745,8 +792,8 @@ const MAX_BATCH: usize = 1000;
 const LINGER: Duration = Duration::from_millis(20);
 
 /// How long a [`Msg::Aside`] line may wait for company: a remote build's
-/// agent nearly always sends its log within this, and a build queued
-/// longer shows it this late at most.
+/// agent nearly always sends its log within this, and a longer build shows
+/// it this late at most.
 const ASIDE_LINGER: Duration = Duration::from_secs(1);
 
 /// Writes log lines and phase changes as they come, what arrived together

@@ -192,7 +192,19 @@ pub trait AgentStore: Send + Sync + 'static {
     async fn get_agent(&self, id: &str) -> Result<AgentRecord, StoreError>;
 
     /// Queues a job.
-    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError>;
+    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
+        self.enqueue_job_with_log(job, &job.id, &[]).await
+    }
+    /// Queues a job and appends `lines` to the log named `log_id` (its
+    /// build's: what the server says while the build waits for an agent)
+    /// in the same transaction: one commit, not two. Neither happens
+    /// when the job's id is taken.
+    async fn enqueue_job_with_log(
+        &self,
+        job: &NewAgentJob,
+        log_id: &str,
+        lines: &[String],
+    ) -> Result<AgentJobRecord, StoreError>;
     /// One job.
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError>;
     /// The states of the jobs among `ids` that exist, in no order: what a

@@ -16,7 +16,7 @@
 
 use async_trait::async_trait;
 
-use crate::StoreError;
+use crate::{BuildUpdate, StoreError};
 
 /// A server's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,12 @@ pub struct JobEnd<'a> {
     pub result: &'a serde_json::Value,
     /// The job ends only when every chunk up to this one is stored.
     pub last_seq: u64,
+    /// The end of the build whose log this is (the chunk's `log_id`),
+    /// written as `BuildStore::update_build` writes it (by "system",
+    /// audited) when the job ends in the same transaction and the build is
+    /// this server's: a build run by a remote agent then ends in the
+    /// commit that ends its job, not in one more.
+    pub build: Option<&'a BuildUpdate>,
 }
 
 /// What [`ServerStore::store_last_chunk_and_finish`] did.
@@ -90,6 +96,10 @@ pub struct ChunkAndEnd {
     /// Whether the job ended now (false: the lease is over, or a chunk
     /// up to `last_seq` is missing).
     pub ended: bool,
+    /// Whether the build's end ([`JobEnd::build`]) was written with it
+    /// (false as well when the build is another server's: it was taken
+    /// over, and its owner finishes it from the job's row).
+    pub build_ended: bool,
 }
 
 /// A row taken over: its key (build id, execution ARN, pipeline execution

@@ -490,6 +490,55 @@ async fn a_server_alone_tells_nobody_of_its_jobs<B: Backend>(b: &B) {
     );
 }
 
+/// A job queued with lines for its build's log: both in one write, the
+/// lines numbered after the log's last; a job id already taken queues
+/// nothing and appends nothing.
+async fn a_job_and_its_builds_lines_are_queued_in_one_write<B: Backend>(b: &B) {
+    let store = b.open().await;
+    let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .append_log_lines("p:1", &lines(&["checked out"]))
+            .await
+            .expect("a line before"),
+        1
+    );
+    let queued = store
+        .enqueue_job_with_log(&job("j1", 3), "p:1", &lines(&["waiting", "still"]))
+        .await
+        .expect("enqueue");
+    assert_eq!((queued.id.as_str(), queued.status.as_str()), ("j1", QUEUED));
+    let taken = store
+        .enqueue_job_with_log(&job("j1", 3), "p:1", &lines(&["twice"]))
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    let log: Vec<(u64, String)> = store
+        .log_lines("p:1", 0, 100)
+        .await
+        .expect("log")
+        .into_iter()
+        .map(|l| (l.seq, l.text))
+        .collect();
+    assert_eq!(
+        log,
+        [
+            (1, "checked out".to_owned()),
+            (2, "waiting".to_owned()),
+            (3, "still".to_owned())
+        ]
+    );
+    // No lines: the job alone, and the log as it was.
+    store
+        .enqueue_job_with_log(&job("j2", 3), "p:1", &[])
+        .await
+        .expect("enqueue without lines");
+    assert_eq!(store.log_lines("p:1", 0, 100).await.expect("log").len(), 3);
+    assert_eq!(
+        store.get_agent_job("j2").await.expect("queued").status,
+        QUEUED
+    );
+}
+
 both_stores!(
     a_job_queued_through_one_server_is_news_to_the_others,
     a_server_alone_tells_nobody_of_its_jobs,
@@ -502,4 +551,5 @@ both_stores!(
     racing_reapers_expire_each_lease_once,
     command_jobs_keep_their_result_and_outlive_a_restart,
     job_states_are_read_for_many_jobs_at_once,
+    a_job_and_its_builds_lines_are_queued_in_one_write,
 );

@@ -473,6 +473,7 @@ async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
         error: None,
         result: &result,
         last_seq,
+        build: None,
     };
     // Chunk 2 with a result claiming 2 chunks, chunk 1 missing: neither.
     let early = store
@@ -486,7 +487,8 @@ async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
                 acked: 0,
                 stored: false
             },
-            ended: false
+            ended: false,
+            build_ended: false
         }
     );
     // Chunk 1 with a result claiming 2: the chunk is stored, the job goes on.
@@ -501,7 +503,8 @@ async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
                 acked: 1,
                 stored: true
             },
-            ended: false
+            ended: false,
+            build_ended: false
         }
     );
     assert_eq!(store.job_result("j").await.expect("none yet"), None);
@@ -523,7 +526,8 @@ async fn a_last_chunk_and_the_jobs_end_are_one_write<B: Backend>(b: &B) {
                 acked: 2,
                 stored: true
             },
-            ended: true
+            ended: true,
+            build_ended: false
         }
     );
     let job = store.get_agent_job("j").await.expect("job");
@@ -562,6 +566,7 @@ async fn a_resent_last_chunk_ends_the_job_once_every_chunk_is_in<B: Backend>(b: 
         error: Some("exit status 1"),
         result: &result,
         last_seq: 2,
+        build: None,
     };
     let first = store
         .store_log_chunk("log-1", &lines(&["a", "b"]), "j", e, 1)
@@ -597,7 +602,8 @@ async fn a_resent_last_chunk_ends_the_job_once_every_chunk_is_in<B: Backend>(b: 
                 acked: 2,
                 stored: false
             },
-            ended: true
+            ended: true,
+            build_ended: false
         }
     );
     let job = store.get_agent_job("j").await.expect("job");
@@ -889,6 +895,167 @@ async fn the_inbox_records_events_for_the_owner_and_settles_each_once<B: Backend
     ));
 }
 
+/// An agent job's end, queued and leased under `id` (as `leased_job`).
+async fn leased_job_named<S: AgentStore>(store: &S, id: &str) -> i64 {
+    store
+        .enqueue_job(&NewAgentJob {
+            id: id.into(),
+            kind: "codebuild".into(),
+            labels: vec![],
+            payload: json!({}),
+            max_attempts: 3,
+        })
+        .await
+        .expect("enqueue");
+    store
+        .ack_job(id, 0, "a1", "l1", now_ms() + 60_000)
+        .await
+        .expect("ack")
+        .lease_epoch
+}
+
+async fn build_status(store: &impl BuildStore, id: &str) -> (String, serde_json::Value) {
+    let found = store
+        .get_builds(&[id.to_owned()])
+        .await
+        .expect("read")
+        .pop()
+        .expect("the build");
+    (found.status, found.build)
+}
+
+/// A build's end written with its job's (the agent's last chunk inside
+/// its result): only when the job ends in that write, whether by the
+/// chunk completing the log or by a resend once every chunk is in; by the
+/// build's owner only (a server that lost the build ends the job, not the
+/// build); audited as any build update.
+async fn a_builds_end_goes_with_its_jobs_end<B: Backend>(b: &B) {
+    let store = b.open().await;
+    store.set_server_id("server-a");
+    store
+        .register_server("server-a", "host-a", 10_000)
+        .await
+        .expect("register a");
+    project(&store).await;
+    let first = build(&store, 1).await;
+    let e = leased_job_named(&store, "j1").await;
+    let result = json!({"epoch": e});
+    let update = build_end("SUCCEEDED");
+    let end = |last_seq| JobEnd {
+        status: "SUCCEEDED",
+        error: None,
+        result: &result,
+        last_seq,
+        build: Some(&update),
+    };
+    // Chunk 1 of 2: stored; the job goes on, and so does the build.
+    let short = store
+        .store_last_chunk_and_finish(&first, &["one".into()], "j1", e, 1, &end(2))
+        .await
+        .expect("short");
+    assert!(
+        short.chunk.stored && !short.ended && !short.build_ended,
+        "{short:?}"
+    );
+    assert_eq!(build_status(&store, &first).await.0, "IN_PROGRESS");
+    // Chunk 2 completes the log: the job and the build end in one write.
+    let done = store
+        .store_last_chunk_and_finish(&first, &["two".into()], "j1", e, 2, &end(2))
+        .await
+        .expect("done");
+    assert!(
+        done.chunk.stored && done.ended && done.build_ended,
+        "{done:?}"
+    );
+    assert_eq!(
+        build_status(&store, &first).await,
+        ("SUCCEEDED".to_owned(), json!({"by": "SUCCEEDED"}))
+    );
+    assert_eq!(
+        store.get_agent_job("j1").await.expect("job").status,
+        "SUCCEEDED"
+    );
+    let audit = store.audit_log(100).await.expect("audit");
+    assert!(
+        audit.iter().any(|a| a.actor == "system"
+            && a.action == "build.update"
+            && a.target == first
+            && a.detail == "SUCCEEDED COMPLETED"),
+        "{audit:?}"
+    );
+    // Resent after a lost answer: the job has ended; nothing is written.
+    let again = store
+        .store_last_chunk_and_finish(&first, &["two".into()], "j1", e, 2, &end(2))
+        .await
+        .expect("again");
+    assert!(!again.ended && !again.build_ended, "{again:?}");
+
+    // The last chunk stored on its own, then the result resent with it:
+    // the job ends once every chunk is in, and the build with it.
+    let second = build(&store, 2).await;
+    let e2 = leased_job_named(&store, "j2").await;
+    let result2 = json!({"epoch": e2});
+    let failed = build_end("FAILED");
+    let end2 = JobEnd {
+        status: "FAILED",
+        error: Some("exit status 1"),
+        result: &result2,
+        last_seq: 1,
+        build: Some(&failed),
+    };
+    let chunk = store
+        .store_log_chunk(&second, &["only".into()], "j2", e2, 1)
+        .await
+        .expect("chunk");
+    assert!(chunk.stored, "{chunk:?}");
+    let resent = store
+        .store_last_chunk_and_finish(&second, &["only".into()], "j2", e2, 1, &end2)
+        .await
+        .expect("resent");
+    assert!(
+        !resent.chunk.stored && resent.ended && resent.build_ended,
+        "{resent:?}"
+    );
+    assert_eq!(build_status(&store, &second).await.0, "FAILED");
+
+    // A build another server took over: the job ends (its result is kept
+    // for the new owner), the build is left to that owner.
+    let third = build(&store, 3).await;
+    let e3 = leased_job_named(&store, "j3").await;
+    let other = b.open().await;
+    other.set_server_id("server-b");
+    other
+        .register_server("server-b", "host-b", 40_000)
+        .await
+        .expect("register b");
+    let taken = other
+        .take_over(OwnedWork::Builds, "server-b", 30_000)
+        .await
+        .expect("take over");
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    let result3 = json!({"epoch": e3});
+    let end3 = JobEnd {
+        status: "SUCCEEDED",
+        error: None,
+        result: &result3,
+        last_seq: 1,
+        build: Some(&update),
+    };
+    let late = store
+        .store_last_chunk_and_finish(&third, &["x".into()], "j3", e3, 1, &end3)
+        .await
+        .expect("late");
+    assert!(
+        late.chunk.stored && late.ended && !late.build_ended,
+        "{late:?}"
+    );
+    assert_eq!(build_status(&store, &third).await.0, "IN_PROGRESS");
+    assert_eq!(
+        store.job_result("j3").await.expect("kept"),
+        Some(result3.clone())
+    );
+}
+
 both_stores!(
     a_server_whose_work_was_taken_over_cannot_write_to_it,
     the_inbox_records_events_for_the_owner_and_settles_each_once,
@@ -898,4 +1065,5 @@ both_stores!(
     a_log_chunk_and_its_cursor_are_one_write,
     a_last_chunk_and_the_jobs_end_are_one_write,
     a_resent_last_chunk_ends_the_job_once_every_chunk_is_in,
+    a_builds_end_goes_with_its_jobs_end,
 );

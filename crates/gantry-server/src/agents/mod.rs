@@ -49,12 +49,8 @@ pub(crate) const MAX_ATTEMPTS: u32 = 3;
 /// What happened to a job, told to the build waiting for it.
 #[derive(Debug)]
 pub(crate) enum Ending {
-    /// An agent acknowledged it (a new attempt).
-    Leased {
-        agent: String,
-        attempt: u32,
-        at_ms: i64,
-    },
+    /// An agent acknowledged it (a new attempt; see [`AgentHub::tell_leased`]).
+    Leased { attempt: u32 },
     /// Its lease ran out and it is queued again.
     Requeued {
         agent: String,
@@ -64,7 +60,10 @@ pub(crate) enum Ending {
     /// It failed for good (out of attempts, or stopped with a dead agent).
     Failed(String),
     /// Its agent sent the result (already fenced and recorded in `jobs`).
-    Result(Box<gantry_agent::protocol::JobResult>),
+    Result(Arc<gantry_agent::protocol::JobResult>),
+    /// Its agent sent the result, and the build's end (made by the build's
+    /// [`remote::Finisher`]) was recorded with the job's.
+    Recorded(Box<gantry_store::BuildUpdate>),
 }
 
 /// A job whose build waits in this process.
@@ -76,10 +75,18 @@ pub(crate) struct LiveJob {
     /// Serialises a job's log chunks on this server (the position itself
     /// is the `jobs` row's, shared by every server).
     pub serial: tokio::sync::Mutex<()>,
-    /// True when the build does not wait here: its agent talks to this
-    /// server while another one owns the build, and this entry only writes
-    /// the log ([`remote::live_or_relay`]).
-    pub relay: bool,
+    /// What the build's end is made of, when the build waits here; `None`
+    /// for a relay: the job's agent talks to this server while another one
+    /// owns the build, and this entry only writes the log
+    /// ([`remote::live_or_relay`]).
+    pub finisher: Option<Arc<remote::Finisher>>,
+}
+
+impl LiveJob {
+    /// Whether this entry only relays the log of a build waiting elsewhere.
+    pub fn is_relay(&self) -> bool {
+        self.finisher.is_none()
+    }
 }
 
 /// A long poll waiting for a job, with the labels of its agent.
@@ -427,7 +434,7 @@ impl AgentHub {
     /// Drops the job's relay, if it has one here (its result is in).
     pub fn drop_relay(&self, job_id: &str) {
         let mut live = locked(&self.live);
-        if live.get(job_id).is_some_and(|l| l.relay) {
+        if live.get(job_id).is_some_and(|l| l.is_relay()) {
             live.remove(job_id);
         }
     }
@@ -445,7 +452,7 @@ impl AgentHub {
     pub fn waiting_jobs(&self) -> Vec<String> {
         locked(&self.live)
             .iter()
-            .filter(|(_, l)| !l.relay)
+            .filter(|(_, l)| !l.is_relay())
             .map(|(id, _)| id.clone())
             .collect()
     }
@@ -455,6 +462,24 @@ impl AgentHub {
     }
 
     /// Tells the job's build, if it waits here.
+    /// An agent acknowledged the job: the build waiting here for it learns
+    /// when the lease began and logs who took it, before the acknowledgement
+    /// is answered — so before the agent's first chunk, which takes that
+    /// line into its own commit, or its result, which may end the build.
+    pub fn tell_leased(&self, job_id: &str, agent: &str, attempt: u32, at_ms: i64) {
+        let Some(live) = self.live(job_id) else {
+            return;
+        };
+        let Some(finisher) = &live.finisher else {
+            return;
+        };
+        finisher.leased(at_ms, false);
+        let _ = live.log.send(Msg::Aside(format!(
+            "[Container] Agent {agent} took the build (attempt {attempt})"
+        )));
+        let _ = live.ends.send(Ending::Leased { attempt });
+    }
+
     pub fn tell(&self, job_id: &str, ending: Ending) {
         if let Some(live) = self.live(job_id) {
             let _ = live.ends.send(ending);

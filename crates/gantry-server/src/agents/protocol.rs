@@ -352,13 +352,11 @@ async fn ack<S: Store>(
             format!("job {job_id}'s payload is unreadable: {e}"),
         )
     })?;
-    hub.tell(
+    hub.tell_leased(
         &job_id,
-        Ending::Leased {
-            agent: format!("{} ({})", agent.id, agent.hostname),
-            attempt: job.attempts,
-            at_ms: now_ms(),
-        },
+        &format!("{} ({})", agent.id, agent.hostname),
+        job.attempts,
+        now_ms(),
     );
     Ok(json(&Lease {
         job_id,
@@ -405,8 +403,10 @@ async fn logs<S: Store>(
     // here, else a relay to the build in the store. The cursor is the
     // `jobs` row's, so the agent may switch servers between chunks.
     let job = fenced_job(&state, &token, &job_id, chunk.epoch).await?;
-    let (acked, _) = store_chunk(&state, &token, &job, chunk, events, None).await?;
-    Ok(json(&LogAck { acked }))
+    let stored = store_chunk(&state, &token, &job, chunk, events, None).await?;
+    Ok(json(&LogAck {
+        acked: stored.acked,
+    }))
 }
 
 /// How a build's job ends, written with its last log chunk when that
@@ -417,6 +417,19 @@ struct JobOutcome {
     /// The result as kept in the job's row.
     kept: serde_json::Value,
     last_seq: u64,
+    /// The result itself, for the build's end.
+    result: Arc<JobResult>,
+}
+
+/// What storing a log chunk did.
+struct ChunkTaken {
+    /// The highest chunk stored with all before it.
+    acked: u64,
+    /// With an end: whether the job ended with the chunk.
+    ended: Option<bool>,
+    /// Whether the build's end was recorded with the job's (and its task
+    /// told so).
+    build_recorded: bool,
 }
 
 /// Stores a chunk (a command's or a build's) in a task of its own, which
@@ -433,13 +446,17 @@ async fn store_chunk<S: Store>(
     chunk: LogChunk,
     events: Vec<gantry_build::BuildEvent>,
     end: Option<JobOutcome>,
-) -> Result<(u64, Option<bool>), AgentError> {
+) -> Result<ChunkTaken, AgentError> {
     let what = format!("storing log chunk {} of job {}", chunk.seq, job.id);
     let (state, token, job) = (state.clone(), token.clone(), job.clone());
     tokio::spawn(async move {
         if job.kind == wire::COMMAND_KIND {
             let acked = command_chunk(&state, &token, &job.id, &chunk).await?;
-            Ok((acked, None))
+            Ok(ChunkTaken {
+                acked,
+                ended: None,
+                build_recorded: false,
+            })
         } else {
             build_chunk(&state, &token, &job, &chunk, events, end).await
         }
@@ -461,7 +478,8 @@ fn chunk_events(chunk: &LogChunk) -> Result<Vec<gantry_build::BuildEvent>, Agent
 /// Feeds a fenced chunk of a build's log to its writer when it is the
 /// next one (a resent one is ignored), and returns, once it is stored, the
 /// highest chunk stored with all before it; with `end`, also whether the
-/// job ended in the same transaction.
+/// job ended in the same transaction, and whether the build's end went
+/// with it (when the build waits here: its task is then told).
 async fn build_chunk<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
@@ -469,7 +487,7 @@ async fn build_chunk<S: Store>(
     chunk: &LogChunk,
     events: Vec<gantry_build::BuildEvent>,
     end: Option<JobOutcome>,
-) -> Result<(u64, Option<bool>), AgentError> {
+) -> Result<ChunkTaken, AgentError> {
     let job_id = job.id.as_str();
     let live = super::remote::live_or_relay(&state.runner, job)
         .await
@@ -523,18 +541,28 @@ async fn build_chunk<S: Store>(
             format!("job {job_id} has no build"),
         ));
     };
+    // The build's end too, when the build waits here: made as its task
+    // would make it, written in the same commit as the job's. Not while
+    // the server shuts down (the task marks a stopped build's end so).
+    let build_end = match (&end, &live.finisher) {
+        (Some(end), Some(finisher)) if !state.runner.shutting_down() => {
+            Some(finisher.from_result(&end.result))
+        }
+        _ => None,
+    };
     let stored = match &end {
         None => state
             .store
             .store_log_chunk(&build_id, &lines, job_id, chunk.epoch, chunk.seq)
             .await
-            .map(|chunk| (chunk, None)),
+            .map(|chunk| (chunk, None, false)),
         Some(end) => {
             let job_end = gantry_store::JobEnd {
                 status: end.status,
                 error: end.error.as_deref(),
                 result: &end.kept,
                 last_seq: end.last_seq,
+                build: build_end.as_ref(),
             };
             state
                 .store
@@ -547,10 +575,10 @@ async fn build_chunk<S: Store>(
                     &job_end,
                 )
                 .await
-                .map(|done| (done.chunk, Some(done.ended)))
+                .map(|done| (done.chunk, Some(done.ended), done.build_ended))
         }
     };
-    let (outcome, ended) = match stored {
+    let (outcome, ended, build_recorded) = match stored {
         Ok(stored) => stored,
         Err(e) => {
             give_back(&mut lines);
@@ -565,7 +593,12 @@ async fn build_chunk<S: Store>(
         if ended != Some(true) {
             fenced_job(state, token, job_id, chunk.epoch).await?;
         }
-        return Ok((outcome.acked, ended));
+        let build_recorded = tell_recorded(&live, build_recorded, build_end);
+        return Ok(ChunkTaken {
+            acked: outcome.acked,
+            ended,
+            build_recorded,
+        });
     }
     state.runner.log_grew();
     // Phase changes go through the writer, which records the build's
@@ -585,7 +618,30 @@ async fn build_chunk<S: Store>(
     if !flushed(&live).await && ended.is_none() {
         return Err(ended_error());
     }
-    Ok((outcome.acked, ended))
+    // Told last, so the build's task finds the chunk's phase events in
+    // its writer when it flushes it.
+    let build_recorded = tell_recorded(&live, build_recorded, build_end);
+    Ok(ChunkTaken {
+        acked: outcome.acked,
+        ended,
+        build_recorded,
+    })
+}
+
+/// Tells the build's task its end was recorded with its job's, when it
+/// was; returns whether.
+fn tell_recorded(
+    live: &super::LiveJob,
+    recorded: bool,
+    build_end: Option<gantry_store::BuildUpdate>,
+) -> bool {
+    match build_end {
+        Some(update) if recorded => {
+            let _ = live.ends.send(Ending::Recorded(Box::new(update)));
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The job's source tree as a zip (`payload.source`).
@@ -796,6 +852,8 @@ async fn take_result<S: Store>(
     };
     let kept = serde_json::to_value(&result)
         .map_err(|e| AgentError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let result = Arc::new(result);
+    let mut build_recorded = false;
     // The result and the job's end in one fenced update, and with the
     // last log chunk when it came along: one commit (and one fsync) per
     // build, and no moment where the row holds a result but the job is
@@ -807,12 +865,14 @@ async fn take_result<S: Store>(
                 error: result.error.clone(),
                 kept,
                 last_seq: result.last_seq,
+                result: result.clone(),
             };
-            let (acked, ended) = store_chunk(state, token, &job, chunk, events, Some(end)).await?;
-            if ended != Some(true) {
+            let taken = store_chunk(state, token, &job, chunk, events, Some(end)).await?;
+            build_recorded = taken.build_recorded;
+            if taken.ended != Some(true) {
                 // A chunk before this one is missing, or the lease moved on
                 // meanwhile (a 409 either way, saying which).
-                logs_complete(state, job_id, &result, Some(acked)).await?;
+                logs_complete(state, job_id, &result, Some(taken.acked)).await?;
                 fenced_job(state, token, job_id, result.epoch).await?;
                 return Err(AgentError(
                     StatusCode::CONFLICT,
@@ -838,7 +898,9 @@ async fn take_result<S: Store>(
     if let Some(sha) = &result.artifacts_sha256 {
         uploads::forget(&state.runner.objects, sha).await;
     }
-    hub(state).tell(job_id, Ending::Result(Box::new(result)));
+    if !build_recorded {
+        hub(state).tell(job_id, Ending::Result(result));
+    }
     hub(state).drop_relay(job_id);
     hub(state).forget_lease(job_id);
     Ok(())

@@ -17,7 +17,8 @@ use tokio::sync::mpsc;
 use super::checks::JobCheck;
 use super::{Ending, LiveJob, MAX_ATTEMPTS};
 use crate::worker::{
-    BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, finished_value, phase_json,
+    BuildEnd, BuildJob, BuildRunner, BuildspecRef, Msg, ended_early, ended_early_for,
+    finished_value, phase_json,
 };
 use crate::{files, source};
 
@@ -53,14 +54,14 @@ pub(crate) async fn execute<S: Store>(
     tx: &mpsc::UnboundedSender<Msg>,
     submitted: Value,
     reattached: bool,
-) -> Option<BuildUpdate> {
+) -> Option<BuildEnd> {
     let job_id = format!("job-{}", job.uuid);
     if reattached {
         return wait(runner, job, signal, tx, submitted, job_id, Queued::Before).await;
     }
     let update = prepare_and_queue(runner, job, tx, submitted.clone(), &job_id).await;
     match update {
-        Err(ended) => Some(ended),
+        Err(ended) => Some(ended.into()),
         Ok(()) => wait(runner, job, signal, tx, submitted, job_id, Queued::Now).await,
     }
 }
@@ -153,7 +154,24 @@ async fn prepare_and_queue<S: Store>(
         payload: serde_json::to_value(&payload).unwrap_or(Value::Null),
         max_attempts: MAX_ATTEMPTS,
     };
-    if let Err(e) = enqueue(runner, &new).await {
+    // The lines the build's writer holds (the source's preparation) and
+    // the server's word on the wait go in the job's own commit, in order:
+    // under a queue the wait passed a second (the writer's longest), and
+    // that line cost a commit of its own per build.
+    let (taker, taken) = tokio::sync::oneshot::channel();
+    let mut lines = match tx.send(Msg::Take(taker)) {
+        Ok(()) => taken.await.unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let writers = lines.len();
+    lines.push(format!(
+        "[Container] Waiting for an agent with labels {}",
+        labels.join(",")
+    ));
+    if let Err(e) = enqueue(runner, &new, &job.record.id, &lines).await {
+        // The writer's lines go back to it, ahead of the error.
+        lines.truncate(writers);
+        let _ = tx.send(Msg::Restore(lines));
         let message = format!("queueing the build for an agent: {e}");
         log(format!("[Container] {message}"));
         return Err(ended_early(
@@ -165,12 +183,7 @@ async fn prepare_and_queue<S: Store>(
             ("CLIENT_ERROR", &message),
         ));
     }
-    // Aside: the agent's first log chunk nearly always comes before anyone
-    // needs it, and writes it in its own commit.
-    let _ = tx.send(Msg::Aside(format!(
-        "[Container] Waiting for an agent with labels {}",
-        labels.join(",")
-    )));
+    runner.log_grew();
     Ok(())
 }
 
@@ -179,9 +192,12 @@ async fn prepare_and_queue<S: Store>(
 /// the server runs: before, a build accepted just as the database
 /// restarted failed for it. A try that committed but whose answer was lost
 /// shows on the next as a conflict on the job's id: the job is queued.
+/// `lines` go to the build's log in the same transaction.
 async fn enqueue<S: Store>(
     runner: &BuildRunner<S>,
     new: &NewAgentJob,
+    build_id: &str,
+    lines: &[String],
 ) -> Result<(), gantry_store::StoreError> {
     use crate::worker::{STORE_RETRY_FOR, retry_store};
     let what = format!("queueing job {}", new.id);
@@ -191,7 +207,7 @@ async fn enqueue<S: Store>(
         Some(STORE_RETRY_FOR),
         &what,
         |tries| async move {
-            match store.enqueue_job(new).await {
+            match store.enqueue_job_with_log(new, build_id, lines).await {
                 Ok(_) => Ok(()),
                 // An earlier try committed though its answer was lost.
                 Err(gantry_store::StoreError::Conflict(_)) if tries > 0 => Ok(()),
@@ -218,6 +234,103 @@ enum Queued {
     Before,
 }
 
+/// What a waiting build's end is made of besides its agent's result,
+/// shared by the build's task (which adds to it as the job is leased and
+/// queued again) and the handler that takes the result: when the build
+/// waits on the server that takes the result, that handler writes the
+/// build's end in the transaction that ends the job and tells the task it
+/// did ([`Ending::Recorded`]), one commit per build fewer.
+pub(crate) struct Finisher {
+    record: BuildRecord,
+    submitted: Value,
+    so_far: std::sync::Mutex<SoFar>,
+}
+
+/// What the build's task has seen of its job so far.
+#[derive(Default)]
+struct SoFar {
+    /// The QUEUED phase's contexts: the leases lost.
+    contexts: Vec<(String, String)>,
+    /// When the latest attempt's lease began (`None`: not leased yet).
+    leased_at: Option<i64>,
+}
+
+impl Finisher {
+    fn new(record: &BuildRecord, submitted: Value) -> Finisher {
+        Finisher {
+            record: record.clone(),
+            submitted,
+            so_far: std::sync::Mutex::new(SoFar::default()),
+        }
+    }
+
+    fn so_far(&self) -> std::sync::MutexGuard<'_, SoFar> {
+        // Nothing is left half-changed under the lock: a poisoned one is
+        // as good as any.
+        self.so_far
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An attempt's lease began at `at_ms`; `only_if_unknown` keeps a time
+    /// already known (the store, read later, knows less than the hub).
+    pub(crate) fn leased(&self, at_ms: i64, only_if_unknown: bool) {
+        let mut so_far = self.so_far();
+        if !only_if_unknown || so_far.leased_at.is_none() {
+            so_far.leased_at = Some(at_ms);
+        }
+    }
+
+    fn lease_lost(&self, context: (String, String)) {
+        self.so_far().contexts.push(context);
+    }
+
+    /// The phases up to the end of QUEUED (at the lease's start, or now),
+    /// and that end.
+    fn queued_so_far(&self) -> (Vec<Value>, i64) {
+        let so_far = self.so_far();
+        let end = so_far.leased_at.unwrap_or_else(now_ms);
+        let contexts: Vec<(&str, &str)> = so_far
+            .contexts
+            .iter()
+            .map(|(c, m)| (c.as_str(), m.as_str()))
+            .collect();
+        let start = self.record.start_ms;
+        let phases = vec![
+            self.submitted.clone(),
+            phase_json("QUEUED", Some("SUCCEEDED"), start, Some(end), &contexts),
+        ];
+        (phases, end)
+    }
+
+    /// The build's end from its agent's result.
+    pub(crate) fn from_result(&self, result: &JobResult) -> BuildUpdate {
+        let (before, end) = self.queued_so_far();
+        let mut update = from_result(&self.record, before, end, result);
+        // The server that took the result stored the artifacts and made
+        // their locations references; any other location is a path on an
+        // agent's disk.
+        crate::build_artifacts::keep_references(&mut update.build);
+        update
+    }
+
+    /// The build's end when its job failed for good.
+    fn failed(&self, why: &str, stopping: bool, log: &dyn Fn(String)) -> BuildUpdate {
+        let status = if stopping { "STOPPED" } else { "FAILED" };
+        let message = format!("The build's agent job failed: {why}");
+        log(format!("[Container] {message}"));
+        let (before, end) = self.queued_so_far();
+        ended_early_for(
+            &self.record,
+            before,
+            status,
+            "PROVISIONING",
+            end,
+            ("CLIENT_ERROR", &message),
+        )
+    }
+}
+
 /// Waits for the job's end and makes the build's from it. The job's end
 /// comes from this server's hub when its agent talks to this server, and
 /// from the `jobs` row otherwise (checked a few times per lease timeout):
@@ -233,22 +346,13 @@ async fn wait<S: Store>(
     submitted: Value,
     job_id: String,
     queued: Queued,
-) -> Option<BuildUpdate> {
+) -> Option<BuildEnd> {
     let start = job.record.start_ms;
     let log = |line: String| {
         let _ = tx.send(Msg::Line(line));
     };
-    let queued_so_far = |contexts: &[(String, String)], end: i64| {
-        let ctx: Vec<(&str, &str)> = contexts
-            .iter()
-            .map(|(c, m)| (c.as_str(), m.as_str()))
-            .collect();
-        vec![
-            submitted.clone(),
-            phase_json("QUEUED", Some("SUCCEEDED"), start, Some(end), &ctx),
-        ]
-    };
     let hub = &runner.hub;
+    let finisher = Arc::new(Finisher::new(&job.record, submitted.clone()));
     let (ends_tx, mut ends) = mpsc::unbounded_channel();
     hub.attach(
         &job_id,
@@ -256,7 +360,7 @@ async fn wait<S: Store>(
             log: tx.clone(),
             ends: ends_tx,
             serial: tokio::sync::Mutex::new(()),
-            relay: false,
+            finisher: Some(finisher.clone()),
         }),
     );
     let _attached = Attached(hub, job_id.clone());
@@ -273,8 +377,6 @@ async fn wait<S: Store>(
         Queued::Before => hub.job_ready(),
     }
 
-    let mut contexts: Vec<(String, String)> = Vec::new();
-    let mut leased_at = None;
     let mut attempts_seen = 0;
     let mut stopping = false;
     let mut closed = runner.closed();
@@ -282,15 +384,6 @@ async fn wait<S: Store>(
     let waiting_since = tokio::time::Instant::now();
     let mut check = tokio::time::interval(every);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let finish = |result: &JobResult, contexts: &[(String, String)], leased_at: Option<i64>| {
-        let end = leased_at.unwrap_or_else(now_ms);
-        let mut update = from_result(job, queued_so_far(contexts, end), end, result);
-        // The server that took the result stored the artifacts and made
-        // their locations references; any other location is a path on an
-        // agent's disk.
-        crate::build_artifacts::keep_references(&mut update.build);
-        update
-    };
     loop {
         tokio::select! {
             biased;
@@ -305,32 +398,31 @@ async fn wait<S: Store>(
                     }
                     _ => {
                         return Some(ended_early(job, vec![submitted.clone()], "STOPPED", "QUEUED", start,
-                            ("BUILD_STOPPED", "The build was stopped while it was queued.")));
+                            ("BUILD_STOPPED", "The build was stopped while it was queued.")).into());
                     }
                 }
             }
             ending = ends.recv() => match ending {
-                Some(Ending::Leased { agent, attempt, at_ms }) => {
-                    leased_at = Some(at_ms);
-                    attempts_seen = attempts_seen.max(attempt);
-                    let _ = tx.send(Msg::Aside(format!(
-                        "[Container] Agent {agent} took the build (attempt {attempt})"
-                    )));
-                }
+                // Logged, and its time noted, by the hub as it was told.
+                Some(Ending::Leased { attempt }) => attempts_seen = attempts_seen.max(attempt),
                 Some(Ending::Requeued { agent, attempt, max }) => {
                     let message = format!(
                         "Attempt {attempt} of {max} on agent {agent} lost its lease; the build is queued again"
                     );
                     log(format!("[Container] {message}"));
-                    contexts.push(("AGENT_LEASE_EXPIRED".into(), message));
+                    finisher.lease_lost(("AGENT_LEASE_EXPIRED".into(), message));
                 }
                 Some(Ending::Failed(why)) => {
-                    return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
+                    return Some(finisher.failed(&why, stopping, &log).into());
                 }
-                Some(Ending::Result(result)) => return Some(finish(&result, &contexts, leased_at)),
+                Some(Ending::Result(result)) => return Some(finisher.from_result(&result).into()),
+                Some(Ending::Recorded(update)) => {
+                    return Some(BuildEnd { update: *update, recorded: true });
+                }
                 None => {
-                    return Some(ended_early(job, queued_so_far(&contexts, now_ms()), "FAILED",
-                        "PROVISIONING", now_ms(), ("CLIENT_ERROR", "the agent hub went away")));
+                    let (before, _) = finisher.queued_so_far();
+                    return Some(ended_early(job, before, "FAILED", "PROVISIONING", now_ms(),
+                        ("CLIENT_ERROR", "the agent hub went away")).into());
                 }
             },
             _ = check.tick() => {
@@ -341,17 +433,14 @@ async fn wait<S: Store>(
                 }
                 let row = match hub.checks.job(runner.store.as_ref(), || hub.waiting_jobs(), &job_id).await {
                     JobCheck::Row(row) => row,
-                    JobCheck::Gone => {
-                        return Some(failed(job, "its job is gone", stopping, leased_at, &contexts,
-                            &queued_so_far, &log));
-                    }
+                    JobCheck::Gone => return Some(finisher.failed("its job is gone", stopping, &log).into()),
                     JobCheck::Unknown => continue,
                 };
                 if row.status != job_status::QUEUED && row.attempts > attempts_seen && row.agent_id.is_some() {
                     // Acknowledged through another server (or before this
                     // server took the build over).
                     attempts_seen = row.attempts;
-                    leased_at.get_or_insert_with(now_ms);
+                    finisher.leased(now_ms(), true);
                     let id = row.agent_id.clone().unwrap_or_default();
                     let agent = match hub.agent(runner.store.as_ref(), &id).await {
                         Ok(a) => format!("{} ({})", a.id, a.hostname),
@@ -366,17 +455,12 @@ async fn wait<S: Store>(
                     continue;
                 }
                 let kept = runner.store.job_result(&job_id).await.ok().flatten();
-                match kept.map(serde_json::from_value::<JobResult>) {
-                    Some(Ok(result)) => return Some(finish(&result, &contexts, leased_at)),
-                    Some(Err(e)) => {
-                        let why = format!("its agent's result is unreadable: {e}");
-                        return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
-                    }
-                    None => {
-                        let why = row.error.unwrap_or_else(|| "the job ended without a result".into());
-                        return Some(failed(job, &why, stopping, leased_at, &contexts, &queued_so_far, &log));
-                    }
-                }
+                let why = match kept.map(serde_json::from_value::<JobResult>) {
+                    Some(Ok(result)) => return Some(finisher.from_result(&result).into()),
+                    Some(Err(e)) => format!("its agent's result is unreadable: {e}"),
+                    None => row.error.unwrap_or_else(|| "the job ended without a result".into()),
+                };
+                return Some(finisher.failed(&why, stopping, &log).into());
             }
         }
     }
@@ -457,33 +541,6 @@ async fn pack_source<S: Store>(
     Ok((buildspec, source_ref))
 }
 
-/// The phases up to the end of QUEUED, given its contexts and end time.
-type QueuedSoFar<'a> = &'a dyn Fn(&[(String, String)], i64) -> Vec<Value>;
-
-/// The build's end when its job failed for good.
-fn failed(
-    job: &BuildJob,
-    why: &str,
-    stopping: bool,
-    leased_at: Option<i64>,
-    contexts: &[(String, String)],
-    queued_so_far: QueuedSoFar<'_>,
-    log: &dyn Fn(String),
-) -> BuildUpdate {
-    let status = if stopping { "STOPPED" } else { "FAILED" };
-    let message = format!("The build's agent job failed: {why}");
-    log(format!("[Container] {message}"));
-    let end = leased_at.unwrap_or_else(now_ms);
-    ended_early(
-        job,
-        queued_so_far(contexts, end),
-        status,
-        "PROVISIONING",
-        end,
-        ("CLIENT_ERROR", &message),
-    )
-}
-
 /// Resolves once the flag is true (or its sender is gone).
 async fn until_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
     loop {
@@ -495,9 +552,14 @@ async fn until_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The build's final state from an agent's result.
-fn from_result(job: &BuildJob, before: Vec<Value>, leased_at: i64, r: &JobResult) -> BuildUpdate {
+fn from_result(
+    record: &BuildRecord,
+    before: Vec<Value>,
+    leased_at: i64,
+    r: &JobResult,
+) -> BuildUpdate {
     match &r.build {
-        Some(value) => finished_value(job, before, value),
+        Some(value) => finished_value(record, before, value),
         None => {
             let phase = r
                 .error_phase
@@ -508,8 +570,8 @@ fn from_result(job: &BuildJob, before: Vec<Value>, leased_at: i64, r: &JobResult
                 .error
                 .clone()
                 .unwrap_or_else(|| "the agent could not run the build".into());
-            ended_early(
-                job,
+            ended_early_for(
+                record,
                 before,
                 "FAILED",
                 phase,
@@ -554,7 +616,7 @@ pub(crate) async fn live_or_relay<S: Store>(
         log: runner.log_writer(record),
         ends,
         serial: tokio::sync::Mutex::new(()),
-        relay: true,
+        finisher: None,
     });
     Ok(runner.hub.attach_relay(&job.id, relay))
 }

@@ -303,6 +303,86 @@ async fn a_short_builds_log_may_come_inside_its_result() {
     server.stop().await;
 }
 
+crate::on_both_stores!(
+    a_remote_builds_end_is_recorded_before_its_result_is_answered,
+    a_remote_builds_end_is_recorded_before_its_result_is_answered_on,
+    a_remote_builds_end_is_recorded_before_its_result_is_answered_on_postgres
+);
+
+/// A build waiting on the server that takes its agent's result (with the
+/// last log chunk inside) ends in the transaction that ends its job: once
+/// the result is answered the build has ended, its log is whole, "took the
+/// build" first, and a resent result changes nothing.
+async fn a_remote_builds_end_is_recorded_before_its_result_is_answered_on(db: Db) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        db.apply(c);
+        c.local_agent = false;
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let id = start(&server, inline_project("one-commit", GOOD_BUILDSPEC)).await;
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let result = JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({
+            "buildStatus": "FAILED",
+            "currentPhase": "COMPLETED",
+            "phases": [{ "phaseType": "BUILD", "phaseStatus": "FAILED" }],
+        })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(LogChunk {
+            epoch: lease.epoch,
+            seq: 1,
+            items: vec![LogItem::Line("the whole log".into())],
+        }),
+    };
+    client
+        .result(&lease.job_id, &result)
+        .await
+        .expect("the result is taken");
+    // No waiting: the answer came after the commit that ended the build.
+    let out = server
+        .call("BatchGetBuilds", &json!({ "ids": [id.clone()] }))
+        .await;
+    let build = &out["builds"][0];
+    assert_eq!(build["buildStatus"], "FAILED", "{build}");
+    let phases: Vec<&str> = build["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .filter_map(|p| p["phaseType"].as_str())
+        .collect();
+    assert_eq!(phases, ["SUBMITTED", "QUEUED", "BUILD"], "{build}");
+    let log = server.log_text(&id).await;
+    let took = log.find("took the build (attempt 1)");
+    let whole = log.find("the whole log");
+    assert!(
+        took.is_some() && whole.is_some() && took < whole,
+        "the server's line, then the agent's: {log}"
+    );
+    // Resent (as after a lost answer): the build stays as it ended.
+    let again = client.result(&lease.job_id, &result).await;
+    assert!(
+        matches!(again, Err(ClientError::Conflict(_))),
+        "a result for an ended job is refused: {again:?}"
+    );
+    let later = server.wait_build(&id).await;
+    assert_eq!(later["phases"], build["phases"], "{later}");
+    server.stop().await;
+}
+
 /// A result sent with `?next=<agent id>` is answered with the next job
 /// offered to that agent (the poll its freed slot would make, saved), only
 /// when one is ready, and only to the token's own agent.

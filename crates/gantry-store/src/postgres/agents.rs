@@ -283,25 +283,40 @@ impl AgentStore for PgStore {
         })
     }
 
-    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
+    async fn enqueue_job_with_log(
+        &self,
+        job: &NewAgentJob,
+        log_id: &str,
+        lines: &[String],
+    ) -> Result<AgentJobRecord, StoreError> {
+        use super::builds::{INSERT_LINES, MOVE_HEAD, storable};
         let now = now_ms();
         // Told to the other servers' polls, if any, in the same statement
         // (sent at its commit): see `queue_feed`.
         let tells = self.tells_others();
         let tell = if tells {
-            format!(", {}", notify_queued("$8", "$9"))
+            format!(", {}", notify_queued("$10", "$11"))
         } else {
             String::new()
         };
+        // The lines (`$1` the log, `$2` the lines, as `INSERT_LINES` wants
+        // them) only when there are any; a failed INSERT of the job (its
+        // id taken) fails the whole statement, lines included.
         let sql = format!(
-            "WITH j AS (
+            "WITH head AS (
+                 INSERT INTO build_log_heads AS h (build_id, last_seq)
+                 SELECT $1, cardinality($2::text[]) WHERE cardinality($2::text[]) > 0
+                 {MOVE_HEAD}
+             ), {INSERT_LINES}, j AS (
                  INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
                                    created_ms, update_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 VALUES ($3, $4, $5, $6, $7, $8, $9, $9)
                  RETURNING {JOB_COLUMNS})
              SELECT j.*{tell} FROM j"
         );
         let mut query = sqlx::query(&sql)
+            .bind(log_id)
+            .bind(storable(lines))
             .bind(&job.id)
             .bind(&job.kind)
             .bind(labels_json(&job.labels))

@@ -190,7 +190,14 @@ impl ServerStore for PgStore {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
-        let stored = store_chunk(&self.pool, log_id, lines, job_id, epoch, seq, None).await?;
+        let chunk = Chunk {
+            log_id,
+            lines,
+            job_id,
+            epoch,
+            seq,
+        };
+        let stored = store_chunk(&self.pool, &chunk, None).await?;
         Ok(stored.chunk)
     }
 
@@ -203,7 +210,15 @@ impl ServerStore for PgStore {
         seq: u64,
         end: &JobEnd<'_>,
     ) -> Result<ChunkAndEnd, StoreError> {
-        store_chunk(&self.pool, log_id, lines, job_id, epoch, seq, Some(end)).await
+        let me = self.server_id();
+        let chunk = Chunk {
+            log_id,
+            lines,
+            job_id,
+            epoch,
+            seq,
+        };
+        store_chunk(&self.pool, &chunk, Some((end, me.as_deref()))).await
     }
 
     async fn record_job_result(
@@ -244,7 +259,17 @@ impl ServerStore for PgStore {
     }
 }
 
-/// Chunk `seq` of lease `epoch`, and with `end` the job's end (see
+/// Chunk `seq` of lease `epoch` of job `job_id`, for the log `log_id`.
+struct Chunk<'a> {
+    log_id: &'a str,
+    lines: &'a [String],
+    job_id: &'a str,
+    epoch: i64,
+    seq: u64,
+}
+
+/// A chunk, and with `end` the job's end and maybe its build's, the build
+/// fenced by its owner being the given server (see
 /// `ServerStore::store_log_chunk` and `store_last_chunk_and_finish`).
 ///
 /// One statement, so one round trip and its own transaction. The cursor's
@@ -257,26 +282,29 @@ impl ServerStore for PgStore {
 /// after a lost answer), by `ended_anyway` once every chunk is in. The two
 /// UPDATEs of the job's row are never both applied: their conditions on
 /// `log_acked` exclude each other for any version of the row, and a
-/// statement skips a row its own other part already changed.
+/// statement skips a row its own other part already changed. The build's
+/// end (`built`, `$12` not null) follows from either: it reads what they
+/// return, so it applies exactly when the job ended in this statement.
 ///
 /// Without a move, the cursor is as the statement's snapshot saw it.
 async fn store_chunk(
     pool: &sqlx::PgPool,
-    log_id: &str,
-    lines: &[String],
-    job_id: &str,
-    epoch: i64,
-    seq: u64,
-    end: Option<&JobEnd<'_>>,
+    chunk: &Chunk<'_>,
+    end: Option<(&JobEnd<'_>, Option<&str>)>,
 ) -> Result<ChunkAndEnd, StoreError> {
     use super::builds::{INSERT_LINES, MOVE_HEAD, storable};
-    let seq = i64::try_from(seq).map_err(StoreError::other)?;
+    let seq = i64::try_from(chunk.seq).map_err(StoreError::other)?;
+    let (end, me) = match end {
+        Some((end, me)) => (Some(end), me),
+        None => (None, None),
+    };
     // Without an end, `$11` (the last chunk) is past any cursor, so the
     // job's columns stay as they are and `ended_anyway` matches nothing.
     let last_seq = match end {
         Some(end) => i64::try_from(end.last_seq).map_err(StoreError::other)?,
         None => i64::MAX,
     };
+    let build = end.and_then(|e| e.build);
     let sql = format!(
         "WITH moved AS (
              UPDATE jobs SET log_acked = $5, update_ms = $6,
@@ -290,6 +318,16 @@ async fn store_chunk(
              WHERE id = $3 AND lease_epoch = $4 AND log_acked <> $5 - 1 AND status = $7
                AND log_acked >= $11
              RETURNING id
+         ), built AS (
+             UPDATE builds SET status = $12, current_phase = $13, build_json = $14, end_ms = $15
+             WHERE id = $1 AND $12::text IS NOT NULL
+               AND ($16::text IS NULL OR owner IS NULL OR owner = $16)
+               AND (EXISTS (SELECT 1 FROM moved WHERE ended)
+                    OR EXISTS (SELECT 1 FROM ended_anyway))
+             RETURNING id
+         ), build_audited AS (
+             INSERT INTO audit_log (at_ms, actor, action, target, detail)
+             SELECT $6, 'system', 'build.update', id, $17 FROM built
          ), head AS (
              INSERT INTO build_log_heads AS h (build_id, last_seq)
              SELECT $1, cardinality($2::text[]) FROM moved WHERE cardinality($2::text[]) > 0
@@ -298,13 +336,14 @@ async fn store_chunk(
          SELECT (SELECT log_acked FROM moved) AS moved_to,
                 (SELECT log_acked FROM jobs WHERE id = $3 AND lease_epoch = $4) AS acked,
                 COALESCE((SELECT ended FROM moved), false)
-                    OR EXISTS (SELECT 1 FROM ended_anyway) AS ended"
+                    OR EXISTS (SELECT 1 FROM ended_anyway) AS ended,
+                EXISTS (SELECT 1 FROM built) AS build_ended"
     );
     let row = sqlx::query(&sql)
-        .bind(log_id)
-        .bind(storable(lines))
-        .bind(job_id)
-        .bind(epoch)
+        .bind(chunk.log_id)
+        .bind(storable(chunk.lines))
+        .bind(chunk.job_id)
+        .bind(chunk.epoch)
         .bind(seq)
         .bind(now_ms())
         .bind(LEASED)
@@ -312,6 +351,12 @@ async fn store_chunk(
         .bind(end.and_then(|e| e.error))
         .bind(end.map(|e| e.result.to_string()))
         .bind(last_seq)
+        .bind(build.map(|b| b.status.as_str()))
+        .bind(build.map(|b| b.current_phase.as_str()))
+        .bind(build.map(|b| b.build.to_string()))
+        .bind(build.and_then(|b| b.end_ms))
+        .bind(me)
+        .bind(build.map(|b| format!("{} {}", b.status, b.current_phase)))
         .fetch_one(pool)
         .await
         .map_err(db_error)?;
@@ -323,5 +368,6 @@ async fn store_chunk(
             stored: moved_to.is_some(),
         },
         ended: row.try_get("ended").map_err(db_error)?,
+        build_ended: row.try_get("build_ended").map_err(db_error)?,
     })
 }

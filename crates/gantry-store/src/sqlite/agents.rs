@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::connections::Batch;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
@@ -228,27 +229,41 @@ impl AgentStore for SqliteStore {
         })
     }
 
-    async fn enqueue_job(&self, job: &NewAgentJob) -> Result<AgentJobRecord, StoreError> {
+    async fn enqueue_job_with_log(
+        &self,
+        job: &NewAgentJob,
+        log_id: &str,
+        lines: &[String],
+    ) -> Result<AgentJobRecord, StoreError> {
         let now = now_ms();
-        // The row comes back from the INSERT itself: no second read.
-        let row = sqlx::query(&format!(
-            "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts,
-                               created_ms, update_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(&job.id)
-        .bind(&job.kind)
-        .bind(labels_json(&job.labels))
-        .bind(job.payload.to_string())
-        .bind(QUEUED)
-        .bind(i64::from(job.max_attempts.max(1)))
-        .bind(now)
-        .bind(now)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(db_error)?;
-        job_row(&row)
+        // One batch, one transaction: the lines (if any), then the job,
+        // whose row comes back from the INSERT itself (no second read). A
+        // job id already taken fails the INSERT and rolls the lines back.
+        let mut batch = Batch::new();
+        super::builds::push_log_lines(&mut batch, log_id, lines, false);
+        batch
+            .push(&format!(
+                "INSERT INTO jobs (id, kind, labels_json, payload_json, status, max_attempts, \
+                                   created_ms, update_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(job.id.clone())
+            .bind(job.kind.clone())
+            .bind(labels_json(&job.labels))
+            .bind(job.payload.to_string())
+            .bind(QUEUED)
+            .bind(i64::from(job.max_attempts.max(1)))
+            .bind(now)
+            .bind(now);
+        let steps = self.writer.run(batch).await.map_err(db_error)?;
+        let row = steps
+            .last()
+            .and_then(|step| step.rows.first())
+            .ok_or_else(|| {
+                StoreError::Other(format!("queueing job {}: no row came back", job.id).into())
+            })?;
+        job_row(row)
     }
 
     async fn get_agent_job(&self, id: &str) -> Result<AgentJobRecord, StoreError> {

@@ -136,30 +136,8 @@ pub(crate) async fn update(
     me: Option<&str>,
     actor: &str,
 ) -> Result<(), StoreError> {
-    // One batch: the audit entry is written only when the UPDATE changed
-    // the row (`changes()` is the count of the statement before).
     let mut batch = Batch::new();
-    batch
-        .push(
-            "UPDATE builds SET status = ?, current_phase = ?, build_json = ?, end_ms = ? \
-             WHERE id = ? AND (? IS NULL OR owner IS NULL OR owner = ?)",
-        )
-        .bind(update.status.clone())
-        .bind(update.current_phase.clone())
-        .bind(update.build.to_string())
-        .bind(update.end_ms)
-        .bind(id.to_owned())
-        .bind(me.map(str::to_owned))
-        .bind(me.map(str::to_owned));
-    batch
-        .push(
-            "INSERT INTO audit_log (at_ms, actor, action, target, detail) \
-             SELECT ?, ?, 'build.update', ?, ? WHERE changes() > 0",
-        )
-        .bind(now_ms())
-        .bind(actor.to_owned())
-        .bind(id.to_owned())
-        .bind(format!("{} {}", update.status, update.current_phase));
+    push_update(&mut batch, id, update, me, actor, false);
     let steps = pool.run(batch).await.map_err(db_error)?;
     if steps.first().is_some_and(|step| step.changes > 0) {
         return Ok(());
@@ -177,6 +155,50 @@ pub(crate) async fn update(
             owner.as_deref().unwrap_or("(none)")
         )),
     })
+}
+
+/// Pushes a build's end (its `UPDATE`, fenced by its owner `me` when
+/// given, and the audit entry, written only when the `UPDATE` changed the
+/// row: `changes()` is the count of the statement before). With
+/// `after_change`, the `UPDATE` too applies only when the statement pushed
+/// before it changed a row (an agent job's end). Returns the index of the
+/// `UPDATE`'s step.
+pub(crate) fn push_update(
+    batch: &mut Batch,
+    id: &str,
+    update: &BuildUpdate,
+    me: Option<&str>,
+    actor: &str,
+    after_change: bool,
+) -> usize {
+    let step = batch.len();
+    let gate = if after_change {
+        " AND changes() > 0"
+    } else {
+        ""
+    };
+    batch
+        .push(&format!(
+            "UPDATE builds SET status = ?, current_phase = ?, build_json = ?, end_ms = ? \
+             WHERE id = ? AND (? IS NULL OR owner IS NULL OR owner = ?){gate}"
+        ))
+        .bind(update.status.clone())
+        .bind(update.current_phase.clone())
+        .bind(update.build.to_string())
+        .bind(update.end_ms)
+        .bind(id.to_owned())
+        .bind(me.map(str::to_owned))
+        .bind(me.map(str::to_owned));
+    batch
+        .push(
+            "INSERT INTO audit_log (at_ms, actor, action, target, detail) \
+             SELECT ?, ?, 'build.update', ?, ? WHERE changes() > 0",
+        )
+        .bind(now_ms())
+        .bind(actor.to_owned())
+        .bind(id.to_owned())
+        .bind(format!("{} {}", update.status, update.current_phase));
+    step
 }
 
 /// The builds among `ids`, in their order: one query (the ids go as one

@@ -216,6 +216,12 @@ impl Batch {
         self
     }
 
+    /// How many statements it holds: the index in [`Connections::run`]'s
+    /// answer of the statement pushed next.
+    pub(crate) fn len(&self) -> usize {
+        self.statements
+    }
+
     /// Binds the next `?`.
     pub(crate) fn bind<T>(&mut self, value: T) -> &mut Batch
     where

@@ -210,6 +210,7 @@ impl ServerStore for SqliteStore {
         let mut batch = chunk_batch(log_id, lines, job_id, epoch, seq)?;
         // The end is gated in SQL by the lease and the cursor as the
         // chunk just left it: no read between the two.
+        let job_step = batch.len();
         batch
             .push(
                 "UPDATE jobs SET status = ?, error = ?, result_json = ?, update_ms = ? \
@@ -223,16 +224,23 @@ impl ServerStore for SqliteStore {
             .bind(LEASED)
             .bind(epoch)
             .bind(last_seq);
+        // The build's end only when the job's ended (`changes()` is the
+        // count of the statement before), fenced by its owner as
+        // `update_build` is.
+        let build_step = end.build.map(|update| {
+            let me = self.server_id();
+            super::builds::push_update(&mut batch, log_id, update, me.as_deref(), "system", true)
+        });
         push_log_acked(&mut batch, job_id, epoch);
         let steps = self.writer.run(batch).await.map_err(db_error)?;
-        let ended = steps
-            .len()
-            .checked_sub(2)
-            .and_then(|i| steps.get(i))
-            .is_some_and(|step| step.changes == 1);
+        let changed = |i: Option<usize>| {
+            i.and_then(|i| steps.get(i))
+                .is_some_and(|step| step.changes == 1)
+        };
         Ok(ChunkAndEnd {
             chunk: chunk_stored(&steps)?,
-            ended,
+            ended: changed(Some(job_step)),
+            build_ended: changed(build_step),
         })
     }
 
