@@ -404,10 +404,10 @@ fn mark_shutdown(build: &mut Value) {
 pub(crate) enum Msg {
     Line(String),
     /// A line nobody needs to read at once (a remote build's "Agent ...
-    /// took the build"): it waits up to
-    /// [`ASIDE_LINGER`] for something to be written with — most often the
-    /// agent's first log chunk, which takes it ([`Msg::Take`]) — instead
-    /// of costing a commit of its own.
+    /// took the build"): it waits up to [`ASIDE_LINGER`] for something to
+    /// be written with — most often the agent's first log chunk or its
+    /// result, which takes it ([`Msg::Take`]) — instead of costing a
+    /// commit of its own.
     Aside(String),
     Event(BuildEvent),
     /// A phase event from the build's last message (an agent's result):

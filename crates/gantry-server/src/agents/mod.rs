@@ -461,7 +461,6 @@ impl AgentHub {
         locked(&self.live).get(job_id).cloned()
     }
 
-    /// Tells the job's build, if it waits here.
     /// An agent acknowledged the job: the build waiting here for it learns
     /// when the lease began and logs who took it, before the acknowledgement
     /// is answered — so before the agent's first chunk, which takes that
@@ -480,6 +479,7 @@ impl AgentHub {
         let _ = live.ends.send(Ending::Leased { attempt });
     }
 
+    /// Tells the job's build, if it waits here.
     pub fn tell(&self, job_id: &str, ending: Ending) {
         if let Some(live) = self.live(job_id) {
             let _ = live.ends.send(ending);

@@ -15,6 +15,11 @@
 //!   it, the StartBuild rate of one client alone, with no agent: one client
 //!   starting the builds would cap the figure there.
 //! - The RSS of an idle `gantry agent`.
+//! - Beside the 50 agents' figure, the machine's CPU time per build (every
+//!   process: server, agents, their shells, PostgreSQL, this client) and the
+//!   share of CPU time the hypervisor gave to others meanwhile (`steal`):
+//!   builds per second swing with a shared host, CPU time per build much
+//!   less, so it is the figure to compare between runs on different days.
 //!
 //! Clients keep their connection open from one call to the next, as the
 //! AWS SDKs do.
@@ -272,11 +277,63 @@ fn start_rate(addr: SocketAddr, project_name: &str, runs: usize) -> Result<f64, 
     Ok(runs as f64 / t0.elapsed().as_secs_f64())
 }
 
+/// The machine's CPU time so far, in clock ticks, from `/proc/stat`:
+/// busy (user, nice, system, irq, softirq), stolen by the hypervisor, and
+/// all of it (idle and iowait included). Zeros when unreadable.
+#[derive(Clone, Copy, Default)]
+struct CpuTicks {
+    busy: u64,
+    steal: u64,
+    total: u64,
+}
+
+fn cpu_ticks() -> CpuTicks {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return CpuTicks::default();
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    CpuTicks {
+        busy: at(0) + at(1) + at(2) + at(5) + at(6),
+        steal: at(7),
+        total: (0..8).map(at).sum(),
+    }
+}
+
+/// CPU use over a figure: busy milliseconds per build and the share stolen.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    ms_per_build: f64,
+    steal_percent: f64,
+}
+
+impl CpuUse {
+    fn between(before: CpuTicks, after: CpuTicks, builds: usize) -> CpuUse {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let busy = after.busy.saturating_sub(before.busy) as f64;
+        let steal = after.steal.saturating_sub(before.steal) as f64;
+        let total = after.total.saturating_sub(before.total).max(1) as f64;
+        CpuUse {
+            ms_per_build: busy * 1000.0 / hz / builds.max(1) as f64,
+            steal_percent: steal * 100.0 / total,
+        }
+    }
+}
+
 /// One backend's figures.
 struct Figures {
     local_dispatch: (f64, f64),
     remote_dispatch: (f64, f64),
     jobs_per_second: Vec<(usize, f64)>,
+    /// The machine's CPU use during the 50 agents' figure.
+    cpu_50: CpuUse,
     /// StartBuild calls per second from one client with no agent.
     one_client_starts: f64,
     idle_rss_mib: f64,
@@ -328,11 +385,14 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
         codebuild(addr, "CreateProject", project(&trivial, None))?;
         let mut jobs_per_second = vec![(1, throughput(addr, &trivial, runs)?)];
         drop(one);
+        let mut cpu_50 = CpuUse::default();
         for n in [10usize, 50] {
             let agents = spawn_agents(addr, &token, &root.join(format!("work-{n}")), n)?;
             // Let every agent register and hold its poll.
             std::thread::sleep(Duration::from_millis(500 + 20 * n as u64));
+            let before = cpu_ticks();
             jobs_per_second.push((n, throughput(addr, &trivial, runs)?));
+            cpu_50 = CpuUse::between(before, cpu_ticks(), runs);
             drop(agents);
         }
         // Last, with no agent left: these builds stay queued.
@@ -341,6 +401,7 @@ fn measure(database: Option<&str>, root: &Path, runs: usize) -> Result<Figures, 
             local_dispatch: local,
             remote_dispatch: remote,
             jobs_per_second,
+            cpu_50,
             one_client_starts,
             idle_rss_mib,
             idle_pss_mib,
@@ -437,6 +498,22 @@ pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), 
             if *n == 50 { ">= 500/s" } else { "" },
         );
     }
+    row(
+        "  CPU per build, 50 agents (ms, all processes)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.2}", f.cpu_50.ms_per_build))
+            .collect(),
+        "",
+    );
+    row(
+        "  CPU stolen by the host meanwhile (%)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.1}", f.cpu_50.steal_percent))
+            .collect(),
+        "",
+    );
     row(
         "  StartBuild alone, one client (calls/s)",
         results
