@@ -546,7 +546,7 @@ async fn build_chunk<S: Store>(
     // the server shuts down (the task marks a stopped build's end so).
     let build_end = match (&end, &live.finisher) {
         (Some(end), Some(finisher)) if !state.runner.shutting_down() => {
-            Some(finisher.from_result(&end.result))
+            Some(finisher.end_from(&end.result))
         }
         _ => None,
     };

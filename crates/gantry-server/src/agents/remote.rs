@@ -304,7 +304,7 @@ impl Finisher {
     }
 
     /// The build's end from its agent's result.
-    pub(crate) fn from_result(&self, result: &JobResult) -> BuildUpdate {
+    pub(crate) fn end_from(&self, result: &JobResult) -> BuildUpdate {
         let (before, end) = self.queued_so_far();
         let mut update = from_result(&self.record, before, end, result);
         // The server that took the result stored the artifacts and made
@@ -415,7 +415,7 @@ async fn wait<S: Store>(
                 Some(Ending::Failed(why)) => {
                     return Some(finisher.failed(&why, stopping, &log).into());
                 }
-                Some(Ending::Result(result)) => return Some(finisher.from_result(&result).into()),
+                Some(Ending::Result(result)) => return Some(finisher.end_from(&result).into()),
                 Some(Ending::Recorded(update)) => {
                     return Some(BuildEnd { update: *update, recorded: true });
                 }
@@ -456,7 +456,7 @@ async fn wait<S: Store>(
                 }
                 let kept = runner.store.job_result(&job_id).await.ok().flatten();
                 let why = match kept.map(serde_json::from_value::<JobResult>) {
-                    Some(Ok(result)) => return Some(finisher.from_result(&result).into()),
+                    Some(Ok(result)) => return Some(finisher.end_from(&result).into()),
                     Some(Err(e)) => format!("its agent's result is unreadable: {e}"),
                     None => row.error.unwrap_or_else(|| "the job ended without a result".into()),
                 };
