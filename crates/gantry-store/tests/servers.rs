@@ -262,9 +262,14 @@ async fn of_two_stores_racing_to_take_over_each_row_goes_to_exactly_one<B: Backe
 /// Job `j`, queued and leased (its first attempt) to agent `a1`
 /// until `expires_in_ms` from now; returns (now, the lease's epoch).
 async fn leased_job<S: AgentStore>(store: &S, expires_in_ms: i64) -> (i64, i64) {
+    lease_job(store, "j", expires_in_ms).await
+}
+
+/// Queues job `id` and leases it for `expires_in_ms`: (now, the epoch).
+async fn lease_job<S: AgentStore>(store: &S, id: &str, expires_in_ms: i64) -> (i64, i64) {
     store
         .enqueue_job(&NewAgentJob {
-            id: "j".into(),
+            id: id.into(),
             kind: "codebuild".into(),
             labels: vec![],
             payload: json!({}),
@@ -274,7 +279,7 @@ async fn leased_job<S: AgentStore>(store: &S, expires_in_ms: i64) -> (i64, i64) 
         .expect("enqueue");
     let now = now_ms();
     let leased = store
-        .ack_job("j", 0, "a1", "l1", now + expires_in_ms)
+        .ack_job(id, 0, "a1", "l1", now + expires_in_ms)
         .await
         .expect("ack");
     (now, leased.lease_epoch)
@@ -895,25 +900,6 @@ async fn the_inbox_records_events_for_the_owner_and_settles_each_once<B: Backend
     ));
 }
 
-/// An agent job's end, queued and leased under `id` (as `leased_job`).
-async fn leased_job_named<S: AgentStore>(store: &S, id: &str) -> i64 {
-    store
-        .enqueue_job(&NewAgentJob {
-            id: id.into(),
-            kind: "codebuild".into(),
-            labels: vec![],
-            payload: json!({}),
-            max_attempts: 3,
-        })
-        .await
-        .expect("enqueue");
-    store
-        .ack_job(id, 0, "a1", "l1", now_ms() + 60_000)
-        .await
-        .expect("ack")
-        .lease_epoch
-}
-
 async fn build_status(store: &impl BuildStore, id: &str) -> (String, serde_json::Value) {
     let found = store
         .get_builds(&[id.to_owned()])
@@ -938,7 +924,7 @@ async fn a_builds_end_goes_with_its_jobs_end<B: Backend>(b: &B) {
         .expect("register a");
     project(&store).await;
     let first = build(&store, 1).await;
-    let e = leased_job_named(&store, "j1").await;
+    let (_, e) = lease_job(&store, "j1", 60_000).await;
     let result = json!({"epoch": e});
     let update = build_end("SUCCEEDED");
     let end = |last_seq| JobEnd {
@@ -993,7 +979,7 @@ async fn a_builds_end_goes_with_its_jobs_end<B: Backend>(b: &B) {
     // The last chunk stored on its own, then the result resent with it:
     // the job ends once every chunk is in, and the build with it.
     let second = build(&store, 2).await;
-    let e2 = leased_job_named(&store, "j2").await;
+    let (_, e2) = lease_job(&store, "j2", 60_000).await;
     let result2 = json!({"epoch": e2});
     let failed = build_end("FAILED");
     let end2 = JobEnd {
@@ -1021,7 +1007,7 @@ async fn a_builds_end_goes_with_its_jobs_end<B: Backend>(b: &B) {
     // A build another server took over: the job ends (its result is kept
     // for the new owner), the build is left to that owner.
     let third = build(&store, 3).await;
-    let e3 = leased_job_named(&store, "j3").await;
+    let (_, e3) = lease_job(&store, "j3", 60_000).await;
     let other = b.open().await;
     other.set_server_id("server-b");
     other

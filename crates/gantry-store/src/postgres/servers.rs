@@ -190,13 +190,7 @@ impl ServerStore for PgStore {
         epoch: i64,
         seq: u64,
     ) -> Result<ChunkStored, StoreError> {
-        let chunk = Chunk {
-            log_id,
-            lines,
-            job_id,
-            epoch,
-            seq,
-        };
+        let chunk = Chunk::new(log_id, lines, job_id, epoch, seq);
         let stored = store_chunk(&self.pool, &chunk, None).await?;
         Ok(stored.chunk)
     }
@@ -211,13 +205,7 @@ impl ServerStore for PgStore {
         end: &JobEnd<'_>,
     ) -> Result<ChunkAndEnd, StoreError> {
         let me = self.server_id();
-        let chunk = Chunk {
-            log_id,
-            lines,
-            job_id,
-            epoch,
-            seq,
-        };
+        let chunk = Chunk::new(log_id, lines, job_id, epoch, seq);
         store_chunk(&self.pool, &chunk, Some((end, me.as_deref()))).await
     }
 
@@ -266,6 +254,18 @@ struct Chunk<'a> {
     job_id: &'a str,
     epoch: i64,
     seq: u64,
+}
+
+impl<'a> Chunk<'a> {
+    fn new(log_id: &'a str, lines: &'a [String], job_id: &'a str, epoch: i64, seq: u64) -> Self {
+        Chunk {
+            log_id,
+            lines,
+            job_id,
+            epoch,
+            seq,
+        }
+    }
 }
 
 /// A chunk, and with `end` the job's end and maybe its build's, the build
