@@ -1,6 +1,6 @@
 //! Named objects: whole files kept beside the content-addressed blobs, under
 //! keys their users choose (the server's finished build logs,
-//! `logs/builds/<build-id>.log`; custom-action job objects,
+//! `logs/packs/...`; custom-action job objects,
 //! `job-objects/...`). They are neither compressed nor deduplicated, so a
 //! byte range of one is one ranged GET.
 

@@ -3,11 +3,15 @@
 //! While a build runs its log is rows in the database (`build_log_lines`),
 //! appended in batches and read by line number. When it ends, the
 //! [`Archiver`] writes the whole text (every line followed by `\n`, the same
-//! text the REST API serves) as one object, `logs/builds/<build-id>.log`,
-//! then records the object and deletes the rows in one transaction, with
-//! the moves of the other builds that ended meanwhile. The order
-//! matters: a crash after the object is written leaves the rows (readers
-//! use them; the object is written again later), never neither. [`sweep`]
+//! text the REST API serves) to the artifact store, packed with the logs of
+//! the other builds that ended meanwhile into one object
+//! (`logs/packs/<ms>-<uuid>.log`; a log of 4 MiB or more gets an object of
+//! its own, `logs/builds/<build-id>.log`), then records where each log is
+//! (object, offset, length) and deletes the rows in one transaction. The
+//! order matters: a crash after the object is written leaves the rows
+//! (readers use them; the log is written again later), never neither. A
+//! log rewritten later (late lines) leaves its old bytes unreferenced in
+//! the earlier pack; nothing deletes finished logs yet. [`sweep`]
 //! finishes moves that a crash, a failed write or a build ended by another
 //! path (start-up recovery) left undone; every server runs it at start and
 //! then every [`SWEEP_EVERY`].
@@ -55,7 +59,7 @@ struct FirstRead {
 /// Reads, for every build of `ids`, its earlier archive and its first
 /// lines: two queries for the batch, where a build at a time was two
 /// queries per build. A build whose lines the batch's read cut short (or
-/// did not reach) reads the rest on its own in [`write_object`].
+/// did not reach) reads the rest on its own in [`gather`].
 async fn first_reads<S: Store + ?Sized>(
     store: &S,
     ids: &[String],
@@ -99,30 +103,32 @@ async fn first_reads<S: Store + ?Sized>(
     Ok(reads)
 }
 
-/// Writes a finished build's log lines to the artifact store and returns
-/// the move to record (`None` when no line is in the database). The rows
-/// stay until [`BuildStore::archive_logs`] records the move. `first` is
-/// what the batch read of it ([`first_reads`]).
+/// A finished build's whole log, gathered for its move: the text its
+/// earlier archive held (if any) followed by the lines in the database.
+struct Gathered {
+    build_id: String,
+    text: Vec<u8>,
+    line_count: u64,
+    /// The last line number read from the database: the rows up to it go
+    /// once the move is recorded.
+    through_seq: u64,
+}
+
+/// Reads a finished build's log: its earlier archive's text and every line
+/// in the database after it (`first` is what the batch read of it,
+/// [`first_reads`]). `None` when no line is in the database.
 ///
-/// Safe to repeat and to run on two servers at once: both write the same
-/// object, and rows are deleted only up to the last line each one read.
-/// Lines that arrive after a build was archived are appended to the
-/// object by the next call.
-async fn write_object<S: Store + ?Sized>(
+/// Lines that arrive after a build was archived (a late upload) are
+/// appended to the earlier text, so the next object holds the whole log
+/// again and line numbers carry on.
+async fn gather<S: Store + ?Sized>(
     store: &S,
     objects: &ArtifactStore,
     build_id: &str,
     first: FirstRead,
-) -> Result<Option<LogMove>, StoreError> {
+) -> Result<Option<Gathered>, StoreError> {
     let (mut text, mut count) = match &first.previous {
-        Some(a) => (
-            objects
-                .get_named(&a.object_key)
-                .await
-                .map_err(store_error)?
-                .to_vec(),
-            a.line_count,
-        ),
+        Some(a) => (read_range(objects, a, 0..a.size_bytes).await?.to_vec(), a.line_count),
         None => (Vec::new(), 0),
     };
     let mut last_seq = 0;
@@ -148,26 +154,100 @@ async fn write_object<S: Store + ?Sized>(
     if last_seq == 0 {
         return Ok(None);
     }
-    let key = object_key(build_id);
-    let archive = LogArchive {
+    Ok(Some(Gathered {
         build_id: build_id.to_owned(),
-        object_key: key.clone(),
-        size_bytes: text.len() as u64,
+        text,
         line_count: count,
-        archived_ms: now_ms(),
-    };
-    objects.put_named(&key, text).await.map_err(store_error)?;
-    Ok(Some(LogMove {
-        archive,
         through_seq: last_seq,
     }))
 }
 
-/// Moves the logs of the finished builds `ids` to the artifact store: each
-/// object is written first, then every move is recorded (and the rows
-/// deleted) in one transaction. Returns how many logs moved. A log whose
-/// object could not be written stays in the database for the next sweep;
+/// A log at least this long gets an object of its own
+/// (`logs/builds/<build-id>.log`); shorter ones are packed.
+const OWN_OBJECT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A pack is closed once it holds this many bytes.
+const PACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The key of a new pack: unique, so two servers packing at once (or one
+/// packing a log again after late lines) never overwrite a pack another
+/// record points into.
+fn pack_key(archived_ms: i64) -> String {
+    format!(
+        "logs/packs/{archived_ms}-{}.log",
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Writes gathered logs to the artifact store and returns the moves to
+/// record. Short logs go one after another into packs, one object for
+/// many builds: a busy server ends hundreds of builds a second, and an
+/// object per build was the largest avoidable cost of a short build on
+/// the server (creating a file in the local store, a request to S3).
+/// A log whose object could not be written is left out (its lines stay in
+/// the database for the next sweep); the others move.
+async fn write_objects(objects: &ArtifactStore, logs: Vec<Gathered>) -> Vec<LogMove> {
+    let archived_ms = now_ms();
+    let mut objects_to_write: Vec<(String, Vec<u8>, Vec<LogMove>)> = Vec::new();
+    let mut pack: Option<(String, Vec<u8>, Vec<LogMove>)> = None;
+    for log in logs {
+        let size_bytes = log.text.len() as u64;
+        let moved = |key: &str, offset: u64| LogMove {
+            archive: LogArchive {
+                build_id: log.build_id.clone(),
+                object_key: key.to_owned(),
+                offset,
+                size_bytes,
+                line_count: log.line_count,
+                archived_ms,
+            },
+            through_seq: log.through_seq,
+        };
+        if log.text.len() >= OWN_OBJECT_BYTES {
+            let key = object_key(&log.build_id);
+            let m = moved(&key, 0);
+            objects_to_write.push((key, log.text, vec![m]));
+            continue;
+        }
+        let (key, text, moves) = pack.get_or_insert_with(|| (pack_key(archived_ms), Vec::new(), Vec::new()));
+        moves.push(moved(key, text.len() as u64));
+        text.extend_from_slice(&log.text);
+        if text.len() >= PACK_BYTES {
+            objects_to_write.extend(pack.take());
+        }
+    }
+    objects_to_write.extend(pack);
+    let written = futures_util::future::join_all(
+        objects_to_write
+            .into_iter()
+            .map(|(key, text, moves)| async move {
+                let outcome = objects.put_named(&key, text).await;
+                (key, outcome, moves)
+            }),
+    )
+    .await;
+    let mut moves = Vec::new();
+    for (key, outcome, those) in written {
+        match outcome {
+            Ok(()) => moves.extend(those),
+            Err(e) => {
+                let builds: Vec<&str> = those.iter().map(|m| m.archive.build_id.as_str()).collect();
+                tracing::warn!(object = %key, builds = ?builds, error = %e, "writing finished build logs failed; the next sweep retries");
+            }
+        }
+    }
+    moves
+}
+
+/// Moves the logs of the finished builds `ids` to the artifact store: the
+/// objects are written first, then every move is recorded (and the rows
+/// deleted) in one transaction. Returns how many logs moved. A log that
+/// could not be read or written stays in the database for the next sweep;
 /// the others move.
+///
+/// Safe to repeat and to run on two servers at once: each writes objects
+/// of its own, the last record of a build wins, and rows are deleted only
+/// up to the last line each one read.
 pub(crate) async fn archive_all<S: Store + ?Sized>(
     store: &S,
     objects: &ArtifactStore,
@@ -177,25 +257,26 @@ pub(crate) async fn archive_all<S: Store + ?Sized>(
     ids.sort();
     ids.dedup();
     let mut reads = first_reads(store, &ids).await?;
-    let written = futures_util::future::join_all(ids.iter().map(|id| {
+    let gathered = futures_util::future::join_all(ids.iter().map(|id| {
         let first = reads.remove(id).unwrap_or(FirstRead {
             previous: None,
             lines: Vec::new(),
             whole: false,
         });
-        write_object(store, objects, id, first)
+        gather(store, objects, id, first)
     }))
     .await;
-    let mut moves = Vec::with_capacity(ids.len());
-    for (id, outcome) in ids.iter().zip(written) {
+    let mut logs = Vec::with_capacity(ids.len());
+    for (id, outcome) in ids.iter().zip(gathered) {
         match outcome {
-            Ok(Some(m)) => moves.push(m),
+            Ok(Some(log)) => logs.push(log),
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(build = %id, error = %e, "archiving a build's log failed; the next sweep retries")
+                tracing::warn!(build = %id, error = %e, "reading a build's log to archive it failed; the next sweep retries")
             }
         }
     }
+    let moves = write_objects(objects, logs).await;
     store.archive_logs(&moves).await?;
     Ok(moves.len())
 }
@@ -328,9 +409,12 @@ pub(crate) async fn read_range(
     range: Range<u64>,
 ) -> Result<Bytes, StoreError> {
     let end = range.end.min(archive.size_bytes);
-    let range = range.start.min(end)..end;
+    let start = range.start.min(end);
     objects
-        .get_named_range(&archive.object_key, range)
+        .get_named_range(
+            &archive.object_key,
+            archive.offset + start..archive.offset + end,
+        )
         .await
         .map_err(store_error)
 }
@@ -377,10 +461,7 @@ pub(crate) async fn lines_after(
     if after >= archive.line_count {
         return Ok(Vec::new());
     }
-    let bytes = objects
-        .get_named(&archive.object_key)
-        .await
-        .map_err(store_error)?;
+    let bytes = read_range(objects, archive, 0..archive.size_bytes).await?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(text
         .split_terminator('\n')
@@ -478,7 +559,9 @@ mod tests {
         for id in &ids {
             let moved = store.log_archive(id).await.expect("q").expect("moved");
             assert_eq!(
-                objects.get_named(&moved.object_key).await.expect("get"),
+                read_range(&objects, &moved, 0..moved.size_bytes)
+                    .await
+                    .expect("get"),
                 format!("log of {id}\n").as_bytes()
             );
             assert!(store.log_lines(id, 0, 10).await.expect("q").is_empty());
@@ -486,6 +569,104 @@ mod tests {
         // Finished: a later end is left to the sweep, not lost with an error.
         archiver.ended("web:1");
         archiver.finish(Duration::from_secs(1)).await;
+    }
+
+    /// Creates ended builds `ids` of project `web` (which [`ended_build`]
+    /// made), each with the log lines given.
+    async fn ended_builds(store: &gantry_store::SqliteStore, logs: &[(&str, Vec<String>)]) {
+        for (id, lines) in logs {
+            let build = NewBuild {
+                id: (*id).to_owned(),
+                project: "web".into(),
+                status: "SUCCEEDED".into(),
+                current_phase: "COMPLETED".into(),
+                build: json!({}),
+                overrides: json!({}),
+                start_ms: 1,
+            };
+            store.create_build(&build, "test").await.expect("build");
+            store.append_log_lines(id, lines).await.expect("append");
+        }
+    }
+
+    /// Short logs that move together share one object, each at its own
+    /// offset; a log of [`OWN_OBJECT_BYTES`] or more gets an object of its
+    /// own. Every reader gets each log's bytes and no other's.
+    #[tokio::test]
+    async fn logs_moved_together_share_a_pack_and_a_long_one_has_its_own_object() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
+        let long_line = "x".repeat(1023);
+        let long: Vec<String> = (0..OWN_OBJECT_BYTES / 1024).map(|_| long_line.clone()).collect();
+        ended_builds(
+            &store,
+            &[
+                ("web:2", vec!["two a".into(), "two b".into()]),
+                ("web:3", long.clone()),
+                ("web:4", vec!["four é".into()]),
+            ],
+        )
+        .await;
+        let ids: Vec<String> = ["web:2", "web:3", "web:4"].map(String::from).to_vec();
+        assert_eq!(archive_all(&store, &objects, &ids).await.expect("archive"), 3);
+
+        let two = store.log_archive("web:2").await.expect("q").expect("moved");
+        let four = store.log_archive("web:4").await.expect("q").expect("moved");
+        let three = store.log_archive("web:3").await.expect("q").expect("moved");
+        assert_eq!(two.object_key, four.object_key, "short logs share a pack");
+        assert!(two.object_key.starts_with("logs/packs/"), "{two:?}");
+        assert_eq!((two.offset, two.size_bytes), (0, 12));
+        assert_eq!((four.offset, four.size_bytes), (12, 8));
+        assert_eq!(three.object_key, object_key("web:3"));
+        assert_eq!(three.offset, 0);
+        assert_eq!(
+            objects.list_named("logs/").await.expect("list").len(),
+            2,
+            "one pack and one object of its own"
+        );
+
+        assert_eq!(lines_after(&objects, &two, 0).await.expect("two"), ["two a", "two b"]);
+        assert_eq!(lines_after(&objects, &four, 0).await.expect("four"), ["four é"]);
+        assert_eq!(lines_after(&objects, &three, 0).await.expect("three"), long);
+        assert_eq!(read_text(&objects, &four, 0, 100).await.expect("text"), "four é\n");
+        assert_eq!(read_text(&objects, &two, 6, 100).await.expect("tail"), "two b\n");
+        assert_eq!(
+            read_range(&objects, &two, 0..1000).await.expect("range"),
+            "two a\ntwo b\n".as_bytes(),
+            "a read past a log's end stops at it, not in the next log"
+        );
+    }
+
+    /// A pack that cannot be written moves none of its logs: their lines
+    /// stay in the database, and a later sweep moves them.
+    #[tokio::test]
+    async fn logs_whose_pack_cannot_be_written_stay_in_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ended_build(dir.path()).await;
+        let objects_dir = dir.path().join("objects");
+        let objects = ArtifactStore::local(&objects_dir).expect("objects");
+        ended_builds(&store, &[("web:2", vec!["two".into()])]).await;
+        store
+            .append_log_lines("web:1", &["one".into()])
+            .await
+            .expect("append");
+        // A file where the packs' directory goes: every pack write fails.
+        std::fs::create_dir_all(objects_dir.join("logs")).expect("mkdir");
+        std::fs::write(objects_dir.join("logs").join("packs"), b"in the way").expect("block");
+
+        let ids: Vec<String> = ["web:1", "web:2"].map(String::from).to_vec();
+        assert_eq!(archive_all(&store, &objects, &ids).await.expect("archive"), 0);
+        for id in &ids {
+            assert_eq!(store.log_archive(id).await.expect("q"), None);
+            assert_eq!(store.log_lines(id, 0, 10).await.expect("q").len(), 1);
+        }
+
+        std::fs::remove_file(objects_dir.join("logs").join("packs")).expect("unblock");
+        assert_eq!(sweep(&store, &objects).await, 2);
+        let one = store.log_archive("web:1").await.expect("q").expect("moved");
+        assert_eq!(lines_after(&objects, &one, 0).await.expect("one"), ["one"]);
+        assert!(store.log_lines("web:1", 0, 10).await.expect("q").is_empty());
     }
 
     /// A batch's first read of lines stops at [`READ_BATCH`] lines in all:
@@ -566,8 +747,19 @@ mod tests {
         let second = store.log_archive("web:1").await.expect("q").expect("moved");
         assert_eq!((second.size_bytes, second.line_count), (14, 3));
         assert_eq!(
-            objects.get_named(&second.object_key).await.expect("get"),
+            read_range(&objects, &second, 0..second.size_bytes)
+                .await
+                .expect("get"),
             "one\ntwo\nthree\n".as_bytes()
+        );
+        // Written anew, not over the pack the first move's record (which a
+        // reader may still hold) points into.
+        assert_ne!(second.object_key, first.object_key);
+        assert_eq!(
+            read_range(&objects, &first, 0..first.size_bytes)
+                .await
+                .expect("first"),
+            "one\ntwo\n".as_bytes()
         );
         assert!(store.log_lines("web:1", 0, 10).await.expect("q").is_empty());
 

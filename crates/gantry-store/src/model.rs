@@ -147,15 +147,19 @@ pub struct LogSeek {
     pub line_start: u64,
 }
 
-/// Where a finished build's log is kept: an object in the artifact store,
-/// holding the log text (every line followed by `\n`).
+/// Where a finished build's log is kept: bytes `offset .. offset +
+/// size_bytes` of an object in the artifact store, the log text (every
+/// line followed by `\n`). The object may hold other builds' logs around
+/// it (the logs of builds that ended together are packed into one object).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogArchive {
     /// The build.
     pub build_id: String,
     /// The object's key in the artifact store.
     pub object_key: String,
-    /// The object's length in bytes: the length of the log text.
+    /// Where the log text begins in the object, in bytes.
+    pub offset: u64,
+    /// The length of the log text in bytes.
     pub size_bytes: u64,
     /// How many lines the text holds.
     pub line_count: u64,

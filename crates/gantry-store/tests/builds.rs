@@ -465,6 +465,7 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
     let archive = LogArchive {
         build_id: "web:1".into(),
         object_key: "logs/builds/web:1.log".into(),
+        offset: 0,
         size_bytes: 8,
         line_count: 2,
         archived_ms: 3000,
@@ -508,7 +509,10 @@ async fn archiving_a_log_records_the_pointer_and_deletes_the_lines<B: Backend>(b
         store.builds_with_unarchived_logs(10).await.expect("q"),
         ["web:1"]
     );
+    // Packed this time, behind another build's log: the offset is kept.
     let again = LogArchive {
+        object_key: "logs/packs/3000-a.log".into(),
+        offset: 4096,
         size_bytes: 13,
         line_count: 3,
         ..archive
@@ -569,7 +573,8 @@ async fn many_logs_move_in_one_call<B: Backend>(b: &B) {
         .map(|id| LogMove {
             archive: LogArchive {
                 build_id: id.into(),
-                object_key: format!("logs/builds/{id}.log"),
+                object_key: "logs/packs/3000-b.log".into(),
+                offset: if id == "web:1" { 0 } else { 12 },
                 size_bytes: 12,
                 line_count: 1,
                 archived_ms: 3000,

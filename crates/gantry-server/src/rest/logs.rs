@@ -493,7 +493,9 @@ mod tests {
         assert_eq!(archive.size_bytes, full.len() as u64);
         assert_eq!(archive.line_count, lines.len() as u64);
         assert_eq!(
-            objects.get_named(&archive.object_key).await.expect("get"),
+            crate::build_logs::read_range(&objects, &archive, 0..archive.size_bytes)
+                .await
+                .expect("get"),
             full.as_bytes()
         );
         assert_eq!(crate::build_logs::sweep(&store, &objects).await, 0);

@@ -302,17 +302,18 @@ pub(crate) async fn archive_logs(pool: &PgPool, moves: &[LogMove]) -> Result<(),
     // Two statements whatever the number of builds (a few hundred bound
     // values at most): every statement is a round trip to the database.
     let mut records = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms) ",
+        "INSERT INTO build_log_archives (build_id, object_key, object_offset, size_bytes, line_count, archived_ms) ",
     );
     records.push_values(&last, |mut row, m| {
         row.push_bind(&m.archive.build_id)
             .push_bind(&m.archive.object_key)
+            .push_bind(i64::try_from(m.archive.offset).unwrap_or(i64::MAX))
             .push_bind(i64::try_from(m.archive.size_bytes).unwrap_or(i64::MAX))
             .push_bind(i64::try_from(m.archive.line_count).unwrap_or(i64::MAX))
             .push_bind(m.archive.archived_ms);
     });
     records.push(
-        " ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key,
+        " ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key, object_offset = excluded.object_offset,
              size_bytes = excluded.size_bytes, line_count = excluded.line_count,
              archived_ms = excluded.archived_ms",
     );
@@ -345,11 +346,13 @@ fn log_line(row: &PgRow) -> Result<LogLine, StoreError> {
 
 /// A `build_log_archives` row (with its `build_id`).
 fn archive_record(row: &PgRow) -> Result<LogArchive, StoreError> {
+    let offset: i64 = row.try_get("object_offset").map_err(db_error)?;
     let size: i64 = row.try_get("size_bytes").map_err(db_error)?;
     let lines: i64 = row.try_get("line_count").map_err(db_error)?;
     Ok(LogArchive {
         build_id: row.try_get("build_id").map_err(db_error)?,
         object_key: row.try_get("object_key").map_err(db_error)?,
+        offset: u64::try_from(offset).unwrap_or(0),
         size_bytes: u64::try_from(size).unwrap_or(0),
         line_count: u64::try_from(lines).unwrap_or(0),
         archived_ms: row.try_get("archived_ms").map_err(db_error)?,
@@ -369,7 +372,7 @@ pub(crate) async fn log_archives(
     build_ids: &[String],
 ) -> Result<Vec<LogArchive>, StoreError> {
     let rows = sqlx::query(
-        "SELECT build_id, object_key, size_bytes, line_count, archived_ms
+        "SELECT build_id, object_key, object_offset, size_bytes, line_count, archived_ms
          FROM build_log_archives WHERE build_id = ANY($1)",
     )
     .bind(build_ids)

@@ -361,12 +361,12 @@ pub(crate) async fn archive_logs(pool: &Connections, moves: &[LogMove]) -> Resul
     }
     // Two statements whatever the number of builds (a few hundred bound
     // values at most), sent as one batch: one round trip to the database.
-    let rows = vec!["(?, ?, ?, ?, ?)"; last.len()].join(", ");
+    let rows = vec!["(?, ?, ?, ?, ?, ?)"; last.len()].join(", ");
     let mut batch = Batch::new();
     batch.push(&format!(
-        "INSERT INTO build_log_archives (build_id, object_key, size_bytes, line_count, archived_ms) \
+        "INSERT INTO build_log_archives (build_id, object_key, object_offset, size_bytes, line_count, archived_ms) \
          VALUES {rows} \
-         ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key, \
+         ON CONFLICT (build_id) DO UPDATE SET object_key = excluded.object_key, object_offset = excluded.object_offset, \
          size_bytes = excluded.size_bytes, line_count = excluded.line_count, \
          archived_ms = excluded.archived_ms"
     ));
@@ -374,6 +374,7 @@ pub(crate) async fn archive_logs(pool: &Connections, moves: &[LogMove]) -> Resul
         batch
             .bind(m.archive.build_id.clone())
             .bind(m.archive.object_key.clone())
+            .bind(i64::try_from(m.archive.offset).unwrap_or(i64::MAX))
             .bind(i64::try_from(m.archive.size_bytes).unwrap_or(i64::MAX))
             .bind(i64::try_from(m.archive.line_count).unwrap_or(i64::MAX))
             .bind(m.archive.archived_ms);
@@ -400,11 +401,13 @@ fn log_line(row: &SqliteRow) -> Result<LogLine, StoreError> {
 
 /// A `build_log_archives` row (with its `build_id`).
 fn archive_record(row: &SqliteRow) -> Result<LogArchive, StoreError> {
+    let offset: i64 = row.try_get("object_offset").map_err(db_error)?;
     let size: i64 = row.try_get("size_bytes").map_err(db_error)?;
     let lines: i64 = row.try_get("line_count").map_err(db_error)?;
     Ok(LogArchive {
         build_id: row.try_get("build_id").map_err(db_error)?,
         object_key: row.try_get("object_key").map_err(db_error)?,
+        offset: u64::try_from(offset).unwrap_or(0),
         size_bytes: u64::try_from(size).unwrap_or(0),
         line_count: u64::try_from(lines).unwrap_or(0),
         archived_ms: row.try_get("archived_ms").map_err(db_error)?,
@@ -424,7 +427,7 @@ pub(crate) async fn log_archives(
     build_ids: &[String],
 ) -> Result<Vec<LogArchive>, StoreError> {
     let rows = sqlx::query(
-        "SELECT build_id, object_key, size_bytes, line_count, archived_ms
+        "SELECT build_id, object_key, object_offset, size_bytes, line_count, archived_ms
          FROM build_log_archives WHERE build_id IN (SELECT value FROM json_each(?))",
     )
     .bind(serde_json::to_string(build_ids).map_err(StoreError::other)?)
