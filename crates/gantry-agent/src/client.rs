@@ -189,6 +189,25 @@ impl Client {
         Ok(accepted.offer)
     }
 
+    /// Sends the result and asks, in the same request, for the next job
+    /// leased to `agent_id` (only to a server that said
+    /// [`Registered::next_lease`]); `None` when none is ready (or it was
+    /// taken by another agent's acknowledgement meanwhile).
+    pub async fn result_then_lease(
+        &self,
+        job_id: &str,
+        result: &JobResult,
+        agent_id: &str,
+    ) -> Result<Option<Lease>, ClientError> {
+        let accepted: ResultAccepted = self
+            .post_one(
+                &format!("/jobs/{job_id}/result?next={agent_id}&lease=1"),
+                result,
+            )
+            .await?;
+        Ok(accepted.lease)
+    }
+
     /// The job's source tree as zip bytes.
     pub async fn source(&self, job_id: &str, epoch: i64) -> Result<Vec<u8>, ClientError> {
         let response = self

@@ -33,6 +33,8 @@ pub(crate) struct Context {
     pub agent_id: String,
     /// The server answers a result with the next offer, when asked.
     pub next_offer: bool,
+    /// The server answers a result with the next job leased, when asked.
+    pub next_lease: bool,
     /// The agent drains: a result asks for no next job.
     pub draining: AtomicBool,
 }
@@ -104,10 +106,18 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The next job, as a result's answer brought it.
+pub(crate) enum Next {
+    /// Offered: the slot acknowledges it to take it.
+    Offer(Offer),
+    /// Leased already: the slot's to run.
+    Lease(Lease),
+}
+
 /// Runs one job to its end (or until its lease is lost), in the work
-/// directory of slot `slot`. Returns the next job offered to this agent
-/// with the result's answer, if any: the slot's to take.
-pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Offer> {
+/// directory of slot `slot`. Returns the next job offered or leased to
+/// this agent with the result's answer, if any: the slot's to take.
+pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Next> {
     let job_id = lease.job_id.clone();
     let epoch = lease.epoch;
     tracing::info!(job = %job_id, work = %lease.payload.describe(), epoch, "job leased");
@@ -584,23 +594,31 @@ fn read_piece(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// Sends the result until the server takes or refuses it; the answer may
-/// carry the next job offered to this agent (asked for unless draining).
+/// carry the next job offered or leased to this agent (asked for unless
+/// draining).
 async fn send_result(
     cx: &Context,
     job_id: &str,
     result: &JobResult,
     lost: &AtomicBool,
-) -> Option<Offer> {
+) -> Option<Next> {
     let mut backoff = Backoff::new();
     loop {
         if lost.load(Ordering::SeqCst) {
             tracing::warn!(job = %job_id, "the lease was lost; the result is not sent");
             return None;
         }
-        let sent = if cx.next_offer && !cx.draining.load(Ordering::SeqCst) {
+        let draining = cx.draining.load(Ordering::SeqCst);
+        let sent = if cx.next_lease && !draining {
+            cx.client
+                .result_then_lease(job_id, result, &cx.agent_id)
+                .await
+                .map(|lease| lease.map(Next::Lease))
+        } else if cx.next_offer && !draining {
             cx.client
                 .result_then_offer(job_id, result, &cx.agent_id)
                 .await
+                .map(|offer| offer.map(Next::Offer))
         } else {
             cx.client.result(job_id, result).await.map(|()| None)
         };

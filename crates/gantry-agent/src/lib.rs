@@ -257,6 +257,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         result_log: registered.result_log,
         agent_id: registered.agent_id.clone(),
         next_offer: registered.next_offer,
+        next_lease: registered.next_lease,
         draining: AtomicBool::new(false),
     });
     let capacity = config.concurrency.max(1) as usize;
@@ -310,21 +311,31 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                         let slot = Slot::take(&free);
                         jobs.spawn(async move {
                             let mut lease = lease;
-                            // A result's answer may offer the next job:
+                            // A result's answer may bring the next job:
                             // this slot takes it without a poll.
                             while let Some(next) = job::run(&context, slot.0, lease).await {
-                                if context.draining.load(Ordering::SeqCst) {
-                                    break;
-                                }
-                                match context.client.ack(&context.agent_id, &next).await {
-                                    Ok(taken) => lease = taken,
-                                    // Taken by another agent, lapsed, or the
-                                    // token revoked (the next poll says so).
-                                    Err(e) => {
-                                        tracing::debug!(job = %next.job_id, error = %e, "ack refused");
+                                lease = match next {
+                                    // Ours already, draining or not: left
+                                    // alone it would wait out its lease.
+                                    job::Next::Lease(taken) => taken,
+                                    job::Next::Offer(_)
+                                        if context.draining.load(Ordering::SeqCst) =>
+                                    {
                                         break;
                                     }
-                                }
+                                    job::Next::Offer(offer) => {
+                                        match context.client.ack(&context.agent_id, &offer).await {
+                                            Ok(taken) => taken,
+                                            // Taken by another agent, lapsed,
+                                            // or the token revoked (the next
+                                            // poll says so).
+                                            Err(e) => {
+                                                tracing::debug!(job = %offer.job_id, error = %e, "ack refused");
+                                                break;
+                                            }
+                                        }
+                                    }
+                                };
                             }
                             // The slot is free again before the permit is.
                             drop(slot);

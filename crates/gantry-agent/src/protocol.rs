@@ -65,6 +65,13 @@ pub struct Registered {
     /// out, does not.
     #[serde(default)]
     pub next_offer: bool,
+    /// The server answers a result sent with `?next=<agent id>&lease=1`
+    /// with the next job already leased to that agent
+    /// ([`ResultAccepted::lease`]): acknowledged for it, so the agent
+    /// sends no acknowledgement of its own. An older server, which leaves
+    /// this out, does not.
+    #[serde(default)]
+    pub next_lease: bool,
 }
 
 /// `POST /agent/v1/agents/{agent_id}/poll`'s 200 answer: a job offered
@@ -383,6 +390,12 @@ pub struct ResultAccepted {
     /// when no job is ready for it: the agent polls as usual.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offer: Option<Offer>,
+    /// With `?next=<agent id>&lease=1`: the next job, leased to that agent
+    /// as an acknowledgement of its offer would have (then `offer` is left
+    /// out). If this answer is lost, the lease runs out and the job goes
+    /// back to the queue, as after a lost answer to an acknowledgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
 }
 
 /// An error body: `{"message": ...}`.

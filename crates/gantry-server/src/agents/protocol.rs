@@ -195,6 +195,7 @@ async fn register<S: Store>(
         lease_timeout_ms: hub(&state).lease_ms(),
         result_log: true,
         next_offer: true,
+        next_lease: true,
     }))
 }
 
@@ -315,11 +316,25 @@ async fn ack<S: Store>(
     let token = tokens::bearer(&state, &headers).await?;
     let ack: Ack = parse(&body, "ack")?;
     let agent = owned_agent(&state, &token, &ack.agent_id).await?;
-    let hub = hub(&state);
+    let lease = lease_offered(&state, &agent, &job_id, &ack.nonce).await?;
+    Ok(json(&lease))
+}
+
+/// Turns the offer of `job_id` to `agent` (its nonce) into a lease: the
+/// acknowledgement, made by the agent's `ack` request or, for the job
+/// offered with a result's answer, by the server on the agent's behalf.
+/// Only one acknowledgement of a job wins (the store's fenced update).
+async fn lease_offered<S: Store>(
+    state: &AppState<S>,
+    agent: &AgentRecord,
+    job_id: &str,
+    nonce: &str,
+) -> Result<Lease, AgentError> {
+    let hub = hub(state);
     let attempts = hub
         .offer_key(state.store.as_ref())
         .await?
-        .check(&ack.nonce, &job_id, &agent.id, now_ms())
+        .check(nonce, job_id, &agent.id, now_ms())
         .map_err(|refused| {
             AgentError(
                 StatusCode::CONFLICT,
@@ -340,10 +355,10 @@ async fn ack<S: Store>(
     let expires = now_ms() + i64::try_from(hub.lease_ms()).unwrap_or(i64::MAX / 2);
     let leased = state
         .store
-        .ack_job(&job_id, attempts, &agent.id, &lease_id, expires)
+        .ack_job(job_id, attempts, &agent.id, &lease_id, expires)
         .await;
     // Taken, by this acknowledgement or another: no more offers of it here.
-    hub.offer_ended(&job_id);
+    hub.offer_ended(job_id);
     let job = leased?;
     hub.remember_lease(&job);
     let payload: wire::Payload = serde_json::from_value(job.payload.clone()).map_err(|e| {
@@ -353,18 +368,18 @@ async fn ack<S: Store>(
         )
     })?;
     hub.tell_leased(
-        &job_id,
+        job_id,
         &format!("{} ({})", agent.id, agent.hostname),
         job.attempts,
         now_ms(),
     );
-    Ok(json(&Lease {
-        job_id,
+    Ok(Lease {
+        job_id: job_id.to_owned(),
         lease_id,
         epoch: job.lease_epoch,
         expires_in_ms: hub.lease_ms(),
         payload,
-    }))
+    })
 }
 
 async fn heartbeat<S: Store>(
@@ -725,7 +740,8 @@ async fn logs_complete<S: Store>(
 /// and every log chunk up to `last_seq` is in. With `?next=<agent id>`,
 /// the answer also offers that agent (the token's) the next job ready for
 /// it, as a poll would have at once: the agent's freed slot takes it
-/// without a poll request of its own.
+/// without a poll request of its own; with `&lease=1` as well, the job
+/// comes leased, acknowledged for the agent ([`lease_offered`]).
 async fn result<S: Store>(
     State(state): State<AppState<S>>,
     Path(job_id): Path<String>,
@@ -736,31 +752,50 @@ async fn result<S: Store>(
     let token = tokens::bearer(&state, &headers).await?;
     let result: JobResult = parse(&body, "result")?;
     let next_for = crate::rest::query_param(&uri, "next");
+    let leased = crate::rest::query_param(&uri, "lease").as_deref() == Some("1");
     take_result(&state, &token, &job_id, result).await?;
-    let offer = match next_for {
-        Some(agent_id) => next_offer(&state, &token, &agent_id).await,
-        None => None,
+    let (offer, lease) = match next_for {
+        Some(agent_id) => next_job(&state, &token, &agent_id, leased).await,
+        None => (None, None),
     };
     Ok(json(&ResultAccepted {
         accepted: true,
         offer,
+        lease,
     }))
 }
 
-/// The next job for `agent_id` after a result: `None` when none is ready
-/// or the agent is not the token's. The result is taken whatever happens
+/// The next job for `agent_id` after a result, offered, or leased to it
+/// when `leased` (the agent asked with `lease=1`: its slot takes the job
+/// without an acknowledgement of its own, one request fewer per job).
+/// Neither when none is ready, the agent is not the token's, or the lease
+/// lost to another acknowledgement. The result is taken whatever happens
 /// here, so a failure only costs the agent a poll.
-async fn next_offer<S: Store>(
+async fn next_job<S: Store>(
     state: &AppState<S>,
     token: &AgentTokenRecord,
     agent_id: &str,
-) -> Option<Offer> {
-    let agent = owned_agent(state, token, agent_id).await.ok()?;
-    match try_offer(state, &agent, None).await {
-        Ok(offer) => offer,
+    leased: bool,
+) -> (Option<Offer>, Option<Lease>) {
+    let Ok(agent) = owned_agent(state, token, agent_id).await else {
+        return (None, None);
+    };
+    let offer = match try_offer(state, &agent, None).await {
+        Ok(Some(offer)) => offer,
+        Ok(None) => return (None, None),
         Err(AgentError(status, message)) => {
             tracing::debug!(agent = %agent_id, %status, %message, "no offer with the result");
-            None
+            return (None, None);
+        }
+    };
+    if !leased {
+        return (Some(offer), None);
+    }
+    match lease_offered(state, &agent, &offer.job_id, &offer.nonce).await {
+        Ok(lease) => (None, Some(lease)),
+        Err(AgentError(status, message)) => {
+            tracing::debug!(agent = %agent_id, job = %offer.job_id, %status, %message, "no lease with the result");
+            (None, None)
         }
     }
 }

@@ -383,6 +383,99 @@ async fn a_remote_builds_end_is_recorded_before_its_result_is_answered_on(db: Db
     server.stop().await;
 }
 
+/// A result sent with `?next=<agent id>&lease=1` is answered with the next
+/// job already leased to that agent, acknowledged for it: its epoch is
+/// the lease's (heartbeats and the result are taken under it), the log
+/// says which agent took the build, and the job is not offered again. Not
+/// to another token's agent, and nothing when nothing is queued.
+#[tokio::test]
+async fn a_result_may_bring_the_agents_next_job_leased() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (other_token, _) = self::token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let other = Client::new(&server.url(), &other_token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let stranger = other.register(&registration(&[])).await.expect("register");
+    assert!(agent.next_lease, "this server leases the next job with a result");
+    let first = start(&server, inline_project("leased", GOOD_BUILDSPEC)).await;
+    let second = server
+        .call("StartBuild", &json!({ "projectName": "leased" }))
+        .await;
+    let second = second["build"]["id"].as_str().expect("id").to_owned();
+    let done = |lease: &gantry_agent::protocol::Lease| JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(LogChunk {
+            epoch: lease.epoch,
+            seq: 1,
+            items: vec![LogItem::Line(format!("ran {}", lease.job_id))],
+        }),
+    };
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("offer");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let next = client
+        .result_then_lease(&lease.job_id, &done(&lease), &agent.agent_id)
+        .await
+        .expect("the result is taken")
+        .expect("and the next job leased with it");
+    assert_ne!(next.job_id, lease.job_id);
+    client
+        .heartbeat(&next.job_id, next.epoch)
+        .await
+        .expect("the lease is live under its epoch");
+    let stale = client.heartbeat(&next.job_id, next.epoch + 1).await;
+    assert!(
+        matches!(stale, Err(ClientError::Conflict(_))),
+        "another epoch is fenced: {stale:?}"
+    );
+    // A third build is queued; the agent named is another token's: the
+    // result is taken, and nothing is leased to it.
+    let third = server
+        .call("StartBuild", &json!({ "projectName": "leased" }))
+        .await;
+    let third = third["build"]["id"].as_str().expect("id").to_owned();
+    let none = client
+        .result_then_lease(&next.job_id, &done(&next), &stranger.agent_id)
+        .await
+        .expect("the result is taken");
+    assert!(none.is_none(), "leased to another token's agent: {none:?}");
+    for id in [&first, &second] {
+        let build = server.wait_build(id).await;
+        assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+        let log = server.log_text(id).await;
+        assert!(
+            log.contains(&format!("Agent {}", agent.agent_id)) && log.contains("took the build"),
+            "the log names the agent that took it: {log}"
+        );
+    }
+    // The next poll gets the third job, not the second again.
+    let offer = client
+        .poll(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("the third job is offered");
+    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    let last = client
+        .result_then_lease(&lease.job_id, &done(&lease), &agent.agent_id)
+        .await
+        .expect("the result is taken");
+    assert!(last.is_none(), "nothing is queued: {last:?}");
+    let build = server.wait_build(&third).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    server.stop().await;
+}
+
 /// A result sent with `?next=<agent id>` is answered with the next job
 /// offered to that agent (the poll its freed slot would make, saved), only
 /// when one is ready, and only to the token's own agent.

@@ -20,6 +20,9 @@
 //!   share of CPU time the hypervisor gave to others meanwhile (`steal`):
 //!   builds per second swing with a shared host, CPU time per build much
 //!   less, so it is the figure to compare between runs on different days.
+//!   Of it, this process's share (the server, and the clients' threads):
+//!   the figure to compare for a change to the server alone, without the
+//!   agents' and shells' noise.
 //!
 //! Clients keep their connection open from one call to the next, as the
 //! AWS SDKs do.
@@ -285,6 +288,23 @@ struct CpuTicks {
     busy: u64,
     steal: u64,
     total: u64,
+    /// This process's own (the server's, and the bench's clients').
+    this_process: u64,
+}
+
+/// This process's user and system time, in clock ticks (0 when unreadable).
+fn own_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0;
+    };
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15, the 12th and 13th after `)`.
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
 fn cpu_ticks() -> CpuTicks {
@@ -303,6 +323,7 @@ fn cpu_ticks() -> CpuTicks {
         busy: at(0) + at(1) + at(2) + at(5) + at(6),
         steal: at(7),
         total: (0..8).map(at).sum(),
+        this_process: own_ticks(),
     }
 }
 
@@ -310,6 +331,8 @@ fn cpu_ticks() -> CpuTicks {
 #[derive(Clone, Copy, Default)]
 struct CpuUse {
     ms_per_build: f64,
+    /// Of which this process's: the server (and the bench's clients).
+    server_ms_per_build: f64,
     steal_percent: f64,
 }
 
@@ -320,8 +343,10 @@ impl CpuUse {
         let busy = after.busy.saturating_sub(before.busy) as f64;
         let steal = after.steal.saturating_sub(before.steal) as f64;
         let total = after.total.saturating_sub(before.total).max(1) as f64;
+        let server = after.this_process.saturating_sub(before.this_process) as f64;
         CpuUse {
             ms_per_build: busy * 1000.0 / hz / builds.max(1) as f64,
+            server_ms_per_build: server * 1000.0 / hz / builds.max(1) as f64,
             steal_percent: steal * 100.0 / total,
         }
     }
@@ -503,6 +528,14 @@ pub(crate) fn bench_agents(runs: usize, postgres: Option<String>) -> Result<(), 
         results
             .iter()
             .map(|(_, f)| format!("{:.2}", f.cpu_50.ms_per_build))
+            .collect(),
+        "",
+    );
+    row(
+        "    of which the server's process (ms)",
+        results
+            .iter()
+            .map(|(_, f)| format!("{:.2}", f.cpu_50.server_ms_per_build))
             .collect(),
         "",
     );
