@@ -204,9 +204,13 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Next>
     let next = send_result(cx, &job_id, &result, &lost).await;
     heartbeat.abort();
     // Emptied now so a finished job's tree does not sit on disk until the
-    // slot's next job (which empties it again, should this fail).
-    if let Err(e) = prepare_slot(&cx.work_dir, slot) {
-        tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
+    // slot's next job (which empties it again, should this fail) — unless
+    // that job came leased with the answer: it starts at once, by emptying
+    // the slot, and doing it twice cost a directory walk per job.
+    if !matches!(next, Some(Next::Lease(_))) {
+        if let Err(e) = prepare_slot(&cx.work_dir, slot) {
+            tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
+        }
     }
     tracing::info!(job = %job_id, "job done");
     next

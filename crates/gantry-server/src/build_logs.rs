@@ -128,7 +128,10 @@ async fn gather<S: Store + ?Sized>(
     first: FirstRead,
 ) -> Result<Option<Gathered>, StoreError> {
     let (mut text, mut count) = match &first.previous {
-        Some(a) => (read_range(objects, a, 0..a.size_bytes).await?.to_vec(), a.line_count),
+        Some(a) => (
+            read_range(objects, a, 0..a.size_bytes).await?.to_vec(),
+            a.line_count,
+        ),
         None => (Vec::new(), 0),
     };
     let mut last_seq = 0;
@@ -209,7 +212,8 @@ async fn write_objects(objects: &ArtifactStore, logs: Vec<Gathered>) -> Vec<LogM
             objects_to_write.push((key, log.text, vec![m]));
             continue;
         }
-        let (key, text, moves) = pack.get_or_insert_with(|| (pack_key(archived_ms), Vec::new(), Vec::new()));
+        let (key, text, moves) =
+            pack.get_or_insert_with(|| (pack_key(archived_ms), Vec::new(), Vec::new()));
         moves.push(moved(key, text.len() as u64));
         text.extend_from_slice(&log.text);
         if text.len() >= PACK_BYTES {
@@ -217,14 +221,12 @@ async fn write_objects(objects: &ArtifactStore, logs: Vec<Gathered>) -> Vec<LogM
         }
     }
     objects_to_write.extend(pack);
-    let written = futures_util::future::join_all(
-        objects_to_write
-            .into_iter()
-            .map(|(key, text, moves)| async move {
-                let outcome = objects.put_named(&key, text).await;
-                (key, outcome, moves)
-            }),
-    )
+    let written = futures_util::future::join_all(objects_to_write.into_iter().map(
+        |(key, text, moves)| async move {
+            let outcome = objects.put_named(&key, text).await;
+            (key, outcome, moves)
+        },
+    ))
     .await;
     let mut moves = Vec::new();
     for (key, outcome, those) in written {
@@ -598,7 +600,9 @@ mod tests {
         let store = ended_build(dir.path()).await;
         let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
         let long_line = "x".repeat(1023);
-        let long: Vec<String> = (0..OWN_OBJECT_BYTES / 1024).map(|_| long_line.clone()).collect();
+        let long: Vec<String> = (0..OWN_OBJECT_BYTES / 1024)
+            .map(|_| long_line.clone())
+            .collect();
         ended_builds(
             &store,
             &[
@@ -609,7 +613,10 @@ mod tests {
         )
         .await;
         let ids: Vec<String> = ["web:2", "web:3", "web:4"].map(String::from).to_vec();
-        assert_eq!(archive_all(&store, &objects, &ids).await.expect("archive"), 3);
+        assert_eq!(
+            archive_all(&store, &objects, &ids).await.expect("archive"),
+            3
+        );
 
         let two = store.log_archive("web:2").await.expect("q").expect("moved");
         let four = store.log_archive("web:4").await.expect("q").expect("moved");
@@ -626,11 +633,23 @@ mod tests {
             "one pack and one object of its own"
         );
 
-        assert_eq!(lines_after(&objects, &two, 0).await.expect("two"), ["two a", "two b"]);
-        assert_eq!(lines_after(&objects, &four, 0).await.expect("four"), ["four é"]);
+        assert_eq!(
+            lines_after(&objects, &two, 0).await.expect("two"),
+            ["two a", "two b"]
+        );
+        assert_eq!(
+            lines_after(&objects, &four, 0).await.expect("four"),
+            ["four é"]
+        );
         assert_eq!(lines_after(&objects, &three, 0).await.expect("three"), long);
-        assert_eq!(read_text(&objects, &four, 0, 100).await.expect("text"), "four é\n");
-        assert_eq!(read_text(&objects, &two, 6, 100).await.expect("tail"), "two b\n");
+        assert_eq!(
+            read_text(&objects, &four, 0, 100).await.expect("text"),
+            "four é\n"
+        );
+        assert_eq!(
+            read_text(&objects, &two, 6, 100).await.expect("tail"),
+            "two b\n"
+        );
         assert_eq!(
             read_range(&objects, &two, 0..1000).await.expect("range"),
             "two a\ntwo b\n".as_bytes(),
@@ -656,7 +675,10 @@ mod tests {
         std::fs::write(objects_dir.join("logs").join("packs"), b"in the way").expect("block");
 
         let ids: Vec<String> = ["web:1", "web:2"].map(String::from).to_vec();
-        assert_eq!(archive_all(&store, &objects, &ids).await.expect("archive"), 0);
+        assert_eq!(
+            archive_all(&store, &objects, &ids).await.expect("archive"),
+            0
+        );
         for id in &ids {
             assert_eq!(store.log_archive(id).await.expect("q"), None);
             assert_eq!(store.log_lines(id, 0, 10).await.expect("q").len(), 1);

@@ -130,10 +130,7 @@ impl PidMark {
     /// The counter now; `None` when it cannot be read or `/proc` is not
     /// this process's PID namespace (then every sweep reads everything).
     pub fn now() -> Option<PidMark> {
-        // `ns_last_pid` is the reader's namespace; the PIDs under `/proc`
-        // are the mount's. They agree when `/proc/self` is our PID.
-        let me = std::fs::read_link("/proc/self").ok()?;
-        if me.to_str()?.parse::<u32>().ok()? != std::process::id() {
+        if !proc_is_our_pid_namespace() {
             return None;
         }
         Some(PidMark {
@@ -157,6 +154,20 @@ impl PidMark {
         let half = u64::try_from(pid_max.saturating_sub(300) / 2).ok()?;
         (now.last_pid >= self.last_pid && created < half).then_some(self.last_pid + 1)
     }
+}
+
+/// Whether `/proc` shows this process's PID namespace: `ns_last_pid` is
+/// the reader's namespace, the PIDs under `/proc` are the mount's, and they
+/// agree when `/proc/self` is our PID. Looked at once per process (neither
+/// changes under a running process): two `readlink`s fewer per build.
+fn proc_is_our_pid_namespace() -> bool {
+    static OURS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OURS.get_or_init(|| {
+        std::fs::read_link("/proc/self")
+            .ok()
+            .and_then(|me| me.to_str()?.parse::<u32>().ok())
+            == Some(std::process::id())
+    })
 }
 
 fn read_number<T: std::str::FromStr>(path: &str) -> Option<T> {
@@ -272,17 +283,47 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// Finds `program` on the `PATH` of this process.
+///
+/// Every phase of every build looks its shell up, and walking `PATH` is a
+/// `stat` per directory: what was found is remembered (per program and
+/// `PATH`) and only checked again, one `stat`, on the next lookup; a
+/// program that is gone from there is looked for afresh.
+/// (A shell's command hash does the same.)
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    which_on(program, std::env::var_os("PATH")?)
+}
+
+fn which_on(program: &str, path: std::ffi::OsString) -> Option<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    static FOUND: OnceLock<Mutex<HashMap<(String, OsString), PathBuf>>> = OnceLock::new();
+    let key = (program.to_owned(), path);
+    let found = FOUND.get_or_init(Default::default);
+    let remembered = found
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(known) = remembered.filter(|p| is_executable_file(p)) {
+        return Some(known);
+    }
+    let hit = std::env::split_paths(&key.1)
         .map(|dir| dir.join(program))
-        .find(|candidate| {
-            use std::os::unix::fs::PermissionsExt;
-            candidate
-                .metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
+        .find(|candidate| is_executable_file(candidate))?;
+    found
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, hit.clone());
+    Some(hit)
+}
+
+fn is_executable_file(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -291,6 +332,37 @@ mod tests {
 
     fn mark(last_pid: i32, forks: u64) -> PidMark {
         PidMark { last_pid, forks }
+    }
+
+    #[test]
+    fn a_program_found_on_the_path_is_remembered_until_it_is_gone() {
+        use std::os::unix::fs::PermissionsExt;
+        let (first, second) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let path = std::env::join_paths([first.path(), second.path()]).expect("PATH");
+        let program = "gantry-which-test";
+        let put = |dir: &std::path::Path, mode: u32| {
+            let file = dir.join(program);
+            std::fs::write(&file, "#!/bin/sh\n").expect("write");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            file
+        };
+        assert_eq!(which_on(program, path.clone()), None);
+        // Not executable: not a hit.
+        put(first.path(), 0o644);
+        let in_second = put(second.path(), 0o755);
+        assert_eq!(which_on(program, path.clone()), Some(in_second.clone()));
+        // Remembered: an executable earlier on the PATH is not looked for
+        // while the remembered one is still there.
+        let in_first = put(first.path(), 0o755);
+        assert_eq!(which_on(program, path.clone()), Some(in_second.clone()));
+        // Gone: looked for afresh.
+        std::fs::remove_file(&in_second).expect("rm");
+        assert_eq!(which_on(program, path.clone()), Some(in_first.clone()));
+        std::fs::remove_file(&in_first).expect("rm");
+        assert_eq!(which_on(program, path), None);
     }
 
     #[test]

@@ -225,14 +225,16 @@ async fn a_build_without_source_ships_none_and_a_reused_work_dir_shows_nothing_o
     // A real agent with one slot runs two builds in the same directory:
     // the second sees nothing the first left, in its source directory or
     // beside it, and no object store was made for builds without source.
+    // The second is queued while the first runs (its `sleep`), so it comes
+    // leased with the first's result and starts at once in the same slot.
     let agent_work = dir.path().join("agent");
     let (drain, agent) = spawn_agent(&server, &token, &[], "box-1", &agent_work);
-    let litter = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo x > left-behind\n      - mkdir -p ../beside && echo y > ../beside/file\n      - ln -s ../beside ../link\n";
+    let litter = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 1\n      - echo x > left-behind\n      - mkdir -p ../beside && echo y > ../beside/file\n      - ln -s ../beside ../link\n";
     let first = start(&server, inline_project("litter", litter)).await;
-    let build = server.wait_build(&first).await;
-    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
     let clean = "version: 0.2\nphases:\n  build:\n    commands:\n      - test ! -e left-behind\n      - test -z \"$(ls -A)\"\n      - test \"$(ls -A ..)\" = src\n";
     let second = start(&server, inline_project("clean", clean)).await;
+    let build = server.wait_build(&first).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
     let build = server.wait_build(&second).await;
     assert_eq!(
         build["buildStatus"],
@@ -398,7 +400,10 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
     let other = Client::new(&server.url(), &other_token).expect("client");
     let agent = client.register(&registration(&[])).await.expect("register");
     let stranger = other.register(&registration(&[])).await.expect("register");
-    assert!(agent.next_lease, "this server leases the next job with a result");
+    assert!(
+        agent.next_lease,
+        "this server leases the next job with a result"
+    );
     let first = start(&server, inline_project("leased", GOOD_BUILDSPEC)).await;
     let second = server
         .call("StartBuild", &json!({ "projectName": "leased" }))
