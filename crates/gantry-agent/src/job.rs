@@ -110,8 +110,9 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 pub(crate) enum Next {
     /// Offered: the slot acknowledges it to take it.
     Offer(Offer),
-    /// Leased already: the slot's to run.
-    Lease(Lease),
+    /// Leased already: the slot's to run (boxed: a lease carries its
+    /// payload, several times an offer's size).
+    Lease(Box<Lease>),
 }
 
 /// Runs one job to its end (or until its lease is lost), in the work
@@ -207,10 +208,10 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Next>
     // slot's next job (which empties it again, should this fail) — unless
     // that job came leased with the answer: it starts at once, by emptying
     // the slot, and doing it twice cost a directory walk per job.
-    if !matches!(next, Some(Next::Lease(_))) {
-        if let Err(e) = prepare_slot(&cx.work_dir, slot) {
-            tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
-        }
+    if !matches!(next, Some(Next::Lease(_)))
+        && let Err(e) = prepare_slot(&cx.work_dir, slot)
+    {
+        tracing::warn!(job = %job_id, error = %e, "emptying the work directory failed");
     }
     tracing::info!(job = %job_id, "job done");
     next
@@ -617,7 +618,7 @@ async fn send_result(
             cx.client
                 .result_then_lease(job_id, result, &cx.agent_id)
                 .await
-                .map(|lease| lease.map(Next::Lease))
+                .map(|lease| lease.map(|l| Next::Lease(Box::new(l))))
         } else if cx.next_offer && !draining {
             cx.client
                 .result_then_offer(job_id, result, &cx.agent_id)

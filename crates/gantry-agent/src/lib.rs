@@ -317,7 +317,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                                 lease = match next {
                                     // Ours already, draining or not: left
                                     // alone it would wait out its lease.
-                                    job::Next::Lease(taken) => taken,
+                                    job::Next::Lease(taken) => *taken,
                                     job::Next::Offer(_)
                                         if context.draining.load(Ordering::SeqCst) =>
                                     {

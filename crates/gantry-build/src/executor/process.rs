@@ -287,8 +287,8 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// Every phase of every build looks its shell up, and walking `PATH` is a
 /// `stat` per directory: what was found is remembered (per program and
 /// `PATH`) and only checked again, one `stat`, on the next lookup; a
-/// program that is gone from there is looked for afresh.
-/// (A shell's command hash does the same.)
+/// program that is gone from there is looked for afresh, as a shell's
+/// command hash does.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     which_on(program, std::env::var_os("PATH")?)
 }
