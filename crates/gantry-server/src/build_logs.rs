@@ -535,16 +535,7 @@ mod tests {
         let mut ids = vec!["web:1".to_owned()];
         for n in 2..=40 {
             let id = format!("web:{n}");
-            let build = NewBuild {
-                id: id.clone(),
-                project: "web".into(),
-                status: "SUCCEEDED".into(),
-                current_phase: "COMPLETED".into(),
-                build: json!({}),
-                overrides: json!({}),
-                start_ms: 1,
-            };
-            store.create_build(&build, "test").await.expect("build");
+            create_ended(&store, &id).await;
             ids.push(id);
         }
         for id in &ids {
@@ -577,18 +568,23 @@ mod tests {
     /// made), each with the log lines given.
     async fn ended_builds(store: &gantry_store::SqliteStore, logs: &[(&str, Vec<String>)]) {
         for (id, lines) in logs {
-            let build = NewBuild {
-                id: (*id).to_owned(),
-                project: "web".into(),
-                status: "SUCCEEDED".into(),
-                current_phase: "COMPLETED".into(),
-                build: json!({}),
-                overrides: json!({}),
-                start_ms: 1,
-            };
-            store.create_build(&build, "test").await.expect("build");
+            create_ended(store, id).await;
             store.append_log_lines(id, lines).await.expect("append");
         }
+    }
+
+    /// Creates the ended build `id` of project `web`, with no log.
+    async fn create_ended(store: &gantry_store::SqliteStore, id: &str) {
+        let build = NewBuild {
+            id: id.to_owned(),
+            project: "web".into(),
+            status: "SUCCEEDED".into(),
+            current_phase: "COMPLETED".into(),
+            build: json!({}),
+            overrides: json!({}),
+            start_ms: 1,
+        };
+        store.create_build(&build, "test").await.expect("build");
     }
 
     /// Short logs that move together share one object, each at its own
@@ -701,16 +697,7 @@ mod tests {
         let objects = ArtifactStore::local(dir.path().join("objects")).expect("objects");
         let sizes = [("web:1", 3000), ("web:2", 2), ("web:3", 4500), ("web:4", 0)];
         for (id, _) in &sizes[1..] {
-            let build = NewBuild {
-                id: (*id).to_owned(),
-                project: "web".into(),
-                status: "SUCCEEDED".into(),
-                current_phase: "COMPLETED".into(),
-                build: json!({}),
-                overrides: json!({}),
-                start_ms: 1,
-            };
-            store.create_build(&build, "test").await.expect("build");
+            create_ended(&store, id).await;
         }
         for (id, n) in sizes {
             let lines: Vec<String> = (1..=n).map(|i| format!("{id} line {i}")).collect();

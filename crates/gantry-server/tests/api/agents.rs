@@ -385,6 +385,25 @@ async fn a_remote_builds_end_is_recorded_before_its_result_is_answered_on(db: Db
     server.stop().await;
 }
 
+/// A job's result as an agent sends it for a build that succeeded, its
+/// one log line (naming the job) inside.
+fn succeeded(lease: &gantry_agent::protocol::Lease) -> JobResult {
+    JobResult {
+        epoch: lease.epoch,
+        last_seq: 1,
+        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
+        error: None,
+        error_phase: None,
+        artifacts_sha256: None,
+        command: None,
+        log: Some(LogChunk {
+            epoch: lease.epoch,
+            seq: 1,
+            items: vec![LogItem::Line(format!("ran {}", lease.job_id))],
+        }),
+    }
+}
+
 /// A result sent with `?next=<agent id>&lease=1` is answered with the next
 /// job already leased to that agent, acknowledged for it: its epoch is
 /// the lease's (heartbeats and the result are taken under it), the log
@@ -409,20 +428,6 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
         .call("StartBuild", &json!({ "projectName": "leased" }))
         .await;
     let second = second["build"]["id"].as_str().expect("id").to_owned();
-    let done = |lease: &gantry_agent::protocol::Lease| JobResult {
-        epoch: lease.epoch,
-        last_seq: 1,
-        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
-        error: None,
-        error_phase: None,
-        artifacts_sha256: None,
-        command: None,
-        log: Some(LogChunk {
-            epoch: lease.epoch,
-            seq: 1,
-            items: vec![LogItem::Line(format!("ran {}", lease.job_id))],
-        }),
-    };
     let offer = client
         .poll(&agent.agent_id)
         .await
@@ -430,7 +435,7 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
         .expect("offer");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
     let next = client
-        .result_then_lease(&lease.job_id, &done(&lease), &agent.agent_id)
+        .result_then_lease(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
         .expect("the result is taken")
         .expect("and the next job leased with it");
@@ -451,7 +456,7 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
         .await;
     let third = third["build"]["id"].as_str().expect("id").to_owned();
     let none = client
-        .result_then_lease(&next.job_id, &done(&next), &stranger.agent_id)
+        .result_then_lease(&next.job_id, &succeeded(&next), &stranger.agent_id)
         .await
         .expect("the result is taken");
     assert!(none.is_none(), "leased to another token's agent: {none:?}");
@@ -472,7 +477,7 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
         .expect("the third job is offered");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
     let last = client
-        .result_then_lease(&lease.job_id, &done(&lease), &agent.agent_id)
+        .result_then_lease(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
         .expect("the result is taken");
     assert!(last.is_none(), "nothing is queued: {last:?}");
@@ -503,20 +508,6 @@ async fn a_result_may_bring_the_agents_next_job() {
         .call("StartBuild", &json!({ "projectName": "next" }))
         .await;
     let second = second_build["build"]["id"].as_str().expect("id").to_owned();
-    let done = |lease: &gantry_agent::protocol::Lease| JobResult {
-        epoch: lease.epoch,
-        last_seq: 1,
-        build: Some(json!({ "buildStatus": "SUCCEEDED", "phases": [] })),
-        error: None,
-        error_phase: None,
-        artifacts_sha256: None,
-        command: None,
-        log: Some(LogChunk {
-            epoch: lease.epoch,
-            seq: 1,
-            items: vec![LogItem::Line(format!("ran {}", lease.job_id))],
-        }),
-    };
     let offer = client
         .poll(&agent.agent_id)
         .await
@@ -524,7 +515,7 @@ async fn a_result_may_bring_the_agents_next_job() {
         .expect("offer");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
     let next = client
-        .result_then_offer(&lease.job_id, &done(&lease), &agent.agent_id)
+        .result_then_offer(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
         .expect("the result is taken")
         .expect("and the next job offered with it");
@@ -539,7 +530,7 @@ async fn a_result_may_bring_the_agents_next_job() {
     let none = client
         .result_then_offer(
             &second_lease.job_id,
-            &done(&second_lease),
+            &succeeded(&second_lease),
             &stranger.agent_id,
         )
         .await
@@ -558,7 +549,7 @@ async fn a_result_may_bring_the_agents_next_job() {
         .expect("the third job is offered");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
     let last = client
-        .result_then_offer(&lease.job_id, &done(&lease), &agent.agent_id)
+        .result_then_offer(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
         .expect("the result is taken");
     assert!(last.is_none(), "nothing is queued: {last:?}");
