@@ -404,14 +404,24 @@ fn succeeded(lease: &gantry_agent::protocol::Lease) -> JobResult {
     }
 }
 
-/// A result sent with `?next=<agent id>&lease=1` is answered with the next
-/// job already leased to that agent, acknowledged for it: its epoch is
-/// the lease's (heartbeats and the result are taken under it), the log
-/// says which agent took the build, and the job is not offered again. Not
-/// to another token's agent, and nothing when nothing is queued.
-#[tokio::test]
-async fn a_result_may_bring_the_agents_next_job_leased() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// What the two tests of the next job with a result start from.
+struct NextJobSetup {
+    server: TestServer,
+    client: Client,
+    /// The client's agent, holding `lease` of the first build's job.
+    agent: gantry_agent::protocol::Registered,
+    /// An agent of another token.
+    stranger: gantry_agent::protocol::Registered,
+    first: String,
+    /// Queued behind the first.
+    second: String,
+    lease: gantry_agent::protocol::Lease,
+}
+
+/// A server without its local agent, an agent of one token holding the
+/// lease of `project`'s first build, a second build queued behind it, and
+/// another token's agent.
+async fn next_job_setup(dir: &tempfile::TempDir, project: &str) -> NextJobSetup {
     let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
     let (token, _) = token(&server).await;
     let (other_token, _) = self::token(&server).await;
@@ -419,13 +429,9 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
     let other = Client::new(&server.url(), &other_token).expect("client");
     let agent = client.register(&registration(&[])).await.expect("register");
     let stranger = other.register(&registration(&[])).await.expect("register");
-    assert!(
-        agent.next_lease,
-        "this server leases the next job with a result"
-    );
-    let first = start(&server, inline_project("leased", GOOD_BUILDSPEC)).await;
+    let first = start(&server, inline_project(project, GOOD_BUILDSPEC)).await;
     let second = server
-        .call("StartBuild", &json!({ "projectName": "leased" }))
+        .call("StartBuild", &json!({ "projectName": project }))
         .await;
     let second = second["build"]["id"].as_str().expect("id").to_owned();
     let offer = client
@@ -434,6 +440,38 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
         .expect("poll")
         .expect("offer");
     let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
+    NextJobSetup {
+        server,
+        client,
+        agent,
+        stranger,
+        first,
+        second,
+        lease,
+    }
+}
+
+/// A result sent with `?next=<agent id>&lease=1` is answered with the next
+/// job already leased to that agent, acknowledged for it: its epoch is
+/// the lease's (heartbeats and the result are taken under it), the log
+/// says which agent took the build, and the job is not offered again. Not
+/// to another token's agent, and nothing when nothing is queued.
+#[tokio::test]
+async fn a_result_may_bring_the_agents_next_job_leased() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let NextJobSetup {
+        server,
+        client,
+        agent,
+        stranger,
+        first,
+        second,
+        lease,
+    } = next_job_setup(&dir, "leased").await;
+    assert!(
+        agent.next_lease,
+        "this server leases the next job with a result"
+    );
     let next = client
         .result_then_lease(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
@@ -492,28 +530,19 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
 #[tokio::test]
 async fn a_result_may_bring_the_agents_next_job() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
-    let (token, _) = token(&server).await;
-    let (other_token, _) = self::token(&server).await;
-    let client = Client::new(&server.url(), &token).expect("client");
-    let other = Client::new(&server.url(), &other_token).expect("client");
-    let agent = client.register(&registration(&[])).await.expect("register");
-    let stranger = other.register(&registration(&[])).await.expect("register");
+    let NextJobSetup {
+        server,
+        client,
+        agent,
+        stranger,
+        first,
+        second,
+        lease,
+    } = next_job_setup(&dir, "next").await;
     assert!(
         agent.next_offer,
         "this server offers the next job with a result"
     );
-    let first = start(&server, inline_project("next", GOOD_BUILDSPEC)).await;
-    let second_build = server
-        .call("StartBuild", &json!({ "projectName": "next" }))
-        .await;
-    let second = second_build["build"]["id"].as_str().expect("id").to_owned();
-    let offer = client
-        .poll(&agent.agent_id)
-        .await
-        .expect("poll")
-        .expect("offer");
-    let lease = client.ack(&agent.agent_id, &offer).await.expect("ack");
     let next = client
         .result_then_offer(&lease.job_id, &succeeded(&lease), &agent.agent_id)
         .await
