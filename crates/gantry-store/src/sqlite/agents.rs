@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::connections::Batch;
+use super::writer::Batch;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{

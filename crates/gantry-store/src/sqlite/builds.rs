@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::connections::{Batch, Connections};
+use super::connections::Connections;
+use super::writer::{Batch, Writer};
 use super::{audit, db_error, parse_json};
 use crate::now_ms;
 use crate::{
@@ -32,7 +33,7 @@ fn record(row: &SqliteRow) -> Result<BuildRecord, StoreError> {
 }
 
 pub(crate) async fn create(
-    pool: &Connections,
+    pool: &Writer,
     build: &NewBuild,
     owner: Option<&str>,
     actor: &str,
@@ -130,7 +131,7 @@ pub(crate) async fn create_in(
 /// `me` was paused or cut off from the database) is not changed by `me`
 /// (`Conflict`), so a late write cannot end it twice or undo its new owner's.
 pub(crate) async fn update(
-    pool: &Connections,
+    pool: &Writer,
     id: &str,
     update: &BuildUpdate,
     me: Option<&str>,
@@ -249,7 +250,7 @@ pub(crate) async fn with_status(
 }
 
 pub(crate) async fn append_log(
-    pool: &Connections,
+    pool: &Writer,
     build_id: &str,
     lines: &[String],
 ) -> Result<u64, StoreError> {
@@ -354,7 +355,7 @@ pub(crate) async fn log_seek(
     })
 }
 
-pub(crate) async fn archive_logs(pool: &Connections, moves: &[LogMove]) -> Result<(), StoreError> {
+pub(crate) async fn archive_logs(pool: &Writer, moves: &[LogMove]) -> Result<(), StoreError> {
     let last = crate::model::last_move_per_build(moves);
     if last.is_empty() {
         return Ok(());
@@ -457,7 +458,7 @@ pub(crate) async fn first_log_lines(
 }
 
 pub(crate) async fn with_unarchived_logs(
-    pool: &Connections,
+    pool: &Writer,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     sqlx::query_scalar(

@@ -3,11 +3,12 @@
 use sqlx::Row;
 
 use super::connections::Connections;
+use super::writer::Writer;
 use super::{audit, db_error};
 use crate::{MasterKey, NewAccessKey, StoreError, now_ms};
 
 pub(crate) async fn create(
-    pool: &Connections,
+    pool: &Writer,
     master: &MasterKey,
     key: &NewAccessKey,
     actor: &str,

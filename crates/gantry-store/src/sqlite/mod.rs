@@ -24,6 +24,7 @@ mod pipelines;
 mod projects;
 mod servers;
 mod workflows;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -50,7 +51,7 @@ const READERS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// The one connection that writes (and reads inside its transactions).
-    writer: connections::Connections,
+    writer: writer::Writer,
     /// Read-only connections for lookups that write nothing: in WAL mode
     /// they read the last commit while the writer works, instead of
     /// queueing behind its fsync.
@@ -80,7 +81,7 @@ impl SqliteStore {
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
-        // woken when the lock frees. Taken in turns ([`connections`]),
+        // woken when the lock frees. Served in turn by a thread of its own ([`writer`]),
         // callers are served the moment the connection is back; with many
         // agents and builds at once this doubled throughput. Lookups that
         // write nothing use the read-only `readers`.
@@ -93,7 +94,7 @@ impl SqliteStore {
         let conn = sqlx::SqliteConnection::connect_with(&options)
             .await
             .map_err(StoreError::other)?;
-        let writer = connections::Connections::new(vec![conn], std::sync::Arc::downgrade(&wal));
+        let writer = writer::Writer::start(conn, std::sync::Arc::downgrade(&wal))?;
         {
             // `run_direct`: `run` on a connection trips the compiler's
             // higher-ranked `Send` check wherever a server is spawned.
@@ -112,7 +113,7 @@ impl SqliteStore {
                     .map_err(StoreError::other)?,
             );
         }
-        let readers = connections::Connections::new(read_only, std::sync::Weak::new());
+        let readers = connections::Connections::new(read_only);
         Ok(SqliteStore {
             writer,
             readers,

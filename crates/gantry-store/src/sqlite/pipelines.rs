@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::connections::Connections;
+use super::writer::Writer;
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::{
     DisabledTransition, MasterKey, NewPipeline, NewWebhook, PipelineRecord, PipelineStore,
@@ -46,7 +46,7 @@ fn pipeline_record(row: &SqliteRow) -> Result<PipelineRecord, StoreError> {
 }
 
 async fn create_pipeline(
-    pool: &Connections,
+    pool: &Writer,
     pipeline: &NewPipeline,
     actor: &str,
 ) -> Result<PipelineRecord, StoreError> {
@@ -115,7 +115,7 @@ async fn insert_version(
 }
 
 async fn update_pipeline(
-    pool: &Connections,
+    pool: &Writer,
     pipeline: &NewPipeline,
     expected_version: u32,
     actor: &str,
@@ -196,7 +196,7 @@ async fn update_pipeline(
 }
 
 async fn get_pipeline(
-    pool: &Connections,
+    pool: &Writer,
     name: &str,
     version: Option<u32>,
 ) -> Result<PipelineRecord, StoreError> {
@@ -211,7 +211,7 @@ async fn get_pipeline(
     pipeline_record(&row)
 }
 
-async fn delete_pipeline(pool: &Connections, name: &str, actor: &str) -> Result<(), StoreError> {
+async fn delete_pipeline(pool: &Writer, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     // Versions and transitions go with it (ON DELETE CASCADE).
     let done = sqlx::query("DELETE FROM pipelines WHERE name = ?")
@@ -226,7 +226,7 @@ async fn delete_pipeline(pool: &Connections, name: &str, actor: &str) -> Result<
     tx.commit().await.map_err(db_error)
 }
 
-async fn list_pipelines(pool: &Connections) -> Result<Vec<PipelineSummaryRecord>, StoreError> {
+async fn list_pipelines(pool: &Writer) -> Result<Vec<PipelineSummaryRecord>, StoreError> {
     let rows = sqlx::query(
         "SELECT p.name, p.version, v.pipeline_type, v.execution_mode, p.created_ms,
                 v.created_ms AS updated_ms
@@ -252,7 +252,7 @@ async fn list_pipelines(pool: &Connections) -> Result<Vec<PipelineSummaryRecord>
 }
 
 async fn disable_transition(
-    pool: &Connections,
+    pool: &Writer,
     t: &DisabledTransition,
     actor: &str,
 ) -> Result<(), StoreError> {
@@ -292,7 +292,7 @@ async fn disable_transition(
 }
 
 async fn enable_transition(
-    pool: &Connections,
+    pool: &Writer,
     pipeline: &str,
     stage: &str,
     transition_type: TransitionType,
@@ -328,7 +328,7 @@ async fn enable_transition(
 }
 
 async fn disabled_transitions(
-    pool: &Connections,
+    pool: &Writer,
     pipeline: &str,
 ) -> Result<Vec<DisabledTransition>, StoreError> {
     let rows = sqlx::query(
@@ -407,7 +407,7 @@ fn open_secret(
 }
 
 async fn put_webhook(
-    pool: &Connections,
+    pool: &Writer,
     key: &MasterKey,
     webhook: &NewWebhook,
     actor: &str,
@@ -461,7 +461,7 @@ async fn put_webhook(
 }
 
 async fn webhook_row(
-    pool: &Connections,
+    pool: &Writer,
     column: &str,
     value: &str,
 ) -> Result<(WebhookRecord, Option<Sealed>), StoreError> {
@@ -476,7 +476,7 @@ async fn webhook_row(
     webhook_record(&row)
 }
 
-async fn list_webhooks(pool: &Connections) -> Result<Vec<WebhookRecord>, StoreError> {
+async fn list_webhooks(pool: &Writer) -> Result<Vec<WebhookRecord>, StoreError> {
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY name");
     let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(db_error)?;
     rows.iter()
@@ -484,7 +484,7 @@ async fn list_webhooks(pool: &Connections) -> Result<Vec<WebhookRecord>, StoreEr
         .collect()
 }
 
-async fn delete_webhook(pool: &Connections, name: &str, actor: &str) -> Result<bool, StoreError> {
+async fn delete_webhook(pool: &Writer, name: &str, actor: &str) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM webhooks WHERE name = ?")
         .bind(name)
@@ -502,7 +502,7 @@ async fn delete_webhook(pool: &Connections, name: &str, actor: &str) -> Result<b
 /// Runs `UPDATE webhooks SET <assignment> WHERE name = ?` with one bound
 /// value, audited; `NotFound` when there is no such webhook.
 async fn update_webhook_column(
-    pool: &Connections,
+    pool: &Writer,
     name: &str,
     assignment: &str,
     value: i64,

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::connections::Connections;
+use super::writer::Writer;
 use super::{audit, db_error, parse_json};
 use crate::{NewProject, ProjectRecord, ProjectSort, SortOrder, StoreError, now_ms};
 
@@ -18,7 +19,7 @@ fn record(row: &SqliteRow) -> Result<ProjectRecord, StoreError> {
 }
 
 pub(crate) async fn create(
-    pool: &Connections,
+    pool: &Writer,
     project: &NewProject,
     actor: &str,
 ) -> Result<ProjectRecord, StoreError> {
@@ -51,7 +52,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn update(
-    pool: &Connections,
+    pool: &Writer,
     project: &NewProject,
     actor: &str,
 ) -> Result<ProjectRecord, StoreError> {
@@ -104,7 +105,7 @@ pub(crate) async fn get_many(
     Ok(crate::model::in_order_of(names, found, |p| &p.name))
 }
 
-pub(crate) async fn delete(pool: &Connections, name: &str, actor: &str) -> Result<(), StoreError> {
+pub(crate) async fn delete(pool: &Writer, name: &str, actor: &str) -> Result<(), StoreError> {
     let mut tx = pool.begin().await.map_err(db_error)?;
     let done = sqlx::query("DELETE FROM projects WHERE name = ?")
         .bind(name)

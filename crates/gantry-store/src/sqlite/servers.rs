@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::connections::{Batch, Step};
+use super::writer::{Batch, Step};
 use super::{SqliteStore, db_error, parse_json};
 use crate::agents::job_status::LEASED;
 use crate::{
