@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::writer::Batch;
+use super::writer::{Batch, Step};
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
 use crate::agents::{
@@ -26,6 +26,11 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
         last_used_ms: r.try_get("last_used_ms").map_err(db_error)?,
         revoked_ms: r.try_get("revoked_ms").map_err(db_error)?,
     })
+}
+
+/// The first row the one statement of a batch returned, if any.
+fn one_row(steps: Vec<Step>) -> Option<SqliteRow> {
+    steps.into_iter().next().and_then(|step| step.rows.into_iter().next())
 }
 
 fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
@@ -67,21 +72,22 @@ impl SqliteStore {
         result: Option<String>,
     ) -> Result<AgentJobRecord, StoreError> {
         // The ended row comes back from the UPDATE itself (no second read).
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = ?, error = ?, result_json = COALESCE(?, result_json), update_ms = ?
-             WHERE id = ? AND status = ? AND lease_epoch = ?
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(status)
-        .bind(error)
-        .bind(result)
-        .bind(now_ms())
-        .bind(id)
-        .bind(LEASED)
-        .bind(epoch)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_error)?;
+        let mut batch = Batch::new();
+        batch
+            .push(&format!(
+                "UPDATE jobs SET status = ?, error = ?, result_json = COALESCE(?, result_json),
+                        update_ms = ?
+                 WHERE id = ? AND status = ? AND lease_epoch = ?
+                 RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(status.to_owned())
+            .bind(error.map(str::to_owned))
+            .bind(result)
+            .bind(now_ms())
+            .bind(id.to_owned())
+            .bind(LEASED)
+            .bind(epoch);
+        let row = one_row(self.writer.run(batch).await.map_err(db_error)?);
         match row {
             Some(row) => job_row(&row),
             None => Err(self.job_or_fenced(id, epoch).await),
@@ -339,27 +345,28 @@ impl AgentStore for SqliteStore {
         lease_id: &str,
         lease_expires_ms: i64,
     ) -> Result<AgentJobRecord, StoreError> {
-        // One statement: the winning acknowledgement gets the leased row
-        // back from the UPDATE itself.
-        let row = sqlx::query(&format!(
-            "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
-                    agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
-                    offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
-                    update_ms = ?
-             WHERE id = ? AND status = ? AND attempts = ?
-             RETURNING {JOB_COLUMNS}"
-        ))
-        .bind(LEASED)
-        .bind(lease_id)
-        .bind(agent_id)
-        .bind(lease_expires_ms)
-        .bind(now_ms())
-        .bind(id)
-        .bind(QUEUED)
-        .bind(i64::from(attempts))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_error)?;
+        // One statement, run as a batch by the writer's thread (the
+        // hottest write of a remote build after its start): the winning
+        // acknowledgement gets the leased row back from the UPDATE itself.
+        let mut batch = Batch::new();
+        batch
+            .push(&format!(
+                "UPDATE jobs SET status = ?, lease_id = ?, lease_epoch = lease_epoch + 1,
+                        agent_id = ?, lease_expires_ms = ?, attempts = attempts + 1,
+                        offer_nonce = NULL, offer_expires_ms = 0, log_acked = 0, result_json = NULL,
+                        update_ms = ?
+                 WHERE id = ? AND status = ? AND attempts = ?
+                 RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(LEASED)
+            .bind(lease_id.to_owned())
+            .bind(agent_id.to_owned())
+            .bind(lease_expires_ms)
+            .bind(now_ms())
+            .bind(id.to_owned())
+            .bind(QUEUED)
+            .bind(i64::from(attempts));
+        let row = one_row(self.writer.run(batch).await.map_err(db_error)?);
         match row {
             Some(row) => job_row(&row),
             None => {
