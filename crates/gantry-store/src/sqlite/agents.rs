@@ -30,7 +30,10 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
 
 /// The first row the one statement of a batch returned, if any.
 fn one_row(steps: Vec<Step>) -> Option<SqliteRow> {
-    steps.into_iter().next().and_then(|step| step.rows.into_iter().next())
+    steps
+        .into_iter()
+        .next()
+        .and_then(|step| step.rows.into_iter().next())
 }
 
 fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {

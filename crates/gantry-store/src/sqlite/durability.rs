@@ -16,15 +16,16 @@
 //!   was answered (a 200, or state it read) survives a power cut, as with
 //!   `FULL`.
 //! - A request that wrote nothing skips the wait when nothing can be
-//!   pending ([`WalSync::clean`] with the write connection free: the
+//!   pending ([`WalSync::clean`] with the writer idle: the
 //!   store's `durable`), so a read on a quiet server costs no flush.
 //! - A failed flush fails every later `durable` too, until a restart:
 //!   after one, Linux may report a later flush of the file as a success
 //!   although the pages it could not write are gone.
 //! - A commit is flushed soon even when no response waits for it: every
-//!   return of the write connection marks the WAL dirty and wakes the
-//!   thread, which flushes within [`DIRTY_LINGER`] (at once when a caller
-//!   of `durable` comes meanwhile). The linger lets the commits nobody
+//!   batch and every return of the write connection marks the WAL dirty
+//!   and wakes the thread, which flushes within [`DIRTY_LINGER`] (at once
+//!   when a caller of `durable` comes meanwhile). The linger lets the
+//!   commits nobody
 //!   waits for (a build's end, its job queued, its log moved) share the
 //!   flush of those that are waited for, rather than each costing an
 //!   `fdatasync` of its own: half of a short remote build's flushes.
@@ -137,7 +138,7 @@ impl WalSync {
     /// the last mark, has finished, and no round ever failed. Then
     /// [`durable`](Self::durable) has nothing to wait for, provided no
     /// commit can have been written without its mark yet (the caller
-    /// checks that the write connection is not held).
+    /// checks that the writer is idle).
     pub(crate) fn clean(&self) -> bool {
         let rounds = self.shared.rounds();
         let finished = self.shared.finished.borrow();

@@ -86,10 +86,10 @@ impl SqliteStore {
         // agents and builds at once this doubled throughput. Lookups that
         // write nothing use the read-only `readers`.
         //
-        // Every hand-back of the write connection may follow a commit: the
-        // flush thread is told so, and flushes whether or not anyone waits
-        // (a weak reference, so the connection does not keep the thread
-        // alive after the last store is dropped).
+        // Every batch and every hand-back of the write connection may
+        // follow a commit: the flush thread is told so, and flushes whether
+        // or not anyone waits (a weak reference, so the writer does not
+        // keep the thread alive after the last store is dropped).
         let wal = std::sync::Arc::new(durability::WalSync::start(path)?);
         let conn = sqlx::SqliteConnection::connect_with(&options)
             .await

@@ -26,9 +26,9 @@ impl ServerStore for SqliteStore {
 
     async fn durable(&self) -> Result<(), StoreError> {
         // A request that wrote nothing, on a store with nothing pending,
-        // waits for no flush: every commit so far was marked (the write
-        // connection is not held, and its hand-back marks before it is
-        // free) and every mark is flushed. Checked in that order.
+        // waits for no flush: every commit so far was marked (nothing sent
+        // to the writer is still to be done, and a job marks before it
+        // stops counting) and every mark is flushed. Checked in that order.
         if self.writer.is_idle() && self.wal.clean() {
             return Ok(());
         }

@@ -553,7 +553,8 @@ mod tests {
 
     /// One write connection to `path`, with an empty table `t (x)`.
     async fn writer_with_table(path: &std::path::Path) -> Writer {
-        let writer = Writer::start(open(path, Duration::from_secs(5)).await, Weak::new()).expect("writer");
+        let writer =
+            Writer::start(open(path, Duration::from_secs(5)).await, Weak::new()).expect("writer");
         sqlx::query("CREATE TABLE t (x INTEGER)")
             .execute(&writer)
             .await
@@ -785,11 +786,13 @@ mod tests {
         // A borrower that went away before it was served leaves nothing
         // behind either.
         let held = writer.acquire().await.expect("borrow");
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(20), writer.acquire()).await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), writer.acquire()).await;
         assert!(gave_up.is_err(), "the second borrower waits, then gives up");
         drop(held);
-        writer.run(Batch::new()).await.expect("an empty batch after");
+        writer
+            .run(Batch::new())
+            .await
+            .expect("an empty batch after");
         assert!(writer.is_idle());
     }
 
