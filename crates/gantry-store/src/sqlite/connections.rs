@@ -14,10 +14,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
-use sqlx::sqlite::{SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTypeInfo};
-use sqlx::{Connection, Describe, Either, Execute, Executor, Sqlite, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Connections taken in turns; cheap to clone (clones share them).
@@ -113,70 +110,98 @@ impl Drop for Held {
     }
 }
 
-/// Statements run straight on the connections (`.fetch_all(&store.readers)`)
-/// take one for the statement, as they did on the pool. Rows are collected
-/// before the connection is handed back: nothing here streams.
-impl<'c> Executor<'c> for &'c Connections {
-    type Database = Sqlite;
+/// An `Executor` for a set of connections that lends one out
+/// (`acquire`): a statement run straight on it (`.fetch_all(&store.readers)`,
+/// `.execute(&store.writer)`) borrows a connection for the statement, as
+/// it did from sqlx's pool. Rows are collected before the connection is
+/// handed back: nothing here streams. A macro, not a blanket impl: sqlx's
+/// trait on a reference to a type parameter is not ours to implement.
+macro_rules! executor_by_borrowing {
+    ($set:ty) => {
+        impl<'c> ::sqlx::Executor<'c> for &'c $set {
+            type Database = ::sqlx::Sqlite;
 
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<SqliteQueryResult, SqliteRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Sqlite>,
-    {
-        futures_util::stream::once(async move {
-            let mut held = self.acquire().await?;
-            held.fetch_many(query).try_collect::<Vec<_>>().await
-        })
-        .map_ok(|items| futures_util::stream::iter(items.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
-    }
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> ::futures_util::stream::BoxStream<
+                'e,
+                Result<
+                    ::sqlx::Either<::sqlx::sqlite::SqliteQueryResult, ::sqlx::sqlite::SqliteRow>,
+                    ::sqlx::Error,
+                >,
+            >
+            where
+                'c: 'e,
+                E: 'q + ::sqlx::Execute<'q, ::sqlx::Sqlite>,
+            {
+                use ::futures_util::stream::{StreamExt as _, TryStreamExt as _};
+                ::futures_util::stream::once(async move {
+                    let mut held = self.acquire().await?;
+                    ::sqlx::Executor::fetch_many(&mut *held, query)
+                        .try_collect::<Vec<_>>()
+                        .await
+                })
+                .map_ok(|items| ::futures_util::stream::iter(items.into_iter().map(Ok)))
+                .try_flatten()
+                .boxed()
+            }
 
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<SqliteRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Sqlite>,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.fetch_optional(query).await
-        })
-    }
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> ::futures_util::future::BoxFuture<
+                'e,
+                Result<Option<::sqlx::sqlite::SqliteRow>, ::sqlx::Error>,
+            >
+            where
+                'c: 'e,
+                E: 'q + ::sqlx::Execute<'q, ::sqlx::Sqlite>,
+            {
+                Box::pin(async move {
+                    let mut held = self.acquire().await?;
+                    ::sqlx::Executor::fetch_optional(&mut *held, query).await
+                })
+            }
 
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [SqliteTypeInfo],
-    ) -> BoxFuture<'e, Result<SqliteStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.prepare_with(sql, parameters).await
-        })
-    }
+            fn prepare_with<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+                parameters: &'e [::sqlx::sqlite::SqliteTypeInfo],
+            ) -> ::futures_util::future::BoxFuture<
+                'e,
+                Result<::sqlx::sqlite::SqliteStatement<'q>, ::sqlx::Error>,
+            >
+            where
+                'c: 'e,
+            {
+                Box::pin(async move {
+                    let mut held = self.acquire().await?;
+                    ::sqlx::Executor::prepare_with(&mut *held, sql, parameters).await
+                })
+            }
 
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Sqlite>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.describe(sql).await
-        })
-    }
+            fn describe<'e, 'q: 'e>(
+                self,
+                sql: &'q str,
+            ) -> ::futures_util::future::BoxFuture<
+                'e,
+                Result<::sqlx::Describe<::sqlx::Sqlite>, ::sqlx::Error>,
+            >
+            where
+                'c: 'e,
+            {
+                Box::pin(async move {
+                    let mut held = self.acquire().await?;
+                    ::sqlx::Executor::describe(&mut *held, sql).await
+                })
+            }
+        }
+    };
 }
+pub(crate) use executor_by_borrowing;
+
+executor_by_borrowing!(Connections);
 
 #[cfg(test)]
 mod tests {

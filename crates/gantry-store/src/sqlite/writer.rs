@@ -37,15 +37,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use futures_util::future::BoxFuture;
-use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
-use sqlx::sqlite::{
-    SqliteArguments, SqliteQueryResult, SqliteRow, SqliteStatement, SqliteTransactionManager,
-    SqliteTypeInfo,
-};
+use futures_util::stream::TryStreamExt;
+use sqlx::sqlite::{SqliteArguments, SqliteRow, SqliteTransactionManager};
 use sqlx::{
-    Arguments as _, Connection, Describe, Either, Execute, Executor, Sqlite, SqliteConnection,
-    TransactionManager,
+    Arguments as _, Connection, Either, Executor, Sqlite, SqliteConnection, TransactionManager,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -465,70 +460,9 @@ impl Drop for WriteTx {
     }
 }
 
-/// Statements run straight on the writer (`.execute(&store.writer)`)
-/// borrow the connection for the statement. Rows are collected before the
-/// connection is handed back: nothing here streams.
-impl<'c> Executor<'c> for &'c Writer {
-    type Database = Sqlite;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<SqliteQueryResult, SqliteRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Sqlite>,
-    {
-        futures_util::stream::once(async move {
-            let mut held = self.acquire().await?;
-            held.fetch_many(query).try_collect::<Vec<_>>().await
-        })
-        .map_ok(|items| futures_util::stream::iter(items.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<SqliteRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Sqlite>,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.fetch_optional(query).await
-        })
-    }
-
-    fn prepare_with<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-        parameters: &'e [SqliteTypeInfo],
-    ) -> BoxFuture<'e, Result<SqliteStatement<'q>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.prepare_with(sql, parameters).await
-        })
-    }
-
-    fn describe<'e, 'q: 'e>(
-        self,
-        sql: &'q str,
-    ) -> BoxFuture<'e, Result<Describe<Sqlite>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move {
-            let mut held = self.acquire().await?;
-            held.describe(sql).await
-        })
-    }
-}
+// Statements run straight on the writer (`.execute(&store.writer)`)
+// borrow the connection for the statement.
+super::connections::executor_by_borrowing!(Writer);
 
 #[cfg(test)]
 mod tests {
