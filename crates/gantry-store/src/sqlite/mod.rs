@@ -81,10 +81,11 @@ impl SqliteStore {
         // One connection: SQLite runs one writer at a time anyway, and a
         // second connection waiting for the write lock sleeps in SQLite's
         // busy handler (1, 2, 5, 10 ... ms between tries) instead of being
-        // woken when the lock frees. Served in turn by a thread of its own ([`writer`]),
-        // callers are served the moment the connection is back; with many
-        // agents and builds at once this doubled throughput. Lookups that
-        // write nothing use the read-only `readers`.
+        // woken when the lock frees. A thread of its own ([`writer`]) runs
+        // what callers send it in order, back to back; with many agents
+        // and builds at once one connection served in turn doubled
+        // throughput. Lookups that write nothing use the read-only
+        // `readers`.
         //
         // Every batch and every hand-back of the write connection may
         // follow a commit: the flush thread is told so, and flushes whether

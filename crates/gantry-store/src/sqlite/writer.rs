@@ -11,7 +11,10 @@
 //! queued ~20 ms for it (docs/benchmarks.md, "Session of 2026-12-03,
 //! 10:08–13:08 UTC"). Here a [`Batch`] is carried out by the writer's own
 //! thread, which goes on to the next one the moment it is done; the
-//! caller's wake-up happens outside the hold.
+//! caller's wake-up happens outside the hold. (On two cores with 50 agents
+//! the machine is saturated either way, and the threads' waits are waits
+//! for a CPU: the next session of docs/benchmarks.md. This thread is where
+//! batches can next run on SQLite without sqlx's worker in between.)
 //!
 //! Writes that need Rust code between their statements (an interactive
 //! transaction, [`Writer::begin`], or a statement run on the writer as an
@@ -25,8 +28,9 @@
 //!   request) is rolled back at once: the rollback is queued on sqlx's
 //!   worker ahead of anything later, as sqlx's own `Transaction` does, so
 //!   it does not hold SQLite's write lock against another process's
-//!   connection until the next use; and a lent connection comes back with
-//!   no transaction open whatever its borrower did;
+//!   connection until the next use; and a transaction of sqlx's still
+//!   open when a lent connection comes back is rolled back before the
+//!   next job;
 //! - a batch runs to its end whatever its caller does: a caller that goes
 //!   away does not cut it off between `BEGIN` and `COMMIT`;
 //! - every batch and every hand-back tells the WAL flush thread a commit
