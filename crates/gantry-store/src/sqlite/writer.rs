@@ -69,16 +69,6 @@ enum Job {
     Close(oneshot::Sender<()>),
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Job::Batch(..) => "Job::Batch",
-            Job::Lend(_) => "Job::Lend",
-            Job::Close(_) => "Job::Close",
-        })
-    }
-}
-
 /// The write connection while one caller has it; handed back to the
 /// writer's thread when dropped.
 #[derive(Debug)]
