@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::raw::{BatchRow, Columns};
 use super::writer::{Batch, Step};
 use super::{SqliteStore, audit, db_error, parse_json};
 use crate::agents::job_status::{FAILED, LEASED, QUEUED};
@@ -29,33 +30,33 @@ fn token_row(r: &SqliteRow) -> Result<AgentTokenRecord, StoreError> {
 }
 
 /// The first row the one statement of a batch returned, if any.
-fn one_row(steps: Vec<Step>) -> Option<SqliteRow> {
+fn one_row(steps: Vec<Step>) -> Option<BatchRow> {
     steps
         .into_iter()
         .next()
         .and_then(|step| step.rows.into_iter().next())
 }
 
-fn job_row(r: &SqliteRow) -> Result<AgentJobRecord, StoreError> {
-    let attempts: i64 = r.try_get("attempts").map_err(db_error)?;
-    let max_attempts: i64 = r.try_get("max_attempts").map_err(db_error)?;
-    let cancel: i64 = r.try_get("cancel_requested").map_err(db_error)?;
+fn job_row(r: &impl Columns) -> Result<AgentJobRecord, StoreError> {
+    let attempts: i64 = r.column("attempts").map_err(db_error)?;
+    let max_attempts: i64 = r.column("max_attempts").map_err(db_error)?;
+    let cancel: i64 = r.column("cancel_requested").map_err(db_error)?;
     Ok(AgentJobRecord {
-        id: r.try_get("id").map_err(db_error)?,
-        kind: r.try_get("kind").map_err(db_error)?,
-        labels: labels(&r.try_get::<String, _>("labels_json").map_err(db_error)?)?,
-        payload: parse_json(&r.try_get::<String, _>("payload_json").map_err(db_error)?)?,
-        status: r.try_get("status").map_err(db_error)?,
-        lease_id: r.try_get("lease_id").map_err(db_error)?,
-        lease_epoch: r.try_get("lease_epoch").map_err(db_error)?,
-        agent_id: r.try_get("agent_id").map_err(db_error)?,
-        lease_expires_ms: r.try_get("lease_expires_ms").map_err(db_error)?,
+        id: r.column("id").map_err(db_error)?,
+        kind: r.column("kind").map_err(db_error)?,
+        labels: labels(&r.column::<String>("labels_json").map_err(db_error)?)?,
+        payload: parse_json(&r.column::<String>("payload_json").map_err(db_error)?)?,
+        status: r.column("status").map_err(db_error)?,
+        lease_id: r.column("lease_id").map_err(db_error)?,
+        lease_epoch: r.column("lease_epoch").map_err(db_error)?,
+        agent_id: r.column("agent_id").map_err(db_error)?,
+        lease_expires_ms: r.column("lease_expires_ms").map_err(db_error)?,
         attempts: u32::try_from(attempts).unwrap_or(0),
         max_attempts: u32::try_from(max_attempts).unwrap_or(1),
         cancel_requested: cancel != 0,
-        error: r.try_get("error").map_err(db_error)?,
+        error: r.column("error").map_err(db_error)?,
         result: r
-            .try_get::<Option<String>, _>("result_json")
+            .column::<Option<String>>("result_json")
             .map_err(db_error)?
             .map(|text| parse_json(&text))
             .transpose()?,

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::connections::Connections;
+use super::raw::Columns;
 use super::writer::{Batch, Writer};
 use super::{audit, db_error, parse_json};
 use crate::now_ms;
@@ -15,20 +16,20 @@ use crate::{
 const COLUMNS: &str =
     "id, project, number, status, current_phase, build_json, overrides_json, start_ms, end_ms";
 
-fn record(row: &SqliteRow) -> Result<BuildRecord, StoreError> {
-    let build: String = row.try_get("build_json").map_err(db_error)?;
-    let overrides: String = row.try_get("overrides_json").map_err(db_error)?;
-    let number: i64 = row.try_get("number").map_err(db_error)?;
+fn record(row: &impl Columns) -> Result<BuildRecord, StoreError> {
+    let build: String = row.column("build_json").map_err(db_error)?;
+    let overrides: String = row.column("overrides_json").map_err(db_error)?;
+    let number: i64 = row.column("number").map_err(db_error)?;
     Ok(BuildRecord {
-        id: row.try_get("id").map_err(db_error)?,
-        project: row.try_get("project").map_err(db_error)?,
+        id: row.column("id").map_err(db_error)?,
+        project: row.column("project").map_err(db_error)?,
         number: number as u64,
-        status: row.try_get("status").map_err(db_error)?,
-        current_phase: row.try_get("current_phase").map_err(db_error)?,
+        status: row.column("status").map_err(db_error)?,
+        current_phase: row.column("current_phase").map_err(db_error)?,
         build: parse_json(&build)?,
         overrides: parse_json(&overrides)?,
-        start_ms: row.try_get("start_ms").map_err(db_error)?,
-        end_ms: row.try_get("end_ms").map_err(db_error)?,
+        start_ms: row.column("start_ms").map_err(db_error)?,
+        end_ms: row.column("end_ms").map_err(db_error)?,
     })
 }
 
@@ -263,7 +264,7 @@ pub(crate) async fn append_log(
     let last: i64 = steps
         .last()
         .and_then(|step| step.rows.first())
-        .map(|row| row.try_get(0))
+        .map(|row| row.get_at(0))
         .transpose()
         .map_err(db_error)?
         .unwrap_or(0);

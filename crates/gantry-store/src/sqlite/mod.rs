@@ -22,6 +22,7 @@ mod keys;
 mod leader;
 mod pipelines;
 mod projects;
+mod raw;
 mod servers;
 mod workflows;
 mod writer;

@@ -325,7 +325,7 @@ fn chunk_stored(steps: &[Step]) -> Result<ChunkStored, StoreError> {
     let acked: Option<i64> = steps
         .last()
         .and_then(|step| step.rows.first())
-        .map(|row| row.try_get(0))
+        .map(|row| row.get_at(0))
         .transpose()
         .map_err(db_error)?;
     Ok(ChunkStored {

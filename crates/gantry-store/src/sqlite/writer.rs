@@ -41,14 +41,15 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use futures_util::stream::TryStreamExt;
-use sqlx::sqlite::{SqliteArguments, SqliteRow, SqliteTransactionManager};
-use sqlx::{
-    Arguments as _, Connection, Either, Executor, Sqlite, SqliteConnection, TransactionManager,
-};
+use std::ptr::NonNull;
+
+use sqlx::sqlite::{SqliteArgumentValue, SqliteTransactionManager};
+use sqlx::{Connection, Executor, Sqlite, SqliteConnection, TransactionManager};
 use tokio::sync::{mpsc, oneshot};
 
 use super::durability::WalSync;
+pub(crate) use super::raw::Step;
+use super::raw::{self, Statements};
 use crate::StoreError;
 
 /// The write connection's thread, as its callers see it; cheap to clone
@@ -186,19 +187,52 @@ async fn drive(
     // A batch's `BEGIN` that a failed `ROLLBACK` may have left open
     // (sqlx does not count it): ended before anything else runs.
     let mut stranded = false;
+    let mut statements = Statements::default();
+    // A job taken from the queue while batches ran, still to do.
+    let mut next: Option<Job> = None;
     let closing = loop {
-        let Some(job) = queue.recv().await else {
-            break None; // every `Writer` is gone
+        let job = match next.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => break None, // every `Writer` is gone
+            },
         };
         match job {
             Job::Batch(batch, reply) => {
-                let outcome = match settle(&mut conn, &mut stranded).await {
-                    Ok(()) => run_batch(&mut conn, batch, &mut stranded).await,
+                // The handle is taken from sqlx once and kept while
+                // batches follow one another (taking it is a round trip
+                // to sqlx's worker); a job of another kind gives it back.
+                let taken = match settle(&mut conn, &mut stranded).await {
+                    Ok(()) => conn.lock_handle().await,
                     Err(e) => Err(e),
                 };
-                mark();
-                busy.fetch_sub(1, Ordering::SeqCst);
-                let _ = reply.send(outcome);
+                let mut handle = match taken {
+                    Ok(handle) => handle,
+                    Err(e) => {
+                        busy.fetch_sub(1, Ordering::SeqCst);
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                };
+                let mut batch = Some((batch, reply));
+                let mut gone = false;
+                while let Some((job, reply)) = batch.take() {
+                    let db = handle.as_raw_handle();
+                    let outcome = run_batch(db, &mut statements, job, &mut stranded);
+                    mark();
+                    busy.fetch_sub(1, Ordering::SeqCst);
+                    let _ = reply.send(outcome);
+                    match queue.recv().await {
+                        Some(Job::Batch(job, reply)) => batch = Some((job, reply)),
+                        Some(other) => next = Some(other),
+                        None => gone = true,
+                    }
+                }
+                drop(handle);
+                if gone {
+                    break None;
+                }
             }
             Job::Lend(reply) => {
                 if let Err(e) = settle(&mut conn, &mut stranded).await {
@@ -223,6 +257,8 @@ async fn drive(
                         // Only a `Held` forgotten without its drop: the
                         // connection is gone, and so is the writer.
                         tracing::error!("the SQLite write connection was not handed back");
+                        // Its statements cannot be finalized without it.
+                        statements.abandon();
                         return;
                     }
                 }
@@ -238,6 +274,12 @@ async fn drive(
     // Jobs still queued are dropped with the queue: their callers hear
     // the writer is closed.
     queue.close();
+    // The statements are finalized before the connection closes, with the
+    // handle held (sqlx's worker parked); never with it unheld.
+    match conn.lock_handle().await {
+        Ok(mut handle) => statements.clear(handle.as_raw_handle()),
+        Err(_) => statements.abandon(),
+    }
     let _ = conn.close().await;
     if let Some(reply) = closing {
         busy.fetch_sub(1, Ordering::SeqCst);
@@ -257,51 +299,39 @@ async fn settle(conn: &mut SqliteConnection, stranded: &mut bool) -> Result<(), 
     Ok(())
 }
 
-/// Statements sent to SQLite as one string and run in one transaction
-/// (`BEGIN IMMEDIATE; …; COMMIT`) by the writer's thread, in one round
-/// trip to sqlx's worker ([`Writer::run`]).
+/// Statements run in one transaction (`BEGIN IMMEDIATE; …; COMMIT`) by
+/// the writer's thread, straight on SQLite's handle ([`super::raw`]), as
+/// one job ([`Writer::run`]).
 ///
 /// Why: sqlx runs every statement, and `BEGIN` and `COMMIT` too, as a
 /// round trip of its own to the connection's worker thread (a wake-up each
 /// way), and a transaction run from a caller's task also waits for that
 /// task's turn between its statements, all while the store's one write
 /// connection is held (`gantry bench agents`, docs/benchmarks.md). A batch
-/// is one round trip, whatever its length, and no wait for a caller.
+/// is one job, whatever its length, and no wait for a caller.
 ///
 /// What it asks of the caller: a statement cannot depend on what Rust code
 /// decides after an earlier one, so such a dependency is said in SQL
 /// (`changes()`, a subquery). Each statement's changed-row count and
-/// returned rows come back ([`Step`]).
+/// returned rows come back ([`Step`]). Arguments bind in order across the
+/// statements, as sqlx binds a query's.
 ///
 /// The transaction's safety: sqlx does not see the batch's `BEGIN` (its
 /// transaction depth stays 0), so the writer's thread sees it to its end
-/// and rolls back when a statement fails; should that rollback fail, it
-/// tries again before the next job.
-///
-/// It relies on sqlx's SQLite driver running every statement of a query
-/// string, with the arguments bound in order across them (sqlx 0.8;
-/// upstream calls that deprecated, launchbadge/sqlx#3108): the tests below
-/// fail should an upgrade take it away.
+/// and rolls back when a statement fails; should that rollback fail, the
+/// transaction is rolled back before the next job.
 pub(crate) struct Batch {
     sql: String,
-    args: SqliteArguments<'static>,
+    args: Vec<SqliteArgumentValue<'static>>,
     statements: usize,
     bind_error: Option<String>,
-}
-
-/// What one statement of a [`Batch`] did.
-pub(crate) struct Step {
-    /// Rows it inserted, changed or deleted.
-    pub(crate) changes: u64,
-    /// Rows it returned (a `SELECT`, or `RETURNING`).
-    pub(crate) rows: Vec<SqliteRow>,
 }
 
 impl Batch {
     pub(crate) fn new() -> Batch {
         Batch {
             sql: String::new(),
-            args: SqliteArguments::default(),
+            args: Vec::new(),
             statements: 0,
             bind_error: None,
         }
@@ -327,10 +357,17 @@ impl Batch {
     where
         T: sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + 'static,
     {
-        if let Err(e) = self.args.add(value)
-            && self.bind_error.is_none()
-        {
-            self.bind_error = Some(e.to_string());
+        // As sqlx's own arguments take a value: its encoding, or NULL.
+        let before = self.args.len();
+        match value.encode(&mut self.args) {
+            Ok(sqlx::encode::IsNull::Yes) => self.args.push(SqliteArgumentValue::Null),
+            Ok(sqlx::encode::IsNull::No) => {}
+            Err(e) => {
+                self.args.truncate(before);
+                if self.bind_error.is_none() {
+                    self.bind_error = Some(e.to_string());
+                }
+            }
         }
         self
     }
@@ -344,49 +381,33 @@ async fn rollback_raw(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     }
 }
 
-/// Runs one batch on the writer's thread, its transaction ended either way
+/// Runs one batch on the held handle, its transaction ended either way
 /// (or `stranded` set, for the next job to end it).
-async fn run_batch(
-    conn: &mut SqliteConnection,
+fn run_batch(
+    db: NonNull<libsqlite3_sys::sqlite3>,
+    statements: &mut Statements,
     batch: Batch,
     stranded: &mut bool,
 ) -> Result<Vec<Step>, sqlx::Error> {
-    let sql = format!("BEGIN IMMEDIATE;\n{}COMMIT;", batch.sql);
-    let outcome = run_steps(conn, &sql, batch.args).await;
-    if outcome.is_err() {
-        *stranded = rollback_raw(conn).await.is_err();
+    // A transaction no one ended (a failed rollback's): ended first.
+    if !raw::in_autocommit(db) {
+        statements.execute(db, "ROLLBACK")?;
     }
-    let mut steps = outcome?;
-    // The `BEGIN` and the `COMMIT` are not the caller's.
-    if steps.len() != batch.statements + 2 {
+    *stranded = false;
+    statements.execute(db, "BEGIN IMMEDIATE")?;
+    let outcome = statements
+        .run(db, &batch.sql, &batch.args)
+        .and_then(|steps| statements.execute(db, "COMMIT").map(|()| steps));
+    if outcome.is_err() && !raw::in_autocommit(db) {
+        *stranded = statements.execute(db, "ROLLBACK").is_err();
+    }
+    let steps = outcome?;
+    if steps.len() != batch.statements {
         return Err(sqlx::Error::Protocol(format!(
-            "a batch of {} statements gave {} results",
+            "a batch of {} statements ran {}",
             batch.statements,
-            steps.len().saturating_sub(2)
+            steps.len()
         )));
-    }
-    steps.pop();
-    steps.remove(0);
-    Ok(steps)
-}
-
-async fn run_steps(
-    conn: &mut SqliteConnection,
-    sql: &str,
-    args: SqliteArguments<'static>,
-) -> Result<Vec<Step>, sqlx::Error> {
-    let query = sqlx::query_with(sql, args);
-    let mut results = Executor::fetch_many(&mut *conn, query);
-    let mut steps = Vec::new();
-    let mut rows = Vec::new();
-    while let Some(item) = results.try_next().await? {
-        match item {
-            Either::Right(row) => rows.push(row),
-            Either::Left(done) => steps.push(Step {
-                changes: done.rows_affected(),
-                rows: std::mem::take(&mut rows),
-            }),
-        }
     }
     Ok(steps)
 }
@@ -605,7 +626,11 @@ mod tests {
         let steps = writer.run(batch).await.expect("batch");
         let changes: Vec<u64> = steps.iter().map(|s| s.changes).collect();
         assert_eq!(changes[..4], [3, 2, 1, 0]);
-        let rows: Vec<i64> = steps[4].rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        let rows: Vec<i64> = steps[4]
+            .rows
+            .iter()
+            .map(|r| r.get_at(0).expect("an integer"))
+            .collect();
         assert_eq!(rows, [1, 7, 20, 30]);
         assert_eq!(count(&writer).await, 4);
     }
@@ -626,9 +651,20 @@ mod tests {
         let err = writer
             .run(batch)
             .await
-            .err()
-            .expect("the second insert fails");
+            .expect_err("the second insert fails");
         assert!(err.to_string().contains("UNIQUE"), "{err}");
+        // Reported as sqlx reports it, so the store answers a conflict.
+        match &err {
+            sqlx::Error::Database(e) => {
+                assert!(e.is_unique_violation(), "{err}");
+                assert_eq!(
+                    e.code().as_deref(),
+                    Some("2067"),
+                    "SQLITE_CONSTRAINT_UNIQUE"
+                );
+            }
+            other => panic!("not a database error: {other:?}"),
+        }
         assert_eq!(count(&writer).await, 0, "the first insert is undone too");
         // The write lock is free at once, for another connection as well.
         another_connection_writes(&path, 5, Duration::from_secs(2)).await;
@@ -746,5 +782,134 @@ mod tests {
             writer.acquire().await,
             Err(sqlx::Error::PoolClosed)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_batch_binds_every_kind_of_value_and_reads_it_back_as_sqlx_does() {
+        use super::raw::Columns;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer =
+            Writer::start(open(&path, Duration::from_secs(5)).await, Weak::new()).expect("writer");
+        sqlx::query("CREATE TABLE v (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT, f INTEGER)")
+            .execute(&writer)
+            .await
+            .expect("create");
+        let mut batch = Batch::new();
+        batch
+            .push("INSERT INTO v VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(-7_i64)
+            .bind(2.5_f64)
+            .bind("naïve; 'quoted'".to_owned())
+            .bind(vec![0_u8, 255, 10])
+            .bind(None::<String>)
+            .bind(true);
+        // `?1` is the batch's first argument, wherever it stands (as sqlx
+        // numbers them across a query's statements).
+        batch.push("SELECT i, r, s, b, n, f FROM v WHERE i = ?1");
+        let steps = writer.run(batch).await.expect("batch");
+        let row = &steps[1].rows[0];
+        let from_sqlx = sqlx::query("SELECT i, r, s, b, n, f FROM v")
+            .fetch_one(&writer)
+            .await
+            .expect("read through sqlx");
+        fn values(
+            row: &impl Columns,
+        ) -> (i64, f64, String, Vec<u8>, Option<String>, bool, Option<i64>) {
+            (
+                row.column("i").expect("i"),
+                row.column("r").expect("r"),
+                row.column("s").expect("s"),
+                row.column("b").expect("b"),
+                row.column("n").expect("n"),
+                row.column("f").expect("f"),
+                row.column("i").expect("i as an option"),
+            )
+        }
+        let expected = (
+            -7,
+            2.5,
+            "naïve; 'quoted'".to_owned(),
+            vec![0, 255, 10],
+            None,
+            true,
+            Some(-7),
+        );
+        assert_eq!(values(row), expected);
+        assert_eq!(values(&from_sqlx), expected, "the same as sqlx reads it");
+        // What sqlx refuses, a batch's row refuses too.
+        assert!(row.column::<i64>("n").is_err(), "NULL is not an integer");
+        assert!(row.column::<i64>("s").is_err(), "text is not an integer");
+        assert!(from_sqlx.column::<i64>("s").is_err());
+        assert!(matches!(
+            row.column::<i64>("missing"),
+            Err(sqlx::Error::ColumnNotFound(_))
+        ));
+        assert!(matches!(
+            row.get_at::<i64>(6),
+            Err(sqlx::Error::ColumnIndexOutOfBounds { index: 6, len: 6 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn kept_statements_run_again_with_new_arguments_between_lent_uses_and_close_cleanly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        let batch = |x: i64| {
+            let mut batch = Batch::new();
+            batch.push("INSERT INTO t (x) VALUES (?)").bind(x);
+            batch.push("SELECT SUM(x) FROM t");
+            batch
+        };
+        let sum = |steps: Vec<Step>| -> i64 { steps[1].rows[0].get_at(0).expect("a sum") };
+        assert_eq!(sum(writer.run(batch(1)).await.expect("first")), 1);
+        assert_eq!(sum(writer.run(batch(2)).await.expect("same text")), 3);
+        // The connection lent between batches (sqlx runs on it), then the
+        // same text again: its kept statements see what was done meanwhile.
+        let mut tx = writer.begin().await.expect("begin");
+        sqlx::query("INSERT INTO t VALUES (10)")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        tx.commit().await.expect("commit");
+        assert_eq!(sum(writer.run(batch(4)).await.expect("after a lend")), 17);
+        // A schema change meanwhile: SQLite prepares the kept statements
+        // again by itself.
+        sqlx::query("ALTER TABLE t ADD COLUMN y TEXT")
+            .execute(&writer)
+            .await
+            .expect("alter");
+        assert_eq!(
+            sum(writer
+                .run(batch(8))
+                .await
+                .expect("after the schema changed")),
+            25
+        );
+        // A failing statement of a kept text leaves it usable.
+        let mut bad = Batch::new();
+        bad.push("INSERT INTO t (x) VALUES (?)").bind(16_i64);
+        bad.push("SELECT SUM(x) FROM t");
+        bad.push("INSERT INTO nowhere VALUES (1)");
+        assert!(writer.run(bad).await.is_err());
+        assert_eq!(
+            sum(writer.run(batch(32)).await.expect("after a failure")),
+            57
+        );
+        // Closing finalizes the kept statements first: SQLite then closes
+        // the file for real, checkpointing and removing its WAL (an
+        // unfinalized statement would keep the connection open).
+        writer.close().await;
+        assert!(
+            !dir.path().join("w.db-wal").exists(),
+            "the WAL was removed: the connection closed"
+        );
+        let mut again = open(&path, Duration::from_secs(1)).await;
+        let total: i64 = sqlx::query_scalar("SELECT SUM(x) FROM t")
+            .fetch_one(&mut again)
+            .await
+            .expect("reopen");
+        assert_eq!(total, 57);
     }
 }
