@@ -13,8 +13,9 @@
 //! thread, which goes on to the next one the moment it is done; the
 //! caller's wake-up happens outside the hold. (On two cores with 50 agents
 //! the machine is saturated either way, and the threads' waits are waits
-//! for a CPU: the next session of docs/benchmarks.md. This thread is where
-//! batches can next run on SQLite without sqlx's worker in between.)
+//! for a CPU: the next session of docs/benchmarks.md.) The thread runs
+//! batches on SQLite itself, with sqlx's worker parked ([`super::raw`]):
+//! through sqlx each statement's result was a wake-up of this thread.
 //!
 //! Writes that need Rust code between their statements (an interactive
 //! transaction, [`Writer::begin`], or a statement run on the writer as an
