@@ -216,16 +216,31 @@ async fn drive(
                         continue;
                     }
                 };
-                let mut batch = Some((batch, reply));
+                let mut group = vec![(batch, reply)];
                 let mut gone = false;
-                while let Some((job, reply)) = batch.take() {
+                while !group.is_empty() {
+                    // The batches already queued behind it join it, up to
+                    // a bound: one commit for them all (see `run_group`).
+                    while group.len() < GROUP_AT_MOST && next.is_none() {
+                        match queue.try_recv() {
+                            Ok(Job::Batch(job, reply)) => group.push((job, reply)),
+                            Ok(other) => next = Some(other),
+                            Err(_) => break,
+                        }
+                    }
+                    let (batches, replies): (Vec<Batch>, Vec<_>) = group.drain(..).unzip();
                     let db = handle.as_raw_handle();
-                    let outcome = run_batch(db, &mut statements, job, &mut stranded);
+                    let outcomes = run_group(db, &mut statements, &batches, &mut stranded);
                     mark();
-                    busy.fetch_sub(1, Ordering::SeqCst);
-                    let _ = reply.send(outcome);
+                    busy.fetch_sub(replies.len(), Ordering::SeqCst);
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                    if next.is_some() {
+                        break;
+                    }
                     match queue.recv().await {
-                        Some(Job::Batch(job, reply)) => batch = Some((job, reply)),
+                        Some(Job::Batch(job, reply)) => group.push((job, reply)),
                         Some(other) => next = Some(other),
                         None => gone = true,
                     }
@@ -382,12 +397,100 @@ async fn rollback_raw(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
     }
 }
 
-/// Runs one batch on the held handle, its transaction ended either way
-/// (or `stranded` set, for the next job to end it).
+/// The most batches one commit takes ([`run_group`]): enough to share a
+/// commit among what a busy server queues meanwhile, few enough that the
+/// first caller's answer does not wait long for the last's statements.
+const GROUP_AT_MOST: usize = 32;
+
+/// Runs `batches` (queued one behind the other) in one transaction: each
+/// inside a savepoint, so that one that fails is undone alone and the
+/// others commit; one `COMMIT` for them all. Each batch's outcome, in
+/// order.
+///
+/// Why: every commit writes each page it changed to the WAL in full, and a
+/// remote build's batches change the same few pages (the tables' and
+/// indexes' newest leaves) one after the other; batches committed
+/// together write those pages once. Callers see no difference: each
+/// batch is still all or nothing, and answered only once committed.
+///
+/// Should anything fail that is not one batch's own statement (`BEGIN`,
+/// a savepoint, the `COMMIT`, or an error after which SQLite rolled the
+/// whole transaction back), nothing of the group stays and each batch is
+/// run again on its own, as it would have been without the group.
+fn run_group(
+    db: NonNull<libsqlite3_sys::sqlite3>,
+    statements: &mut Statements,
+    batches: &[Batch],
+    stranded: &mut bool,
+) -> Vec<Result<Vec<Step>, sqlx::Error>> {
+    if let [batch] = batches {
+        return vec![run_batch(db, statements, batch, stranded)];
+    }
+    match run_together(db, statements, batches) {
+        Some(outcomes) => outcomes,
+        None => {
+            if !raw::in_autocommit(db) {
+                *stranded = statements.execute(db, "ROLLBACK").is_err();
+            }
+            batches
+                .iter()
+                .map(|batch| run_batch(db, statements, batch, stranded))
+                .collect()
+        }
+    }
+}
+
+/// [`run_group`]'s one transaction; `None` when it could not be carried
+/// out as one (the caller rolls back what is left and runs each alone).
+fn run_together(
+    db: NonNull<libsqlite3_sys::sqlite3>,
+    statements: &mut Statements,
+    batches: &[Batch],
+) -> Option<Vec<Result<Vec<Step>, sqlx::Error>>> {
+    if !raw::in_autocommit(db) {
+        return None; // a transaction no one ended: `run_batch` ends it
+    }
+    statements.execute(db, "BEGIN IMMEDIATE").ok()?;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        statements.execute(db, "SAVEPOINT batch").ok()?;
+        let outcome = statements
+            .run(db, &batch.sql, &batch.args)
+            .and_then(|steps| counted(batch, steps));
+        if outcome.is_err() {
+            // SQLite ends the whole transaction itself after some errors
+            // (a full disk, an I/O error): then nothing of the group is
+            // left to commit.
+            if raw::in_autocommit(db) {
+                return None;
+            }
+            statements.execute(db, "ROLLBACK TO batch").ok()?;
+        }
+        statements.execute(db, "RELEASE batch").ok()?;
+        outcomes.push(outcome);
+    }
+    statements.execute(db, "COMMIT").ok()?;
+    Some(outcomes)
+}
+
+/// `steps`, when there is one for each of `batch`'s statements.
+fn counted(batch: &Batch, steps: Vec<Step>) -> Result<Vec<Step>, sqlx::Error> {
+    if steps.len() != batch.statements {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {} statements ran {}",
+            batch.statements,
+            steps.len()
+        )));
+    }
+    Ok(steps)
+}
+
+/// Runs one batch on the held handle in a transaction of its own, ended
+/// either way (or `stranded` set, for the next job to end it).
 fn run_batch(
     db: NonNull<libsqlite3_sys::sqlite3>,
     statements: &mut Statements,
-    batch: Batch,
+    batch: &Batch,
     stranded: &mut bool,
 ) -> Result<Vec<Step>, sqlx::Error> {
     // A transaction no one ended (a failed rollback's): ended first.
@@ -398,19 +501,12 @@ fn run_batch(
     statements.execute(db, "BEGIN IMMEDIATE")?;
     let outcome = statements
         .run(db, &batch.sql, &batch.args)
+        .and_then(|steps| counted(batch, steps))
         .and_then(|steps| statements.execute(db, "COMMIT").map(|()| steps));
     if outcome.is_err() && !raw::in_autocommit(db) {
         *stranded = statements.execute(db, "ROLLBACK").is_err();
     }
-    let steps = outcome?;
-    if steps.len() != batch.statements {
-        return Err(sqlx::Error::Protocol(format!(
-            "a batch of {} statements ran {}",
-            batch.statements,
-            steps.len()
-        )));
-    }
-    Ok(steps)
+    outcome
 }
 
 impl Deref for Held {
@@ -912,5 +1008,106 @@ mod tests {
             .await
             .expect("reopen");
         assert_eq!(total, 57);
+    }
+
+    /// Bytes of the WAL file beside the database at `path`.
+    fn wal_len(path: &std::path::Path) -> u64 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// `n` batches sent while the connection is lent out, so that all of
+    /// them are queued when it comes back; their outcomes.
+    async fn queued_together(
+        writer: &Writer,
+        batches: Vec<Batch>,
+    ) -> Vec<Result<Vec<Step>, sqlx::Error>> {
+        let held = writer.acquire().await.expect("lend");
+        let sent: Vec<_> = batches
+            .into_iter()
+            .map(|batch| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.run(batch).await })
+            })
+            .collect();
+        // Every batch is in the queue before the connection goes back.
+        while writer.busy.load(Ordering::SeqCst) < sent.len() + 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(held);
+        let mut outcomes = Vec::new();
+        for task in sent {
+            outcomes.push(task.await.expect("batch task"));
+        }
+        outcomes
+    }
+
+    fn insert(x: i64) -> Batch {
+        let mut batch = Batch::new();
+        batch.push("INSERT INTO t (x) VALUES (?)").bind(x);
+        batch.push("SELECT COUNT(*) FROM t WHERE x = ?").bind(x);
+        batch
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_queued_together_share_a_commit_and_each_keeps_its_own_outcome() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
+            .execute(&writer)
+            .await
+            .expect("index");
+        let mut batches: Vec<Batch> = (1..=10).map(insert).collect();
+        // The fourth fails half way (its second insert repeats the
+        // first's x): it alone is undone.
+        batches[3].push("INSERT INTO t (x) VALUES (?)").bind(1_i64);
+        let before = wal_len(&path);
+        let outcomes = queued_together(&writer, batches).await;
+        let frames = (wal_len(&path) - before) / (4096 + 24);
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == 3 {
+                let err = outcome.as_ref().expect_err("the fourth fails");
+                assert!(err.to_string().contains("UNIQUE"), "{err}");
+            } else {
+                let steps = outcome.as_ref().expect("the others commit");
+                let seen: i64 = steps[1].rows[0].get_at(0).expect("count");
+                assert_eq!(seen, 1, "batch {i} sees its own row");
+            }
+        }
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&writer)
+            .await
+            .expect("read");
+        assert_eq!(rows, [1, 2, 3, 5, 6, 7, 8, 9, 10], "nothing of the fourth");
+        // One commit for the ten: the table's and the index's pages were
+        // written to the WAL once, not once per batch (ten commits would
+        // write at least ten frames).
+        assert!(frames < 10, "{frames} WAL frames for ten queued batches");
+        // The writer goes on outside any transaction.
+        another_connection_writes(&path, 100, Duration::from_secs(2)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_cannot_commit_as_one_runs_each_batch_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let writer = writer_with_table(&path).await;
+        // The second batch ends the group's transaction itself (as SQLite
+        // does after a full disk or an I/O error): the group cannot go on,
+        // and every batch is run again on its own.
+        let mut ends_it = insert(2);
+        ends_it.push("ROLLBACK");
+        let outcomes = queued_together(&writer, vec![insert(1), ends_it, insert(3)]).await;
+        assert!(outcomes[0].is_ok(), "{:?}", outcomes[0]);
+        assert!(outcomes[1].is_err(), "its own COMMIT finds no transaction");
+        assert!(outcomes[2].is_ok(), "{:?}", outcomes[2]);
+        let rows: Vec<i64> = sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(&writer)
+            .await
+            .expect("read");
+        assert_eq!(rows, [1, 3]);
+        another_connection_writes(&path, 100, Duration::from_secs(2)).await;
     }
 }
