@@ -604,6 +604,16 @@ mod tests {
         writer
     }
 
+    /// [`writer_with_table`], its `x` unique: a repeated `x` fails.
+    async fn writer_with_unique_x(path: &std::path::Path) -> Writer {
+        let writer = writer_with_table(path).await;
+        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
+            .execute(&writer)
+            .await
+            .expect("index");
+        writer
+    }
+
     /// Another connection to the file (another process, say) writes
     /// `x` within `within`: nothing holds SQLite's write lock.
     async fn another_connection_writes(path: &std::path::Path, x: i64, within: Duration) {
@@ -732,11 +742,7 @@ mod tests {
     async fn a_failing_batch_leaves_nothing_and_no_transaction_open() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
-        let writer = writer_with_table(&path).await;
-        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
-            .execute(&writer)
-            .await
-            .expect("index");
+        let writer = writer_with_unique_x(&path).await;
         let mut batch = Batch::new();
         batch.push("INSERT INTO t VALUES (?)").bind(1_i64);
         batch.push("INSERT INTO t VALUES (?)").bind(1_i64);
@@ -1050,11 +1056,7 @@ mod tests {
     async fn batches_queued_together_share_a_commit() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
-        let writer = writer_with_table(&path).await;
-        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
-            .execute(&writer)
-            .await
-            .expect("index");
+        let writer = writer_with_unique_x(&path).await;
         let before = wal_len(&path);
         let outcomes = queued_together(&writer, (1..=10).map(insert).collect()).await;
         let frames = (wal_len(&path) - before) / (4096 + 24);
@@ -1074,11 +1076,7 @@ mod tests {
     async fn a_failing_batch_queued_with_others_fails_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
-        let writer = writer_with_table(&path).await;
-        sqlx::query("CREATE UNIQUE INDEX t_x ON t (x)")
-            .execute(&writer)
-            .await
-            .expect("index");
+        let writer = writer_with_unique_x(&path).await;
         let mut batches: Vec<Batch> = (1..=6).map(insert).collect();
         // The fourth fails half way (its second insert repeats the
         // first's x).
