@@ -145,6 +145,19 @@ impl Client {
         .await
     }
 
+    /// Waits (up to the server's hold) for a job leased to the agent, the
+    /// acknowledgement made by the server (only to a server that said
+    /// [`Registered::poll_lease`]); `None` when none came.
+    pub async fn poll_lease(&self, agent_id: &str) -> Result<Option<Lease>, ClientError> {
+        let hold = crate::protocol::POLL_HOLD + Duration::from_secs(10);
+        self.post(
+            &format!("/agents/{agent_id}/poll?lease=1"),
+            &serde_json::json!({}),
+            hold,
+        )
+        .await
+    }
+
     /// Acknowledges an offer into a lease.
     pub async fn ack(&self, agent_id: &str, offer: &Offer) -> Result<Lease, ClientError> {
         let body = Ack {

@@ -285,7 +285,19 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         let release = tokio::time::sleep(IDLE_RELEASE);
         tokio::pin!(release);
         let mut armed = config.release_code_after_start && ran_jobs && idle;
-        let poll = client.poll(&registered.agent_id);
+        // A server that leases with the poll saves the acknowledgement's
+        // round trip: the job starts as the poll's answer arrives.
+        let poll = async {
+            if registered.poll_lease {
+                let lease = client.poll_lease(&registered.agent_id).await?;
+                Ok(lease.map(|l| job::Next::Lease(Box::new(l))))
+            } else {
+                Ok(client
+                    .poll(&registered.agent_id)
+                    .await?
+                    .map(job::Next::Offer))
+            }
+        };
         tokio::pin!(poll);
         let offer = loop {
             tokio::select! {
@@ -302,9 +314,16 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
         };
         match offer {
             Ok(None) => backoff.reset(),
-            Ok(Some(offer)) => {
+            Ok(Some(taken)) => {
                 backoff.reset();
-                match client.ack(&registered.agent_id, &offer).await {
+                let (job_id, leased) = match taken {
+                    job::Next::Lease(lease) => (lease.job_id.clone(), Ok(*lease)),
+                    job::Next::Offer(offer) => (
+                        offer.job_id.clone(),
+                        client.ack(&registered.agent_id, &offer).await,
+                    ),
+                };
+                match leased {
                     Ok(lease) => {
                         ran_jobs = true;
                         let context = context.clone();
@@ -347,7 +366,7 @@ pub async fn run(config: AgentConfig, drain: impl Future<Output = ()>) -> Result
                         break 'taking;
                     }
                     // Another agent won the job, or the offer lapsed.
-                    Err(e) => tracing::debug!(job = %offer.job_id, error = %e, "ack refused"),
+                    Err(e) => tracing::debug!(job = %job_id, error = %e, "ack refused"),
                 }
             }
             Err(ClientError::Unauthorized(m)) => {

@@ -72,6 +72,12 @@ pub struct Registered {
     /// this out, does not.
     #[serde(default)]
     pub next_lease: bool,
+    /// The server answers a poll sent with `?lease=1` with the job already
+    /// leased to the agent (a [`Lease`], not an [`Offer`]): acknowledged
+    /// for it, as with [`Registered::next_lease`]. An older server, which
+    /// leaves this out, does not.
+    #[serde(default)]
+    pub poll_lease: bool,
 }
 
 /// `POST /agent/v1/agents/{agent_id}/poll`'s 200 answer: a job offered

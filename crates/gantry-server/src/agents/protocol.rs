@@ -196,6 +196,7 @@ async fn register<S: Store>(
         result_log: true,
         next_offer: true,
         next_lease: true,
+        poll_lease: true,
     }))
 }
 
@@ -276,13 +277,21 @@ const OFFER_PAGES: [u32; 2] = [16, 100];
 
 /// Held until a matching job is offerable (200 with the offer) or
 /// [`wire::POLL_HOLD`] passes (204). Woken by the hub, not by a timer.
+///
+/// With `?lease=1` the answer is the job leased to the agent instead,
+/// acknowledged on its behalf as a result's `&lease=1` is
+/// ([`lease_offered`]): a job then costs the agent no acknowledgement
+/// request. An offer whose lease loses to another acknowledgement is
+/// skipped and the poll goes on.
 async fn poll<S: Store>(
     State(state): State<AppState<S>>,
     Path(agent_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, AgentError> {
     let token = tokens::bearer(&state, &headers).await?;
     let agent = owned_agent(&state, &token, &agent_id).await?;
+    let leased = crate::rest::query_param(&uri, "lease").as_deref() == Some("1");
     let deadline = tokio::time::Instant::now() + wire::POLL_HOLD;
     let mut closing = state.closing.subscribe();
     let waiting = hub(&state).wait_for_job(&agent.labels);
@@ -290,7 +299,18 @@ async fn poll<S: Store>(
     loop {
         waiting.join();
         if let Some(offer) = try_offer(&state, &agent, woken_for.take()).await? {
-            return Ok(json(&offer));
+            if !leased {
+                return Ok(json(&offer));
+            }
+            match lease_to_poller(&state, &agent, offer).await {
+                Ok(lease) => return Ok(json(&lease)),
+                // Lost to another acknowledgement, or lapsed: look again.
+                Err(AgentError(StatusCode::CONFLICT, message)) => {
+                    tracing::debug!(agent = %agent.id, %message, "no lease for the poll");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let now = tokio::time::Instant::now();
         if now >= deadline || *closing.borrow() {
@@ -305,6 +325,28 @@ async fn poll<S: Store>(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Leases `offer` to the polling `agent` on a task of its own, so the
+/// lease is taken whole — the job's row, the hub's records, the log's
+/// "took the build" line — even when the poll's connection drops
+/// meanwhile and its handler is dropped with it (the job is then leased to
+/// an agent that never heard of it, and goes back to the queue when its
+/// lease runs out, as after any lost answer to an acknowledgement).
+async fn lease_to_poller<S: Store>(
+    state: &AppState<S>,
+    agent: &AgentRecord,
+    offer: Offer,
+) -> Result<Lease, AgentError> {
+    let (state, agent) = (state.clone(), agent.clone());
+    tokio::spawn(async move { lease_offered(&state, &agent, &offer.job_id, &offer.nonce).await })
+        .await
+        .map_err(|e| {
+            AgentError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("leasing the job offered to the poll failed: {e}"),
+            )
+        })?
 }
 
 async fn ack<S: Store>(

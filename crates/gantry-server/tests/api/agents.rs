@@ -524,6 +524,64 @@ async fn a_result_may_bring_the_agents_next_job_leased() {
     server.stop().await;
 }
 
+/// A poll sent with `?lease=1` is held until a job is queued and answered
+/// with it leased to the agent, acknowledged for it: its epoch is the
+/// lease's (heartbeats are taken under it, another epoch is fenced), the
+/// log says which agent took the build, and the job is not offered again.
+/// Another token cannot poll for the agent.
+#[tokio::test]
+async fn a_poll_may_bring_the_job_leased() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (other_token, _) = self::token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let other = Client::new(&server.url(), &other_token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    assert!(agent.poll_lease, "this server leases jobs with a poll");
+    let refused = other.poll_lease(&agent.agent_id).await;
+    assert!(
+        refused.is_err(),
+        "another token's poll for the agent is refused: {refused:?}"
+    );
+    // The poll is held before anything is queued: the job that is queued
+    // wakes it.
+    let held = {
+        let (client, agent_id) = (client.clone(), agent.agent_id.clone());
+        tokio::spawn(async move { client.poll_lease(&agent_id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "nothing is queued: the poll is held");
+    let id = start(&server, inline_project("polled", GOOD_BUILDSPEC)).await;
+    let lease = held
+        .await
+        .expect("poll task")
+        .expect("the poll is answered")
+        .expect("with the job leased");
+    client
+        .heartbeat(&lease.job_id, lease.epoch)
+        .await
+        .expect("the lease is live under its epoch");
+    let stale = client.heartbeat(&lease.job_id, lease.epoch + 1).await;
+    assert!(
+        matches!(stale, Err(ClientError::Conflict(_))),
+        "another epoch is fenced: {stale:?}"
+    );
+    let next = client
+        .result_then_lease(&lease.job_id, &succeeded(&lease), &agent.agent_id)
+        .await
+        .expect("the result is taken");
+    assert!(next.is_none(), "the job is not offered again: {next:?}");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = server.log_text(&id).await;
+    assert!(
+        log.contains(&format!("Agent {}", agent.agent_id)) && log.contains("took the build"),
+        "the log names the agent that took it: {log}"
+    );
+    server.stop().await;
+}
+
 /// A result sent with `?next=<agent id>` is answered with the next job
 /// offered to that agent (the poll its freed slot would make, saved), only
 /// when one is ready, and only to the token's own agent.
