@@ -129,6 +129,7 @@ pub(crate) async fn run(cx: &Context, slot: usize, lease: Lease) -> Option<Next>
         cx.client.clone(),
         job_id.clone(),
         epoch,
+        Duration::from_millis((lease.expires_in_ms / 3).max(10)),
         Duration::from_millis((cx.lease_ms / 3).max(10)),
         stop.clone(),
         lost.clone(),
@@ -374,14 +375,16 @@ async fn heartbeats(
     client: Client,
     job_id: String,
     epoch: i64,
+    first: Duration,
     every: Duration,
     stop: Arc<StopHandle>,
     lost: Arc<AtomicBool>,
 ) {
-    // The first renewal one period after the acknowledgement, which set
-    // the lease's expiry itself: renewing at once cost every job a request
-    // and a database write, and most trivial jobs end before the period.
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The first renewal a third of the way into the term the lease named
+    // (the lease timeout, or a shorter first term for a lease that came
+    // with a poll's answer), not at once: renewing at once cost every job
+    // a request and a database write, and most trivial jobs end before.
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;

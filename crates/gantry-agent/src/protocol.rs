@@ -110,7 +110,9 @@ pub struct Lease {
     pub lease_id: String,
     /// The fencing token every later message carries.
     pub epoch: i64,
-    /// How long the lease lasts without a heartbeat.
+    /// How long the lease lasts without a heartbeat: the lease timeout, or
+    /// a shorter first term for a lease that came with a poll's answer.
+    /// The first heartbeat is due a third of the way in.
     pub expires_in_ms: u64,
     /// What to run.
     pub payload: Payload,

@@ -327,26 +327,44 @@ async fn poll<S: Store>(
     }
 }
 
-/// Leases `offer` to the polling `agent` on a task of its own, so the
-/// lease is taken whole — the job's row, the hub's records, the log's
-/// "took the build" line — even when the poll's connection drops
-/// meanwhile and its handler is dropped with it (the job is then leased to
-/// an agent that never heard of it, and goes back to the queue when its
-/// lease runs out, as after any lost answer to an acknowledgement).
+/// Leases `offer` to the polling `agent` for a first term of
+/// [`poll_lease_term`], on a task of its own, so the lease is taken whole
+/// — the job's row, the hub's records, the log's "took the build" line —
+/// even when the poll's connection drops meanwhile and its handler is
+/// dropped with it.
+///
+/// The short first term is for the poll nobody is at the other end of: a
+/// poll held for an agent whose host died or was cut off stays waiting
+/// here until its hold ends, and the hub wakes the longest-waiting poll
+/// first. A job leased to it goes back to the queue as soon as an offer
+/// to it would have lapsed, not a whole lease timeout later. A live agent
+/// renews a third of the way into the term its lease names, which gives
+/// it the full lease.
 async fn lease_to_poller<S: Store>(
     state: &AppState<S>,
     agent: &AgentRecord,
     offer: Offer,
 ) -> Result<Lease, AgentError> {
     let (state, agent) = (state.clone(), agent.clone());
-    tokio::spawn(async move { lease_offered(&state, &agent, &offer.job_id, &offer.nonce).await })
-        .await
-        .map_err(|e| {
-            AgentError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("leasing the job offered to the poll failed: {e}"),
-            )
-        })?
+    let term = poll_lease_term(hub(&state).lease_ms());
+    tokio::spawn(
+        async move { lease_offered(&state, &agent, &offer.job_id, &offer.nonce, term).await },
+    )
+    .await
+    .map_err(|e| {
+        AgentError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("leasing the job offered to the poll failed: {e}"),
+        )
+    })?
+}
+
+/// The first term of a lease made for a poll: an offer's time to live,
+/// or the lease timeout when that is shorter.
+fn poll_lease_term(lease_ms: u64) -> u64 {
+    u64::try_from(OFFER_TTL.as_millis())
+        .unwrap_or(u64::MAX)
+        .min(lease_ms)
 }
 
 async fn ack<S: Store>(
@@ -358,19 +376,22 @@ async fn ack<S: Store>(
     let token = tokens::bearer(&state, &headers).await?;
     let ack: Ack = parse(&body, "ack")?;
     let agent = owned_agent(&state, &token, &ack.agent_id).await?;
-    let lease = lease_offered(&state, &agent, &job_id, &ack.nonce).await?;
+    let term = hub(&state).lease_ms();
+    let lease = lease_offered(&state, &agent, &job_id, &ack.nonce, term).await?;
     Ok(json(&lease))
 }
 
-/// Turns the offer of `job_id` to `agent` (its nonce) into a lease: the
-/// acknowledgement, made by the agent's `ack` request or, for the job
-/// offered with a result's answer, by the server on the agent's behalf.
+/// Turns the offer of `job_id` to `agent` (its nonce) into a lease
+/// running out `term_ms` from now unless renewed: the acknowledgement,
+/// made by the agent's `ack` request or, for the job offered with a
+/// result's or a poll's answer, by the server on the agent's behalf.
 /// Only one acknowledgement of a job wins (the store's fenced update).
 async fn lease_offered<S: Store>(
     state: &AppState<S>,
     agent: &AgentRecord,
     job_id: &str,
     nonce: &str,
+    term_ms: u64,
 ) -> Result<Lease, AgentError> {
     let hub = hub(state);
     let attempts = hub
@@ -394,7 +415,7 @@ async fn lease_offered<S: Store>(
             )
         })?;
     let lease_id = format!("lease-{}", uuid::Uuid::new_v4().simple());
-    let expires = now_ms() + i64::try_from(hub.lease_ms()).unwrap_or(i64::MAX / 2);
+    let expires = now_ms() + i64::try_from(term_ms).unwrap_or(i64::MAX / 2);
     let leased = state
         .store
         .ack_job(job_id, attempts, &agent.id, &lease_id, expires)
@@ -419,7 +440,7 @@ async fn lease_offered<S: Store>(
         job_id: job_id.to_owned(),
         lease_id,
         epoch: job.lease_epoch,
-        expires_in_ms: hub.lease_ms(),
+        expires_in_ms: term_ms,
         payload,
     })
 }
@@ -833,7 +854,8 @@ async fn next_job<S: Store>(
     if !leased {
         return (Some(offer), None);
     }
-    match lease_offered(state, &agent, &offer.job_id, &offer.nonce).await {
+    let term = hub(state).lease_ms();
+    match lease_offered(state, &agent, &offer.job_id, &offer.nonce, term).await {
         Ok(lease) => (None, Some(lease)),
         Err(AgentError(status, message)) => {
             tracing::debug!(agent = %agent_id, job = %offer.job_id, %status, %message, "no lease with the result");

@@ -582,6 +582,107 @@ async fn a_poll_may_bring_the_job_leased() {
     server.stop().await;
 }
 
+/// A job leased with a poll's answer has a short first term (an offer's
+/// life, not the lease timeout): never renewed — the poll was held for an
+/// agent that is gone — it is back in the queue long before the lease
+/// timeout, and that lease is fenced off. A renewal gives the full lease
+/// timeout, and the renewed lease outlives the first term.
+#[tokio::test]
+async fn a_lease_from_a_poll_has_a_short_first_term_that_a_renewal_extends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| {
+        c.local_agent = false;
+        c.lease_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let agent = client.register(&registration(&[])).await.expect("register");
+    let id = start(&server, inline_project("short", GOOD_BUILDSPEC)).await;
+    let lost = client
+        .poll_lease(&agent.agent_id)
+        .await
+        .expect("poll")
+        .expect("leased");
+    assert!(
+        lost.expires_in_ms < agent.lease_timeout_ms,
+        "a first term shorter than the lease timeout: {} ms",
+        lost.expires_in_ms
+    );
+    // Nobody renews it: the job comes back to a poll, long before the
+    // two minutes of the lease timeout.
+    let back = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Some(lease) = client.poll_lease(&agent.agent_id).await.expect("poll") {
+                return lease;
+            }
+        }
+    })
+    .await
+    .expect("the job is back in the queue within a minute");
+    assert_eq!(back.job_id, lost.job_id);
+    assert!(back.epoch > lost.epoch, "a new lease: {back:?}");
+    let stale = client.heartbeat(&lost.job_id, lost.epoch).await;
+    assert!(
+        matches!(stale, Err(ClientError::Conflict(_))),
+        "the lapsed lease is fenced off: {stale:?}"
+    );
+    let renewed = client
+        .heartbeat(&back.job_id, back.epoch)
+        .await
+        .expect("renewed");
+    assert_eq!(renewed.expires_in_ms, agent.lease_timeout_ms);
+    tokio::time::sleep(Duration::from_millis(back.expires_in_ms + 2000)).await;
+    client
+        .heartbeat(&back.job_id, back.epoch)
+        .await
+        .expect("the renewed lease outlived its first term");
+    client
+        .result(&back.job_id, &succeeded(&back))
+        .await
+        .expect("the result is taken");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    server.stop().await;
+}
+
+/// A real agent renews a lease that came with its poll within the lease's
+/// short first term: a build that outlasts the term runs once, on its
+/// first attempt, with no lease running out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_renews_a_lease_from_its_poll_before_the_first_term_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let (drain, agent) = spawn_agent(&server, &token, &[], "renewer", &dir.path().join("work"));
+    // The agent's poll is held (or about to be) when the build is queued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - sleep 7\n";
+    let id = start(&server, inline_project("outlasts", spec)).await;
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let queued = build["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["phaseType"] == "QUEUED")
+        .expect("QUEUED")
+        .clone();
+    assert!(
+        queued["contexts"]
+            .as_array()
+            .is_none_or(|c| c.iter().all(|c| c["statusCode"] != "AGENT_LEASE_EXPIRED")),
+        "no lease ran out: {queued}"
+    );
+    let log = server.log_text(&id).await;
+    assert!(
+        log.contains("took the build (attempt 1)") && !log.contains("(attempt 2)"),
+        "one attempt: {log}"
+    );
+    stop_agent(drain, agent).await;
+    server.stop().await;
+}
+
 /// A result sent with `?next=<agent id>` is answered with the next job
 /// offered to that agent (the poll its freed slot would make, saved), only
 /// when one is ready, and only to the token's own agent.
