@@ -646,6 +646,53 @@ async fn a_lease_from_a_poll_has_a_short_first_term_that_a_renewal_extends() {
     server.stop().await;
 }
 
+/// A poll whose agent went away — its connection closed, as when the
+/// agent drains or dies while it waits — stops waiting with it: the job
+/// queued next is leased to a poll that is still there, on its first
+/// lease, not to the gone one.
+#[tokio::test]
+async fn a_poll_whose_connection_closed_is_not_leased_a_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(&dir.path().join("data"), |c| c.local_agent = false).await;
+    let (token, _) = token(&server).await;
+    let client = Client::new(&server.url(), &token).expect("client");
+    let gone = client.register(&registration(&[])).await.expect("register");
+    let live = client.register(&registration(&[])).await.expect("register");
+    let held = {
+        let (client, agent_id) = (client.clone(), gone.agent_id.clone());
+        tokio::spawn(async move { client.poll_lease(&agent_id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    held.abort();
+    assert!(held.await.is_err(), "the poll was cut off, not answered");
+    // The gone poll waited longer than any other: it would be woken first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = {
+        let (client, agent_id) = (client.clone(), live.agent_id.clone());
+        tokio::spawn(async move { client.poll_lease(&agent_id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let id = start(&server, inline_project("gone", GOOD_BUILDSPEC)).await;
+    let lease = waiting
+        .await
+        .expect("poll task")
+        .expect("poll")
+        .expect("leased to the poll still there");
+    assert_eq!(lease.epoch, 1, "the job's first lease: {lease:?}");
+    client
+        .result(&lease.job_id, &succeeded(&lease))
+        .await
+        .expect("the result is taken");
+    let build = server.wait_build(&id).await;
+    assert_eq!(build["buildStatus"], "SUCCEEDED", "{build}");
+    let log = server.log_text(&id).await;
+    assert!(
+        log.contains(&format!("Agent {}", live.agent_id)) && !log.contains(&gone.agent_id),
+        "only the live agent took the build: {log}"
+    );
+    server.stop().await;
+}
+
 /// A real agent renews a lease that came with its poll within the lease's
 /// short first term: a build that outlasts the term runs once, on its
 /// first attempt, with no lease running out.
