@@ -136,11 +136,11 @@ pub(crate) async fn prepare_build<S: Store>(
         Err(e) => return Err(e.into()),
     };
     let mut source_json = project.get("source").cloned().unwrap_or(json!({}));
-    if let Some(spec) = input
+    let overridden = input
         .buildspec_override
         .as_deref()
-        .filter(|s| !s.is_empty())
-    {
+        .filter(|s| !s.is_empty());
+    if let Some(spec) = overridden {
         source_json["buildspec"] = json!(spec);
     }
     let source = ProjectSource::from_json(&source_json).map_err(ApiError::invalid_input)?;
@@ -151,7 +151,12 @@ pub(crate) async fn prepare_build<S: Store>(
     }
     let buildspec = match source.buildspec.as_deref() {
         Some(text) if is_inline_buildspec(text) => {
-            check_buildspec(text, "buildspec")?;
+            // The project's own was checked when the project was created
+            // or updated: parsing it again cost every StartBuild a YAML
+            // parse. An override is new, and checked here.
+            if overridden.is_some() {
+                check_buildspec(text, "buildspec")?;
+            }
             BuildspecRef::Inline(text.to_owned())
         }
         Some(_) if source.kind == SourceKind::None => {

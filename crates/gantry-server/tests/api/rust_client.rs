@@ -111,6 +111,24 @@ async fn projects_builds_and_logs_on(db: Db) {
     assert_eq!(failed["buildStatus"], "FAILED");
     assert_eq!(failed["buildNumber"], 2);
     assert_eq!(phase(&failed, "BUILD")["phaseStatus"], "FAILED");
+    // A buildspec override that does not parse is refused at StartBuild,
+    // and no build is made of it.
+    let (status, bad) = server
+        .call_as(
+            SECRET,
+            "StartBuild",
+            &json!({"projectName": "web", "buildspecOverride": "version: 0.2\nphases: [\n"}),
+        )
+        .await;
+    assert_eq!(
+        (status, bad["__type"].as_str()),
+        (400, Some("InvalidInputException")),
+        "{bad}"
+    );
+    let listed = server
+        .call("ListBuildsForProject", &json!({"projectName": "web"}))
+        .await;
+    assert_eq!(listed["ids"].as_array().map(Vec::len), Some(2), "{listed}");
 
     server.call("DeleteProject", &json!({"name": "web"})).await;
     let (status, err) = server
