@@ -136,26 +136,21 @@ impl Client {
 
     /// Waits (up to the server's hold) for a job; `None` when none came.
     pub async fn poll(&self, agent_id: &str) -> Result<Option<Offer>, ClientError> {
-        let hold = crate::protocol::POLL_HOLD + Duration::from_secs(10);
-        self.post(
-            &format!("/agents/{agent_id}/poll"),
-            &serde_json::json!({}),
-            hold,
-        )
-        .await
+        self.held_poll(&format!("/agents/{agent_id}/poll")).await
     }
 
     /// Waits (up to the server's hold) for a job leased to the agent, the
     /// acknowledgement made by the server (only to a server that said
     /// [`Registered::poll_lease`]); `None` when none came.
     pub async fn poll_lease(&self, agent_id: &str) -> Result<Option<Lease>, ClientError> {
+        self.held_poll(&format!("/agents/{agent_id}/poll?lease=1"))
+            .await
+    }
+
+    /// A poll request, given longer than the server holds it.
+    async fn held_poll<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>, ClientError> {
         let hold = crate::protocol::POLL_HOLD + Duration::from_secs(10);
-        self.post(
-            &format!("/agents/{agent_id}/poll?lease=1"),
-            &serde_json::json!({}),
-            hold,
-        )
-        .await
+        self.post(path, &serde_json::json!({}), hold).await
     }
 
     /// Acknowledges an offer into a lease.
